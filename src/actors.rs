@@ -1,0 +1,8 @@
+//! The live state, one owner per piece, behind the [`Hub`] façade.
+//! Actors own state and call `domain` for rules and `store` (enqueue only) for
+//! persistence; they never see HTTP or SQL.
+
+pub mod agent;
+pub mod hub;
+
+pub use hub::{AgentStatus, Hub, HubError, StatusCounts};

@@ -1,0 +1,137 @@
+//! Bearer tokens. Tokens live in memory only as SHA-256 digests and are looked up by
+//! digest, so no plaintext comparison (and no timing leak on a prefix) ever happens.
+//! The token decides who is calling; no argument ever does.
+
+use crate::config::AgentsFile;
+use crate::domain::AgentId;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use thiserror::Error;
+
+pub type Digest = [u8; 32];
+
+pub fn digest(token: &str) -> Digest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The reference stores the first 32 hex chars of the SHA-256 in `agents.token_hash`.
+pub fn token_hash_column(token: &str) -> String {
+    crate::domain::ids::hex(&digest(token)[..16])
+}
+
+/// Who a valid token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Agent(AgentId),
+    Operator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum AuthError {
+    #[error("missing Authorization header: send `Authorization: Bearer <token>`")]
+    Missing,
+    #[error("Authorization header must use the Bearer scheme")]
+    WrongScheme,
+    #[error("unknown bearer token")]
+    InvalidToken,
+}
+
+/// Token digests of every agent and of the operator.
+#[derive(Debug, Clone)]
+pub struct TokenIndex {
+    by_digest: HashMap<Digest, Principal>,
+}
+
+impl TokenIndex {
+    pub fn new(agents: &AgentsFile, operator_token: &str) -> Self {
+        let mut by_digest: HashMap<Digest, Principal> = agents
+            .agents
+            .iter()
+            .map(|a| (digest(&a.token), Principal::Agent(AgentId::new(&a.id))))
+            .collect();
+        // An agent token equal to the operator token must not grant operator rights
+        // to that agent; the operator entry wins and the agent cannot authenticate.
+        by_digest.insert(digest(operator_token), Principal::Operator);
+        TokenIndex { by_digest }
+    }
+
+    /// Resolve an `Authorization` header value.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let token = bearer(header)?;
+        self.by_digest
+            .get(&digest(token))
+            .cloned()
+            .ok_or(AuthError::InvalidToken)
+    }
+}
+
+/// Extract the token of `Bearer <token>` (scheme case-insensitive, per RFC 7235).
+pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+    let h = header.ok_or(AuthError::Missing)?.trim();
+    if h.is_empty() || h.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Missing);
+    }
+    let (scheme, rest) = h.split_once(' ').ok_or(AuthError::WrongScheme)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::WrongScheme);
+    }
+    let token = rest.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::agents_env;
+
+    fn index() -> TokenIndex {
+        let f = agents_env::parse("f", "alice=tok-a\nbob=tok-b\n").unwrap();
+        TokenIndex::new(&f, "op-token")
+    }
+
+    #[test]
+    fn lookup_by_token() {
+        let idx = index();
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-a")),
+            Ok(Principal::Agent(AgentId::new("alice")))
+        );
+        assert_eq!(
+            idx.authenticate(Some("bearer  tok-b ")),
+            Ok(Principal::Agent(AgentId::new("bob")))
+        );
+        assert_eq!(
+            idx.authenticate(Some("Bearer op-token")),
+            Ok(Principal::Operator)
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let idx = index();
+        assert_eq!(idx.authenticate(None), Err(AuthError::Missing));
+        assert_eq!(idx.authenticate(Some("")), Err(AuthError::Missing));
+        assert_eq!(idx.authenticate(Some("Bearer ")), Err(AuthError::Missing));
+        assert_eq!(
+            idx.authenticate(Some("Basic dXNlcjpwYXNz")),
+            Err(AuthError::WrongScheme)
+        );
+        assert_eq!(idx.authenticate(Some("tok-a")), Err(AuthError::WrongScheme));
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-c")),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-a2")),
+            Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn reference_hash_column_is_32_hex() {
+        assert_eq!(token_hash_column("x").len(), 32);
+    }
+}

@@ -1,0 +1,182 @@
+//! `hubctl`: run the hub (`serve`) and operate it. Operator commands talk to the
+//! running server's operator API; they never open the database.
+
+pub mod connect;
+pub mod operator;
+pub mod serve;
+
+use crate::config::{self, paths, ConfigError};
+use crate::store::StoreError;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hubctl",
+    version,
+    about = "Agent Hub: an MCP server coordinating AI agents, and its operator CLI"
+)]
+pub struct Cli {
+    /// Directory holding agents.env, config.yaml and operator.token
+    /// [default: $XDG_CONFIG_HOME/agent-hub or ~/.config/agent-hub]
+    #[arg(long, global = true, env = "AGENT_HUB_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub server (creates missing config on first start)
+    Serve(ServeArgs),
+    /// Print ready-to-paste client configuration (Claude Code, Codex) for an agent
+    Connect {
+        /// Agent id from agents.env
+        agent_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List agents with their registration and presence
+    Agents {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind [default: 127.0.0.1]
+    #[arg(long, env = "AGENT_HUB_HOST")]
+    pub host: Option<String>,
+    /// Port to bind; 0 picks a free one [default: 8765]
+    #[arg(long, env = "AGENT_HUB_PORT")]
+    pub port: Option<u16>,
+    /// SQLite database file [default: $XDG_DATA_HOME/agent-hub/hub.db or ~/.local/share/agent-hub/hub.db]
+    #[arg(long, env = "AGENT_HUB_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+/// Where a running hub is: `--url`, else host and port as `serve` would use them.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Base URL of the hub, e.g. http://127.0.0.1:8765 [default: from host/port]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Host of the hub [default: config.yaml host, else 127.0.0.1]
+    #[arg(long, env = "AGENT_HUB_HOST")]
+    pub host: Option<String>,
+    /// Port of the hub [default: config.yaml port, else 8765]
+    #[arg(long, env = "AGENT_HUB_PORT")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Server(#[from] std::io::Error),
+    #[error(
+        "cannot reach the hub at {url} ({detail}); start it with `hubctl serve`, or pass --url"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("{0}")]
+    Api(String),
+    #[error("agent {id} is not in {file}; agents there: {known}")]
+    UnknownAgent {
+        id: String,
+        file: String,
+        known: String,
+    },
+}
+
+impl Cli {
+    pub fn config_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.config_dir {
+            Some(d) => Ok(d.clone()),
+            None => paths::default_config_dir(),
+        }
+    }
+}
+
+/// Base URL (no trailing `/mcp`) of the hub for operator commands.
+pub fn base_url(target: &Target, settings: &config::Settings) -> String {
+    if let Some(u) = &target.url {
+        let u = u.trim_end_matches('/');
+        return u.strip_suffix("/mcp").unwrap_or(u).to_string();
+    }
+    let host = target
+        .host
+        .clone()
+        .or_else(|| settings.host.clone())
+        .unwrap_or_else(|| config::DEFAULT_HOST.to_string());
+    // A server bound to every interface is reached through loopback.
+    let host = match host.as_str() {
+        "0.0.0.0" => "127.0.0.1".to_string(),
+        "::" => "[::1]".to_string(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
+    };
+    let port = target
+        .port
+        .or(settings.port)
+        .unwrap_or(config::DEFAULT_PORT);
+    format!("http://{host}:{port}")
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let dir = cli.config_dir()?;
+    match cli.command {
+        Command::Serve(args) => serve::run(&dir, args),
+        Command::Connect { agent_id, target } => connect::run(&dir, &agent_id, &target),
+        Command::Agents { target, json } => operator::agents(&dir, &target, json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn base_url_precedence() {
+        let s = config::Settings::default();
+        let t = |url: Option<&str>, host: Option<&str>, port| Target {
+            url: url.map(String::from),
+            host: host.map(String::from),
+            port,
+        };
+        assert_eq!(base_url(&t(None, None, None), &s), "http://127.0.0.1:8765");
+        assert_eq!(
+            base_url(&t(Some("http://h:1/mcp/"), None, None), &s),
+            "http://h:1"
+        );
+        assert_eq!(
+            base_url(&t(None, Some("0.0.0.0"), Some(9)), &s),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(
+            base_url(&t(None, Some("::1"), Some(9)), &s),
+            "http://[::1]:9"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! `hubctl serve`: load config (generating what is missing), open the store, start
+//! the actors and the HTTP server, print how to connect, and on SIGINT/SIGTERM stop
+//! serving and flush every queued write before exiting.
+
+use super::{connect, CliError, ServeArgs};
+use crate::actors::Hub;
+use crate::auth::{token_hash_column, TokenIndex};
+use crate::config::{self, bootstrap, Durability};
+use crate::domain::time::iso;
+use crate::http::{self, AppState, Origins};
+use crate::mcp::session::Sessions;
+use crate::store::{Store, StoreOptions};
+use chrono::Utc;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr; stdout carries only the start-up banner.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+pub fn run(dir: &Path, args: ServeArgs) -> Result<(), CliError> {
+    init_tracing();
+    let loaded = bootstrap::prepare(dir, true)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let endpoint = config::resolve(args.host, args.port, args.db, &loaded.settings)?;
+    actix_rt::System::new().block_on(serve(loaded, endpoint))
+}
+
+async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), CliError> {
+    let settings = Arc::new(loaded.settings.clone());
+    let agents: Vec<(String, String)> = loaded
+        .agents
+        .agents
+        .iter()
+        .map(|a| (a.id.clone(), token_hash_column(&a.token)))
+        .collect();
+    let opts = StoreOptions {
+        durability: settings.durability,
+        max_ops: settings.commit_batch_max_ops,
+        window: Duration::from_millis(settings.commit_batch_window_ms),
+    };
+    let (store, snapshot) = Store::open(&ep.db, opts, &agents, &iso(Utc::now()))?;
+    let hub = Hub::start(store.clone(), snapshot, settings.clone());
+
+    let listener = TcpListener::bind((ep.host.as_str(), ep.port)).map_err(|e| CliError::Bind {
+        addr: format!("{}:{}", ep.host, ep.port),
+        source: e,
+    })?;
+    let addr = listener.local_addr()?;
+    let sessions = Arc::new(Sessions::new(
+        Duration::from_secs(settings.session_idle_timeout_secs),
+        settings.max_sessions_per_agent,
+    ));
+    let state = AppState {
+        hub,
+        sessions: sessions.clone(),
+        tokens: TokenIndex::new(&loaded.agents, &loaded.operator_token),
+        origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
+        max_body_bytes: settings.max_body_bytes,
+        sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
+    };
+    let server = http::server::serve(state, listener)?;
+
+    // Expired sessions are refused on lookup already; the sweep only frees memory.
+    let sweep_every = Duration::from_secs(settings.session_idle_timeout_secs.clamp(1, 60));
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_every);
+        loop {
+            tick.tick().await;
+            let n = sessions.sweep();
+            if n > 0 {
+                tracing::debug!(expired = n, "swept idle sessions");
+            }
+        }
+    });
+
+    print_banner(
+        &loaded,
+        &ep,
+        &http::server::mcp_url(addr),
+        settings.durability,
+    );
+    tracing::info!(%addr, db = %ep.db.display(), "serving");
+    let result = server.await;
+    tracing::info!("stopping: flushing queued writes");
+    store.shutdown();
+    tracing::info!(committed = store.committed(), "stopped");
+    result.map_err(CliError::Server)
+}
+
+fn print_banner(
+    loaded: &bootstrap::Loaded,
+    ep: &config::Endpoint,
+    url: &str,
+    durability: Durability,
+) {
+    let ids: Vec<&str> = loaded.agents.agents.iter().map(|a| a.id.as_str()).collect();
+    println!("agent-hub listening on {url}");
+    println!("  config dir: {}", loaded.dir.display());
+    println!(
+        "  database:   {} ({})",
+        ep.db.display(),
+        match durability {
+            Durability::Durable => "durable: writes are answered once on disk",
+            Durability::Fast => "fast: writes are answered before they reach disk",
+        }
+    );
+    println!(
+        "  agents:     {}",
+        if ids.is_empty() {
+            "(none)".to_string()
+        } else {
+            ids.join(", ")
+        }
+    );
+    match loaded
+        .generated_agent
+        .as_deref()
+        .and_then(|id| loaded.agents.get(id))
+    {
+        Some(agent) => {
+            println!(
+                "\nFirst start: generated {} with agent `{}` and an operator token.\n",
+                loaded.dir.join(config::paths::AGENTS_FILE).display(),
+                agent.id
+            );
+            print!("{}", connect::snippets(url, &agent.id, &agent.token));
+        }
+        None => println!("  client config: hubctl connect <agent-id>"),
+    }
+}

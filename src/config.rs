@@ -1,0 +1,97 @@
+//! Configuration: `agents.env` (who may connect), `config.yaml` (limits and server
+//! settings), where those files live, and what a first start generates.
+//! Precedence for host/port/db: flag > environment variable > config.yaml > default
+//! (flags and environment are merged by clap before they reach [`resolve`]).
+
+pub mod agents_env;
+pub mod bootstrap;
+pub mod paths;
+pub mod settings;
+
+pub use agents_env::{AgentEntry, AgentsFile};
+pub use settings::{Durability, Settings};
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 8765;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}: {reason}")]
+    AgentsLine {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("{file}: {key}: {reason}")]
+    BadValue {
+        file: String,
+        key: String,
+        reason: String,
+    },
+    #[error("{file}: {reason}")]
+    BadFile { file: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot find a home directory: set HOME, XDG_CONFIG_HOME or AGENT_HUB_CONFIG_DIR")]
+    NoHome,
+}
+
+impl ConfigError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Host, port and database path after applying precedence.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub db: PathBuf,
+}
+
+/// Merge flag/env values (already merged by clap) with the file and the defaults.
+pub fn resolve(
+    host: Option<String>,
+    port: Option<u16>,
+    db: Option<PathBuf>,
+    settings: &Settings,
+) -> Result<Endpoint, ConfigError> {
+    let host = host
+        .or_else(|| settings.host.clone())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string());
+    let port = port.or(settings.port).unwrap_or(DEFAULT_PORT);
+    let db = match db.or_else(|| settings.db.clone()) {
+        Some(p) => p,
+        None => paths::default_db()?,
+    };
+    Ok(Endpoint { host, port, db })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let mut s = Settings::default();
+        let e = resolve(None, None, Some("/x.db".into()), &s).unwrap();
+        assert_eq!((e.host.as_str(), e.port), (DEFAULT_HOST, DEFAULT_PORT));
+        s.host = Some("0.0.0.0".into());
+        s.port = Some(9000);
+        let e = resolve(None, None, Some("/x.db".into()), &s).unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("0.0.0.0", 9000));
+        let e = resolve(Some("::1".into()), Some(1), Some("/x.db".into()), &s).unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 1));
+    }
+}

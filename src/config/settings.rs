@@ -1,0 +1,291 @@
+//! `config.yaml`: the reference's keys and defaults plus ours. Unknown keys are
+//! warnings (typos should not stop a server); bad values are errors that stop start-up.
+
+use super::ConfigError;
+use serde_norway::Value;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Answer a write only after its transaction is committed (fsync'd).
+    Durable,
+    /// Answer at once; the writer commits within `commit_batch_window_ms`.
+    Fast,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    // The reference's workflow limits.
+    pub max_rounds: u32,
+    pub max_assignments_per_round: u32,
+    pub max_messages_per_task: u32,
+    pub max_simultaneous_assignments: u32,
+    pub lease_minutes: f64,
+    // Where to serve.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub db: Option<PathBuf>,
+    // Persistence.
+    pub durability: Durability,
+    pub commit_batch_max_ops: usize,
+    pub commit_batch_window_ms: u64,
+    // Transport.
+    pub max_body_bytes: usize,
+    pub allowed_origins: Option<Vec<String>>,
+    pub session_idle_timeout_secs: u64,
+    pub max_sessions_per_agent: usize,
+    pub sse_keepalive_secs: u64,
+    pub presence_window_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_rounds: 3,
+            max_assignments_per_round: 6,
+            max_messages_per_task: 40,
+            max_simultaneous_assignments: 4,
+            lease_minutes: 90.0,
+            host: None,
+            port: None,
+            db: None,
+            durability: Durability::Durable,
+            commit_batch_max_ops: 512,
+            commit_batch_window_ms: 0,
+            max_body_bytes: 1024 * 1024,
+            allowed_origins: None,
+            session_idle_timeout_secs: 1800,
+            max_sessions_per_agent: 64,
+            sse_keepalive_secs: 15,
+            presence_window_secs: 120,
+        }
+    }
+}
+
+/// Keys the reference reads but never acts on; accepted silently for compatibility.
+const REFERENCE_UNUSED: &[&str] = &["auto_approve", "max_hop_count", "auto_create_next_round"];
+
+/// The commented template written on first start.
+pub const TEMPLATE: &str = "\
+# agent-hub settings. Every key is optional; the values shown are the defaults.
+# Workflow limits (same keys as agent-hub-mcp):
+# max_rounds: 3
+# max_assignments_per_round: 6
+# max_messages_per_task: 40
+# max_simultaneous_assignments: 4
+# lease_minutes: 90            # fractions allowed, e.g. 0.5
+# Where to serve (flags and AGENT_HUB_HOST / AGENT_HUB_PORT / AGENT_HUB_DB win over these):
+# host: 127.0.0.1
+# port: 8765
+# db: ~/.local/share/agent-hub/hub.db
+# Persistence:
+# durability: durable          # durable: answer writes once on disk; fast: answer at once
+# commit_batch_max_ops: 512    # most writes in one transaction
+# commit_batch_window_ms: 0    # extra time the writer waits to fill a transaction
+# Transport:
+# max_body_bytes: 1048576
+# allowed_origins: [http://localhost:8765, http://127.0.0.1:8765]
+# session_idle_timeout_secs: 1800
+# max_sessions_per_agent: 64
+# sse_keepalive_secs: 15
+# presence_window_secs: 120
+";
+
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn bad(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::BadValue {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn int(&self, key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.bad(
+                key,
+                format!("must be an integer from {min} to {max}, got {}", show(v)),
+            )),
+        }
+    }
+
+    fn string(&self, key: &str, v: &Value) -> Result<String, ConfigError> {
+        match v.as_str() {
+            Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            _ => Err(self.bad(key, format!("must be a non-empty string, got {}", show(v)))),
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    serde_norway::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// Parse `config.yaml` text. Returns the settings and the warnings to log.
+pub fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), ConfigError> {
+    let ctx = Ctx { file };
+    let mut s = Settings::default();
+    let mut warnings = Vec::new();
+    let doc: Value = serde_norway::from_str(text).map_err(|e| ConfigError::BadFile {
+        file: file.to_string(),
+        reason: format!("not valid YAML: {e}"),
+    })?;
+    let map = match doc {
+        Value::Null => return Ok((s, warnings)),
+        Value::Mapping(m) => m,
+        _ => {
+            return Err(ConfigError::BadFile {
+                file: file.to_string(),
+                reason: "must be a mapping of `key: value` lines".into(),
+            })
+        }
+    };
+    for (k, v) in &map {
+        let Some(key) = k.as_str() else {
+            return Err(ConfigError::BadFile {
+                file: file.to_string(),
+                reason: format!("key {} is not a string", show(k)),
+            });
+        };
+        // `key:` with nothing after it means "use the default".
+        if v.is_null() {
+            continue;
+        }
+        const BIG: u64 = 1_000_000_000;
+        match key {
+            "max_rounds" => s.max_rounds = ctx.int(key, v, 1, 1000)? as u32,
+            "max_assignments_per_round" => {
+                s.max_assignments_per_round = ctx.int(key, v, 1, 1000)? as u32
+            }
+            "max_messages_per_task" => s.max_messages_per_task = ctx.int(key, v, 1, BIG)? as u32,
+            "max_simultaneous_assignments" => {
+                s.max_simultaneous_assignments = ctx.int(key, v, 1, 1000)? as u32
+            }
+            "lease_minutes" => match v.as_f64() {
+                Some(m) if m > 0.0 && m <= 7.0 * 24.0 * 60.0 => s.lease_minutes = m,
+                _ => {
+                    return Err(ctx.bad(
+                        key,
+                        format!(
+                            "must be a number of minutes above 0 and at most 10080, got {}",
+                            show(v)
+                        ),
+                    ))
+                }
+            },
+            "host" => s.host = Some(ctx.string(key, v)?),
+            "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
+            "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),
+            "durability" => {
+                s.durability = match v.as_str() {
+                    Some("durable") => Durability::Durable,
+                    Some("fast") => Durability::Fast,
+                    _ => {
+                        return Err(
+                            ctx.bad(key, format!("must be `durable` or `fast`, got {}", show(v)))
+                        )
+                    }
+                }
+            }
+            "commit_batch_max_ops" => {
+                s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize
+            }
+            "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
+            "max_body_bytes" => s.max_body_bytes = ctx.int(key, v, 1024, 64 << 20)? as usize,
+            "allowed_origins" => {
+                let list = v.as_sequence().ok_or_else(|| {
+                    ctx.bad(key, format!("must be a list of origins, got {}", show(v)))
+                })?;
+                let mut out = Vec::new();
+                for item in list {
+                    let o = ctx.string(key, item)?;
+                    if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                        return Err(ctx.bad(
+                            key,
+                            format!("{o:?} is not an origin like http://localhost:8765 (or \"*\")"),
+                        ));
+                    }
+                    out.push(o.trim_end_matches('/').to_string());
+                }
+                s.allowed_origins = Some(out);
+            }
+            "session_idle_timeout_secs" => s.session_idle_timeout_secs = ctx.int(key, v, 1, BIG)?,
+            "max_sessions_per_agent" => {
+                s.max_sessions_per_agent = ctx.int(key, v, 1, 100_000)? as usize
+            }
+            "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
+            "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
+            k if REFERENCE_UNUSED.contains(&k) => {}
+            other => warnings.push(format!("{file}: unknown key `{other}` ignored")),
+        }
+    }
+    Ok((s, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_template_give_defaults() {
+        let (s, w) = parse("c", "").unwrap();
+        assert_eq!(s.max_rounds, 3);
+        assert!(w.is_empty());
+        let (s, w) = parse("c", TEMPLATE).unwrap();
+        assert_eq!(s.lease_minutes, 90.0);
+        assert_eq!(s.durability, Durability::Durable);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn reads_every_kind_of_value() {
+        let text = "max_rounds: 5\nlease_minutes: 0.05\ndurability: fast\nport: 0\n\
+                    allowed_origins: [\"http://a:1/\", \"*\"]\nauto_approve: true\nmax_body_bytes:\n";
+        let (s, w) = parse("c", text).unwrap();
+        assert_eq!(s.max_rounds, 5);
+        assert_eq!(s.lease_minutes, 0.05);
+        assert_eq!(s.durability, Durability::Fast);
+        assert_eq!(s.port, Some(0));
+        assert_eq!(s.allowed_origins.unwrap(), vec!["http://a:1", "*"]);
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_a_warning() {
+        let (_, w) = parse("/c.yaml", "max_roundz: 4\n").unwrap();
+        assert_eq!(w, vec!["/c.yaml: unknown key `max_roundz` ignored"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            ("max_rounds: -1", "max_rounds"),
+            ("max_rounds: many", "max_rounds"),
+            ("durability: maybe", "durability"),
+            ("lease_minutes: 0", "lease_minutes"),
+            ("port: 70000", "port"),
+            ("allowed_origins: evil", "allowed_origins"),
+            ("allowed_origins: [\"ftp://x\"]", "allowed_origins"),
+        ] {
+            let e = parse("c.yaml", text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.starts_with("c.yaml"), "{text}: {e}");
+        }
+        assert!(parse("c", "- a list").is_err());
+        assert!(parse("c", "a: [").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Pure domain types and rules: ids, agent metadata validation, time formatting.
+//! Nothing here does I/O or reads a clock; callers pass time in.
+
+pub mod agent;
+pub mod error;
+pub mod ids;
+pub mod time;
+
+pub use error::DomainError;
+pub use ids::AgentId;

@@ -1,0 +1,94 @@
+//! Identifier newtypes. `AgentId` is an `Arc<str>` because it is cloned into every
+//! request span, session and actor message.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// An agent's id as written in `agents.env`. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentId(Arc<str>);
+
+impl AgentId {
+    pub fn new(s: &str) -> Self {
+        AgentId(Arc::from(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgentId({})", &self.0)
+    }
+}
+
+impl serde::Serialize for AgentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Whether `s` may be an agent id: 1–64 chars of `A-Z a-z 0-9 . _ -`.
+/// Kept URL- and shell-safe because ids appear in paths, logs and CLI arguments.
+pub fn is_valid_agent_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `n` random bytes from the OS CSPRNG as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    // The OS random source failing is not recoverable for a server that must issue
+    // unguessable ids; there is nothing sensible to fall back to.
+    getrandom::fill(&mut buf).expect("invariant: the OS random number generator is available");
+    hex(&buf)
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_id_rules() {
+        assert!(is_valid_agent_id("claude-code"));
+        assert!(is_valid_agent_id("codex.desktop_2"));
+        assert!(!is_valid_agent_id(""));
+        assert!(!is_valid_agent_id("has space"));
+        assert!(!is_valid_agent_id("slash/y"));
+        assert!(!is_valid_agent_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn random_hex_is_unique_and_sized() {
+        let a = random_hex(16);
+        let b = random_hex(16);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn hex_encodes() {
+        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
+    }
+}

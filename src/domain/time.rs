@@ -1,0 +1,31 @@
+//! Timestamps in the reference's format: ISO-8601 UTC with microseconds and `+00:00`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+pub type Timestamp = DateTime<Utc>;
+
+/// `2026-11-25T06:40:00.123456+00:00`, as the reference writes them.
+pub fn iso(t: Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+/// Parse a stored timestamp; `None` when it is not RFC 3339.
+pub fn parse_iso(s: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn formats_like_the_reference() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 6, 40, 0).unwrap();
+        assert_eq!(iso(t), "2026-11-25T06:40:00.000000+00:00");
+        assert_eq!(parse_iso(&iso(t)), Some(t));
+        assert_eq!(parse_iso("yesterday"), None);
+    }
+}

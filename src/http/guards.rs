@@ -1,0 +1,276 @@
+//! Checks every request goes through, each answering the status code the MCP
+//! transport rules give (shared/spec/mcp-transport.md §2.1, §5), with a JSON-RPC
+//! error body so that clients and people can tell what to fix.
+
+#![allow(clippy::result_large_err)] // The error IS the HTTP response, built once on the refusal path.
+
+use super::server::{AppState, Origins};
+use crate::auth::{AuthError, Principal};
+use crate::domain::AgentId;
+use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::protocol::Version;
+use crate::mcp::session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// An HTTP error response with a JSON-RPC error body.
+pub fn rpc_status(status: StatusCode, id: &Value, e: RpcError) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(jsonrpc::err(id, &e).to_string())
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Read the body, refusing more than `limit` bytes with 413 (before reading, when
+/// Content-Length already says so).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, HttpResponse> {
+    let too_large = || {
+        rpc_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &Value::Null,
+            RpcError::server(format!(
+                "Payload Too Large: the body exceeds {limit} bytes (max_body_bytes)"
+            )),
+        )
+    };
+    if let Some(len) = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            rpc_status(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::server(format!("Bad Request: {e}")),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A browser page from another origin must not reach a local server (DNS rebinding).
+/// No `Origin` header means a non-browser client: allowed.
+pub fn check_origin(req: &HttpRequest, origins: &Origins) -> Result<(), HttpResponse> {
+    match header_str(req, "origin") {
+        None => Ok(()),
+        Some(o) if origins.allows(o) => Ok(()),
+        Some(o) => Err(rpc_status(
+            StatusCode::FORBIDDEN,
+            &Value::Null,
+            RpcError::server(format!("Forbidden: origin {o} is not in allowed_origins")),
+        )),
+    }
+}
+
+fn unauthorized(e: AuthError) -> HttpResponse {
+    let challenge = match e {
+        AuthError::InvalidToken => {
+            "Bearer realm=\"agent-hub\", error=\"invalid_token\", error_description=\"unknown bearer token\""
+        }
+        AuthError::Missing | AuthError::WrongScheme => "Bearer realm=\"agent-hub\"",
+    };
+    HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, challenge))
+        .content_type("application/json")
+        .body(
+            jsonrpc::err(
+                &Value::Null,
+                &RpcError::server(format!("Unauthorized: {e}")),
+            )
+            .to_string(),
+        )
+}
+
+fn forbidden_scope(why: &str) -> HttpResponse {
+    HttpResponse::Forbidden()
+        .insert_header((
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"agent-hub\", error=\"insufficient_scope\"",
+        ))
+        .content_type("application/json")
+        .body(
+            jsonrpc::err(&Value::Null, &RpcError::server(format!("Forbidden: {why}"))).to_string(),
+        )
+}
+
+fn principal(req: &HttpRequest, st: &AppState) -> Result<Principal, HttpResponse> {
+    st.tokens
+        .authenticate(header_str(req, "authorization"))
+        .map_err(unauthorized)
+}
+
+/// The calling agent; the operator token is not an agent and gets 403 here.
+pub fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, HttpResponse> {
+    match principal(req, st)? {
+        Principal::Agent(a) => Ok(a),
+        Principal::Operator => Err(forbidden_scope(
+            "the operator token cannot be used as an agent; use an agent token from agents.env",
+        )),
+    }
+}
+
+/// Only the operator token passes; agent tokens get 403.
+pub fn operator(req: &HttpRequest, st: &AppState) -> Result<(), HttpResponse> {
+    match principal(req, st)? {
+        Principal::Operator => Ok(()),
+        Principal::Agent(_) => Err(forbidden_scope(
+            "agent tokens cannot use the operator API; use operator.token",
+        )),
+    }
+}
+
+/// How a POST is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Json,
+    Sse,
+}
+
+fn accepts(req: &HttpRequest) -> (bool, bool) {
+    let Some(accept) = header_str(req, "accept") else {
+        // No Accept header means "anything" in HTTP.
+        return (true, true);
+    };
+    let mut json = false;
+    let mut sse = false;
+    for part in accept.split(',') {
+        let media = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "*/*" => (json, sse) = (true, true),
+            "application/json" | "application/*" => json = true,
+            "text/event-stream" | "text/*" => sse = true,
+            _ => {}
+        }
+    }
+    (json, sse)
+}
+
+/// POST: JSON when the client accepts both JSON and SSE (as MCP clients must say);
+/// an SSE stream when it accepts only `text/event-stream`; otherwise 406.
+pub fn post_reply(req: &HttpRequest) -> Result<Reply, HttpResponse> {
+    match accepts(req) {
+        (true, true) => Ok(Reply::Json),
+        (false, true) => Ok(Reply::Sse),
+        _ => Err(rpc_status(
+            StatusCode::NOT_ACCEPTABLE,
+            &Value::Null,
+            RpcError::server(
+                "Not Acceptable: Accept must list application/json and text/event-stream",
+            ),
+        )),
+    }
+}
+
+/// GET: the client must accept `text/event-stream`.
+pub fn get_accepts_sse(req: &HttpRequest) -> Result<(), HttpResponse> {
+    if accepts(req).1 {
+        Ok(())
+    } else {
+        Err(rpc_status(
+            StatusCode::NOT_ACCEPTABLE,
+            &Value::Null,
+            RpcError::server(
+                "Not Acceptable: GET opens an SSE stream; Accept must list text/event-stream",
+            ),
+        ))
+    }
+}
+
+pub fn content_type_json(req: &HttpRequest) -> Result<(), HttpResponse> {
+    let ok = header_str(req, "content-type")
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(rpc_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Value::Null,
+            RpcError::server("Unsupported Media Type: Content-Type must be application/json"),
+        ))
+    }
+}
+
+pub fn session_id(req: &HttpRequest) -> Option<&str> {
+    header_str(req, SESSION_HEADER)
+}
+
+/// The session named by `Mcp-Session-Id`: 400 without the header, 404 when unknown,
+/// expired, deleted or another agent's.
+pub fn session(
+    req: &HttpRequest,
+    st: &AppState,
+    agent: &AgentId,
+) -> Result<Arc<Session>, HttpResponse> {
+    let Some(id) = session_id(req) else {
+        return Err(rpc_status(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            RpcError::server(
+                "Bad Request: Mcp-Session-Id header is required; send initialize first",
+            ),
+        ));
+    };
+    st.sessions.get(id, agent).map_err(|_| {
+        rpc_status(
+            StatusCode::NOT_FOUND,
+            &Value::Null,
+            RpcError::session_not_found(),
+        )
+    })
+}
+
+/// `MCP-Protocol-Version`, when sent, must be one we support and the session's own.
+pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), HttpResponse> {
+    let Some(v) = req.headers().get(VERSION_HEADER) else {
+        return Ok(());
+    };
+    let v = v.to_str().unwrap_or("");
+    let why = match Version::parse(v) {
+        None => format!(
+            "unsupported MCP-Protocol-Version {v:?}; supported: 2025-11-25, 2025-06-18, 2025-03-26"
+        ),
+        Some(x) if x != session.version => format!(
+            "MCP-Protocol-Version {v} differs from this session's negotiated version {}",
+            session.version.as_str()
+        ),
+        Some(_) => return Ok(()),
+    };
+    Err(rpc_status(
+        StatusCode::BAD_REQUEST,
+        &Value::Null,
+        RpcError::server(format!("Bad Request: {why}")),
+    ))
+}

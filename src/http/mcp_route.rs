@@ -1,0 +1,253 @@
+//! `/mcp`: the MCP Streamable HTTP endpoint (POST, GET, DELETE).
+//! Processing order and status codes follow shared/spec/mcp-transport.md §2.1.
+
+use super::guards::{self, rpc_status, Reply};
+use super::server::AppState;
+use super::sse;
+use crate::domain::AgentId;
+use crate::mcp::jsonrpc::{self, Incoming, RpcError};
+use crate::mcp::protocol::{self, negotiate};
+use crate::mcp::{dispatch, session::Session};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde_json::Value;
+use std::time::Instant;
+use tracing::{field, Instrument};
+
+macro_rules! try_resp {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        }
+    };
+}
+
+fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
+    let json = body.to_string();
+    match reply {
+        Reply::Sse => sse::single(&json, session),
+        Reply::Json => {
+            let mut b = HttpResponse::Ok();
+            b.content_type("application/json");
+            if let Some(s) = session {
+                b.insert_header(("mcp-session-id", s));
+            }
+            b.body(json)
+        }
+    }
+}
+
+fn accepted() -> HttpResponse {
+    HttpResponse::Accepted().finish()
+}
+
+fn bad_request(id: &Value, e: RpcError) -> HttpResponse {
+    rpc_status(StatusCode::BAD_REQUEST, id, e)
+}
+
+pub async fn post(
+    req: HttpRequest,
+    payload: web::Payload,
+    st: web::Data<AppState>,
+) -> HttpResponse {
+    let body = try_resp!(guards::read_body(&req, payload, st.max_body_bytes).await);
+    try_resp!(guards::check_origin(&req, &st.origins));
+    let agent = try_resp!(guards::agent(&req, &st));
+    st.hub.touch(&agent, Utc::now());
+    let span =
+        tracing::info_span!("mcp", agent = %agent, method = field::Empty, tool = field::Empty);
+    async move {
+        let started = Instant::now();
+        let resp = handle_post(&req, &body, &st, agent).await;
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "POST /mcp"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle_post(
+    req: &HttpRequest,
+    body: &[u8],
+    st: &AppState,
+    agent: AgentId,
+) -> HttpResponse {
+    let reply = try_resp!(guards::post_reply(req));
+    try_resp!(guards::content_type_json(req));
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&Value::Null, RpcError::parse_error(e)),
+    };
+    if let Value::Array(items) = value {
+        return batch(req, st, agent, reply, items).await;
+    }
+    let msg = match jsonrpc::classify(value) {
+        Ok(m) => m,
+        Err((id, e)) => return bad_request(&id, e),
+    };
+    if let Incoming::Request { id, method, params } = &msg {
+        if method == "initialize" {
+            tracing::Span::current().record("method", "initialize");
+            return initialize(req, st, agent, reply, id, params.as_ref());
+        }
+    }
+    let session = try_resp!(guards::session(req, st, &agent));
+    try_resp!(guards::protocol_version(req, &session));
+    match msg {
+        // Nothing we serve is long-running enough to be worth cancelling, so
+        // notifications/cancelled (like every notification) is simply accepted.
+        Incoming::Notification { .. } | Incoming::Response => accepted(),
+        Incoming::Request { id, method, params } => {
+            tracing::Span::current().record("method", method.as_str());
+            let resp = dispatch::request(
+                &st.hub,
+                &st.sessions,
+                &agent,
+                session.version,
+                &id,
+                &method,
+                params,
+            )
+            .await;
+            answer(reply, &resp, Some(&session.id))
+        }
+    }
+}
+
+fn initialize(
+    req: &HttpRequest,
+    st: &AppState,
+    agent: AgentId,
+    reply: Reply,
+    id: &Value,
+    params: Option<&Value>,
+) -> HttpResponse {
+    if guards::session_id(req).is_some() {
+        return bad_request(
+            id,
+            RpcError::invalid_request(
+                "initialize must be sent without Mcp-Session-Id (it starts a new session)",
+            ),
+        );
+    }
+    let Some(requested) = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+    else {
+        let e = RpcError::invalid_params("protocolVersion: is required and must be a string");
+        return answer(reply, &jsonrpc::err(id, &e), None);
+    };
+    let version = negotiate(requested);
+    let session = st.sessions.create(agent.clone(), version);
+    tracing::info!(agent = %agent, requested, negotiated = version.as_str(), "session opened");
+    let resp = jsonrpc::ok(id, protocol::initialize_result(version));
+    answer(reply, &resp, Some(&session.id))
+}
+
+/// A JSON-RPC batch: only on sessions negotiated at 2025-03-26.
+async fn batch(
+    req: &HttpRequest,
+    st: &AppState,
+    agent: AgentId,
+    reply: Reply,
+    items: Vec<Value>,
+) -> HttpResponse {
+    if items.is_empty() {
+        return bad_request(&Value::Null, RpcError::invalid_request("empty batch"));
+    }
+    if items
+        .iter()
+        .any(|i| i.get("method").and_then(Value::as_str) == Some("initialize"))
+    {
+        return bad_request(
+            &Value::Null,
+            RpcError::invalid_request("initialize may not be part of a batch"),
+        );
+    }
+    let session: std::sync::Arc<Session> = try_resp!(guards::session(req, st, &agent));
+    try_resp!(guards::protocol_version(req, &session));
+    if !session.version.allows_batches() {
+        return bad_request(
+            &Value::Null,
+            RpcError::invalid_request(format!(
+                "JSON-RPC batches are not allowed in protocol version {}",
+                session.version.as_str()
+            )),
+        );
+    }
+    let mut out = Vec::new();
+    for item in items {
+        match jsonrpc::classify(item) {
+            Err((id, e)) => out.push(jsonrpc::err(&id, &e)),
+            Ok(Incoming::Request { id, method, params }) => out.push(
+                dispatch::request(
+                    &st.hub,
+                    &st.sessions,
+                    &agent,
+                    session.version,
+                    &id,
+                    &method,
+                    params,
+                )
+                .await,
+            ),
+            Ok(_) => {}
+        }
+    }
+    if out.is_empty() {
+        accepted()
+    } else {
+        answer(reply, &Value::Array(out), Some(&session.id))
+    }
+}
+
+pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    try_resp!(guards::check_origin(&req, &st.origins));
+    let agent = try_resp!(guards::agent(&req, &st));
+    try_resp!(guards::get_accepts_sse(&req));
+    let session = try_resp!(guards::session(&req, &st, &agent));
+    try_resp!(guards::protocol_version(&req, &session));
+    st.hub.touch(&agent, Utc::now());
+    match session.open_stream() {
+        Some(rx) => {
+            tracing::info!(agent = %agent, "GET stream opened");
+            sse::stream(rx, st.sse_keepalive, &session.id)
+        }
+        None => rpc_status(
+            StatusCode::CONFLICT,
+            &Value::Null,
+            jsonrpc::RpcError::server("Conflict: this session already has an open GET stream"),
+        ),
+    }
+}
+
+pub async fn delete(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    try_resp!(guards::check_origin(&req, &st.origins));
+    let agent = try_resp!(guards::agent(&req, &st));
+    let session = try_resp!(guards::session(&req, &st, &agent));
+    try_resp!(guards::protocol_version(&req, &session));
+    // Cannot fail: `session` was just found for this agent; a concurrent DELETE
+    // winning the race still leaves the session gone, which is what was asked.
+    let _ = st.sessions.remove(&session.id, &agent);
+    tracing::info!(agent = %agent, "session deleted");
+    HttpResponse::Ok().finish()
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("allow", "GET, POST, DELETE"))
+        .content_type("application/json")
+        .body(
+            jsonrpc::err(
+                &Value::Null,
+                &RpcError::server("Method Not Allowed: use POST, GET or DELETE on /mcp"),
+            )
+            .to_string(),
+        )
+}

@@ -1,0 +1,55 @@
+//! Server-Sent Events bodies: a one-shot stream carrying a POST's answer, and the
+//! long-lived GET stream with keep-alive comments.
+
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// One SSE event holding a JSON-RPC message (serialised on one line by serde_json).
+pub fn event(json: &str) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {json}\n\n"))
+}
+
+fn sse_response() -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::Ok();
+    b.content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        // Tell reverse proxies such as nginx not to buffer the stream.
+        .insert_header(("x-accel-buffering", "no"));
+    b
+}
+
+/// A POST answered as an SSE stream that ends after its one response.
+pub fn single(json: &str, session: Option<&str>) -> HttpResponse {
+    let mut b = sse_response();
+    if let Some(s) = session {
+        b.insert_header(("mcp-session-id", s));
+    }
+    b.body(event(json))
+}
+
+/// The GET stream: every message pushed into `rx` becomes an event; an SSE comment
+/// goes out every `keepalive` so proxies and idle timers keep the connection. It ends
+/// when the session drops its sender (DELETE, expiry) and is dropped when the client
+/// disconnects, which closes `rx` and frees the session for a new GET.
+pub fn stream(
+    rx: mpsc::UnboundedReceiver<String>,
+    keepalive: Duration,
+    session: &str,
+) -> HttpResponse {
+    let mut interval = tokio::time::interval(keepalive);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = futures_util::stream::unfold((rx, interval), |(mut rx, mut interval)| async move {
+        let chunk = tokio::select! {
+            msg = rx.recv() => event(&msg?),
+            // The first tick fires at once, so the client sees the stream open.
+            _ = interval.tick() => Bytes::from_static(b": ping\n\n"),
+        };
+        Some((Ok::<_, Infallible>(chunk), (rx, interval)))
+    });
+    sse_response()
+        .insert_header(("mcp-session-id", session))
+        .streaming(body)
+}

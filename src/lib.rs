@@ -1,0 +1,20 @@
+//! agent-hub: a coordination server for AI agents speaking MCP over Streamable HTTP.
+//!
+//! Layout (imports go one way: `domain` ← `store` ← `actors` ← `mcp`/`http` ← `cli`):
+//! - [`domain`]: plain types and pure functions (ids, validation, time helpers). No I/O.
+//! - [`config`]: `agents.env`, `config.yaml`, paths, first-run generation.
+//! - [`auth`]: bearer tokens held as SHA-256 digests.
+//! - [`store`]: SQLite schema, the single writer thread with group commit, start-up loading.
+//! - [`actors`]: the live state, one owner per piece, behind the [`actors::Hub`] façade.
+//! - [`mcp`]: JSON-RPC and MCP protocol types, sessions, tool definitions and dispatch.
+//! - [`http`]: actix-web server, the `/mcp` endpoint and the operator API.
+//! - [`cli`]: the `hubctl` commands.
+
+pub mod actors;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod mcp;
+pub mod store;

@@ -1,0 +1,242 @@
+//! MCP sessions: transport bookkeeping only (negotiated version, owning agent, the
+//! open GET stream, last activity). No domain state hangs off a session, so losing
+//! one loses nothing, and a stateless protocol revision can skip them entirely.
+
+use super::protocol::Version;
+use crate::domain::ids::random_hex;
+use crate::domain::AgentId;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub struct Session {
+    pub id: String,
+    pub agent: AgentId,
+    pub version: Version,
+    /// Millis since [`Sessions::epoch`] of the last request on this session.
+    last_active_ms: AtomicU64,
+    /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
+    /// lives in that stream's response body; it drops when the client disconnects.
+    stream: Mutex<Option<mpsc::UnboundedSender<String>>>,
+}
+
+impl Session {
+    fn stream_open(&self) -> bool {
+        self.stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Attach a new GET stream; `None` when one is already open (the caller answers 409).
+    pub fn open_stream(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        let mut guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *guard = Some(tx);
+        Some(rx)
+    }
+
+    /// Send one JSON-RPC message on the GET stream; false when none is open.
+    pub fn push(&self, message: String) -> bool {
+        let guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().is_some_and(|tx| tx.send(message).is_ok())
+    }
+
+    fn close_stream(&self) {
+        self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionNotFound;
+
+pub struct Sessions {
+    map: DashMap<String, Arc<Session>>,
+    idle: Duration,
+    max_per_agent: usize,
+    epoch: Instant,
+}
+
+impl Sessions {
+    pub fn new(idle: Duration, max_per_agent: usize) -> Self {
+        Sessions {
+            map: DashMap::new(),
+            idle,
+            max_per_agent: max_per_agent.max(1),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn expired(&self, s: &Session, now_ms: u64) -> bool {
+        let idle_ms = now_ms.saturating_sub(s.last_active_ms.load(Ordering::Relaxed));
+        // A session whose client keeps a GET stream open is in use even when it sends
+        // nothing.
+        idle_ms > self.idle.as_millis() as u64 && !s.stream_open()
+    }
+
+    /// A new session for `agent`. When the agent is at its cap, its least recently
+    /// used session is dropped: clients that never DELETE must not lock an agent out.
+    pub fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
+        let now = self.now_ms();
+        let mine: Vec<(String, u64)> = self
+            .map
+            .iter()
+            .filter(|e| e.agent == agent)
+            .map(|e| (e.key().clone(), e.last_active_ms.load(Ordering::Relaxed)))
+            .collect();
+        if mine.len() >= self.max_per_agent {
+            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, t)| *t) {
+                if let Some((_, s)) = self.map.remove(oldest) {
+                    s.close_stream();
+                    tracing::info!(agent = %agent, "session cap reached; dropped least recently used session");
+                }
+            }
+        }
+        // 256 bits from the OS CSPRNG: unguessable, visible ASCII only.
+        let session = Arc::new(Session {
+            id: random_hex(32),
+            agent,
+            version,
+            last_active_ms: AtomicU64::new(now),
+            stream: Mutex::new(None),
+        });
+        self.map.insert(session.id.clone(), session.clone());
+        session
+    }
+
+    /// The live session `id` of `agent`, marked active. Another agent's session is
+    /// reported exactly like an unknown one, so ids cannot be probed.
+    pub fn get(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
+        let now = self.now_ms();
+        let s = self.map.get(id).map(|e| e.clone()).ok_or(SessionNotFound)?;
+        if &s.agent != agent {
+            return Err(SessionNotFound);
+        }
+        if self.expired(&s, now) {
+            self.map.remove(id);
+            return Err(SessionNotFound);
+        }
+        s.last_active_ms.store(now, Ordering::Relaxed);
+        Ok(s)
+    }
+
+    /// End session `id` of `agent` (DELETE).
+    pub fn remove(&self, id: &str, agent: &AgentId) -> Result<(), SessionNotFound> {
+        let s = self.get(id, agent)?;
+        self.map.remove(&s.id);
+        s.close_stream();
+        Ok(())
+    }
+
+    /// Drop expired sessions; called periodically so memory follows live clients.
+    pub fn sweep(&self) -> usize {
+        let now = self.now_ms();
+        let before = self.map.len();
+        self.map.retain(|_, s| {
+            let keep = !self.expired(s, now);
+            if !keep {
+                s.close_stream();
+            }
+            keep
+        });
+        before - self.map.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Push `message` on every open GET stream of `agent`; returns how many took it.
+    pub fn push_to_agent(&self, agent: &AgentId, message: &str) -> usize {
+        self.map
+            .iter()
+            .filter(|e| &e.agent == agent)
+            .filter(|e| e.push(message.to_string()))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> AgentId {
+        AgentId::new(s)
+    }
+
+    #[test]
+    fn bound_to_agent() {
+        let s = Sessions::new(Duration::from_secs(60), 8);
+        let x = s.create(a("alice"), Version::LATEST);
+        assert!(x.id.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert!(s.get(&x.id, &a("alice")).is_ok());
+        assert_eq!(s.get(&x.id, &a("bob")).err(), Some(SessionNotFound));
+        assert_eq!(s.remove(&x.id, &a("bob")), Err(SessionNotFound));
+        assert_eq!(s.remove(&x.id, &a("alice")), Ok(()));
+        assert!(s.get(&x.id, &a("alice")).is_err());
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let s = Sessions::new(Duration::from_secs(60), 2000);
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| s.create(a("x"), Version::LATEST).id.clone())
+            .collect();
+        assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn expiry_and_sweep() {
+        let s = Sessions::new(Duration::from_millis(0), 8);
+        let x = s.create(a("alice"), Version::LATEST);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(s.get(&x.id, &a("alice")).is_err());
+        s.create(a("alice"), Version::LATEST);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.sweep(), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn open_stream_keeps_session_alive_and_is_exclusive() {
+        let s = Sessions::new(Duration::from_millis(0), 8);
+        let x = s.create(a("alice"), Version::LATEST);
+        let mut rx = x.open_stream().expect("first stream");
+        assert!(x.open_stream().is_none());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.sweep(), 0);
+        assert_eq!(s.push_to_agent(&a("alice"), "m"), 1);
+        assert_eq!(rx.try_recv().unwrap(), "m");
+        drop(rx);
+        assert!(x.open_stream().is_some());
+    }
+
+    #[test]
+    fn cap_drops_least_recently_used() {
+        let s = Sessions::new(Duration::from_secs(60), 2);
+        let first = s.create(a("alice"), Version::LATEST);
+        std::thread::sleep(Duration::from_millis(2));
+        let second = s.create(a("alice"), Version::LATEST);
+        std::thread::sleep(Duration::from_millis(2));
+        s.create(a("bob"), Version::LATEST);
+        let third = s.create(a("alice"), Version::LATEST);
+        assert!(s.get(&first.id, &a("alice")).is_err());
+        assert!(s.get(&second.id, &a("alice")).is_ok());
+        assert!(s.get(&third.id, &a("alice")).is_ok());
+        assert_eq!(s.len(), 3);
+    }
+}

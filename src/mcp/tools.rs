@@ -1,0 +1,219 @@
+//! Tool definitions (`tools/list`) and dispatch (`tools/call`). One file per tool
+//! family under `tools/`; this file only routes and renders results.
+//!
+//! A result is the reference's JSON object (`{"ok": true, ...}` or `{"ok": false,
+//! "error": CODE, "message": ...}`) as text content, plus the same object as
+//! `structuredContent` for sessions at 2025-06-18 or later.
+
+mod agent;
+mod hub;
+
+use super::jsonrpc::RpcError;
+use super::protocol::Version;
+use super::session::Sessions;
+use crate::actors::{Hub, HubError};
+use crate::domain::{AgentId, DomainError};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+/// Everything a tool may use besides its arguments.
+pub struct CallCtx<'a> {
+    pub hub: &'a Hub,
+    pub sessions: &'a Sessions,
+    /// The caller, from its bearer token.
+    pub agent: &'a AgentId,
+    pub now: DateTime<Utc>,
+}
+
+/// A domain refusal or a successful object (without `ok`).
+pub type Outcome = Result<Map<String, Value>, DomainError>;
+
+pub struct ToolDef {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub input_schema: Value,
+    /// Properties of the success object besides `ok`.
+    pub output_properties: Value,
+    pub read_only: bool,
+    pub idempotent: bool,
+}
+
+fn all() -> &'static [ToolDef] {
+    static DEFS: OnceLock<Vec<ToolDef>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        let mut v = hub::defs();
+        v.extend(agent::defs());
+        v
+    })
+}
+
+impl ToolDef {
+    fn to_json(&self, version: Version) -> Value {
+        let mut annotations = json!({
+            "title": self.title,
+            "readOnlyHint": self.read_only,
+            "idempotentHint": self.idempotent,
+            // Everything a tool touches lives inside the hub.
+            "openWorldHint": false,
+        });
+        if !self.read_only {
+            annotations["destructiveHint"] = json!(false);
+        }
+        let mut tool = json!({
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": self.input_schema,
+            "annotations": annotations,
+        });
+        if version.has_structured_content() {
+            tool["title"] = json!(self.title);
+            let mut props = self.output_properties.clone();
+            props["ok"] = json!({"type": "boolean", "description": "true on success"});
+            props["error"] =
+                json!({"type": "string", "description": "error code when ok is false"});
+            props["message"] = json!({"type": "string", "description": "what went wrong and how to fix it, when ok is false"});
+            tool["outputSchema"] =
+                json!({"type": "object", "properties": props, "required": ["ok"]});
+        }
+        tool
+    }
+}
+
+/// The `tools/list` result for `version`, built once per version.
+pub fn list(version: Version) -> &'static Value {
+    static LISTS: OnceLock<Vec<(Version, Value)>> = OnceLock::new();
+    let lists = LISTS.get_or_init(|| {
+        Version::ALL
+            .iter()
+            .map(|v| {
+                (
+                    *v,
+                    json!({"tools": all().iter().map(|t| t.to_json(*v)).collect::<Vec<_>>()}),
+                )
+            })
+            .collect()
+    });
+    lists
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, l)| l)
+        .expect("invariant: a list is built for every supported version")
+}
+
+/// Turn a hub failure into either a tool error (domain) or a protocol error.
+fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
+    match e {
+        HubError::Domain(d) => Ok(d),
+        HubError::Store(s) => {
+            tracing::error!(error = %s, "storage failure during tool call");
+            Err(RpcError::internal(
+                "the hub could not save this change; it was not acknowledged",
+            ))
+        }
+        HubError::Mailbox(m) => {
+            tracing::error!(error = %m, "actor unavailable during tool call");
+            Err(RpcError::internal(
+                "the hub is shutting down or overloaded; retry",
+            ))
+        }
+    }
+}
+
+/// Run tool `name`. Unknown tools are protocol errors (-32602); refusals are results.
+pub async fn call(
+    ctx: &CallCtx<'_>,
+    name: &str,
+    args: &Map<String, Value>,
+) -> Result<Outcome, RpcError> {
+    let result = match name {
+        "hub_status" => hub::status(ctx, args),
+        "agent_register" => agent::register(ctx, args).await,
+        "agent_heartbeat" => agent::heartbeat(ctx, args).await,
+        _ => {
+            return Err(RpcError::invalid_params(format!(
+                "unknown tool `{name}`; call tools/list for the tools this hub offers"
+            )))
+        }
+    };
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => from_hub(e).map(Err),
+    }
+}
+
+/// Render a tool outcome as a `CallToolResult`.
+pub fn render(outcome: Outcome, version: Version) -> Value {
+    let (object, is_error) = match outcome {
+        Ok(mut fields) => {
+            fields.insert("ok".into(), Value::Bool(true));
+            (Value::Object(fields), false)
+        }
+        Err(e) => (
+            json!({"ok": false, "error": e.code(), "message": e.to_string()}),
+            true,
+        ),
+    };
+    let mut result = json!({
+        "content": [{"type": "text", "text": object.to_string()}],
+    });
+    if version.has_structured_content() {
+        result["structuredContent"] = object;
+    }
+    if is_error {
+        result["isError"] = Value::Bool(true);
+    }
+    result
+}
+
+/// Helper for tool modules: a success object from a `json!({...})` literal.
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_is_well_formed() {
+        for t in all() {
+            assert!(t
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            assert_eq!(t.input_schema["type"], "object");
+            assert!(!t.description.is_empty() && !t.title.is_empty());
+        }
+        let l = list(Version::LATEST);
+        assert!(l["tools"][0]["outputSchema"].is_object());
+        assert!(l["tools"][0]["title"].is_string());
+        let old = list(Version::V2025_03_26);
+        assert!(old["tools"][0].get("outputSchema").is_none());
+        assert!(old["tools"][0]["annotations"].is_object());
+    }
+
+    #[test]
+    fn render_success_and_error() {
+        let r = render(Ok(fields(json!({"a": 1}))), Version::LATEST);
+        let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text, r["structuredContent"]);
+        assert_eq!(text["ok"], true);
+        assert!(r.get("isError").is_none());
+        let r = render(
+            Err(DomainError::invalid("name", "bad")),
+            Version::V2025_03_26,
+        );
+        assert_eq!(r["isError"], true);
+        assert!(r.get("structuredContent").is_none());
+        let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            json!({"ok": false, "error": "INVALID_ARGUMENT", "message": "name: bad"})
+        );
+    }
+}

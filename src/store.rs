@@ -1,0 +1,38 @@
+//! Persistence: SQLite behind one writer thread.
+//!
+//! Actors never touch the database. They [`Store::enqueue`] an [`Op`] that carries every
+//! value it writes and get a [`Ticket`] (its sequence number) back at once. The writer
+//! thread applies ops in batched transactions (group commit) and publishes the highest
+//! committed sequence; in `durable` mode the HTTP layer answers a write only once
+//! [`Store::wait_durable`] says its ticket is committed, so an answered write survives
+//! `kill -9`. Reading happens once, at start-up ([`load`]).
+
+pub mod apply;
+pub mod load;
+pub mod migrate;
+pub mod op;
+pub mod writer;
+
+pub use load::{AgentRow, Snapshot};
+pub use op::Op;
+pub use writer::{Store, StoreOptions, Ticket};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade agent-hub")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("the storage writer failed; writes are no longer being saved")]
+    WriterFailed,
+    #[error("the storage writer has shut down")]
+    Closed,
+}

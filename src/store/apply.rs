@@ -1,0 +1,71 @@
+//! Applying a batch of ops inside one transaction. Pure SQL, no decisions.
+
+use super::op::Op;
+use rusqlite::{params, Transaction};
+use std::collections::HashMap;
+
+/// Apply `ops` in order, except heartbeats: only the last heartbeat of each agent in
+/// the batch is written, after everything else (a heartbeat touches only its own
+/// column, so moving it later changes nothing but saves rows).
+pub fn apply_batch<'a>(
+    tx: &Transaction<'_>,
+    ops: impl IntoIterator<Item = &'a Op>,
+) -> rusqlite::Result<()> {
+    let mut heartbeats: HashMap<&str, &str> = HashMap::new();
+    for op in ops {
+        match op {
+            Op::AgentHeartbeat { id, at } => {
+                heartbeats.insert(id, at);
+            }
+            other => apply_one(tx, other)?,
+        }
+    }
+    if !heartbeats.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE agents SET last_heartbeat = ?2, updated_at = ?2 WHERE id = ?1",
+        )?;
+        for (id, at) in heartbeats {
+            stmt.execute(params![id, at])?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_one(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::AgentRegister {
+            id,
+            name,
+            capabilities_json,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE agents SET name = ?2, capabilities = ?3, is_active = 1,
+                                   registered_at = ?4, updated_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, name, capabilities_json, at])?;
+        }
+        Op::AgentHeartbeat { id, at } => {
+            tx.prepare_cached(
+                "UPDATE agents SET last_heartbeat = ?2, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, at])?;
+        }
+        Op::Audit {
+            event_type,
+            entity_type,
+            entity_id,
+            actor,
+            payload_json,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![event_type, entity_type, entity_id, actor, payload_json, at])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Schema migrations, embedded in the binary and applied in order at start-up.
+//! `schema_migrations` records which versions are applied.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+/// (version, name, SQL). Append only; never edit an applied migration.
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "001_init", include_str!("../../migrations/001_init.sql"))];
+
+pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         );",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, now],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, name, "applied migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_once_and_refuses_newer() {
+        let mut c = Connection::open_in_memory().unwrap();
+        run(&mut c, "t").unwrap();
+        run(&mut c, "t").unwrap();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+        c.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 't')",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(
+            run(&mut c, "t"),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+    }
+}

@@ -1,0 +1,25 @@
+//! Write operations. An op carries every value it writes (ids, timestamps, JSON), as
+//! chosen by the actor, so the writer never decides anything and re-applying an op is
+//! harmless.
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `agent_register`: name and capabilities (JSON array text).
+    AgentRegister {
+        id: String,
+        name: String,
+        capabilities_json: String,
+        at: String,
+    },
+    /// `agent_heartbeat`. A burst from one agent within a batch becomes one UPDATE.
+    AgentHeartbeat { id: String, at: String },
+    /// One row of `audit_events`.
+    Audit {
+        event_type: String,
+        entity_type: String,
+        entity_id: String,
+        actor: String,
+        payload_json: String,
+        at: String,
+    },
+}

@@ -1,0 +1,375 @@
+//! The writer thread and the [`Store`] handle.
+//!
+//! Group commit: the thread blocks for the first op, then keeps taking whatever is
+//! already queued (and, if `window` > 0, whatever arrives within `window`) up to
+//! `max_ops`, applies them in ONE transaction, commits, and publishes the highest
+//! committed sequence number on a `watch` channel. While one commit is being fsync'd,
+//! new ops pile up in the channel and share the next commit, so throughput grows with
+//! concurrency instead of paying one fsync per call.
+
+use super::{apply, load, migrate, Op, Snapshot, StoreError};
+use crate::config::Durability;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The sequence number of an enqueued op; the write is durable once the writer has
+/// published a committed sequence at least this high.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// For replies that wrote nothing.
+    pub const NONE: Ticket = Ticket(0);
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    pub max_ops: usize,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    committed: u64,
+    /// A commit failed: nothing after `committed` will ever be saved.
+    failed: bool,
+    /// The writer has exited.
+    closed: bool,
+}
+
+enum Msg {
+    Op(u64, Op),
+    /// Commit everything before this, then exit.
+    Shutdown,
+}
+
+/// Cheap-to-clone handle held by every actor.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The next sequence number and the sending end of the writer's FIFO channel,
+    /// under one lock so that sequence order equals channel order (the writer
+    /// publishes "committed up to N" and that is only true if nothing below N is
+    /// still behind it in the queue).
+    tx: Mutex<(u64, mpsc::Sender<Msg>)>,
+    /// Published by the writer after each commit; cloned by each waiter.
+    progress: watch::Receiver<Progress>,
+    durability: Durability,
+    /// The writer thread, joined by [`Store::shutdown`].
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL fsyncs the WAL on every commit: what makes an answered write survive a
+    // power cut as well as kill -9. NORMAL is enough for the relaxed mode.
+    let sync = match durability {
+        Durability::Durable => "FULL",
+        Durability::Fast => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Open (creating) the database, migrate it, reconcile the agent list, load the
+    /// live state, and start the writer thread.
+    pub fn open(
+        path: &Path,
+        opts: StoreOptions,
+        agents: &[(String, String)],
+        now: &str,
+    ) -> Result<(Store, Snapshot), StoreError> {
+        let mut conn = open_connection(path, opts.durability)?;
+        migrate::run(&mut conn, now)?;
+        load::sync_agents(&mut conn, agents, now)?;
+        let snapshot = load::load(&conn)?;
+
+        let (tx, rx) = mpsc::channel();
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx, progress_tx, opts.max_ops, opts.window))
+            .map_err(|e| StoreError::Io {
+                path: "store-writer thread".into(),
+                source: e,
+            })?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                tx: Mutex::new((0, tx)),
+                progress: progress_rx,
+                durability: opts.durability,
+                thread: Mutex::new(Some(thread)),
+            }),
+        };
+        Ok((store, snapshot))
+    }
+
+    /// Queue `op` for the writer. Never blocks on disk.
+    pub fn enqueue(&self, op: Op) -> Ticket {
+        let mut guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 += 1;
+        let seq = guard.0;
+        if guard.1.send(Msg::Op(seq, op)).is_err() {
+            // The writer is gone (shutdown or crash); waiters see `closed`.
+            tracing::error!(seq, "store writer is not running; write dropped");
+        }
+        Ticket(seq)
+    }
+
+    /// In durable mode, wait until `ticket` is committed. In fast mode, return at once.
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if ticket == Ticket::NONE {
+            return Ok(());
+        }
+        if self.inner.durability == Durability::Fast {
+            return Ok(());
+        }
+        self.wait_committed(ticket).await
+    }
+
+    /// Wait until `ticket` is committed, whatever the durability mode.
+    pub async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let mut rx = self.inner.progress.clone();
+        let p = *rx
+            .wait_for(|p| p.committed >= ticket.0 || p.failed || p.closed)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        if p.committed >= ticket.0 {
+            Ok(())
+        } else if p.failed {
+            Err(StoreError::WriterFailed)
+        } else {
+            Err(StoreError::Closed)
+        }
+    }
+
+    /// Highest committed sequence number (for tests and status).
+    pub fn committed(&self) -> u64 {
+        self.inner.progress.borrow().committed
+    }
+
+    /// Commit everything queued so far and stop the writer. Blocking; call once at
+    /// the end of shutdown.
+    pub fn shutdown(&self) {
+        {
+            let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = guard.1.send(Msg::Shutdown);
+        }
+        let handle = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                tracing::error!("store writer panicked during shutdown");
+            }
+        }
+    }
+}
+
+/// Collect one batch: block for the first message, then take what is queued.
+/// Returns the ops and whether a shutdown was requested (or every sender is gone).
+fn next_batch(
+    rx: &mpsc::Receiver<Msg>,
+    max_ops: usize,
+    window: Duration,
+) -> (Vec<(u64, Op)>, bool) {
+    let mut batch = Vec::new();
+    match rx.recv() {
+        Ok(Msg::Op(seq, op)) => batch.push((seq, op)),
+        Ok(Msg::Shutdown) | Err(_) => return (batch, true),
+    }
+    let deadline = Instant::now() + window;
+    while batch.len() < max_ops {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(mpsc::TryRecvError::Disconnected) => return (batch, true),
+            Err(mpsc::TryRecvError::Empty) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(m) => m,
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return (batch, true),
+                }
+            }
+        };
+        match msg {
+            Msg::Op(seq, op) => batch.push((seq, op)),
+            Msg::Shutdown => return (batch, true),
+        }
+    }
+    (batch, false)
+}
+
+fn commit_batch(conn: &mut Connection, batch: &[(u64, Op)]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    apply::apply_batch(&tx, batch.iter().map(|(_, op)| op))?;
+    tx.commit()
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Msg>,
+    progress: watch::Sender<Progress>,
+    max_ops: usize,
+    window: Duration,
+) {
+    loop {
+        let (batch, stop) = next_batch(&rx, max_ops, window);
+        if let Some(&(last, _)) = batch.last() {
+            // A failing commit is retried a few times (a transient SQLITE_BUSY from an
+            // operator's sqlite3 shell, say); after that the store is marked failed so
+            // that no further write is acknowledged as durable.
+            let mut attempt = 0;
+            loop {
+                match commit_batch(&mut conn, &batch) {
+                    Ok(()) => {
+                        progress.send_modify(|p| p.committed = last);
+                        break;
+                    }
+                    Err(e) if attempt < 5 => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                        std::thread::sleep(Duration::from_millis(50 * attempt));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, ops = batch.len(), "commit failed; store is now read-only");
+                        progress.send_modify(|p| p.failed = true);
+                        break;
+                    }
+                }
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    progress.send_modify(|p| p.closed = true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(d: Durability) -> StoreOptions {
+        StoreOptions {
+            durability: d,
+            max_ops: 64,
+            window: Duration::ZERO,
+        }
+    }
+
+    fn heartbeat(id: &str, at: &str) -> Op {
+        Op::AgentHeartbeat {
+            id: id.into(),
+            at: at.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn durable_write_is_committed_before_wait_returns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("db/hub.db");
+        let agents = vec![("a".to_string(), "h".to_string())];
+        let (store, snap) = Store::open(&path, opts(Durability::Durable), &agents, "t0").unwrap();
+        assert_eq!(snap.agents.len(), 1);
+        assert_eq!(snap.agents[0].name, "a");
+        let t1 = store.enqueue(Op::AgentRegister {
+            id: "a".into(),
+            name: "Alice".into(),
+            capabilities_json: "[\"x\"]".into(),
+            at: "t1".into(),
+        });
+        let t2 = store.enqueue(heartbeat("a", "t2"));
+        let t3 = store.enqueue(heartbeat("a", "t3"));
+        assert!(t1 < t2 && t2 < t3);
+        store.wait_durable(t3).await.unwrap();
+        assert!(store.committed() >= t3.0);
+        // Read through a second connection: what a restarted server would see.
+        let c = Connection::open(&path).unwrap();
+        let snap = load::load(&c).unwrap();
+        assert_eq!(snap.agents[0].name, "Alice");
+        assert_eq!(snap.agents[0].capabilities, vec!["x"]);
+        assert_eq!(snap.agents[0].last_heartbeat.as_deref(), Some("t3"));
+        store.shutdown();
+        // After shutdown a new write can never become durable; waiting says so.
+        let t4 = store.enqueue(heartbeat("a", "t4"));
+        assert!(matches!(
+            store.wait_committed(t4).await,
+            Err(StoreError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_fast_mode_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hub.db");
+        let agents = vec![("a".to_string(), "h".to_string())];
+        let (store, _) = Store::open(&path, opts(Durability::Fast), &agents, "t0").unwrap();
+        let mut last = Ticket::NONE;
+        for i in 0..500 {
+            last = store.enqueue(heartbeat("a", &format!("t{i:03}")));
+        }
+        store.wait_durable(last).await.unwrap(); // fast: immediate
+        store.shutdown();
+        assert_eq!(store.committed(), last.0);
+        let c = Connection::open(&path).unwrap();
+        assert_eq!(
+            load::load(&c).unwrap().agents[0].last_heartbeat.as_deref(),
+            Some("t499")
+        );
+    }
+
+    #[test]
+    fn agents_removed_from_env_become_inactive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hub.db");
+        let two = vec![
+            ("a".to_string(), "h".to_string()),
+            ("b".to_string(), "h2".to_string()),
+        ];
+        let (s, snap) = Store::open(&path, opts(Durability::Durable), &two, "t0").unwrap();
+        assert_eq!(snap.agents.len(), 2);
+        s.shutdown();
+        let (s, snap) = Store::open(&path, opts(Durability::Durable), &two[..1], "t1").unwrap();
+        assert_eq!(snap.agents.len(), 1);
+        s.shutdown();
+    }
+
+    #[test]
+    fn batches_respect_max_ops() {
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10 {
+            tx.send(Msg::Op(i, heartbeat("a", "t"))).unwrap();
+        }
+        let (b, stop) = next_batch(&rx, 4, Duration::ZERO);
+        assert_eq!((b.len(), stop), (4, false));
+        tx.send(Msg::Shutdown).unwrap();
+        let (b, stop) = next_batch(&rx, 100, Duration::ZERO);
+        assert_eq!((b.len(), stop), (6, true));
+    }
+}
