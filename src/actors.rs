@@ -4,5 +4,6 @@
 
 pub mod agent;
 pub mod hub;
+pub mod notify;
 
 pub use hub::{AgentStatus, Hub, HubError, StatusCounts};

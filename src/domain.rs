@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod error;
 pub mod ids;
+pub mod message;
 pub mod time;
 
 pub use error::DomainError;

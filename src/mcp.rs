@@ -6,5 +6,6 @@ pub mod args;
 pub mod dispatch;
 pub mod jsonrpc;
 pub mod protocol;
+pub mod push;
 pub mod session;
 pub mod tools;

@@ -13,7 +13,7 @@ pub mod migrate;
 pub mod op;
 pub mod writer;
 
-pub use load::{AgentRow, Snapshot};
+pub use load::{AgentRow, MailState, Snapshot};
 pub use op::Op;
 pub use writer::{Store, StoreOptions, Ticket};
 

@@ -1,12 +1,19 @@
 //! AgentActor: one per agent listed in `agents.env`. Owns the agent's registration
-//! metadata and last heartbeat; later also its inbox and long-poll waiters.
-//! Messages: [`Register`], [`Heartbeat`], [`GetView`].
+//! metadata, last heartbeat, its inbox (unread queue, read state, the dedupe keys it
+//! used as a sender) and the long-poll waiters of `inbox_pull`.
+//! Messages: [`Register`], [`Heartbeat`], [`GetView`], [`SendMessage`], [`Deliver`],
+//! [`Pull`], [`Ack`].
 
+use super::notify::Notifier;
+use crate::domain::message::{AckRefusal, Draft, Inbox, Message as Mail};
 use crate::domain::time::{iso, Timestamp};
-use crate::domain::AgentId;
-use crate::store::{AgentRow, Op, Store, Ticket};
+use crate::domain::{AgentId, DomainError};
+use crate::store::{AgentRow, MailState, Op, Store, Ticket};
 use actix::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// What the agent looks like to itself and to the operator.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -18,14 +25,41 @@ pub struct AgentView {
     pub last_heartbeat: Option<String>,
 }
 
+/// A parked `inbox_pull`: answered by the next delivery or, empty, at its deadline.
+struct Waiter {
+    id: u64,
+    limit: usize,
+    reply: oneshot::Sender<Vec<Arc<Mail>>>,
+}
+
 pub struct AgentActor {
     view: AgentView,
+    inbox: Inbox,
+    waiters: Vec<Waiter>,
+    next_waiter: u64,
     /// Where state changes go; the writer thread holds the other end.
     store: Store,
+    /// Tells the transport a message arrived (push on the agent's open GET streams).
+    notifier: Arc<dyn Notifier>,
 }
 
 impl AgentActor {
-    pub fn from_row(row: AgentRow, store: Store) -> Self {
+    pub fn from_row(
+        row: AgentRow,
+        mail: MailState,
+        store: Store,
+        notifier: Arc<dyn Notifier>,
+    ) -> Self {
+        let mut inbox = Inbox::default();
+        for m in mail.unread {
+            inbox.deliver(m);
+        }
+        for id in mail.read {
+            inbox.remember_read(id);
+        }
+        for (id, key) in mail.sent {
+            inbox.record_sent(&id, key.as_deref());
+        }
         AgentActor {
             view: AgentView {
                 agent_id: AgentId::new(&row.id),
@@ -34,7 +68,11 @@ impl AgentActor {
                 registered_at: row.registered_at,
                 last_heartbeat: row.last_heartbeat,
             },
+            inbox,
+            waiters: Vec::new(),
+            next_waiter: 0,
             store,
+            notifier,
         }
     }
 }
@@ -109,5 +147,167 @@ impl Handler<GetView> for AgentActor {
 
     fn handle(&mut self, _: GetView, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.view.clone())
+    }
+}
+
+/// `message_send`, handled by the SENDER's actor: it checks the sender's dedupe key
+/// and `reply_to`, stores the message with its recipients, and forwards it to each
+/// recipient's actor. Forwarding from this one actor, in order, is what keeps one
+/// sender's messages in the order sent at every recipient.
+pub struct SendMessage {
+    pub id: String,
+    pub draft: Draft,
+    /// Resolved recipients (never empty for a direct message).
+    pub recipients: Vec<(AgentId, Addr<AgentActor>)>,
+    pub at: Timestamp,
+}
+
+impl Message for SendMessage {
+    type Result = Result<(Arc<Mail>, Ticket), DomainError>;
+}
+
+impl Handler<SendMessage> for AgentActor {
+    type Result = Result<(Arc<Mail>, Ticket), DomainError>;
+
+    fn handle(&mut self, msg: SendMessage, _: &mut Context<Self>) -> Self::Result {
+        let d = msg.draft;
+        if let Some(key) = &d.dedupe_key {
+            if let Some(original) = self.inbox.duplicate_of(key) {
+                return Err(DomainError::DuplicateMessage {
+                    message_id: original.to_string(),
+                    dedupe_key: key.clone(),
+                });
+            }
+        }
+        if let Some(r) = &d.reply_to {
+            if !self.inbox.can_see(r) {
+                return Err(DomainError::ReplyToNotFound(r.clone()));
+            }
+        }
+        let message = Arc::new(Mail {
+            id: msg.id,
+            dedupe_key: d.dedupe_key,
+            reply_to: d.reply_to,
+            from_agent: self.view.agent_id.to_string(),
+            to_agent: d.to_agent,
+            round_id: d.round_id,
+            msg_type: d.msg_type,
+            subject: d.subject,
+            body: d.body,
+            context_json: "{}".into(),
+            hop_count: 0,
+            created_at: iso(msg.at),
+        });
+        let ticket = self.store.enqueue(Op::MessageInsert {
+            message: message.clone(),
+            recipients: msg
+                .recipients
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect(),
+        });
+        self.inbox
+            .record_sent(&message.id, message.dedupe_key.as_deref());
+        for (_, addr) in &msg.recipients {
+            addr.do_send(Deliver(message.clone()));
+        }
+        Ok((message, ticket))
+    }
+}
+
+/// A message arriving in this agent's inbox (already stored by its sender).
+pub struct Deliver(pub Arc<Mail>);
+
+impl Message for Deliver {
+    type Result = ();
+}
+
+impl Handler<Deliver> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        self.notifier.inbox_updated(&self.view.agent_id, &msg.0);
+        self.inbox.deliver(msg.0);
+        for w in self.waiters.drain(..) {
+            // A waiter whose HTTP request is gone has dropped its receiver; fine.
+            let _ = w.reply.send(self.inbox.peek(w.limit));
+        }
+    }
+}
+
+/// `inbox_pull`: the oldest unread messages, or a receiver that gets them as soon as
+/// one arrives (or an empty list after `wait`).
+pub struct Pull {
+    pub limit: usize,
+    pub wait: Duration,
+}
+
+pub enum PullReply {
+    Ready(Vec<Arc<Mail>>),
+    Wait(oneshot::Receiver<Vec<Arc<Mail>>>),
+}
+
+impl Message for Pull {
+    type Result = PullReply;
+}
+
+impl Handler<Pull> for AgentActor {
+    type Result = MessageResult<Pull>;
+
+    fn handle(&mut self, msg: Pull, ctx: &mut Context<Self>) -> Self::Result {
+        let ready = self.inbox.peek(msg.limit);
+        if !ready.is_empty() || msg.wait.is_zero() {
+            return MessageResult(PullReply::Ready(ready));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.waiters.push(Waiter {
+            id,
+            limit: msg.limit,
+            reply: tx,
+        });
+        ctx.run_later(msg.wait, move |act, _| {
+            if let Some(pos) = act.waiters.iter().position(|w| w.id == id) {
+                let w = act.waiters.swap_remove(pos);
+                let _ = w.reply.send(Vec::new());
+            }
+        });
+        MessageResult(PullReply::Wait(rx))
+    }
+}
+
+/// `message_ack`: mark messages read for this agent only, all or nothing.
+pub struct Ack {
+    pub ids: Vec<String>,
+    pub at: Timestamp,
+}
+
+impl Message for Ack {
+    type Result = Result<(Vec<String>, Ticket), DomainError>;
+}
+
+impl Handler<Ack> for AgentActor {
+    type Result = Result<(Vec<String>, Ticket), DomainError>;
+
+    fn handle(&mut self, msg: Ack, _: &mut Context<Self>) -> Self::Result {
+        let newly = self
+            .inbox
+            .ack(&msg.ids)
+            .map_err(|AckRefusal::NotFound(id)| {
+                DomainError::NotFound(format!(
+                    "message {id} is not in your inbox (unknown id, or addressed to another agent)"
+                ))
+            })?;
+        let ticket = if newly.is_empty() {
+            Ticket::NONE
+        } else {
+            self.store.enqueue(Op::MessageAck {
+                agent: self.view.agent_id.to_string(),
+                message_ids: newly.clone(),
+                at: iso(msg.at),
+            })
+        };
+        Ok((newly, ticket))
     }
 }

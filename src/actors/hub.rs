@@ -2,9 +2,14 @@
 //! a call into "send to actor, then wait until its write is durable". The HTTP and
 //! MCP layers talk only to this.
 
-use super::agent::{AgentActor, AgentView, GetView, Heartbeat, Register};
+use super::agent::{
+    Ack, AgentActor, AgentView, GetView, Heartbeat, Pull, PullReply, Register, SendMessage,
+};
+use super::notify::Notifier;
 use crate::config::Settings;
 use crate::domain::agent::is_online;
+use crate::domain::ids::random_hex;
+use crate::domain::message::{Draft, Message};
 use crate::domain::{AgentId, DomainError};
 use crate::store::{Snapshot, Store, StoreError, Ticket};
 use actix::prelude::*;
@@ -67,11 +72,17 @@ pub struct StatusCounts {
 
 impl Hub {
     /// Start one actor per stored agent. Must run inside an actix `System`.
-    pub fn start(store: Store, snapshot: Snapshot, settings: Arc<Settings>) -> Hub {
+    pub fn start(
+        store: Store,
+        mut snapshot: Snapshot,
+        settings: Arc<Settings>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Hub {
         let agents = DashMap::new();
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
-            let addr = AgentActor::from_row(row, store.clone()).start();
+            let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
+            let addr = AgentActor::from_row(row, mail, store.clone(), notifier.clone()).start();
             agents.insert(
                 id,
                 AgentHandle {
@@ -139,6 +150,76 @@ impl Hub {
 
     pub async fn heartbeat(&self, id: &AgentId, now: DateTime<Utc>) -> Result<String, HubError> {
         let reply = self.agent(id)?.send(Heartbeat { at: now }).await?;
+        self.durable(reply).await
+    }
+
+    /// `message_send` from `from`: resolve recipients (one agent, or every other agent
+    /// for a broadcast), then let the sender's actor check, store and forward it.
+    pub async fn send_message(
+        &self,
+        from: &AgentId,
+        draft: Draft,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
+        let recipients: Vec<(AgentId, Addr<AgentActor>)> = match &draft.to_agent {
+            Some(to) => {
+                let id = AgentId::new(to);
+                let addr = self.agent(&id)?;
+                vec![(id, addr)]
+            }
+            None => {
+                let mut all: Vec<(AgentId, Addr<AgentActor>)> = self
+                    .inner
+                    .agents
+                    .iter()
+                    .filter(|e| e.key() != from)
+                    .map(|e| (e.key().clone(), e.addr.clone()))
+                    .collect();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                all
+            }
+        };
+        if let Some(round) = &draft.round_id {
+            // Rounds arrive with the task workflow; until then no round id is known.
+            return Err(DomainError::RoundNotFound(round.clone()).into());
+        }
+        let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
+        let reply = self
+            .agent(from)?
+            .send(SendMessage {
+                id: random_hex(8),
+                draft,
+                recipients,
+                at: now,
+            })
+            .await??;
+        let message = self.durable(reply).await?;
+        Ok((message, ids))
+    }
+
+    /// `inbox_pull`: up to `limit` unread messages, waiting up to `wait` for one.
+    pub async fn pull(
+        &self,
+        agent: &AgentId,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Arc<Message>>, HubError> {
+        match self.agent(agent)?.send(Pull { limit, wait }).await? {
+            PullReply::Ready(v) => Ok(v),
+            // The actor answers every waiter by its deadline; a dropped sender means
+            // the actor stopped, which only happens at shutdown.
+            PullReply::Wait(rx) => Ok(rx.await.unwrap_or_default()),
+        }
+    }
+
+    /// `message_ack`: returns the ids that were unread until now.
+    pub async fn ack(
+        &self,
+        agent: &AgentId,
+        ids: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, HubError> {
+        let reply = self.agent(agent)?.send(Ack { ids, at: now }).await??;
         self.durable(reply).await
     }
 

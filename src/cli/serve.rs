@@ -51,17 +51,18 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         window: Duration::from_millis(settings.commit_batch_window_ms),
     };
     let (store, snapshot) = Store::open(&ep.db, opts, &agents, &iso(Utc::now()))?;
-    let hub = Hub::start(store.clone(), snapshot, settings.clone());
+    let sessions = Arc::new(Sessions::new(
+        Duration::from_secs(settings.session_idle_timeout_secs),
+        settings.max_sessions_per_agent,
+    ));
+    // The session store is the actors' way to push on agents' open GET streams.
+    let hub = Hub::start(store.clone(), snapshot, settings.clone(), sessions.clone());
 
     let listener = TcpListener::bind((ep.host.as_str(), ep.port)).map_err(|e| CliError::Bind {
         addr: format!("{}:{}", ep.host, ep.port),
         source: e,
     })?;
     let addr = listener.local_addr()?;
-    let sessions = Arc::new(Sessions::new(
-        Duration::from_secs(settings.session_idle_timeout_secs),
-        settings.max_sessions_per_agent,
-    ));
     let state = AppState {
         hub,
         sessions: sessions.clone(),

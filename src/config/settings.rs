@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_sessions_per_agent: usize,
     pub sse_keepalive_secs: u64,
     pub presence_window_secs: u64,
+    // Messaging.
+    pub inbox_wait_max_seconds: u64,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             max_sessions_per_agent: 64,
             sse_keepalive_secs: 15,
             presence_window_secs: 120,
+            inbox_wait_max_seconds: 25,
         }
     }
 }
@@ -89,6 +92,8 @@ pub const TEMPLATE: &str = "\
 # max_sessions_per_agent: 64
 # sse_keepalive_secs: 15
 # presence_window_secs: 120
+# Messaging:
+# inbox_wait_max_seconds: 25   # longest inbox_pull wait_seconds (clients cut calls off near 30 s)
 ";
 
 struct Ctx<'a> {
@@ -229,6 +234,7 @@ pub fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), ConfigEr
             }
             "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
             "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
+            "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
             k if REFERENCE_UNUSED.contains(&k) => {}
             other => warnings.push(format!("{file}: unknown key `{other}` ignored")),
         }

@@ -10,6 +10,19 @@ pub enum DomainError {
     InvalidArgument { field: String, reason: String },
     #[error("agent {0} is not listed in agents.env")]
     UnknownAgent(String),
+    #[error("you already sent message {message_id} with dedupe_key {dedupe_key:?}; it was not sent again")]
+    DuplicateMessage {
+        message_id: String,
+        dedupe_key: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("reply_to: message {0} is not one you sent or received")]
+    ReplyToNotFound(String),
+    #[error("round {0} does not exist")]
+    RoundNotFound(String),
+    #[error("task {task_id} already has {limit} messages (max_messages_per_task)")]
+    MessageLimitReached { task_id: String, limit: u32 },
 }
 
 impl DomainError {
@@ -25,6 +38,27 @@ impl DomainError {
         match self {
             DomainError::InvalidArgument { .. } => "INVALID_ARGUMENT",
             DomainError::UnknownAgent(_) => "UNKNOWN_AGENT",
+            DomainError::DuplicateMessage { .. } => "DUPLICATE_MESSAGE",
+            DomainError::NotFound(_) => "NOT_FOUND",
+            DomainError::ReplyToNotFound(_) => "REPLY_TO_NOT_FOUND",
+            DomainError::RoundNotFound(_) => "ROUND_NOT_FOUND",
+            DomainError::MessageLimitReached { .. } => "MESSAGE_LIMIT_REACHED",
         }
+    }
+
+    /// Extra fields for the error object beside `ok`, `error` and `message`, so that
+    /// an agent can act without parsing the message text.
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        match self {
+            DomainError::InvalidArgument { field, .. } => {
+                m.insert("field".into(), field.clone().into());
+            }
+            DomainError::DuplicateMessage { message_id, .. } => {
+                m.insert("message_id".into(), message_id.clone().into());
+            }
+            _ => {}
+        }
+        m
     }
 }

@@ -1,11 +1,14 @@
 //! Serving one JSON-RPC request on an established session: `ping`, `tools/list`,
 //! `tools/call`. (`initialize` creates the session and is handled by the transport.)
 
-use super::jsonrpc::{self, RpcError};
+use super::jsonrpc::{self, RpcError, RESOURCE_NOT_FOUND};
 use super::protocol::Version;
+use super::push::INBOX_URI;
 use super::session::Sessions;
+use super::tools::message::messages_json;
 use super::tools::{self, CallCtx};
 use crate::actors::Hub;
+use crate::domain::message::MAX_PULL_LIMIT;
 use crate::domain::AgentId;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
@@ -31,6 +34,19 @@ fn params_object(params: Option<Value>) -> Result<Map<String, Value>, RpcError> 
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m),
         Some(_) => Err(RpcError::invalid_params("params must be an object")),
+    }
+}
+
+/// The only resource is the caller's inbox; anything else is "resource not found".
+fn inbox_uri(params: Option<Value>) -> Result<(), RpcError> {
+    let p = params_object(params)?;
+    match p.get("uri").and_then(Value::as_str) {
+        Some(INBOX_URI) => Ok(()),
+        Some(other) => Err(RpcError::new(
+            RESOURCE_NOT_FOUND,
+            format!("Resource not found: {other}"),
+        )),
+        None => Err(RpcError::invalid_params("uri: is required")),
     }
 }
 
@@ -73,6 +89,34 @@ async fn serve(
             };
             let outcome = tools::call(&ctx, &name, &args).await?;
             Ok(tools::render(outcome, version))
+        }
+        "resources/list" => {
+            let p = params_object(params)?;
+            if p.get("cursor").is_some_and(|c| !c.is_null()) {
+                return Err(RpcError::invalid_params("cursor: unknown cursor (resources/list has a single page)"));
+            }
+            Ok(json!({"resources": [{
+                "uri": INBOX_URI,
+                "name": "inbox",
+                "title": "Your inbox",
+                "description": "Your unread messages, oldest first (at most 200). Updated notifications arrive on your GET stream.",
+                "mimeType": "application/json"
+            }]}))
+        }
+        "resources/templates/list" => Ok(json!({"resourceTemplates": []})),
+        "resources/read" => {
+            inbox_uri(params)?;
+            let list = hub
+                .pull(agent, MAX_PULL_LIMIT as usize, std::time::Duration::ZERO)
+                .await
+                .map_err(|e| RpcError::internal(e.to_string()))?;
+            let text = json!({"messages": messages_json(&list), "count": list.len()}).to_string();
+            Ok(json!({"contents": [{"uri": INBOX_URI, "mimeType": "application/json", "text": text}]}))
+        }
+        // Every session already receives its own inbox's updates on its GET stream.
+        "resources/subscribe" | "resources/unsubscribe" => {
+            inbox_uri(params)?;
+            Ok(json!({}))
         }
         "initialize" => Err(RpcError::invalid_request(
             "this session is already initialized; send initialize without Mcp-Session-Id to start a new one",

@@ -13,6 +13,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const SERVER_ERROR: i64 = -32000;
 /// Unknown or expired session (HTTP 404), as the reference SDKs use it.
 pub const SESSION_NOT_FOUND: i64 = -32001;
+/// MCP's code for `resources/read` of an unknown URI.
+pub const RESOURCE_NOT_FOUND: i64 = -32002;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RpcError {

@@ -49,12 +49,17 @@ pub fn negotiate(requested: &str) -> Version {
 
 pub const INSTRUCTIONS: &str = "Agent Hub coordinates several agents on one job. Your identity comes from your bearer token. \
 Call agent_register once with your display name and capabilities, then agent_heartbeat now and then. \
+Wait for messages with inbox_pull and wait_seconds instead of polling in a loop; ack what you handled with message_ack. \
 Every tool answers a JSON object with ok=true, or ok=false with an error code and a message saying what to change.";
 
 pub fn initialize_result(v: Version) -> Value {
     json!({
         "protocolVersion": v.as_str(),
-        "capabilities": {"tools": {"listChanged": false}},
+        "capabilities": {
+            "tools": {"listChanged": false},
+            // The inbox resource; every session is subscribed to its own inbox.
+            "resources": {"subscribe": true, "listChanged": false},
+        },
         "serverInfo": {
             "name": "agent-hub",
             "title": "Agent Hub",

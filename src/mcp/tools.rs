@@ -7,6 +7,7 @@
 
 mod agent;
 mod hub;
+pub mod message;
 
 use super::jsonrpc::RpcError;
 use super::protocol::Version;
@@ -45,6 +46,7 @@ fn all() -> &'static [ToolDef] {
     DEFS.get_or_init(|| {
         let mut v = hub::defs();
         v.extend(agent::defs());
+        v.extend(message::defs());
         v
     })
 }
@@ -131,6 +133,9 @@ pub async fn call(
         "hub_status" => hub::status(ctx, args),
         "agent_register" => agent::register(ctx, args).await,
         "agent_heartbeat" => agent::heartbeat(ctx, args).await,
+        "message_send" => message::send(ctx, args).await,
+        "inbox_pull" => message::pull(ctx, args).await,
+        "message_ack" => message::ack(ctx, args).await,
         _ => {
             return Err(RpcError::invalid_params(format!(
                 "unknown tool `{name}`; call tools/list for the tools this hub offers"
@@ -150,10 +155,13 @@ pub fn render(outcome: Outcome, version: Version) -> Value {
             fields.insert("ok".into(), Value::Bool(true));
             (Value::Object(fields), false)
         }
-        Err(e) => (
-            json!({"ok": false, "error": e.code(), "message": e.to_string()}),
-            true,
-        ),
+        Err(e) => {
+            let mut object = e.details();
+            object.insert("ok".into(), Value::Bool(false));
+            object.insert("error".into(), e.code().into());
+            object.insert("message".into(), e.to_string().into());
+            (Value::Object(object), true)
+        }
     };
     let mut result = json!({
         "content": [{"type": "text", "text": object.to_string()}],
@@ -213,7 +221,7 @@ mod tests {
         let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
         assert_eq!(
             text,
-            json!({"ok": false, "error": "INVALID_ARGUMENT", "message": "name: bad"})
+            json!({"ok": false, "error": "INVALID_ARGUMENT", "message": "name: bad", "field": "name"})
         );
     }
 }

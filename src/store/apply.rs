@@ -52,6 +52,56 @@ fn apply_one(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             )?
             .execute(params![id, at])?;
         }
+        Op::MessageInsert {
+            message: m,
+            recipients,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO messages (id, dedupe_key, reply_to, from_agent, to_agent, round_id,
+                     msg_type, subject, body, context_json, hop_count, is_read, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
+            )?
+            .execute(params![
+                m.id,
+                m.dedupe_key,
+                m.reply_to,
+                m.from_agent,
+                m.to_agent,
+                m.round_id,
+                m.msg_type,
+                m.subject,
+                m.body,
+                m.context_json,
+                m.hop_count,
+                m.created_at
+            ])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO message_recipients (message_id, agent_id, delivered_at) VALUES (?1, ?2, ?3)",
+            )?;
+            for r in recipients {
+                stmt.execute(params![m.id, r, m.created_at])?;
+            }
+        }
+        Op::MessageAck {
+            agent,
+            message_ids,
+            at,
+        } => {
+            let mut recip = tx.prepare_cached(
+                "UPDATE message_recipients SET read_at = ?3 WHERE message_id = ?1 AND agent_id = ?2 AND read_at IS NULL",
+            )?;
+            let mut reads = tx.prepare_cached(
+                "INSERT OR IGNORE INTO message_reads (message_id, agent_id, read_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut direct = tx.prepare_cached(
+                "UPDATE messages SET is_read = 1 WHERE id = ?1 AND to_agent = ?2",
+            )?;
+            for id in message_ids {
+                recip.execute(params![id, agent, at])?;
+                reads.execute(params![id, agent, at])?;
+                direct.execute(params![id, agent])?;
+            }
+        }
         Op::Audit {
             event_type,
             entity_type,

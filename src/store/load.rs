@@ -17,6 +17,8 @@ pub struct AgentRow {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub agents: Vec<AgentRow>,
+    /// Messaging state by agent id.
+    pub mail: std::collections::HashMap<String, MailState>,
 }
 
 /// Make every agent of `agents.env` exist (the reference made callers register first
@@ -62,5 +64,80 @@ pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Snapshot { agents })
+    let mail = load_mail(conn)?;
+    Ok(Snapshot { agents, mail })
+}
+
+/// Messaging state of one agent at start-up.
+#[derive(Debug, Default)]
+pub struct MailState {
+    /// Unread deliveries in arrival order.
+    pub unread: Vec<std::sync::Arc<crate::domain::message::Message>>,
+    /// Ids of messages received and already read.
+    pub read: Vec<String>,
+    /// (message id, dedupe key) of messages this agent sent.
+    pub sent: Vec<(String, Option<String>)>,
+}
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::domain::message::Message> {
+    Ok(crate::domain::message::Message {
+        id: r.get("id")?,
+        dedupe_key: r.get("dedupe_key")?,
+        reply_to: r.get("reply_to")?,
+        from_agent: r.get("from_agent")?,
+        to_agent: r.get("to_agent")?,
+        round_id: r.get("round_id")?,
+        msg_type: r.get("msg_type")?,
+        subject: r.get("subject")?,
+        body: r.get("body")?,
+        context_json: r.get("context_json")?,
+        hop_count: r.get("hop_count")?,
+        created_at: r.get("created_at")?,
+    })
+}
+
+/// Every agent's inbox and sent-message keys, by agent id.
+pub fn load_mail(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let mut out: HashMap<String, MailState> = HashMap::new();
+    // A broadcast is one row in `messages` shared by its recipients.
+    let mut shared: HashMap<String, Arc<crate::domain::message::Message>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT r.agent_id AS recipient, m.* FROM message_recipients r
+         JOIN messages m ON m.id = r.message_id
+         WHERE r.read_at IS NULL ORDER BY r.rowid",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let recipient: String = r.get("recipient")?;
+        let id: String = r.get("id")?;
+        let m = match shared.get(&id) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(message_from_row(r)?);
+                shared.insert(id, m.clone());
+                m
+            }
+        };
+        out.entry(recipient).or_default().unread.push(m);
+    }
+    let mut stmt = conn
+        .prepare("SELECT agent_id, message_id FROM message_recipients WHERE read_at IS NOT NULL")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?).or_default().read.push(r.get(1)?);
+    }
+    let mut stmt =
+        conn.prepare("SELECT from_agent, id, dedupe_key FROM messages ORDER BY rowid")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?)
+            .or_default()
+            .sent
+            .push((r.get(1)?, r.get(2)?));
+    }
+    Ok(out)
 }

@@ -5,8 +5,14 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// (version, name, SQL). Append only; never edit an applied migration.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "001_init", include_str!("../../migrations/001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "001_init", include_str!("../../migrations/001_init.sql")),
+    (
+        2,
+        "002_messages",
+        include_str!("../../migrations/002_messages.sql"),
+    ),
+];
 
 pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
     conn.execute_batch(
@@ -28,7 +34,13 @@ pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
             known,
         });
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    let applied: std::collections::HashSet<i64> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    // Each version not yet recorded, in order (robust to a gap left by a build that
+    // lacked one migration).
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(

@@ -2,6 +2,9 @@
 //! chosen by the actor, so the writer never decides anything and re-applying an op is
 //! harmless.
 
+use crate::domain::message::Message;
+use std::sync::Arc;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// `agent_register`: name and capabilities (JSON array text).
@@ -13,6 +16,18 @@ pub enum Op {
     },
     /// `agent_heartbeat`. A burst from one agent within a batch becomes one UPDATE.
     AgentHeartbeat { id: String, at: String },
+    /// A new message and its recipients, in one op so that a message is never
+    /// stored without its deliveries.
+    MessageInsert {
+        message: Arc<Message>,
+        recipients: Vec<String>,
+    },
+    /// `agent` read `message_ids`.
+    MessageAck {
+        agent: String,
+        message_ids: Vec<String>,
+        at: String,
+    },
     /// One row of `audit_events`.
     Audit {
         event_type: String,

@@ -1,0 +1,18 @@
+//! How actors tell the transport that something happened for an agent, without
+//! knowing about HTTP: the serve command plugs in the MCP session store, which pushes
+//! a notification on the agent's open GET streams.
+
+use crate::domain::message::Message;
+use crate::domain::AgentId;
+
+pub trait Notifier: Send + Sync + 'static {
+    /// `message` was just delivered to `agent`'s inbox.
+    fn inbox_updated(&self, agent: &AgentId, message: &Message);
+}
+
+/// For tools and tests that run without a transport.
+pub struct Silent;
+
+impl Notifier for Silent {
+    fn inbox_updated(&self, _: &AgentId, _: &Message) {}
+}

@@ -1,0 +1,43 @@
+//! Server-to-client notifications pushed on open GET streams.
+//!
+//! A new inbox message becomes the standard `notifications/resources/updated` for the
+//! agent's inbox resource ([`INBOX_URI`]), sent on every open GET stream of the
+//! recipient. `_meta` names the message so a client can react without reading the
+//! resource first.
+
+use super::session::Sessions;
+use crate::actors::notify::Notifier;
+use crate::domain::message::Message;
+use crate::domain::AgentId;
+use serde_json::json;
+
+pub const INBOX_URI: &str = "agent-hub://inbox";
+
+pub fn inbox_updated(message: &Message) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/resources/updated",
+        "params": {
+            "uri": INBOX_URI,
+            "_meta": {
+                "agent-hub/message": {
+                    "id": message.id,
+                    "from_agent": message.from_agent,
+                    "msg_type": message.msg_type,
+                    "subject": message.subject,
+                    "round_id": message.round_id,
+                }
+            }
+        }
+    })
+    .to_string()
+}
+
+impl Notifier for Sessions {
+    fn inbox_updated(&self, agent: &AgentId, message: &Message) {
+        let n = self.push_to_agent(agent, &inbox_updated(message));
+        if n > 0 {
+            tracing::debug!(agent = %agent, streams = n, "pushed inbox notification");
+        }
+    }
+}
