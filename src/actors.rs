@@ -3,7 +3,9 @@
 //! persistence; they never see HTTP or SQL.
 
 pub mod agent;
+pub mod directory;
 pub mod hub;
 pub mod notify;
+pub mod task;
 
 pub use hub::{AgentStatus, Hub, HubError, StatusCounts};

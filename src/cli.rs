@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod operator;
 pub mod serve;
+pub mod tasks;
 
 use crate::config::{self, paths, ConfigError};
 use crate::store::StoreError;
@@ -23,6 +24,25 @@ pub struct Cli {
     #[arg(long, global = true, env = "AGENT_HUB_CONFIG_DIR", value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
 
+    /// Host: where `serve` binds, and where the other commands find the hub
+    /// [default: config.yaml host, else 127.0.0.1]
+    #[arg(long, global = true, env = "AGENT_HUB_HOST")]
+    pub host: Option<String>,
+
+    /// Port: where `serve` binds (0 picks a free one), and where the other commands
+    /// find the hub [default: config.yaml port, else 8765]
+    #[arg(long, global = true, env = "AGENT_HUB_PORT")]
+    pub port: Option<u16>,
+
+    /// Base URL of a running hub for operator commands, e.g. http://127.0.0.1:8765
+    /// (overrides --host/--port)
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+
+    /// Operator commands: print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -35,43 +55,45 @@ pub enum Command {
     Connect {
         /// Agent id from agents.env
         agent_id: String,
-        #[command(flatten)]
-        target: Target,
     },
     /// List agents with their registration and presence
-    Agents {
-        #[command(flatten)]
-        target: Target,
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
+    Agents,
+    /// Approve a round awaiting approval: round and task become dispatched
+    Approve {
+        round_id: String,
+        /// Note recorded with the decision (several words allowed)
+        note: Vec<String>,
     },
+    /// Reject a round awaiting approval; the dispatcher can then submit a revised plan
+    Reject {
+        round_id: String,
+        /// Why (sent to the dispatcher; several words allowed)
+        note: Vec<String>,
+    },
+    /// Close a task: open assignments are cancelled, later calls on it fail
+    Close { task_id: String },
+    /// Show a round and its assignments
+    Status { round_id: String },
+    /// List tasks, newest first
+    ListTasks,
+    /// List rounds, of one task or of all
+    ListRounds { task_id: Option<String> },
+    /// Show a task as a tree: rounds, assignments, handoffs
+    Show { task_id: String },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to bind [default: 127.0.0.1]
-    #[arg(long, env = "AGENT_HUB_HOST")]
-    pub host: Option<String>,
-    /// Port to bind; 0 picks a free one [default: 8765]
-    #[arg(long, env = "AGENT_HUB_PORT")]
-    pub port: Option<u16>,
     /// SQLite database file [default: $XDG_DATA_HOME/agent-hub/hub.db or ~/.local/share/agent-hub/hub.db]
     #[arg(long, env = "AGENT_HUB_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
 }
 
 /// Where a running hub is: `--url`, else host and port as `serve` would use them.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone)]
 pub struct Target {
-    /// Base URL of the hub, e.g. http://127.0.0.1:8765 [default: from host/port]
-    #[arg(long)]
     pub url: Option<String>,
-    /// Host of the hub [default: config.yaml host, else 127.0.0.1]
-    #[arg(long, env = "AGENT_HUB_HOST")]
     pub host: Option<String>,
-    /// Port of the hub [default: config.yaml port, else 8765]
-    #[arg(long, env = "AGENT_HUB_PORT")]
     pub port: Option<u16>,
 }
 
@@ -140,10 +162,29 @@ pub fn base_url(target: &Target, settings: &config::Settings) -> String {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let dir = cli.config_dir()?;
+    let target = Target {
+        url: cli.url.clone(),
+        host: cli.host.clone(),
+        port: cli.port,
+    };
+    let json = cli.json;
     match cli.command {
-        Command::Serve(args) => serve::run(&dir, args),
-        Command::Connect { agent_id, target } => connect::run(&dir, &agent_id, &target),
-        Command::Agents { target, json } => operator::agents(&dir, &target, json),
+        Command::Serve(args) => serve::run(&dir, target.host, target.port, args),
+        Command::Connect { agent_id } => connect::run(&dir, &agent_id, &target),
+        Command::Agents => operator::agents(&dir, &target, json),
+        Command::Approve { round_id, note } => {
+            tasks::decide(&dir, &target, &round_id, &note.join(" "), true, json)
+        }
+        Command::Reject { round_id, note } => {
+            tasks::decide(&dir, &target, &round_id, &note.join(" "), false, json)
+        }
+        Command::Close { task_id } => tasks::close(&dir, &target, &task_id, json),
+        Command::Status { round_id } => tasks::status(&dir, &target, &round_id, json),
+        Command::ListTasks => tasks::list_tasks(&dir, &target, json),
+        Command::ListRounds { task_id } => {
+            tasks::list_rounds(&dir, &target, task_id.as_deref(), json)
+        }
+        Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }
 }
 

@@ -5,7 +5,9 @@ pub mod agent;
 pub mod error;
 pub mod ids;
 pub mod message;
+pub mod task;
 pub mod time;
+pub mod workflow;
 
 pub use error::DomainError;
 pub use ids::AgentId;

@@ -5,6 +5,7 @@
 pub mod guards;
 pub mod mcp_route;
 pub mod operator;
+pub mod operator_tasks;
 pub mod server;
 pub mod sse;
 

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod load;
+pub mod load_tasks;
 pub mod migrate;
 pub mod op;
 pub mod writer;
@@ -35,4 +36,6 @@ pub enum StoreError {
     WriterFailed,
     #[error("the storage writer has shut down")]
     Closed,
+    #[error("the database holds data this build cannot read: {0}")]
+    Corrupt(String),
 }

@@ -5,16 +5,20 @@
 use super::agent::{
     Ack, AgentActor, AgentView, GetView, Heartbeat, Pull, PullReply, Register, SendMessage,
 };
+use super::directory::{AgentHandle, Directory};
 use super::notify::Notifier;
+use super::task::{TaskActor, TaskCmd, TaskEnv, TaskReply};
 use crate::config::Settings;
 use crate::domain::agent::is_online;
 use crate::domain::ids::random_hex;
 use crate::domain::message::{Draft, Message};
+use crate::domain::task::{Assignment, Task};
+use crate::domain::workflow::Limits;
+use crate::domain::workflow::TaskState;
 use crate::domain::{AgentId, DomainError};
 use crate::store::{Snapshot, Store, StoreError, Ticket};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use serde::Serialize;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -31,19 +35,11 @@ pub enum HubError {
     Mailbox(#[from] MailboxError),
 }
 
-/// Directory entry of one agent.
-struct AgentHandle {
-    addr: Addr<AgentActor>,
-    /// Unix millis of the agent's last authenticated request (0 = never). An atomic
-    /// rather than an actor message: it is written on every request and only read
-    /// by the operator's presence view.
-    last_seen_ms: AtomicI64,
-}
-
 struct HubInner {
-    /// Every agent of `agents.env`; filled at start-up. A DashMap so that a later
-    /// reload of `agents.env` can add entries while requests are being served.
-    agents: DashMap<AgentId, AgentHandle>,
+    /// Which actor owns which id; shared with the TaskActors.
+    dir: Arc<Directory>,
+    /// Shared by every TaskActor.
+    task_env: Arc<TaskEnv>,
     store: Store,
     settings: Arc<Settings>,
     started: Instant,
@@ -67,6 +63,7 @@ pub struct AgentStatus {
 #[derive(Debug, Clone, Copy)]
 pub struct StatusCounts {
     pub agents: usize,
+    pub tasks: usize,
     pub uptime_seconds: u64,
 }
 
@@ -78,12 +75,12 @@ impl Hub {
         settings: Arc<Settings>,
         notifier: Arc<dyn Notifier>,
     ) -> Hub {
-        let agents = DashMap::new();
+        let dir = Arc::new(Directory::default());
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
             let addr = AgentActor::from_row(row, mail, store.clone(), notifier.clone()).start();
-            agents.insert(
+            dir.agents.insert(
                 id,
                 AgentHandle {
                     addr,
@@ -91,9 +88,30 @@ impl Hub {
                 },
             );
         }
+        let task_env = Arc::new(TaskEnv {
+            store: store.clone(),
+            limits: Limits {
+                max_rounds: settings.max_rounds,
+                max_assignments_per_round: settings.max_assignments_per_round,
+                max_messages_per_task: settings.max_messages_per_task,
+                lease: chrono::Duration::milliseconds((settings.lease_minutes * 60_000.0) as i64),
+            },
+            max_simultaneous_assignments: settings.max_simultaneous_assignments,
+            dir: dir.clone(),
+        });
+        for state in snapshot.tasks {
+            for a in state.assignments.iter().filter(|a| a.status.is_active()) {
+                // Slots are counted from what was stored; no limit applies to history.
+                dir.try_reserve_slot(&a.agent_id, u32::MAX);
+            }
+            let id = state.task.id.clone();
+            let addr = TaskActor::new(state, task_env.clone()).start();
+            dir.tasks.insert(id, addr);
+        }
         Hub {
             inner: Arc::new(HubInner {
-                agents,
+                dir,
+                task_env,
                 store,
                 settings,
                 started: Instant::now(),
@@ -111,6 +129,7 @@ impl Hub {
 
     fn agent(&self, id: &AgentId) -> Result<Addr<AgentActor>, HubError> {
         self.inner
+            .dir
             .agents
             .get(id)
             .map(|h| h.addr.clone())
@@ -119,7 +138,7 @@ impl Hub {
 
     /// Record that `id` just made a request (presence).
     pub fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
-        if let Some(h) = self.inner.agents.get(id) {
+        if let Some(h) = self.inner.dir.agents.get(id) {
             h.last_seen_ms
                 .store(now.timestamp_millis(), Ordering::Relaxed);
         }
@@ -170,6 +189,7 @@ impl Hub {
             None => {
                 let mut all: Vec<(AgentId, Addr<AgentActor>)> = self
                     .inner
+                    .dir
                     .agents
                     .iter()
                     .filter(|e| e.key() != from)
@@ -179,21 +199,34 @@ impl Hub {
                 all
             }
         };
-        if let Some(round) = &draft.round_id {
-            // Rounds arrive with the task workflow; until then no round id is known.
-            return Err(DomainError::RoundNotFound(round.clone()).into());
-        }
+        // A message about a round counts against its task's max_messages_per_task;
+        // the count is given back if the send is then refused (e.g. a duplicate).
+        let counted = match &draft.round_id {
+            Some(round) => {
+                let task = self.task_of_round(round)?;
+                self.task_cmd(&task, TaskCmd::CountMessage).await?;
+                Some(task)
+            }
+            None => None,
+        };
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
-        let reply = self
-            .agent(from)?
-            .send(SendMessage {
-                id: random_hex(8),
-                draft,
-                recipients,
-                at: now,
-            })
-            .await??;
-        let message = self.durable(reply).await?;
+        let sent = match self.agent(from) {
+            Ok(addr) => addr
+                .send(SendMessage {
+                    id: random_hex(8),
+                    draft,
+                    recipients,
+                    at: now,
+                })
+                .await
+                .map_err(HubError::from)
+                .and_then(|r| r.map_err(HubError::from)),
+            Err(e) => Err(e),
+        };
+        if let (Err(_), Some(task)) = (&sent, &counted) {
+            let _ = self.task_cmd(task, TaskCmd::UncountMessage).await;
+        }
+        let message = self.durable(sent?).await?;
         Ok((message, ids))
     }
 
@@ -223,9 +256,181 @@ impl Hub {
         self.durable(reply).await
     }
 
+    fn task_of(
+        map: &dashmap::DashMap<String, String>,
+        id: &str,
+        code: &'static str,
+        what: &str,
+    ) -> Result<String, HubError> {
+        map.get(id)
+            .map(|t| t.clone())
+            .ok_or_else(|| DomainError::refused(code, format!("{what} {id} does not exist")).into())
+    }
+
+    fn task_of_round(&self, round_id: &str) -> Result<String, HubError> {
+        Self::task_of(&self.inner.dir.rounds, round_id, "ROUND_NOT_FOUND", "round")
+    }
+
+    /// Send `cmd` to the actor of task `task_id` and wait until what it wrote is durable.
+    pub async fn task_cmd(&self, task_id: &str, cmd: TaskCmd) -> Result<TaskReply, HubError> {
+        let addr = self
+            .inner
+            .dir
+            .tasks
+            .get(task_id)
+            .map(|a| a.clone())
+            .ok_or_else(|| {
+                DomainError::refused("TASK_NOT_FOUND", format!("task {task_id} does not exist"))
+            })?;
+        let reply = addr.send(cmd).await??;
+        self.durable(reply).await
+    }
+
+    /// A command on the task owning round `round_id`.
+    pub async fn round_cmd(&self, round_id: &str, cmd: TaskCmd) -> Result<TaskReply, HubError> {
+        let task = self.task_of_round(round_id)?;
+        self.task_cmd(&task, cmd).await
+    }
+
+    /// A command on the task owning assignment `id`; unknown ids are refused exactly
+    /// like someone else's assignment.
+    pub async fn assignment_cmd(&self, id: &str, cmd: TaskCmd) -> Result<TaskReply, HubError> {
+        let task = self
+            .inner
+            .dir
+            .assignments
+            .get(id)
+            .map(|t| t.clone())
+            .ok_or_else(|| {
+                DomainError::refused(
+                    "ASSIGNMENT_NOT_VALID",
+                    format!("assignment {id} does not exist or is not assigned to you"),
+                )
+            })?;
+        self.task_cmd(&task, cmd).await
+    }
+
+    pub async fn handoff_cmd(&self, id: &str) -> Result<TaskReply, HubError> {
+        let task = Self::task_of(&self.inner.dir.handoffs, id, "NOT_FOUND", "handoff")?;
+        self.task_cmd(&task, TaskCmd::GetHandoff { id: id.to_string() })
+            .await
+    }
+
+    /// `task_draft_create`: a new task in draft, owned by a new TaskActor. The
+    /// directory's entry API makes two creations of one id race-free.
+    pub async fn create_task(
+        &self,
+        caller: &AgentId,
+        id: &str,
+        title: &str,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Task, HubError> {
+        let state = TaskState::new(id, title, description, caller.as_str(), now);
+        let task = state.task.clone();
+        let ticket = match self.inner.dir.tasks.entry(id.to_string()) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(DomainError::refused(
+                    "TASK_EXISTS",
+                    format!("task {id} already exists; choose another task_id"),
+                )
+                .into())
+            }
+            dashmap::Entry::Vacant(v) => {
+                // Enqueued before the actor exists, so it precedes all of its writes.
+                let ticket = self
+                    .inner
+                    .store
+                    .enqueue(crate::store::Op::TaskUpsert(task.clone()));
+                v.insert(TaskActor::new(state, self.inner.task_env.clone()).start());
+                ticket
+            }
+        };
+        self.inner.store.wait_durable(ticket).await?;
+        Ok(task)
+    }
+
+    /// The caller's assignments: in one round (oldest first) or everywhere (newest first).
+    pub async fn assignments_of(
+        &self,
+        caller: &AgentId,
+        round_id: Option<&str>,
+    ) -> Result<Vec<Assignment>, HubError> {
+        let tasks: Vec<String> = match round_id {
+            Some(r) => vec![self.task_of_round(r)?],
+            None => self
+                .inner
+                .dir
+                .agent_tasks
+                .get(caller.as_str())
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        let mut out = Vec::new();
+        for t in tasks {
+            let cmd = TaskCmd::Assignments {
+                caller: caller.to_string(),
+                round_id: round_id.map(String::from),
+            };
+            if let TaskReply::Assignments(list) = self.task_cmd(&t, cmd).await? {
+                out.extend(list);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        if round_id.is_none() {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Every assignment of round `round_id` (for the plan submitter's answer).
+    pub async fn assignments_in_round(&self, round_id: &str) -> Result<Vec<Assignment>, HubError> {
+        let task = self.task_of_round(round_id)?;
+        let s = self.task_snapshot(&task).await?;
+        Ok(s.round_assignments(round_id).cloned().collect())
+    }
+
+    /// Every task with everything under it, newest first (operator views).
+    pub async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
+        let addrs: Vec<Addr<TaskActor>> = self.inner.dir.tasks.iter().map(|e| e.clone()).collect();
+        let mut out = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            if let (TaskReply::Snapshot(s), _) = a.send(TaskCmd::Snapshot).await?? {
+                out.push(*s);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.task
+                .created_at
+                .cmp(&a.task.created_at)
+                .then_with(|| a.task.id.cmp(&b.task.id))
+        });
+        Ok(out)
+    }
+
+    pub async fn task_snapshot(&self, task_id: &str) -> Result<TaskState, HubError> {
+        match self.task_cmd(task_id, TaskCmd::Snapshot).await? {
+            TaskReply::Snapshot(s) => Ok(*s),
+            _ => Err(DomainError::refused(
+                "TASK_NOT_FOUND",
+                format!("task {task_id} does not exist"),
+            )
+            .into()),
+        }
+    }
+
+    pub fn active_assignments(&self, agent: &AgentId) -> u32 {
+        self.inner.dir.active_slots(agent.as_str())
+    }
+
     pub fn counts(&self) -> StatusCounts {
         StatusCounts {
-            agents: self.inner.agents.len(),
+            tasks: self.inner.dir.tasks.len(),
+            agents: self.inner.dir.agents.len(),
             uptime_seconds: self.inner.started.elapsed().as_secs(),
         }
     }
@@ -234,6 +439,7 @@ impl Hub {
     pub async fn agents(&self, now: DateTime<Utc>) -> Result<Vec<AgentStatus>, HubError> {
         let entries: Vec<(Addr<AgentActor>, i64)> = self
             .inner
+            .dir
             .agents
             .iter()
             .map(|e| (e.addr.clone(), e.last_seen_ms.load(Ordering::Relaxed)))

@@ -34,6 +34,10 @@ impl OperatorClient {
                 .map_err(|e| CliError::Api(format!("the hub sent an unreadable answer: {e}"))),
             Err(ureq::Error::Status(code, resp)) => {
                 let body: Value = resp.into_json().unwrap_or(Value::Null);
+                if let Some(code) = body.get("error").and_then(Value::as_str) {
+                    let msg = body.get("message").and_then(Value::as_str).unwrap_or("");
+                    return Err(CliError::Api(format!("{code}: {msg}")));
+                }
                 let msg = body
                     .get("message")
                     .or_else(|| body.pointer("/error/message"))
@@ -47,6 +51,15 @@ impl OperatorClient {
                 detail: t.to_string(),
             }),
         }
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let r = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .send_json(body.clone());
+        self.finish(r)
     }
 
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
@@ -85,7 +98,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn s(v: &Value) -> String {
+pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

@@ -27,13 +27,18 @@ fn init_tracing() {
         .try_init();
 }
 
-pub fn run(dir: &Path, args: ServeArgs) -> Result<(), CliError> {
+pub fn run(
+    dir: &Path,
+    host: Option<String>,
+    port: Option<u16>,
+    args: ServeArgs,
+) -> Result<(), CliError> {
     init_tracing();
     let loaded = bootstrap::prepare(dir, true)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let endpoint = config::resolve(args.host, args.port, args.db, &loaded.settings)?;
+    let endpoint = config::resolve(host, port, args.db, &loaded.settings)?;
     actix_rt::System::new().block_on(serve(loaded, endpoint))
 }
 

@@ -61,6 +61,12 @@ pub fn parse(file: &str, text: &str) -> Result<AgentsFile, ConfigError> {
                 format!("invalid agent id {id:?}: use 1-64 characters of A-Z a-z 0-9 . _ -"),
             ));
         }
+        if id == "hub" {
+            return Err(err(
+                line_no,
+                "agent id `hub` is reserved for the hub's own notices".into(),
+            ));
+        }
         if token.is_empty() || token.chars().any(char::is_whitespace) {
             return Err(err(
                 line_no,

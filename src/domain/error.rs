@@ -23,9 +23,20 @@ pub enum DomainError {
     RoundNotFound(String),
     #[error("task {task_id} already has {limit} messages (max_messages_per_task)")]
     MessageLimitReached { task_id: String, limit: u32 },
+    /// A workflow rule refused the call; `code` is the reference's error code
+    /// (TASK_NOT_FOUND, ASSIGNMENT_NOT_PENDING, MAX_ROUNDS_REACHED, ...).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
 }
 
 impl DomainError {
+    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        DomainError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         DomainError::InvalidArgument {
             field: field.to_string(),
@@ -43,6 +54,7 @@ impl DomainError {
             DomainError::ReplyToNotFound(_) => "REPLY_TO_NOT_FOUND",
             DomainError::RoundNotFound(_) => "ROUND_NOT_FOUND",
             DomainError::MessageLimitReached { .. } => "MESSAGE_LIMIT_REACHED",
+            DomainError::Refused { code, .. } => code,
         }
     }
 

@@ -18,7 +18,8 @@ macro_rules! try_resp {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/operator/agents").route(web::get().to(agents)));
+    cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
+        .configure(super::operator_tasks::configure);
 }
 
 /// Every agent of agents.env with its registration and presence.

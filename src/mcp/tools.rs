@@ -6,8 +6,10 @@
 //! `structuredContent` for sessions at 2025-06-18 or later.
 
 mod agent;
+mod assignment;
 mod hub;
 pub mod message;
+mod task;
 
 use super::jsonrpc::RpcError;
 use super::protocol::Version;
@@ -47,6 +49,8 @@ fn all() -> &'static [ToolDef] {
         let mut v = hub::defs();
         v.extend(agent::defs());
         v.extend(message::defs());
+        v.extend(task::defs());
+        v.extend(assignment::defs());
         v
     })
 }
@@ -136,6 +140,14 @@ pub async fn call(
         "message_send" => message::send(ctx, args).await,
         "inbox_pull" => message::pull(ctx, args).await,
         "message_ack" => message::ack(ctx, args).await,
+        "task_draft_create" => task::draft_create(ctx, args).await,
+        "round_plan_submit" => task::plan_submit(ctx, args).await,
+        "review_submit" => task::review(ctx, args).await,
+        "assignment_list" => assignment::list(ctx, args).await,
+        "assignment_claim" => assignment::claim(ctx, args).await,
+        "assignment_progress" => assignment::progress(ctx, args).await,
+        "assignment_complete" => assignment::complete(ctx, args).await,
+        "handoff_get" => assignment::handoff_get(ctx, args).await,
         _ => {
             return Err(RpcError::invalid_params(format!(
                 "unknown tool `{name}`; call tools/list for the tools this hub offers"

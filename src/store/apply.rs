@@ -102,6 +102,102 @@ fn apply_one(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 direct.execute(params![id, agent])?;
             }
         }
+        Op::TaskUpsert(t) => {
+            tx.prepare_cached(
+                "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description,
+                     status = excluded.status, updated_at = excluded.updated_at",
+            )?
+            .execute(params![t.id, t.title, t.description, t.status.as_str(), t.dispatcher_agent_id, t.created_at, t.updated_at])?;
+        }
+        Op::RoundUpsert(r) => {
+            tx.prepare_cached(
+                "INSERT INTO rounds (id, root_task_id, round_number, status, plan_json, operator_note, rejected,
+                     review_verdict, review_note, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, plan_json = excluded.plan_json,
+                     operator_note = excluded.operator_note, rejected = excluded.rejected,
+                     review_verdict = excluded.review_verdict, review_note = excluded.review_note,
+                     updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                r.id,
+                r.task_id,
+                r.round_number,
+                r.status.as_str(),
+                r.plan_json,
+                r.operator_note,
+                r.rejected,
+                r.review_verdict,
+                r.review_note,
+                r.created_at,
+                r.updated_at
+            ])?;
+        }
+        Op::AssignmentUpsert(a) => {
+            tx.prepare_cached(
+                "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status, progress_note,
+                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, progress_note = excluded.progress_note,
+                     claimed_at = excluded.claimed_at, lease_expires_at = excluded.lease_expires_at,
+                     handoff_id = excluded.handoff_id, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                a.id,
+                a.round_id,
+                a.task_id,
+                a.agent_id,
+                a.goal,
+                a.status.as_str(),
+                a.progress_note,
+                a.claimed_at,
+                a.lease_expires_at,
+                a.handoff_id,
+                a.created_at,
+                a.updated_at
+            ])?;
+        }
+        Op::AssignmentDelete { id } => {
+            tx.prepare_cached("DELETE FROM assignments WHERE id = ?1")?
+                .execute(params![id])?;
+        }
+        Op::HandoffInsert(h) => {
+            let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO handoffs (id, assignment_id, round_id, root_task_id, from_agent, branch,
+                     commit_hash, changed_files, tests_run, risks, next_steps, notes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                h.id,
+                h.assignment_id,
+                h.round_id,
+                h.task_id,
+                h.from_agent,
+                h.branch,
+                h.commit_hash,
+                list(&h.changed_files),
+                list(&h.tests_run),
+                list(&h.risks),
+                list(&h.next_steps),
+                h.notes,
+                h.created_at
+            ])?;
+        }
+        Op::Approval {
+            id,
+            round_id,
+            action,
+            note,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO operator_approvals (id, round_id, action, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, round_id, action, note, at])?;
+        }
         Op::Audit {
             event_type,
             entity_type,

@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub agents: Vec<AgentRow>,
     /// Messaging state by agent id.
     pub mail: std::collections::HashMap<String, MailState>,
+    /// Every task with everything under it.
+    pub tasks: Vec<crate::domain::workflow::TaskState>,
 }
 
 /// Make every agent of `agents.env` exist (the reference made callers register first
@@ -65,7 +67,12 @@ pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mail = load_mail(conn)?;
-    Ok(Snapshot { agents, mail })
+    let tasks = super::load_tasks::load_tasks(conn)?;
+    Ok(Snapshot {
+        agents,
+        mail,
+        tasks,
+    })
 }
 
 /// Messaging state of one agent at start-up.

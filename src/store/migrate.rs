@@ -12,6 +12,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "002_messages",
         include_str!("../../migrations/002_messages.sql"),
     ),
+    (
+        4,
+        "004_workflow",
+        include_str!("../../migrations/004_workflow.sql"),
+    ),
 ];
 
 pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
@@ -27,7 +32,7 @@ pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
     if current > known {
         return Err(StoreError::SchemaTooNew {
             found: current,

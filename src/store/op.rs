@@ -3,6 +3,7 @@
 //! harmless.
 
 use crate::domain::message::Message;
+use crate::domain::task::{Assignment, Handoff, Round, Task};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +16,10 @@ pub enum Op {
         at: String,
     },
     /// `agent_heartbeat`. A burst from one agent within a batch becomes one UPDATE.
-    AgentHeartbeat { id: String, at: String },
+    AgentHeartbeat {
+        id: String,
+        at: String,
+    },
     /// A new message and its recipients, in one op so that a message is never
     /// stored without its deliveries.
     MessageInsert {
@@ -26,6 +30,23 @@ pub enum Op {
     MessageAck {
         agent: String,
         message_ids: Vec<String>,
+        at: String,
+    },
+    /// Workflow rows, written whole (insert or replace) after each transition.
+    TaskUpsert(Task),
+    RoundUpsert(Round),
+    AssignmentUpsert(Assignment),
+    /// A pending assignment replaced by a revised plan.
+    AssignmentDelete {
+        id: String,
+    },
+    HandoffInsert(Handoff),
+    /// One row of `operator_approvals`.
+    Approval {
+        id: String,
+        round_id: String,
+        action: String,
+        note: String,
         at: String,
     },
     /// One row of `audit_events`.

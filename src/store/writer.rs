@@ -43,6 +43,8 @@ struct Progress {
     closed: bool,
 }
 
+// Shutdown is sent once; boxing every op to shrink it would cost an allocation per write.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Op(u64, Op),
     /// Commit everything before this, then exit.

@@ -20,6 +20,7 @@ pub fn defs() -> Vec<ToolDef> {
             "protocol_versions": {"type": "array", "items": {"type": "string"}},
             "uptime_seconds": {"type": "integer"},
             "agents": {"type": "integer", "description": "agents listed in agents.env"},
+            "tasks": {"type": "integer", "description": "tasks of every state"},
             "sessions": {"type": "integer", "description": "open MCP sessions"},
             "durability": {"type": "string", "enum": ["durable", "fast"]},
             "agent_id": {"type": "string", "description": "who you are, from your token"}
@@ -45,6 +46,7 @@ pub fn status(
         "protocol_versions": Version::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
         "uptime_seconds": counts.uptime_seconds,
         "agents": counts.agents,
+        "tasks": counts.tasks,
         "sessions": ctx.sessions.len(),
         "durability": durability,
         "agent_id": ctx.agent,

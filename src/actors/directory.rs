@@ -1,0 +1,98 @@
+//! Directories shared by the hub façade and the actors: which actor owns an id, and
+//! the few counters that span tasks. DashMaps, so that lookups from every HTTP worker
+//! never wait on an actor, and creating an entry for a new id is atomic (entry API).
+
+use super::agent::{AgentActor, Deliver};
+use super::task::TaskActor;
+use crate::domain::ids::random_hex;
+use crate::domain::message::Message;
+use crate::domain::time::iso;
+use crate::domain::workflow::Notice;
+use crate::domain::AgentId;
+use crate::store::{Op, Store, Ticket};
+use actix::Addr;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+/// Directory entry of one agent.
+pub struct AgentHandle {
+    pub addr: Addr<AgentActor>,
+    /// Unix millis of the agent's last authenticated request (0 = never). An atomic
+    /// rather than an actor message: it is written on every request and only read
+    /// by the operator's presence view.
+    pub last_seen_ms: AtomicI64,
+}
+
+/// The sender id of the hub's own notices.
+pub const HUB_SENDER: &str = "hub";
+
+#[derive(Default)]
+pub struct Directory {
+    /// Every agent of `agents.env`; filled at start-up.
+    pub agents: DashMap<AgentId, AgentHandle>,
+    /// Task id → its actor.
+    pub tasks: DashMap<String, Addr<TaskActor>>,
+    /// Round / assignment / handoff id → task id, kept by the TaskActors.
+    pub rounds: DashMap<String, String>,
+    pub assignments: DashMap<String, String>,
+    pub handoffs: DashMap<String, String>,
+    /// Agent id → tasks where it has assignments (for `assignment_list`).
+    pub agent_tasks: DashMap<String, HashSet<String>>,
+    /// Agent id → its claimed or in-progress assignments, across all tasks.
+    active: DashMap<String, u32>,
+}
+
+impl Directory {
+    /// Take one of `agent`'s active-assignment slots if fewer than `max` are taken.
+    /// Atomic across tasks: the entry holds its shard lock while checking.
+    pub fn try_reserve_slot(&self, agent: &str, max: u32) -> bool {
+        let mut n = self.active.entry(agent.to_string()).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn release_slot(&self, agent: &str) {
+        if let Some(mut n) = self.active.get_mut(agent) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    pub fn active_slots(&self, agent: &str) -> u32 {
+        self.active.get(agent).map(|n| *n).unwrap_or(0)
+    }
+
+    /// Store a hub notice and put it in the recipient's inbox. Returns its ticket.
+    pub fn deliver_notice(&self, store: &Store, notice: Notice, now: DateTime<Utc>) -> Ticket {
+        let to = AgentId::new(&notice.to);
+        let Some(addr) = self.agents.get(&to).map(|h| h.addr.clone()) else {
+            // The agent was removed from agents.env: nobody to tell.
+            return Ticket::NONE;
+        };
+        let message = Arc::new(Message {
+            id: random_hex(8),
+            dedupe_key: None,
+            reply_to: None,
+            from_agent: HUB_SENDER.to_string(),
+            to_agent: Some(notice.to.clone()),
+            round_id: notice.round_id,
+            msg_type: notice.msg_type.to_string(),
+            subject: notice.subject,
+            body: notice.body,
+            context_json: "{}".into(),
+            hop_count: 0,
+            created_at: iso(now),
+        });
+        let ticket = store.enqueue(Op::MessageInsert {
+            message: message.clone(),
+            recipients: vec![notice.to],
+        });
+        addr.do_send(Deliver(message));
+        ticket
+    }
+}

@@ -1,0 +1,272 @@
+//! Operator commands of the task workflow: approve, reject, close, status,
+//! list-tasks, list-rounds, show. One-line confirmations as the reference prints them.
+
+use super::operator::{s, table, OperatorClient};
+use super::{CliError, Target};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Path segment: ids are URL-safe by construction, but a typo may not be.
+fn seg(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn decide(
+    dir: &Path,
+    target: &Target,
+    round_id: &str,
+    note: &str,
+    approve: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    let action = if approve { "approve" } else { "reject" };
+    let v = OperatorClient::new(dir, target)?.post(
+        &format!("/operator/rounds/{}/{action}", seg(round_id)),
+        &json!({"note": note}),
+    )?;
+    if json {
+        print_json(&v);
+    } else if approve {
+        println!("Round {round_id}: APPROVED → {}", s(&v["round"]["status"]));
+    } else {
+        println!("Round {round_id}: REJECTED → needs re-plan");
+    }
+    Ok(())
+}
+
+pub fn close(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.post(
+        &format!("/operator/tasks/{}/close", seg(task_id)),
+        &json!({}),
+    )?;
+    if json {
+        print_json(&v);
+    } else {
+        println!("Task {task_id}: CLOSED");
+    }
+    Ok(())
+}
+
+fn assignment_rows(list: &Value) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            vec![
+                s(&a["id"]),
+                s(&a["agent_id"]),
+                s(&a["status"]),
+                s(&a["lease_expires_at"]),
+                s(&a["handoff_id"]),
+                s(&a["goal"]),
+            ]
+        })
+        .collect()
+}
+
+const ASSIGNMENT_HEADERS: [&str; 6] = [
+    "ASSIGNMENT",
+    "AGENT",
+    "STATUS",
+    "LEASE EXPIRES",
+    "HANDOFF",
+    "GOAL",
+];
+
+pub fn status(dir: &Path, target: &Target, round_id: &str, json: bool) -> Result<(), CliError> {
+    let v =
+        OperatorClient::new(dir, target)?.get(&format!("/operator/rounds/{}", seg(round_id)))?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let r = &v["round"];
+    println!(
+        "Round {} (#{} of task {}): {}",
+        s(&r["id"]),
+        s(&r["round_number"]),
+        s(&r["task_id"]),
+        s(&r["status"])
+    );
+    if r["rejected"] == Value::Bool(true) {
+        println!("  rejected by the operator; waiting for a revised plan");
+    }
+    if !r["operator_note"].is_null() {
+        println!("  operator note: {}", s(&r["operator_note"]));
+    }
+    if !r["review_verdict"].is_null() {
+        println!(
+            "  review: {} {}",
+            s(&r["review_verdict"]),
+            s(&r["review_note"])
+        );
+    }
+    print!(
+        "{}",
+        table(&ASSIGNMENT_HEADERS, &assignment_rows(&v["assignments"]))
+    );
+    Ok(())
+}
+
+pub fn list_tasks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.get("/operator/tasks")?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = v["tasks"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            let cur = &t["current_round"];
+            vec![
+                s(&t["task"]["id"]),
+                s(&t["task"]["status"]),
+                s(&t["task"]["dispatcher_agent_id"]),
+                if cur.is_null() {
+                    "-".into()
+                } else {
+                    format!("#{} {}", s(&cur["round_number"]), s(&cur["status"]))
+                },
+                s(&t["task"]["title"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["TASK", "STATUS", "DISPATCHER", "CURRENT ROUND", "TITLE"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+pub fn list_rounds(
+    dir: &Path,
+    target: &Target,
+    task_id: Option<&str>,
+    json: bool,
+) -> Result<(), CliError> {
+    let path = match task_id {
+        Some(t) => format!("/operator/rounds?task_id={}", seg(t)),
+        None => "/operator/rounds".to_string(),
+    };
+    let v = OperatorClient::new(dir, target)?.get(&path)?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = v["rounds"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            vec![
+                s(&r["id"]),
+                s(&r["task_id"]),
+                format!("#{}", s(&r["round_number"])),
+                s(&r["status"]),
+                s(&r["updated_at"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["ROUND", "TASK", "NUMBER", "STATUS", "UPDATED"], &rows)
+    );
+    Ok(())
+}
+
+pub fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.get(&format!("/operator/tasks/{}", seg(task_id)))?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let t = &v["task"];
+    println!(
+        "Task {} [{}] {}\n  dispatcher: {}  created: {}  messages: {}",
+        s(&t["id"]),
+        s(&t["status"]),
+        s(&t["title"]),
+        s(&t["dispatcher_agent_id"]),
+        s(&t["created_at"]),
+        s(&v["message_count"])
+    );
+    let rounds = v["rounds"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
+    if rounds.is_empty() {
+        println!("└── (no rounds yet)");
+    }
+    for (i, r) in rounds.iter().enumerate() {
+        let last_round = i + 1 == rounds.len();
+        let (branch, pad) = if last_round {
+            ("└──", "    ")
+        } else {
+            ("├──", "│   ")
+        };
+        let round = &r["round"];
+        let mut line = format!(
+            "{branch} Round #{} {} [{}]",
+            s(&round["round_number"]),
+            s(&round["id"]),
+            s(&round["status"])
+        );
+        if round["rejected"] == Value::Bool(true) {
+            line.push_str(" (rejected)");
+        }
+        if !round["review_verdict"].is_null() {
+            line.push_str(&format!(" review: {}", s(&round["review_verdict"])));
+        }
+        println!("{line}");
+        let assignments = r["assignments"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default();
+        let handoffs = r["handoffs"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default();
+        for (j, a) in assignments.iter().enumerate() {
+            let last = j + 1 == assignments.len();
+            let b = if last { "└──" } else { "├──" };
+            println!(
+                "{pad}{b} {} {} [{}] {}",
+                s(&a["id"]),
+                s(&a["agent_id"]),
+                s(&a["status"]),
+                s(&a["goal"])
+            );
+            if let Some(h) = handoffs.iter().find(|h| h["assignment_id"] == a["id"]) {
+                let inner = if last { "    " } else { "│   " };
+                println!(
+                    "{pad}{inner}└── handoff {}: branch {} commit {} files {}",
+                    s(&h["id"]),
+                    s(&h["branch"]),
+                    s(&h["commit_hash"]),
+                    h["changed_files"].as_array().map(|f| f.len()).unwrap_or(0)
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! `assignment_list`, `assignment_claim`, `assignment_progress`,
+//! `assignment_complete`, `handoff_get`: the assignees' tools.
+
+use super::{fields, CallCtx, ToolDef};
+use crate::actors::task::{TaskCmd, TaskReply};
+use crate::actors::HubError;
+use crate::domain::task::{parse_handoff, validate_text, MAX_NOTE_BYTES};
+use crate::domain::DomainError;
+use crate::mcp::args::Args;
+use serde_json::{json, Map, Value};
+
+fn unexpected() -> HubError {
+    DomainError::refused("INTERNAL", "unexpected reply from the task actor").into()
+}
+
+fn id_schema(what: &str) -> Value {
+    json!({"type": "string", "description": what})
+}
+
+pub fn defs() -> Vec<ToolDef> {
+    let assignment_out =
+        json!({"assignment": {"type": "object", "description": "the assignment row"}});
+    vec![
+        ToolDef {
+            name: "assignment_list",
+            title: "List my assignments",
+            description: "List your assignments: of one round (oldest first) when round_id is given, else of \
+                          every task (newest first), with their status and lease.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {"round_id": id_schema("Optional round id.")},
+                "additionalProperties": false
+            }),
+            output_properties: json!({"assignments": {"type": "array", "items": {"type": "object"}}}),
+            read_only: true,
+            idempotent: true,
+        },
+        ToolDef {
+            name: "assignment_claim",
+            title: "Claim assignment",
+            description: "Claim one of your pending assignments in an operator-approved round. The claim holds a \
+                          lease (lease_minutes); report progress with assignment_progress to renew it, or the \
+                          assignment returns to pending.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {"assignment_id": id_schema("The assignment to claim.")},
+                "required": ["assignment_id"],
+                "additionalProperties": false
+            }),
+            output_properties: assignment_out.clone(),
+            read_only: false,
+            idempotent: false,
+        },
+        ToolDef {
+            name: "assignment_progress",
+            title: "Report progress",
+            description: "Report progress on your claimed assignment and renew its lease. status moves forward \
+                          only: claimed → in_progress.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "assignment_id": id_schema("Your claimed or in-progress assignment."),
+                    "status": {"type": "string", "enum": ["claimed", "in_progress"]},
+                    "note": {"type": "string", "description": "What you did so far."}
+                },
+                "required": ["assignment_id", "status"],
+                "additionalProperties": false
+            }),
+            output_properties: assignment_out.clone(),
+            read_only: false,
+            idempotent: true,
+        },
+        ToolDef {
+            name: "assignment_complete",
+            title: "Complete assignment",
+            description: "Finish your claimed assignment with a handoff document for the dispatcher. The \
+                          dispatcher is told; when it was the round's last open assignment, the round awaits \
+                          review.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "assignment_id": id_schema("Your claimed or in-progress assignment."),
+                    "handoff_json": {
+                        "description": "{branch, commit_hash, changed_files, tests_run, risks, next_steps, notes} as an object or a string holding one; every field optional, list fields are lists of strings.",
+                        "anyOf": [
+                            {"type": "object", "properties": {
+                                "branch": {"type": "string"},
+                                "commit_hash": {"type": "string"},
+                                "changed_files": {"type": "array", "items": {"type": "string"}},
+                                "tests_run": {"type": "array", "items": {"type": "string"}},
+                                "risks": {"type": "array", "items": {"type": "string"}},
+                                "next_steps": {"type": "array", "items": {"type": "string"}},
+                                "notes": {"type": "string"}
+                            }, "additionalProperties": false},
+                            {"type": "string"}
+                        ]
+                    }
+                },
+                "required": ["assignment_id", "handoff_json"],
+                "additionalProperties": false
+            }),
+            output_properties: json!({
+                "assignment": {"type": "object"},
+                "handoff_id": {"type": "string"}
+            }),
+            read_only: false,
+            idempotent: false,
+        },
+        ToolDef {
+            name: "handoff_get",
+            title: "Read handoff",
+            description: "Read a handoff document by id (any agent may read any handoff).",
+            input_schema: json!({
+                "type": "object",
+                "properties": {"handoff_id": id_schema("The handoff to read.")},
+                "required": ["handoff_id"],
+                "additionalProperties": false
+            }),
+            output_properties: json!({"handoff": {"type": "object"}}),
+            read_only: true,
+            idempotent: true,
+        },
+    ]
+}
+
+pub async fn list(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["round_id"])?;
+    let round = a
+        .str_opt("round_id")?
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let list = ctx.hub.assignments_of(ctx.agent, round).await?;
+    Ok(fields(json!({"assignments": list})))
+}
+
+async fn on_assignment(
+    ctx: &CallCtx<'_>,
+    id: &str,
+    cmd: TaskCmd,
+) -> Result<Map<String, Value>, HubError> {
+    match ctx.hub.assignment_cmd(id, cmd).await? {
+        TaskReply::Assignment(a) => Ok(fields(json!({"assignment": a}))),
+        TaskReply::Completed(a, h) => Ok(fields(json!({"assignment": a, "handoff_id": h.id}))),
+        _ => Err(unexpected()),
+    }
+}
+
+pub async fn claim(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["assignment_id"])?;
+    let id = a.str_req("assignment_id")?;
+    let cmd = TaskCmd::Claim {
+        caller: ctx.agent.to_string(),
+        id: id.to_string(),
+    };
+    on_assignment(ctx, id, cmd).await
+}
+
+pub async fn progress(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["assignment_id", "status", "note"])?;
+    let id = a.str_req("assignment_id")?;
+    let note = a.str_opt("note")?.unwrap_or("");
+    validate_text("note", note, MAX_NOTE_BYTES)?;
+    let cmd = TaskCmd::Progress {
+        caller: ctx.agent.to_string(),
+        id: id.to_string(),
+        status: a.str_req("status")?.trim().to_string(),
+        note: note.to_string(),
+    };
+    on_assignment(ctx, id, cmd).await
+}
+
+pub async fn complete(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["assignment_id", "handoff_json"])?;
+    let id = a.str_req("assignment_id")?;
+    let draft = parse_handoff(a.raw("handoff_json"))?;
+    let cmd = TaskCmd::Complete {
+        caller: ctx.agent.to_string(),
+        id: id.to_string(),
+        draft,
+    };
+    on_assignment(ctx, id, cmd).await
+}
+
+pub async fn handoff_get(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["handoff_id"])?;
+    let id = a.str_req("handoff_id")?;
+    match ctx.hub.handoff_cmd(id).await? {
+        TaskReply::Handoff(h) => Ok(fields(json!({"handoff": h}))),
+        _ => Err(unexpected()),
+    }
+}

@@ -1,0 +1,185 @@
+//! `task_draft_create`, `round_plan_submit`, `review_submit`: the dispatcher's tools.
+
+use super::{fields, CallCtx, ToolDef};
+use crate::actors::task::{TaskCmd, TaskReply};
+use crate::actors::HubError;
+use crate::domain::task::{
+    json_arg, parse_plan, validate_task_id, validate_text, MAX_NOTE_BYTES, MAX_TEXT_BYTES,
+    MAX_TITLE_CHARS,
+};
+use crate::domain::DomainError;
+use crate::mcp::args::Args;
+use serde_json::{json, Map, Value};
+
+fn unexpected() -> HubError {
+    DomainError::refused("INTERNAL", "unexpected reply from the task actor").into()
+}
+
+pub fn defs() -> Vec<ToolDef> {
+    vec![
+        ToolDef {
+            name: "task_draft_create",
+            title: "Create task",
+            description: "Create a task in draft state. You become its dispatcher: only you submit its round \
+                          plans and review its rounds. Next: round_plan_submit.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "task_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$", "description": "Your id for the task, e.g. \"T-42\"; must be new."},
+                    "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS, "description": "One-line title."},
+                    "description": {"type": "string", "description": "What the task is about (optional)."}
+                },
+                "required": ["task_id", "title"],
+                "additionalProperties": false
+            }),
+            output_properties: json!({"task_id": {"type": "string"}, "status": {"type": "string"}}),
+            read_only: false,
+            idempotent: false,
+        },
+        ToolDef {
+            name: "round_plan_submit",
+            title: "Submit round plan",
+            description: "Submit the plan of the next round of your task: one assignment per agent_id and goal. \
+                          The round then awaits the operator's approval. If the operator rejected the current \
+                          plan (or it still awaits approval), this replaces that round's assignments without \
+                          using up a round.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "task_id": {"type": "string"},
+                    "plan_json": {
+                        "description": "{\"assignments\": [{\"agent_id\": \"codex\", \"goal\": \"...\"}, ...]} as a JSON object or as a string holding it. agent_id must be an agent of this hub.",
+                        "anyOf": [
+                            {"type": "object", "properties": {"assignments": {"type": "array", "items": {
+                                "type": "object",
+                                "properties": {"agent_id": {"type": "string"}, "goal": {"type": "string"}},
+                                "required": ["agent_id", "goal"]
+                            }}}, "required": ["assignments"]},
+                            {"type": "string"}
+                        ]
+                    }
+                },
+                "required": ["task_id", "plan_json"],
+                "additionalProperties": false
+            }),
+            output_properties: json!({
+                "round_id": {"type": "string"},
+                "round_number": {"type": "integer"},
+                "status": {"type": "string"},
+                "assignments": {"type": "array", "items": {"type": "object"}}
+            }),
+            read_only: false,
+            idempotent: false,
+        },
+        ToolDef {
+            name: "review_submit",
+            title: "Review round",
+            description: "As the task's dispatcher, review a round whose assignments are all completed (read \
+                          the handoffs first with handoff_get). \"approved\" completes the round and the task; \
+                          \"changes_requested\" opens the next round with the same assignments, awaiting the \
+                          operator's approval.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "round_id": {"type": "string"},
+                    "verdict": {"type": "string", "enum": ["approved", "changes_requested"]},
+                    "note": {"type": "string", "description": "What is good or what to change."}
+                },
+                "required": ["round_id", "verdict"],
+                "additionalProperties": false
+            }),
+            output_properties: json!({
+                "status": {"type": "string"},
+                "round_id": {"type": "string", "description": "the completed round, or the new round on changes_requested"},
+                "round_number": {"type": "integer"},
+                "message": {"type": "string"}
+            }),
+            read_only: false,
+            idempotent: false,
+        },
+    ]
+}
+
+pub async fn draft_create(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["task_id", "title", "description"])?;
+    let id = a.str_req("task_id")?.trim();
+    validate_task_id(id)?;
+    let title = a.str_req("title")?.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(DomainError::invalid(
+            "title",
+            format!("must be 1-{MAX_TITLE_CHARS} characters"),
+        )
+        .into());
+    }
+    let description = a.str_opt("description")?.unwrap_or("");
+    validate_text("description", description, MAX_TEXT_BYTES)?;
+    let task = ctx
+        .hub
+        .create_task(ctx.agent, id, title, description, ctx.now)
+        .await?;
+    Ok(fields(
+        json!({"task_id": task.id, "status": task.status, "title": task.title}),
+    ))
+}
+
+pub async fn plan_submit(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["task_id", "plan_json"])?;
+    let task_id = a.str_req("task_id")?;
+    let items = parse_plan(a.raw("plan_json"))?;
+    let plan_json = json_arg(a.raw("plan_json"))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let cmd = TaskCmd::SubmitPlan {
+        caller: ctx.agent.to_string(),
+        items,
+        plan_json,
+    };
+    let TaskReply::Round(round) = ctx.hub.task_cmd(task_id, cmd).await? else {
+        return Err(unexpected());
+    };
+    let assignments = ctx.hub.assignments_in_round(&round.id).await?;
+    Ok(fields(json!({
+        "round_id": round.id,
+        "round_number": round.round_number,
+        "status": round.status,
+        "assignments": assignments,
+    })))
+}
+
+pub async fn review(
+    ctx: &CallCtx<'_>,
+    args: &Map<String, Value>,
+) -> Result<Map<String, Value>, HubError> {
+    let a = Args::new(args, &["round_id", "verdict", "note"])?;
+    let round_id = a.str_req("round_id")?;
+    let note = a.str_opt("note")?.unwrap_or("");
+    validate_text("note", note, MAX_NOTE_BYTES)?;
+    let cmd = TaskCmd::Review {
+        caller: ctx.agent.to_string(),
+        round_id: round_id.to_string(),
+        verdict: a.str_req("verdict")?.trim().to_string(),
+        note: note.to_string(),
+    };
+    let TaskReply::Reviewed { round, next } = ctx.hub.round_cmd(round_id, cmd).await? else {
+        return Err(unexpected());
+    };
+    Ok(match next {
+        None => fields(
+            json!({"status": "completed", "round_id": round.id, "round_number": round.round_number}),
+        ),
+        Some(n) => fields(json!({
+            "status": "awaiting_operator_approval",
+            "round_id": n.id,
+            "round_number": n.round_number,
+            "previous_round_id": round.id,
+            "message": format!("Changes requested: round {} opened with the same assignments; it awaits operator approval.", n.round_number),
+        })),
+    })
+}
