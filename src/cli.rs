@@ -1,6 +1,7 @@
 //! `hubctl`: run the hub (`serve`) and operate it. Operator commands talk to the
 //! running server's operator API; they never open the database.
 
+pub mod bench;
 pub mod connect;
 pub mod operator;
 pub mod serve;
@@ -78,6 +79,8 @@ pub enum Command {
     ListTasks,
     /// List rounds, of one task or of all
     ListRounds { task_id: Option<String> },
+    /// Load a running hub over HTTP and print throughput and latency
+    Bench(bench::BenchArgs),
     /// Show a task as a tree: rounds, assignments, handoffs
     Show { task_id: String },
 }
@@ -184,6 +187,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::ListRounds { task_id } => {
             tasks::list_rounds(&dir, &target, task_id.as_deref(), json)
         }
+        Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }
 }
