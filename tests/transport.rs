@@ -16,7 +16,7 @@ fn post(hub: &Hub, headers: &[(&str, &str)], body: &str) -> Resp {
     post_like("POST", &hub.url, headers, body)
 }
 
-fn std_headers<'a>(a: &'a str) -> Vec<(&'a str, &'a str)> {
+fn std_headers(a: &str) -> Vec<(&str, &str)> {
     vec![
         ("Authorization", a),
         ("Accept", ACCEPT),
