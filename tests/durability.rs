@@ -1,0 +1,174 @@
+//! Acknowledged means durable: answered writes survive `kill -9`; SIGTERM flushes.
+
+mod support;
+use serde_json::json;
+use support::*;
+
+#[test]
+fn registration_survives_kill_9() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let c = hub.client("alice");
+    c.call(
+        "agent_register",
+        json!({"name": "Alice the Agent", "capabilities": ["planning"]}),
+    );
+    let hb = c.call("agent_heartbeat", json!({}));
+    let hub = hub.restart(); // kill -9, then start on the same database
+    let agents = hub.operator_get("/operator/agents")["agents"].clone();
+    let alice = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent_id"] == "alice")
+        .unwrap()
+        .clone();
+    assert_eq!(alice["name"], "Alice the Agent");
+    assert_eq!(alice["capabilities"], json!(["planning"]));
+    assert_eq!(alice["last_heartbeat"], hb["last_heartbeat"]);
+    // Straight from the database too, with the reference's column names.
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    let (name, caps): (String, String) = db
+        .query_row(
+            "SELECT name, capabilities FROM agents WHERE id = 'alice'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), caps.as_str()),
+        ("Alice the Agent", "[\"planning\"]")
+    );
+}
+
+#[test]
+fn sigterm_flushes_fast_mode_writes() {
+    let mut hub = Hub::start(
+        &["alice"],
+        "durability: fast\ncommit_batch_window_ms: 1000\n",
+    );
+    let c = hub.client("alice");
+    c.call("agent_register", json!({"name": "Fast Alice"}));
+    let status = hub.terminate();
+    assert!(status.success(), "clean exit: {status}");
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    let name: String = db
+        .query_row("SELECT name FROM agents WHERE id = 'alice'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(name, "Fast Alice");
+}
+
+#[test]
+fn messages_and_workflow_survive_kill_9_halfway() {
+    let hub = Hub::start(&["disp", "alice", "bob"], "");
+    let d = hub.client("disp");
+    d.call(
+        "task_draft_create",
+        json!({"task_id": "T1", "title": "halfway"}),
+    );
+    let plan = json!({"assignments": [{"agent_id": "alice", "goal": "a"}, {"agent_id": "bob", "goal": "b"}]});
+    let round = d.call(
+        "round_plan_submit",
+        json!({"task_id": "T1", "plan_json": plan}),
+    )["round_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = hub.hubctl(&["approve", &round]);
+    assert!(out.status.success());
+    let a = hub.client("alice");
+    let aid = a.call("assignment_list", json!({}))["assignments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.call("assignment_claim", json!({"assignment_id": aid}));
+    let done = a.call(
+        "assignment_complete",
+        json!({"assignment_id": aid, "handoff_json": {"branch": "feat-a"}}),
+    );
+    let handoff = done["handoff_id"].as_str().unwrap().to_string();
+    let sent = a.call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "hi", "body": "b", "dedupe_key": "k1"}),
+    );
+
+    let hub = hub.restart();
+    let b = hub.client("bob");
+    // Bob's inbox: the approval notice and alice's message, still unread.
+    let inbox = b.call("inbox_pull", json!({}))["messages"].clone();
+    assert!(inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == sent["message_id"]));
+    // Alice's dedupe key survived the restart.
+    let a = hub.client("alice");
+    let (dup, _) = a.call_raw(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "hi", "body": "b", "dedupe_key": "k1"}),
+    );
+    assert_eq!(
+        (dup["error"].as_str(), &dup["message_id"]),
+        (Some("DUPLICATE_MESSAGE"), &sent["message_id"])
+    );
+    // The workflow goes on where it stopped.
+    assert_eq!(
+        b.call("handoff_get", json!({"handoff_id": handoff}))["handoff"]["branch"],
+        "feat-a"
+    );
+    let bid = b.call("assignment_list", json!({"round_id": round}))["assignments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.call("assignment_claim", json!({"assignment_id": bid}));
+    b.call(
+        "assignment_complete",
+        json!({"assignment_id": bid, "handoff_json": "{}"}),
+    );
+    let d = hub.client("disp");
+    let r = d.call(
+        "review_submit",
+        json!({"round_id": round, "verdict": "approved"}),
+    );
+    assert_eq!(r["status"], "completed");
+    let v = hub.operator_get("/operator/tasks/T1");
+    assert_eq!(v["task"]["status"], "completed");
+}
+
+#[test]
+fn leases_are_rearmed_after_restart() {
+    // 0.05 min = 3 s.
+    let hub = Hub::start(&["disp", "alice"], "lease_minutes: 0.05\n");
+    let d = hub.client("disp");
+    d.call(
+        "task_draft_create",
+        json!({"task_id": "L", "title": "lease"}),
+    );
+    let round = d.call(
+        "round_plan_submit",
+        json!({"task_id": "L", "plan_json": {"assignments": [{"agent_id": "alice", "goal": "g"}]}}),
+    )["round_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(hub.hubctl(&["approve", &round]).status.success());
+    let a = hub.client("alice");
+    let aid = a.call("assignment_list", json!({}))["assignments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.call("assignment_claim", json!({"assignment_id": aid}));
+    let hub = hub.restart();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let a = hub.client("alice");
+    let list = a.call("assignment_list", json!({}));
+    assert_eq!(list["assignments"][0]["status"], "pending", "{list}");
+    assert_eq!(
+        a.refused(
+            "assignment_complete",
+            json!({"assignment_id": aid, "handoff_json": {}})
+        ),
+        "ASSIGNMENT_NOT_ACTIVE"
+    );
+}
