@@ -170,20 +170,8 @@ impl Handler<SendMessage> for AgentActor {
     type Result = Result<(Arc<Mail>, Ticket), DomainError>;
 
     fn handle(&mut self, msg: SendMessage, _: &mut Context<Self>) -> Self::Result {
+        self.check_draft(&msg.draft)?;
         let d = msg.draft;
-        if let Some(key) = &d.dedupe_key {
-            if let Some(original) = self.inbox.duplicate_of(key) {
-                return Err(DomainError::DuplicateMessage {
-                    message_id: original.to_string(),
-                    dedupe_key: key.clone(),
-                });
-            }
-        }
-        if let Some(r) = &d.reply_to {
-            if !self.inbox.can_see(r) {
-                return Err(DomainError::ReplyToNotFound(r.clone()));
-            }
-        }
         let message = Arc::new(Mail {
             id: msg.id,
             dedupe_key: d.dedupe_key,
@@ -212,6 +200,42 @@ impl Handler<SendMessage> for AgentActor {
             addr.do_send(Deliver(message.clone()));
         }
         Ok((message, ticket))
+    }
+}
+
+impl AgentActor {
+    /// The sender-side rules of `message_send`: dedupe key not used yet, `reply_to` seen.
+    fn check_draft(&self, d: &Draft) -> Result<(), DomainError> {
+        if let Some(key) = &d.dedupe_key {
+            if let Some(original) = self.inbox.duplicate_of(key) {
+                return Err(DomainError::DuplicateMessage {
+                    message_id: original.to_string(),
+                    dedupe_key: key.clone(),
+                });
+            }
+        }
+        if let Some(r) = &d.reply_to {
+            if !self.inbox.can_see(r) {
+                return Err(DomainError::ReplyToNotFound(r.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Check a draft without sending it, so that a duplicate is reported as such before
+/// it could use up a task's message budget. [`SendMessage`] checks again.
+pub struct CheckDraft(pub Draft);
+
+impl Message for CheckDraft {
+    type Result = Result<(), DomainError>;
+}
+
+impl Handler<CheckDraft> for AgentActor {
+    type Result = Result<(), DomainError>;
+
+    fn handle(&mut self, msg: CheckDraft, _: &mut Context<Self>) -> Self::Result {
+        self.check_draft(&msg.0)
     }
 }
 

@@ -3,7 +3,8 @@
 //! MCP layers talk only to this.
 
 use super::agent::{
-    Ack, AgentActor, AgentView, GetView, Heartbeat, Pull, PullReply, Register, SendMessage,
+    Ack, AgentActor, AgentView, CheckDraft, GetView, Heartbeat, Pull, PullReply, Register,
+    SendMessage,
 };
 use super::directory::{AgentHandle, Directory};
 use super::notify::Notifier;
@@ -204,6 +205,7 @@ impl Hub {
         let counted = match &draft.round_id {
             Some(round) => {
                 let task = self.task_of_round(round)?;
+                self.agent(from)?.send(CheckDraft(draft.clone())).await??;
                 self.task_cmd(&task, TaskCmd::CountMessage).await?;
                 Some(task)
             }
