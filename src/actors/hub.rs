@@ -453,10 +453,13 @@ impl Hub {
             let last_seen = (seen_ms > 0)
                 .then(|| DateTime::<Utc>::from_timestamp_millis(seen_ms))
                 .flatten();
+            // A stored heartbeat counts too, so presence survives a restart.
+            let heartbeat = view.last_heartbeat.as_deref().and_then(crate::domain::time::parse_iso);
+            let latest = last_seen.max(heartbeat);
             out.push(AgentStatus {
                 view,
                 last_seen: last_seen.map(crate::domain::time::iso),
-                online: is_online(last_seen, now, window),
+                online: is_online(latest, now, window),
             });
         }
         out.sort_by(|a, b| a.view.agent_id.cmp(&b.view.agent_id));

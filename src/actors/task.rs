@@ -241,6 +241,19 @@ fn not_found(code: &'static str, what: &str) -> DomainError {
     DomainError::refused(code, format!("{what} does not exist"))
 }
 
+/// A copy of a round the transition just touched, for the reply.
+fn round_of(s: &TaskState, id: &str) -> Result<Round, DomainError> {
+    s.round(id)
+        .cloned()
+        .ok_or_else(|| not_found("ROUND_NOT_FOUND", id))
+}
+
+fn assignment_of(s: &TaskState, id: &str) -> Result<Assignment, DomainError> {
+    s.assignment(id)
+        .cloned()
+        .ok_or_else(|| not_found("ASSIGNMENT_NOT_VALID", id))
+}
+
 impl Handler<TaskCmd> for TaskActor {
     type Result = Result<(TaskReply, Ticket), DomainError>;
 
@@ -261,18 +274,12 @@ impl Handler<TaskCmd> for TaskActor {
                 let (rid, ch) = s.submit_plan(
                     &caller, &items, &plan_json, &is_agent, &limits, now, &mut ids,
                 )?;
-                let round = s
-                    .round(&rid)
-                    .cloned()
-                    .ok_or_else(|| not_found("ROUND_NOT_FOUND", &rid))?;
+                let round = round_of(s, &rid)?;
                 (TaskReply::Round(round), ch, "round_plan_submitted", caller)
             }
             TaskCmd::Approve { round_id, note } => {
                 let ch = s.approve(&round_id, &note, now)?;
-                let round = s
-                    .round(&round_id)
-                    .cloned()
-                    .ok_or_else(|| not_found("ROUND_NOT_FOUND", &round_id))?;
+                let round = round_of(s, &round_id)?;
                 (
                     TaskReply::Round(round),
                     ch,
@@ -282,10 +289,7 @@ impl Handler<TaskCmd> for TaskActor {
             }
             TaskCmd::Reject { round_id, note } => {
                 let ch = s.reject(&round_id, &note, now)?;
-                let round = s
-                    .round(&round_id)
-                    .cloned()
-                    .ok_or_else(|| not_found("ROUND_NOT_FOUND", &round_id))?;
+                let round = round_of(s, &round_id)?;
                 (
                     TaskReply::Round(round),
                     ch,
@@ -318,10 +322,7 @@ impl Handler<TaskCmd> for TaskActor {
                         return Err(e);
                     }
                 };
-                let a = s
-                    .assignment(&id)
-                    .cloned()
-                    .ok_or_else(|| not_found("ASSIGNMENT_NOT_VALID", &id))?;
+                let a = assignment_of(s, &id)?;
                 (TaskReply::Assignment(a), ch, "assignment_claimed", caller)
             }
             TaskCmd::Progress {
@@ -331,18 +332,12 @@ impl Handler<TaskCmd> for TaskActor {
                 note,
             } => {
                 let ch = s.progress(&caller, &id, &status, &note, now, &limits)?;
-                let a = s
-                    .assignment(&id)
-                    .cloned()
-                    .ok_or_else(|| not_found("ASSIGNMENT_NOT_VALID", &id))?;
+                let a = assignment_of(s, &id)?;
                 (TaskReply::Assignment(a), ch, "assignment_progress", caller)
             }
             TaskCmd::Complete { caller, id, draft } => {
                 let (h, ch) = s.complete(&caller, &id, draft, now, &mut ids)?;
-                let a = s
-                    .assignment(&id)
-                    .cloned()
-                    .ok_or_else(|| not_found("ASSIGNMENT_NOT_VALID", &id))?;
+                let a = assignment_of(s, &id)?;
                 (
                     TaskReply::Completed(a, h),
                     ch,
@@ -358,10 +353,7 @@ impl Handler<TaskCmd> for TaskActor {
             } => {
                 let (next, ch) =
                     s.review(&caller, &round_id, &verdict, &note, &limits, now, &mut ids)?;
-                let round = s
-                    .round(&round_id)
-                    .cloned()
-                    .ok_or_else(|| not_found("ROUND_NOT_FOUND", &round_id))?;
+                let round = round_of(s, &round_id)?;
                 (
                     TaskReply::Reviewed { round, next },
                     ch,
