@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod directory;
 pub mod hub;
+pub mod lock_manager;
 pub mod notify;
 pub mod task;
 

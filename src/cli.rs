@@ -79,6 +79,10 @@ pub enum Command {
     ListTasks,
     /// List rounds, of one task or of all
     ListRounds { task_id: Option<String> },
+    /// List held locks: key, holder, resource, expires in
+    Locks,
+    /// Force-release a lock (audited); the next waiter gets it
+    Unlock { lock_key: String },
     /// Load a running hub over HTTP and print throughput and latency
     Bench(bench::BenchArgs),
     /// Show a task as a tree: rounds, assignments, handoffs
@@ -187,6 +191,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::ListRounds { task_id } => {
             tasks::list_rounds(&dir, &target, task_id.as_deref(), json)
         }
+        Command::Locks => tasks::locks(&dir, &target, json),
+        Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),
         Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }

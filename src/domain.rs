@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod error;
 pub mod ids;
+pub mod lease;
 pub mod message;
 pub mod task;
 pub mod time;

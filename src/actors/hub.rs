@@ -7,11 +7,15 @@ use super::agent::{
     SendMessage,
 };
 use super::directory::{AgentHandle, Directory};
+use super::lock_manager::{
+    Acquire, AcquireReply, ForceRelease, Grant, ListLocks, LockManager, Release,
+};
 use super::notify::Notifier;
 use super::task::{TaskActor, TaskCmd, TaskEnv, TaskReply};
 use crate::config::Settings;
 use crate::domain::agent::is_online;
 use crate::domain::ids::random_hex;
+use crate::domain::lease::{Lock, LockTable, Request as LockRequest};
 use crate::domain::message::{Draft, Message};
 use crate::domain::task::{Assignment, Task};
 use crate::domain::workflow::Limits;
@@ -41,6 +45,8 @@ struct HubInner {
     dir: Arc<Directory>,
     /// Shared by every TaskActor.
     task_env: Arc<TaskEnv>,
+    /// The one owner of the lock table.
+    locks: Addr<LockManager>,
     store: Store,
     settings: Arc<Settings>,
     started: Instant,
@@ -109,10 +115,13 @@ impl Hub {
             let addr = TaskActor::new(state, task_env.clone()).start();
             dir.tasks.insert(id, addr);
         }
+        let table = LockTable::restore(snapshot.locks, snapshot.fencing, Utc::now());
+        let locks = LockManager::new(table, store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,
                 task_env,
+                locks,
                 store,
                 settings,
                 started: Instant::now(),
@@ -425,6 +434,51 @@ impl Hub {
         }
     }
 
+    /// `lock_acquire`: granted, renewed, or (after waiting up to `wait`) refused.
+    pub async fn lock_acquire(
+        &self,
+        req: LockRequest,
+        wait: std::time::Duration,
+    ) -> Result<(Lock, bool), HubError> {
+        let (lock, renewed, ticket): Grant =
+            match self.inner.locks.send(Acquire { req, wait }).await? {
+                AcquireReply::Ready(r) => r?,
+                AcquireReply::Wait(rx) => rx
+                    .await
+                    .map_err(|_| HubError::Store(StoreError::Closed))??,
+            };
+        self.inner.store.wait_durable(ticket).await?;
+        Ok((lock, renewed))
+    }
+
+    pub async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
+        let reply = self
+            .inner
+            .locks
+            .send(Release {
+                key: key.to_string(),
+                agent: agent.to_string(),
+            })
+            .await??;
+        self.durable(reply).await
+    }
+
+    /// Operator: take a lock away from its holder (audited).
+    pub async fn lock_force_release(&self, key: &str) -> Result<Lock, HubError> {
+        let reply = self
+            .inner
+            .locks
+            .send(ForceRelease {
+                key: key.to_string(),
+            })
+            .await??;
+        self.durable(reply).await
+    }
+
+    pub async fn locks(&self) -> Result<Vec<Lock>, HubError> {
+        Ok(self.inner.locks.send(ListLocks).await?)
+    }
+
     pub fn active_assignments(&self, agent: &AgentId) -> u32 {
         self.inner.dir.active_slots(agent.as_str())
     }
@@ -454,7 +508,10 @@ impl Hub {
                 .then(|| DateTime::<Utc>::from_timestamp_millis(seen_ms))
                 .flatten();
             // A stored heartbeat counts too, so presence survives a restart.
-            let heartbeat = view.last_heartbeat.as_deref().and_then(crate::domain::time::parse_iso);
+            let heartbeat = view
+                .last_heartbeat
+                .as_deref()
+                .and_then(crate::domain::time::parse_iso);
             let latest = last_seen.max(heartbeat);
             out.push(AgentStatus {
                 view,

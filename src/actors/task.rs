@@ -62,7 +62,9 @@ impl TaskActor {
         assignment: String,
         expires_at: chrono::DateTime<Utc>,
     ) {
-        let wait = (expires_at - Utc::now()).to_std().unwrap_or_default();
+        // A few ms late rather than early: expiry only acts on a lapsed lease.
+        let wait = (expires_at - Utc::now()).to_std().unwrap_or_default()
+            + std::time::Duration::from_millis(5);
         ctx.notify_later(ExpireLease(assignment), wait);
     }
 
@@ -406,10 +408,21 @@ impl Handler<ExpireLease> for TaskActor {
     type Result = ();
 
     fn handle(&mut self, msg: ExpireLease, ctx: &mut Context<Self>) {
-        let changes = self.state.expire_lease(&msg.0, Utc::now());
+        let now = Utc::now();
+        let changes = self.state.expire_lease(&msg.0, now);
         if !changes.is_empty() {
             tracing::info!(task = %self.state.task.id, assignment = %msg.0, "lease expired; assignment is pending again");
             self.apply(changes, "lease_expired", "system", ctx);
+            return;
+        }
+        // Clocks disagreeing by a hair: re-arm if this timer belongs to the current lease.
+        let due = self
+            .state
+            .assignment(&msg.0)
+            .filter(|a| a.status.is_active())
+            .and_then(|a| parse_iso(a.lease_expires_at.as_deref()?));
+        if let Some(at) = due.filter(|at| *at - now <= chrono::Duration::milliseconds(50)) {
+            self.arm_lease(ctx, msg.0, at);
         }
     }
 }

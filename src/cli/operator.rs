@@ -62,6 +62,15 @@ impl OperatorClient {
         self.finish(r)
     }
 
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        let r = self
+            .agent
+            .delete(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.finish(r)
+    }
+
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
         let r = self
             .agent

@@ -1,5 +1,5 @@
-//! Operator commands of the task workflow: approve, reject, close, status,
-//! list-tasks, list-rounds, show. One-line confirmations as the reference prints them.
+//! Operator commands of the task workflow (approve, reject, close, status,
+//! list-tasks, list-rounds, show) and of locks (locks, unlock). One-line confirmations as the reference prints them.
 
 use super::operator::{s, table, OperatorClient};
 use super::{CliError, Target};
@@ -267,6 +267,51 @@ pub fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<()
                 );
             }
         }
+    }
+    Ok(())
+}
+
+pub fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.get("/operator/locks")?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = v["locks"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            vec![
+                s(&l["lock_key"]),
+                s(&l["holder_agent_id"]),
+                format!("{}:{}", s(&l["resource_type"]), s(&l["resource_id"])),
+                format!("{:.0}s", l["expires_in_seconds"].as_f64().unwrap_or(0.0)),
+                s(&l["fencing_token"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["KEY", "HOLDER", "RESOURCE", "EXPIRES IN", "FENCING"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+pub fn unlock(dir: &Path, target: &Target, key: &str, json: bool) -> Result<(), CliError> {
+    let v =
+        OperatorClient::new(dir, target)?.delete(&format!("/operator/locks?key={}", seg(key)))?;
+    if json {
+        print_json(&v);
+    } else {
+        println!(
+            "Lock {key}: RELEASED (was held by {})",
+            s(&v["lock"]["holder_agent_id"])
+        );
     }
     Ok(())
 }

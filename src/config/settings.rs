@@ -38,6 +38,10 @@ pub struct Settings {
     pub presence_window_secs: u64,
     // Messaging.
     pub inbox_wait_max_seconds: u64,
+    // Locks.
+    pub lock_ttl_min_seconds: u64,
+    pub lock_ttl_max_seconds: u64,
+    pub lock_wait_max_seconds: u64,
 }
 
 impl Default for Settings {
@@ -61,6 +65,9 @@ impl Default for Settings {
             sse_keepalive_secs: 15,
             presence_window_secs: 120,
             inbox_wait_max_seconds: 25,
+            lock_ttl_min_seconds: 1,
+            lock_ttl_max_seconds: 86_400,
+            lock_wait_max_seconds: 25,
         }
     }
 }
@@ -94,6 +101,10 @@ pub const TEMPLATE: &str = "\
 # presence_window_secs: 120
 # Messaging:
 # inbox_wait_max_seconds: 25   # longest inbox_pull wait_seconds (clients cut calls off near 30 s)
+# Locks:
+# lock_ttl_min_seconds: 1
+# lock_ttl_max_seconds: 86400
+# lock_wait_max_seconds: 25    # longest lock_acquire wait_seconds
 ";
 
 struct Ctx<'a> {
@@ -235,9 +246,21 @@ pub fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), ConfigEr
             "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
             "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
             "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+            "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
+            "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
+            "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
             k if REFERENCE_UNUSED.contains(&k) => {}
             other => warnings.push(format!("{file}: unknown key `{other}` ignored")),
         }
+    }
+    if s.lock_ttl_min_seconds > s.lock_ttl_max_seconds {
+        return Err(ctx.bad(
+            "lock_ttl_min_seconds",
+            format!(
+                "{} is above lock_ttl_max_seconds ({})",
+                s.lock_ttl_min_seconds, s.lock_ttl_max_seconds
+            ),
+        ));
     }
     Ok((s, warnings))
 }

@@ -23,6 +23,17 @@ pub enum DomainError {
     RoundNotFound(String),
     #[error("task {task_id} already has {limit} messages (max_messages_per_task)")]
     MessageLimitReached { task_id: String, limit: u32 },
+    #[error("lock {key} is held by {holder} until {expires_at}")]
+    LockConflict {
+        key: String,
+        holder: String,
+        expires_at: String,
+    },
+    #[error("{}", match holder {
+        Some(h) => format!("lock {key} is held by {h}, not by you"),
+        None => format!("lock {key} is not held by anyone"),
+    })]
+    LockNotHeld { key: String, holder: Option<String> },
     /// A workflow rule refused the call; `code` is the reference's error code
     /// (TASK_NOT_FOUND, ASSIGNMENT_NOT_PENDING, MAX_ROUNDS_REACHED, ...).
     #[error("{message}")]
@@ -54,6 +65,8 @@ impl DomainError {
             DomainError::ReplyToNotFound(_) => "REPLY_TO_NOT_FOUND",
             DomainError::RoundNotFound(_) => "ROUND_NOT_FOUND",
             DomainError::MessageLimitReached { .. } => "MESSAGE_LIMIT_REACHED",
+            DomainError::LockConflict { .. } => "LOCK_CONFLICT",
+            DomainError::LockNotHeld { .. } => "LOCK_NOT_HELD",
             DomainError::Refused { code, .. } => code,
         }
     }
@@ -68,6 +81,17 @@ impl DomainError {
             }
             DomainError::DuplicateMessage { message_id, .. } => {
                 m.insert("message_id".into(), message_id.clone().into());
+            }
+            DomainError::LockConflict {
+                holder, expires_at, ..
+            } => {
+                m.insert("holder_agent_id".into(), holder.clone().into());
+                m.insert("expires_at".into(), expires_at.clone().into());
+            }
+            DomainError::LockNotHeld {
+                holder: Some(h), ..
+            } => {
+                m.insert("holder_agent_id".into(), h.clone().into());
             }
             _ => {}
         }

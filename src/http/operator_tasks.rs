@@ -29,7 +29,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/rounds", web::get().to(list_rounds))
         .route("/operator/rounds/{id}", web::get().to(round_status))
         .route("/operator/rounds/{id}/approve", web::post().to(approve))
-        .route("/operator/rounds/{id}/reject", web::post().to(reject));
+        .route("/operator/rounds/{id}/reject", web::post().to(reject))
+        .route("/operator/locks", web::get().to(list_locks))
+        // The key is a query parameter: keys may contain `/`, which a path segment
+        // would keep percent-encoded.
+        .route("/operator/locks", web::delete().to(unlock));
 }
 
 /// A hub refusal as an HTTP answer: unknown ids 404, wrong state 409.
@@ -235,6 +239,43 @@ async fn close_task(
         Ok(_) => {
             refusal(crate::domain::DomainError::refused("INTERNAL", "unexpected reply").into())
         }
+        Err(e) => refusal(e),
+    }
+}
+
+async fn list_locks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
+    try_resp!(guard(&req, &st));
+    let now = chrono::Utc::now();
+    match st.hub.locks().await {
+        Ok(locks) => {
+            let list: Vec<Value> = locks
+                .iter()
+                .map(|l| {
+                    let mut v = json!(l);
+                    v["expires_in_seconds"] =
+                        json!((l.expires_at - now).num_milliseconds() as f64 / 1000.0);
+                    v
+                })
+                .collect();
+            HttpResponse::Ok().json(json!({"ok": true, "locks": list}))
+        }
+        Err(e) => refusal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    key: String,
+}
+
+async fn unlock(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    q: web::Query<KeyQuery>,
+) -> HttpResponse {
+    try_resp!(guard(&req, &st));
+    match st.hub.lock_force_release(&q.key).await {
+        Ok(lock) => HttpResponse::Ok().json(json!({"ok": true, "lock": lock})),
         Err(e) => refusal(e),
     }
 }

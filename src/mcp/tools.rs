@@ -8,6 +8,7 @@
 mod agent;
 mod assignment;
 mod hub;
+mod lock;
 pub mod message;
 mod task;
 
@@ -51,6 +52,7 @@ fn all() -> &'static [ToolDef] {
         v.extend(message::defs());
         v.extend(task::defs());
         v.extend(assignment::defs());
+        v.extend(lock::defs());
         v
     })
 }
@@ -148,6 +150,8 @@ pub async fn call(
         "assignment_progress" => assignment::progress(ctx, args).await,
         "assignment_complete" => assignment::complete(ctx, args).await,
         "handoff_get" => assignment::handoff_get(ctx, args).await,
+        "lock_acquire" => lock::acquire(ctx, args).await,
+        "lock_release" => lock::release(ctx, args).await,
         _ => {
             return Err(RpcError::invalid_params(format!(
                 "unknown tool `{name}`; call tools/list for the tools this hub offers"

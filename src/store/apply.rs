@@ -1,6 +1,7 @@
 //! Applying a batch of ops inside one transaction. Pure SQL, no decisions.
 
 use super::op::Op;
+use crate::domain::time::iso;
 use rusqlite::{params, Transaction};
 use std::collections::HashMap;
 
@@ -197,6 +198,35 @@ fn apply_one(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 "INSERT OR IGNORE INTO operator_approvals (id, round_id, action, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![id, round_id, action, note, at])?;
+        }
+        Op::LockUpsert(l) => {
+            tx.prepare_cached(
+                "INSERT INTO locks (id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(lock_key) DO UPDATE SET id = excluded.id, holder_agent_id = excluded.holder_agent_id,
+                     resource_type = excluded.resource_type, resource_id = excluded.resource_id,
+                     fencing_token = excluded.fencing_token, expires_at = excluded.expires_at,
+                     created_at = excluded.created_at",
+            )?
+            .execute(params![
+                l.id,
+                l.lock_key,
+                l.holder_agent_id,
+                l.resource_type,
+                l.resource_id,
+                l.fencing_token as i64,
+                iso(l.expires_at),
+                iso(l.created_at)
+            ])?;
+            tx.prepare_cached(
+                "INSERT INTO lock_fencing (lock_key, last_token) VALUES (?1, ?2)
+                 ON CONFLICT(lock_key) DO UPDATE SET last_token = MAX(last_token, excluded.last_token)",
+            )?
+            .execute(params![l.lock_key, l.fencing_token as i64])?;
+        }
+        Op::LockDelete { key, id } => {
+            tx.prepare_cached("DELETE FROM locks WHERE lock_key = ?1 AND id = ?2")?
+                .execute(params![key, id])?;
         }
         Op::Audit {
             event_type,

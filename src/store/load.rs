@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub mail: std::collections::HashMap<String, MailState>,
     /// Every task with everything under it.
     pub tasks: Vec<crate::domain::workflow::TaskState>,
+    /// Stored locks (possibly lapsed) and the fencing counter of every key.
+    pub locks: Vec<crate::domain::lease::Lock>,
+    pub fencing: Vec<(String, u64)>,
 }
 
 /// Make every agent of `agents.env` exist (the reference made callers register first
@@ -68,10 +71,13 @@ pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     let mail = load_mail(conn)?;
     let tasks = super::load_tasks::load_tasks(conn)?;
+    let (locks, fencing) = load_locks(conn)?;
     Ok(Snapshot {
         agents,
         mail,
         tasks,
+        locks,
+        fencing,
     })
 }
 
@@ -147,4 +153,38 @@ pub fn load_mail(
             .push((r.get(1)?, r.get(2)?));
     }
     Ok(out)
+}
+
+type LockState = (Vec<crate::domain::lease::Lock>, Vec<(String, u64)>);
+
+/// Stored locks and fencing counters.
+pub fn load_locks(conn: &Connection) -> Result<LockState, StoreError> {
+    use crate::domain::time::parse_iso;
+    let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
+    let mut stmt = conn.prepare(
+        "SELECT id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at FROM locks",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut locks = Vec::new();
+    while let Some(r) = rows.next()? {
+        let expires: String = r.get(6)?;
+        let created: String = r.get(7)?;
+        locks.push(crate::domain::lease::Lock {
+            id: r.get(0)?,
+            lock_key: r.get(1)?,
+            holder_agent_id: r.get(2)?,
+            resource_type: r.get(3)?,
+            resource_id: r.get(4)?,
+            fencing_token: r.get::<_, i64>(5)? as u64,
+            expires_at: parse_iso(&expires).ok_or_else(|| bad("expires_at"))?,
+            created_at: parse_iso(&created).ok_or_else(|| bad("created_at"))?,
+        });
+    }
+    let fencing = conn
+        .prepare("SELECT lock_key, last_token FROM lock_fencing")?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((locks, fencing))
 }

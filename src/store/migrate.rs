@@ -13,6 +13,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/002_messages.sql"),
     ),
     (
+        3,
+        "003_locks",
+        include_str!("../../migrations/003_locks.sql"),
+    ),
+    (
         4,
         "004_workflow",
         include_str!("../../migrations/004_workflow.sql"),
@@ -61,6 +66,25 @@ pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_migration_file_is_listed_in_order() {
+        let mut files: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .unwrap()
+                .map(|e| {
+                    e.unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .trim_end_matches(".sql")
+                        .to_string()
+                })
+                .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| m.1.to_string()).collect();
+        assert_eq!(listed, files);
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 
     #[test]
     fn applies_once_and_refuses_newer() {

@@ -2,6 +2,7 @@
 //! chosen by the actor, so the writer never decides anything and re-applying an op is
 //! harmless.
 
+use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Handoff, Round, Task};
 use std::sync::Arc;
@@ -48,6 +49,13 @@ pub enum Op {
         action: String,
         note: String,
         at: String,
+    },
+    /// A granted or renewed lock (and its key's fencing counter).
+    LockUpsert(Lock),
+    /// A released or expired lock; `id` guards against deleting a newer holder's row.
+    LockDelete {
+        key: String,
+        id: String,
     },
     /// One row of `audit_events`.
     Audit {

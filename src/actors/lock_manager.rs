@@ -1,0 +1,257 @@
+//! LockManager: the one owner of the lock table. Contention is its normal case:
+//! a conflicting `lock_acquire` either fails at once with the holder, or parks as a
+//! waiter (first come, first served) that gets the lock the moment it is released or
+//! its lease lapses. Leases are enforced by timers, not only when someone looks.
+//! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`ListLocks`], [`Expire`].
+
+use crate::domain::ids::random_hex;
+use crate::domain::lease::{conflict, Acquired, Lock, LockTable, Request};
+use crate::domain::time::iso;
+use crate::domain::DomainError;
+use crate::store::{Op, Store, Ticket};
+use actix::prelude::*;
+use chrono::Utc;
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const TIMER_MARGIN: Duration = Duration::from_millis(5);
+
+/// A granted or renewed lock, whether it was a renewal, and the write's ticket.
+pub type Grant = (Lock, bool, Ticket);
+
+struct Waiter {
+    id: u64,
+    req: Request,
+    reply: oneshot::Sender<Result<Grant, DomainError>>,
+}
+
+pub struct LockManager {
+    table: LockTable,
+    /// Key → parked acquirers, oldest first.
+    waiters: HashMap<String, VecDeque<Waiter>>,
+    next_waiter: u64,
+    /// Where state changes go; the writer thread holds the other end.
+    store: Store,
+}
+
+impl LockManager {
+    pub fn new(table: LockTable, store: Store) -> Self {
+        LockManager {
+            table,
+            waiters: HashMap::new(),
+            next_waiter: 0,
+            store,
+        }
+    }
+
+    fn arm(&self, ctx: &mut Context<Self>, lock: &Lock) {
+        // A few ms late rather than early: the handler only frees a lapsed lease.
+        let wait = (lock.expires_at - Utc::now()).to_std().unwrap_or_default() + TIMER_MARGIN;
+        ctx.notify_later(Expire(lock.lock_key.clone()), wait);
+    }
+
+    fn acquire_now(
+        &mut self,
+        req: &Request,
+        ctx: &mut Context<Self>,
+    ) -> Result<Grant, DomainError> {
+        match self.table.acquire(req, Utc::now(), &mut || random_hex(6)) {
+            Acquired::Conflict(l) => Err(conflict(&l)),
+            Acquired::Granted(l) => {
+                self.arm(ctx, &l);
+                Ok((l.clone(), false, self.store.enqueue(Op::LockUpsert(l))))
+            }
+            Acquired::Renewed(l) => {
+                self.arm(ctx, &l);
+                Ok((l.clone(), true, self.store.enqueue(Op::LockUpsert(l))))
+            }
+        }
+    }
+
+    /// `key` just became free: hand it to the oldest waiter still listening.
+    fn serve_waiters(&mut self, key: &str, ctx: &mut Context<Self>) {
+        while let Some(w) = self.waiters.get_mut(key).and_then(VecDeque::pop_front) {
+            if w.reply.is_closed() {
+                continue; // its HTTP request is gone
+            }
+            let granted = self.acquire_now(&w.req, ctx);
+            let held = granted.is_ok();
+            let _ = w.reply.send(granted);
+            if held {
+                break;
+            }
+        }
+        if self.waiters.get(key).is_some_and(VecDeque::is_empty) {
+            self.waiters.remove(key);
+        }
+    }
+
+    fn freed(&mut self, lock: &Lock, ctx: &mut Context<Self>) -> Ticket {
+        let t = self.store.enqueue(Op::LockDelete {
+            key: lock.lock_key.clone(),
+            id: lock.id.clone(),
+        });
+        self.serve_waiters(&lock.lock_key, ctx);
+        t
+    }
+}
+
+impl Actor for LockManager {
+    type Context = Context<Self>;
+
+    /// Re-arm the timers of leases loaded from the database.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for l in self.table.list(Utc::now()) {
+            self.arm(ctx, &l);
+        }
+    }
+}
+
+/// `lock_acquire`, waiting up to `wait` when someone else holds the lock.
+pub struct Acquire {
+    pub req: Request,
+    pub wait: Duration,
+}
+
+pub enum AcquireReply {
+    Ready(Result<Grant, DomainError>),
+    Wait(oneshot::Receiver<Result<Grant, DomainError>>),
+}
+
+impl Message for Acquire {
+    type Result = AcquireReply;
+}
+
+impl Handler<Acquire> for LockManager {
+    type Result = MessageResult<Acquire>;
+
+    fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.acquire_now(&msg.req, ctx);
+        if now.is_ok() || msg.wait.is_zero() {
+            return MessageResult(AcquireReply::Ready(now));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        let key = msg.req.key.clone();
+        self.waiters
+            .entry(key.clone())
+            .or_default()
+            .push_back(Waiter {
+                id,
+                req: msg.req,
+                reply: tx,
+            });
+        ctx.run_later(msg.wait, move |act, ctx| {
+            let Some(queue) = act.waiters.get_mut(&key) else {
+                return;
+            };
+            let Some(pos) = queue.iter().position(|w| w.id == id) else {
+                return; // already served
+            };
+            let w = queue.remove(pos).expect("invariant: position is in range");
+            let answer = match act.table.get(&key, Utc::now()) {
+                Some(l) => Err(conflict(l)),
+                // Free but not yet handed out (its timer is about to fire): take it.
+                None => act.acquire_now(&w.req, ctx),
+            };
+            let _ = w.reply.send(answer);
+        });
+        MessageResult(AcquireReply::Wait(rx))
+    }
+}
+
+/// `lock_release` by its holder.
+pub struct Release {
+    pub key: String,
+    pub agent: String,
+}
+
+impl Message for Release {
+    type Result = Result<(Lock, Ticket), DomainError>;
+}
+
+impl Handler<Release> for LockManager {
+    type Result = Result<(Lock, Ticket), DomainError>;
+
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) -> Self::Result {
+        let lock = self.table.release(&msg.key, &msg.agent, Utc::now())?;
+        let t = self.freed(&lock, ctx);
+        Ok((lock, t))
+    }
+}
+
+/// `hubctl unlock`: the operator takes a lock away, with an audit record.
+pub struct ForceRelease {
+    pub key: String,
+}
+
+impl Message for ForceRelease {
+    type Result = Result<(Lock, Ticket), DomainError>;
+}
+
+impl Handler<ForceRelease> for LockManager {
+    type Result = Result<(Lock, Ticket), DomainError>;
+
+    fn handle(&mut self, msg: ForceRelease, ctx: &mut Context<Self>) -> Self::Result {
+        let now = Utc::now();
+        let lock = self.table.force_release(&msg.key, now).ok_or_else(|| {
+            DomainError::refused(
+                "LOCK_NOT_FOUND",
+                format!("lock {} is not held by anyone", msg.key),
+            )
+        })?;
+        let audit = self.store.enqueue(Op::Audit {
+            event_type: "lock_force_released".into(),
+            entity_type: "lock".into(),
+            entity_id: lock.lock_key.clone(),
+            actor: "operator".into(),
+            payload_json: json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token}).to_string(),
+            at: iso(now),
+        });
+        let t = self.freed(&lock, ctx);
+        Ok((lock, t.max(audit)))
+    }
+}
+
+/// Live locks, by key.
+pub struct ListLocks;
+
+impl Message for ListLocks {
+    type Result = Vec<Lock>;
+}
+
+impl Handler<ListLocks> for LockManager {
+    type Result = MessageResult<ListLocks>;
+
+    fn handle(&mut self, _: ListLocks, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.table.list(Utc::now()))
+    }
+}
+
+/// A lease timer fired; a renewed lease is left alone.
+pub struct Expire(pub String);
+
+impl Message for Expire {
+    type Result = ();
+}
+
+impl Handler<Expire> for LockManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        if let Some(lock) = self.table.expire(&msg.0, now) {
+            tracing::info!(key = %lock.lock_key, holder = %lock.holder_agent_id, "lock lease expired");
+            self.freed(&lock, ctx);
+        } else if let Some(l) = self.table.get(&msg.0, now) {
+            // Clocks disagreeing by a hair: this timer belongs to the current lease.
+            if l.expires_at - now <= chrono::Duration::milliseconds(50) {
+                let l = l.clone();
+                self.arm(ctx, &l);
+            }
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The lock table: TTL leases with renewal and fencing tokens, as a pure structure
+//! (time is passed in, so every rule is tested with an injected clock). The
+//! LockManager actor owns one and adds timers, waiters and persistence.
+//!
+//! Fencing: each grant of a key gets the next number of that key's counter, which
+//! never goes down (across holders and restarts). A resource that remembers the
+//! highest token it has seen can refuse a write carrying a lower one: the write of a
+//! holder whose lease lapsed while a newer holder already wrote.
+
+use super::error::DomainError;
+use super::time::{iso, Timestamp};
+use chrono::Duration;
+use serde::Serialize;
+use std::collections::HashMap;
+
+pub const RESOURCE_TYPES: &[&str] = &["assignment", "branch", "file_group"];
+pub const MAX_KEY_CHARS: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lock {
+    pub id: String,
+    pub lock_key: String,
+    pub holder_agent_id: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub fencing_token: u64,
+    #[serde(serialize_with = "ser_time")]
+    pub expires_at: Timestamp,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: Timestamp,
+}
+
+fn ser_time<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&iso(*t))
+}
+
+/// A validated `lock_acquire`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub key: String,
+    pub agent: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acquired {
+    Granted(Lock),
+    /// The holder asked again: new expiry, same fencing token.
+    Renewed(Lock),
+    /// Someone else holds it.
+    Conflict(Lock),
+}
+
+/// Validate `lock_acquire` arguments. `ttl_bounds` are whole seconds from config.
+pub fn validate(
+    key: &str,
+    agent: &str,
+    resource_type: &str,
+    resource_id: &str,
+    ttl_seconds: f64,
+    ttl_bounds: (u64, u64),
+) -> Result<Request, DomainError> {
+    let key = key.trim();
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        return Err(DomainError::invalid(
+            "lock_key",
+            format!("must be 1-{MAX_KEY_CHARS} characters"),
+        ));
+    }
+    if !RESOURCE_TYPES.contains(&resource_type) {
+        return Err(DomainError::invalid(
+            "resource_type",
+            format!(
+                "{resource_type:?} is not one of: {}",
+                RESOURCE_TYPES.join(", ")
+            ),
+        ));
+    }
+    let (min, max) = ttl_bounds;
+    if !(ttl_seconds >= min as f64 && ttl_seconds <= max as f64) {
+        return Err(DomainError::invalid(
+            "ttl_seconds",
+            format!("must be from {min} to {max} seconds, got {ttl_seconds}"),
+        ));
+    }
+    Ok(Request {
+        key: key.to_string(),
+        agent: agent.to_string(),
+        resource_type: resource_type.to_string(),
+        resource_id: resource_id.to_string(),
+        ttl: Duration::milliseconds((ttl_seconds * 1000.0) as i64),
+    })
+}
+
+pub fn conflict(l: &Lock) -> DomainError {
+    DomainError::LockConflict {
+        key: l.lock_key.clone(),
+        holder: l.holder_agent_id.clone(),
+        expires_at: iso(l.expires_at),
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LockTable {
+    locks: HashMap<String, Lock>,
+    /// Last fencing token handed out per key; only grows.
+    counters: HashMap<String, u64>,
+}
+
+impl LockTable {
+    /// Rebuild from storage: live and stored locks, and the counters.
+    pub fn restore(locks: Vec<Lock>, counters: Vec<(String, u64)>, now: Timestamp) -> LockTable {
+        let mut t = LockTable {
+            counters: counters.into_iter().collect(),
+            ..Default::default()
+        };
+        for l in locks {
+            let c = t.counters.entry(l.lock_key.clone()).or_insert(0);
+            *c = (*c).max(l.fencing_token);
+            if l.expires_at > now {
+                t.locks.insert(l.lock_key.clone(), l);
+            }
+        }
+        t
+    }
+
+    /// The live lock on `key`, if any.
+    pub fn get(&self, key: &str, now: Timestamp) -> Option<&Lock> {
+        self.locks.get(key).filter(|l| l.expires_at > now)
+    }
+
+    pub fn acquire(
+        &mut self,
+        req: &Request,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Acquired {
+        if let Some(l) = self.locks.get_mut(&req.key).filter(|l| l.expires_at > now) {
+            if l.holder_agent_id != req.agent {
+                return Acquired::Conflict(l.clone());
+            }
+            l.expires_at = now + req.ttl;
+            l.resource_type = req.resource_type.clone();
+            l.resource_id = req.resource_id.clone();
+            return Acquired::Renewed(l.clone());
+        }
+        let token = {
+            let c = self.counters.entry(req.key.clone()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let l = Lock {
+            id: new_id(),
+            lock_key: req.key.clone(),
+            holder_agent_id: req.agent.clone(),
+            resource_type: req.resource_type.clone(),
+            resource_id: req.resource_id.clone(),
+            fencing_token: token,
+            expires_at: now + req.ttl,
+            created_at: now,
+        };
+        self.locks.insert(req.key.clone(), l.clone());
+        Acquired::Granted(l)
+    }
+
+    /// `lock_release` by `agent`: only the live holder may release.
+    pub fn release(&mut self, key: &str, agent: &str, now: Timestamp) -> Result<Lock, DomainError> {
+        match self.get(key, now) {
+            Some(l) if l.holder_agent_id == agent => {
+                Ok(self.locks.remove(key).expect("invariant: just found"))
+            }
+            Some(l) => Err(DomainError::LockNotHeld {
+                key: key.to_string(),
+                holder: Some(l.holder_agent_id.clone()),
+            }),
+            None => Err(DomainError::LockNotHeld {
+                key: key.to_string(),
+                holder: None,
+            }),
+        }
+    }
+
+    /// Operator force-release of a live lock.
+    pub fn force_release(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
+        self.get(key, now)?;
+        self.locks.remove(key)
+    }
+
+    /// Drop the lock on `key` if its lease has lapsed; returns it.
+    pub fn expire(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
+        if self.locks.get(key).is_some_and(|l| l.expires_at <= now) {
+            return self.locks.remove(key);
+        }
+        None
+    }
+
+    /// Live locks, by key.
+    pub fn list(&self, now: Timestamp) -> Vec<Lock> {
+        let mut v: Vec<Lock> = self
+            .locks
+            .values()
+            .filter(|l| l.expires_at > now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.lock_key.cmp(&b.lock_key));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn t(s: i64) -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    fn req(agent: &str, ttl: i64) -> Request {
+        validate("k", agent, "branch", "main", ttl as f64, (1, 86400)).unwrap()
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("l{n}")
+        }
+    }
+
+    #[test]
+    fn grant_renew_conflict_release() {
+        let mut tab = LockTable::default();
+        let mut g = ids();
+        let Acquired::Granted(a) = tab.acquire(&req("alice", 10), t(0), &mut g) else {
+            panic!()
+        };
+        assert_eq!((a.fencing_token, a.expires_at), (1, t(10)));
+        let Acquired::Renewed(r) = tab.acquire(&req("alice", 10), t(5), &mut g) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.fencing_token, r.expires_at, r.id.as_str()),
+            (1, t(15), "l1")
+        );
+        let Acquired::Conflict(c) = tab.acquire(&req("bob", 10), t(6), &mut g) else {
+            panic!()
+        };
+        assert_eq!(c.holder_agent_id, "alice");
+        assert_eq!(
+            tab.release("k", "bob", t(7)).unwrap_err().code(),
+            "LOCK_NOT_HELD"
+        );
+        tab.release("k", "alice", t(7)).unwrap();
+        assert_eq!(
+            tab.release("k", "alice", t(7)).unwrap_err().code(),
+            "LOCK_NOT_HELD"
+        );
+        let Acquired::Granted(b) = tab.acquire(&req("bob", 10), t(8), &mut g) else {
+            panic!()
+        };
+        assert_eq!(b.fencing_token, 2, "tokens only grow across holders");
+    }
+
+    #[test]
+    fn expiry_frees_the_key() {
+        let mut tab = LockTable::default();
+        let mut g = ids();
+        tab.acquire(&req("alice", 10), t(0), &mut g);
+        assert!(tab.expire("k", t(9)).is_none());
+        assert!(tab.get("k", t(10)).is_none(), "free at its expiry time");
+        let Acquired::Granted(b) = tab.acquire(&req("bob", 10), t(10), &mut g) else {
+            panic!()
+        };
+        assert_eq!(b.fencing_token, 2);
+        assert_eq!(
+            tab.release("k", "alice", t(11))
+                .unwrap_err()
+                .to_string()
+                .contains("bob"),
+            true
+        );
+        assert_eq!(
+            tab.expire("k", t(20)).map(|l| l.holder_agent_id),
+            Some("bob".into())
+        );
+        assert!(tab.list(t(20)).is_empty());
+    }
+
+    #[test]
+    fn restore_keeps_counters_and_drops_lapsed_leases() {
+        let mut tab = LockTable::default();
+        let mut g = ids();
+        tab.acquire(&req("alice", 10), t(0), &mut g);
+        let locks = tab.list(t(0));
+        let restored = LockTable::restore(locks.clone(), vec![("k".into(), 7)], t(1));
+        assert_eq!(restored.get("k", t(1)).unwrap().holder_agent_id, "alice");
+        let mut lapsed = LockTable::restore(locks, vec![("k".into(), 7)], t(10));
+        assert!(lapsed.get("k", t(10)).is_none());
+        let Acquired::Granted(b) = lapsed.acquire(&req("bob", 10), t(10), &mut g) else {
+            panic!()
+        };
+        assert_eq!(b.fencing_token, 8);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(validate("", "a", "branch", "", 10.0, (1, 100)).is_err());
+        let e = validate("k", "a", "folder", "", 10.0, (1, 100)).unwrap_err();
+        assert!(e.to_string().contains("assignment, branch, file_group"));
+        let e = validate("k", "a", "branch", "", 0.5, (1, 100)).unwrap_err();
+        assert!(e.to_string().contains("from 1 to 100"), "{e}");
+        assert!(validate("k", "a", "branch", "", -5.0, (1, 100)).is_err());
+        assert!(validate("k", "a", "branch", "", f64::NAN, (1, 100)).is_err());
+        assert!(validate("k", "a", "branch", "", 101.0, (1, 100)).is_err());
+        assert!(validate("k", "a", "assignment", "", 100.0, (1, 100)).is_ok());
+    }
+
+    #[test]
+    fn force_release() {
+        let mut tab = LockTable::default();
+        tab.acquire(&req("alice", 10), t(0), &mut ids());
+        assert!(tab.force_release("k", t(1)).is_some());
+        assert!(tab.force_release("k", t(1)).is_none());
+    }
+}

@@ -1,0 +1,282 @@
+//! Locks over HTTP: grant, renew, conflict, release, waiting, expiry by timer,
+//! fencing tokens, persistence, operator unlock, and 50 agents racing for one key.
+
+mod support;
+use serde_json::{json, Value};
+use std::time::Instant;
+use support::*;
+
+fn token_of(v: &Value) -> u64 {
+    v["lock"]["fencing_token"].as_u64().unwrap()
+}
+
+#[test]
+fn grant_renew_conflict_release() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    let g = a.call("lock_acquire", json!({"lock_key": "branch:main", "resource_type": "branch", "resource_id": "main", "ttl_seconds": 60}));
+    assert_eq!(
+        (
+            g["renewed"].as_bool(),
+            g["lock"]["holder_agent_id"].as_str()
+        ),
+        (Some(false), Some("alice"))
+    );
+    let t1 = token_of(&g);
+    let r = a.call(
+        "lock_acquire",
+        json!({"lock_key": "branch:main", "resource_type": "branch", "ttl_seconds": 120}),
+    );
+    assert_eq!(
+        (r["renewed"].as_bool(), token_of(&r)),
+        (Some(true), t1),
+        "renewal keeps the token"
+    );
+    assert!(r["lock"]["expires_at"].as_str() > g["lock"]["expires_at"].as_str());
+    let (c, err) = b.call_raw("lock_acquire", json!({"lock_key": "branch:main"}));
+    assert!(err);
+    assert_eq!(
+        (c["error"].as_str(), c["holder_agent_id"].as_str()),
+        (Some("LOCK_CONFLICT"), Some("alice"))
+    );
+    assert_eq!(c["expires_at"], r["lock"]["expires_at"]);
+    let (n, _) = b.call_raw("lock_release", json!({"lock_key": "branch:main"}));
+    assert_eq!(
+        (n["error"].as_str(), n["holder_agent_id"].as_str()),
+        (Some("LOCK_NOT_HELD"), Some("alice"))
+    );
+    assert_eq!(
+        b.refused("lock_release", json!({"lock_key": "never"})),
+        "LOCK_NOT_HELD"
+    );
+    a.call("lock_release", json!({"lock_key": "branch:main"}));
+    let g2 = b.call("lock_acquire", json!({"lock_key": "branch:main"}));
+    assert!(token_of(&g2) > t1, "tokens grow across holders");
+    // Defaults match the reference.
+    assert_eq!(g2["lock"]["resource_type"], "assignment");
+    // Bounds and validation.
+    for bad in [
+        json!({"lock_key": "k", "ttl_seconds": 0}),
+        json!({"lock_key": "k", "ttl_seconds": -5}),
+        json!({"lock_key": "k", "ttl_seconds": 86401}),
+        json!({"lock_key": "k", "resource_type": "folder"}),
+        json!({"lock_key": ""}),
+        json!({"lock_key": "k", "wait_seconds": 26}),
+    ] {
+        let (v, err) = a.call_raw("lock_acquire", bad.clone());
+        assert!(err && v["error"] == "INVALID_ARGUMENT", "{bad}: {v}");
+    }
+    let (v, _) = a.call_raw("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 0}));
+    assert!(v["message"].as_str().unwrap().contains("from 1 to 86400"));
+}
+
+#[test]
+fn waiters_are_served_on_release_and_on_expiry_first_come_first_served() {
+    let hub = Hub::start(&["alice", "bob", "carol"], "");
+    let a = hub.client("alice");
+    a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 2}));
+    // bob then carol wait in line; alice releases, bob gets it; its lease lapses, carol gets it.
+    let url = hub.url.clone();
+    let bob = std::thread::spawn(move || {
+        let b = Client::connect(&url, &token("bob"), "2025-11-25");
+        b.call(
+            "lock_acquire",
+            json!({"lock_key": "k", "ttl_seconds": 1, "wait_seconds": 20}),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let url = hub.url.clone();
+    let carol = std::thread::spawn(move || {
+        let c = Client::connect(&url, &token("carol"), "2025-11-25");
+        c.call(
+            "lock_acquire",
+            json!({"lock_key": "k", "ttl_seconds": 5, "wait_seconds": 20}),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    a.call("lock_release", json!({"lock_key": "k"}));
+    let got_b = bob.join().unwrap();
+    assert_eq!(
+        (got_b["lock"]["holder_agent_id"].as_str(), token_of(&got_b)),
+        (Some("bob"), 2)
+    );
+    // Nobody releases bob's lock: the timer frees it and hands it to carol.
+    let got_c = carol.join().unwrap();
+    assert_eq!(
+        (got_c["lock"]["holder_agent_id"].as_str(), token_of(&got_c)),
+        (Some("carol"), 3)
+    );
+    // A wait that times out is a conflict naming the holder.
+    let (v, err) = a.call_raw(
+        "lock_acquire",
+        json!({"lock_key": "k", "wait_seconds": 0.3}),
+    );
+    assert!(
+        err && v["error"] == "LOCK_CONFLICT" && v["holder_agent_id"] == "carol",
+        "{v}"
+    );
+}
+
+#[test]
+fn expired_lock_is_free_without_anyone_asking() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let a = hub.client("alice");
+    a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 1}));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The operator view shows it gone: expiry was enforced by the timer.
+    assert_eq!(hub.operator_get("/operator/locks")["locks"], json!([]));
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM locks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "the row is gone too");
+    assert_eq!(
+        a.refused("lock_release", json!({"lock_key": "k"})),
+        "LOCK_NOT_HELD"
+    );
+}
+
+#[test]
+fn leases_and_fencing_counters_survive_restarts() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let a = hub.client("alice");
+    for _ in 0..3 {
+        a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 60}));
+        a.call("lock_release", json!({"lock_key": "k"}));
+    }
+    let held = a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 60}));
+    assert_eq!(token_of(&held), 4);
+    a.call(
+        "lock_acquire",
+        json!({"lock_key": "short", "ttl_seconds": 1}),
+    );
+    let hub = hub.restart();
+    let b = hub.client("bob");
+    let (v, _) = b.call_raw("lock_acquire", json!({"lock_key": "k"}));
+    assert_eq!(
+        (v["error"].as_str(), v["holder_agent_id"].as_str()),
+        (Some("LOCK_CONFLICT"), Some("alice"))
+    );
+    let a = hub.client("alice");
+    assert_eq!(
+        token_of(&a.call("lock_acquire", json!({"lock_key": "k"}))),
+        4,
+        "renewal after restart"
+    );
+    a.call("lock_release", json!({"lock_key": "k"}));
+    assert_eq!(
+        token_of(&b.call("lock_acquire", json!({"lock_key": "k"}))),
+        5,
+        "the counter survived"
+    );
+    // "short" lapsed while the server was down (or just after): free after start-up.
+    let mut hub = hub;
+    hub.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let hub = Hub::start_in(std::mem::replace(
+        &mut hub.dir,
+        tempfile::tempdir().unwrap(),
+    ));
+    let b = hub.client("bob");
+    assert_eq!(
+        token_of(&b.call("lock_acquire", json!({"lock_key": "short"}))),
+        2
+    );
+}
+
+#[test]
+fn operator_lists_and_force_releases_with_audit() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let a = hub.client("alice");
+    a.call("lock_acquire", json!({"lock_key": "files/src", "resource_type": "file_group", "resource_id": "src/**", "ttl_seconds": 600}));
+    let out = hub.hubctl(&["locks"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("files/src")
+            && table.contains("alice")
+            && table.contains("file_group:src/**"),
+        "{table}"
+    );
+    let url = hub.url.clone();
+    let waiter = std::thread::spawn(move || {
+        let b = Client::connect(&url, &token("bob"), "2025-11-25");
+        b.call(
+            "lock_acquire",
+            json!({"lock_key": "files/src", "wait_seconds": 20}),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = hub.hubctl(&["unlock", "files/src"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RELEASED (was held by alice)"));
+    assert_eq!(
+        waiter.join().unwrap()["lock"]["holder_agent_id"],
+        "bob",
+        "the next waiter got it"
+    );
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM audit_events WHERE event_type = 'lock_force_released' AND entity_id = 'files/src'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    let out = hub.hubctl(&["unlock", "nothing"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LOCK_NOT_FOUND"));
+}
+
+#[test]
+fn fifty_agents_race_for_one_key() {
+    let names: Vec<String> = (0..50).map(|i| format!("g{i:02}")).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hub = Hub::start(&all, "");
+    let epoch = Instant::now();
+    let threads: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let (url, n) = (hub.url.clone(), n.clone());
+            std::thread::spawn(move || {
+                let c = Client::connect(&url, &token(&n), "2025-11-25");
+                let mut holds = Vec::new();
+                for _ in 0..3 {
+                    let g = c.call(
+                        "lock_acquire",
+                        json!({"lock_key": "hot", "ttl_seconds": 30, "wait_seconds": 25}),
+                    );
+                    // [granted, released] as seen by this client lies inside the real hold.
+                    let granted = epoch.elapsed();
+                    let token = token_of(&g);
+                    let released = epoch.elapsed();
+                    c.call("lock_release", json!({"lock_key": "hot"}));
+                    holds.push((granted, released, token, n.clone()));
+                }
+                holds
+            })
+        })
+        .collect();
+    let mut holds: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(holds.len(), 150);
+    holds.sort_by_key(|h| h.0);
+    for w in holds.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "two holders at once: {:?} and {:?}",
+            w[0],
+            w[1]
+        );
+        assert!(
+            w[0].2 < w[1].2,
+            "fencing tokens strictly increase: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    let tokens: Vec<u64> = holds.iter().map(|h| h.2).collect();
+    assert_eq!(tokens, (1..=150).collect::<Vec<_>>());
+}
