@@ -295,6 +295,12 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_matches_the_template() {
+        let example = include_str!("../../config/config.example.yaml");
+        assert_eq!(example, TEMPLATE, "config/config.example.yaml is the generated template");
+    }
+
+    #[test]
     fn unknown_key_is_a_warning() {
         let (_, w) = parse("/c.yaml", "max_roundz: 4\n").unwrap();
         assert_eq!(w, vec!["/c.yaml: unknown key `max_roundz` ignored"]);
