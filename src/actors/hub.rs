@@ -47,6 +47,9 @@ struct HubInner {
     task_env: Arc<TaskEnv>,
     /// The one owner of the lock table.
     locks: Addr<LockManager>,
+    /// The arbiter (thread) every actor runs on, including tasks created later:
+    /// started from an HTTP worker, an actor would die with that worker.
+    arbiter: ArbiterHandle,
     store: Store,
     settings: Arc<Settings>,
     started: Instant,
@@ -75,7 +78,8 @@ pub struct StatusCounts {
 }
 
 impl Hub {
-    /// Start one actor per stored agent. Must run inside an actix `System`.
+    /// Start one actor per stored agent and task, and the LockManager, on the
+    /// current arbiter. Must run inside an actix `System`.
     pub fn start(
         store: Store,
         mut snapshot: Snapshot,
@@ -122,6 +126,7 @@ impl Hub {
                 dir,
                 task_env,
                 locks,
+                arbiter: Arbiter::current(),
                 store,
                 settings,
                 started: Instant::now(),
@@ -353,7 +358,11 @@ impl Hub {
                     .inner
                     .store
                     .enqueue(crate::store::Op::TaskUpsert(task.clone()));
-                v.insert(TaskActor::new(state, self.inner.task_env.clone()).start());
+                let actor = TaskActor::new(state, self.inner.task_env.clone());
+                v.insert(TaskActor::start_in_arbiter(
+                    &self.inner.arbiter,
+                    move |_| actor,
+                ));
                 ticket
             }
         };

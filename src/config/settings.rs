@@ -297,7 +297,10 @@ mod tests {
     #[test]
     fn shipped_example_matches_the_template() {
         let example = include_str!("../../config/config.example.yaml");
-        assert_eq!(example, TEMPLATE, "config/config.example.yaml is the generated template");
+        assert_eq!(
+            example, TEMPLATE,
+            "config/config.example.yaml is the generated template"
+        );
     }
 
     #[test]
