@@ -71,11 +71,30 @@ struct Inner {
 }
 
 fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |e| StoreError::Io { path: p, source: e }
+    };
+    // The database holds message bodies and handoffs: private, like agents.env.
+    // SQLite gives the -wal and -shm files the database file's permissions.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        })?;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
+    }
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io(path))?;
     }
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -299,6 +318,9 @@ mod tests {
         let agents = vec![("a".to_string(), "h".to_string())];
         let (store, snap) = Store::open(&path, opts(Durability::Durable), &agents, "t0").unwrap();
         assert_eq!(snap.agents.len(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&path), mode(path.parent().unwrap())), (0o600, 0o700));
         assert_eq!(snap.agents[0].name, "a");
         let t1 = store.enqueue(Op::AgentRegister {
             id: "a".into(),
