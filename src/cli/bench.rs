@@ -21,7 +21,8 @@ pub struct BenchArgs {
     /// Tool to call: hub_status, agent_heartbeat, message_send (to the calling agent itself) or inbox_pull
     #[arg(long, default_value = "hub_status")]
     pub tool: String,
-    /// Agent whose token the clients use [default: the first in agents.env]
+    /// Agent whose token every client uses [default: clients take the agents of
+    /// agents.env in turn, so that max_sessions_per_agent is not the limit measured]
     #[arg(long)]
     pub agent: Option<String>,
 }
@@ -97,18 +98,20 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 pub fn run(dir: &Path, target: &Target, args: BenchArgs) -> Result<(), CliError> {
     let loaded = bootstrap::prepare(dir, false)?;
-    let entry = match &args.agent {
-        Some(id) => loaded.agents.get(id),
-        None => loaded.agents.agents.first(),
+    let entries: Vec<_> = match &args.agent {
+        Some(id) => loaded.agents.get(id).into_iter().cloned().collect(),
+        None => loaded.agents.agents.clone(),
+    };
+    if entries.is_empty() {
+        return Err(CliError::Api("no such agent in agents.env".into()));
     }
-    .ok_or_else(|| CliError::Api("no such agent in agents.env".into()))?
-    .clone();
     let url = format!("{}/mcp", base_url(target, &loaded.settings));
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let tool: Arc<str> = Arc::from(args.tool.as_str());
     let started = Instant::now();
     let handles: Vec<_> = (0..args.clients.max(1))
         .map(|c| {
+            let entry = &entries[c % entries.len()];
             let (url, token, agent, tool) = (
                 url.clone(),
                 entry.token.clone(),

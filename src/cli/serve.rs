@@ -97,6 +97,8 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         &http::server::mcp_url(addr),
         settings.durability,
     );
+    // From here on tokens exist only as digests in the TokenIndex.
+    drop(loaded);
     tracing::info!(%addr, db = %ep.db.display(), "serving");
     let result = server.await;
     tracing::info!("stopping: flushing queued writes");
