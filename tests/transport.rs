@@ -523,3 +523,48 @@ fn operator_api_needs_the_operator_token() {
     assert_eq!(other.status, 405);
     assert!(other.header("allow").unwrap().contains("POST"));
 }
+
+#[test]
+fn cancelled_notification_stops_a_long_wait() {
+    let hub = Hub::start(&["alice"], "");
+    let c = hub.client("alice");
+    let (url, session) = (hub.url.clone(), c.session.clone());
+    let waiting = std::thread::spawn(move || {
+        let a = auth("alice");
+        let body = r#"{"jsonrpc":"2.0","id":"long-1","method":"tools/call","params":{"name":"inbox_pull","arguments":{"wait_seconds":20}}}"#;
+        post_like(
+            "POST",
+            &url,
+            &[
+                ("Authorization", &a),
+                ("Accept", ACCEPT),
+                ("Content-Type", "application/json"),
+                ("Mcp-Session-Id", &session),
+            ],
+            body,
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = c.post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"long-1","reason":"user"}}"#);
+    assert_eq!(r.status, 202);
+    // Without the cancel this call would end after 20 s with an empty result, not an error.
+    let answer = waiting.join().unwrap().json();
+    assert_eq!(
+        (answer["id"].as_str(), answer["error"]["code"].as_i64()),
+        (Some("long-1"), Some(-32800))
+    );
+    // Cancelling something unknown or malformed is ignored.
+    assert_eq!(
+        c.post(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"nope"}}"#
+        )
+        .status,
+        202
+    );
+    assert_eq!(
+        c.post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#)
+            .status,
+        202
+    );
+    assert_eq!(c.rpc("ping", json!({}))["result"], json!({}));
+}

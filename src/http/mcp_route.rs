@@ -100,12 +100,21 @@ async fn handle_post(
     let session = try_resp!(guards::session(req, st, &agent));
     try_resp!(guards::protocol_version(req, &session));
     match msg {
-        // Nothing we serve is long-running enough to be worth cancelling, so
-        // notifications/cancelled (like every notification) is simply accepted.
-        Incoming::Notification { .. } | Incoming::Response => accepted(),
+        Incoming::Notification { method, params } => {
+            // A long wait (inbox_pull, lock_acquire with wait_seconds) stops at once;
+            // writes already committed stay. Malformed or unknown ids are ignored.
+            if method == "notifications/cancelled" {
+                if let Some(id) = params.as_ref().and_then(|p| p.get("requestId")) {
+                    session.cancel(id);
+                }
+            }
+            accepted()
+        }
+        Incoming::Response => accepted(),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
-            let resp = dispatch::request(
+            let cancelled = session.track(&id);
+            let work = dispatch::request(
                 &st.hub,
                 &st.sessions,
                 &agent,
@@ -113,8 +122,12 @@ async fn handle_post(
                 &id,
                 &method,
                 params,
-            )
-            .await;
+            );
+            let resp = tokio::select! {
+                resp = work => resp,
+                Ok(()) = cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
+            };
+            session.untrack(&id);
             answer(reply, &resp, Some(&session.id))
         }
     }

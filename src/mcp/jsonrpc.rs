@@ -15,6 +15,8 @@ pub const SERVER_ERROR: i64 = -32000;
 pub const SESSION_NOT_FOUND: i64 = -32001;
 /// MCP's code for `resources/read` of an unknown URI.
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// The answer to a request the client cancelled (it ignores it).
+pub const REQUEST_CANCELLED: i64 = -32800;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RpcError {
@@ -53,6 +55,9 @@ impl RpcError {
     pub fn server(why: impl Into<String>) -> Self {
         Self::new(SERVER_ERROR, why)
     }
+    pub fn cancelled() -> Self {
+        Self::new(REQUEST_CANCELLED, "Request cancelled by the client")
+    }
     pub fn session_not_found() -> Self {
         Self::new(
             SESSION_NOT_FOUND,
@@ -71,6 +76,7 @@ pub enum Incoming {
     },
     Notification {
         method: String,
+        params: Option<Value>,
     },
     /// A response from the client to a server request.
     Response,
@@ -104,7 +110,7 @@ pub fn classify(v: Value) -> Result<Incoming, (Value, RpcError)> {
             return fail("`params` must be an object");
         }
         return match id {
-            None => Ok(Incoming::Notification { method }),
+            None => Ok(Incoming::Notification { method, params }),
             Some(Value::String(_)) => Ok(Incoming::Request {
                 id: echo,
                 method,
@@ -163,7 +169,8 @@ mod tests {
         assert_eq!(
             classify(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap(),
             Incoming::Notification {
-                method: "notifications/initialized".into()
+                method: "notifications/initialized".into(),
+                params: None
             }
         );
         assert_eq!(

@@ -6,10 +6,11 @@ use super::protocol::Version;
 use crate::domain::ids::random_hex;
 use crate::domain::AgentId;
 use dashmap::DashMap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub struct Session {
     pub id: String,
@@ -20,6 +21,9 @@ pub struct Session {
     /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
     /// lives in that stream's response body; it drops when the client disconnects.
     stream: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// Requests in flight (JSON-RPC id as JSON text) → the switch that cancels them,
+    /// for `notifications/cancelled`. The receiving end is raced against the request.
+    inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
 
 impl Session {
@@ -46,6 +50,34 @@ impl Session {
     pub fn push(&self, message: String) -> bool {
         let guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().is_some_and(|tx| tx.send(message).is_ok())
+    }
+
+    /// Register request `id` as in flight; the receiver fires if the client cancels it.
+    pub fn track(&self, id: &serde_json::Value) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), tx);
+        rx
+    }
+
+    pub fn untrack(&self, id: &serde_json::Value) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id.to_string());
+    }
+
+    /// `notifications/cancelled`: stop request `id` if it is still running. Unknown
+    /// or finished ids are ignored, as the spec asks.
+    pub fn cancel(&self, id: &serde_json::Value) -> bool {
+        let tx = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id.to_string());
+        tx.is_some_and(|tx| tx.send(()).is_ok())
     }
 
     fn close_stream(&self) {
@@ -109,6 +141,7 @@ impl Sessions {
             version,
             last_active_ms: AtomicU64::new(now),
             stream: Mutex::new(None),
+            inflight: Mutex::new(HashMap::new()),
         });
         self.map.insert(session.id.clone(), session.clone());
         session
@@ -223,6 +256,20 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), "m");
         drop(rx);
         assert!(x.open_stream().is_some());
+    }
+
+    #[test]
+    fn cancel_fires_once_for_tracked_requests() {
+        let s = Sessions::new(Duration::from_secs(60), 8);
+        let x = s.create(a("alice"), Version::LATEST);
+        let mut rx = x.track(&serde_json::json!(7));
+        assert!(!x.cancel(&serde_json::json!("7")), "ids differ by type");
+        assert!(x.cancel(&serde_json::json!(7)));
+        assert!(rx.try_recv().is_ok());
+        assert!(!x.cancel(&serde_json::json!(7)), "only once");
+        let _rx = x.track(&serde_json::json!(8));
+        x.untrack(&serde_json::json!(8));
+        assert!(!x.cancel(&serde_json::json!(8)));
     }
 
     #[test]
