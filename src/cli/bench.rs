@@ -18,7 +18,9 @@ pub struct BenchArgs {
     /// How long to run
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-    /// Tool to call: hub_status, agent_heartbeat, message_send (to the calling agent itself) or inbox_pull
+    /// Tool to call: hub_status, agent_heartbeat, message_send (to the calling agent
+    /// itself), inbox_pull, or lock_cycle (lock_acquire with wait + lock_release of
+    /// one key shared by every client: fully contended)
     #[arg(long, default_value = "hub_status")]
     pub tool: String,
     /// Agent whose token every client uses [default: clients take the agents of
@@ -126,7 +128,15 @@ pub fn run(dir: &Path, target: &Target, args: BenchArgs) -> Result<(), CliError>
                 while Instant::now() < deadline {
                     i += 1;
                     let t = Instant::now();
-                    match client.call(i, &tool, &args_for(&tool, &agent, c, i)) {
+                    let done = if &*tool == "lock_cycle" {
+                        // One contended critical section: wait for the shared key, release it.
+                        client
+                            .call(i, "lock_acquire", &json!({"lock_key": "bench", "ttl_seconds": 30, "wait_seconds": 25}))
+                            .and_then(|()| client.call(i, "lock_release", &json!({"lock_key": "bench"})))
+                    } else {
+                        client.call(i, &tool, &args_for(&tool, &agent, c, i))
+                    };
+                    match done {
                         Ok(()) => lat.push(t.elapsed().as_micros() as u64),
                         Err(_) => errors += 1,
                     }
