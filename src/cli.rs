@@ -61,32 +61,49 @@ pub enum Command {
     Agents,
     /// Approve a round awaiting approval: round and task become dispatched
     Approve {
+        /// Round id (from list-rounds, or the dispatcher's round_plan_submit)
         round_id: String,
         /// Note recorded with the decision (several words allowed)
         note: Vec<String>,
     },
     /// Reject a round awaiting approval; the dispatcher can then submit a revised plan
     Reject {
+        /// Round id
         round_id: String,
         /// Why (sent to the dispatcher; several words allowed)
         note: Vec<String>,
     },
     /// Close a task: open assignments are cancelled, later calls on it fail
-    Close { task_id: String },
+    Close {
+        /// Task id
+        task_id: String,
+    },
     /// Show a round and its assignments
-    Status { round_id: String },
+    Status {
+        /// Round id
+        round_id: String,
+    },
     /// List tasks, newest first
     ListTasks,
     /// List rounds, of one task or of all
-    ListRounds { task_id: Option<String> },
+    ListRounds {
+        /// Only the rounds of this task
+        task_id: Option<String>,
+    },
+    /// Show a task as a tree: rounds, assignments, handoffs
+    Show {
+        /// Task id
+        task_id: String,
+    },
     /// List held locks: key, holder, resource, expires in
     Locks,
     /// Force-release a lock (audited); the next waiter gets it
-    Unlock { lock_key: String },
+    Unlock {
+        /// The lock's key, as `hubctl locks` shows it
+        lock_key: String,
+    },
     /// Load a running hub over HTTP and print throughput and latency
     Bench(bench::BenchArgs),
-    /// Show a task as a tree: rounds, assignments, handoffs
-    Show { task_id: String },
 }
 
 #[derive(Debug, Args)]
