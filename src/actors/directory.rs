@@ -63,10 +63,6 @@ impl Directory {
         }
     }
 
-    pub fn active_slots(&self, agent: &str) -> u32 {
-        self.active.get(agent).map(|n| *n).unwrap_or(0)
-    }
-
     /// Store a hub notice and put it in the recipient's inbox. Returns its ticket.
     pub fn deliver_notice(&self, store: &Store, notice: Notice, now: DateTime<Utc>) -> Ticket {
         let to = AgentId::new(&notice.to);

@@ -138,10 +138,6 @@ impl Hub {
         &self.inner.settings
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
     fn agent(&self, id: &AgentId) -> Result<Addr<AgentActor>, HubError> {
         self.inner
             .dir
@@ -486,10 +482,6 @@ impl Hub {
 
     pub async fn locks(&self) -> Result<Vec<Lock>, HubError> {
         Ok(self.inner.locks.send(ListLocks).await?)
-    }
-
-    pub fn active_assignments(&self, agent: &AgentId) -> u32 {
-        self.inner.dir.active_slots(agent.as_str())
     }
 
     pub fn counts(&self) -> StatusCounts {

@@ -19,8 +19,6 @@ pub enum DomainError {
     NotFound(String),
     #[error("reply_to: message {0} is not one you sent or received")]
     ReplyToNotFound(String),
-    #[error("round {0} does not exist")]
-    RoundNotFound(String),
     #[error("task {task_id} already has {limit} messages (max_messages_per_task)")]
     MessageLimitReached { task_id: String, limit: u32 },
     #[error("lock {key} is held by {holder} until {expires_at}")]
@@ -63,7 +61,6 @@ impl DomainError {
             DomainError::DuplicateMessage { .. } => "DUPLICATE_MESSAGE",
             DomainError::NotFound(_) => "NOT_FOUND",
             DomainError::ReplyToNotFound(_) => "REPLY_TO_NOT_FOUND",
-            DomainError::RoundNotFound(_) => "ROUND_NOT_FOUND",
             DomainError::MessageLimitReached { .. } => "MESSAGE_LIMIT_REACHED",
             DomainError::LockConflict { .. } => "LOCK_CONFLICT",
             DomainError::LockNotHeld { .. } => "LOCK_NOT_HELD",
