@@ -155,8 +155,17 @@ impl Hub {
         }
     }
 
+    /// Wait until the reply's write is on disk. A reply that wrote nothing (a read, an
+    /// "already done") waits for everything queued before it instead, so that nothing
+    /// it shows can vanish in a crash ("read committed"; free in fast mode).
     async fn durable<T>(&self, (value, ticket): (T, Ticket)) -> Result<T, HubError> {
-        self.inner.store.wait_durable(ticket).await?;
+        let store = &self.inner.store;
+        let ticket = if ticket == Ticket::NONE {
+            store.barrier()
+        } else {
+            ticket
+        };
+        store.wait_durable(ticket).await?;
         Ok(value)
     }
 
@@ -186,6 +195,30 @@ impl Hub {
     /// `message_send` from `from`: resolve recipients (one agent, or every other agent
     /// for a broadcast), then let the sender's actor check, store and forward it.
     pub async fn send_message(
+        &self,
+        from: &AgentId,
+        draft: Draft,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
+        // Counting against the task's budget, sending and giving the count back on a
+        // refusal must not stop halfway when the caller goes away (a disconnect,
+        // notifications/cancelled): they run as a task of their own.
+        let (this, from) = (self.clone(), from.clone());
+        let result = actix_rt::spawn(async move { this.send_steps(&from, draft, now).await })
+            .await
+            .map_err(|_| HubError::Mailbox(MailboxError::Closed))?;
+        if let Err(HubError::Domain(DomainError::DuplicateMessage { .. })) = &result {
+            // The original may still be on its way to disk: say "already sent" only
+            // once it is saved.
+            self.inner
+                .store
+                .wait_durable(self.inner.store.barrier())
+                .await?;
+        }
+        result
+    }
+
+    async fn send_steps(
         &self,
         from: &AgentId,
         draft: Draft,
@@ -249,12 +282,20 @@ impl Hub {
         limit: usize,
         wait: std::time::Duration,
     ) -> Result<Vec<Arc<Message>>, HubError> {
-        match self.agent(agent)?.send(Pull { limit, wait }).await? {
-            PullReply::Ready(v) => Ok(v),
+        let list = match self.agent(agent)?.send(Pull { limit, wait }).await? {
+            PullReply::Ready(v) => v,
             // The actor answers every waiter by its deadline; a dropped sender means
             // the actor stopped, which only happens at shutdown.
-            PullReply::Wait(rx) => Ok(rx.await.unwrap_or_default()),
+            PullReply::Wait(rx) => rx.await.unwrap_or_default(),
+        };
+        if !list.is_empty() {
+            // Show only messages already on disk.
+            self.inner
+                .store
+                .wait_durable(self.inner.store.barrier())
+                .await?;
         }
+        Ok(list)
     }
 
     /// `message_ack`: returns the ids that were unread until now.
@@ -340,14 +381,9 @@ impl Hub {
     ) -> Result<Task, HubError> {
         let state = TaskState::new(id, title, description, caller.as_str(), now);
         let task = state.task.clone();
-        let ticket = match self.inner.dir.tasks.entry(id.to_string()) {
-            dashmap::Entry::Occupied(_) => {
-                return Err(DomainError::refused(
-                    "TASK_EXISTS",
-                    format!("task {id} already exists; choose another task_id"),
-                )
-                .into())
-            }
+        // The entry (and its shard lock) is released before any await.
+        let created = match self.inner.dir.tasks.entry(id.to_string()) {
+            dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
                 let ticket = self
@@ -359,11 +395,27 @@ impl Hub {
                     &self.inner.arbiter,
                     move |_| actor,
                 ));
-                ticket
+                Some(ticket)
             }
         };
-        self.inner.store.wait_durable(ticket).await?;
-        Ok(task)
+        match created {
+            Some(ticket) => {
+                self.inner.store.wait_durable(ticket).await?;
+                Ok(task)
+            }
+            None => {
+                // The task may have been created a moment ago and not be on disk yet.
+                self.inner
+                    .store
+                    .wait_durable(self.inner.store.barrier())
+                    .await?;
+                Err(DomainError::refused(
+                    "TASK_EXISTS",
+                    format!("task {id} already exists; choose another task_id"),
+                )
+                .into())
+            }
+        }
     }
 
     /// The caller's assignments: in one round (oldest first) or everywhere (newest first).

@@ -32,6 +32,9 @@ pub struct LockManager {
     /// Key → parked acquirers, oldest first.
     waiters: HashMap<String, VecDeque<Waiter>>,
     next_waiter: u64,
+    /// The pending expiry timer of each held key; re-arming cancels the previous one
+    /// so that renewals do not pile up timers.
+    timers: HashMap<String, SpawnHandle>,
     /// Where state changes go; the writer thread holds the other end.
     store: Store,
 }
@@ -42,14 +45,18 @@ impl LockManager {
             table,
             waiters: HashMap::new(),
             next_waiter: 0,
+            timers: HashMap::new(),
             store,
         }
     }
 
-    fn arm(&self, ctx: &mut Context<Self>, lock: &Lock) {
+    fn arm(&mut self, ctx: &mut Context<Self>, lock: &Lock) {
         // A few ms late rather than early: the handler only frees a lapsed lease.
         let wait = (lock.expires_at - Utc::now()).to_std().unwrap_or_default() + TIMER_MARGIN;
-        ctx.notify_later(Expire(lock.lock_key.clone()), wait);
+        let handle = ctx.notify_later(Expire(lock.lock_key.clone()), wait);
+        if let Some(old) = self.timers.insert(lock.lock_key.clone(), handle) {
+            ctx.cancel_future(old);
+        }
     }
 
     fn acquire_now(
@@ -77,9 +84,7 @@ impl LockManager {
                 continue; // its HTTP request is gone
             }
             let granted = self.acquire_now(&w.req, ctx);
-            let held = granted.is_ok();
-            let _ = w.reply.send(granted);
-            if held {
+            if self.hand_over(w, granted, ctx) {
                 break;
             }
         }
@@ -88,7 +93,45 @@ impl LockManager {
         }
     }
 
+    /// Answer a waiter. A grant whose requester vanished in the meantime is taken
+    /// back at once, so no lock sits with an agent that never learned it has it.
+    /// Returns whether the waiter now holds the lock.
+    fn hand_over(
+        &mut self,
+        w: Waiter,
+        answer: Result<Grant, DomainError>,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        match w.reply.send(answer) {
+            Ok(()) => self
+                .table
+                .get(&w.req.key, Utc::now())
+                .is_some_and(|l| l.holder_agent_id == w.req.agent),
+            Err(Ok((lock, renewed, _))) => {
+                if !renewed {
+                    if let Ok(l) =
+                        self.table
+                            .release(&lock.lock_key, &lock.holder_agent_id, Utc::now())
+                    {
+                        if let Some(timer) = self.timers.remove(&l.lock_key) {
+                            ctx.cancel_future(timer);
+                        }
+                        self.store.enqueue(Op::LockDelete {
+                            key: l.lock_key,
+                            id: l.id,
+                        });
+                    }
+                }
+                false
+            }
+            Err(Err(_)) => false,
+        }
+    }
+
     fn freed(&mut self, lock: &Lock, ctx: &mut Context<Self>) -> Ticket {
+        if let Some(timer) = self.timers.remove(&lock.lock_key) {
+            ctx.cancel_future(timer);
+        }
         let t = self.store.enqueue(Op::LockDelete {
             key: lock.lock_key.clone(),
             id: lock.id.clone(),
@@ -103,7 +146,8 @@ impl Actor for LockManager {
 
     /// Re-arm the timers of leases loaded from the database.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for l in self.table.list(Utc::now()) {
+        let live = self.table.list(Utc::now());
+        for l in live {
             self.arm(ctx, &l);
         }
     }
@@ -128,6 +172,11 @@ impl Handler<Acquire> for LockManager {
     type Result = MessageResult<Acquire>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        // A lease that lapsed a moment ago (its timer not fired yet) goes to the
+        // waiters in line first, not to this newcomer.
+        if let Some(lapsed) = self.table.expire(&msg.req.key, Utc::now()) {
+            self.freed(&lapsed, ctx);
+        }
         let now = self.acquire_now(&msg.req, ctx);
         if now.is_ok() || msg.wait.is_zero() {
             return MessageResult(AcquireReply::Ready(now));
@@ -145,6 +194,10 @@ impl Handler<Acquire> for LockManager {
                 reply: tx,
             });
         ctx.run_later(msg.wait, move |act, ctx| {
+            // A lease lapsing this very moment goes to the line in order first.
+            if let Some(lapsed) = act.table.expire(&key, Utc::now()) {
+                act.freed(&lapsed, ctx);
+            }
             let Some(queue) = act.waiters.get_mut(&key) else {
                 return;
             };
@@ -152,12 +205,15 @@ impl Handler<Acquire> for LockManager {
                 return; // already served
             };
             let w = queue.remove(pos).expect("invariant: position is in range");
+            if queue.is_empty() {
+                act.waiters.remove(&key);
+            }
             let answer = match act.table.get(&key, Utc::now()) {
                 Some(l) => Err(conflict(l)),
                 // Free but not yet handed out (its timer is about to fire): take it.
                 None => act.acquire_now(&w.req, ctx),
             };
-            let _ = w.reply.send(answer);
+            act.hand_over(w, answer, ctx);
         });
         MessageResult(AcquireReply::Wait(rx))
     }
@@ -242,6 +298,8 @@ impl Handler<Expire> for LockManager {
     type Result = ();
 
     fn handle(&mut self, msg: Expire, ctx: &mut Context<Self>) {
+        // Older timers of this key were cancelled, so this one is the current one.
+        self.timers.remove(&msg.0);
         let now = Utc::now();
         if let Some(lock) = self.table.expire(&msg.0, now) {
             tracing::info!(key = %lock.lock_key, holder = %lock.holder_agent_id, "lock lease expired");

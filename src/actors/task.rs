@@ -14,6 +14,7 @@ use crate::store::{Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What every TaskActor shares.
@@ -29,6 +30,9 @@ pub struct TaskEnv {
 pub struct TaskActor {
     state: TaskState,
     env: Arc<TaskEnv>,
+    /// The pending lease timer of each claimed assignment; renewing cancels the old
+    /// one so that progress reports do not pile up timers.
+    lease_timers: HashMap<String, SpawnHandle>,
 }
 
 impl TaskActor {
@@ -49,7 +53,11 @@ impl TaskActor {
         for h in &state.handoffs {
             env.dir.handoffs.insert(h.id.clone(), id.clone());
         }
-        TaskActor { state, env }
+        TaskActor {
+            state,
+            env,
+            lease_timers: HashMap::new(),
+        }
     }
 
     fn ids() -> impl FnMut() -> String {
@@ -57,7 +65,7 @@ impl TaskActor {
     }
 
     fn arm_lease(
-        &self,
+        &mut self,
         ctx: &mut Context<Self>,
         assignment: String,
         expires_at: chrono::DateTime<Utc>,
@@ -65,7 +73,10 @@ impl TaskActor {
         // A few ms late rather than early: expiry only acts on a lapsed lease.
         let wait = (expires_at - Utc::now()).to_std().unwrap_or_default()
             + std::time::Duration::from_millis(5);
-        ctx.notify_later(ExpireLease(assignment), wait);
+        let handle = ctx.notify_later(ExpireLease(assignment.clone()), wait);
+        if let Some(old) = self.lease_timers.insert(assignment, handle) {
+            ctx.cancel_future(old);
+        }
     }
 
     /// Persist and carry out what a transition changed. Returns the ticket of the
@@ -78,8 +89,9 @@ impl TaskActor {
         ctx: &mut Context<Self>,
     ) -> Ticket {
         let now = Utc::now();
-        let store = &self.env.store;
-        let dir = &self.env.dir;
+        // A handle of its own, so that arming timers may borrow `self` mutably.
+        let env = self.env.clone();
+        let (store, dir) = (&env.store, &env.dir);
         let task_id = self.state.task.id.clone();
         let mut last = Ticket::NONE;
         for change in changes {
@@ -408,6 +420,8 @@ impl Handler<ExpireLease> for TaskActor {
     type Result = ();
 
     fn handle(&mut self, msg: ExpireLease, ctx: &mut Context<Self>) {
+        // Older timers of this assignment were cancelled: this one is current.
+        self.lease_timers.remove(&msg.0);
         let now = Utc::now();
         let changes = self.state.expire_lease(&msg.0, now);
         if !changes.is_empty() {

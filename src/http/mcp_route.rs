@@ -113,7 +113,7 @@ async fn handle_post(
         Incoming::Response => accepted(),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
-            let cancelled = session.track(&id);
+            let mut inflight = session.track(&id);
             let work = dispatch::request(
                 &st.hub,
                 &st.sessions,
@@ -125,9 +125,9 @@ async fn handle_post(
             );
             let resp = tokio::select! {
                 resp = work => resp,
-                Ok(()) = cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
+                Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
             };
-            session.untrack(&id);
+            drop(inflight);
             answer(reply, &resp, Some(&session.id))
         }
     }

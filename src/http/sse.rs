@@ -34,11 +34,7 @@ pub fn single(json: &str, session: Option<&str>) -> HttpResponse {
 /// goes out every `keepalive` so proxies and idle timers keep the connection. It ends
 /// when the session drops its sender (DELETE, expiry) and is dropped when the client
 /// disconnects, which closes `rx` and frees the session for a new GET.
-pub fn stream(
-    rx: mpsc::UnboundedReceiver<String>,
-    keepalive: Duration,
-    session: &str,
-) -> HttpResponse {
+pub fn stream(rx: mpsc::Receiver<String>, keepalive: Duration, session: &str) -> HttpResponse {
     let mut interval = tokio::time::interval(keepalive);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let body = futures_util::stream::unfold((rx, interval), |(mut rx, mut interval)| async move {

@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// Notifications that may wait on a GET stream whose client stopped reading.
+pub const STREAM_BUFFER: usize = 256;
+
 pub struct Session {
     pub id: String,
     pub agent: AgentId,
@@ -20,10 +23,35 @@ pub struct Session {
     last_active_ms: AtomicU64,
     /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
     /// lives in that stream's response body; it drops when the client disconnects.
-    stream: Mutex<Option<mpsc::UnboundedSender<String>>>,
-    /// Requests in flight (JSON-RPC id as JSON text) → the switch that cancels them,
-    /// for `notifications/cancelled`. The receiving end is raced against the request.
-    inflight: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    stream: Mutex<Option<mpsc::Sender<String>>>,
+    /// Requests in flight (JSON-RPC id as JSON text) → (registration number, the
+    /// switch that cancels it), for `notifications/cancelled`. Entries are removed by
+    /// the [`InFlight`] guard, also when the HTTP request is dropped midway.
+    inflight: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+    next_inflight: AtomicU64,
+}
+
+/// A request registered as in flight; dropping it unregisters it.
+pub struct InFlight {
+    session: Arc<Session>,
+    key: String,
+    number: u64,
+    /// Fires when the client cancels the request.
+    pub cancelled: oneshot::Receiver<()>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self
+            .session
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // A later request reusing the id owns the entry now: leave it alone.
+        if map.get(&self.key).is_some_and(|(n, _)| *n == self.number) {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl Session {
@@ -36,37 +64,46 @@ impl Session {
     }
 
     /// Attach a new GET stream; `None` when one is already open (the caller answers 409).
-    pub fn open_stream(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<String>> {
         let mut guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_some_and(|tx| !tx.is_closed()) {
             return None;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         *guard = Some(tx);
         Some(rx)
     }
 
-    /// Send one JSON-RPC message on the GET stream; false when none is open.
+    /// Send one JSON-RPC message on the GET stream; false when none is open, or when
+    /// the client stopped reading and [`STREAM_BUFFER`] messages wait already (they
+    /// are hints: the inbox itself loses nothing).
     pub fn push(&self, message: String) -> bool {
         let guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().is_some_and(|tx| tx.send(message).is_ok())
+        match guard.as_ref().map(|tx| tx.try_send(message)) {
+            Some(Ok(())) => true,
+            Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                tracing::warn!(agent = %self.agent, "GET stream not read; notification dropped");
+                false
+            }
+            _ => false,
+        }
     }
 
-    /// Register request `id` as in flight; the receiver fires if the client cancels it.
-    pub fn track(&self, id: &serde_json::Value) -> oneshot::Receiver<()> {
+    /// Register request `id` as in flight until the returned guard is dropped.
+    pub fn track(self: &Arc<Self>, id: &serde_json::Value) -> InFlight {
         let (tx, rx) = oneshot::channel();
+        let key = id.to_string();
+        let number = self.next_inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), tx);
-        rx
-    }
-
-    pub fn untrack(&self, id: &serde_json::Value) {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id.to_string());
+            .insert(key.clone(), (number, tx));
+        InFlight {
+            session: self.clone(),
+            key,
+            number,
+            cancelled: rx,
+        }
     }
 
     /// `notifications/cancelled`: stop request `id` if it is still running. Unknown
@@ -77,7 +114,7 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id.to_string());
-        tx.is_some_and(|tx| tx.send(()).is_ok())
+        tx.is_some_and(|(_, tx)| tx.send(()).is_ok())
     }
 
     fn close_stream(&self) {
@@ -142,6 +179,7 @@ impl Sessions {
             last_active_ms: AtomicU64::new(now),
             stream: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
+            next_inflight: AtomicU64::new(0),
         });
         self.map.insert(session.id.clone(), session.clone());
         session
@@ -262,14 +300,22 @@ mod tests {
     fn cancel_fires_once_for_tracked_requests() {
         let s = Sessions::new(Duration::from_secs(60), 8);
         let x = s.create(a("alice"), Version::LATEST);
-        let mut rx = x.track(&serde_json::json!(7));
+        let mut first = x.track(&serde_json::json!(7));
         assert!(!x.cancel(&serde_json::json!("7")), "ids differ by type");
         assert!(x.cancel(&serde_json::json!(7)));
-        assert!(rx.try_recv().is_ok());
+        assert!(first.cancelled.try_recv().is_ok());
         assert!(!x.cancel(&serde_json::json!(7)), "only once");
-        let _rx = x.track(&serde_json::json!(8));
-        x.untrack(&serde_json::json!(8));
+        // Dropping the guard unregisters; a reused id belongs to its latest request.
+        drop(x.track(&serde_json::json!(8)));
         assert!(!x.cancel(&serde_json::json!(8)));
+        let old = x.track(&serde_json::json!(9));
+        let mut new = x.track(&serde_json::json!(9));
+        drop(old);
+        assert!(
+            x.cancel(&serde_json::json!(9)),
+            "the old guard left the new entry alone"
+        );
+        assert!(new.cancelled.try_recv().is_ok());
     }
 
     #[test]

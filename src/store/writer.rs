@@ -37,8 +37,9 @@ pub struct StoreOptions {
 #[derive(Debug, Clone, Copy, Default)]
 struct Progress {
     committed: u64,
-    /// A commit failed: nothing after `committed` will ever be saved.
-    failed: bool,
+    /// A commit failed for good: the first sequence number that was lost. Nothing
+    /// from there on is applied, so no later write can be reported saved.
+    failed_from: Option<u64>,
     /// The writer has exited.
     closed: bool,
 }
@@ -170,17 +171,24 @@ impl Store {
     /// Wait until `ticket` is committed, whatever the durability mode.
     pub async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
         let mut rx = self.inner.progress.clone();
+        let lost = |p: &Progress| p.failed_from.is_some_and(|f| ticket.0 >= f);
         let p = *rx
-            .wait_for(|p| p.committed >= ticket.0 || p.failed || p.closed)
+            .wait_for(|p| lost(p) || p.committed >= ticket.0 || p.closed)
             .await
             .map_err(|_| StoreError::Closed)?;
-        if p.committed >= ticket.0 {
-            Ok(())
-        } else if p.failed {
+        if lost(&p) {
             Err(StoreError::WriterFailed)
+        } else if p.committed >= ticket.0 {
+            Ok(())
         } else {
             Err(StoreError::Closed)
         }
+    }
+
+    /// A ticket covering every op queued so far: waiting for it makes an answer that
+    /// wrote nothing itself (say, "already sent") wait until what it reports is saved.
+    pub fn barrier(&self) -> Ticket {
+        Ticket(self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).0)
     }
 
     /// Highest committed sequence number (for tests and status).
@@ -259,9 +267,18 @@ fn writer_loop(
     max_ops: usize,
     window: Duration,
 ) {
+    let mut failed = false;
     loop {
         let (batch, stop) = next_batch(&rx, max_ops, window);
-        if let Some(&(last, _)) = batch.last() {
+        if failed {
+            // Keep draining so that senders never block, but apply nothing: a later
+            // commit would otherwise report lost writes as saved.
+            if stop {
+                break;
+            }
+            continue;
+        }
+        if let (Some(&(first, _)), Some(&(last, _))) = (batch.first(), batch.last()) {
             // A failing commit is retried a few times (a transient SQLITE_BUSY from an
             // operator's sqlite3 shell, say); after that the store is marked failed so
             // that no further write is acknowledged as durable.
@@ -278,8 +295,9 @@ fn writer_loop(
                         std::thread::sleep(Duration::from_millis(50 * attempt));
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, ops = batch.len(), "commit failed; store is now read-only");
-                        progress.send_modify(|p| p.failed = true);
+                        tracing::error!(error = %e, ops = batch.len(), "commit failed; no further write will be saved until restart");
+                        progress.send_modify(|p| p.failed_from = Some(first));
+                        failed = true;
                         break;
                     }
                 }
@@ -382,6 +400,46 @@ mod tests {
         let (s, snap) = Store::open(&path, opts(Durability::Durable), &two[..1], "t1").unwrap();
         assert_eq!(snap.agents.len(), 1);
         s.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_its_writes_and_every_later_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hub.db");
+        let agents = vec![("a".to_string(), "h".to_string())];
+        let (store, _) = Store::open(&path, opts(Durability::Durable), &agents, "t0").unwrap();
+        let ok = store.enqueue(heartbeat("a", "t1"));
+        store.wait_durable(ok).await.unwrap();
+        // A trigger makes every audit insert fail, as a full disk would: the batch
+        // fails for good (retries included).
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+            .unwrap();
+        drop(conn);
+        let bad = store.enqueue(Op::Audit {
+            event_type: "x".into(),
+            entity_type: "x".into(),
+            entity_id: "x".into(),
+            actor: "x".into(),
+            payload_json: "{}".into(),
+            at: "t".into(),
+        });
+        assert!(matches!(
+            store.wait_durable(bad).await,
+            Err(StoreError::WriterFailed)
+        ));
+        let later = store.enqueue(heartbeat("a", "t2"));
+        assert!(matches!(
+            store.wait_durable(later).await,
+            Err(StoreError::WriterFailed)
+        ));
+        assert_eq!(
+            store.committed(),
+            ok.0,
+            "nothing after the failure was committed"
+        );
+        assert_eq!(store.barrier(), later);
+        store.shutdown();
     }
 
     #[test]

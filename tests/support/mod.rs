@@ -76,21 +76,21 @@ pub fn spawn_serve(dir: &Path, extra_env: &[(&str, &str)]) -> Result<(Child, Str
             }
         }
     });
-    let (etx, erx) = mpsc::channel();
-    std::thread::spawn(move || {
+    // Keep draining stderr too; its text is the answer when the server refuses to start.
+    let errors = std::thread::spawn(move || {
         let mut all = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             all.push_str(&line);
             all.push('\n');
-            let _ = etx.send(all.clone());
         }
+        all
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(url) => Ok((child, url)),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(erx.try_iter().last().unwrap_or_default())
+            Err(errors.join().unwrap_or_default())
         }
     }
 }
