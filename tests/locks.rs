@@ -177,6 +177,22 @@ fn leases_and_fencing_counters_survive_restarts() {
         &mut hub.dir,
         tempfile::tempdir().unwrap(),
     ));
+    // The lapsed lease's row is deleted at start-up: the database shows only held leases.
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    let rows = |key: &str| -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM locks WHERE lock_key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while rows("short") != 0 && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(rows("short"), 0, "the lapsed lease's row is gone");
+    assert_eq!(rows("k"), 1, "the held lease's row stays");
     let b = hub.client("bob");
     assert_eq!(
         token_of(&b.call("lock_acquire", json!({"lock_key": "short"}))),

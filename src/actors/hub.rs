@@ -497,15 +497,24 @@ impl Hub {
         req: LockRequest,
         wait: std::time::Duration,
     ) -> Result<(Lock, bool), HubError> {
-        let (lock, renewed, ticket): Grant =
-            match self.inner.locks.send(Acquire { req, wait }).await? {
-                AcquireReply::Ready(r) => r?,
-                AcquireReply::Wait(rx) => rx
-                    .await
-                    .map_err(|_| HubError::Store(StoreError::Closed))??,
-            };
+        let answer = match self.inner.locks.send(Acquire { req, wait }).await? {
+            AcquireReply::Ready(r) => r,
+            AcquireReply::Wait(rx) => rx.await.map_err(|_| HubError::Store(StoreError::Closed))?,
+        };
+        let (lock, renewed, ticket): Grant = match answer {
+            Ok(grant) => grant,
+            Err(e) => return self.committed_refusal(e).await,
+        };
         self.inner.store.wait_durable(ticket).await?;
         Ok((lock, renewed))
+    }
+
+    /// A lock refusal shows state (the holder and its expiry, or "nobody holds it")
+    /// that may not be on disk yet: answer once everything queued before it is.
+    async fn committed_refusal<T>(&self, e: DomainError) -> Result<T, HubError> {
+        let store = &self.inner.store;
+        store.wait_durable(store.barrier()).await?;
+        Err(e.into())
     }
 
     pub async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
@@ -516,8 +525,11 @@ impl Hub {
                 key: key.to_string(),
                 agent: agent.to_string(),
             })
-            .await??;
-        self.durable(reply).await
+            .await?;
+        match reply {
+            Ok(reply) => self.durable(reply).await,
+            Err(e) => self.committed_refusal(e).await,
+        }
     }
 
     /// Operator: take a lock away from its holder (audited).
@@ -528,8 +540,11 @@ impl Hub {
             .send(ForceRelease {
                 key: key.to_string(),
             })
-            .await??;
-        self.durable(reply).await
+            .await?;
+        match reply {
+            Ok(reply) => self.durable(reply).await,
+            Err(e) => self.committed_refusal(e).await,
+        }
     }
 
     pub async fn locks(&self) -> Result<Vec<Lock>, HubError> {

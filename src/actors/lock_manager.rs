@@ -144,8 +144,15 @@ impl LockManager {
 impl Actor for LockManager {
     type Context = Context<Self>;
 
-    /// Re-arm the timers of leases loaded from the database.
+    /// Delete the rows of leases that lapsed while the server was down, and re-arm
+    /// the timers of those loaded live.
     fn started(&mut self, ctx: &mut Context<Self>) {
+        for l in self.table.take_lapsed() {
+            self.store.enqueue(Op::LockDelete {
+                key: l.lock_key,
+                id: l.id,
+            });
+        }
         let live = self.table.list(Utc::now());
         for l in live {
             self.arm(ctx, &l);

@@ -107,6 +107,8 @@ pub struct LockTable {
     locks: HashMap<String, Lock>,
     /// Last fencing token handed out per key; only grows.
     counters: HashMap<String, u64>,
+    /// Stored leases that had lapsed when restored, for the owner to delete.
+    lapsed: Vec<Lock>,
 }
 
 impl LockTable {
@@ -121,9 +123,16 @@ impl LockTable {
             *c = (*c).max(l.fencing_token);
             if l.expires_at > now {
                 t.locks.insert(l.lock_key.clone(), l);
+            } else {
+                t.lapsed.push(l);
             }
         }
         t
+    }
+
+    /// The stored leases that had already lapsed at [`LockTable::restore`] (once).
+    pub fn take_lapsed(&mut self) -> Vec<Lock> {
+        std::mem::take(&mut self.lapsed)
     }
 
     /// The live lock on `key`, if any.
@@ -297,6 +306,8 @@ mod tests {
         assert_eq!(restored.get("k", t(1)).unwrap().holder_agent_id, "alice");
         let mut lapsed = LockTable::restore(locks, vec![("k".into(), 7)], t(10));
         assert!(lapsed.get("k", t(10)).is_none());
+        assert_eq!(lapsed.take_lapsed().len(), 1, "handed over for deletion");
+        assert!(lapsed.take_lapsed().is_empty(), "only once");
         let Acquired::Granted(b) = lapsed.acquire(&req("bob", 10), t(10), &mut g) else {
             panic!()
         };
