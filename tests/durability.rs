@@ -1,8 +1,8 @@
 //! Acknowledged means durable: answered writes survive `kill -9`; SIGTERM flushes.
 
-mod support;
+mod common;
+use common::*;
 use serde_json::json;
-use support::*;
 
 #[test]
 fn registration_survives_kill_9() {

@@ -2,10 +2,10 @@
 //! PyPI), installed by this test into a venv under `target/` on first use. Fails (does
 //! not skip) when Python or PyPI is unavailable, since then nothing was checked.
 
-mod support;
+mod common;
+use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
 
 const MCP_VERSION: &str = "2.3.0";
 
@@ -46,13 +46,21 @@ fn ensure_sdk() -> PathBuf {
         matches!(made, Ok(s) if s.success()),
         "python3 -m venv failed: {made:?}"
     );
-    let out = Command::new(venv.join("bin").join("pip"))
-        .args(["install", "--quiet", &format!("mcp=={MCP_VERSION}")])
+    let out = Command::new(python(&venv))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            &format!("mcp=={MCP_VERSION}"),
+        ])
         .output()
         .expect("run pip");
     assert!(
         out.status.success(),
-        "pip install mcp=={MCP_VERSION} failed:\n{}",
+        "pip install mcp=={MCP_VERSION} into {} failed (is the package registry reachable?); \
+         this test needs the official MCP Python SDK and fails rather than skip:\n{}",
+        venv.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(

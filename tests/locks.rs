@@ -1,10 +1,10 @@
 //! Locks over HTTP: grant, renew, conflict, release, waiting, expiry by timer,
 //! fencing tokens, persistence, operator unlock, and 50 agents racing for one key.
 
-mod support;
+mod common;
+use common::*;
 use serde_json::{json, Value};
 use std::time::Instant;
-use support::*;
 
 fn token_of(v: &Value) -> u64 {
     v["lock"]["fencing_token"].as_u64().unwrap()
@@ -177,7 +177,7 @@ fn leases_and_fencing_counters_survive_restarts() {
         &mut hub.dir,
         tempfile::tempdir().unwrap(),
     ));
-    // The lapsed lease's row is deleted at start-up: the database shows only held leases.
+    // Its row is deleted at start-up, so the database shows only held leases.
     let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
     let rows = |key: &str| -> i64 {
         db.query_row(
@@ -187,11 +187,12 @@ fn leases_and_fencing_counters_survive_restarts() {
         )
         .unwrap()
     };
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while rows("short") != 0 && Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(rows("short"), 0, "the lapsed lease's row is gone");
+    assert!(
+        wait_for(std::time::Duration::from_secs(10), || (rows("short") == 0)
+            .then_some(()))
+        .is_some(),
+        "the lapsed lease's row is gone"
+    );
     assert_eq!(rows("k"), 1, "the held lease's row stays");
     let b = hub.client("bob");
     assert_eq!(

@@ -1,11 +1,11 @@
 //! Messaging over HTTP: broadcast read state, per-sender dedup, reply_to, limits,
 //! long-poll, push on the GET stream, and 1,000 concurrent sends.
 
-mod support;
+mod common;
+use common::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use support::*;
 
 fn ids(v: &Value) -> Vec<String> {
     v["messages"]

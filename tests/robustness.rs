@@ -1,9 +1,9 @@
 //! Nothing a client sends can hurt the server: malformed bodies of every shape get a
 //! 4xx or a JSON-RPC error, and the server keeps its state and keeps serving.
 
-mod support;
+mod common;
+use common::*;
 use serde_json::json;
-use support::*;
 
 #[test]
 fn garbage_never_hurts_the_server() {

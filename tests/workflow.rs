@@ -1,9 +1,9 @@
 //! The task workflow over HTTP with several agents, every error code, races, and
 //! `hubctl` as a process against a running server.
 
-mod support;
+mod common;
+use common::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn plan(items: &[(&str, &str)]) -> Value {
     json!({"assignments": items.iter().map(|(a, g)| json!({"agent_id": a, "goal": g})).collect::<Vec<_>>()})

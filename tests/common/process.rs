@@ -1,0 +1,322 @@
+//! `hubctl` as a child process: spawn `serve`, wait for its "listening on" line, keep
+//! draining its output, kill it on drop (SIGKILL, also what the durability tests want).
+
+use super::{config_dir, request, token, wait_for, Client, Resp, BIN, LATEST};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// How long a child gets to print its "listening on" line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+const LISTENING: &str = "agent-hub listening on ";
+
+/// Output of a child, collected by background threads (the pipes never fill).
+#[derive(Clone, Default)]
+pub struct Captured {
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Captured {
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+    /// Wait until stdout contains `needle`; returns all of stdout so far either way.
+    pub fn wait_stdout(&self, needle: &str, timeout: Duration) -> String {
+        wait_for(timeout, || {
+            let s = self.stdout();
+            s.contains(needle).then_some(s)
+        })
+        .unwrap_or_else(|| self.stdout())
+    }
+    /// Wait until stderr contains `needle`; returns all of stderr so far either way.
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
+        wait_for(timeout, || {
+            let s = self.stderr();
+            s.contains(needle).then_some(s)
+        })
+        .unwrap_or_else(|| self.stderr())
+    }
+}
+
+/// A `hubctl serve` child that printed its "listening on" line.
+pub struct Running {
+    pub child: Child,
+    /// `http://HOST:PORT/mcp` as printed.
+    pub url: String,
+    pub out: Captured,
+}
+
+impl Running {
+    /// SIGKILL and reap.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Command-line arguments of mixed types (`&str`, paths).
+pub fn os_args(list: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    list.iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+/// Why a child did not come up: its exit status (None: still running at the timeout,
+/// then killed) and its stderr.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: Option<std::process::ExitStatus>,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+/// A `hubctl` command with no AGENT_HUB_* variables from the environment of the test
+/// run, and HOME/XDG pointed at `home` so that nothing outside the test's temp dirs is read.
+pub fn hubctl_cmd(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("AGENT_HUB_HOST")
+        .env_remove("AGENT_HUB_PORT")
+        .env_remove("AGENT_HUB_DB")
+        .env_remove("AGENT_HUB_CONFIG_DIR")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Spawn `hubctl <args>` (normally `serve ...`) with `env` added, and wait for its
+/// "listening on" line. `home` is the HOME of the child.
+pub fn spawn(
+    home: &Path,
+    args: &[OsString],
+    env: &[(&str, &str)],
+) -> Result<Running, StartFailure> {
+    let mut cmd = hubctl_cmd(home);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn hubctl");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out = Captured::default();
+    let (tx, rx) = mpsc::channel();
+    {
+        let lines = out.stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix(LISTENING) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+            // tx dropped here: EOF on stdout (the child exited) ends the wait at once.
+        });
+    }
+    let errors = {
+        let buf = out.stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut b = buf.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        })
+    };
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(url) => Ok(Running { child, url, out }),
+        Err(e) => {
+            let status = if matches!(e, mpsc::RecvTimeoutError::Timeout) {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            } else {
+                child.wait().ok()
+            };
+            let _ = errors.join();
+            Err(StartFailure {
+                status,
+                stderr: out.stderr(),
+                stdout: out.stdout(),
+            })
+        }
+    }
+}
+
+/// The usual `serve` arguments for a config directory: loopback, port 0, db inside it.
+pub fn serve_args(dir: &Path) -> Vec<OsString> {
+    vec![
+        "serve".into(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        "0".into(),
+        "--config-dir".into(),
+        dir.into(),
+        "--db".into(),
+        dir.join("hub.db").into(),
+    ]
+}
+
+/// `hubctl serve` on `dir` must refuse to start: returns its stderr after checking
+/// that it exited with a non-zero status.
+pub fn start_error(dir: &Path) -> String {
+    match spawn(dir, &serve_args(dir), &[]) {
+        Ok(mut r) => {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+            panic!("hub started although it should not: {}", r.url);
+        }
+        Err(f) => {
+            let status = f
+                .status
+                .unwrap_or_else(|| panic!("hub neither started nor exited: {}", f.stderr));
+            assert!(!status.success(), "exit status {status}: {}", f.stderr);
+            f.stderr
+        }
+    }
+}
+
+/// The port of `http://host:port/...`.
+pub fn port_of(url: &str) -> u16 {
+    let rest = url.split("://").nth(1).expect("scheme");
+    let authority = rest.split('/').next().unwrap();
+    authority
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+/// A running hub.
+pub struct Hub {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// `http://127.0.0.1:PORT/mcp`
+    pub url: String,
+    pub out: Captured,
+    child: Option<Child>,
+}
+
+impl Hub {
+    /// Agents (tokens from [`token`]) and a config.yaml text; then start.
+    pub fn start(agents: &[&str], config: &str) -> Hub {
+        Hub::start_in(config_dir(agents, config))
+    }
+
+    pub fn start_in(dir: tempfile::TempDir) -> Hub {
+        let r = spawn(dir.path(), &serve_args(dir.path()), &[])
+            .unwrap_or_else(|e| panic!("hub did not start: {e:?}"));
+        Hub::from_running(dir, r)
+    }
+
+    pub fn from_running(dir: tempfile::TempDir, r: Running) -> Hub {
+        assert!(r.url.ends_with("/mcp"), "endpoint URL: {}", r.url);
+        let base = r.url.trim_end_matches("/mcp").to_string();
+        Hub {
+            dir,
+            port: port_of(&r.url),
+            base,
+            url: r.url,
+            out: r.out,
+            child: Some(r.child),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no flush, no clean shutdown.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL on Unix
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        c.wait().expect("wait")
+    }
+
+    /// Kill -9 and start again on the same directory and database (new port).
+    pub fn restart(mut self) -> Hub {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp"));
+        Hub::start_in(dir)
+    }
+
+    /// A client of `agent` on a fresh 2025-11-25 session.
+    pub fn client(&self, agent: &str) -> Client {
+        Client::connect(&self.url, &token(agent), LATEST)
+    }
+
+    /// A client of `agent` on a fresh session of the given protocol version.
+    pub fn client_v(&self, agent: &str, version: &str) -> Client {
+        Client::connect(&self.url, &token(agent), version)
+    }
+
+    pub fn operator_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("operator.token"))
+            .expect("operator.token")
+            .trim()
+            .to_string()
+    }
+
+    /// Run `hubctl --config-dir DIR --url BASE <args>` against this hub.
+    pub fn hubctl(&self, args: &[&str]) -> Output {
+        hubctl_cmd(self.dir.path())
+            .arg("--config-dir")
+            .arg(self.dir.path())
+            .args(["--url", &self.base])
+            .args(args)
+            .output()
+            .expect("run hubctl")
+    }
+
+    /// GET on the operator API with the operator token; must be 200.
+    pub fn operator_get(&self, path: &str) -> Value {
+        let r = request(
+            "GET",
+            &format!("{}{path}", self.base),
+            &[(
+                "Authorization",
+                &format!("Bearer {}", self.operator_token()),
+            )],
+            "",
+        );
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    /// POST to /mcp with exactly these headers.
+    pub fn post(&self, headers: &[(&str, &str)], body: &str) -> Resp {
+        request("POST", &self.url, headers, body)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
