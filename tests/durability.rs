@@ -14,14 +14,7 @@ fn registration_survives_kill_9() {
     );
     let hb = c.call("agent_heartbeat", json!({}));
     let hub = hub.restart(); // kill -9, then start on the same database
-    let agents = hub.operator_get("/operator/agents")["agents"].clone();
-    let alice = agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent_id"] == "alice")
-        .unwrap()
-        .clone();
+    let alice = hub.operator_agent("alice");
     assert_eq!(alice["name"], "Alice the Agent");
     assert_eq!(alice["capabilities"], json!(["planning"]));
     assert_eq!(alice["last_heartbeat"], hb["last_heartbeat"]);

@@ -89,13 +89,6 @@ fn official_python_sdk_lists_and_calls_tools() {
         String::from_utf8_lossy(&out.stderr)
     );
     // What the SDK did is visible to the operator.
-    let agents = hub.operator_get("/operator/agents");
-    let alice = agents["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent_id"] == "alice")
-        .unwrap()
-        .clone();
+    let alice = hub.operator_agent("alice");
     assert_eq!(alice["name"], "Alice (Python SDK)");
 }

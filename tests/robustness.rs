@@ -46,14 +46,7 @@ fn garbage_never_hurts_the_server() {
         }
     }
     // Still serving, state intact.
-    let agents = hub.operator_get("/operator/agents");
-    let alice = agents["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["agent_id"] == "alice")
-        .unwrap()
-        .clone();
+    let alice = hub.operator_agent("alice");
     assert_eq!(alice["name"], "Before");
     assert_eq!(c.call("hub_status", json!({}))["ok"], true);
     assert_eq!(hub.client("bob").call("hub_status", json!({}))["agents"], 2);

@@ -155,17 +155,23 @@ impl Hub {
         }
     }
 
-    /// Wait until the reply's write is on disk. A reply that wrote nothing (a read, an
-    /// "already done") waits for everything queued before it instead, so that nothing
-    /// it shows can vanish in a crash ("read committed"; free in fast mode).
-    async fn durable<T>(&self, (value, ticket): (T, Ticket)) -> Result<T, HubError> {
+    /// Wait until everything queued so far is committed (a no-op in fast mode).
+    /// Answers that wrote nothing themselves (reads, refusals) call this so that
+    /// nothing they show can vanish in a crash ("read committed").
+    pub async fn settled(&self) -> Result<(), HubError> {
         let store = &self.inner.store;
-        let ticket = if ticket == Ticket::NONE {
-            store.barrier()
+        store.wait_durable(store.barrier()).await?;
+        Ok(())
+    }
+
+    /// Wait until the reply's write is on disk; a reply that wrote nothing waits
+    /// for everything queued before it.
+    async fn durable<T>(&self, (value, ticket): (T, Ticket)) -> Result<T, HubError> {
+        if ticket == Ticket::NONE {
+            self.settled().await?;
         } else {
-            ticket
-        };
-        store.wait_durable(ticket).await?;
+            self.inner.store.wait_durable(ticket).await?;
+        }
         Ok(value)
     }
 
@@ -207,14 +213,6 @@ impl Hub {
         let result = actix_rt::spawn(async move { this.send_steps(&from, draft, now).await })
             .await
             .map_err(|_| HubError::Mailbox(MailboxError::Closed))?;
-        if let Err(HubError::Domain(DomainError::DuplicateMessage { .. })) = &result {
-            // The original may still be on its way to disk: say "already sent" only
-            // once it is saved.
-            self.inner
-                .store
-                .wait_durable(self.inner.store.barrier())
-                .await?;
-        }
         result
     }
 
@@ -290,10 +288,7 @@ impl Hub {
         };
         if !list.is_empty() {
             // Show only messages already on disk.
-            self.inner
-                .store
-                .wait_durable(self.inner.store.barrier())
-                .await?;
+            self.settled().await?;
         }
         Ok(list)
     }
@@ -403,18 +398,11 @@ impl Hub {
                 self.inner.store.wait_durable(ticket).await?;
                 Ok(task)
             }
-            None => {
-                // The task may have been created a moment ago and not be on disk yet.
-                self.inner
-                    .store
-                    .wait_durable(self.inner.store.barrier())
-                    .await?;
-                Err(DomainError::refused(
-                    "TASK_EXISTS",
-                    format!("task {id} already exists; choose another task_id"),
-                )
-                .into())
-            }
+            None => Err(DomainError::refused(
+                "TASK_EXISTS",
+                format!("task {id} already exists; choose another task_id"),
+            )
+            .into()),
         }
     }
 
@@ -455,13 +443,6 @@ impl Hub {
         Ok(out)
     }
 
-    /// Every assignment of round `round_id` (for the plan submitter's answer).
-    pub async fn assignments_in_round(&self, round_id: &str) -> Result<Vec<Assignment>, HubError> {
-        let task = self.task_of_round(round_id)?;
-        let s = self.task_snapshot(&task).await?;
-        Ok(s.round_assignments(round_id).cloned().collect())
-    }
-
     /// Every task with everything under it, newest first (operator views).
     pub async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
         let addrs: Vec<Addr<TaskActor>> = self.inner.dir.tasks.iter().map(|e| e.clone()).collect();
@@ -497,24 +478,15 @@ impl Hub {
         req: LockRequest,
         wait: std::time::Duration,
     ) -> Result<(Lock, bool), HubError> {
-        let answer = match self.inner.locks.send(Acquire { req, wait }).await? {
-            AcquireReply::Ready(r) => r,
-            AcquireReply::Wait(rx) => rx.await.map_err(|_| HubError::Store(StoreError::Closed))?,
-        };
-        let (lock, renewed, ticket): Grant = match answer {
-            Ok(grant) => grant,
-            Err(e) => return self.committed_refusal(e).await,
-        };
+        let (lock, renewed, ticket): Grant =
+            match self.inner.locks.send(Acquire { req, wait }).await? {
+                AcquireReply::Ready(r) => r?,
+                AcquireReply::Wait(rx) => rx
+                    .await
+                    .map_err(|_| HubError::Store(StoreError::Closed))??,
+            };
         self.inner.store.wait_durable(ticket).await?;
         Ok((lock, renewed))
-    }
-
-    /// A lock refusal shows state (the holder and its expiry, or "nobody holds it")
-    /// that may not be on disk yet: answer once everything queued before it is.
-    async fn committed_refusal<T>(&self, e: DomainError) -> Result<T, HubError> {
-        let store = &self.inner.store;
-        store.wait_durable(store.barrier()).await?;
-        Err(e.into())
     }
 
     pub async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
@@ -525,11 +497,8 @@ impl Hub {
                 key: key.to_string(),
                 agent: agent.to_string(),
             })
-            .await?;
-        match reply {
-            Ok(reply) => self.durable(reply).await,
-            Err(e) => self.committed_refusal(e).await,
-        }
+            .await??;
+        self.durable(reply).await
     }
 
     /// Operator: take a lock away from its holder (audited).
@@ -540,11 +509,8 @@ impl Hub {
             .send(ForceRelease {
                 key: key.to_string(),
             })
-            .await?;
-        match reply {
-            Ok(reply) => self.durable(reply).await,
-            Err(e) => self.committed_refusal(e).await,
-        }
+            .await??;
+        self.durable(reply).await
     }
 
     pub async fn locks(&self) -> Result<Vec<Lock>, HubError> {

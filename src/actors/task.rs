@@ -6,6 +6,7 @@
 //! Messages: [`TaskCmd`] (every tool and operator command), [`ExpireLease`].
 
 use super::directory::Directory;
+use super::hub::HubError;
 use crate::domain::task::{Assignment, Handoff, HandoffDraft, PlanItem, Round, Task};
 use crate::domain::time::{iso, parse_iso};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
@@ -237,14 +238,26 @@ pub enum TaskCmd {
 
 pub enum TaskReply {
     Round(Round),
+    /// A submitted plan: its round and that round's assignments.
+    Planned(Round, Vec<Assignment>),
     Task(Task),
     Assignment(Assignment),
     Completed(Assignment, Handoff),
-    Reviewed { round: Round, next: Option<Round> },
+    Reviewed {
+        round: Round,
+        next: Option<Round>,
+    },
     Assignments(Vec<Assignment>),
     Handoff(Handoff),
     Snapshot(Box<TaskState>),
     Done,
+}
+
+impl TaskReply {
+    /// A reply of another kind than the command asks for: a bug, reported as such.
+    pub fn unexpected() -> HubError {
+        DomainError::refused("INTERNAL", "unexpected reply from the task actor").into()
+    }
 }
 
 impl Message for TaskCmd {
@@ -289,7 +302,13 @@ impl Handler<TaskCmd> for TaskActor {
                     &caller, &items, &plan_json, &is_agent, &limits, now, &mut ids,
                 )?;
                 let round = round_of(s, &rid)?;
-                (TaskReply::Round(round), ch, "round_plan_submitted", caller)
+                let assignments = s.round_assignments(&rid).cloned().collect();
+                (
+                    TaskReply::Planned(round, assignments),
+                    ch,
+                    "round_plan_submitted",
+                    caller,
+                )
             }
             TaskCmd::Approve { round_id, note } => {
                 let ch = s.approve(&round_id, &note, now)?;

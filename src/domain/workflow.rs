@@ -293,7 +293,15 @@ impl TaskState {
         }
     }
 
-    fn awaiting_approval(&mut self, round_id: &str) -> Result<&mut Round, DomainError> {
+    /// Record the operator's decision on a round awaiting approval; returns its
+    /// number. `rejected` keeps it awaiting a revised plan.
+    fn decide(
+        &mut self,
+        round_id: &str,
+        note: &str,
+        rejected: bool,
+        now: Timestamp,
+    ) -> Result<u32, DomainError> {
         self.check_open()?;
         let r = self.round_mut(round_id)?;
         if r.status != R::AwaitingOperatorApproval {
@@ -305,7 +313,13 @@ impl TaskState {
                 ),
             ));
         }
-        Ok(r)
+        if !rejected {
+            r.status = R::Dispatched;
+        }
+        r.rejected = rejected;
+        r.operator_note = Some(note.to_string()).filter(|n| !n.is_empty());
+        r.updated_at = iso(now);
+        Ok(r.round_number)
     }
 
     /// Operator approves: round and task → dispatched; each assignee is told.
@@ -315,13 +329,7 @@ impl TaskState {
         note: &str,
         now: Timestamp,
     ) -> Result<Changes, DomainError> {
-        let at = iso(now);
-        let r = self.awaiting_approval(round_id)?;
-        r.status = R::Dispatched;
-        r.operator_note = Some(note.to_string()).filter(|n| !n.is_empty());
-        r.rejected = false;
-        r.updated_at = at;
-        let number = r.round_number;
+        let number = self.decide(round_id, note, false, now)?;
         self.touch_task(T::Dispatched, now);
         let mut changes = vec![
             Change::Round(round_id.to_string()),
@@ -365,12 +373,7 @@ impl TaskState {
         note: &str,
         now: Timestamp,
     ) -> Result<Changes, DomainError> {
-        let at = iso(now);
-        let r = self.awaiting_approval(round_id)?;
-        r.rejected = true;
-        r.operator_note = Some(note.to_string()).filter(|n| !n.is_empty());
-        r.updated_at = at;
-        let number = r.round_number;
+        let number = self.decide(round_id, note, true, now)?;
         Ok(vec![
             Change::Round(round_id.to_string()),
             Change::Approval {

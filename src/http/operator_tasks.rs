@@ -36,8 +36,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/locks", web::delete().to(unlock));
 }
 
-/// A hub refusal as an HTTP answer: unknown ids 404, wrong state 409.
-pub fn refusal(e: HubError) -> HttpResponse {
+/// A hub refusal as an HTTP answer: unknown ids 404, wrong state 409. Like every
+/// refusal it is given once the state it describes is on disk.
+pub async fn refusal(st: &AppState, e: HubError) -> HttpResponse {
+    let e = match e {
+        HubError::Domain(d) => match st.hub.settled().await {
+            Ok(()) => HubError::Domain(d),
+            Err(other) => other,
+        },
+        other => other,
+    };
     match e {
         HubError::Domain(d) => {
             let code = d.code();
@@ -82,7 +90,7 @@ async fn list_tasks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
     match st.hub.task_snapshots().await {
         Ok(list) => HttpResponse::Ok()
             .json(json!({"ok": true, "tasks": list.iter().map(task_summary).collect::<Vec<_>>()})),
-        Err(e) => refusal(e),
+        Err(e) => refusal(&st, e).await,
     }
 }
 
@@ -110,7 +118,7 @@ async fn show_task(
                 .collect();
             HttpResponse::Ok().json(json!({"ok": true, "task": s.task, "message_count": s.message_count, "rounds": rounds}))
         }
-        Err(e) => refusal(e),
+        Err(e) => refusal(&st, e).await,
     }
 }
 
@@ -141,7 +149,7 @@ async fn list_rounds(
                 .collect();
             HttpResponse::Ok().json(json!({"ok": true, "rounds": rounds}))
         }
-        Err(e) => refusal(e),
+        Err(e) => refusal(&st, e).await,
     }
 }
 
@@ -153,12 +161,8 @@ async fn round_status(
     try_resp!(guard(&req, &st));
     let task = match st.hub.round_cmd(&id, TaskCmd::Snapshot).await {
         Ok(TaskReply::Snapshot(s)) => s,
-        Ok(_) => {
-            return refusal(
-                crate::domain::DomainError::refused("INTERNAL", "unexpected reply").into(),
-            )
-        }
-        Err(e) => return refusal(e),
+        Ok(_) => return refusal(&st, TaskReply::unexpected()).await,
+        Err(e) => return refusal(&st, e).await,
     };
     let mut v = round_json(&task, &id);
     v["ok"] = json!(true);
@@ -203,10 +207,8 @@ async fn decide(
     };
     match st.hub.round_cmd(&id, cmd).await {
         Ok(TaskReply::Round(r)) => HttpResponse::Ok().json(json!({"ok": true, "round": r})),
-        Ok(_) => {
-            refusal(crate::domain::DomainError::refused("INTERNAL", "unexpected reply").into())
-        }
-        Err(e) => refusal(e),
+        Ok(_) => refusal(&st, TaskReply::unexpected()).await,
+        Err(e) => refusal(&st, e).await,
     }
 }
 
@@ -236,10 +238,8 @@ async fn close_task(
     try_resp!(guard(&req, &st));
     match st.hub.task_cmd(&id, TaskCmd::Close).await {
         Ok(TaskReply::Task(t)) => HttpResponse::Ok().json(json!({"ok": true, "task": t})),
-        Ok(_) => {
-            refusal(crate::domain::DomainError::refused("INTERNAL", "unexpected reply").into())
-        }
-        Err(e) => refusal(e),
+        Ok(_) => refusal(&st, TaskReply::unexpected()).await,
+        Err(e) => refusal(&st, e).await,
     }
 }
 
@@ -259,7 +259,7 @@ async fn list_locks(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
                 .collect();
             HttpResponse::Ok().json(json!({"ok": true, "locks": list}))
         }
-        Err(e) => refusal(e),
+        Err(e) => refusal(&st, e).await,
     }
 }
 
@@ -276,6 +276,6 @@ async fn unlock(
     try_resp!(guard(&req, &st));
     match st.hub.lock_force_release(&q.key).await {
         Ok(lock) => HttpResponse::Ok().json(json!({"ok": true, "lock": lock})),
-        Err(e) => refusal(e),
+        Err(e) => refusal(&st, e).await,
     }
 }

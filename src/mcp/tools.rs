@@ -160,6 +160,14 @@ pub async fn call(
     };
     match result {
         Ok(v) => Ok(Ok(v)),
+        Err(HubError::Domain(d)) => {
+            // A refusal shows state (a holder, an original message id, "already
+            // exists"): answer once that state is on disk.
+            if let Err(e) = ctx.hub.settled().await {
+                return from_hub(e).map(Err);
+            }
+            Ok(Err(d))
+        }
         Err(e) => from_hub(e).map(Err),
     }
 }

@@ -309,6 +309,18 @@ impl Hub {
         r.json()
     }
 
+    /// One agent as `GET /operator/agents` shows it.
+    pub fn operator_agent(&self, id: &str) -> Value {
+        let all = self.operator_get("/operator/agents");
+        all["agents"]
+            .as_array()
+            .expect("agents list")
+            .iter()
+            .find(|a| a["agent_id"] == id)
+            .unwrap_or_else(|| panic!("agent {id} not listed: {all}"))
+            .clone()
+    }
+
     /// POST to /mcp with exactly these headers.
     pub fn post(&self, headers: &[(&str, &str)], body: &str) -> Resp {
         request("POST", &self.url, headers, body)

@@ -5,13 +5,8 @@ use super::{fields, CallCtx, ToolDef};
 use crate::actors::task::{TaskCmd, TaskReply};
 use crate::actors::HubError;
 use crate::domain::task::{parse_handoff, validate_text, MAX_NOTE_BYTES};
-use crate::domain::DomainError;
 use crate::mcp::args::Args;
 use serde_json::{json, Map, Value};
-
-fn unexpected() -> HubError {
-    DomainError::refused("INTERNAL", "unexpected reply from the task actor").into()
-}
 
 fn id_schema(what: &str) -> Value {
     json!({"type": "string", "description": what})
@@ -144,7 +139,7 @@ async fn on_assignment(
     match ctx.hub.assignment_cmd(id, cmd).await? {
         TaskReply::Assignment(a) => Ok(fields(json!({"assignment": a}))),
         TaskReply::Completed(a, h) => Ok(fields(json!({"assignment": a, "handoff_id": h.id}))),
-        _ => Err(unexpected()),
+        _ => Err(TaskReply::unexpected()),
     }
 }
 
@@ -201,6 +196,6 @@ pub async fn handoff_get(
     let id = a.str_req("handoff_id")?;
     match ctx.hub.handoff_cmd(id).await? {
         TaskReply::Handoff(h) => Ok(fields(json!({"handoff": h}))),
-        _ => Err(unexpected()),
+        _ => Err(TaskReply::unexpected()),
     }
 }

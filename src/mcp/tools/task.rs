@@ -4,16 +4,11 @@ use super::{fields, CallCtx, ToolDef};
 use crate::actors::task::{TaskCmd, TaskReply};
 use crate::actors::HubError;
 use crate::domain::task::{
-    json_arg, parse_plan, validate_task_id, validate_text, MAX_NOTE_BYTES, MAX_TEXT_BYTES,
-    MAX_TITLE_CHARS,
+    parse_plan, validate_task_id, validate_text, MAX_NOTE_BYTES, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
 };
 use crate::domain::DomainError;
 use crate::mcp::args::Args;
 use serde_json::{json, Map, Value};
-
-fn unexpected() -> HubError {
-    DomainError::refused("INTERNAL", "unexpected reply from the task actor").into()
-}
 
 pub fn defs() -> Vec<ToolDef> {
     vec![
@@ -132,19 +127,22 @@ pub async fn plan_submit(
 ) -> Result<Map<String, Value>, HubError> {
     let a = Args::new(args, &["task_id", "plan_json"])?;
     let task_id = a.str_req("task_id")?;
-    let items = parse_plan(a.raw("plan_json"))?;
-    let plan_json = json_arg(a.raw("plan_json"))
-        .map(|v| v.to_string())
-        .unwrap_or_default();
+    let raw = a.raw("plan_json");
+    let items = parse_plan(raw)?;
+    // Valid JSON by now: store the text as given, or the value serialised.
+    let plan_json = match raw {
+        Some(Value::String(text)) => text.clone(),
+        Some(value) => value.to_string(),
+        None => String::new(),
+    };
     let cmd = TaskCmd::SubmitPlan {
         caller: ctx.agent.to_string(),
         items,
         plan_json,
     };
-    let TaskReply::Round(round) = ctx.hub.task_cmd(task_id, cmd).await? else {
-        return Err(unexpected());
+    let TaskReply::Planned(round, assignments) = ctx.hub.task_cmd(task_id, cmd).await? else {
+        return Err(TaskReply::unexpected());
     };
-    let assignments = ctx.hub.assignments_in_round(&round.id).await?;
     Ok(fields(json!({
         "round_id": round.id,
         "round_number": round.round_number,
@@ -168,7 +166,7 @@ pub async fn review(
         note: note.to_string(),
     };
     let TaskReply::Reviewed { round, next } = ctx.hub.round_cmd(round_id, cmd).await? else {
-        return Err(unexpected());
+        return Err(TaskReply::unexpected());
     };
     Ok(match next {
         None => fields(
