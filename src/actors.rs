@@ -4,9 +4,11 @@
 
 pub mod agent;
 pub mod directory;
+mod error;
 pub mod hub;
 pub mod lock_manager;
 pub mod notify;
 pub mod task;
 
-pub use hub::{AgentStatus, Hub, HubError, StatusCounts};
+pub use error::HubError;
+pub use hub::{AgentStatus, Hub, StatusCounts};

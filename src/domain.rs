@@ -10,5 +10,5 @@ pub mod task;
 pub mod time;
 pub mod workflow;
 
-pub use error::DomainError;
+pub use error::{DomainError, ErrorCode};
 pub use ids::AgentId;

@@ -7,7 +7,7 @@
 use crate::domain::ids::random_hex;
 use crate::domain::lease::{conflict, Acquired, Lock, LockTable, Request};
 use crate::domain::time::iso;
-use crate::domain::DomainError;
+use crate::domain::{DomainError, ErrorCode};
 use crate::store::{Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
@@ -262,7 +262,7 @@ impl Handler<ForceRelease> for LockManager {
         let now = Utc::now();
         let lock = self.table.force_release(&msg.key, now).ok_or_else(|| {
             DomainError::refused(
-                "LOCK_NOT_FOUND",
+                ErrorCode::LockNotFound,
                 format!("lock {} is not held by anyone", msg.key),
             )
         })?;

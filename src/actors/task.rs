@@ -3,14 +3,13 @@
 //! assignment are two messages in this actor's mailbox, handled one after the other.
 //! Rules live in [`crate::domain::workflow`]; this file applies their [`Change`]s
 //! (store ops, directory entries, lease timers, notices, slots).
-//! Messages: [`TaskCmd`] (every tool and operator command), [`ExpireLease`].
+//! Messages: one per command in [`commands`], and [`ExpireLease`] from its timers.
+
+pub mod commands;
 
 use super::directory::Directory;
-use super::hub::HubError;
-use crate::domain::task::{Assignment, Handoff, HandoffDraft, PlanItem, Round, Task};
 use crate::domain::time::{iso, parse_iso};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
-use crate::domain::DomainError;
 use crate::store::{Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
@@ -61,8 +60,22 @@ impl TaskActor {
         }
     }
 
+    /// Fresh ids of rounds, assignments and handoffs.
     fn ids() -> impl FnMut() -> String {
         || crate::domain::ids::random_hex(6)
+    }
+
+    /// Persist what a transition changed; the reply carries the ticket to wait for.
+    fn commit<T>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        changes: Changes,
+        event: &str,
+        actor: &str,
+        value: T,
+    ) -> (T, Ticket) {
+        let ticket = self.apply(changes, event, actor, ctx);
+        (value, ticket)
     }
 
     fn arm_lease(
@@ -181,250 +194,6 @@ impl Actor for TaskActor {
         for (id, at) in leases {
             self.arm_lease(ctx, id, at);
         }
-    }
-}
-
-/// Every command on a task.
-pub enum TaskCmd {
-    SubmitPlan {
-        caller: String,
-        items: Vec<PlanItem>,
-        plan_json: String,
-    },
-    Approve {
-        round_id: String,
-        note: String,
-    },
-    Reject {
-        round_id: String,
-        note: String,
-    },
-    Close,
-    Claim {
-        caller: String,
-        id: String,
-    },
-    Progress {
-        caller: String,
-        id: String,
-        status: String,
-        note: String,
-    },
-    Complete {
-        caller: String,
-        id: String,
-        draft: HandoffDraft,
-    },
-    Review {
-        caller: String,
-        round_id: String,
-        verdict: String,
-        note: String,
-    },
-    /// The caller's assignments, in one round or all.
-    Assignments {
-        caller: String,
-        round_id: Option<String>,
-    },
-    GetHandoff {
-        id: String,
-    },
-    /// One more agent message carrying a round id of this task (or one less, when
-    /// the send failed after counting).
-    CountMessage,
-    UncountMessage,
-    Snapshot,
-}
-
-pub enum TaskReply {
-    Round(Round),
-    /// A submitted plan: its round and that round's assignments.
-    Planned(Round, Vec<Assignment>),
-    Task(Task),
-    Assignment(Assignment),
-    Completed(Assignment, Handoff),
-    Reviewed {
-        round: Round,
-        next: Option<Round>,
-    },
-    Assignments(Vec<Assignment>),
-    Handoff(Handoff),
-    Snapshot(Box<TaskState>),
-    Done,
-}
-
-impl TaskReply {
-    /// A reply of another kind than the command asks for: a bug, reported as such.
-    pub fn unexpected() -> HubError {
-        DomainError::refused("INTERNAL", "unexpected reply from the task actor").into()
-    }
-}
-
-impl Message for TaskCmd {
-    type Result = Result<(TaskReply, Ticket), DomainError>;
-}
-
-fn not_found(code: &'static str, what: &str) -> DomainError {
-    DomainError::refused(code, format!("{what} does not exist"))
-}
-
-/// A copy of a round the transition just touched, for the reply.
-fn round_of(s: &TaskState, id: &str) -> Result<Round, DomainError> {
-    s.round(id)
-        .cloned()
-        .ok_or_else(|| not_found("ROUND_NOT_FOUND", id))
-}
-
-fn assignment_of(s: &TaskState, id: &str) -> Result<Assignment, DomainError> {
-    s.assignment(id)
-        .cloned()
-        .ok_or_else(|| not_found("ASSIGNMENT_NOT_VALID", id))
-}
-
-impl Handler<TaskCmd> for TaskActor {
-    type Result = Result<(TaskReply, Ticket), DomainError>;
-
-    fn handle(&mut self, cmd: TaskCmd, ctx: &mut Context<Self>) -> Self::Result {
-        let now = Utc::now();
-        let limits = self.env.limits;
-        let mut ids = Self::ids();
-        let s = &mut self.state;
-        let (reply, changes, event, actor) = match cmd {
-            TaskCmd::SubmitPlan {
-                caller,
-                items,
-                plan_json,
-            } => {
-                let dir = self.env.dir.clone();
-                let is_agent =
-                    move |a: &str| dir.agents.contains_key(&crate::domain::AgentId::new(a));
-                let (rid, ch) = s.submit_plan(
-                    &caller, &items, &plan_json, &is_agent, &limits, now, &mut ids,
-                )?;
-                let round = round_of(s, &rid)?;
-                let assignments = s.round_assignments(&rid).cloned().collect();
-                (
-                    TaskReply::Planned(round, assignments),
-                    ch,
-                    "round_plan_submitted",
-                    caller,
-                )
-            }
-            TaskCmd::Approve { round_id, note } => {
-                let ch = s.approve(&round_id, &note, now)?;
-                let round = round_of(s, &round_id)?;
-                (
-                    TaskReply::Round(round),
-                    ch,
-                    "round_approved",
-                    "operator".into(),
-                )
-            }
-            TaskCmd::Reject { round_id, note } => {
-                let ch = s.reject(&round_id, &note, now)?;
-                let round = round_of(s, &round_id)?;
-                (
-                    TaskReply::Round(round),
-                    ch,
-                    "round_rejected",
-                    "operator".into(),
-                )
-            }
-            TaskCmd::Close => {
-                let ch = s.close(now)?;
-                (
-                    TaskReply::Task(s.task.clone()),
-                    ch,
-                    "task_closed",
-                    "operator".into(),
-                )
-            }
-            TaskCmd::Claim { caller, id } => {
-                s.check_claim(&caller, &id)?;
-                let max = self.env.max_simultaneous_assignments;
-                if !self.env.dir.try_reserve_slot(&caller, max) {
-                    return Err(DomainError::refused(
-                        "ACTIVE_ASSIGNMENT_LIMIT",
-                        format!("you already have {max} claimed or in-progress assignments (max_simultaneous_assignments); complete one first"),
-                    ));
-                }
-                let ch = match s.claim(&caller, &id, now, &limits) {
-                    Ok(ch) => ch,
-                    Err(e) => {
-                        self.env.dir.release_slot(&caller);
-                        return Err(e);
-                    }
-                };
-                let a = assignment_of(s, &id)?;
-                (TaskReply::Assignment(a), ch, "assignment_claimed", caller)
-            }
-            TaskCmd::Progress {
-                caller,
-                id,
-                status,
-                note,
-            } => {
-                let ch = s.progress(&caller, &id, &status, &note, now, &limits)?;
-                let a = assignment_of(s, &id)?;
-                (TaskReply::Assignment(a), ch, "assignment_progress", caller)
-            }
-            TaskCmd::Complete { caller, id, draft } => {
-                let (h, ch) = s.complete(&caller, &id, draft, now, &mut ids)?;
-                let a = assignment_of(s, &id)?;
-                (
-                    TaskReply::Completed(a, h),
-                    ch,
-                    "assignment_completed",
-                    caller,
-                )
-            }
-            TaskCmd::Review {
-                caller,
-                round_id,
-                verdict,
-                note,
-            } => {
-                let (next, ch) =
-                    s.review(&caller, &round_id, &verdict, &note, &limits, now, &mut ids)?;
-                let round = round_of(s, &round_id)?;
-                (
-                    TaskReply::Reviewed { round, next },
-                    ch,
-                    "review_submitted",
-                    caller,
-                )
-            }
-            TaskCmd::Assignments { caller, round_id } => {
-                let list = s
-                    .assignments
-                    .iter()
-                    .filter(|a| a.agent_id == caller)
-                    .filter(|a| round_id.as_deref().is_none_or(|r| a.round_id == r))
-                    .cloned()
-                    .collect();
-                return Ok((TaskReply::Assignments(list), Ticket::NONE));
-            }
-            TaskCmd::GetHandoff { id } => {
-                let h = s
-                    .handoff(&id)
-                    .cloned()
-                    .ok_or_else(|| not_found("NOT_FOUND", &format!("handoff {id}")))?;
-                return Ok((TaskReply::Handoff(h), Ticket::NONE));
-            }
-            TaskCmd::CountMessage => {
-                s.count_message(&limits)?;
-                return Ok((TaskReply::Done, Ticket::NONE));
-            }
-            TaskCmd::UncountMessage => {
-                s.message_count = s.message_count.saturating_sub(1);
-                return Ok((TaskReply::Done, Ticket::NONE));
-            }
-            TaskCmd::Snapshot => {
-                return Ok((TaskReply::Snapshot(Box::new(s.clone())), Ticket::NONE))
-            }
-        };
-        let ticket = self.apply(changes, event, &actor, ctx);
-        Ok((reply, ticket))
     }
 }
 

@@ -1,7 +1,103 @@
-//! Domain refusals. Each variant maps to a stable error code that agents' prompts
-//! may depend on (`{"ok": false, "error": CODE, "message": ...}`).
+//! Domain refusals and their stable codes. Agents' prompts may depend on a code
+//! (`{"ok": false, "error": CODE, "message": ...}`), so every code is one variant of
+//! [`ErrorCode`]: a misspelled code is a compile error, not a new public code.
 
+use serde::{Serialize, Serializer};
 use thiserror::Error;
+
+/// Declares [`ErrorCode`] with each code's wire text and documented meaning.
+macro_rules! error_codes {
+    ($($variant:ident => $text:literal: $meaning:literal,)+) => {
+        /// Every error code a client or operator can see.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $(#[doc = $meaning] $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the README's table.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+
+            /// The code as agents see it, e.g. `TASK_NOT_FOUND`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $text),+ }
+            }
+
+            /// When the code is given (documentation, kept beside the code).
+            pub fn meaning(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $meaning),+ }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidArgument => "INVALID_ARGUMENT": "an argument is missing, of the wrong type, out of range or unknown",
+    UnknownAgent => "UNKNOWN_AGENT": "`to_agent` or a plan's `agent_id` is not in agents.env",
+    DuplicateMessage => "DUPLICATE_MESSAGE": "the sender already sent a message with this dedupe_key",
+    ReplyToNotFound => "REPLY_TO_NOT_FOUND": "reply_to names a message the caller neither sent nor received",
+    RoundNotFound => "ROUND_NOT_FOUND": "unknown round id",
+    MessageLimitReached => "MESSAGE_LIMIT_REACHED": "the round's task already has max_messages_per_task agent messages",
+    NotFound => "NOT_FOUND": "message_ack of an id not in the inbox, or handoff_get of an unknown id",
+    TaskExists => "TASK_EXISTS": "the task id is taken",
+    TaskNotFound => "TASK_NOT_FOUND": "unknown task id",
+    TaskClosed => "TASK_CLOSED": "the task was closed by the operator",
+    NotTaskDispatcher => "NOT_TASK_DISPATCHER": "only the task's creator plans and reviews",
+    TaskNotDispatchable => "TASK_NOT_DISPATCHABLE": "a plan for a task that is neither draft nor has a round awaiting approval",
+    PlanSubmitFailed => "PLAN_SUBMIT_FAILED": "plan_json is malformed",
+    TooManyAssignments => "TOO_MANY_ASSIGNMENTS": "the plan exceeds max_assignments_per_round",
+    MaxRoundsReached => "MAX_ROUNDS_REACHED": "the task used max_rounds",
+    AssignmentNotValid => "ASSIGNMENT_NOT_VALID": "unknown assignment, or not the caller's",
+    AssignmentNotPending => "ASSIGNMENT_NOT_PENDING": "claim of an assignment that is not pending",
+    RoundNotApproved => "ROUND_NOT_APPROVED": "claim in a round the operator has not approved",
+    ActiveAssignmentLimit => "ACTIVE_ASSIGNMENT_LIMIT": "the caller holds max_simultaneous_assignments active assignments",
+    AssignmentNotActive => "ASSIGNMENT_NOT_ACTIVE": "progress/complete on an assignment that is not claimed or in progress",
+    InvalidStatus => "INVALID_STATUS": "a progress status other than claimed or in_progress",
+    InvalidTransition => "INVALID_TRANSITION": "progress from in_progress back to claimed",
+    CompleteFailed => "COMPLETE_FAILED": "handoff_json is malformed",
+    InvalidVerdict => "INVALID_VERDICT": "a verdict other than approved or changes_requested",
+    RoundNotReviewable => "ROUND_NOT_REVIEWABLE": "review of a round that is not awaiting review",
+    AssignmentsNotComplete => "ASSIGNMENTS_NOT_COMPLETE": "review of a round with open assignments",
+    RoundNotAwaitingApproval => "ROUND_NOT_AWAITING_APPROVAL": "operator approve/reject of a round in another state",
+    LockConflict => "LOCK_CONFLICT": "another agent holds the lock",
+    LockNotHeld => "LOCK_NOT_HELD": "lock_release of a lock the caller does not hold",
+    LockNotFound => "LOCK_NOT_FOUND": "operator unlock of a key nobody holds",
+    Internal => "INTERNAL": "the hub failed (storage, shutdown or a bug); never a refusal of the call itself",
+}
+
+impl ErrorCode {
+    /// Codes that mean "no such thing" (HTTP 404 on the operator API).
+    pub fn is_not_found(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnknownAgent
+                | ErrorCode::RoundNotFound
+                | ErrorCode::NotFound
+                | ErrorCode::TaskNotFound
+                | ErrorCode::LockNotFound
+                | ErrorCode::ReplyToNotFound
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lets tests and callers compare a code with its wire text.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DomainError {
@@ -35,11 +131,11 @@ pub enum DomainError {
     /// A workflow rule refused the call; `code` is the reference's error code
     /// (TASK_NOT_FOUND, ASSIGNMENT_NOT_PENDING, MAX_ROUNDS_REACHED, ...).
     #[error("{message}")]
-    Refused { code: &'static str, message: String },
+    Refused { code: ErrorCode, message: String },
 }
 
 impl DomainError {
-    pub fn refused(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
         DomainError::Refused {
             code,
             message: message.into(),
@@ -54,17 +150,17 @@ impl DomainError {
     }
 
     /// The stable code agents see in `error`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            DomainError::InvalidArgument { .. } => "INVALID_ARGUMENT",
-            DomainError::UnknownAgent(_) => "UNKNOWN_AGENT",
-            DomainError::DuplicateMessage { .. } => "DUPLICATE_MESSAGE",
-            DomainError::NotFound(_) => "NOT_FOUND",
-            DomainError::ReplyToNotFound(_) => "REPLY_TO_NOT_FOUND",
-            DomainError::MessageLimitReached { .. } => "MESSAGE_LIMIT_REACHED",
-            DomainError::LockConflict { .. } => "LOCK_CONFLICT",
-            DomainError::LockNotHeld { .. } => "LOCK_NOT_HELD",
-            DomainError::Refused { code, .. } => code,
+            DomainError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            DomainError::UnknownAgent(_) => ErrorCode::UnknownAgent,
+            DomainError::DuplicateMessage { .. } => ErrorCode::DuplicateMessage,
+            DomainError::NotFound(_) => ErrorCode::NotFound,
+            DomainError::ReplyToNotFound(_) => ErrorCode::ReplyToNotFound,
+            DomainError::MessageLimitReached { .. } => ErrorCode::MessageLimitReached,
+            DomainError::LockConflict { .. } => ErrorCode::LockConflict,
+            DomainError::LockNotHeld { .. } => ErrorCode::LockNotHeld,
+            DomainError::Refused { code, .. } => *code,
         }
     }
 
@@ -93,5 +189,35 @@ impl DomainError {
             _ => {}
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's table of error codes names every code a client can get.
+    #[test]
+    fn every_code_is_documented_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        for code in ErrorCode::ALL.iter().filter(|c| **c != ErrorCode::Internal) {
+            assert!(
+                readme.contains(&format!("`{}`", code.as_str())),
+                "{code} is missing from the README's error codes"
+            );
+            assert!(!code.meaning().is_empty());
+        }
+    }
+
+    #[test]
+    fn codes_serialize_as_their_text() {
+        assert_eq!(
+            serde_json::to_value(ErrorCode::TaskNotFound).unwrap(),
+            "TASK_NOT_FOUND"
+        );
+        assert_eq!(
+            DomainError::invalid("f", "x").code().as_str(),
+            "INVALID_ARGUMENT"
+        );
     }
 }

@@ -35,6 +35,13 @@ impl serde::Serialize for AgentId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for AgentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(AgentId::new(&s))
+    }
+}
+
 /// Whether `s` may be an agent id: 1–64 chars of `A-Z a-z 0-9 . _ -`.
 /// Kept URL- and shell-safe because ids appear in paths, logs and CLI arguments.
 pub fn is_valid_agent_id(s: &str) -> bool {

@@ -2,8 +2,8 @@
 //! Parsing of the JSON arguments agents send (`plan_json`, `handoff_json`).
 //! The transitions themselves live in [`super::workflow`].
 
-use super::error::DomainError;
-use serde::Serialize;
+use super::error::{DomainError, ErrorCode};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 macro_rules! status_enum {
@@ -57,6 +57,64 @@ impl AssignmentStatus {
             self,
             AssignmentStatus::Claimed | AssignmentStatus::InProgress
         )
+    }
+}
+
+/// The dispatcher's verdict in `review_submit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approved,
+    ChangesRequested,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approved => "approved",
+            Verdict::ChangesRequested => "changes_requested",
+        }
+    }
+
+    /// An agent's `verdict` argument; anything else is INVALID_VERDICT.
+    pub fn parse(s: &str) -> Result<Verdict, DomainError> {
+        match s {
+            "approved" => Ok(Verdict::Approved),
+            "changes_requested" => Ok(Verdict::ChangesRequested),
+            other => Err(DomainError::refused(
+                ErrorCode::InvalidVerdict,
+                format!("verdict {other:?} is not one of: approved, changes_requested"),
+            )),
+        }
+    }
+}
+
+/// The status an assignee may report with `assignment_progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressStatus {
+    Claimed,
+    InProgress,
+}
+
+impl ProgressStatus {
+    /// An agent's `status` argument; anything else is INVALID_STATUS.
+    pub fn parse(s: &str) -> Result<ProgressStatus, DomainError> {
+        match s {
+            "claimed" => Ok(ProgressStatus::Claimed),
+            "in_progress" => Ok(ProgressStatus::InProgress),
+            other => Err(DomainError::refused(
+                ErrorCode::InvalidStatus,
+                format!("status {other:?} is not one of: claimed, in_progress"),
+            )),
+        }
+    }
+
+    pub fn target(self) -> AssignmentStatus {
+        match self {
+            ProgressStatus::Claimed => AssignmentStatus::Claimed,
+            ProgressStatus::InProgress => AssignmentStatus::InProgress,
+        }
     }
 }
 
@@ -156,7 +214,7 @@ pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Do
 }
 
 /// One line of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {
     pub agent_id: String,
     pub goal: String,
@@ -178,7 +236,7 @@ pub fn json_arg(v: Option<&Value>) -> Result<Value, String> {
 pub fn parse_plan(v: Option<&Value>) -> Result<Vec<PlanItem>, DomainError> {
     let fail = |why: String| {
         DomainError::refused(
-            "PLAN_SUBMIT_FAILED",
+            ErrorCode::PlanSubmitFailed,
             format!("plan_json {why}; expected {{\"assignments\": [{{\"agent_id\": \"...\", \"goal\": \"...\"}}]}}"),
         )
     };
@@ -226,8 +284,29 @@ pub fn parse_plan(v: Option<&Value>) -> Result<Vec<PlanItem>, DomainError> {
     Ok(items)
 }
 
+/// A submitted plan: its lines, and the JSON text stored with its round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub items: Vec<PlanItem>,
+    pub json: String,
+}
+
+impl Plan {
+    /// `plan_json` as an agent sent it (a JSON value or text holding one).
+    pub fn parse(v: Option<&Value>) -> Result<Plan, DomainError> {
+        let items = parse_plan(v)?;
+        // Valid JSON by now: store the text as given, or the value serialised.
+        let json = match v {
+            Some(Value::String(text)) => text.clone(),
+            Some(value) => value.to_string(),
+            None => String::new(),
+        };
+        Ok(Plan { items, json })
+    }
+}
+
 /// What an agent hands over with `assignment_complete`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct HandoffDraft {
     pub branch: String,
     pub commit_hash: String,
@@ -242,7 +321,9 @@ pub struct HandoffDraft {
 /// field optional; list fields take a list of strings or one string. Malformed input
 /// is COMPLETE_FAILED (the reference's code).
 pub fn parse_handoff(v: Option<&Value>) -> Result<HandoffDraft, DomainError> {
-    let fail = |why: String| DomainError::refused("COMPLETE_FAILED", format!("handoff_json {why}"));
+    let fail = |why: String| {
+        DomainError::refused(ErrorCode::CompleteFailed, format!("handoff_json {why}"))
+    };
     let v = json_arg(v).map_err(fail)?;
     let obj = v
         .as_object()

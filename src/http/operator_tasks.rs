@@ -5,7 +5,6 @@
 
 use super::guards;
 use super::server::AppState;
-use crate::actors::task::{TaskCmd, TaskReply};
 use crate::actors::HubError;
 use crate::domain::workflow::TaskState;
 use actix_web::http::StatusCode;
@@ -49,7 +48,7 @@ pub async fn refusal(st: &AppState, e: HubError) -> HttpResponse {
     match e {
         HubError::Domain(d) => {
             let code = d.code();
-            let status = if code.ends_with("NOT_FOUND") || code == "UNKNOWN_AGENT" {
+            let status = if code.is_not_found() {
                 StatusCode::NOT_FOUND
             } else {
                 StatusCode::CONFLICT
@@ -159,9 +158,8 @@ async fn round_status(
     id: web::Path<String>,
 ) -> HttpResponse {
     try_resp!(guard(&req, &st));
-    let task = match st.hub.round_cmd(&id, TaskCmd::Snapshot).await {
-        Ok(TaskReply::Snapshot(s)) => s,
-        Ok(_) => return refusal(&st, TaskReply::unexpected()).await,
+    let task = match st.hub.round_snapshot(&id).await {
+        Ok(s) => s,
         Err(e) => return refusal(&st, e).await,
     };
     let mut v = round_json(&task, &id);
@@ -194,20 +192,13 @@ async fn decide(
 ) -> HttpResponse {
     try_resp!(guard(&req, &st));
     let note = try_resp!(note_of(&body));
-    let cmd = if approve {
-        TaskCmd::Approve {
-            round_id: id.clone(),
-            note,
-        }
+    let decided = if approve {
+        st.hub.approve(&id, note).await
     } else {
-        TaskCmd::Reject {
-            round_id: id.clone(),
-            note,
-        }
+        st.hub.reject(&id, note).await
     };
-    match st.hub.round_cmd(&id, cmd).await {
-        Ok(TaskReply::Round(r)) => HttpResponse::Ok().json(json!({"ok": true, "round": r})),
-        Ok(_) => refusal(&st, TaskReply::unexpected()).await,
+    match decided {
+        Ok(r) => HttpResponse::Ok().json(json!({"ok": true, "round": r})),
         Err(e) => refusal(&st, e).await,
     }
 }
@@ -236,9 +227,8 @@ async fn close_task(
     id: web::Path<String>,
 ) -> HttpResponse {
     try_resp!(guard(&req, &st));
-    match st.hub.task_cmd(&id, TaskCmd::Close).await {
-        Ok(TaskReply::Task(t)) => HttpResponse::Ok().json(json!({"ok": true, "task": t})),
-        Ok(_) => refusal(&st, TaskReply::unexpected()).await,
+    match st.hub.close(&id).await {
+        Ok(t) => HttpResponse::Ok().json(json!({"ok": true, "task": t})),
         Err(e) => refusal(&st, e).await,
     }
 }

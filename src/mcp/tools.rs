@@ -126,6 +126,10 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
                 "the hub is shutting down or overloaded; retry",
             ))
         }
+        // Logged where it was found.
+        HubError::Internal(_) => Err(RpcError::internal(
+            "the hub hit an internal error; see its log",
+        )),
     }
 }
 
@@ -182,7 +186,7 @@ pub fn render(outcome: Outcome, version: Version) -> Value {
         Err(e) => {
             let mut object = e.details();
             object.insert("ok".into(), Value::Bool(false));
-            object.insert("error".into(), e.code().into());
+            object.insert("error".into(), e.code().as_str().into());
             object.insert("message".into(), e.to_string().into());
             (Value::Object(object), true)
         }

@@ -1,7 +1,9 @@
 //! Table-driven tests of every allowed and forbidden transition.
 
 use super::*;
-use crate::domain::task::{AssignmentStatus, RoundStatus, TaskStatus};
+use crate::domain::task::{
+    AssignmentStatus, HandoffDraft, Plan, ProgressStatus, RoundStatus, TaskStatus, Verdict,
+};
 use chrono::{TimeZone, Utc};
 
 fn t0() -> Timestamp {
@@ -40,7 +42,26 @@ fn known(a: &str) -> bool {
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T, DomainError>) -> &'static str {
-    r.unwrap_err().code()
+    r.unwrap_err().code().as_str()
+}
+
+fn cx<'a>(now: Timestamp, limits: &'a Limits, ids: &'a mut dyn FnMut() -> String) -> Ctx<'a> {
+    Ctx { now, limits, ids }
+}
+
+fn plan_of(items: &[PlanItem], json: &str) -> Plan {
+    Plan {
+        items: items.to_vec(),
+        json: json.to_string(),
+    }
+}
+
+fn verdict(v: &str) -> Verdict {
+    Verdict::parse(v).unwrap()
+}
+
+fn status(s: &str) -> ProgressStatus {
+    ProgressStatus::parse(s).unwrap()
 }
 
 /// A task with round 1 submitted: alice "a1", bob "b1".
@@ -49,13 +70,10 @@ fn planned() -> (TaskState, String, impl FnMut() -> String) {
     let mut s = TaskState::new("T", "title", "", "disp", t0());
     let (rid, _) = s
         .submit_plan(
+            &mut cx(t0(), &limits(), &mut g),
             "disp",
-            &plan(&[("alice", "a1"), ("bob", "b1")]),
-            "{}",
+            &plan_of(&plan(&[("alice", "a1"), ("bob", "b1")]), "{}"),
             &known,
-            &limits(),
-            t0(),
-            &mut g,
         )
         .unwrap();
     (s, rid, g)
@@ -85,7 +103,12 @@ fn plan_refusals() {
     ];
     for (caller, items, want) in cases {
         assert_eq!(
-            code(s.submit_plan(caller, &items, "{}", &known, &l, t0(), &mut g)),
+            code(s.submit_plan(
+                &mut cx(t0(), &l, &mut g),
+                caller,
+                &plan_of(&items, "{}"),
+                &known
+            )),
             want
         );
     }
@@ -125,17 +148,33 @@ fn happy_path_to_completion() {
     );
     // Review before everything is done.
     assert_eq!(
-        code(s.review("disp", &r1, "approved", "", &l, t0(), &mut g)),
+        code(s.review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r1,
+            verdict("approved"),
+            ""
+        )),
         "ASSIGNMENTS_NOT_COMPLETE"
     );
-    s.progress("alice", &a, "in_progress", "half", t0(), &l)
+    s.progress("alice", &a, status("in_progress"), "half", t0(), &l)
         .unwrap();
-    s.complete("alice", &a, HandoffDraft::default(), t0(), &mut g)
-        .unwrap();
+    s.complete(
+        &mut cx(t0(), &limits(), &mut g),
+        "alice",
+        &a,
+        HandoffDraft::default(),
+    )
+    .unwrap();
     assert_eq!(s.round(&r1).unwrap().status, RoundStatus::InProgress);
     s.claim("bob", &b, t0(), &l).unwrap();
     let (h, ch) = s
-        .complete("bob", &b, HandoffDraft::default(), t0(), &mut g)
+        .complete(
+            &mut cx(t0(), &limits(), &mut g),
+            "bob",
+            &b,
+            HandoffDraft::default(),
+        )
         .unwrap();
     assert_eq!(
         s.assignment(&b).unwrap().handoff_id.as_deref(),
@@ -146,32 +185,44 @@ fn happy_path_to_completion() {
         .iter()
         .any(|c| matches!(c, Change::Notice(n) if n.to == "disp" && n.msg_type == "review")));
     assert_eq!(
-        code(s.review("alice", &r1, "approved", "", &l, t0(), &mut g)),
+        code(s.review(
+            &mut cx(t0(), &l, &mut g),
+            "alice",
+            &r1,
+            verdict("approved"),
+            ""
+        )),
         "NOT_TASK_DISPATCHER"
     );
-    assert_eq!(
-        code(s.review("disp", &r1, "meh", "", &l, t0(), &mut g)),
-        "INVALID_VERDICT"
-    );
+    assert_eq!(code(Verdict::parse("meh")), "INVALID_VERDICT");
     let (next, _) = s
-        .review("disp", &r1, "approved", "great", &l, t0(), &mut g)
+        .review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r1,
+            verdict("approved"),
+            "great",
+        )
         .unwrap();
     assert!(next.is_none());
     assert_eq!(s.round(&r1).unwrap().status, RoundStatus::Completed);
     assert_eq!(s.task.status, TaskStatus::Completed);
     assert_eq!(
-        code(s.review("disp", &r1, "approved", "", &l, t0(), &mut g)),
+        code(s.review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r1,
+            verdict("approved"),
+            ""
+        )),
         "ROUND_NOT_REVIEWABLE"
     );
     assert_eq!(
         code(s.submit_plan(
+            &mut cx(t0(), &l, &mut g),
             "disp",
-            &plan(&[("alice", "x")]),
-            "{}",
-            &known,
-            &l,
-            t0(),
-            &mut g
+            &plan_of(&plan(&[("alice", "x")]), "{}"),
+            &known
         )),
         "TASK_NOT_DISPATCHABLE"
     );
@@ -193,13 +244,10 @@ fn reject_then_revise_keeps_the_round() {
     );
     let (r, ch) = s
         .submit_plan(
+            &mut cx(t0(), &l, &mut g),
             "disp",
-            &plan(&[("bob", "precise")]),
-            "{\"v\":2}",
+            &plan_of(&plan(&[("bob", "precise")]), "{\"v\":2}"),
             &known,
-            &l,
-            t0(),
-            &mut g,
         )
         .unwrap();
     assert_eq!(r, r1, "a revision reuses the round");
@@ -218,13 +266,10 @@ fn reject_then_revise_keeps_the_round() {
     // No new plan while a round is dispatched.
     assert_eq!(
         code(s.submit_plan(
+            &mut cx(t0(), &l, &mut g),
             "disp",
-            &plan(&[("bob", "x")]),
-            "{}",
-            &known,
-            &l,
-            t0(),
-            &mut g
+            &plan_of(&plan(&[("bob", "x")]), "{}"),
+            &known
         )),
         "TASK_NOT_DISPATCHABLE"
     );
@@ -240,8 +285,13 @@ fn finish_round(s: &mut TaskState, round: &str, g: &mut dyn FnMut() -> String) {
         .collect();
     for (agent, id) in list {
         s.claim(&agent, &id, t0(), &l).unwrap();
-        s.complete(&agent, &id, HandoffDraft::default(), t0(), g)
-            .unwrap();
+        s.complete(
+            &mut cx(t0(), &limits(), g),
+            &agent,
+            &id,
+            HandoffDraft::default(),
+        )
+        .unwrap();
     }
     assert_eq!(s.round(round).unwrap().status, RoundStatus::AwaitingReview);
 }
@@ -253,13 +303,11 @@ fn changes_requested_until_max_rounds() {
     finish_round(&mut s, &r1, &mut g);
     let (r2, ch) = s
         .review(
+            &mut cx(t0(), &l, &mut g),
             "disp",
             &r1,
-            "changes_requested",
+            verdict("changes_requested"),
             "fix tests",
-            &l,
-            t0(),
-            &mut g,
         )
         .unwrap();
     let r2 = r2.unwrap();
@@ -276,12 +324,24 @@ fn changes_requested_until_max_rounds() {
     );
     finish_round(&mut s, &r2.id, &mut g);
     let (r3, _) = s
-        .review("disp", &r2.id, "changes_requested", "", &l, t0(), &mut g)
+        .review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r2.id,
+            verdict("changes_requested"),
+            "",
+        )
         .unwrap();
     let r3 = r3.unwrap();
     finish_round(&mut s, &r3.id, &mut g);
     assert_eq!(
-        code(s.review("disp", &r3.id, "changes_requested", "", &l, t0(), &mut g)),
+        code(s.review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r3.id,
+            verdict("changes_requested"),
+            ""
+        )),
         "MAX_ROUNDS_REACHED"
     );
     assert_eq!(
@@ -289,8 +349,14 @@ fn changes_requested_until_max_rounds() {
         RoundStatus::AwaitingReview,
         "refusal changed nothing"
     );
-    s.review("disp", &r3.id, "approved", "", &l, t0(), &mut g)
-        .unwrap();
+    s.review(
+        &mut cx(t0(), &l, &mut g),
+        "disp",
+        &r3.id,
+        verdict("approved"),
+        "",
+    )
+    .unwrap();
     assert_eq!(s.task.status, TaskStatus::Completed);
 }
 
@@ -300,7 +366,7 @@ fn progress_moves_forward_only() {
     let l = limits();
     let a = aid(&s, &r1, "alice");
     assert_eq!(
-        code(s.progress("alice", &a, "in_progress", "", t0(), &l)),
+        code(s.progress("alice", &a, status("in_progress"), "", t0(), &l)),
         "ASSIGNMENT_NOT_ACTIVE"
     );
     s.approve(&r1, "", t0()).unwrap();
@@ -314,23 +380,33 @@ fn progress_moves_forward_only() {
         ("pending", Err("INVALID_STATUS")),
     ];
     for (status, want) in cases {
-        let got = s
-            .progress("alice", &a, status, "n", t0(), &l)
+        let got = ProgressStatus::parse(status)
+            .and_then(|st| s.progress("alice", &a, st, "n", t0(), &l))
             .map(|_| s.assignment(&a).unwrap().status);
         match want {
             Ok(st) => assert_eq!(got.unwrap(), st, "{status}"),
             Err(c) => assert_eq!(got.unwrap_err().code(), c, "{status}"),
         }
     }
-    s.complete("alice", &a, HandoffDraft::default(), t0(), &mut ids())
-        .unwrap();
+    s.complete(
+        &mut cx(t0(), &limits(), &mut ids()),
+        "alice",
+        &a,
+        HandoffDraft::default(),
+    )
+    .unwrap();
     // The reference let a completed assignment go back to in_progress; we don't.
     assert_eq!(
-        code(s.progress("alice", &a, "in_progress", "", t0(), &l)),
+        code(s.progress("alice", &a, status("in_progress"), "", t0(), &l)),
         "ASSIGNMENT_NOT_ACTIVE"
     );
     assert_eq!(
-        code(s.complete("alice", &a, HandoffDraft::default(), t0(), &mut ids())),
+        code(s.complete(
+            &mut cx(t0(), &limits(), &mut ids()),
+            "alice",
+            &a,
+            HandoffDraft::default()
+        )),
         "ASSIGNMENT_NOT_ACTIVE"
     );
 }
@@ -346,7 +422,7 @@ fn lease_expiry_and_renewal() {
     s.progress(
         "alice",
         &a,
-        "in_progress",
+        status("in_progress"),
         "",
         t0() + Duration::minutes(5),
         &l,
@@ -362,7 +438,12 @@ fn lease_expiry_and_renewal() {
         .any(|c| matches!(c, Change::Notice(n) if n.to == "alice")));
     assert_eq!(s.assignment(&a).unwrap().status, AssignmentStatus::Pending);
     assert_eq!(
-        code(s.complete("alice", &a, HandoffDraft::default(), t0(), &mut g)),
+        code(s.complete(
+            &mut cx(t0(), &limits(), &mut g),
+            "alice",
+            &a,
+            HandoffDraft::default()
+        )),
         "ASSIGNMENT_NOT_ACTIVE"
     );
     // Claimable again.
@@ -396,20 +477,22 @@ fn close_cancels_open_work_and_blocks_everything() {
     assert_eq!(s.round(&r1).unwrap().status, RoundStatus::Cancelled);
     assert_eq!(code(s.claim("bob", &b, t0(), &l)), "TASK_CLOSED");
     assert_eq!(
-        code(s.complete("alice", &a, HandoffDraft::default(), t0(), &mut g)),
+        code(s.complete(
+            &mut cx(t0(), &limits(), &mut g),
+            "alice",
+            &a,
+            HandoffDraft::default()
+        )),
         "TASK_CLOSED"
     );
     assert_eq!(code(s.approve(&r1, "", t0())), "TASK_CLOSED");
     assert_eq!(code(s.close(t0())), "TASK_CLOSED");
     assert_eq!(
         code(s.submit_plan(
+            &mut cx(t0(), &l, &mut g),
             "disp",
-            &plan(&[("bob", "x")]),
-            "{}",
-            &known,
-            &l,
-            t0(),
-            &mut g
+            &plan_of(&plan(&[("bob", "x")]), "{}"),
+            &known
         )),
         "TASK_CLOSED"
     );

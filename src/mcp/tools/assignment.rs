@@ -2,9 +2,8 @@
 //! `assignment_complete`, `handoff_get`: the assignees' tools.
 
 use super::{fields, CallCtx, ToolDef};
-use crate::actors::task::{TaskCmd, TaskReply};
 use crate::actors::HubError;
-use crate::domain::task::{parse_handoff, validate_text, MAX_NOTE_BYTES};
+use crate::domain::task::{parse_handoff, validate_text, ProgressStatus, MAX_NOTE_BYTES};
 use crate::mcp::args::Args;
 use serde_json::{json, Map, Value};
 
@@ -131,29 +130,14 @@ pub async fn list(
     Ok(fields(json!({"assignments": list})))
 }
 
-async fn on_assignment(
-    ctx: &CallCtx<'_>,
-    id: &str,
-    cmd: TaskCmd,
-) -> Result<Map<String, Value>, HubError> {
-    match ctx.hub.assignment_cmd(id, cmd).await? {
-        TaskReply::Assignment(a) => Ok(fields(json!({"assignment": a}))),
-        TaskReply::Completed(a, h) => Ok(fields(json!({"assignment": a, "handoff_id": h.id}))),
-        _ => Err(TaskReply::unexpected()),
-    }
-}
-
 pub async fn claim(
     ctx: &CallCtx<'_>,
     args: &Map<String, Value>,
 ) -> Result<Map<String, Value>, HubError> {
     let a = Args::new(args, &["assignment_id"])?;
     let id = a.str_req("assignment_id")?;
-    let cmd = TaskCmd::Claim {
-        caller: ctx.agent.to_string(),
-        id: id.to_string(),
-    };
-    on_assignment(ctx, id, cmd).await
+    let assignment = ctx.hub.claim(ctx.agent, id).await?;
+    Ok(fields(json!({ "assignment": assignment })))
 }
 
 pub async fn progress(
@@ -164,13 +148,12 @@ pub async fn progress(
     let id = a.str_req("assignment_id")?;
     let note = a.str_opt("note")?.unwrap_or("");
     validate_text("note", note, MAX_NOTE_BYTES)?;
-    let cmd = TaskCmd::Progress {
-        caller: ctx.agent.to_string(),
-        id: id.to_string(),
-        status: a.str_req("status")?.trim().to_string(),
-        note: note.to_string(),
-    };
-    on_assignment(ctx, id, cmd).await
+    let status = ProgressStatus::parse(a.str_req("status")?.trim())?;
+    let assignment = ctx
+        .hub
+        .progress(ctx.agent, id, status, note.to_string())
+        .await?;
+    Ok(fields(json!({ "assignment": assignment })))
 }
 
 pub async fn complete(
@@ -180,12 +163,10 @@ pub async fn complete(
     let a = Args::new(args, &["assignment_id", "handoff_json"])?;
     let id = a.str_req("assignment_id")?;
     let draft = parse_handoff(a.raw("handoff_json"))?;
-    let cmd = TaskCmd::Complete {
-        caller: ctx.agent.to_string(),
-        id: id.to_string(),
-        draft,
-    };
-    on_assignment(ctx, id, cmd).await
+    let done = ctx.hub.complete(ctx.agent, id, draft).await?;
+    Ok(fields(
+        json!({"assignment": done.assignment, "handoff_id": done.handoff.id}),
+    ))
 }
 
 pub async fn handoff_get(
@@ -194,8 +175,6 @@ pub async fn handoff_get(
 ) -> Result<Map<String, Value>, HubError> {
     let a = Args::new(args, &["handoff_id"])?;
     let id = a.str_req("handoff_id")?;
-    match ctx.hub.handoff_cmd(id).await? {
-        TaskReply::Handoff(h) => Ok(fields(json!({"handoff": h}))),
-        _ => Err(TaskReply::unexpected()),
-    }
+    let handoff = ctx.hub.handoff(id).await?;
+    Ok(fields(json!({ "handoff": handoff })))
 }

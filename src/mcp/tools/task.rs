@@ -1,10 +1,9 @@
 //! `task_draft_create`, `round_plan_submit`, `review_submit`: the dispatcher's tools.
 
 use super::{fields, CallCtx, ToolDef};
-use crate::actors::task::{TaskCmd, TaskReply};
 use crate::actors::HubError;
 use crate::domain::task::{
-    parse_plan, validate_task_id, validate_text, MAX_NOTE_BYTES, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
+    validate_task_id, validate_text, Plan, Verdict, MAX_NOTE_BYTES, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
 };
 use crate::domain::DomainError;
 use crate::mcp::args::Args;
@@ -127,27 +126,14 @@ pub async fn plan_submit(
 ) -> Result<Map<String, Value>, HubError> {
     let a = Args::new(args, &["task_id", "plan_json"])?;
     let task_id = a.str_req("task_id")?;
-    let raw = a.raw("plan_json");
-    let items = parse_plan(raw)?;
-    // Valid JSON by now: store the text as given, or the value serialised.
-    let plan_json = match raw {
-        Some(Value::String(text)) => text.clone(),
-        Some(value) => value.to_string(),
-        None => String::new(),
-    };
-    let cmd = TaskCmd::SubmitPlan {
-        caller: ctx.agent.to_string(),
-        items,
-        plan_json,
-    };
-    let TaskReply::Planned(round, assignments) = ctx.hub.task_cmd(task_id, cmd).await? else {
-        return Err(TaskReply::unexpected());
-    };
+    let plan = Plan::parse(a.raw("plan_json"))?;
+    let planned = ctx.hub.submit_plan(ctx.agent, task_id, plan).await?;
+    let round = planned.round;
     Ok(fields(json!({
         "round_id": round.id,
         "round_number": round.round_number,
         "status": round.status,
-        "assignments": assignments,
+        "assignments": planned.assignments,
     })))
 }
 
@@ -159,16 +145,13 @@ pub async fn review(
     let round_id = a.str_req("round_id")?;
     let note = a.str_opt("note")?.unwrap_or("");
     validate_text("note", note, MAX_NOTE_BYTES)?;
-    let cmd = TaskCmd::Review {
-        caller: ctx.agent.to_string(),
-        round_id: round_id.to_string(),
-        verdict: a.str_req("verdict")?.trim().to_string(),
-        note: note.to_string(),
-    };
-    let TaskReply::Reviewed { round, next } = ctx.hub.round_cmd(round_id, cmd).await? else {
-        return Err(TaskReply::unexpected());
-    };
-    Ok(match next {
+    let verdict = Verdict::parse(a.str_req("verdict")?.trim())?;
+    let reviewed = ctx
+        .hub
+        .review(ctx.agent, round_id, verdict, note.to_string())
+        .await?;
+    let round = reviewed.round;
+    Ok(match reviewed.next {
         None => fields(
             json!({"status": "completed", "round_id": round.id, "round_number": round.round_number}),
         ),

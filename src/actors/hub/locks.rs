@@ -1,0 +1,58 @@
+//! Locks through the façade: acquire (with waiting), release, and the operator's
+//! list and forced release.
+
+use super::Hub;
+use crate::actors::lock_manager::{Acquire, AcquireReply, ForceRelease, Grant, ListLocks, Release};
+use crate::actors::HubError;
+use crate::domain::lease::{Lock, Request as LockRequest};
+use crate::domain::AgentId;
+use crate::store::StoreError;
+
+impl Hub {
+    /// `lock_acquire`: granted, renewed, or (after waiting up to `wait`) refused.
+    pub async fn lock_acquire(
+        &self,
+        req: LockRequest,
+        wait: std::time::Duration,
+    ) -> Result<(Lock, bool), HubError> {
+        let (lock, renewed, ticket): Grant =
+            match self.inner.locks.send(Acquire { req, wait }).await? {
+                AcquireReply::Ready(r) => r?,
+                AcquireReply::Wait(rx) => rx
+                    .await
+                    .map_err(|_| HubError::Store(StoreError::Closed))??,
+            };
+        self.inner.store.wait_durable(ticket).await?;
+        Ok((lock, renewed))
+    }
+
+    /// `lock_release` of a lock `agent` holds.
+    pub async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
+        let reply = self
+            .inner
+            .locks
+            .send(Release {
+                key: key.to_string(),
+                agent: agent.to_string(),
+            })
+            .await??;
+        self.durable(reply).await
+    }
+
+    /// Operator: take a lock away from its holder (audited).
+    pub async fn lock_force_release(&self, key: &str) -> Result<Lock, HubError> {
+        let reply = self
+            .inner
+            .locks
+            .send(ForceRelease {
+                key: key.to_string(),
+            })
+            .await??;
+        self.durable(reply).await
+    }
+
+    /// Every lock held now.
+    pub async fn locks(&self) -> Result<Vec<Lock>, HubError> {
+        Ok(self.inner.locks.send(ListLocks).await?)
+    }
+}

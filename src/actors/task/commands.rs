@@ -1,0 +1,337 @@
+//! The commands a TaskActor takes: one actix message per tool or operator command,
+//! each with its own reply type (as in actix's chat server). Commands are plain,
+//! serde-serializable data, so they can be forwarded as they are. Callers send them
+//! only through the [`Hub`](crate::actors::Hub) façade, which finds the actor and
+//! waits until the reply's write is durable.
+
+use super::TaskActor;
+use crate::actors::HubError;
+use crate::domain::task::{
+    Assignment, Handoff, HandoffDraft, Plan, ProgressStatus, Round, Task, Verdict,
+};
+use crate::domain::workflow::{Ctx, TaskState};
+use crate::domain::{AgentId, DomainError, ErrorCode};
+use crate::store::Ticket;
+use actix::prelude::*;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+/// A command's value and the ticket of its last write (`Ticket::NONE` when it wrote
+/// nothing).
+pub type Reply<T> = Result<(T, Ticket), HubError>;
+
+/// `round_plan_submit`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Planned>")]
+pub struct SubmitPlan {
+    pub caller: AgentId,
+    pub task_id: String,
+    pub plan: Plan,
+}
+
+/// A submitted plan: its round and that round's assignments.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub round: Round,
+    pub assignments: Vec<Assignment>,
+}
+
+/// Operator approves a round's plan.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Round>")]
+pub struct Approve {
+    pub round_id: String,
+    pub note: String,
+}
+
+/// Operator rejects a round's plan (the dispatcher revises it).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Round>")]
+pub struct Reject {
+    pub round_id: String,
+    pub note: String,
+}
+
+/// Operator closes the task.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Task>")]
+pub struct Close {
+    pub task_id: String,
+}
+
+/// `assignment_claim`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Assignment>")]
+pub struct Claim {
+    pub caller: AgentId,
+    pub assignment_id: String,
+}
+
+/// `assignment_progress`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Assignment>")]
+pub struct Progress {
+    pub caller: AgentId,
+    pub assignment_id: String,
+    pub status: ProgressStatus,
+    pub note: String,
+}
+
+/// `assignment_complete`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Completed>")]
+pub struct Complete {
+    pub caller: AgentId,
+    pub assignment_id: String,
+    pub handoff: HandoffDraft,
+}
+
+/// A completed assignment and its stored handoff.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completed {
+    pub assignment: Assignment,
+    pub handoff: Handoff,
+}
+
+/// `review_submit`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Reviewed>")]
+pub struct Review {
+    pub caller: AgentId,
+    pub round_id: String,
+    pub verdict: Verdict,
+    pub note: String,
+}
+
+/// The reviewed round, and the round opened by `changes_requested`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reviewed {
+    pub round: Round,
+    pub next: Option<Round>,
+}
+
+/// The caller's assignments in this task, in one round or all.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Vec<Assignment>>")]
+pub struct MyAssignments {
+    pub caller: AgentId,
+    pub round_id: Option<String>,
+}
+
+/// `handoff_get`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<Handoff>")]
+pub struct GetHandoff {
+    pub handoff_id: String,
+}
+
+/// One more agent message carrying a round id of this task (`undo`: one less, when
+/// the send failed after counting).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<()>")]
+pub struct CountMessage {
+    pub undo: bool,
+}
+
+/// The whole task, for the operator's views.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Reply<TaskState>")]
+pub struct Snapshot;
+
+/// A copy of a round the transition just touched, for the reply.
+fn round_of(s: &TaskState, id: &str) -> Result<Round, HubError> {
+    s.round(id)
+        .cloned()
+        .ok_or_else(|| HubError::bug(format!("round {id} vanished during a transition")))
+}
+
+fn assignment_of(s: &TaskState, id: &str) -> Result<Assignment, HubError> {
+    s.assignment(id)
+        .cloned()
+        .ok_or_else(|| HubError::bug(format!("assignment {id} vanished during a transition")))
+}
+
+impl Handler<SubmitPlan> for TaskActor {
+    type Result = Reply<Planned>;
+
+    fn handle(&mut self, m: SubmitPlan, ctx: &mut Context<Self>) -> Self::Result {
+        let dir = self.env.dir.clone();
+        let is_agent = move |a: &str| dir.agents.contains_key(&AgentId::new(a));
+        let limits = self.env.limits;
+        let mut ids = Self::ids();
+        let mut cx = Ctx {
+            now: Utc::now(),
+            limits: &limits,
+            ids: &mut ids,
+        };
+        let s = &mut self.state;
+        let (rid, changes) = s.submit_plan(&mut cx, m.caller.as_str(), &m.plan, &is_agent)?;
+        let planned = Planned {
+            round: round_of(s, &rid)?,
+            assignments: s.round_assignments(&rid).cloned().collect(),
+        };
+        let event = "round_plan_submitted";
+        Ok(self.commit(ctx, changes, event, m.caller.as_str(), planned))
+    }
+}
+
+impl Handler<Approve> for TaskActor {
+    type Result = Reply<Round>;
+
+    fn handle(&mut self, m: Approve, ctx: &mut Context<Self>) -> Self::Result {
+        let changes = self.state.approve(&m.round_id, &m.note, Utc::now())?;
+        let round = round_of(&self.state, &m.round_id)?;
+        Ok(self.commit(ctx, changes, "round_approved", "operator", round))
+    }
+}
+
+impl Handler<Reject> for TaskActor {
+    type Result = Reply<Round>;
+
+    fn handle(&mut self, m: Reject, ctx: &mut Context<Self>) -> Self::Result {
+        let changes = self.state.reject(&m.round_id, &m.note, Utc::now())?;
+        let round = round_of(&self.state, &m.round_id)?;
+        Ok(self.commit(ctx, changes, "round_rejected", "operator", round))
+    }
+}
+
+impl Handler<Close> for TaskActor {
+    type Result = Reply<Task>;
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) -> Self::Result {
+        let changes = self.state.close(Utc::now())?;
+        let task = self.state.task.clone();
+        Ok(self.commit(ctx, changes, "task_closed", "operator", task))
+    }
+}
+
+impl Handler<Claim> for TaskActor {
+    type Result = Reply<Assignment>;
+
+    fn handle(&mut self, m: Claim, ctx: &mut Context<Self>) -> Self::Result {
+        let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
+        self.state.check_claim(caller, id)?;
+        let max = self.env.max_simultaneous_assignments;
+        if !self.env.dir.try_reserve_slot(caller, max) {
+            return Err(DomainError::refused(
+                ErrorCode::ActiveAssignmentLimit,
+                format!("you already have {max} claimed or in-progress assignments (max_simultaneous_assignments); complete one first"),
+            )
+            .into());
+        }
+        let changes = match self.state.claim(caller, id, Utc::now(), &self.env.limits) {
+            Ok(ch) => ch,
+            Err(e) => {
+                self.env.dir.release_slot(caller);
+                return Err(e.into());
+            }
+        };
+        let a = assignment_of(&self.state, id)?;
+        Ok(self.commit(ctx, changes, "assignment_claimed", caller, a))
+    }
+}
+
+impl Handler<Progress> for TaskActor {
+    type Result = Reply<Assignment>;
+
+    fn handle(&mut self, m: Progress, ctx: &mut Context<Self>) -> Self::Result {
+        let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
+        let limits = self.env.limits;
+        let changes = self
+            .state
+            .progress(caller, id, m.status, &m.note, Utc::now(), &limits)?;
+        let a = assignment_of(&self.state, id)?;
+        Ok(self.commit(ctx, changes, "assignment_progress", caller, a))
+    }
+}
+
+impl Handler<Complete> for TaskActor {
+    type Result = Reply<Completed>;
+
+    fn handle(&mut self, m: Complete, ctx: &mut Context<Self>) -> Self::Result {
+        let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
+        let limits = self.env.limits;
+        let mut ids = Self::ids();
+        let mut cx = Ctx {
+            now: Utc::now(),
+            limits: &limits,
+            ids: &mut ids,
+        };
+        let (handoff, changes) = self.state.complete(&mut cx, caller, id, m.handoff)?;
+        let assignment = assignment_of(&self.state, id)?;
+        let done = Completed {
+            assignment,
+            handoff,
+        };
+        Ok(self.commit(ctx, changes, "assignment_completed", caller, done))
+    }
+}
+
+impl Handler<Review> for TaskActor {
+    type Result = Reply<Reviewed>;
+
+    fn handle(&mut self, m: Review, ctx: &mut Context<Self>) -> Self::Result {
+        let caller = m.caller.as_str();
+        let limits = self.env.limits;
+        let mut ids = Self::ids();
+        let mut cx = Ctx {
+            now: Utc::now(),
+            limits: &limits,
+            ids: &mut ids,
+        };
+        let s = &mut self.state;
+        let (next, changes) = s.review(&mut cx, caller, &m.round_id, m.verdict, &m.note)?;
+        let round = round_of(s, &m.round_id)?;
+        let reviewed = Reviewed { round, next };
+        Ok(self.commit(ctx, changes, "review_submitted", caller, reviewed))
+    }
+}
+
+impl Handler<MyAssignments> for TaskActor {
+    type Result = Reply<Vec<Assignment>>;
+
+    fn handle(&mut self, m: MyAssignments, _: &mut Context<Self>) -> Self::Result {
+        let list = self
+            .state
+            .assignments
+            .iter()
+            .filter(|a| a.agent_id == m.caller.as_str())
+            .filter(|a| m.round_id.as_deref().is_none_or(|r| a.round_id == r))
+            .cloned()
+            .collect();
+        Ok((list, Ticket::NONE))
+    }
+}
+
+impl Handler<GetHandoff> for TaskActor {
+    type Result = Reply<Handoff>;
+
+    fn handle(&mut self, m: GetHandoff, _: &mut Context<Self>) -> Self::Result {
+        let id = &m.handoff_id;
+        let h = self.state.handoff(id).cloned().ok_or_else(|| {
+            DomainError::refused(ErrorCode::NotFound, format!("handoff {id} does not exist"))
+        })?;
+        Ok((h, Ticket::NONE))
+    }
+}
+
+impl Handler<CountMessage> for TaskActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, m: CountMessage, _: &mut Context<Self>) -> Self::Result {
+        if m.undo {
+            self.state.message_count = self.state.message_count.saturating_sub(1);
+        } else {
+            self.state.count_message(&self.env.limits)?;
+        }
+        Ok(((), Ticket::NONE))
+    }
+}
+
+impl Handler<Snapshot> for TaskActor {
+    type Result = Reply<TaskState>;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        Ok((self.state.clone(), Ticket::NONE))
+    }
+}
