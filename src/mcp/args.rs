@@ -1,66 +1,124 @@
-//! Typed access to `tools/call` arguments. Every refusal is an `INVALID_ARGUMENT`
-//! domain error naming the field, so the model can correct its call.
+//! Decoding `tools/call` arguments into a tool's typed argument struct. Every
+//! refusal is an `INVALID_ARGUMENT` domain error naming the field, so the model can
+//! correct its call. Structs use `deny_unknown_fields`: an argument the tool does not
+//! take is refused, never ignored.
 
 use crate::domain::DomainError;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-pub struct Args<'a> {
-    map: &'a Map<String, Value>,
+/// Decode `args` into `A`, turning serde's messages into the hub's field-named ones.
+pub fn decode<A: DeserializeOwned>(args: &Map<String, Value>) -> Result<A, DomainError> {
+    let value = Value::Object(args.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        refusal(&field, &e.into_inner().to_string())
+    })
 }
 
-impl<'a> Args<'a> {
-    /// Wrap `map`, refusing arguments the tool does not take.
-    pub fn new(map: &'a Map<String, Value>, allowed: &[&str]) -> Result<Self, DomainError> {
-        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            let expected = if allowed.is_empty() {
-                "this tool takes no arguments".to_string()
-            } else {
-                format!("expected one of: {}", allowed.join(", "))
-            };
-            return Err(DomainError::invalid(
-                unknown,
-                format!("unknown argument; {expected}"),
-            ));
-        }
-        Ok(Args { map })
-    }
+/// Text between the first pair of backticks after `prefix`, e.g. the field name in
+/// "missing field `name`".
+fn quoted<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = msg.strip_prefix(prefix)?;
+    rest.split('`').nth(1)
+}
 
-    pub fn raw(&self, field: &str) -> Option<&'a Value> {
-        self.map.get(field).filter(|v| !v.is_null())
+fn refusal(path: &str, msg: &str) -> DomainError {
+    if let Some(unknown) = quoted(msg, "unknown field") {
+        // serde lists what the struct takes: "expected `a`", "expected `a` or `b`",
+        // "expected one of `a`, `b`, `c`", or "there are no fields".
+        let expected = match msg.rsplit_once(", expected ") {
+            Some((_, list)) => format!(
+                "expected one of: {}",
+                list.trim_start_matches("one of ")
+                    .replace("` or `", "`, `")
+                    .replace('`', "")
+            ),
+            None => "this tool takes no arguments".to_string(),
+        };
+        return DomainError::invalid(unknown, format!("unknown argument; {expected}"));
     }
-
-    pub fn str_opt(&self, field: &str) -> Result<Option<&'a str>, DomainError> {
-        match self.raw(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(DomainError::invalid(field, "must be a string")),
-        }
+    if let Some(missing) = quoted(msg, "missing field") {
+        return DomainError::invalid(missing, "is required");
     }
+    if msg.starts_with("invalid type: null") {
+        return DomainError::invalid(path, "is required");
+    }
+    if let Some((_, expected)) = msg.split_once(", expected ") {
+        return DomainError::invalid(path, format!("must be {expected}"));
+    }
+    DomainError::invalid(path, msg)
+}
 
-    pub fn str_req(&self, field: &str) -> Result<&'a str, DomainError> {
-        self.str_opt(field)?
-            .ok_or_else(|| DomainError::invalid(field, "is required"))
+/// The argument names `A` accepts, read from serde's own refusal of an unknown
+/// one (tests check them against each tool's input schema).
+#[cfg(test)]
+pub fn accepted<A: DeserializeOwned>() -> Vec<String> {
+    let mut probe = Map::new();
+    probe.insert("\u{1}probe".into(), Value::Null);
+    match decode::<A>(&probe) {
+        Err(DomainError::InvalidArgument { reason, .. }) => reason
+            .split_once("expected one of: ")
+            .map(|(_, list)| list.split(", ").map(String::from).collect())
+            .unwrap_or_default(),
+        Err(other) => panic!("the probe was refused otherwise: {other}"),
+        Ok(_) => panic!("the probe was accepted"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
     use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // Fields are read by the decoder only.
+    struct Example {
+        name: String,
+        n: Option<Value>,
+        z: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Nothing {}
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // Fields are read by the decoder only.
+    struct Two {
+        a: String,
+        b: String,
+    }
+
+    fn err<A: DeserializeOwned + std::fmt::Debug>(v: Value) -> String {
+        decode::<A>(v.as_object().unwrap()).unwrap_err().to_string()
+    }
 
     #[test]
     fn access_and_refusals() {
-        let v = json!({"name": "x", "n": 5, "z": null});
-        let m = v.as_object().unwrap();
-        assert!(Args::new(m, &["name"]).is_err());
-        let a = Args::new(m, &["name", "n", "z"]).unwrap();
-        assert_eq!(a.str_req("name").unwrap(), "x");
-        assert_eq!(a.str_opt("z").unwrap(), None);
-        let e = a.str_req("n").unwrap_err();
-        assert_eq!(e.to_string(), "n: must be a string");
+        let a: Example =
+            decode(json!({"name": "x", "n": 5, "z": null}).as_object().unwrap()).unwrap();
+        assert_eq!(a.name, "x");
+        assert_eq!(a.z, None);
+        assert_eq!(err::<Example>(json!({"name": 5})), "name: must be a string");
+        assert_eq!(err::<Example>(json!({})), "name: is required");
+        assert_eq!(err::<Example>(json!({"name": null})), "name: is required");
         assert_eq!(
-            a.str_req("missing").unwrap_err().to_string(),
-            "missing: is required"
+            err::<Example>(json!({"name": "x", "q": 1})),
+            "q: unknown argument; expected one of: name, n, z"
+        );
+        assert_eq!(
+            err::<Nothing>(json!({"q": 1})),
+            "q: unknown argument; this tool takes no arguments"
+        );
+        assert_eq!(accepted::<Example>(), ["name", "n", "z"]);
+        assert!(accepted::<Nothing>().is_empty());
+        assert_eq!(
+            err::<Two>(json!({"q": 1})),
+            "q: unknown argument; expected one of: a, b"
         );
     }
 }

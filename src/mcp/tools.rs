@@ -1,5 +1,7 @@
-//! Tool definitions (`tools/list`) and dispatch (`tools/call`). One file per tool
-//! family under `tools/`; this file only routes and renders results.
+//! The tool table: each tool is one [`Tool`], carrying what `tools/list` shows
+//! (name, schema, annotations) and its handler, whose typed argument struct is
+//! decoded from `tools/call` arguments (a test checks it against the schema). One
+//! file per tool family under `tools/`; this file only routes and renders results.
 //!
 //! A result is the reference's JSON object (`{"ok": true, ...}` or `{"ok": false,
 //! "error": CODE, "message": ...}`) as text content, plus the same object as
@@ -12,12 +14,15 @@ mod lock;
 pub mod message;
 mod task;
 
+use super::args::decode;
 use super::jsonrpc::RpcError;
 use super::protocol::Version;
 use super::session::Sessions;
 use crate::actors::{Hub, HubError};
 use crate::domain::{AgentId, DomainError};
 use chrono::{DateTime, Utc};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -33,6 +38,17 @@ pub struct CallCtx<'a> {
 /// A domain refusal or a successful object (without `ok`).
 pub type Outcome = Result<Map<String, Value>, DomainError>;
 
+/// What a tool's handler returns: the success object, or why not.
+type Answer<'a> = LocalBoxFuture<'a, Result<Map<String, Value>, HubError>>;
+
+/// A handler taking its decoded arguments `A`.
+type Handler<A> = for<'a> fn(&'a CallCtx<'a>, A) -> Answer<'a>;
+
+/// A handler taking the raw arguments (decoding is part of it).
+type RawHandler =
+    Box<dyn for<'a> Fn(&'a CallCtx<'a>, &Map<String, Value>) -> Answer<'a> + Send + Sync>;
+
+/// What `tools/list` shows of a tool.
 pub struct ToolDef {
     pub name: &'static str,
     pub title: &'static str,
@@ -44,15 +60,48 @@ pub struct ToolDef {
     pub idempotent: bool,
 }
 
-fn all() -> &'static [ToolDef] {
-    static DEFS: OnceLock<Vec<ToolDef>> = OnceLock::new();
-    DEFS.get_or_init(|| {
-        let mut v = hub::defs();
-        v.extend(agent::defs());
-        v.extend(message::defs());
-        v.extend(task::defs());
-        v.extend(assignment::defs());
-        v.extend(lock::defs());
+/// One tool: its definition and its handler.
+pub struct Tool {
+    def: ToolDef,
+    run: RawHandler,
+    /// The argument names the handler's struct accepts (checked against the schema).
+    #[cfg(test)]
+    accepted: fn() -> Vec<String>,
+}
+
+impl Tool {
+    /// A tool whose handler takes arguments decoded into `A` (a serde struct with
+    /// `deny_unknown_fields`).
+    fn new<A: DeserializeOwned + 'static>(def: ToolDef, handler: Handler<A>) -> Tool {
+        Tool {
+            def,
+            run: Box::new(move |ctx, args| match decode::<A>(args) {
+                Ok(a) => handler(ctx, a),
+                Err(e) => Box::pin(std::future::ready(Err(e.into()))),
+            }),
+            #[cfg(test)]
+            accepted: super::args::accepted::<A>,
+        }
+    }
+}
+
+/// Wrap an `async fn(&CallCtx, Args)` as a [`Handler`].
+macro_rules! handler {
+    ($f:path) => {
+        |ctx, args| Box::pin($f(ctx, args))
+    };
+}
+use handler;
+
+fn all() -> &'static [Tool] {
+    static TOOLS: OnceLock<Vec<Tool>> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let mut v = hub::tools();
+        v.extend(agent::tools());
+        v.extend(message::tools());
+        v.extend(task::tools());
+        v.extend(assignment::tools());
+        v.extend(lock::tools());
         v
     })
 }
@@ -98,7 +147,7 @@ pub fn list(version: Version) -> &'static Value {
             .map(|v| {
                 (
                     *v,
-                    json!({"tools": all().iter().map(|t| t.to_json(*v)).collect::<Vec<_>>()}),
+                    json!({"tools": all().iter().map(|t| t.def.to_json(*v)).collect::<Vec<_>>()}),
                 )
             })
             .collect()
@@ -139,29 +188,12 @@ pub async fn call(
     name: &str,
     args: &Map<String, Value>,
 ) -> Result<Outcome, RpcError> {
-    let result = match name {
-        "hub_status" => hub::status(ctx, args),
-        "agent_register" => agent::register(ctx, args).await,
-        "agent_heartbeat" => agent::heartbeat(ctx, args).await,
-        "message_send" => message::send(ctx, args).await,
-        "inbox_pull" => message::pull(ctx, args).await,
-        "message_ack" => message::ack(ctx, args).await,
-        "task_draft_create" => task::draft_create(ctx, args).await,
-        "round_plan_submit" => task::plan_submit(ctx, args).await,
-        "review_submit" => task::review(ctx, args).await,
-        "assignment_list" => assignment::list(ctx, args).await,
-        "assignment_claim" => assignment::claim(ctx, args).await,
-        "assignment_progress" => assignment::progress(ctx, args).await,
-        "assignment_complete" => assignment::complete(ctx, args).await,
-        "handoff_get" => assignment::handoff_get(ctx, args).await,
-        "lock_acquire" => lock::acquire(ctx, args).await,
-        "lock_release" => lock::release(ctx, args).await,
-        _ => {
-            return Err(RpcError::invalid_params(format!(
-                "unknown tool `{name}`; call tools/list for the tools this hub offers"
-            )))
-        }
+    let Some(tool) = all().iter().find(|t| t.def.name == name) else {
+        return Err(RpcError::invalid_params(format!(
+            "unknown tool `{name}`; call tools/list for the tools this hub offers"
+        )));
     };
+    let result = (tool.run)(ctx, args).await;
     match result {
         Ok(v) => Ok(Ok(v)),
         Err(HubError::Domain(d)) => {
@@ -217,7 +249,7 @@ mod tests {
 
     #[test]
     fn every_tool_is_well_formed() {
-        for t in all() {
+        for t in all().iter().map(|t| &t.def) {
             assert!(t
                 .name
                 .bytes()
@@ -231,6 +263,34 @@ mod tests {
         let old = list(Version::V2025_03_26);
         assert!(old["tools"][0].get("outputSchema").is_none());
         assert!(old["tools"][0]["annotations"].is_object());
+    }
+
+    /// The schema a client sees and the struct the handler decodes name the same
+    /// arguments, and names are unique.
+    #[test]
+    fn schemas_match_argument_structs() {
+        let mut names: Vec<&str> = all().iter().map(|t| t.def.name).collect();
+        for t in all() {
+            let mut schema: Vec<String> = t.def.input_schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let mut accepted = (t.accepted)();
+            schema.sort();
+            accepted.sort();
+            assert_eq!(schema, accepted, "{}", t.def.name);
+            assert_eq!(t.def.input_schema["additionalProperties"], false);
+            for r in t.def.input_schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(schema.iter().any(|s| r == s), "{}: {r}", t.def.name);
+            }
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
     }
 
     #[test]

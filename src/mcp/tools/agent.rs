@@ -1,14 +1,15 @@
 //! `agent_register` and `agent_heartbeat`: the calling agent's own metadata.
 
-use super::{fields, CallCtx, ToolDef};
+use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::agent::{parse_capabilities, validate_name, MAX_CAPABILITIES, MAX_NAME_CHARS};
-use crate::mcp::args::Args;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub fn defs() -> Vec<ToolDef> {
+pub(super) fn tools() -> Vec<Tool> {
     vec![
-        ToolDef {
+        Tool::new(
+ToolDef {
             name: "agent_register",
             title: "Register agent",
             description: "Set your display name and capabilities. Your agent id comes from your bearer \
@@ -39,7 +40,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: true,
         },
-        ToolDef {
+ handler!(register),
+),
+        Tool::new(
+ToolDef {
             name: "agent_heartbeat",
             title: "Heartbeat",
             description: "Tell the hub you are alive. The operator sees agents as online while they call \
@@ -52,16 +56,22 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: true,
         },
+ handler!(heartbeat),
+),
     ]
 }
 
-pub async fn register(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["name", "capabilities"])?;
-    let name = validate_name(a.str_req("name")?)?;
-    let capabilities = parse_capabilities(a.raw("capabilities"))?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RegisterArgs {
+    name: String,
+    /// An array of strings, or a string holding one (validated by the domain).
+    capabilities: Option<Value>,
+}
+
+async fn register(ctx: &CallCtx<'_>, a: RegisterArgs) -> Result<Map<String, Value>, HubError> {
+    let name = validate_name(&a.name)?;
+    let capabilities = parse_capabilities(a.capabilities.as_ref())?;
     let view = ctx
         .hub
         .register(ctx.agent, name, capabilities, ctx.now)
@@ -74,11 +84,12 @@ pub async fn register(
     })))
 }
 
-pub async fn heartbeat(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    Args::new(args, &[])?;
+/// `agent_heartbeat` takes no arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HeartbeatArgs {}
+
+async fn heartbeat(ctx: &CallCtx<'_>, _: HeartbeatArgs) -> Result<Map<String, Value>, HubError> {
     let at = ctx.hub.heartbeat(ctx.agent, ctx.now).await?;
     Ok(fields(json!({"agent_id": ctx.agent, "last_heartbeat": at})))
 }

@@ -1,21 +1,22 @@
 //! `assignment_list`, `assignment_claim`, `assignment_progress`,
 //! `assignment_complete`, `handoff_get`: the assignees' tools.
 
-use super::{fields, CallCtx, ToolDef};
+use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::task::{parse_handoff, validate_text, ProgressStatus, MAX_NOTE_BYTES};
-use crate::mcp::args::Args;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 fn id_schema(what: &str) -> Value {
     json!({"type": "string", "description": what})
 }
 
-pub fn defs() -> Vec<ToolDef> {
+pub(super) fn tools() -> Vec<Tool> {
     let assignment_out =
         json!({"assignment": {"type": "object", "description": "the assignment row"}});
     vec![
-        ToolDef {
+        Tool::new(
+ToolDef {
             name: "assignment_list",
             title: "List my assignments",
             description: "List your assignments: of one round (oldest first) when round_id is given, else of \
@@ -29,7 +30,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: true,
             idempotent: true,
         },
-        ToolDef {
+ handler!(list),
+),
+        Tool::new(
+ToolDef {
             name: "assignment_claim",
             title: "Claim assignment",
             description: "Claim one of your pending assignments in an operator-approved round. The claim holds a \
@@ -45,7 +49,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
-        ToolDef {
+ handler!(claim),
+),
+        Tool::new(
+ToolDef {
             name: "assignment_progress",
             title: "Report progress",
             description: "Report progress on your claimed assignment and renew its lease. status moves forward \
@@ -64,7 +71,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: true,
         },
-        ToolDef {
+ handler!(progress),
+),
+        Tool::new(
+ToolDef {
             name: "assignment_complete",
             title: "Complete assignment",
             description: "Finish your claimed assignment with a handoff document for the dispatcher. The \
@@ -100,7 +110,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
-        ToolDef {
+ handler!(complete),
+),
+        Tool::new(
+ToolDef {
             name: "handoff_get",
             title: "Read handoff",
             description: "Read a handoff document by id (any agent may read any handoff).",
@@ -114,67 +127,78 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: true,
             idempotent: true,
         },
+ handler!(handoff_get),
+),
     ]
 }
 
-pub async fn list(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["round_id"])?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListArgs {
+    round_id: Option<String>,
+}
+
+async fn list(ctx: &CallCtx<'_>, a: ListArgs) -> Result<Map<String, Value>, HubError> {
     let round = a
-        .str_opt("round_id")?
+        .round_id
+        .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
     let list = ctx.hub.assignments_of(ctx.agent, round).await?;
     Ok(fields(json!({"assignments": list})))
 }
 
-pub async fn claim(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["assignment_id"])?;
-    let id = a.str_req("assignment_id")?;
-    let assignment = ctx.hub.claim(ctx.agent, id).await?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClaimArgs {
+    assignment_id: String,
+}
+
+async fn claim(ctx: &CallCtx<'_>, a: ClaimArgs) -> Result<Map<String, Value>, HubError> {
+    let assignment = ctx.hub.claim(ctx.agent, &a.assignment_id).await?;
     Ok(fields(json!({ "assignment": assignment })))
 }
 
-pub async fn progress(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["assignment_id", "status", "note"])?;
-    let id = a.str_req("assignment_id")?;
-    let note = a.str_opt("note")?.unwrap_or("");
-    validate_text("note", note, MAX_NOTE_BYTES)?;
-    let status = ProgressStatus::parse(a.str_req("status")?.trim())?;
-    let assignment = ctx
-        .hub
-        .progress(ctx.agent, id, status, note.to_string())
-        .await?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProgressArgs {
+    assignment_id: String,
+    status: String,
+    note: Option<String>,
+}
+
+async fn progress(ctx: &CallCtx<'_>, a: ProgressArgs) -> Result<Map<String, Value>, HubError> {
+    let note = a.note.unwrap_or_default();
+    validate_text("note", &note, MAX_NOTE_BYTES)?;
+    let status = ProgressStatus::parse(a.status.trim())?;
+    let id = &a.assignment_id;
+    let assignment = ctx.hub.progress(ctx.agent, id, status, note).await?;
     Ok(fields(json!({ "assignment": assignment })))
 }
 
-pub async fn complete(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["assignment_id", "handoff_json"])?;
-    let id = a.str_req("assignment_id")?;
-    let draft = parse_handoff(a.raw("handoff_json"))?;
-    let done = ctx.hub.complete(ctx.agent, id, draft).await?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CompleteArgs {
+    assignment_id: String,
+    /// An object, or a string holding one (parsed by the domain).
+    handoff_json: Option<Value>,
+}
+
+async fn complete(ctx: &CallCtx<'_>, a: CompleteArgs) -> Result<Map<String, Value>, HubError> {
+    let draft = parse_handoff(a.handoff_json.as_ref())?;
+    let done = ctx.hub.complete(ctx.agent, &a.assignment_id, draft).await?;
     Ok(fields(
         json!({"assignment": done.assignment, "handoff_id": done.handoff.id}),
     ))
 }
 
-pub async fn handoff_get(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["handoff_id"])?;
-    let id = a.str_req("handoff_id")?;
-    let handoff = ctx.hub.handoff(id).await?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HandoffArgs {
+    handoff_id: String,
+}
+
+async fn handoff_get(ctx: &CallCtx<'_>, a: HandoffArgs) -> Result<Map<String, Value>, HubError> {
+    let handoff = ctx.hub.handoff(&a.handoff_id).await?;
     Ok(fields(json!({ "handoff": handoff })))
 }

@@ -1,13 +1,14 @@
 //! `hub_status`: what this server is and how busy it is.
 
-use super::{fields, CallCtx, ToolDef};
+use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
-use crate::mcp::args::Args;
 use crate::mcp::protocol::Version;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub fn defs() -> Vec<ToolDef> {
-    vec![ToolDef {
+pub(super) fn tools() -> Vec<Tool> {
+    vec![Tool::new(
+ToolDef {
         name: "hub_status",
         title: "Hub status",
         description: "Report the hub's version, transport, supported MCP protocol versions, uptime, \
@@ -27,14 +28,17 @@ pub fn defs() -> Vec<ToolDef> {
         }),
         read_only: true,
         idempotent: true,
-    }]
+    },
+ handler!(status),
+)]
 }
 
-pub fn status(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    Args::new(args, &[])?;
+/// `hub_status` takes no arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusArgs {}
+
+async fn status(ctx: &CallCtx<'_>, _: StatusArgs) -> Result<Map<String, Value>, HubError> {
     let counts = ctx.hub.counts();
     let durability = match ctx.hub.settings().durability {
         crate::config::Durability::Durable => "durable",

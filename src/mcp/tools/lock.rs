@@ -1,15 +1,15 @@
 //! `lock_acquire` and `lock_release`: TTL locks with renewal, waiting and fencing
 //! tokens, served by the LockManager actor.
 
-use super::{fields, CallCtx, ToolDef};
+use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::lease::{validate, MAX_KEY_CHARS, RESOURCE_TYPES};
 use crate::domain::DomainError;
-use crate::mcp::args::Args;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-pub fn defs() -> Vec<ToolDef> {
+pub(super) fn tools() -> Vec<Tool> {
     let lock_schema = json!({
         "type": "object",
         "properties": {
@@ -24,7 +24,8 @@ pub fn defs() -> Vec<ToolDef> {
         }
     });
     vec![
-        ToolDef {
+        Tool::new(
+ToolDef {
             name: "lock_acquire",
             title: "Acquire lock",
             description: "Take a lock on a shared resource (a branch, a group of files, an assignment) for \
@@ -48,7 +49,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
-        ToolDef {
+ handler!(acquire),
+),
+        Tool::new(
+ToolDef {
             name: "lock_release",
             title: "Release lock",
             description: "Release a lock you hold; the next agent waiting for it gets it at once.",
@@ -62,11 +66,13 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
+ handler!(release),
+),
     ]
 }
 
-fn seconds(a: &Args<'_>, field: &str, default: f64) -> Result<f64, DomainError> {
-    match a.raw(field) {
+fn seconds(v: Option<&Value>, field: &str, default: f64) -> Result<f64, DomainError> {
+    match v {
         None => Ok(default),
         Some(v) => v
             .as_f64()
@@ -74,33 +80,32 @@ fn seconds(a: &Args<'_>, field: &str, default: f64) -> Result<f64, DomainError> 
     }
 }
 
-pub async fn acquire(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(
-        args,
-        &[
-            "lock_key",
-            "resource_type",
-            "resource_id",
-            "ttl_seconds",
-            "wait_seconds",
-        ],
-    )?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AcquireArgs {
+    lock_key: String,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    /// Numbers of seconds, checked here so that the refusal names the unit.
+    ttl_seconds: Option<Value>,
+    wait_seconds: Option<Value>,
+}
+
+async fn acquire(ctx: &CallCtx<'_>, a: AcquireArgs) -> Result<Map<String, Value>, HubError> {
     let settings = ctx.hub.settings();
     let req = validate(
-        a.str_req("lock_key")?,
+        &a.lock_key,
         ctx.agent.as_str(),
-        a.str_opt("resource_type")?
+        a.resource_type
+            .as_deref()
             .filter(|s| !s.is_empty())
             .unwrap_or("assignment"),
-        a.str_opt("resource_id")?.unwrap_or(""),
-        seconds(&a, "ttl_seconds", 600.0)?,
+        a.resource_id.as_deref().unwrap_or(""),
+        seconds(a.ttl_seconds.as_ref(), "ttl_seconds", 600.0)?,
         (settings.lock_ttl_min_seconds, settings.lock_ttl_max_seconds),
     )?;
     let cap = settings.lock_wait_max_seconds;
-    let wait = seconds(&a, "wait_seconds", 0.0)?;
+    let wait = seconds(a.wait_seconds.as_ref(), "wait_seconds", 0.0)?;
     if !(0.0..=cap as f64).contains(&wait) {
         return Err(
             DomainError::invalid("wait_seconds", format!("must be from 0 to {cap}")).into(),
@@ -113,15 +118,14 @@ pub async fn acquire(
     Ok(fields(json!({"lock": lock, "renewed": renewed})))
 }
 
-pub async fn release(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["lock_key"])?;
-    let lock = ctx
-        .hub
-        .lock_release(ctx.agent, a.str_req("lock_key")?.trim())
-        .await?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReleaseArgs {
+    lock_key: String,
+}
+
+async fn release(ctx: &CallCtx<'_>, a: ReleaseArgs) -> Result<Map<String, Value>, HubError> {
+    let lock = ctx.hub.lock_release(ctx.agent, a.lock_key.trim()).await?;
     Ok(fields(
         json!({"lock_key": lock.lock_key, "fencing_token": lock.fencing_token}),
     ))

@@ -1,14 +1,14 @@
 //! `message_send`, `inbox_pull`, `message_ack`: messages between agents, delivered
 //! through each recipient's AgentActor.
 
-use super::{fields, CallCtx, ToolDef};
+use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::message::{
     validate_draft, Message, DEFAULT_PULL_LIMIT, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_PULL_LIMIT,
     MAX_SUBJECT_CHARS, MSG_TYPES,
 };
 use crate::domain::DomainError;
-use crate::mcp::args::Args;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +35,10 @@ fn message_schema() -> Value {
     })
 }
 
-pub fn defs() -> Vec<ToolDef> {
+pub(super) fn tools() -> Vec<Tool> {
     vec![
-        ToolDef {
+        Tool::new(
+ToolDef {
             name: "message_send",
             title: "Send message",
             description: "Send a message to another agent, or to every other agent when to_agent is empty \
@@ -66,7 +67,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
-        ToolDef {
+ handler!(send),
+),
+        Tool::new(
+ToolDef {
             name: "inbox_pull",
             title: "Pull inbox",
             description: "Return your unread messages, oldest first. They stay unread until you message_ack \
@@ -88,7 +92,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: true,
             idempotent: true,
         },
-        ToolDef {
+ handler!(pull),
+),
+        Tool::new(
+ToolDef {
             name: "message_ack",
             title: "Acknowledge messages",
             description: "Mark messages of your inbox as read, so inbox_pull stops returning them. Takes one id \
@@ -113,6 +120,8 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: true,
         },
+ handler!(ack),
+),
     ]
 }
 
@@ -127,30 +136,27 @@ pub fn messages_json(list: &[Arc<Message>]) -> Vec<Value> {
     list.iter().map(|m| message_json(m)).collect()
 }
 
-pub async fn send(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(
-        args,
-        &[
-            "to_agent",
-            "subject",
-            "body",
-            "msg_type",
-            "dedupe_key",
-            "round_id",
-            "reply_to",
-        ],
-    )?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendArgs {
+    to_agent: Option<String>,
+    subject: Option<String>,
+    body: Option<String>,
+    msg_type: Option<String>,
+    dedupe_key: Option<String>,
+    round_id: Option<String>,
+    reply_to: Option<String>,
+}
+
+async fn send(ctx: &CallCtx<'_>, a: SendArgs) -> Result<Map<String, Value>, HubError> {
     let draft = validate_draft(
-        a.str_opt("to_agent")?,
-        a.str_opt("subject")?.unwrap_or(""),
-        a.str_opt("body")?.unwrap_or(""),
-        a.str_opt("msg_type")?,
-        a.str_opt("dedupe_key")?,
-        a.str_opt("round_id")?,
-        a.str_opt("reply_to")?,
+        a.to_agent.as_deref(),
+        a.subject.as_deref().unwrap_or(""),
+        a.body.as_deref().unwrap_or(""),
+        a.msg_type.as_deref(),
+        a.dedupe_key.as_deref(),
+        a.round_id.as_deref(),
+        a.reply_to.as_deref(),
     )?;
     let broadcast = draft.to_agent.is_none();
     let (message, recipients) = ctx.hub.send_message(ctx.agent, draft, ctx.now).await?;
@@ -161,12 +167,16 @@ pub async fn send(
     })))
 }
 
-pub async fn pull(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["limit", "wait_seconds"])?;
-    let limit = match a.raw("limit") {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PullArgs {
+    /// Numbers, checked here so that the refusal states the range.
+    limit: Option<Value>,
+    wait_seconds: Option<Value>,
+}
+
+async fn pull(ctx: &CallCtx<'_>, a: PullArgs) -> Result<Map<String, Value>, HubError> {
+    let limit = match &a.limit {
         None => DEFAULT_PULL_LIMIT,
         Some(v) => match v.as_u64() {
             Some(n) if (1..=MAX_PULL_LIMIT).contains(&n) => n,
@@ -180,7 +190,7 @@ pub async fn pull(
         },
     };
     let cap = ctx.hub.settings().inbox_wait_max_seconds;
-    let wait = match a.raw("wait_seconds") {
+    let wait = match &a.wait_seconds {
         None => 0.0,
         Some(v) => match v.as_f64() {
             Some(s) if (0.0..=cap as f64).contains(&s) => s,
@@ -202,18 +212,21 @@ pub async fn pull(
     ))
 }
 
-pub async fn ack(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["message_id"])?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AckArgs {
+    /// One id, or a list of ids.
+    message_id: Option<Value>,
+}
+
+async fn ack(ctx: &CallCtx<'_>, a: AckArgs) -> Result<Map<String, Value>, HubError> {
     let bad = || {
         DomainError::invalid(
             "message_id",
             format!("must be a message id or a list of 1 to {MAX_ACK_IDS} ids"),
         )
     };
-    let ids: Vec<String> = match a.raw("message_id") {
+    let ids: Vec<String> = match a.message_id {
         Some(Value::String(s)) if !s.trim().is_empty() => vec![s.trim().to_string()],
         Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_ACK_IDS => list
             .iter()

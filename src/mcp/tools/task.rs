@@ -1,17 +1,18 @@
 //! `task_draft_create`, `round_plan_submit`, `review_submit`: the dispatcher's tools.
 
-use super::{fields, CallCtx, ToolDef};
+use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::task::{
     validate_task_id, validate_text, Plan, Verdict, MAX_NOTE_BYTES, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
 };
 use crate::domain::DomainError;
-use crate::mcp::args::Args;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub fn defs() -> Vec<ToolDef> {
+pub(super) fn tools() -> Vec<Tool> {
     vec![
-        ToolDef {
+        Tool::new(
+ToolDef {
             name: "task_draft_create",
             title: "Create task",
             description: "Create a task in draft state. You become its dispatcher: only you submit its round \
@@ -30,7 +31,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
-        ToolDef {
+ handler!(draft_create),
+),
+        Tool::new(
+ToolDef {
             name: "round_plan_submit",
             title: "Submit round plan",
             description: "Submit the plan of the next round of your task: one assignment per agent_id and goal. \
@@ -65,7 +69,10 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
-        ToolDef {
+ handler!(plan_submit),
+),
+        Tool::new(
+ToolDef {
             name: "review_submit",
             title: "Review round",
             description: "As the task's dispatcher, review a round whose assignments are all completed (read \
@@ -91,17 +98,23 @@ pub fn defs() -> Vec<ToolDef> {
             read_only: false,
             idempotent: false,
         },
+ handler!(review),
+),
     ]
 }
 
-pub async fn draft_create(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["task_id", "title", "description"])?;
-    let id = a.str_req("task_id")?.trim();
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DraftArgs {
+    task_id: String,
+    title: String,
+    description: Option<String>,
+}
+
+async fn draft_create(ctx: &CallCtx<'_>, a: DraftArgs) -> Result<Map<String, Value>, HubError> {
+    let id = a.task_id.trim();
     validate_task_id(id)?;
-    let title = a.str_req("title")?.trim();
+    let title = a.title.trim();
     if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
         return Err(DomainError::invalid(
             "title",
@@ -109,7 +122,7 @@ pub async fn draft_create(
         )
         .into());
     }
-    let description = a.str_opt("description")?.unwrap_or("");
+    let description = a.description.as_deref().unwrap_or("");
     validate_text("description", description, MAX_TEXT_BYTES)?;
     let task = ctx
         .hub
@@ -120,14 +133,17 @@ pub async fn draft_create(
     ))
 }
 
-pub async fn plan_submit(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["task_id", "plan_json"])?;
-    let task_id = a.str_req("task_id")?;
-    let plan = Plan::parse(a.raw("plan_json"))?;
-    let planned = ctx.hub.submit_plan(ctx.agent, task_id, plan).await?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlanArgs {
+    task_id: String,
+    /// An object, or a string holding one (parsed by the domain).
+    plan_json: Option<Value>,
+}
+
+async fn plan_submit(ctx: &CallCtx<'_>, a: PlanArgs) -> Result<Map<String, Value>, HubError> {
+    let plan = Plan::parse(a.plan_json.as_ref())?;
+    let planned = ctx.hub.submit_plan(ctx.agent, &a.task_id, plan).await?;
     let round = planned.round;
     Ok(fields(json!({
         "round_id": round.id,
@@ -137,18 +153,21 @@ pub async fn plan_submit(
     })))
 }
 
-pub async fn review(
-    ctx: &CallCtx<'_>,
-    args: &Map<String, Value>,
-) -> Result<Map<String, Value>, HubError> {
-    let a = Args::new(args, &["round_id", "verdict", "note"])?;
-    let round_id = a.str_req("round_id")?;
-    let note = a.str_opt("note")?.unwrap_or("");
-    validate_text("note", note, MAX_NOTE_BYTES)?;
-    let verdict = Verdict::parse(a.str_req("verdict")?.trim())?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReviewArgs {
+    round_id: String,
+    verdict: String,
+    note: Option<String>,
+}
+
+async fn review(ctx: &CallCtx<'_>, a: ReviewArgs) -> Result<Map<String, Value>, HubError> {
+    let note = a.note.unwrap_or_default();
+    validate_text("note", &note, MAX_NOTE_BYTES)?;
+    let verdict = Verdict::parse(a.verdict.trim())?;
     let reviewed = ctx
         .hub
-        .review(ctx.agent, round_id, verdict, note.to_string())
+        .review(ctx.agent, &a.round_id, verdict, note)
         .await?;
     let round = reviewed.round;
     Ok(match reviewed.next {
