@@ -2,30 +2,21 @@
 //! transport rules give (shared/spec/mcp-transport.md §2.1, §5), with a JSON-RPC
 //! error body so that clients and people can tell what to fix.
 
-#![allow(clippy::result_large_err)] // The error IS the HTTP response, built once on the refusal path.
-
-use super::server::{AppState, Origins};
+use super::error::ApiError;
+use super::state::{AppState, Origins};
 use crate::auth::{AuthError, Principal};
 use crate::domain::AgentId;
-use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::protocol::Version;
 use crate::mcp::session::Session;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use serde_json::Value;
 use std::sync::Arc;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
-
-/// An HTTP error response with a JSON-RPC error body.
-pub fn rpc_status(status: StatusCode, id: &Value, e: RpcError) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .body(jsonrpc::err(id, &e).to_string())
-}
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -37,11 +28,10 @@ pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<Bytes, HttpResponse> {
+) -> Result<Bytes, ApiError> {
     let too_large = || {
-        rpc_status(
+        ApiError::rpc(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &Value::Null,
             RpcError::server(format!(
                 "Payload Too Large: the body exceeds {limit} bytes (max_body_bytes)"
             )),
@@ -55,9 +45,8 @@ pub async fn read_body(
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            rpc_status(
+            ApiError::rpc(
                 StatusCode::BAD_REQUEST,
-                &Value::Null,
                 RpcError::server(format!("Bad Request: {e}")),
             )
         })?;
@@ -71,57 +60,47 @@ pub async fn read_body(
 
 /// A browser page from another origin must not reach a local server (DNS rebinding).
 /// No `Origin` header means a non-browser client: allowed.
-pub fn check_origin(req: &HttpRequest, origins: &Origins) -> Result<(), HttpResponse> {
+pub fn check_origin(req: &HttpRequest, origins: &Origins) -> Result<(), ApiError> {
     match header_str(req, "origin") {
         None => Ok(()),
         Some(o) if origins.allows(o) => Ok(()),
-        Some(o) => Err(rpc_status(
+        Some(o) => Err(ApiError::rpc(
             StatusCode::FORBIDDEN,
-            &Value::Null,
             RpcError::server(format!("Forbidden: origin {o} is not in allowed_origins")),
         )),
     }
 }
 
-fn unauthorized(e: AuthError) -> HttpResponse {
+fn unauthorized(e: AuthError) -> ApiError {
     let challenge = match e {
         AuthError::InvalidToken => {
             "Bearer realm=\"agent-hub\", error=\"invalid_token\", error_description=\"unknown bearer token\""
         }
         AuthError::Missing | AuthError::WrongScheme => "Bearer realm=\"agent-hub\"",
     };
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, challenge))
-        .content_type("application/json")
-        .body(
-            jsonrpc::err(
-                &Value::Null,
-                &RpcError::server(format!("Unauthorized: {e}")),
-            )
-            .to_string(),
-        )
+    ApiError::auth(
+        StatusCode::UNAUTHORIZED,
+        challenge,
+        format!("Unauthorized: {e}"),
+    )
 }
 
-fn forbidden_scope(why: &str) -> HttpResponse {
-    HttpResponse::Forbidden()
-        .insert_header((
-            header::WWW_AUTHENTICATE,
-            "Bearer realm=\"agent-hub\", error=\"insufficient_scope\"",
-        ))
-        .content_type("application/json")
-        .body(
-            jsonrpc::err(&Value::Null, &RpcError::server(format!("Forbidden: {why}"))).to_string(),
-        )
+fn forbidden_scope(why: &str) -> ApiError {
+    ApiError::auth(
+        StatusCode::FORBIDDEN,
+        "Bearer realm=\"agent-hub\", error=\"insufficient_scope\"",
+        format!("Forbidden: {why}"),
+    )
 }
 
-fn principal(req: &HttpRequest, st: &AppState) -> Result<Principal, HttpResponse> {
+fn principal(req: &HttpRequest, st: &AppState) -> Result<Principal, ApiError> {
     st.tokens
         .authenticate(header_str(req, "authorization"))
         .map_err(unauthorized)
 }
 
 /// The calling agent; the operator token is not an agent and gets 403 here.
-pub fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, HttpResponse> {
+pub fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, ApiError> {
     match principal(req, st)? {
         Principal::Agent(a) => Ok(a),
         Principal::Operator => Err(forbidden_scope(
@@ -131,7 +110,7 @@ pub fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, HttpResponse> 
 }
 
 /// Only the operator token passes; agent tokens get 403.
-pub fn operator(req: &HttpRequest, st: &AppState) -> Result<(), HttpResponse> {
+pub fn operator(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
     match principal(req, st)? {
         Principal::Operator => Ok(()),
         Principal::Agent(_) => Err(forbidden_scope(
@@ -173,13 +152,12 @@ fn accepts(req: &HttpRequest) -> (bool, bool) {
 
 /// POST: JSON when the client accepts both JSON and SSE (as MCP clients must say);
 /// an SSE stream when it accepts only `text/event-stream`; otherwise 406.
-pub fn post_reply(req: &HttpRequest) -> Result<Reply, HttpResponse> {
+pub fn post_reply(req: &HttpRequest) -> Result<Reply, ApiError> {
     match accepts(req) {
         (true, true) => Ok(Reply::Json),
         (false, true) => Ok(Reply::Sse),
-        _ => Err(rpc_status(
+        _ => Err(ApiError::rpc(
             StatusCode::NOT_ACCEPTABLE,
-            &Value::Null,
             RpcError::server(
                 "Not Acceptable: Accept must list application/json and text/event-stream",
             ),
@@ -188,13 +166,12 @@ pub fn post_reply(req: &HttpRequest) -> Result<Reply, HttpResponse> {
 }
 
 /// GET: the client must accept `text/event-stream`.
-pub fn get_accepts_sse(req: &HttpRequest) -> Result<(), HttpResponse> {
+pub fn get_accepts_sse(req: &HttpRequest) -> Result<(), ApiError> {
     if accepts(req).1 {
         Ok(())
     } else {
-        Err(rpc_status(
+        Err(ApiError::rpc(
             StatusCode::NOT_ACCEPTABLE,
-            &Value::Null,
             RpcError::server(
                 "Not Acceptable: GET opens an SSE stream; Accept must list text/event-stream",
             ),
@@ -202,7 +179,7 @@ pub fn get_accepts_sse(req: &HttpRequest) -> Result<(), HttpResponse> {
     }
 }
 
-pub fn content_type_json(req: &HttpRequest) -> Result<(), HttpResponse> {
+pub fn content_type_json(req: &HttpRequest) -> Result<(), ApiError> {
     let ok = header_str(req, "content-type")
         .map(|ct| {
             ct.split(';')
@@ -215,9 +192,8 @@ pub fn content_type_json(req: &HttpRequest) -> Result<(), HttpResponse> {
     if ok {
         Ok(())
     } else {
-        Err(rpc_status(
+        Err(ApiError::rpc(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &Value::Null,
             RpcError::server("Unsupported Media Type: Content-Type must be application/json"),
         ))
     }
@@ -233,27 +209,22 @@ pub fn session(
     req: &HttpRequest,
     st: &AppState,
     agent: &AgentId,
-) -> Result<Arc<Session>, HttpResponse> {
+) -> Result<Arc<Session>, ApiError> {
     let Some(id) = session_id(req) else {
-        return Err(rpc_status(
+        return Err(ApiError::rpc(
             StatusCode::BAD_REQUEST,
-            &Value::Null,
             RpcError::server(
                 "Bad Request: Mcp-Session-Id header is required; send initialize first",
             ),
         ));
     };
-    st.sessions.get(id, agent).map_err(|_| {
-        rpc_status(
-            StatusCode::NOT_FOUND,
-            &Value::Null,
-            RpcError::session_not_found(),
-        )
-    })
+    st.sessions
+        .get(id, agent)
+        .map_err(|_| ApiError::rpc(StatusCode::NOT_FOUND, RpcError::session_not_found()))
 }
 
 /// `MCP-Protocol-Version`, when sent, must be one we support and the session's own.
-pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), HttpResponse> {
+pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), ApiError> {
     let Some(v) = req.headers().get(VERSION_HEADER) else {
         return Ok(());
     };
@@ -268,9 +239,8 @@ pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), Http
         ),
         Some(_) => return Ok(()),
     };
-    Err(rpc_status(
+    Err(ApiError::rpc(
         StatusCode::BAD_REQUEST,
-        &Value::Null,
         RpcError::server(format!("Bad Request: {why}")),
     ))
 }

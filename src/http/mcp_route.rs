@@ -1,28 +1,20 @@
 //! `/mcp`: the MCP Streamable HTTP endpoint (POST, GET, DELETE).
 //! Processing order and status codes follow shared/spec/mcp-transport.md §2.1.
 
-use super::guards::{self, rpc_status, Reply};
-use super::server::AppState;
+use super::error::ApiError;
+use super::guards::{self, Reply};
 use super::sse;
+use super::state::AppState;
 use crate::domain::AgentId;
 use crate::mcp::jsonrpc::{self, Incoming, RpcError};
 use crate::mcp::protocol::{self, negotiate};
 use crate::mcp::{dispatch, session::Session};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::Utc;
 use serde_json::Value;
 use std::time::Instant;
 use tracing::{field, Instrument};
-
-macro_rules! try_resp {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(resp) => return resp,
-        }
-    };
-}
 
 fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
     let json = body.to_string();
@@ -43,26 +35,26 @@ fn accepted() -> HttpResponse {
     HttpResponse::Accepted().finish()
 }
 
-fn bad_request(id: &Value, e: RpcError) -> HttpResponse {
-    rpc_status(StatusCode::BAD_REQUEST, id, e)
-}
-
 pub async fn post(
     req: HttpRequest,
     payload: web::Payload,
     st: web::Data<AppState>,
-) -> HttpResponse {
-    let body = try_resp!(guards::read_body(&req, payload, st.max_body_bytes).await);
-    try_resp!(guards::check_origin(&req, &st.origins));
-    let agent = try_resp!(guards::agent(&req, &st));
+) -> Result<HttpResponse, ApiError> {
+    let body = guards::read_body(&req, payload, st.max_body_bytes).await?;
+    guards::check_origin(&req, &st.origins)?;
+    let agent = guards::agent(&req, &st)?;
     st.hub.touch(&agent, Utc::now());
     let span =
         tracing::info_span!("mcp", agent = %agent, method = field::Empty, tool = field::Empty);
     async move {
         let started = Instant::now();
         let resp = handle_post(&req, &body, &st, agent).await;
+        let status = match &resp {
+            Ok(r) => r.status(),
+            Err(e) => e.status_code(),
+        };
         tracing::debug!(
-            status = resp.status().as_u16(),
+            status = status.as_u16(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "POST /mcp"
         );
@@ -77,19 +69,24 @@ async fn handle_post(
     body: &[u8],
     st: &AppState,
     agent: AgentId,
-) -> HttpResponse {
-    let reply = try_resp!(guards::post_reply(req));
-    try_resp!(guards::content_type_json(req));
+) -> Result<HttpResponse, ApiError> {
+    let reply = guards::post_reply(req)?;
+    guards::content_type_json(req)?;
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return bad_request(&Value::Null, RpcError::parse_error(e)),
+        Err(e) => {
+            return Err(ApiError::bad_request(
+                &Value::Null,
+                RpcError::parse_error(e),
+            ))
+        }
     };
     if let Value::Array(items) = value {
         return batch(req, st, agent, reply, items).await;
     }
     let msg = match jsonrpc::classify(value) {
         Ok(m) => m,
-        Err((id, e)) => return bad_request(&id, e),
+        Err((id, e)) => return Err(ApiError::bad_request(&id, e)),
     };
     if let Incoming::Request { id, method, params } = &msg {
         if method == "initialize" {
@@ -97,8 +94,8 @@ async fn handle_post(
             return initialize(req, st, agent, reply, id, params.as_ref());
         }
     }
-    let session = try_resp!(guards::session(req, st, &agent));
-    try_resp!(guards::protocol_version(req, &session));
+    let session = guards::session(req, st, &agent)?;
+    guards::protocol_version(req, &session)?;
     match msg {
         Incoming::Notification { method, params } => {
             // A long wait (inbox_pull, lock_acquire with wait_seconds) stops at once;
@@ -108,9 +105,9 @@ async fn handle_post(
                     session.cancel(id);
                 }
             }
-            accepted()
+            Ok(accepted())
         }
-        Incoming::Response => accepted(),
+        Incoming::Response => Ok(accepted()),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
             let mut inflight = session.track(&id);
@@ -128,7 +125,7 @@ async fn handle_post(
                 Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
             };
             drop(inflight);
-            answer(reply, &resp, Some(&session.id))
+            Ok(answer(reply, &resp, Some(&session.id)))
         }
     }
 }
@@ -140,27 +137,27 @@ fn initialize(
     reply: Reply,
     id: &Value,
     params: Option<&Value>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     if guards::session_id(req).is_some() {
-        return bad_request(
+        return Err(ApiError::bad_request(
             id,
             RpcError::invalid_request(
                 "initialize must be sent without Mcp-Session-Id (it starts a new session)",
             ),
-        );
+        ));
     }
     let Some(requested) = params
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str)
     else {
         let e = RpcError::invalid_params("protocolVersion: is required and must be a string");
-        return answer(reply, &jsonrpc::err(id, &e), None);
+        return Ok(answer(reply, &jsonrpc::err(id, &e), None));
     };
     let version = negotiate(requested);
     let session = st.sessions.create(agent.clone(), version);
     tracing::info!(agent = %agent, requested, negotiated = version.as_str(), "session opened");
     let resp = jsonrpc::ok(id, protocol::initialize_result(version));
-    answer(reply, &resp, Some(&session.id))
+    Ok(answer(reply, &resp, Some(&session.id)))
 }
 
 /// A JSON-RPC batch: only on sessions negotiated at 2025-03-26.
@@ -170,29 +167,32 @@ async fn batch(
     agent: AgentId,
     reply: Reply,
     items: Vec<Value>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     if items.is_empty() {
-        return bad_request(&Value::Null, RpcError::invalid_request("empty batch"));
+        return Err(ApiError::bad_request(
+            &Value::Null,
+            RpcError::invalid_request("empty batch"),
+        ));
     }
     if items
         .iter()
         .any(|i| i.get("method").and_then(Value::as_str) == Some("initialize"))
     {
-        return bad_request(
+        return Err(ApiError::bad_request(
             &Value::Null,
             RpcError::invalid_request("initialize may not be part of a batch"),
-        );
+        ));
     }
-    let session: std::sync::Arc<Session> = try_resp!(guards::session(req, st, &agent));
-    try_resp!(guards::protocol_version(req, &session));
+    let session: std::sync::Arc<Session> = guards::session(req, st, &agent)?;
+    guards::protocol_version(req, &session)?;
     if !session.version.allows_batches() {
-        return bad_request(
+        return Err(ApiError::bad_request(
             &Value::Null,
             RpcError::invalid_request(format!(
                 "JSON-RPC batches are not allowed in protocol version {}",
                 session.version.as_str()
             )),
-        );
+        ));
     }
     let mut out = Vec::new();
     for item in items {
@@ -214,42 +214,41 @@ async fn batch(
         }
     }
     if out.is_empty() {
-        accepted()
+        Ok(accepted())
     } else {
-        answer(reply, &Value::Array(out), Some(&session.id))
+        Ok(answer(reply, &Value::Array(out), Some(&session.id)))
     }
 }
 
-pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    try_resp!(guards::check_origin(&req, &st.origins));
-    let agent = try_resp!(guards::agent(&req, &st));
-    try_resp!(guards::get_accepts_sse(&req));
-    let session = try_resp!(guards::session(&req, &st, &agent));
-    try_resp!(guards::protocol_version(&req, &session));
+pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    let agent = guards::agent(&req, &st)?;
+    guards::get_accepts_sse(&req)?;
+    let session = guards::session(&req, &st, &agent)?;
+    guards::protocol_version(&req, &session)?;
     st.hub.touch(&agent, Utc::now());
     match session.open_stream() {
         Some(rx) => {
             tracing::info!(agent = %agent, "GET stream opened");
-            sse::stream(rx, st.sse_keepalive, &session.id)
+            Ok(sse::stream(rx, st.sse_keepalive, &session.id))
         }
-        None => rpc_status(
+        None => Err(ApiError::rpc(
             StatusCode::CONFLICT,
-            &Value::Null,
-            jsonrpc::RpcError::server("Conflict: this session already has an open GET stream"),
-        ),
+            RpcError::server("Conflict: this session already has an open GET stream"),
+        )),
     }
 }
 
-pub async fn delete(req: HttpRequest, st: web::Data<AppState>) -> HttpResponse {
-    try_resp!(guards::check_origin(&req, &st.origins));
-    let agent = try_resp!(guards::agent(&req, &st));
-    let session = try_resp!(guards::session(&req, &st, &agent));
-    try_resp!(guards::protocol_version(&req, &session));
+pub async fn delete(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    let agent = guards::agent(&req, &st)?;
+    let session = guards::session(&req, &st, &agent)?;
+    guards::protocol_version(&req, &session)?;
     // Cannot fail: `session` was just found for this agent; a concurrent DELETE
     // winning the race still leaves the session gone, which is what was asked.
     let _ = st.sessions.remove(&session.id, &agent);
     tracing::info!(agent = %agent, "session deleted");
-    HttpResponse::Ok().finish()
+    Ok(HttpResponse::Ok().finish())
 }
 
 pub async fn method_not_allowed() -> HttpResponse {

@@ -1,0 +1,155 @@
+//! The HTTP layer's one error type: every refusal a handler can give, turned into
+//! its response by actix (`ResponseError`), so handlers and guards use `?`.
+
+use crate::actors::{Hub, HubError};
+use crate::domain::ErrorCode;
+use crate::mcp::jsonrpc::{self, RpcError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+use std::fmt;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// A transport refusal with a JSON-RPC error body (mcp-transport.md §2.1), and
+    /// the `WWW-Authenticate` challenge of 401/403 answers.
+    Rpc {
+        status: StatusCode,
+        id: Value,
+        error: Box<RpcError>,
+        challenge: Option<&'static str>,
+    },
+    /// An operator API refusal or failure: `{"ok": false, "error": CODE, "message"}`.
+    Operator {
+        status: StatusCode,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// A transport refusal that is not about one request id.
+    pub fn rpc(status: StatusCode, error: RpcError) -> ApiError {
+        ApiError::Rpc {
+            status,
+            id: Value::Null,
+            error: Box::new(error),
+            challenge: None,
+        }
+    }
+
+    /// 400 answering the request `id` (a malformed or misplaced message).
+    pub fn bad_request(id: &Value, error: RpcError) -> ApiError {
+        ApiError::Rpc {
+            status: StatusCode::BAD_REQUEST,
+            id: id.clone(),
+            error: Box::new(error),
+            challenge: None,
+        }
+    }
+
+    /// 401/403 with the Bearer challenge clients read.
+    pub fn auth(status: StatusCode, challenge: &'static str, message: String) -> ApiError {
+        ApiError::Rpc {
+            status,
+            id: Value::Null,
+            error: Box::new(RpcError::server(message)),
+            challenge: Some(challenge),
+        }
+    }
+
+    /// 400 on the operator API (a malformed body).
+    pub fn invalid_argument(message: String) -> ApiError {
+        ApiError::Operator {
+            status: StatusCode::BAD_REQUEST,
+            code: ErrorCode::InvalidArgument,
+            message,
+        }
+    }
+
+    /// A hub failure on the operator API: unknown ids 404, wrong state 409, the
+    /// hub's own failures 500 (logged). Like every refusal it is given once the
+    /// state it describes is on disk.
+    pub async fn from_hub(hub: &Hub, e: HubError) -> ApiError {
+        let e = match e {
+            HubError::Domain(d) => match hub.settled().await {
+                Ok(()) => HubError::Domain(d),
+                Err(other) => other,
+            },
+            other => other,
+        };
+        match e {
+            HubError::Domain(d) => ApiError::Operator {
+                status: if d.code().is_not_found() {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::CONFLICT
+                },
+                code: d.code(),
+                message: d.to_string(),
+            },
+            other => {
+                tracing::error!(error = %other, "operator request failed");
+                ApiError::Operator {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: ErrorCode::Internal,
+                    message: "the hub could not complete the request; see its log".into(),
+                }
+            }
+        }
+    }
+}
+
+/// A hub result on the operator API, refusals settled and mapped (see
+/// [`ApiError::from_hub`]).
+pub async fn settle<T>(hub: &Hub, r: Result<T, HubError>) -> Result<T, ApiError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => Err(ApiError::from_hub(hub, e).await),
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Rpc { status, error, .. } => write!(f, "{status}: {}", error.message),
+            ApiError::Operator {
+                status,
+                code,
+                message,
+            } => write!(f, "{status} {code}: {message}"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Rpc { status, .. } | ApiError::Operator { status, .. } => *status,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Rpc {
+                status,
+                id,
+                error,
+                challenge,
+            } => {
+                let mut b = HttpResponse::build(*status);
+                if let Some(c) = challenge {
+                    b.insert_header((header::WWW_AUTHENTICATE, *c));
+                }
+                b.content_type("application/json")
+                    .body(jsonrpc::err(id, error).to_string())
+            }
+            ApiError::Operator {
+                status,
+                code,
+                message,
+            } => HttpResponse::build(*status)
+                .json(json!({"ok": false, "error": code, "message": message})),
+        }
+    }
+}
