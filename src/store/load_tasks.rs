@@ -151,3 +151,154 @@ pub fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError> {
     }
     Ok(tasks)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::message::Message;
+    use crate::store::{apply::apply_batch, migrate, Op};
+    use std::sync::Arc;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // Orphan rows must be storable to check that they are left out.
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        migrate::run(&mut conn, "t0").unwrap();
+        conn
+    }
+
+    fn task(id: &str, created_at: &str) -> Task {
+        Task {
+            id: id.into(),
+            title: format!("title of {id}"),
+            description: "d".into(),
+            status: TaskStatus::Dispatched,
+            dispatcher_agent_id: "disp".into(),
+            created_at: created_at.into(),
+            updated_at: "t9".into(),
+        }
+    }
+
+    fn round(id: &str, task_id: &str, round_number: u32) -> Round {
+        Round {
+            id: id.into(),
+            task_id: task_id.into(),
+            round_number,
+            status: RoundStatus::AwaitingReview,
+            plan_json: "{\"assignments\":[]}".into(),
+            operator_note: Some("ok".into()),
+            rejected: round_number == 2,
+            review_verdict: None,
+            review_note: Some("n".into()),
+            created_at: "t1".into(),
+            updated_at: "t2".into(),
+        }
+    }
+
+    fn assignment() -> Assignment {
+        Assignment {
+            id: "A1".into(),
+            round_id: "R1".into(),
+            task_id: "T1".into(),
+            agent_id: "alice".into(),
+            goal: "g".into(),
+            status: AssignmentStatus::Completed,
+            progress_note: None,
+            claimed_at: Some("t4".into()),
+            lease_expires_at: None,
+            handoff_id: Some("H1".into()),
+            created_at: "t1".into(),
+            updated_at: "t5".into(),
+        }
+    }
+
+    fn handoff() -> Handoff {
+        Handoff {
+            id: "H1".into(),
+            assignment_id: "A1".into(),
+            round_id: "R1".into(),
+            task_id: "T1".into(),
+            from_agent: "alice".into(),
+            branch: "feat".into(),
+            commit_hash: "abc".into(),
+            changed_files: vec!["a.rs".into(), "b.rs".into()],
+            tests_run: vec![],
+            risks: vec!["r".into()],
+            next_steps: vec![],
+            notes: "n".into(),
+            created_at: "t5".into(),
+        }
+    }
+
+    fn message(id: &str, from: &str, round_id: Option<&str>) -> Op {
+        Op::MessageInsert {
+            message: Arc::new(Message {
+                id: id.into(),
+                dedupe_key: None,
+                reply_to: None,
+                from_agent: from.into(),
+                to_agent: Some("bob".into()),
+                round_id: round_id.map(Into::into),
+                msg_type: "note".into(),
+                subject: "s".into(),
+                body: "b".into(),
+                context_json: "{}".into(),
+                hop_count: 0,
+                created_at: "t3".into(),
+            }),
+            recipients: vec!["bob".into()],
+        }
+    }
+
+    #[test]
+    fn reads_back_what_apply_batch_wrote() {
+        let mut conn = db();
+        let (t1, t2) = (task("T1", "t2"), task("T2", "t1"));
+        let (r1, r2) = (round("R1", "T1", 1), round("R2", "T1", 2));
+        let (a, h) = (assignment(), handoff());
+        let ops = vec![
+            Op::TaskUpsert(t1.clone()),
+            Op::TaskUpsert(t2.clone()),
+            Op::RoundUpsert(r2.clone()),
+            Op::RoundUpsert(r1.clone()),
+            Op::RoundUpsert(round("R9", "gone", 1)),
+            Op::AssignmentUpsert(a.clone()),
+            Op::HandoffInsert(h.clone()),
+            message("m1", "alice", Some("R1")),
+            message("m2", "bob", Some("R2")),
+            message("m3", "hub", Some("R1")),
+            message("m4", "alice", None),
+        ];
+        let tx = conn.transaction().unwrap();
+        apply_batch(&tx, &ops).unwrap();
+        tx.commit().unwrap();
+        let empty = |task| TaskState {
+            task,
+            rounds: vec![],
+            assignments: vec![],
+            handoffs: vec![],
+            message_count: 0,
+        };
+        let full = TaskState {
+            rounds: vec![r1, r2],
+            assignments: vec![a],
+            handoffs: vec![h],
+            message_count: 2,
+            ..empty(t1)
+        };
+        assert_eq!(load_tasks(&conn).unwrap(), vec![empty(t2), full]);
+    }
+
+    #[test]
+    fn an_unknown_status_is_corrupt() {
+        let conn = db();
+        conn.execute(
+            "INSERT INTO rounds (id, root_task_id, round_number, status, created_at, updated_at)
+             VALUES ('R1', 'T1', 1, 'bogus', 't', 't')",
+            [],
+        )
+        .unwrap();
+        let err = load_tasks(&conn).unwrap_err().to_string();
+        assert!(err.contains("rounds has unknown status \"bogus\""), "{err}");
+    }
+}
