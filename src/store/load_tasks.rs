@@ -1,155 +1,176 @@
 //! Start-up loading of the task workflow: every task with its rounds, assignments,
-//! handoffs and its count of agent messages.
+//! handoffs and its count of agent messages. One function per table reads its
+//! columns by name; [`load_tasks`] puts the rows together. Called by
+//! [`super::load::load`].
 
 use super::StoreError;
 use crate::domain::task::{
     Assignment, AssignmentStatus, Handoff, Round, RoundStatus, Task, TaskStatus,
 };
 use crate::domain::workflow::TaskState;
-use rusqlite::Connection;
+use rusqlite::{Connection, Row};
 use std::collections::HashMap;
 
-fn bad_status(table: &str, s: &str) -> StoreError {
-    StoreError::Corrupt(format!("{table} has unknown status {s:?}"))
-}
-
-fn list(s: String) -> Vec<String> {
-    serde_json::from_str(&s).unwrap_or_default()
-}
-
+/// Every task, oldest first, each with its rows in stored order. Rows of a task that
+/// is not stored are left out.
 pub fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError> {
-    let mut tasks: Vec<TaskState> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at
-         FROM root_tasks ORDER BY created_at, id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
-        ))
-    })?;
-    for row in rows {
-        let (id, title, description, status, dispatcher, created_at, updated_at) = row?;
-        let status = TaskStatus::parse(&status).ok_or_else(|| bad_status("root_tasks", &status))?;
-        index.insert(id.clone(), tasks.len());
-        tasks.push(TaskState {
-            task: Task {
-                id,
-                title,
-                description,
-                status,
-                dispatcher_agent_id: dispatcher,
-                created_at,
-                updated_at,
-            },
+    let mut tasks: Vec<TaskState> = root_tasks(conn)?
+        .into_iter()
+        .map(|task| TaskState {
+            task,
             rounds: Vec::new(),
             assignments: Vec::new(),
             handoffs: Vec::new(),
             message_count: 0,
-        });
-    }
-
-    let mut stmt = conn.prepare(
-        "SELECT id, root_task_id, round_number, status, plan_json, operator_note, rejected,
-                review_verdict, review_note, created_at, updated_at
-         FROM rounds ORDER BY root_task_id, round_number",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let status: String = r.get(3)?;
-        let round = Round {
-            id: r.get(0)?,
-            task_id: r.get(1)?,
-            round_number: r.get(2)?,
-            status: RoundStatus::parse(&status).ok_or_else(|| bad_status("rounds", &status))?,
-            plan_json: r.get(4)?,
-            operator_note: r.get(5)?,
-            rejected: r.get(6)?,
-            review_verdict: r.get(7)?,
-            review_note: r.get(8)?,
-            created_at: r.get(9)?,
-            updated_at: r.get(10)?,
-        };
-        if let Some(&i) = index.get(&round.task_id) {
+        })
+        .collect();
+    let index: HashMap<String, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.task.id.clone(), i))
+        .collect();
+    let of_task = |task_id: &str| index.get(task_id).copied();
+    for round in rounds(conn)? {
+        if let Some(i) = of_task(&round.task_id) {
             tasks[i].rounds.push(round);
         }
     }
-
-    let mut stmt = conn.prepare(
-        "SELECT id, round_id, root_task_id, agent_id, goal, status, progress_note, claimed_at,
-                lease_expires_at, handoff_id, created_at, updated_at
-         FROM assignments ORDER BY rowid",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let status: String = r.get(5)?;
-        let a = Assignment {
-            id: r.get(0)?,
-            round_id: r.get(1)?,
-            task_id: r.get(2)?,
-            agent_id: r.get(3)?,
-            goal: r.get(4)?,
-            status: AssignmentStatus::parse(&status)
-                .ok_or_else(|| bad_status("assignments", &status))?,
-            progress_note: r.get(6)?,
-            claimed_at: r.get(7)?,
-            lease_expires_at: r.get(8)?,
-            handoff_id: r.get(9)?,
-            created_at: r.get(10)?,
-            updated_at: r.get(11)?,
-        };
-        if let Some(&i) = index.get(&a.task_id) {
+    for a in assignments(conn)? {
+        if let Some(i) = of_task(&a.task_id) {
             tasks[i].assignments.push(a);
         }
     }
-
-    let mut stmt = conn.prepare(
-        "SELECT id, assignment_id, round_id, root_task_id, from_agent, branch, commit_hash, changed_files,
-                tests_run, risks, next_steps, notes, created_at
-         FROM handoffs ORDER BY rowid",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let h = Handoff {
-            id: r.get(0)?,
-            assignment_id: r.get(1)?,
-            round_id: r.get(2)?,
-            task_id: r.get(3)?,
-            from_agent: r.get(4)?,
-            branch: r.get(5)?,
-            commit_hash: r.get(6)?,
-            changed_files: list(r.get(7)?),
-            tests_run: list(r.get(8)?),
-            risks: list(r.get(9)?),
-            next_steps: list(r.get(10)?),
-            notes: r.get(11)?,
-            created_at: r.get(12)?,
-        };
-        if let Some(&i) = index.get(&h.task_id) {
+    for h in handoffs(conn)? {
+        if let Some(i) = of_task(&h.task_id) {
             tasks[i].handoffs.push(h);
         }
     }
-
-    // Agent messages (not the hub's own notices) count against their task's limit.
-    let mut stmt = conn.prepare(
-        "SELECT r.root_task_id, COUNT(*) FROM messages m JOIN rounds r ON r.id = m.round_id
-         WHERE m.from_agent != 'hub' GROUP BY r.root_task_id",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let task: String = r.get(0)?;
-        if let Some(&i) = index.get(&task) {
-            tasks[i].message_count = r.get(1)?;
+    for (task_id, count) in message_counts(conn)? {
+        if let Some(i) = of_task(&task_id) {
+            tasks[i].message_count = count;
         }
     }
     Ok(tasks)
+}
+
+/// Every row of `sql` (a query without parameters), mapped by `map`.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+/// The row's `status` column, parsed by `parse`; an unknown status is corrupt data.
+fn status<S>(row: &Row<'_>, table: &str, parse: fn(&str) -> Option<S>) -> Result<S, StoreError> {
+    let s: String = row.get("status")?;
+    parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{table} has unknown status {s:?}")))
+}
+
+/// A JSON array of strings; anything else reads as empty.
+fn list(row: &Row<'_>, column: &str) -> rusqlite::Result<Vec<String>> {
+    let s: String = row.get(column)?;
+    Ok(serde_json::from_str(&s).unwrap_or_default())
+}
+
+fn root_tasks(conn: &Connection) -> Result<Vec<Task>, StoreError> {
+    let sql = "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at
+         FROM root_tasks ORDER BY created_at, id";
+    query_all(conn, sql, |row| {
+        Ok(Task {
+            id: row.get("id")?,
+            title: row.get("title")?,
+            description: row.get("description")?,
+            status: status(row, "root_tasks", TaskStatus::parse)?,
+            dispatcher_agent_id: row.get("dispatcher_agent_id")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    })
+}
+
+fn rounds(conn: &Connection) -> Result<Vec<Round>, StoreError> {
+    let sql = "SELECT id, root_task_id, round_number, status, plan_json, operator_note, rejected,
+                review_verdict, review_note, created_at, updated_at
+         FROM rounds ORDER BY root_task_id, round_number";
+    query_all(conn, sql, |row| {
+        Ok(Round {
+            id: row.get("id")?,
+            task_id: row.get("root_task_id")?,
+            round_number: row.get("round_number")?,
+            status: status(row, "rounds", RoundStatus::parse)?,
+            plan_json: row.get("plan_json")?,
+            operator_note: row.get("operator_note")?,
+            rejected: row.get("rejected")?,
+            review_verdict: row.get("review_verdict")?,
+            review_note: row.get("review_note")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    })
+}
+
+fn assignments(conn: &Connection) -> Result<Vec<Assignment>, StoreError> {
+    let sql =
+        "SELECT id, round_id, root_task_id, agent_id, goal, status, progress_note, claimed_at,
+                lease_expires_at, handoff_id, created_at, updated_at
+         FROM assignments ORDER BY rowid";
+    query_all(conn, sql, |row| {
+        Ok(Assignment {
+            id: row.get("id")?,
+            round_id: row.get("round_id")?,
+            task_id: row.get("root_task_id")?,
+            agent_id: row.get("agent_id")?,
+            goal: row.get("goal")?,
+            status: status(row, "assignments", AssignmentStatus::parse)?,
+            progress_note: row.get("progress_note")?,
+            claimed_at: row.get("claimed_at")?,
+            lease_expires_at: row.get("lease_expires_at")?,
+            handoff_id: row.get("handoff_id")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    })
+}
+
+fn handoffs(conn: &Connection) -> Result<Vec<Handoff>, StoreError> {
+    let sql = "SELECT id, assignment_id, round_id, root_task_id, from_agent, branch, commit_hash, changed_files,
+                tests_run, risks, next_steps, notes, created_at
+         FROM handoffs ORDER BY rowid";
+    query_all(conn, sql, |row| {
+        Ok(Handoff {
+            id: row.get("id")?,
+            assignment_id: row.get("assignment_id")?,
+            round_id: row.get("round_id")?,
+            task_id: row.get("root_task_id")?,
+            from_agent: row.get("from_agent")?,
+            branch: row.get("branch")?,
+            commit_hash: row.get("commit_hash")?,
+            changed_files: list(row, "changed_files")?,
+            tests_run: list(row, "tests_run")?,
+            risks: list(row, "risks")?,
+            next_steps: list(row, "next_steps")?,
+            notes: row.get("notes")?,
+            created_at: row.get("created_at")?,
+        })
+    })
+}
+
+/// (task id, count) of agent messages (not the hub's own notices) carrying one of the
+/// task's round ids: they count against the task's limit.
+fn message_counts(conn: &Connection) -> Result<Vec<(String, u32)>, StoreError> {
+    let sql = "SELECT r.root_task_id, COUNT(*) AS message_count FROM messages m JOIN rounds r ON r.id = m.round_id
+         WHERE m.from_agent != 'hub' GROUP BY r.root_task_id";
+    query_all(conn, sql, |row| {
+        Ok((row.get("root_task_id")?, row.get("message_count")?))
+    })
 }
 
 #[cfg(test)]
