@@ -5,7 +5,8 @@
 //! thread applies ops in batched transactions (group commit) and publishes the highest
 //! committed sequence; in `durable` mode the HTTP layer answers a write only once
 //! [`Store::wait_durable`] says its ticket is committed, so an answered write survives
-//! `kill -9`. Reading happens once, at start-up ([`load`]).
+//! `kill -9`. Reading happens once, at start-up ([`load`]). `hubctl serve` opens the
+//! store; the actors write through it.
 
 pub mod apply;
 pub mod load;

@@ -1,8 +1,14 @@
-//! Applying a batch of ops inside one transaction. Pure SQL, no decisions.
+//! Applying a batch of ops inside one transaction: one function per op, grouped by
+//! table family (agents; messages and their read state; the task workflow; locks and
+//! fencing; audit). Pure SQL, no decisions. Called only by the writer thread
+//! ([`super::writer`]) through [`apply_batch`].
 
 use super::op::Op;
+use crate::domain::lease::Lock;
+use crate::domain::message::Message;
+use crate::domain::task::{Assignment, Handoff, Round, Task};
 use crate::domain::time::iso;
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Params, Transaction};
 use std::collections::HashMap;
 
 /// Apply `ops` in order, except heartbeats: only the last heartbeat of each agent in
@@ -12,222 +18,55 @@ pub fn apply_batch<'a>(
     tx: &Transaction<'_>,
     ops: impl IntoIterator<Item = &'a Op>,
 ) -> rusqlite::Result<()> {
+    // Agent id -> time of its latest heartbeat in this batch.
     let mut heartbeats: HashMap<&str, &str> = HashMap::new();
     for op in ops {
-        match op {
-            Op::AgentHeartbeat { id, at } => {
-                heartbeats.insert(id, at);
-            }
-            other => apply_one(tx, other)?,
-        }
+        apply_one(tx, op, &mut heartbeats)?;
     }
-    if !heartbeats.is_empty() {
-        let mut stmt = tx.prepare_cached(
-            "UPDATE agents SET last_heartbeat = ?2, updated_at = ?2 WHERE id = ?1",
-        )?;
-        for (id, at) in heartbeats {
-            stmt.execute(params![id, at])?;
-        }
-    }
-    Ok(())
+    write_heartbeats(tx, &heartbeats)
 }
 
-fn apply_one(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+/// Write one op, except a heartbeat: that is only recorded in `heartbeats`, for
+/// [`apply_batch`] to write after the rest. This is the only match over [`Op`], so
+/// no path writes heartbeats one op at a time.
+fn apply_one<'a>(
+    tx: &Transaction<'_>,
+    op: &'a Op,
+    heartbeats: &mut HashMap<&'a str, &'a str>,
+) -> rusqlite::Result<()> {
     match op {
+        Op::AgentHeartbeat { id, at } => {
+            heartbeats.insert(id, at);
+        }
         Op::AgentRegister {
             id,
             name,
             capabilities_json,
             at,
-        } => {
-            tx.prepare_cached(
-                "UPDATE agents SET name = ?2, capabilities = ?3, is_active = 1,
-                                   registered_at = ?4, updated_at = ?4
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, name, capabilities_json, at])?;
-        }
-        Op::AgentHeartbeat { id, at } => {
-            tx.prepare_cached(
-                "UPDATE agents SET last_heartbeat = ?2, updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
-        }
+        } => register_agent(tx, id, name, capabilities_json, at)?,
         Op::MessageInsert {
-            message: m,
+            message,
             recipients,
-        } => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO messages (id, dedupe_key, reply_to, from_agent, to_agent, round_id,
-                     msg_type, subject, body, context_json, hop_count, is_read, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
-            )?
-            .execute(params![
-                m.id,
-                m.dedupe_key,
-                m.reply_to,
-                m.from_agent,
-                m.to_agent,
-                m.round_id,
-                m.msg_type,
-                m.subject,
-                m.body,
-                m.context_json,
-                m.hop_count,
-                m.created_at
-            ])?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO message_recipients (message_id, agent_id, delivered_at) VALUES (?1, ?2, ?3)",
-            )?;
-            for r in recipients {
-                stmt.execute(params![m.id, r, m.created_at])?;
-            }
-        }
+        } => insert_message(tx, message, recipients)?,
         Op::MessageAck {
             agent,
             message_ids,
             at,
-        } => {
-            let mut recip = tx.prepare_cached(
-                "UPDATE message_recipients SET read_at = ?3 WHERE message_id = ?1 AND agent_id = ?2 AND read_at IS NULL",
-            )?;
-            let mut reads = tx.prepare_cached(
-                "INSERT OR IGNORE INTO message_reads (message_id, agent_id, read_at) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut direct = tx.prepare_cached(
-                "UPDATE messages SET is_read = 1 WHERE id = ?1 AND to_agent = ?2",
-            )?;
-            for id in message_ids {
-                recip.execute(params![id, agent, at])?;
-                reads.execute(params![id, agent, at])?;
-                direct.execute(params![id, agent])?;
-            }
-        }
-        Op::TaskUpsert(t) => {
-            tx.prepare_cached(
-                "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description,
-                     status = excluded.status, updated_at = excluded.updated_at",
-            )?
-            .execute(params![t.id, t.title, t.description, t.status.as_str(), t.dispatcher_agent_id, t.created_at, t.updated_at])?;
-        }
-        Op::RoundUpsert(r) => {
-            tx.prepare_cached(
-                "INSERT INTO rounds (id, root_task_id, round_number, status, plan_json, operator_note, rejected,
-                     review_verdict, review_note, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, plan_json = excluded.plan_json,
-                     operator_note = excluded.operator_note, rejected = excluded.rejected,
-                     review_verdict = excluded.review_verdict, review_note = excluded.review_note,
-                     updated_at = excluded.updated_at",
-            )?
-            .execute(params![
-                r.id,
-                r.task_id,
-                r.round_number,
-                r.status.as_str(),
-                r.plan_json,
-                r.operator_note,
-                r.rejected,
-                r.review_verdict,
-                r.review_note,
-                r.created_at,
-                r.updated_at
-            ])?;
-        }
-        Op::AssignmentUpsert(a) => {
-            tx.prepare_cached(
-                "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status, progress_note,
-                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, progress_note = excluded.progress_note,
-                     claimed_at = excluded.claimed_at, lease_expires_at = excluded.lease_expires_at,
-                     handoff_id = excluded.handoff_id, updated_at = excluded.updated_at",
-            )?
-            .execute(params![
-                a.id,
-                a.round_id,
-                a.task_id,
-                a.agent_id,
-                a.goal,
-                a.status.as_str(),
-                a.progress_note,
-                a.claimed_at,
-                a.lease_expires_at,
-                a.handoff_id,
-                a.created_at,
-                a.updated_at
-            ])?;
-        }
-        Op::AssignmentDelete { id } => {
-            tx.prepare_cached("DELETE FROM assignments WHERE id = ?1")?
-                .execute(params![id])?;
-        }
-        Op::HandoffInsert(h) => {
-            let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO handoffs (id, assignment_id, round_id, root_task_id, from_agent, branch,
-                     commit_hash, changed_files, tests_run, risks, next_steps, notes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
-                h.id,
-                h.assignment_id,
-                h.round_id,
-                h.task_id,
-                h.from_agent,
-                h.branch,
-                h.commit_hash,
-                list(&h.changed_files),
-                list(&h.tests_run),
-                list(&h.risks),
-                list(&h.next_steps),
-                h.notes,
-                h.created_at
-            ])?;
-        }
+        } => ack_messages(tx, agent, message_ids, at)?,
+        Op::TaskUpsert(t) => upsert_task(tx, t)?,
+        Op::RoundUpsert(r) => upsert_round(tx, r)?,
+        Op::AssignmentUpsert(a) => upsert_assignment(tx, a)?,
+        Op::AssignmentDelete { id } => delete_assignment(tx, id)?,
+        Op::HandoffInsert(h) => insert_handoff(tx, h)?,
         Op::Approval {
             id,
             round_id,
             action,
             note,
             at,
-        } => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO operator_approvals (id, round_id, action, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![id, round_id, action, note, at])?;
-        }
-        Op::LockUpsert(l) => {
-            tx.prepare_cached(
-                "INSERT INTO locks (id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(lock_key) DO UPDATE SET id = excluded.id, holder_agent_id = excluded.holder_agent_id,
-                     resource_type = excluded.resource_type, resource_id = excluded.resource_id,
-                     fencing_token = excluded.fencing_token, expires_at = excluded.expires_at,
-                     created_at = excluded.created_at",
-            )?
-            .execute(params![
-                l.id,
-                l.lock_key,
-                l.holder_agent_id,
-                l.resource_type,
-                l.resource_id,
-                l.fencing_token as i64,
-                iso(l.expires_at),
-                iso(l.created_at)
-            ])?;
-            tx.prepare_cached(
-                "INSERT INTO lock_fencing (lock_key, last_token) VALUES (?1, ?2)
-                 ON CONFLICT(lock_key) DO UPDATE SET last_token = MAX(last_token, excluded.last_token)",
-            )?
-            .execute(params![l.lock_key, l.fencing_token as i64])?;
-        }
-        Op::LockDelete { key, id } => {
-            tx.prepare_cached("DELETE FROM locks WHERE lock_key = ?1 AND id = ?2")?
-                .execute(params![key, id])?;
-        }
+        } => insert_approval(tx, id, round_id, action, note, at)?,
+        Op::LockUpsert(l) => upsert_lock(tx, l)?,
+        Op::LockDelete { key, id } => delete_lock(tx, key, id)?,
         Op::Audit {
             event_type,
             entity_type,
@@ -235,13 +74,292 @@ fn apply_one(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             actor,
             payload_json,
             at,
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![event_type, entity_type, entity_id, actor, payload_json, at])?;
-        }
+        } => insert_audit(
+            tx,
+            event_type,
+            entity_type,
+            entity_id,
+            actor,
+            payload_json,
+            at,
+        )?,
     }
     Ok(())
+}
+
+/// Prepare (cached) and run one statement.
+fn exec(tx: &Transaction<'_>, sql: &str, params: impl Params) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute(params)?;
+    Ok(())
+}
+
+// Agents.
+
+fn register_agent(
+    tx: &Transaction<'_>,
+    id: &str,
+    name: &str,
+    capabilities_json: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "UPDATE agents SET name = ?2, capabilities = ?3, is_active = 1,
+                                   registered_at = ?4, updated_at = ?4
+                 WHERE id = ?1",
+        params![id, name, capabilities_json, at],
+    )
+}
+
+/// `heartbeats` is agent id -> time; see [`apply_batch`].
+fn write_heartbeats(
+    tx: &Transaction<'_>,
+    heartbeats: &HashMap<&str, &str>,
+) -> rusqlite::Result<()> {
+    if heartbeats.is_empty() {
+        return Ok(());
+    }
+    let mut stmt =
+        tx.prepare_cached("UPDATE agents SET last_heartbeat = ?2, updated_at = ?2 WHERE id = ?1")?;
+    for (id, at) in heartbeats {
+        stmt.execute(params![id, at])?;
+    }
+    Ok(())
+}
+
+// Messages, their recipients and read state.
+
+fn insert_message(
+    tx: &Transaction<'_>,
+    m: &Message,
+    recipients: &[String],
+) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT OR IGNORE INTO messages (id, dedupe_key, reply_to, from_agent, to_agent, round_id,
+                     msg_type, subject, body, context_json, hop_count, is_read, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
+        params![
+            m.id,
+            m.dedupe_key,
+            m.reply_to,
+            m.from_agent,
+            m.to_agent,
+            m.round_id,
+            m.msg_type,
+            m.subject,
+            m.body,
+            m.context_json,
+            m.hop_count,
+            m.created_at
+        ],
+    )?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO message_recipients (message_id, agent_id, delivered_at) VALUES (?1, ?2, ?3)",
+    )?;
+    for r in recipients {
+        stmt.execute(params![m.id, r, m.created_at])?;
+    }
+    Ok(())
+}
+
+fn ack_messages(
+    tx: &Transaction<'_>,
+    agent: &str,
+    message_ids: &[String],
+    at: &str,
+) -> rusqlite::Result<()> {
+    let mut recip = tx.prepare_cached(
+        "UPDATE message_recipients SET read_at = ?3 WHERE message_id = ?1 AND agent_id = ?2 AND read_at IS NULL",
+    )?;
+    let mut reads = tx.prepare_cached(
+        "INSERT OR IGNORE INTO message_reads (message_id, agent_id, read_at) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut direct =
+        tx.prepare_cached("UPDATE messages SET is_read = 1 WHERE id = ?1 AND to_agent = ?2")?;
+    for id in message_ids {
+        recip.execute(params![id, agent, at])?;
+        reads.execute(params![id, agent, at])?;
+        direct.execute(params![id, agent])?;
+    }
+    Ok(())
+}
+
+// The task workflow: tasks, rounds, assignments, handoffs, operator approvals.
+
+fn upsert_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description,
+                     status = excluded.status, updated_at = excluded.updated_at",
+        params![
+            t.id,
+            t.title,
+            t.description,
+            t.status.as_str(),
+            t.dispatcher_agent_id,
+            t.created_at,
+            t.updated_at
+        ],
+    )
+}
+
+fn upsert_round(tx: &Transaction<'_>, r: &Round) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO rounds (id, root_task_id, round_number, status, plan_json, operator_note, rejected,
+                     review_verdict, review_note, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, plan_json = excluded.plan_json,
+                     operator_note = excluded.operator_note, rejected = excluded.rejected,
+                     review_verdict = excluded.review_verdict, review_note = excluded.review_note,
+                     updated_at = excluded.updated_at",
+        params![
+            r.id,
+            r.task_id,
+            r.round_number,
+            r.status.as_str(),
+            r.plan_json,
+            r.operator_note,
+            r.rejected,
+            r.review_verdict,
+            r.review_note,
+            r.created_at,
+            r.updated_at
+        ],
+    )
+}
+
+fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status, progress_note,
+                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, progress_note = excluded.progress_note,
+                     claimed_at = excluded.claimed_at, lease_expires_at = excluded.lease_expires_at,
+                     handoff_id = excluded.handoff_id, updated_at = excluded.updated_at",
+        params![
+            a.id,
+            a.round_id,
+            a.task_id,
+            a.agent_id,
+            a.goal,
+            a.status.as_str(),
+            a.progress_note,
+            a.claimed_at,
+            a.lease_expires_at,
+            a.handoff_id,
+            a.created_at,
+            a.updated_at
+        ],
+    )
+}
+
+fn delete_assignment(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<()> {
+    exec(tx, "DELETE FROM assignments WHERE id = ?1", params![id])
+}
+
+/// A handoff's string lists are stored as JSON array text.
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn insert_handoff(tx: &Transaction<'_>, h: &Handoff) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT OR IGNORE INTO handoffs (id, assignment_id, round_id, root_task_id, from_agent, branch,
+                     commit_hash, changed_files, tests_run, risks, next_steps, notes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            h.id,
+            h.assignment_id,
+            h.round_id,
+            h.task_id,
+            h.from_agent,
+            h.branch,
+            h.commit_hash,
+            json_list(&h.changed_files),
+            json_list(&h.tests_run),
+            json_list(&h.risks),
+            json_list(&h.next_steps),
+            h.notes,
+            h.created_at
+        ],
+    )
+}
+
+fn insert_approval(
+    tx: &Transaction<'_>,
+    id: &str,
+    round_id: &str,
+    action: &str,
+    note: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT OR IGNORE INTO operator_approvals (id, round_id, action, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, round_id, action, note, at],
+    )
+}
+
+// Locks and fencing counters.
+
+/// The lock row, and its key's fencing counter (which only grows).
+fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO locks (id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(lock_key) DO UPDATE SET id = excluded.id, holder_agent_id = excluded.holder_agent_id,
+                     resource_type = excluded.resource_type, resource_id = excluded.resource_id,
+                     fencing_token = excluded.fencing_token, expires_at = excluded.expires_at,
+                     created_at = excluded.created_at",
+        params![
+            l.id,
+            l.lock_key,
+            l.holder_agent_id,
+            l.resource_type,
+            l.resource_id,
+            l.fencing_token as i64,
+            iso(l.expires_at),
+            iso(l.created_at)
+        ],
+    )?;
+    exec(
+        tx,
+        "INSERT INTO lock_fencing (lock_key, last_token) VALUES (?1, ?2)
+                 ON CONFLICT(lock_key) DO UPDATE SET last_token = MAX(last_token, excluded.last_token)",
+        params![l.lock_key, l.fencing_token as i64],
+    )
+}
+
+fn delete_lock(tx: &Transaction<'_>, key: &str, id: &str) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "DELETE FROM locks WHERE lock_key = ?1 AND id = ?2",
+        params![key, id],
+    )
+}
+
+// Audit.
+
+fn insert_audit(
+    tx: &Transaction<'_>,
+    event_type: &str,
+    entity_type: &str,
+    entity_id: &str,
+    actor: &str,
+    payload_json: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
+    exec(
+        tx,
+        "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![event_type, entity_type, entity_id, actor, payload_json, at],
+    )
 }

@@ -1,4 +1,6 @@
-//! Start-up: reconcile the `agents` table with `agents.env`, then read the live state.
+//! Start-up: reconcile the `agents` table with `agents.env`, then read the live state
+//! (agents, mail and locks here; tasks in [`super::load_tasks`]). Called by
+//! [`super::Store::open`], which hands the [`Snapshot`] to the actors.
 
 use super::StoreError;
 use rusqlite::{params, Connection};

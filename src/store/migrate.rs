@@ -1,5 +1,6 @@
 //! Schema migrations, embedded in the binary and applied in order at start-up.
-//! `schema_migrations` records which versions are applied.
+//! `schema_migrations` records which versions are applied. Run by
+//! [`super::Store::open`] before anything is loaded.
 
 use super::StoreError;
 use rusqlite::Connection;

@@ -1,6 +1,7 @@
 //! Write operations. An op carries every value it writes (ids, timestamps, JSON), as
 //! chosen by the actor, so the writer never decides anything and re-applying an op is
-//! harmless.
+//! harmless. Built by the actors, queued with [`super::Store::enqueue`] and written by
+//! [`super::apply`] on the writer thread.
 
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;

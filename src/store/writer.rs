@@ -1,4 +1,5 @@
-//! The writer thread and the [`Store`] handle.
+//! The writer thread and the [`Store`] handle. `hubctl serve` opens the store
+//! ([`Store::open`]); every actor holds a clone of the handle and enqueues [`Op`]s.
 //!
 //! Group commit: the thread blocks for the first op, then keeps taking whatever is
 //! already queued (and, if `window` > 0, whatever arrives within `window`) up to
