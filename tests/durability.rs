@@ -1,6 +1,7 @@
 //! Acknowledged means durable: answered writes survive `kill -9`; SIGTERM flushes.
 
 mod common;
+use common::workflow::*;
 use common::*;
 use serde_json::json;
 
@@ -55,32 +56,10 @@ fn sigterm_flushes_fast_mode_writes() {
 #[test]
 fn messages_and_workflow_survive_kill_9_halfway() {
     let hub = Hub::start(&["disp", "alice", "bob"], "");
-    let d = hub.client("disp");
-    d.call(
-        "task_draft_create",
-        json!({"task_id": "T1", "title": "halfway"}),
-    );
-    let plan = json!({"assignments": [{"agent_id": "alice", "goal": "a"}, {"agent_id": "bob", "goal": "b"}]});
-    let round = d.call(
-        "round_plan_submit",
-        json!({"task_id": "T1", "plan_json": plan}),
-    )["round_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let out = hub.hubctl(&["approve", &round]);
-    assert!(out.status.success());
+    let round = dispatched_round(&hub, "T1", &[("alice", "a"), ("bob", "b")]);
     let a = hub.client("alice");
-    let aid = a.call("assignment_list", json!({}))["assignments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    a.call("assignment_claim", json!({"assignment_id": aid}));
-    let done = a.call(
-        "assignment_complete",
-        json!({"assignment_id": aid, "handoff_json": {"branch": "feat-a"}}),
-    );
-    let handoff = done["handoff_id"].as_str().unwrap().to_string();
+    let aid = claim_assignment(&a, &round);
+    let handoff = s(&complete(&a, &aid, json!({"branch": "feat-a"}))["handoff_id"]);
     let sent = a.call(
         "message_send",
         json!({"to_agent": "bob", "subject": "hi", "body": "b", "dedupe_key": "k1"}),
@@ -110,20 +89,9 @@ fn messages_and_workflow_survive_kill_9_halfway() {
         b.call("handoff_get", json!({"handoff_id": handoff}))["handoff"]["branch"],
         "feat-a"
     );
-    let bid = b.call("assignment_list", json!({"round_id": round}))["assignments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    b.call("assignment_claim", json!({"assignment_id": bid}));
-    b.call(
-        "assignment_complete",
-        json!({"assignment_id": bid, "handoff_json": "{}"}),
-    );
-    let d = hub.client("disp");
-    let r = d.call(
-        "review_submit",
-        json!({"round_id": round, "verdict": "approved"}),
-    );
+    let bid = claim_assignment(&b, &round);
+    complete(&b, &bid, json!("{}"));
+    let r = review(&hub.client("disp"), &round, "approved");
     assert_eq!(r["status"], "completed");
     let v = hub.operator_get("/operator/tasks/T1");
     assert_eq!(v["task"]["status"], "completed");
@@ -133,35 +101,15 @@ fn messages_and_workflow_survive_kill_9_halfway() {
 fn leases_are_rearmed_after_restart() {
     // 0.05 min = 3 s.
     let hub = Hub::start(&["disp", "alice"], "lease_minutes: 0.05\n");
-    let d = hub.client("disp");
-    d.call(
-        "task_draft_create",
-        json!({"task_id": "L", "title": "lease"}),
-    );
-    let round = d.call(
-        "round_plan_submit",
-        json!({"task_id": "L", "plan_json": {"assignments": [{"agent_id": "alice", "goal": "g"}]}}),
-    )["round_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(hub.hubctl(&["approve", &round]).status.success());
-    let a = hub.client("alice");
-    let aid = a.call("assignment_list", json!({}))["assignments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    a.call("assignment_claim", json!({"assignment_id": aid}));
+    let round = dispatched_round(&hub, "L", &[("alice", "g")]);
+    let aid = claim_assignment(&hub.client("alice"), &round);
     let hub = hub.restart();
     std::thread::sleep(std::time::Duration::from_millis(3500));
     let a = hub.client("alice");
     let list = a.call("assignment_list", json!({}));
     assert_eq!(list["assignments"][0]["status"], "pending", "{list}");
     assert_eq!(
-        a.refused(
-            "assignment_complete",
-            json!({"assignment_id": aid, "handoff_json": {}})
-        ),
+        complete_refused(&a, &aid, json!({})),
         "ASSIGNMENT_NOT_ACTIVE"
     );
 }

@@ -1,12 +1,14 @@
 //! Test harness for the black-box tests: a real `hubctl serve` child process on port 0
 //! with its own config directory (`process`), a small MCP client over real HTTP with
-//! ureq (`client`), and checks shared by several test files (`checks`). Tests talk to
-//! the hub the way users do: nothing here reaches into the crate.
+//! ureq (`client`), checks shared by several test files (`checks`), and steps of the
+//! task workflow (`workflow`, used by path). Tests talk to the hub the way users do:
+//! nothing here reaches into the crate.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
 mod checks;
 mod client;
 mod process;
+pub mod workflow;
 
 pub use checks::*;
 pub use client::*;
