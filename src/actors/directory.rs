@@ -3,7 +3,6 @@
 //! never wait on an actor, and creating an entry for a new id is atomic (entry API).
 
 use super::agent::{AgentActor, Deliver};
-use super::task::TaskActor;
 use crate::domain::ids::random_hex;
 use crate::domain::message::Message;
 use crate::domain::time::iso;
@@ -33,8 +32,6 @@ pub const HUB_SENDER: &str = "hub";
 pub struct Directory {
     /// Every agent of `agents.env`; filled at start-up.
     pub agents: DashMap<AgentId, AgentHandle>,
-    /// Task id → its actor.
-    pub tasks: DashMap<String, Addr<TaskActor>>,
     /// Round / assignment / handoff id → task id, kept by the TaskActors.
     pub rounds: DashMap<String, String>,
     pub assignments: DashMap<String, String>,

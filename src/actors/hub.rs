@@ -33,6 +33,9 @@ pub use agents::{AgentStatus, StatusCounts};
 struct HubInner {
     /// Which actor owns which id; shared with the TaskActors.
     dir: Arc<Directory>,
+    /// Task id → its actor. Only the façade routes to tasks, so this map lives
+    /// here rather than in the directory the TaskActors share.
+    tasks: DashMap<String, Addr<TaskActor>>,
     /// Shared by every TaskActor.
     task_env: Arc<TaskEnv>,
     /// The one owner of the lock table.
@@ -60,6 +63,7 @@ impl Hub {
         notifier: Arc<dyn Notifier>,
     ) -> Hub {
         let dir = Arc::new(Directory::default());
+        let tasks = DashMap::new();
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
@@ -90,13 +94,14 @@ impl Hub {
             }
             let id = state.task.id.clone();
             let addr = TaskActor::new(state, task_env.clone()).start();
-            dir.tasks.insert(id, addr);
+            tasks.insert(id, addr);
         }
         let table = LockTable::restore(snapshot.locks, snapshot.fencing, Utc::now());
         let locks = LockManager::new(table, store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,
+                tasks,
                 task_env,
                 locks,
                 arbiter: Arbiter::current(),
@@ -150,7 +155,6 @@ impl Hub {
 
     fn task_addr(&self, task_id: &str) -> Result<Addr<TaskActor>, HubError> {
         self.inner
-            .dir
             .tasks
             .get(task_id)
             .map(|a| a.clone())

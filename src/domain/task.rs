@@ -213,6 +213,14 @@ pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Do
     Ok(())
 }
 
+/// An optional `note` argument (progress, review): empty when absent, at most
+/// MAX_NOTE_BYTES.
+pub fn note_arg(note: Option<String>) -> Result<String, DomainError> {
+    let note = note.unwrap_or_default();
+    validate_text("note", &note, MAX_NOTE_BYTES)?;
+    Ok(note)
+}
+
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanItem {

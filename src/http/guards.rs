@@ -244,3 +244,9 @@ pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), ApiE
         RpcError::server(format!("Bad Request: {why}")),
     ))
 }
+
+/// Every operator route: the Origin check, then the operator token.
+pub fn operator_request(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
+    check_origin(req, &st.origins)?;
+    operator(req, st)
+}

@@ -31,6 +31,19 @@ fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
     }
 }
 
+/// One request on `session`, answered by the MCP layer.
+async fn serve(
+    st: &AppState,
+    agent: &AgentId,
+    session: &Session,
+    id: &Value,
+    method: &str,
+    params: Option<Value>,
+) -> Value {
+    let (hub, sessions) = (&st.hub, &st.sessions);
+    dispatch::request(hub, sessions, agent, session.version, id, method, params).await
+}
+
 fn accepted() -> HttpResponse {
     HttpResponse::Accepted().finish()
 }
@@ -111,15 +124,7 @@ async fn handle_post(
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
             let mut inflight = session.track(&id);
-            let work = dispatch::request(
-                &st.hub,
-                &st.sessions,
-                &agent,
-                session.version,
-                &id,
-                &method,
-                params,
-            );
+            let work = serve(st, &agent, &session, &id, &method, params);
             let resp = tokio::select! {
                 resp = work => resp,
                 Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
@@ -198,18 +203,9 @@ async fn batch(
     for item in items {
         match jsonrpc::classify(item) {
             Err((id, e)) => out.push(jsonrpc::err(&id, &e)),
-            Ok(Incoming::Request { id, method, params }) => out.push(
-                dispatch::request(
-                    &st.hub,
-                    &st.sessions,
-                    &agent,
-                    session.version,
-                    &id,
-                    &method,
-                    params,
-                )
-                .await,
-            ),
+            Ok(Incoming::Request { id, method, params }) => {
+                out.push(serve(st, &agent, &session, &id, &method, params).await)
+            }
             Ok(_) => {}
         }
     }

@@ -14,15 +14,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(super::operator_tasks::configure);
 }
 
-/// Every operator route checks the Origin and the operator token first.
-pub fn guard(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
-    guards::check_origin(req, &st.origins)?;
-    guards::operator(req, st)
-}
-
 /// Every agent of agents.env with its registration and presence.
 async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    guard(&req, &st)?;
+    guards::operator_request(&req, &st)?;
     let list = settle(&st.hub, st.hub.agents(Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "agents": list})))
 }

@@ -2,7 +2,7 @@
 //! read views behind `hubctl status/list-tasks/list-rounds/show`.
 
 use super::error::{settle, ApiError};
-use super::operator::guard;
+use super::guards::operator_request as guard;
 use super::state::AppState;
 use crate::domain::workflow::TaskState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -15,8 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/tasks/{id}/close", web::post().to(close_task))
         .route("/operator/rounds", web::get().to(list_rounds))
         .route("/operator/rounds/{id}", web::get().to(round_status))
-        .route("/operator/rounds/{id}/approve", web::post().to(approve))
-        .route("/operator/rounds/{id}/reject", web::post().to(reject))
+        .route("/operator/rounds/{id}/{decision}", web::post().to(decide))
         .route("/operator/locks", web::get().to(list_locks))
         // The key is a query parameter: keys may contain `/`, which a path segment
         // would keep percent-encoded.
@@ -111,7 +110,7 @@ struct NoteBody {
     note: String,
 }
 
-fn note_of(body: &web::Bytes) -> Result<String, ApiError> {
+fn note_of(body: &[u8]) -> Result<String, ApiError> {
     if body.is_empty() {
         return Ok(String::new());
     }
@@ -120,27 +119,29 @@ fn note_of(body: &web::Bytes) -> Result<String, ApiError> {
         .map_err(|e| ApiError::invalid_argument(format!("body must be {{\"note\": \"...\"}}: {e}")))
 }
 
-async fn approve(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    id: web::Path<String>,
-    body: web::Bytes,
-) -> Answer {
-    guard(&req, &st)?;
-    let note = note_of(&body)?;
-    let round = settle(&st.hub, st.hub.approve(&id, note).await).await?;
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "round": round})))
+/// The last segment of `/operator/rounds/{id}/{decision}`; any other word is 404.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Decision {
+    Approve,
+    Reject,
 }
 
-async fn reject(
+/// Approve or reject round `id` with the body's note.
+async fn decide(
     req: HttpRequest,
     st: web::Data<AppState>,
-    id: web::Path<String>,
+    path: web::Path<(String, Decision)>,
     body: web::Bytes,
 ) -> Answer {
     guard(&req, &st)?;
     let note = note_of(&body)?;
-    let round = settle(&st.hub, st.hub.reject(&id, note).await).await?;
+    let (id, decision) = path.into_inner();
+    let decided = match decision {
+        Decision::Approve => st.hub.approve(&id, note).await,
+        Decision::Reject => st.hub.reject(&id, note).await,
+    };
+    let round = settle(&st.hub, decided).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "round": round})))
 }
 

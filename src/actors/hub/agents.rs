@@ -56,7 +56,7 @@ impl Hub {
 
     pub fn counts(&self) -> StatusCounts {
         StatusCounts {
-            tasks: self.inner.dir.tasks.len(),
+            tasks: self.inner.tasks.len(),
             agents: self.inner.dir.agents.len(),
             uptime_seconds: self.inner.started.elapsed().as_secs(),
         }

@@ -51,7 +51,7 @@ impl Hub {
 
     /// Every task with everything under it, newest first (operator views).
     pub async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
-        let addrs: Vec<Addr<TaskActor>> = self.inner.dir.tasks.iter().map(|e| e.clone()).collect();
+        let addrs: Vec<Addr<TaskActor>> = self.inner.tasks.iter().map(|e| e.clone()).collect();
         let mut out = Vec::with_capacity(addrs.len());
         for a in addrs {
             let (state, _): (TaskState, _) = a.send(Snapshot).await??;

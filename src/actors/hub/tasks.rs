@@ -29,7 +29,7 @@ impl Hub {
         let state = TaskState::new(id, title, description, caller.as_str(), now);
         let task = state.task.clone();
         // The entry (and its shard lock) is released before any await.
-        let created = match self.inner.dir.tasks.entry(id.to_string()) {
+        let created = match self.inner.tasks.entry(id.to_string()) {
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.

@@ -157,15 +157,10 @@ impl Handler<SubmitPlan> for TaskActor {
     fn handle(&mut self, m: SubmitPlan, ctx: &mut Context<Self>) -> Self::Result {
         let dir = self.env.dir.clone();
         let is_agent = move |a: &str| dir.agents.contains_key(&AgentId::new(a));
-        let limits = self.env.limits;
-        let mut ids = Self::ids();
-        let mut cx = Ctx {
-            now: Utc::now(),
-            limits: &limits,
-            ids: &mut ids,
-        };
-        let s = &mut self.state;
-        let (rid, changes) = s.submit_plan(&mut cx, m.caller.as_str(), &m.plan, &is_agent)?;
+        let caller = m.caller.as_str();
+        let (rid, changes) =
+            self.transition(|s, cx| s.submit_plan(cx, caller, &m.plan, &is_agent))?;
+        let s = &self.state;
         let planned = Planned {
             round: round_of(s, &rid)?,
             assignments: s.round_assignments(&rid).cloned().collect(),
@@ -175,13 +170,44 @@ impl Handler<SubmitPlan> for TaskActor {
     }
 }
 
+impl TaskActor {
+    /// Run a transition that creates rows: it gets the time, the limits and a source
+    /// of fresh ids.
+    fn transition<R>(&mut self, f: impl FnOnce(&mut TaskState, &mut Ctx) -> R) -> R {
+        let limits = self.env.limits;
+        let mut ids = Self::ids();
+        let mut cx = Ctx {
+            now: Utc::now(),
+            limits: &limits,
+            ids: &mut ids,
+        };
+        f(&mut self.state, &mut cx)
+    }
+
+    /// The operator's decision on a round: approve, or reject for a revised plan.
+    fn decide(
+        &mut self,
+        ctx: &mut Context<Self>,
+        round_id: &str,
+        note: &str,
+        approve: bool,
+    ) -> Reply<Round> {
+        let now = Utc::now();
+        let (changes, event) = if approve {
+            (self.state.approve(round_id, note, now)?, "round_approved")
+        } else {
+            (self.state.reject(round_id, note, now)?, "round_rejected")
+        };
+        let round = round_of(&self.state, round_id)?;
+        Ok(self.commit(ctx, changes, event, "operator", round))
+    }
+}
+
 impl Handler<Approve> for TaskActor {
     type Result = Reply<Round>;
 
     fn handle(&mut self, m: Approve, ctx: &mut Context<Self>) -> Self::Result {
-        let changes = self.state.approve(&m.round_id, &m.note, Utc::now())?;
-        let round = round_of(&self.state, &m.round_id)?;
-        Ok(self.commit(ctx, changes, "round_approved", "operator", round))
+        self.decide(ctx, &m.round_id, &m.note, true)
     }
 }
 
@@ -189,9 +215,7 @@ impl Handler<Reject> for TaskActor {
     type Result = Reply<Round>;
 
     fn handle(&mut self, m: Reject, ctx: &mut Context<Self>) -> Self::Result {
-        let changes = self.state.reject(&m.round_id, &m.note, Utc::now())?;
-        let round = round_of(&self.state, &m.round_id)?;
-        Ok(self.commit(ctx, changes, "round_rejected", "operator", round))
+        self.decide(ctx, &m.round_id, &m.note, false)
     }
 }
 
@@ -250,14 +274,7 @@ impl Handler<Complete> for TaskActor {
 
     fn handle(&mut self, m: Complete, ctx: &mut Context<Self>) -> Self::Result {
         let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
-        let limits = self.env.limits;
-        let mut ids = Self::ids();
-        let mut cx = Ctx {
-            now: Utc::now(),
-            limits: &limits,
-            ids: &mut ids,
-        };
-        let (handoff, changes) = self.state.complete(&mut cx, caller, id, m.handoff)?;
+        let (handoff, changes) = self.transition(|s, cx| s.complete(cx, caller, id, m.handoff))?;
         let assignment = assignment_of(&self.state, id)?;
         let done = Completed {
             assignment,
@@ -272,16 +289,9 @@ impl Handler<Review> for TaskActor {
 
     fn handle(&mut self, m: Review, ctx: &mut Context<Self>) -> Self::Result {
         let caller = m.caller.as_str();
-        let limits = self.env.limits;
-        let mut ids = Self::ids();
-        let mut cx = Ctx {
-            now: Utc::now(),
-            limits: &limits,
-            ids: &mut ids,
-        };
-        let s = &mut self.state;
-        let (next, changes) = s.review(&mut cx, caller, &m.round_id, m.verdict, &m.note)?;
-        let round = round_of(s, &m.round_id)?;
+        let (next, changes) =
+            self.transition(|s, cx| s.review(cx, caller, &m.round_id, m.verdict, &m.note))?;
+        let round = round_of(&self.state, &m.round_id)?;
         let reviewed = Reviewed { round, next };
         Ok(self.commit(ctx, changes, "review_submitted", caller, reviewed))
     }

@@ -8,8 +8,13 @@ use serde_json::{json, Map, Value};
 
 pub(super) fn tools() -> Vec<Tool> {
     vec![
-        Tool::new(
-ToolDef {
+        Tool::new(register_def(), handler!(register)),
+        Tool::new(heartbeat_def(), handler!(heartbeat)),
+    ]
+}
+
+fn register_def() -> ToolDef {
+    ToolDef {
             name: "agent_register",
             title: "Register agent",
             description: "Set your display name and capabilities. Your agent id comes from your bearer \
@@ -39,26 +44,7 @@ ToolDef {
             }),
             read_only: false,
             idempotent: true,
-        },
- handler!(register),
-),
-        Tool::new(
-ToolDef {
-            name: "agent_heartbeat",
-            title: "Heartbeat",
-            description: "Tell the hub you are alive. The operator sees agents as online while they call \
-                          any tool; call this during long work without other hub calls. No arguments.",
-            input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
-            output_properties: json!({
-                "agent_id": {"type": "string"},
-                "last_heartbeat": {"type": "string", "description": "ISO-8601 UTC"}
-            }),
-            read_only: false,
-            idempotent: true,
-        },
- handler!(heartbeat),
-),
-    ]
+        }
 }
 
 #[derive(Deserialize)]
@@ -82,6 +68,22 @@ async fn register(ctx: &CallCtx<'_>, a: RegisterArgs) -> Result<Map<String, Valu
         "capabilities": view.capabilities,
         "registered_at": view.registered_at,
     })))
+}
+
+fn heartbeat_def() -> ToolDef {
+    ToolDef {
+            name: "agent_heartbeat",
+            title: "Heartbeat",
+            description: "Tell the hub you are alive. The operator sees agents as online while they call \
+                          any tool; call this during long work without other hub calls. No arguments.",
+            input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            output_properties: json!({
+                "agent_id": {"type": "string"},
+                "last_heartbeat": {"type": "string", "description": "ISO-8601 UTC"}
+            }),
+            read_only: false,
+            idempotent: true,
+        }
 }
 
 /// `agent_heartbeat` takes no arguments.

@@ -3,7 +3,7 @@
 
 use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
-use crate::domain::task::{parse_handoff, validate_text, ProgressStatus, MAX_NOTE_BYTES};
+use crate::domain::task::{note_arg, parse_handoff, ProgressStatus};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -11,29 +11,57 @@ fn id_schema(what: &str) -> Value {
     json!({"type": "string", "description": what})
 }
 
+/// Output properties of the tools answering with one assignment.
+fn assignment_out() -> Value {
+    json!({"assignment": {"type": "object", "description": "the assignment row"}})
+}
+
 pub(super) fn tools() -> Vec<Tool> {
-    let assignment_out =
-        json!({"assignment": {"type": "object", "description": "the assignment row"}});
     vec![
-        Tool::new(
-ToolDef {
-            name: "assignment_list",
-            title: "List my assignments",
-            description: "List your assignments: of one round (oldest first) when round_id is given, else of \
+        Tool::new(list_def(), handler!(list)),
+        Tool::new(claim_def(), handler!(claim)),
+        Tool::new(progress_def(), handler!(progress)),
+        Tool::new(complete_def(), handler!(complete)),
+        Tool::new(handoff_get_def(), handler!(handoff_get)),
+    ]
+}
+
+fn list_def() -> ToolDef {
+    ToolDef {
+        name: "assignment_list",
+        title: "List my assignments",
+        description:
+            "List your assignments: of one round (oldest first) when round_id is given, else of \
                           every task (newest first), with their status and lease.",
-            input_schema: json!({
-                "type": "object",
-                "properties": {"round_id": id_schema("Optional round id.")},
-                "additionalProperties": false
-            }),
-            output_properties: json!({"assignments": {"type": "array", "items": {"type": "object"}}}),
-            read_only: true,
-            idempotent: true,
-        },
- handler!(list),
-),
-        Tool::new(
-ToolDef {
+        input_schema: json!({
+            "type": "object",
+            "properties": {"round_id": id_schema("Optional round id.")},
+            "additionalProperties": false
+        }),
+        output_properties: json!({"assignments": {"type": "array", "items": {"type": "object"}}}),
+        read_only: true,
+        idempotent: true,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListArgs {
+    round_id: Option<String>,
+}
+
+async fn list(ctx: &CallCtx<'_>, a: ListArgs) -> Result<Map<String, Value>, HubError> {
+    let round = a
+        .round_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let list = ctx.hub.assignments_of(ctx.agent, round).await?;
+    Ok(fields(json!({"assignments": list})))
+}
+
+fn claim_def() -> ToolDef {
+    ToolDef {
             name: "assignment_claim",
             title: "Claim assignment",
             description: "Claim one of your pending assignments in an operator-approved round. The claim holds a \
@@ -45,36 +73,64 @@ ToolDef {
                 "required": ["assignment_id"],
                 "additionalProperties": false
             }),
-            output_properties: assignment_out.clone(),
+            output_properties: assignment_out(),
             read_only: false,
             idempotent: false,
-        },
- handler!(claim),
-),
-        Tool::new(
-ToolDef {
-            name: "assignment_progress",
-            title: "Report progress",
-            description: "Report progress on your claimed assignment and renew its lease. status moves forward \
+        }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClaimArgs {
+    assignment_id: String,
+}
+
+async fn claim(ctx: &CallCtx<'_>, a: ClaimArgs) -> Result<Map<String, Value>, HubError> {
+    let assignment = ctx.hub.claim(ctx.agent, &a.assignment_id).await?;
+    Ok(fields(json!({ "assignment": assignment })))
+}
+
+fn progress_def() -> ToolDef {
+    ToolDef {
+        name: "assignment_progress",
+        title: "Report progress",
+        description:
+            "Report progress on your claimed assignment and renew its lease. status moves forward \
                           only: claimed → in_progress.",
-            input_schema: json!({
-                "type": "object",
-                "properties": {
-                    "assignment_id": id_schema("Your claimed or in-progress assignment."),
-                    "status": {"type": "string", "enum": ["claimed", "in_progress"]},
-                    "note": {"type": "string", "description": "What you did so far."}
-                },
-                "required": ["assignment_id", "status"],
-                "additionalProperties": false
-            }),
-            output_properties: assignment_out.clone(),
-            read_only: false,
-            idempotent: true,
-        },
- handler!(progress),
-),
-        Tool::new(
-ToolDef {
+        input_schema: json!({
+            "type": "object",
+            "properties": {
+                "assignment_id": id_schema("Your claimed or in-progress assignment."),
+                "status": {"type": "string", "enum": ["claimed", "in_progress"]},
+                "note": {"type": "string", "description": "What you did so far."}
+            },
+            "required": ["assignment_id", "status"],
+            "additionalProperties": false
+        }),
+        output_properties: assignment_out(),
+        read_only: false,
+        idempotent: true,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProgressArgs {
+    assignment_id: String,
+    status: String,
+    note: Option<String>,
+}
+
+async fn progress(ctx: &CallCtx<'_>, a: ProgressArgs) -> Result<Map<String, Value>, HubError> {
+    let note = note_arg(a.note)?;
+    let status = ProgressStatus::parse(a.status.trim())?;
+    let id = &a.assignment_id;
+    let assignment = ctx.hub.progress(ctx.agent, id, status, note).await?;
+    Ok(fields(json!({ "assignment": assignment })))
+}
+
+fn complete_def() -> ToolDef {
+    ToolDef {
             name: "assignment_complete",
             title: "Complete assignment",
             description: "Finish your claimed assignment with a handoff document for the dispatcher. The \
@@ -109,71 +165,7 @@ ToolDef {
             }),
             read_only: false,
             idempotent: false,
-        },
- handler!(complete),
-),
-        Tool::new(
-ToolDef {
-            name: "handoff_get",
-            title: "Read handoff",
-            description: "Read a handoff document by id (any agent may read any handoff).",
-            input_schema: json!({
-                "type": "object",
-                "properties": {"handoff_id": id_schema("The handoff to read.")},
-                "required": ["handoff_id"],
-                "additionalProperties": false
-            }),
-            output_properties: json!({"handoff": {"type": "object"}}),
-            read_only: true,
-            idempotent: true,
-        },
- handler!(handoff_get),
-),
-    ]
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListArgs {
-    round_id: Option<String>,
-}
-
-async fn list(ctx: &CallCtx<'_>, a: ListArgs) -> Result<Map<String, Value>, HubError> {
-    let round = a
-        .round_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    let list = ctx.hub.assignments_of(ctx.agent, round).await?;
-    Ok(fields(json!({"assignments": list})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ClaimArgs {
-    assignment_id: String,
-}
-
-async fn claim(ctx: &CallCtx<'_>, a: ClaimArgs) -> Result<Map<String, Value>, HubError> {
-    let assignment = ctx.hub.claim(ctx.agent, &a.assignment_id).await?;
-    Ok(fields(json!({ "assignment": assignment })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ProgressArgs {
-    assignment_id: String,
-    status: String,
-    note: Option<String>,
-}
-
-async fn progress(ctx: &CallCtx<'_>, a: ProgressArgs) -> Result<Map<String, Value>, HubError> {
-    let note = a.note.unwrap_or_default();
-    validate_text("note", &note, MAX_NOTE_BYTES)?;
-    let status = ProgressStatus::parse(a.status.trim())?;
-    let id = &a.assignment_id;
-    let assignment = ctx.hub.progress(ctx.agent, id, status, note).await?;
-    Ok(fields(json!({ "assignment": assignment })))
+        }
 }
 
 #[derive(Deserialize)]
@@ -190,6 +182,23 @@ async fn complete(ctx: &CallCtx<'_>, a: CompleteArgs) -> Result<Map<String, Valu
     Ok(fields(
         json!({"assignment": done.assignment, "handoff_id": done.handoff.id}),
     ))
+}
+
+fn handoff_get_def() -> ToolDef {
+    ToolDef {
+        name: "handoff_get",
+        title: "Read handoff",
+        description: "Read a handoff document by id (any agent may read any handoff).",
+        input_schema: json!({
+            "type": "object",
+            "properties": {"handoff_id": id_schema("The handoff to read.")},
+            "required": ["handoff_id"],
+            "additionalProperties": false
+        }),
+        output_properties: json!({"handoff": {"type": "object"}}),
+        read_only: true,
+        idempotent: true,
+    }
 }
 
 #[derive(Deserialize)]

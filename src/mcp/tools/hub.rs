@@ -7,8 +7,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub(super) fn tools() -> Vec<Tool> {
-    vec![Tool::new(
-ToolDef {
+    vec![Tool::new(status_def(), handler!(status))]
+}
+
+fn status_def() -> ToolDef {
+    ToolDef {
         name: "hub_status",
         title: "Hub status",
         description: "Report the hub's version, transport, supported MCP protocol versions, uptime, \
@@ -28,9 +31,7 @@ ToolDef {
         }),
         read_only: true,
         idempotent: true,
-    },
- handler!(status),
-)]
+    }
 }
 
 /// `hub_status` takes no arguments.

@@ -10,7 +10,15 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 pub(super) fn tools() -> Vec<Tool> {
-    let lock_schema = json!({
+    vec![
+        Tool::new(acquire_def(), handler!(acquire)),
+        Tool::new(release_def(), handler!(release)),
+    ]
+}
+
+/// Output schema of a lock.
+fn lock_schema() -> Value {
+    json!({
         "type": "object",
         "properties": {
             "id": {"type": "string"},
@@ -22,10 +30,20 @@ pub(super) fn tools() -> Vec<Tool> {
             "expires_at": {"type": "string"},
             "created_at": {"type": "string"}
         }
-    });
-    vec![
-        Tool::new(
-ToolDef {
+    })
+}
+
+fn seconds(v: Option<&Value>, field: &str, default: f64) -> Result<f64, DomainError> {
+    match v {
+        None => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| DomainError::invalid(field, "must be a number of seconds")),
+    }
+}
+
+fn acquire_def() -> ToolDef {
+    ToolDef {
             name: "lock_acquire",
             title: "Acquire lock",
             description: "Take a lock on a shared resource (a branch, a group of files, an assignment) for \
@@ -45,39 +63,10 @@ ToolDef {
                 "required": ["lock_key"],
                 "additionalProperties": false
             }),
-            output_properties: json!({"lock": lock_schema, "renewed": {"type": "boolean"}}),
+            output_properties: json!({"lock": lock_schema(), "renewed": {"type": "boolean"}}),
             read_only: false,
             idempotent: false,
-        },
- handler!(acquire),
-),
-        Tool::new(
-ToolDef {
-            name: "lock_release",
-            title: "Release lock",
-            description: "Release a lock you hold; the next agent waiting for it gets it at once.",
-            input_schema: json!({
-                "type": "object",
-                "properties": {"lock_key": {"type": "string", "minLength": 1}},
-                "required": ["lock_key"],
-                "additionalProperties": false
-            }),
-            output_properties: json!({"lock_key": {"type": "string"}, "fencing_token": {"type": "integer"}}),
-            read_only: false,
-            idempotent: false,
-        },
- handler!(release),
-),
-    ]
-}
-
-fn seconds(v: Option<&Value>, field: &str, default: f64) -> Result<f64, DomainError> {
-    match v {
-        None => Ok(default),
-        Some(v) => v
-            .as_f64()
-            .ok_or_else(|| DomainError::invalid(field, "must be a number of seconds")),
-    }
+        }
 }
 
 #[derive(Deserialize)]
@@ -116,6 +105,23 @@ async fn acquire(ctx: &CallCtx<'_>, a: AcquireArgs) -> Result<Map<String, Value>
         .lock_acquire(req, Duration::from_secs_f64(wait))
         .await?;
     Ok(fields(json!({"lock": lock, "renewed": renewed})))
+}
+
+fn release_def() -> ToolDef {
+    ToolDef {
+        name: "lock_release",
+        title: "Release lock",
+        description: "Release a lock you hold; the next agent waiting for it gets it at once.",
+        input_schema: json!({
+            "type": "object",
+            "properties": {"lock_key": {"type": "string", "minLength": 1}},
+            "required": ["lock_key"],
+            "additionalProperties": false
+        }),
+        output_properties: json!({"lock_key": {"type": "string"}, "fencing_token": {"type": "integer"}}),
+        read_only: false,
+        idempotent: false,
+    }
 }
 
 #[derive(Deserialize)]

@@ -37,8 +37,25 @@ fn message_schema() -> Value {
 
 pub(super) fn tools() -> Vec<Tool> {
     vec![
-        Tool::new(
-ToolDef {
+        Tool::new(send_def(), handler!(send)),
+        Tool::new(pull_def(), handler!(pull)),
+        Tool::new(ack_def(), handler!(ack)),
+    ]
+}
+
+/// One message as the reference's `inbox_pull` row.
+pub fn message_json(m: &Message) -> Value {
+    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
+    v["is_read"] = Value::Bool(false);
+    v
+}
+
+pub fn messages_json(list: &[Arc<Message>]) -> Vec<Value> {
+    list.iter().map(|m| message_json(m)).collect()
+}
+
+fn send_def() -> ToolDef {
+    ToolDef {
             name: "message_send",
             title: "Send message",
             description: "Send a message to another agent, or to every other agent when to_agent is empty \
@@ -66,74 +83,7 @@ ToolDef {
             }),
             read_only: false,
             idempotent: false,
-        },
- handler!(send),
-),
-        Tool::new(
-ToolDef {
-            name: "inbox_pull",
-            title: "Pull inbox",
-            description: "Return your unread messages, oldest first. They stay unread until you message_ack \
-                          them, so nothing is lost if you stop mid-way. With wait_seconds, an empty inbox \
-                          waits for the next message instead of returning at once: use it instead of \
-                          polling in a loop.",
-            input_schema: json!({
-                "type": "object",
-                "properties": {
-                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PULL_LIMIT, "default": DEFAULT_PULL_LIMIT, "description": "Most messages to return."},
-                    "wait_seconds": {"type": "number", "minimum": 0, "description": "If the inbox is empty, wait up to this long for a message (capped by the server's inbox_wait_max_seconds, default 25)."}
-                },
-                "additionalProperties": false
-            }),
-            output_properties: json!({
-                "messages": {"type": "array", "items": message_schema()},
-                "count": {"type": "integer"}
-            }),
-            read_only: true,
-            idempotent: true,
-        },
- handler!(pull),
-),
-        Tool::new(
-ToolDef {
-            name: "message_ack",
-            title: "Acknowledge messages",
-            description: "Mark messages of your inbox as read, so inbox_pull stops returning them. Takes one id \
-                          or a list; all or nothing. Acking only affects your own copy of a broadcast.",
-            input_schema: json!({
-                "type": "object",
-                "properties": {
-                    "message_id": {
-                        "description": format!("A message id, or a list of up to {MAX_ACK_IDS} ids."),
-                        "anyOf": [
-                            {"type": "string"},
-                            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_ACK_IDS}
-                        ]
-                    }
-                },
-                "required": ["message_id"],
-                "additionalProperties": false
-            }),
-            output_properties: json!({
-                "acked": {"type": "array", "items": {"type": "string"}, "description": "ids that were unread until now"}
-            }),
-            read_only: false,
-            idempotent: true,
-        },
- handler!(ack),
-),
-    ]
-}
-
-/// One message as the reference's `inbox_pull` row.
-pub fn message_json(m: &Message) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-    v["is_read"] = Value::Bool(false);
-    v
-}
-
-pub fn messages_json(list: &[Arc<Message>]) -> Vec<Value> {
-    list.iter().map(|m| message_json(m)).collect()
+        }
 }
 
 #[derive(Deserialize)]
@@ -165,6 +115,31 @@ async fn send(ctx: &CallCtx<'_>, a: SendArgs) -> Result<Map<String, Value>, HubE
         "recipients": recipients,
         "broadcast": broadcast,
     })))
+}
+
+fn pull_def() -> ToolDef {
+    ToolDef {
+            name: "inbox_pull",
+            title: "Pull inbox",
+            description: "Return your unread messages, oldest first. They stay unread until you message_ack \
+                          them, so nothing is lost if you stop mid-way. With wait_seconds, an empty inbox \
+                          waits for the next message instead of returning at once: use it instead of \
+                          polling in a loop.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PULL_LIMIT, "default": DEFAULT_PULL_LIMIT, "description": "Most messages to return."},
+                    "wait_seconds": {"type": "number", "minimum": 0, "description": "If the inbox is empty, wait up to this long for a message (capped by the server's inbox_wait_max_seconds, default 25)."}
+                },
+                "additionalProperties": false
+            }),
+            output_properties: json!({
+                "messages": {"type": "array", "items": message_schema()},
+                "count": {"type": "integer"}
+            }),
+            read_only: true,
+            idempotent: true,
+        }
 }
 
 #[derive(Deserialize)]
@@ -210,6 +185,34 @@ async fn pull(ctx: &CallCtx<'_>, a: PullArgs) -> Result<Map<String, Value>, HubE
     Ok(fields(
         json!({"messages": messages_json(&list), "count": list.len()}),
     ))
+}
+
+fn ack_def() -> ToolDef {
+    ToolDef {
+            name: "message_ack",
+            title: "Acknowledge messages",
+            description: "Mark messages of your inbox as read, so inbox_pull stops returning them. Takes one id \
+                          or a list; all or nothing. Acking only affects your own copy of a broadcast.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "message_id": {
+                        "description": format!("A message id, or a list of up to {MAX_ACK_IDS} ids."),
+                        "anyOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_ACK_IDS}
+                        ]
+                    }
+                },
+                "required": ["message_id"],
+                "additionalProperties": false
+            }),
+            output_properties: json!({
+                "acked": {"type": "array", "items": {"type": "string"}, "description": "ids that were unread until now"}
+            }),
+            read_only: false,
+            idempotent: true,
+        }
 }
 
 #[derive(Deserialize)]

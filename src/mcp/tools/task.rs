@@ -3,7 +3,7 @@
 use super::{fields, handler, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::task::{
-    validate_task_id, validate_text, Plan, Verdict, MAX_NOTE_BYTES, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
+    note_arg, validate_task_id, validate_text, Plan, Verdict, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
 };
 use crate::domain::DomainError;
 use serde::Deserialize;
@@ -11,30 +11,67 @@ use serde_json::{json, Map, Value};
 
 pub(super) fn tools() -> Vec<Tool> {
     vec![
-        Tool::new(
-ToolDef {
-            name: "task_draft_create",
-            title: "Create task",
-            description: "Create a task in draft state. You become its dispatcher: only you submit its round \
+        Tool::new(draft_create_def(), handler!(draft_create)),
+        Tool::new(plan_submit_def(), handler!(plan_submit)),
+        Tool::new(review_def(), handler!(review)),
+    ]
+}
+
+fn draft_create_def() -> ToolDef {
+    ToolDef {
+        name: "task_draft_create",
+        title: "Create task",
+        description:
+            "Create a task in draft state. You become its dispatcher: only you submit its round \
                           plans and review its rounds. Next: round_plan_submit.",
-            input_schema: json!({
-                "type": "object",
-                "properties": {
-                    "task_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$", "description": "Your id for the task, e.g. \"T-42\"; must be new."},
-                    "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS, "description": "One-line title."},
-                    "description": {"type": "string", "description": "What the task is about (optional)."}
-                },
-                "required": ["task_id", "title"],
-                "additionalProperties": false
-            }),
-            output_properties: json!({"task_id": {"type": "string"}, "status": {"type": "string"}}),
-            read_only: false,
-            idempotent: false,
-        },
- handler!(draft_create),
-),
-        Tool::new(
-ToolDef {
+        input_schema: json!({
+            "type": "object",
+            "properties": {
+                "task_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,100}$", "description": "Your id for the task, e.g. \"T-42\"; must be new."},
+                "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_CHARS, "description": "One-line title."},
+                "description": {"type": "string", "description": "What the task is about (optional)."}
+            },
+            "required": ["task_id", "title"],
+            "additionalProperties": false
+        }),
+        output_properties: json!({"task_id": {"type": "string"}, "status": {"type": "string"}}),
+        read_only: false,
+        idempotent: false,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DraftArgs {
+    task_id: String,
+    title: String,
+    description: Option<String>,
+}
+
+async fn draft_create(ctx: &CallCtx<'_>, a: DraftArgs) -> Result<Map<String, Value>, HubError> {
+    let id = a.task_id.trim();
+    validate_task_id(id)?;
+    let title = a.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(DomainError::invalid(
+            "title",
+            format!("must be 1-{MAX_TITLE_CHARS} characters"),
+        )
+        .into());
+    }
+    let description = a.description.as_deref().unwrap_or("");
+    validate_text("description", description, MAX_TEXT_BYTES)?;
+    let task = ctx
+        .hub
+        .create_task(ctx.agent, id, title, description, ctx.now)
+        .await?;
+    Ok(fields(
+        json!({"task_id": task.id, "status": task.status, "title": task.title}),
+    ))
+}
+
+fn plan_submit_def() -> ToolDef {
+    ToolDef {
             name: "round_plan_submit",
             title: "Submit round plan",
             description: "Submit the plan of the next round of your task: one assignment per agent_id and goal. \
@@ -68,11 +105,31 @@ ToolDef {
             }),
             read_only: false,
             idempotent: false,
-        },
- handler!(plan_submit),
-),
-        Tool::new(
-ToolDef {
+        }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlanArgs {
+    task_id: String,
+    /// An object, or a string holding one (parsed by the domain).
+    plan_json: Option<Value>,
+}
+
+async fn plan_submit(ctx: &CallCtx<'_>, a: PlanArgs) -> Result<Map<String, Value>, HubError> {
+    let plan = Plan::parse(a.plan_json.as_ref())?;
+    let planned = ctx.hub.submit_plan(ctx.agent, &a.task_id, plan).await?;
+    let round = planned.round;
+    Ok(fields(json!({
+        "round_id": round.id,
+        "round_number": round.round_number,
+        "status": round.status,
+        "assignments": planned.assignments,
+    })))
+}
+
+fn review_def() -> ToolDef {
+    ToolDef {
             name: "review_submit",
             title: "Review round",
             description: "As the task's dispatcher, review a round whose assignments are all completed (read \
@@ -97,60 +154,7 @@ ToolDef {
             }),
             read_only: false,
             idempotent: false,
-        },
- handler!(review),
-),
-    ]
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DraftArgs {
-    task_id: String,
-    title: String,
-    description: Option<String>,
-}
-
-async fn draft_create(ctx: &CallCtx<'_>, a: DraftArgs) -> Result<Map<String, Value>, HubError> {
-    let id = a.task_id.trim();
-    validate_task_id(id)?;
-    let title = a.title.trim();
-    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
-        return Err(DomainError::invalid(
-            "title",
-            format!("must be 1-{MAX_TITLE_CHARS} characters"),
-        )
-        .into());
-    }
-    let description = a.description.as_deref().unwrap_or("");
-    validate_text("description", description, MAX_TEXT_BYTES)?;
-    let task = ctx
-        .hub
-        .create_task(ctx.agent, id, title, description, ctx.now)
-        .await?;
-    Ok(fields(
-        json!({"task_id": task.id, "status": task.status, "title": task.title}),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PlanArgs {
-    task_id: String,
-    /// An object, or a string holding one (parsed by the domain).
-    plan_json: Option<Value>,
-}
-
-async fn plan_submit(ctx: &CallCtx<'_>, a: PlanArgs) -> Result<Map<String, Value>, HubError> {
-    let plan = Plan::parse(a.plan_json.as_ref())?;
-    let planned = ctx.hub.submit_plan(ctx.agent, &a.task_id, plan).await?;
-    let round = planned.round;
-    Ok(fields(json!({
-        "round_id": round.id,
-        "round_number": round.round_number,
-        "status": round.status,
-        "assignments": planned.assignments,
-    })))
+        }
 }
 
 #[derive(Deserialize)]
@@ -162,8 +166,7 @@ pub(super) struct ReviewArgs {
 }
 
 async fn review(ctx: &CallCtx<'_>, a: ReviewArgs) -> Result<Map<String, Value>, HubError> {
-    let note = a.note.unwrap_or_default();
-    validate_text("note", &note, MAX_NOTE_BYTES)?;
+    let note = note_arg(a.note)?;
     let verdict = Verdict::parse(a.verdict.trim())?;
     let reviewed = ctx
         .hub
