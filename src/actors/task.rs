@@ -8,7 +8,7 @@
 pub mod commands;
 
 use super::directory::Directory;
-use crate::domain::time::{iso, parse_iso};
+use crate::domain::time::iso;
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
 use crate::store::{Op, Store, Ticket};
 use actix::prelude::*;
@@ -189,7 +189,7 @@ impl Actor for TaskActor {
             .assignments
             .iter()
             .filter(|a| a.status.is_active())
-            .filter_map(|a| Some((a.id.clone(), parse_iso(a.lease_expires_at.as_deref()?)?)))
+            .filter_map(|a| Some((a.id.clone(), a.lease_expires_at?)))
             .collect();
         for (id, at) in leases {
             self.arm_lease(ctx, id, at);
@@ -222,7 +222,7 @@ impl Handler<ExpireLease> for TaskActor {
             .state
             .assignment(&msg.0)
             .filter(|a| a.status.is_active())
-            .and_then(|a| parse_iso(a.lease_expires_at.as_deref()?));
+            .and_then(|a| a.lease_expires_at);
         if let Some(at) = due.filter(|at| *at - now <= chrono::Duration::milliseconds(50)) {
             self.arm_lease(ctx, msg.0, at);
         }

@@ -3,6 +3,7 @@
 //! The transitions themselves live in [`super::workflow`].
 
 use super::error::{DomainError, ErrorCode};
+use super::time::{ser, ser_opt, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -126,8 +127,10 @@ pub struct Task {
     pub status: TaskStatus,
     /// The creator; only it submits plans and reviews.
     pub dispatcher_agent_id: String,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(serialize_with = "ser")]
+    pub created_at: Timestamp,
+    #[serde(serialize_with = "ser")]
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,8 +146,10 @@ pub struct Round {
     pub rejected: bool,
     pub review_verdict: Option<String>,
     pub review_note: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(serialize_with = "ser")]
+    pub created_at: Timestamp,
+    #[serde(serialize_with = "ser")]
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,11 +161,15 @@ pub struct Assignment {
     pub goal: String,
     pub status: AssignmentStatus,
     pub progress_note: Option<String>,
-    pub claimed_at: Option<String>,
-    pub lease_expires_at: Option<String>,
+    #[serde(serialize_with = "ser_opt")]
+    pub claimed_at: Option<Timestamp>,
+    #[serde(serialize_with = "ser_opt")]
+    pub lease_expires_at: Option<Timestamp>,
     pub handoff_id: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(serialize_with = "ser")]
+    pub created_at: Timestamp,
+    #[serde(serialize_with = "ser")]
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,7 +186,8 @@ pub struct Handoff {
     pub risks: Vec<String>,
     pub next_steps: Vec<String>,
     pub notes: String,
-    pub created_at: String,
+    #[serde(serialize_with = "ser")]
+    pub created_at: Timestamp,
 }
 
 pub const MAX_TASK_ID_CHARS: usize = 100;

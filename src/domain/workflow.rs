@@ -17,7 +17,7 @@ use super::task::{
     Assignment, AssignmentStatus as A, Handoff, PlanItem, Round, RoundStatus as R, Task,
     TaskStatus as T,
 };
-use super::time::{iso, Timestamp};
+use super::time::Timestamp;
 use chrono::Duration;
 
 /// Workflow limits from `config.yaml`.
@@ -110,7 +110,7 @@ impl TaskState {
         dispatcher: &str,
         now: Timestamp,
     ) -> TaskState {
-        let at = iso(now);
+        let at = now;
         TaskState {
             task: Task {
                 id: id.to_string(),
@@ -118,7 +118,7 @@ impl TaskState {
                 description: description.to_string(),
                 status: T::Draft,
                 dispatcher_agent_id: dispatcher.to_string(),
-                created_at: at.clone(),
+                created_at: at,
                 updated_at: at,
             },
             rounds: Vec::new(),
@@ -194,14 +194,14 @@ impl TaskState {
 
     fn touch_task(&mut self, status: T, now: Timestamp) {
         self.task.status = status;
-        self.task.updated_at = iso(now);
+        self.task.updated_at = now;
     }
 
     fn open_round(
         &self,
         number: u32,
         plan_json: &str,
-        at: &str,
+        at: Timestamp,
         ids: &mut dyn FnMut() -> String,
     ) -> Round {
         Round {
@@ -214,13 +214,13 @@ impl TaskState {
             rejected: false,
             review_verdict: None,
             review_note: None,
-            created_at: at.to_string(),
-            updated_at: at.to_string(),
+            created_at: at,
+            updated_at: at,
         }
     }
 
     fn new_assignments(&mut self, cx: &mut Ctx, round_id: &str, items: &[PlanItem]) -> Changes {
-        let at = iso(cx.now);
+        let at = cx.now;
         let mut changes = Vec::new();
         for item in items {
             let a = Assignment {
@@ -234,8 +234,8 @@ impl TaskState {
                 claimed_at: None,
                 lease_expires_at: None,
                 handoff_id: None,
-                created_at: at.clone(),
-                updated_at: at.clone(),
+                created_at: at,
+                updated_at: at,
             };
             changes.push(Change::Assignment(a.id.clone()));
             self.assignments.push(a);

@@ -200,8 +200,8 @@ fn upsert_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
             t.description,
             t.status.as_str(),
             t.dispatcher_agent_id,
-            t.created_at,
-            t.updated_at
+            iso(t.created_at),
+            iso(t.updated_at)
         ],
     )
 }
@@ -226,8 +226,8 @@ fn upsert_round(tx: &Transaction<'_>, r: &Round) -> rusqlite::Result<()> {
             r.rejected,
             r.review_verdict,
             r.review_note,
-            r.created_at,
-            r.updated_at
+            iso(r.created_at),
+            iso(r.updated_at)
         ],
     )
 }
@@ -249,11 +249,11 @@ fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> rusqlite::Result<(
             a.goal,
             a.status.as_str(),
             a.progress_note,
-            a.claimed_at,
-            a.lease_expires_at,
+            a.claimed_at.map(iso),
+            a.lease_expires_at.map(iso),
             a.handoff_id,
-            a.created_at,
-            a.updated_at
+            iso(a.created_at),
+            iso(a.updated_at)
         ],
     )
 }
@@ -286,7 +286,7 @@ fn insert_handoff(tx: &Transaction<'_>, h: &Handoff) -> rusqlite::Result<()> {
             json_list(&h.risks),
             json_list(&h.next_steps),
             h.notes,
-            h.created_at
+            iso(h.created_at)
         ],
     )
 }

@@ -4,6 +4,7 @@
 //! [`super::load::load`].
 
 use super::StoreError;
+use crate::domain::time::{parse_iso, Timestamp};
 use crate::domain::task::{
     Assignment, AssignmentStatus, Handoff, Round, RoundStatus, Task, TaskStatus,
 };
@@ -74,6 +75,23 @@ fn status<S>(row: &Row<'_>, table: &str, parse: fn(&str) -> Option<S>) -> Result
     parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{table} has unknown status {s:?}")))
 }
 
+/// A timestamp column (ISO-8601, as [`iso`](crate::domain::time::iso) writes it);
+/// anything else is corrupt data.
+fn stamp(row: &Row<'_>, column: &str) -> Result<Timestamp, StoreError> {
+    let s: String = row.get(column)?;
+    parse_iso(&s).ok_or_else(|| StoreError::Corrupt(format!("{column} is not a timestamp: {s:?}")))
+}
+
+/// A timestamp column that may be NULL.
+fn stamp_opt(row: &Row<'_>, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    let s: Option<String> = row.get(column)?;
+    s.map(|s| {
+        parse_iso(&s)
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is not a timestamp: {s:?}")))
+    })
+    .transpose()
+}
+
 /// A JSON array of strings; anything else reads as empty.
 fn list(row: &Row<'_>, column: &str) -> rusqlite::Result<Vec<String>> {
     let s: String = row.get(column)?;
@@ -90,8 +108,8 @@ fn root_tasks(conn: &Connection) -> Result<Vec<Task>, StoreError> {
             description: row.get("description")?,
             status: status(row, "root_tasks", TaskStatus::parse)?,
             dispatcher_agent_id: row.get("dispatcher_agent_id")?,
-            created_at: row.get("created_at")?,
-            updated_at: row.get("updated_at")?,
+            created_at: stamp(row, "created_at")?,
+            updated_at: stamp(row, "updated_at")?,
         })
     })
 }
@@ -111,8 +129,8 @@ fn rounds(conn: &Connection) -> Result<Vec<Round>, StoreError> {
             rejected: row.get("rejected")?,
             review_verdict: row.get("review_verdict")?,
             review_note: row.get("review_note")?,
-            created_at: row.get("created_at")?,
-            updated_at: row.get("updated_at")?,
+            created_at: stamp(row, "created_at")?,
+            updated_at: stamp(row, "updated_at")?,
         })
     })
 }
@@ -131,11 +149,11 @@ fn assignments(conn: &Connection) -> Result<Vec<Assignment>, StoreError> {
             goal: row.get("goal")?,
             status: status(row, "assignments", AssignmentStatus::parse)?,
             progress_note: row.get("progress_note")?,
-            claimed_at: row.get("claimed_at")?,
-            lease_expires_at: row.get("lease_expires_at")?,
+            claimed_at: stamp_opt(row, "claimed_at")?,
+            lease_expires_at: stamp_opt(row, "lease_expires_at")?,
             handoff_id: row.get("handoff_id")?,
-            created_at: row.get("created_at")?,
-            updated_at: row.get("updated_at")?,
+            created_at: stamp(row, "created_at")?,
+            updated_at: stamp(row, "updated_at")?,
         })
     })
 }
@@ -158,7 +176,7 @@ fn handoffs(conn: &Connection) -> Result<Vec<Handoff>, StoreError> {
             risks: list(row, "risks")?,
             next_steps: list(row, "next_steps")?,
             notes: row.get("notes")?,
-            created_at: row.get("created_at")?,
+            created_at: stamp(row, "created_at")?,
         })
     })
 }
@@ -180,6 +198,11 @@ mod tests {
     use crate::store::{apply::apply_batch, migrate, Op};
     use std::sync::Arc;
 
+    /// A distinct timestamp per `n`, in order.
+    fn t(n: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp(1_700_000_000 + n, 0).unwrap()
+    }
+
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         // Orphan rows must be storable to check that they are left out.
@@ -188,15 +211,15 @@ mod tests {
         conn
     }
 
-    fn task(id: &str, created_at: &str) -> Task {
+    fn task(id: &str, created_at: Timestamp) -> Task {
         Task {
             id: id.into(),
             title: format!("title of {id}"),
             description: "d".into(),
             status: TaskStatus::Dispatched,
             dispatcher_agent_id: "disp".into(),
-            created_at: created_at.into(),
-            updated_at: "t9".into(),
+            created_at,
+            updated_at: t(9),
         }
     }
 
@@ -211,8 +234,8 @@ mod tests {
             rejected: round_number == 2,
             review_verdict: None,
             review_note: Some("n".into()),
-            created_at: "t1".into(),
-            updated_at: "t2".into(),
+            created_at: t(1),
+            updated_at: t(2),
         }
     }
 
@@ -225,11 +248,11 @@ mod tests {
             goal: "g".into(),
             status: AssignmentStatus::Completed,
             progress_note: None,
-            claimed_at: Some("t4".into()),
+            claimed_at: Some(t(4)),
             lease_expires_at: None,
             handoff_id: Some("H1".into()),
-            created_at: "t1".into(),
-            updated_at: "t5".into(),
+            created_at: t(1),
+            updated_at: t(5),
         }
     }
 
@@ -247,7 +270,7 @@ mod tests {
             risks: vec!["r".into()],
             next_steps: vec![],
             notes: "n".into(),
-            created_at: "t5".into(),
+            created_at: t(5),
         }
     }
 
@@ -274,7 +297,7 @@ mod tests {
     #[test]
     fn reads_back_what_apply_batch_wrote() {
         let mut conn = db();
-        let (t1, t2) = (task("T1", "t2"), task("T2", "t1"));
+        let (t1, t2) = (task("T1", t(2)), task("T2", t(1)));
         let (r1, r2) = (round("R1", "T1", 1), round("R2", "T1", 2));
         let (a, h) = (assignment(), handoff());
         let ops = vec![

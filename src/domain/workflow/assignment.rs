@@ -6,7 +6,7 @@ use crate::domain::task::{
     Assignment, AssignmentStatus as A, Handoff, HandoffDraft, ProgressStatus, RoundStatus as R,
     TaskStatus as T,
 };
-use crate::domain::time::{iso, parse_iso, Timestamp};
+use crate::domain::time::Timestamp;
 
 impl TaskState {
     fn own_assignment(&self, caller: &str, id: &str) -> Result<&Assignment, DomainError> {
@@ -55,13 +55,13 @@ impl TaskState {
         limits: &Limits,
     ) -> Result<Changes, DomainError> {
         self.check_claim(caller, id)?;
-        let at = iso(now);
+        let at = now;
         let expires = now + limits.lease;
         let a = self.assignment_mut(id);
         a.status = A::Claimed;
-        a.claimed_at = Some(at.clone());
-        a.lease_expires_at = Some(iso(expires));
-        a.updated_at = at.clone();
+        a.claimed_at = Some(at);
+        a.lease_expires_at = Some(expires);
+        a.updated_at = at;
         let round_id = a.round_id.clone();
         let mut changes = vec![
             Change::Assignment(id.to_string()),
@@ -110,8 +110,8 @@ impl TaskState {
         if !note.is_empty() {
             a.progress_note = Some(note.to_string());
         }
-        a.lease_expires_at = Some(iso(expires));
-        a.updated_at = iso(now);
+        a.lease_expires_at = Some(expires);
+        a.updated_at = now;
         Ok(vec![
             Change::Assignment(id.to_string()),
             Change::Lease {
@@ -137,7 +137,7 @@ impl TaskState {
                 format!("assignment {id} is {}; claim it first (only claimed or in-progress work can be completed)", a.status.as_str()),
             ));
         }
-        let at = iso(cx.now);
+        let at = cx.now;
         let handoff = Handoff {
             id: (cx.ids)(),
             assignment_id: id.to_string(),
@@ -151,13 +151,13 @@ impl TaskState {
             risks: draft.risks,
             next_steps: draft.next_steps,
             notes: draft.notes,
-            created_at: at.clone(),
+            created_at: at,
         };
         let a = self.assignment_mut(id);
         a.status = A::Completed;
         a.handoff_id = Some(handoff.id.clone());
         a.lease_expires_at = None;
-        a.updated_at = at.clone();
+        a.updated_at = at;
         let (round_id, goal) = (a.round_id.clone(), a.goal.clone());
         self.handoffs.push(handoff.clone());
         let mut changes = vec![
@@ -175,13 +175,13 @@ impl TaskState {
                 round_id: Some(round_id.clone()),
             }),
         ];
-        changes.extend(self.await_review_if_done(&round_id, &at)?);
+        changes.extend(self.await_review_if_done(&round_id, at)?);
         Ok((handoff, changes))
     }
 
     /// After a completion: when every assignment of the round is completed, the
     /// round awaits review and the dispatcher is told.
-    fn await_review_if_done(&mut self, round_id: &str, at: &str) -> Result<Changes, DomainError> {
+    fn await_review_if_done(&mut self, round_id: &str, at: Timestamp) -> Result<Changes, DomainError> {
         let all_done = self
             .round_assignments(round_id)
             .all(|a| a.status == A::Completed);
@@ -191,7 +191,7 @@ impl TaskState {
             return Ok(Vec::new());
         }
         r.status = R::AwaitingReview;
-        r.updated_at = at.to_string();
+        r.updated_at = at;
         let number = r.round_number;
         Ok(vec![
             Change::Round(round_id.to_string()),
@@ -216,8 +216,6 @@ impl TaskState {
         };
         let lapsed = a
             .lease_expires_at
-            .as_deref()
-            .and_then(parse_iso)
             .is_some_and(|t| t <= now);
         if !a.status.is_active() || !lapsed || self.task.status == T::Closed {
             return Vec::new();
@@ -226,7 +224,7 @@ impl TaskState {
         a.status = A::Pending;
         a.claimed_at = None;
         a.lease_expires_at = None;
-        a.updated_at = iso(now);
+        a.updated_at = now;
         let agent = a.agent_id.clone();
         let (goal, round_id) = (a.goal.clone(), a.round_id.clone());
         vec![

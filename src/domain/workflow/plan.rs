@@ -4,7 +4,7 @@
 use super::{by_agent, refused, Change, Changes, Ctx, Notice, TaskState};
 use crate::domain::error::{DomainError, ErrorCode};
 use crate::domain::task::{AssignmentStatus as A, Plan, RoundStatus as R, TaskStatus as T};
-use crate::domain::time::{iso, Timestamp};
+use crate::domain::time::Timestamp;
 
 impl TaskState {
     /// `round_plan_submit`. A plan for a round still awaiting operator approval (for
@@ -64,7 +64,7 @@ impl TaskState {
         let r = self.round_mut(rid)?;
         r.plan_json = plan_json.to_string();
         r.rejected = false;
-        r.updated_at = iso(now);
+        r.updated_at = now;
         Ok(old.into_iter().map(Change::AssignmentDeleted).collect())
     }
 
@@ -90,7 +90,7 @@ impl TaskState {
                 ),
             ));
         }
-        let r = self.open_round(number, plan_json, &iso(cx.now), cx.ids);
+        let r = self.open_round(number, plan_json, cx.now, cx.ids);
         let id = r.id.clone();
         self.rounds.push(r);
         Ok(id)
@@ -121,7 +121,7 @@ impl TaskState {
         }
         r.rejected = rejected;
         r.operator_note = Some(note.to_string()).filter(|n| !n.is_empty());
-        r.updated_at = iso(now);
+        r.updated_at = now;
         Ok(r.round_number)
     }
 
@@ -197,7 +197,7 @@ impl TaskState {
     /// and agents holding open work are told.
     pub fn close(&mut self, now: Timestamp) -> Result<Changes, DomainError> {
         self.check_open()?;
-        let at = iso(now);
+        let at = now;
         let mut changes = vec![Change::Task];
         let mut holders = Vec::new();
         for a in self.assignments.iter_mut() {
@@ -212,13 +212,13 @@ impl TaskState {
             holders.push((a.agent_id.clone(), ()));
             a.status = A::Cancelled;
             a.lease_expires_at = None;
-            a.updated_at = at.clone();
+            a.updated_at = at;
             changes.push(Change::Assignment(a.id.clone()));
         }
         for r in self.rounds.iter_mut() {
             if !matches!(r.status, R::Completed | R::ChangesRequested | R::Cancelled) {
                 r.status = R::Cancelled;
-                r.updated_at = at.clone();
+                r.updated_at = at;
                 changes.push(Change::Round(r.id.clone()));
             }
         }

@@ -5,7 +5,6 @@ use crate::domain::error::{DomainError, ErrorCode};
 use crate::domain::task::{
     AssignmentStatus as A, PlanItem, Round, RoundStatus as R, TaskStatus as T, Verdict,
 };
-use crate::domain::time::iso;
 
 impl TaskState {
     /// `review_submit` by the dispatcher on a round awaiting review. "approved"
@@ -28,7 +27,7 @@ impl TaskState {
                 format!("round {number} is the last of {} (max_rounds); approve it or ask the operator to close the task", cx.limits.max_rounds),
             ));
         }
-        let at = iso(cx.now);
+        let at = cx.now;
         let r = self.round_mut(round_id)?;
         r.review_verdict = Some(verdict.as_str().to_string());
         r.review_note = Some(note.to_string()).filter(|n| !n.is_empty());
@@ -96,7 +95,7 @@ impl TaskState {
                 goal: a.goal.clone(),
             })
             .collect();
-        let next = self.open_round(number + 1, &plan_json, &iso(cx.now), cx.ids);
+        let next = self.open_round(number + 1, &plan_json, cx.now, cx.ids);
         let next_id = next.id.clone();
         self.rounds.push(next.clone());
         let mut changes = vec![Change::Round(next_id.clone())];
