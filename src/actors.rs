@@ -2,13 +2,13 @@
 //! Actors own state and call `domain` for rules and `store` (enqueue only) for
 //! persistence; they never see HTTP or SQL.
 
-pub mod agent;
-pub mod directory;
+pub(crate) mod agent;
+pub(crate) mod directory;
 mod error;
-pub mod hub;
-pub mod lock_manager;
-pub mod notify;
-pub mod task;
+pub(crate) mod hub;
+pub(crate) mod lock_manager;
+pub(crate) mod notify;
+pub(crate) mod task;
 
-pub use error::HubError;
-pub use hub::{AgentStatus, Hub, StatusCounts};
+pub(crate) use error::HubError;
+pub(crate) use hub::Hub;

@@ -8,26 +8,26 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use thiserror::Error;
 
-pub type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
-pub fn digest(token: &str) -> Digest {
+pub(crate) fn digest(token: &str) -> Digest {
     Sha256::digest(token.as_bytes()).into()
 }
 
 /// The reference stores the first 32 hex chars of the SHA-256 in `agents.token_hash`.
-pub fn token_hash_column(token: &str) -> String {
+pub(crate) fn token_hash_column(token: &str) -> String {
     crate::domain::ids::hex(&digest(token)[..16])
 }
 
 /// Who a valid token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
+pub(crate) enum Principal {
     Agent(AgentId),
     Operator,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error("missing Authorization header: send `Authorization: Bearer <token>`")]
     Missing,
     #[error("Authorization header must use the Bearer scheme")]
@@ -38,12 +38,12 @@ pub enum AuthError {
 
 /// Token digests of every agent and of the operator.
 #[derive(Debug, Clone)]
-pub struct TokenIndex {
+pub(crate) struct TokenIndex {
     by_digest: HashMap<Digest, Principal>,
 }
 
 impl TokenIndex {
-    pub fn new(agents: &AgentsFile, operator_token: &str) -> Self {
+    pub(crate) fn new(agents: &AgentsFile, operator_token: &str) -> Self {
         let mut by_digest: HashMap<Digest, Principal> = agents
             .agents
             .iter()
@@ -56,7 +56,7 @@ impl TokenIndex {
     }
 
     /// Resolve an `Authorization` header value.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+    pub(crate) fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let token = bearer(header)?;
         self.by_digest
             .get(&digest(token))
@@ -66,7 +66,7 @@ impl TokenIndex {
 }
 
 /// Extract the token of `Bearer <token>` (scheme case-insensitive, per RFC 7235).
-pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+pub(crate) fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
     let h = header.ok_or(AuthError::Missing)?.trim();
     if h.is_empty() || h.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Missing);

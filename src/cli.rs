@@ -1,11 +1,11 @@
 //! `hubctl`: run the hub (`serve`) and operate it. Operator commands talk to the
 //! running server's operator API; they never open the database.
 
-pub mod bench;
-pub mod connect;
-pub mod operator;
-pub mod serve;
-pub mod tasks;
+pub(crate) mod bench;
+pub(crate) mod connect;
+pub(crate) mod operator;
+pub(crate) mod serve;
+pub(crate) mod tasks;
 
 use crate::config::{self, paths, ConfigError};
 use crate::store::StoreError;
@@ -13,11 +13,14 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use thiserror::Error;
 
+/// The `hubctl` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "hubctl",
     version,
-    about = "Agent Hub: an MCP server coordinating AI agents, and its operator CLI"
+    about = "Agent Hub: an MCP server coordinating AI agents, and its operator CLI",
+    // The doc comment above is for rustdoc, not for --help.
+    long_about = None
 )]
 pub struct Cli {
     /// Directory holding agents.env, config.yaml and operator.token
@@ -44,10 +47,14 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    // clap takes `///` comments as help text; each variant's is the command's help.
+    #[allow(missing_docs)]
     #[command(subcommand)]
     pub command: Command,
 }
 
+// clap takes `///` comments as help text; each variant's is the command's help.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub server (creates missing config on first start)
@@ -106,6 +113,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// `hubctl serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// SQLite database file [default: $XDG_DATA_HOME/agent-hub/hub.db or ~/.local/share/agent-hub/hub.db]
@@ -115,12 +123,14 @@ pub struct ServeArgs {
 
 /// Where a running hub is: `--url`, else host and port as `serve` would use them.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub url: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
+pub(crate) struct Target {
+    pub(crate) url: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
 }
 
+/// Why a `hubctl` command failed; printed as one line, with exit status 1.
+#[allow(missing_docs)] // Each variant's #[error] text is its documentation.
 #[derive(Debug, Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -150,6 +160,7 @@ pub enum CliError {
 }
 
 impl Cli {
+    /// The config directory: `--config-dir`, else the XDG default.
     pub fn config_dir(&self) -> Result<PathBuf, ConfigError> {
         match &self.config_dir {
             Some(d) => Ok(d.clone()),
@@ -159,7 +170,7 @@ impl Cli {
 }
 
 /// Base URL (no trailing `/mcp`) of the hub for operator commands.
-pub fn base_url(target: &Target, settings: &config::Settings) -> String {
+pub(crate) fn base_url(target: &Target, settings: &config::Settings) -> String {
     if let Some(u) = &target.url {
         let u = u.trim_end_matches('/');
         return u.strip_suffix("/mcp").unwrap_or(u).to_string();

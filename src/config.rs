@@ -3,19 +3,19 @@
 //! Precedence for host/port/db: flag > environment variable > config.yaml > default
 //! (flags and environment are merged by clap before they reach [`resolve`]).
 
-pub mod agents_env;
-pub mod bootstrap;
-pub mod paths;
-pub mod settings;
+pub(crate) mod agents_env;
+pub(crate) mod bootstrap;
+pub(crate) mod paths;
+pub(crate) mod settings;
 
-pub use agents_env::{AgentEntry, AgentsFile};
-pub use settings::{Durability, Settings};
+pub(crate) use agents_env::AgentsFile;
+pub(crate) use settings::{Durability, Settings};
 
 use std::path::PathBuf;
 use thiserror::Error;
 
-pub const DEFAULT_HOST: &str = "127.0.0.1";
-pub const DEFAULT_PORT: u16 = 8765;
+pub(crate) const DEFAULT_HOST: &str = "127.0.0.1";
+pub(crate) const DEFAULT_PORT: u16 = 8765;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -54,14 +54,14 @@ impl ConfigError {
 
 /// Host, port and database path after applying precedence.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub host: String,
     pub port: u16,
     pub db: PathBuf,
 }
 
 /// Merge flag/env values (already merged by clap) with the file and the defaults.
-pub fn resolve(
+pub(crate) fn resolve(
     host: Option<String>,
     port: Option<u16>,
     db: Option<PathBuf>,

@@ -1,14 +1,14 @@
 //! Pure domain types and rules: ids, agent metadata validation, time formatting.
 //! Nothing here does I/O or reads a clock; callers pass time in.
 
-pub mod agent;
-pub mod error;
-pub mod ids;
-pub mod lease;
-pub mod message;
-pub mod task;
-pub mod time;
-pub mod workflow;
+pub(crate) mod agent;
+pub(crate) mod error;
+pub(crate) mod ids;
+pub(crate) mod lease;
+pub(crate) mod message;
+pub(crate) mod task;
+pub(crate) mod time;
+pub(crate) mod workflow;
 
-pub use error::{DomainError, ErrorCode};
-pub use ids::AgentId;
+pub(crate) use error::{DomainError, ErrorCode};
+pub(crate) use ids::AgentId;

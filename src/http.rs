@@ -2,14 +2,13 @@
 //! (`/operator/...`) and `/healthz`. This layer only decodes, checks (size, Origin,
 //! token, headers) and forwards to [`crate::mcp`] and the [`crate::actors::Hub`].
 
-pub mod error;
-pub mod guards;
-pub mod mcp_route;
-pub mod operator;
-pub mod operator_tasks;
-pub mod server;
-pub mod sse;
-pub mod state;
+pub(crate) mod error;
+pub(crate) mod guards;
+pub(crate) mod mcp_route;
+pub(crate) mod operator;
+pub(crate) mod operator_tasks;
+pub(crate) mod server;
+pub(crate) mod sse;
+pub(crate) mod state;
 
-pub use error::ApiError;
-pub use state::{AppState, Origins};
+pub(crate) use state::{AppState, Origins};

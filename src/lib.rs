@@ -10,11 +10,11 @@
 //! - [`http`]: actix-web server, the `/mcp` endpoint and the operator API.
 //! - [`cli`]: the `hubctl` commands.
 
-pub mod actors;
-pub mod auth;
+pub(crate) mod actors;
+pub(crate) mod auth;
 pub mod cli;
-pub mod config;
-pub mod domain;
-pub mod http;
-pub mod mcp;
-pub mod store;
+pub(crate) mod config;
+pub(crate) mod domain;
+pub(crate) mod http;
+pub(crate) mod mcp;
+pub(crate) mod store;

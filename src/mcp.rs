@@ -2,10 +2,10 @@
 //! definitions and dispatch. Transport-agnostic: [`crate::http`] feeds it decoded
 //! messages and turns its answers into HTTP responses.
 
-pub mod args;
-pub mod dispatch;
-pub mod jsonrpc;
-pub mod protocol;
-pub mod push;
-pub mod session;
-pub mod tools;
+pub(crate) mod args;
+pub(crate) mod dispatch;
+pub(crate) mod jsonrpc;
+pub(crate) mod protocol;
+pub(crate) mod push;
+pub(crate) mod session;
+pub(crate) mod tools;

@@ -8,16 +8,16 @@
 //! `kill -9`. Reading happens once, at start-up ([`load`]). `hubctl serve` opens the
 //! store; the actors write through it.
 
-pub mod apply;
-pub mod load;
-pub mod load_tasks;
-pub mod migrate;
-pub mod op;
-pub mod writer;
+pub(crate) mod apply;
+pub(crate) mod load;
+pub(crate) mod load_tasks;
+pub(crate) mod migrate;
+pub(crate) mod op;
+pub(crate) mod writer;
 
-pub use load::{AgentRow, MailState, Snapshot};
-pub use op::Op;
-pub use writer::{Store, StoreOptions, Ticket};
+pub(crate) use load::{AgentRow, MailState, Snapshot};
+pub(crate) use op::Op;
+pub(crate) use writer::{Store, StoreOptions, Ticket};
 
 use thiserror::Error;
 

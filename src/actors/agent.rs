@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 /// What the agent looks like to itself and to the operator.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AgentView {
+pub(crate) struct AgentView {
     pub agent_id: AgentId,
     pub name: String,
     pub capabilities: Vec<String>,
@@ -32,7 +32,7 @@ struct Waiter {
     reply: oneshot::Sender<Vec<Arc<Mail>>>,
 }
 
-pub struct AgentActor {
+pub(crate) struct AgentActor {
     view: AgentView,
     inbox: Inbox,
     waiters: Vec<Waiter>,
@@ -44,7 +44,7 @@ pub struct AgentActor {
 }
 
 impl AgentActor {
-    pub fn from_row(
+    pub(crate) fn from_row(
         row: AgentRow,
         mail: MailState,
         store: Store,
@@ -82,7 +82,7 @@ impl Actor for AgentActor {
 }
 
 /// `agent_register`: already validated name and capabilities.
-pub struct Register {
+pub(crate) struct Register {
     pub name: String,
     pub capabilities: Vec<String>,
     pub at: Timestamp,
@@ -113,7 +113,7 @@ impl Handler<Register> for AgentActor {
 }
 
 /// `agent_heartbeat`. Returns the stored timestamp.
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     pub at: Timestamp,
 }
 
@@ -136,7 +136,7 @@ impl Handler<Heartbeat> for AgentActor {
 }
 
 /// A copy of the agent's metadata.
-pub struct GetView;
+pub(crate) struct GetView;
 
 impl Message for GetView {
     type Result = AgentView;
@@ -154,7 +154,7 @@ impl Handler<GetView> for AgentActor {
 /// and `reply_to`, stores the message with its recipients, and forwards it to each
 /// recipient's actor. Forwarding from this one actor, in order, is what keeps one
 /// sender's messages in the order sent at every recipient.
-pub struct SendMessage {
+pub(crate) struct SendMessage {
     pub id: String,
     pub draft: Draft,
     /// Resolved recipients (never empty for a direct message).
@@ -225,7 +225,7 @@ impl AgentActor {
 
 /// Check a draft without sending it, so that a duplicate is reported as such before
 /// it could use up a task's message budget. [`SendMessage`] checks again.
-pub struct CheckDraft(pub Draft);
+pub(crate) struct CheckDraft(pub Draft);
 
 impl Message for CheckDraft {
     type Result = Result<(), DomainError>;
@@ -240,7 +240,7 @@ impl Handler<CheckDraft> for AgentActor {
 }
 
 /// A message arriving in this agent's inbox (already stored by its sender).
-pub struct Deliver(pub Arc<Mail>);
+pub(crate) struct Deliver(pub Arc<Mail>);
 
 impl Message for Deliver {
     type Result = ();
@@ -261,12 +261,12 @@ impl Handler<Deliver> for AgentActor {
 
 /// `inbox_pull`: the oldest unread messages, or a receiver that gets them as soon as
 /// one arrives (or an empty list after `wait`).
-pub struct Pull {
+pub(crate) struct Pull {
     pub limit: usize,
     pub wait: Duration,
 }
 
-pub enum PullReply {
+pub(crate) enum PullReply {
     Ready(Vec<Arc<Mail>>),
     Wait(oneshot::Receiver<Vec<Arc<Mail>>>),
 }
@@ -302,7 +302,7 @@ impl Handler<Pull> for AgentActor {
 }
 
 /// `message_ack`: mark messages read for this agent only, all or nothing.
-pub struct Ack {
+pub(crate) struct Ack {
     pub ids: Vec<String>,
     pub at: Timestamp,
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 /// Directory entry of one agent.
-pub struct AgentHandle {
+pub(crate) struct AgentHandle {
     pub addr: Addr<AgentActor>,
     /// Unix millis of the agent's last authenticated request (0 = never). An atomic
     /// rather than an actor message: it is written on every request and only read
@@ -26,10 +26,10 @@ pub struct AgentHandle {
 }
 
 /// The sender id of the hub's own notices.
-pub const HUB_SENDER: &str = "hub";
+pub(crate) const HUB_SENDER: &str = "hub";
 
 #[derive(Default)]
-pub struct Directory {
+pub(crate) struct Directory {
     /// Every agent of `agents.env`; filled at start-up.
     pub agents: DashMap<AgentId, AgentHandle>,
     /// Round / assignment / handoff id → task id, kept by the TaskActors.
@@ -45,7 +45,7 @@ pub struct Directory {
 impl Directory {
     /// Take one of `agent`'s active-assignment slots if fewer than `max` are taken.
     /// Atomic across tasks: the entry holds its shard lock while checking.
-    pub fn try_reserve_slot(&self, agent: &str, max: u32) -> bool {
+    pub(crate) fn try_reserve_slot(&self, agent: &str, max: u32) -> bool {
         let mut n = self.active.entry(agent.to_string()).or_insert(0);
         if *n >= max {
             return false;
@@ -54,14 +54,19 @@ impl Directory {
         true
     }
 
-    pub fn release_slot(&self, agent: &str) {
+    pub(crate) fn release_slot(&self, agent: &str) {
         if let Some(mut n) = self.active.get_mut(agent) {
             *n = n.saturating_sub(1);
         }
     }
 
     /// Store a hub notice and put it in the recipient's inbox. Returns its ticket.
-    pub fn deliver_notice(&self, store: &Store, notice: Notice, now: DateTime<Utc>) -> Ticket {
+    pub(crate) fn deliver_notice(
+        &self,
+        store: &Store,
+        notice: Notice,
+        now: DateTime<Utc>,
+    ) -> Ticket {
         let to = AgentId::new(&notice.to);
         let Some(addr) = self.agents.get(&to).map(|h| h.addr.clone()) else {
             // The agent was removed from agents.env: nobody to tell.

@@ -7,7 +7,7 @@ use actix::MailboxError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum HubError {
+pub(crate) enum HubError {
     /// The call was refused by a rule; the client can act on the code.
     #[error(transparent)]
     Domain(#[from] DomainError),
@@ -24,7 +24,7 @@ pub enum HubError {
 
 impl HubError {
     /// A broken invariant, logged where it is found.
-    pub fn bug(what: impl Into<String>) -> HubError {
+    pub(crate) fn bug(what: impl Into<String>) -> HubError {
         let what = what.into();
         tracing::error!(invariant = %what, "internal error");
         HubError::Internal(what)

@@ -28,8 +28,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use agents::{AgentStatus, StatusCounts};
-
 struct HubInner {
     /// Which actor owns which id; shared with the TaskActors.
     dir: Arc<Directory>,
@@ -49,14 +47,14 @@ struct HubInner {
 }
 
 #[derive(Clone)]
-pub struct Hub {
+pub(crate) struct Hub {
     inner: Arc<HubInner>,
 }
 
 impl Hub {
     /// Start one actor per stored agent and task, and the LockManager, on the
     /// current arbiter. Must run inside an actix `System`.
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         mut snapshot: Snapshot,
         settings: Arc<Settings>,
@@ -112,12 +110,12 @@ impl Hub {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
     }
 
     /// Record that `id` just made a request (presence).
-    pub fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
+    pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
         if let Some(h) = self.inner.dir.agents.get(id) {
             h.last_seen_ms
                 .store(now.timestamp_millis(), Ordering::Relaxed);
@@ -127,7 +125,7 @@ impl Hub {
     /// Wait until everything queued so far is committed (a no-op in fast mode).
     /// Answers that wrote nothing themselves (reads, refusals) call this so that
     /// nothing they show can vanish in a crash ("read committed").
-    pub async fn settled(&self) -> Result<(), HubError> {
+    pub(crate) async fn settled(&self) -> Result<(), HubError> {
         let store = &self.inner.store;
         store.wait_durable(store.barrier()).await?;
         Ok(())

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 const TIMER_MARGIN: Duration = Duration::from_millis(5);
 
 /// A granted or renewed lock, whether it was a renewal, and the write's ticket.
-pub type Grant = (Lock, bool, Ticket);
+pub(crate) type Grant = (Lock, bool, Ticket);
 
 struct Waiter {
     id: u64,
@@ -27,7 +27,7 @@ struct Waiter {
     reply: oneshot::Sender<Result<Grant, DomainError>>,
 }
 
-pub struct LockManager {
+pub(crate) struct LockManager {
     table: LockTable,
     /// Key → parked acquirers, oldest first.
     waiters: HashMap<String, VecDeque<Waiter>>,
@@ -40,7 +40,7 @@ pub struct LockManager {
 }
 
 impl LockManager {
-    pub fn new(table: LockTable, store: Store) -> Self {
+    pub(crate) fn new(table: LockTable, store: Store) -> Self {
         LockManager {
             table,
             waiters: HashMap::new(),
@@ -161,12 +161,12 @@ impl Actor for LockManager {
 }
 
 /// `lock_acquire`, waiting up to `wait` when someone else holds the lock.
-pub struct Acquire {
+pub(crate) struct Acquire {
     pub req: Request,
     pub wait: Duration,
 }
 
-pub enum AcquireReply {
+pub(crate) enum AcquireReply {
     Ready(Result<Grant, DomainError>),
     Wait(oneshot::Receiver<Result<Grant, DomainError>>),
 }
@@ -227,7 +227,7 @@ impl Handler<Acquire> for LockManager {
 }
 
 /// `lock_release` by its holder.
-pub struct Release {
+pub(crate) struct Release {
     pub key: String,
     pub agent: String,
 }
@@ -247,7 +247,7 @@ impl Handler<Release> for LockManager {
 }
 
 /// `hubctl unlock`: the operator takes a lock away, with an audit record.
-pub struct ForceRelease {
+pub(crate) struct ForceRelease {
     pub key: String,
 }
 
@@ -280,7 +280,7 @@ impl Handler<ForceRelease> for LockManager {
 }
 
 /// Live locks, by key.
-pub struct ListLocks;
+pub(crate) struct ListLocks;
 
 impl Message for ListLocks {
     type Result = Vec<Lock>;
@@ -295,7 +295,7 @@ impl Handler<ListLocks> for LockManager {
 }
 
 /// A lease timer fired; a renewed lease is left alone.
-pub struct Expire(pub String);
+pub(crate) struct Expire(pub String);
 
 impl Message for Expire {
     type Result = ();

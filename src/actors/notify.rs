@@ -5,14 +5,7 @@
 use crate::domain::message::Message;
 use crate::domain::AgentId;
 
-pub trait Notifier: Send + Sync + 'static {
+pub(crate) trait Notifier: Send + Sync + 'static {
     /// `message` was just delivered to `agent`'s inbox.
     fn inbox_updated(&self, agent: &AgentId, message: &Message);
-}
-
-/// For tools and tests that run without a transport.
-pub struct Silent;
-
-impl Notifier for Silent {
-    fn inbox_updated(&self, _: &AgentId, _: &Message) {}
 }

@@ -5,7 +5,7 @@
 //! (store ops, directory entries, lease timers, notices, slots).
 //! Messages: one per command in [`commands`], and [`ExpireLease`] from its timers.
 
-pub mod commands;
+pub(crate) mod commands;
 
 use super::directory::Directory;
 use crate::domain::time::iso;
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What every TaskActor shares.
-pub struct TaskEnv {
+pub(crate) struct TaskEnv {
     /// Where state changes go; the writer thread holds the other end.
     pub store: Store,
     pub limits: Limits,
@@ -27,7 +27,7 @@ pub struct TaskEnv {
     pub dir: Arc<Directory>,
 }
 
-pub struct TaskActor {
+pub(crate) struct TaskActor {
     state: TaskState,
     env: Arc<TaskEnv>,
     /// The pending lease timer of each claimed assignment; renewing cancels the old
@@ -37,7 +37,7 @@ pub struct TaskActor {
 
 impl TaskActor {
     /// Register the task's ids in the directory, then return the actor to start.
-    pub fn new(state: TaskState, env: Arc<TaskEnv>) -> Self {
+    pub(crate) fn new(state: TaskState, env: Arc<TaskEnv>) -> Self {
         let id = &state.task.id;
         for r in &state.rounds {
             env.dir.rounds.insert(r.id.clone(), id.clone());
@@ -198,7 +198,7 @@ impl Actor for TaskActor {
 }
 
 /// A lease timer fired.
-pub struct ExpireLease(pub String);
+pub(crate) struct ExpireLease(pub String);
 
 impl Message for ExpireLease {
     type Result = ();

@@ -98,7 +98,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-pub fn run(dir: &Path, target: &Target, args: BenchArgs) -> Result<(), CliError> {
+pub(crate) fn run(dir: &Path, target: &Target, args: BenchArgs) -> Result<(), CliError> {
     let loaded = bootstrap::prepare(dir, false)?;
     let entries: Vec<_> = match &args.agent {
         Some(id) => loaded.agents.get(id).into_iter().cloned().collect(),

@@ -6,7 +6,7 @@ use super::{base_url, CliError, Target};
 use crate::config::bootstrap;
 use std::path::Path;
 
-pub fn snippets(mcp_url: &str, agent_id: &str, token: &str) -> String {
+pub(crate) fn snippets(mcp_url: &str, agent_id: &str, token: &str) -> String {
     format!(
         r#"Claude Code — add to your project's .mcp.json:
 {{
@@ -31,7 +31,7 @@ These contain the token of agent `{agent_id}`: do not commit them.
     )
 }
 
-pub fn run(dir: &Path, agent_id: &str, target: &Target) -> Result<(), CliError> {
+pub(crate) fn run(dir: &Path, agent_id: &str, target: &Target) -> Result<(), CliError> {
     let loaded = bootstrap::prepare(dir, false)?;
     let Some(agent) = loaded.agents.get(agent_id) else {
         let known: Vec<&str> = loaded.agents.agents.iter().map(|a| a.id.as_str()).collect();

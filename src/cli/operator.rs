@@ -8,14 +8,14 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
-pub struct OperatorClient {
+pub(crate) struct OperatorClient {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl OperatorClient {
-    pub fn new(dir: &Path, target: &Target) -> Result<Self, CliError> {
+    pub(crate) fn new(dir: &Path, target: &Target) -> Result<Self, CliError> {
         let loaded = bootstrap::prepare(dir, false)?;
         Ok(OperatorClient {
             base: base_url(target, &loaded.settings),
@@ -53,7 +53,7 @@ impl OperatorClient {
         }
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         let r = self
             .agent
             .post(&format!("{}{path}", self.base))
@@ -62,7 +62,7 @@ impl OperatorClient {
         self.finish(r)
     }
 
-    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+    pub(crate) fn delete(&self, path: &str) -> Result<Value, CliError> {
         let r = self
             .agent
             .delete(&format!("{}{path}", self.base))
@@ -71,7 +71,7 @@ impl OperatorClient {
         self.finish(r)
     }
 
-    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+    pub(crate) fn get(&self, path: &str) -> Result<Value, CliError> {
         let r = self
             .agent
             .get(&format!("{}{path}", self.base))
@@ -82,7 +82,7 @@ impl OperatorClient {
 }
 
 /// Left-aligned text table.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -107,7 +107,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -115,7 +115,7 @@ pub fn s(v: &Value) -> String {
     }
 }
 
-pub fn agents(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+pub(crate) fn agents(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get("/operator/agents")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -27,7 +27,7 @@ fn init_tracing() {
         .try_init();
 }
 
-pub fn run(
+pub(crate) fn run(
     dir: &Path,
     host: Option<String>,
     port: Option<u16>,

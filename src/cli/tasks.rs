@@ -23,7 +23,7 @@ fn seg(id: &str) -> String {
         .collect()
 }
 
-pub fn decide(
+pub(crate) fn decide(
     dir: &Path,
     target: &Target,
     round_id: &str,
@@ -46,7 +46,12 @@ pub fn decide(
     Ok(())
 }
 
-pub fn close(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<(), CliError> {
+pub(crate) fn close(
+    dir: &Path,
+    target: &Target,
+    task_id: &str,
+    json: bool,
+) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.post(
         &format!("/operator/tasks/{}/close", seg(task_id)),
         &json!({}),
@@ -86,7 +91,12 @@ const ASSIGNMENT_HEADERS: [&str; 6] = [
     "GOAL",
 ];
 
-pub fn status(dir: &Path, target: &Target, round_id: &str, json: bool) -> Result<(), CliError> {
+pub(crate) fn status(
+    dir: &Path,
+    target: &Target,
+    round_id: &str,
+    json: bool,
+) -> Result<(), CliError> {
     let v =
         OperatorClient::new(dir, target)?.get(&format!("/operator/rounds/{}", seg(round_id)))?;
     if json {
@@ -121,7 +131,7 @@ pub fn status(dir: &Path, target: &Target, round_id: &str, json: bool) -> Result
     Ok(())
 }
 
-pub fn list_tasks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+pub(crate) fn list_tasks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get("/operator/tasks")?;
     if json {
         print_json(&v);
@@ -157,7 +167,7 @@ pub fn list_tasks(dir: &Path, target: &Target, json: bool) -> Result<(), CliErro
     Ok(())
 }
 
-pub fn list_rounds(
+pub(crate) fn list_rounds(
     dir: &Path,
     target: &Target,
     task_id: Option<&str>,
@@ -194,7 +204,7 @@ pub fn list_rounds(
     Ok(())
 }
 
-pub fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<(), CliError> {
+pub(crate) fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get(&format!("/operator/tasks/{}", seg(task_id)))?;
     if json {
         print_json(&v);
@@ -271,7 +281,7 @@ pub fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<()
     Ok(())
 }
 
-pub fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+pub(crate) fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get("/operator/locks")?;
     if json {
         print_json(&v);
@@ -302,7 +312,7 @@ pub fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn unlock(dir: &Path, target: &Target, key: &str, json: bool) -> Result<(), CliError> {
+pub(crate) fn unlock(dir: &Path, target: &Target, key: &str, json: bool) -> Result<(), CliError> {
     let v =
         OperatorClient::new(dir, target)?.delete(&format!("/operator/locks?key={}", seg(key)))?;
     if json {

@@ -6,7 +6,7 @@ use crate::domain::ids::is_valid_agent_id;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentEntry {
+pub(crate) struct AgentEntry {
     pub id: String,
     pub token: String,
     /// 1-based line number, for error messages.
@@ -14,12 +14,12 @@ pub struct AgentEntry {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct AgentsFile {
+pub(crate) struct AgentsFile {
     pub agents: Vec<AgentEntry>,
 }
 
 impl AgentsFile {
-    pub fn get(&self, id: &str) -> Option<&AgentEntry> {
+    pub(crate) fn get(&self, id: &str) -> Option<&AgentEntry> {
         self.agents.iter().find(|a| a.id == id)
     }
 }
@@ -34,7 +34,7 @@ fn unquote(v: &str) -> &str {
 }
 
 /// Parse the text of `agents.env`; `file` is only used in error messages.
-pub fn parse(file: &str, text: &str) -> Result<AgentsFile, ConfigError> {
+pub(crate) fn parse(file: &str, text: &str) -> Result<AgentsFile, ConfigError> {
     let err = |line: usize, reason: String| ConfigError::AgentsLine {
         file: file.to_string(),
         line,

@@ -10,11 +10,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The agent written into a freshly generated `agents.env`.
-pub const FIRST_AGENT_ID: &str = "agent-1";
+pub(crate) const FIRST_AGENT_ID: &str = "agent-1";
 
 /// What the config directory holds after [`prepare`].
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub dir: PathBuf,
     pub agents: AgentsFile,
     pub settings: Settings,
@@ -27,7 +27,7 @@ pub struct Loaded {
 
 /// A new bearer token: 32 random bytes, hex, with a recognisable prefix so that
 /// secret scanners can spot a leaked one.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     format!("ahub_{}", random_hex(32))
 }
 
@@ -54,7 +54,7 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// Create missing files (when `create` is set), then parse them.
-pub fn prepare(dir: &Path, create: bool) -> Result<Loaded, ConfigError> {
+pub(crate) fn prepare(dir: &Path, create: bool) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let mut generated_agent = None;
     let agents_path = dir.join(AGENTS_FILE);

@@ -3,9 +3,9 @@
 use super::ConfigError;
 use std::path::PathBuf;
 
-pub const AGENTS_FILE: &str = "agents.env";
-pub const SETTINGS_FILE: &str = "config.yaml";
-pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
+pub(crate) const AGENTS_FILE: &str = "agents.env";
+pub(crate) const SETTINGS_FILE: &str = "config.yaml";
+pub(crate) const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
 fn home() -> Result<PathBuf, ConfigError> {
     std::env::var_os("HOME")
@@ -24,7 +24,7 @@ fn xdg(var: &str) -> Option<PathBuf> {
 
 /// `$XDG_CONFIG_HOME/agent-hub`, else `~/.config/agent-hub`.
 /// (`--config-dir` / `AGENT_HUB_CONFIG_DIR` are applied by the caller first.)
-pub fn default_config_dir() -> Result<PathBuf, ConfigError> {
+pub(crate) fn default_config_dir() -> Result<PathBuf, ConfigError> {
     Ok(match xdg("XDG_CONFIG_HOME") {
         Some(p) => p.join("agent-hub"),
         None => home()?.join(".config").join("agent-hub"),
@@ -32,7 +32,7 @@ pub fn default_config_dir() -> Result<PathBuf, ConfigError> {
 }
 
 /// `$XDG_DATA_HOME/agent-hub/hub.db`, else `~/.local/share/agent-hub/hub.db`.
-pub fn default_db() -> Result<PathBuf, ConfigError> {
+pub(crate) fn default_db() -> Result<PathBuf, ConfigError> {
     let base = match xdg("XDG_DATA_HOME") {
         Some(p) => p,
         None => home()?.join(".local").join("share"),

@@ -6,7 +6,7 @@ use serde_norway::Value;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     /// Answer a write only after its transaction is committed (fsync'd).
     Durable,
     /// Answer at once; the writer commits within `commit_batch_window_ms`.
@@ -14,7 +14,7 @@ pub enum Durability {
 }
 
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     // The reference's workflow limits.
     pub max_rounds: u32,
     pub max_assignments_per_round: u32,
@@ -76,7 +76,7 @@ impl Default for Settings {
 const REFERENCE_UNUSED: &[&str] = &["auto_approve", "max_hop_count", "auto_create_next_round"];
 
 /// The commented template written on first start.
-pub const TEMPLATE: &str = "\
+pub(crate) const TEMPLATE: &str = "\
 # agent-hub settings. Every key is optional; the values shown are the defaults.
 # Workflow limits (same keys as agent-hub-mcp):
 # max_rounds: 3
@@ -152,7 +152,7 @@ fn expand_home(p: &str) -> PathBuf {
 }
 
 /// Parse `config.yaml` text. Returns the settings and the warnings to log.
-pub fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), ConfigError> {
+pub(crate) fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), ConfigError> {
     let ctx = Ctx { file };
     let mut s = Settings::default();
     let mut warnings = Vec::new();

@@ -4,12 +4,12 @@ use super::error::DomainError;
 use super::time::Timestamp;
 use serde_json::Value;
 
-pub const MAX_NAME_CHARS: usize = 200;
-pub const MAX_CAPABILITIES: usize = 64;
-pub const MAX_CAPABILITY_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_CAPABILITIES: usize = 64;
+pub(crate) const MAX_CAPABILITY_CHARS: usize = 100;
 
 /// Validate a display name: non-empty after trimming, at most [`MAX_NAME_CHARS`].
-pub fn validate_name(name: &str) -> Result<String, DomainError> {
+pub(crate) fn validate_name(name: &str) -> Result<String, DomainError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(DomainError::invalid("name", "must not be empty"));
@@ -25,7 +25,7 @@ pub fn validate_name(name: &str) -> Result<String, DomainError> {
 
 /// Capabilities arrive either as a JSON array of strings or, as in the reference, as a
 /// string holding one. Anything else is refused (the reference stored it unchecked).
-pub fn parse_capabilities(v: Option<&Value>) -> Result<Vec<String>, DomainError> {
+pub(crate) fn parse_capabilities(v: Option<&Value>) -> Result<Vec<String>, DomainError> {
     let owned;
     let arr = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -81,7 +81,7 @@ pub fn parse_capabilities(v: Option<&Value>) -> Result<Vec<String>, DomainError>
 }
 
 /// An agent counts as online when it made any call within `window_secs`.
-pub fn is_online(last_seen: Option<Timestamp>, now: Timestamp, window_secs: u64) -> bool {
+pub(crate) fn is_online(last_seen: Option<Timestamp>, now: Timestamp, window_secs: u64) -> bool {
     match last_seen {
         Some(t) => (now - t).num_milliseconds() <= (window_secs as i64) * 1000,
         None => false,

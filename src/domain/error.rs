@@ -10,21 +10,23 @@ macro_rules! error_codes {
     ($($variant:ident => $text:literal: $meaning:literal,)+) => {
         /// Every error code a client or operator can see.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode {
+        pub(crate) enum ErrorCode {
             $(#[doc = $meaning] $variant,)+
         }
 
         impl ErrorCode {
             /// Every code, in the order of the README's table.
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
 
             /// The code as agents see it, e.g. `TASK_NOT_FOUND`.
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self { $(ErrorCode::$variant => $text),+ }
             }
 
             /// When the code is given (documentation, kept beside the code).
-            pub fn meaning(self) -> &'static str {
+            #[cfg(test)]
+            pub(crate) fn meaning(self) -> &'static str {
                 match self { $(ErrorCode::$variant => $meaning),+ }
             }
         }
@@ -67,7 +69,7 @@ error_codes! {
 
 impl ErrorCode {
     /// Codes that mean "no such thing" (HTTP 404 on the operator API).
-    pub fn is_not_found(self) -> bool {
+    pub(crate) fn is_not_found(self) -> bool {
         matches!(
             self,
             ErrorCode::UnknownAgent
@@ -100,7 +102,7 @@ impl Serialize for ErrorCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum DomainError {
+pub(crate) enum DomainError {
     /// A tool argument failed validation; `field` names it.
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
@@ -135,14 +137,14 @@ pub enum DomainError {
 }
 
 impl DomainError {
-    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
         DomainError::Refused {
             code,
             message: message.into(),
         }
     }
 
-    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Self {
         DomainError::InvalidArgument {
             field: field.to_string(),
             reason: reason.into(),
@@ -150,7 +152,7 @@ impl DomainError {
     }
 
     /// The stable code agents see in `error`.
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             DomainError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             DomainError::UnknownAgent(_) => ErrorCode::UnknownAgent,
@@ -166,7 +168,7 @@ impl DomainError {
 
     /// Extra fields for the error object beside `ok`, `error` and `message`, so that
     /// an agent can act without parsing the message text.
-    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub(crate) fn details(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         match self {
             DomainError::InvalidArgument { field, .. } => {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 /// An agent's id as written in `agents.env`. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AgentId(Arc<str>);
+pub(crate) struct AgentId(Arc<str>);
 
 impl AgentId {
-    pub fn new(s: &str) -> Self {
+    pub(crate) fn new(s: &str) -> Self {
         AgentId(Arc::from(s))
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -44,7 +44,7 @@ impl<'de> serde::Deserialize<'de> for AgentId {
 
 /// Whether `s` may be an agent id: 1–64 chars of `A-Z a-z 0-9 . _ -`.
 /// Kept URL- and shell-safe because ids appear in paths, logs and CLI arguments.
-pub fn is_valid_agent_id(s: &str) -> bool {
+pub(crate) fn is_valid_agent_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -52,7 +52,7 @@ pub fn is_valid_agent_id(s: &str) -> bool {
 }
 
 /// `n` random bytes from the OS CSPRNG as lowercase hex.
-pub fn random_hex(n: usize) -> String {
+pub(crate) fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     // The OS random source failing is not recoverable for a server that must issue
     // unguessable ids; there is nothing sensible to fall back to.
@@ -61,7 +61,7 @@ pub fn random_hex(n: usize) -> String {
 }
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

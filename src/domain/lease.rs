@@ -13,11 +13,11 @@ use chrono::Duration;
 use serde::Serialize;
 use std::collections::HashMap;
 
-pub const RESOURCE_TYPES: &[&str] = &["assignment", "branch", "file_group"];
-pub const MAX_KEY_CHARS: usize = 200;
+pub(crate) const RESOURCE_TYPES: &[&str] = &["assignment", "branch", "file_group"];
+pub(crate) const MAX_KEY_CHARS: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Lock {
+pub(crate) struct Lock {
     pub id: String,
     pub lock_key: String,
     pub holder_agent_id: String,
@@ -36,7 +36,7 @@ fn ser_time<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error
 
 /// A validated `lock_acquire`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Request {
+pub(crate) struct Request {
     pub key: String,
     pub agent: String,
     pub resource_type: String,
@@ -45,7 +45,7 @@ pub struct Request {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Acquired {
+pub(crate) enum Acquired {
     Granted(Lock),
     /// The holder asked again: new expiry, same fencing token.
     Renewed(Lock),
@@ -54,7 +54,7 @@ pub enum Acquired {
 }
 
 /// Validate `lock_acquire` arguments. `ttl_bounds` are whole seconds from config.
-pub fn validate(
+pub(crate) fn validate(
     key: &str,
     agent: &str,
     resource_type: &str,
@@ -94,7 +94,7 @@ pub fn validate(
     })
 }
 
-pub fn conflict(l: &Lock) -> DomainError {
+pub(crate) fn conflict(l: &Lock) -> DomainError {
     DomainError::LockConflict {
         key: l.lock_key.clone(),
         holder: l.holder_agent_id.clone(),
@@ -103,7 +103,7 @@ pub fn conflict(l: &Lock) -> DomainError {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct LockTable {
+pub(crate) struct LockTable {
     locks: HashMap<String, Lock>,
     /// Last fencing token handed out per key; only grows.
     counters: HashMap<String, u64>,
@@ -113,7 +113,11 @@ pub struct LockTable {
 
 impl LockTable {
     /// Rebuild from storage: live and stored locks, and the counters.
-    pub fn restore(locks: Vec<Lock>, counters: Vec<(String, u64)>, now: Timestamp) -> LockTable {
+    pub(crate) fn restore(
+        locks: Vec<Lock>,
+        counters: Vec<(String, u64)>,
+        now: Timestamp,
+    ) -> LockTable {
         let mut t = LockTable {
             counters: counters.into_iter().collect(),
             ..Default::default()
@@ -131,16 +135,16 @@ impl LockTable {
     }
 
     /// The stored leases that had already lapsed at [`LockTable::restore`] (once).
-    pub fn take_lapsed(&mut self) -> Vec<Lock> {
+    pub(crate) fn take_lapsed(&mut self) -> Vec<Lock> {
         std::mem::take(&mut self.lapsed)
     }
 
     /// The live lock on `key`, if any.
-    pub fn get(&self, key: &str, now: Timestamp) -> Option<&Lock> {
+    pub(crate) fn get(&self, key: &str, now: Timestamp) -> Option<&Lock> {
         self.locks.get(key).filter(|l| l.expires_at > now)
     }
 
-    pub fn acquire(
+    pub(crate) fn acquire(
         &mut self,
         req: &Request,
         now: Timestamp,
@@ -175,7 +179,12 @@ impl LockTable {
     }
 
     /// `lock_release` by `agent`: only the live holder may release.
-    pub fn release(&mut self, key: &str, agent: &str, now: Timestamp) -> Result<Lock, DomainError> {
+    pub(crate) fn release(
+        &mut self,
+        key: &str,
+        agent: &str,
+        now: Timestamp,
+    ) -> Result<Lock, DomainError> {
         match self.get(key, now) {
             Some(l) if l.holder_agent_id == agent => {
                 Ok(self.locks.remove(key).expect("invariant: just found"))
@@ -192,13 +201,13 @@ impl LockTable {
     }
 
     /// Operator force-release of a live lock.
-    pub fn force_release(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
+    pub(crate) fn force_release(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
         self.get(key, now)?;
         self.locks.remove(key)
     }
 
     /// Drop the lock on `key` if its lease has lapsed; returns it.
-    pub fn expire(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
+    pub(crate) fn expire(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
         if self.locks.get(key).is_some_and(|l| l.expires_at <= now) {
             return self.locks.remove(key);
         }
@@ -206,7 +215,7 @@ impl LockTable {
     }
 
     /// Live locks, by key.
-    pub fn list(&self, now: Timestamp) -> Vec<Lock> {
+    pub(crate) fn list(&self, now: Timestamp) -> Vec<Lock> {
         let mut v: Vec<Lock> = self
             .locks
             .values()

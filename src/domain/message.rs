@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// Allowed `msg_type` values. The reference's schema lists info, handoff, review,
 /// question, answer; the hub itself also sends assignment and status notices.
-pub const MSG_TYPES: &[&str] = &[
+pub(crate) const MSG_TYPES: &[&str] = &[
     "info",
     "question",
     "answer",
@@ -17,16 +17,16 @@ pub const MSG_TYPES: &[&str] = &[
     "assignment",
     "status",
 ];
-pub const MAX_SUBJECT_CHARS: usize = 300;
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-pub const MAX_DEDUPE_KEY_CHARS: usize = 200;
-pub const MAX_PULL_LIMIT: u64 = 200;
-pub const DEFAULT_PULL_LIMIT: u64 = 20;
-pub const MAX_ACK_IDS: usize = 200;
+pub(crate) const MAX_SUBJECT_CHARS: usize = 300;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_DEDUPE_KEY_CHARS: usize = 200;
+pub(crate) const MAX_PULL_LIMIT: u64 = 200;
+pub(crate) const DEFAULT_PULL_LIMIT: u64 = 20;
+pub(crate) const MAX_ACK_IDS: usize = 200;
 
 /// One message as stored and as shown in `inbox_pull` (the reference's row fields).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Message {
+pub(crate) struct Message {
     pub id: String,
     pub dedupe_key: Option<String>,
     pub reply_to: Option<String>,
@@ -44,7 +44,7 @@ pub struct Message {
 
 /// Validated `message_send` input (ids of sender/recipients are resolved elsewhere).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Draft {
+pub(crate) struct Draft {
     pub to_agent: Option<String>,
     pub subject: String,
     pub body: String,
@@ -60,7 +60,7 @@ fn opt(s: Option<&str>) -> Option<String> {
 
 /// Validate the arguments of `message_send`; empty strings mean "not given", as in
 /// the reference.
-pub fn validate_draft(
+pub(crate) fn validate_draft(
     to_agent: Option<&str>,
     subject: &str,
     body: &str,
@@ -118,7 +118,7 @@ pub fn validate_draft(
 /// One agent's view of messages: its unread queue in arrival order, the ids it may
 /// refer to (sent or received), and the dedupe keys it has used as a sender.
 #[derive(Debug, Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     /// Arrival number → message; only unread ones.
     unread: BTreeMap<u64, Arc<Message>>,
     /// Message id → arrival number, for acks.
@@ -134,13 +134,13 @@ pub struct Inbox {
 
 /// Why an ack was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AckRefusal {
+pub(crate) enum AckRefusal {
     NotFound(String),
 }
 
 impl Inbox {
     /// A message arrives (in arrival order).
-    pub fn deliver(&mut self, m: Arc<Message>) {
+    pub(crate) fn deliver(&mut self, m: Arc<Message>) {
         if !self.received.insert(m.id.clone()) {
             return; // already delivered: at most one copy per recipient
         }
@@ -151,11 +151,11 @@ impl Inbox {
     }
 
     /// A message that was received and already read (start-up loading).
-    pub fn remember_read(&mut self, id: String) {
+    pub(crate) fn remember_read(&mut self, id: String) {
         self.received.insert(id);
     }
 
-    pub fn record_sent(&mut self, id: &str, dedupe_key: Option<&str>) {
+    pub(crate) fn record_sent(&mut self, id: &str, dedupe_key: Option<&str>) {
         self.sent.insert(id.to_string());
         if let Some(k) = dedupe_key {
             self.dedupe
@@ -165,27 +165,28 @@ impl Inbox {
     }
 
     /// The id of the message this agent already sent with `key`.
-    pub fn duplicate_of(&self, key: &str) -> Option<&str> {
+    pub(crate) fn duplicate_of(&self, key: &str) -> Option<&str> {
         self.dedupe.get(key).map(String::as_str)
     }
 
     /// Whether this agent sent or received message `id`.
-    pub fn can_see(&self, id: &str) -> bool {
+    pub(crate) fn can_see(&self, id: &str) -> bool {
         self.sent.contains(id) || self.received.contains(id)
     }
 
     /// The oldest `limit` unread messages; they stay unread until acked.
-    pub fn peek(&self, limit: usize) -> Vec<Arc<Message>> {
+    pub(crate) fn peek(&self, limit: usize) -> Vec<Arc<Message>> {
         self.unread.values().take(limit).cloned().collect()
     }
 
-    pub fn unread_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn unread_count(&self) -> usize {
         self.unread.len()
     }
 
     /// Mark `ids` read, all or nothing. Returns the ids that were unread until now
     /// (acking an already read message of one's own is accepted and changes nothing).
-    pub fn ack(&mut self, ids: &[String]) -> Result<Vec<String>, AckRefusal> {
+    pub(crate) fn ack(&mut self, ids: &[String]) -> Result<Vec<String>, AckRefusal> {
         if let Some(bad) = ids.iter().find(|id| !self.received.contains(*id)) {
             return Err(AckRefusal::NotFound(bad.clone()));
         }

@@ -11,13 +11,13 @@ macro_rules! status_enum {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub(crate) enum $name { $($variant),+ }
 
         impl $name {
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
-            pub fn parse(s: &str) -> Option<Self> {
+            pub(crate) fn parse(s: &str) -> Option<Self> {
                 match s { $($text => Some($name::$variant),)+ _ => None }
             }
         }
@@ -53,7 +53,7 @@ status_enum!(AssignmentStatus {
 impl AssignmentStatus {
     /// Claimed or in progress: counts against `max_simultaneous_assignments` and
     /// holds a lease.
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         matches!(
             self,
             AssignmentStatus::Claimed | AssignmentStatus::InProgress
@@ -64,13 +64,13 @@ impl AssignmentStatus {
 /// The dispatcher's verdict in `review_submit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Approved,
     ChangesRequested,
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Approved => "approved",
             Verdict::ChangesRequested => "changes_requested",
@@ -78,7 +78,7 @@ impl Verdict {
     }
 
     /// An agent's `verdict` argument; anything else is INVALID_VERDICT.
-    pub fn parse(s: &str) -> Result<Verdict, DomainError> {
+    pub(crate) fn parse(s: &str) -> Result<Verdict, DomainError> {
         match s {
             "approved" => Ok(Verdict::Approved),
             "changes_requested" => Ok(Verdict::ChangesRequested),
@@ -93,14 +93,14 @@ impl Verdict {
 /// The status an assignee may report with `assignment_progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ProgressStatus {
+pub(crate) enum ProgressStatus {
     Claimed,
     InProgress,
 }
 
 impl ProgressStatus {
     /// An agent's `status` argument; anything else is INVALID_STATUS.
-    pub fn parse(s: &str) -> Result<ProgressStatus, DomainError> {
+    pub(crate) fn parse(s: &str) -> Result<ProgressStatus, DomainError> {
         match s {
             "claimed" => Ok(ProgressStatus::Claimed),
             "in_progress" => Ok(ProgressStatus::InProgress),
@@ -111,7 +111,7 @@ impl ProgressStatus {
         }
     }
 
-    pub fn target(self) -> AssignmentStatus {
+    pub(crate) fn target(self) -> AssignmentStatus {
         match self {
             ProgressStatus::Claimed => AssignmentStatus::Claimed,
             ProgressStatus::InProgress => AssignmentStatus::InProgress,
@@ -120,7 +120,7 @@ impl ProgressStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Task {
+pub(crate) struct Task {
     pub id: String,
     pub title: String,
     pub description: String,
@@ -134,7 +134,7 @@ pub struct Task {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Round {
+pub(crate) struct Round {
     pub id: String,
     pub task_id: String,
     pub round_number: u32,
@@ -153,7 +153,7 @@ pub struct Round {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Assignment {
+pub(crate) struct Assignment {
     pub id: String,
     pub round_id: String,
     pub task_id: String,
@@ -173,7 +173,7 @@ pub struct Assignment {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Handoff {
+pub(crate) struct Handoff {
     pub id: String,
     pub assignment_id: String,
     pub round_id: String,
@@ -190,14 +190,14 @@ pub struct Handoff {
     pub created_at: Timestamp,
 }
 
-pub const MAX_TASK_ID_CHARS: usize = 100;
-pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
-pub const MAX_NOTE_BYTES: usize = 16 * 1024;
-pub const MAX_GOAL_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TASK_ID_CHARS: usize = 100;
+pub(crate) const MAX_TITLE_CHARS: usize = 200;
+pub(crate) const MAX_TEXT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_NOTE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_GOAL_BYTES: usize = 16 * 1024;
 
 /// A caller-chosen task id: 1–100 characters of `A-Z a-z 0-9 . _ - :`.
-pub fn validate_task_id(id: &str) -> Result<(), DomainError> {
+pub(crate) fn validate_task_id(id: &str) -> Result<(), DomainError> {
     let ok = !id.is_empty()
         && id.chars().count() <= MAX_TASK_ID_CHARS
         && id
@@ -213,7 +213,7 @@ pub fn validate_task_id(id: &str) -> Result<(), DomainError> {
     }
 }
 
-pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), DomainError> {
+pub(crate) fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), DomainError> {
     if text.len() > max_bytes {
         return Err(DomainError::invalid(
             field,
@@ -225,7 +225,7 @@ pub fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Do
 
 /// An optional `note` argument (progress, review): empty when absent, at most
 /// MAX_NOTE_BYTES.
-pub fn note_arg(note: Option<String>) -> Result<String, DomainError> {
+pub(crate) fn note_arg(note: Option<String>) -> Result<String, DomainError> {
     let note = note.unwrap_or_default();
     validate_text("note", &note, MAX_NOTE_BYTES)?;
     Ok(note)
@@ -233,13 +233,13 @@ pub fn note_arg(note: Option<String>) -> Result<String, DomainError> {
 
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanItem {
+pub(crate) struct PlanItem {
     pub agent_id: String,
     pub goal: String,
 }
 
 /// Arguments the reference takes as JSON text may also arrive as JSON values.
-pub fn json_arg(v: Option<&Value>) -> Result<Value, String> {
+pub(crate) fn json_arg(v: Option<&Value>) -> Result<Value, String> {
     match v {
         None | Some(Value::Null) => Err("is required".into()),
         Some(Value::String(s)) => {
@@ -251,7 +251,7 @@ pub fn json_arg(v: Option<&Value>) -> Result<Value, String> {
 
 /// `{"assignments": [{"agent_id", "goal"}, ...]}`. Structural problems are
 /// PLAN_SUBMIT_FAILED (the reference's code for a malformed plan).
-pub fn parse_plan(v: Option<&Value>) -> Result<Vec<PlanItem>, DomainError> {
+pub(crate) fn parse_plan(v: Option<&Value>) -> Result<Vec<PlanItem>, DomainError> {
     let fail = |why: String| {
         DomainError::refused(
             ErrorCode::PlanSubmitFailed,
@@ -304,14 +304,14 @@ pub fn parse_plan(v: Option<&Value>) -> Result<Vec<PlanItem>, DomainError> {
 
 /// A submitted plan: its lines, and the JSON text stored with its round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub items: Vec<PlanItem>,
     pub json: String,
 }
 
 impl Plan {
     /// `plan_json` as an agent sent it (a JSON value or text holding one).
-    pub fn parse(v: Option<&Value>) -> Result<Plan, DomainError> {
+    pub(crate) fn parse(v: Option<&Value>) -> Result<Plan, DomainError> {
         let items = parse_plan(v)?;
         // Valid JSON by now: store the text as given, or the value serialised.
         let json = match v {
@@ -325,7 +325,7 @@ impl Plan {
 
 /// What an agent hands over with `assignment_complete`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct HandoffDraft {
+pub(crate) struct HandoffDraft {
     pub branch: String,
     pub commit_hash: String,
     pub changed_files: Vec<String>,
@@ -338,7 +338,7 @@ pub struct HandoffDraft {
 /// `{branch, commit_hash, changed_files, tests_run, risks, next_steps, notes}`, every
 /// field optional; list fields take a list of strings or one string. Malformed input
 /// is COMPLETE_FAILED (the reference's code).
-pub fn parse_handoff(v: Option<&Value>) -> Result<HandoffDraft, DomainError> {
+pub(crate) fn parse_handoff(v: Option<&Value>) -> Result<HandoffDraft, DomainError> {
     let fail = |why: String| {
         DomainError::refused(ErrorCode::CompleteFailed, format!("handoff_json {why}"))
     };

@@ -2,20 +2,23 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-pub type Timestamp = DateTime<Utc>;
+pub(crate) type Timestamp = DateTime<Utc>;
 
 /// `2026-11-25T06:40:00.123456+00:00`, as the reference writes them.
-pub fn iso(t: Timestamp) -> String {
+pub(crate) fn iso(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// Serde: a timestamp as [`iso`] text (`#[serde(serialize_with = "ser")]`).
-pub fn ser<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&iso(*t))
 }
 
 /// Serde: an optional timestamp as [`iso`] text or null.
-pub fn ser_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_opt<S: serde::Serializer>(
+    t: &Option<Timestamp>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&iso(*t)),
         None => s.serialize_none(),
@@ -23,7 +26,7 @@ pub fn ser_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::O
 }
 
 /// Parse a stored timestamp; `None` when it is not RFC 3339.
-pub fn parse_iso(s: &str) -> Option<Timestamp> {
+pub(crate) fn parse_iso(s: &str) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))

@@ -22,7 +22,7 @@ use chrono::Duration;
 
 /// Workflow limits from `config.yaml`.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_rounds: u32,
     pub max_assignments_per_round: u32,
     pub max_messages_per_task: u32,
@@ -31,7 +31,7 @@ pub struct Limits {
 
 /// What a transition gets besides its arguments: the time, the limits, and a source
 /// of fresh ids (random in the actor, counted in tests).
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub now: Timestamp,
     pub limits: &'a Limits,
     pub ids: &'a mut dyn FnMut() -> String,
@@ -39,7 +39,7 @@ pub struct Ctx<'a> {
 
 /// An inbox message the hub sends on its own (`from_agent` = "hub").
 #[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
+pub(crate) struct Notice {
     pub to: String,
     pub msg_type: &'static str,
     pub subject: String,
@@ -48,7 +48,7 @@ pub struct Notice {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     Task,
     Round(String),
     Assignment(String),
@@ -72,11 +72,11 @@ pub enum Change {
     Notice(Notice),
 }
 
-pub type Changes = Vec<Change>;
+pub(crate) type Changes = Vec<Change>;
 
 /// One task with everything under it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TaskState {
+pub(crate) struct TaskState {
     pub task: Task,
     pub rounds: Vec<Round>,
     pub assignments: Vec<Assignment>,
@@ -103,7 +103,7 @@ fn by_agent<V>(pairs: impl IntoIterator<Item = (String, V)>) -> Vec<(String, Vec
 }
 
 impl TaskState {
-    pub fn new(
+    pub(crate) fn new(
         id: &str,
         title: &str,
         description: &str,
@@ -128,7 +128,7 @@ impl TaskState {
         }
     }
 
-    pub fn round(&self, id: &str) -> Option<&Round> {
+    pub(crate) fn round(&self, id: &str) -> Option<&Round> {
         self.rounds.iter().find(|r| r.id == id)
     }
 
@@ -141,7 +141,7 @@ impl TaskState {
         })
     }
 
-    pub fn assignment(&self, id: &str) -> Option<&Assignment> {
+    pub(crate) fn assignment(&self, id: &str) -> Option<&Assignment> {
         self.assignments.iter().find(|a| a.id == id)
     }
 
@@ -152,11 +152,11 @@ impl TaskState {
             .expect("invariant: the assignment was found by a check just before")
     }
 
-    pub fn handoff(&self, id: &str) -> Option<&Handoff> {
+    pub(crate) fn handoff(&self, id: &str) -> Option<&Handoff> {
         self.handoffs.iter().find(|h| h.id == id)
     }
 
-    pub fn round_assignments<'a>(
+    pub(crate) fn round_assignments<'a>(
         &'a self,
         round_id: &'a str,
     ) -> impl Iterator<Item = &'a Assignment> + 'a {
@@ -244,7 +244,7 @@ impl TaskState {
     }
 
     /// One more agent message on this task's rounds, unless the limit is reached.
-    pub fn count_message(&mut self, limits: &Limits) -> Result<(), DomainError> {
+    pub(crate) fn count_message(&mut self, limits: &Limits) -> Result<(), DomainError> {
         if self.message_count >= limits.max_messages_per_task {
             return Err(DomainError::MessageLimitReached {
                 task_id: self.task.id.clone(),

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::fmt;
 
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// A transport refusal with a JSON-RPC error body (mcp-transport.md §2.1), and
     /// the `WWW-Authenticate` challenge of 401/403 answers.
     Rpc {
@@ -29,7 +29,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// A transport refusal that is not about one request id.
-    pub fn rpc(status: StatusCode, error: RpcError) -> ApiError {
+    pub(crate) fn rpc(status: StatusCode, error: RpcError) -> ApiError {
         ApiError::Rpc {
             status,
             id: Value::Null,
@@ -39,7 +39,7 @@ impl ApiError {
     }
 
     /// 400 answering the request `id` (a malformed or misplaced message).
-    pub fn bad_request(id: &Value, error: RpcError) -> ApiError {
+    pub(crate) fn bad_request(id: &Value, error: RpcError) -> ApiError {
         ApiError::Rpc {
             status: StatusCode::BAD_REQUEST,
             id: id.clone(),
@@ -49,7 +49,7 @@ impl ApiError {
     }
 
     /// 401/403 with the Bearer challenge clients read.
-    pub fn auth(status: StatusCode, challenge: &'static str, message: String) -> ApiError {
+    pub(crate) fn auth(status: StatusCode, challenge: &'static str, message: String) -> ApiError {
         ApiError::Rpc {
             status,
             id: Value::Null,
@@ -59,7 +59,7 @@ impl ApiError {
     }
 
     /// 400 on the operator API (a malformed body).
-    pub fn invalid_argument(message: String) -> ApiError {
+    pub(crate) fn invalid_argument(message: String) -> ApiError {
         ApiError::Operator {
             status: StatusCode::BAD_REQUEST,
             code: ErrorCode::InvalidArgument,
@@ -70,7 +70,7 @@ impl ApiError {
     /// A hub failure on the operator API: unknown ids 404, wrong state 409, the
     /// hub's own failures 500 (logged). Like every refusal it is given once the
     /// state it describes is on disk.
-    pub async fn from_hub(hub: &Hub, e: HubError) -> ApiError {
+    pub(crate) async fn from_hub(hub: &Hub, e: HubError) -> ApiError {
         let e = match e {
             HubError::Domain(d) => match hub.settled().await {
                 Ok(()) => HubError::Domain(d),
@@ -102,7 +102,7 @@ impl ApiError {
 
 /// A hub result on the operator API, refusals settled and mapped (see
 /// [`ApiError::from_hub`]).
-pub async fn settle<T>(hub: &Hub, r: Result<T, HubError>) -> Result<T, ApiError> {
+pub(crate) async fn settle<T>(hub: &Hub, r: Result<T, HubError>) -> Result<T, ApiError> {
     match r {
         Ok(v) => Ok(v),
         Err(e) => Err(ApiError::from_hub(hub, e).await),

@@ -15,8 +15,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::sync::Arc;
 
-pub const SESSION_HEADER: &str = "mcp-session-id";
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
+pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) const VERSION_HEADER: &str = "mcp-protocol-version";
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -24,7 +24,7 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 
 /// Read the body, refusing more than `limit` bytes with 413 (before reading, when
 /// Content-Length already says so).
-pub async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -60,7 +60,7 @@ pub async fn read_body(
 
 /// A browser page from another origin must not reach a local server (DNS rebinding).
 /// No `Origin` header means a non-browser client: allowed.
-pub fn check_origin(req: &HttpRequest, origins: &Origins) -> Result<(), ApiError> {
+pub(crate) fn check_origin(req: &HttpRequest, origins: &Origins) -> Result<(), ApiError> {
     match header_str(req, "origin") {
         None => Ok(()),
         Some(o) if origins.allows(o) => Ok(()),
@@ -100,7 +100,7 @@ fn principal(req: &HttpRequest, st: &AppState) -> Result<Principal, ApiError> {
 }
 
 /// The calling agent; the operator token is not an agent and gets 403 here.
-pub fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, ApiError> {
+pub(crate) fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, ApiError> {
     match principal(req, st)? {
         Principal::Agent(a) => Ok(a),
         Principal::Operator => Err(forbidden_scope(
@@ -110,7 +110,7 @@ pub fn agent(req: &HttpRequest, st: &AppState) -> Result<AgentId, ApiError> {
 }
 
 /// Only the operator token passes; agent tokens get 403.
-pub fn operator(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
+pub(crate) fn operator(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
     match principal(req, st)? {
         Principal::Operator => Ok(()),
         Principal::Agent(_) => Err(forbidden_scope(
@@ -121,7 +121,7 @@ pub fn operator(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
 
 /// How a POST is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
+pub(crate) enum Reply {
     Json,
     Sse,
 }
@@ -152,7 +152,7 @@ fn accepts(req: &HttpRequest) -> (bool, bool) {
 
 /// POST: JSON when the client accepts both JSON and SSE (as MCP clients must say);
 /// an SSE stream when it accepts only `text/event-stream`; otherwise 406.
-pub fn post_reply(req: &HttpRequest) -> Result<Reply, ApiError> {
+pub(crate) fn post_reply(req: &HttpRequest) -> Result<Reply, ApiError> {
     match accepts(req) {
         (true, true) => Ok(Reply::Json),
         (false, true) => Ok(Reply::Sse),
@@ -166,7 +166,7 @@ pub fn post_reply(req: &HttpRequest) -> Result<Reply, ApiError> {
 }
 
 /// GET: the client must accept `text/event-stream`.
-pub fn get_accepts_sse(req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn get_accepts_sse(req: &HttpRequest) -> Result<(), ApiError> {
     if accepts(req).1 {
         Ok(())
     } else {
@@ -179,7 +179,7 @@ pub fn get_accepts_sse(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-pub fn content_type_json(req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn content_type_json(req: &HttpRequest) -> Result<(), ApiError> {
     let ok = header_str(req, "content-type")
         .map(|ct| {
             ct.split(';')
@@ -199,13 +199,13 @@ pub fn content_type_json(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-pub fn session_id(req: &HttpRequest) -> Option<&str> {
+pub(crate) fn session_id(req: &HttpRequest) -> Option<&str> {
     header_str(req, SESSION_HEADER)
 }
 
 /// The session named by `Mcp-Session-Id`: 400 without the header, 404 when unknown,
 /// expired, deleted or another agent's.
-pub fn session(
+pub(crate) fn session(
     req: &HttpRequest,
     st: &AppState,
     agent: &AgentId,
@@ -224,7 +224,7 @@ pub fn session(
 }
 
 /// `MCP-Protocol-Version`, when sent, must be one we support and the session's own.
-pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), ApiError> {
+pub(crate) fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), ApiError> {
     let Some(v) = req.headers().get(VERSION_HEADER) else {
         return Ok(());
     };
@@ -246,7 +246,7 @@ pub fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(), ApiE
 }
 
 /// Every operator route: the Origin check, then the operator token.
-pub fn operator_request(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
+pub(crate) fn operator_request(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
     check_origin(req, &st.origins)?;
     operator(req, st)
 }

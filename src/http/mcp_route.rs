@@ -48,7 +48,7 @@ fn accepted() -> HttpResponse {
     HttpResponse::Accepted().finish()
 }
 
-pub async fn post(
+pub(crate) async fn post(
     req: HttpRequest,
     payload: web::Payload,
     st: web::Data<AppState>,
@@ -216,7 +216,10 @@ async fn batch(
     }
 }
 
-pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
     guards::get_accepts_sse(&req)?;
@@ -235,7 +238,10 @@ pub async fn get(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
     }
 }
 
-pub async fn delete(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
     let session = guards::session(&req, &st, &agent)?;
@@ -247,7 +253,7 @@ pub async fn delete(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRes
     Ok(HttpResponse::Ok().finish())
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
+pub(crate) async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("allow", "GET, POST, DELETE"))
         .content_type("application/json")

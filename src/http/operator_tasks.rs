@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/operator/tasks", web::get().to(list_tasks))
         .route("/operator/tasks/{id}", web::get().to(show_task))
         .route("/operator/tasks/{id}/close", web::post().to(close_task))

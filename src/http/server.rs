@@ -11,7 +11,7 @@ async fn healthz() -> HttpResponse {
         .json(json!({"ok": true, "service": "agent-hub", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/mcp")
             .route(web::post().to(mcp_route::post))
@@ -25,7 +25,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Serve on an already bound listener. Returns the running server (await it; it
 /// stops on SIGINT/SIGTERM).
-pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+pub(crate) fn serve(
+    state: AppState,
+    listener: TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
         // Without TCP_NODELAY a response written in several chunks (SSE) waits for
@@ -39,7 +42,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<actix_we
 }
 
 /// The URL clients use for `addr` (an unspecified bind address is reached via loopback).
-pub fn mcp_url(addr: SocketAddr) -> String {
+pub(crate) fn mcp_url(addr: SocketAddr) -> String {
     let ip = addr.ip();
     let host = if ip.is_unspecified() {
         "127.0.0.1".to_string()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One SSE event holding a JSON-RPC message (serialised on one line by serde_json).
-pub fn event(json: &str) -> Bytes {
+pub(crate) fn event(json: &str) -> Bytes {
     Bytes::from(format!("event: message\ndata: {json}\n\n"))
 }
 
@@ -22,7 +22,7 @@ fn sse_response() -> actix_web::HttpResponseBuilder {
 }
 
 /// A POST answered as an SSE stream that ends after its one response.
-pub fn single(json: &str, session: Option<&str>) -> HttpResponse {
+pub(crate) fn single(json: &str, session: Option<&str>) -> HttpResponse {
     let mut b = sse_response();
     if let Some(s) = session {
         b.insert_header(("mcp-session-id", s));
@@ -34,7 +34,11 @@ pub fn single(json: &str, session: Option<&str>) -> HttpResponse {
 /// goes out every `keepalive` so proxies and idle timers keep the connection. It ends
 /// when the session drops its sender (DELETE, expiry) and is dropped when the client
 /// disconnects, which closes `rx` and frees the session for a new GET.
-pub fn stream(rx: mpsc::Receiver<String>, keepalive: Duration, session: &str) -> HttpResponse {
+pub(crate) fn stream(
+    rx: mpsc::Receiver<String>,
+    keepalive: Duration,
+    session: &str,
+) -> HttpResponse {
     let mut interval = tokio::time::interval(keepalive);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let body = futures_util::stream::unfold((rx, interval), |(mut rx, mut interval)| async move {

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 /// Origins a browser page may call us from.
 #[derive(Debug, Clone)]
-pub enum Origins {
+pub(crate) enum Origins {
     Any,
     List(Vec<String>),
 }
 
 impl Origins {
     /// The configured list, or the loopback origins of the port we listen on.
-    pub fn new(configured: Option<&[String]>, port: u16) -> Origins {
+    pub(crate) fn new(configured: Option<&[String]>, port: u16) -> Origins {
         match configured {
             Some(list) if list.iter().any(|o| o == "*") => Origins::Any,
             Some(list) => Origins::List(list.to_vec()),
@@ -29,7 +29,7 @@ impl Origins {
         }
     }
 
-    pub fn allows(&self, origin: &str) -> bool {
+    pub(crate) fn allows(&self, origin: &str) -> bool {
         match self {
             Origins::Any => true,
             Origins::List(l) => {
@@ -41,7 +41,7 @@ impl Origins {
 }
 
 /// Shared by every worker (actix clones the `web::Data` Arc).
-pub struct AppState {
+pub(crate) struct AppState {
     pub hub: Hub,
     pub sessions: Arc<Sessions>,
     pub tokens: TokenIndex,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// Decode `args` into `A`, turning serde's messages into the hub's field-named ones.
-pub fn decode<A: DeserializeOwned>(args: &Map<String, Value>) -> Result<A, DomainError> {
+pub(crate) fn decode<A: DeserializeOwned>(args: &Map<String, Value>) -> Result<A, DomainError> {
     let value = Value::Object(args.clone());
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
@@ -53,7 +53,7 @@ fn refusal(path: &str, msg: &str) -> DomainError {
 /// The argument names `A` accepts, read from serde's own refusal of an unknown
 /// one (tests check them against each tool's input schema).
 #[cfg(test)]
-pub fn accepted<A: DeserializeOwned>() -> Vec<String> {
+pub(crate) fn accepted<A: DeserializeOwned>() -> Vec<String> {
     let mut probe = Map::new();
     probe.insert("\u{1}probe".into(), Value::Null);
     match decode::<A>(&probe) {

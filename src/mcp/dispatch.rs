@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 /// The answer to one request: a JSON-RPC response object.
-pub async fn request(
+pub(crate) async fn request(
     hub: &Hub,
     sessions: &Sessions,
     agent: &AgentId,

@@ -4,22 +4,22 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-pub const PARSE_ERROR: i64 = -32700;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const INTERNAL_ERROR: i64 = -32603;
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// Transport problems (missing session, not acceptable, unauthorized…), as the SDKs use it.
-pub const SERVER_ERROR: i64 = -32000;
+pub(crate) const SERVER_ERROR: i64 = -32000;
 /// Unknown or expired session (HTTP 404), as the reference SDKs use it.
-pub const SESSION_NOT_FOUND: i64 = -32001;
+pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
 /// MCP's code for `resources/read` of an unknown URI.
-pub const RESOURCE_NOT_FOUND: i64 = -32002;
+pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
 /// The answer to a request the client cancelled (it ignores it).
-pub const REQUEST_CANCELLED: i64 = -32800;
+pub(crate) const REQUEST_CANCELLED: i64 = -32800;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RpcError {
+pub(crate) struct RpcError {
     pub code: i64,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,38 +27,38 @@ pub struct RpcError {
 }
 
 impl RpcError {
-    pub fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
         RpcError {
             code,
             message: message.into(),
             data: None,
         }
     }
-    pub fn parse_error(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn parse_error(detail: impl std::fmt::Display) -> Self {
         Self::new(
             PARSE_ERROR,
             format!("Parse error: body is not valid JSON ({detail})"),
         )
     }
-    pub fn invalid_request(why: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(why: impl Into<String>) -> Self {
         Self::new(INVALID_REQUEST, format!("Invalid Request: {}", why.into()))
     }
-    pub fn method_not_found(method: &str) -> Self {
+    pub(crate) fn method_not_found(method: &str) -> Self {
         Self::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
     }
-    pub fn invalid_params(why: impl Into<String>) -> Self {
+    pub(crate) fn invalid_params(why: impl Into<String>) -> Self {
         Self::new(INVALID_PARAMS, format!("Invalid params: {}", why.into()))
     }
-    pub fn internal(why: impl Into<String>) -> Self {
+    pub(crate) fn internal(why: impl Into<String>) -> Self {
         Self::new(INTERNAL_ERROR, format!("Internal error: {}", why.into()))
     }
-    pub fn server(why: impl Into<String>) -> Self {
+    pub(crate) fn server(why: impl Into<String>) -> Self {
         Self::new(SERVER_ERROR, why)
     }
-    pub fn cancelled() -> Self {
+    pub(crate) fn cancelled() -> Self {
         Self::new(REQUEST_CANCELLED, "Request cancelled by the client")
     }
-    pub fn session_not_found() -> Self {
+    pub(crate) fn session_not_found() -> Self {
         Self::new(
             SESSION_NOT_FOUND,
             "Session not found: it expired, was deleted, or belongs to another agent; send initialize without Mcp-Session-Id",
@@ -68,7 +68,7 @@ impl RpcError {
 
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Request {
         id: Value,
         method: String,
@@ -84,7 +84,7 @@ pub enum Incoming {
 
 /// Classify one JSON value as a JSON-RPC message. On failure returns the id to echo
 /// (when it could be read) and the error.
-pub fn classify(v: Value) -> Result<Incoming, (Value, RpcError)> {
+pub(crate) fn classify(v: Value) -> Result<Incoming, (Value, RpcError)> {
     let Value::Object(mut m) = v else {
         return Err((
             Value::Null,
@@ -131,11 +131,11 @@ pub fn classify(v: Value) -> Result<Incoming, (Value, RpcError)> {
     fail("a message needs `method` (request or notification) or `result`/`error` (response)")
 }
 
-pub fn ok(id: &Value, result: Value) -> Value {
+pub(crate) fn ok(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
-pub fn err(id: &Value, e: &RpcError) -> Value {
+pub(crate) fn err(id: &Value, e: &RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e})
 }
 

@@ -3,22 +3,22 @@
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Version {
+pub(crate) enum Version {
     V2025_03_26,
     V2025_06_18,
     V2025_11_25,
 }
 
 impl Version {
-    pub const LATEST: Version = Version::V2025_11_25;
+    pub(crate) const LATEST: Version = Version::V2025_11_25;
     /// Newest first.
-    pub const ALL: [Version; 3] = [
+    pub(crate) const ALL: [Version; 3] = [
         Version::V2025_11_25,
         Version::V2025_06_18,
         Version::V2025_03_26,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Version::V2025_03_26 => "2025-03-26",
             Version::V2025_06_18 => "2025-06-18",
@@ -26,33 +26,33 @@ impl Version {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Version> {
+    pub(crate) fn parse(s: &str) -> Option<Version> {
         Version::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
     /// `structuredContent`, `outputSchema` and `title` exist from 2025-06-18 on.
-    pub fn has_structured_content(self) -> bool {
+    pub(crate) fn has_structured_content(self) -> bool {
         self >= Version::V2025_06_18
     }
 
     /// JSON-RPC batches were allowed only in 2025-03-26.
-    pub fn allows_batches(self) -> bool {
+    pub(crate) fn allows_batches(self) -> bool {
         self == Version::V2025_03_26
     }
 }
 
 /// Answer the requested version when we support it, else our newest; the client then
 /// decides whether it can talk to us.
-pub fn negotiate(requested: &str) -> Version {
+pub(crate) fn negotiate(requested: &str) -> Version {
     Version::parse(requested).unwrap_or(Version::LATEST)
 }
 
-pub const INSTRUCTIONS: &str = "Agent Hub coordinates several agents on one job. Your identity comes from your bearer token. \
+pub(crate) const INSTRUCTIONS: &str = "Agent Hub coordinates several agents on one job. Your identity comes from your bearer token. \
 Call agent_register once with your display name and capabilities, then agent_heartbeat now and then. \
 Wait for messages with inbox_pull and wait_seconds instead of polling in a loop; ack what you handled with message_ack. \
 Every tool answers a JSON object with ok=true, or ok=false with an error code and a message saying what to change.";
 
-pub fn initialize_result(v: Version) -> Value {
+pub(crate) fn initialize_result(v: Version) -> Value {
     json!({
         "protocolVersion": v.as_str(),
         "capabilities": {

@@ -11,9 +11,9 @@ use crate::domain::message::Message;
 use crate::domain::AgentId;
 use serde_json::json;
 
-pub const INBOX_URI: &str = "agent-hub://inbox";
+pub(crate) const INBOX_URI: &str = "agent-hub://inbox";
 
-pub fn inbox_updated(message: &Message) -> String {
+pub(crate) fn inbox_updated(message: &Message) -> String {
     json!({
         "jsonrpc": "2.0",
         "method": "notifications/resources/updated",

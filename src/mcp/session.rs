@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Notifications that may wait on a GET stream whose client stopped reading.
-pub const STREAM_BUFFER: usize = 256;
+pub(crate) const STREAM_BUFFER: usize = 256;
 
-pub struct Session {
+pub(crate) struct Session {
     pub id: String,
     pub agent: AgentId,
     pub version: Version,
@@ -32,7 +32,7 @@ pub struct Session {
 }
 
 /// A request registered as in flight; dropping it unregisters it.
-pub struct InFlight {
+pub(crate) struct InFlight {
     session: Arc<Session>,
     key: String,
     number: u64,
@@ -64,7 +64,7 @@ impl Session {
     }
 
     /// Attach a new GET stream; `None` when one is already open (the caller answers 409).
-    pub fn open_stream(&self) -> Option<mpsc::Receiver<String>> {
+    pub(crate) fn open_stream(&self) -> Option<mpsc::Receiver<String>> {
         let mut guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_some_and(|tx| !tx.is_closed()) {
             return None;
@@ -77,7 +77,7 @@ impl Session {
     /// Send one JSON-RPC message on the GET stream; false when none is open, or when
     /// the client stopped reading and [`STREAM_BUFFER`] messages wait already (they
     /// are hints: the inbox itself loses nothing).
-    pub fn push(&self, message: String) -> bool {
+    pub(crate) fn push(&self, message: String) -> bool {
         let guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref().map(|tx| tx.try_send(message)) {
             Some(Ok(())) => true,
@@ -90,7 +90,7 @@ impl Session {
     }
 
     /// Register request `id` as in flight until the returned guard is dropped.
-    pub fn track(self: &Arc<Self>, id: &serde_json::Value) -> InFlight {
+    pub(crate) fn track(self: &Arc<Self>, id: &serde_json::Value) -> InFlight {
         let (tx, rx) = oneshot::channel();
         let key = id.to_string();
         let number = self.next_inflight.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +108,7 @@ impl Session {
 
     /// `notifications/cancelled`: stop request `id` if it is still running. Unknown
     /// or finished ids are ignored, as the spec asks.
-    pub fn cancel(&self, id: &serde_json::Value) -> bool {
+    pub(crate) fn cancel(&self, id: &serde_json::Value) -> bool {
         let tx = self
             .inflight
             .lock()
@@ -123,9 +123,9 @@ impl Session {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionNotFound;
+pub(crate) struct SessionNotFound;
 
-pub struct Sessions {
+pub(crate) struct Sessions {
     map: DashMap<String, Arc<Session>>,
     idle: Duration,
     max_per_agent: usize,
@@ -133,7 +133,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(idle: Duration, max_per_agent: usize) -> Self {
+    pub(crate) fn new(idle: Duration, max_per_agent: usize) -> Self {
         Sessions {
             map: DashMap::new(),
             idle,
@@ -155,7 +155,7 @@ impl Sessions {
 
     /// A new session for `agent`. When the agent is at its cap, its least recently
     /// used session is dropped: clients that never DELETE must not lock an agent out.
-    pub fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
+    pub(crate) fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
         let now = self.now_ms();
         let mine: Vec<(String, u64)> = self
             .map
@@ -187,7 +187,7 @@ impl Sessions {
 
     /// The live session `id` of `agent`, marked active. Another agent's session is
     /// reported exactly like an unknown one, so ids cannot be probed.
-    pub fn get(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
+    pub(crate) fn get(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
         let now = self.now_ms();
         let s = self.map.get(id).map(|e| e.clone()).ok_or(SessionNotFound)?;
         if &s.agent != agent {
@@ -202,7 +202,7 @@ impl Sessions {
     }
 
     /// End session `id` of `agent` (DELETE).
-    pub fn remove(&self, id: &str, agent: &AgentId) -> Result<(), SessionNotFound> {
+    pub(crate) fn remove(&self, id: &str, agent: &AgentId) -> Result<(), SessionNotFound> {
         let s = self.get(id, agent)?;
         self.map.remove(&s.id);
         s.close_stream();
@@ -210,7 +210,7 @@ impl Sessions {
     }
 
     /// Drop expired sessions; called periodically so memory follows live clients.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         let now = self.now_ms();
         let before = self.map.len();
         self.map.retain(|_, s| {
@@ -223,16 +223,17 @@ impl Sessions {
         before - self.map.len()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
     /// Push `message` on every open GET stream of `agent`; returns how many took it.
-    pub fn push_to_agent(&self, agent: &AgentId, message: &str) -> usize {
+    pub(crate) fn push_to_agent(&self, agent: &AgentId, message: &str) -> usize {
         self.map
             .iter()
             .filter(|e| &e.agent == agent)

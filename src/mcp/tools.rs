@@ -11,7 +11,7 @@ mod agent;
 mod assignment;
 mod hub;
 mod lock;
-pub mod message;
+pub(crate) mod message;
 mod task;
 
 use super::args::decode;
@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 /// Everything a tool may use besides its arguments.
-pub struct CallCtx<'a> {
+pub(crate) struct CallCtx<'a> {
     pub hub: &'a Hub,
     pub sessions: &'a Sessions,
     /// The caller, from its bearer token.
@@ -36,7 +36,7 @@ pub struct CallCtx<'a> {
 }
 
 /// A domain refusal or a successful object (without `ok`).
-pub type Outcome = Result<Map<String, Value>, DomainError>;
+pub(crate) type Outcome = Result<Map<String, Value>, DomainError>;
 
 /// What a tool's handler returns: the success object, or why not.
 type Answer<'a> = LocalBoxFuture<'a, Result<Map<String, Value>, HubError>>;
@@ -49,7 +49,7 @@ type RawHandler =
     Box<dyn for<'a> Fn(&'a CallCtx<'a>, &Map<String, Value>) -> Answer<'a> + Send + Sync>;
 
 /// What `tools/list` shows of a tool.
-pub struct ToolDef {
+pub(crate) struct ToolDef {
     pub name: &'static str,
     pub title: &'static str,
     pub description: &'static str,
@@ -61,7 +61,7 @@ pub struct ToolDef {
 }
 
 /// One tool: its definition and its handler.
-pub struct Tool {
+pub(crate) struct Tool {
     def: ToolDef,
     run: RawHandler,
     /// The argument names the handler's struct accepts (checked against the schema).
@@ -139,7 +139,7 @@ impl ToolDef {
 }
 
 /// The `tools/list` result for `version`, built once per version.
-pub fn list(version: Version) -> &'static Value {
+pub(crate) fn list(version: Version) -> &'static Value {
     static LISTS: OnceLock<Vec<(Version, Value)>> = OnceLock::new();
     let lists = LISTS.get_or_init(|| {
         Version::ALL
@@ -183,7 +183,7 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
 }
 
 /// Run tool `name`. Unknown tools are protocol errors (-32602); refusals are results.
-pub async fn call(
+pub(crate) async fn call(
     ctx: &CallCtx<'_>,
     name: &str,
     args: &Map<String, Value>,
@@ -209,7 +209,7 @@ pub async fn call(
 }
 
 /// Render a tool outcome as a `CallToolResult`.
-pub fn render(outcome: Outcome, version: Version) -> Value {
+pub(crate) fn render(outcome: Outcome, version: Version) -> Value {
     let (object, is_error) = match outcome {
         Ok(mut fields) => {
             fields.insert("ok".into(), Value::Bool(true));

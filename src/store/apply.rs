@@ -14,7 +14,7 @@ use std::collections::HashMap;
 /// Apply `ops` in order, except heartbeats: only the last heartbeat of each agent in
 /// the batch is written, after everything else (a heartbeat touches only its own
 /// column, so moving it later changes nothing but saves rows).
-pub fn apply_batch<'a>(
+pub(crate) fn apply_batch<'a>(
     tx: &Transaction<'_>,
     ops: impl IntoIterator<Item = &'a Op>,
 ) -> rusqlite::Result<()> {

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 /// One agent as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AgentRow {
+pub(crate) struct AgentRow {
     pub id: String,
     pub name: String,
     pub capabilities: Vec<String>,
@@ -17,7 +17,7 @@ pub struct AgentRow {
 
 /// Everything the actors start from.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub agents: Vec<AgentRow>,
     /// Messaging state by agent id.
     pub mail: std::collections::HashMap<String, MailState>,
@@ -31,7 +31,7 @@ pub struct Snapshot {
 /// Make every agent of `agents.env` exist (the reference made callers register first
 /// and crashed on foreign keys otherwise) and mark the others inactive.
 /// `agents` is (id, token_hash).
-pub fn sync_agents(
+pub(crate) fn sync_agents(
     conn: &mut Connection,
     agents: &[(String, String)],
     now: &str,
@@ -52,7 +52,7 @@ pub fn sync_agents(
     Ok(())
 }
 
-pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
+pub(crate) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, name, capabilities, registered_at, last_heartbeat
          FROM agents WHERE is_active = 1 ORDER BY id",
@@ -85,7 +85,7 @@ pub fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
 
 /// Messaging state of one agent at start-up.
 #[derive(Debug, Default)]
-pub struct MailState {
+pub(crate) struct MailState {
     /// Unread deliveries in arrival order.
     pub unread: Vec<std::sync::Arc<crate::domain::message::Message>>,
     /// Ids of messages received and already read.
@@ -112,7 +112,7 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::domain::me
 }
 
 /// Every agent's inbox and sent-message keys, by agent id.
-pub fn load_mail(
+pub(crate) fn load_mail(
     conn: &Connection,
 ) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
     use std::collections::HashMap;
@@ -160,7 +160,7 @@ pub fn load_mail(
 type LockState = (Vec<crate::domain::lease::Lock>, Vec<(String, u64)>);
 
 /// Stored locks and fencing counters.
-pub fn load_locks(conn: &Connection) -> Result<LockState, StoreError> {
+pub(crate) fn load_locks(conn: &Connection) -> Result<LockState, StoreError> {
     use crate::domain::time::parse_iso;
     let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
     let mut stmt = conn.prepare(

@@ -4,17 +4,17 @@
 //! [`super::load::load`].
 
 use super::StoreError;
-use crate::domain::time::{parse_iso, Timestamp};
 use crate::domain::task::{
     Assignment, AssignmentStatus, Handoff, Round, RoundStatus, Task, TaskStatus,
 };
+use crate::domain::time::{parse_iso, Timestamp};
 use crate::domain::workflow::TaskState;
 use rusqlite::{Connection, Row};
 use std::collections::HashMap;
 
 /// Every task, oldest first, each with its rows in stored order. Rows of a task that
 /// is not stored are left out.
-pub fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError> {
+pub(crate) fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError> {
     let mut tasks: Vec<TaskState> = root_tasks(conn)?
         .into_iter()
         .map(|task| TaskState {

@@ -6,7 +6,7 @@ use super::StoreError;
 use rusqlite::Connection;
 
 /// (version, name, SQL). Append only; never edit an applied migration.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "001_init", include_str!("../../migrations/001_init.sql")),
     (
         2,
@@ -25,7 +25,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-pub fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
+pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,

@@ -9,7 +9,7 @@ use crate::domain::task::{Assignment, Handoff, Round, Task};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Op {
+pub(crate) enum Op {
     /// `agent_register`: name and capabilities (JSON array text).
     AgentRegister {
         id: String,

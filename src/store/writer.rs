@@ -21,15 +21,15 @@ use tokio::sync::watch;
 /// The sequence number of an enqueued op; the write is durable once the writer has
 /// published a committed sequence at least this high.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ticket(pub u64);
+pub(crate) struct Ticket(pub u64);
 
 impl Ticket {
     /// For replies that wrote nothing.
-    pub const NONE: Ticket = Ticket(0);
+    pub(crate) const NONE: Ticket = Ticket(0);
 }
 
 #[derive(Debug, Clone)]
-pub struct StoreOptions {
+pub(crate) struct StoreOptions {
     pub durability: Durability,
     pub max_ops: usize,
     pub window: Duration,
@@ -55,7 +55,7 @@ enum Msg {
 
 /// Cheap-to-clone handle held by every actor.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<Inner>,
 }
 
@@ -115,7 +115,7 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
 impl Store {
     /// Open (creating) the database, migrate it, reconcile the agent list, load the
     /// live state, and start the writer thread.
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         opts: StoreOptions,
         agents: &[(String, String)],
@@ -147,7 +147,7 @@ impl Store {
     }
 
     /// Queue `op` for the writer. Never blocks on disk.
-    pub fn enqueue(&self, op: Op) -> Ticket {
+    pub(crate) fn enqueue(&self, op: Op) -> Ticket {
         let mut guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
         guard.0 += 1;
         let seq = guard.0;
@@ -159,7 +159,7 @@ impl Store {
     }
 
     /// In durable mode, wait until `ticket` is committed. In fast mode, return at once.
-    pub async fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+    pub(crate) async fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError> {
         if ticket == Ticket::NONE {
             return Ok(());
         }
@@ -170,7 +170,7 @@ impl Store {
     }
 
     /// Wait until `ticket` is committed, whatever the durability mode.
-    pub async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
+    pub(crate) async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
         let mut rx = self.inner.progress.clone();
         let lost = |p: &Progress| p.failed_from.is_some_and(|f| ticket.0 >= f);
         let p = *rx
@@ -188,18 +188,18 @@ impl Store {
 
     /// A ticket covering every op queued so far: waiting for it makes an answer that
     /// wrote nothing itself (say, "already sent") wait until what it reports is saved.
-    pub fn barrier(&self) -> Ticket {
+    pub(crate) fn barrier(&self) -> Ticket {
         Ticket(self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).0)
     }
 
     /// Highest committed sequence number (for tests and status).
-    pub fn committed(&self) -> u64 {
+    pub(crate) fn committed(&self) -> u64 {
         self.inner.progress.borrow().committed
     }
 
     /// Commit everything queued so far and stop the writer. Blocking; call once at
     /// the end of shutdown.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         {
             let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
             let _ = guard.1.send(Msg::Shutdown);

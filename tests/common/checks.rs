@@ -5,7 +5,7 @@ use super::Resp;
 use serde_json::Value;
 
 /// A 4xx answer's body, when there is one, must not look like a success.
-pub fn assert_not_success(r: &Resp) {
+pub(crate) fn assert_not_success(r: &Resp) {
     if let Ok(v) = serde_json::from_str::<Value>(&r.body) {
         assert!(
             v.get("result").is_none(),
@@ -16,7 +16,7 @@ pub fn assert_not_success(r: &Resp) {
 }
 
 /// Find a tool by name in a tools/list answer.
-pub fn tool<'a>(list: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn tool<'a>(list: &'a Value, name: &str) -> &'a Value {
     list["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("no tools array: {list}"))
@@ -28,7 +28,7 @@ pub fn tool<'a>(list: &'a Value, name: &str) -> &'a Value {
 /// Check `v` against the subset of JSON Schema our tools use (`type`, `properties`,
 /// `required`, `additionalProperties: false`, `items`, `enum`, `const`, `anyOf`,
 /// `oneOf`); other keywords are ignored. Returns the first violation.
-pub fn schema_violation(schema: &Value, v: &Value, at: &str) -> Option<String> {
+pub(crate) fn schema_violation(schema: &Value, v: &Value, at: &str) -> Option<String> {
     if schema == &Value::Bool(true) || !schema.is_object() {
         return None;
     }
@@ -104,7 +104,7 @@ pub fn schema_violation(schema: &Value, v: &Value, at: &str) -> Option<String> {
 }
 
 /// A timestamp in the ISO-8601 form `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-pub fn is_iso8601(s: &str) -> bool {
+pub(crate) fn is_iso8601(s: &str) -> bool {
     let b = s.as_bytes();
     let digits =
         |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// A raw HTTP answer.
 #[derive(Debug)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     /// Header names in lower case.
     pub headers: HashMap<String, String>,
@@ -19,35 +19,35 @@ pub struct Resp {
 }
 
 impl Resp {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {:?}", self.status, self.body))
     }
     /// Case-insensitive header lookup.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(&name.to_ascii_lowercase())
             .map(String::as_str)
     }
     /// The JSON-RPC error code of the body.
-    pub fn rpc_code(&self) -> i64 {
+    pub(crate) fn rpc_code(&self) -> i64 {
         self.json()["error"]["code"]
             .as_i64()
             .unwrap_or_else(|| panic!("no error code (status {}): {}", self.status, self.body))
     }
-    pub fn content_type(&self) -> &str {
+    pub(crate) fn content_type(&self) -> &str {
         self.header("content-type").unwrap_or("")
     }
 }
 
-pub fn http_agent() -> ureq::Agent {
+pub(crate) fn http_agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(60))
         .build()
 }
 
 /// A response whatever its status; panics only on transport errors.
-pub fn to_resp(r: Result<ureq::Response, ureq::Error>) -> Resp {
+pub(crate) fn to_resp(r: Result<ureq::Response, ureq::Error>) -> Resp {
     let resp = match r {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
@@ -71,7 +71,7 @@ pub fn to_resp(r: Result<ureq::Response, ureq::Error>) -> Resp {
 }
 
 /// Any method, any headers, any body (GET and DELETE send none).
-pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+pub(crate) fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
     let mut req = http_agent().request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
@@ -85,7 +85,7 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) ->
 }
 
 /// The headers of a well-formed POST by `agent`, without session.
-pub fn std_headers(auth: &str) -> Vec<(&str, &str)> {
+pub(crate) fn std_headers(auth: &str) -> Vec<(&str, &str)> {
     vec![
         ("Authorization", auth),
         ("Accept", ACCEPT),
@@ -93,19 +93,19 @@ pub fn std_headers(auth: &str) -> Vec<(&str, &str)> {
     ]
 }
 
-pub fn init_body(version: &str) -> String {
+pub(crate) fn init_body(version: &str) -> String {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": version, "capabilities": {},
         "clientInfo": {"name": "agent-hub-tests", "version": "1"}}})
     .to_string()
 }
 
-pub fn ping_body(id: i64) -> String {
+pub(crate) fn ping_body(id: i64) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string()
 }
 
 /// An MCP client with one session.
-pub struct Client {
+pub(crate) struct Client {
     pub url: String,
     pub token: String,
     pub session: String,
@@ -121,7 +121,7 @@ pub struct Client {
 
 impl Client {
     /// `initialize` + `notifications/initialized`, as clients do.
-    pub fn connect(url: &str, token: &str, version: &str) -> Client {
+    pub(crate) fn connect(url: &str, token: &str, version: &str) -> Client {
         let http = http_agent();
         let r = to_resp(
             http.post(url)
@@ -157,7 +157,7 @@ impl Client {
 
     /// The headers of a request on this session (Authorization, Accept, Content-Type,
     /// Mcp-Session-Id, and MCP-Protocol-Version when `send_version_header`).
-    pub fn headers(&self) -> Vec<(String, String)> {
+    pub(crate) fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![
             (
                 "Authorization".to_string(),
@@ -175,7 +175,7 @@ impl Client {
 
     /// POST a raw body on this session with the usual headers, overridden or
     /// completed by `extra` (same name, case-insensitive: replaced; value "": removed).
-    pub fn post_with(&self, body: &str, extra: &[(&str, &str)]) -> Resp {
+    pub(crate) fn post_with(&self, body: &str, extra: &[(&str, &str)]) -> Resp {
         let mut h = self.headers();
         for (k, v) in extra {
             h.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
@@ -191,12 +191,12 @@ impl Client {
     }
 
     /// POST a raw body on this session with the usual headers.
-    pub fn post(&self, body: &str) -> Resp {
+    pub(crate) fn post(&self, body: &str) -> Resp {
         self.post_with(body, &[])
     }
 
     /// POST a JSON value on this session.
-    pub fn post_json(&self, body: &Value) -> Resp {
+    pub(crate) fn post_json(&self, body: &Value) -> Resp {
         self.post(&body.to_string())
     }
 
@@ -206,7 +206,7 @@ impl Client {
 
     /// A JSON-RPC request that must get a 200 JSON answer with the same id;
     /// returns the whole response object.
-    pub fn rpc(&self, method: &str, params: Value) -> Value {
+    pub(crate) fn rpc(&self, method: &str, params: Value) -> Value {
         let id = self.id();
         let r = self
             .post_json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
@@ -223,13 +223,13 @@ impl Client {
     }
 
     /// `tools/call`; returns the whole JSON-RPC response object.
-    pub fn call_tool(&self, name: &str, args: Value) -> Value {
+    pub(crate) fn call_tool(&self, name: &str, args: Value) -> Value {
         self.rpc("tools/call", json!({"name": name, "arguments": args}))
     }
 
     /// `tools/call` that must give a result; returns (the tool's object, isError).
     /// Checks that `structuredContent`, when present, equals the parsed text block.
-    pub fn call_raw(&self, tool: &str, args: Value) -> (Value, bool) {
+    pub(crate) fn call_raw(&self, tool: &str, args: Value) -> (Value, bool) {
         let v = self.call_tool(tool, args);
         let result = &v["result"];
         assert!(result.is_object(), "{tool}: no result: {v}");
@@ -247,21 +247,21 @@ impl Client {
     }
 
     /// A successful tool call's object (panics on a refusal).
-    pub fn call(&self, tool: &str, args: Value) -> Value {
+    pub(crate) fn call(&self, tool: &str, args: Value) -> Value {
         let (v, err) = self.call_raw(tool, args.clone());
         assert!(!err && v["ok"] == true, "{tool}({args}) failed: {v}");
         v
     }
 
     /// A refused tool call's error code.
-    pub fn refused(&self, tool: &str, args: Value) -> String {
+    pub(crate) fn refused(&self, tool: &str, args: Value) -> String {
         let (v, err) = self.call_raw(tool, args.clone());
         assert!(err && v["ok"] == false, "{tool}({args}) should fail: {v}");
         v["error"].as_str().unwrap_or_default().to_string()
     }
 
     /// DELETE this session.
-    pub fn delete(&self) -> Resp {
+    pub(crate) fn delete(&self) -> Resp {
         request(
             "DELETE",
             &self.url,
@@ -274,7 +274,7 @@ impl Client {
     }
 
     /// Open the GET stream of this session.
-    pub fn open_stream(&self) -> Result<SseStream, Resp> {
+    pub(crate) fn open_stream(&self) -> Result<SseStream, Resp> {
         let mut h = vec![
             (
                 "Authorization".to_string(),
@@ -292,7 +292,7 @@ impl Client {
 }
 
 /// An open SSE response read line by line on a background thread.
-pub struct SseStream {
+pub(crate) struct SseStream {
     pub status: u16,
     pub content_type: String,
     lines: mpsc::Receiver<String>,
@@ -300,7 +300,7 @@ pub struct SseStream {
 
 impl SseStream {
     /// GET with these headers; a non-2xx answer comes back as `Err`.
-    pub fn open(url: &str, headers: &[(&str, &str)]) -> Result<SseStream, Resp> {
+    pub(crate) fn open(url: &str, headers: &[(&str, &str)]) -> Result<SseStream, Resp> {
         let mut req = http_agent().get(url);
         for (k, v) in headers {
             req = req.set(k, v);
@@ -313,7 +313,7 @@ impl SseStream {
         Ok(SseStream::from_response(resp))
     }
 
-    pub fn from_response(resp: ureq::Response) -> SseStream {
+    pub(crate) fn from_response(resp: ureq::Response) -> SseStream {
         let status = resp.status();
         let content_type = resp.header("content-type").unwrap_or("").to_string();
         let (tx, rx) = mpsc::channel();
@@ -333,13 +333,13 @@ impl SseStream {
     }
 
     /// The next line, `None` on timeout or end of stream.
-    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+    pub(crate) fn next_line(&self, timeout: Duration) -> Option<String> {
         self.lines.recv_timeout(timeout).ok()
     }
 
     /// Read lines until `n` keep-alive comments (`:` lines) have arrived; returns every
     /// line read. Panics after `timeout`.
-    pub fn read_comments(&self, n: usize, timeout: Duration) -> Vec<String> {
+    pub(crate) fn read_comments(&self, n: usize, timeout: Duration) -> Vec<String> {
         let end = Instant::now() + timeout;
         let mut seen = Vec::new();
         let mut comments = 0;
@@ -358,7 +358,7 @@ impl SseStream {
 }
 
 /// The JSON payloads of the `data:` lines of an SSE body.
-pub fn sse_data(body: &str) -> Vec<Value> {
+pub(crate) fn sse_data(body: &str) -> Vec<Value> {
     body.lines()
         .filter_map(|l| l.strip_prefix("data:"))
         .map(str::trim)

@@ -8,34 +8,34 @@
 mod checks;
 mod client;
 mod process;
-pub mod workflow;
+pub(crate) mod workflow;
 
-pub use checks::*;
-pub use client::*;
-pub use process::*;
+pub(crate) use checks::*;
+pub(crate) use client::*;
+pub(crate) use process::*;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hubctl");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_hubctl");
 /// What a well-behaved Streamable HTTP client sends on POST.
-pub const ACCEPT: &str = "application/json, text/event-stream";
+pub(crate) const ACCEPT: &str = "application/json, text/event-stream";
 /// The protocol revisions the hub supports, newest first.
-pub const VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-pub const LATEST: &str = "2025-11-25";
+pub(crate) const VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+pub(crate) const LATEST: &str = "2025-11-25";
 
 /// The token of a test agent in the agents.env written by [`config_dir`].
-pub fn token(agent: &str) -> String {
+pub(crate) fn token(agent: &str) -> String {
     format!("tok-{agent}-0123456789abcdef")
 }
 
 /// `Bearer <token of agent>`.
-pub fn bearer(agent: &str) -> String {
+pub(crate) fn bearer(agent: &str) -> String {
     format!("Bearer {}", token(agent))
 }
 
 /// Write agents.env (tokens from [`token`]) and config.yaml into a fresh directory.
-pub fn config_dir(agents: &[&str], config: &str) -> tempfile::TempDir {
+pub(crate) fn config_dir(agents: &[&str], config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     write_agents(dir.path(), agents);
     std::fs::write(dir.path().join("config.yaml"), config).expect("write config");
@@ -43,7 +43,7 @@ pub fn config_dir(agents: &[&str], config: &str) -> tempfile::TempDir {
 }
 
 /// agents.env with one `id=token` line per agent and a comment line.
-pub fn write_agents(dir: &Path, agents: &[&str]) {
+pub(crate) fn write_agents(dir: &Path, agents: &[&str]) {
     let mut env = String::from("# test agents\n");
     for a in agents {
         env.push_str(&format!("{a}={}\n", token(a)));
@@ -51,14 +51,14 @@ pub fn write_agents(dir: &Path, agents: &[&str]) {
     write_private(&dir.join("agents.env"), &env);
 }
 
-pub fn write_private(path: &Path, text: &str) {
+pub(crate) fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).expect("write");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 /// File permission bits.
-pub fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -68,7 +68,7 @@ pub fn mode(p: &Path) -> u32 {
 }
 
 /// Poll `f` until it returns `Some`, or give up after `timeout`.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {

@@ -11,25 +11,25 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// How long a child gets to print its "listening on" line.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 const LISTENING: &str = "agent-hub listening on ";
 
 /// Output of a child, collected by background threads (the pipes never fill).
 #[derive(Clone, Default)]
-pub struct Captured {
+pub(crate) struct Captured {
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Captured {
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().join("\n")
     }
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
     /// Wait until stdout contains `needle`; returns all of stdout so far either way.
-    pub fn wait_stdout(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_stdout(&self, needle: &str, timeout: Duration) -> String {
         wait_for(timeout, || {
             let s = self.stdout();
             s.contains(needle).then_some(s)
@@ -37,7 +37,7 @@ impl Captured {
         .unwrap_or_else(|| self.stdout())
     }
     /// Wait until stderr contains `needle`; returns all of stderr so far either way.
-    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
         wait_for(timeout, || {
             let s = self.stderr();
             s.contains(needle).then_some(s)
@@ -47,7 +47,7 @@ impl Captured {
 }
 
 /// A `hubctl serve` child that printed its "listening on" line.
-pub struct Running {
+pub(crate) struct Running {
     pub child: Child,
     /// `http://HOST:PORT/mcp` as printed.
     pub url: String,
@@ -56,21 +56,21 @@ pub struct Running {
 
 impl Running {
     /// SIGKILL and reap.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// Command-line arguments of mixed types (`&str`, paths).
-pub fn os_args(list: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+pub(crate) fn os_args(list: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     list.iter().map(|a| a.as_ref().to_os_string()).collect()
 }
 
 /// Why a child did not come up: its exit status (None: still running at the timeout,
 /// then killed) and its stderr.
 #[derive(Debug)]
-pub struct StartFailure {
+pub(crate) struct StartFailure {
     pub status: Option<std::process::ExitStatus>,
     pub stderr: String,
     pub stdout: String,
@@ -78,7 +78,7 @@ pub struct StartFailure {
 
 /// A `hubctl` command with no AGENT_HUB_* variables from the environment of the test
 /// run, and HOME/XDG pointed at `home` so that nothing outside the test's temp dirs is read.
-pub fn hubctl_cmd(home: &Path) -> Command {
+pub(crate) fn hubctl_cmd(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env("HOME", home)
         .env_remove("XDG_CONFIG_HOME")
@@ -93,7 +93,7 @@ pub fn hubctl_cmd(home: &Path) -> Command {
 
 /// Spawn `hubctl <args>` (normally `serve ...`) with `env` added, and wait for its
 /// "listening on" line. `home` is the HOME of the child.
-pub fn spawn(
+pub(crate) fn spawn(
     home: &Path,
     args: &[OsString],
     env: &[(&str, &str)],
@@ -151,7 +151,7 @@ pub fn spawn(
 }
 
 /// The usual `serve` arguments for a config directory: loopback, port 0, db inside it.
-pub fn serve_args(dir: &Path) -> Vec<OsString> {
+pub(crate) fn serve_args(dir: &Path) -> Vec<OsString> {
     vec![
         "serve".into(),
         "--host".into(),
@@ -167,7 +167,7 @@ pub fn serve_args(dir: &Path) -> Vec<OsString> {
 
 /// `hubctl serve` on `dir` must refuse to start: returns its stderr after checking
 /// that it exited with a non-zero status.
-pub fn start_error(dir: &Path) -> String {
+pub(crate) fn start_error(dir: &Path) -> String {
     match spawn(dir, &serve_args(dir), &[]) {
         Ok(mut r) => {
             let _ = r.child.kill();
@@ -185,7 +185,7 @@ pub fn start_error(dir: &Path) -> String {
 }
 
 /// The port of `http://host:port/...`.
-pub fn port_of(url: &str) -> u16 {
+pub(crate) fn port_of(url: &str) -> u16 {
     let rest = url.split("://").nth(1).expect("scheme");
     let authority = rest.split('/').next().unwrap();
     authority
@@ -196,7 +196,7 @@ pub fn port_of(url: &str) -> u16 {
 }
 
 /// A running hub.
-pub struct Hub {
+pub(crate) struct Hub {
     pub dir: tempfile::TempDir,
     pub port: u16,
     /// `http://127.0.0.1:PORT`
@@ -209,17 +209,17 @@ pub struct Hub {
 
 impl Hub {
     /// Agents (tokens from [`token`]) and a config.yaml text; then start.
-    pub fn start(agents: &[&str], config: &str) -> Hub {
+    pub(crate) fn start(agents: &[&str], config: &str) -> Hub {
         Hub::start_in(config_dir(agents, config))
     }
 
-    pub fn start_in(dir: tempfile::TempDir) -> Hub {
+    pub(crate) fn start_in(dir: tempfile::TempDir) -> Hub {
         let r = spawn(dir.path(), &serve_args(dir.path()), &[])
             .unwrap_or_else(|e| panic!("hub did not start: {e:?}"));
         Hub::from_running(dir, r)
     }
 
-    pub fn from_running(dir: tempfile::TempDir, r: Running) -> Hub {
+    pub(crate) fn from_running(dir: tempfile::TempDir, r: Running) -> Hub {
         assert!(r.url.ends_with("/mcp"), "endpoint URL: {}", r.url);
         let base = r.url.trim_end_matches("/mcp").to_string();
         Hub {
@@ -232,17 +232,17 @@ impl Hub {
         }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
 
     /// The child's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL: no flush, no clean shutdown.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill(); // SIGKILL on Unix
             let _ = c.wait();
@@ -250,7 +250,7 @@ impl Hub {
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -260,23 +260,23 @@ impl Hub {
     }
 
     /// Kill -9 and start again on the same directory and database (new port).
-    pub fn restart(mut self) -> Hub {
+    pub(crate) fn restart(mut self) -> Hub {
         self.kill9();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp"));
         Hub::start_in(dir)
     }
 
     /// A client of `agent` on a fresh 2025-11-25 session.
-    pub fn client(&self, agent: &str) -> Client {
+    pub(crate) fn client(&self, agent: &str) -> Client {
         Client::connect(&self.url, &token(agent), LATEST)
     }
 
     /// A client of `agent` on a fresh session of the given protocol version.
-    pub fn client_v(&self, agent: &str, version: &str) -> Client {
+    pub(crate) fn client_v(&self, agent: &str, version: &str) -> Client {
         Client::connect(&self.url, &token(agent), version)
     }
 
-    pub fn operator_token(&self) -> String {
+    pub(crate) fn operator_token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("operator.token"))
             .expect("operator.token")
             .trim()
@@ -284,7 +284,7 @@ impl Hub {
     }
 
     /// Run `hubctl --config-dir DIR --url BASE <args>` against this hub.
-    pub fn hubctl(&self, args: &[&str]) -> Output {
+    pub(crate) fn hubctl(&self, args: &[&str]) -> Output {
         hubctl_cmd(self.dir.path())
             .arg("--config-dir")
             .arg(self.dir.path())
@@ -295,7 +295,7 @@ impl Hub {
     }
 
     /// GET on the operator API with the operator token; must be 200.
-    pub fn operator_get(&self, path: &str) -> Value {
+    pub(crate) fn operator_get(&self, path: &str) -> Value {
         let r = request(
             "GET",
             &format!("{}{path}", self.base),
@@ -310,7 +310,7 @@ impl Hub {
     }
 
     /// One agent as `GET /operator/agents` shows it.
-    pub fn operator_agent(&self, id: &str) -> Value {
+    pub(crate) fn operator_agent(&self, id: &str) -> Value {
         let all = self.operator_get("/operator/agents");
         all["agents"]
             .as_array()
@@ -322,7 +322,7 @@ impl Hub {
     }
 
     /// POST to /mcp with exactly these headers.
-    pub fn post(&self, headers: &[(&str, &str)], body: &str) -> Resp {
+    pub(crate) fn post(&self, headers: &[(&str, &str)], body: &str) -> Resp {
         request("POST", &self.url, headers, body)
     }
 }

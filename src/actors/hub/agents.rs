@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 /// An agent with its presence, for the operator.
 #[derive(Debug, Clone, Serialize)]
-pub struct AgentStatus {
+pub(crate) struct AgentStatus {
     #[serde(flatten)]
     pub view: AgentView,
     pub last_seen: Option<String>,
@@ -22,7 +22,7 @@ pub struct AgentStatus {
 
 /// Counts for `hub_status`.
 #[derive(Debug, Clone, Copy)]
-pub struct StatusCounts {
+pub(crate) struct StatusCounts {
     pub agents: usize,
     pub tasks: usize,
     pub uptime_seconds: u64,
@@ -30,7 +30,7 @@ pub struct StatusCounts {
 
 impl Hub {
     /// `agent_register`: name and capabilities of the caller.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         id: &AgentId,
         name: String,
@@ -49,12 +49,16 @@ impl Hub {
     }
 
     /// `agent_heartbeat`: returns the stored time.
-    pub async fn heartbeat(&self, id: &AgentId, now: DateTime<Utc>) -> Result<String, HubError> {
+    pub(crate) async fn heartbeat(
+        &self,
+        id: &AgentId,
+        now: DateTime<Utc>,
+    ) -> Result<String, HubError> {
         let reply = self.agent(id)?.send(Heartbeat { at: now }).await?;
         self.durable(reply).await
     }
 
-    pub fn counts(&self) -> StatusCounts {
+    pub(crate) fn counts(&self) -> StatusCounts {
         StatusCounts {
             tasks: self.inner.tasks.len(),
             agents: self.inner.dir.agents.len(),
@@ -63,7 +67,7 @@ impl Hub {
     }
 
     /// Every agent with presence, sorted by id.
-    pub async fn agents(&self, now: DateTime<Utc>) -> Result<Vec<AgentStatus>, HubError> {
+    pub(crate) async fn agents(&self, now: DateTime<Utc>) -> Result<Vec<AgentStatus>, HubError> {
         let entries: Vec<(Addr<AgentActor>, i64)> = self
             .inner
             .dir

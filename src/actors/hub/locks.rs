@@ -10,7 +10,7 @@ use crate::store::StoreError;
 
 impl Hub {
     /// `lock_acquire`: granted, renewed, or (after waiting up to `wait`) refused.
-    pub async fn lock_acquire(
+    pub(crate) async fn lock_acquire(
         &self,
         req: LockRequest,
         wait: std::time::Duration,
@@ -27,7 +27,7 @@ impl Hub {
     }
 
     /// `lock_release` of a lock `agent` holds.
-    pub async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
+    pub(crate) async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
         let reply = self
             .inner
             .locks
@@ -40,7 +40,7 @@ impl Hub {
     }
 
     /// Operator: take a lock away from its holder (audited).
-    pub async fn lock_force_release(&self, key: &str) -> Result<Lock, HubError> {
+    pub(crate) async fn lock_force_release(&self, key: &str) -> Result<Lock, HubError> {
         let reply = self
             .inner
             .locks
@@ -52,7 +52,7 @@ impl Hub {
     }
 
     /// Every lock held now.
-    pub async fn locks(&self) -> Result<Vec<Lock>, HubError> {
+    pub(crate) async fn locks(&self) -> Result<Vec<Lock>, HubError> {
         Ok(self.inner.locks.send(ListLocks).await?)
     }
 }

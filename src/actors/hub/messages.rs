@@ -14,7 +14,7 @@ use std::sync::Arc;
 impl Hub {
     /// `message_send` from `from`: resolve recipients (one agent, or every other agent
     /// for a broadcast), then let the sender's actor check, store and forward it.
-    pub async fn send_message(
+    pub(crate) async fn send_message(
         &self,
         from: &AgentId,
         draft: Draft,
@@ -91,7 +91,7 @@ impl Hub {
     }
 
     /// `inbox_pull`: up to `limit` unread messages, waiting up to `wait` for one.
-    pub async fn pull(
+    pub(crate) async fn pull(
         &self,
         agent: &AgentId,
         limit: usize,
@@ -111,7 +111,7 @@ impl Hub {
     }
 
     /// `message_ack`: returns the ids that were unread until now.
-    pub async fn ack(
+    pub(crate) async fn ack(
         &self,
         agent: &AgentId,
         ids: Vec<String>,

@@ -11,7 +11,7 @@ use actix::Addr;
 
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
-    pub async fn approve(&self, round_id: &str, note: String) -> Result<Round, HubError> {
+    pub(crate) async fn approve(&self, round_id: &str, note: String) -> Result<Round, HubError> {
         let task = self.task_of_round(round_id)?;
         let cmd = Approve {
             round_id: round_id.to_string(),
@@ -21,7 +21,7 @@ impl Hub {
     }
 
     /// Operator rejects round `round_id`: the dispatcher is told to revise the plan.
-    pub async fn reject(&self, round_id: &str, note: String) -> Result<Round, HubError> {
+    pub(crate) async fn reject(&self, round_id: &str, note: String) -> Result<Round, HubError> {
         let task = self.task_of_round(round_id)?;
         let cmd = Reject {
             round_id: round_id.to_string(),
@@ -31,7 +31,7 @@ impl Hub {
     }
 
     /// Operator closes task `task_id`, cancelling its open work.
-    pub async fn close(&self, task_id: &str) -> Result<Task, HubError> {
+    pub(crate) async fn close(&self, task_id: &str) -> Result<Task, HubError> {
         let cmd = Close {
             task_id: task_id.to_string(),
         };
@@ -39,18 +39,18 @@ impl Hub {
     }
 
     /// One task with everything under it.
-    pub async fn task_snapshot(&self, task_id: &str) -> Result<TaskState, HubError> {
+    pub(crate) async fn task_snapshot(&self, task_id: &str) -> Result<TaskState, HubError> {
         self.on_task(task_id, Snapshot).await
     }
 
     /// The task owning round `round_id`, with everything under it.
-    pub async fn round_snapshot(&self, round_id: &str) -> Result<TaskState, HubError> {
+    pub(crate) async fn round_snapshot(&self, round_id: &str) -> Result<TaskState, HubError> {
         let task = self.task_of_round(round_id)?;
         self.on_task(&task, Snapshot).await
     }
 
     /// Every task with everything under it, newest first (operator views).
-    pub async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
+    pub(crate) async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
         let addrs: Vec<Addr<TaskActor>> = self.inner.tasks.iter().map(|e| e.clone()).collect();
         let mut out = Vec::with_capacity(addrs.len());
         for a in addrs {

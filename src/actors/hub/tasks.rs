@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 impl Hub {
     /// `task_draft_create`: a new task in draft, owned by a new TaskActor. The
     /// directory's entry API makes two creations of one id race-free.
-    pub async fn create_task(
+    pub(crate) async fn create_task(
         &self,
         caller: &AgentId,
         id: &str,
@@ -54,7 +54,7 @@ impl Hub {
     }
 
     /// `round_plan_submit` by `caller` on task `task_id`.
-    pub async fn submit_plan(
+    pub(crate) async fn submit_plan(
         &self,
         caller: &AgentId,
         task_id: &str,
@@ -69,7 +69,7 @@ impl Hub {
     }
 
     /// `review_submit` by `caller` on round `round_id`.
-    pub async fn review(
+    pub(crate) async fn review(
         &self,
         caller: &AgentId,
         round_id: &str,
@@ -87,7 +87,7 @@ impl Hub {
     }
 
     /// `assignment_claim`.
-    pub async fn claim(&self, caller: &AgentId, id: &str) -> Result<Assignment, HubError> {
+    pub(crate) async fn claim(&self, caller: &AgentId, id: &str) -> Result<Assignment, HubError> {
         let task = self.task_of_assignment(id)?;
         let cmd = Claim {
             caller: caller.clone(),
@@ -97,7 +97,7 @@ impl Hub {
     }
 
     /// `assignment_progress`: forward moves only; renews the lease.
-    pub async fn progress(
+    pub(crate) async fn progress(
         &self,
         caller: &AgentId,
         id: &str,
@@ -115,7 +115,7 @@ impl Hub {
     }
 
     /// `assignment_complete` with its handoff.
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         caller: &AgentId,
         id: &str,
@@ -131,7 +131,7 @@ impl Hub {
     }
 
     /// `handoff_get`: any agent may read any handoff.
-    pub async fn handoff(&self, id: &str) -> Result<Handoff, HubError> {
+    pub(crate) async fn handoff(&self, id: &str) -> Result<Handoff, HubError> {
         let task = self.task_of_handoff(id)?;
         let cmd = GetHandoff {
             handoff_id: id.to_string(),
@@ -140,7 +140,7 @@ impl Hub {
     }
 
     /// The caller's assignments: in one round (oldest first) or everywhere (newest first).
-    pub async fn assignments_of(
+    pub(crate) async fn assignments_of(
         &self,
         caller: &AgentId,
         round_id: Option<&str>,

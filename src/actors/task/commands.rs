@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 
 /// A command's value and the ticket of its last write (`Ticket::NONE` when it wrote
 /// nothing).
-pub type Reply<T> = Result<(T, Ticket), HubError>;
+pub(crate) type Reply<T> = Result<(T, Ticket), HubError>;
 
 /// `round_plan_submit`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Planned>")]
-pub struct SubmitPlan {
+pub(crate) struct SubmitPlan {
     pub caller: AgentId,
     pub task_id: String,
     pub plan: Plan,
@@ -31,7 +31,7 @@ pub struct SubmitPlan {
 
 /// A submitted plan: its round and that round's assignments.
 #[derive(Debug, Clone, Serialize)]
-pub struct Planned {
+pub(crate) struct Planned {
     pub round: Round,
     pub assignments: Vec<Assignment>,
 }
@@ -39,7 +39,7 @@ pub struct Planned {
 /// Operator approves a round's plan.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Round>")]
-pub struct Approve {
+pub(crate) struct Approve {
     pub round_id: String,
     pub note: String,
 }
@@ -47,7 +47,7 @@ pub struct Approve {
 /// Operator rejects a round's plan (the dispatcher revises it).
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Round>")]
-pub struct Reject {
+pub(crate) struct Reject {
     pub round_id: String,
     pub note: String,
 }
@@ -55,14 +55,14 @@ pub struct Reject {
 /// Operator closes the task.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Task>")]
-pub struct Close {
+pub(crate) struct Close {
     pub task_id: String,
 }
 
 /// `assignment_claim`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Assignment>")]
-pub struct Claim {
+pub(crate) struct Claim {
     pub caller: AgentId,
     pub assignment_id: String,
 }
@@ -70,7 +70,7 @@ pub struct Claim {
 /// `assignment_progress`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Assignment>")]
-pub struct Progress {
+pub(crate) struct Progress {
     pub caller: AgentId,
     pub assignment_id: String,
     pub status: ProgressStatus,
@@ -80,7 +80,7 @@ pub struct Progress {
 /// `assignment_complete`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Completed>")]
-pub struct Complete {
+pub(crate) struct Complete {
     pub caller: AgentId,
     pub assignment_id: String,
     pub handoff: HandoffDraft,
@@ -88,7 +88,7 @@ pub struct Complete {
 
 /// A completed assignment and its stored handoff.
 #[derive(Debug, Clone, Serialize)]
-pub struct Completed {
+pub(crate) struct Completed {
     pub assignment: Assignment,
     pub handoff: Handoff,
 }
@@ -96,7 +96,7 @@ pub struct Completed {
 /// `review_submit`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Reviewed>")]
-pub struct Review {
+pub(crate) struct Review {
     pub caller: AgentId,
     pub round_id: String,
     pub verdict: Verdict,
@@ -105,7 +105,7 @@ pub struct Review {
 
 /// The reviewed round, and the round opened by `changes_requested`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Reviewed {
+pub(crate) struct Reviewed {
     pub round: Round,
     pub next: Option<Round>,
 }
@@ -113,7 +113,7 @@ pub struct Reviewed {
 /// The caller's assignments in this task, in one round or all.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Vec<Assignment>>")]
-pub struct MyAssignments {
+pub(crate) struct MyAssignments {
     pub caller: AgentId,
     pub round_id: Option<String>,
 }
@@ -121,7 +121,7 @@ pub struct MyAssignments {
 /// `handoff_get`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<Handoff>")]
-pub struct GetHandoff {
+pub(crate) struct GetHandoff {
     pub handoff_id: String,
 }
 
@@ -129,14 +129,14 @@ pub struct GetHandoff {
 /// the send failed after counting).
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<()>")]
-pub struct CountMessage {
+pub(crate) struct CountMessage {
     pub undo: bool,
 }
 
 /// The whole task, for the operator's views.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<TaskState>")]
-pub struct Snapshot;
+pub(crate) struct Snapshot;
 
 /// A copy of a round the transition just touched, for the reply.
 fn round_of(s: &TaskState, id: &str) -> Result<Round, HubError> {

@@ -24,7 +24,7 @@ impl TaskState {
 
     /// Whether `caller` may claim assignment `id` now (before taking one of its
     /// active-assignment slots).
-    pub fn check_claim(&self, caller: &str, id: &str) -> Result<(), DomainError> {
+    pub(crate) fn check_claim(&self, caller: &str, id: &str) -> Result<(), DomainError> {
         let a = self.own_assignment(caller, id)?;
         if a.status != A::Pending {
             return Err(refused(
@@ -47,7 +47,7 @@ impl TaskState {
 
     /// `assignment_claim` after [`check_claim`](Self::check_claim) passed and a slot
     /// was taken: claimed with a lease; the round is in progress from its first claim.
-    pub fn claim(
+    pub(crate) fn claim(
         &mut self,
         caller: &str,
         id: &str,
@@ -81,7 +81,7 @@ impl TaskState {
 
     /// `assignment_progress`: forward moves of one's own active assignment only
     /// (claimed → claimed | in_progress, in_progress → in_progress); renews the lease.
-    pub fn progress(
+    pub(crate) fn progress(
         &mut self,
         caller: &str,
         id: &str,
@@ -123,7 +123,7 @@ impl TaskState {
 
     /// `assignment_complete`: stores the handoff; the dispatcher is told, and when it
     /// was the round's last open assignment the round awaits review.
-    pub fn complete(
+    pub(crate) fn complete(
         &mut self,
         cx: &mut Ctx,
         caller: &str,
@@ -181,7 +181,11 @@ impl TaskState {
 
     /// After a completion: when every assignment of the round is completed, the
     /// round awaits review and the dispatcher is told.
-    fn await_review_if_done(&mut self, round_id: &str, at: Timestamp) -> Result<Changes, DomainError> {
+    fn await_review_if_done(
+        &mut self,
+        round_id: &str,
+        at: Timestamp,
+    ) -> Result<Changes, DomainError> {
         let all_done = self
             .round_assignments(round_id)
             .all(|a| a.status == A::Completed);
@@ -210,13 +214,11 @@ impl TaskState {
     /// A lease timer fired: if the claim really lapsed, the assignment is pending
     /// again (claimable; completing it fails) and its agent is told. Renewed or
     /// finished assignments are left alone.
-    pub fn expire_lease(&mut self, id: &str, now: Timestamp) -> Changes {
+    pub(crate) fn expire_lease(&mut self, id: &str, now: Timestamp) -> Changes {
         let Some(a) = self.assignment(id) else {
             return Vec::new();
         };
-        let lapsed = a
-            .lease_expires_at
-            .is_some_and(|t| t <= now);
+        let lapsed = a.lease_expires_at.is_some_and(|t| t <= now);
         if !a.status.is_active() || !lapsed || self.task.status == T::Closed {
             return Vec::new();
         }

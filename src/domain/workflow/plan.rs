@@ -11,7 +11,7 @@ impl TaskState {
     /// example after a reject) replaces that round's assignments without using up a
     /// round; otherwise the first plan of a draft task opens round 1. Returns the
     /// round's id.
-    pub fn submit_plan(
+    pub(crate) fn submit_plan(
         &mut self,
         cx: &mut Ctx,
         caller: &str,
@@ -127,7 +127,7 @@ impl TaskState {
 
     /// Operator approves: round and task → dispatched; each assignee is told once,
     /// with all of its assignments.
-    pub fn approve(
+    pub(crate) fn approve(
         &mut self,
         round_id: &str,
         note: &str,
@@ -166,7 +166,7 @@ impl TaskState {
 
     /// Operator rejects: the round keeps awaiting approval, the note is recorded, and
     /// the dispatcher is told to submit a revised plan.
-    pub fn reject(
+    pub(crate) fn reject(
         &mut self,
         round_id: &str,
         note: &str,
@@ -195,7 +195,7 @@ impl TaskState {
 
     /// Operator closes the task: open assignments are cancelled, unfinished rounds too,
     /// and agents holding open work are told.
-    pub fn close(&mut self, now: Timestamp) -> Result<Changes, DomainError> {
+    pub(crate) fn close(&mut self, now: Timestamp) -> Result<Changes, DomainError> {
         self.check_open()?;
         let at = now;
         let mut changes = vec![Change::Task];

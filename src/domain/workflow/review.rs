@@ -10,7 +10,7 @@ impl TaskState {
     /// `review_submit` by the dispatcher on a round awaiting review. "approved"
     /// completes round and task; "changes_requested" opens the next round with the
     /// same assignments (returned), awaiting the operator.
-    pub fn review(
+    pub(crate) fn review(
         &mut self,
         cx: &mut Ctx,
         caller: &str,

@@ -44,13 +44,13 @@ pub(super) fn tools() -> Vec<Tool> {
 }
 
 /// One message as the reference's `inbox_pull` row.
-pub fn message_json(m: &Message) -> Value {
+pub(crate) fn message_json(m: &Message) -> Value {
     let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
     v["is_read"] = Value::Bool(false);
     v
 }
 
-pub fn messages_json(list: &[Arc<Message>]) -> Vec<Value> {
+pub(crate) fn messages_json(list: &[Arc<Message>]) -> Vec<Value> {
     list.iter().map(|m| message_json(m)).collect()
 }
 
