@@ -3,7 +3,7 @@
 //! Actors never touch the database. They [`Store::enqueue`] an [`Op`] that carries every
 //! value it writes and get a [`Ticket`] (its sequence number) back at once. The writer
 //! thread applies ops in batched transactions (group commit) and publishes the highest
-//! committed sequence; in `durable` mode the HTTP layer answers a write only once
+//! committed sequence; in `durable` mode the `Hub` façade answers a write only once
 //! [`Store::wait_durable`] says its ticket is committed, so an answered write survives
 //! `kill -9`. Reading happens once, at start-up ([`load`]). `hubctl serve` opens the
 //! store; the actors write through it.

@@ -8,7 +8,7 @@
 pub(crate) mod commands;
 
 use super::directory::Directory;
-use crate::domain::time::iso;
+use crate::domain::time::{iso, Timestamp};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
 use crate::store::{Op, Store, Ticket};
 use actix::prelude::*;
@@ -93,8 +93,9 @@ impl TaskActor {
         }
     }
 
-    /// Persist and carry out what a transition changed. Returns the ticket of the
-    /// last write, which covers every earlier one (the writer commits in order).
+    /// Persist and carry out what a transition changed, then audit it. Returns the
+    /// ticket of the last write, which covers every earlier one (the writer commits
+    /// in order).
     fn apply(
         &mut self,
         changes: Changes,
@@ -103,78 +104,83 @@ impl TaskActor {
         ctx: &mut Context<Self>,
     ) -> Ticket {
         let now = Utc::now();
-        // A handle of its own, so that arming timers may borrow `self` mutably.
-        let env = self.env.clone();
-        let (store, dir) = (&env.store, &env.dir);
-        let task_id = self.state.task.id.clone();
         let mut last = Ticket::NONE;
         for change in changes {
-            let t = match change {
-                Change::Task => store.enqueue(Op::TaskUpsert(self.state.task.clone())),
-                Change::Round(id) => match self.state.round(&id) {
-                    Some(r) => {
-                        dir.rounds.insert(id, task_id.clone());
-                        store.enqueue(Op::RoundUpsert(r.clone()))
-                    }
-                    None => Ticket::NONE,
-                },
-                Change::Assignment(id) => match self.state.assignment(&id) {
-                    Some(a) => {
-                        dir.assignments.insert(id, task_id.clone());
-                        dir.agent_tasks
-                            .entry(a.agent_id.clone())
-                            .or_default()
-                            .insert(task_id.clone());
-                        store.enqueue(Op::AssignmentUpsert(a.clone()))
-                    }
-                    None => Ticket::NONE,
-                },
-                Change::AssignmentDeleted(id) => {
-                    dir.assignments.remove(&id);
-                    store.enqueue(Op::AssignmentDelete { id })
-                }
-                Change::Handoff(id) => match self.state.handoff(&id) {
-                    Some(h) => {
-                        dir.handoffs.insert(id, task_id.clone());
-                        store.enqueue(Op::HandoffInsert(h.clone()))
-                    }
-                    None => Ticket::NONE,
-                },
-                Change::Approval {
-                    round_id,
-                    action,
-                    note,
-                } => store.enqueue(Op::Approval {
-                    id: crate::domain::ids::random_hex(6),
-                    round_id,
-                    action: action.to_string(),
-                    note,
-                    at: iso(now),
-                }),
-                Change::Released { agent } => {
-                    dir.release_slot(&agent);
-                    Ticket::NONE
-                }
-                Change::Lease {
-                    assignment,
-                    expires_at,
-                } => {
-                    self.arm_lease(ctx, assignment, expires_at);
-                    Ticket::NONE
-                }
-                Change::Notice(n) => dir.deliver_notice(store, n, now),
-            };
-            last = last.max(t);
+            last = last.max(self.apply_one(change, now, ctx));
         }
-        let audit = store.enqueue(Op::Audit {
+        let audit = self.env.store.enqueue(Op::Audit {
             event_type: event.to_string(),
             entity_type: "task".into(),
-            entity_id: task_id,
+            entity_id: self.state.task.id.clone(),
             actor: actor.to_string(),
             payload_json: json!({"task_status": self.state.task.status.as_str()}).to_string(),
             at: iso(now),
         });
         last.max(audit)
+    }
+
+    /// One change: a row to write (and the directory entry that routes its id
+    /// here), a slot to give back, a lease timer to arm, or a notice to deliver.
+    fn apply_one(&mut self, change: Change, now: Timestamp, ctx: &mut Context<Self>) -> Ticket {
+        // A handle of its own, so that arming timers may borrow `self` mutably.
+        let env = self.env.clone();
+        let (store, dir) = (&env.store, &env.dir);
+        let task_id = &self.state.task.id;
+        match change {
+            Change::Task => store.enqueue(Op::TaskUpsert(self.state.task.clone())),
+            Change::Round(id) => match self.state.round(&id) {
+                Some(r) => {
+                    dir.rounds.insert(id, task_id.clone());
+                    store.enqueue(Op::RoundUpsert(r.clone()))
+                }
+                None => Ticket::NONE,
+            },
+            Change::Assignment(id) => match self.state.assignment(&id) {
+                Some(a) => {
+                    dir.assignments.insert(id, task_id.clone());
+                    dir.agent_tasks
+                        .entry(a.agent_id.clone())
+                        .or_default()
+                        .insert(task_id.clone());
+                    store.enqueue(Op::AssignmentUpsert(a.clone()))
+                }
+                None => Ticket::NONE,
+            },
+            Change::AssignmentDeleted(id) => {
+                dir.assignments.remove(&id);
+                store.enqueue(Op::AssignmentDelete { id })
+            }
+            Change::Handoff(id) => match self.state.handoff(&id) {
+                Some(h) => {
+                    dir.handoffs.insert(id, task_id.clone());
+                    store.enqueue(Op::HandoffInsert(h.clone()))
+                }
+                None => Ticket::NONE,
+            },
+            Change::Approval {
+                round_id,
+                action,
+                note,
+            } => store.enqueue(Op::Approval {
+                id: crate::domain::ids::random_hex(6),
+                round_id,
+                action: action.to_string(),
+                note,
+                at: iso(now),
+            }),
+            Change::Released { agent } => {
+                dir.release_slot(&agent);
+                Ticket::NONE
+            }
+            Change::Lease {
+                assignment,
+                expires_at,
+            } => {
+                self.arm_lease(ctx, assignment, expires_at);
+                Ticket::NONE
+            }
+            Change::Notice(n) => dir.deliver_notice(store, n, now),
+        }
     }
 }
 

@@ -181,76 +181,8 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), C
         if v.is_null() {
             continue;
         }
-        const BIG: u64 = 1_000_000_000;
-        match key {
-            "max_rounds" => s.max_rounds = ctx.int(key, v, 1, 1000)? as u32,
-            "max_assignments_per_round" => {
-                s.max_assignments_per_round = ctx.int(key, v, 1, 1000)? as u32
-            }
-            "max_messages_per_task" => s.max_messages_per_task = ctx.int(key, v, 1, BIG)? as u32,
-            "max_simultaneous_assignments" => {
-                s.max_simultaneous_assignments = ctx.int(key, v, 1, 1000)? as u32
-            }
-            "lease_minutes" => match v.as_f64() {
-                Some(m) if m > 0.0 && m <= 7.0 * 24.0 * 60.0 => s.lease_minutes = m,
-                _ => {
-                    return Err(ctx.bad(
-                        key,
-                        format!(
-                            "must be a number of minutes above 0 and at most 10080, got {}",
-                            show(v)
-                        ),
-                    ))
-                }
-            },
-            "host" => s.host = Some(ctx.string(key, v)?),
-            "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
-            "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),
-            "durability" => {
-                s.durability = match v.as_str() {
-                    Some("durable") => Durability::Durable,
-                    Some("fast") => Durability::Fast,
-                    _ => {
-                        return Err(
-                            ctx.bad(key, format!("must be `durable` or `fast`, got {}", show(v)))
-                        )
-                    }
-                }
-            }
-            "commit_batch_max_ops" => {
-                s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize
-            }
-            "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
-            "max_body_bytes" => s.max_body_bytes = ctx.int(key, v, 1024, 64 << 20)? as usize,
-            "allowed_origins" => {
-                let list = v.as_sequence().ok_or_else(|| {
-                    ctx.bad(key, format!("must be a list of origins, got {}", show(v)))
-                })?;
-                let mut out = Vec::new();
-                for item in list {
-                    let o = ctx.string(key, item)?;
-                    if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                        return Err(ctx.bad(
-                            key,
-                            format!("{o:?} is not an origin like http://localhost:8765 (or \"*\")"),
-                        ));
-                    }
-                    out.push(o.trim_end_matches('/').to_string());
-                }
-                s.allowed_origins = Some(out);
-            }
-            "session_idle_timeout_secs" => s.session_idle_timeout_secs = ctx.int(key, v, 1, BIG)?,
-            "max_sessions_per_agent" => {
-                s.max_sessions_per_agent = ctx.int(key, v, 1, 100_000)? as usize
-            }
-            "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
-            "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
-            "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
-            "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
-            "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
-            "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
-            k if REFERENCE_UNUSED.contains(&k) => {}
-            other => warnings.push(format!("{file}: unknown key `{other}` ignored")),
+        if !set(&ctx, &mut s, key, v)? && !REFERENCE_UNUSED.contains(&key) {
+            warnings.push(format!("{file}: unknown key `{key}` ignored"));
         }
     }
     if s.lock_ttl_min_seconds > s.lock_ttl_max_seconds {
@@ -263,6 +195,82 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), C
         ));
     }
     Ok((s, warnings))
+}
+
+/// Set `key` from `v`; `false` when the key is not one of ours.
+fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, ConfigError> {
+    const BIG: u64 = 1_000_000_000;
+    match key {
+        "max_rounds" => s.max_rounds = ctx.int(key, v, 1, 1000)? as u32,
+        "max_assignments_per_round" => {
+            s.max_assignments_per_round = ctx.int(key, v, 1, 1000)? as u32
+        }
+        "max_messages_per_task" => s.max_messages_per_task = ctx.int(key, v, 1, BIG)? as u32,
+        "max_simultaneous_assignments" => {
+            s.max_simultaneous_assignments = ctx.int(key, v, 1, 1000)? as u32
+        }
+        "lease_minutes" => s.lease_minutes = lease_minutes(ctx, key, v)?,
+        "host" => s.host = Some(ctx.string(key, v)?),
+        "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
+        "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),
+        "durability" => s.durability = durability(ctx, key, v)?,
+        "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
+        "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
+        "max_body_bytes" => s.max_body_bytes = ctx.int(key, v, 1024, 64 << 20)? as usize,
+        "allowed_origins" => s.allowed_origins = Some(origins(ctx, key, v)?),
+        "session_idle_timeout_secs" => s.session_idle_timeout_secs = ctx.int(key, v, 1, BIG)?,
+        "max_sessions_per_agent" => {
+            s.max_sessions_per_agent = ctx.int(key, v, 1, 100_000)? as usize
+        }
+        "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
+        "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
+        "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+        "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
+        "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
+        "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn lease_minutes(ctx: &Ctx, key: &str, v: &Value) -> Result<f64, ConfigError> {
+    match v.as_f64() {
+        Some(m) if m > 0.0 && m <= 7.0 * 24.0 * 60.0 => Ok(m),
+        _ => Err(ctx.bad(
+            key,
+            format!(
+                "must be a number of minutes above 0 and at most 10080, got {}",
+                show(v)
+            ),
+        )),
+    }
+}
+
+fn durability(ctx: &Ctx, key: &str, v: &Value) -> Result<Durability, ConfigError> {
+    match v.as_str() {
+        Some("durable") => Ok(Durability::Durable),
+        Some("fast") => Ok(Durability::Fast),
+        _ => Err(ctx.bad(key, format!("must be `durable` or `fast`, got {}", show(v)))),
+    }
+}
+
+/// A list of `http(s)://host[:port]` origins, or `"*"`.
+fn origins(ctx: &Ctx, key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
+    let list = v
+        .as_sequence()
+        .ok_or_else(|| ctx.bad(key, format!("must be a list of origins, got {}", show(v))))?;
+    let mut out = Vec::new();
+    for item in list {
+        let o = ctx.string(key, item)?;
+        if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+            return Err(ctx.bad(
+                key,
+                format!("{o:?} is not an origin like http://localhost:8765 (or \"*\")"),
+            ));
+        }
+        out.push(o.trim_end_matches('/').to_string());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -50,6 +50,45 @@ fn inbox_uri(params: Option<Value>) -> Result<(), RpcError> {
     }
 }
 
+/// `tools/call`: name and arguments, then the tool table.
+async fn call_tool(
+    ctx: &CallCtx<'_>,
+    version: Version,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let mut p = params_object(params)?;
+    let name = match p.remove("name") {
+        Some(Value::String(n)) => n,
+        Some(_) => return Err(RpcError::invalid_params("name: must be a string")),
+        None => return Err(RpcError::invalid_params("name: is required")),
+    };
+    tracing::Span::current().record("tool", name.as_str());
+    let args = match p.remove("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(RpcError::invalid_params("arguments: must be an object")),
+    };
+    let outcome = tools::call(ctx, &name, &args).await?;
+    Ok(tools::render(outcome, version))
+}
+
+/// `resources/list`: the caller's inbox, the one resource.
+fn resources_list(params: Option<Value>) -> Result<Value, RpcError> {
+    let p = params_object(params)?;
+    if p.get("cursor").is_some_and(|c| !c.is_null()) {
+        return Err(RpcError::invalid_params(
+            "cursor: unknown cursor (resources/list has a single page)",
+        ));
+    }
+    Ok(json!({"resources": [{
+        "uri": INBOX_URI,
+        "name": "inbox",
+        "title": "Your inbox",
+        "description": "Your unread messages, oldest first (at most 200). Updated notifications arrive on your GET stream.",
+        "mimeType": "application/json"
+    }]}))
+}
+
 async fn serve(
     hub: &Hub,
     sessions: &Sessions,
@@ -69,40 +108,15 @@ async fn serve(
             Ok(tools::list(version).clone())
         }
         "tools/call" => {
-            let mut p = params_object(params)?;
-            let name = match p.remove("name") {
-                Some(Value::String(n)) => n,
-                Some(_) => return Err(RpcError::invalid_params("name: must be a string")),
-                None => return Err(RpcError::invalid_params("name: is required")),
-            };
-            tracing::Span::current().record("tool", name.as_str());
-            let args = match p.remove("arguments") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(m)) => m,
-                Some(_) => return Err(RpcError::invalid_params("arguments: must be an object")),
-            };
             let ctx = CallCtx {
                 hub,
                 sessions,
                 agent,
                 now: Utc::now(),
             };
-            let outcome = tools::call(&ctx, &name, &args).await?;
-            Ok(tools::render(outcome, version))
+            call_tool(&ctx, version, params).await
         }
-        "resources/list" => {
-            let p = params_object(params)?;
-            if p.get("cursor").is_some_and(|c| !c.is_null()) {
-                return Err(RpcError::invalid_params("cursor: unknown cursor (resources/list has a single page)"));
-            }
-            Ok(json!({"resources": [{
-                "uri": INBOX_URI,
-                "name": "inbox",
-                "title": "Your inbox",
-                "description": "Your unread messages, oldest first (at most 200). Updated notifications arrive on your GET stream.",
-                "mimeType": "application/json"
-            }]}))
-        }
+        "resources/list" => resources_list(params),
         "resources/templates/list" => Ok(json!({"resourceTemplates": []})),
         "resources/read" => {
             inbox_uri(params)?;
