@@ -15,7 +15,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/tasks/{id}/close", web::post().to(close_task))
         .route("/operator/rounds", web::get().to(list_rounds))
         .route("/operator/rounds/{id}", web::get().to(round_status))
-        .route("/operator/rounds/{id}/{decision}", web::post().to(decide))
+        .route("/operator/rounds/{id}/approve", web::post().to(approve))
+        .route("/operator/rounds/{id}/reject", web::post().to(reject))
         .route("/operator/locks", web::get().to(list_locks))
         // The key is a query parameter: keys may contain `/`, which a path segment
         // would keep percent-encoded.
@@ -119,30 +120,41 @@ fn note_of(body: &[u8]) -> Result<String, ApiError> {
         .map_err(|e| ApiError::invalid_argument(format!("body must be {{\"note\": \"...\"}}: {e}")))
 }
 
-/// The last segment of `/operator/rounds/{id}/{decision}`; any other word is 404.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
+/// The operator's decision on a round.
+#[derive(Clone, Copy)]
 enum Decision {
     Approve,
     Reject,
 }
 
 /// Approve or reject round `id` with the body's note.
-async fn decide(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    path: web::Path<(String, Decision)>,
-    body: web::Bytes,
-) -> Answer {
-    guard(&req, &st)?;
-    let note = note_of(&body)?;
-    let (id, decision) = path.into_inner();
-    let decided = match decision {
-        Decision::Approve => st.hub.approve(&id, note).await,
-        Decision::Reject => st.hub.reject(&id, note).await,
+async fn decide(req: HttpRequest, st: &AppState, id: &str, body: &[u8], d: Decision) -> Answer {
+    guard(&req, st)?;
+    let note = note_of(body)?;
+    let decided = match d {
+        Decision::Approve => st.hub.approve(id, note).await,
+        Decision::Reject => st.hub.reject(id, note).await,
     };
     let round = settle(&st.hub, decided).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "round": round})))
+}
+
+async fn approve(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Answer {
+    decide(req, &st, &id, &body, Decision::Approve).await
+}
+
+async fn reject(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Answer {
+    decide(req, &st, &id, &body, Decision::Reject).await
 }
 
 async fn close_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

@@ -8,8 +8,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// Decode `args` into `A`, turning serde's messages into the hub's field-named ones.
-pub(crate) fn decode<A: DeserializeOwned>(args: &Map<String, Value>) -> Result<A, DomainError> {
-    let value = Value::Object(args.clone());
+/// Unknown arguments are refused first (see [`refuse_unknown`]), as the reference did.
+pub(crate) fn decode<A: DeserializeOwned>(
+    args: Map<String, Value>,
+    accepted: &[String],
+) -> Result<A, DomainError> {
+    refuse_unknown(&args, accepted)?;
+    let value = Value::Object(args);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         refusal(&field, &e.into_inner().to_string())
@@ -50,13 +55,33 @@ fn refusal(path: &str, msg: &str) -> DomainError {
     DomainError::invalid(path, msg)
 }
 
-/// The argument names `A` accepts, read from serde's own refusal of an unknown
-/// one (tests check them against each tool's input schema).
-#[cfg(test)]
+/// An argument the tool does not take, before any other check: a misspelled name
+/// is the likeliest mistake, and it explains the other errors.
+fn refuse_unknown(args: &Map<String, Value>, accepted: &[String]) -> Result<(), DomainError> {
+    let Some(unknown) = args.keys().find(|k| !accepted.contains(k)) else {
+        return Ok(());
+    };
+    let expected = if accepted.is_empty() {
+        "this tool takes no arguments".to_string()
+    } else {
+        format!("expected one of: {}", accepted.join(", "))
+    };
+    Err(DomainError::invalid(
+        unknown,
+        format!("unknown argument; {expected}"),
+    ))
+}
+
+/// The argument names `A` accepts, in declaration order, read once per tool from
+/// serde's own refusal of an unknown one (a test checks them against each tool's
+/// input schema).
 pub(crate) fn accepted<A: DeserializeOwned>() -> Vec<String> {
     let mut probe = Map::new();
     probe.insert("\u{1}probe".into(), Value::Null);
-    match decode::<A>(&probe) {
+    let value = Value::Object(probe);
+    let refused = serde_path_to_error::deserialize::<_, A>(value)
+        .map_err(|e| refusal(&e.path().to_string(), &e.into_inner().to_string()));
+    match refused {
         Err(DomainError::InvalidArgument { reason, .. }) => reason
             .split_once("expected one of: ")
             .map(|(_, list)| list.split(", ").map(String::from).collect())
@@ -94,13 +119,17 @@ mod tests {
     }
 
     fn err<A: DeserializeOwned + std::fmt::Debug>(v: Value) -> String {
-        decode::<A>(v.as_object().unwrap()).unwrap_err().to_string()
+        let map = v.as_object().unwrap().clone();
+        decode::<A>(map, &accepted::<A>()).unwrap_err().to_string()
     }
 
     #[test]
     fn access_and_refusals() {
-        let a: Example =
-            decode(json!({"name": "x", "n": 5, "z": null}).as_object().unwrap()).unwrap();
+        let args = json!({"name": "x", "n": 5, "z": null})
+            .as_object()
+            .unwrap()
+            .clone();
+        let a: Example = decode(args, &accepted::<Example>()).unwrap();
         assert_eq!(a.name, "x");
         assert_eq!(a.z, None);
         assert_eq!(err::<Example>(json!({"name": 5})), "name: must be a string");
@@ -116,6 +145,11 @@ mod tests {
         );
         assert_eq!(accepted::<Example>(), ["name", "n", "z"]);
         assert!(accepted::<Nothing>().is_empty());
+        // An unknown argument is reported before a wrongly typed one.
+        assert_eq!(
+            err::<Example>(json!({"name": 5, "zz": 1})),
+            "zz: unknown argument; expected one of: name, n, z"
+        );
         assert_eq!(
             err::<Two>(json!({"q": 1})),
             "q: unknown argument; expected one of: a, b"

@@ -68,7 +68,7 @@ async fn call_tool(
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::invalid_params("arguments: must be an object")),
     };
-    let outcome = tools::call(ctx, &name, &args).await?;
+    let outcome = tools::call(ctx, &name, args).await?;
     Ok(tools::render(outcome, version))
 }
 

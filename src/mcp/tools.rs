@@ -14,7 +14,7 @@ mod lock;
 pub(crate) mod message;
 mod task;
 
-use super::args::decode;
+use super::args::{accepted, decode};
 use super::jsonrpc::RpcError;
 use super::protocol::Version;
 use super::session::Sessions;
@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Everything a tool may use besides its arguments.
 pub(crate) struct CallCtx<'a> {
@@ -46,7 +46,7 @@ type Handler<A> = for<'a> fn(&'a CallCtx<'a>, A) -> Answer<'a>;
 
 /// A handler taking the raw arguments (decoding is part of it).
 type RawHandler =
-    Box<dyn for<'a> Fn(&'a CallCtx<'a>, &Map<String, Value>) -> Answer<'a> + Send + Sync>;
+    Box<dyn for<'a> Fn(&'a CallCtx<'a>, Map<String, Value>) -> Answer<'a> + Send + Sync>;
 
 /// What `tools/list` shows of a tool.
 pub(crate) struct ToolDef {
@@ -64,23 +64,27 @@ pub(crate) struct ToolDef {
 pub(crate) struct Tool {
     def: ToolDef,
     run: RawHandler,
-    /// The argument names the handler's struct accepts (checked against the schema).
+    /// The argument names the handler's struct accepts (a test checks them against
+    /// the schema).
     #[cfg(test)]
-    accepted: fn() -> Vec<String>,
+    accepted: Arc<[String]>,
 }
 
 impl Tool {
     /// A tool whose handler takes arguments decoded into `A` (a serde struct with
     /// `deny_unknown_fields`).
     fn new<A: DeserializeOwned + 'static>(def: ToolDef, handler: Handler<A>) -> Tool {
+        let names: Arc<[String]> = accepted::<A>().into();
+        #[cfg(test)]
+        let accepted = names.clone();
         Tool {
             def,
-            run: Box::new(move |ctx, args| match decode::<A>(args) {
+            run: Box::new(move |ctx, args| match decode::<A>(args, &names) {
                 Ok(a) => handler(ctx, a),
                 Err(e) => Box::pin(std::future::ready(Err(e.into()))),
             }),
             #[cfg(test)]
-            accepted: super::args::accepted::<A>,
+            accepted,
         }
     }
 }
@@ -186,7 +190,7 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
 pub(crate) async fn call(
     ctx: &CallCtx<'_>,
     name: &str,
-    args: &Map<String, Value>,
+    args: Map<String, Value>,
 ) -> Result<Outcome, RpcError> {
     let Some(tool) = all().iter().find(|t| t.def.name == name) else {
         return Err(RpcError::invalid_params(format!(
@@ -275,7 +279,7 @@ mod tests {
                 .as_object()
                 .map(|p| p.keys().cloned().collect())
                 .unwrap_or_default();
-            let mut accepted = (t.accepted)();
+            let mut accepted = t.accepted.to_vec();
             schema.sort();
             accepted.sort();
             assert_eq!(schema, accepted, "{}", t.def.name);

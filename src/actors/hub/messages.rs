@@ -26,7 +26,14 @@ impl Hub {
         let (this, from) = (self.clone(), from.clone());
         actix_rt::spawn(async move { this.send_steps(&from, draft, now).await })
             .await
-            .map_err(|e| HubError::bug(format!("message_send task failed: {e}")))?
+            .map_err(|e| {
+                if e.is_cancelled() {
+                    // Shutdown: the runtime dropped the task.
+                    HubError::Mailbox(actix::MailboxError::Closed)
+                } else {
+                    HubError::bug(format!("message_send task panicked: {e}"))
+                }
+            })?
     }
 
     fn recipients(
