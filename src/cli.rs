@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod connect;
+pub(crate) mod fill;
 pub(crate) mod operator;
 pub(crate) mod serve;
 pub(crate) mod tasks;
@@ -111,6 +112,9 @@ pub enum Command {
     },
     /// Load a running hub over HTTP and print throughput and latency
     Bench(bench::BenchArgs),
+    /// Fill a database with history for the benchmarks (docs/benchmarks.md)
+    #[command(hide = true)]
+    FillHistory(fill::FillArgs),
 }
 
 /// `hubctl serve` options.
@@ -222,6 +226,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Locks => tasks::locks(&dir, &target, json),
         Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),
         Command::Bench(args) => bench::run(&dir, &target, args),
+        Command::FillHistory(args) => fill::run(&dir, args),
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }
 }
