@@ -12,7 +12,6 @@ use crate::store::{Op, Store, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use std::collections::HashSet;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
@@ -36,8 +35,6 @@ pub(crate) struct Directory {
     pub rounds: DashMap<String, String>,
     pub assignments: DashMap<String, String>,
     pub handoffs: DashMap<String, String>,
-    /// Agent id → tasks where it has assignments (for `assignment_list`).
-    pub agent_tasks: DashMap<String, HashSet<String>>,
     /// Agent id → its claimed or in-progress assignments, across all tasks.
     active: DashMap<String, u32>,
 }

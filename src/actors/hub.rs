@@ -20,20 +20,27 @@ use crate::config::Settings;
 use crate::domain::lease::LockTable;
 use crate::domain::workflow::Limits;
 use crate::domain::{AgentId, DomainError, ErrorCode};
+use crate::store::load_tasks::{load_tasks, owner_of, Owned, Scope};
 use crate::store::{Snapshot, Store, Ticket};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 struct HubInner {
     /// Which actor owns which id; shared with the TaskActors.
     dir: Arc<Directory>,
-    /// Task id → its actor. Only the façade routes to tasks, so this map lives
-    /// here rather than in the directory the TaskActors share.
+    /// Task id → its actor, for the tasks in memory: every task with open work,
+    /// and finished ones activated since start-up. Only the façade routes to tasks,
+    /// so this map lives here rather than in the directory the TaskActors share.
     tasks: DashMap<String, Addr<TaskActor>>,
+    /// Held while a task is read from SQLite into a new actor, so that two callers
+    /// never build two actors of one task (single flight).
+    activation: tokio::sync::Mutex<()>,
+    /// Stored tasks of every state, kept up to date (for `hub_status`).
+    task_count: AtomicUsize,
     /// Shared by every TaskActor.
     task_env: Arc<TaskEnv>,
     /// The one owner of the lock table.
@@ -94,12 +101,15 @@ impl Hub {
             let addr = TaskActor::new(state, task_env.clone()).start();
             tasks.insert(id, addr);
         }
+        let task_count = AtomicUsize::new(snapshot.task_count);
         let table = LockTable::restore(snapshot.locks, snapshot.fencing, Utc::now());
         let locks = LockManager::new(table, store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,
                 tasks,
+                activation: tokio::sync::Mutex::new(()),
+                task_count,
                 task_env,
                 locks,
                 arbiter: Arbiter::current(),
@@ -151,54 +161,86 @@ impl Hub {
             .ok_or_else(|| DomainError::UnknownAgent(id.to_string()).into())
     }
 
-    fn task_addr(&self, task_id: &str) -> Result<Addr<TaskActor>, HubError> {
-        self.inner
-            .tasks
-            .get(task_id)
-            .map(|a| a.clone())
-            .ok_or_else(|| {
-                DomainError::refused(
-                    ErrorCode::TaskNotFound,
-                    format!("task {task_id} does not exist"),
-                )
-                .into()
-            })
+    /// The actor of task `task_id`: in memory, or activated from SQLite (a task
+    /// that finished before this start). Unknown tasks are TASK_NOT_FOUND.
+    async fn task_addr(&self, task_id: &str) -> Result<Addr<TaskActor>, HubError> {
+        if let Some(a) = self.inner.tasks.get(task_id) {
+            return Ok(a.clone());
+        }
+        let _single = self.inner.activation.lock().await;
+        if let Some(a) = self.inner.tasks.get(task_id) {
+            return Ok(a.clone());
+        }
+        let id = task_id.to_string();
+        let mut found = self
+            .inner
+            .store
+            .read(move |c| load_tasks(c, Scope::Task(&id)))
+            .await?;
+        let Some(state) = found.pop() else {
+            return Err(DomainError::refused(
+                ErrorCode::TaskNotFound,
+                format!("task {task_id} does not exist"),
+            )
+            .into());
+        };
+        tracing::debug!(task = task_id, "task activated from storage");
+        let actor = TaskActor::new(state, self.inner.task_env.clone());
+        let addr = TaskActor::start_in_arbiter(&self.inner.arbiter, move |_| actor);
+        self.inner.tasks.insert(task_id.to_string(), addr.clone());
+        Ok(addr)
     }
 
-    /// The task owning an id of `map` (rounds, assignments, handoffs).
-    fn owner(
+    /// The task owning an id of `map` (rounds, assignments, handoffs): from the
+    /// directory when the task is in memory, else from SQLite.
+    async fn owner(
+        &self,
         map: &DashMap<String, String>,
+        kind: Owned,
         id: &str,
         missing: impl FnOnce() -> DomainError,
     ) -> Result<String, HubError> {
-        map.get(id)
-            .map(|t| t.clone())
-            .ok_or_else(|| missing().into())
+        if let Some(t) = map.get(id) {
+            return Ok(t.clone());
+        }
+        let key = id.to_string();
+        let stored = self
+            .inner
+            .store
+            .read(move |c| owner_of(c, kind, &key))
+            .await?;
+        stored.ok_or_else(|| missing().into())
     }
 
-    fn task_of_round(&self, round_id: &str) -> Result<String, HubError> {
-        Self::owner(&self.inner.dir.rounds, round_id, || {
+    async fn task_of_round(&self, round_id: &str) -> Result<String, HubError> {
+        let map = &self.inner.dir.rounds;
+        self.owner(map, Owned::Round, round_id, || {
             DomainError::refused(
                 ErrorCode::RoundNotFound,
                 format!("round {round_id} does not exist"),
             )
         })
+        .await
     }
 
     /// Unknown assignment ids are refused exactly like someone else's assignment.
-    fn task_of_assignment(&self, id: &str) -> Result<String, HubError> {
-        Self::owner(&self.inner.dir.assignments, id, || {
+    async fn task_of_assignment(&self, id: &str) -> Result<String, HubError> {
+        let map = &self.inner.dir.assignments;
+        self.owner(map, Owned::Assignment, id, || {
             DomainError::refused(
                 ErrorCode::AssignmentNotValid,
                 format!("assignment {id} does not exist or is not assigned to you"),
             )
         })
+        .await
     }
 
-    fn task_of_handoff(&self, id: &str) -> Result<String, HubError> {
-        Self::owner(&self.inner.dir.handoffs, id, || {
+    async fn task_of_handoff(&self, id: &str) -> Result<String, HubError> {
+        let map = &self.inner.dir.handoffs;
+        self.owner(map, Owned::Handoff, id, || {
             DomainError::refused(ErrorCode::NotFound, format!("handoff {id} does not exist"))
         })
+        .await
     }
 
     /// Send a command to the actor of task `task_id` and wait until what it wrote
@@ -209,7 +251,7 @@ impl Hub {
         T: Send + 'static,
         TaskActor: Handler<M>,
     {
-        let reply = self.task_addr(task_id)?.send(msg).await??;
+        let reply = self.task_addr(task_id).await?.send(msg).await??;
         self.durable(reply).await
     }
 }

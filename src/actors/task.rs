@@ -44,11 +44,6 @@ impl TaskActor {
         }
         for a in &state.assignments {
             env.dir.assignments.insert(a.id.clone(), id.clone());
-            env.dir
-                .agent_tasks
-                .entry(a.agent_id.clone())
-                .or_default()
-                .insert(id.clone());
         }
         for h in &state.handoffs {
             env.dir.handoffs.insert(h.id.clone(), id.clone());
@@ -138,10 +133,6 @@ impl TaskActor {
             Change::Assignment(id) => match self.state.assignment(&id) {
                 Some(a) => {
                     dir.assignments.insert(id, task_id.clone());
-                    dir.agent_tasks
-                        .entry(a.agent_id.clone())
-                        .or_default()
-                        .insert(task_id.clone());
                     store.enqueue(Op::AssignmentUpsert(a.clone()))
                 }
                 None => Ticket::NONE,

@@ -21,8 +21,11 @@ pub(crate) struct Snapshot {
     pub agents: Vec<AgentRow>,
     /// Messaging state by agent id.
     pub mail: std::collections::HashMap<String, MailState>,
-    /// Every task with everything under it.
+    /// Every task with open work (neither completed nor closed), with everything
+    /// under it. Finished tasks are read on demand.
     pub tasks: Vec<crate::domain::workflow::TaskState>,
+    /// How many tasks are stored, open or not.
+    pub task_count: usize,
     /// Stored locks (possibly lapsed) and the fencing counter of every key.
     pub locks: Vec<crate::domain::lease::Lock>,
     pub fencing: Vec<(String, u64)>,
@@ -72,12 +75,14 @@ pub(crate) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mail = load_mail(conn)?;
-    let tasks = super::load_tasks::load_tasks(conn)?;
+    let tasks = super::load_tasks::load_tasks(conn, super::load_tasks::Scope::Open)?;
+    let task_count = super::load_tasks::count_tasks(conn)?;
     let (locks, fencing) = load_locks(conn)?;
     Ok(Snapshot {
         agents,
         mail,
         tasks,
+        task_count,
         locks,
         fencing,
     })

@@ -1,7 +1,8 @@
-//! Start-up loading of the task workflow: every task with its rounds, assignments,
-//! handoffs and its count of agent messages. One function per table reads its
-//! columns by name; [`load_tasks`] puts the rows together. Called by
-//! [`super::load::load`].
+//! Reading the task workflow: tasks with their rounds, assignments, handoffs and
+//! count of agent messages, for a [`Scope`] (the open tasks at start-up, one task
+//! when it is activated, or all of them for the operator's views), and the look-ups
+//! that find which task owns an id. One function per table reads its columns by
+//! name; [`load_tasks`] puts the rows together.
 
 use super::StoreError;
 use crate::domain::task::{
@@ -9,13 +10,40 @@ use crate::domain::task::{
 };
 use crate::domain::time::{parse_iso, Timestamp};
 use crate::domain::workflow::TaskState;
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
-/// Every task, oldest first, each with its rows in stored order. Rows of a task that
-/// is not stored are left out.
-pub(crate) fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError> {
-    let mut tasks: Vec<TaskState> = root_tasks(conn)?
+/// Which tasks to read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Tasks with open work: neither completed nor closed (loaded at start-up).
+    Open,
+    /// One task (activated on demand).
+    Task(&'a str),
+    /// Every task (the operator's views).
+    All,
+}
+
+impl Scope<'_> {
+    /// A condition on a `root_task_id`-like column, and its parameters.
+    fn on(self, column: &str) -> (String, Vec<String>) {
+        match self {
+            Scope::Open => (
+                format!(
+                    "{column} IN (SELECT id FROM root_tasks WHERE status NOT IN ('completed', 'closed'))"
+                ),
+                Vec::new(),
+            ),
+            Scope::Task(id) => (format!("{column} = ?1"), vec![id.to_string()]),
+            Scope::All => ("1".to_string(), Vec::new()),
+        }
+    }
+}
+
+/// The tasks of `scope`, oldest first, each with its rows in stored order. Rows of a
+/// task that is not stored are left out.
+pub(crate) fn load_tasks(conn: &Connection, scope: Scope) -> Result<Vec<TaskState>, StoreError> {
+    let mut tasks: Vec<TaskState> = root_tasks(conn, scope)?
         .into_iter()
         .map(|task| TaskState {
             task,
@@ -31,22 +59,22 @@ pub(crate) fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError
         .map(|(i, t)| (t.task.id.clone(), i))
         .collect();
     let of_task = |task_id: &str| index.get(task_id).copied();
-    for round in rounds(conn)? {
+    for round in rounds(conn, scope)? {
         if let Some(i) = of_task(&round.task_id) {
             tasks[i].rounds.push(round);
         }
     }
-    for a in assignments(conn)? {
+    for a in assignments(conn, scope)? {
         if let Some(i) = of_task(&a.task_id) {
             tasks[i].assignments.push(a);
         }
     }
-    for h in handoffs(conn)? {
+    for h in handoffs(conn, scope)? {
         if let Some(i) = of_task(&h.task_id) {
             tasks[i].handoffs.push(h);
         }
     }
-    for (task_id, count) in message_counts(conn)? {
+    for (task_id, count) in message_counts(conn, scope)? {
         if let Some(i) = of_task(&task_id) {
             tasks[i].message_count = count;
         }
@@ -54,14 +82,15 @@ pub(crate) fn load_tasks(conn: &Connection) -> Result<Vec<TaskState>, StoreError
     Ok(tasks)
 }
 
-/// Every row of `sql` (a query without parameters), mapped by `map`.
+/// Every row of `sql` with `params`, mapped by `map`.
 fn query_all<T>(
     conn: &Connection,
     sql: &str,
+    params: &[String],
     map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(map(row)?);
@@ -98,10 +127,13 @@ fn list(row: &Row<'_>, column: &str) -> rusqlite::Result<Vec<String>> {
     Ok(serde_json::from_str(&s).unwrap_or_default())
 }
 
-fn root_tasks(conn: &Connection) -> Result<Vec<Task>, StoreError> {
-    let sql = "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at
-         FROM root_tasks ORDER BY created_at, id";
-    query_all(conn, sql, |row| {
+fn root_tasks(conn: &Connection, scope: Scope) -> Result<Vec<Task>, StoreError> {
+    let (cond, params) = scope.on("id");
+    let sql = format!(
+        "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at
+         FROM root_tasks WHERE {cond} ORDER BY created_at, id"
+    );
+    query_all(conn, &sql, &params, |row| {
         Ok(Task {
             id: row.get("id")?,
             title: row.get("title")?,
@@ -114,11 +146,14 @@ fn root_tasks(conn: &Connection) -> Result<Vec<Task>, StoreError> {
     })
 }
 
-fn rounds(conn: &Connection) -> Result<Vec<Round>, StoreError> {
-    let sql = "SELECT id, root_task_id, round_number, status, plan_json, operator_note, rejected,
+fn rounds(conn: &Connection, scope: Scope) -> Result<Vec<Round>, StoreError> {
+    let (cond, params) = scope.on("root_task_id");
+    let sql = format!(
+        "SELECT id, root_task_id, round_number, status, plan_json, operator_note, rejected,
                 review_verdict, review_note, created_at, updated_at
-         FROM rounds ORDER BY root_task_id, round_number";
-    query_all(conn, sql, |row| {
+         FROM rounds WHERE {cond} ORDER BY root_task_id, round_number"
+    );
+    query_all(conn, &sql, &params, |row| {
         Ok(Round {
             id: row.get("id")?,
             task_id: row.get("root_task_id")?,
@@ -135,12 +170,31 @@ fn rounds(conn: &Connection) -> Result<Vec<Round>, StoreError> {
     })
 }
 
-fn assignments(conn: &Connection) -> Result<Vec<Assignment>, StoreError> {
-    let sql =
-        "SELECT id, round_id, root_task_id, agent_id, goal, status, progress_note, claimed_at,
-                lease_expires_at, handoff_id, created_at, updated_at
-         FROM assignments ORDER BY rowid";
-    query_all(conn, sql, |row| {
+const ASSIGNMENT_COLUMNS: &str =
+    "id, round_id, root_task_id, agent_id, goal, status, progress_note, claimed_at,
+     lease_expires_at, handoff_id, created_at, updated_at";
+
+fn assignments(conn: &Connection, scope: Scope) -> Result<Vec<Assignment>, StoreError> {
+    let (cond, params) = scope.on("root_task_id");
+    let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE {cond} ORDER BY rowid");
+    query_all(conn, &sql, &params, assignment_row)
+}
+
+/// An agent's assignments across every task, newest first, at most `limit`.
+pub(crate) fn assignments_of_agent(
+    conn: &Connection,
+    agent: &str,
+    limit: usize,
+) -> Result<Vec<Assignment>, StoreError> {
+    let sql = format!(
+        "SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE agent_id = ?1
+         ORDER BY created_at DESC, id DESC LIMIT {limit}"
+    );
+    query_all(conn, &sql, &[agent.to_string()], assignment_row)
+}
+
+fn assignment_row(row: &Row<'_>) -> Result<Assignment, StoreError> {
+    {
         Ok(Assignment {
             id: row.get("id")?,
             round_id: row.get("round_id")?,
@@ -155,14 +209,17 @@ fn assignments(conn: &Connection) -> Result<Vec<Assignment>, StoreError> {
             created_at: stamp(row, "created_at")?,
             updated_at: stamp(row, "updated_at")?,
         })
-    })
+    }
 }
 
-fn handoffs(conn: &Connection) -> Result<Vec<Handoff>, StoreError> {
-    let sql = "SELECT id, assignment_id, round_id, root_task_id, from_agent, branch, commit_hash, changed_files,
+fn handoffs(conn: &Connection, scope: Scope) -> Result<Vec<Handoff>, StoreError> {
+    let (cond, params) = scope.on("root_task_id");
+    let sql = format!(
+        "SELECT id, assignment_id, round_id, root_task_id, from_agent, branch, commit_hash, changed_files,
                 tests_run, risks, next_steps, notes, created_at
-         FROM handoffs ORDER BY rowid";
-    query_all(conn, sql, |row| {
+         FROM handoffs WHERE {cond} ORDER BY rowid"
+    );
+    query_all(conn, &sql, &params, |row| {
         Ok(Handoff {
             id: row.get("id")?,
             assignment_id: row.get("assignment_id")?,
@@ -183,12 +240,56 @@ fn handoffs(conn: &Connection) -> Result<Vec<Handoff>, StoreError> {
 
 /// (task id, count) of agent messages (not the hub's own notices) carrying one of the
 /// task's round ids: they count against the task's limit.
-fn message_counts(conn: &Connection) -> Result<Vec<(String, u32)>, StoreError> {
-    let sql = "SELECT r.root_task_id, COUNT(*) AS message_count FROM messages m JOIN rounds r ON r.id = m.round_id
-         WHERE m.from_agent != 'hub' GROUP BY r.root_task_id";
-    query_all(conn, sql, |row| {
+/// Rounds first, then their messages through `idx_messages_round`: the messages
+/// table (the history) is never scanned.
+fn message_counts(conn: &Connection, scope: Scope) -> Result<Vec<(String, u32)>, StoreError> {
+    let (cond, params) = scope.on("r.root_task_id");
+    let sql = format!(
+        "SELECT r.root_task_id, COUNT(*) AS message_count FROM rounds r
+         JOIN messages m ON m.round_id = r.id
+         WHERE {cond} AND m.from_agent != 'hub' GROUP BY r.root_task_id"
+    );
+    query_all(conn, &sql, &params, |row| {
         Ok((row.get("root_task_id")?, row.get("message_count")?))
     })
+}
+
+/// The task owning a round, assignment or handoff id (`table` is one of those).
+pub(crate) fn owner_of(
+    conn: &Connection,
+    table: Owned,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    let sql = match table {
+        Owned::Round => "SELECT root_task_id FROM rounds WHERE id = ?1",
+        Owned::Assignment => "SELECT root_task_id FROM assignments WHERE id = ?1",
+        Owned::Handoff => "SELECT root_task_id FROM handoffs WHERE id = ?1",
+    };
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Which kind of id [`owner_of`] looks up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Owned {
+    Round,
+    Assignment,
+    Handoff,
+}
+
+/// Whether task `id` is stored.
+pub(crate) fn task_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM root_tasks WHERE id = ?1")?
+        .exists([id])?)
+}
+
+/// How many tasks are stored (every state).
+pub(crate) fn count_tasks(conn: &Connection) -> Result<usize, StoreError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM root_tasks", [], |r| r.get(0))?;
+    Ok(n as usize)
 }
 
 #[cfg(test)]
@@ -330,7 +431,58 @@ mod tests {
             message_count: 2,
             ..empty(t1)
         };
-        assert_eq!(load_tasks(&conn).unwrap(), vec![empty(t2), full]);
+        assert_eq!(
+            load_tasks(&conn, Scope::All).unwrap(),
+            vec![empty(t2.clone()), full.clone()]
+        );
+        // One task, with everything under it.
+        assert_eq!(load_tasks(&conn, Scope::Task("T1")).unwrap(), vec![full]);
+        assert!(load_tasks(&conn, Scope::Task("nope")).unwrap().is_empty());
+        // Which task owns an id, without loading it.
+        assert_eq!(
+            owner_of(&conn, Owned::Round, "R2").unwrap().as_deref(),
+            Some("T1")
+        );
+        assert_eq!(
+            owner_of(&conn, Owned::Assignment, "A1").unwrap().as_deref(),
+            Some("T1")
+        );
+        assert_eq!(
+            owner_of(&conn, Owned::Handoff, "H1").unwrap().as_deref(),
+            Some("T1")
+        );
+        assert_eq!(owner_of(&conn, Owned::Handoff, "H9").unwrap(), None);
+        assert!(task_exists(&conn, "T2").unwrap() && !task_exists(&conn, "T3").unwrap());
+        assert_eq!(count_tasks(&conn).unwrap(), 2);
+        assert_eq!(assignments_of_agent(&conn, "alice", 5).unwrap().len(), 1);
+        assert!(assignments_of_agent(&conn, "bob", 5).unwrap().is_empty());
+    }
+
+    /// Start-up loads only tasks with open work.
+    #[test]
+    fn the_open_scope_leaves_finished_tasks_out() {
+        let mut conn = db();
+        let mut done = task("T-done", t(1));
+        done.status = TaskStatus::Completed;
+        let mut closed = task("T-closed", t(2));
+        closed.status = TaskStatus::Closed;
+        let open = task("T-open", t(3));
+        let ops = vec![
+            Op::TaskUpsert(done),
+            Op::TaskUpsert(closed),
+            Op::TaskUpsert(open.clone()),
+            Op::RoundUpsert(round("R1", "T-done", 1)),
+            Op::RoundUpsert(round("R2", "T-open", 1)),
+        ];
+        let tx = conn.transaction().unwrap();
+        apply_batch(&tx, &ops).unwrap();
+        tx.commit().unwrap();
+        let loaded = load_tasks(&conn, Scope::Open).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].task, open);
+        assert_eq!(loaded[0].rounds.len(), 1);
+        assert_eq!(loaded[0].rounds[0].id, "R2");
+        assert_eq!(count_tasks(&conn).unwrap(), 3);
     }
 
     #[test]
@@ -342,7 +494,7 @@ mod tests {
             [],
         )
         .unwrap();
-        let err = load_tasks(&conn).unwrap_err().to_string();
+        let err = load_tasks(&conn, Scope::All).unwrap_err().to_string();
         assert!(err.contains("rounds has unknown status \"bogus\""), "{err}");
     }
 }

@@ -23,6 +23,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "004_workflow",
         include_str!("../../migrations/004_workflow.sql"),
     ),
+    (
+        5,
+        "005_open_work",
+        include_str!("../../migrations/005_open_work.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {

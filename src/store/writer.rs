@@ -11,7 +11,7 @@
 use super::{apply, load, migrate, Op, Snapshot, StoreError};
 use crate::config::Durability;
 use rusqlite::Connection;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -70,6 +70,34 @@ struct Inner {
     durability: Durability,
     /// The writer thread, joined by [`Store::shutdown`].
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The database file, for the read-only connections of [`Store::read`].
+    path: PathBuf,
+    /// Idle read-only connections, taken by one read at a time (a short lock: never
+    /// held across a query).
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Idle read-only connections kept open; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
 }
 
 fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
@@ -141,6 +169,8 @@ impl Store {
                 progress: progress_rx,
                 durability: opts.durability,
                 thread: Mutex::new(Some(thread)),
+                path: path.to_path_buf(),
+                readers: Mutex::new(Vec::new()),
             }),
         };
         Ok((store, snapshot))
@@ -184,6 +214,28 @@ impl Store {
         } else {
             Err(StoreError::Closed)
         }
+    }
+
+    /// Run `f` on a read-only connection once everything queued before this call is
+    /// committed, so that it sees every write already answered (in either mode). The
+    /// query runs on tokio's blocking pool, never on an actor's or a worker's thread.
+    /// Keep `f` to one short statement or transaction: a long reader holds back WAL
+    /// checkpoints.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.wait_committed(self.barrier()).await?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let out = f(&conn);
+            inner.give_back(conn);
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// A ticket covering every op queued so far: waiting for it makes an answer that

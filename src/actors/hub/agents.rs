@@ -60,7 +60,7 @@ impl Hub {
 
     pub(crate) fn counts(&self) -> StatusCounts {
         StatusCounts {
-            tasks: self.inner.tasks.len(),
+            tasks: self.inner.task_count.load(Ordering::Relaxed),
             agents: self.inner.dir.agents.len(),
             uptime_seconds: self.inner.started.elapsed().as_secs(),
         }

@@ -69,7 +69,7 @@ impl Hub {
         // the count is given back if the send is then refused (e.g. a duplicate).
         let counted = match &draft.round_id {
             Some(round) => {
-                let task = self.task_of_round(round)?;
+                let task = self.task_of_round(round).await?;
                 self.agent(from)?.send(CheckDraft(draft.clone())).await??;
                 self.on_task(&task, CountMessage { undo: false }).await?;
                 Some(task)

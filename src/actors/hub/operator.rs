@@ -3,16 +3,15 @@
 
 use super::Hub;
 use crate::actors::task::commands::{Approve, Close, Reject, Snapshot};
-use crate::actors::task::TaskActor;
 use crate::actors::HubError;
 use crate::domain::task::{Round, Task};
 use crate::domain::workflow::TaskState;
-use actix::Addr;
+use crate::store::load_tasks::{load_tasks, Scope};
 
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
     pub(crate) async fn approve(&self, round_id: &str, note: String) -> Result<Round, HubError> {
-        let task = self.task_of_round(round_id)?;
+        let task = self.task_of_round(round_id).await?;
         let cmd = Approve {
             round_id: round_id.to_string(),
             note,
@@ -22,7 +21,7 @@ impl Hub {
 
     /// Operator rejects round `round_id`: the dispatcher is told to revise the plan.
     pub(crate) async fn reject(&self, round_id: &str, note: String) -> Result<Round, HubError> {
-        let task = self.task_of_round(round_id)?;
+        let task = self.task_of_round(round_id).await?;
         let cmd = Reject {
             round_id: round_id.to_string(),
             note,
@@ -45,18 +44,14 @@ impl Hub {
 
     /// The task owning round `round_id`, with everything under it.
     pub(crate) async fn round_snapshot(&self, round_id: &str) -> Result<TaskState, HubError> {
-        let task = self.task_of_round(round_id)?;
+        let task = self.task_of_round(round_id).await?;
         self.on_task(&task, Snapshot).await
     }
 
-    /// Every task with everything under it, newest first (operator views).
+    /// Every task with everything under it, newest first (operator views), read
+    /// from SQLite once every answered write is committed.
     pub(crate) async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
-        let addrs: Vec<Addr<TaskActor>> = self.inner.tasks.iter().map(|e| e.clone()).collect();
-        let mut out = Vec::with_capacity(addrs.len());
-        for a in addrs {
-            let (state, _): (TaskState, _) = a.send(Snapshot).await??;
-            out.push(state);
-        }
+        let mut out = self.inner.store.read(|c| load_tasks(c, Scope::All)).await?;
         out.sort_by(|a, b| {
             b.task
                 .created_at

@@ -11,9 +11,11 @@ use crate::actors::HubError;
 use crate::domain::task::{Assignment, Handoff, HandoffDraft, Plan, ProgressStatus, Task, Verdict};
 use crate::domain::workflow::TaskState;
 use crate::domain::{AgentId, DomainError, ErrorCode};
+use crate::store::load_tasks::{assignments_of_agent, task_exists};
 use crate::store::Op;
 use actix::Actor;
 use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering;
 
 impl Hub {
     /// `task_draft_create`: a new task in draft, owned by a new TaskActor. The
@@ -28,8 +30,14 @@ impl Hub {
     ) -> Result<Task, HubError> {
         let state = TaskState::new(id, title, description, caller.as_str(), now);
         let task = state.task.clone();
+        // A finished task is not in memory but its id is taken. (A racing create of
+        // the same id is caught by the entry below.)
+        let key = id.to_string();
+        let stored = !self.inner.tasks.contains_key(id)
+            && self.inner.store.read(move |c| task_exists(c, &key)).await?;
         // The entry (and its shard lock) is released before any await.
         let created = match self.inner.tasks.entry(id.to_string()) {
+            _ if stored => None,
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
@@ -39,6 +47,7 @@ impl Hub {
                     &self.inner.arbiter,
                     move |_| actor,
                 ));
+                self.inner.task_count.fetch_add(1, Ordering::Relaxed);
                 Some(ticket)
             }
         };
@@ -76,7 +85,7 @@ impl Hub {
         verdict: Verdict,
         note: String,
     ) -> Result<Reviewed, HubError> {
-        let task = self.task_of_round(round_id)?;
+        let task = self.task_of_round(round_id).await?;
         let cmd = Review {
             caller: caller.clone(),
             round_id: round_id.to_string(),
@@ -88,7 +97,7 @@ impl Hub {
 
     /// `assignment_claim`.
     pub(crate) async fn claim(&self, caller: &AgentId, id: &str) -> Result<Assignment, HubError> {
-        let task = self.task_of_assignment(id)?;
+        let task = self.task_of_assignment(id).await?;
         let cmd = Claim {
             caller: caller.clone(),
             assignment_id: id.to_string(),
@@ -104,7 +113,7 @@ impl Hub {
         status: ProgressStatus,
         note: String,
     ) -> Result<Assignment, HubError> {
-        let task = self.task_of_assignment(id)?;
+        let task = self.task_of_assignment(id).await?;
         let cmd = Progress {
             caller: caller.clone(),
             assignment_id: id.to_string(),
@@ -121,7 +130,7 @@ impl Hub {
         id: &str,
         handoff: HandoffDraft,
     ) -> Result<Completed, HubError> {
-        let task = self.task_of_assignment(id)?;
+        let task = self.task_of_assignment(id).await?;
         let cmd = Complete {
             caller: caller.clone(),
             assignment_id: id.to_string(),
@@ -132,45 +141,51 @@ impl Hub {
 
     /// `handoff_get`: any agent may read any handoff.
     pub(crate) async fn handoff(&self, id: &str) -> Result<Handoff, HubError> {
-        let task = self.task_of_handoff(id)?;
+        let task = self.task_of_handoff(id).await?;
         let cmd = GetHandoff {
             handoff_id: id.to_string(),
         };
         self.on_task(&task, cmd).await
     }
 
-    /// The caller's assignments: in one round (oldest first) or everywhere (newest first).
-    pub(crate) async fn assignments_of(
+    /// The caller's assignments in one round, oldest first.
+    pub(crate) async fn round_assignments_of(
         &self,
         caller: &AgentId,
-        round_id: Option<&str>,
+        round_id: &str,
     ) -> Result<Vec<Assignment>, HubError> {
-        let tasks: Vec<String> = match round_id {
-            Some(r) => vec![self.task_of_round(r)?],
-            None => self
-                .inner
-                .dir
-                .agent_tasks
-                .get(caller.as_str())
-                .map(|t| t.iter().cloned().collect())
-                .unwrap_or_default(),
+        let task = self.task_of_round(round_id).await?;
+        let cmd = MyAssignments {
+            caller: caller.clone(),
+            round_id: Some(round_id.to_string()),
         };
-        let mut out = Vec::new();
-        for t in tasks {
-            let cmd = MyAssignments {
-                caller: caller.clone(),
-                round_id: round_id.map(String::from),
-            };
-            out.extend(self.on_task(&t, cmd).await?);
-        }
+        let mut out = self.on_task(&task, cmd).await?;
         out.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
                 .then_with(|| a.id.cmp(&b.id))
         });
-        if round_id.is_none() {
-            out.reverse();
-        }
         Ok(out)
     }
+
+    /// The caller's newest assignments across every task, at most
+    /// [`MAX_LISTED_ASSIGNMENTS`], and whether there are more. Read from SQLite
+    /// once every answered write is committed, so finished tasks need no actor.
+    pub(crate) async fn assignments_of(
+        &self,
+        caller: &AgentId,
+    ) -> Result<(Vec<Assignment>, bool), HubError> {
+        let agent = caller.to_string();
+        let mut list = self
+            .inner
+            .store
+            .read(move |c| assignments_of_agent(c, &agent, MAX_LISTED_ASSIGNMENTS + 1))
+            .await?;
+        let truncated = list.len() > MAX_LISTED_ASSIGNMENTS;
+        list.truncate(MAX_LISTED_ASSIGNMENTS);
+        Ok((list, truncated))
+    }
 }
+
+/// The most assignments `assignment_list` without a round returns.
+pub(super) const MAX_LISTED_ASSIGNMENTS: usize = 200;

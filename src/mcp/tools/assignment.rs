@@ -32,13 +32,17 @@ fn list_def() -> ToolDef {
         title: "List my assignments",
         description:
             "List your assignments: of one round (oldest first) when round_id is given, else of \
-                          every task (newest first), with their status and lease.",
+                          every task (newest first, at most 200: truncated says whether there are \
+                          more), with their status and lease.",
         input_schema: json!({
             "type": "object",
             "properties": {"round_id": id_schema("Optional round id.")},
             "additionalProperties": false
         }),
-        output_properties: json!({"assignments": {"type": "array", "items": {"type": "object"}}}),
+        output_properties: json!({
+            "assignments": {"type": "array", "items": {"type": "object"}},
+            "truncated": {"type": "boolean", "description": "without round_id: older assignments were left out"}
+        }),
         read_only: true,
         idempotent: true,
     }
@@ -56,8 +60,11 @@ async fn list(ctx: &CallCtx<'_>, a: ListArgs) -> Result<Map<String, Value>, HubE
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
-    let list = ctx.hub.assignments_of(ctx.agent, round).await?;
-    Ok(fields(json!({"assignments": list})))
+    let (list, truncated) = match round {
+        Some(r) => (ctx.hub.round_assignments_of(ctx.agent, r).await?, false),
+        None => ctx.hub.assignments_of(ctx.agent).await?,
+    };
+    Ok(fields(json!({"assignments": list, "truncated": truncated})))
 }
 
 fn claim_def() -> ToolDef {
