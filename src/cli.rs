@@ -91,12 +91,14 @@ pub enum Command {
         /// Round id
         round_id: String,
     },
-    /// List tasks, newest first
-    ListTasks,
-    /// List rounds, of one task or of all
+    /// List open tasks, newest first (--all: finished ones too), a page at a time
+    ListTasks(PageArgs),
+    /// List open rounds, newest first (--all: finished ones too), or one task's rounds
     ListRounds {
-        /// Only the rounds of this task
+        /// Only the rounds of this task (all of them, in round order)
         task_id: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Show a task as a tree: rounds, assignments, handoffs
     Show {
@@ -115,6 +117,20 @@ pub enum Command {
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
     #[command(hide = true)]
     FillHistory(fill::FillArgs),
+}
+
+/// The paging options of every list command.
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// Include history (completed and closed tasks, finished rounds)
+    #[arg(long)]
+    pub all: bool,
+    /// Rows per page (1-1000)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Start after this point (the `next page` cursor of the previous page)
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 /// `hubctl serve` options.
@@ -219,9 +235,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Close { task_id } => tasks::close(&dir, &target, &task_id, json),
         Command::Status { round_id } => tasks::status(&dir, &target, &round_id, json),
-        Command::ListTasks => tasks::list_tasks(&dir, &target, json),
-        Command::ListRounds { task_id } => {
-            tasks::list_rounds(&dir, &target, task_id.as_deref(), json)
+        Command::ListTasks(page) => tasks::list_tasks(&dir, &target, &page, json),
+        Command::ListRounds { task_id, page } => {
+            tasks::list_rounds(&dir, &target, task_id.as_deref(), &page, json)
         }
         Command::Locks => tasks::locks(&dir, &target, json),
         Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),

@@ -13,6 +13,7 @@ pub(crate) mod load;
 pub(crate) mod load_tasks;
 pub(crate) mod migrate;
 pub(crate) mod op;
+pub(crate) mod pages;
 pub(crate) mod writer;
 
 pub(crate) use load::{AgentRow, MailState, Snapshot};

@@ -187,7 +187,7 @@ fn hubctl_explains_failures() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["tasks"], json!([]));
+    assert_eq!(v["items"], json!([]));
     assert!(hubctl_err(&hub, &["status", "nope"]).contains("ROUND_NOT_FOUND"));
     assert!(hubctl_err(&hub, &["show", "nope"]).contains("TASK_NOT_FOUND"));
     // Every subcommand has --help.

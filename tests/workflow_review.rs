@@ -93,7 +93,8 @@ fn operator_views_and_audit_cover_every_round() {
         handoff,
     } = two_rounds(&hub);
     review(&hub.client("disp"), &last, "approved");
-    let list = hubctl_ok(&hub, &["list-tasks"]);
+    // Finished tasks are history: listed with --all.
+    let list = hubctl_ok(&hub, &["list-tasks", "--all"]);
     assert!(list.contains("T-1") && list.contains("completed"), "{list}");
     let rounds = hubctl_ok(&hub, &["list-rounds", "T-1"]);
     assert!(

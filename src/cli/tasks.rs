@@ -2,7 +2,7 @@
 //! list-tasks, list-rounds, show) and of locks (locks, unlock). One-line confirmations as the reference prints them.
 
 use super::operator::{s, table, OperatorClient};
-use super::{CliError, Target};
+use super::{CliError, PageArgs, Target};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -131,13 +131,42 @@ pub(crate) fn status(
     Ok(())
 }
 
-pub(crate) fn list_tasks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
-    let v = OperatorClient::new(dir, target)?.get("/operator/tasks")?;
+/// `?all=1&limit=N&cursor=C` for a list call.
+fn page_query(page: &PageArgs) -> String {
+    let mut q = format!("limit={}", page.limit);
+    if page.all {
+        q.push_str("&all=1");
+    }
+    if let Some(c) = &page.cursor {
+        q.push_str(&format!("&cursor={}", seg(c)));
+    }
+    q
+}
+
+/// After a table: how to get the next page, if there is one.
+fn next_page_hint(v: &Value, command: &str, page: &PageArgs) {
+    if let Some(c) = v["next_cursor"].as_str() {
+        let all = if page.all { " --all" } else { "" };
+        println!(
+            "more: hubctl {command}{all} --limit {} --cursor {c}",
+            page.limit
+        );
+    }
+}
+
+pub(crate) fn list_tasks(
+    dir: &Path,
+    target: &Target,
+    page: &PageArgs,
+    json: bool,
+) -> Result<(), CliError> {
+    let path = format!("/operator/tasks?{}", page_query(page));
+    let v = OperatorClient::new(dir, target)?.get(&path)?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = v["tasks"]
+    let rows: Vec<Vec<String>> = v["items"]
         .as_array()
         .map(|a| a.as_slice())
         .unwrap_or_default()
@@ -164,6 +193,7 @@ pub(crate) fn list_tasks(dir: &Path, target: &Target, json: bool) -> Result<(), 
             &rows
         )
     );
+    next_page_hint(&v, "list-tasks", page);
     Ok(())
 }
 
@@ -171,18 +201,19 @@ pub(crate) fn list_rounds(
     dir: &Path,
     target: &Target,
     task_id: Option<&str>,
+    page: &PageArgs,
     json: bool,
 ) -> Result<(), CliError> {
     let path = match task_id {
         Some(t) => format!("/operator/rounds?task_id={}", seg(t)),
-        None => "/operator/rounds".to_string(),
+        None => format!("/operator/rounds?{}", page_query(page)),
     };
     let v = OperatorClient::new(dir, target)?.get(&path)?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = v["rounds"]
+    let rows: Vec<Vec<String>> = v["items"]
         .as_array()
         .map(|a| a.as_slice())
         .unwrap_or_default()
@@ -201,6 +232,7 @@ pub(crate) fn list_rounds(
         "{}",
         table(&["ROUND", "TASK", "NUMBER", "STATUS", "UPDATED"], &rows)
     );
+    next_page_hint(&v, "list-rounds", page);
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use super::error::{settle, ApiError};
 use super::guards::operator_request as guard;
 use super::state::AppState;
 use crate::domain::workflow::TaskState;
+use crate::store::pages::{Cursor, PageRequest, TaskSummary, DEFAULT_LIMIT, MAX_LIMIT};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,22 +30,59 @@ fn round_json(s: &TaskState, round_id: &str) -> Value {
     json!({"round": s.round(round_id), "assignments": assignments})
 }
 
-fn task_summary(s: &TaskState) -> Value {
-    let latest = s.rounds.iter().max_by_key(|r| r.round_number);
-    json!({
-        "task": s.task,
-        "rounds": s.rounds.len(),
-        "current_round": latest.map(|r| json!({"id": r.id, "round_number": r.round_number, "status": r.status})),
-    })
-}
-
 type Answer = Result<HttpResponse, ApiError>;
 
-async fn list_tasks(req: HttpRequest, st: web::Data<AppState>) -> Answer {
+fn task_summary(t: &TaskSummary) -> Value {
+    let current = t
+        .current_round
+        .as_ref()
+        .map(|(id, number, status)| json!({"id": id, "round_number": number, "status": status}));
+    json!({"task": t.task, "rounds": t.rounds, "current_round": current})
+}
+
+/// `?all=1&limit=N&cursor=C`: the paging contract of every operator list.
+#[derive(Deserialize)]
+struct PageQuery {
+    all: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    /// list-rounds only: the rounds of one task, in round order.
+    task_id: Option<String>,
+}
+
+impl PageQuery {
+    fn request(&self) -> Result<PageRequest, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid_argument(format!(
+                        "limit must be a whole number from 1 to {MAX_LIMIT}"
+                    ))
+                })?,
+        };
+        let cursor = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
+                ApiError::invalid_argument(format!(
+                    "cursor {c:?} is not one this hub gave out (use next_cursor of the previous page)"
+                ))
+            })?),
+        };
+        let all = matches!(self.all.as_deref(), Some("1" | "true" | "yes" | ""));
+        Ok(PageRequest { all, limit, cursor })
+    }
+}
+
+async fn list_tasks(req: HttpRequest, st: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
     guard(&req, &st)?;
-    let list = settle(&st.hub, st.hub.task_snapshots().await).await?;
-    let tasks: Vec<Value> = list.iter().map(task_summary).collect();
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "tasks": tasks})))
+    let page = settle(&st.hub, st.hub.task_page(q.request()?).await).await?;
+    let items: Vec<Value> = page.items.iter().map(task_summary).collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({"ok": true, "items": items, "next_cursor": page.next_cursor})))
 }
 
 async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {
@@ -69,31 +107,28 @@ async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<Stri
     ))
 }
 
-#[derive(Deserialize)]
-struct RoundsQuery {
-    task_id: Option<String>,
-}
-
 async fn list_rounds(
     req: HttpRequest,
     st: web::Data<AppState>,
-    q: web::Query<RoundsQuery>,
+    q: web::Query<PageQuery>,
 ) -> Answer {
     guard(&req, &st)?;
-    let states = match &q.task_id {
-        Some(t) => st.hub.task_snapshot(t).await.map(|s| vec![s]),
-        None => st.hub.task_snapshots().await,
+    let page_req = q.request()?;
+    let (items, next_cursor) = match &q.task_id {
+        // One task's rounds, in round order: at most max_rounds of them.
+        Some(t) => {
+            let s = settle(&st.hub, st.hub.task_snapshot(t).await).await?;
+            let mut rs: Vec<_> = s.rounds.iter().map(|r| json!(r)).collect();
+            rs.sort_by_key(|r| r["round_number"].as_u64());
+            (rs, None)
+        }
+        None => {
+            let page = settle(&st.hub, st.hub.round_page(page_req).await).await?;
+            let rs = page.items.iter().map(|r| json!(r)).collect();
+            (rs, page.next_cursor)
+        }
     };
-    let states = settle(&st.hub, states).await?;
-    let rounds: Vec<Value> = states
-        .iter()
-        .flat_map(|s| {
-            let mut rs: Vec<_> = s.rounds.iter().collect();
-            rs.sort_by_key(|r| r.round_number);
-            rs.into_iter().map(|r| json!(r)).collect::<Vec<_>>()
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "rounds": rounds})))
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "items": items, "next_cursor": next_cursor})))
 }
 
 async fn round_status(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

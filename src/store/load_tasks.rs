@@ -20,7 +20,8 @@ pub(crate) enum Scope<'a> {
     Open,
     /// One task (activated on demand).
     Task(&'a str),
-    /// Every task (the operator's views).
+    /// Every task.
+    #[cfg(test)]
     All,
 }
 
@@ -35,6 +36,7 @@ impl Scope<'_> {
                 Vec::new(),
             ),
             Scope::Task(id) => (format!("{column} = ?1"), vec![id.to_string()]),
+            #[cfg(test)]
             Scope::All => ("1".to_string(), Vec::new()),
         }
     }
@@ -133,16 +135,19 @@ fn root_tasks(conn: &Connection, scope: Scope) -> Result<Vec<Task>, StoreError> 
         "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at
          FROM root_tasks WHERE {cond} ORDER BY created_at, id"
     );
-    query_all(conn, &sql, &params, |row| {
-        Ok(Task {
-            id: row.get("id")?,
-            title: row.get("title")?,
-            description: row.get("description")?,
-            status: status(row, "root_tasks", TaskStatus::parse)?,
-            dispatcher_agent_id: row.get("dispatcher_agent_id")?,
-            created_at: stamp(row, "created_at")?,
-            updated_at: stamp(row, "updated_at")?,
-        })
+    query_all(conn, &sql, &params, task_row)
+}
+
+/// A `root_tasks` row.
+pub(crate) fn task_row(row: &Row<'_>) -> Result<Task, StoreError> {
+    Ok(Task {
+        id: row.get("id")?,
+        title: row.get("title")?,
+        description: row.get("description")?,
+        status: status(row, "root_tasks", TaskStatus::parse)?,
+        dispatcher_agent_id: row.get("dispatcher_agent_id")?,
+        created_at: stamp(row, "created_at")?,
+        updated_at: stamp(row, "updated_at")?,
     })
 }
 
@@ -153,20 +158,23 @@ fn rounds(conn: &Connection, scope: Scope) -> Result<Vec<Round>, StoreError> {
                 review_verdict, review_note, created_at, updated_at
          FROM rounds WHERE {cond} ORDER BY root_task_id, round_number"
     );
-    query_all(conn, &sql, &params, |row| {
-        Ok(Round {
-            id: row.get("id")?,
-            task_id: row.get("root_task_id")?,
-            round_number: row.get("round_number")?,
-            status: status(row, "rounds", RoundStatus::parse)?,
-            plan_json: row.get("plan_json")?,
-            operator_note: row.get("operator_note")?,
-            rejected: row.get("rejected")?,
-            review_verdict: row.get("review_verdict")?,
-            review_note: row.get("review_note")?,
-            created_at: stamp(row, "created_at")?,
-            updated_at: stamp(row, "updated_at")?,
-        })
+    query_all(conn, &sql, &params, round_row)
+}
+
+/// A `rounds` row.
+pub(crate) fn round_row(row: &Row<'_>) -> Result<Round, StoreError> {
+    Ok(Round {
+        id: row.get("id")?,
+        task_id: row.get("root_task_id")?,
+        round_number: row.get("round_number")?,
+        status: status(row, "rounds", RoundStatus::parse)?,
+        plan_json: row.get("plan_json")?,
+        operator_note: row.get("operator_note")?,
+        rejected: row.get("rejected")?,
+        review_verdict: row.get("review_verdict")?,
+        review_note: row.get("review_note")?,
+        created_at: stamp(row, "created_at")?,
+        updated_at: stamp(row, "updated_at")?,
     })
 }
 

@@ -296,7 +296,14 @@ impl Hub {
 
     /// GET on the operator API with the operator token; must be 200.
     pub(crate) fn operator_get(&self, path: &str) -> Value {
-        let r = request(
+        let r = self.operator_get_raw(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    /// GET on the operator API with the operator token, whatever the status.
+    pub(crate) fn operator_get_raw(&self, path: &str) -> Resp {
+        request(
             "GET",
             &format!("{}{path}", self.base),
             &[(
@@ -304,9 +311,7 @@ impl Hub {
                 &format!("Bearer {}", self.operator_token()),
             )],
             "",
-        );
-        assert_eq!(r.status, 200, "{path}: {}", r.body);
-        r.json()
+        )
     }
 
     /// One agent as `GET /operator/agents` shows it.

@@ -6,7 +6,7 @@ use crate::actors::task::commands::{Approve, Close, Reject, Snapshot};
 use crate::actors::HubError;
 use crate::domain::task::{Round, Task};
 use crate::domain::workflow::TaskState;
-use crate::store::load_tasks::{load_tasks, Scope};
+use crate::store::pages::{self, Page, PageRequest, TaskSummary};
 
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
@@ -48,16 +48,22 @@ impl Hub {
         self.on_task(&task, Snapshot).await
     }
 
-    /// Every task with everything under it, newest first (operator views), read
-    /// from SQLite once every answered write is committed.
-    pub(crate) async fn task_snapshots(&self) -> Result<Vec<TaskState>, HubError> {
-        let mut out = self.inner.store.read(|c| load_tasks(c, Scope::All)).await?;
-        out.sort_by(|a, b| {
-            b.task
-                .created_at
-                .cmp(&a.task.created_at)
-                .then_with(|| a.task.id.cmp(&b.task.id))
-        });
-        Ok(out)
+    /// A page of tasks, newest first (`hubctl list-tasks`), read from SQLite once
+    /// every answered write is committed.
+    pub(crate) async fn task_page(&self, req: PageRequest) -> Result<Page<TaskSummary>, HubError> {
+        Ok(self
+            .inner
+            .store
+            .read(move |c| pages::tasks(c, &req))
+            .await?)
+    }
+
+    /// A page of rounds, newest first (`hubctl list-rounds`).
+    pub(crate) async fn round_page(&self, req: PageRequest) -> Result<Page<Round>, HubError> {
+        Ok(self
+            .inner
+            .store
+            .read(move |c| pages::rounds(c, &req))
+            .await?)
     }
 }

@@ -1,0 +1,174 @@
+//! Paged reads for the operator's list views, straight from SQLite: one contract
+//! for every list, `limit` (default 50, at most 1000) and an opaque `cursor`, in
+//! keyset order on (created_at, id), newest first. A page costs one short query
+//! whatever the size of the history. Called through [`super::Store::read`].
+
+use super::load_tasks::{round_row, task_row};
+use super::StoreError;
+use crate::domain::task::{Round, Task};
+use rusqlite::{params_from_iter, Connection};
+
+/// Rows per page unless asked otherwise, and the most a page may hold.
+pub(crate) const DEFAULT_LIMIT: usize = 50;
+pub(crate) const MAX_LIMIT: usize = 1000;
+
+/// Where a page starts: after the row with this (created_at, id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    created_at: String,
+    id: String,
+}
+
+impl Cursor {
+    /// `created_at~id`, as [`Cursor::encode`] writes it. Ids of tasks and rounds
+    /// never contain `~`.
+    pub(crate) fn parse(s: &str) -> Option<Cursor> {
+        let (created_at, id) = s.split_once('~')?;
+        (!created_at.is_empty() && !id.is_empty()).then(|| Cursor {
+            created_at: created_at.to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    fn encode(created_at: &str, id: &str) -> String {
+        format!("{created_at}~{id}")
+    }
+}
+
+/// What a list call asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct PageRequest {
+    /// History too (completed and closed tasks, finished rounds), not only open work.
+    pub all: bool,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// One page, and the cursor of the next one when there is more.
+#[derive(Debug, Clone)]
+pub(crate) struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A task as the list shows it: how many rounds, and the latest one.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskSummary {
+    pub task: Task,
+    pub rounds: u32,
+    pub current_round: Option<(String, u32, String)>,
+}
+
+/// Keyset condition and parameters for `req` (rows strictly after the cursor).
+fn after(req: &PageRequest) -> (&'static str, Vec<String>) {
+    match &req.cursor {
+        Some(c) => (
+            "(created_at, id) < (?1, ?2)",
+            vec![c.created_at.clone(), c.id.clone()],
+        ),
+        None => ("1", Vec::new()),
+    }
+}
+
+/// Cut a `limit + 1` read down to `limit` and name the next page.
+fn finish<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (String, String)) -> Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|t| {
+            let (created_at, id) = key(t);
+            Cursor::encode(&created_at, &id)
+        })
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// Tasks, newest first: open ones, or every one with `all`.
+pub(crate) fn tasks(conn: &Connection, req: &PageRequest) -> Result<Page<TaskSummary>, StoreError> {
+    let (cond, params) = after(req);
+    let status = if req.all {
+        "1"
+    } else {
+        "status IN ('draft', 'awaiting_operator_approval', 'dispatched')"
+    };
+    let sql = format!(
+        "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at,
+                (SELECT COUNT(*) FROM rounds r WHERE r.root_task_id = t.id) AS round_count
+         FROM root_tasks t WHERE {status} AND {cond}
+         ORDER BY created_at DESC, id DESC LIMIT {}",
+        req.limit + 1
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(&params))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(TaskSummary {
+            task: task_row(row)?,
+            rounds: row.get("round_count")?,
+            current_round: None,
+        });
+    }
+    let mut page = finish(items, req.limit, |t| {
+        (
+            crate::domain::time::iso(t.task.created_at),
+            t.task.id.clone(),
+        )
+    });
+    let mut latest = conn.prepare_cached(
+        "SELECT id, round_number, status FROM rounds WHERE root_task_id = ?1
+         ORDER BY round_number DESC LIMIT 1",
+    )?;
+    for t in &mut page.items {
+        let mut rows = latest.query([&t.task.id])?;
+        if let Some(r) = rows.next()? {
+            t.current_round = Some((r.get(0)?, r.get(1)?, r.get(2)?));
+        }
+    }
+    Ok(page)
+}
+
+/// Rounds, newest first: open ones (awaiting approval, dispatched, in progress,
+/// awaiting review), or every one with `all`.
+pub(crate) fn rounds(conn: &Connection, req: &PageRequest) -> Result<Page<Round>, StoreError> {
+    let (cond, params) = after(req);
+    let status = if req.all {
+        "1"
+    } else {
+        "status IN ('awaiting_operator_approval', 'dispatched', 'in_progress', 'awaiting_review')"
+    };
+    let sql = format!(
+        "SELECT id, root_task_id, round_number, status, plan_json, operator_note, rejected,
+                review_verdict, review_note, created_at, updated_at
+         FROM rounds WHERE {status} AND {cond}
+         ORDER BY created_at DESC, id DESC LIMIT {}",
+        req.limit + 1
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(&params))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(round_row(row)?);
+    }
+    Ok(finish(items, req.limit, |r| {
+        (crate::domain::time::iso(r.created_at), r.id.clone())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor::parse("2026-11-25T06:40:00.000000+00:00~T-1").unwrap();
+        assert_eq!(c.id, "T-1");
+        assert_eq!(
+            Cursor::parse(&Cursor::encode(&c.created_at, &c.id)),
+            Some(c)
+        );
+        for bad in ["", "~", "x~", "~y", "no-tilde"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
+    }
+}
