@@ -192,9 +192,9 @@ def main():
         before = rss_mib(p.pid)
         t = time.monotonic()
         out = subprocess.run([a.hubctl, "--config-dir", a.config_dir, "--url", base,
-                              "--json", "list-tasks"], capture_output=True)
+                              "--json", "list-tasks", "--all", "--limit", "100"], capture_output=True)
         took = time.monotonic() - t
-        print(f"hubctl list-tasks:             {took * 1000:8.1f} ms, "
+        print(f"list-tasks --all --limit 100:          {took * 1000:8.1f} ms, "
               f"{len(out.stdout) / 2**20:.1f} MiB answer, server RSS "
               f"{before:.1f} -> {rss_mib(p.pid):.1f} MiB")
     if a.growth:

@@ -252,6 +252,13 @@ impl Store {
     /// Commit everything queued so far and stop the writer. Blocking; call once at
     /// the end of shutdown.
     pub(crate) fn shutdown(&self) {
+        // Idle readers closed first, so that the writer's close can checkpoint the
+        // whole WAL into the database file.
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         {
             let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
             let _ = guard.1.send(Msg::Shutdown);
