@@ -4,6 +4,7 @@
 pub(crate) mod agent;
 pub(crate) mod error;
 pub(crate) mod ids;
+pub(crate) mod inbox;
 pub(crate) mod lease;
 pub(crate) mod message;
 pub(crate) mod task;

@@ -11,6 +11,7 @@
 pub(crate) mod apply;
 pub(crate) mod load;
 pub(crate) mod load_tasks;
+pub(crate) mod mail;
 pub(crate) mod migrate;
 pub(crate) mod op;
 pub(crate) mod pages;

@@ -149,3 +149,86 @@ fn operator_lists_are_paged_and_open_work_by_default() {
         assert!(r.body.contains("INVALID_ARGUMENT"), "{bad}: {}", r.body);
     }
 }
+
+/// The answers about old messages that depend on history: dedupe, reply_to, ack.
+fn history_answers(hub: &Hub, first: &str, second_to_last: &str) -> Vec<Value> {
+    let (a, b, c) = (hub.client("a"), hub.client("b"), hub.client("c"));
+    let send = |cl: &Client, args: Value| {
+        let (v, err) = cl.call_raw("message_send", args);
+        json!({"err": err, "error": v["error"], "message_id": v["message_id"]})
+    };
+    vec![
+        // The oldest key again: refused with the original id.
+        send(
+            &a,
+            json!({"to_agent": "b", "subject": "again", "body": "x", "dedupe_key": "k0"}),
+        ),
+        // Replies to an old message by its sender and by its recipient; not by others.
+        send(
+            &a,
+            json!({"to_agent": "b", "subject": "re", "body": "x", "reply_to": first}),
+        ),
+        send(
+            &b,
+            json!({"to_agent": "a", "subject": "re", "body": "x", "reply_to": second_to_last}),
+        ),
+        send(
+            &c,
+            json!({"to_agent": "a", "subject": "re", "body": "x", "reply_to": first}),
+        ),
+        // Acks of old, already read messages: accepted by the recipient only.
+        b.call(
+            "message_ack",
+            json!({"message_id": [first, second_to_last]}),
+        ),
+        json!(c.refused("message_ack", json!({"message_id": first}))),
+        json!(a.refused("message_ack", json!({"message_id": first}))),
+    ]
+}
+
+#[test]
+fn old_messages_answer_the_same_from_storage_and_after_a_restart() {
+    let hub = Hub::start(&["a", "b", "c"], "");
+    let (a, b) = (hub.client("a"), hub.client("b"));
+    // More messages than the recent keys an agent keeps in memory.
+    let n = 600;
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            let args = json!({"to_agent": "b", "subject": format!("m{i}"), "body": "x", "dedupe_key": format!("k{i}")});
+            s(&a.call("message_send", args)["message_id"])
+        })
+        .collect();
+    loop {
+        let got = b.call("inbox_pull", json!({"limit": 200}))["messages"].clone();
+        let got: Vec<String> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| s(&m["id"]))
+            .collect();
+        if got.is_empty() {
+            break;
+        }
+        b.call("message_ack", json!({"message_id": got}));
+    }
+    let before = history_answers(&hub, &ids[0], &ids[n - 2]);
+    assert_eq!(before[0]["error"], "DUPLICATE_MESSAGE");
+    assert_eq!(before[0]["message_id"], ids[0].as_str());
+    assert_eq!(before[1]["err"], false);
+    assert_eq!(before[2]["err"], false);
+    assert_eq!(before[3]["error"], "REPLY_TO_NOT_FOUND");
+    assert_eq!(before[4]["acked"], json!([]));
+    assert_eq!(before[5], "NOT_FOUND");
+    assert_eq!(before[6], "NOT_FOUND");
+
+    let hub = hub.restart();
+    // The replies were sent again: new ids, same outcome.
+    let without_new_ids = |mut list: Vec<Value>| {
+        for i in [1, 2] {
+            list[i]["message_id"] = Value::Null;
+        }
+        list
+    };
+    let after = history_answers(&hub, &ids[0], &ids[n - 2]);
+    assert_eq!(without_new_ids(after), without_new_ids(before));
+}

@@ -5,7 +5,8 @@
 //! [`Pull`], [`Ack`].
 
 use super::notify::Notifier;
-use crate::domain::message::{AckRefusal, Draft, Inbox, Message as Mail};
+use crate::domain::inbox::{AckCheck, AckRefusal, Inbox, SendCheck, SendQuery, Stored, StoredAck};
+use crate::domain::message::{Draft, Message as Mail};
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::{AgentId, DomainError};
 use crate::store::{AgentRow, MailState, Op, Store, Ticket};
@@ -53,12 +54,6 @@ impl AgentActor {
         let mut inbox = Inbox::default();
         for m in mail.unread {
             inbox.deliver(m);
-        }
-        for id in mail.read {
-            inbox.remember_read(id);
-        }
-        for (id, key) in mail.sent {
-            inbox.record_sent(&id, key.as_deref());
         }
         AgentActor {
             view: AgentView {
@@ -160,17 +155,29 @@ pub(crate) struct SendMessage {
     /// Resolved recipients (never empty for a direct message).
     pub recipients: Vec<(AgentId, Addr<AgentActor>)>,
     pub at: Timestamp,
+    /// The stored rows asked for by an earlier [`Sent::LookUp`].
+    pub stored: Option<Stored>,
+}
+
+/// A send: stored and forwarded, or waiting for the stored rows its checks need
+/// (then send it again with them; nothing was written, and the message is handed
+/// back so that nothing is copied).
+pub(crate) enum Sent {
+    Stored(Arc<Mail>, Ticket),
+    LookUp(SendQuery, Box<SendMessage>),
 }
 
 impl Message for SendMessage {
-    type Result = Result<(Arc<Mail>, Ticket), DomainError>;
+    type Result = Result<Sent, DomainError>;
 }
 
 impl Handler<SendMessage> for AgentActor {
-    type Result = Result<(Arc<Mail>, Ticket), DomainError>;
+    type Result = Result<Sent, DomainError>;
 
     fn handle(&mut self, msg: SendMessage, _: &mut Context<Self>) -> Self::Result {
-        self.check_draft(&msg.draft)?;
+        if let SendCheck::LookUp(q) = self.inbox.check_send(&msg.draft, msg.stored.as_ref())? {
+            return Ok(Sent::LookUp(q, Box::new(msg)));
+        }
         let d = msg.draft;
         let message = Arc::new(Mail {
             id: msg.id,
@@ -199,43 +206,26 @@ impl Handler<SendMessage> for AgentActor {
         for (_, addr) in &msg.recipients {
             addr.do_send(Deliver(message.clone()));
         }
-        Ok((message, ticket))
-    }
-}
-
-impl AgentActor {
-    /// The sender-side rules of `message_send`: dedupe key not used yet, `reply_to` seen.
-    fn check_draft(&self, d: &Draft) -> Result<(), DomainError> {
-        if let Some(key) = &d.dedupe_key {
-            if let Some(original) = self.inbox.duplicate_of(key) {
-                return Err(DomainError::DuplicateMessage {
-                    message_id: original.to_string(),
-                    dedupe_key: key.clone(),
-                });
-            }
-        }
-        if let Some(r) = &d.reply_to {
-            if !self.inbox.can_see(r) {
-                return Err(DomainError::ReplyToNotFound(r.clone()));
-            }
-        }
-        Ok(())
+        Ok(Sent::Stored(message, ticket))
     }
 }
 
 /// Check a draft without sending it, so that a duplicate is reported as such before
 /// it could use up a task's message budget. [`SendMessage`] checks again.
-pub(crate) struct CheckDraft(pub Draft);
+pub(crate) struct CheckDraft {
+    pub draft: Draft,
+    pub stored: Option<Stored>,
+}
 
 impl Message for CheckDraft {
-    type Result = Result<(), DomainError>;
+    type Result = Result<SendCheck, DomainError>;
 }
 
 impl Handler<CheckDraft> for AgentActor {
-    type Result = Result<(), DomainError>;
+    type Result = Result<SendCheck, DomainError>;
 
     fn handle(&mut self, msg: CheckDraft, _: &mut Context<Self>) -> Self::Result {
-        self.check_draft(&msg.0)
+        self.inbox.check_send(&msg.draft, msg.stored.as_ref())
     }
 }
 
@@ -305,24 +295,37 @@ impl Handler<Pull> for AgentActor {
 pub(crate) struct Ack {
     pub ids: Vec<String>,
     pub at: Timestamp,
+    /// The stored rows asked for by an earlier [`Acked::LookUp`].
+    pub stored: Option<StoredAck>,
+}
+
+/// An ack: the ids that were unread until now, or the ids whose delivery rows it
+/// needs (then ack again with them; nothing was written).
+pub(crate) enum Acked {
+    Done(Vec<String>, Ticket),
+    LookUp { since: u64, ids: Vec<String> },
 }
 
 impl Message for Ack {
-    type Result = Result<(Vec<String>, Ticket), DomainError>;
+    type Result = Result<Acked, DomainError>;
 }
 
 impl Handler<Ack> for AgentActor {
-    type Result = Result<(Vec<String>, Ticket), DomainError>;
+    type Result = Result<Acked, DomainError>;
 
     fn handle(&mut self, msg: Ack, _: &mut Context<Self>) -> Self::Result {
-        let newly = self
-            .inbox
-            .ack(&msg.ids)
-            .map_err(|AckRefusal::NotFound(id)| {
-                DomainError::NotFound(format!(
+        let checked =
+            self.inbox
+                .ack(&msg.ids, msg.stored.as_ref())
+                .map_err(|AckRefusal::NotFound(id)| {
+                    DomainError::NotFound(format!(
                     "message {id} is not in your inbox (unknown id, or addressed to another agent)"
                 ))
-            })?;
+                })?;
+        let newly = match checked {
+            AckCheck::Done(newly) => newly,
+            AckCheck::LookUp { since, ids } => return Ok(Acked::LookUp { since, ids }),
+        };
         let ticket = if newly.is_empty() {
             Ticket::NONE
         } else {
@@ -332,6 +335,6 @@ impl Handler<Ack> for AgentActor {
                 at: iso(msg.at),
             })
         };
-        Ok((newly, ticket))
+        Ok(Acked::Done(newly, ticket))
     }
 }

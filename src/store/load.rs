@@ -88,15 +88,11 @@ pub(crate) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     })
 }
 
-/// Messaging state of one agent at start-up.
+/// Messaging state of one agent at start-up: its unread deliveries in arrival order.
+/// What it sent and read stays on disk ([`super::mail`] looks it up).
 #[derive(Debug, Default)]
 pub(crate) struct MailState {
-    /// Unread deliveries in arrival order.
     pub unread: Vec<std::sync::Arc<crate::domain::message::Message>>,
-    /// Ids of messages received and already read.
-    pub read: Vec<String>,
-    /// (message id, dedupe key) of messages this agent sent.
-    pub sent: Vec<(String, Option<String>)>,
 }
 
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::domain::message::Message> {
@@ -116,7 +112,8 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::domain::me
     })
 }
 
-/// Every agent's inbox and sent-message keys, by agent id.
+/// Every agent's unread deliveries, by agent id (`idx_recipients_unread`: the read
+/// history is never scanned).
 pub(crate) fn load_mail(
     conn: &Connection,
 ) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
@@ -128,7 +125,7 @@ pub(crate) fn load_mail(
     let mut stmt = conn.prepare(
         "SELECT r.agent_id AS recipient, m.* FROM message_recipients r
          JOIN messages m ON m.id = r.message_id
-         WHERE r.read_at IS NULL ORDER BY r.rowid",
+         WHERE r.read_at IS NULL ORDER BY r.agent_id, r.rowid",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -143,21 +140,6 @@ pub(crate) fn load_mail(
             }
         };
         out.entry(recipient).or_default().unread.push(m);
-    }
-    let mut stmt = conn
-        .prepare("SELECT agent_id, message_id FROM message_recipients WHERE read_at IS NOT NULL")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        out.entry(r.get(0)?).or_default().read.push(r.get(1)?);
-    }
-    let mut stmt =
-        conn.prepare("SELECT from_agent, id, dedupe_key FROM messages ORDER BY rowid")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        out.entry(r.get(0)?)
-            .or_default()
-            .sent
-            .push((r.get(1)?, r.get(2)?));
     }
     Ok(out)
 }

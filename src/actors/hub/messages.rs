@@ -1,15 +1,23 @@
 //! Messaging through the façade: send (with the task budget), pull, ack.
 
 use super::Hub;
-use crate::actors::agent::{Ack, AgentActor, CheckDraft, Pull, PullReply, SendMessage};
+use crate::actors::agent::{
+    Ack, Acked, AgentActor, CheckDraft, Pull, PullReply, SendMessage, Sent,
+};
 use crate::actors::task::commands::CountMessage;
 use crate::actors::HubError;
 use crate::domain::ids::random_hex;
+use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck};
 use crate::domain::message::{Draft, Message};
 use crate::domain::AgentId;
+use crate::store::{mail, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+
+/// How often one call may be sent back for stored rows: a second time only when
+/// hundreds of the agent's messages went by during one look-up.
+const LOOKUP_ATTEMPTS: usize = 4;
 
 impl Hub {
     /// `message_send` from `from`: resolve recipients (one agent, or every other agent
@@ -70,31 +78,93 @@ impl Hub {
         let counted = match &draft.round_id {
             Some(round) => {
                 let task = self.task_of_round(round).await?;
-                self.agent(from)?.send(CheckDraft(draft.clone())).await??;
+                self.check_draft(from, &draft).await?;
                 self.on_task(&task, CountMessage { undo: false }).await?;
                 Some(task)
             }
             None => None,
         };
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
-        let sent = match self.agent(from) {
-            Ok(addr) => addr
-                .send(SendMessage {
-                    id: random_hex(8),
-                    draft,
-                    recipients,
-                    at: now,
-                })
-                .await
-                .map_err(HubError::from)
-                .and_then(|r| r.map_err(HubError::from)),
-            Err(e) => Err(e),
-        };
+        let sent = self.store_message(from, draft, recipients, now).await;
         if let (Err(_), Some(task)) = (&sent, &counted) {
             let _ = self.on_task(task, CountMessage { undo: true }).await;
         }
         let message = self.durable(sent?).await?;
         Ok((message, ids))
+    }
+
+    /// The sender's checks of a draft, with the stored rows when its recent keys
+    /// cannot decide.
+    async fn check_draft(&self, from: &AgentId, draft: &Draft) -> Result<(), HubError> {
+        let addr = self.agent(from)?;
+        let mut stored = None;
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let check = CheckDraft {
+                draft: draft.clone(),
+                stored: stored.take(),
+            };
+            match addr.send(check).await?? {
+                SendCheck::Clear => return Ok(()),
+                SendCheck::LookUp(q) => stored = Some(self.look_up_send(from, q).await?),
+            }
+        }
+        Err(HubError::bug(
+            "message_send checks kept asking for stored rows",
+        ))
+    }
+
+    /// The sender's actor checks, stores and forwards the message, asking for stored
+    /// rows when it needs them.
+    async fn store_message(
+        &self,
+        from: &AgentId,
+        draft: Draft,
+        recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Message>, Ticket), HubError> {
+        let addr = self.agent(from)?;
+        let mut send = SendMessage {
+            id: random_hex(8),
+            draft,
+            recipients,
+            at: now,
+            stored: None,
+        };
+        for _ in 0..LOOKUP_ATTEMPTS {
+            match addr.send(send).await?? {
+                Sent::Stored(m, ticket) => return Ok((m, ticket)),
+                Sent::LookUp(q, back) => {
+                    send = *back;
+                    send.stored = Some(self.look_up_send(from, q).await?);
+                }
+            }
+        }
+        Err(HubError::bug("message_send kept asking for stored rows"))
+    }
+
+    /// Run a [`SendQuery`] on SQLite, after every queued write is committed.
+    async fn look_up_send(&self, from: &AgentId, q: SendQuery) -> Result<Stored, HubError> {
+        let from = from.to_string();
+        let stored = self
+            .inner
+            .store
+            .read(move |c| {
+                let dedupe_original = match &q.dedupe_key {
+                    Some(k) => mail::dedupe_original(c, &from, k)?,
+                    None => None,
+                };
+                let reply_seen = match &q.reply_to {
+                    Some(r) => mail::sent_or_received(c, &from, r)?,
+                    None => false,
+                };
+                Ok(Stored {
+                    since: q.since,
+                    dedupe_original,
+                    reply_seen,
+                })
+            })
+            .await?;
+        Ok(stored)
     }
 
     /// `inbox_pull`: up to `limit` unread messages, waiting up to `wait` for one.
@@ -124,7 +194,27 @@ impl Hub {
         ids: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, HubError> {
-        let reply = self.agent(agent)?.send(Ack { ids, at: now }).await??;
-        self.durable(reply).await
+        let addr = self.agent(agent)?;
+        let mut stored = None;
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let ack = Ack {
+                ids: ids.clone(),
+                at: now,
+                stored: stored.take(),
+            };
+            match addr.send(ack).await?? {
+                Acked::Done(newly, ticket) => return self.durable((newly, ticket)).await,
+                Acked::LookUp { since, ids } => {
+                    let who = agent.to_string();
+                    let received = self
+                        .inner
+                        .store
+                        .read(move |c| mail::received_of(c, &who, &ids))
+                        .await?;
+                    stored = Some(StoredAck { since, received });
+                }
+            }
+        }
+        Err(HubError::bug("message_ack kept asking for stored rows"))
     }
 }

@@ -1,0 +1,278 @@
+//! One agent's inbox and the message keys it may refer to. The unread queue lives in
+//! memory (arrival order); of the ids it sent or received and the dedupe keys it used,
+//! only the most recent [`RECENT_KEYS`] of each are kept, so memory does not grow with
+//! history. A check those cannot answer returns a query for the stored rows; the
+//! caller runs it on SQLite and brings the answer back ([`Stored`], [`StoredAck`]).
+//!
+//! Why an answer from storage is exact: the caller reads SQLite only after every
+//! write queued before the query was committed, and everything this inbox recorded
+//! after the query is still in its caches unless an eviction happened since, which
+//! the query's `since` detects (then it is asked again).
+
+use super::error::DomainError;
+use super::message::{Draft, Message};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Recent ids sent, ids received and dedupe keys kept per agent (each).
+pub(crate) const RECENT_KEYS: usize = 256;
+
+/// The newest `cap` keys with a value each; every insertion has a sequence number.
+#[derive(Debug)]
+struct Recent<V> {
+    cap: usize,
+    map: HashMap<String, (u64, V)>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl<V> Recent<V> {
+    fn new(cap: usize) -> Self {
+        Recent {
+            cap,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.map.get(key).map(|(_, v)| v)
+    }
+
+    /// Insert `key`; returns the sequence number of an entry evicted to make room.
+    fn insert(&mut self, key: String, seq: u64, v: V) -> Option<u64> {
+        self.map.insert(key.clone(), (seq, v));
+        self.order.push_back((seq, key));
+        if self.order.len() <= self.cap {
+            return None;
+        }
+        let (old, key) = self.order.pop_front()?;
+        if self.map.get(&key).is_some_and(|(s, _)| *s == old) {
+            self.map.remove(&key);
+        }
+        Some(old)
+    }
+}
+
+/// What the stored rows say about a send the caches could not check.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stored {
+    /// The [`SendQuery::since`] it answers.
+    pub since: u64,
+    /// The id of the message the sender already sent with the dedupe key.
+    pub dedupe_original: Option<String>,
+    /// Whether the sender sent or received the `reply_to` message.
+    pub reply_seen: bool,
+}
+
+/// The stored rows a send needs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SendQuery {
+    pub since: u64,
+    pub dedupe_key: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+/// A send's checks: passed, or waiting for stored rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SendCheck {
+    Clear,
+    LookUp(SendQuery),
+}
+
+/// Which of some ids the agent received, per the stored rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredAck {
+    pub since: u64,
+    pub received: HashSet<String>,
+}
+
+/// An ack: done (the ids that were unread until now), or waiting for stored rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AckCheck {
+    Done(Vec<String>),
+    LookUp { since: u64, ids: Vec<String> },
+}
+
+/// Why an ack was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AckRefusal {
+    NotFound(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    /// Arrival number → message; only unread ones.
+    unread: BTreeMap<u64, Arc<Message>>,
+    /// Message id → arrival number, for acks.
+    unread_index: HashMap<String, u64>,
+    next_arrival: u64,
+    /// Recently received (read or not) and sent ids, and dedupe keys → first id.
+    received: Recent<()>,
+    sent: Recent<()>,
+    dedupe: Recent<String>,
+    /// Sequence number of the next insertion into any of the three (from 1).
+    next_seq: u64,
+    /// Highest sequence number evicted so far (0: none).
+    evicted_upto: u64,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox::with_capacity(RECENT_KEYS)
+    }
+}
+
+impl Inbox {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        Inbox {
+            unread: BTreeMap::new(),
+            unread_index: HashMap::new(),
+            next_arrival: 0,
+            received: Recent::new(cap),
+            sent: Recent::new(cap),
+            dedupe: Recent::new(cap),
+            next_seq: 1,
+            evicted_upto: 0,
+        }
+    }
+
+    fn seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn evicted(&mut self, e: Option<u64>) {
+        if let Some(s) = e {
+            self.evicted_upto = self.evicted_upto.max(s);
+        }
+    }
+
+    /// Whether an answer to a query made at `since` still holds: nothing recorded
+    /// after it has been evicted.
+    fn fresh(&self, since: u64) -> bool {
+        self.evicted_upto < since
+    }
+
+    /// A message arrives (in arrival order); a second copy is ignored.
+    pub(crate) fn deliver(&mut self, m: Arc<Message>) {
+        if self.unread_index.contains_key(&m.id) || self.received.get(&m.id).is_some() {
+            return;
+        }
+        let seq = self.seq();
+        let e = self.received.insert(m.id.clone(), seq, ());
+        self.evicted(e);
+        let n = self.next_arrival;
+        self.next_arrival += 1;
+        self.unread_index.insert(m.id.clone(), n);
+        self.unread.insert(n, m);
+    }
+
+    /// This agent sent message `id` (with `dedupe_key`).
+    pub(crate) fn record_sent(&mut self, id: &str, dedupe_key: Option<&str>) {
+        let seq = self.seq();
+        let e = self.sent.insert(id.to_string(), seq, ());
+        self.evicted(e);
+        if let Some(k) = dedupe_key {
+            let e = self.dedupe.insert(k.to_string(), seq, id.to_string());
+            self.evicted(e);
+        }
+    }
+
+    fn knows(&self, id: &str) -> bool {
+        self.unread_index.contains_key(id)
+            || self.received.get(id).is_some()
+            || self.sent.get(id).is_some()
+    }
+
+    /// The sender-side rules of `message_send`: the dedupe key is not used yet, and
+    /// `reply_to` is a message this agent sent or received. `stored` is the answer
+    /// to an earlier [`SendCheck::LookUp`].
+    pub(crate) fn check_send(
+        &self,
+        d: &Draft,
+        stored: Option<&Stored>,
+    ) -> Result<SendCheck, DomainError> {
+        let stored = stored.filter(|s| self.fresh(s.since));
+        let mut query = SendQuery {
+            since: self.next_seq,
+            dedupe_key: None,
+            reply_to: None,
+        };
+        if let Some(key) = &d.dedupe_key {
+            let original = self
+                .dedupe
+                .get(key)
+                .cloned()
+                .or_else(|| stored.and_then(|s| s.dedupe_original.clone()));
+            if let Some(original) = original {
+                return Err(DomainError::DuplicateMessage {
+                    message_id: original,
+                    dedupe_key: key.clone(),
+                });
+            }
+            if stored.is_none() {
+                query.dedupe_key = Some(key.clone());
+            }
+        }
+        if let Some(r) = d.reply_to.as_ref().filter(|r| !self.knows(r)) {
+            match stored {
+                Some(s) if !s.reply_seen => return Err(DomainError::ReplyToNotFound(r.clone())),
+                Some(_) => {}
+                None => query.reply_to = Some(r.clone()),
+            }
+        }
+        if query.dedupe_key.is_some() || query.reply_to.is_some() {
+            return Ok(SendCheck::LookUp(query));
+        }
+        Ok(SendCheck::Clear)
+    }
+
+    /// The oldest `limit` unread messages; they stay unread until acked.
+    pub(crate) fn peek(&self, limit: usize) -> Vec<Arc<Message>> {
+        self.unread.values().take(limit).cloned().collect()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unread_count(&self) -> usize {
+        self.unread.len()
+    }
+
+    /// Mark `ids` read, all or nothing. Done: the ids that were unread until now
+    /// (acking an already read message of one's own is accepted and changes
+    /// nothing). Ids the caches do not know need the stored rows (`stored`).
+    pub(crate) fn ack(
+        &mut self,
+        ids: &[String],
+        stored: Option<&StoredAck>,
+    ) -> Result<AckCheck, AckRefusal> {
+        let stored = stored.filter(|s| self.fresh(s.since));
+        let mut unknown = Vec::new();
+        let received =
+            |id: &String| self.unread_index.contains_key(id) || self.received.get(id).is_some();
+        for id in ids.iter().filter(|id| !received(id)) {
+            match stored {
+                Some(s) if s.received.contains(id) => {}
+                Some(_) => return Err(AckRefusal::NotFound(id.clone())),
+                None => unknown.push(id.clone()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Ok(AckCheck::LookUp {
+                since: self.next_seq,
+                ids: unknown,
+            });
+        }
+        let mut newly = Vec::new();
+        for id in ids {
+            if let Some(n) = self.unread_index.remove(id) {
+                self.unread.remove(&n);
+                newly.push(id.clone());
+            }
+        }
+        Ok(AckCheck::Done(newly))
+    }
+}
+
+#[cfg(test)]
+mod tests;

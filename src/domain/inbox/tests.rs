@@ -1,0 +1,154 @@
+//! The inbox: arrival order, all-or-nothing acks, per-sender dedupe, and the answers
+//! from storage when the recent keys cannot decide.
+
+use super::*;
+
+fn msg(id: &str, from: &str) -> Arc<Message> {
+    Arc::new(Message {
+        id: id.into(),
+        dedupe_key: None,
+        reply_to: None,
+        from_agent: from.into(),
+        to_agent: None,
+        round_id: None,
+        msg_type: "info".into(),
+        subject: "s".into(),
+        body: "b".into(),
+        context_json: "{}".into(),
+        hop_count: 0,
+        created_at: "t".into(),
+    })
+}
+
+fn draft(dedupe_key: Option<&str>, reply_to: Option<&str>) -> Draft {
+    Draft {
+        to_agent: None,
+        subject: "s".into(),
+        body: "b".into(),
+        msg_type: "info".into(),
+        dedupe_key: dedupe_key.map(String::from),
+        round_id: None,
+        reply_to: reply_to.map(String::from),
+    }
+}
+
+fn done(r: Result<AckCheck, AckRefusal>) -> Vec<String> {
+    match r {
+        Ok(AckCheck::Done(v)) => v,
+        other => panic!("not done: {other:?}"),
+    }
+}
+
+#[test]
+fn unread_in_arrival_order_until_acked() {
+    let mut i = Inbox::default();
+    i.deliver(msg("m2", "a"));
+    i.deliver(msg("m1", "b"));
+    i.deliver(msg("m2", "a")); // a second copy is ignored
+    let ids: Vec<_> = i.peek(10).iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, vec!["m2", "m1"]);
+    assert_eq!(i.peek(1).len(), 1);
+    assert_eq!(done(i.ack(&["m2".into()], None)), vec!["m2"]);
+    assert_eq!(i.peek(10)[0].id, "m1");
+    // Acking again is harmless; acking what the caches do not know asks storage,
+    // and what storage does not know is refused: a refused batch acks nothing.
+    assert_eq!(done(i.ack(&["m2".into()], None)), Vec::<String>::new());
+    let batch = ["m1".to_string(), "zz".to_string()];
+    let since = match i.ack(&batch, None) {
+        Ok(AckCheck::LookUp { since, ids }) => {
+            assert_eq!(ids, vec!["zz"]);
+            since
+        }
+        other => panic!("{other:?}"),
+    };
+    let stored = StoredAck {
+        since,
+        received: HashSet::new(),
+    };
+    assert_eq!(
+        i.ack(&batch, Some(&stored)),
+        Err(AckRefusal::NotFound("zz".into()))
+    );
+    assert_eq!(i.unread_count(), 1);
+}
+
+#[test]
+fn dedupe_per_sender_and_visibility() {
+    let mut i = Inbox::default();
+    i.record_sent("m1", Some("k"));
+    let dup = i.check_send(&draft(Some("k"), None), None).unwrap_err();
+    assert_eq!(
+        dup,
+        DomainError::DuplicateMessage {
+            message_id: "m1".into(),
+            dedupe_key: "k".into()
+        }
+    );
+    i.deliver(msg("m9", "x"));
+    // Ids sent or received recently answer reply_to at once.
+    for seen in ["m1", "m9"] {
+        assert_eq!(
+            i.check_send(&draft(None, Some(seen)), None),
+            Ok(SendCheck::Clear)
+        );
+    }
+    // A new key or an older id needs the stored rows.
+    let q = match i.check_send(&draft(Some("new"), Some("m10")), None) {
+        Ok(SendCheck::LookUp(q)) => q,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(q.dedupe_key.as_deref(), Some("new"));
+    assert_eq!(q.reply_to.as_deref(), Some("m10"));
+    let answer = |original: Option<&str>, seen| Stored {
+        since: q.since,
+        dedupe_original: original.map(String::from),
+        reply_seen: seen,
+    };
+    let d = draft(Some("new"), Some("m10"));
+    assert_eq!(
+        i.check_send(&d, Some(&answer(None, true))),
+        Ok(SendCheck::Clear)
+    );
+    assert_eq!(
+        i.check_send(&d, Some(&answer(None, false))),
+        Err(DomainError::ReplyToNotFound("m10".into()))
+    );
+    assert!(matches!(
+        i.check_send(&d, Some(&answer(Some("m0"), true))),
+        Err(DomainError::DuplicateMessage { message_id, .. }) if message_id == "m0"
+    ));
+}
+
+/// Memory does not grow with history, and an answer from storage that an eviction
+/// may have made stale is asked again.
+#[test]
+fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
+    let mut i = Inbox::with_capacity(2);
+    let q = match i.check_send(&draft(Some("k"), None), None) {
+        Ok(SendCheck::LookUp(q)) => q,
+        other => panic!("{other:?}"),
+    };
+    // While storage is asked, the same key is used once and pushed out of the cache.
+    i.record_sent("m1", Some("k"));
+    for n in 2..6 {
+        i.record_sent(&format!("m{n}"), Some(&format!("k{n}")));
+    }
+    assert!(i.dedupe.get("k").is_none(), "k was pushed out");
+    assert!(i.sent.map.len() <= 2 && i.dedupe.map.len() <= 2);
+    let stale = Stored {
+        since: q.since,
+        dedupe_original: None,
+        reply_seen: false,
+    };
+    assert!(matches!(
+        i.check_send(&draft(Some("k"), None), Some(&stale)),
+        Ok(SendCheck::LookUp(_))
+    ));
+    for n in 0..100 {
+        i.deliver(msg(&format!("r{n}"), "x"));
+    }
+    assert!(i.received.map.len() <= 2);
+    // Unread messages stay, whatever the cache holds.
+    assert_eq!(i.unread_count(), 100);
+    assert_eq!(done(i.ack(&["r0".into()], None)), vec!["r0"]);
+}
