@@ -5,7 +5,9 @@
 //! [`Pull`], [`Ack`].
 
 use super::notify::Notifier;
-use crate::domain::inbox::{AckCheck, AckRefusal, Inbox, SendCheck, SendQuery, Stored, StoredAck};
+use crate::domain::inbox::{
+    AckCheck, AckRefusal, Inbox, SendCheck, SendQuery, Stored, StoredAck, Unread,
+};
 use crate::domain::message::{Draft, Message as Mail};
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::{AgentId, DomainError};
@@ -30,7 +32,7 @@ pub(crate) struct AgentView {
 struct Waiter {
     id: u64,
     limit: usize,
-    reply: oneshot::Sender<Vec<Arc<Mail>>>,
+    reply: oneshot::Sender<Vec<Unread>>,
 }
 
 pub(crate) struct AgentActor {
@@ -52,8 +54,8 @@ impl AgentActor {
         notifier: Arc<dyn Notifier>,
     ) -> Self {
         let mut inbox = Inbox::default();
-        for m in mail.unread {
-            inbox.deliver(m);
+        for id in mail.unread {
+            inbox.deliver_stored(id);
         }
         AgentActor {
             view: AgentView {
@@ -257,8 +259,8 @@ pub(crate) struct Pull {
 }
 
 pub(crate) enum PullReply {
-    Ready(Vec<Arc<Mail>>),
-    Wait(oneshot::Receiver<Vec<Arc<Mail>>>),
+    Ready(Vec<Unread>),
+    Wait(oneshot::Receiver<Vec<Unread>>),
 }
 
 impl Message for Pull {

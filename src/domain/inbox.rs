@@ -1,7 +1,9 @@
 //! One agent's inbox and the message keys it may refer to. The unread queue lives in
-//! memory (arrival order); of the ids it sent or received and the dedupe keys it used,
-//! only the most recent [`RECENT_KEYS`] of each are kept, so memory does not grow with
-//! history. A check those cannot answer returns a query for the stored rows; the
+//! memory (arrival order), but only the newest [`HELD_BODIES`] unread messages keep
+//! their bodies there: older ones are ids whose rows the caller reads from SQLite when
+//! they are pulled ([`Unread::OnDisk`]). Of the ids it sent or received and the dedupe
+//! keys it used, only the most recent [`RECENT_KEYS`] of each are kept, so memory
+//! grows neither with history nor with the bytes of a backlog. A check those cannot answer returns a query for the stored rows; the
 //! caller runs it on SQLite and brings the answer back ([`Stored`], [`StoredAck`]).
 //!
 //! Why an answer from storage is exact: the caller reads SQLite only after every
@@ -16,6 +18,26 @@ use std::sync::Arc;
 
 /// Recent ids sent, ids received and dedupe keys kept per agent (each).
 pub(crate) const RECENT_KEYS: usize = 256;
+
+/// Unread messages per agent whose bodies stay in memory; older ones are read back
+/// from SQLite when pulled.
+pub(crate) const HELD_BODIES: usize = 256;
+
+/// An unread message: held in memory, or only its id (its row is on disk).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Unread {
+    Held(Arc<Message>),
+    OnDisk(String),
+}
+
+impl Unread {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Unread::Held(m) => &m.id,
+            Unread::OnDisk(id) => id,
+        }
+    }
+}
 
 /// The newest `cap` keys with a value each; every insertion has a sequence number.
 #[derive(Debug)]
@@ -102,7 +124,10 @@ pub(crate) enum AckRefusal {
 #[derive(Debug)]
 pub(crate) struct Inbox {
     /// Arrival number → message; only unread ones.
-    unread: BTreeMap<u64, Arc<Message>>,
+    unread: BTreeMap<u64, Unread>,
+    /// Arrival numbers of the unread messages held with their bodies, oldest first
+    /// (some may have been acked since).
+    held: VecDeque<u64>,
     /// Message id → arrival number, for acks.
     unread_index: HashMap<String, u64>,
     next_arrival: u64,
@@ -126,6 +151,7 @@ impl Inbox {
     pub(crate) fn with_capacity(cap: usize) -> Self {
         Inbox {
             unread: BTreeMap::new(),
+            held: VecDeque::new(),
             unread_index: HashMap::new(),
             next_arrival: 0,
             received: Recent::new(cap),
@@ -154,7 +180,8 @@ impl Inbox {
         self.evicted_upto < since
     }
 
-    /// A message arrives (in arrival order); a second copy is ignored.
+    /// A message arrives (in arrival order); a second copy is ignored. Beyond
+    /// [`HELD_BODIES`] unread, the oldest held one keeps only its id.
     pub(crate) fn deliver(&mut self, m: Arc<Message>) {
         if self.unread_index.contains_key(&m.id) || self.received.get(&m.id).is_some() {
             return;
@@ -162,10 +189,31 @@ impl Inbox {
         let seq = self.seq();
         let e = self.received.insert(m.id.clone(), seq, ());
         self.evicted(e);
+        let n = self.arrive(m.id.clone(), Unread::Held(m));
+        self.held.push_back(n);
+        while self.held.len() > HELD_BODIES {
+            let Some(old) = self.held.pop_front() else {
+                break;
+            };
+            if let Some(u) = self.unread.get_mut(&old) {
+                *u = Unread::OnDisk(u.id().to_string());
+            }
+        }
+    }
+
+    /// An unread message known only by its id (start-up: bodies stay on disk).
+    pub(crate) fn deliver_stored(&mut self, id: String) {
+        if !self.unread_index.contains_key(&id) {
+            self.arrive(id.clone(), Unread::OnDisk(id));
+        }
+    }
+
+    fn arrive(&mut self, id: String, u: Unread) -> u64 {
         let n = self.next_arrival;
         self.next_arrival += 1;
-        self.unread_index.insert(m.id.clone(), n);
-        self.unread.insert(n, m);
+        self.unread_index.insert(id, n);
+        self.unread.insert(n, u);
+        n
     }
 
     /// This agent sent message `id` (with `dedupe_key`).
@@ -229,7 +277,7 @@ impl Inbox {
     }
 
     /// The oldest `limit` unread messages; they stay unread until acked.
-    pub(crate) fn peek(&self, limit: usize) -> Vec<Arc<Message>> {
+    pub(crate) fn peek(&self, limit: usize) -> Vec<Unread> {
         self.unread.values().take(limit).cloned().collect()
     }
 
@@ -269,6 +317,14 @@ impl Inbox {
                 self.unread.remove(&n);
                 newly.push(id.clone());
             }
+        }
+        // Forget acked messages at the front of the held list.
+        while self
+            .held
+            .front()
+            .is_some_and(|n| !self.unread.contains_key(n))
+        {
+            self.held.pop_front();
         }
         Ok(AckCheck::Done(newly))
     }

@@ -88,14 +88,16 @@ pub(crate) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     })
 }
 
-/// Messaging state of one agent at start-up: its unread deliveries in arrival order.
-/// What it sent and read stays on disk ([`super::mail`] looks it up).
+/// Messaging state of one agent at start-up: the ids of its unread deliveries in
+/// arrival order. Bodies, and what it sent and read, stay on disk ([`super::mail`]).
 #[derive(Debug, Default)]
 pub(crate) struct MailState {
-    pub unread: Vec<std::sync::Arc<crate::domain::message::Message>>,
+    pub unread: Vec<String>,
 }
 
-fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::domain::message::Message> {
+pub(crate) fn message_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<crate::domain::message::Message> {
     Ok(crate::domain::message::Message {
         id: r.get("id")?,
         dedupe_key: r.get("dedupe_key")?,
@@ -112,34 +114,21 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::domain::me
     })
 }
 
-/// Every agent's unread deliveries, by agent id (`idx_recipients_unread`: the read
-/// history is never scanned).
+/// Every agent's unread deliveries by agent id, in arrival order: ids only, the
+/// bodies stay on disk until pulled (`idx_recipients_unread`: the read history is
+/// never scanned).
 pub(crate) fn load_mail(
     conn: &Connection,
 ) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-    let mut out: HashMap<String, MailState> = HashMap::new();
-    // A broadcast is one row in `messages` shared by its recipients.
-    let mut shared: HashMap<String, Arc<crate::domain::message::Message>> = HashMap::new();
+    let mut out: std::collections::HashMap<String, MailState> = Default::default();
     let mut stmt = conn.prepare(
-        "SELECT r.agent_id AS recipient, m.* FROM message_recipients r
-         JOIN messages m ON m.id = r.message_id
-         WHERE r.read_at IS NULL ORDER BY r.agent_id, r.rowid",
+        "SELECT agent_id, message_id FROM message_recipients
+         WHERE read_at IS NULL ORDER BY agent_id, rowid",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        let recipient: String = r.get("recipient")?;
-        let id: String = r.get("id")?;
-        let m = match shared.get(&id) {
-            Some(m) => m.clone(),
-            None => {
-                let m = Arc::new(message_from_row(r)?);
-                shared.insert(id, m.clone());
-                m
-            }
-        };
-        out.entry(recipient).or_default().unread.push(m);
+        let agent: String = r.get(0)?;
+        out.entry(agent).or_default().unread.push(r.get(1)?);
     }
     Ok(out)
 }

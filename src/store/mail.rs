@@ -4,6 +4,7 @@
 //! [`super::Store::read`], which first waits for every queued write to commit.
 
 use super::StoreError;
+use crate::domain::message::Message;
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashSet;
 
@@ -46,6 +47,25 @@ pub(crate) fn received_of(
     for id in ids {
         if stmt.exists([id.as_str(), agent])? {
             out.insert(id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The stored rows of messages `ids` (unread ones pulled from an inbox whose bodies
+/// are on disk), by id.
+pub(crate) fn messages_by_id(
+    conn: &Connection,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Message>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT * FROM messages WHERE id = ?1")?;
+    let mut out = std::collections::HashMap::new();
+    for id in ids {
+        if let Some(m) = stmt
+            .query_row([id], super::load::message_from_row)
+            .optional()?
+        {
+            out.insert(id.clone(), m);
         }
     }
     Ok(out)

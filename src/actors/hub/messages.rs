@@ -7,7 +7,7 @@ use crate::actors::agent::{
 use crate::actors::task::commands::CountMessage;
 use crate::actors::HubError;
 use crate::domain::ids::random_hex;
-use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck};
+use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck, Unread};
 use crate::domain::message::{Draft, Message};
 use crate::domain::AgentId;
 use crate::store::{mail, Ticket};
@@ -180,11 +180,39 @@ impl Hub {
             // the actor stopped, which only happens at shutdown.
             PullReply::Wait(rx) => rx.await.unwrap_or_default(),
         };
-        if !list.is_empty() {
-            // Show only messages already on disk.
-            self.settled().await?;
+        if list.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(list)
+        // Show only messages already on disk.
+        self.settled().await?;
+        let on_disk: Vec<String> = list
+            .iter()
+            .filter_map(|u| match u {
+                Unread::OnDisk(id) => Some(id.clone()),
+                Unread::Held(_) => None,
+            })
+            .collect();
+        let mut rows = if on_disk.is_empty() {
+            Default::default()
+        } else {
+            self.inner
+                .store
+                .read(move |c| mail::messages_by_id(c, &on_disk))
+                .await?
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for u in list {
+            match u {
+                Unread::Held(m) => out.push(m),
+                Unread::OnDisk(id) => match rows.remove(&id) {
+                    Some(m) => out.push(Arc::new(m)),
+                    None => {
+                        HubError::bug(format!("unread message {id} has no stored row"));
+                    }
+                },
+            }
+        }
+        Ok(out)
     }
 
     /// `message_ack`: returns the ids that were unread until now.

@@ -45,11 +45,11 @@ fn unread_in_arrival_order_until_acked() {
     i.deliver(msg("m2", "a"));
     i.deliver(msg("m1", "b"));
     i.deliver(msg("m2", "a")); // a second copy is ignored
-    let ids: Vec<_> = i.peek(10).iter().map(|m| m.id.clone()).collect();
+    let ids: Vec<_> = i.peek(10).iter().map(|m| m.id().to_string()).collect();
     assert_eq!(ids, vec!["m2", "m1"]);
     assert_eq!(i.peek(1).len(), 1);
     assert_eq!(done(i.ack(&["m2".into()], None)), vec!["m2"]);
-    assert_eq!(i.peek(10)[0].id, "m1");
+    assert_eq!(i.peek(10)[0].id(), "m1");
     // Acking again is harmless; acking what the caches do not know asks storage,
     // and what storage does not know is refused: a refused batch acks nothing.
     assert_eq!(done(i.ack(&["m2".into()], None)), Vec::<String>::new());
@@ -151,4 +151,27 @@ fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
     // Unread messages stay, whatever the cache holds.
     assert_eq!(i.unread_count(), 100);
     assert_eq!(done(i.ack(&["r0".into()], None)), vec!["r0"]);
+}
+
+/// A backlog keeps only the newest bodies in memory; the rest are ids, in order.
+#[test]
+fn a_backlog_keeps_bodies_on_disk() {
+    let mut i = Inbox::default();
+    i.deliver_stored("old".into());
+    for n in 0..HELD_BODIES + 10 {
+        i.deliver(msg(&format!("m{n}"), "x"));
+    }
+    let all = i.peek(usize::MAX);
+    assert_eq!(all.len(), HELD_BODIES + 11);
+    assert_eq!(all[0], Unread::OnDisk("old".into()));
+    assert_eq!(all[1], Unread::OnDisk("m0".into()));
+    assert!(matches!(&all[11], Unread::Held(m) if m.id == "m10"));
+    let held = all.iter().filter(|u| matches!(u, Unread::Held(_))).count();
+    assert_eq!(held, HELD_BODIES);
+    // Acking works the same on ids only.
+    assert_eq!(
+        done(i.ack(&["old".into(), "m0".into()], None)),
+        vec!["old", "m0"]
+    );
+    assert_eq!(i.peek(1)[0].id(), "m1");
 }
