@@ -7,6 +7,7 @@ use crate::actors::Hub;
 use crate::auth::{token_hash_column, TokenIndex};
 use crate::config::{self, bootstrap, Durability};
 use crate::domain::time::iso;
+use crate::http::state::HubSlot;
 use crate::http::{self, AppState, Origins};
 use crate::mcp::session::Sessions;
 use crate::store::{Store, StoreOptions};
@@ -55,21 +56,20 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         max_ops: settings.commit_batch_max_ops,
         window: Duration::from_millis(settings.commit_batch_window_ms),
     };
-    let (store, snapshot) = Store::open(&ep.db, opts, &agents, &iso(Utc::now()))?;
     let sessions = Arc::new(Sessions::new(
         Duration::from_secs(settings.session_idle_timeout_secs),
         settings.max_sessions_per_agent,
     ));
-    // The session store is the actors' way to push on agents' open GET streams.
-    let hub = Hub::start(store.clone(), snapshot, settings.clone(), sessions.clone());
-
+    // The port opens first, so that loading a big database never means refused
+    // connections: requests wait in the HubSlot until the hub is loaded.
     let listener = TcpListener::bind((ep.host.as_str(), ep.port)).map_err(|e| CliError::Bind {
         addr: format!("{}:{}", ep.host, ep.port),
         source: e,
     })?;
     let addr = listener.local_addr()?;
+    let (fill, slot) = HubSlot::new();
     let state = AppState {
-        hub,
+        hub: slot,
         sessions: sessions.clone(),
         tokens: TokenIndex::new(&loaded.agents, &loaded.operator_token),
         origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
@@ -77,6 +77,21 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
     };
     let server = http::server::serve(state, listener)?;
+    let db = ep.db.clone();
+    let now = iso(Utc::now());
+    let opened = tokio::task::spawn_blocking(move || Store::open(&db, opts, &agents, &now))
+        .await
+        .map_err(|_| CliError::Api("the database could not be opened".into()));
+    let (store, snapshot) = match opened.and_then(|r| r.map_err(CliError::from)) {
+        Ok(s) => s,
+        Err(e) => {
+            server.handle().stop(false).await;
+            return Err(e);
+        }
+    };
+    // The session store is the actors' way to push on agents' open GET streams.
+    let hub = Hub::start(store.clone(), snapshot, settings.clone(), sessions.clone());
+    let _ = fill.send(Some(hub));
 
     // Expired sessions are refused on lookup already; the sweep only frees memory.
     let sweep_every = Duration::from_secs(settings.session_idle_timeout_secs.clamp(1, 60));

@@ -58,6 +58,14 @@ impl ApiError {
         }
     }
 
+    /// 503: start-up failed before the hub was loaded (the server is stopping).
+    pub(crate) fn starting() -> ApiError {
+        ApiError::rpc(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcError::server("Service Unavailable: the hub failed to start; see its log"),
+        )
+    }
+
     /// 400 on the operator API (a malformed body).
     pub(crate) fn invalid_argument(message: String) -> ApiError {
         ApiError::Operator {

@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::state::{AppState, Origins};
+use crate::actors::Hub;
 use crate::auth::{AuthError, Principal};
 use crate::domain::AgentId;
 use crate::mcp::jsonrpc::RpcError;
@@ -245,8 +246,10 @@ pub(crate) fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(
     ))
 }
 
-/// Every operator route: the Origin check, then the operator token.
-pub(crate) fn operator_request(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
+/// Every operator route: the Origin check, then the operator token; then the hub,
+/// once start-up has loaded it.
+pub(crate) async fn operator_request(req: &HttpRequest, st: &AppState) -> Result<Hub, ApiError> {
     check_origin(req, &st.origins)?;
-    operator(req, st)
+    operator(req, st)?;
+    st.hub.get().await
 }

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::guards::{self, Reply};
 use super::sse;
 use super::state::AppState;
+use crate::actors::Hub;
 use crate::domain::AgentId;
 use crate::mcp::jsonrpc::{self, Incoming, RpcError};
 use crate::mcp::protocol::{self, negotiate};
@@ -34,13 +35,14 @@ fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
 /// One request on `session`, answered by the MCP layer.
 async fn serve(
     st: &AppState,
+    hub: &Hub,
     agent: &AgentId,
     session: &Session,
     id: &Value,
     method: &str,
     params: Option<Value>,
 ) -> Value {
-    let (hub, sessions) = (&st.hub, &st.sessions);
+    let sessions = &st.sessions;
     dispatch::request(hub, sessions, agent, session.version, id, method, params).await
 }
 
@@ -56,12 +58,13 @@ pub(crate) async fn post(
     let body = guards::read_body(&req, payload, st.max_body_bytes).await?;
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
-    st.hub.touch(&agent, Utc::now());
+    let hub = st.hub.get().await?;
+    hub.touch(&agent, Utc::now());
     let span =
         tracing::info_span!("mcp", agent = %agent, method = field::Empty, tool = field::Empty);
     async move {
         let started = Instant::now();
-        let resp = handle_post(&req, &body, &st, agent).await;
+        let resp = handle_post(&req, &body, &st, &hub, agent).await;
         let status = match &resp {
             Ok(r) => r.status(),
             Err(e) => e.status_code(),
@@ -81,6 +84,7 @@ async fn handle_post(
     req: &HttpRequest,
     body: &[u8],
     st: &AppState,
+    hub: &Hub,
     agent: AgentId,
 ) -> Result<HttpResponse, ApiError> {
     let reply = guards::post_reply(req)?;
@@ -95,7 +99,7 @@ async fn handle_post(
         }
     };
     if let Value::Array(items) = value {
-        return batch(req, st, agent, reply, items).await;
+        return batch(req, st, hub, agent, reply, items).await;
     }
     let msg = match jsonrpc::classify(value) {
         Ok(m) => m,
@@ -124,7 +128,7 @@ async fn handle_post(
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
             let mut inflight = session.track(&id);
-            let work = serve(st, &agent, &session, &id, &method, params);
+            let work = serve(st, hub, &agent, &session, &id, &method, params);
             let resp = tokio::select! {
                 resp = work => resp,
                 Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
@@ -169,6 +173,7 @@ fn initialize(
 async fn batch(
     req: &HttpRequest,
     st: &AppState,
+    hub: &Hub,
     agent: AgentId,
     reply: Reply,
     items: Vec<Value>,
@@ -204,7 +209,7 @@ async fn batch(
         match jsonrpc::classify(item) {
             Err((id, e)) => out.push(jsonrpc::err(&id, &e)),
             Ok(Incoming::Request { id, method, params }) => {
-                out.push(serve(st, &agent, &session, &id, &method, params).await)
+                out.push(serve(st, hub, &agent, &session, &id, &method, params).await)
             }
             Ok(_) => {}
         }
@@ -225,7 +230,7 @@ pub(crate) async fn get(
     guards::get_accepts_sse(&req)?;
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
-    st.hub.touch(&agent, Utc::now());
+    st.hub.get().await?.touch(&agent, Utc::now());
     match session.open_stream() {
         Some(rx) => {
             tracing::info!(agent = %agent, "GET stream opened");

@@ -16,7 +16,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Every agent of agents.env with its registration and presence.
 async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    guards::operator_request(&req, &st)?;
-    let list = settle(&st.hub, st.hub.agents(Utc::now()).await).await?;
+    let hub = guards::operator_request(&req, &st).await?;
+    let list = settle(&hub, hub.agents(Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "agents": list})))
 }

@@ -78,16 +78,16 @@ impl PageQuery {
 }
 
 async fn list_tasks(req: HttpRequest, st: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
-    guard(&req, &st)?;
-    let page = settle(&st.hub, st.hub.task_page(q.request()?).await).await?;
+    let hub = guard(&req, &st).await?;
+    let page = settle(&hub, hub.task_page(q.request()?).await).await?;
     let items: Vec<Value> = page.items.iter().map(task_summary).collect();
     Ok(HttpResponse::Ok()
         .json(json!({"ok": true, "items": items, "next_cursor": page.next_cursor})))
 }
 
 async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {
-    guard(&req, &st)?;
-    let s = settle(&st.hub, st.hub.task_snapshot(&id).await).await?;
+    let hub = guard(&req, &st).await?;
+    let s = settle(&hub, hub.task_snapshot(&id).await).await?;
     let mut rounds: Vec<&crate::domain::task::Round> = s.rounds.iter().collect();
     rounds.sort_by_key(|r| r.round_number);
     let rounds: Vec<Value> = rounds
@@ -112,18 +112,18 @@ async fn list_rounds(
     st: web::Data<AppState>,
     q: web::Query<PageQuery>,
 ) -> Answer {
-    guard(&req, &st)?;
+    let hub = guard(&req, &st).await?;
     let page_req = q.request()?;
     let (items, next_cursor) = match &q.task_id {
         // One task's rounds, in round order: at most max_rounds of them.
         Some(t) => {
-            let s = settle(&st.hub, st.hub.task_snapshot(t).await).await?;
+            let s = settle(&hub, hub.task_snapshot(t).await).await?;
             let mut rs: Vec<_> = s.rounds.iter().map(|r| json!(r)).collect();
             rs.sort_by_key(|r| r["round_number"].as_u64());
             (rs, None)
         }
         None => {
-            let page = settle(&st.hub, st.hub.round_page(page_req).await).await?;
+            let page = settle(&hub, hub.round_page(page_req).await).await?;
             let rs = page.items.iter().map(|r| json!(r)).collect();
             (rs, page.next_cursor)
         }
@@ -132,8 +132,8 @@ async fn list_rounds(
 }
 
 async fn round_status(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {
-    guard(&req, &st)?;
-    let task = settle(&st.hub, st.hub.round_snapshot(&id).await).await?;
+    let hub = guard(&req, &st).await?;
+    let task = settle(&hub, hub.round_snapshot(&id).await).await?;
     let mut v = round_json(&task, &id);
     v["ok"] = json!(true);
     v["task"] = json!(task.task);
@@ -164,13 +164,13 @@ enum Decision {
 
 /// Approve or reject round `id` with the body's note.
 async fn decide(req: HttpRequest, st: &AppState, id: &str, body: &[u8], d: Decision) -> Answer {
-    guard(&req, st)?;
+    let hub = guard(&req, st).await?;
     let note = note_of(body)?;
     let decided = match d {
-        Decision::Approve => st.hub.approve(id, note).await,
-        Decision::Reject => st.hub.reject(id, note).await,
+        Decision::Approve => hub.approve(id, note).await,
+        Decision::Reject => hub.reject(id, note).await,
     };
-    let round = settle(&st.hub, decided).await?;
+    let round = settle(&hub, decided).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "round": round})))
 }
 
@@ -193,15 +193,15 @@ async fn reject(
 }
 
 async fn close_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {
-    guard(&req, &st)?;
-    let task = settle(&st.hub, st.hub.close(&id).await).await?;
+    let hub = guard(&req, &st).await?;
+    let task = settle(&hub, hub.close(&id).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "task": task})))
 }
 
 async fn list_locks(req: HttpRequest, st: web::Data<AppState>) -> Answer {
-    guard(&req, &st)?;
+    let hub = guard(&req, &st).await?;
     let now = chrono::Utc::now();
-    let locks = settle(&st.hub, st.hub.locks().await).await?;
+    let locks = settle(&hub, hub.locks().await).await?;
     let list: Vec<Value> = locks
         .iter()
         .map(|l| {
@@ -220,7 +220,7 @@ struct KeyQuery {
 }
 
 async fn unlock(req: HttpRequest, st: web::Data<AppState>, q: web::Query<KeyQuery>) -> Answer {
-    guard(&req, &st)?;
-    let lock = settle(&st.hub, st.hub.lock_force_release(&q.key).await).await?;
+    let hub = guard(&req, &st).await?;
+    let lock = settle(&hub, hub.lock_force_release(&q.key).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "lock": lock})))
 }

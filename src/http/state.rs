@@ -2,11 +2,13 @@
 //! request limits; and the allowed browser origins. Route files import this, never
 //! `server.rs`.
 
+use super::error::ApiError;
 use crate::actors::Hub;
 use crate::auth::TokenIndex;
 use crate::mcp::session::Sessions;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Origins a browser page may call us from.
 #[derive(Debug, Clone)]
@@ -40,9 +42,37 @@ impl Origins {
     }
 }
 
+/// The hub once start-up has loaded it. The listener opens before the load, so that
+/// a big database never means refused connections: requests that arrive meanwhile
+/// wait here (and `/healthz` answers at once).
+pub(crate) type HubSlot = Slot<Hub>;
+
+/// A value filled in once, that readers wait for.
+#[derive(Clone)]
+pub(crate) struct Slot<T>(watch::Receiver<Option<T>>);
+
+impl<T: Clone> Slot<T> {
+    /// An empty slot, and the sender that fills it (dropping it unfilled makes
+    /// waiting requests fail with 503).
+    pub(crate) fn new() -> (watch::Sender<Option<T>>, Slot<T>) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Slot(rx))
+    }
+
+    /// The value, waiting for start-up to fill it.
+    pub(crate) async fn get(&self) -> Result<T, ApiError> {
+        let mut rx = self.0.clone();
+        let got = match rx.wait_for(Option::is_some).await {
+            Ok(h) => h.clone(),
+            Err(_) => None,
+        };
+        got.ok_or_else(ApiError::starting)
+    }
+}
+
 /// Shared by every worker (actix clones the `web::Data` Arc).
 pub(crate) struct AppState {
-    pub hub: Hub,
+    pub hub: HubSlot,
     pub sessions: Arc<Sessions>,
     pub tokens: TokenIndex,
     pub origins: Origins,
@@ -53,6 +83,23 @@ pub(crate) struct AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slot_waits_until_filled_and_fails_if_never() {
+        let (fill, slot) = Slot::<u32>::new();
+        let waiting = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.get().await.ok() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        fill.send(Some(7)).unwrap();
+        assert_eq!(waiting.await.unwrap(), Some(7));
+        assert_eq!(slot.get().await.ok(), Some(7));
+        let (fill, slot) = Slot::<u32>::new();
+        drop(fill);
+        assert!(slot.get().await.is_err());
+    }
 
     #[test]
     fn default_origins_are_loopback_of_our_port() {
