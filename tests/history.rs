@@ -190,11 +190,13 @@ fn history_answers(hub: &Hub, first: &str, second_to_last: &str) -> Vec<Value> {
 fn old_messages_answer_the_same_from_storage_and_after_a_restart() {
     let hub = Hub::start(&["a", "b", "c"], "");
     let (a, b) = (hub.client("a"), hub.client("b"));
-    // More messages than the recent keys an agent keeps in memory.
+    // More messages than the recent keys an agent keeps in memory, and more bytes
+    // than the unread bodies it keeps there (512 KiB).
     let n = 600;
+    let body = "x".repeat(1500);
     let ids: Vec<String> = (0..n)
         .map(|i| {
-            let args = json!({"to_agent": "b", "subject": format!("m{i}"), "body": "x", "dedupe_key": format!("k{i}")});
+            let args = json!({"to_agent": "b", "subject": format!("m{i}"), "body": body, "dedupe_key": format!("k{i}")});
             s(&a.call("message_send", args)["message_id"])
         })
         .collect();
@@ -208,7 +210,7 @@ fn old_messages_answer_the_same_from_storage_and_after_a_restart() {
             break;
         }
         subjects.extend(got.iter().map(|m| {
-            assert_eq!(m["body"], "x", "{m}");
+            assert_eq!(m["body"], body.as_str(), "{m}");
             s(&m["subject"])
         }));
         let ids: Vec<String> = got.iter().map(|m| s(&m["id"])).collect();

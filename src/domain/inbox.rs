@@ -1,7 +1,7 @@
 //! One agent's inbox and the message keys it may refer to. The unread queue lives in
-//! memory (arrival order), but only the newest [`HELD_BODIES`] unread messages keep
-//! their bodies there: older ones are ids whose rows the caller reads from SQLite when
-//! they are pulled ([`Unread::OnDisk`]). Of the ids it sent or received and the dedupe
+//! memory (arrival order), but only the newest unread messages, up to
+//! [`HELD_BYTES`], keep their bodies there: older ones are ids whose rows the caller
+//! reads from SQLite when they are pulled ([`Unread::OnDisk`]). Of the ids it sent or received and the dedupe
 //! keys it used, only the most recent [`RECENT_KEYS`] of each are kept, so memory
 //! grows neither with history nor with the bytes of a backlog. A check those cannot answer returns a query for the stored rows; the
 //! caller runs it on SQLite and brings the answer back ([`Stored`], [`StoredAck`]).
@@ -19,9 +19,14 @@ use std::sync::Arc;
 /// Recent ids sent, ids received and dedupe keys kept per agent (each).
 pub(crate) const RECENT_KEYS: usize = 256;
 
-/// Unread messages per agent whose bodies stay in memory; older ones are read back
-/// from SQLite when pulled.
-pub(crate) const HELD_BODIES: usize = 256;
+/// Bytes of unread messages per agent kept in memory (bodies, subjects and a fixed
+/// cost per message); older ones are read back from SQLite when pulled.
+pub(crate) const HELD_BYTES: usize = 512 * 1024;
+
+/// What holding `m` in memory costs against [`HELD_BYTES`].
+fn cost(m: &Message) -> usize {
+    m.body.len() + m.subject.len() + 256
+}
 
 /// An unread message: held in memory, or only its id (its row is on disk).
 #[derive(Debug, Clone, PartialEq)]
@@ -126,8 +131,9 @@ pub(crate) struct Inbox {
     /// Arrival number → message; only unread ones.
     unread: BTreeMap<u64, Unread>,
     /// Arrival numbers of the unread messages held with their bodies, oldest first
-    /// (some may have been acked since).
+    /// (some may have been acked since), and what those still unread cost.
     held: VecDeque<u64>,
+    held_bytes: usize,
     /// Message id → arrival number, for acks.
     unread_index: HashMap<String, u64>,
     next_arrival: u64,
@@ -152,6 +158,7 @@ impl Inbox {
         Inbox {
             unread: BTreeMap::new(),
             held: VecDeque::new(),
+            held_bytes: 0,
             unread_index: HashMap::new(),
             next_arrival: 0,
             received: Recent::new(cap),
@@ -181,7 +188,7 @@ impl Inbox {
     }
 
     /// A message arrives (in arrival order); a second copy is ignored. Beyond
-    /// [`HELD_BODIES`] unread, the oldest held one keeps only its id.
+    /// [`HELD_BYTES`] of unread messages, the oldest held ones keep only their ids.
     pub(crate) fn deliver(&mut self, m: Arc<Message>) {
         if self.unread_index.contains_key(&m.id) || self.received.get(&m.id).is_some() {
             return;
@@ -189,13 +196,17 @@ impl Inbox {
         let seq = self.seq();
         let e = self.received.insert(m.id.clone(), seq, ());
         self.evicted(e);
+        self.held_bytes += cost(&m);
         let n = self.arrive(m.id.clone(), Unread::Held(m));
         self.held.push_back(n);
-        while self.held.len() > HELD_BODIES {
+        while self.held_bytes > HELD_BYTES {
             let Some(old) = self.held.pop_front() else {
                 break;
             };
             if let Some(u) = self.unread.get_mut(&old) {
+                if let Unread::Held(m) = u {
+                    self.held_bytes -= cost(m);
+                }
                 *u = Unread::OnDisk(u.id().to_string());
             }
         }
@@ -314,7 +325,9 @@ impl Inbox {
         let mut newly = Vec::new();
         for id in ids {
             if let Some(n) = self.unread_index.remove(id) {
-                self.unread.remove(&n);
+                if let Some(Unread::Held(m)) = self.unread.remove(&n) {
+                    self.held_bytes -= cost(&m);
+                }
                 newly.push(id.clone());
             }
         }
@@ -325,6 +338,11 @@ impl Inbox {
             .is_some_and(|n| !self.unread.contains_key(n))
         {
             self.held.pop_front();
+        }
+        // A drained backlog gives its tables' memory back.
+        if self.unread.len() < self.unread_index.capacity() / 4 {
+            self.unread_index.shrink_to_fit();
+            self.held.shrink_to_fit();
         }
         Ok(AckCheck::Done(newly))
     }

@@ -75,10 +75,14 @@ struct Inner {
     /// Idle read-only connections, taken by one read at a time (a short lock: never
     /// held across a query).
     readers: Mutex<Vec<Connection>>,
+    /// Reads running at once. Each holds a connection (with its page cache) and a
+    /// thread of the blocking pool: bounded, so that a burst of calls neither opens
+    /// a connection per call nor grows the process by a thread and arena per call.
+    read_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// Idle read-only connections kept open; more are opened under load and closed after.
-const MAX_IDLE_READERS: usize = 4;
+/// Read-only connections: at most this many, each kept open once made.
+const MAX_READERS: usize = 4;
 
 impl Inner {
     fn take_reader(&self) -> Result<Connection, StoreError> {
@@ -94,7 +98,7 @@ impl Inner {
 
     fn give_back(&self, conn: Connection) {
         let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE_READERS {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
     }
@@ -171,6 +175,7 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
                 path: path.to_path_buf(),
                 readers: Mutex::new(Vec::new()),
+                read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
         };
         Ok((store, snapshot))
@@ -227,8 +232,16 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.wait_committed(self.barrier()).await?;
+        let slot = self
+            .inner
+            .read_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let conn = inner.take_reader()?;
             let out = f(&conn);
             inner.give_back(conn);

@@ -158,16 +158,18 @@ fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
 fn a_backlog_keeps_bodies_on_disk() {
     let mut i = Inbox::default();
     i.deliver_stored("old".into());
-    for n in 0..HELD_BODIES + 10 {
+    let fit = HELD_BYTES / cost(&msg("m0", "x"));
+    for n in 0..fit + 10 {
         i.deliver(msg(&format!("m{n}"), "x"));
     }
     let all = i.peek(usize::MAX);
-    assert_eq!(all.len(), HELD_BODIES + 11);
+    assert_eq!(all.len(), fit + 11);
     assert_eq!(all[0], Unread::OnDisk("old".into()));
     assert_eq!(all[1], Unread::OnDisk("m0".into()));
     assert!(matches!(&all[11], Unread::Held(m) if m.id == "m10"));
     let held = all.iter().filter(|u| matches!(u, Unread::Held(_))).count();
-    assert_eq!(held, HELD_BODIES);
+    assert_eq!(held, fit);
+    assert!(i.held_bytes <= HELD_BYTES);
     // Acking works the same on ids only.
     assert_eq!(
         done(i.ack(&["old".into(), "m0".into()], None)),
