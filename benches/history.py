@@ -136,7 +136,7 @@ def growth(port, config_dir, total, pid):
     sent = rss_mib(pid)
     took = time.monotonic() - t
     run_all(drain, n)
-    time.sleep(1)
+    time.sleep(3)  # freed memory returns to the OS within a second or two
     print(f"{per * n} sends over {n} agents:   {took:8.1f} s; RSS {before:.1f} -> {sent:.1f} MiB, "
           f"after pull + ack of all {rss_mib(pid):.1f} MiB")
 
