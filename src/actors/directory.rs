@@ -3,7 +3,7 @@
 //! never wait on an actor, and creating an entry for a new id is atomic (entry API).
 
 use super::agent::{AgentActor, Deliver};
-use crate::domain::ids::random_hex;
+use crate::domain::ids::message_id;
 use crate::domain::message::Message;
 use crate::domain::time::iso;
 use crate::domain::workflow::Notice;
@@ -70,7 +70,7 @@ impl Directory {
             return Ticket::NONE;
         };
         let message = Arc::new(Message {
-            id: random_hex(8),
+            id: message_id(now.timestamp_millis()),
             dedupe_key: None,
             reply_to: None,
             from_agent: HUB_SENDER.to_string(),

@@ -51,6 +51,17 @@ pub(crate) fn is_valid_agent_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A message id: 6 bytes of Unix milliseconds then 4 random bytes, as 20 hex
+/// digits. New ids sort after older ones, so the message tables' indexes grow at
+/// their right edge (pages already cached) instead of at random places of a large
+/// history; 4 random bytes keep ids unguessable and unique within a millisecond.
+pub(crate) fn message_id(now_ms: i64) -> String {
+    let mut buf = [0u8; 10];
+    buf[..6].copy_from_slice(&(now_ms.max(0) as u64).to_be_bytes()[2..]);
+    getrandom::fill(&mut buf[6..]).expect("invariant: the OS random number generator is available");
+    hex(&buf)
+}
+
 /// `n` random bytes from the OS CSPRNG as lowercase hex.
 pub(crate) fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
@@ -74,6 +85,15 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_sort_by_time() {
+        let a = message_id(1_700_000_000_000);
+        let b = message_id(1_700_000_000_001);
+        assert_eq!(a.len(), 20);
+        assert!(a < b, "{a} {b}");
+        assert_ne!(message_id(5), message_id(5));
+    }
 
     #[test]
     fn agent_id_rules() {

@@ -6,7 +6,7 @@ use crate::actors::agent::{
 };
 use crate::actors::task::commands::CountMessage;
 use crate::actors::HubError;
-use crate::domain::ids::random_hex;
+use crate::domain::ids::message_id;
 use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck, Unread};
 use crate::domain::message::{Draft, Message};
 use crate::domain::AgentId;
@@ -124,7 +124,7 @@ impl Hub {
     ) -> Result<(Arc<Message>, Ticket), HubError> {
         let addr = self.agent(from)?;
         let mut send = SendMessage {
-            id: random_hex(8),
+            id: message_id(now.timestamp_millis()),
             draft,
             recipients,
             at: now,
