@@ -251,6 +251,21 @@ impl Handler<Deliver> for AgentActor {
     }
 }
 
+/// Rows of this agent's unread messages, just read back from disk for a pull.
+pub(crate) struct Hold(pub Vec<Arc<Mail>>);
+
+impl Message for Hold {
+    type Result = ();
+}
+
+impl Handler<Hold> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Hold, _: &mut Context<Self>) {
+        self.inbox.hold(&msg.0);
+    }
+}
+
 /// `inbox_pull`: the oldest unread messages, or a receiver that gets them as soon as
 /// one arrives (or an empty list after `wait`).
 pub(crate) struct Pull {

@@ -212,6 +212,26 @@ impl Inbox {
         }
     }
 
+    /// Rows of unread messages just read back from disk: held in memory again while
+    /// they fit in [`HELD_BYTES`], so that pulling the same backlog again (before
+    /// acking it) does not read it again.
+    pub(crate) fn hold(&mut self, rows: &[Arc<Message>]) {
+        for m in rows {
+            let Some(&n) = self.unread_index.get(&m.id) else {
+                continue;
+            };
+            let c = cost(m);
+            if self.held_bytes + c > HELD_BYTES {
+                return;
+            }
+            if let Some(u @ Unread::OnDisk(_)) = self.unread.get_mut(&n) {
+                *u = Unread::Held(m.clone());
+                self.held_bytes += c;
+                self.held.push_back(n);
+            }
+        }
+    }
+
     /// An unread message known only by its id (start-up: bodies stay on disk).
     pub(crate) fn deliver_stored(&mut self, id: String) {
         if !self.unread_index.contains_key(&id) {

@@ -2,7 +2,7 @@
 
 use super::Hub;
 use crate::actors::agent::{
-    Ack, Acked, AgentActor, CheckDraft, Pull, PullReply, SendMessage, Sent,
+    Ack, Acked, AgentActor, CheckDraft, Hold, Pull, PullReply, SendMessage, Sent,
 };
 use crate::actors::task::commands::CountMessage;
 use crate::actors::HubError;
@@ -174,7 +174,8 @@ impl Hub {
         limit: usize,
         wait: std::time::Duration,
     ) -> Result<Vec<Arc<Message>>, HubError> {
-        let list = match self.agent(agent)?.send(Pull { limit, wait }).await? {
+        let addr = self.agent(agent)?;
+        let list = match addr.send(Pull { limit, wait }).await? {
             PullReply::Ready(v) => v,
             // The actor answers every waiter by its deadline; a dropped sender means
             // the actor stopped, which only happens at shutdown.
@@ -201,16 +202,24 @@ impl Hub {
                 .await?
         };
         let mut out = Vec::with_capacity(list.len());
+        let mut read_back = Vec::new();
         for u in list {
             match u {
                 Unread::Held(m) => out.push(m),
                 Unread::OnDisk(id) => match rows.remove(&id) {
-                    Some(m) => out.push(Arc::new(m)),
+                    Some(m) => {
+                        let m = Arc::new(m);
+                        read_back.push(m.clone());
+                        out.push(m);
+                    }
                     None => {
                         HubError::bug(format!("unread message {id} has no stored row"));
                     }
                 },
             }
+        }
+        if !read_back.is_empty() {
+            addr.do_send(Hold(read_back));
         }
         Ok(out)
     }

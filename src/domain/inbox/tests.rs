@@ -177,3 +177,18 @@ fn a_backlog_keeps_bodies_on_disk() {
     );
     assert_eq!(i.peek(1)[0].id(), "m1");
 }
+
+/// Rows read back from disk are held again while they fit.
+#[test]
+fn pulled_rows_are_held_again() {
+    let mut i = Inbox::default();
+    i.deliver_stored("a".into());
+    i.deliver_stored("b".into());
+    i.hold(&[msg("a", "x"), msg("zz", "x")]);
+    let all = i.peek(10);
+    assert!(matches!(&all[0], Unread::Held(m) if m.id == "a"));
+    assert_eq!(all[1], Unread::OnDisk("b".into()));
+    assert_eq!(i.held_bytes, cost(&msg("a", "x")));
+    done(i.ack(&["a".into()], None));
+    assert_eq!(i.held_bytes, 0);
+}
