@@ -5,6 +5,7 @@ mod common;
 use common::workflow::*;
 use common::*;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Task D completed (alice's handoff reviewed and approved) and task C closed with
 /// bob's assignment open: (D's round, alice's assignment, its handoff, C's round,
@@ -47,6 +48,26 @@ fn observe(hub: &Hub, [round_d, aid, handoff, round_c, bid]: &[String; 5]) -> Ve
         json!(hubctl_err(hub, &["close", "C"])),
         a.call("hub_status", json!({}))["tasks"].clone(),
     ]
+}
+
+/// A finished task unused for `finished_task_idle_secs` leaves memory, and is read
+/// back when named again: every answer is the same.
+#[test]
+fn finished_tasks_leave_memory_and_answer_the_same() {
+    let dir = config_dir(&["disp", "alice", "bob"], "finished_task_idle_secs: 1\n");
+    let args = serve_args(dir.path());
+    let running = spawn(dir.path(), &args, &[("RUST_LOG", "agent_hub=info")]).unwrap();
+    let hub = Hub::from_running(dir, running);
+    let ids = finished_tasks(&hub);
+    let before = observe(&hub, &ids);
+    for task in ["task=C", "task=D"] {
+        let err = hub.out.wait_stderr(task, Duration::from_secs(10));
+        assert!(
+            err.contains("finished task passivated") && err.contains(task),
+            "{err}"
+        );
+    }
+    assert_eq!(observe(&hub, &ids), before);
 }
 
 #[test]

@@ -32,10 +32,6 @@ use std::time::Instant;
 struct HubInner {
     /// Which actor owns which id; shared with the TaskActors.
     dir: Arc<Directory>,
-    /// Task id → its actor, for the tasks in memory: every task with open work,
-    /// and finished ones activated since start-up. Only the façade routes to tasks,
-    /// so this map lives here rather than in the directory the TaskActors share.
-    tasks: DashMap<String, Addr<TaskActor>>,
     /// Held while a task is read from SQLite into a new actor, so that two callers
     /// never build two actors of one task (single flight).
     activation: tokio::sync::Mutex<()>,
@@ -68,7 +64,9 @@ impl Hub {
         notifier: Arc<dyn Notifier>,
     ) -> Hub {
         let dir = Arc::new(Directory::default());
-        let tasks = DashMap::new();
+        // Task id → its actor, for the tasks in memory: every task with open work,
+        // and finished ones used recently (they remove themselves when idle).
+        let tasks = Arc::new(DashMap::new());
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
@@ -91,6 +89,8 @@ impl Hub {
             },
             max_simultaneous_assignments: settings.max_simultaneous_assignments,
             dir: dir.clone(),
+            tasks: tasks.clone(),
+            finished_idle: std::time::Duration::from_secs(settings.finished_task_idle_secs),
         });
         for state in snapshot.tasks {
             for a in state.assignments.iter().filter(|a| a.status.is_active()) {
@@ -107,7 +107,6 @@ impl Hub {
         Hub {
             inner: Arc::new(HubInner {
                 dir,
-                tasks,
                 activation: tokio::sync::Mutex::new(()),
                 task_count,
                 task_env,
@@ -164,11 +163,11 @@ impl Hub {
     /// The actor of task `task_id`: in memory, or activated from SQLite (a task
     /// that finished before this start). Unknown tasks are TASK_NOT_FOUND.
     async fn task_addr(&self, task_id: &str) -> Result<Addr<TaskActor>, HubError> {
-        if let Some(a) = self.inner.tasks.get(task_id) {
+        if let Some(a) = self.inner.task_env.tasks.get(task_id) {
             return Ok(a.clone());
         }
         let _single = self.inner.activation.lock().await;
-        if let Some(a) = self.inner.tasks.get(task_id) {
+        if let Some(a) = self.inner.task_env.tasks.get(task_id) {
             return Ok(a.clone());
         }
         let id = task_id.to_string();
@@ -187,7 +186,10 @@ impl Hub {
         tracing::debug!(task = task_id, "task activated from storage");
         let actor = TaskActor::new(state, self.inner.task_env.clone());
         let addr = TaskActor::start_in_arbiter(&self.inner.arbiter, move |_| actor);
-        self.inner.tasks.insert(task_id.to_string(), addr.clone());
+        self.inner
+            .task_env
+            .tasks
+            .insert(task_id.to_string(), addr.clone());
         Ok(addr)
     }
 
@@ -247,11 +249,20 @@ impl Hub {
     /// is durable. The one way a command reaches a TaskActor.
     async fn on_task<M, T>(&self, task_id: &str, msg: M) -> Result<T, HubError>
     where
-        M: Message<Result = Reply<T>> + Send + 'static,
+        M: Message<Result = Reply<T>> + Clone + Send + 'static,
         T: Send + 'static,
         TaskActor: Handler<M>,
     {
-        let reply = self.task_addr(task_id).await?.send(msg).await??;
+        // A finished task may passivate between the look-up and the send: its actor
+        // stops without handling the command, and the next try activates it again.
+        let mut tries = 0;
+        let reply = loop {
+            tries += 1;
+            match self.task_addr(task_id).await?.send(msg.clone()).await {
+                Err(MailboxError::Closed) if tries < 3 => continue,
+                other => break other??,
+            }
+        };
         self.durable(reply).await
     }
 }

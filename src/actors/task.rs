@@ -8,11 +8,13 @@
 pub(crate) mod commands;
 
 use super::directory::Directory;
+use crate::domain::task::TaskStatus;
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
 use crate::store::{Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
+use dashmap::DashMap;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,11 +27,18 @@ pub(crate) struct TaskEnv {
     pub max_simultaneous_assignments: u32,
     /// Ids → actors, and the cross-task active-assignment slots.
     pub dir: Arc<Directory>,
+    /// Task id → actor, for the tasks in memory (routed by the Hub; a finished
+    /// task removes itself when it passivates).
+    pub tasks: Arc<DashMap<String, Addr<TaskActor>>>,
+    /// How long a finished task stays in memory unused.
+    pub finished_idle: std::time::Duration,
 }
 
 pub(crate) struct TaskActor {
     state: TaskState,
     env: Arc<TaskEnv>,
+    /// When a command last reached this actor (for passivating finished tasks).
+    last_used: std::time::Instant,
     /// The pending lease timer of each claimed assignment; renewing cancels the old
     /// one so that progress reports do not pile up timers.
     lease_timers: HashMap<String, SpawnHandle>,
@@ -51,6 +60,7 @@ impl TaskActor {
         TaskActor {
             state,
             env,
+            last_used: std::time::Instant::now(),
             lease_timers: HashMap::new(),
         }
     }
@@ -175,12 +185,53 @@ impl TaskActor {
     }
 }
 
+impl TaskActor {
+    /// Note that a command arrived (keeps a finished task in memory a while longer).
+    pub(crate) fn used(&mut self) {
+        self.last_used = std::time::Instant::now();
+    }
+
+    /// A finished task unused for `finished_idle` leaves memory: its ids leave the
+    /// maps and the actor stops. Its rows are all queued already, and a later call
+    /// reads them back only once the writer has committed everything queued before
+    /// it (see [`crate::store::Store::read`]), so nothing answered is ever missed.
+    /// A call that reached the old actor as it stopped is sent again by the Hub.
+    fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {
+        let finished = matches!(
+            self.state.task.status,
+            TaskStatus::Completed | TaskStatus::Closed
+        );
+        if !finished || self.last_used.elapsed() < self.env.finished_idle {
+            return;
+        }
+        let me = ctx.address();
+        let id = &self.state.task.id;
+        if self.env.tasks.remove_if(id, |_, a| *a == me).is_none() {
+            return;
+        }
+        let dir = &self.env.dir;
+        for r in &self.state.rounds {
+            dir.rounds.remove(&r.id);
+        }
+        for a in &self.state.assignments {
+            dir.assignments.remove(&a.id);
+        }
+        for h in &self.state.handoffs {
+            dir.handoffs.remove(&h.id);
+        }
+        tracing::info!(task = %id, "finished task passivated");
+        ctx.stop();
+    }
+}
+
 impl Actor for TaskActor {
     type Context = Context<Self>;
 
     /// Re-arm the lease timers of claims loaded from the database; a lease that
     /// lapsed while the server was down expires at once.
     fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = (self.env.finished_idle / 2).max(std::time::Duration::from_millis(100));
+        ctx.run_interval(every, |act, ctx| act.passivate_if_idle(ctx));
         let leases: Vec<(String, chrono::DateTime<Utc>)> = self
             .state
             .assignments

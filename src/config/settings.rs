@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub max_messages_per_task: u32,
     pub max_simultaneous_assignments: u32,
     pub lease_minutes: f64,
+    /// A completed or closed task leaves memory after this long unused.
+    pub finished_task_idle_secs: u64,
     // Where to serve.
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -52,6 +54,7 @@ impl Default for Settings {
             max_messages_per_task: 40,
             max_simultaneous_assignments: 4,
             lease_minutes: 90.0,
+            finished_task_idle_secs: 300,
             host: None,
             port: None,
             db: None,
@@ -84,6 +87,7 @@ pub(crate) const TEMPLATE: &str = "\
 # max_messages_per_task: 40
 # max_simultaneous_assignments: 4
 # lease_minutes: 90            # fractions allowed, e.g. 0.5
+# finished_task_idle_secs: 300 # a completed or closed task leaves memory after this long unused
 # Where to serve (flags and AGENT_HUB_HOST / AGENT_HUB_PORT / AGENT_HUB_DB win over these):
 # host: 127.0.0.1
 # port: 8765
@@ -210,6 +214,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_simultaneous_assignments = ctx.int(key, v, 1, 1000)? as u32
         }
         "lease_minutes" => s.lease_minutes = lease_minutes(ctx, key, v)?,
+        "finished_task_idle_secs" => s.finished_task_idle_secs = ctx.int(key, v, 1, BIG)?,
         "host" => s.host = Some(ctx.string(key, v)?),
         "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
         "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),

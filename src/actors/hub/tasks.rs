@@ -33,10 +33,10 @@ impl Hub {
         // A finished task is not in memory but its id is taken. (A racing create of
         // the same id is caught by the entry below.)
         let key = id.to_string();
-        let stored = !self.inner.tasks.contains_key(id)
+        let stored = !self.inner.task_env.tasks.contains_key(id)
             && self.inner.store.read(move |c| task_exists(c, &key)).await?;
         // The entry (and its shard lock) is released before any await.
-        let created = match self.inner.tasks.entry(id.to_string()) {
+        let created = match self.inner.task_env.tasks.entry(id.to_string()) {
             _ if stored => None,
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {

@@ -155,6 +155,7 @@ impl Handler<SubmitPlan> for TaskActor {
     type Result = Reply<Planned>;
 
     fn handle(&mut self, m: SubmitPlan, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         let dir = self.env.dir.clone();
         let is_agent = move |a: &str| dir.agents.contains_key(&AgentId::new(a));
         let caller = m.caller.as_str();
@@ -207,6 +208,7 @@ impl Handler<Approve> for TaskActor {
     type Result = Reply<Round>;
 
     fn handle(&mut self, m: Approve, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         self.decide(ctx, &m.round_id, &m.note, true)
     }
 }
@@ -215,6 +217,7 @@ impl Handler<Reject> for TaskActor {
     type Result = Reply<Round>;
 
     fn handle(&mut self, m: Reject, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         self.decide(ctx, &m.round_id, &m.note, false)
     }
 }
@@ -223,6 +226,7 @@ impl Handler<Close> for TaskActor {
     type Result = Reply<Task>;
 
     fn handle(&mut self, _: Close, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         let changes = self.state.close(Utc::now())?;
         let task = self.state.task.clone();
         Ok(self.commit(ctx, changes, "task_closed", "operator", task))
@@ -233,6 +237,7 @@ impl Handler<Claim> for TaskActor {
     type Result = Reply<Assignment>;
 
     fn handle(&mut self, m: Claim, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
         self.state.check_claim(caller, id)?;
         let max = self.env.max_simultaneous_assignments;
@@ -259,6 +264,7 @@ impl Handler<Progress> for TaskActor {
     type Result = Reply<Assignment>;
 
     fn handle(&mut self, m: Progress, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
         let limits = self.env.limits;
         let changes = self
@@ -273,6 +279,7 @@ impl Handler<Complete> for TaskActor {
     type Result = Reply<Completed>;
 
     fn handle(&mut self, m: Complete, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
         let (handoff, changes) = self.transition(|s, cx| s.complete(cx, caller, id, m.handoff))?;
         let assignment = assignment_of(&self.state, id)?;
@@ -288,6 +295,7 @@ impl Handler<Review> for TaskActor {
     type Result = Reply<Reviewed>;
 
     fn handle(&mut self, m: Review, ctx: &mut Context<Self>) -> Self::Result {
+        self.used();
         let caller = m.caller.as_str();
         let (next, changes) =
             self.transition(|s, cx| s.review(cx, caller, &m.round_id, m.verdict, &m.note))?;
@@ -301,6 +309,7 @@ impl Handler<MyAssignments> for TaskActor {
     type Result = Reply<Vec<Assignment>>;
 
     fn handle(&mut self, m: MyAssignments, _: &mut Context<Self>) -> Self::Result {
+        self.used();
         let list = self
             .state
             .assignments
@@ -317,6 +326,7 @@ impl Handler<GetHandoff> for TaskActor {
     type Result = Reply<Handoff>;
 
     fn handle(&mut self, m: GetHandoff, _: &mut Context<Self>) -> Self::Result {
+        self.used();
         let id = &m.handoff_id;
         let h = self.state.handoff(id).cloned().ok_or_else(|| {
             DomainError::refused(ErrorCode::NotFound, format!("handoff {id} does not exist"))
@@ -329,6 +339,7 @@ impl Handler<CountMessage> for TaskActor {
     type Result = Reply<()>;
 
     fn handle(&mut self, m: CountMessage, _: &mut Context<Self>) -> Self::Result {
+        self.used();
         if m.undo {
             self.state.message_count = self.state.message_count.saturating_sub(1);
         } else {
@@ -342,6 +353,7 @@ impl Handler<Snapshot> for TaskActor {
     type Result = Reply<TaskState>;
 
     fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        self.used();
         Ok((self.state.clone(), Ticket::NONE))
     }
 }
