@@ -183,14 +183,18 @@ impl Hub {
             )
             .into());
         };
-        tracing::debug!(task = task_id, "task activated from storage");
-        let actor = TaskActor::new(state, self.inner.task_env.clone());
-        let addr = TaskActor::start_in_arbiter(&self.inner.arbiter, move |_| actor);
-        self.inner
-            .task_env
-            .tasks
-            .insert(task_id.to_string(), addr.clone());
-        Ok(addr)
+        // A task created meanwhile (task_draft_create does not take the activation
+        // lock) already has its actor: use it, and build none.
+        match self.inner.task_env.tasks.entry(task_id.to_string()) {
+            dashmap::Entry::Occupied(e) => Ok(e.get().clone()),
+            dashmap::Entry::Vacant(v) => {
+                tracing::debug!(task = task_id, "task activated from storage");
+                let actor = TaskActor::new(state, self.inner.task_env.clone());
+                let addr = TaskActor::start_in_arbiter(&self.inner.arbiter, move |_| actor);
+                v.insert(addr.clone());
+                Ok(addr)
+            }
+        }
     }
 
     /// The task owning an id of `map` (rounds, assignments, handoffs): from the

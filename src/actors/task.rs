@@ -39,6 +39,8 @@ pub(crate) struct TaskActor {
     env: Arc<TaskEnv>,
     /// When a command last reached this actor (for passivating finished tasks).
     last_used: std::time::Instant,
+    /// Messages counted against the budget and not yet stored (see `CountStep`).
+    pub(crate) in_flight: u32,
     /// The pending lease timer of each claimed assignment; renewing cancels the old
     /// one so that progress reports do not pile up timers.
     lease_timers: HashMap<String, SpawnHandle>,
@@ -61,6 +63,7 @@ impl TaskActor {
             state,
             env,
             last_used: std::time::Instant::now(),
+            in_flight: 0,
             lease_timers: HashMap::new(),
         }
     }
@@ -201,12 +204,14 @@ impl TaskActor {
             self.state.task.status,
             TaskStatus::Completed | TaskStatus::Closed
         );
-        if !finished || self.last_used.elapsed() < self.env.finished_idle {
+        if !finished || self.in_flight > 0 || self.last_used.elapsed() < self.env.finished_idle {
             return;
         }
         let me = ctx.address();
         let id = &self.state.task.id;
-        if self.env.tasks.remove_if(id, |_, a| *a == me).is_none() {
+        // Ids leave the directory first, while the map still routes calls here (so
+        // no new actor of this task can register them meanwhile); then the map entry.
+        if self.env.tasks.get(id).is_none_or(|a| *a != me) {
             return;
         }
         let dir = &self.env.dir;
@@ -219,6 +224,7 @@ impl TaskActor {
         for h in &self.state.handoffs {
             dir.handoffs.remove(&h.id);
         }
+        self.env.tasks.remove_if(id, |_, a| *a == me);
         tracing::info!(task = %id, "finished task passivated");
         ctx.stop();
     }

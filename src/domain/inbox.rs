@@ -80,14 +80,15 @@ impl<V> Recent<V> {
     }
 }
 
-/// What the stored rows say about a send the caches could not check.
+/// What the stored rows say about a send the caches could not check. It answers
+/// only what its query asked: a key that was in a cache then, and is not any more,
+/// is asked again.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Stored {
-    /// The [`SendQuery::since`] it answers.
-    pub since: u64,
-    /// The id of the message the sender already sent with the dedupe key.
+    pub query: SendQuery,
+    /// The id of the message the sender already sent with the asked dedupe key.
     pub dedupe_original: Option<String>,
-    /// Whether the sender sent or received the `reply_to` message.
+    /// Whether the sender sent or received the asked `reply_to` message.
     pub reply_seen: bool,
 }
 
@@ -106,10 +107,11 @@ pub(crate) enum SendCheck {
     LookUp(SendQuery),
 }
 
-/// Which of some ids the agent received, per the stored rows.
+/// Which of the `asked` ids the agent received, per the stored rows.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredAck {
     pub since: u64,
+    pub asked: Vec<String>,
     pub received: HashSet<String>,
 }
 
@@ -239,6 +241,15 @@ impl Inbox {
         }
     }
 
+    /// How many unread messages are held with their bodies (at most what fits in
+    /// [`HELD_BYTES`], so counting them is cheap next to an ack).
+    fn held_live(&self) -> usize {
+        self.held
+            .iter()
+            .filter(|n| matches!(self.unread.get(n), Some(Unread::Held(_))))
+            .count()
+    }
+
     fn arrive(&mut self, id: String, u: Unread) -> u64 {
         let n = self.next_arrival;
         self.next_arrival += 1;
@@ -272,30 +283,31 @@ impl Inbox {
         d: &Draft,
         stored: Option<&Stored>,
     ) -> Result<SendCheck, DomainError> {
-        let stored = stored.filter(|s| self.fresh(s.since));
+        let stored = stored.filter(|s| self.fresh(s.query.since));
         let mut query = SendQuery {
             since: self.next_seq,
             dedupe_key: None,
             reply_to: None,
         };
         if let Some(key) = &d.dedupe_key {
+            let answered = stored.filter(|s| s.query.dedupe_key.as_ref() == Some(key));
             let original = self
                 .dedupe
                 .get(key)
                 .cloned()
-                .or_else(|| stored.and_then(|s| s.dedupe_original.clone()));
+                .or_else(|| answered.and_then(|s| s.dedupe_original.clone()));
             if let Some(original) = original {
                 return Err(DomainError::DuplicateMessage {
                     message_id: original,
                     dedupe_key: key.clone(),
                 });
             }
-            if stored.is_none() {
+            if answered.is_none() {
                 query.dedupe_key = Some(key.clone());
             }
         }
         if let Some(r) = d.reply_to.as_ref().filter(|r| !self.knows(r)) {
-            match stored {
+            match stored.filter(|s| s.query.reply_to.as_ref() == Some(r)) {
                 Some(s) if !s.reply_seen => return Err(DomainError::ReplyToNotFound(r.clone())),
                 Some(_) => {}
                 None => query.reply_to = Some(r.clone()),
@@ -330,7 +342,7 @@ impl Inbox {
         let received =
             |id: &String| self.unread_index.contains_key(id) || self.received.get(id).is_some();
         for id in ids.iter().filter(|id| !received(id)) {
-            match stored {
+            match stored.filter(|s| s.asked.contains(id)) {
                 Some(s) if s.received.contains(id) => {}
                 Some(_) => return Err(AckRefusal::NotFound(id.clone())),
                 None => unknown.push(id.clone()),
@@ -351,13 +363,19 @@ impl Inbox {
                 newly.push(id.clone());
             }
         }
-        // Forget acked messages at the front of the held list.
+        // Forget acked messages in the held list: at its front at once, anywhere
+        // once they are most of it (a message left unread must not pin the list).
         while self
             .held
             .front()
             .is_some_and(|n| !self.unread.contains_key(n))
         {
             self.held.pop_front();
+        }
+        if self.held.len() > 64 && self.held.len() > 2 * self.held_live() {
+            let unread = &self.unread;
+            self.held
+                .retain(|n| matches!(unread.get(n), Some(Unread::Held(_))));
         }
         // A drained backlog gives its tables' memory back.
         if self.unread.len() < self.unread_index.capacity() / 4 {

@@ -6,9 +6,15 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .json(json!({"ok": true, "service": "agent-hub", "version": env!("CARGO_PKG_VERSION")}))
+/// Liveness, at once even while start-up loads the database; `ready` says whether
+/// it has (requests sent before wait for it).
+async fn healthz(st: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "ok": true,
+        "service": "agent-hub",
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": st.hub.is_filled(),
+    }))
 }
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {

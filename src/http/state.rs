@@ -59,6 +59,11 @@ impl<T: Clone> Slot<T> {
         (tx, Slot(rx))
     }
 
+    /// Whether start-up has filled the slot.
+    pub(crate) fn is_filled(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
     /// The value, waiting for start-up to fill it.
     pub(crate) async fn get(&self) -> Result<T, ApiError> {
         let mut rx = self.0.clone();
@@ -93,7 +98,9 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
+        assert!(!slot.is_filled());
         fill.send(Some(7)).unwrap();
+        assert!(slot.is_filled());
         assert_eq!(waiting.await.unwrap(), Some(7));
         assert_eq!(slot.get().await.ok(), Some(7));
         let (fill, slot) = Slot::<u32>::new();

@@ -3,9 +3,10 @@
 //! keyset order on (created_at, id), newest first. A page costs one short query
 //! whatever the size of the history. Called through [`super::Store::read`].
 
-use super::load_tasks::{round_row, task_row};
+use super::load_tasks::{round_row, task_row, OPEN_TASKS};
 use super::StoreError;
 use crate::domain::task::{Round, Task};
+use crate::domain::time::parse_iso;
 use rusqlite::{params_from_iter, Connection};
 
 /// Rows per page unless asked otherwise, and the most a page may hold.
@@ -20,18 +21,27 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
-    /// `created_at~id`, as [`Cursor::encode`] writes it. Ids of tasks and rounds
-    /// never contain `~`.
+    /// What [`Cursor::encode`] wrote: hex of `created_at~id` (URL-safe as it is;
+    /// ids of tasks and rounds never contain `~`). Anything else is refused.
     pub(crate) fn parse(s: &str) -> Option<Cursor> {
-        let (created_at, id) = s.split_once('~')?;
-        (!created_at.is_empty() && !id.is_empty()).then(|| Cursor {
+        if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+            .collect::<Option<_>>()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (created_at, id) = text.split_once('~')?;
+        parse_iso(created_at)?;
+        (!id.is_empty()).then(|| Cursor {
             created_at: created_at.to_string(),
             id: id.to_string(),
         })
     }
 
     fn encode(created_at: &str, id: &str) -> String {
-        format!("{created_at}~{id}")
+        crate::domain::ids::hex(format!("{created_at}~{id}").as_bytes())
     }
 }
 
@@ -87,11 +97,7 @@ fn finish<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (String, Strin
 /// Tasks, newest first: open ones, or every one with `all`.
 pub(crate) fn tasks(conn: &Connection, req: &PageRequest) -> Result<Page<TaskSummary>, StoreError> {
     let (cond, params) = after(req);
-    let status = if req.all {
-        "1"
-    } else {
-        "status IN ('draft', 'awaiting_operator_approval', 'dispatched')"
-    };
+    let status = if req.all { "1" } else { OPEN_TASKS };
     let sql = format!(
         "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at,
                 (SELECT COUNT(*) FROM rounds r WHERE r.root_task_id = t.id) AS round_count
@@ -161,14 +167,22 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        let c = Cursor::parse("2026-11-25T06:40:00.000000+00:00~T-1").unwrap();
-        assert_eq!(c.id, "T-1");
-        assert_eq!(
-            Cursor::parse(&Cursor::encode(&c.created_at, &c.id)),
-            Some(c)
-        );
-        for bad in ["", "~", "x~", "~y", "no-tilde"] {
-            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        let at = "2026-11-25T06:40:00.000000+00:00";
+        let encoded = Cursor::encode(at, "T-1");
+        assert!(encoded.bytes().all(|b| b.is_ascii_hexdigit()), "{encoded}");
+        let c = Cursor::parse(&encoded).unwrap();
+        assert_eq!((c.created_at.as_str(), c.id.as_str()), (at, "T-1"));
+        let hex = |s: &str| crate::domain::ids::hex(s.as_bytes());
+        for bad in [
+            String::new(),
+            "zz".into(),
+            "abc".into(),
+            hex("~x"),
+            hex("yesterday~x"),
+            hex(&format!("{at}~")),
+            hex("no-tilde"),
+        ] {
+            assert_eq!(Cursor::parse(&bad), None, "{bad}");
         }
     }
 }

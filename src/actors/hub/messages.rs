@@ -4,7 +4,7 @@ use super::Hub;
 use crate::actors::agent::{
     Ack, Acked, AgentActor, CheckDraft, Hold, Pull, PullReply, SendMessage, Sent,
 };
-use crate::actors::task::commands::CountMessage;
+use crate::actors::task::commands::{CountMessage, CountStep};
 use crate::actors::HubError;
 use crate::domain::ids::message_id;
 use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck, Unread};
@@ -73,38 +73,58 @@ impl Hub {
         now: DateTime<Utc>,
     ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
         let recipients = self.recipients(from, &draft)?;
+        let mut checked = None;
         // A message about a round counts against its task's max_messages_per_task;
         // the count is given back if the send is then refused (e.g. a duplicate).
         let counted = match &draft.round_id {
             Some(round) => {
                 let task = self.task_of_round(round).await?;
-                self.check_draft(from, &draft).await?;
-                self.on_task(&task, CountMessage { undo: false }).await?;
+                checked = self.check_draft(from, &draft).await?;
+                let count = CountMessage {
+                    step: CountStep::Count,
+                };
+                self.on_task(&task, count).await?;
                 Some(task)
             }
             None => None,
         };
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
-        let sent = self.store_message(from, draft, recipients, now).await;
-        if let (Err(_), Some(task)) = (&sent, &counted) {
-            let _ = self.on_task(task, CountMessage { undo: true }).await;
+        let sent = self
+            .store_message(from, draft, recipients, now, checked)
+            .await;
+        match (&sent, &counted) {
+            // Nothing to wait for: the task only learns the message is in flight no more.
+            (Ok(_), Some(task)) => {
+                if let Some(a) = self.inner.task_env.tasks.get(task) {
+                    a.do_send(CountMessage {
+                        step: CountStep::Stored,
+                    });
+                }
+            }
+            (Err(_), Some(task)) => {
+                let undo = CountMessage {
+                    step: CountStep::Undo,
+                };
+                let _ = self.on_task(task, undo).await;
+            }
+            _ => {}
         }
         let message = self.durable(sent?).await?;
         Ok((message, ids))
     }
 
     /// The sender's checks of a draft, with the stored rows when its recent keys
-    /// cannot decide.
-    async fn check_draft(&self, from: &AgentId, draft: &Draft) -> Result<(), HubError> {
+    /// cannot decide; returns those rows for the send that follows.
+    async fn check_draft(&self, from: &AgentId, draft: &Draft) -> Result<Option<Stored>, HubError> {
         let addr = self.agent(from)?;
         let mut stored = None;
         for _ in 0..LOOKUP_ATTEMPTS {
             let check = CheckDraft {
                 draft: draft.clone(),
-                stored: stored.take(),
+                stored: stored.clone(),
             };
             match addr.send(check).await?? {
-                SendCheck::Clear => return Ok(()),
+                SendCheck::Clear => return Ok(stored),
                 SendCheck::LookUp(q) => stored = Some(self.look_up_send(from, q).await?),
             }
         }
@@ -121,6 +141,7 @@ impl Hub {
         draft: Draft,
         recipients: Vec<(AgentId, Addr<AgentActor>)>,
         now: DateTime<Utc>,
+        checked: Option<Stored>,
     ) -> Result<(Arc<Message>, Ticket), HubError> {
         let addr = self.agent(from)?;
         let mut send = SendMessage {
@@ -128,7 +149,7 @@ impl Hub {
             draft,
             recipients,
             at: now,
-            stored: None,
+            stored: checked,
         };
         for _ in 0..LOOKUP_ATTEMPTS {
             match addr.send(send).await?? {
@@ -158,7 +179,7 @@ impl Hub {
                     None => false,
                 };
                 Ok(Stored {
-                    since: q.since,
+                    query: q,
                     dedupe_original,
                     reply_seen,
                 })
@@ -243,12 +264,17 @@ impl Hub {
                 Acked::Done(newly, ticket) => return self.durable((newly, ticket)).await,
                 Acked::LookUp { since, ids } => {
                     let who = agent.to_string();
+                    let asked = ids.clone();
                     let received = self
                         .inner
                         .store
                         .read(move |c| mail::received_of(c, &who, &ids))
                         .await?;
-                    stored = Some(StoredAck { since, received });
+                    stored = Some(StoredAck {
+                        since,
+                        asked,
+                        received,
+                    });
                 }
             }
         }

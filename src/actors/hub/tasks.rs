@@ -30,11 +30,11 @@ impl Hub {
     ) -> Result<Task, HubError> {
         let state = TaskState::new(id, title, description, caller.as_str(), now);
         let task = state.task.clone();
-        // A finished task is not in memory but its id is taken. (A racing create of
-        // the same id is caught by the entry below.)
+        // A finished task may be on disk only (or leave memory right now): its id is
+        // taken all the same. The read sees every task created before this call; a
+        // racing create of the same id is caught by the entry below.
         let key = id.to_string();
-        let stored = !self.inner.task_env.tasks.contains_key(id)
-            && self.inner.store.read(move |c| task_exists(c, &key)).await?;
+        let stored = self.inner.store.read(move |c| task_exists(c, &key)).await?;
         // The entry (and its shard lock) is released before any await.
         let created = match self.inner.task_env.tasks.entry(id.to_string()) {
             _ if stored => None,

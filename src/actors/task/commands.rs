@@ -125,12 +125,22 @@ pub(crate) struct GetHandoff {
     pub handoff_id: String,
 }
 
-/// One more agent message carrying a round id of this task (`undo`: one less, when
-/// the send failed after counting).
+/// An agent message carrying a round id of this task, counted against its budget
+/// before it is stored: counted, then stored or given back.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Reply<()>")]
 pub(crate) struct CountMessage {
-    pub undo: bool,
+    pub step: CountStep,
+}
+
+/// The steps of [`CountMessage`]. Between `Count` and the next step the message is
+/// in flight, and the task stays in memory: its count must not be re-read from
+/// storage before the message is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CountStep {
+    Count,
+    Stored,
+    Undo,
 }
 
 /// The whole task, for the operator's views.
@@ -340,10 +350,16 @@ impl Handler<CountMessage> for TaskActor {
 
     fn handle(&mut self, m: CountMessage, _: &mut Context<Self>) -> Self::Result {
         self.used();
-        if m.undo {
-            self.state.message_count = self.state.message_count.saturating_sub(1);
-        } else {
-            self.state.count_message(&self.env.limits)?;
+        match m.step {
+            CountStep::Count => {
+                self.state.count_message(&self.env.limits)?;
+                self.in_flight += 1;
+            }
+            CountStep::Stored => self.in_flight = self.in_flight.saturating_sub(1),
+            CountStep::Undo => {
+                self.state.message_count = self.state.message_count.saturating_sub(1);
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
         }
         Ok(((), Ticket::NONE))
     }

@@ -63,6 +63,7 @@ fn unread_in_arrival_order_until_acked() {
     };
     let stored = StoredAck {
         since,
+        asked: vec!["zz".into()],
         received: HashSet::new(),
     };
     assert_eq!(
@@ -100,7 +101,7 @@ fn dedupe_per_sender_and_visibility() {
     assert_eq!(q.dedupe_key.as_deref(), Some("new"));
     assert_eq!(q.reply_to.as_deref(), Some("m10"));
     let answer = |original: Option<&str>, seen| Stored {
-        since: q.since,
+        query: q.clone(),
         dedupe_original: original.map(String::from),
         reply_seen: seen,
     };
@@ -136,7 +137,7 @@ fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
     assert!(i.dedupe.get("k").is_none(), "k was pushed out");
     assert!(i.sent.map.len() <= 2 && i.dedupe.map.len() <= 2);
     let stale = Stored {
-        since: q.since,
+        query: q.clone(),
         dedupe_original: None,
         reply_seen: false,
     };
@@ -191,4 +192,45 @@ fn pulled_rows_are_held_again() {
     assert_eq!(i.held_bytes, cost(&msg("a", "x")));
     done(i.ack(&["a".into()], None));
     assert_eq!(i.held_bytes, 0);
+}
+
+/// An answer covers only what was asked: a key that was in a cache at the check,
+/// and was pushed out before the answer came, is asked again rather than refused.
+#[test]
+fn an_answer_covers_only_what_it_asked() {
+    let mut i = Inbox::with_capacity(2);
+    i.deliver(msg("r", "x"));
+    done(i.ack(&["r".into()], None)); // read: only the received cache knows it now
+    let d = draft(Some("new"), Some("r"));
+    let q = match i.check_send(&d, None) {
+        Ok(SendCheck::LookUp(q)) => q,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(q.reply_to, None, "r was known");
+    // One delivery pushes r out of the received cache (capacity 2) while asking.
+    i.deliver(msg("s", "x"));
+    i.deliver(msg("t", "x"));
+    let answer = Stored {
+        query: q,
+        dedupe_original: None,
+        reply_seen: false,
+    };
+    match i.check_send(&d, Some(&answer)) {
+        Ok(SendCheck::LookUp(q)) => assert_eq!(q.reply_to.as_deref(), Some("r")),
+        other => panic!("r must be asked about, not refused: {other:?}"),
+    }
+}
+
+/// One message left unread does not pin the bookkeeping of everything after it.
+#[test]
+fn held_bookkeeping_stays_bounded() {
+    let mut i = Inbox::default();
+    i.deliver(msg("keep", "x"));
+    for n in 0..10_000 {
+        let id = format!("m{n}");
+        i.deliver(msg(&id, "x"));
+        done(i.ack(&[id], None));
+    }
+    assert_eq!(i.unread_count(), 1);
+    assert!(i.held.len() <= 130, "{}", i.held.len());
 }
