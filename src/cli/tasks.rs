@@ -131,6 +131,22 @@ pub(crate) fn status(
     Ok(())
 }
 
+/// GET `path` for a list command: printed as JSON with `--json` (then `None`), else
+/// the answer to render.
+fn fetch(dir: &Path, target: &Target, path: &str, json: bool) -> Result<Option<Value>, CliError> {
+    let v = OperatorClient::new(dir, target)?.get(path)?;
+    if json {
+        print_json(&v);
+        return Ok(None);
+    }
+    Ok(Some(v))
+}
+
+/// One table row per element of `v[key]`.
+fn rows_of(v: &Value, key: &str, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    v[key].as_array().into_iter().flatten().map(row).collect()
+}
+
 /// `?all=1&limit=N&cursor=C` for a list call.
 fn page_query(page: &PageArgs) -> String {
     let mut q = format!("limit={}", page.limit);
@@ -161,31 +177,23 @@ pub(crate) fn list_tasks(
     json: bool,
 ) -> Result<(), CliError> {
     let path = format!("/operator/tasks?{}", page_query(page));
-    let v = OperatorClient::new(dir, target)?.get(&path)?;
-    if json {
-        print_json(&v);
+    let Some(v) = fetch(dir, target, &path, json)? else {
         return Ok(());
-    }
-    let rows: Vec<Vec<String>> = v["items"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|t| {
-            let cur = &t["current_round"];
-            vec![
-                s(&t["task"]["id"]),
-                s(&t["task"]["status"]),
-                s(&t["task"]["dispatcher_agent_id"]),
-                if cur.is_null() {
-                    "-".into()
-                } else {
-                    format!("#{} {}", s(&cur["round_number"]), s(&cur["status"]))
-                },
-                s(&t["task"]["title"]),
-            ]
-        })
-        .collect();
+    };
+    let rows = rows_of(&v, "items", |t| {
+        let cur = &t["current_round"];
+        vec![
+            s(&t["task"]["id"]),
+            s(&t["task"]["status"]),
+            s(&t["task"]["dispatcher_agent_id"]),
+            if cur.is_null() {
+                "-".into()
+            } else {
+                format!("#{} {}", s(&cur["round_number"]), s(&cur["status"]))
+            },
+            s(&t["task"]["title"]),
+        ]
+    });
     print!(
         "{}",
         table(
@@ -208,26 +216,18 @@ pub(crate) fn list_rounds(
         Some(t) => format!("/operator/rounds?task_id={}", seg(t)),
         None => format!("/operator/rounds?{}", page_query(page)),
     };
-    let v = OperatorClient::new(dir, target)?.get(&path)?;
-    if json {
-        print_json(&v);
+    let Some(v) = fetch(dir, target, &path, json)? else {
         return Ok(());
-    }
-    let rows: Vec<Vec<String>> = v["items"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            vec![
-                s(&r["id"]),
-                s(&r["task_id"]),
-                format!("#{}", s(&r["round_number"])),
-                s(&r["status"]),
-                s(&r["updated_at"]),
-            ]
-        })
-        .collect();
+    };
+    let rows = rows_of(&v, "items", |r| {
+        vec![
+            s(&r["id"]),
+            s(&r["task_id"]),
+            format!("#{}", s(&r["round_number"])),
+            s(&r["status"]),
+            s(&r["updated_at"]),
+        ]
+    });
     print!(
         "{}",
         table(&["ROUND", "TASK", "NUMBER", "STATUS", "UPDATED"], &rows)
@@ -314,26 +314,18 @@ pub(crate) fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Re
 }
 
 pub(crate) fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
-    let v = OperatorClient::new(dir, target)?.get("/operator/locks")?;
-    if json {
-        print_json(&v);
+    let Some(v) = fetch(dir, target, "/operator/locks", json)? else {
         return Ok(());
-    }
-    let rows: Vec<Vec<String>> = v["locks"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|l| {
-            vec![
-                s(&l["lock_key"]),
-                s(&l["holder_agent_id"]),
-                format!("{}:{}", s(&l["resource_type"]), s(&l["resource_id"])),
-                format!("{:.0}s", l["expires_in_seconds"].as_f64().unwrap_or(0.0)),
-                s(&l["fencing_token"]),
-            ]
-        })
-        .collect();
+    };
+    let rows = rows_of(&v, "locks", |l| {
+        vec![
+            s(&l["lock_key"]),
+            s(&l["holder_agent_id"]),
+            format!("{}:{}", s(&l["resource_type"]), s(&l["resource_id"])),
+            format!("{:.0}s", l["expires_in_seconds"].as_f64().unwrap_or(0.0)),
+            s(&l["fencing_token"]),
+        ]
+    });
     print!(
         "{}",
         table(

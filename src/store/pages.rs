@@ -3,11 +3,11 @@
 //! keyset order on (created_at, id), newest first. A page costs one short query
 //! whatever the size of the history. Called through [`super::Store::read`].
 
-use super::load_tasks::{round_row, task_row, OPEN_TASKS};
+use super::load_tasks::{query_all, round_row, task_row, OPEN_TASKS};
 use super::StoreError;
 use crate::domain::task::{Round, Task};
 use crate::domain::time::parse_iso;
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::Connection;
 
 /// Rows per page unless asked otherwise, and the most a page may hold.
 pub(crate) const DEFAULT_LIMIT: usize = 50;
@@ -105,16 +105,13 @@ pub(crate) fn tasks(conn: &Connection, req: &PageRequest) -> Result<Page<TaskSum
          ORDER BY created_at DESC, id DESC LIMIT {}",
         req.limit + 1
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(&params))?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(TaskSummary {
+    let items = query_all(conn, &sql, &params, |row| {
+        Ok(TaskSummary {
             task: task_row(row)?,
             rounds: row.get("round_count")?,
             current_round: None,
-        });
-    }
+        })
+    })?;
     let mut page = finish(items, req.limit, |t| {
         (
             crate::domain::time::iso(t.task.created_at),
@@ -150,12 +147,7 @@ pub(crate) fn rounds(conn: &Connection, req: &PageRequest) -> Result<Page<Round>
          ORDER BY created_at DESC, id DESC LIMIT {}",
         req.limit + 1
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(&params))?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(round_row(row)?);
-    }
+    let items = query_all(conn, &sql, &params, round_row)?;
     Ok(finish(items, req.limit, |r| {
         (crate::domain::time::iso(r.created_at), r.id.clone())
     }))
