@@ -54,6 +54,11 @@ fn apply_one<'a>(
             at,
         } => ack_messages(tx, agent, message_ids, at)?,
         Op::TaskUpsert(t) => upsert_task(tx, t)?,
+        Op::TaskMessageCount { task_id, count } => exec(
+            tx,
+            "UPDATE root_tasks SET message_count = ?2 WHERE id = ?1",
+            params![task_id, count],
+        )?,
         Op::RoundUpsert(r) => upsert_round(tx, r)?,
         Op::AssignmentUpsert(a) => upsert_assignment(tx, a)?,
         Op::AssignmentDelete { id } => delete_assignment(tx, id)?,

@@ -50,12 +50,12 @@ impl Scope<'_> {
 pub(crate) fn load_tasks(conn: &Connection, scope: Scope) -> Result<Vec<TaskState>, StoreError> {
     let mut tasks: Vec<TaskState> = root_tasks(conn, scope)?
         .into_iter()
-        .map(|task| TaskState {
+        .map(|(task, message_count)| TaskState {
             task,
             rounds: Vec::new(),
             assignments: Vec::new(),
             handoffs: Vec::new(),
-            message_count: 0,
+            message_count,
         })
         .collect();
     let index: HashMap<String, usize> = tasks
@@ -77,11 +77,6 @@ pub(crate) fn load_tasks(conn: &Connection, scope: Scope) -> Result<Vec<TaskStat
     for h in handoffs(conn, scope)? {
         if let Some(i) = of_task(&h.task_id) {
             tasks[i].handoffs.push(h);
-        }
-    }
-    for (task_id, count) in message_counts(conn, scope)? {
-        if let Some(i) = of_task(&task_id) {
-            tasks[i].message_count = count;
         }
     }
     Ok(tasks)
@@ -132,13 +127,18 @@ fn list(row: &Row<'_>, column: &str) -> rusqlite::Result<Vec<String>> {
     Ok(serde_json::from_str(&s).unwrap_or_default())
 }
 
-fn root_tasks(conn: &Connection, scope: Scope) -> Result<Vec<Task>, StoreError> {
+/// Tasks with their message budget used so far (kept on the task: pruning messages
+/// must not give it back).
+fn root_tasks(conn: &Connection, scope: Scope) -> Result<Vec<(Task, u32)>, StoreError> {
     let (cond, params) = scope.on("id");
     let sql = format!(
-        "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at
+        "SELECT id, title, description, status, dispatcher_agent_id, created_at, updated_at,
+                message_count
          FROM root_tasks WHERE {cond} ORDER BY created_at, id"
     );
-    query_all(conn, &sql, &params, task_row)
+    query_all(conn, &sql, &params, |row| {
+        Ok((task_row(row)?, row.get("message_count")?))
+    })
 }
 
 /// A `root_tasks` row.
@@ -251,20 +251,6 @@ fn handoffs(conn: &Connection, scope: Scope) -> Result<Vec<Handoff>, StoreError>
 
 /// (task id, count) of agent messages (not the hub's own notices) carrying one of the
 /// task's round ids: they count against the task's limit.
-/// Rounds first, then their messages through `idx_messages_round`: the messages
-/// table (the history) is never scanned.
-fn message_counts(conn: &Connection, scope: Scope) -> Result<Vec<(String, u32)>, StoreError> {
-    let (cond, params) = scope.on("r.root_task_id");
-    let sql = format!(
-        "SELECT r.root_task_id, COUNT(*) AS message_count FROM rounds r
-         JOIN messages m ON m.round_id = r.id
-         WHERE {cond} AND m.from_agent != 'hub' GROUP BY r.root_task_id"
-    );
-    query_all(conn, &sql, &params, |row| {
-        Ok((row.get("root_task_id")?, row.get("message_count")?))
-    })
-}
-
 /// The task owning a round, assignment or handoff id (`table` is one of those).
 pub(crate) fn owner_of(
     conn: &Connection,

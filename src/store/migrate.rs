@@ -28,6 +28,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "005_open_work",
         include_str!("../../migrations/005_open_work.sql"),
     ),
+    (
+        6,
+        "006_retention",
+        include_str!("../../migrations/006_retention.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
@@ -72,6 +77,43 @@ pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 006 moves each task's message budget onto the task, counted from what an
+    /// older schema stored (agent messages about its rounds, not the hub's notices).
+    #[test]
+    fn the_message_budget_is_carried_over() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);",
+        )
+        .unwrap();
+        for (version, name, sql) in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 't')",
+                rusqlite::params![version, name],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO root_tasks VALUES ('T', 't', '', 'completed', 'd', 't', 't');
+             INSERT INTO rounds (id, root_task_id, round_number, status, created_at, updated_at)
+                 VALUES ('R', 'T', 1, 'completed', 't', 't');
+             INSERT INTO messages (id, from_agent, round_id, created_at) VALUES
+                 ('m1', 'a', 'R', 't'), ('m2', 'b', 'R', 't'), ('m3', 'hub', 'R', 't'),
+                 ('m4', 'a', NULL, 't');",
+        )
+        .unwrap();
+        run(&mut conn, "now").unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT message_count FROM root_tasks WHERE id = 'T'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 
     #[test]
     fn every_migration_file_is_listed_in_order() {

@@ -38,6 +38,12 @@ pub(crate) enum Op {
     TaskUpsert(Task),
     RoundUpsert(Round),
     AssignmentUpsert(Assignment),
+    /// A task's count of agent messages about its rounds (its budget), kept on the
+    /// task so that pruning messages does not reset it.
+    TaskMessageCount {
+        task_id: String,
+        count: u32,
+    },
     /// A pending assignment replaced by a revised plan.
     AssignmentDelete {
         id: String,

@@ -11,7 +11,7 @@ use crate::domain::task::{
 };
 use crate::domain::workflow::{Ctx, TaskState};
 use crate::domain::{AgentId, DomainError, ErrorCode};
-use crate::store::Ticket;
+use crate::store::{Op, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -355,13 +355,20 @@ impl Handler<CountMessage> for TaskActor {
                 self.state.count_message(&self.env.limits)?;
                 self.in_flight += 1;
             }
-            CountStep::Stored => self.in_flight = self.in_flight.saturating_sub(1),
+            CountStep::Stored => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                return Ok(((), Ticket::NONE));
+            }
             CountStep::Undo => {
                 self.state.message_count = self.state.message_count.saturating_sub(1);
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
         }
-        Ok(((), Ticket::NONE))
+        let ticket = self.env.store.enqueue(Op::TaskMessageCount {
+            task_id: self.state.task.id.clone(),
+            count: self.state.message_count,
+        });
+        Ok(((), ticket))
     }
 }
 

@@ -119,6 +119,11 @@ fn reads_back_what_apply_batch_wrote() {
         message("m2", "bob", Some("R2")),
         message("m3", "hub", Some("R1")),
         message("m4", "alice", None),
+        // The budget is kept on the task (the TaskActor writes it as it counts).
+        Op::TaskMessageCount {
+            task_id: "T1".into(),
+            count: 2,
+        },
     ];
     let tx = conn.transaction().unwrap();
     apply_batch(&tx, &ops).unwrap();
