@@ -112,6 +112,13 @@ pub enum Command {
         /// The lock's key, as `hubctl locks` shows it
         lock_key: String,
     },
+    /// Delete the history the `retention:` policy of config.yaml names (never unread
+    /// messages, open tasks or locks)
+    Prune {
+        /// Only count what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Load a running hub over HTTP and print throughput and latency
     Bench(bench::BenchArgs),
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
@@ -242,6 +249,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Locks => tasks::locks(&dir, &target, json),
         Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),
         Command::Bench(args) => bench::run(&dir, &target, args),
+        Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }

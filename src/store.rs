@@ -15,6 +15,7 @@ pub(crate) mod mail;
 pub(crate) mod migrate;
 pub(crate) mod op;
 pub(crate) mod pages;
+pub(crate) mod prune;
 pub(crate) mod writer;
 
 pub(crate) use load::{AgentRow, MailState, Snapshot};

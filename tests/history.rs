@@ -274,3 +274,83 @@ fn old_messages_answer_the_same_from_storage_and_after_a_restart() {
     let after = history_answers(&hub, &ids[0], &ids[n - 2]);
     assert_eq!(without_new_ids(after), without_new_ids(before));
 }
+
+/// Retention deletes only what the policy names: read messages, finished tasks and
+/// audit events past their age; never an unread message, an open task or a lock.
+#[test]
+fn prune_removes_only_what_the_policy_names() {
+    // 0.00002 days is under 2 s.
+    let config = "finished_task_idle_secs: 1\nretention:\n  acked_messages_days: 0.00002\n  terminal_tasks_days: 0.00002\n  audit_days: 0.00002\n";
+    let dir = config_dir(&["disp", "alice", "bob"], config);
+    let args = serve_args(dir.path());
+    let running = spawn(dir.path(), &args, &[("RUST_LOG", "agent_hub=info")]).unwrap();
+    let hub = Hub::from_running(dir, running);
+    let ids = finished_tasks(&hub); // D completed, C closed
+    let (d, a, b) = (hub.client("disp"), hub.client("alice"), hub.client("bob"));
+    draft(&d, "OPEN");
+    let read = s(&a.call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "read", "body": "x"}),
+    )["message_id"]);
+    b.call("message_ack", json!({"message_id": read}));
+    let unread = s(&a.call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "unread", "body": "x"}),
+    )["message_id"]);
+    a.call(
+        "lock_acquire",
+        json!({"lock_key": "held", "ttl_seconds": 600}),
+    );
+    // Wait until everything is old enough and the finished tasks left memory.
+    std::thread::sleep(Duration::from_millis(2500));
+    for task in ["task=C", "task=D"] {
+        hub.out.wait_stderr(task, Duration::from_secs(10));
+    }
+    let dry = hubctl_ok(&hub, &["--json", "prune", "--dry-run"]);
+    let dry: Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["pruned"]["tasks"], 2, "{dry}");
+    assert!(dry["pruned"]["messages"].as_u64() >= Some(1), "{dry}");
+    assert!(dry["pruned"]["audit_events"].as_u64() > Some(0), "{dry}");
+    // A dry run deleted nothing (the list reads storage without loading the tasks:
+    // a task in use is left for the next run).
+    let listed = hub.operator_get("/operator/tasks?all=1");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+    let done: Value = serde_json::from_str(&hubctl_ok(&hub, &["--json", "prune"])).unwrap();
+    assert_eq!(done["pruned"], dry["pruned"], "{done}");
+    // The finished tasks are gone with everything under them; the open one stays.
+    assert_eq!(
+        hub.operator_get_raw("/operator/tasks/D").status,
+        404,
+        "D is gone"
+    );
+    assert_eq!(claim_refused(&a, &ids[1]), "ASSIGNMENT_NOT_VALID");
+    assert_eq!(
+        a.refused("handoff_get", json!({"handoff_id": ids[2]})),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        hub.operator_get("/operator/tasks/OPEN")["task"]["status"],
+        "draft"
+    );
+    // The unread message is still there for bob; the read one is not.
+    let inbox = b.call("inbox_pull", json!({}))["messages"].clone();
+    let got: Vec<String> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| s(&m["id"]))
+        .collect();
+    assert!(got.contains(&unread), "{inbox}");
+    assert!(!got.contains(&read), "{inbox}");
+    // The lock is held as before.
+    let locks = hub.operator_get("/operator/locks");
+    assert_eq!(locks["locks"][0]["lock_key"], "held", "{locks}");
+    // Nothing left for the policy now.
+    let again: Value =
+        serde_json::from_str(&hubctl_ok(&hub, &["--json", "prune", "--dry-run"])).unwrap();
+    assert_eq!(again["pruned"]["tasks"], 0, "{again}");
+}

@@ -7,6 +7,7 @@ mod agents;
 mod locks;
 mod messages;
 mod operator;
+mod retention;
 mod tasks;
 
 use super::agent::AgentActor;

@@ -91,6 +91,9 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     };
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(store.clone(), snapshot, settings.clone(), sessions.clone());
+    if settings.retention.is_set() {
+        actix_rt::spawn(apply_retention(hub.clone()));
+    }
     let _ = fill.send(Some(hub));
 
     // Expired sessions are refused on lookup already; the sweep only frees memory.
@@ -120,6 +123,20 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     store.shutdown();
     tracing::info!(committed = store.committed(), "stopped");
     result.map_err(CliError::Server)
+}
+
+/// The `retention:` policy, once an hour (the first run an hour after start, so
+/// that start-up stays quick).
+async fn apply_retention(hub: Hub) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match hub.prune(false, Utc::now()).await {
+            Ok(p) => tracing::info!(?p, "retention applied"),
+            Err(e) => tracing::error!(error = %e, "retention failed; next try in an hour"),
+        }
+    }
 }
 
 fn print_banner(

@@ -349,3 +349,38 @@ pub(crate) fn unlock(dir: &Path, target: &Target, key: &str, json: bool) -> Resu
     }
     Ok(())
 }
+
+pub(crate) fn prune(
+    dir: &Path,
+    target: &Target,
+    dry_run: bool,
+    json: bool,
+) -> Result<(), CliError> {
+    let path = if dry_run {
+        "/operator/prune?dry_run=1"
+    } else {
+        "/operator/prune"
+    };
+    let v = OperatorClient::new(dir, target)?.post(path, &json!({}))?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let p = &v["pruned"];
+    let mut any = false;
+    for (key, what) in [
+        ("messages", "read messages"),
+        ("tasks", "finished tasks"),
+        ("audit_events", "audit events"),
+    ] {
+        if let Some(n) = p[key].as_u64() {
+            println!("{verb} {n} {what}");
+            any = true;
+        }
+    }
+    if !any {
+        println!("no retention: in config.yaml; nothing to delete");
+    }
+    Ok(())
+}

@@ -44,6 +44,28 @@ pub(crate) struct Settings {
     pub lock_ttl_min_seconds: u64,
     pub lock_ttl_max_seconds: u64,
     pub lock_wait_max_seconds: u64,
+    // History.
+    pub retention: Retention,
+}
+
+/// How long history is kept (`retention:` in config.yaml); `None` keeps it forever.
+/// Retention is about disk: memory is bounded with or without it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Retention {
+    /// Messages every recipient has read, this many days after they were sent.
+    pub acked_messages_days: Option<f64>,
+    /// Completed and closed tasks, this many days after their last change.
+    pub terminal_tasks_days: Option<f64>,
+    /// Audit events, this many days after they were written.
+    pub audit_days: Option<f64>,
+}
+
+impl Retention {
+    pub(crate) fn is_set(&self) -> bool {
+        self.acked_messages_days.is_some()
+            || self.terminal_tasks_days.is_some()
+            || self.audit_days.is_some()
+    }
 }
 
 impl Default for Settings {
@@ -71,6 +93,7 @@ impl Default for Settings {
             lock_ttl_min_seconds: 1,
             lock_ttl_max_seconds: 86_400,
             lock_wait_max_seconds: 25,
+            retention: Retention::default(),
         }
     }
 }
@@ -109,6 +132,11 @@ pub(crate) const TEMPLATE: &str = "\
 # lock_ttl_min_seconds: 1
 # lock_ttl_max_seconds: 86400
 # lock_wait_max_seconds: 25    # longest lock_acquire wait_seconds
+# History (default: keep everything; applied hourly and by `hubctl prune`):
+# retention:
+#   acked_messages_days: 90     # messages every recipient has read
+#   terminal_tasks_days: 180    # completed and closed tasks, after their last change
+#   audit_days: 365
 ";
 
 struct Ctx<'a> {
@@ -233,9 +261,46 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+        "retention" => s.retention = retention(ctx, key, v)?,
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `retention:` with `acked_messages_days`, `terminal_tasks_days`, `audit_days`,
+/// each a number of days above 0 (fractions allowed).
+fn retention(ctx: &Ctx, key: &str, v: &Value) -> Result<Retention, ConfigError> {
+    let map = v.as_mapping().ok_or_else(|| {
+        ctx.bad(
+            key,
+            format!("must be a mapping of `*_days: N` lines, got {}", show(v)),
+        )
+    })?;
+    let mut r = Retention::default();
+    for (k, v) in map {
+        let name = k.as_str().unwrap_or_default();
+        let days = match v.as_f64() {
+            Some(d) if d > 0.0 => d,
+            _ => {
+                return Err(ctx.bad(
+                    &format!("retention.{name}"),
+                    format!("must be a number of days above 0, got {}", show(v)),
+                ))
+            }
+        };
+        match name {
+            "acked_messages_days" => r.acked_messages_days = Some(days),
+            "terminal_tasks_days" => r.terminal_tasks_days = Some(days),
+            "audit_days" => r.audit_days = Some(days),
+            other => {
+                return Err(ctx.bad(
+                    &format!("retention.{other}"),
+                    "unknown; use acked_messages_days, terminal_tasks_days or audit_days",
+                ))
+            }
+        }
+    }
+    Ok(r)
 }
 
 fn lease_minutes(ctx: &Ctx, key: &str, v: &Value) -> Result<f64, ConfigError> {
@@ -323,6 +388,20 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_read() {
+        let (s, w) = parse(
+            "c",
+            "retention:\n  acked_messages_days: 90\n  audit_days: 0.5\n",
+        )
+        .unwrap();
+        assert!(w.is_empty());
+        assert_eq!(s.retention.acked_messages_days, Some(90.0));
+        assert_eq!(s.retention.terminal_tasks_days, None);
+        assert_eq!(s.retention.audit_days, Some(0.5));
+        assert!(s.retention.is_set() && !Settings::default().retention.is_set());
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         for (text, key) in [
             ("max_rounds: -1", "max_rounds"),
@@ -331,6 +410,9 @@ mod tests {
             ("lease_minutes: 0", "lease_minutes"),
             ("port: 70000", "port"),
             ("allowed_origins: evil", "allowed_origins"),
+            ("retention: 5", "retention"),
+            ("retention:\n  audit_days: 0", "retention.audit_days"),
+            ("retention:\n  forever: 1", "retention.forever"),
             ("allowed_origins: [\"ftp://x\"]", "allowed_origins"),
         ] {
             let e = parse("c.yaml", text).unwrap_err().to_string();

@@ -11,7 +11,26 @@ use serde_json::json;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
+        .route("/operator/prune", web::post().to(prune))
         .configure(super::operator_tasks::configure);
+}
+
+/// `?dry_run=1`: count only.
+#[derive(serde::Deserialize)]
+struct PruneQuery {
+    dry_run: Option<String>,
+}
+
+/// Apply the `retention:` policy now (`hubctl prune`).
+async fn prune(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    q: web::Query<PruneQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let hub = guards::operator_request(&req, &st).await?;
+    let dry_run = matches!(q.dry_run.as_deref(), Some("1" | "true" | "yes" | ""));
+    let pruned = settle(&hub, hub.prune(dry_run, Utc::now()).await).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "dry_run": dry_run, "pruned": pruned})))
 }
 
 /// Every agent of agents.env with its registration and presence.

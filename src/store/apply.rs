@@ -54,6 +54,9 @@ fn apply_one<'a>(
             at,
         } => ack_messages(tx, agent, message_ids, at)?,
         Op::TaskUpsert(t) => upsert_task(tx, t)?,
+        Op::PruneMessages(ids) => super::prune::delete_messages(tx, ids)?,
+        Op::PruneTasks(ids) => super::prune::delete_tasks(tx, ids)?,
+        Op::PruneAudit(ids) => super::prune::delete_audit(tx, ids)?,
         Op::TaskMessageCount { task_id, count } => exec(
             tx,
             "UPDATE root_tasks SET message_count = ?2 WHERE id = ?1",

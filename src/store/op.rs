@@ -64,6 +64,10 @@ pub(crate) enum Op {
         key: String,
         id: String,
     },
+    /// Retention: messages (every recipient read them), finished tasks, audit events.
+    PruneMessages(Vec<String>),
+    PruneTasks(Vec<String>),
+    PruneAudit(Vec<i64>),
     /// One row of `audit_events`.
     Audit {
         event_type: String,

@@ -1,0 +1,156 @@
+//! Retention through the façade: `hubctl prune` and the hourly run apply the
+//! `retention:` policy, reading candidates from SQLite and deleting them through
+//! the writer a batch at a time (each batch committed before the next is read).
+//! Never an unread message, an open task or a lock. Finished tasks that are in
+//! memory right now are left for a later run.
+
+use super::Hub;
+use crate::actors::HubError;
+use crate::domain::time::iso;
+use crate::store::prune::{self, BATCH};
+use crate::store::Op;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+/// What a prune removed (or, dry, would remove), per policy; `None`: no policy.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Pruned {
+    pub messages: Option<u64>,
+    pub tasks: Option<u64>,
+    pub audit_events: Option<u64>,
+}
+
+fn cutoff(now: DateTime<Utc>, days: f64) -> String {
+    iso(now - Duration::milliseconds((days * 86_400_000.0) as i64))
+}
+
+impl Hub {
+    /// Apply the retention policy as of `now`; with `dry_run`, only count.
+    pub(crate) async fn prune(
+        &self,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Pruned, HubError> {
+        let policy = self.inner.settings.retention;
+        let mut out = Pruned::default();
+        if let Some(days) = policy.acked_messages_days {
+            let c = cutoff(now, days);
+            out.messages = Some(match dry_run {
+                true => self.count(prune::ACKED_MESSAGES, c).await?,
+                false => self.prune_messages(c).await?,
+            });
+        }
+        if let Some(days) = policy.terminal_tasks_days {
+            let c = cutoff(now, days);
+            out.tasks = Some(match dry_run {
+                true => self.count(prune::FINISHED_TASKS, c).await?,
+                false => self.prune_tasks(c).await?,
+            });
+        }
+        if let Some(days) = policy.audit_days {
+            let c = cutoff(now, days);
+            out.audit_events = Some(match dry_run {
+                true => self.count(prune::AUDIT_EVENTS, c).await?,
+                false => self.prune_audit(c).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, from_where: &'static str, cutoff: String) -> Result<u64, HubError> {
+        Ok(self
+            .inner
+            .store
+            .read(move |c| prune::count(c, from_where, &cutoff))
+            .await?)
+    }
+
+    /// Enqueue one batch and wait until it is committed.
+    async fn delete(&self, op: Op) -> Result<(), HubError> {
+        let ticket = self.inner.store.enqueue(op);
+        self.inner.store.wait_committed(ticket).await?;
+        Ok(())
+    }
+
+    async fn prune_messages(&self, cutoff: String) -> Result<u64, HubError> {
+        let mut total = 0;
+        let mut after = (String::new(), String::new());
+        loop {
+            let (c, a) = (cutoff.clone(), after.clone());
+            let batch = self
+                .inner
+                .store
+                .read(move |conn| prune::acked_messages(conn, &c, &a))
+                .await?;
+            let Some(last) = batch.last().cloned() else {
+                return Ok(total);
+            };
+            let full = batch.len() == BATCH;
+            let ids: Vec<String> = batch.into_iter().map(|(_, id)| id).collect();
+            total += ids.len() as u64;
+            self.delete(Op::PruneMessages(ids)).await?;
+            if !full {
+                return Ok(total);
+            }
+            after = last;
+        }
+    }
+
+    async fn prune_tasks(&self, cutoff: String) -> Result<u64, HubError> {
+        let mut total = 0;
+        let mut after = (String::new(), String::new());
+        loop {
+            let (c, a) = (cutoff.clone(), after.clone());
+            let batch = self
+                .inner
+                .store
+                .read(move |conn| prune::finished_tasks(conn, &c, &a))
+                .await?;
+            let Some(last) = batch.last().cloned() else {
+                return Ok(total);
+            };
+            let full = batch.len() == BATCH;
+            let live = &self.inner.task_env.tasks;
+            let ids: Vec<String> = batch
+                .into_iter()
+                .map(|(_, id)| id)
+                .filter(|id| !live.contains_key(id))
+                .collect();
+            total += ids.len() as u64;
+            let gone = ids.len();
+            let _ = self
+                .inner
+                .task_count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(gone))
+                });
+            self.delete(Op::PruneTasks(ids)).await?;
+            if !full {
+                return Ok(total);
+            }
+            after = last;
+        }
+    }
+
+    async fn prune_audit(&self, cutoff: String) -> Result<u64, HubError> {
+        let mut total = 0;
+        loop {
+            let c = cutoff.clone();
+            let ids = self
+                .inner
+                .store
+                .read(move |conn| prune::audit_events(conn, &c))
+                .await?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let full = ids.len() == BATCH;
+            total += ids.len() as u64;
+            self.delete(Op::PruneAudit(ids)).await?;
+            if !full {
+                return Ok(total);
+            }
+        }
+    }
+}
