@@ -119,6 +119,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rewrite the database without its free pages (writes wait while it runs)
+    Vacuum,
     /// Load a running hub over HTTP and print throughput and latency
     Bench(bench::BenchArgs),
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
@@ -250,6 +252,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),
         Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
+        Command::Vacuum => tasks::vacuum(&dir, &target, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }

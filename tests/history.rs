@@ -349,6 +349,12 @@ fn prune_removes_only_what_the_policy_names() {
     // The lock is held as before.
     let locks = hub.operator_get("/operator/locks");
     assert_eq!(locks["locks"][0]["lock_key"], "held", "{locks}");
+    // The file gives its free pages back on request.
+    let v: Value = serde_json::from_str(&hubctl_ok(&hub, &["--json", "vacuum"])).unwrap();
+    assert!(
+        v["bytes_after"].as_u64() <= v["bytes_before"].as_u64(),
+        "{v}"
+    );
     // Nothing left for the policy now.
     let again: Value =
         serde_json::from_str(&hubctl_ok(&hub, &["--json", "prune", "--dry-run"])).unwrap();

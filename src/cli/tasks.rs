@@ -384,3 +384,18 @@ pub(crate) fn prune(
     }
     Ok(())
 }
+
+pub(crate) fn vacuum(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.post("/operator/vacuum", &json!({}))?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let mib = |k: &str| v[k].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    println!(
+        "database file: {:.1} MiB -> {:.1} MiB",
+        mib("bytes_before"),
+        mib("bytes_after")
+    );
+    Ok(())
+}

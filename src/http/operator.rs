@@ -12,6 +12,7 @@ use serde_json::json;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
         .route("/operator/prune", web::post().to(prune))
+        .route("/operator/vacuum", web::post().to(vacuum))
         .configure(super::operator_tasks::configure);
 }
 
@@ -38,4 +39,11 @@ async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     let hub = guards::operator_request(&req, &st).await?;
     let list = settle(&hub, hub.agents(Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "agents": list})))
+}
+
+/// Give the file's free pages back to the file system (`hubctl vacuum`).
+async fn vacuum(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let hub = guards::operator_request(&req, &st).await?;
+    let (before, after) = settle(&hub, hub.vacuum().await).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "bytes_before": before, "bytes_after": after})))
 }

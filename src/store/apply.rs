@@ -54,6 +54,8 @@ fn apply_one<'a>(
             at,
         } => ack_messages(tx, agent, message_ids, at)?,
         Op::TaskUpsert(t) => upsert_task(tx, t)?,
+        // Run by the writer after the batch's transaction (VACUUM cannot run in one).
+        Op::Vacuum { .. } => {}
         Op::PruneMessages(ids) => super::prune::delete_messages(tx, ids)?,
         Op::PruneTasks(ids) => super::prune::delete_tasks(tx, ids)?,
         Op::PruneAudit(ids) => super::prune::delete_audit(tx, ids)?,

@@ -64,6 +64,12 @@ pub(crate) enum Op {
         key: String,
         id: String,
     },
+    /// Give free pages back to the file system, after the transaction it is in:
+    /// `full` rewrites the file (and turns on incremental vacuum for an older
+    /// database), else only the free pages at the end go (`incremental_vacuum`).
+    Vacuum {
+        full: bool,
+    },
     /// Retention: messages (every recipient read them), finished tasks, audit events.
     PruneMessages(Vec<String>),
     PruneTasks(Vec<String>),

@@ -121,7 +121,8 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
                 .map_err(io(dir))?;
         }
     }
-    if !path.exists() {
+    let new = !path.exists();
+    if new {
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -131,6 +132,11 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
             .map_err(io(path))?;
     }
     let conn = Connection::open(path)?;
+    if new {
+        // Before the first table: deleted pages can then be given back to the file
+        // system after retention (`incremental_vacuum`) without rewriting the file.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL fsyncs the WAL on every commit: what makes an answered write survive a
     // power cut as well as kill -9. NORMAL is enough for the relaxed mode.
@@ -330,7 +336,32 @@ fn next_batch(
 fn commit_batch(conn: &mut Connection, batch: &[(u64, Op)]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     apply::apply_batch(&tx, batch.iter().map(|(_, op)| op))?;
-    tx.commit()
+    tx.commit()?;
+    for (_, op) in batch {
+        if let Op::Vacuum { full } = op {
+            vacuum(conn, *full);
+        }
+    }
+    Ok(())
+}
+
+/// Free pages back to the file system. A failure loses nothing (the data is
+/// committed): it is logged, and the file keeps its size.
+fn vacuum(conn: &Connection, full: bool) {
+    let sql = if full {
+        "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"
+    } else {
+        "PRAGMA incremental_vacuum;"
+    };
+    let started = Instant::now();
+    match conn.execute_batch(sql) {
+        Ok(()) => tracing::info!(
+            full,
+            ms = started.elapsed().as_millis() as u64,
+            "vacuum done"
+        ),
+        Err(e) => tracing::warn!(error = %e, full, "vacuum failed; the file keeps its size"),
+    }
 }
 
 fn writer_loop(

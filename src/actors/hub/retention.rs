@@ -55,7 +55,28 @@ impl Hub {
                 false => self.prune_audit(c).await?,
             });
         }
+        if !dry_run && policy.is_set() {
+            // Free pages at the end of the file go back (databases made by this
+            // version; an older one needs `hubctl vacuum` once).
+            self.delete(Op::Vacuum { full: false }).await?;
+        }
         Ok(out)
+    }
+
+    /// `hubctl vacuum`: rewrite the file without its free pages, and turn on
+    /// incremental vacuum for a database made before it existed. Writes wait while
+    /// it runs. Returns the file's size in bytes before and after.
+    pub(crate) async fn vacuum(&self) -> Result<(u64, u64), HubError> {
+        let size = || {
+            self.inner.store.read(|c| {
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                Ok((pages * size) as u64)
+            })
+        };
+        let before = size().await?;
+        self.delete(Op::Vacuum { full: true }).await?;
+        Ok((before, size().await?))
     }
 
     async fn count(&self, from_where: &'static str, cutoff: String) -> Result<u64, HubError> {
