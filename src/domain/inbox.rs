@@ -1,7 +1,7 @@
 //! One agent's inbox and the message keys it may refer to. The unread queue lives in
-//! memory (arrival order), but only the newest unread messages, up to
-//! [`HELD_BYTES`], keep their bodies there: older ones are ids whose rows the caller
-//! reads from SQLite when they are pulled ([`Unread::OnDisk`]). Of the ids it sent or received and the dedupe
+//! memory (arrival order), but only the oldest unread messages, up to [`HELD_BYTES`],
+//! keep their bodies there (pulls take the oldest first): later ones are ids whose
+//! rows the caller reads from SQLite when they are pulled ([`Unread::OnDisk`]). Of the ids it sent or received and the dedupe
 //! keys it used, only the most recent [`RECENT_KEYS`] of each are kept, so memory
 //! grows neither with history nor with the bytes of a backlog. A check those cannot answer returns a query for the stored rows; the
 //! caller runs it on SQLite and brings the answer back ([`Stored`], [`StoredAck`]).
@@ -36,6 +36,7 @@ pub(crate) enum Unread {
 }
 
 impl Unread {
+    #[cfg(test)]
     pub(crate) fn id(&self) -> &str {
         match self {
             Unread::Held(m) => &m.id,
@@ -132,9 +133,7 @@ pub(crate) enum AckRefusal {
 pub(crate) struct Inbox {
     /// Arrival number → message; only unread ones.
     unread: BTreeMap<u64, Unread>,
-    /// Arrival numbers of the unread messages held with their bodies, oldest first
-    /// (some may have been acked since), and what those still unread cost.
-    held: VecDeque<u64>,
+    /// What the unread messages held with their bodies cost.
     held_bytes: usize,
     /// Message id → arrival number, for acks.
     unread_index: HashMap<String, u64>,
@@ -159,7 +158,6 @@ impl Inbox {
     pub(crate) fn with_capacity(cap: usize) -> Self {
         Inbox {
             unread: BTreeMap::new(),
-            held: VecDeque::new(),
             held_bytes: 0,
             unread_index: HashMap::new(),
             next_arrival: 0,
@@ -189,8 +187,9 @@ impl Inbox {
         self.evicted_upto < since
     }
 
-    /// A message arrives (in arrival order); a second copy is ignored. Beyond
-    /// [`HELD_BYTES`] of unread messages, the oldest held ones keep only their ids.
+    /// A message arrives (in arrival order); a second copy is ignored. It keeps its
+    /// body in memory while the unread ones held fit in [`HELD_BYTES`]; past that,
+    /// only its id (its row is on disk, and pulls reach it last).
     pub(crate) fn deliver(&mut self, m: Arc<Message>) {
         if self.unread_index.contains_key(&m.id) || self.received.get(&m.id).is_some() {
             return;
@@ -198,38 +197,42 @@ impl Inbox {
         let seq = self.seq();
         let e = self.received.insert(m.id.clone(), seq, ());
         self.evicted(e);
-        self.held_bytes += cost(&m);
-        let n = self.arrive(m.id.clone(), Unread::Held(m));
-        self.held.push_back(n);
-        while self.held_bytes > HELD_BYTES {
-            let Some(old) = self.held.pop_front() else {
-                break;
-            };
-            if let Some(u) = self.unread.get_mut(&old) {
-                if let Unread::Held(m) = u {
-                    self.held_bytes -= cost(m);
-                }
-                *u = Unread::OnDisk(u.id().to_string());
-            }
-        }
+        let c = cost(&m);
+        let u = if self.held_bytes + c <= HELD_BYTES {
+            self.held_bytes += c;
+            Unread::Held(m.clone())
+        } else {
+            Unread::OnDisk(m.id.clone())
+        };
+        self.arrive(m.id.clone(), u);
     }
 
-    /// Rows of unread messages just read back from disk: held in memory again while
-    /// they fit in [`HELD_BYTES`], so that pulling the same backlog again (before
-    /// acking it) does not read it again.
+    /// Rows of unread messages just read back from disk for a pull: held in memory
+    /// again, in place of later held ones if need be (the oldest are pulled first),
+    /// so that pulling the same backlog again before acking it does not read it again.
     pub(crate) fn hold(&mut self, rows: &[Arc<Message>]) {
         for m in rows {
             let Some(&n) = self.unread_index.get(&m.id) else {
                 continue;
             };
-            let c = cost(m);
-            if self.held_bytes + c > HELD_BYTES {
-                return;
+            if !matches!(self.unread.get(&n), Some(Unread::OnDisk(_))) {
+                continue;
             }
-            if let Some(u @ Unread::OnDisk(_)) = self.unread.get_mut(&n) {
+            let c = cost(m);
+            // Later held messages give their place to this earlier one.
+            let mut later = self.unread.range_mut(n + 1..).rev();
+            while self.held_bytes + c > HELD_BYTES {
+                let Some((_, u)) = later.next() else {
+                    return;
+                };
+                if let Unread::Held(h) = u {
+                    self.held_bytes -= cost(h);
+                    *u = Unread::OnDisk(h.id.clone());
+                }
+            }
+            if let Some(u) = self.unread.get_mut(&n) {
                 *u = Unread::Held(m.clone());
                 self.held_bytes += c;
-                self.held.push_back(n);
             }
         }
     }
@@ -241,21 +244,11 @@ impl Inbox {
         }
     }
 
-    /// How many unread messages are held with their bodies (at most what fits in
-    /// [`HELD_BYTES`], so counting them is cheap next to an ack).
-    fn held_live(&self) -> usize {
-        self.held
-            .iter()
-            .filter(|n| matches!(self.unread.get(n), Some(Unread::Held(_))))
-            .count()
-    }
-
-    fn arrive(&mut self, id: String, u: Unread) -> u64 {
+    fn arrive(&mut self, id: String, u: Unread) {
         let n = self.next_arrival;
         self.next_arrival += 1;
         self.unread_index.insert(id, n);
         self.unread.insert(n, u);
-        n
     }
 
     /// This agent sent message `id` (with `dedupe_key`).
@@ -363,24 +356,9 @@ impl Inbox {
                 newly.push(id.clone());
             }
         }
-        // Forget acked messages in the held list: at its front at once, anywhere
-        // once they are most of it (a message left unread must not pin the list).
-        while self
-            .held
-            .front()
-            .is_some_and(|n| !self.unread.contains_key(n))
-        {
-            self.held.pop_front();
-        }
-        if self.held.len() > 64 && self.held.len() > 2 * self.held_live() {
-            let unread = &self.unread;
-            self.held
-                .retain(|n| matches!(unread.get(n), Some(Unread::Held(_))));
-        }
-        // A drained backlog gives its tables' memory back.
+        // A drained backlog gives its table's memory back.
         if self.unread.len() < self.unread_index.capacity() / 4 {
             self.unread_index.shrink_to_fit();
-            self.held.shrink_to_fit();
         }
         Ok(AckCheck::Done(newly))
     }

@@ -154,7 +154,8 @@ fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
     assert_eq!(done(i.ack(&["r0".into()], None)), vec!["r0"]);
 }
 
-/// A backlog keeps only the newest bodies in memory; the rest are ids, in order.
+/// A backlog keeps only the oldest bodies in memory (pulls take those first); the
+/// rest are ids, in order.
 #[test]
 fn a_backlog_keeps_bodies_on_disk() {
     let mut i = Inbox::default();
@@ -166,8 +167,8 @@ fn a_backlog_keeps_bodies_on_disk() {
     let all = i.peek(usize::MAX);
     assert_eq!(all.len(), fit + 11);
     assert_eq!(all[0], Unread::OnDisk("old".into()));
-    assert_eq!(all[1], Unread::OnDisk("m0".into()));
-    assert!(matches!(&all[11], Unread::Held(m) if m.id == "m10"));
+    assert!(matches!(&all[1], Unread::Held(m) if m.id == "m0"));
+    assert_eq!(all[fit + 1], Unread::OnDisk(format!("m{fit}")));
     let held = all.iter().filter(|u| matches!(u, Unread::Held(_))).count();
     assert_eq!(held, fit);
     assert!(i.held_bytes <= HELD_BYTES);
@@ -177,6 +178,14 @@ fn a_backlog_keeps_bodies_on_disk() {
         vec!["old", "m0"]
     );
     assert_eq!(i.peek(1)[0].id(), "m1");
+    // Acking held messages gives their bytes back.
+    let ids: Vec<String> = i
+        .peek(usize::MAX)
+        .iter()
+        .map(|u| u.id().to_string())
+        .collect();
+    done(i.ack(&ids, None));
+    assert_eq!(i.held_bytes, 0);
 }
 
 /// Rows read back from disk are held again while they fit.
@@ -221,16 +230,19 @@ fn an_answer_covers_only_what_it_asked() {
     }
 }
 
-/// One message left unread does not pin the bookkeeping of everything after it.
+/// A row read back for a pull takes the place of later held messages: the oldest
+/// unread, pulled first, stay in memory.
 #[test]
-fn held_bookkeeping_stays_bounded() {
+fn pulled_rows_take_the_place_of_later_ones() {
     let mut i = Inbox::default();
-    i.deliver(msg("keep", "x"));
-    for n in 0..10_000 {
-        let id = format!("m{n}");
-        i.deliver(msg(&id, "x"));
-        done(i.ack(&[id], None));
+    i.deliver_stored("old".into());
+    let fit = HELD_BYTES / cost(&msg("m0", "x"));
+    for n in 0..fit {
+        i.deliver(msg(&format!("m{n}"), "x"));
     }
-    assert_eq!(i.unread_count(), 1);
-    assert!(i.held.len() <= 130, "{}", i.held.len());
+    i.hold(&[msg("old", "x")]);
+    let all = i.peek(usize::MAX);
+    assert!(matches!(&all[0], Unread::Held(m) if m.id == "old"));
+    assert_eq!(all[fit], Unread::OnDisk(format!("m{}", fit - 1)));
+    assert!(i.held_bytes <= HELD_BYTES);
 }
