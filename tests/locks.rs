@@ -297,3 +297,35 @@ fn fifty_agents_race_for_one_key() {
     let tokens: Vec<u64> = holds.iter().map(|h| h.2).collect();
     assert_eq!(tokens, (1..=150).collect::<Vec<_>>());
 }
+
+/// A key nobody holds at start-up is not loaded; its counter is read from storage
+/// on first use, and tokens go on from there.
+#[test]
+fn counters_of_free_keys_are_read_back_on_first_use() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let a = hub.client("alice");
+    for _ in 0..2 {
+        a.call(
+            "lock_acquire",
+            json!({"lock_key": "free", "ttl_seconds": 60}),
+        );
+        a.call("lock_release", json!({"lock_key": "free"}));
+    }
+    let hub = hub.restart();
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    let first = a.call(
+        "lock_acquire",
+        json!({"lock_key": "free", "ttl_seconds": 60}),
+    );
+    assert_eq!(token_of(&first), 3);
+    a.call("lock_release", json!({"lock_key": "free"}));
+    assert_eq!(
+        token_of(&b.call("lock_acquire", json!({"lock_key": "free"}))),
+        4
+    );
+    // A key never locked starts at 1.
+    assert_eq!(
+        token_of(&b.call("lock_acquire", json!({"lock_key": "new"}))),
+        1
+    );
+}

@@ -103,7 +103,7 @@ impl Hub {
             tasks.insert(id, addr);
         }
         let task_count = AtomicUsize::new(snapshot.task_count);
-        let table = LockTable::restore(snapshot.locks, snapshot.fencing, Utc::now());
+        let table = LockTable::restore(snapshot.locks, Vec::new(), Utc::now());
         let locks = LockManager::new(table, store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {

@@ -164,12 +164,19 @@ impl Actor for LockManager {
 pub(crate) struct Acquire {
     pub req: Request,
     pub wait: Duration,
+    /// The key's last stored fencing token, asked for by [`AcquireReply::NeedCounter`].
+    pub stored_counter: Option<u64>,
 }
 
 pub(crate) enum AcquireReply {
     Ready(Result<Grant, DomainError>),
     Wait(oneshot::Receiver<Result<Grant, DomainError>>),
+    /// The key's counter is not in memory: read it and send the call again.
+    NeedCounter(Request),
 }
+
+/// Counters of keys no lock holds kept in memory at most (the rest are read back).
+const KNOWN_COUNTERS: usize = 4096;
 
 impl Message for Acquire {
     type Result = AcquireReply;
@@ -179,6 +186,14 @@ impl Handler<Acquire> for LockManager {
     type Result = MessageResult<Acquire>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        match msg.stored_counter {
+            Some(n) => self.table.learn(&msg.req.key, n),
+            None if !self.table.knows(&msg.req.key) => {
+                return MessageResult(AcquireReply::NeedCounter(msg.req));
+            }
+            None => {}
+        }
+        self.table.trim_counters(KNOWN_COUNTERS);
         // A lease that lapsed a moment ago (its timer not fired yet) goes to the
         // waiters in line first, not to this newcomer.
         if let Some(lapsed) = self.table.expire(&msg.req.key, Utc::now()) {

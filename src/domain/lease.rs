@@ -105,7 +105,8 @@ pub(crate) fn conflict(l: &Lock) -> DomainError {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct LockTable {
     locks: HashMap<String, Lock>,
-    /// Last fencing token handed out per key; only grows.
+    /// Last fencing token handed out per key, for keys held or used since start-up
+    /// (the rest are in storage); only grows.
     counters: HashMap<String, u64>,
     /// Stored leases that had lapsed when restored, for the owner to delete.
     lapsed: Vec<Lock>,
@@ -132,6 +133,28 @@ impl LockTable {
             }
         }
         t
+    }
+
+    /// Whether the last fencing token of `key` is known here (held now, or used
+    /// since start-up). An unknown key's counter is read from storage first.
+    pub(crate) fn knows(&self, key: &str) -> bool {
+        self.counters.contains_key(key)
+    }
+
+    /// The last fencing token stored for `key` (counters only grow: the larger of
+    /// what storage and this table know wins).
+    pub(crate) fn learn(&mut self, key: &str, stored: u64) {
+        let c = self.counters.entry(key.to_string()).or_insert(0);
+        *c = (*c).max(stored);
+    }
+
+    /// Forget the counters of keys no lock holds once there are more than `cap`:
+    /// they are stored, and read back on next use, so memory stays bounded.
+    pub(crate) fn trim_counters(&mut self, cap: usize) {
+        if self.counters.len() > cap + self.locks.len() {
+            let held = &self.locks;
+            self.counters.retain(|k, _| held.contains_key(k));
+        }
     }
 
     /// The stored leases that had already lapsed at [`LockTable::restore`] (once).
@@ -321,6 +344,24 @@ mod tests {
             panic!()
         };
         assert_eq!(b.fencing_token, 8);
+    }
+
+    #[test]
+    fn counters_are_learned_and_trimmed() {
+        let mut tab = LockTable::default();
+        assert!(!tab.knows("k"));
+        tab.learn("k", 7);
+        assert!(tab.knows("k"));
+        let a = match tab.acquire(&req("alice", 10), t(0), &mut ids()) {
+            Acquired::Granted(l) => l,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(a.fencing_token, 8, "continues from the stored counter");
+        tab.learn("k", 3);
+        tab.release("k", "alice", t(1)).unwrap();
+        tab.learn("other", 1);
+        tab.trim_counters(1);
+        assert!(!tab.knows("k") && !tab.knows("other"), "no lock holds them");
     }
 
     #[test]

@@ -26,9 +26,8 @@ pub(crate) struct Snapshot {
     pub tasks: Vec<crate::domain::workflow::TaskState>,
     /// How many tasks are stored, open or not.
     pub task_count: usize,
-    /// Stored locks (possibly lapsed) and the fencing counter of every key.
+    /// Stored locks (possibly lapsed).
     pub locks: Vec<crate::domain::lease::Lock>,
-    pub fencing: Vec<(String, u64)>,
 }
 
 /// Make every agent of `agents.env` exist (the reference made callers register first
@@ -77,14 +76,13 @@ pub(crate) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
     let mail = load_mail(conn)?;
     let tasks = super::load_tasks::load_tasks(conn, super::load_tasks::Scope::Open)?;
     let task_count = super::load_tasks::count_tasks(conn)?;
-    let (locks, fencing) = load_locks(conn)?;
+    let locks = load_locks(conn)?;
     Ok(Snapshot {
         agents,
         mail,
         tasks,
         task_count,
         locks,
-        fencing,
     })
 }
 
@@ -133,10 +131,9 @@ pub(crate) fn load_mail(
     Ok(out)
 }
 
-type LockState = (Vec<crate::domain::lease::Lock>, Vec<(String, u64)>);
-
-/// Stored locks and fencing counters.
-pub(crate) fn load_locks(conn: &Connection) -> Result<LockState, StoreError> {
+/// Stored locks. Fencing counters are read per key on first use
+/// ([`fencing_counter`]): `lock_fencing` holds every key ever locked.
+pub(crate) fn load_locks(conn: &Connection) -> Result<Vec<crate::domain::lease::Lock>, StoreError> {
     use crate::domain::time::parse_iso;
     let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
     let mut stmt = conn.prepare(
@@ -158,11 +155,15 @@ pub(crate) fn load_locks(conn: &Connection) -> Result<LockState, StoreError> {
             created_at: parse_iso(&created).ok_or_else(|| bad("created_at"))?,
         });
     }
-    let fencing = conn
-        .prepare("SELECT lock_key, last_token FROM lock_fencing")?
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((locks, fencing))
+    Ok(locks)
+}
+
+/// The last fencing token handed out for `key` (0: never locked).
+pub(crate) fn fencing_counter(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+    use rusqlite::OptionalExtension;
+    let n: Option<i64> = conn
+        .prepare_cached("SELECT last_token FROM lock_fencing WHERE lock_key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    Ok(n.unwrap_or(0) as u64)
 }

@@ -15,13 +15,35 @@ impl Hub {
         req: LockRequest,
         wait: std::time::Duration,
     ) -> Result<(Lock, bool), HubError> {
-        let (lock, renewed, ticket): Grant =
-            match self.inner.locks.send(Acquire { req, wait }).await? {
-                AcquireReply::Ready(r) => r?,
-                AcquireReply::Wait(rx) => rx
-                    .await
-                    .map_err(|_| HubError::Store(StoreError::Closed))??,
-            };
+        let mut acquire = Acquire {
+            req,
+            wait,
+            stored_counter: None,
+        };
+        let (lock, renewed, ticket): Grant = loop {
+            match self.inner.locks.send(acquire).await? {
+                AcquireReply::Ready(r) => break r?,
+                AcquireReply::Wait(rx) => {
+                    break rx
+                        .await
+                        .map_err(|_| HubError::Store(StoreError::Closed))??
+                }
+                // A key not used since start-up: its last fencing token is on disk.
+                AcquireReply::NeedCounter(req) => {
+                    let key = req.key.clone();
+                    let n = self
+                        .inner
+                        .store
+                        .read(move |c| crate::store::load::fencing_counter(c, &key))
+                        .await?;
+                    acquire = Acquire {
+                        req,
+                        wait,
+                        stored_counter: Some(n),
+                    };
+                }
+            }
+        };
         self.inner.store.wait_durable(ticket).await?;
         Ok((lock, renewed))
     }
