@@ -135,6 +135,7 @@ impl Filler {
             &dispatcher,
             self.tick(),
         );
+        self.push(Op::CountTasks { delta: 1 })?;
         self.push(Op::TaskUpsert(s.task.clone()))?;
         let items: Vec<PlanItem> = workers
             .iter()

@@ -54,6 +54,11 @@ fn apply_one<'a>(
             at,
         } => ack_messages(tx, agent, message_ids, at)?,
         Op::TaskUpsert(t) => upsert_task(tx, t)?,
+        Op::CountTasks { delta } => exec(
+            tx,
+            "UPDATE hub_counters SET value = value + ?1 WHERE name = 'tasks'",
+            params![delta],
+        )?,
         // Run by the writer after the batch's transaction (VACUUM cannot run in one).
         Op::Vacuum { .. } => {}
         Op::PruneMessages(ids) => super::prune::delete_messages(tx, ids)?,

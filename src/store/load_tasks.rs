@@ -283,10 +283,14 @@ pub(crate) fn task_exists(conn: &Connection, id: &str) -> Result<bool, StoreErro
         .exists([id])?)
 }
 
-/// How many tasks are stored (every state).
+/// How many tasks are stored (every state), as the writer keeps count.
 pub(crate) fn count_tasks(conn: &Connection) -> Result<usize, StoreError> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM root_tasks", [], |r| r.get(0))?;
-    Ok(n as usize)
+    let n: i64 = conn.query_row(
+        "SELECT value FROM hub_counters WHERE name = 'tasks'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as usize)
 }
 
 #[cfg(test)]

@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "006_retention",
         include_str!("../../migrations/006_retention.sql"),
     ),
+    (
+        7,
+        "007_counters",
+        include_str!("../../migrations/007_counters.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {

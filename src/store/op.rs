@@ -38,6 +38,10 @@ pub(crate) enum Op {
     TaskUpsert(Task),
     RoundUpsert(Round),
     AssignmentUpsert(Assignment),
+    /// `hub_counters.tasks` changes by `delta` (a task created, tasks pruned).
+    CountTasks {
+        delta: i64,
+    },
     /// A task's count of agent messages about its rounds (its budget), kept on the
     /// task so that pruning messages does not reset it.
     TaskMessageCount {

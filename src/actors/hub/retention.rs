@@ -146,6 +146,9 @@ impl Hub {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     Some(n.saturating_sub(gone))
                 });
+            self.inner.store.enqueue(Op::CountTasks {
+                delta: -(gone as i64),
+            });
             self.delete(Op::PruneTasks(ids)).await?;
             if !full {
                 return Ok(total);
