@@ -346,7 +346,7 @@ fn prune_removes_only_what_the_policy_names() {
         .collect();
     assert!(got.contains(&unread), "{inbox}");
     assert!(!got.contains(&read), "{inbox}");
-    // hub_status counts what is left, also after a restart.
+    // hub_status counts what is left.
     assert_eq!(a.call("hub_status", json!({}))["tasks"], 1);
     // The lock is held as before.
     let locks = hub.operator_get("/operator/locks");
