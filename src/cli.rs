@@ -121,6 +121,17 @@ pub enum Command {
     },
     /// Rewrite the database without its free pages (writes wait while it runs)
     Vacuum,
+    /// The audit log, newest first, a page at a time; of one entity when given
+    Audit {
+        /// Entity type, e.g. task or lock
+        entity_type: Option<String>,
+        /// Entity id, e.g. a task id or a lock key
+        entity_id: Option<String>,
+        #[command(flatten)]
+        page: LogArgs,
+    },
+    /// Every message, newest first, a page at a time
+    Messages(LogArgs),
     /// Load a running hub over HTTP and print throughput and latency
     Bench(bench::BenchArgs),
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
@@ -134,6 +145,17 @@ pub struct PageArgs {
     /// Include history (completed and closed tasks, finished rounds)
     #[arg(long)]
     pub all: bool,
+    /// Rows per page (1-1000)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Start after this point (the `next page` cursor of the previous page)
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// The paging options of the log commands (audit, messages).
+#[derive(Debug, Args)]
+pub struct LogArgs {
     /// Rows per page (1-1000)
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -253,6 +275,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
+        Command::Audit {
+            entity_type,
+            entity_id,
+            page,
+        } => tasks::audit(&dir, &target, entity_type.zip(entity_id), &page, json),
+        Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }

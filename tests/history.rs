@@ -163,6 +163,24 @@ fn operator_lists_are_paged_and_open_work_by_default() {
     assert_eq!(open_rounds["items"], json!([]), "{open_rounds}");
     let rounds = all_pages(&hub, "/operator/rounds?all=1", 1, |r| s(&r["task_id"]));
     assert_eq!(rounds, ["C", "D"]);
+    // The audit log and the messages, with the same contract.
+    let no_dups = |ids: &Vec<String>| {
+        let mut d = ids.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), ids.len(), "listed twice: {ids:?}");
+    };
+    let audit = all_pages(&hub, "/operator/audit", 4, |e| e["id"].to_string());
+    assert!(audit.len() >= 8, "{audit:?}");
+    no_dups(&audit);
+    let of_d = hub.operator_get("/operator/audit?entity_type=task&entity_id=D&limit=1000");
+    let of_d = of_d["items"].as_array().unwrap();
+    assert!(!of_d.is_empty() && of_d.iter().all(|e| e["entity_id"] == "D"));
+    let messages = all_pages(&hub, "/operator/messages", 2, |m| s(&m["id"]));
+    assert!(messages.len() > 2, "{messages:?}");
+    no_dups(&messages);
+    let out = hubctl_ok(&hub, &["audit", "task", "D"]);
+    assert!(out.contains("task:D"), "{out}");
     // hubctl prints how to get the next page.
     let out = hubctl_ok(&hub, &["list-tasks", "--limit", "1"]);
     assert!(

@@ -2,7 +2,7 @@
 //! list-tasks, list-rounds, show) and of locks (locks, unlock). One-line confirmations as the reference prints them.
 
 use super::operator::{s, table, OperatorClient};
-use super::{CliError, PageArgs, Target};
+use super::{CliError, LogArgs, PageArgs, Target};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -397,5 +397,72 @@ pub(crate) fn vacuum(dir: &Path, target: &Target, json: bool) -> Result<(), CliE
         mib("bytes_before"),
         mib("bytes_after")
     );
+    Ok(())
+}
+
+/// `limit=N&cursor=C` and the next-page hint of the log commands.
+fn log_query(page: &LogArgs) -> String {
+    let mut q = format!("limit={}", page.limit);
+    if let Some(c) = &page.cursor {
+        q.push_str(&format!("&cursor={}", seg(c)));
+    }
+    q
+}
+
+fn log_hint(v: &Value, command: &str, page: &LogArgs) {
+    if let Some(c) = v["next_cursor"].as_str() {
+        println!("more: hubctl {command} --limit {} --cursor {c}", page.limit);
+    }
+}
+
+pub(crate) fn audit(
+    dir: &Path,
+    target: &Target,
+    entity: Option<(String, String)>,
+    page: &LogArgs,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut path = format!("/operator/audit?{}", log_query(page));
+    if let Some((t, i)) = &entity {
+        path.push_str(&format!("&entity_type={}&entity_id={}", seg(t), seg(i)));
+    }
+    let Some(v) = fetch(dir, target, &path, json)? else {
+        return Ok(());
+    };
+    let rows = rows_of(&v, "items", |e| {
+        vec![
+            s(&e["created_at"]),
+            s(&e["event_type"]),
+            format!("{}:{}", s(&e["entity_type"]), s(&e["entity_id"])),
+            s(&e["actor"]),
+        ]
+    });
+    print!("{}", table(&["AT", "EVENT", "ENTITY", "ACTOR"], &rows));
+    log_hint(&v, "audit", page);
+    Ok(())
+}
+
+pub(crate) fn messages(
+    dir: &Path,
+    target: &Target,
+    page: &LogArgs,
+    json: bool,
+) -> Result<(), CliError> {
+    let path = format!("/operator/messages?{}", log_query(page));
+    let Some(v) = fetch(dir, target, &path, json)? else {
+        return Ok(());
+    };
+    let rows = rows_of(&v, "items", |m| {
+        let to = m["to_agent"].as_str().unwrap_or("(all)").to_string();
+        vec![
+            s(&m["created_at"]),
+            s(&m["from_agent"]),
+            to,
+            s(&m["msg_type"]),
+            s(&m["subject"]),
+        ]
+    });
+    print!("{}", table(&["AT", "FROM", "TO", "TYPE", "SUBJECT"], &rows));
+    log_hint(&v, "messages", page);
     Ok(())
 }

@@ -19,6 +19,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/rounds/{id}/approve", web::post().to(approve))
         .route("/operator/rounds/{id}/reject", web::post().to(reject))
         .route("/operator/locks", web::get().to(list_locks))
+        .route("/operator/audit", web::get().to(list_audit))
+        .route("/operator/messages", web::get().to(list_messages))
         // The key is a query parameter: keys may contain `/`, which a path segment
         // would keep percent-encoded.
         .route("/operator/locks", web::delete().to(unlock));
@@ -48,6 +50,9 @@ struct PageQuery {
     cursor: Option<String>,
     /// list-rounds only: the rounds of one task, in round order.
     task_id: Option<String>,
+    /// audit only: the events of one entity (both or neither).
+    entity_type: Option<String>,
+    entity_id: Option<String>,
 }
 
 impl PageQuery {
@@ -83,6 +88,33 @@ async fn list_tasks(req: HttpRequest, st: web::Data<AppState>, q: web::Query<Pag
     let items: Vec<Value> = page.items.iter().map(task_summary).collect();
     Ok(HttpResponse::Ok()
         .json(json!({"ok": true, "items": items, "next_cursor": page.next_cursor})))
+}
+
+async fn list_audit(req: HttpRequest, st: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
+    let hub = guard(&req, &st).await?;
+    let entity = match (&q.entity_type, &q.entity_id) {
+        (Some(t), Some(i)) => Some((t.clone(), i.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "entity_type and entity_id go together".into(),
+            ))
+        }
+    };
+    let page = settle(&hub, hub.audit_page(q.request()?, entity).await).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
+}
+
+async fn list_messages(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    q: web::Query<PageQuery>,
+) -> Answer {
+    let hub = guard(&req, &st).await?;
+    let page = settle(&hub, hub.message_page(q.request()?).await).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
 }
 
 async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

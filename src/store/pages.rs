@@ -3,8 +3,10 @@
 //! keyset order on (created_at, id), newest first. A page costs one short query
 //! whatever the size of the history. Called through [`super::Store::read`].
 
+use super::load::message_from_row;
 use super::load_tasks::{query_all, round_row, task_row, OPEN_TASKS};
 use super::StoreError;
+use crate::domain::message::Message;
 use crate::domain::task::{Round, Task};
 use crate::domain::time::parse_iso;
 use rusqlite::Connection;
@@ -150,6 +152,85 @@ pub(crate) fn rounds(conn: &Connection, req: &PageRequest) -> Result<Page<Round>
     let items = query_all(conn, &sql, &params, round_row)?;
     Ok(finish(items, req.limit, |r| {
         (crate::domain::time::iso(r.created_at), r.id.clone())
+    }))
+}
+
+/// One row of `audit_events`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct AuditEvent {
+    pub id: i64,
+    pub event_type: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub actor: Option<String>,
+    pub payload: serde_json::Value,
+    pub created_at: String,
+}
+
+/// Audit events, newest first; of one entity when `entity` is (type, id).
+pub(crate) fn audit(
+    conn: &Connection,
+    req: &PageRequest,
+    entity: Option<(&str, &str)>,
+) -> Result<Page<AuditEvent>, StoreError> {
+    // Ids are integers: compared as numbers, so that the created_at index serves
+    // both the range and the order.
+    let (cond, mut params) = match &req.cursor {
+        Some(c) => (
+            "(created_at < ?1 OR (created_at = ?1 AND id < CAST(?2 AS INTEGER)))",
+            vec![c.created_at.clone(), c.id.clone()],
+        ),
+        None => ("1", Vec::new()),
+    };
+    let entity_cond = match entity {
+        Some((t, id)) => {
+            params.push(t.to_string());
+            params.push(id.to_string());
+            let n = params.len();
+            format!("entity_type = ?{} AND entity_id = ?{n}", n - 1)
+        }
+        None => "1".to_string(),
+    };
+    let sql = format!(
+        "SELECT id, event_type, entity_type, entity_id, actor, payload_json, created_at
+         FROM audit_events WHERE {entity_cond} AND {cond}
+         ORDER BY created_at DESC, id DESC LIMIT {}",
+        req.limit + 1
+    );
+    let items = query_all(conn, &sql, &params, |r| {
+        let payload: String = r.get("payload_json")?;
+        Ok(AuditEvent {
+            id: r.get("id")?,
+            event_type: r.get("event_type")?,
+            entity_type: r.get("entity_type")?,
+            entity_id: r.get("entity_id")?,
+            actor: r.get("actor")?,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+            created_at: r.get("created_at")?,
+        })
+    })?;
+    Ok(finish(items, req.limit, |e| {
+        (e.created_at.clone(), e.id.to_string())
+    }))
+}
+
+/// Messages, newest first (every sender and recipient; bodies included).
+pub(crate) fn messages(conn: &Connection, req: &PageRequest) -> Result<Page<Message>, StoreError> {
+    let (cond, params) = after(req);
+    // `created_at <= ?1` lets the created_at index bound the range.
+    let bound = if req.cursor.is_some() {
+        "created_at <= ?1"
+    } else {
+        "1"
+    };
+    let sql = format!(
+        "SELECT * FROM messages WHERE {bound} AND {cond}
+         ORDER BY created_at DESC, id DESC LIMIT {}",
+        req.limit + 1
+    );
+    let items = query_all(conn, &sql, &params, |r| Ok(message_from_row(r)?))?;
+    Ok(finish(items, req.limit, |m| {
+        (m.created_at.clone(), m.id.clone())
     }))
 }
 

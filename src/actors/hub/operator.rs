@@ -4,9 +4,10 @@
 use super::Hub;
 use crate::actors::task::commands::{Approve, Close, Reject, Snapshot};
 use crate::actors::HubError;
+use crate::domain::message::Message;
 use crate::domain::task::{Round, Task};
 use crate::domain::workflow::TaskState;
-use crate::store::pages::{self, Page, PageRequest, TaskSummary};
+use crate::store::pages::{self, AuditEvent, Page, PageRequest, TaskSummary};
 
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
@@ -55,6 +56,31 @@ impl Hub {
             .inner
             .store
             .read(move |c| pages::tasks(c, &req))
+            .await?)
+    }
+
+    /// A page of audit events, newest first, of one entity when given (`hubctl audit`).
+    pub(crate) async fn audit_page(
+        &self,
+        req: PageRequest,
+        entity: Option<(String, String)>,
+    ) -> Result<Page<AuditEvent>, HubError> {
+        Ok(self
+            .inner
+            .store
+            .read(move |c| {
+                let entity = entity.as_ref().map(|(t, i)| (t.as_str(), i.as_str()));
+                pages::audit(c, &req, entity)
+            })
+            .await?)
+    }
+
+    /// A page of messages, newest first (`hubctl messages`).
+    pub(crate) async fn message_page(&self, req: PageRequest) -> Result<Page<Message>, HubError> {
+        Ok(self
+            .inner
+            .store
+            .read(move |c| pages::messages(c, &req))
             .await?)
     }
 
