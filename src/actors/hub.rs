@@ -36,6 +36,8 @@ struct HubInner {
     /// Held while a task is read from SQLite into a new actor, so that two callers
     /// never build two actors of one task (single flight).
     activation: tokio::sync::Mutex<()>,
+    /// Held by a prune for its whole run (see `retention.rs`).
+    prune_lock: tokio::sync::Mutex<()>,
     /// Stored tasks of every state, kept up to date (for `hub_status`).
     task_count: AtomicUsize,
     /// Shared by every TaskActor.
@@ -109,6 +111,7 @@ impl Hub {
             inner: Arc::new(HubInner {
                 dir,
                 activation: tokio::sync::Mutex::new(()),
+                prune_lock: tokio::sync::Mutex::new(()),
                 task_count,
                 task_env,
                 locks,
@@ -258,16 +261,28 @@ impl Hub {
         T: Send + 'static,
         TaskActor: Handler<M>,
     {
+        let reply = self.to_task(task_id, msg).await?;
+        self.durable(reply).await
+    }
+
+    /// Send a command to the actor of task `task_id`; its reply and the ticket of
+    /// what it wrote, without waiting for that (for a caller whose own later write
+    /// covers it).
+    async fn to_task<M, T>(&self, task_id: &str, msg: M) -> Result<(T, Ticket), HubError>
+    where
+        M: Message<Result = Reply<T>> + Clone + Send + 'static,
+        T: Send + 'static,
+        TaskActor: Handler<M>,
+    {
         // A finished task may passivate between the look-up and the send: its actor
         // stops without handling the command, and the next try activates it again.
         let mut tries = 0;
-        let reply = loop {
+        loop {
             tries += 1;
             match self.task_addr(task_id).await?.send(msg.clone()).await {
                 Err(MailboxError::Closed) if tries < 3 => continue,
-                other => break other??,
+                other => return other?,
             }
-        };
-        self.durable(reply).await
+        }
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct LockManager {
     timers: HashMap<String, SpawnHandle>,
     /// Where state changes go; the writer thread holds the other end.
     store: Store,
+    /// How many times counters of free keys were forgotten (see `NeedCounter`).
+    trims: u64,
 }
 
 impl LockManager {
@@ -46,6 +48,7 @@ impl LockManager {
             waiters: HashMap::new(),
             next_waiter: 0,
             timers: HashMap::new(),
+            trims: 0,
             store,
         }
     }
@@ -164,15 +167,17 @@ impl Actor for LockManager {
 pub(crate) struct Acquire {
     pub req: Request,
     pub wait: Duration,
-    /// The key's last stored fencing token, asked for by [`AcquireReply::NeedCounter`].
-    pub stored_counter: Option<u64>,
+    /// The key's last stored fencing token, asked for by [`AcquireReply::NeedCounter`],
+    /// with the trim generation that reply gave.
+    pub stored_counter: Option<(u64, u64)>,
 }
 
 pub(crate) enum AcquireReply {
     Ready(Result<Grant, DomainError>),
     Wait(oneshot::Receiver<Result<Grant, DomainError>>),
-    /// The key's counter is not in memory: read it and send the call again.
-    NeedCounter(Request),
+    /// The key's counter is not in memory: read it and send the call again with
+    /// this trim generation (a trim meanwhile makes the read stale: asked again).
+    NeedCounter(Request, u64),
 }
 
 /// Counters of keys no lock holds kept in memory at most (the rest are read back).
@@ -186,14 +191,21 @@ impl Handler<Acquire> for LockManager {
     type Result = MessageResult<Acquire>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        let key = &msg.req.key;
         match msg.stored_counter {
-            Some(n) => self.table.learn(&msg.req.key, n),
-            None if !self.table.knows(&msg.req.key) => {
-                return MessageResult(AcquireReply::NeedCounter(msg.req));
+            // Known here: the larger counter wins. Unknown and no trim since the
+            // read: nobody used the key in between, so the stored value is current.
+            Some((n, trims)) if self.table.knows(key) || trims == self.trims => {
+                self.table.learn(key, n)
             }
-            None => {}
+            _ if !self.table.knows(key) => {
+                return MessageResult(AcquireReply::NeedCounter(msg.req, self.trims));
+            }
+            _ => {}
         }
-        self.table.trim_counters(KNOWN_COUNTERS);
+        if self.table.trim_counters(KNOWN_COUNTERS, key) {
+            self.trims += 1;
+        }
         // A lease that lapsed a moment ago (its timer not fired yet) goes to the
         // waiters in line first, not to this newcomer.
         if let Some(lapsed) = self.table.expire(&msg.req.key, Utc::now()) {

@@ -135,8 +135,7 @@ impl Filler {
             &dispatcher,
             self.tick(),
         );
-        self.push(Op::CountTasks { delta: 1 })?;
-        self.push(Op::TaskUpsert(s.task.clone()))?;
+        self.push(Op::TaskCreated(s.task.clone()))?;
         let items: Vec<PlanItem> = workers
             .iter()
             .map(|w| PlanItem {

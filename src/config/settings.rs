@@ -280,11 +280,14 @@ fn retention(ctx: &Ctx, key: &str, v: &Value) -> Result<Retention, ConfigError> 
     for (k, v) in map {
         let name = k.as_str().unwrap_or_default();
         let days = match v.as_f64() {
-            Some(d) if d > 0.0 => d,
+            Some(d) if d > 0.0 && d <= 36_500.0 => d,
             _ => {
                 return Err(ctx.bad(
                     &format!("retention.{name}"),
-                    format!("must be a number of days above 0, got {}", show(v)),
+                    format!(
+                        "must be a number of days above 0 and at most 36500, got {}",
+                        show(v)
+                    ),
                 ))
             }
         };
@@ -412,6 +415,7 @@ mod tests {
             ("allowed_origins: evil", "allowed_origins"),
             ("retention: 5", "retention"),
             ("retention:\n  audit_days: 0", "retention.audit_days"),
+            ("retention:\n  audit_days: .inf", "retention.audit_days"),
             ("retention:\n  forever: 1", "retention.forever"),
             ("allowed_origins: [\"ftp://x\"]", "allowed_origins"),
         ] {

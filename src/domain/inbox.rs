@@ -13,7 +13,7 @@
 
 use super::error::DomainError;
 use super::message::{Draft, Message};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Recent ids sent, ids received and dedupe keys kept per agent (each).
@@ -133,8 +133,10 @@ pub(crate) enum AckRefusal {
 pub(crate) struct Inbox {
     /// Arrival number → message; only unread ones.
     unread: BTreeMap<u64, Unread>,
-    /// What the unread messages held with their bodies cost.
+    /// What the unread messages held with their bodies cost, and their arrival
+    /// numbers (to find the latest held ones quickly).
     held_bytes: usize,
+    held: BTreeSet<u64>,
     /// Message id → arrival number, for acks.
     unread_index: HashMap<String, u64>,
     next_arrival: u64,
@@ -159,6 +161,7 @@ impl Inbox {
         Inbox {
             unread: BTreeMap::new(),
             held_bytes: 0,
+            held: BTreeSet::new(),
             unread_index: HashMap::new(),
             next_arrival: 0,
             received: Recent::new(cap),
@@ -198,13 +201,13 @@ impl Inbox {
         let e = self.received.insert(m.id.clone(), seq, ());
         self.evicted(e);
         let c = cost(&m);
-        let u = if self.held_bytes + c <= HELD_BYTES {
+        if self.held_bytes + c <= HELD_BYTES {
             self.held_bytes += c;
-            Unread::Held(m.clone())
+            let n = self.arrive(m.id.clone(), Unread::Held(m));
+            self.held.insert(n);
         } else {
-            Unread::OnDisk(m.id.clone())
-        };
-        self.arrive(m.id.clone(), u);
+            self.arrive(m.id.clone(), Unread::OnDisk(m.id.clone()));
+        }
     }
 
     /// Rows of unread messages just read back from disk for a pull: held in memory
@@ -219,20 +222,34 @@ impl Inbox {
                 continue;
             }
             let c = cost(m);
-            // Later held messages give their place to this earlier one.
-            let mut later = self.unread.range_mut(n + 1..).rev();
+            let later: u64 = self
+                .held
+                .range(n + 1..)
+                .filter_map(|k| match self.unread.get(k) {
+                    Some(Unread::Held(h)) => Some(cost(h) as u64),
+                    _ => None,
+                })
+                .sum();
+            // Only if it fits once every later held message made room.
+            if self.held_bytes + c > HELD_BYTES + later as usize {
+                continue;
+            }
             while self.held_bytes + c > HELD_BYTES {
-                let Some((_, u)) = later.next() else {
-                    return;
+                let Some(&last) = self.held.range(n + 1..).next_back() else {
+                    break;
                 };
-                if let Unread::Held(h) = u {
-                    self.held_bytes -= cost(h);
-                    *u = Unread::OnDisk(h.id.clone());
+                self.held.remove(&last);
+                if let Some(u) = self.unread.get_mut(&last) {
+                    if let Unread::Held(h) = u {
+                        self.held_bytes -= cost(h);
+                        *u = Unread::OnDisk(h.id.clone());
+                    }
                 }
             }
             if let Some(u) = self.unread.get_mut(&n) {
                 *u = Unread::Held(m.clone());
                 self.held_bytes += c;
+                self.held.insert(n);
             }
         }
     }
@@ -244,11 +261,12 @@ impl Inbox {
         }
     }
 
-    fn arrive(&mut self, id: String, u: Unread) {
+    fn arrive(&mut self, id: String, u: Unread) -> u64 {
         let n = self.next_arrival;
         self.next_arrival += 1;
         self.unread_index.insert(id, n);
         self.unread.insert(n, u);
+        n
     }
 
     /// This agent sent message `id` (with `dedupe_key`).
@@ -352,6 +370,7 @@ impl Inbox {
             if let Some(n) = self.unread_index.remove(id) {
                 if let Some(Unread::Held(m)) = self.unread.remove(&n) {
                     self.held_bytes -= cost(&m);
+                    self.held.remove(&n);
                 }
                 newly.push(id.clone());
             }

@@ -148,13 +148,17 @@ impl LockTable {
         *c = (*c).max(stored);
     }
 
-    /// Forget the counters of keys no lock holds once there are more than `cap`:
-    /// they are stored, and read back on next use, so memory stays bounded.
-    pub(crate) fn trim_counters(&mut self, cap: usize) {
-        if self.counters.len() > cap + self.locks.len() {
-            let held = &self.locks;
-            self.counters.retain(|k, _| held.contains_key(k));
+    /// Forget the counters of keys no lock holds (but `keep`) once there are more
+    /// than `cap` of them: they are stored, and read back on next use, so memory
+    /// stays bounded. Returns whether any was forgotten.
+    pub(crate) fn trim_counters(&mut self, cap: usize, keep: &str) -> bool {
+        if self.counters.len() <= cap + self.locks.len() + 1 {
+            return false;
         }
+        let held = &self.locks;
+        self.counters
+            .retain(|k, _| k.as_str() == keep || held.contains_key(k));
+        true
     }
 
     /// The stored leases that had already lapsed at [`LockTable::restore`] (once).
@@ -360,8 +364,10 @@ mod tests {
         tab.learn("k", 3);
         tab.release("k", "alice", t(1)).unwrap();
         tab.learn("other", 1);
-        tab.trim_counters(1);
+        tab.learn("third", 1);
+        assert!(tab.trim_counters(0, "third"));
         assert!(!tab.knows("k") && !tab.knows("other"), "no lock holds them");
+        assert!(tab.knows("third"), "the key being acquired is kept");
     }
 
     #[test]

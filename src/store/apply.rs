@@ -54,13 +54,9 @@ fn apply_one<'a>(
             at,
         } => ack_messages(tx, agent, message_ids, at)?,
         Op::TaskUpsert(t) => upsert_task(tx, t)?,
-        Op::CountTasks { delta } => exec(
-            tx,
-            "UPDATE hub_counters SET value = value + ?1 WHERE name = 'tasks'",
-            params![delta],
-        )?,
+        Op::TaskCreated(t) => create_task(tx, t)?,
         // Run by the writer after the batch's transaction (VACUUM cannot run in one).
-        Op::Vacuum { .. } => {}
+        Op::Vacuum { .. } | Op::Mark => {}
         Op::PruneMessages(ids) => super::prune::delete_messages(tx, ids)?,
         Op::PruneTasks(ids) => super::prune::delete_tasks(tx, ids)?,
         Op::PruneAudit(ids) => super::prune::delete_audit(tx, ids)?,
@@ -201,6 +197,28 @@ fn ack_messages(
 }
 
 // The task workflow: tasks, rounds, assignments, handoffs, operator approvals.
+
+fn create_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            t.id,
+            t.title,
+            t.description,
+            t.status.as_str(),
+            t.dispatcher_agent_id,
+            iso(t.created_at),
+            iso(t.updated_at)
+        ])?;
+    exec(
+        tx,
+        "UPDATE hub_counters SET value = value + ?1 WHERE name = 'tasks'",
+        params![inserted as i64],
+    )
+}
 
 fn upsert_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
     exec(

@@ -38,10 +38,9 @@ pub(crate) enum Op {
     TaskUpsert(Task),
     RoundUpsert(Round),
     AssignmentUpsert(Assignment),
-    /// `hub_counters.tasks` changes by `delta` (a task created, tasks pruned).
-    CountTasks {
-        delta: i64,
-    },
+    /// A new task: stored, and counted in `hub_counters` in the same statement
+    /// group (a task already stored is neither changed nor counted again).
+    TaskCreated(Task),
     /// A task's count of agent messages about its rounds (its budget), kept on the
     /// task so that pruning messages does not reset it.
     TaskMessageCount {
@@ -68,6 +67,8 @@ pub(crate) enum Op {
         key: String,
         id: String,
     },
+    /// Writes nothing: its commit means every op before it is done, a vacuum too.
+    Mark,
     /// Give free pages back to the file system, after the transaction it is in:
     /// `full` rewrites the file (and turns on incremental vacuum for an older
     /// database), else only the free pages at the end go (`incremental_vacuum`).

@@ -87,6 +87,7 @@ pub(crate) fn delete_messages(tx: &Transaction<'_>, ids: &[String]) -> rusqlite:
 /// (writer thread). Their messages and audit rows have policies of their own.
 pub(crate) fn delete_tasks(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<()> {
     for id in ids {
+        let mut deleted = 0;
         for sql in [
             "DELETE FROM handoffs WHERE root_task_id = ?1",
             "DELETE FROM assignments WHERE root_task_id = ?1",
@@ -95,8 +96,11 @@ pub(crate) fn delete_tasks(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Re
             "DELETE FROM rounds WHERE root_task_id = ?1",
             "DELETE FROM root_tasks WHERE id = ?1",
         ] {
-            tx.prepare_cached(sql)?.execute(params![id])?;
+            deleted = tx.prepare_cached(sql)?.execute(params![id])?;
         }
+        // The count follows the rows really deleted (the last statement's).
+        tx.prepare_cached("UPDATE hub_counters SET value = value - ?1 WHERE name = 'tasks'")?
+            .execute(params![deleted as i64])?;
     }
     Ok(())
 }

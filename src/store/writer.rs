@@ -333,28 +333,39 @@ fn next_batch(
     (batch, false)
 }
 
-fn commit_batch(conn: &mut Connection, batch: &[(u64, Op)]) -> rusqlite::Result<()> {
+/// Apply and commit one batch. Returns the vacuum it asked for, if any (run by the
+/// caller once the commit is published: `Some(true)` a full one).
+fn commit_batch(conn: &mut Connection, batch: &[(u64, Op)]) -> rusqlite::Result<Option<bool>> {
     let tx = conn.transaction()?;
     apply::apply_batch(&tx, batch.iter().map(|(_, op)| op))?;
     tx.commit()?;
-    for (_, op) in batch {
-        if let Op::Vacuum { full } = op {
-            vacuum(conn, *full);
-        }
-    }
-    Ok(())
+    Ok(batch
+        .iter()
+        .filter_map(|(_, op)| match op {
+            Op::Vacuum { full } => Some(*full),
+            _ => None,
+        })
+        .reduce(|a, b| a || b))
 }
 
 /// Free pages back to the file system. A failure loses nothing (the data is
 /// committed): it is logged, and the file keeps its size.
 fn vacuum(conn: &Connection, full: bool) {
-    let sql = if full {
-        "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"
-    } else {
-        "PRAGMA incremental_vacuum;"
-    };
     let started = Instant::now();
-    match conn.execute_batch(sql) {
+    let run = || -> rusqlite::Result<()> {
+        if full {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+            // VACUUM in WAL mode writes the new file through the WAL: empty it.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        } else {
+            // One row per freed page: step through all of them.
+            let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+        }
+        Ok(())
+    };
+    match run() {
         Ok(()) => tracing::info!(
             full,
             ms = started.elapsed().as_millis() as u64,
@@ -389,8 +400,13 @@ fn writer_loop(
             let mut attempt = 0;
             loop {
                 match commit_batch(&mut conn, &batch) {
-                    Ok(()) => {
+                    Ok(vacuum_due) => {
+                        // Published first: readers and waiters go on; later ops
+                        // wait for the vacuum, which runs on this thread.
                         progress.send_modify(|p| p.committed = last);
+                        if let Some(full) = vacuum_due {
+                            vacuum(&conn, full);
+                        }
                         break;
                     }
                     Err(e) if attempt < 5 => {

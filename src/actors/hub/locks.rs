@@ -29,7 +29,7 @@ impl Hub {
                         .map_err(|_| HubError::Store(StoreError::Closed))??
                 }
                 // A key not used since start-up: its last fencing token is on disk.
-                AcquireReply::NeedCounter(req) => {
+                AcquireReply::NeedCounter(req, trims) => {
                     let key = req.key.clone();
                     let n = self
                         .inner
@@ -39,7 +39,7 @@ impl Hub {
                     acquire = Acquire {
                         req,
                         wait,
-                        stored_counter: Some(n),
+                        stored_counter: Some((n, trims)),
                     };
                 }
             }

@@ -83,7 +83,8 @@ impl Hub {
                 let count = CountMessage {
                     step: CountStep::Count,
                 };
-                self.on_task(&task, count).await?;
+                // Not waited for: the message's own commit, queued after it, covers it.
+                self.to_task(&task, count).await?;
                 Some(task)
             }
             None => None,

@@ -32,6 +32,8 @@ impl Hub {
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> Result<Pruned, HubError> {
+        // One prune at a time (hourly and hubctl): two would count the same rows.
+        let _one = self.inner.prune_lock.lock().await;
         let policy = self.inner.settings.retention;
         let mut out = Pruned::default();
         if let Some(days) = policy.acked_messages_days {
@@ -75,7 +77,10 @@ impl Hub {
             })
         };
         let before = size().await?;
+        // The vacuum runs once its batch is published; an op queued after that
+        // commits only when the writer is back, so its commit says it is over.
         self.delete(Op::Vacuum { full: true }).await?;
+        self.delete(Op::Mark).await?;
         Ok((before, size().await?))
     }
 
@@ -132,6 +137,9 @@ impl Hub {
                 return Ok(total);
             };
             let full = batch.len() == BATCH;
+            // No activation while this batch is checked and deleted: a task read
+            // into an actor now would be deleted under it.
+            let _no_activation = self.inner.activation.lock().await;
             let live = &self.inner.task_env.tasks;
             let ids: Vec<String> = batch
                 .into_iter()
@@ -146,9 +154,6 @@ impl Hub {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     Some(n.saturating_sub(gone))
                 });
-            self.inner.store.enqueue(Op::CountTasks {
-                delta: -(gone as i64),
-            });
             self.delete(Op::PruneTasks(ids)).await?;
             if !full {
                 return Ok(total);

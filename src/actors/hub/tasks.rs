@@ -41,8 +41,7 @@ impl Hub {
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
-                self.inner.store.enqueue(Op::CountTasks { delta: 1 });
-                let ticket = self.inner.store.enqueue(Op::TaskUpsert(task.clone()));
+                let ticket = self.inner.store.enqueue(Op::TaskCreated(task.clone()));
                 let actor = TaskActor::new(state, self.inner.task_env.clone());
                 v.insert(TaskActor::start_in_arbiter(
                     &self.inner.arbiter,

@@ -108,9 +108,8 @@ fn reads_back_what_apply_batch_wrote() {
     let (r1, r2) = (round("R1", "T1", 1), round("R2", "T1", 2));
     let (a, h) = (assignment(), handoff());
     let ops = vec![
-        Op::CountTasks { delta: 2 },
-        Op::TaskUpsert(t1.clone()),
-        Op::TaskUpsert(t2.clone()),
+        Op::TaskCreated(t1.clone()),
+        Op::TaskCreated(t2.clone()),
         Op::RoundUpsert(r2.clone()),
         Op::RoundUpsert(r1.clone()),
         Op::RoundUpsert(round("R9", "gone", 1)),
@@ -180,10 +179,9 @@ fn the_open_scope_leaves_finished_tasks_out() {
     closed.status = TaskStatus::Closed;
     let open = task("T-open", t(3));
     let ops = vec![
-        Op::CountTasks { delta: 3 },
-        Op::TaskUpsert(done),
-        Op::TaskUpsert(closed),
-        Op::TaskUpsert(open.clone()),
+        Op::TaskCreated(done),
+        Op::TaskCreated(closed),
+        Op::TaskCreated(open.clone()),
         Op::RoundUpsert(round("R1", "T-done", 1)),
         Op::RoundUpsert(round("R2", "T-open", 1)),
     ];
