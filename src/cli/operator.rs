@@ -16,13 +16,22 @@ pub(crate) struct OperatorClient {
 
 impl OperatorClient {
     pub(crate) fn new(dir: &Path, target: &Target) -> Result<Self, CliError> {
+        Self::with_timeout(dir, target, Duration::from_secs(30))
+    }
+
+    /// For commands whose answer may take long (prune, vacuum of a big history).
+    pub(crate) fn with_timeout(
+        dir: &Path,
+        target: &Target,
+        timeout: Duration,
+    ) -> Result<Self, CliError> {
         let loaded = bootstrap::prepare(dir, false)?;
         Ok(OperatorClient {
             base: base_url(target, &loaded.settings),
             token: loaded.operator_token,
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(3))
-                .timeout(Duration::from_secs(30))
+                .timeout(timeout)
                 .build(),
         })
     }

@@ -361,7 +361,10 @@ pub(crate) fn prune(
     } else {
         "/operator/prune"
     };
-    let v = OperatorClient::new(dir, target)?.post(path, &json!({}))?;
+    // A first prune of months of history takes minutes (batches interleave with
+    // serving); the answer comes when it is done.
+    let client = OperatorClient::with_timeout(dir, target, std::time::Duration::from_secs(3600))?;
+    let v = client.post(path, &json!({}))?;
     if json {
         print_json(&v);
         return Ok(());
@@ -386,7 +389,8 @@ pub(crate) fn prune(
 }
 
 pub(crate) fn vacuum(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
-    let v = OperatorClient::new(dir, target)?.post("/operator/vacuum", &json!({}))?;
+    let client = OperatorClient::with_timeout(dir, target, std::time::Duration::from_secs(3600))?;
+    let v = client.post("/operator/vacuum", &json!({}))?;
     if json {
         print_json(&v);
         return Ok(());

@@ -33,7 +33,11 @@ impl Hub {
         now: DateTime<Utc>,
     ) -> Result<Pruned, HubError> {
         // One prune at a time (hourly and hubctl): two would count the same rows.
-        let _one = self.inner.prune_lock.lock().await;
+        // A dry run only counts, and does not wait for one.
+        let _one = match dry_run {
+            true => None,
+            false => Some(self.inner.prune_lock.lock().await),
+        };
         let policy = self.inner.settings.retention;
         let mut out = Pruned::default();
         if let Some(days) = policy.acked_messages_days {
