@@ -10,3 +10,6 @@ UPDATE root_tasks SET message_count = (
 CREATE INDEX IF NOT EXISTS idx_messages_created ON messages(created_at);
 CREATE INDEX IF NOT EXISTS idx_root_tasks_status_updated ON root_tasks(status, updated_at);
 CREATE INDEX IF NOT EXISTS idx_audit_created ON audit_events(created_at);
+-- Deleting a task's rows checks and finds its children through these.
+CREATE INDEX IF NOT EXISTS idx_approvals_round ON operator_approvals(round_id);
+CREATE INDEX IF NOT EXISTS idx_handoffs_assignment ON handoffs(assignment_id);
