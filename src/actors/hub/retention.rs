@@ -21,6 +21,13 @@ pub(crate) struct Pruned {
     pub audit_events: Option<u64>,
 }
 
+/// The two policies read in keyset order.
+#[derive(Clone, Copy)]
+enum Keyed {
+    Messages,
+    Tasks,
+}
+
 fn cutoff(now: DateTime<Utc>, days: f64) -> String {
     iso(now - Duration::milliseconds((days * 86_400_000.0) as i64))
 }
@@ -44,14 +51,14 @@ impl Hub {
             let c = cutoff(now, days);
             out.messages = Some(match dry_run {
                 true => self.count(prune::ACKED_MESSAGES, c).await?,
-                false => self.prune_messages(c).await?,
+                false => self.prune_keyed(Keyed::Messages, c).await?,
             });
         }
         if let Some(days) = policy.terminal_tasks_days {
             let c = cutoff(now, days);
             out.tasks = Some(match dry_run {
                 true => self.count(prune::FINISHED_TASKS, c).await?,
-                false => self.prune_tasks(c).await?,
+                false => self.prune_keyed(Keyed::Tasks, c).await?,
             });
         }
         if let Some(days) = policy.audit_days {
@@ -103,7 +110,8 @@ impl Hub {
         Ok(())
     }
 
-    async fn prune_messages(&self, cutoff: String) -> Result<u64, HubError> {
+    /// Messages or tasks past `cutoff`, a keyset batch at a time.
+    async fn prune_keyed(&self, kind: Keyed, cutoff: String) -> Result<u64, HubError> {
         let mut total = 0;
         let mut after = (String::new(), String::new());
         loop {
@@ -111,15 +119,24 @@ impl Hub {
             let batch = self
                 .inner
                 .store
-                .read(move |conn| prune::acked_messages(conn, &c, &a))
+                .read(move |conn| match kind {
+                    Keyed::Messages => prune::acked_messages(conn, &c, &a),
+                    Keyed::Tasks => prune::finished_tasks(conn, &c, &a),
+                })
                 .await?;
             let Some(last) = batch.last().cloned() else {
                 return Ok(total);
             };
             let full = batch.len() == BATCH;
             let ids: Vec<String> = batch.into_iter().map(|(_, id)| id).collect();
-            total += ids.len() as u64;
-            self.delete(Op::PruneMessages(ids)).await?;
+            total += match kind {
+                Keyed::Messages => {
+                    let n = ids.len();
+                    self.delete(Op::PruneMessages(ids)).await?;
+                    n
+                }
+                Keyed::Tasks => self.delete_tasks(ids).await?,
+            } as u64;
             if !full {
                 return Ok(total);
             }
@@ -127,43 +144,25 @@ impl Hub {
         }
     }
 
-    async fn prune_tasks(&self, cutoff: String) -> Result<u64, HubError> {
-        let mut total = 0;
-        let mut after = (String::new(), String::new());
-        loop {
-            let (c, a) = (cutoff.clone(), after.clone());
-            let batch = self
-                .inner
-                .store
-                .read(move |conn| prune::finished_tasks(conn, &c, &a))
-                .await?;
-            let Some(last) = batch.last().cloned() else {
-                return Ok(total);
-            };
-            let full = batch.len() == BATCH;
-            // No activation while this batch is checked and deleted: a task read
-            // into an actor now would be deleted under it.
-            let _no_activation = self.inner.activation.lock().await;
-            let live = &self.inner.task_env.tasks;
-            let ids: Vec<String> = batch
-                .into_iter()
-                .map(|(_, id)| id)
-                .filter(|id| !live.contains_key(id))
-                .collect();
-            total += ids.len() as u64;
-            let gone = ids.len();
-            let _ = self
-                .inner
-                .task_count
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    Some(n.saturating_sub(gone))
-                });
-            self.delete(Op::PruneTasks(ids)).await?;
-            if !full {
-                return Ok(total);
-            }
-            after = last;
-        }
+    /// Delete the tasks of `ids` that are not in memory; returns how many.
+    async fn delete_tasks(&self, ids: Vec<String>) -> Result<usize, HubError> {
+        // No activation while this batch is checked and deleted: a task read into
+        // an actor now would be deleted under it.
+        let _no_activation = self.inner.activation.lock().await;
+        let live = &self.inner.task_env.tasks;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !live.contains_key(id))
+            .collect();
+        let gone = ids.len();
+        let _ = self
+            .inner
+            .task_count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(gone))
+            });
+        self.delete(Op::PruneTasks(ids)).await?;
+        Ok(gone)
     }
 
     async fn prune_audit(&self, cutoff: String) -> Result<u64, HubError> {
