@@ -21,7 +21,7 @@ use crate::config::Settings;
 use crate::domain::lease::LockTable;
 use crate::domain::workflow::Limits;
 use crate::domain::{AgentId, DomainError, ErrorCode};
-use crate::store::load_tasks::{load_tasks, owner_of, Owned, Scope};
+use crate::store::load_tasks::{owner_of, Owned};
 use crate::store::{Snapshot, Store, Ticket};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -174,13 +174,7 @@ impl Hub {
         if let Some(a) = self.inner.task_env.tasks.get(task_id) {
             return Ok(a.clone());
         }
-        let id = task_id.to_string();
-        let mut found = self
-            .inner
-            .store
-            .read(move |c| load_tasks(c, Scope::Task(&id)))
-            .await?;
-        let Some(state) = found.pop() else {
+        let Some(state) = self.inner.store.load_task(task_id).await? else {
             return Err(DomainError::refused(
                 ErrorCode::TaskNotFound,
                 format!("task {task_id} does not exist"),

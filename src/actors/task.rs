@@ -167,6 +167,7 @@ impl TaskActor {
                 note,
             } => store.enqueue(Op::Approval {
                 id: crate::domain::ids::random_hex(6),
+                task_id: task_id.clone(),
                 round_id,
                 action: action.to_string(),
                 note,

@@ -211,6 +211,7 @@ impl Filler {
                     note,
                 } => Op::Approval {
                     id: random_hex(6),
+                    task_id: s.task.id.clone(),
                     round_id,
                     action: action.to_string(),
                     note,

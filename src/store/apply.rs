@@ -11,6 +11,11 @@ use crate::domain::time::iso;
 use rusqlite::{params, Params, Transaction};
 use std::collections::HashMap;
 
+/// The `shard` column of a row owned by `owner` (see [`crate::domain::shard`]).
+fn shard(owner: &str) -> i64 {
+    i64::from(crate::domain::shard::shard_of(owner).0)
+}
+
 /// Apply `ops` in order, except heartbeats: only the last heartbeat of each agent in
 /// the batch is written, after everything else (a heartbeat touches only its own
 /// column, so moving it later changes nothing but saves rows).
@@ -71,11 +76,12 @@ fn apply_one<'a>(
         Op::HandoffInsert(h) => insert_handoff(tx, h)?,
         Op::Approval {
             id,
+            task_id,
             round_id,
             action,
             note,
             at,
-        } => insert_approval(tx, id, round_id, action, note, at)?,
+        } => insert_approval(tx, id, task_id, round_id, action, note, at)?,
         Op::LockUpsert(l) => upsert_lock(tx, l)?,
         Op::LockDelete { key, id } => delete_lock(tx, key, id)?,
         Op::Audit {
@@ -148,8 +154,8 @@ fn insert_message(
     exec(
         tx,
         "INSERT OR IGNORE INTO messages (id, dedupe_key, reply_to, from_agent, to_agent, round_id,
-                     msg_type, subject, body, context_json, hop_count, is_read, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)",
+                     msg_type, subject, body, context_json, hop_count, is_read, created_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13)",
         params![
             m.id,
             m.dedupe_key,
@@ -162,14 +168,15 @@ fn insert_message(
             m.body,
             m.context_json,
             m.hop_count,
-            m.created_at
+            m.created_at,
+            shard(&m.from_agent)
         ],
     )?;
     let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO message_recipients (message_id, agent_id, delivered_at) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO message_recipients (message_id, agent_id, delivered_at, shard) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for r in recipients {
-        stmt.execute(params![m.id, r, m.created_at])?;
+        stmt.execute(params![m.id, r, m.created_at, shard(r)])?;
     }
     Ok(())
 }
@@ -184,13 +191,14 @@ fn ack_messages(
         "UPDATE message_recipients SET read_at = ?3 WHERE message_id = ?1 AND agent_id = ?2 AND read_at IS NULL",
     )?;
     let mut reads = tx.prepare_cached(
-        "INSERT OR IGNORE INTO message_reads (message_id, agent_id, read_at) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO message_reads (message_id, agent_id, read_at, shard) VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut direct =
         tx.prepare_cached("UPDATE messages SET is_read = 1 WHERE id = ?1 AND to_agent = ?2")?;
+    let agent_shard = shard(agent);
     for id in message_ids {
         recip.execute(params![id, agent, at])?;
-        reads.execute(params![id, agent, at])?;
+        reads.execute(params![id, agent, at, agent_shard])?;
         direct.execute(params![id, agent])?;
     }
     Ok(())
@@ -201,8 +209,8 @@ fn ack_messages(
 fn create_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
     let inserted = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at, shard)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             t.id,
@@ -211,7 +219,8 @@ fn create_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
             t.status.as_str(),
             t.dispatcher_agent_id,
             iso(t.created_at),
-            iso(t.updated_at)
+            iso(t.updated_at),
+            shard(&t.id)
         ])?;
     exec(
         tx,
@@ -223,8 +232,8 @@ fn create_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
 fn upsert_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id, created_at, updated_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(id) DO UPDATE SET title = excluded.title, description = excluded.description,
                      status = excluded.status, updated_at = excluded.updated_at",
         params![
@@ -234,7 +243,8 @@ fn upsert_task(tx: &Transaction<'_>, t: &Task) -> rusqlite::Result<()> {
             t.status.as_str(),
             t.dispatcher_agent_id,
             iso(t.created_at),
-            iso(t.updated_at)
+            iso(t.updated_at),
+            shard(&t.id)
         ],
     )
 }
@@ -243,8 +253,8 @@ fn upsert_round(tx: &Transaction<'_>, r: &Round) -> rusqlite::Result<()> {
     exec(
         tx,
         "INSERT INTO rounds (id, root_task_id, round_number, status, plan_json, operator_note, rejected,
-                     review_verdict, review_note, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     review_verdict, review_note, created_at, updated_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(id) DO UPDATE SET status = excluded.status, plan_json = excluded.plan_json,
                      operator_note = excluded.operator_note, rejected = excluded.rejected,
                      review_verdict = excluded.review_verdict, review_note = excluded.review_note,
@@ -260,7 +270,8 @@ fn upsert_round(tx: &Transaction<'_>, r: &Round) -> rusqlite::Result<()> {
             r.review_verdict,
             r.review_note,
             iso(r.created_at),
-            iso(r.updated_at)
+            iso(r.updated_at),
+            shard(&r.task_id)
         ],
     )
 }
@@ -269,8 +280,8 @@ fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> rusqlite::Result<(
     exec(
         tx,
         "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status, progress_note,
-                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT(id) DO UPDATE SET status = excluded.status, progress_note = excluded.progress_note,
                      claimed_at = excluded.claimed_at, lease_expires_at = excluded.lease_expires_at,
                      handoff_id = excluded.handoff_id, updated_at = excluded.updated_at",
@@ -286,7 +297,8 @@ fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> rusqlite::Result<(
             a.lease_expires_at.map(iso),
             a.handoff_id,
             iso(a.created_at),
-            iso(a.updated_at)
+            iso(a.updated_at),
+            shard(&a.task_id)
         ],
     )
 }
@@ -304,8 +316,8 @@ fn insert_handoff(tx: &Transaction<'_>, h: &Handoff) -> rusqlite::Result<()> {
     exec(
         tx,
         "INSERT OR IGNORE INTO handoffs (id, assignment_id, round_id, root_task_id, from_agent, branch,
-                     commit_hash, changed_files, tests_run, risks, next_steps, notes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     commit_hash, changed_files, tests_run, risks, next_steps, notes, created_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             h.id,
             h.assignment_id,
@@ -319,7 +331,8 @@ fn insert_handoff(tx: &Transaction<'_>, h: &Handoff) -> rusqlite::Result<()> {
             json_list(&h.risks),
             json_list(&h.next_steps),
             h.notes,
-            iso(h.created_at)
+            iso(h.created_at),
+            shard(&h.task_id)
         ],
     )
 }
@@ -327,6 +340,7 @@ fn insert_handoff(tx: &Transaction<'_>, h: &Handoff) -> rusqlite::Result<()> {
 fn insert_approval(
     tx: &Transaction<'_>,
     id: &str,
+    task_id: &str,
     round_id: &str,
     action: &str,
     note: &str,
@@ -334,8 +348,9 @@ fn insert_approval(
 ) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT OR IGNORE INTO operator_approvals (id, round_id, action, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, round_id, action, note, at],
+        "INSERT OR IGNORE INTO operator_approvals (id, round_id, action, note, created_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, round_id, action, note, at, shard(task_id)],
     )
 }
 
@@ -345,8 +360,8 @@ fn insert_approval(
 fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT INTO locks (id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO locks (id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(lock_key) DO UPDATE SET id = excluded.id, holder_agent_id = excluded.holder_agent_id,
                      resource_type = excluded.resource_type, resource_id = excluded.resource_id,
                      fencing_token = excluded.fencing_token, expires_at = excluded.expires_at,
@@ -359,14 +374,15 @@ fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> rusqlite::Result<()> {
             l.resource_id,
             l.fencing_token as i64,
             iso(l.expires_at),
-            iso(l.created_at)
+            iso(l.created_at),
+            shard(&l.lock_key)
         ],
     )?;
     exec(
         tx,
-        "INSERT INTO lock_fencing (lock_key, last_token) VALUES (?1, ?2)
+        "INSERT INTO lock_fencing (lock_key, last_token, shard) VALUES (?1, ?2, ?3)
                  ON CONFLICT(lock_key) DO UPDATE SET last_token = MAX(last_token, excluded.last_token)",
-        params![l.lock_key, l.fencing_token as i64],
+        params![l.lock_key, l.fencing_token as i64, shard(&l.lock_key)],
     )
 }
 
@@ -391,8 +407,8 @@ fn insert_audit(
 ) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![event_type, entity_type, entity_id, actor, payload_json, at],
+        "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![event_type, entity_type, entity_id, actor, payload_json, at, shard(entity_id)],
     )
 }

@@ -2,7 +2,9 @@
 //! (agents, mail and locks here; tasks in [`super::load_tasks`]). Called by
 //! [`super::Store::open`], which hands the [`Snapshot`] to the actors.
 
+use super::load_tasks::Scope;
 use super::StoreError;
+use crate::domain::shard::Shards;
 use rusqlite::{params, Connection};
 
 /// One agent as stored.
@@ -42,47 +44,84 @@ pub(crate) fn sync_agents(
     tx.execute("UPDATE agents SET is_active = 0", [])?;
     {
         let mut stmt = tx.prepare(
-            "INSERT INTO agents (id, name, token_hash, is_active, created_at, updated_at)
-             VALUES (?1, ?1, ?2, 1, ?3, ?3)
+            "INSERT INTO agents (id, name, token_hash, is_active, created_at, updated_at, shard)
+             VALUES (?1, ?1, ?2, 1, ?3, ?3, ?4)
              ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash, is_active = 1",
         )?;
         for (id, hash) in agents {
-            stmt.execute(params![id, hash, now])?;
+            let shard = crate::domain::shard::shard_of(id).0;
+            stmt.execute(params![id, hash, now, shard])?;
         }
     }
     tx.commit()?;
     Ok(())
 }
 
-pub(crate) fn load(conn: &Connection) -> Result<Snapshot, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, name, capabilities, registered_at, last_heartbeat
-         FROM agents WHERE is_active = 1 ORDER BY id",
-    )?;
-    let agents = stmt
-        .query_map([], |r| {
-            let caps: String = r.get(2)?;
-            Ok(AgentRow {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                // Rows are only written by us as JSON arrays; anything else is treated as
-                // empty rather than refusing to start.
-                capabilities: serde_json::from_str(&caps).unwrap_or_default(),
-                registered_at: r.get(3)?,
-                last_heartbeat: r.get(4)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mail = load_mail(conn)?;
-    let tasks = super::load_tasks::load_tasks(conn, super::load_tasks::Scope::Open)?;
+/// A condition (" AND ..." or nothing) on the `shard` column, and its parameters.
+fn in_shards(shards: &Shards) -> (String, Vec<String>) {
+    match shards.condition("shard") {
+        Some((cond, param)) => (format!(" AND {cond}"), vec![param]),
+        None => (String::new(), Vec::new()),
+    }
+}
+
+/// The live state of `shards`: their active agents with their unread deliveries,
+/// tasks with open work, and locks. What a node serves from (one node: every shard).
+/// Nothing here reads history: each query uses a partial or shard index.
+pub(crate) fn load_open_work(conn: &Connection, shards: &Shards) -> Result<Snapshot, StoreError> {
+    let (cond, params) = in_shards(shards);
+    let agents = agent_rows(conn, &format!("is_active = 1{cond}"), &params)?;
+    let mail = load_mail(conn, &cond, &params)?;
+    let tasks = super::load_tasks::load_tasks(conn, Scope::Open(shards))?;
     let task_count = super::load_tasks::count_tasks(conn)?;
-    let locks = load_locks(conn)?;
+    let locks = load_locks(conn, &cond, &params)?;
     Ok(Snapshot {
         agents,
         mail,
         tasks,
         task_count,
         locks,
+    })
+}
+
+/// One agent and its unread deliveries, as [`load_open_work`] reads them: for an
+/// agent that starts being served after start-up (added while running, or its shard
+/// taken over). `None` if it is not an active agent.
+#[cfg_attr(not(test), allow(dead_code))] // used by reload (operations) and cluster mode
+pub(crate) fn load_agent(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(AgentRow, MailState)>, StoreError> {
+    let params = [id.to_string()];
+    let Some(agent) = agent_rows(conn, "is_active = 1 AND id = ?", &params)?.pop() else {
+        return Ok(None);
+    };
+    let mut mail = load_mail(conn, " AND agent_id = ?", &params)?;
+    let state = mail.remove(id).unwrap_or_default();
+    Ok(Some((agent, state)))
+}
+
+/// Agents matching `cond` (with `params`), by id.
+fn agent_rows(
+    conn: &Connection,
+    cond: &str,
+    params: &[String],
+) -> Result<Vec<AgentRow>, StoreError> {
+    let sql = format!(
+        "SELECT id, name, capabilities, registered_at, last_heartbeat
+         FROM agents WHERE {cond} ORDER BY id"
+    );
+    super::load_tasks::query_all(conn, &sql, params, |r| {
+        let caps: String = r.get(2)?;
+        Ok(AgentRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            // Rows are only written by us as JSON arrays; anything else is treated as
+            // empty rather than refusing to start.
+            capabilities: serde_json::from_str(&caps).unwrap_or_default(),
+            registered_at: r.get(3)?,
+            last_heartbeat: r.get(4)?,
+        })
     })
 }
 
@@ -112,18 +151,20 @@ pub(crate) fn message_from_row(
     })
 }
 
-/// Every agent's unread deliveries by agent id, in arrival order: ids only, the
-/// bodies stay on disk until pulled (`idx_recipients_unread`: the read history is
-/// never scanned).
-pub(crate) fn load_mail(
+/// Unread deliveries by agent id, in arrival order, of the rows matching `cond`
+/// (" AND ..." or empty, with `params`): ids only, the bodies stay on disk until
+/// pulled (partial indexes on unread rows: the read history is never scanned).
+fn load_mail(
     conn: &Connection,
+    cond: &str,
+    params: &[String],
 ) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
     let mut out: std::collections::HashMap<String, MailState> = Default::default();
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT agent_id, message_id FROM message_recipients
-         WHERE read_at IS NULL ORDER BY agent_id, rowid",
-    )?;
-    let mut rows = stmt.query([])?;
+         WHERE read_at IS NULL{cond} ORDER BY agent_id, rowid"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     while let Some(r) = rows.next()? {
         let agent: String = r.get(0)?;
         out.entry(agent).or_default().unread.push(r.get(1)?);
@@ -133,13 +174,18 @@ pub(crate) fn load_mail(
 
 /// Stored locks. Fencing counters are read per key on first use
 /// ([`fencing_counter`]): `lock_fencing` holds every key ever locked.
-pub(crate) fn load_locks(conn: &Connection) -> Result<Vec<crate::domain::lease::Lock>, StoreError> {
+fn load_locks(
+    conn: &Connection,
+    cond: &str,
+    params: &[String],
+) -> Result<Vec<crate::domain::lease::Lock>, StoreError> {
     use crate::domain::time::parse_iso;
     let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
-    let mut stmt = conn.prepare(
-        "SELECT id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at FROM locks",
-    )?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at
+         FROM locks WHERE 1{cond}"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let mut locks = Vec::new();
     while let Some(r) = rows.next()? {
         let expires: String = r.get(6)?;

@@ -5,6 +5,7 @@
 //! name; [`load_tasks`] puts the rows together.
 
 use super::StoreError;
+use crate::domain::shard::Shards;
 use crate::domain::task::{
     Assignment, AssignmentStatus, Handoff, Round, RoundStatus, Task, TaskStatus,
 };
@@ -21,8 +22,9 @@ pub(crate) const OPEN_TASKS: &str =
 /// Which tasks to read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Scope<'a> {
-    /// Tasks with open work: neither completed nor closed (loaded at start-up).
-    Open,
+    /// Tasks with open work (neither completed nor closed) in these shards: what a
+    /// node loads at start-up, or when it takes shards over.
+    Open(&'a Shards),
     /// One task (activated on demand).
     Task(&'a str),
     /// Every task.
@@ -34,10 +36,16 @@ impl Scope<'_> {
     /// A condition on a `root_task_id`-like column, and its parameters.
     fn on(self, column: &str) -> (String, Vec<String>) {
         match self {
-            Scope::Open => (
-                format!("{column} IN (SELECT id FROM root_tasks WHERE {OPEN_TASKS})"),
-                Vec::new(),
-            ),
+            Scope::Open(shards) => {
+                let (extra, params) = match shards.condition("shard") {
+                    Some((cond, param)) => (format!(" AND {cond}"), vec![param]),
+                    None => (String::new(), Vec::new()),
+                };
+                (
+                    format!("{column} IN (SELECT id FROM root_tasks WHERE {OPEN_TASKS}{extra})"),
+                    params,
+                )
+            }
             Scope::Task(id) => (format!("{column} = ?1"), vec![id.to_string()]),
             #[cfg(test)]
             Scope::All => ("1".to_string(), Vec::new()),

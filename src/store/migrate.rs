@@ -38,9 +38,47 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "007_counters",
         include_str!("../../migrations/007_counters.sql"),
     ),
+    (
+        8,
+        "008_shards",
+        include_str!("../../migrations/008_shards.sql"),
+    ),
 ];
 
+/// `hub_shard(owner)`: the frozen shard hash, for migrations that fill `shard`
+/// columns from existing rows (008).
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "hub_shard",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let owner: String = ctx.get(0)?;
+            Ok(i64::from(crate::domain::shard::shard_of(&owner).0))
+        },
+    )
+}
+
+/// Refuse a database whose rows were sharded with another hash: every `shard`
+/// column would name the wrong owner's shard.
+fn check_shard_hash(conn: &Connection) -> Result<(), StoreError> {
+    use crate::domain::shard::SHARD_HASH;
+    let stored: String = conn.query_row(
+        "SELECT value FROM hub_meta WHERE name = 'shard_hash'",
+        [],
+        |r| r.get(0),
+    )?;
+    if stored != SHARD_HASH {
+        return Err(StoreError::Corrupt(format!(
+            "rows are sharded with {stored}, this build uses {SHARD_HASH}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
+    register_functions(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -76,23 +114,22 @@ pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
         tx.commit()?;
         tracing::info!(version, name, "applied migration");
     }
-    Ok(())
+    check_shard_hash(conn)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// 006 moves each task's message budget onto the task, counted from what an
-    /// older schema stored (agent messages about its rounds, not the hub's notices).
-    #[test]
-    fn the_message_budget_is_carried_over() {
-        let mut conn = Connection::open_in_memory().unwrap();
+    /// An in-memory database with the first `n` migrations applied, as an older
+    /// build left it.
+    fn migrated_up_to(n: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);",
         )
         .unwrap();
-        for (version, name, sql) in &MIGRATIONS[..5] {
+        for (version, name, sql) in &MIGRATIONS[..n] {
             conn.execute_batch(sql).unwrap();
             conn.execute(
                 "INSERT INTO schema_migrations VALUES (?1, ?2, 't')",
@@ -100,6 +137,14 @@ mod tests {
             )
             .unwrap();
         }
+        conn
+    }
+
+    /// 006 moves each task's message budget onto the task, counted from what an
+    /// older schema stored (agent messages about its rounds, not the hub's notices).
+    #[test]
+    fn the_message_budget_is_carried_over() {
+        let mut conn = migrated_up_to(5);
         conn.execute_batch(
             "INSERT INTO root_tasks VALUES ('T', 't', '', 'completed', 'd', 't', 't');
              INSERT INTO rounds (id, root_task_id, round_number, status, created_at, updated_at)
@@ -118,6 +163,47 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 2);
+    }
+
+    /// 008 gives existing rows their owner's shard, and new databases record the hash.
+    #[test]
+    fn shards_are_filled_in() {
+        use crate::domain::shard::shard_of;
+        let mut conn = migrated_up_to(7);
+        conn.execute_batch(
+            "INSERT INTO root_tasks (id, title, status, dispatcher_agent_id, created_at, updated_at)
+                 VALUES ('T', 't', 'completed', 'd', 't', 't');
+             INSERT INTO rounds (id, root_task_id, round_number, status, created_at, updated_at)
+                 VALUES ('R', 'T', 1, 'completed', 't', 't');
+             INSERT INTO operator_approvals (id, round_id, action, created_at) VALUES ('A', 'R', 'approve', 't');
+             INSERT INTO messages (id, from_agent, created_at) VALUES ('m1', 'alice', 't');
+             INSERT INTO message_recipients (message_id, agent_id, delivered_at) VALUES ('m1', 'bob', 't');
+             INSERT INTO locks (id, lock_key, holder_agent_id, fencing_token, expires_at, created_at)
+                 VALUES ('L', 'branch:main', 'alice', 1, 't', 't');",
+        )
+        .unwrap();
+        run(&mut conn, "now").unwrap();
+        let shard = |sql: &str| -> u16 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(shard("SELECT shard FROM root_tasks"), shard_of("T").0);
+        assert_eq!(shard("SELECT shard FROM rounds"), shard_of("T").0);
+        assert_eq!(
+            shard("SELECT shard FROM operator_approvals"),
+            shard_of("T").0
+        );
+        assert_eq!(shard("SELECT shard FROM messages"), shard_of("alice").0);
+        assert_eq!(
+            shard("SELECT shard FROM message_recipients"),
+            shard_of("bob").0
+        );
+        assert_eq!(shard("SELECT shard FROM locks"), shard_of("branch:main").0);
+
+        // A database sharded with another hash is refused.
+        conn.execute(
+            "UPDATE hub_meta SET value = 'other' WHERE name = 'shard_hash'",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(run(&mut conn, "t"), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

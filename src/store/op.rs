@@ -52,9 +52,10 @@ pub(crate) enum Op {
         id: String,
     },
     HandoffInsert(Handoff),
-    /// One row of `operator_approvals`.
+    /// One row of `operator_approvals` (`task_id`: the round's task, its owner).
     Approval {
         id: String,
+        task_id: String,
         round_id: String,
         action: String,
         note: String,

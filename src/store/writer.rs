@@ -10,6 +10,7 @@
 
 use super::{apply, load, migrate, Op, Snapshot, StoreError};
 use crate::config::Durability;
+use crate::domain::shard::Shards;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -162,7 +163,7 @@ impl Store {
         let mut conn = open_connection(path, opts.durability)?;
         migrate::run(&mut conn, now)?;
         load::sync_agents(&mut conn, agents, now)?;
-        let snapshot = load::load(&conn)?;
+        let snapshot = load::load_open_work(&conn, &Shards::All)?;
 
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
@@ -255,6 +256,30 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::Closed)?
+    }
+
+    /// One task with everything under it, as committed (after every write queued
+    /// before this call): how a task that is not live enters its actor again.
+    /// `None` if no such task is stored.
+    pub(crate) async fn load_task(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::workflow::TaskState>, StoreError> {
+        use super::load_tasks::{load_tasks, Scope};
+        let id = id.to_string();
+        let mut found = self.read(move |c| load_tasks(c, Scope::Task(&id))).await?;
+        Ok(found.pop())
+    }
+
+    /// One active agent with its unread deliveries, as committed; `None` if it is not
+    /// an active agent. See [`load::load_agent`].
+    #[cfg_attr(not(test), allow(dead_code))] // used by reload (operations) and cluster mode
+    pub(crate) async fn load_agent(
+        &self,
+        id: &str,
+    ) -> Result<Option<(super::AgentRow, super::MailState)>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| load::load_agent(c, &id)).await
     }
 
     /// A ticket covering every op queued so far: waiting for it makes an answer that

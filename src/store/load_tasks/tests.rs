@@ -188,7 +188,7 @@ fn the_open_scope_leaves_finished_tasks_out() {
     let tx = conn.transaction().unwrap();
     apply_batch(&tx, &ops).unwrap();
     tx.commit().unwrap();
-    let loaded = load_tasks(&conn, Scope::Open).unwrap();
+    let loaded = load_tasks(&conn, Scope::Open(&crate::domain::shard::Shards::All)).unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].task, open);
     assert_eq!(loaded[0].rounds.len(), 1);

@@ -41,7 +41,7 @@ async fn durable_write_is_committed_before_wait_returns() {
     assert!(store.committed() >= t3.0);
     // Read through a second connection: what a restarted server would see.
     let c = Connection::open(&path).unwrap();
-    let snap = load::load(&c).unwrap();
+    let snap = load::load_open_work(&c, &crate::domain::shard::Shards::All).unwrap();
     assert_eq!(snap.agents[0].name, "Alice");
     assert_eq!(snap.agents[0].capabilities, vec!["x"]);
     assert_eq!(snap.agents[0].last_heartbeat.as_deref(), Some("t3"));
@@ -69,7 +69,11 @@ async fn shutdown_flushes_fast_mode_writes() {
     assert_eq!(store.committed(), last.0);
     let c = Connection::open(&path).unwrap();
     assert_eq!(
-        load::load(&c).unwrap().agents[0].last_heartbeat.as_deref(),
+        load::load_open_work(&c, &crate::domain::shard::Shards::All)
+            .unwrap()
+            .agents[0]
+            .last_heartbeat
+            .as_deref(),
         Some("t499")
     );
 }
@@ -159,4 +163,88 @@ fn new_databases_vacuum_incrementally() {
         .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, 2, "INCREMENTAL");
+}
+
+/// The seam for cluster mode: live state enters by shard (start-up, a shard taken
+/// over) or by owner (one agent, one task), and each row is found by its owner's shard.
+#[tokio::test]
+async fn live_state_loads_by_shard_and_by_owner() {
+    use crate::domain::lease::Lock;
+    use crate::domain::message::Message;
+    use crate::domain::shard::{shard_of, Shards};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("hub.db");
+    // Two agents in different shards.
+    let (a, b) = ("agent-1", "agent-2");
+    assert_ne!(shard_of(a), shard_of(b));
+    let agents = vec![
+        (a.to_string(), "h".to_string()),
+        (b.to_string(), "h".to_string()),
+    ];
+    let (store, _) = Store::open(&path, opts(Durability::Durable), &agents, "t0").unwrap();
+    let msg = |id: &str, to: &str| Op::MessageInsert {
+        message: std::sync::Arc::new(Message {
+            id: id.into(),
+            dedupe_key: None,
+            reply_to: None,
+            from_agent: a.into(),
+            to_agent: Some(to.into()),
+            round_id: None,
+            msg_type: "info".into(),
+            subject: String::new(),
+            body: "hi".into(),
+            context_json: "{}".into(),
+            hop_count: 0,
+            created_at: "t1".into(),
+        }),
+        recipients: vec![to.into()],
+    };
+    store.enqueue(msg("m1", a));
+    store.enqueue(msg("m2", b));
+    let now = chrono::Utc::now();
+    let last = store.enqueue(Op::LockUpsert(Lock {
+        id: "L".into(),
+        lock_key: "branch:main".into(),
+        holder_agent_id: a.into(),
+        resource_type: "branch".into(),
+        resource_id: String::new(),
+        fencing_token: 1,
+        expires_at: now + chrono::Duration::seconds(60),
+        created_at: now,
+    }));
+    store.wait_durable(last).await.unwrap();
+
+    let (row, mail) = store.load_agent(b).await.unwrap().unwrap();
+    assert_eq!((row.id.as_str(), mail.unread), (b, vec!["m2".to_string()]));
+    assert!(store.load_agent("nobody").await.unwrap().is_none());
+
+    let c = Connection::open(&path).unwrap();
+    let only_a = load::load_open_work(&c, &Shards::Some(vec![shard_of(a)])).unwrap();
+    let ids: Vec<&str> = only_a.agents.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec![a]);
+    assert_eq!(only_a.mail.keys().collect::<Vec<_>>(), vec![a]);
+    let lock_shard = shard_of("branch:main");
+    assert_eq!(only_a.locks.len(), usize::from(lock_shard == shard_of(a)));
+    let with_lock = load::load_open_work(&c, &Shards::Some(vec![lock_shard])).unwrap();
+    assert_eq!(with_lock.locks.len(), 1);
+    let all = load::load_open_work(&c, &Shards::All).unwrap();
+    assert_eq!(
+        (all.agents.len(), all.mail.len(), all.locks.len()),
+        (2, 2, 1)
+    );
+    // Every row carries its owner's shard.
+    let shard_in = |sql: &str| -> u16 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        shard_in("SELECT shard FROM message_recipients WHERE message_id = 'm2'"),
+        shard_of(b).0
+    );
+    assert_eq!(
+        shard_in("SELECT shard FROM messages WHERE id = 'm2'"),
+        shard_of(a).0
+    );
+    assert_eq!(
+        shard_in("SELECT shard FROM agents WHERE id = 'agent-2'"),
+        shard_of(b).0
+    );
+    store.shutdown();
 }

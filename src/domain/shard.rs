@@ -1,0 +1,98 @@
+//! Ownership shards (shared/spec/cluster.md §2): every stored row belongs to one owner
+//! (a task, an agent or a lock key) and carries that owner's shard, so that a node can
+//! load exactly the shards it owns with one index scan. One node owns every shard
+//! today; cluster mode moves shards between nodes through the same loading path.
+//!
+//! The hash is frozen: changing it (or [`SHARD_COUNT`]) is a data migration. Its name
+//! is stored in the database (`hub_meta.shard_hash`) and checked at start-up. SHA-256
+//! was chosen over SipHash because PostgreSQL computes it natively (`sha256()`), so a
+//! cluster's migration can fill the column in SQL, and so can an operator's script.
+
+use sha2::{Digest, Sha256};
+
+/// Number of virtual shards, fixed forever.
+pub(crate) const SHARD_COUNT: u16 = 1024;
+
+/// The frozen hash, as recorded in `hub_meta`: the first 8 bytes of SHA-256 of the
+/// owner's id (UTF-8), read big-endian, modulo [`SHARD_COUNT`].
+pub(crate) const SHARD_HASH: &str = "sha256-be64-mod1024";
+
+/// One virtual shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ShardId(pub u16);
+
+/// The shard of an owner id: a task id, an agent id or a lock key.
+pub(crate) fn shard_of(owner: &str) -> ShardId {
+    let digest = Sha256::digest(owner.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    ShardId((u64::from_be_bytes(head) % u64::from(SHARD_COUNT)) as u16)
+}
+
+/// Which shards to load: all of them (one node), or a node's share (cluster mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shards {
+    /// Every shard.
+    All,
+    /// These shards only.
+    #[cfg_attr(not(test), allow(dead_code))] // cluster mode; exercised by the store's tests
+    Some(Vec<ShardId>),
+}
+
+impl Shards {
+    /// A condition on a `shard` column and its one parameter (a JSON array of shard
+    /// numbers, read with `json_each`), or `None` when every shard is wanted (so the
+    /// single-node queries stay what they were).
+    pub(crate) fn condition(&self, column: &str) -> Option<(String, String)> {
+        match self {
+            Shards::All => None,
+            Shards::Some(list) => {
+                let nums: Vec<u16> = list.iter().map(|s| s.0).collect();
+                Some((
+                    format!("{column} IN (SELECT value FROM json_each(?))"),
+                    serde_json::to_string(&nums).unwrap_or_else(|_| "[]".into()),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frozen values: if this test fails, the hash changed, and every stored row's
+    /// shard would be wrong. Do not update the expected numbers; restore the hash.
+    #[test]
+    fn hash_is_frozen() {
+        // sha256("") = e3b0c44298fc1c14...
+        assert_eq!(
+            shard_of("").0 as u64,
+            0xe3b0_c442_98fc_1c14 % u64::from(SHARD_COUNT)
+        );
+        // Computed independently (Python hashlib), as a PostgreSQL migration would.
+        assert_eq!(shard_of("agent-1"), ShardId(172));
+        assert_eq!(shard_of("task-42"), ShardId(508));
+        assert_eq!(shard_of("branch:main"), ShardId(275));
+    }
+
+    #[test]
+    fn spreads_over_shards() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000 {
+            seen.insert(shard_of(&format!("agent-{i}")));
+        }
+        // 10k owners over 1024 shards: every shard is hit with near certainty.
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn conditions() {
+        assert_eq!(Shards::All.condition("shard"), None);
+        let (sql, param) = Shards::Some(vec![ShardId(3), ShardId(7)])
+            .condition("shard")
+            .unwrap();
+        assert_eq!(sql, "shard IN (SELECT value FROM json_each(?))");
+        assert_eq!(param, "[3,7]");
+    }
+}
