@@ -65,8 +65,8 @@ pub enum Command {
         /// Agent id from agents.env
         agent_id: String,
     },
-    /// List agents with their registration and presence
-    Agents,
+    /// List agents with their registration and presence, a page at a time
+    Agents(LogArgs),
     /// Approve a round awaiting approval: round and task become dispatched
     Approve {
         /// Round id (from list-rounds, or the dispatcher's round_plan_submit)
@@ -105,8 +105,8 @@ pub enum Command {
         /// Task id
         task_id: String,
     },
-    /// List held locks: key, holder, resource, expires in
-    Locks,
+    /// List held locks (key, holder, resource, expires in), newest first, a page at a time
+    Locks(LogArgs),
     /// Force-release a lock (audited); the next waiter gets it
     Unlock {
         /// The lock's key, as `hubctl locks` shows it
@@ -153,7 +153,8 @@ pub struct PageArgs {
     pub cursor: Option<String>,
 }
 
-/// The paging options of the log commands (audit, messages).
+/// The paging options of the lists without history (agents, locks) and of the log
+/// commands (audit, messages).
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Rows per page (1-1000)
@@ -257,7 +258,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(&dir, target.host, target.port, args),
         Command::Connect { agent_id } => connect::run(&dir, &agent_id, &target),
-        Command::Agents => operator::agents(&dir, &target, json),
+        Command::Agents(page) => operator::agents(&dir, &target, &page, json),
         Command::Approve { round_id, note } => {
             tasks::decide(&dir, &target, &round_id, &note.join(" "), true, json)
         }
@@ -270,7 +271,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::ListRounds { task_id, page } => {
             tasks::list_rounds(&dir, &target, task_id.as_deref(), &page, json)
         }
-        Command::Locks => tasks::locks(&dir, &target, json),
+        Command::Locks(page) => tasks::locks(&dir, &target, &page, json),
         Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),
         Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),

@@ -187,6 +187,33 @@ fn operator_lists_are_paged_and_open_work_by_default() {
         out.contains("more: hubctl list-tasks --limit 1 --cursor "),
         "{out}"
     );
+    // Agents and held locks, with the same contract.
+    let mut agents = all_pages(&hub, "/operator/agents", 2, |a| s(&a["agent_id"]));
+    agents.sort();
+    assert_eq!(agents, ["alice", "bob", "disp"]);
+    let a = hub.client("alice");
+    for key in ["k1", "k2", "k3"] {
+        a.call("lock_acquire", json!({"lock_key": key, "ttl_seconds": 600}));
+    }
+    let short = a.call(
+        "lock_acquire",
+        json!({"lock_key": "gone", "ttl_seconds": 1}),
+    );
+    assert_eq!(short["lock"]["lock_key"], "gone", "{short}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut locks = all_pages(&hub, "/operator/locks", 2, |l| s(&l["lock_key"]));
+    locks.sort();
+    assert_eq!(locks, ["k1", "k2", "k3"], "a lapsed lock is not listed");
+    let out = hubctl_ok(&hub, &["locks", "--limit", "1"]);
+    assert!(
+        out.contains("more: hubctl locks --limit 1 --cursor "),
+        "{out}"
+    );
+    let out = hubctl_ok(&hub, &["agents", "--limit", "1"]);
+    assert!(
+        out.contains("more: hubctl agents --limit 1 --cursor "),
+        "{out}"
+    );
     // Bad paging arguments are refused with the reason.
     let out = hubctl_err(&hub, &["list-tasks", "--limit", "5000"]);
     assert!(out.contains("limit"), "{out}");
@@ -368,7 +395,7 @@ fn prune_removes_only_what_the_policy_names() {
     assert_eq!(a.call("hub_status", json!({}))["tasks"], 1);
     // The lock is held as before.
     let locks = hub.operator_get("/operator/locks");
-    assert_eq!(locks["locks"][0]["lock_key"], "held", "{locks}");
+    assert_eq!(locks["items"][0]["lock_key"], "held", "{locks}");
     // The file gives its free pages back on request.
     let v: Value = serde_json::from_str(&hubctl_ok(&hub, &["--json", "vacuum"])).unwrap();
     assert!(

@@ -124,7 +124,7 @@ fn expired_lock_is_free_without_anyone_asking() {
     a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 1}));
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // The operator view shows it gone: expiry was enforced by the timer.
-    assert_eq!(hub.operator_get("/operator/locks")["locks"], json!([]));
+    assert_eq!(hub.operator_get("/operator/locks")["items"], json!([]));
     let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
     let n: i64 = db
         .query_row("SELECT COUNT(*) FROM locks", [], |r| r.get(0))

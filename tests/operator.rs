@@ -9,7 +9,7 @@ fn agents_url(hub: &Hub) -> String {
 }
 
 fn find<'a>(agents: &'a Value, id: &str) -> &'a Value {
-    agents["agents"]
+    agents["items"]
         .as_array()
         .unwrap_or_else(|| panic!("agents array: {agents}"))
         .iter()

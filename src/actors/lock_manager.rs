@@ -2,7 +2,7 @@
 //! a conflicting `lock_acquire` either fails at once with the holder, or parks as a
 //! waiter (first come, first served) that gets the lock the moment it is released or
 //! its lease lapses. Leases are enforced by timers, not only when someone looks.
-//! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`ListLocks`], [`Expire`].
+//! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`Expire`].
 
 use crate::domain::ids::random_hex;
 use crate::domain::lease::{conflict, Acquired, Lock, LockTable, Request};
@@ -303,21 +303,6 @@ impl Handler<ForceRelease> for LockManager {
         });
         let t = self.freed(&lock, ctx);
         Ok((lock, t.max(audit)))
-    }
-}
-
-/// Live locks, by key.
-pub(crate) struct ListLocks;
-
-impl Message for ListLocks {
-    type Result = Vec<Lock>;
-}
-
-impl Handler<ListLocks> for LockManager {
-    type Result = MessageResult<ListLocks>;
-
-    fn handle(&mut self, _: ListLocks, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.table.list(Utc::now()))
     }
 }
 

@@ -124,13 +124,19 @@ pub(crate) fn s(v: &Value) -> String {
     }
 }
 
-pub(crate) fn agents(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
-    let v = OperatorClient::new(dir, target)?.get("/operator/agents")?;
+pub(crate) fn agents(
+    dir: &Path,
+    target: &Target,
+    page: &super::LogArgs,
+    json: bool,
+) -> Result<(), CliError> {
+    let path = format!("/operator/agents?{}", super::tasks::log_query(page));
+    let v = OperatorClient::new(dir, target)?.get(&path)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = v["agents"]
+    let rows: Vec<Vec<String>> = v["items"]
         .as_array()
         .map(|a| a.as_slice())
         .unwrap_or_default()
@@ -169,6 +175,7 @@ pub(crate) fn agents(dir: &Path, target: &Target, json: bool) -> Result<(), CliE
             &rows
         )
     );
+    super::tasks::log_hint(&v, "agents", page);
     Ok(())
 }
 

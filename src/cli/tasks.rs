@@ -313,11 +313,17 @@ pub(crate) fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Re
     Ok(())
 }
 
-pub(crate) fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
-    let Some(v) = fetch(dir, target, "/operator/locks", json)? else {
+pub(crate) fn locks(
+    dir: &Path,
+    target: &Target,
+    page: &LogArgs,
+    json: bool,
+) -> Result<(), CliError> {
+    let path = format!("/operator/locks?{}", log_query(page));
+    let Some(v) = fetch(dir, target, &path, json)? else {
         return Ok(());
     };
-    let rows = rows_of(&v, "locks", |l| {
+    let rows = rows_of(&v, "items", |l| {
         vec![
             s(&l["lock_key"]),
             s(&l["holder_agent_id"]),
@@ -333,6 +339,7 @@ pub(crate) fn locks(dir: &Path, target: &Target, json: bool) -> Result<(), CliEr
             &rows
         )
     );
+    log_hint(&v, "locks", page);
     Ok(())
 }
 
@@ -405,7 +412,7 @@ pub(crate) fn vacuum(dir: &Path, target: &Target, json: bool) -> Result<(), CliE
 }
 
 /// `limit=N&cursor=C` and the next-page hint of the log commands.
-fn log_query(page: &LogArgs) -> String {
+pub(super) fn log_query(page: &LogArgs) -> String {
     let mut q = format!("limit={}", page.limit);
     if let Some(c) = &page.cursor {
         q.push_str(&format!("&cursor={}", seg(c)));
@@ -413,7 +420,7 @@ fn log_query(page: &LogArgs) -> String {
     q
 }
 
-fn log_hint(v: &Value, command: &str, page: &LogArgs) {
+pub(super) fn log_hint(v: &Value, command: &str, page: &LogArgs) {
     if let Some(c) = v["next_cursor"].as_str() {
         println!("more: hubctl {command} --limit {} --cursor {c}", page.limit);
     }

@@ -4,6 +4,7 @@
 
 use super::error::{settle, ApiError};
 use super::guards;
+use super::operator_tasks::PageQuery;
 use super::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -34,11 +35,16 @@ async fn prune(
     Ok(HttpResponse::Ok().json(json!({"ok": true, "dry_run": dry_run, "pruned": pruned})))
 }
 
-/// Every agent of agents.env with its registration and presence.
-async fn agents(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The agents of agents.env with their registration and presence, a page at a time.
+async fn agents(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     let hub = guards::operator_request(&req, &st).await?;
-    let list = settle(&hub, hub.agents(Utc::now()).await).await?;
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "agents": list})))
+    let page = settle(&hub, hub.agent_page(q.request()?, Utc::now()).await).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
 }
 
 /// Give the file's free pages back to the file system (`hubctl vacuum`).

@@ -44,7 +44,7 @@ fn task_summary(t: &TaskSummary) -> Value {
 
 /// `?all=1&limit=N&cursor=C`: the paging contract of every operator list.
 #[derive(Deserialize)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     all: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
@@ -56,7 +56,7 @@ struct PageQuery {
 }
 
 impl PageQuery {
-    fn request(&self) -> Result<PageRequest, ApiError> {
+    pub(crate) fn request(&self) -> Result<PageRequest, ApiError> {
         let limit = match self.limit.as_deref() {
             None => DEFAULT_LIMIT,
             Some(l) => l
@@ -230,11 +230,12 @@ async fn close_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<Str
     Ok(HttpResponse::Ok().json(json!({"ok": true, "task": task})))
 }
 
-async fn list_locks(req: HttpRequest, st: web::Data<AppState>) -> Answer {
+async fn list_locks(req: HttpRequest, st: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
     let hub = guard(&req, &st).await?;
     let now = chrono::Utc::now();
-    let locks = settle(&hub, hub.locks().await).await?;
-    let list: Vec<Value> = locks
+    let page = settle(&hub, hub.lock_page(q.request()?, now).await).await?;
+    let items: Vec<Value> = page
+        .items
         .iter()
         .map(|l| {
             let mut v = json!(l);
@@ -243,7 +244,8 @@ async fn list_locks(req: HttpRequest, st: web::Data<AppState>) -> Answer {
             v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "locks": list})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"ok": true, "items": items, "next_cursor": page.next_cursor})))
 }
 
 #[derive(Deserialize)]

@@ -179,8 +179,6 @@ fn load_locks(
     cond: &str,
     params: &[String],
 ) -> Result<Vec<crate::domain::lease::Lock>, StoreError> {
-    use crate::domain::time::parse_iso;
-    let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
     let mut stmt = conn.prepare(&format!(
         "SELECT id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token, expires_at, created_at
          FROM locks WHERE 1{cond}"
@@ -188,20 +186,28 @@ fn load_locks(
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let mut locks = Vec::new();
     while let Some(r) = rows.next()? {
-        let expires: String = r.get(6)?;
-        let created: String = r.get(7)?;
-        locks.push(crate::domain::lease::Lock {
-            id: r.get(0)?,
-            lock_key: r.get(1)?,
-            holder_agent_id: r.get(2)?,
-            resource_type: r.get(3)?,
-            resource_id: r.get(4)?,
-            fencing_token: r.get::<_, i64>(5)? as u64,
-            expires_at: parse_iso(&expires).ok_or_else(|| bad("expires_at"))?,
-            created_at: parse_iso(&created).ok_or_else(|| bad("created_at"))?,
-        });
+        locks.push(lock_row(r)?);
     }
     Ok(locks)
+}
+
+/// A `locks` row, selected as `id, lock_key, holder_agent_id, resource_type,
+/// resource_id, fencing_token, expires_at, created_at`.
+pub(crate) fn lock_row(r: &rusqlite::Row<'_>) -> Result<crate::domain::lease::Lock, StoreError> {
+    use crate::domain::time::parse_iso;
+    let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
+    let expires: String = r.get(6)?;
+    let created: String = r.get(7)?;
+    Ok(crate::domain::lease::Lock {
+        id: r.get(0)?,
+        lock_key: r.get(1)?,
+        holder_agent_id: r.get(2)?,
+        resource_type: r.get(3)?,
+        resource_id: r.get(4)?,
+        fencing_token: r.get::<_, i64>(5)? as u64,
+        expires_at: parse_iso(&expires).ok_or_else(|| bad("expires_at"))?,
+        created_at: parse_iso(&created).ok_or_else(|| bad("created_at"))?,
+    })
 }
 
 /// The last fencing token handed out for `key` (0: never locked).

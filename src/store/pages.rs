@@ -3,9 +3,10 @@
 //! keyset order on (created_at, id), newest first. A page costs one short query
 //! whatever the size of the history. Called through [`super::Store::read`].
 
-use super::load::message_from_row;
+use super::load::{lock_row, message_from_row};
 use super::load_tasks::{query_all, round_row, task_row, OPEN_TASKS};
 use super::StoreError;
+use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::{Round, Task};
 use crate::domain::time::parse_iso;
@@ -211,6 +212,44 @@ pub(crate) fn audit(
     })?;
     Ok(finish(items, req.limit, |e| {
         (e.created_at.clone(), e.id.to_string())
+    }))
+}
+
+/// Active agents (those of agents.env), newest first: their (created_at, id). The
+/// hub adds each one's live presence; the rows only fix the order and the page.
+pub(crate) fn agents(
+    conn: &Connection,
+    req: &PageRequest,
+) -> Result<Page<(String, String)>, StoreError> {
+    let (cond, params) = after(req);
+    let sql = format!(
+        "SELECT created_at, id FROM agents WHERE is_active = 1 AND {cond}
+         ORDER BY created_at DESC, id DESC LIMIT {}",
+        req.limit + 1
+    );
+    let items = query_all(conn, &sql, &params, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(finish(items, req.limit, |k| k.clone()))
+}
+
+/// Locks held at `now` (stored and not lapsed), newest grant first.
+pub(crate) fn locks(
+    conn: &Connection,
+    req: &PageRequest,
+    now: &str,
+) -> Result<Page<Lock>, StoreError> {
+    let (cond, mut params) = after(req);
+    params.push(now.to_string());
+    let sql = format!(
+        "SELECT id, lock_key, holder_agent_id, resource_type, resource_id, fencing_token,
+                expires_at, created_at
+         FROM locks WHERE expires_at > ?{} AND {cond}
+         ORDER BY created_at DESC, id DESC LIMIT {}",
+        params.len(),
+        req.limit + 1
+    );
+    let items = query_all(conn, &sql, &params, lock_row)?;
+    Ok(finish(items, req.limit, |l| {
+        (crate::domain::time::iso(l.created_at), l.id.clone())
     }))
 }
 

@@ -317,7 +317,7 @@ impl Hub {
     /// One agent as `GET /operator/agents` shows it.
     pub(crate) fn operator_agent(&self, id: &str) -> Value {
         let all = self.operator_get("/operator/agents");
-        all["agents"]
+        all["items"]
             .as_array()
             .expect("agents list")
             .iter()

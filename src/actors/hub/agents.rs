@@ -1,12 +1,12 @@
 //! Agents through the façade: registration, heartbeats, presence and counts.
 
 use super::Hub;
-use crate::actors::agent::{AgentActor, AgentView, GetView, Heartbeat, Register};
+use crate::actors::agent::{AgentView, GetView, Heartbeat, Register};
 use crate::actors::HubError;
 use crate::domain::agent::is_online;
 use crate::domain::time::{iso, parse_iso};
 use crate::domain::AgentId;
-use actix::Addr;
+use crate::store::pages::{self, Page, PageRequest};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -66,32 +66,58 @@ impl Hub {
         }
     }
 
-    /// Every agent with presence, sorted by id.
-    pub(crate) async fn agents(&self, now: DateTime<Utc>) -> Result<Vec<AgentStatus>, HubError> {
-        let entries: Vec<(Addr<AgentActor>, i64)> = self
+    /// A page of the agents of agents.env with their presence (`hubctl agents`):
+    /// the order and the page come from SQLite, each agent's presence from its actor.
+    pub(crate) async fn agent_page(
+        &self,
+        req: PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Page<AgentStatus>, HubError> {
+        let ids = self
+            .inner
+            .store
+            .read(move |c| pages::agents(c, &req))
+            .await?;
+        let mut items = Vec::with_capacity(ids.items.len());
+        for (_, id) in &ids.items {
+            // An agent stored as active but without an actor is one this server
+            // does not serve (cluster mode: another node's); it is left out.
+            if let Some(status) = self.agent_status(id, now).await? {
+                items.push(status);
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: ids.next_cursor,
+        })
+    }
+
+    /// One agent with its presence by the documented rule; `None` if unknown here.
+    async fn agent_status(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AgentStatus>, HubError> {
+        let Some((addr, seen_ms)) = self
             .inner
             .dir
             .agents
-            .iter()
+            .get(&AgentId::new(id))
             .map(|e| (e.addr.clone(), e.last_seen_ms.load(Ordering::Relaxed)))
-            .collect();
-        let window = self.inner.settings.presence_window_secs;
-        let mut out = Vec::with_capacity(entries.len());
-        for (addr, seen_ms) in entries {
-            let view = addr.send(GetView).await?;
-            let last_seen = (seen_ms > 0)
-                .then(|| DateTime::<Utc>::from_timestamp_millis(seen_ms))
-                .flatten();
-            // A stored heartbeat counts too, so presence survives a restart.
-            let heartbeat = view.last_heartbeat.as_deref().and_then(parse_iso);
-            let latest = last_seen.max(heartbeat);
-            out.push(AgentStatus {
-                view,
-                last_seen: last_seen.map(iso),
-                online: is_online(latest, now, window),
-            });
-        }
-        out.sort_by(|a, b| a.view.agent_id.cmp(&b.view.agent_id));
-        Ok(out)
+        else {
+            return Ok(None);
+        };
+        let view = addr.send(GetView).await?;
+        let last_seen = (seen_ms > 0)
+            .then(|| DateTime::<Utc>::from_timestamp_millis(seen_ms))
+            .flatten();
+        // A stored heartbeat counts too, so presence survives a restart.
+        let heartbeat = view.last_heartbeat.as_deref().and_then(parse_iso);
+        let latest = last_seen.max(heartbeat);
+        Ok(Some(AgentStatus {
+            view,
+            last_seen: last_seen.map(iso),
+            online: is_online(latest, now, self.inner.settings.presence_window_secs),
+        }))
     }
 }

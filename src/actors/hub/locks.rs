@@ -2,11 +2,14 @@
 //! list and forced release.
 
 use super::Hub;
-use crate::actors::lock_manager::{Acquire, AcquireReply, ForceRelease, Grant, ListLocks, Release};
+use crate::actors::lock_manager::{Acquire, AcquireReply, ForceRelease, Grant, Release};
 use crate::actors::HubError;
 use crate::domain::lease::{Lock, Request as LockRequest};
+use crate::domain::time::iso;
 use crate::domain::AgentId;
+use crate::store::pages::{self, Page, PageRequest};
 use crate::store::StoreError;
+use chrono::{DateTime, Utc};
 
 impl Hub {
     /// `lock_acquire`: granted, renewed, or (after waiting up to `wait`) refused.
@@ -73,8 +76,18 @@ impl Hub {
         self.durable(reply).await
     }
 
-    /// Every lock held now.
-    pub(crate) async fn locks(&self) -> Result<Vec<Lock>, HubError> {
-        Ok(self.inner.locks.send(ListLocks).await?)
+    /// A page of the locks held at `now`, newest grant first (`hubctl locks`), read
+    /// from SQLite once every answered grant and release is committed.
+    pub(crate) async fn lock_page(
+        &self,
+        req: PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Lock>, HubError> {
+        let now = iso(now);
+        Ok(self
+            .inner
+            .store
+            .read(move |c| pages::locks(c, &req, &now))
+            .await?)
     }
 }
