@@ -158,6 +158,10 @@ def main():
                     help="also time `hubctl list-tasks` (the operator's task list)")
     ap.add_argument("--growth", type=int, default=0,
                     help="also send this many messages, then pull and ack them all")
+    ap.add_argument("--server-log", default=os.devnull,
+                    help="the server's stderr goes here (e.g. with _RJEM_MALLOC_CONF=stats_print:true)")
+    ap.add_argument("--bursts", type=int, default=1,
+                    help="repeat the growth run this many times (does memory settle?)")
     a = ap.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -166,7 +170,7 @@ def main():
     t0 = time.monotonic()
     p = subprocess.Popen([a.hubctl, "--config-dir", a.config_dir, "--port", str(port),
                           "serve", "--db", a.db], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=env)
+                         stderr=open(a.server_log, "w"), env=env)
     port_open = None
     while port_open is None:
         try:
@@ -198,7 +202,8 @@ def main():
               f"{len(out.stdout) / 2**20:.1f} MiB answer, server RSS "
               f"{before:.1f} -> {rss_mib(p.pid):.1f} MiB")
     if a.growth:
-        growth(port, a.config_dir, a.growth, p.pid)
+        for _ in range(a.bursts):
+            growth(port, a.config_dir, a.growth, p.pid)
     t = time.monotonic()
     p.send_signal(signal.SIGTERM)
     p.wait()
