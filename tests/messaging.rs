@@ -345,3 +345,43 @@ fn round_messages_count_against_the_task() {
         json!({"to_agent": "disp", "subject": "s", "body": "b"}),
     );
 }
+
+/// Hardening finding 7: an agent with no part in a task sent 40 messages tagged
+/// with its round and used up the budget, so the dispatcher's own message failed.
+#[test]
+fn only_participants_may_send_about_a_tasks_rounds() {
+    let hub = Hub::start(
+        &["disp", "alice", "mallory"],
+        "max_messages_per_task: 3
+",
+    );
+    let d = hub.client("disp");
+    d.call("task_draft_create", json!({"task_id": "M", "title": "t"}));
+    let round = d.call(
+        "round_plan_submit",
+        json!({"task_id": "M", "plan_json": {"assignments": [{"agent_id": "alice", "goal": "g"}]}}),
+    )["round_id"]
+        .clone();
+    let m = hub.client("mallory");
+    let spam = json!({"to_agent": "disp", "subject": "s", "body": "b", "round_id": round});
+    for _ in 0..5 {
+        assert_eq!(
+            m.refused("message_send", spam.clone()),
+            "NOT_TASK_PARTICIPANT"
+        );
+    }
+    // The budget is untouched: the dispatcher and the assignee use all of it.
+    let to = |who: &str| json!({"to_agent": who, "subject": "s", "body": "b", "round_id": round});
+    d.call("message_send", to("alice"));
+    hub.client("alice").call("message_send", to("disp"));
+    d.call("message_send", to("alice"));
+    assert_eq!(
+        d.refused("message_send", to("alice")),
+        "MESSAGE_LIMIT_REACHED"
+    );
+    // mallory's own messages without a round still go through.
+    m.call(
+        "message_send",
+        json!({"to_agent": "disp", "subject": "s", "body": "b"}),
+    );
+}

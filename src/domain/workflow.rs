@@ -244,7 +244,25 @@ impl TaskState {
     }
 
     /// One more agent message on this task's rounds, unless the limit is reached.
-    pub(crate) fn count_message(&mut self, limits: &Limits) -> Result<(), DomainError> {
+    /// Count one agent message about a round of this task against its budget. Only
+    /// the dispatcher and agents assigned in any round may: anyone else could spend
+    /// the budget and silence the task's own messages.
+    pub(crate) fn count_message(
+        &mut self,
+        sender: &str,
+        limits: &Limits,
+    ) -> Result<(), DomainError> {
+        let participant = self.task.dispatcher_agent_id == sender
+            || self.assignments.iter().any(|a| a.agent_id == sender);
+        if !participant {
+            return Err(DomainError::refused(
+                ErrorCode::NotTaskParticipant,
+                format!(
+                    "{sender} is neither the dispatcher of task {} nor assigned in any of its rounds; only they may send messages with its round_id",
+                    self.task.id
+                ),
+            ));
+        }
         if self.message_count >= limits.max_messages_per_task {
             return Err(DomainError::MessageLimitReached {
                 task_id: self.task.id.clone(),

@@ -82,6 +82,7 @@ impl Hub {
                 checked = self.check_draft(from, &draft).await?;
                 let count = CountMessage {
                     step: CountStep::Count,
+                    sender: from.clone(),
                 };
                 // Not waited for: the message's own commit, queued after it, covers it.
                 self.to_task(&task, count).await?;
@@ -99,12 +100,14 @@ impl Hub {
                 if let Some(a) = self.inner.task_env.tasks.get(task) {
                     a.do_send(CountMessage {
                         step: CountStep::Stored,
+                        sender: from.clone(),
                     });
                 }
             }
             (Err(_), Some(task)) => {
                 let undo = CountMessage {
                     step: CountStep::Undo,
+                    sender: from.clone(),
                 };
                 let _ = self.on_task(task, undo).await;
             }

@@ -131,6 +131,8 @@ pub(crate) struct GetHandoff {
 #[rtype(result = "Reply<()>")]
 pub(crate) struct CountMessage {
     pub step: CountStep,
+    /// The message's sender (checked at `Count`: only participants may).
+    pub sender: AgentId,
 }
 
 /// The steps of [`CountMessage`]. Between `Count` and the next step the message is
@@ -352,7 +354,8 @@ impl Handler<CountMessage> for TaskActor {
         self.used();
         match m.step {
             CountStep::Count => {
-                self.state.count_message(&self.env.limits)?;
+                self.state
+                    .count_message(m.sender.as_str(), &self.env.limits)?;
                 self.in_flight += 1;
             }
             CountStep::Stored => {

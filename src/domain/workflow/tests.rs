@@ -503,7 +503,18 @@ fn close_cancels_open_work_and_blocks_everything() {
 fn message_limit() {
     let (mut s, _, _) = planned();
     let l = limits();
-    s.count_message(&l).unwrap();
-    s.count_message(&l).unwrap();
-    assert_eq!(code(s.count_message(&l)), "MESSAGE_LIMIT_REACHED");
+    s.count_message("disp", &l).unwrap();
+    s.count_message("alice", &l).unwrap();
+    assert_eq!(code(s.count_message("bob", &l)), "MESSAGE_LIMIT_REACHED");
+}
+
+#[test]
+fn only_participants_spend_a_tasks_message_budget() {
+    let (mut s, _, _) = planned();
+    let l = limits();
+    // Not the dispatcher, not assigned in any round: refused, and nothing counted.
+    assert_eq!(code(s.count_message("mallory", &l)), "NOT_TASK_PARTICIPANT");
+    assert_eq!(s.message_count, 0);
+    s.count_message("bob", &l).unwrap();
+    assert_eq!(s.message_count, 1);
 }
