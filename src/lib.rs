@@ -16,5 +16,6 @@ pub mod cli;
 pub(crate) mod config;
 pub(crate) mod domain;
 pub(crate) mod http;
+pub(crate) mod log_limit;
 pub(crate) mod mcp;
 pub(crate) mod store;

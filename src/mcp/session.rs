@@ -5,6 +5,7 @@
 use super::protocol::Version;
 use crate::domain::ids::random_hex;
 use crate::domain::AgentId;
+use crate::log_limit::LogLimit;
 use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +83,10 @@ impl Session {
         match guard.as_ref().map(|tx| tx.try_send(message)) {
             Some(Ok(())) => true,
             Some(Err(mpsc::error::TrySendError::Full(_))) => {
-                tracing::warn!(agent = %self.agent, "GET stream not read; notification dropped");
+                static DROPPED: LogLimit = LogLimit::new(10_000);
+                if let Some(n) = DROPPED.hit() {
+                    tracing::warn!(agent = %self.agent, dropped = n, "GET streams not read; notifications dropped (one line per 10 s at most)");
+                }
                 false
             }
             _ => false,
