@@ -385,3 +385,82 @@ fn only_participants_may_send_about_a_tasks_rounds() {
         json!({"to_agent": "disp", "subject": "s", "body": "b"}),
     );
 }
+
+/// Hardening: an answer's size is bounded. `inbox_pull` returns at most
+/// `max_pull_bytes` of messages, always at least one, and says when more wait.
+#[test]
+fn a_pull_is_bounded_in_bytes_and_says_more_are_waiting() {
+    let hub = Hub::start(&["alice", "bob"], "max_pull_bytes: 4096\n");
+    let a = hub.client("alice");
+    let b = hub.client("bob");
+    let send = |body: String| {
+        a.call(
+            "message_send",
+            json!({"to_agent": "bob", "subject": "s", "body": body}),
+        );
+    };
+    for _ in 0..5 {
+        send("x".repeat(1500));
+    }
+    // Two of about 1.8 KB fit in 4 KiB, a third would not.
+    let got = b.call("inbox_pull", json!({"limit": 200}));
+    assert_eq!(
+        (got["count"].as_u64(), got["more"].as_bool()),
+        (Some(2), Some(true)),
+        "{got}"
+    );
+    // `limit` reached with more waiting is `more` too.
+    let got = b.call("inbox_pull", json!({"limit": 1}));
+    assert_eq!(
+        (got["count"].as_u64(), got["more"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let ids: Vec<Value> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    let first = b.call("inbox_pull", json!({"limit": 200}));
+    let mut all_ids: Vec<Value> = first["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(all_ids[0], ids[0]);
+    all_ids.truncate(2);
+    b.call("message_ack", json!({"message_id": all_ids}));
+    // Three left, of which two fit; then one, and nothing more waits.
+    let got = b.call("inbox_pull", json!({}));
+    assert_eq!(
+        (got["count"].as_u64(), got["more"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let two: Vec<Value> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    b.call("message_ack", json!({"message_id": two}));
+    let got = b.call("inbox_pull", json!({}));
+    assert_eq!(
+        (got["count"].as_u64(), got["more"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let one = got["messages"][0]["id"].clone();
+    b.call("message_ack", json!({"message_id": [one]}));
+    // A message bigger than the budget still comes, alone.
+    send("y".repeat(20_000));
+    send("z".to_string());
+    let got = b.call("inbox_pull", json!({}));
+    assert_eq!(
+        (got["count"].as_u64(), got["more"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(
+        got["messages"][0]["body"].as_str().map(str::len),
+        Some(20_000)
+    );
+}

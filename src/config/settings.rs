@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub presence_window_secs: u64,
     // Messaging.
     pub inbox_wait_max_seconds: u64,
+    /// Most bytes of messages one `inbox_pull` (or inbox read) returns.
+    pub max_pull_bytes: usize,
     // Locks.
     pub lock_ttl_min_seconds: u64,
     pub lock_ttl_max_seconds: u64,
@@ -90,6 +92,7 @@ impl Default for Settings {
             sse_keepalive_secs: 15,
             presence_window_secs: 120,
             inbox_wait_max_seconds: 25,
+            max_pull_bytes: 1024 * 1024,
             lock_ttl_min_seconds: 1,
             lock_ttl_max_seconds: 86_400,
             lock_wait_max_seconds: 25,
@@ -128,6 +131,7 @@ pub(crate) const TEMPLATE: &str = "\
 # presence_window_secs: 120
 # Messaging:
 # inbox_wait_max_seconds: 25   # longest inbox_pull wait_seconds (clients cut calls off near 30 s)
+# max_pull_bytes: 1048576      # most bytes of messages one inbox_pull returns (always at least one)
 # Locks:
 # lock_ttl_min_seconds: 1
 # lock_ttl_max_seconds: 86400
@@ -258,6 +262,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
         "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
         "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+        "max_pull_bytes" => s.max_pull_bytes = ctx.int(key, v, 4096, 64 << 20)? as usize,
         "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,

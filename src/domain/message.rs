@@ -40,6 +40,44 @@ pub(crate) struct Message {
     pub created_at: String,
 }
 
+impl Message {
+    /// What this message counts for against `max_pull_bytes`: the UTF-8 length of
+    /// its text fields plus [`PULL_OVERHEAD_BYTES`] for the JSON around them.
+    pub(crate) fn pull_size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+        self.id.len()
+            + opt(&self.dedupe_key)
+            + opt(&self.reply_to)
+            + self.from_agent.len()
+            + opt(&self.to_agent)
+            + opt(&self.round_id)
+            + self.msg_type.len()
+            + self.subject.len()
+            + self.body.len()
+            + self.context_json.len()
+            + self.created_at.len()
+            + PULL_OVERHEAD_BYTES
+    }
+}
+
+/// Field names, quotes and numbers of one message as `inbox_pull` shows it.
+pub(crate) const PULL_OVERHEAD_BYTES: usize = 200;
+
+/// The longest prefix of `sizes` (oldest first) whose sum stays within `budget`,
+/// but always at least one: how many messages one pull returns.
+pub(crate) fn fit_in(sizes: impl IntoIterator<Item = usize>, budget: usize) -> usize {
+    let mut used = 0usize;
+    let mut n = 0;
+    for size in sizes {
+        used = used.saturating_add(size);
+        if n > 0 && used > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Validated `message_send` input (ids of sender/recipients are resolved elsewhere).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Draft {
@@ -116,6 +154,15 @@ pub(crate) fn validate_draft(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_fits_its_byte_budget_but_takes_at_least_one() {
+        assert_eq!(fit_in([400, 400, 400], 1000), 2);
+        assert_eq!(fit_in([400, 600, 1], 1000), 2);
+        assert_eq!(fit_in([5000, 10], 1000), 1);
+        assert_eq!(fit_in([], 1000), 0);
+        assert_eq!(fit_in([10, 10], 1000), 2);
+    }
 
     #[test]
     fn draft_validation() {

@@ -120,11 +120,14 @@ async fn serve(
         "resources/templates/list" => Ok(json!({"resourceTemplates": []})),
         "resources/read" => {
             inbox_uri(params)?;
-            let list = hub
+            let pulled = hub
                 .pull(agent, MAX_PULL_LIMIT as usize, std::time::Duration::ZERO)
                 .await
                 .map_err(|e| RpcError::internal(e.to_string()))?;
-            let text = json!({"messages": messages_json(&list), "count": list.len()}).to_string();
+            let list = &pulled.messages;
+            let text =
+                json!({"messages": messages_json(list), "count": list.len(), "more": pulled.more})
+                    .to_string();
             Ok(json!({"contents": [{"uri": INBOX_URI, "mimeType": "application/json", "text": text}]}))
         }
         // Every session already receives its own inbox's updates on its GET stream.

@@ -8,7 +8,7 @@ use crate::actors::task::commands::{CountMessage, CountStep};
 use crate::actors::HubError;
 use crate::domain::ids::message_id;
 use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck, Unread};
-use crate::domain::message::{Draft, Message};
+use crate::domain::message::{fit_in, Draft, Message};
 use crate::domain::AgentId;
 use crate::store::{mail, Ticket};
 use actix::Addr;
@@ -18,6 +18,14 @@ use std::sync::Arc;
 /// How often one call may be sent back for stored rows: a second time only when
 /// hundreds of the agent's messages went by during one look-up.
 const LOOKUP_ATTEMPTS: usize = 4;
+
+/// What one `inbox_pull` returns: the oldest unread messages, at most `limit` and
+/// `max_pull_bytes` (but at least one), and whether more are waiting.
+#[derive(Debug, Default)]
+pub(crate) struct Pulled {
+    pub messages: Vec<Arc<Message>>,
+    pub more: bool,
+}
 
 impl Hub {
     /// `message_send` from `from`: resolve recipients (one agent, or every other agent
@@ -198,16 +206,23 @@ impl Hub {
         agent: &AgentId,
         limit: usize,
         wait: std::time::Duration,
-    ) -> Result<Vec<Arc<Message>>, HubError> {
+    ) -> Result<Pulled, HubError> {
         let addr = self.agent(agent)?;
-        let list = match addr.send(Pull { limit, wait }).await? {
+        // One more than asked: whether more are waiting.
+        let ask = Pull {
+            limit: limit + 1,
+            wait,
+        };
+        let mut list = match addr.send(ask).await? {
             PullReply::Ready(v) => v,
             // The actor answers every waiter by its deadline; a dropped sender means
             // the actor stopped, which only happens at shutdown.
             PullReply::Wait(rx) => rx.await.unwrap_or_default(),
         };
+        let mut more = list.len() > limit;
+        list.truncate(limit);
         if list.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Pulled::default());
         }
         // Show only messages already on disk.
         self.settled().await?;
@@ -246,7 +261,16 @@ impl Hub {
         if !read_back.is_empty() {
             addr.do_send(Hold(read_back));
         }
-        Ok(out)
+        let budget = self.inner.settings.max_pull_bytes;
+        let fit = fit_in(out.iter().map(|m| m.pull_size()), budget);
+        if fit < out.len() {
+            out.truncate(fit);
+            more = true;
+        }
+        Ok(Pulled {
+            messages: out,
+            more,
+        })
     }
 
     /// `message_ack`: returns the ids that were unread until now.

@@ -135,7 +135,8 @@ fn pull_def() -> ToolDef {
             }),
             output_properties: json!({
                 "messages": {"type": "array", "items": message_schema()},
-                "count": {"type": "integer"}
+                "count": {"type": "integer"},
+                "more": {"type": "boolean", "description": "more unread messages are waiting (limit or max_pull_bytes reached)"}
             }),
             read_only: true,
             idempotent: true,
@@ -178,12 +179,13 @@ async fn pull(ctx: &CallCtx<'_>, a: PullArgs) -> Result<Map<String, Value>, HubE
             }
         },
     };
-    let list = ctx
+    let pulled = ctx
         .hub
         .pull(ctx.agent, limit as usize, Duration::from_secs_f64(wait))
         .await?;
+    let list = &pulled.messages;
     Ok(fields(
-        json!({"messages": messages_json(&list), "count": list.len()}),
+        json!({"messages": messages_json(list), "count": list.len(), "more": pulled.more}),
     ))
 }
 
