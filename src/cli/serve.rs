@@ -1,8 +1,9 @@
-//! `hubctl serve`: load config (generating what is missing), open the store, start
+//! `hubctl serve`: load config (generating what is missing), lock the database (one
+//! server per database, see [`db_lock`]), open the store, start
 //! the actors and the HTTP server, print how to connect, and on SIGINT/SIGTERM stop
 //! serving and flush every queued write before exiting.
 
-use super::{connect, CliError, ServeArgs};
+use super::{connect, db_lock, CliError, ServeArgs};
 use crate::actors::Hub;
 use crate::auth::{token_hash_column, TokenIndex};
 use crate::config::{self, bootstrap, Durability};
@@ -44,6 +45,9 @@ pub(crate) fn run(
 }
 
 async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), CliError> {
+    // Before the port: a second server on another port must not get as far as
+    // answering /healthz. Held until this function returns, after the last write.
+    let _lock = db_lock::acquire(&ep.db)?;
     let settings = Arc::new(loaded.settings.clone());
     let agents: Vec<(String, String)> = loaded
         .agents
