@@ -47,3 +47,50 @@ fn a_second_server_on_the_same_database_exits_at_once() {
         hub.pid().to_string()
     );
 }
+
+// ---- Signals ---------------------------------------------------------------------
+
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let hub = Hub::start_env(&["alice"], "", &[("RUST_LOG", "info")]);
+    hub.signal("HUP");
+    let line = "SIGHUP received; reload is not implemented yet, ignoring";
+    let log = hub.out.wait_stderr(line, Duration::from_secs(10));
+    assert!(log.contains(line), "{log}");
+    still_serves(&hub);
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once() {
+    let mut hub = Hub::start(&["alice"], "");
+    // An open GET stream keeps a graceful stop waiting for its timeout (2 s).
+    let _stream = hub.client("alice").open_stream().expect("GET stream");
+    hub.signal("TERM");
+    assert!(
+        hub.wait_exit(Duration::from_millis(300)).is_none(),
+        "the first signal waits for the open stream"
+    );
+    hub.signal("TERM");
+    let status = hub
+        .wait_exit(Duration::from_secs(1))
+        .expect("exits at the second signal, before the graceful timeout");
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+    let log = hub
+        .out
+        .wait_stderr("may not be flushed", Duration::from_secs(5));
+    assert!(log.contains("second stop signal"), "{log}");
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_stops_start_up() {
+    let dir = config_dir(&["alice"], "");
+    std::fs::create_dir(dir.path().join("hub.db")).unwrap();
+    let started = Instant::now();
+    let e = start_error(dir.path());
+    assert!(e.contains("hubctl: "), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -29,8 +29,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz));
 }
 
-/// Serve on an already bound listener. Returns the running server (await it; it
-/// stops on SIGINT/SIGTERM).
+/// Serve on an already bound listener. Returns the server: it runs once polled, and
+/// stops through its handle (no signal handlers of its own).
 pub(crate) fn serve(
     state: AppState,
     listener: TcpListener,
@@ -42,6 +42,9 @@ pub(crate) fn serve(
         .tcp_nodelay(true)
         // Open GET streams never finish by themselves; do not wait long for them.
         .shutdown_timeout(2)
+        // `hubctl serve` handles signals itself (a second one exits at once, SIGHUP
+        // does not stop the server).
+        .disable_signals()
         .listen(listener)?
         .run();
     Ok(server)
