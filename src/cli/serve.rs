@@ -3,6 +3,7 @@
 //! HTTP server, print how to connect, and on a stop signal ([`signals`]) stop serving
 //! and flush every queued write before exiting.
 
+mod limits;
 mod signals;
 
 use super::{connect, db_lock, CliError, ServeArgs};
@@ -38,6 +39,7 @@ pub(crate) fn run(
     args: ServeArgs,
 ) -> Result<(), CliError> {
     init_tracing();
+    limits::raise_open_files_logged();
     let loaded = bootstrap::prepare(dir, true)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
