@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod connect;
+pub(crate) mod db_lock;
 pub(crate) mod fill;
 pub(crate) mod operator;
 pub(crate) mod serve;
@@ -197,6 +198,21 @@ pub enum CliError {
     },
     #[error("server error: {0}")]
     Server(#[from] std::io::Error),
+    #[error(
+        "another agent-hub server{} is serving {db} (lock file {lock}); stop it first or use another --db",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    DbInUse {
+        pid: Option<u32>,
+        db: String,
+        lock: String,
+    },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "cannot reach the hub at {url} ({detail}); start it with `hubctl serve`, or pass --url"
     )]

@@ -1,6 +1,6 @@
 //! HTTP: the actix-web server, the MCP endpoint (`/mcp`), the operator API
-//! (`/operator/...`) and `/healthz`. This layer only decodes, checks (size, Origin,
-//! token, headers) and forwards to [`crate::mcp`] and the [`crate::actors::Hub`].
+//! (`/operator/...`), `/healthz` and `/readyz`. This layer only decodes, checks (size,
+//! Origin, token, headers) and forwards to [`crate::mcp`] and the [`crate::actors::Hub`].
 
 pub(crate) mod error;
 pub(crate) mod guards;

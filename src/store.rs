@@ -9,6 +9,7 @@
 //! store; the actors write through it.
 
 pub(crate) mod apply;
+mod health;
 pub(crate) mod load;
 pub(crate) mod load_tasks;
 pub(crate) mod mail;

@@ -4,6 +4,7 @@ mod common;
 use common::workflow::*;
 use common::*;
 use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn registration_survives_kill_9() {
@@ -35,22 +36,27 @@ fn registration_survives_kill_9() {
 }
 
 #[test]
-fn sigterm_flushes_fast_mode_writes() {
-    let mut hub = Hub::start(
-        &["alice"],
-        "durability: fast\ncommit_batch_window_ms: 1000\n",
-    );
-    let c = hub.client("alice");
-    c.call("agent_register", json!({"name": "Fast Alice"}));
-    let status = hub.terminate();
-    assert!(status.success(), "clean exit: {status}");
-    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
-    let name: String = db
-        .query_row("SELECT name FROM agents WHERE id = 'alice'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(name, "Fast Alice");
+fn every_stop_signal_flushes_fast_mode_writes() {
+    for sig in ["TERM", "INT", "QUIT"] {
+        let mut hub = Hub::start(
+            &["alice"],
+            "durability: fast\ncommit_batch_window_ms: 1000\n",
+        );
+        let c = hub.client("alice");
+        c.call("agent_register", json!({"name": "Fast Alice"}));
+        hub.signal(sig);
+        let status = hub
+            .wait_exit(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("SIG{sig}: still running"));
+        assert!(status.success(), "SIG{sig}: clean exit: {status}");
+        let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+        let name: String = db
+            .query_row("SELECT name FROM agents WHERE id = 'alice'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(name, "Fast Alice", "SIG{sig}");
+    }
 }
 
 #[test]

@@ -127,6 +127,11 @@ impl Hub {
         &self.inner.settings
     }
 
+    /// Whether writes are still being saved (for `/readyz`); the reason if not.
+    pub(crate) fn write_health(&self) -> Result<(), crate::store::StoreError> {
+        self.inner.store.write_health()
+    }
+
     /// Record that `id` just made a request (presence).
     pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
         if let Some(h) = self.inner.dir.agents.get(id) {

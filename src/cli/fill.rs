@@ -255,6 +255,8 @@ pub(crate) fn run(dir: &Path, args: FillArgs) -> Result<(), CliError> {
             dir.join(crate::config::paths::AGENTS_FILE).display()
         )));
     }
+    // It writes behind the hub's back: never while a server serves this database.
+    let _lock = super::db_lock::acquire(&args.db)?;
     let mut conn = Connection::open(&args.db).map_err(store_err)?;
     // Speed over safety: this is a scratch database for benchmarks.
     conn.pragma_update(None, "journal_mode", "WAL")

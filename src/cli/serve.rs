@@ -1,8 +1,12 @@
-//! `hubctl serve`: load config (generating what is missing), open the store, start
-//! the actors and the HTTP server, print how to connect, and on SIGINT/SIGTERM stop
-//! serving and flush every queued write before exiting.
+//! `hubctl serve`: load config (generating what is missing), lock the database (one
+//! server per database, see [`db_lock`]), open the store, start the actors and the
+//! HTTP server, print how to connect, and on a stop signal ([`signals`]) stop serving
+//! and flush every queued write before exiting.
 
-use super::{connect, CliError, ServeArgs};
+mod limits;
+mod signals;
+
+use super::{connect, db_lock, CliError, ServeArgs};
 use crate::actors::Hub;
 use crate::auth::{token_hash_column, TokenIndex};
 use crate::config::{self, bootstrap, Durability};
@@ -35,6 +39,7 @@ pub(crate) fn run(
     args: ServeArgs,
 ) -> Result<(), CliError> {
     init_tracing();
+    limits::raise_open_files_logged();
     let loaded = bootstrap::prepare(dir, true)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -44,6 +49,9 @@ pub(crate) fn run(
 }
 
 async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), CliError> {
+    // Before the port: a second server on another port must not get as far as
+    // answering /healthz. Held until this function returns, after the last write.
+    let _lock = db_lock::acquire(&ep.db)?;
     let settings = Arc::new(loaded.settings.clone());
     let agents: Vec<(String, String)> = loaded
         .agents
@@ -77,6 +85,11 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
     };
     let server = http::server::serve(state, listener)?;
+    let handle = server.handle();
+    signals::install(handle.clone())?;
+    // Polled from now on, on its own task: /healthz and /readyz answer while the
+    // database loads (a Server does nothing until polled).
+    let running = actix_rt::spawn(server);
     let db = ep.db.clone();
     let now = iso(Utc::now());
     let opened = tokio::task::spawn_blocking(move || Store::open(&db, opts, &agents, &now))
@@ -85,7 +98,10 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     let (store, snapshot) = match opened.and_then(|r| r.map_err(CliError::from)) {
         Ok(s) => s,
         Err(e) => {
-            server.handle().stop(false).await;
+            // Requests waiting for the hub get 503 at once; then the server stops.
+            drop(fill);
+            handle.stop(true).await;
+            let _ = running.await;
             return Err(e);
         }
     };
@@ -118,9 +134,18 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     // From here on tokens exist only as digests in the TokenIndex.
     drop(loaded);
     tracing::info!(%addr, db = %ep.db.display(), "serving");
-    let result = server.await;
+    let result = running
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     tracing::info!("stopping: flushing queued writes");
-    store.shutdown();
+    // Off the runtime's thread: a second stop signal must still be handled meanwhile.
+    let flushing = store.clone();
+    if tokio::task::spawn_blocking(move || flushing.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("flushing queued writes failed");
+    }
     tracing::info!(committed = store.committed(), "stopped");
     result.map_err(CliError::Server)
 }

@@ -1,7 +1,8 @@
 //! The actix-web server: routes and server settings.
 
-use super::state::AppState;
+use super::state::{AppState, Fill};
 use super::{mcp_route, operator};
+use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
@@ -17,6 +18,28 @@ async fn healthz(st: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// What a 503 from `/readyz` tells the prober to wait before asking again.
+const READY_RETRY_AFTER_SECS: &str = "5";
+
+/// Readiness: 200 once the hub is loaded and its writes are being saved; 503 with
+/// the reason otherwise. No token and no data, like `/healthz`.
+async fn readyz(st: web::Data<AppState>) -> HttpResponse {
+    let not_ready = match st.hub.peek() {
+        Fill::Ready(hub) => hub
+            .write_health()
+            .err()
+            .map(|e| format!("writes refused: {e}")),
+        Fill::Loading => Some("loading".to_string()),
+        Fill::Failed => Some("start-up failed".to_string()),
+    };
+    match not_ready {
+        None => HttpResponse::Ok().json(json!({"ready": true})),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, READY_RETRY_AFTER_SECS))
+            .json(json!({"ready": false, "reason": reason})),
+    }
+}
+
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/mcp")
@@ -26,11 +49,12 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(mcp_route::method_not_allowed)),
     )
     .configure(operator::configure)
-    .route("/healthz", web::get().to(healthz));
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz));
 }
 
-/// Serve on an already bound listener. Returns the running server (await it; it
-/// stops on SIGINT/SIGTERM).
+/// Serve on an already bound listener. Returns the server: it runs once polled, and
+/// stops through its handle (no signal handlers of its own).
 pub(crate) fn serve(
     state: AppState,
     listener: TcpListener,
@@ -42,6 +66,9 @@ pub(crate) fn serve(
         .tcp_nodelay(true)
         // Open GET streams never finish by themselves; do not wait long for them.
         .shutdown_timeout(2)
+        // `hubctl serve` handles signals itself (a second one exits at once, SIGHUP
+        // does not stop the server).
+        .disable_signals()
         .listen(listener)?
         .run();
     Ok(server)

@@ -47,6 +47,16 @@ impl Origins {
 /// wait here (and `/healthz` answers at once).
 pub(crate) type HubSlot = Slot<Hub>;
 
+/// The state of a [`Slot`].
+pub(crate) enum Fill<T> {
+    /// Start-up is still working on it.
+    Loading,
+    /// Start-up failed: it will never be filled.
+    Failed,
+    /// Filled.
+    Ready(T),
+}
+
 /// A value filled in once, that readers wait for.
 #[derive(Clone)]
 pub(crate) struct Slot<T>(watch::Receiver<Option<T>>);
@@ -62,6 +72,18 @@ impl<T: Clone> Slot<T> {
     /// Whether start-up has filled the slot.
     pub(crate) fn is_filled(&self) -> bool {
         self.0.borrow().is_some()
+    }
+
+    /// What start-up has done with the slot so far, without waiting.
+    pub(crate) fn peek(&self) -> Fill<T> {
+        if let Some(v) = self.0.borrow().clone() {
+            return Fill::Ready(v);
+        }
+        // An error here means the sender is gone: start-up gave up.
+        match self.0.has_changed() {
+            Ok(_) => Fill::Loading,
+            Err(_) => Fill::Failed,
+        }
     }
 
     /// The value, waiting for start-up to fill it.
@@ -99,12 +121,15 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         assert!(!slot.is_filled());
+        assert!(matches!(slot.peek(), Fill::Loading));
         fill.send(Some(7)).unwrap();
         assert!(slot.is_filled());
+        assert!(matches!(slot.peek(), Fill::Ready(7)));
         assert_eq!(waiting.await.unwrap(), Some(7));
         assert_eq!(slot.get().await.ok(), Some(7));
         let (fill, slot) = Slot::<u32>::new();
         drop(fill);
+        assert!(matches!(slot.peek(), Fill::Failed));
         assert!(slot.get().await.is_err());
     }
 

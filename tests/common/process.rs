@@ -213,6 +213,15 @@ impl Hub {
         Hub::start_in(config_dir(agents, config))
     }
 
+    /// Like [`Hub::start`], with variables added to the child's environment (say,
+    /// `RUST_LOG=info` to see info logs).
+    pub(crate) fn start_env(agents: &[&str], config: &str, env: &[(&str, &str)]) -> Hub {
+        let dir = config_dir(agents, config);
+        let r = spawn(dir.path(), &serve_args(dir.path()), env)
+            .unwrap_or_else(|e| panic!("hub did not start: {e:?}"));
+        Hub::from_running(dir, r)
+    }
+
     pub(crate) fn start_in(dir: tempfile::TempDir) -> Hub {
         let r = spawn(dir.path(), &serve_args(dir.path()), &[])
             .unwrap_or_else(|e| panic!("hub did not start: {e:?}"));
@@ -249,14 +258,27 @@ impl Hub {
         }
     }
 
-    /// SIGTERM and wait for a clean exit; returns the exit status.
-    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        c.wait().expect("wait")
+    /// Send a signal (`kill -s NAME`, e.g. "HUP") without waiting for anything.
+    pub(crate) fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -s {name} failed");
+    }
+
+    /// The exit status if the child exits within `timeout` (None: still running).
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = wait_for(timeout, || {
+            self.child
+                .as_mut()
+                .expect("running")
+                .try_wait()
+                .expect("try_wait")
+        })?;
+        self.child = None;
+        Some(status)
     }
 
     /// Kill -9 and start again on the same directory and database (new port).

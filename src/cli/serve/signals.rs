@@ -1,0 +1,53 @@
+//! Signals, handled here rather than by actix-server (its handlers are disabled in
+//! `http::server::serve`): actix stops at once on SIGINT without finishing requests
+//! in flight, ignores a second signal, and leaves SIGHUP to kill the process.
+//!
+//! - SIGINT, SIGTERM, SIGQUIT: stop gracefully (requests in flight finish, then
+//!   `serve` flushes every queued write).
+//! - The same again while stopping: exit at once, with status 128 + the signal.
+//! - SIGHUP: logged and ignored (reload is not implemented yet).
+
+use actix_web::dev::ServerHandle;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Start handling the signals on the current actix system. Call before awaiting
+/// anything long (the database load), so that no stop signal is ever missed.
+pub(crate) fn install(server: ServerHandle) -> std::io::Result<()> {
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    actix_rt::spawn(async move {
+        let mut stopping = false;
+        loop {
+            let (name, number) = tokio::select! {
+                _ = int.recv() => ("SIGINT", libc::SIGINT),
+                _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+                _ = quit.recv() => ("SIGQUIT", libc::SIGQUIT),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received; reload is not implemented yet, ignoring");
+                    continue;
+                }
+            };
+            if stopping {
+                // In durable mode this loses nothing answered: answers waited for
+                // their commit. In fast mode, answered writes still queued are lost.
+                tracing::warn!(
+                    signal = name,
+                    "second stop signal: exiting now; queued writes may not be flushed"
+                );
+                std::process::exit(128 + number);
+            }
+            stopping = true;
+            tracing::info!(
+                signal = name,
+                "stopping: finishing requests in flight, then flushing queued writes \
+                 (send it again to exit at once)"
+            );
+            // Spawned: this loop must go on listening for a second signal.
+            let server = server.clone();
+            actix_rt::spawn(async move { server.stop(true).await });
+        }
+    });
+    Ok(())
+}
