@@ -2,6 +2,7 @@
 //! (`/operator/...`) and `/healthz`. This layer only decodes, checks (size, Origin,
 //! token, headers) and forwards to [`crate::mcp`] and the [`crate::actors::Hub`].
 
+pub(crate) mod body;
 pub(crate) mod error;
 pub(crate) mod guards;
 pub(crate) mod mcp_route;

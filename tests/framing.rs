@@ -252,7 +252,8 @@ fn l15_response_comes_on_the_post_never_on_the_get_stream() {
     }
 }
 
-/// Status codes come in the order of §2.1: 413, 403, 401, 406, 415, 400.
+/// Status codes come in the order of §2.1: 413, 403, 401 (from the headers), then
+/// the body is read (408 and a chunked 413 are in body_read.rs), then 406, 415, 400.
 #[test]
 fn processing_order_is_deterministic() {
     let hub = Hub::start(&["alice"], "max_body_bytes: 1024\n");

@@ -18,6 +18,8 @@ pub(crate) enum ApiError {
         id: Value,
         error: Box<RpcError>,
         challenge: Option<&'static str>,
+        /// Close the connection after answering: the request body was not (all) read.
+        close: bool,
     },
     /// An operator API refusal or failure: `{"ok": false, "error": CODE, "message"}`.
     Operator {
@@ -35,6 +37,7 @@ impl ApiError {
             id: Value::Null,
             error: Box::new(error),
             challenge: None,
+            close: false,
         }
     }
 
@@ -45,6 +48,7 @@ impl ApiError {
             id: id.clone(),
             error: Box::new(error),
             challenge: None,
+            close: false,
         }
     }
 
@@ -55,6 +59,28 @@ impl ApiError {
             id: Value::Null,
             error: Box::new(RpcError::server(message)),
             challenge: Some(challenge),
+            close: false,
+        }
+    }
+
+    /// The same refusal, answered with `Connection: close`: for refusals given while
+    /// the body is being read (too large, too slow), whose rest is never read.
+    pub(crate) fn close_connection(self) -> ApiError {
+        match self {
+            ApiError::Rpc {
+                status,
+                id,
+                error,
+                challenge,
+                ..
+            } => ApiError::Rpc {
+                status,
+                id,
+                error,
+                challenge,
+                close: true,
+            },
+            other => other,
         }
     }
 
@@ -144,10 +170,14 @@ impl ResponseError for ApiError {
                 id,
                 error,
                 challenge,
+                close,
             } => {
                 let mut b = HttpResponse::build(*status);
                 if let Some(c) = challenge {
                     b.insert_header((header::WWW_AUTHENTICATE, *c));
+                }
+                if *close {
+                    b.force_close();
                 }
                 b.content_type("application/json")
                     .body(jsonrpc::err(id, error).to_string())

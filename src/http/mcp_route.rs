@@ -55,9 +55,10 @@ pub(crate) async fn post(
     payload: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = guards::read_body(&req, payload, st.max_body_bytes).await?;
-    guards::check_origin(&req, &st.origins)?;
-    let agent = guards::agent(&req, &st)?;
+    let (agent, body) = match guards::with_body(&req, &st, payload, guards::agent).await {
+        Ok(checked) => checked,
+        Err(refused) => return Ok(refused),
+    };
     let hub = st.hub.get().await?;
     hub.touch(&agent, Utc::now());
     let span =
