@@ -3,10 +3,10 @@
 
 use crate::actors::{Hub, HubError};
 use crate::domain::ErrorCode;
-use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::jsonrpc::{self, Id, RpcError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::fmt;
 
 #[derive(Debug)]
@@ -15,7 +15,7 @@ pub(crate) enum ApiError {
     /// the `WWW-Authenticate` challenge of 401/403 answers.
     Rpc {
         status: StatusCode,
-        id: Value,
+        id: Id,
         error: Box<RpcError>,
         challenge: Option<&'static str>,
         /// Close the connection after answering: the request body was not (all) read.
@@ -34,7 +34,7 @@ impl ApiError {
     pub(crate) fn rpc(status: StatusCode, error: RpcError) -> ApiError {
         ApiError::Rpc {
             status,
-            id: Value::Null,
+            id: Id::null(),
             error: Box::new(error),
             challenge: None,
             close: false,
@@ -42,7 +42,7 @@ impl ApiError {
     }
 
     /// 400 answering the request `id` (a malformed or misplaced message).
-    pub(crate) fn bad_request(id: &Value, error: RpcError) -> ApiError {
+    pub(crate) fn bad_request(id: &Id, error: RpcError) -> ApiError {
         ApiError::Rpc {
             status: StatusCode::BAD_REQUEST,
             id: id.clone(),
@@ -56,7 +56,7 @@ impl ApiError {
     pub(crate) fn auth(status: StatusCode, challenge: &'static str, message: String) -> ApiError {
         ApiError::Rpc {
             status,
-            id: Value::Null,
+            id: Id::null(),
             error: Box::new(RpcError::server(message)),
             challenge: Some(challenge),
             close: false,
@@ -180,7 +180,7 @@ impl ResponseError for ApiError {
                     b.force_close();
                 }
                 b.content_type("application/json")
-                    .body(jsonrpc::err(id, error).to_string())
+                    .body(jsonrpc::to_json(&jsonrpc::err(id, error)))
             }
             ApiError::Operator {
                 status,

@@ -7,18 +7,24 @@ use super::sse;
 use super::state::AppState;
 use crate::actors::Hub;
 use crate::domain::AgentId;
-use crate::mcp::jsonrpc::{self, Incoming, RpcError};
+use crate::mcp::jsonrpc::{self, Body, Id, Incoming, Response, RpcError};
 use crate::mcp::protocol::{self, negotiate};
 use crate::mcp::{dispatch, session::Session};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::Utc;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::time::Instant;
 use tracing::{field, Instrument};
 
-fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
-    let json = body.to_string();
+/// A response (or batch of responses) as JSON or as a one-event SSE stream.
+fn answer<T: serde::Serialize + ?Sized>(
+    reply: Reply,
+    body: &T,
+    session: Option<&str>,
+) -> HttpResponse {
+    let json = jsonrpc::to_json(body);
     match reply {
         Reply::Sse => sse::single(&json, session),
         Reply::Json => {
@@ -38,10 +44,10 @@ async fn serve(
     hub: &Hub,
     agent: &AgentId,
     session: &Session,
-    id: &Value,
+    id: &Id,
     method: &str,
     params: Option<Value>,
-) -> Value {
+) -> Response {
     let sessions = &st.sessions;
     dispatch::request(hub, sessions, agent, session.version, id, method, params).await
 }
@@ -90,19 +96,12 @@ async fn handle_post(
 ) -> Result<HttpResponse, ApiError> {
     let reply = guards::post_reply(req)?;
     guards::content_type_json(req)?;
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(ApiError::bad_request(
-                &Value::Null,
-                RpcError::parse_error(e),
-            ))
-        }
+    let raw = match jsonrpc::parse_body(body) {
+        Ok(Body::One(raw)) => raw,
+        Ok(Body::Batch(items)) => return batch(req, st, hub, agent, reply, items).await,
+        Err(e) => return Err(ApiError::bad_request(&Id::null(), e)),
     };
-    if let Value::Array(items) = value {
-        return batch(req, st, hub, agent, reply, items).await;
-    }
-    let msg = match jsonrpc::classify(value) {
+    let msg = match jsonrpc::classify(raw) {
         Ok(m) => m,
         Err((id, e)) => return Err(ApiError::bad_request(&id, e)),
     };
@@ -119,8 +118,8 @@ async fn handle_post(
             // A long wait (inbox_pull, lock_acquire with wait_seconds) stops at once;
             // writes already committed stay. Malformed or unknown ids are ignored.
             if method == "notifications/cancelled" {
-                if let Some(id) = params.as_ref().and_then(|p| p.get("requestId")) {
-                    session.cancel(id);
+                if let Some(id) = jsonrpc::cancelled_request_id(params.as_deref()) {
+                    session.cancel(&id);
                 }
             }
             Ok(accepted())
@@ -145,7 +144,7 @@ fn initialize(
     st: &AppState,
     agent: AgentId,
     reply: Reply,
-    id: &Value,
+    id: &Id,
     params: Option<&Value>,
 ) -> Result<HttpResponse, ApiError> {
     if guards::session_id(req).is_some() {
@@ -177,20 +176,24 @@ async fn batch(
     hub: &Hub,
     agent: AgentId,
     reply: Reply,
-    items: Vec<Value>,
+    items: Vec<&RawValue>,
 ) -> Result<HttpResponse, ApiError> {
     if items.is_empty() {
         return Err(ApiError::bad_request(
-            &Value::Null,
+            &Id::null(),
             RpcError::invalid_request("empty batch"),
         ));
     }
-    if items
-        .iter()
-        .any(|i| i.get("method").and_then(Value::as_str) == Some("initialize"))
-    {
+    let items: Vec<_> = items.into_iter().map(jsonrpc::classify).collect();
+    let is_initialize = |m: &Result<Incoming, _>| match m {
+        Ok(Incoming::Request { method, .. } | Incoming::Notification { method, .. }) => {
+            method == "initialize"
+        }
+        _ => false,
+    };
+    if items.iter().any(is_initialize) {
         return Err(ApiError::bad_request(
-            &Value::Null,
+            &Id::null(),
             RpcError::invalid_request("initialize may not be part of a batch"),
         ));
     }
@@ -198,7 +201,7 @@ async fn batch(
     guards::protocol_version(req, &session)?;
     if !session.version.allows_batches() {
         return Err(ApiError::bad_request(
-            &Value::Null,
+            &Id::null(),
             RpcError::invalid_request(format!(
                 "JSON-RPC batches are not allowed in protocol version {}",
                 session.version.as_str()
@@ -207,7 +210,7 @@ async fn batch(
     }
     let mut out = Vec::new();
     for item in items {
-        match jsonrpc::classify(item) {
+        match item {
             Err((id, e)) => out.push(jsonrpc::err(&id, &e)),
             Ok(Incoming::Request { id, method, params }) => {
                 out.push(serve(st, hub, &agent, &session, &id, &method, params).await)
@@ -218,7 +221,7 @@ async fn batch(
     if out.is_empty() {
         Ok(accepted())
     } else {
-        Ok(answer(reply, &Value::Array(out), Some(&session.id)))
+        Ok(answer(reply, &out, Some(&session.id)))
     }
 }
 
@@ -263,11 +266,8 @@ pub(crate) async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("allow", "GET, POST, DELETE"))
         .content_type("application/json")
-        .body(
-            jsonrpc::err(
-                &Value::Null,
-                &RpcError::server("Method Not Allowed: use POST, GET or DELETE on /mcp"),
-            )
-            .to_string(),
-        )
+        .body(jsonrpc::to_json(&jsonrpc::err(
+            &Id::null(),
+            &RpcError::server("Method Not Allowed: use POST, GET or DELETE on /mcp"),
+        )))
 }
