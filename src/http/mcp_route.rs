@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::guards::{self, Reply};
+use super::mcp_batch;
 use super::sse;
 use super::state::AppState;
 use crate::actors::Hub;
@@ -15,11 +16,12 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::Utc;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::{field, Instrument};
 
 /// A response (or batch of responses) as JSON or as a one-event SSE stream.
-fn answer<T: serde::Serialize + ?Sized>(
+pub(super) fn answer<T: serde::Serialize + ?Sized>(
     reply: Reply,
     body: &T,
     session: Option<&str>,
@@ -38,21 +40,39 @@ fn answer<T: serde::Serialize + ?Sized>(
     }
 }
 
-/// One request on `session`, answered by the MCP layer.
-async fn serve(
+/// One request on `session`, answered by the MCP layer; `notifications/cancelled`
+/// naming it ends it at once with -32800.
+pub(super) async fn run(
     st: &AppState,
     hub: &Hub,
     agent: &AgentId,
-    session: &Session,
-    id: &Id,
-    method: &str,
+    session: &Arc<Session>,
+    id: Id,
+    method: String,
     params: Option<Value>,
 ) -> Response {
+    let mut inflight = session.track(&id);
     let sessions = &st.sessions;
-    dispatch::request(hub, sessions, agent, session.version, id, method, params).await
+    let work = dispatch::request(hub, sessions, agent, session.version, &id, &method, params);
+    tokio::select! {
+        resp = work => resp,
+        Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
+    }
 }
 
-fn accepted() -> HttpResponse {
+/// A notification on `session`. Only `notifications/cancelled` does anything: a long
+/// wait (inbox_pull, lock_acquire with wait_seconds) stops at once; writes already
+/// committed stay. Malformed or unknown ids are ignored.
+pub(super) fn notify(session: &Session, method: &str, params: Option<&RawValue>) {
+    if method == "notifications/cancelled" {
+        if let Some(id) = jsonrpc::cancelled_request_id(params) {
+            session.cancel(&id);
+        }
+    }
+}
+
+/// 202 with no body: the answer to notifications and client responses.
+pub(super) fn accepted() -> HttpResponse {
     HttpResponse::Accepted().finish()
 }
 
@@ -98,7 +118,7 @@ async fn handle_post(
     guards::content_type_json(req)?;
     let raw = match jsonrpc::parse_body(body) {
         Ok(Body::One(raw)) => raw,
-        Ok(Body::Batch(items)) => return batch(req, st, hub, agent, reply, items).await,
+        Ok(Body::Batch(items)) => return mcp_batch::batch(req, st, hub, agent, reply, items).await,
         Err(e) => return Err(ApiError::bad_request(&Id::null(), e)),
     };
     let msg = match jsonrpc::classify(raw) {
@@ -115,25 +135,13 @@ async fn handle_post(
     guards::protocol_version(req, &session)?;
     match msg {
         Incoming::Notification { method, params } => {
-            // A long wait (inbox_pull, lock_acquire with wait_seconds) stops at once;
-            // writes already committed stay. Malformed or unknown ids are ignored.
-            if method == "notifications/cancelled" {
-                if let Some(id) = jsonrpc::cancelled_request_id(params.as_deref()) {
-                    session.cancel(&id);
-                }
-            }
+            notify(&session, &method, params.as_deref());
             Ok(accepted())
         }
         Incoming::Response => Ok(accepted()),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
-            let mut inflight = session.track(&id);
-            let work = serve(st, hub, &agent, &session, &id, &method, params);
-            let resp = tokio::select! {
-                resp = work => resp,
-                Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
-            };
-            drop(inflight);
+            let resp = run(st, hub, &agent, &session, id, method, params).await;
             Ok(answer(reply, &resp, Some(&session.id)))
         }
     }
@@ -167,62 +175,6 @@ fn initialize(
     tracing::info!(agent = %agent, requested, negotiated = version.as_str(), "session opened");
     let resp = jsonrpc::ok(id, protocol::initialize_result(version));
     Ok(answer(reply, &resp, Some(&session.id)))
-}
-
-/// A JSON-RPC batch: only on sessions negotiated at 2025-03-26.
-async fn batch(
-    req: &HttpRequest,
-    st: &AppState,
-    hub: &Hub,
-    agent: AgentId,
-    reply: Reply,
-    items: Vec<&RawValue>,
-) -> Result<HttpResponse, ApiError> {
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            &Id::null(),
-            RpcError::invalid_request("empty batch"),
-        ));
-    }
-    let items: Vec<_> = items.into_iter().map(jsonrpc::classify).collect();
-    let is_initialize = |m: &Result<Incoming, _>| match m {
-        Ok(Incoming::Request { method, .. } | Incoming::Notification { method, .. }) => {
-            method == "initialize"
-        }
-        _ => false,
-    };
-    if items.iter().any(is_initialize) {
-        return Err(ApiError::bad_request(
-            &Id::null(),
-            RpcError::invalid_request("initialize may not be part of a batch"),
-        ));
-    }
-    let session: std::sync::Arc<Session> = guards::session(req, st, &agent)?;
-    guards::protocol_version(req, &session)?;
-    if !session.version.allows_batches() {
-        return Err(ApiError::bad_request(
-            &Id::null(),
-            RpcError::invalid_request(format!(
-                "JSON-RPC batches are not allowed in protocol version {}",
-                session.version.as_str()
-            )),
-        ));
-    }
-    let mut out = Vec::new();
-    for item in items {
-        match item {
-            Err((id, e)) => out.push(jsonrpc::err(&id, &e)),
-            Ok(Incoming::Request { id, method, params }) => {
-                out.push(serve(st, hub, &agent, &session, &id, &method, params).await)
-            }
-            Ok(_) => {}
-        }
-    }
-    if out.is_empty() {
-        Ok(accepted())
-    } else {
-        Ok(answer(reply, &out, Some(&session.id)))
-    }
 }
 
 pub(crate) async fn get(
