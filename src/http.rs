@@ -2,8 +2,10 @@
 //! (`/operator/...`), `/healthz` and `/readyz`. This layer only decodes, checks (size,
 //! Origin, token, headers) and forwards to [`crate::mcp`] and the [`crate::actors::Hub`].
 
+pub(crate) mod body;
 pub(crate) mod error;
 pub(crate) mod guards;
+pub(crate) mod mcp_batch;
 pub(crate) mod mcp_route;
 pub(crate) mod operator;
 pub(crate) mod operator_tasks;

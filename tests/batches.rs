@@ -1,9 +1,11 @@
 //! JSON-RPC batches (checklist lines 16–20 of shared/spec/mcp-transport.md §8): only
-//! on sessions negotiated at 2025-03-26.
+//! on sessions negotiated at 2025-03-26, at most `max_batch_items` messages, their
+//! requests run concurrently.
 
 mod common;
 use common::*;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 fn alice() -> String {
     bearer("alice")
@@ -82,4 +84,103 @@ fn l20_batch_containing_initialize_is_invalid() {
         &format!("[{}]", init_body("2025-03-26")),
     );
     assert_eq!((r.status, r.rpc_code()), (400, -32600), "{}", r.body);
+}
+
+/// The requests of a batch run concurrently: three `inbox_pull` waiting 2 s on an
+/// empty inbox take about 2 s together, not 6; the answers keep the request order.
+#[test]
+fn batch_requests_run_concurrently_and_answer_in_order() {
+    let hub = Hub::start(&["alice"], "");
+    let c = hub.client_v("alice", "2025-03-26");
+    let pull = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"inbox_pull","arguments":{{"wait_seconds":2}}}}}}"#
+        )
+    };
+    let body = format!(
+        r#"[{},{},{{"jsonrpc":"2.0","method":"notifications/initialized"}},{}]"#,
+        pull(r#""c""#),
+        pull("1"),
+        pull(r#""a""#)
+    );
+    let started = Instant::now();
+    let r = c.post(&body);
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let arr = v.as_array().unwrap_or_else(|| panic!("a JSON array: {v}"));
+    let ids: Vec<&Value> = arr.iter().map(|x| &x["id"]).collect();
+    assert_eq!(
+        ids,
+        [&json!("c"), &json!(1), &json!("a")],
+        "request order: {v}"
+    );
+    for a in arr {
+        assert!(
+            a["result"].is_object() && a["result"].get("isError").is_none(),
+            "{a}"
+        );
+    }
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the pulls waited: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "run one after another: {took:?}"
+    );
+}
+
+/// At most `max_batch_items` messages (default 64) per batch; a longer batch is
+/// refused whole, with Invalid Request and HTTP 400.
+#[test]
+fn batch_over_max_batch_items_is_refused() {
+    let pings = |n: usize| {
+        let items: Vec<String> = (0..n).map(|i| ping_body(i as i64)).collect();
+        format!("[{}]", items.join(","))
+    };
+    for (config, cap) in [("", 64), ("max_batch_items: 3\n", 3)] {
+        let hub = Hub::start(&["alice"], config);
+        let c = hub.client_v("alice", "2025-03-26");
+        let r = c.post(&pings(cap));
+        assert_eq!(r.status, 200, "{cap}: {}", r.body);
+        assert_eq!(r.json().as_array().map(Vec::len), Some(cap));
+        let r = c.post(&pings(cap + 1));
+        assert_eq!((r.status, r.rpc_code()), (400, -32600), "{cap}: {}", r.body);
+        let v = r.json();
+        assert_eq!(v["id"], Value::Null);
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("max_batch_items"), "{v}");
+    }
+}
+
+/// A request inside a batch is tracked like a single one: `notifications/cancelled`
+/// naming it ends its wait, and the batch answers at once.
+#[test]
+fn a_batch_request_can_be_cancelled() {
+    let hub = Hub::start(&["alice"], "");
+    let c = hub.client_v("alice", "2025-03-26");
+    let (url, session) = (hub.url.clone(), c.session.clone());
+    let started = Instant::now();
+    let waiting = std::thread::spawn(move || {
+        let a = alice();
+        let h = [
+            ("Authorization", a.as_str()),
+            ("Accept", ACCEPT),
+            ("Content-Type", "application/json"),
+            ("Mcp-Session-Id", &session),
+        ];
+        let body = r#"[{"jsonrpc":"2.0","id":"w","method":"tools/call","params":{"name":"inbox_pull","arguments":{"wait_seconds":20}}},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#;
+        request("POST", &url, &h, body)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c
+        .post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"w"}}"#);
+    assert_eq!(r.status, 202);
+    let r = waiting.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "not cancelled");
+    let v = r.json();
+    assert_eq!(v[0]["id"], "w", "{v}");
+    assert_eq!(v[0]["error"]["code"], -32800, "{v}");
+    assert_eq!(v[1]["result"], json!({}), "{v}");
 }

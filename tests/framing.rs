@@ -138,6 +138,79 @@ fn l11_not_json_rpc_is_an_invalid_request() {
     }
 }
 
+/// Request ids are echoed byte for byte, whatever their size or escapes: on a result,
+/// an error, an SSE answer, a refused message and in a batch (the raw text compared).
+#[test]
+fn request_ids_are_echoed_exactly_as_sent() {
+    let hub = Hub::start(&["alice"], "");
+    let c = hub.client("alice");
+    let ids = [
+        "18446744073709551616",
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+        "-0",
+        r#""a\"b""#,
+        r#""caf\u00e9\n\/""#,
+        r#""""#,
+    ];
+    let msg =
+        |id: &str, method: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}"}}"#);
+    for id in ids {
+        let echo = format!(r#""id":{id},"#);
+        let r = c.post(&msg(id, "ping"));
+        assert_eq!(r.status, 200, "{id}: {}", r.body);
+        assert!(r.body.contains(&echo), "{id}: {}", r.body);
+        let r = c.post(&msg(id, "foo/bar"));
+        assert_eq!(r.rpc_code(), -32601, "{id}: {}", r.body);
+        assert!(r.body.contains(&echo), "{id}: {}", r.body);
+        let r = with_accept_ct(
+            &c,
+            "text/event-stream",
+            "application/json",
+            &msg(id, "ping"),
+        );
+        assert!(r.content_type().starts_with("text/event-stream"), "{r:?}");
+        assert!(r.body.contains(&echo), "{id}: {}", r.body);
+        let refused = msg(id, "ping").replace("2.0", "1.0");
+        let r = c.post(&refused);
+        assert_eq!((r.status, r.rpc_code()), (400, -32600), "{id}: {}", r.body);
+        assert!(r.body.contains(&echo), "{id}: {}", r.body);
+    }
+    let old = hub.client_v("alice", "2025-03-26");
+    let batch: Vec<String> = ids.iter().map(|id| msg(id, "ping")).collect();
+    let r = old.post(&format!("[{}]", batch.join(",")));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut at = 0;
+    for id in ids {
+        let found = r.body[at..].find(&format!(r#""id":{id},"#));
+        at += found.unwrap_or_else(|| panic!("{id} not echoed in order: {}", r.body)) + 1;
+    }
+}
+
+/// MCP ids are strings or integers: anything else (a fraction or exponent even when
+/// equal to an integer, booleans, objects, arrays, null) is an Invalid Request
+/// answered with `id: null`.
+#[test]
+fn ids_neither_string_nor_integer_are_invalid_requests() {
+    let hub = Hub::start(&["alice"], "");
+    let c = hub.client("alice");
+    for id in [
+        "1e3",
+        "1.0",
+        "1.5",
+        "-0.0",
+        "1E2",
+        "true",
+        r#"{"a":1}"#,
+        "[1]",
+        "null",
+    ] {
+        let r = c.post(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+        assert_eq!((r.status, r.rpc_code()), (400, -32600), "{id}: {}", r.body);
+        assert_eq!(r.json()["id"], Value::Null, "{id}: {}", r.body);
+    }
+}
+
 /// §8.12
 #[test]
 fn l12_unknown_or_undeclared_methods_are_method_not_found() {
@@ -252,7 +325,8 @@ fn l15_response_comes_on_the_post_never_on_the_get_stream() {
     }
 }
 
-/// Status codes come in the order of §2.1: 413, 403, 401, 406, 415, 400.
+/// Status codes come in the order of §2.1: 413, 403, 401 (from the headers), then
+/// the body is read (408 and a chunked 413 are in body_read.rs), then 406, 415, 400.
 #[test]
 fn processing_order_is_deterministic() {
     let hub = Hub::start(&["alice"], "max_body_bytes: 1024\n");

@@ -200,36 +200,49 @@ fn l48_cancelling_an_unknown_request_is_accepted_and_harmless() {
     assert_eq!(c.call("hub_status", json!({}))["ok"], true);
 }
 
-/// `notifications/cancelled` for a request still running on the session ends it.
+/// `notifications/cancelled` for a request still running on the session ends it. The
+/// `requestId` names the request by value: a string however escaped, an integer of
+/// any size.
 #[test]
 fn cancelled_notification_stops_a_long_wait() {
     let hub = Hub::start(&["alice"], "");
     let c = hub.client("alice");
-    let (url, session) = (hub.url.clone(), c.session.clone());
-    let waiting = std::thread::spawn(move || {
-        let a = alice();
-        let body = r#"{"jsonrpc":"2.0","id":"long-1","method":"tools/call","params":{"name":"inbox_pull","arguments":{"wait_seconds":20}}}"#;
-        request(
-            "POST",
-            &url,
-            &[
-                ("Authorization", &a),
+    for (id, request_id) in [
+        (r#""long-1""#, r#""long-1""#),
+        ("18446744073709551616", "18446744073709551616"),
+        (r#""long\u002d2""#, r#""long-2""#),
+    ] {
+        let (url, session) = (hub.url.clone(), c.session.clone());
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"inbox_pull","arguments":{{"wait_seconds":20}}}}}}"#
+        );
+        let waiting = std::thread::spawn(move || {
+            let a = alice();
+            let h = [
+                ("Authorization", a.as_str()),
                 ("Accept", ACCEPT),
                 ("Content-Type", "application/json"),
                 ("Mcp-Session-Id", &session),
-            ],
-            body,
-        )
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let r = c.post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"long-1","reason":"user"}}"#);
-    assert_eq!(r.status, 202);
-    // Without the cancel this call would end after 20 s with an empty result.
-    let answer = waiting.join().unwrap().json();
-    assert_eq!(answer["id"], "long-1", "{answer}");
-    assert!(
-        answer.get("result").is_none() || answer["result"]["isError"] == true,
-        "{answer}"
-    );
+            ];
+            request("POST", &url, &h, &body)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let r = c.post(&format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{request_id},"reason":"user"}}}}"#
+        ));
+        assert_eq!(r.status, 202);
+        // Without the cancel this call would end after 20 s with an empty result.
+        let answer = waiting.join().unwrap();
+        assert!(
+            answer.body.contains(&format!(r#""id":{id},"#)),
+            "{id}: {}",
+            answer.body
+        );
+        let answer = answer.json();
+        assert!(
+            answer.get("result").is_none() || answer["result"]["isError"] == true,
+            "{answer}"
+        );
+    }
     assert_eq!(c.rpc("ping", json!({}))["result"], json!({}));
 }

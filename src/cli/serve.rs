@@ -82,6 +82,8 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         tokens: TokenIndex::new(&loaded.agents, &loaded.operator_token),
         origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
         max_body_bytes: settings.max_body_bytes,
+        body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
+        max_batch_items: settings.max_batch_items,
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
     };
     let server = http::server::serve(state, listener)?;

@@ -33,6 +33,10 @@ pub(crate) struct Settings {
     pub commit_batch_window_ms: u64,
     // Transport.
     pub max_body_bytes: usize,
+    /// An authenticated POST must send its whole body within this many seconds.
+    pub body_read_timeout_secs: u64,
+    /// Most messages in one JSON-RPC batch (2025-03-26 sessions).
+    pub max_batch_items: usize,
     pub allowed_origins: Option<Vec<String>>,
     pub session_idle_timeout_secs: u64,
     pub max_sessions_per_agent: usize,
@@ -86,6 +90,8 @@ impl Default for Settings {
             commit_batch_max_ops: 512,
             commit_batch_window_ms: 0,
             max_body_bytes: 1024 * 1024,
+            body_read_timeout_secs: 10,
+            max_batch_items: 64,
             allowed_origins: None,
             session_idle_timeout_secs: 1800,
             max_sessions_per_agent: 64,
@@ -124,6 +130,8 @@ pub(crate) const TEMPLATE: &str = "\
 # commit_batch_window_ms: 0    # extra time the writer waits to fill a transaction
 # Transport:
 # max_body_bytes: 1048576
+# body_read_timeout_secs: 10   # an authenticated POST sends its whole body within this (else 408)
+# max_batch_items: 64          # most messages in one JSON-RPC batch (2025-03-26 sessions)
 # allowed_origins: [http://localhost:8765, http://127.0.0.1:8765]
 # session_idle_timeout_secs: 1800
 # max_sessions_per_agent: 64
@@ -254,6 +262,8 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
         "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
         "max_body_bytes" => s.max_body_bytes = ctx.int(key, v, 1024, 64 << 20)? as usize,
+        "body_read_timeout_secs" => s.body_read_timeout_secs = ctx.int(key, v, 1, 3600)?,
+        "max_batch_items" => s.max_batch_items = ctx.int(key, v, 1, 1000)? as usize,
         "allowed_origins" => s.allowed_origins = Some(origins(ctx, key, v)?),
         "session_idle_timeout_secs" => s.session_idle_timeout_secs = ctx.int(key, v, 1, BIG)?,
         "max_sessions_per_agent" => {
@@ -417,6 +427,9 @@ mod tests {
             ("durability: maybe", "durability"),
             ("lease_minutes: 0", "lease_minutes"),
             ("port: 70000", "port"),
+            ("body_read_timeout_secs: 0", "body_read_timeout_secs"),
+            ("max_batch_items: 0", "max_batch_items"),
+            ("max_batch_items: 1001", "max_batch_items"),
             ("allowed_origins: evil", "allowed_origins"),
             ("retention: 5", "retention"),
             ("retention:\n  audit_days: 0", "retention.audit_days"),

@@ -3,10 +3,10 @@
 
 use crate::actors::{Hub, HubError};
 use crate::domain::ErrorCode;
-use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::jsonrpc::{self, Id, RpcError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::fmt;
 
 #[derive(Debug)]
@@ -15,9 +15,11 @@ pub(crate) enum ApiError {
     /// the `WWW-Authenticate` challenge of 401/403 answers.
     Rpc {
         status: StatusCode,
-        id: Value,
+        id: Id,
         error: Box<RpcError>,
         challenge: Option<&'static str>,
+        /// Close the connection after answering: the request body was not (all) read.
+        close: bool,
     },
     /// An operator API refusal or failure: `{"ok": false, "error": CODE, "message"}`.
     Operator {
@@ -32,19 +34,21 @@ impl ApiError {
     pub(crate) fn rpc(status: StatusCode, error: RpcError) -> ApiError {
         ApiError::Rpc {
             status,
-            id: Value::Null,
+            id: Id::null(),
             error: Box::new(error),
             challenge: None,
+            close: false,
         }
     }
 
     /// 400 answering the request `id` (a malformed or misplaced message).
-    pub(crate) fn bad_request(id: &Value, error: RpcError) -> ApiError {
+    pub(crate) fn bad_request(id: &Id, error: RpcError) -> ApiError {
         ApiError::Rpc {
             status: StatusCode::BAD_REQUEST,
             id: id.clone(),
             error: Box::new(error),
             challenge: None,
+            close: false,
         }
     }
 
@@ -52,9 +56,31 @@ impl ApiError {
     pub(crate) fn auth(status: StatusCode, challenge: &'static str, message: String) -> ApiError {
         ApiError::Rpc {
             status,
-            id: Value::Null,
+            id: Id::null(),
             error: Box::new(RpcError::server(message)),
             challenge: Some(challenge),
+            close: false,
+        }
+    }
+
+    /// The same refusal, answered with `Connection: close`: for refusals given while
+    /// the body is being read (too large, too slow), whose rest is never read.
+    pub(crate) fn close_connection(self) -> ApiError {
+        match self {
+            ApiError::Rpc {
+                status,
+                id,
+                error,
+                challenge,
+                ..
+            } => ApiError::Rpc {
+                status,
+                id,
+                error,
+                challenge,
+                close: true,
+            },
+            other => other,
         }
     }
 
@@ -144,13 +170,17 @@ impl ResponseError for ApiError {
                 id,
                 error,
                 challenge,
+                close,
             } => {
                 let mut b = HttpResponse::build(*status);
                 if let Some(c) = challenge {
                     b.insert_header((header::WWW_AUTHENTICATE, *c));
                 }
+                if *close {
+                    b.force_close();
+                }
                 b.content_type("application/json")
-                    .body(jsonrpc::err(id, error).to_string())
+                    .body(jsonrpc::to_json(&jsonrpc::err(id, error)))
             }
             ApiError::Operator {
                 status,

@@ -2,6 +2,7 @@
 //! transport rules give (shared/spec/mcp-transport.md §2.1, §5), with a JSON-RPC
 //! error body so that clients and people can tell what to fix.
 
+use super::body;
 use super::error::ApiError;
 use super::state::{AppState, Origins};
 use crate::actors::Hub;
@@ -11,9 +12,8 @@ use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::protocol::Version;
 use crate::mcp::session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use std::sync::Arc;
 
 pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
@@ -21,42 +21,6 @@ pub(crate) const VERSION_HEADER: &str = "mcp-protocol-version";
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Read the body, refusing more than `limit` bytes with 413 (before reading, when
-/// Content-Length already says so).
-pub(crate) async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::rpc(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            RpcError::server(format!(
-                "Payload Too Large: the body exceeds {limit} bytes (max_body_bytes)"
-            )),
-        )
-    };
-    if let Some(len) = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if len > limit {
-            return Err(too_large());
-        }
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::rpc(
-                StatusCode::BAD_REQUEST,
-                RpcError::server(format!("Bad Request: {e}")),
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// A browser page from another origin must not reach a local server (DNS rebinding).
@@ -244,6 +208,30 @@ pub(crate) fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(
         StatusCode::BAD_REQUEST,
         RpcError::server(format!("Bad Request: {why}")),
     ))
+}
+
+/// A POST's headers, then its body (§2.1 steps 1–3): the size `Content-Length`
+/// announces, `Origin` and the token (`who`) are decided before any body byte is read,
+/// so that no unauthenticated client makes the server hold or wait for a body; then
+/// the body, under the cap and `body_read_timeout`. A refusal comes back as the
+/// response to send, which closes the connection when the body is left unread.
+pub(crate) async fn with_body<T>(
+    req: &HttpRequest,
+    st: &AppState,
+    mut payload: web::Payload,
+    who: impl FnOnce(&HttpRequest, &AppState) -> Result<T, ApiError>,
+) -> Result<(T, Bytes), HttpResponse> {
+    let checked = body::check_length(req, st.max_body_bytes)
+        .and_then(|()| check_origin(req, &st.origins))
+        .and_then(|()| who(req, st));
+    let who = match checked {
+        Ok(w) => w,
+        Err(e) => return Err(body::refuse(&e, payload)),
+    };
+    match body::read(&mut payload, st.max_body_bytes, st.body_read_timeout).await {
+        Ok(b) => Ok((who, b)),
+        Err(e) => Err(body::refuse(&e, payload)),
+    }
 }
 
 /// Every operator route: the Origin check, then the operator token; then the hub,

@@ -3,22 +3,30 @@
 
 use super::error::ApiError;
 use super::guards::{self, Reply};
+use super::mcp_batch;
 use super::sse;
 use super::state::AppState;
 use crate::actors::Hub;
 use crate::domain::AgentId;
-use crate::mcp::jsonrpc::{self, Incoming, RpcError};
+use crate::mcp::jsonrpc::{self, Body, Id, Incoming, Response, RpcError};
 use crate::mcp::protocol::{self, negotiate};
 use crate::mcp::{dispatch, session::Session};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::Utc;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::{field, Instrument};
 
-fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
-    let json = body.to_string();
+/// A response (or batch of responses) as JSON or as a one-event SSE stream.
+pub(super) fn answer<T: serde::Serialize + ?Sized>(
+    reply: Reply,
+    body: &T,
+    session: Option<&str>,
+) -> HttpResponse {
+    let json = jsonrpc::to_json(body);
     match reply {
         Reply::Sse => sse::single(&json, session),
         Reply::Json => {
@@ -32,21 +40,39 @@ fn answer(reply: Reply, body: &Value, session: Option<&str>) -> HttpResponse {
     }
 }
 
-/// One request on `session`, answered by the MCP layer.
-async fn serve(
+/// One request on `session`, answered by the MCP layer; `notifications/cancelled`
+/// naming it ends it at once with -32800.
+pub(super) async fn run(
     st: &AppState,
     hub: &Hub,
     agent: &AgentId,
-    session: &Session,
-    id: &Value,
-    method: &str,
+    session: &Arc<Session>,
+    id: Id,
+    method: String,
     params: Option<Value>,
-) -> Value {
+) -> Response {
+    let mut inflight = session.track(&id);
     let sessions = &st.sessions;
-    dispatch::request(hub, sessions, agent, session.version, id, method, params).await
+    let work = dispatch::request(hub, sessions, agent, session.version, &id, &method, params);
+    tokio::select! {
+        resp = work => resp,
+        Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
+    }
 }
 
-fn accepted() -> HttpResponse {
+/// A notification on `session`. Only `notifications/cancelled` does anything: a long
+/// wait (inbox_pull, lock_acquire with wait_seconds) stops at once; writes already
+/// committed stay. Malformed or unknown ids are ignored.
+pub(super) fn notify(session: &Session, method: &str, params: Option<&RawValue>) {
+    if method == "notifications/cancelled" {
+        if let Some(id) = jsonrpc::cancelled_request_id(params) {
+            session.cancel(&id);
+        }
+    }
+}
+
+/// 202 with no body: the answer to notifications and client responses.
+pub(super) fn accepted() -> HttpResponse {
     HttpResponse::Accepted().finish()
 }
 
@@ -55,9 +81,10 @@ pub(crate) async fn post(
     payload: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = guards::read_body(&req, payload, st.max_body_bytes).await?;
-    guards::check_origin(&req, &st.origins)?;
-    let agent = guards::agent(&req, &st)?;
+    let (agent, body) = match guards::with_body(&req, &st, payload, guards::agent).await {
+        Ok(checked) => checked,
+        Err(refused) => return Ok(refused),
+    };
     let hub = st.hub.get().await?;
     hub.touch(&agent, Utc::now());
     let span =
@@ -89,19 +116,12 @@ async fn handle_post(
 ) -> Result<HttpResponse, ApiError> {
     let reply = guards::post_reply(req)?;
     guards::content_type_json(req)?;
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(ApiError::bad_request(
-                &Value::Null,
-                RpcError::parse_error(e),
-            ))
-        }
+    let raw = match jsonrpc::parse_body(body) {
+        Ok(Body::One(raw)) => raw,
+        Ok(Body::Batch(items)) => return mcp_batch::batch(req, st, hub, agent, reply, items).await,
+        Err(e) => return Err(ApiError::bad_request(&Id::null(), e)),
     };
-    if let Value::Array(items) = value {
-        return batch(req, st, hub, agent, reply, items).await;
-    }
-    let msg = match jsonrpc::classify(value) {
+    let msg = match jsonrpc::classify(raw) {
         Ok(m) => m,
         Err((id, e)) => return Err(ApiError::bad_request(&id, e)),
     };
@@ -115,25 +135,13 @@ async fn handle_post(
     guards::protocol_version(req, &session)?;
     match msg {
         Incoming::Notification { method, params } => {
-            // A long wait (inbox_pull, lock_acquire with wait_seconds) stops at once;
-            // writes already committed stay. Malformed or unknown ids are ignored.
-            if method == "notifications/cancelled" {
-                if let Some(id) = params.as_ref().and_then(|p| p.get("requestId")) {
-                    session.cancel(id);
-                }
-            }
+            notify(&session, &method, params.as_deref());
             Ok(accepted())
         }
         Incoming::Response => Ok(accepted()),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
-            let mut inflight = session.track(&id);
-            let work = serve(st, hub, &agent, &session, &id, &method, params);
-            let resp = tokio::select! {
-                resp = work => resp,
-                Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
-            };
-            drop(inflight);
+            let resp = run(st, hub, &agent, &session, id, method, params).await;
             Ok(answer(reply, &resp, Some(&session.id)))
         }
     }
@@ -144,7 +152,7 @@ fn initialize(
     st: &AppState,
     agent: AgentId,
     reply: Reply,
-    id: &Value,
+    id: &Id,
     params: Option<&Value>,
 ) -> Result<HttpResponse, ApiError> {
     if guards::session_id(req).is_some() {
@@ -167,58 +175,6 @@ fn initialize(
     tracing::info!(agent = %agent, requested, negotiated = version.as_str(), "session opened");
     let resp = jsonrpc::ok(id, protocol::initialize_result(version));
     Ok(answer(reply, &resp, Some(&session.id)))
-}
-
-/// A JSON-RPC batch: only on sessions negotiated at 2025-03-26.
-async fn batch(
-    req: &HttpRequest,
-    st: &AppState,
-    hub: &Hub,
-    agent: AgentId,
-    reply: Reply,
-    items: Vec<Value>,
-) -> Result<HttpResponse, ApiError> {
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            &Value::Null,
-            RpcError::invalid_request("empty batch"),
-        ));
-    }
-    if items
-        .iter()
-        .any(|i| i.get("method").and_then(Value::as_str) == Some("initialize"))
-    {
-        return Err(ApiError::bad_request(
-            &Value::Null,
-            RpcError::invalid_request("initialize may not be part of a batch"),
-        ));
-    }
-    let session: std::sync::Arc<Session> = guards::session(req, st, &agent)?;
-    guards::protocol_version(req, &session)?;
-    if !session.version.allows_batches() {
-        return Err(ApiError::bad_request(
-            &Value::Null,
-            RpcError::invalid_request(format!(
-                "JSON-RPC batches are not allowed in protocol version {}",
-                session.version.as_str()
-            )),
-        ));
-    }
-    let mut out = Vec::new();
-    for item in items {
-        match jsonrpc::classify(item) {
-            Err((id, e)) => out.push(jsonrpc::err(&id, &e)),
-            Ok(Incoming::Request { id, method, params }) => {
-                out.push(serve(st, hub, &agent, &session, &id, &method, params).await)
-            }
-            Ok(_) => {}
-        }
-    }
-    if out.is_empty() {
-        Ok(accepted())
-    } else {
-        Ok(answer(reply, &Value::Array(out), Some(&session.id)))
-    }
 }
 
 pub(crate) async fn get(
@@ -262,11 +218,8 @@ pub(crate) async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header(("allow", "GET, POST, DELETE"))
         .content_type("application/json")
-        .body(
-            jsonrpc::err(
-                &Value::Null,
-                &RpcError::server("Method Not Allowed: use POST, GET or DELETE on /mcp"),
-            )
-            .to_string(),
-        )
+        .body(jsonrpc::to_json(&jsonrpc::err(
+            &Id::null(),
+            &RpcError::server("Method Not Allowed: use POST, GET or DELETE on /mcp"),
+        )))
 }

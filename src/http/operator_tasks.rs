@@ -2,7 +2,7 @@
 //! read views behind `hubctl status/list-tasks/list-rounds/show`.
 
 use super::error::{settle, ApiError};
-use super::guards::operator_request as guard;
+use super::guards::{operator, operator_request as guard, with_body};
 use super::state::AppState;
 use crate::domain::workflow::TaskState;
 use crate::store::pages::{Cursor, PageRequest, TaskSummary, DEFAULT_LIMIT, MAX_LIMIT};
@@ -194,10 +194,21 @@ enum Decision {
     Reject,
 }
 
-/// Approve or reject round `id` with the body's note.
-async fn decide(req: HttpRequest, st: &AppState, id: &str, body: &[u8], d: Decision) -> Answer {
-    let hub = guard(&req, st).await?;
-    let note = note_of(body)?;
+/// Approve or reject round `id` with the body's note (read once the operator token
+/// is checked).
+async fn decide(
+    req: HttpRequest,
+    st: &AppState,
+    id: &str,
+    payload: web::Payload,
+    d: Decision,
+) -> Answer {
+    let body = match with_body(&req, st, payload, operator).await {
+        Ok(((), body)) => body,
+        Err(refused) => return Ok(refused),
+    };
+    let hub = st.hub.get().await?;
+    let note = note_of(&body)?;
     let decided = match d {
         Decision::Approve => hub.approve(id, note).await,
         Decision::Reject => hub.reject(id, note).await,
@@ -210,18 +221,18 @@ async fn approve(
     req: HttpRequest,
     st: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Answer {
-    decide(req, &st, &id, &body, Decision::Approve).await
+    decide(req, &st, &id, payload, Decision::Approve).await
 }
 
 async fn reject(
     req: HttpRequest,
     st: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Answer {
-    decide(req, &st, &id, &body, Decision::Reject).await
+    decide(req, &st, &id, payload, Decision::Reject).await
 }
 
 async fn close_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

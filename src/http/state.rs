@@ -104,6 +104,10 @@ pub(crate) struct AppState {
     pub tokens: TokenIndex,
     pub origins: Origins,
     pub max_body_bytes: usize,
+    /// How long an authenticated POST may take to send its whole body (408 after).
+    pub body_read_timeout: Duration,
+    /// Most messages in one JSON-RPC batch.
+    pub max_batch_items: usize,
     pub sse_keepalive: Duration,
 }
 

@@ -1,7 +1,7 @@
 //! Serving one JSON-RPC request on an established session: `ping`, `tools/list`,
 //! `tools/call`. (`initialize` creates the session and is handled by the transport.)
 
-use super::jsonrpc::{self, RpcError, RESOURCE_NOT_FOUND};
+use super::jsonrpc::{self, Id, Response, RpcError, RESOURCE_NOT_FOUND};
 use super::protocol::Version;
 use super::push::INBOX_URI;
 use super::session::Sessions;
@@ -13,16 +13,16 @@ use crate::domain::AgentId;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
-/// The answer to one request: a JSON-RPC response object.
+/// The answer to one request: a JSON-RPC response.
 pub(crate) async fn request(
     hub: &Hub,
     sessions: &Sessions,
     agent: &AgentId,
     version: Version,
-    id: &Value,
+    id: &Id,
     method: &str,
     params: Option<Value>,
-) -> Value {
+) -> Response {
     match serve(hub, sessions, agent, version, method, params).await {
         Ok(result) => jsonrpc::ok(id, result),
         Err(e) => jsonrpc::err(id, &e),

@@ -1,8 +1,14 @@
 //! JSON-RPC 2.0 framing: classifying an incoming message and building responses.
 //! Error codes have named constructors so every place that refuses says it the same way.
 
+mod id;
+mod message;
+
+pub(crate) use id::Id;
+pub(crate) use message::{cancelled_request_id, classify, parse_body, Body, Incoming};
+
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub(crate) const PARSE_ERROR: i64 = -32700;
 pub(crate) const INVALID_REQUEST: i64 = -32600;
@@ -66,157 +72,66 @@ impl RpcError {
     }
 }
 
-/// A decoded message.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Incoming {
-    Request {
-        id: Value,
-        method: String,
-        params: Option<Value>,
-    },
-    Notification {
-        method: String,
-        params: Option<Value>,
-    },
-    /// A response from the client to a server request.
-    Response,
+/// A JSON-RPC response, serialised with its id exactly as the request wrote it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Response {
+    jsonrpc: &'static str,
+    id: Id,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<RpcError>,
 }
 
-/// Classify one JSON value as a JSON-RPC message. On failure returns the id to echo
-/// (when it could be read) and the error.
-pub(crate) fn classify(v: Value) -> Result<Incoming, (Value, RpcError)> {
-    let Value::Object(mut m) = v else {
-        return Err((
-            Value::Null,
-            RpcError::invalid_request("expected a JSON object"),
-        ));
-    };
-    let id = m.remove("id");
-    let echo = match &id {
-        Some(i @ Value::String(_)) => i.clone(),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Value::Number(n.clone()),
-        _ => Value::Null,
-    };
-    let fail = |why: &str| Err((echo.clone(), RpcError::invalid_request(why)));
-    if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return fail("`jsonrpc` must be \"2.0\"");
+pub(crate) fn ok(id: &Id, result: Value) -> Response {
+    Response {
+        jsonrpc: "2.0",
+        id: id.clone(),
+        result: Some(result),
+        error: None,
     }
-    if let Some(method) = m.remove("method") {
-        let Value::String(method) = method else {
-            return fail("`method` must be a string");
-        };
-        let params = m.remove("params");
-        if matches!(params, Some(ref p) if !p.is_object() && !p.is_array()) {
-            return fail("`params` must be an object");
-        }
-        return match id {
-            None => Ok(Incoming::Notification { method, params }),
-            Some(Value::String(_)) => Ok(Incoming::Request {
-                id: echo,
-                method,
-                params,
-            }),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Incoming::Request {
-                id: echo,
-                method,
-                params,
-            }),
-            Some(Value::Null) => fail("`id` must not be null"),
-            Some(_) => fail("`id` must be a string or an integer"),
-        };
-    }
-    if id.is_some() && (m.contains_key("result") || m.contains_key("error")) {
-        return Ok(Incoming::Response);
-    }
-    fail("a message needs `method` (request or notification) or `result`/`error` (response)")
 }
 
-pub(crate) fn ok(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+pub(crate) fn err(id: &Id, e: &RpcError) -> Response {
+    Response {
+        jsonrpc: "2.0",
+        id: id.clone(),
+        result: None,
+        error: Some(e.clone()),
+    }
 }
 
-pub(crate) fn err(id: &Value, e: &RpcError) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": e})
+/// One response or a batch of them as JSON text (on one line, as SSE needs).
+pub(crate) fn to_json<T: Serialize + ?Sized>(answer: &T) -> String {
+    serde_json::to_string(answer).unwrap_or_else(|e| {
+        // Only a bug can get here: ids are valid JSON and results are `Value`s.
+        tracing::error!(error = %e, "a JSON-RPC answer could not be serialised");
+        format!(
+            r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{INTERNAL_ERROR},"message":"Internal error: the answer could not be serialised"}}}}"#
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn code(v: Value) -> (Value, i64) {
-        let (id, e) = classify(v).unwrap_err();
-        (id, e.code)
-    }
+    use serde_json::json;
+    use serde_json::value::RawValue;
 
     #[test]
-    fn requests_notifications_responses() {
+    fn builds_responses_with_the_id_verbatim() {
+        let big = Id::parse(RawValue::from_string("18446744073709551616".into()).unwrap());
+        let big = big.unwrap();
         assert_eq!(
-            classify(json!({"jsonrpc":"2.0","id":1,"method":"ping"})).unwrap(),
-            Incoming::Request {
-                id: json!(1),
-                method: "ping".into(),
-                params: None
-            }
+            to_json(&ok(&big, json!({}))),
+            r#"{"jsonrpc":"2.0","id":18446744073709551616,"result":{}}"#
         );
-        assert_eq!(
-            classify(json!({"jsonrpc":"2.0","id":"a","method":"x","params":{}})).unwrap(),
-            Incoming::Request {
-                id: json!("a"),
-                method: "x".into(),
-                params: Some(json!({}))
-            }
-        );
-        assert_eq!(
-            classify(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap(),
-            Incoming::Notification {
-                method: "notifications/initialized".into(),
-                params: None
-            }
-        );
-        assert_eq!(
-            classify(json!({"jsonrpc":"2.0","id":3,"result":{}})).unwrap(),
-            Incoming::Response
-        );
-    }
-
-    #[test]
-    fn invalid_messages() {
-        assert_eq!(code(json!([1])), (Value::Null, INVALID_REQUEST));
-        assert_eq!(
-            code(json!({"jsonrpc":"1.0","id":1,"method":"ping"})),
-            (json!(1), INVALID_REQUEST)
-        );
-        assert_eq!(
-            code(json!({"jsonrpc":"2.0","id":null,"method":"ping"})).1,
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            code(json!({"jsonrpc":"2.0","id":1.5,"method":"ping"})),
-            (Value::Null, INVALID_REQUEST)
-        );
-        assert_eq!(
-            code(json!({"jsonrpc":"2.0","id":true,"method":"ping"})).1,
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            code(json!({"jsonrpc":"2.0","id":2,"method":7})),
-            (json!(2), INVALID_REQUEST)
-        );
-        assert_eq!(
-            code(json!({"jsonrpc":"2.0","id":2,"method":"x","params":3})).1,
-            INVALID_REQUEST
-        );
-        assert_eq!(code(json!({"jsonrpc":"2.0","id":2})).1, INVALID_REQUEST);
-    }
-
-    #[test]
-    fn builds_responses() {
-        assert_eq!(
-            ok(&json!(1), json!({})),
-            json!({"jsonrpc":"2.0","id":1,"result":{}})
-        );
-        let e = err(&Value::Null, &RpcError::method_not_found("x"));
-        assert_eq!(e["error"]["code"], json!(METHOD_NOT_FOUND));
-        assert!(e["error"].get("data").is_none());
+        let e = to_json(&err(&Id::null(), &RpcError::method_not_found("x")));
+        let v: Value = serde_json::from_str(&e).unwrap();
+        assert_eq!(v["error"]["code"], json!(METHOD_NOT_FOUND));
+        assert_eq!(v["id"], Value::Null);
+        assert!(v["error"].get("data").is_none() && v.get("result").is_none());
+        let batch = to_json(&vec![ok(&big, json!(1)), err(&big, &RpcError::cancelled())]);
+        assert!(batch.starts_with(r#"[{"jsonrpc":"2.0","id":18446744073709551616,"#));
     }
 }

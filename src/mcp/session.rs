@@ -2,6 +2,7 @@
 //! open GET stream, last activity). No domain state hangs off a session, so losing
 //! one loses nothing, and a stateless protocol revision can skip them entirely.
 
+use super::jsonrpc::Id;
 use super::protocol::Version;
 use crate::domain::ids::random_hex;
 use crate::domain::AgentId;
@@ -25,7 +26,7 @@ pub(crate) struct Session {
     /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
     /// lives in that stream's response body; it drops when the client disconnects.
     stream: Mutex<Option<mpsc::Sender<String>>>,
-    /// Requests in flight (JSON-RPC id as JSON text) → (registration number, the
+    /// Requests in flight ([`Id::key`]) → (registration number, the
     /// switch that cancels it), for `notifications/cancelled`. Entries are removed by
     /// the [`InFlight`] guard, also when the HTTP request is dropped midway.
     inflight: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
@@ -94,9 +95,9 @@ impl Session {
     }
 
     /// Register request `id` as in flight until the returned guard is dropped.
-    pub(crate) fn track(self: &Arc<Self>, id: &serde_json::Value) -> InFlight {
+    pub(crate) fn track(self: &Arc<Self>, id: &Id) -> InFlight {
         let (tx, rx) = oneshot::channel();
-        let key = id.to_string();
+        let key = id.key();
         let number = self.next_inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight
             .lock()
@@ -112,12 +113,12 @@ impl Session {
 
     /// `notifications/cancelled`: stop request `id` if it is still running. Unknown
     /// or finished ids are ignored, as the spec asks.
-    pub(crate) fn cancel(&self, id: &serde_json::Value) -> bool {
+    pub(crate) fn cancel(&self, id: &Id) -> bool {
         let tx = self
             .inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id.to_string());
+            .remove(&id.key());
         tx.is_some_and(|(_, tx)| tx.send(()).is_ok())
     }
 
@@ -305,21 +306,29 @@ mod tests {
     fn cancel_fires_once_for_tracked_requests() {
         let s = Sessions::new(Duration::from_secs(60), 8);
         let x = s.create(a("alice"), Version::LATEST);
-        let mut first = x.track(&serde_json::json!(7));
-        assert!(!x.cancel(&serde_json::json!("7")), "ids differ by type");
-        assert!(x.cancel(&serde_json::json!(7)));
+        let id = |text: &str| {
+            Id::parse(serde_json::value::RawValue::from_string(text.into()).unwrap()).unwrap()
+        };
+        let mut first = x.track(&id("7"));
+        assert!(!x.cancel(&id("\"7\"")), "ids differ by type");
+        assert!(x.cancel(&id("7")));
         assert!(first.cancelled.try_recv().is_ok());
-        assert!(!x.cancel(&serde_json::json!(7)), "only once");
+        assert!(!x.cancel(&id("7")), "only once");
+        // The same string however escaped; integers of any size.
+        let mut escaped = x.track(&id(r#""caf\u00e9""#));
+        assert!(x.cancel(&id("\"café\"")));
+        assert!(escaped.cancelled.try_recv().is_ok());
+        let mut big = x.track(&id("18446744073709551616"));
+        assert!(!x.cancel(&id("18446744073709551617")));
+        assert!(x.cancel(&id("18446744073709551616")));
+        assert!(big.cancelled.try_recv().is_ok());
         // Dropping the guard unregisters; a reused id belongs to its latest request.
-        drop(x.track(&serde_json::json!(8)));
-        assert!(!x.cancel(&serde_json::json!(8)));
-        let old = x.track(&serde_json::json!(9));
-        let mut new = x.track(&serde_json::json!(9));
+        drop(x.track(&id("8")));
+        assert!(!x.cancel(&id("8")));
+        let old = x.track(&id("9"));
+        let mut new = x.track(&id("9"));
         drop(old);
-        assert!(
-            x.cancel(&serde_json::json!(9)),
-            "the old guard left the new entry alone"
-        );
+        assert!(x.cancel(&id("9")), "the old guard left the new entry alone");
         assert!(new.cancelled.try_recv().is_ok());
     }
 

@@ -1,0 +1,83 @@
+//! JSON-RPC batches on `/mcp`, allowed on sessions negotiated at 2025-03-26: at
+//! most `max_batch_items` messages, whose requests run concurrently (a batch of
+//! long-polls costs the longest, not the sum); answers come in request order.
+
+use super::error::ApiError;
+use super::guards::{self, Reply};
+use super::mcp_route::{accepted, answer, notify, run};
+use super::state::AppState;
+use crate::actors::Hub;
+use crate::domain::AgentId;
+use crate::mcp::jsonrpc::{self, Id, Incoming, Response, RpcError};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::future::join_all;
+use serde_json::value::RawValue;
+
+/// Answer a batch: 400 -32600 for an empty one, one over `max_batch_items`, one
+/// holding `initialize`, or on a session of a later protocol revision.
+pub(super) async fn batch(
+    req: &HttpRequest,
+    st: &AppState,
+    hub: &Hub,
+    agent: AgentId,
+    reply: Reply,
+    items: Vec<&RawValue>,
+) -> Result<HttpResponse, ApiError> {
+    let refuse = |why: String| {
+        Err(ApiError::bad_request(
+            &Id::null(),
+            RpcError::invalid_request(why),
+        ))
+    };
+    if items.is_empty() {
+        return refuse("empty batch".into());
+    }
+    // Decided on the count alone, before any item is decoded.
+    if items.len() > st.max_batch_items {
+        return refuse(format!(
+            "a batch holds at most {} messages (max_batch_items); this one has {}",
+            st.max_batch_items,
+            items.len()
+        ));
+    }
+    let items: Vec<_> = items.into_iter().map(jsonrpc::classify).collect();
+    let is_initialize = |m: &Result<Incoming, _>| match m {
+        Ok(Incoming::Request { method, .. } | Incoming::Notification { method, .. }) => {
+            method == "initialize"
+        }
+        _ => false,
+    };
+    if items.iter().any(is_initialize) {
+        return refuse("initialize may not be part of a batch".into());
+    }
+    let session = guards::session(req, st, &agent)?;
+    guards::protocol_version(req, &session)?;
+    if !session.version.allows_batches() {
+        return refuse(format!(
+            "JSON-RPC batches are not allowed in protocol version {}",
+            session.version.as_str()
+        ));
+    }
+    let (agent, session) = (&agent, &session);
+    // join_all polls every item in this task and keeps the answers in request order.
+    let answers = join_all(items.into_iter().map(|item| async move {
+        match item {
+            Err((id, e)) => Some(jsonrpc::err(&id, &e)),
+            Ok(Incoming::Request { id, method, params }) => {
+                Some(run(st, hub, agent, session, id, method, params).await)
+            }
+            Ok(Incoming::Notification { method, params }) => {
+                notify(session, &method, params.as_deref());
+                None
+            }
+            Ok(Incoming::Response) => None,
+        }
+    }))
+    .await;
+    let out: Vec<Response> = answers.into_iter().flatten().collect();
+    if out.is_empty() {
+        Ok(accepted())
+    } else {
+        Ok(answer(reply, &out, Some(&session.id)))
+    }
+}
