@@ -9,7 +9,6 @@
 //! store; the actors write through it.
 
 pub(crate) mod apply;
-mod health;
 pub(crate) mod load;
 pub(crate) mod load_tasks;
 pub(crate) mod mail;
@@ -37,8 +36,12 @@ pub enum StoreError {
     },
     #[error("the database schema is version {found}, newer than this build knows ({known}); upgrade agent-hub")]
     SchemaTooNew { found: i64, known: i64 },
-    #[error("the storage writer failed; writes are no longer being saved")]
+    #[error("storage is unavailable: this write was not saved; retry later")]
     WriterFailed,
+    #[error("writes are refused: {0}")]
+    Refusing(String),
+    #[error("storage is being recovered: this write was not saved; retry")]
+    Replaced,
     #[error("the storage writer has shut down")]
     Closed,
     #[error("the database holds data this build cannot read: {0}")]

@@ -16,7 +16,7 @@ use super::lock_manager::LockManager;
 use super::notify::Notifier;
 use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
-use super::HubError;
+use super::{HubError, Stop};
 use crate::config::Settings;
 use crate::domain::lease::LockTable;
 use crate::domain::workflow::Limits;
@@ -49,6 +49,8 @@ struct HubInner {
     arbiter: ArbiterHandle,
     store: Store,
     settings: Arc<Settings>,
+    /// Pushes on agents' streams; kept for a rebuild.
+    notifier: Arc<dyn Notifier>,
     started: Instant,
 }
 
@@ -62,9 +64,46 @@ impl Hub {
     /// current arbiter. Must run inside an actix `System`.
     pub(crate) fn start(
         store: Store,
+        snapshot: Snapshot,
+        settings: Arc<Settings>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Hub {
+        Hub::build(store, snapshot, settings, notifier, Instant::now())
+    }
+
+    /// A new hub built from `snapshot` (read from disk) writing through `store` (a
+    /// newer generation), with this one's settings, pushes and uptime: how the live
+    /// state is rebuilt after a storage fault, so that memory holds only what is
+    /// saved. Stop this one with [`Hub::stop`] once the new one is in use.
+    pub(crate) fn rebuild(&self, store: Store, snapshot: Snapshot) -> Hub {
+        let i = &self.inner;
+        Hub::build(
+            store,
+            snapshot,
+            i.settings.clone(),
+            i.notifier.clone(),
+            i.started,
+        )
+    }
+
+    /// Stop every actor of this hub (after a rebuild). Calls still in flight on it
+    /// end with an error; their writes are dropped by the store (older generation).
+    pub(crate) fn stop(&self) {
+        for a in self.inner.dir.agents.iter() {
+            a.addr.do_send(Stop);
+        }
+        for t in self.inner.task_env.tasks.iter() {
+            t.value().do_send(Stop);
+        }
+        self.inner.locks.do_send(Stop);
+    }
+
+    fn build(
+        store: Store,
         mut snapshot: Snapshot,
         settings: Arc<Settings>,
         notifier: Arc<dyn Notifier>,
+        started: Instant,
     ) -> Hub {
         let dir = Arc::new(Directory::default());
         // Task id → its actor, for the tasks in memory: every task with open work,
@@ -118,7 +157,8 @@ impl Hub {
                 arbiter: Arbiter::current(),
                 store,
                 settings,
-                started: Instant::now(),
+                notifier,
+                started,
             }),
         }
     }
@@ -132,6 +172,13 @@ impl Hub {
         self.inner.store.write_health()
     }
 
+    /// Refuse a write before it touches any actor while the store refuses writes
+    /// (a storage fault): an actor would otherwise change its memory for a write that
+    /// is then not saved, and show it to readers.
+    fn writable(&self) -> Result<(), HubError> {
+        Ok(self.inner.store.write_health()?)
+    }
+
     /// Record that `id` just made a request (presence).
     pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
         if let Some(h) = self.inner.dir.agents.get(id) {
@@ -140,12 +187,16 @@ impl Hub {
         }
     }
 
-    /// Wait until everything queued so far is committed (a no-op in fast mode).
-    /// Answers that wrote nothing themselves (reads, refusals) call this so that
-    /// nothing they show can vanish in a crash ("read committed").
+    /// Wait until the writer is done with everything queued so far (a no-op in fast
+    /// mode). Answers that wrote nothing themselves (reads, refusals) call this so
+    /// that nothing they show can vanish in a crash ("read committed"); during a
+    /// storage fault reads go on, and the rebuild from disk drops what was not saved.
     pub(crate) async fn settled(&self) -> Result<(), HubError> {
         let store = &self.inner.store;
-        store.wait_durable(store.barrier()).await?;
+        if self.inner.settings.durability == crate::config::Durability::Fast {
+            return Ok(());
+        }
+        store.settled().await?;
         Ok(())
     }
 

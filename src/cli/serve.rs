@@ -3,6 +3,7 @@
 //! HTTP server, print how to connect, and on a stop signal ([`signals`]) stop serving
 //! and flush every queued write before exiting.
 
+mod heal;
 mod limits;
 mod signals;
 
@@ -109,10 +110,12 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     };
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(store.clone(), snapshot, settings.clone(), sessions.clone());
-    if settings.retention.is_set() {
-        actix_rt::spawn(apply_retention(hub.clone()));
-    }
     let _ = fill.send(Some(hub));
+    if settings.retention.is_set() {
+        actix_rt::spawn(apply_retention(fill.subscribe()));
+    }
+    // Rebuilds the hub from disk around a storage fault (it owns the slot from here).
+    actix_rt::spawn(heal::supervise(store.clone(), fill));
 
     // Expired sessions are refused on lookup already; the sweep only frees memory.
     let sweep_every = Duration::from_secs(settings.session_idle_timeout_secs.clamp(1, 60));
@@ -154,11 +157,15 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
 
 /// The `retention:` policy, once an hour (the first run an hour after start, so
 /// that start-up stays quick).
-async fn apply_retention(hub: Hub) {
+async fn apply_retention(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     tick.tick().await;
     loop {
         tick.tick().await;
+        // The current hub: it is replaced after a storage fault.
+        let Some(hub) = hubs.borrow().clone() else {
+            continue;
+        };
         match hub.prune(false, Utc::now()).await {
             Ok(p) => tracing::info!(?p, "retention applied"),
             Err(e) => tracing::error!(error = %e, "retention failed; next try in an hour"),

@@ -40,6 +40,7 @@ error_codes! {
     ReplyToNotFound => "REPLY_TO_NOT_FOUND": "reply_to names a message the caller neither sent nor received",
     RoundNotFound => "ROUND_NOT_FOUND": "unknown round id",
     MessageLimitReached => "MESSAGE_LIMIT_REACHED": "the round's task already has max_messages_per_task agent messages",
+    StoreUnavailable => "STORE_UNAVAILABLE": "operator API: storage cannot save writes now (a fault being healed, or shutdown); HTTP 503 with Retry-After",
     NotTaskParticipant => "NOT_TASK_PARTICIPANT": "message_send with a round_id by an agent that is neither the task's dispatcher nor assigned in any of its rounds",
     NotFound => "NOT_FOUND": "message_ack of an id not in the inbox, or handoff_get of an unknown id",
     TaskExists => "TASK_EXISTS": "the task id is taken",

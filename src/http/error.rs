@@ -122,6 +122,14 @@ impl ApiError {
                 code: d.code(),
                 message: d.to_string(),
             },
+            e @ (HubError::Store(_) | HubError::Mailbox(_)) => {
+                tracing::warn!(error = %e, "operator request: store unavailable");
+                ApiError::Operator {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: ErrorCode::StoreUnavailable,
+                    message: format!("{e}; retry later"),
+                }
+            }
             other => {
                 tracing::error!(error = %other, "operator request failed");
                 ApiError::Operator {
@@ -186,8 +194,13 @@ impl ResponseError for ApiError {
                 status,
                 code,
                 message,
-            } => HttpResponse::build(*status)
-                .json(json!({"ok": false, "error": code, "message": message})),
+            } => {
+                let mut b = HttpResponse::build(*status);
+                if *code == ErrorCode::StoreUnavailable {
+                    b.insert_header((header::RETRY_AFTER, jsonrpc::RETRY_AFTER_SECS));
+                }
+                b.json(json!({"ok": false, "error": code, "message": message}))
+            }
         }
     }
 }

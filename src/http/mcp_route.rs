@@ -142,7 +142,16 @@ async fn handle_post(
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
             let resp = run(st, hub, &agent, &session, id, method, params).await;
-            Ok(answer(reply, &resp, Some(&session.id)))
+            let mut http = answer(reply, &resp, Some(&session.id));
+            if resp.is_store_unavailable() {
+                // A storage fault: nothing was saved; the client retries later.
+                *http.status_mut() = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
+                http.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(jsonrpc::RETRY_AFTER_SECS),
+                );
+            }
+            Ok(http)
         }
     }
 }

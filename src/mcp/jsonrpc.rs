@@ -17,6 +17,8 @@ pub(crate) const INVALID_PARAMS: i64 = -32602;
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// Transport problems (missing session, not acceptable, unauthorized…), as the SDKs use it.
 pub(crate) const SERVER_ERROR: i64 = -32000;
+/// What a "store unavailable" answer tells clients to wait before retrying.
+pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 /// Unknown or expired session (HTTP 404), as the reference SDKs use it.
 pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
 /// MCP's code for `resources/read` of an unknown URI.
@@ -61,6 +63,19 @@ impl RpcError {
     pub(crate) fn server(why: impl Into<String>) -> Self {
         Self::new(SERVER_ERROR, why)
     }
+    /// The store cannot save writes now (a storage fault being healed): retry after
+    /// [`RETRY_AFTER_SECS`]. Answered with HTTP 503 and `Retry-After`.
+    pub(crate) fn store_unavailable(why: impl std::fmt::Display) -> Self {
+        RpcError {
+            code: SERVER_ERROR,
+            message: format!("Store unavailable: {why}"),
+            data: Some(serde_json::json!({"retry_after_seconds": RETRY_AFTER_SECS})),
+        }
+    }
+    /// Whether this is [`RpcError::store_unavailable`].
+    pub(crate) fn is_store_unavailable(&self) -> bool {
+        self.code == SERVER_ERROR && self.message.starts_with("Store unavailable: ")
+    }
     pub(crate) fn cancelled() -> Self {
         Self::new(REQUEST_CANCELLED, "Request cancelled by the client")
     }
@@ -81,6 +96,15 @@ pub(crate) struct Response {
     result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<RpcError>,
+}
+
+impl Response {
+    /// Whether this answers with [`RpcError::store_unavailable`] (HTTP 503).
+    pub(crate) fn is_store_unavailable(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(RpcError::is_store_unavailable)
+    }
 }
 
 pub(crate) fn ok(id: &Id, result: Value) -> Response {

@@ -168,15 +168,13 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
     match e {
         HubError::Domain(d) => Ok(d),
         HubError::Store(s) => {
-            tracing::error!(error = %s, "storage failure during tool call");
-            Err(RpcError::internal(
-                "the hub could not save this change; it was not acknowledged",
-            ))
+            tracing::warn!(error = %s, "storage unavailable during tool call");
+            Err(RpcError::store_unavailable(s))
         }
         HubError::Mailbox(m) => {
-            tracing::error!(error = %m, "actor unavailable during tool call");
-            Err(RpcError::internal(
-                "the hub is shutting down or overloaded; retry",
+            tracing::warn!(error = %m, "actor unavailable during tool call");
+            Err(RpcError::store_unavailable(
+                "the hub is rebuilding its live state or shutting down; retry",
             ))
         }
         // Logged where it was found.

@@ -11,8 +11,10 @@
 use super::{apply, load, migrate, Op, Snapshot, StoreError};
 use crate::config::Durability;
 use crate::domain::shard::Shards;
+use health::{next_backoff, Health, Progress, FIRST_BACKOFF};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -36,20 +38,14 @@ pub(crate) struct StoreOptions {
     pub window: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Progress {
-    committed: u64,
-    /// A commit failed for good: the first sequence number that was lost. Nothing
-    /// from there on is applied, so no later write can be reported saved.
-    failed_from: Option<u64>,
-    /// The writer has exited.
-    closed: bool,
-}
-
 // Shutdown is sent once; boxing every op to shrink it would cost an allocation per write.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    Op(u64, Op),
+    /// An op: its sequence number and the generation of the handle that queued it.
+    Op(u64, u64, Op),
+    /// From now on, drop the ops of older generations (their hub was replaced by
+    /// one rebuilt from disk), and resume writing if a probe found the fault cleared.
+    Adopt(u64),
     /// Commit everything before this, then exit.
     Shutdown,
 }
@@ -58,15 +54,17 @@ enum Msg {
 #[derive(Clone)]
 pub(crate) struct Store {
     inner: Arc<Inner>,
+    /// The hub generation this handle writes for (see [`Store::adopt`]).
+    generation: u64,
 }
 
 struct Inner {
     /// The next sequence number and the sending end of the writer's FIFO channel,
     /// under one lock so that sequence order equals channel order (the writer
-    /// publishes "committed up to N" and that is only true if nothing below N is
-    /// still behind it in the queue).
+    /// publishes "done up to N" and that is only true if nothing below N is still
+    /// behind it in the queue).
     tx: Mutex<(u64, mpsc::Sender<Msg>)>,
-    /// Published by the writer after each commit; cloned by each waiter.
+    /// Published by the writer after each batch; cloned by each waiter.
     progress: watch::Receiver<Progress>,
     durability: Durability,
     /// The writer thread, joined by [`Store::shutdown`].
@@ -80,6 +78,8 @@ struct Inner {
     /// thread of the blocking pool: bounded, so that a burst of calls neither opens
     /// a connection per call nor grows the process by a thread and arena per call.
     read_slots: Arc<tokio::sync::Semaphore>,
+    /// The newest generation handed out by [`Store::next_generation`].
+    latest_generation: AtomicU64,
 }
 
 /// Read-only connections: at most this many, each kept open once made.
@@ -167,9 +167,22 @@ impl Store {
 
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let file = FileWatch::new(path)?;
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, progress_tx, opts.max_ops, opts.window))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    rx,
+                    progress: progress_tx,
+                    max_ops: opts.max_ops,
+                    window: opts.window,
+                    file,
+                    health: Health::Ok,
+                    min_generation: 0,
+                }
+                .run()
+            })
             .map_err(|e| StoreError::Io {
                 path: "store-writer thread".into(),
                 source: e,
@@ -183,7 +196,9 @@ impl Store {
                 path: path.to_path_buf(),
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+                latest_generation: AtomicU64::new(0),
             }),
+            generation: 0,
         };
         Ok((store, snapshot))
     }
@@ -193,38 +208,103 @@ impl Store {
         let mut guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
         guard.0 += 1;
         let seq = guard.0;
-        if guard.1.send(Msg::Op(seq, op)).is_err() {
+        if guard.1.send(Msg::Op(seq, self.generation, op)).is_err() {
             // The writer is gone (shutdown or crash); waiters see `closed`.
             tracing::error!(seq, "store writer is not running; write dropped");
         }
         Ticket(seq)
     }
 
-    /// In durable mode, wait until `ticket` is committed. In fast mode, return at once.
+    /// In durable mode, wait until `ticket` is committed. In fast mode, return at once
+    /// unless writes are refused now: then the write is refused too, as in durable
+    /// mode (fast mode never acknowledges a write into a store known to be failing).
     pub(crate) async fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError> {
         if ticket == Ticket::NONE {
             return Ok(());
         }
         if self.inner.durability == Durability::Fast {
-            return Ok(());
+            return self.write_health();
         }
         self.wait_committed(ticket).await
     }
 
-    /// Wait until `ticket` is committed, whatever the durability mode.
+    /// Wait until `ticket` is committed, whatever the durability mode. A ticket that
+    /// was failed (a storage fault) or dropped (its hub was replaced) is an error.
     pub(crate) async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
-        let mut rx = self.inner.progress.clone();
-        let lost = |p: &Progress| p.failed_from.is_some_and(|f| ticket.0 >= f);
-        let p = *rx
-            .wait_for(|p| lost(p) || p.committed >= ticket.0 || p.closed)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        if lost(&p) {
+        let p = self.wait_done(ticket).await?;
+        if self.generation < p.min_generation {
+            Err(StoreError::Replaced)
+        } else if p.lost(ticket.0) {
             Err(StoreError::WriterFailed)
-        } else if p.committed >= ticket.0 {
+        } else {
             Ok(())
+        }
+    }
+
+    /// Wait until the writer is done with `ticket`, saved or not.
+    async fn wait_done(&self, ticket: Ticket) -> Result<Progress, StoreError> {
+        let mut rx = self.inner.progress.clone();
+        let p = rx
+            .wait_for(|p| p.done >= ticket.0 || p.closed)
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .clone();
+        if p.done >= ticket.0 {
+            Ok(p)
         } else {
             Err(StoreError::Closed)
+        }
+    }
+
+    /// Wait until everything queued so far is done with, saved or not: what an
+    /// answer that wrote nothing itself waits for, so that it never reports a write
+    /// the store might still lose. During a storage fault this still returns (reads
+    /// go on); what was not saved is then dropped from memory by the hub's rebuild.
+    pub(crate) async fn settled(&self) -> Result<(), StoreError> {
+        let p = self.wait_done(self.barrier()).await?;
+        if self.generation < p.min_generation {
+            return Err(StoreError::Replaced);
+        }
+        Ok(())
+    }
+
+    /// `Ok` while writes are being saved; the reason while they are refused.
+    pub(crate) fn write_health(&self) -> Result<(), StoreError> {
+        let p = self.inner.progress.borrow();
+        if self.generation < p.min_generation {
+            Err(StoreError::Replaced)
+        } else if let Some(why) = &p.refusing {
+            Err(StoreError::Refusing(why.clone()))
+        } else if p.closed {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Changes of the writer's health, for the hub's supervisor.
+    pub(crate) fn progress(&self) -> watch::Receiver<Progress> {
+        self.inner.progress.clone()
+    }
+
+    /// A handle of the next generation. Nothing changes until it is adopted.
+    pub(crate) fn next_generation(&self) -> Store {
+        let generation = self.inner.latest_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        Store {
+            inner: self.inner.clone(),
+            generation,
+        }
+    }
+
+    /// Make this handle's generation the oldest whose ops are written: ops queued
+    /// after this call by older handles are dropped unsaved (their callers get
+    /// [`StoreError::Replaced`]). If a probe found the storage fault cleared, writing
+    /// resumes from here. Called by the hub's supervisor once it has rebuilt the
+    /// actors from disk, so that no op computed from unsaved memory is ever written.
+    pub(crate) fn adopt(&self) {
+        let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.1.send(Msg::Adopt(self.generation)).is_err() {
+            tracing::error!("store writer is not running; generation not adopted");
         }
     }
 
@@ -238,7 +318,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.wait_committed(self.barrier()).await?;
+        self.settled().await?;
         let slot = self
             .inner
             .read_slots
@@ -288,9 +368,9 @@ impl Store {
         Ticket(self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).0)
     }
 
-    /// Highest committed sequence number (for tests and status).
+    /// Highest sequence number the writer is done with (for tests and logs).
     pub(crate) fn committed(&self) -> u64 {
-        self.inner.progress.borrow().committed
+        self.inner.progress.borrow().done
     }
 
     /// Commit everything queued so far and stop the writer. Blocking; call once at
@@ -321,23 +401,45 @@ impl Store {
     }
 }
 
-/// Collect one batch: block for the first message, then take what is queued.
-/// Returns the ops and whether a shutdown was requested (or every sender is gone).
+/// What ended the collection of a batch, besides its size.
+#[derive(Debug, PartialEq, Eq)]
+enum Control {
+    /// Nothing: the batch is full, or nothing more was queued in time.
+    None,
+    /// Nothing arrived before the probe was due.
+    Timeout,
+    /// A new generation is adopted (after the ops of the batch).
+    Adopt(u64),
+    /// Shutdown was requested, or every sender is gone.
+    Stop,
+}
+
+/// Collect one batch: wait for the first message (at most `idle`, if given), then
+/// take what is queued. Returns the ops (sequence, generation, op) and what ended it.
 fn next_batch(
     rx: &mpsc::Receiver<Msg>,
     max_ops: usize,
     window: Duration,
-) -> (Vec<(u64, Op)>, bool) {
+    idle: Option<Duration>,
+) -> (Vec<(u64, u64, Op)>, Control) {
     let mut batch = Vec::new();
-    match rx.recv() {
-        Ok(Msg::Op(seq, op)) => batch.push((seq, op)),
-        Ok(Msg::Shutdown) | Err(_) => return (batch, true),
+    let first = match idle {
+        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        Some(d) => rx.recv_timeout(d),
+    };
+    match first {
+        Ok(Msg::Op(seq, g, op)) => batch.push((seq, g, op)),
+        Ok(Msg::Adopt(g)) => return (batch, Control::Adopt(g)),
+        Err(mpsc::RecvTimeoutError::Timeout) => return (batch, Control::Timeout),
+        Ok(Msg::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            return (batch, Control::Stop)
+        }
     }
     let deadline = Instant::now() + window;
     while batch.len() < max_ops {
         let msg = match rx.try_recv() {
             Ok(m) => m,
-            Err(mpsc::TryRecvError::Disconnected) => return (batch, true),
+            Err(mpsc::TryRecvError::Disconnected) => return (batch, Control::Stop),
             Err(mpsc::TryRecvError::Empty) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -346,31 +448,43 @@ fn next_batch(
                 match rx.recv_timeout(left) {
                     Ok(m) => m,
                     Err(mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return (batch, true),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return (batch, Control::Stop),
                 }
             }
         };
         match msg {
-            Msg::Op(seq, op) => batch.push((seq, op)),
-            Msg::Shutdown => return (batch, true),
+            Msg::Op(seq, g, op) => batch.push((seq, g, op)),
+            Msg::Adopt(g) => return (batch, Control::Adopt(g)),
+            Msg::Shutdown => return (batch, Control::Stop),
         }
     }
-    (batch, false)
+    (batch, Control::None)
 }
 
 /// Apply and commit one batch. Returns the vacuum it asked for, if any (run by the
 /// caller once the commit is published: `Some(true)` a full one).
-fn commit_batch(conn: &mut Connection, batch: &[(u64, Op)]) -> rusqlite::Result<Option<bool>> {
+fn commit_batch(conn: &mut Connection, ops: &[&Op]) -> rusqlite::Result<Option<bool>> {
     let tx = conn.transaction()?;
-    apply::apply_batch(&tx, batch.iter().map(|(_, op)| op))?;
+    apply::apply_batch(&tx, ops.iter().copied())?;
     tx.commit()?;
-    Ok(batch
+    Ok(ops
         .iter()
-        .filter_map(|(_, op)| match op {
+        .filter_map(|op| match op {
             Op::Vacuum { full } => Some(*full),
             _ => None,
         })
         .reduce(|a, b| a || b))
+}
+
+/// A write that proves the store takes writes again (a page through the WAL and an
+/// fsync), without touching any data.
+fn probe(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT OR REPLACE INTO hub_meta (name, value) VALUES ('write_probe', ?1)",
+        [crate::domain::time::iso(chrono::Utc::now())],
+    )?;
+    tx.commit()
 }
 
 /// Free pages back to the file system. A failure loses nothing (the data is
@@ -400,60 +514,242 @@ fn vacuum(conn: &Connection, full: bool) {
     }
 }
 
-fn writer_loop(
-    mut conn: Connection,
+/// The database file's identity, compared before each batch: a file deleted or
+/// replaced under the server must not "heal" into a new empty database.
+struct FileWatch {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl FileWatch {
+    fn new(path: &Path) -> Result<FileWatch, StoreError> {
+        let id = Self::identity(path).map_err(|e| StoreError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(FileWatch {
+            path: path.to_path_buf(),
+            id,
+        })
+    }
+
+    fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok((m.dev(), m.ino()))
+    }
+
+    /// `None` while the path is still the file we opened; else what happened.
+    fn changed(&self) -> Option<String> {
+        match Self::identity(&self.path) {
+            Ok(id) if id == self.id => None,
+            Ok(_) => Some(format!(
+                "{} was replaced by another file",
+                self.path.display()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(format!("{} was deleted", self.path.display()))
+            }
+            // Not readable now (a permission change, say): not proof of a new file.
+            Err(_) => None,
+        }
+    }
+
+    /// Save what the open connection still holds of the lost file: beside it, or in
+    /// the temporary directory when its directory is gone too.
+    fn rescue(&self, conn: &Connection) -> Option<PathBuf> {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let name = format!(
+            "{}.recovered-{stamp}",
+            self.path.file_name()?.to_string_lossy()
+        );
+        let beside = self.path.with_file_name(&name);
+        let candidates = [beside, std::env::temp_dir().join(&name)];
+        for target in candidates {
+            let to = target.display().to_string();
+            match conn.execute("VACUUM INTO ?1", [&to]) {
+                Ok(_) => return Some(target),
+                Err(e) => tracing::warn!(error = %e, to, "could not save the database there"),
+            }
+        }
+        None
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
     rx: mpsc::Receiver<Msg>,
     progress: watch::Sender<Progress>,
     max_ops: usize,
     window: Duration,
-) {
-    let mut failed = false;
-    loop {
-        let (batch, stop) = next_batch(&rx, max_ops, window);
-        if failed {
-            // Keep draining so that senders never block, but apply nothing: a later
-            // commit would otherwise report lost writes as saved.
-            if stop {
-                break;
+    file: FileWatch,
+    health: Health,
+    /// Ops of older generations are dropped.
+    min_generation: u64,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut next_probe = Instant::now();
+        loop {
+            let idle = match self.health {
+                Health::Faulted { .. } => {
+                    Some(next_probe.saturating_duration_since(Instant::now()))
+                }
+                _ => None,
+            };
+            let (batch, control) = next_batch(&self.rx, self.max_ops, self.window, idle);
+            let was_ok = self.health == Health::Ok;
+            self.write(batch);
+            match self.health {
+                // Faulted in this batch: the first probe after FIRST_BACKOFF.
+                Health::Faulted { backoff } if was_ok => next_probe = Instant::now() + backoff,
+                Health::Faulted { backoff } if Instant::now() >= next_probe => {
+                    next_probe = Instant::now() + self.probe(backoff);
+                }
+                _ => {}
             }
-            continue;
+            match control {
+                Control::Adopt(g) => self.adopt(g),
+                Control::Stop => break,
+                Control::None | Control::Timeout => {}
+            }
         }
-        if let (Some(&(first, _)), Some(&(last, _))) = (batch.first(), batch.last()) {
-            // A failing commit is retried a few times (a transient SQLITE_BUSY from an
-            // operator's sqlite3 shell, say); after that the store is marked failed so
-            // that no further write is acknowledged as durable.
-            let mut attempt = 0;
-            loop {
-                match commit_batch(&mut conn, &batch) {
-                    Ok(vacuum_due) => {
-                        // Published first: readers and waiters go on; later ops
-                        // wait for the vacuum, which runs on this thread.
-                        progress.send_modify(|p| p.committed = last);
-                        if let Some(full) = vacuum_due {
-                            vacuum(&conn, full);
-                        }
-                        break;
+        self.progress.send_modify(|p| p.closed = true);
+    }
+
+    /// Write one batch, or fail it: stale ops are dropped, and while writes are
+    /// refused every other op is failed.
+    fn write(&mut self, batch: Vec<(u64, u64, Op)>) {
+        let Some(last) = batch.last().map(|b| b.0) else {
+            return;
+        };
+        let min = self.min_generation;
+        let live: Vec<&(u64, u64, Op)> = batch.iter().filter(|(_, g, _)| *g >= min).collect();
+        if self.health == Health::Ok && !live.is_empty() {
+            if let Some(why) = self.file.changed() {
+                self.fatal(why);
+            }
+        }
+        let Some(first) = live.first().map(|b| b.0) else {
+            self.progress.send_modify(|p| p.done = last);
+            return;
+        };
+        if self.health != Health::Ok {
+            self.progress.send_modify(|p| {
+                p.fail(first, last);
+                p.done = last;
+            });
+            return;
+        }
+        let ops: Vec<&Op> = live.iter().map(|(_, _, op)| op).collect();
+        // A failing commit is retried a few times (a transient SQLITE_BUSY from an
+        // operator's sqlite3 shell, say) before the store counts as faulted.
+        let mut attempt = 0;
+        loop {
+            match commit_batch(&mut self.conn, &ops) {
+                Ok(vacuum_due) => {
+                    // Published first: readers and waiters go on; later ops
+                    // wait for the vacuum, which runs on this thread.
+                    self.progress.send_modify(|p| p.done = last);
+                    if let Some(full) = vacuum_due {
+                        vacuum(&self.conn, full);
                     }
-                    Err(e) if attempt < 5 => {
-                        attempt += 1;
-                        tracing::warn!(error = %e, attempt, "commit failed; retrying");
-                        std::thread::sleep(Duration::from_millis(50 * attempt));
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, ops = batch.len(), "commit failed; no further write will be saved until restart");
-                        progress.send_modify(|p| p.failed_from = Some(first));
-                        failed = true;
-                        break;
-                    }
+                    return;
+                }
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                    std::thread::sleep(Duration::from_millis(50 * attempt));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ops = ops.len(), "commit failed; refusing writes until a probe write succeeds");
+                    self.health = Health::Faulted {
+                        backoff: FIRST_BACKOFF,
+                    };
+                    self.progress.send_modify(|p| {
+                        p.fail(first, last);
+                        p.done = last;
+                        p.refusing = Some(format!("a commit failed: {e}"));
+                    });
+                    return;
                 }
             }
         }
-        if stop {
-            break;
+    }
+
+    /// Try one write; returns the wait before the next probe if it failed.
+    fn probe(&mut self, backoff: Duration) -> Duration {
+        if let Some(why) = self.file.changed() {
+            self.fatal(why);
+            return backoff;
+        }
+        match probe(&mut self.conn) {
+            Ok(()) => {
+                tracing::warn!(
+                    "storage takes writes again; rebuilding live state from disk before resuming"
+                );
+                self.health = Health::Healed;
+                self.progress.send_modify(|p| {
+                    p.healed += 1;
+                    p.refusing = Some("recovering from a storage fault".into());
+                });
+                backoff
+            }
+            Err(e) => {
+                let next = next_backoff(backoff);
+                tracing::warn!(error = %e, retry_in_s = next.as_secs(), "storage still failing");
+                self.health = Health::Faulted { backoff: next };
+                next
+            }
         }
     }
-    progress.send_modify(|p| p.closed = true);
+
+    fn adopt(&mut self, generation: u64) {
+        self.min_generation = self.min_generation.max(generation);
+        let resume = self.health == Health::Healed;
+        if resume {
+            self.health = Health::Ok;
+            tracing::warn!(generation, "writes resumed");
+        }
+        let min = self.min_generation;
+        self.progress.send_modify(|p| {
+            p.min_generation = min;
+            if resume {
+                p.refusing = None;
+            }
+        });
+    }
+
+    /// The file is gone or replaced: save what the connection holds, refuse writes
+    /// for good.
+    fn fatal(&mut self, why: String) {
+        let saved = self.file.rescue(&self.conn);
+        match &saved {
+            Some(to) => {
+                tracing::error!(%why, saved_to = %to.display(), "the database file changed under the server; writes are refused until restart")
+            }
+            None => {
+                tracing::error!(%why, "the database file changed under the server and its contents could not be saved; writes are refused until restart")
+            }
+        }
+        self.health = Health::Fatal;
+        let reason = match saved {
+            Some(to) => format!(
+                "{why}; what the server held was saved to {}; restart it",
+                to.display()
+            ),
+            None => format!("{why}; restart the server"),
+        };
+        self.progress.send_modify(|p| {
+            p.fatal = true;
+            p.refusing = Some(reason);
+        });
+    }
 }
+
+mod health;
 
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,7 @@ impl Hub {
         capabilities: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<AgentView, HubError> {
+        self.writable()?;
         let reply = self
             .agent(id)?
             .send(Register {
@@ -54,6 +55,7 @@ impl Hub {
         id: &AgentId,
         now: DateTime<Utc>,
     ) -> Result<String, HubError> {
+        self.writable()?;
         let reply = self.agent(id)?.send(Heartbeat { at: now }).await?;
         self.durable(reply).await
     }

@@ -18,6 +18,7 @@ impl Hub {
         req: LockRequest,
         wait: std::time::Duration,
     ) -> Result<(Lock, bool), HubError> {
+        self.writable()?;
         let mut acquire = Acquire {
             req,
             wait,
@@ -53,6 +54,7 @@ impl Hub {
 
     /// `lock_release` of a lock `agent` holds.
     pub(crate) async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
+        self.writable()?;
         let reply = self
             .inner
             .locks
@@ -66,6 +68,7 @@ impl Hub {
 
     /// Operator: take a lock away from its holder (audited).
     pub(crate) async fn lock_force_release(&self, key: &str) -> Result<Lock, HubError> {
+        self.writable()?;
         let reply = self
             .inner
             .locks

@@ -36,6 +36,7 @@ impl Hub {
         draft: Draft,
         now: DateTime<Utc>,
     ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
+        self.writable()?;
         // Counting against the task's budget, sending and giving the count back on a
         // refusal must not stop halfway when the caller goes away (a disconnect,
         // notifications/cancelled): they run as a task of their own.
@@ -280,6 +281,7 @@ impl Hub {
         ids: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, HubError> {
+        self.writable()?;
         let addr = self.agent(agent)?;
         let mut stored = None;
         for _ in 0..LOOKUP_ATTEMPTS {

@@ -12,6 +12,7 @@ use crate::store::pages::{self, AuditEvent, Page, PageRequest, TaskSummary};
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
     pub(crate) async fn approve(&self, round_id: &str, note: String) -> Result<Round, HubError> {
+        self.writable()?;
         let task = self.task_of_round(round_id).await?;
         let cmd = Approve {
             round_id: round_id.to_string(),
@@ -22,6 +23,7 @@ impl Hub {
 
     /// Operator rejects round `round_id`: the dispatcher is told to revise the plan.
     pub(crate) async fn reject(&self, round_id: &str, note: String) -> Result<Round, HubError> {
+        self.writable()?;
         let task = self.task_of_round(round_id).await?;
         let cmd = Reject {
             round_id: round_id.to_string(),
@@ -32,6 +34,7 @@ impl Hub {
 
     /// Operator closes task `task_id`, cancelling its open work.
     pub(crate) async fn close(&self, task_id: &str) -> Result<Task, HubError> {
+        self.writable()?;
         let cmd = Close {
             task_id: task_id.to_string(),
         };

@@ -39,6 +39,9 @@ impl Hub {
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> Result<Pruned, HubError> {
+        if !dry_run {
+            self.writable()?;
+        }
         // One prune at a time (hourly and hubctl): two would count the same rows.
         // A dry run only counts, and does not wait for one.
         let _one = match dry_run {
@@ -80,6 +83,7 @@ impl Hub {
     /// incremental vacuum for a database made before it existed. Writes wait while
     /// it runs. Returns the file's size in bytes before and after.
     pub(crate) async fn vacuum(&self) -> Result<(u64, u64), HubError> {
+        self.writable()?;
         let size = || {
             self.inner.store.read(|c| {
                 let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;

@@ -28,6 +28,7 @@ impl Hub {
         description: &str,
         now: DateTime<Utc>,
     ) -> Result<Task, HubError> {
+        self.writable()?;
         let state = TaskState::new(id, title, description, caller.as_str(), now);
         let task = state.task.clone();
         // A finished task may be on disk only (or leave memory right now): its id is
@@ -69,6 +70,7 @@ impl Hub {
         task_id: &str,
         plan: Plan,
     ) -> Result<Planned, HubError> {
+        self.writable()?;
         let cmd = SubmitPlan {
             caller: caller.clone(),
             task_id: task_id.to_string(),
@@ -85,6 +87,7 @@ impl Hub {
         verdict: Verdict,
         note: String,
     ) -> Result<Reviewed, HubError> {
+        self.writable()?;
         let task = self.task_of_round(round_id).await?;
         let cmd = Review {
             caller: caller.clone(),
@@ -97,6 +100,7 @@ impl Hub {
 
     /// `assignment_claim`.
     pub(crate) async fn claim(&self, caller: &AgentId, id: &str) -> Result<Assignment, HubError> {
+        self.writable()?;
         let task = self.task_of_assignment(id).await?;
         let cmd = Claim {
             caller: caller.clone(),
@@ -113,6 +117,7 @@ impl Hub {
         status: ProgressStatus,
         note: String,
     ) -> Result<Assignment, HubError> {
+        self.writable()?;
         let task = self.task_of_assignment(id).await?;
         let cmd = Progress {
             caller: caller.clone(),
@@ -130,6 +135,7 @@ impl Hub {
         id: &str,
         handoff: HandoffDraft,
     ) -> Result<Completed, HubError> {
+        self.writable()?;
         let task = self.task_of_assignment(id).await?;
         let cmd = Complete {
             caller: caller.clone(),

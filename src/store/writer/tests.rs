@@ -94,8 +94,22 @@ fn agents_removed_from_env_become_inactive() {
     s.shutdown();
 }
 
+fn audit() -> Op {
+    Op::Audit {
+        event_type: "x".into(),
+        entity_type: "x".into(),
+        entity_id: "x".into(),
+        actor: "x".into(),
+        payload_json: "{}".into(),
+        at: "t".into(),
+    }
+}
+
+/// A failed commit fails its writes and every later one (in either mode) until a
+/// probe write succeeds and a new generation is adopted; ops of older handles are
+/// then dropped, never written; reads go on throughout.
 #[tokio::test]
-async fn a_failed_commit_fails_its_writes_and_every_later_one() {
+async fn a_fault_refuses_writes_until_healed_and_adopted() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("hub.db");
     let agents = vec![("a".to_string(), "h".to_string())];
@@ -103,34 +117,73 @@ async fn a_failed_commit_fails_its_writes_and_every_later_one() {
     let ok = store.enqueue(heartbeat("a", "t1"));
     store.wait_durable(ok).await.unwrap();
     // A trigger makes every audit insert fail, as a full disk would: the batch
-    // fails for good (retries included).
+    // fails for good (retries included). The probe writes hub_meta, so it succeeds.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
         .unwrap();
-    drop(conn);
-    let bad = store.enqueue(Op::Audit {
-        event_type: "x".into(),
-        entity_type: "x".into(),
-        entity_id: "x".into(),
-        actor: "x".into(),
-        payload_json: "{}".into(),
-        at: "t".into(),
-    });
+    let bad = store.enqueue(audit());
     assert!(matches!(
         store.wait_durable(bad).await,
         Err(StoreError::WriterFailed)
     ));
+    assert!(matches!(store.write_health(), Err(StoreError::Refusing(_))));
     let later = store.enqueue(heartbeat("a", "t2"));
     assert!(matches!(
         store.wait_durable(later).await,
         Err(StoreError::WriterFailed)
     ));
-    assert_eq!(
-        store.committed(),
-        ok.0,
-        "nothing after the failure was committed"
-    );
-    assert_eq!(store.barrier(), later);
+    // Reads go on.
+    let n: i64 = store
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // The probe succeeds after about a second: healed, but still refusing until a
+    // new generation is adopted.
+    let mut progress = store.progress();
+    progress.wait_for(|p| p.healed == 1).await.unwrap();
+    let refused = store.enqueue(heartbeat("a", "t3"));
+    assert!(store.wait_durable(refused).await.is_err());
+    let next = store.next_generation();
+    next.adopt();
+    let stale = store.enqueue(heartbeat("a", "t4"));
+    assert!(matches!(
+        store.wait_durable(stale).await,
+        Err(StoreError::Replaced)
+    ));
+    let fresh = next.enqueue(heartbeat("a", "t5"));
+    next.wait_durable(fresh).await.unwrap();
+    next.write_health().unwrap();
+    assert!(matches!(store.write_health(), Err(StoreError::Replaced)));
+    store.shutdown();
+    // On disk: t1 and t5, never the failed t2/t3 or the dropped t4.
+    let at: String = conn
+        .query_row("SELECT last_heartbeat FROM agents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(at, "t5");
+}
+
+/// Fast mode answers writes at once, but not while writes are refused.
+#[tokio::test]
+async fn fast_mode_refuses_writes_during_a_fault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("hub.db");
+    let agents = vec![("a".to_string(), "h".to_string())];
+    let (store, _) = Store::open(&path, opts(Durability::Fast), &agents, "t0").unwrap();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TRIGGER boom BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+        .unwrap();
+    let bad = store.enqueue(audit());
+    store.wait_durable(bad).await.unwrap(); // fast: answered before the commit
+    assert!(matches!(
+        store.wait_committed(bad).await,
+        Err(StoreError::WriterFailed)
+    ));
+    let later = store.enqueue(heartbeat("a", "t2"));
+    assert!(matches!(
+        store.wait_durable(later).await,
+        Err(StoreError::Refusing(_))
+    ));
     store.shutdown();
 }
 
@@ -138,13 +191,58 @@ async fn a_failed_commit_fails_its_writes_and_every_later_one() {
 fn batches_respect_max_ops() {
     let (tx, rx) = mpsc::channel();
     for i in 0..10 {
-        tx.send(Msg::Op(i, heartbeat("a", "t"))).unwrap();
+        tx.send(Msg::Op(i, 0, heartbeat("a", "t"))).unwrap();
     }
-    let (b, stop) = next_batch(&rx, 4, Duration::ZERO);
-    assert_eq!((b.len(), stop), (4, false));
+    let (b, control) = next_batch(&rx, 4, Duration::ZERO, None);
+    assert_eq!((b.len(), control), (4, Control::None));
+    tx.send(Msg::Adopt(3)).unwrap();
     tx.send(Msg::Shutdown).unwrap();
-    let (b, stop) = next_batch(&rx, 100, Duration::ZERO);
-    assert_eq!((b.len(), stop), (6, true));
+    let (b, control) = next_batch(&rx, 100, Duration::ZERO, None);
+    assert_eq!((b.len(), control), (6, Control::Adopt(3)));
+    let (b, control) = next_batch(&rx, 100, Duration::ZERO, None);
+    assert_eq!((b.len(), control), (0, Control::Stop));
+    let (_tx2, rx2) = mpsc::channel::<Msg>();
+    let (b, control) = next_batch(&rx2, 100, Duration::ZERO, Some(Duration::from_millis(10)));
+    assert_eq!((b.len(), control), (0, Control::Timeout));
+}
+
+/// A database file deleted under the server is not "healed" into a new empty one:
+/// writes are refused for good and what the server held is saved beside it.
+#[tokio::test]
+async fn a_deleted_database_is_saved_and_writes_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("hub.db");
+    let agents = vec![("a".to_string(), "h".to_string())];
+    let (store, _) = Store::open(&path, opts(Durability::Durable), &agents, "t0").unwrap();
+    let ok = store.enqueue(heartbeat("a", "t1"));
+    store.wait_durable(ok).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let after = store.enqueue(heartbeat("a", "t2"));
+    assert!(store.wait_durable(after).await.is_err());
+    let why = store.write_health().unwrap_err().to_string();
+    assert!(
+        why.contains("was deleted") && why.contains("recovered-"),
+        "{why}"
+    );
+    let p = store.progress().borrow().clone();
+    assert!(p.fatal);
+    let saved: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("hub.db.recovered-")
+        })
+        .collect();
+    assert_eq!(saved.len(), 1, "{why}");
+    let c = Connection::open(saved[0].path()).unwrap();
+    let at: String = c
+        .query_row("SELECT last_heartbeat FROM agents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(at, "t1");
+    assert!(!path.exists(), "no new empty database was made");
+    store.shutdown();
 }
 
 /// A new database can give deleted pages back without a rewrite; vacuum ops run
