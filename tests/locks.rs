@@ -329,3 +329,71 @@ fn counters_of_free_keys_are_read_back_on_first_use() {
         1
     );
 }
+
+/// Hardening finding 3: B waited for a lock and hung up; when A released it, B's
+/// unused grant blocked C until its TTL ran out. A call that may wait is now an SSE
+/// stream with a comment every second, so a client that left is noticed and its
+/// waiter removed: C gets the lock at once.
+#[test]
+fn a_waiter_that_hung_up_does_not_get_the_lock() {
+    let hub = Hub::start(&["a", "b", "c"], "");
+    let a = hub.client("a");
+    a.call("lock_acquire", json!({"lock_key": "L", "ttl_seconds": 60}));
+    // B waits on a raw connection, sees the stream start, and hangs up.
+    let b = hub.client("b");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lock_acquire",
+        "arguments": {"lock_key": "L", "wait_seconds": 20, "ttl_seconds": 15}}})
+    .to_string();
+    let mut headers: Vec<(String, String)> = b.headers();
+    headers.push(("Content-Length".into(), body.len().to_string()));
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut conn = RawConn::open(hub.port);
+    conn.send_head("POST", "/mcp", &refs, body.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(conn);
+    // Comments go out every second: within about two the server knows B left.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let c = hub.client("c");
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let got = c.call(
+            "lock_acquire",
+            json!({"lock_key": "L", "wait_seconds": 20, "ttl_seconds": 60}),
+        );
+        (got, started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    a.call("lock_release", json!({"lock_key": "L"}));
+    let (got, took) = waiting.join().unwrap();
+    assert_eq!(got["lock"]["holder_agent_id"], "c", "{got}");
+    assert!(
+        took.as_secs_f64() < 5.0,
+        "C waited {took:?} (B's grant was not taken back)"
+    );
+}
+
+/// While it is parked, a call that may wait is an SSE stream carrying a comment
+/// every second, then its one answer.
+#[test]
+fn a_parked_call_is_a_stream_of_comments_then_its_answer() {
+    let hub = Hub::start(&["a", "b"], "");
+    let a = hub.client("a");
+    a.call("lock_acquire", json!({"lock_key": "K", "ttl_seconds": 60}));
+    let b = hub.client("b");
+    let r = b.post_json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "lock_acquire",
+        "arguments": {"lock_key": "K", "wait_seconds": 2.5, "ttl_seconds": 60}}}));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.content_type().starts_with("text/event-stream"),
+        "{}",
+        r.content_type()
+    );
+    assert!(r.body.matches(": waiting").count() >= 2, "{}", r.body);
+    let answers = sse_data(&r.body);
+    assert_eq!(answers.len(), 1, "{}", r.body);
+    assert_eq!(answers[0]["id"], 9);
+    assert_eq!(answers[0]["result"]["isError"], true, "{}", r.body);
+}

@@ -238,7 +238,9 @@ fn cancelled_notification_stops_a_long_wait() {
             "{id}: {}",
             answer.body
         );
-        let answer = answer.json();
+        // A call that may wait is answered as an SSE stream.
+        assert!(answer.content_type().starts_with("text/event-stream"));
+        let answer = sse_data(&answer.body).pop().expect("one answer");
         assert!(
             answer.get("result").is_none() || answer["result"]["isError"] == true,
             "{answer}"

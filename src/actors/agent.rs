@@ -40,6 +40,8 @@ pub(crate) struct AgentActor {
     inbox: Inbox,
     waiters: Vec<Waiter>,
     next_waiter: u64,
+    /// Removes waiters whose caller is gone, every second while any wait.
+    sweep: Option<SpawnHandle>,
     /// Where state changes go; the writer thread holds the other end.
     store: Store,
     /// Tells the transport a message arrived (push on the agent's open GET streams).
@@ -68,6 +70,7 @@ impl AgentActor {
             inbox,
             waiters: Vec::new(),
             next_waiter: 0,
+            sweep: None,
             store,
             notifier,
         }
@@ -304,7 +307,28 @@ impl Handler<Pull> for AgentActor {
                 let _ = w.reply.send(Vec::new());
             }
         });
+        self.sweep_gone_waiters(ctx);
         MessageResult(PullReply::Wait(rx))
+    }
+}
+
+impl AgentActor {
+    /// While any pull is parked, drop each second those whose caller hung up (the
+    /// HTTP layer drops its receiver when the client's connection fails), so that a
+    /// client that leaves never holds a waiter until its deadline.
+    fn sweep_gone_waiters(&mut self, ctx: &mut Context<Self>) {
+        if self.sweep.is_some() {
+            return;
+        }
+        let handle = ctx.run_interval(std::time::Duration::from_secs(1), |act, ctx| {
+            act.waiters.retain(|w| !w.reply.is_closed());
+            if act.waiters.is_empty() {
+                if let Some(h) = act.sweep.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+        });
+        self.sweep = Some(handle);
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct LockManager {
     /// Key → parked acquirers, oldest first.
     waiters: HashMap<String, VecDeque<Waiter>>,
     next_waiter: u64,
+    /// Removes waiters whose caller is gone, every second while any wait.
+    sweep: Option<SpawnHandle>,
     /// The pending expiry timer of each held key; re-arming cancels the previous one
     /// so that renewals do not pile up timers.
     timers: HashMap<String, SpawnHandle>,
@@ -47,6 +49,7 @@ impl LockManager {
             table,
             waiters: HashMap::new(),
             next_waiter: 0,
+            sweep: None,
             timers: HashMap::new(),
             trims: 0,
             store,
@@ -78,6 +81,27 @@ impl LockManager {
                 Ok((l.clone(), true, self.store.enqueue(Op::LockUpsert(l))))
             }
         }
+    }
+
+    /// While any acquire is parked, drop each second those whose caller hung up
+    /// (their receiver is dropped with the HTTP request), so that they neither hold
+    /// a place in line nor count as waiting.
+    fn sweep_gone_waiters(&mut self, ctx: &mut Context<Self>) {
+        if self.sweep.is_some() {
+            return;
+        }
+        let handle = ctx.run_interval(std::time::Duration::from_secs(1), |act, ctx| {
+            act.waiters.retain(|_, queue| {
+                queue.retain(|w| !w.reply.is_closed());
+                !queue.is_empty()
+            });
+            if act.waiters.is_empty() {
+                if let Some(h) = act.sweep.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+        });
+        self.sweep = Some(handle);
     }
 
     /// `key` just became free: hand it to the oldest waiter still listening.
@@ -227,6 +251,7 @@ impl Handler<Acquire> for LockManager {
                 req: msg.req,
                 reply: tx,
             });
+        self.sweep_gone_waiters(ctx);
         ctx.run_later(msg.wait, move |act, ctx| {
             // A lease lapsing this very moment goes to the line in order first.
             if let Some(lapsed) = act.table.expire(&key, Utc::now()) {

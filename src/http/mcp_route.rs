@@ -110,7 +110,7 @@ pub(crate) async fn post(
 async fn handle_post(
     req: &HttpRequest,
     body: &[u8],
-    st: &AppState,
+    st: &web::Data<AppState>,
     hub: &Hub,
     agent: AgentId,
 ) -> Result<HttpResponse, ApiError> {
@@ -141,6 +141,9 @@ async fn handle_post(
         Incoming::Response => Ok(accepted()),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
+            if may_wait(&method, params.as_ref()) {
+                return Ok(waiting(st, hub, agent, session, id, method, params));
+            }
             let resp = run(st, hub, &agent, &session, id, method, params).await;
             let mut http = answer(reply, &resp, Some(&session.id));
             if resp.is_store_unavailable() {
@@ -154,6 +157,43 @@ async fn handle_post(
             Ok(http)
         }
     }
+}
+
+/// Whether a request may wait long: a tool call that parks (`inbox_pull` or
+/// `lock_acquire` with `wait_seconds` above 0). Answered by [`waiting`].
+fn may_wait(method: &str, params: Option<&Value>) -> bool {
+    let Some(p) = params.filter(|_| method == "tools/call") else {
+        return false;
+    };
+    matches!(
+        p.get("name").and_then(Value::as_str),
+        Some("inbox_pull" | "lock_acquire")
+    ) && p
+        .get("arguments")
+        .and_then(|a| a.get("wait_seconds"))
+        .and_then(Value::as_f64)
+        .is_some_and(|w| w > 0.0)
+}
+
+/// A call that may wait, answered as an SSE stream with a comment every second
+/// while it is parked: the only way to notice a client that hung up (see
+/// [`sse::waiting`]). Clients accept SSE answers to any POST (the Accept check).
+fn waiting(
+    st: &web::Data<AppState>,
+    hub: &Hub,
+    agent: AgentId,
+    session: Arc<Session>,
+    id: Id,
+    method: String,
+    params: Option<Value>,
+) -> HttpResponse {
+    let (st, hub, sid) = (st.clone(), hub.clone(), session.id.clone());
+    let work = async move {
+        let resp = run(&st, &hub, &agent, &session, id, method, params).await;
+        jsonrpc::to_json(&resp)
+    }
+    .instrument(tracing::Span::current());
+    sse::waiting(work, std::time::Duration::from_secs(1), &sid)
 }
 
 fn initialize(

@@ -30,6 +30,32 @@ pub(crate) fn single(json: &str, session: Option<&str>) -> HttpResponse {
     b.body(event(json))
 }
 
+/// A POST whose answer may take long (a long poll, a lock wait), as an SSE stream: a
+/// comment every `every` while `work` runs, then its answer, then the end. actix-web
+/// never learns that a client hung up while a handler is pending, but it drops a
+/// streaming body whose write fails; `work` lives in this body, so it is dropped
+/// then too, and with it the parked waiter (a lock granted to it meanwhile is taken
+/// back and passed on).
+pub(crate) fn waiting<F>(work: F, every: Duration, session: &str) -> HttpResponse
+where
+    F: std::future::Future<Output = String> + 'static,
+{
+    let tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let body = futures_util::stream::unfold(
+        (Some(Box::pin(work)), tick),
+        |(work, mut tick)| async move {
+            let mut work = work?;
+            tokio::select! {
+                json = &mut work => Some((Ok::<_, Infallible>(event(&json)), (None, tick))),
+                _ = tick.tick() => Some((Ok(Bytes::from_static(b": waiting\n\n")), (Some(work), tick))),
+            }
+        },
+    );
+    sse_response()
+        .insert_header(("mcp-session-id", session))
+        .streaming(body)
+}
+
 /// The GET stream: every message pushed into `rx` becomes an event; an SSE comment
 /// goes out every `keepalive` so proxies and idle timers keep the connection. It ends
 /// when the session drops its sender (DELETE, expiry) and is dropped when the client

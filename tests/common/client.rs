@@ -204,19 +204,26 @@ impl Client {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A JSON-RPC request that must get a 200 JSON answer with the same id;
-    /// returns the whole response object.
+    /// A JSON-RPC request that must get a 200 answer with the same id, as JSON or
+    /// (calls that may wait) as an SSE stream ending with it; returns the whole
+    /// response object.
     pub(crate) fn rpc(&self, method: &str, params: Value) -> Value {
         let id = self.id();
         let r = self
             .post_json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         assert_eq!(r.status, 200, "{method}: {}", r.body);
-        assert!(
-            r.content_type().starts_with("application/json"),
-            "{method}: content type {:?}",
-            r.content_type()
-        );
-        let v = r.json();
+        let v = if r.content_type().starts_with("text/event-stream") {
+            let events = sse_data(&r.body);
+            assert_eq!(events.len(), 1, "{method}: one answer: {}", r.body);
+            events[0].clone()
+        } else {
+            assert!(
+                r.content_type().starts_with("application/json"),
+                "{method}: content type {:?}",
+                r.content_type()
+            );
+            r.json()
+        };
         assert_eq!(v["jsonrpc"], "2.0", "{v}");
         assert_eq!(v["id"], id, "{method}: answer to another id: {v}");
         v
