@@ -2,6 +2,7 @@
 //! (`/operator/...`), `/healthz` and `/readyz`. This layer only decodes, checks (size,
 //! Origin, token, headers) and forwards to [`crate::mcp`] and the [`crate::actors::Hub`].
 
+pub(crate) mod admission;
 pub(crate) mod body;
 pub(crate) mod error;
 pub(crate) mod guards;

@@ -45,6 +45,9 @@ fn faults_heal(config: &str, durable: bool) {
     let mut hub = Hub::start(&["alice", "bob"], config);
     let (a, b) = (hub.client("alice"), hub.client("bob"));
     assert_eq!(send(&a, "before").status, 200);
+    // An operator read waits until everything queued is written (fast mode answers
+    // before that): "before" is on disk before the disk "fills".
+    hub.operator_get("/operator/messages");
     db(&hub, FULL);
     let r = send(&a, "lost");
     if durable {

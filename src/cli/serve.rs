@@ -85,9 +85,19 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
         max_batch_items: settings.max_batch_items,
+        admission: http::admission::Admission::new(
+            settings.max_in_flight,
+            settings.max_in_flight_per_agent,
+            settings.max_answer_bytes_in_flight_per_agent,
+        ),
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
     };
-    let server = http::server::serve(state, listener)?;
+    let server = http::server::serve(
+        state,
+        listener,
+        settings.max_connections,
+        Duration::from_secs(settings.write_timeout_secs),
+    )?;
     let handle = server.handle();
     signals::install(handle.clone())?;
     // Polled from now on, on its own task: /healthz and /readyz answer while the

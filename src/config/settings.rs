@@ -37,6 +37,15 @@ pub(crate) struct Settings {
     pub body_read_timeout_secs: u64,
     /// Most messages in one JSON-RPC batch (2025-03-26 sessions).
     pub max_batch_items: usize,
+    /// Most open connections (actix stops accepting beyond).
+    pub max_connections: usize,
+    /// Most POST requests running at once, in all and per agent.
+    pub max_in_flight: usize,
+    pub max_in_flight_per_agent: usize,
+    /// Bytes of one agent's answers not yet written (a client that does not read).
+    pub max_answer_bytes_in_flight_per_agent: usize,
+    /// A connection whose sent data stays unacknowledged this long is closed.
+    pub write_timeout_secs: u64,
     pub allowed_origins: Option<Vec<String>>,
     pub session_idle_timeout_secs: u64,
     pub max_sessions_per_agent: usize,
@@ -92,6 +101,11 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             body_read_timeout_secs: 10,
             max_batch_items: 64,
+            max_connections: 10_000,
+            max_in_flight: 4096,
+            max_in_flight_per_agent: 64,
+            max_answer_bytes_in_flight_per_agent: 16 << 20,
+            write_timeout_secs: 30,
             allowed_origins: None,
             session_idle_timeout_secs: 1800,
             max_sessions_per_agent: 64,
@@ -132,6 +146,11 @@ pub(crate) const TEMPLATE: &str = "\
 # max_body_bytes: 1048576
 # body_read_timeout_secs: 10   # an authenticated POST sends its whole body within this (else 408)
 # max_batch_items: 64          # most messages in one JSON-RPC batch (2025-03-26 sessions)
+# max_connections: 10000       # open connections at most (the server stops accepting beyond)
+# max_in_flight: 4096          # POST requests running at once (503 + Retry-After beyond)
+# max_in_flight_per_agent: 64  # POST requests of one agent running at once (429 + Retry-After beyond)
+# max_answer_bytes_in_flight_per_agent: 16777216  # unread answer bytes of one agent (429 beyond; one always goes)
+# write_timeout_secs: 30       # a client that reads nothing of its answers this long is disconnected
 # allowed_origins: [http://localhost:8765, http://127.0.0.1:8765]
 # session_idle_timeout_secs: 1800
 # max_sessions_per_agent: 64
@@ -264,6 +283,15 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "max_body_bytes" => s.max_body_bytes = ctx.int(key, v, 1024, 64 << 20)? as usize,
         "body_read_timeout_secs" => s.body_read_timeout_secs = ctx.int(key, v, 1, 3600)?,
         "max_batch_items" => s.max_batch_items = ctx.int(key, v, 1, 1000)? as usize,
+        "max_connections" => s.max_connections = ctx.int(key, v, 16, 1_000_000)? as usize,
+        "max_in_flight" => s.max_in_flight = ctx.int(key, v, 1, 1_000_000)? as usize,
+        "max_in_flight_per_agent" => {
+            s.max_in_flight_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
+        }
+        "write_timeout_secs" => s.write_timeout_secs = ctx.int(key, v, 1, 3600)?,
+        "max_answer_bytes_in_flight_per_agent" => {
+            s.max_answer_bytes_in_flight_per_agent = ctx.int(key, v, 65_536, 1 << 34)? as usize
+        }
         "allowed_origins" => s.allowed_origins = Some(origins(ctx, key, v)?),
         "session_idle_timeout_secs" => s.session_idle_timeout_secs = ctx.int(key, v, 1, BIG)?,
         "max_sessions_per_agent" => {

@@ -21,6 +21,13 @@ pub(crate) enum ApiError {
         /// Close the connection after answering: the request body was not (all) read.
         close: bool,
     },
+    /// Too busy now (a cap on requests in flight): a JSON-RPC error body and
+    /// `Retry-After`.
+    Busy {
+        status: StatusCode,
+        error: Box<RpcError>,
+        retry_after: u64,
+    },
     /// An operator API refusal or failure: `{"ok": false, "error": CODE, "message"}`.
     Operator {
         status: StatusCode,
@@ -49,6 +56,15 @@ impl ApiError {
             error: Box::new(error),
             challenge: None,
             close: false,
+        }
+    }
+
+    /// 429 or 503 with `Retry-After`: a cap on requests in flight.
+    pub(crate) fn busy(status: StatusCode, error: RpcError, retry_after: u64) -> ApiError {
+        ApiError::Busy {
+            status,
+            error: Box::new(error),
+            retry_after,
         }
     }
 
@@ -154,7 +170,9 @@ pub(crate) async fn settle<T>(hub: &Hub, r: Result<T, HubError>) -> Result<T, Ap
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Rpc { status, error, .. } => write!(f, "{status}: {}", error.message),
+            ApiError::Rpc { status, error, .. } | ApiError::Busy { status, error, .. } => {
+                write!(f, "{status}: {}", error.message)
+            }
             ApiError::Operator {
                 status,
                 code,
@@ -167,7 +185,9 @@ impl fmt::Display for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Rpc { status, .. } | ApiError::Operator { status, .. } => *status,
+            ApiError::Rpc { status, .. }
+            | ApiError::Busy { status, .. }
+            | ApiError::Operator { status, .. } => *status,
         }
     }
 
@@ -190,6 +210,14 @@ impl ResponseError for ApiError {
                 b.content_type("application/json")
                     .body(jsonrpc::to_json(&jsonrpc::err(id, error)))
             }
+            ApiError::Busy {
+                status,
+                error,
+                retry_after,
+            } => HttpResponse::build(*status)
+                .insert_header((header::RETRY_AFTER, *retry_after))
+                .content_type("application/json")
+                .body(jsonrpc::to_json(&jsonrpc::err(&Id::null(), error))),
             ApiError::Operator {
                 status,
                 code,

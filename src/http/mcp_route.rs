@@ -1,6 +1,7 @@
 //! `/mcp`: the MCP Streamable HTTP endpoint (POST, GET, DELETE).
 //! Processing order and status codes follow shared/spec/mcp-transport.md §2.1.
 
+use super::admission;
 use super::error::ApiError;
 use super::guards::{self, Reply};
 use super::mcp_batch;
@@ -81,7 +82,12 @@ pub(crate) async fn post(
     payload: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (agent, body) = match guards::with_body(&req, &st, payload, guards::agent).await {
+    let admitted = |req: &HttpRequest, st: &AppState| {
+        let agent = guards::agent(req, st)?;
+        let permits = st.admission.admit(&agent)?;
+        Ok((agent, permits))
+    };
+    let ((agent, permits), body) = match guards::with_body(&req, &st, payload, admitted).await {
         Ok(checked) => checked,
         Err(refused) => return Ok(refused),
     };
@@ -101,7 +107,8 @@ pub(crate) async fn post(
             elapsed_us = started.elapsed().as_micros() as u64,
             "POST /mcp"
         );
-        resp
+        // The slots stay taken until the answer is written (see admission.rs).
+        resp.map(|r| admission::hold(r, permits))
     }
     .instrument(span)
     .await

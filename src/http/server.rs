@@ -58,9 +58,18 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 pub(crate) fn serve(
     state: AppState,
     listener: TcpListener,
+    max_connections: usize,
+    write_timeout: std::time::Duration,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+        .workers(workers)
+        // Per worker: beyond it a worker stops accepting until a connection closes.
+        .max_connections(max_connections.div_ceil(workers).max(1))
+        // actix-web has no write timeout: the kernel closes a connection whose data
+        // stays unacknowledged (a client that reads nothing) this long.
+        .on_connect(move |conn, _| set_write_timeout(conn, write_timeout))
         // Without TCP_NODELAY a response written in several chunks (SSE) waits for
         // the client's delayed ACK: 40 ms per call.
         .tcp_nodelay(true)
@@ -72,6 +81,29 @@ pub(crate) fn serve(
         .listen(listener)?
         .run();
     Ok(server)
+}
+
+/// `TCP_USER_TIMEOUT` on an accepted connection: data unacknowledged (or unsent for
+/// a zero window) longer than `timeout` closes it. A failure only logs.
+fn set_write_timeout(conn: &dyn std::any::Any, timeout: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let Some(sock) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_uint and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            std::ptr::addr_of!(ms).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "TCP_USER_TIMEOUT not set");
+    }
 }
 
 /// The URL clients use for `addr` (an unspecified bind address is reached via loopback).

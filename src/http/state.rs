@@ -108,6 +108,8 @@ pub(crate) struct AppState {
     pub body_read_timeout: Duration,
     /// Most messages in one JSON-RPC batch.
     pub max_batch_items: usize,
+    /// Caps on POST requests in flight.
+    pub admission: super::admission::Admission,
     pub sse_keepalive: Duration,
 }
 

@@ -43,6 +43,47 @@ impl RawConn {
         }
     }
 
+    /// A connection whose receive buffer is shrunk to 4 KiB before it connects (so
+    /// that the window it offers stays small): a client that does not read then
+    /// stops the server's writes after a few KiB instead of megabytes of kernel buffers.
+    pub(crate) fn open_small_window(port: u16) -> RawConn {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor we create and then hand to
+        // TcpStream, which owns (and closes) it; pointers are to live locals.
+        let stream = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket");
+            let size: libc::c_int = 4096;
+            let rc = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                std::ptr::addr_of!(size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "SO_RCVBUF");
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let rc = libc::connect(
+                fd,
+                std::ptr::addr_of!(addr).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+            TcpStream::from_raw_fd(fd)
+        };
+        RawConn {
+            stream,
+            started: Instant::now(),
+        }
+    }
+
     /// Send the request line and headers (`Host` added), then `body_start`, and leave
     /// the connection open with the rest of the body unsent.
     pub(crate) fn send_head(
@@ -113,6 +154,26 @@ impl RawConn {
             body: String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
             elapsed: self.started.elapsed(),
         })
+    }
+
+    /// The response head (status line and headers) only, leaving the body unread.
+    pub(crate) fn read_head(&mut self, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        let mut buf = Vec::new();
+        while find(&buf, b"\r\n\r\n").is_none() {
+            let mut byte = [0u8; 1];
+            self.stream
+                .set_read_timeout(Some(
+                    end.saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ))
+                .expect("timeout");
+            match self.stream.read(&mut byte) {
+                Ok(1) => buf.push(byte[0]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&buf).to_string()
     }
 
     /// Whether the server closes the connection (EOF or reset) within `timeout`.

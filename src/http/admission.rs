@@ -1,0 +1,209 @@
+//! How many POST requests run at once: in all (503 over `max_in_flight`) and per
+//! agent (429 over `max_in_flight_per_agent`), both with `Retry-After`. Decided after
+//! the token and before the body, so that a flood neither queues without bound nor
+//! lets one agent take every slot. A permit lives as long as the answer: it is held
+//! by the response body until actix has written it (or the client is gone), so a
+//! client that does not read its answers holds its own slots, not the server's memory.
+
+use super::error::ApiError;
+use crate::domain::AgentId;
+use crate::mcp::jsonrpc::RpcError;
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Answers up to this size always go (they are counted, not refused): an agent
+/// with an unread big answer keeps its small calls (the bound on memory is then
+/// the cap plus `max_in_flight_per_agent` small answers).
+const SMALL_ANSWER: usize = 64 * 1024;
+
+/// What a client refused here is told to wait before retrying.
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
+
+/// The caps, shared by every worker.
+pub(crate) struct Admission {
+    global: Arc<Semaphore>,
+    per_agent: DashMap<AgentId, Arc<AgentSlots>>,
+    agent_cap: usize,
+    bytes_cap: usize,
+}
+
+/// One agent's requests and answer bytes in flight.
+struct AgentSlots {
+    requests: Arc<Semaphore>,
+    /// Bytes of answers not yet written to the agent's connections.
+    bytes: AtomicUsize,
+}
+
+/// The slots one request holds.
+pub(crate) struct Permits {
+    _global: OwnedSemaphorePermit,
+    _agent: OwnedSemaphorePermit,
+    slots: Arc<AgentSlots>,
+    /// Answer bytes counted for this request (given back on drop).
+    bytes: usize,
+    bytes_cap: usize,
+}
+
+impl Drop for Permits {
+    fn drop(&mut self) {
+        self.slots.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl Admission {
+    /// `global` and `per_agent` requests at once; `bytes` of answers in flight per agent.
+    pub(crate) fn new(global: usize, per_agent: usize, bytes: usize) -> Admission {
+        Admission {
+            global: Arc::new(Semaphore::new(global)),
+            per_agent: DashMap::new(),
+            agent_cap: per_agent,
+            bytes_cap: bytes,
+        }
+    }
+
+    /// A slot for one request of `agent`, or the refusal to send.
+    pub(crate) fn admit(&self, agent: &AgentId) -> Result<Permits, ApiError> {
+        let slots = self
+            .per_agent
+            .entry(agent.clone())
+            .or_insert_with(|| {
+                Arc::new(AgentSlots {
+                    requests: Arc::new(Semaphore::new(self.agent_cap)),
+                    bytes: AtomicUsize::new(0),
+                })
+            })
+            .clone();
+        let agent_slot = slots.requests.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(
+                StatusCode::TOO_MANY_REQUESTS,
+                RpcError::server(format!(
+                    "Too Many Requests: {agent} already has {} requests in flight (max_in_flight_per_agent); retry after {RETRY_AFTER_SECS} s",
+                    self.agent_cap
+                )),
+                RETRY_AFTER_SECS,
+            )
+        })?;
+        let global_slot = self.global.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcError::server(format!(
+                    "Service Unavailable: the hub has too many requests in flight (max_in_flight); retry after {RETRY_AFTER_SECS} s"
+                )),
+                RETRY_AFTER_SECS,
+            )
+        })?;
+        Ok(Permits {
+            _global: global_slot,
+            _agent: agent_slot,
+            slots,
+            bytes: 0,
+            bytes_cap: self.bytes_cap,
+        })
+    }
+}
+
+impl Permits {
+    /// Count an answer of `size` bytes against the agent's answers in flight; an
+    /// error if they would exceed the cap (an agent whose earlier answers are all
+    /// written always gets one).
+    fn count_answer(&mut self, size: usize) -> Result<(), ApiError> {
+        let before = self.slots.bytes.fetch_add(size, Ordering::Relaxed);
+        if size > SMALL_ANSWER && before > 0 && before + size > self.bytes_cap {
+            self.slots.bytes.fetch_sub(size, Ordering::Relaxed);
+            return Err(ApiError::busy(
+                StatusCode::TOO_MANY_REQUESTS,
+                RpcError::server(format!(
+                    "Too Many Requests: {before} bytes of earlier answers are not read yet (max_answer_bytes_in_flight_per_agent {}); read them, then retry",
+                    self.bytes_cap
+                )),
+                RETRY_AFTER_SECS,
+            ));
+        }
+        self.bytes = size;
+        Ok(())
+    }
+}
+
+/// A response body that holds the request's permits until it is written or dropped.
+pub(crate) struct Held<B> {
+    body: B,
+    _permits: Permits,
+}
+
+/// `resp` with `permits` held by its body, its size counted against the agent's
+/// answers in flight: over the cap, a 429 instead (only reads give big answers, and
+/// a read that is not delivered loses nothing: the messages stay unread).
+pub(crate) fn hold(resp: HttpResponse, mut permits: Permits) -> HttpResponse {
+    if let BodySize::Sized(n) = resp.body().size() {
+        if let Err(refused) = permits.count_answer(usize::try_from(n).unwrap_or(usize::MAX)) {
+            return actix_web::ResponseError::error_response(&refused);
+        }
+    }
+    resp.map_body(|_, body| {
+        Held {
+            body,
+            _permits: permits,
+        }
+        .boxed()
+    })
+}
+
+impl<B: MessageBody + Unpin> MessageBody for Held<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_per_agent_then_in_all() {
+        let a = Admission::new(3, 2, 1000);
+        let (x, y) = (AgentId::new("x"), AgentId::new("y"));
+        let p1 = a.admit(&x).ok();
+        let p2 = a.admit(&x).ok();
+        assert!(p1.is_some() && p2.is_some());
+        let refused = a.admit(&x).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.starts_with("429")));
+        let p3 = a.admit(&y).ok();
+        assert!(p3.is_some());
+        let refused = a.admit(&y).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.starts_with("503")), "global cap");
+        drop(p1);
+        assert!(a.admit(&y).is_ok(), "slots come back");
+    }
+
+    #[test]
+    fn answer_bytes_in_flight_are_capped_but_one_always_goes() {
+        let a = Admission::new(10, 10, SMALL_ANSWER);
+        let x = AgentId::new("x");
+        let mut big = a.admit(&x).unwrap();
+        big.count_answer(5000).unwrap(); // the first, however big
+        let mut next = a.admit(&x).unwrap();
+        assert!(next.count_answer(SMALL_ANSWER + 1).is_err());
+        next.count_answer(10).unwrap(); // small ones always go
+        drop(next);
+        drop(big); // written: its bytes come back
+        let mut again = a.admit(&x).unwrap();
+        again.count_answer(SMALL_ANSWER + 1).unwrap();
+    }
+}
