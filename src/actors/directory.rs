@@ -5,6 +5,7 @@
 use super::agent::{AgentActor, Deliver};
 use crate::domain::ids::message_id;
 use crate::domain::message::Message;
+use crate::domain::rate::TokenBucket;
 use crate::domain::time::iso;
 use crate::domain::workflow::Notice;
 use crate::domain::AgentId;
@@ -13,7 +14,7 @@ use actix::Addr;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Directory entry of one agent.
 pub(crate) struct AgentHandle {
@@ -22,6 +23,9 @@ pub(crate) struct AgentHandle {
     /// rather than an actor message: it is written on every request and only read
     /// by the operator's presence view.
     pub last_seen_ms: AtomicI64,
+    /// The agent's `message_send` allowance; a lock rather than an actor message
+    /// because it is checked before anything else of a send and held for nanoseconds.
+    pub send_bucket: Mutex<TokenBucket>,
 }
 
 /// The sender id of the hub's own notices.

@@ -19,6 +19,7 @@ use super::task::{TaskActor, TaskEnv};
 use super::HubError;
 use crate::config::Settings;
 use crate::domain::lease::LockTable;
+use crate::domain::rate::TokenBucket;
 use crate::domain::workflow::Limits;
 use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::load_tasks::{owner_of, Owned};
@@ -79,6 +80,10 @@ impl Hub {
                 AgentHandle {
                     addr,
                     last_seen_ms: AtomicI64::new(0),
+                    send_bucket: std::sync::Mutex::new(TokenBucket::new(
+                        settings.send_rate_per_second,
+                        settings.send_burst,
+                    )),
                 },
             );
         }

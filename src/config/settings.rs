@@ -42,6 +42,10 @@ pub(crate) struct Settings {
     pub inbox_wait_max_seconds: u64,
     /// Most bytes of messages one `inbox_pull` (or inbox read) returns.
     pub max_pull_bytes: usize,
+    /// Sends (`message_send`) one agent may make per second, beyond `send_burst`.
+    pub send_rate_per_second: u64,
+    /// Sends one agent may make at once after a quiet spell.
+    pub send_burst: u64,
     // Locks.
     pub lock_ttl_min_seconds: u64,
     pub lock_ttl_max_seconds: u64,
@@ -93,6 +97,8 @@ impl Default for Settings {
             presence_window_secs: 120,
             inbox_wait_max_seconds: 25,
             max_pull_bytes: 1024 * 1024,
+            send_rate_per_second: 50,
+            send_burst: 500,
             lock_ttl_min_seconds: 1,
             lock_ttl_max_seconds: 86_400,
             lock_wait_max_seconds: 25,
@@ -132,6 +138,8 @@ pub(crate) const TEMPLATE: &str = "\
 # Messaging:
 # inbox_wait_max_seconds: 25   # longest inbox_pull wait_seconds (clients cut calls off near 30 s)
 # max_pull_bytes: 1048576      # most bytes of messages one inbox_pull returns (always at least one)
+# send_rate_per_second: 50     # message_send calls per agent per second, beyond the burst
+# send_burst: 500              # message_send calls an agent may make at once
 # Locks:
 # lock_ttl_min_seconds: 1
 # lock_ttl_max_seconds: 86400
@@ -263,6 +271,8 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
         "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
         "max_pull_bytes" => s.max_pull_bytes = ctx.int(key, v, 4096, 64 << 20)? as usize,
+        "send_rate_per_second" => s.send_rate_per_second = ctx.int(key, v, 1, 1_000_000)?,
+        "send_burst" => s.send_burst = ctx.int(key, v, 1, 1_000_000)?,
         "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
@@ -417,6 +427,8 @@ mod tests {
             ("durability: maybe", "durability"),
             ("lease_minutes: 0", "lease_minutes"),
             ("port: 70000", "port"),
+            ("send_rate_per_second: 0", "send_rate_per_second"),
+            ("send_burst: 0", "send_burst"),
             ("allowed_origins: evil", "allowed_origins"),
             ("retention: 5", "retention"),
             ("retention:\n  audit_days: 0", "retention.audit_days"),

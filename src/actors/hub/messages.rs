@@ -9,7 +9,8 @@ use crate::actors::HubError;
 use crate::domain::ids::message_id;
 use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck, Unread};
 use crate::domain::message::{fit_in, Draft, Message};
-use crate::domain::AgentId;
+use crate::domain::rate::retry_after_ms;
+use crate::domain::{AgentId, DomainError};
 use crate::store::{mail, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
@@ -36,6 +37,7 @@ impl Hub {
         draft: Draft,
         now: DateTime<Utc>,
     ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
+        self.take_send_token(from, now)?;
         // Counting against the task's budget, sending and giving the count back on a
         // refusal must not stop halfway when the caller goes away (a disconnect,
         // notifications/cancelled): they run as a task of their own.
@@ -50,6 +52,26 @@ impl Hub {
                     HubError::bug(format!("message_send task panicked: {e}"))
                 }
             })?
+    }
+
+    /// One `message_send` against the sender's rate (a broadcast counts once). A
+    /// refused send takes nothing; an accepted one that is refused later (a
+    /// duplicate, a full inbox) still counts: the rate is of attempts.
+    fn take_send_token(&self, from: &AgentId, now: DateTime<Utc>) -> Result<(), HubError> {
+        let Some(h) = self.inner.dir.agents.get(from) else {
+            return Err(DomainError::UnknownAgent(from.to_string()).into());
+        };
+        // A panic while held cannot leave a bucket half-updated: use it as it is.
+        let mut bucket = h.send_bucket.lock().unwrap_or_else(|e| e.into_inner());
+        bucket.take(now).map_err(|secs| {
+            let s = &self.inner.settings;
+            DomainError::RateLimited {
+                retry_after_ms: retry_after_ms(secs),
+                rate: s.send_rate_per_second,
+                burst: s.send_burst,
+            }
+            .into()
+        })
     }
 
     fn recipients(
