@@ -2,6 +2,7 @@
 //! and a well-behaved client is still served.
 
 mod common;
+use common::workflow::{draft, hubctl_ok};
 use common::*;
 use serde_json::json;
 use std::time::Duration;
@@ -40,4 +41,40 @@ fn send_rate_is_limited_per_agent_with_retry_after() {
         .client("carol")
         .call("inbox_pull", json!({"limit": 200}));
     assert_eq!(got["count"], 5, "refused sends stored nothing: {got}");
+}
+
+#[test]
+fn open_tasks_per_dispatcher_are_capped_and_freed_by_closing() {
+    let hub = Hub::start(&["alice", "bob"], "max_open_tasks_per_agent: 2\n");
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    draft(&a, "T1");
+    draft(&a, "T2");
+    let (err, is_error) = a.call_raw("task_draft_create", json!({"task_id": "T3", "title": "t"}));
+    assert!(is_error, "{err}");
+    assert_eq!(err["error"], "TOO_MANY_OPEN_TASKS");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_open_tasks_per_agent"),
+        "{err}"
+    );
+    // A refused id is not taken, and a taken id is still TASK_EXISTS.
+    assert_eq!(
+        a.refused("task_draft_create", json!({"task_id": "T1", "title": "t"})),
+        "TASK_EXISTS"
+    );
+    // Others are not affected.
+    draft(&b, "B1");
+    // A closed task no longer counts, also after a restart.
+    hubctl_ok(&hub, &["close", "T1"]);
+    draft(&a, "T3");
+    let hub = hub.restart();
+    let a = hub.client("alice");
+    assert_eq!(
+        a.refused("task_draft_create", json!({"task_id": "T4", "title": "t"})),
+        "TOO_MANY_OPEN_TASKS"
+    );
+    hubctl_ok(&hub, &["close", "T2"]);
+    draft(&a, "T4");
 }

@@ -41,24 +41,48 @@ pub(crate) struct Directory {
     pub handoffs: DashMap<String, String>,
     /// Agent id → its claimed or in-progress assignments, across all tasks.
     active: DashMap<String, u32>,
+    /// Agent id → the tasks it created that are neither completed nor closed.
+    /// Kept beside the actors (an open task is always in memory), so counting needs
+    /// no scan of the stored tasks.
+    open_tasks: DashMap<String, u32>,
+}
+
+/// Take one of `key`'s units in `map` if fewer than `max` are taken. Atomic: the
+/// entry holds its shard lock while checking.
+fn try_take(map: &DashMap<String, u32>, key: &str, max: u32) -> bool {
+    let mut n = map.entry(key.to_string()).or_insert(0);
+    if *n >= max {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn give_back(map: &DashMap<String, u32>, key: &str) {
+    if let Some(mut n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+    }
 }
 
 impl Directory {
     /// Take one of `agent`'s active-assignment slots if fewer than `max` are taken.
     /// Atomic across tasks: the entry holds its shard lock while checking.
     pub(crate) fn try_reserve_slot(&self, agent: &str, max: u32) -> bool {
-        let mut n = self.active.entry(agent.to_string()).or_insert(0);
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
+        try_take(&self.active, agent, max)
     }
 
     pub(crate) fn release_slot(&self, agent: &str) {
-        if let Some(mut n) = self.active.get_mut(agent) {
-            *n = n.saturating_sub(1);
-        }
+        give_back(&self.active, agent)
+    }
+
+    /// Count one more open task of `dispatcher` if it has fewer than `max`.
+    pub(crate) fn try_reserve_open_task(&self, dispatcher: &str, max: u32) -> bool {
+        try_take(&self.open_tasks, dispatcher, max)
+    }
+
+    /// One of `dispatcher`'s tasks was completed or closed (or never created).
+    pub(crate) fn release_open_task(&self, dispatcher: &str) {
+        give_back(&self.open_tasks, dispatcher)
     }
 
     /// Store a hub notice and put it in the recipient's inbox. Returns its ticket.

@@ -106,7 +106,16 @@ impl Hub {
                 dir.try_reserve_slot(&a.agent_id, u32::MAX);
             }
             let id = state.task.id.clone();
-            let addr = TaskActor::new(state, task_env.clone()).start();
+            let open = state.task.status.is_open();
+            if open {
+                // Counted from what was stored; no limit applies to history.
+                dir.try_reserve_open_task(&state.task.dispatcher_agent_id, u32::MAX);
+            }
+            let mut actor = TaskActor::new(state, task_env.clone());
+            if open {
+                actor = actor.counting_open();
+            }
+            let addr = actor.start();
             tasks.insert(id, addr);
         }
         let task_count = AtomicUsize::new(snapshot.task_count);

@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub lease_minutes: f64,
     /// A completed or closed task leaves memory after this long unused.
     pub finished_task_idle_secs: u64,
+    /// Tasks one agent may have created that are neither completed nor closed.
+    pub max_open_tasks_per_agent: u32,
     // Where to serve.
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -83,6 +85,7 @@ impl Default for Settings {
             max_simultaneous_assignments: 4,
             lease_minutes: 90.0,
             finished_task_idle_secs: 300,
+            max_open_tasks_per_agent: 1000,
             host: None,
             port: None,
             db: None,
@@ -120,6 +123,7 @@ pub(crate) const TEMPLATE: &str = "\
 # max_simultaneous_assignments: 4
 # lease_minutes: 90            # fractions allowed, e.g. 0.5
 # finished_task_idle_secs: 300 # a completed or closed task leaves memory after this long unused
+# max_open_tasks_per_agent: 1000 # tasks one agent created that are not completed or closed
 # Where to serve (flags and AGENT_HUB_HOST / AGENT_HUB_PORT / AGENT_HUB_DB win over these):
 # host: 127.0.0.1
 # port: 8765
@@ -254,6 +258,9 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_simultaneous_assignments = ctx.int(key, v, 1, 1000)? as u32
         }
         "lease_minutes" => s.lease_minutes = lease_minutes(ctx, key, v)?,
+        "max_open_tasks_per_agent" => {
+            s.max_open_tasks_per_agent = ctx.int(key, v, 1, 1_000_000)? as u32
+        }
         "finished_task_idle_secs" => s.finished_task_idle_secs = ctx.int(key, v, 1, BIG)?,
         "host" => s.host = Some(ctx.string(key, v)?),
         "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
@@ -429,6 +436,7 @@ mod tests {
             ("port: 70000", "port"),
             ("send_rate_per_second: 0", "send_rate_per_second"),
             ("send_burst: 0", "send_burst"),
+            ("max_open_tasks_per_agent: 0", "max_open_tasks_per_agent"),
             ("allowed_origins: evil", "allowed_origins"),
             ("retention: 5", "retention"),
             ("retention:\n  audit_days: 0", "retention.audit_days"),

@@ -66,6 +66,7 @@ error_codes! {
     LockNotHeld => "LOCK_NOT_HELD": "lock_release of a lock the caller does not hold",
     LockNotFound => "LOCK_NOT_FOUND": "operator unlock of a key nobody holds",
     RateLimited => "RATE_LIMITED": "the caller sent faster than send_rate_per_second allows beyond send_burst; retry_after_seconds says when a send is accepted again",
+    TooManyOpenTasks => "TOO_MANY_OPEN_TASKS": "the caller created max_open_tasks_per_agent tasks that are neither completed nor closed",
     Internal => "INTERNAL": "the hub failed (storage, shutdown or a bug); never a refusal of the call itself",
 }
 
