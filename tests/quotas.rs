@@ -78,3 +78,70 @@ fn open_tasks_per_dispatcher_are_capped_and_freed_by_closing() {
     hubctl_ok(&hub, &["close", "T2"]);
     draft(&a, "T4");
 }
+
+#[test]
+fn locks_held_and_waits_per_agent_are_capped() {
+    let hub = Hub::start(
+        &["alice", "bob", "carol"],
+        "max_locks_per_agent: 2\nmax_lock_waits_per_agent: 1\n",
+    );
+    let (a, b, c) = (hub.client("alice"), hub.client("bob"), hub.client("carol"));
+    let lock = |key: &str| json!({"lock_key": key, "ttl_seconds": 60});
+    a.call("lock_acquire", lock("k1"));
+    a.call("lock_acquire", lock("k2"));
+    let (err, is_error) = a.call_raw("lock_acquire", lock("k3"));
+    assert!(is_error, "{err}");
+    assert_eq!(err["error"], "TOO_MANY_LOCKS");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_locks_per_agent"),
+        "{err}"
+    );
+    // Renewing a held key is not a new lock; releasing one makes room.
+    assert_eq!(a.call("lock_acquire", lock("k1"))["renewed"], true);
+    a.call("lock_release", json!({"lock_key": "k2"}));
+    a.call("lock_acquire", lock("k3"));
+    // Waits: bob may wait for one key at a time.
+    let waiting = {
+        let b2 = hub.client("bob");
+        std::thread::spawn(move || {
+            b2.call_raw(
+                "lock_acquire",
+                json!({"lock_key": "k1", "ttl_seconds": 60, "wait_seconds": 5}),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (err, _) = b.call_raw(
+        "lock_acquire",
+        json!({"lock_key": "k3", "ttl_seconds": 60, "wait_seconds": 5}),
+    );
+    assert_eq!(err["error"], "TOO_MANY_LOCKS", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_lock_waits_per_agent"),
+        "{err}"
+    );
+    // Without waiting bob still gets the plain answer; carol is not affected.
+    assert_eq!(b.refused("lock_acquire", lock("k3")), "LOCK_CONFLICT");
+    c.call("lock_acquire", lock("k9"));
+    // The parked wait is served when alice releases, and frees bob's wait slot.
+    a.call("lock_release", json!({"lock_key": "k1"}));
+    let (got, is_error) = waiting.join().unwrap();
+    assert!(
+        !is_error && got["lock"]["holder_agent_id"] == "bob",
+        "{got}"
+    );
+    let (err, _) = b.call_raw(
+        "lock_acquire",
+        json!({"lock_key": "k3", "ttl_seconds": 60, "wait_seconds": 0.2}),
+    );
+    assert_eq!(
+        err["error"], "LOCK_CONFLICT",
+        "the wait was allowed and ran out: {err}"
+    );
+}

@@ -12,7 +12,7 @@ mod tasks;
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};
-use super::lock_manager::LockManager;
+use super::lock_manager::{LockCaps, LockManager};
 use super::notify::Notifier;
 use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
@@ -120,7 +120,11 @@ impl Hub {
         }
         let task_count = AtomicUsize::new(snapshot.task_count);
         let table = LockTable::restore(snapshot.locks, Vec::new(), Utc::now());
-        let locks = LockManager::new(table, store.clone()).start();
+        let caps = LockCaps {
+            max_held: settings.max_locks_per_agent,
+            max_waits: settings.max_lock_waits_per_agent,
+        };
+        let locks = LockManager::new(table, caps, store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,

@@ -52,6 +52,10 @@ pub(crate) struct Settings {
     pub lock_ttl_min_seconds: u64,
     pub lock_ttl_max_seconds: u64,
     pub lock_wait_max_seconds: u64,
+    /// Locks one agent may hold at once.
+    pub max_locks_per_agent: usize,
+    /// `lock_acquire` calls of one agent that may wait at once.
+    pub max_lock_waits_per_agent: usize,
     // History.
     pub retention: Retention,
 }
@@ -105,6 +109,8 @@ impl Default for Settings {
             lock_ttl_min_seconds: 1,
             lock_ttl_max_seconds: 86_400,
             lock_wait_max_seconds: 25,
+            max_locks_per_agent: 256,
+            max_lock_waits_per_agent: 64,
             retention: Retention::default(),
         }
     }
@@ -148,6 +154,8 @@ pub(crate) const TEMPLATE: &str = "\
 # lock_ttl_min_seconds: 1
 # lock_ttl_max_seconds: 86400
 # lock_wait_max_seconds: 25    # longest lock_acquire wait_seconds
+# max_locks_per_agent: 256     # locks one agent holds at once
+# max_lock_waits_per_agent: 64 # lock_acquire calls of one agent waiting at once
 # History (default: keep everything; applied hourly and by `hubctl prune`):
 # retention:
 #   acked_messages_days: 90     # messages every recipient has read
@@ -283,6 +291,10 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+        "max_locks_per_agent" => s.max_locks_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize,
+        "max_lock_waits_per_agent" => {
+            s.max_lock_waits_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
+        }
         "retention" => s.retention = retention(ctx, key, v)?,
         _ => return Ok(false),
     }
@@ -437,6 +449,8 @@ mod tests {
             ("send_rate_per_second: 0", "send_rate_per_second"),
             ("send_burst: 0", "send_burst"),
             ("max_open_tasks_per_agent: 0", "max_open_tasks_per_agent"),
+            ("max_locks_per_agent: 0", "max_locks_per_agent"),
+            ("max_lock_waits_per_agent: 0", "max_lock_waits_per_agent"),
             ("allowed_origins: evil", "allowed_origins"),
             ("retention: 5", "retention"),
             ("retention:\n  audit_days: 0", "retention.audit_days"),
