@@ -2,7 +2,7 @@
 //! and a well-behaved client is still served.
 
 mod common;
-use common::workflow::{draft, hubctl_ok};
+use common::workflow::{dispatched_round, draft, hubctl_ok};
 use common::*;
 use serde_json::json;
 use std::time::Duration;
@@ -144,4 +144,69 @@ fn locks_held_and_waits_per_agent_are_capped() {
         err["error"], "LOCK_CONFLICT",
         "the wait was allowed and ran out: {err}"
     );
+}
+
+fn msg(to: &str, body: &str) -> serde_json::Value {
+    json!({"to_agent": to, "subject": "s", "body": body})
+}
+
+#[test]
+fn a_full_inbox_refuses_direct_sends_and_is_skipped_by_broadcasts() {
+    let hub = Hub::start(
+        &["disp", "alice", "bob", "carol"],
+        "max_inbox_messages: 3\n",
+    );
+    let (a, c) = (hub.client("alice"), hub.client("carol"));
+    for _ in 0..3 {
+        a.call("message_send", msg("bob", "b"));
+    }
+    let (err, is_error) = a.call_raw("message_send", msg("bob", "b"));
+    assert!(is_error, "{err}");
+    assert_eq!(err["error"], "INBOX_FULL");
+    let text = err["message"].as_str().unwrap();
+    assert!(
+        text.contains("bob") && text.contains("max_inbox_messages"),
+        "{text}"
+    );
+    // A broadcast reaches the others and says whom it skipped.
+    let sent = c.call("message_send", msg("", "all"));
+    assert_eq!(sent["recipients"], json!(["alice", "disp"]));
+    assert_eq!(sent["skipped"], json!(["bob"]));
+    assert_eq!(
+        a.call("message_send", msg("carol", "b"))["skipped"],
+        json!([])
+    );
+    // Hub notices still reach a full inbox: the workflow must reach its agents.
+    dispatched_round(&hub, "T", &[("bob", "work")]);
+    // The quota survives a restart (counted from the stored unread rows).
+    let hub = hub.restart();
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    assert_eq!(a.refused("message_send", msg("bob", "b")), "INBOX_FULL");
+    let got = b.call("inbox_pull", json!({"limit": 200}));
+    assert_eq!(got["count"], 4, "3 from alice and the notice: {got}");
+    assert_eq!(got["messages"][3]["from_agent"], "hub");
+    // Reading makes room: bob acks two (still at 2 unread), so one more fits.
+    let first: Vec<_> = got["messages"].as_array().unwrap()[..2]
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    b.call("message_ack", json!({"message_id": first}));
+    a.call("message_send", msg("bob", "b"));
+    assert_eq!(a.refused("message_send", msg("bob", "b")), "INBOX_FULL");
+}
+
+#[test]
+fn unread_bytes_are_capped_too() {
+    let hub = Hub::start(&["alice", "bob"], "max_inbox_bytes: 4096\n");
+    let a = hub.client("alice");
+    let big = "x".repeat(3000);
+    a.call("message_send", msg("bob", &big));
+    let (err, _) = a.call_raw("message_send", msg("bob", &big));
+    assert_eq!(err["error"], "INBOX_FULL", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("max_inbox_bytes"),
+        "{err}"
+    );
+    // A small one still fits: the quota is in bytes, not a message count.
+    a.call("message_send", msg("bob", "small"));
 }

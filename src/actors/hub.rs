@@ -18,6 +18,7 @@ use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
 use super::HubError;
 use crate::config::Settings;
+use crate::domain::inbox::InboxLimits;
 use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
 use crate::domain::workflow::Limits;
@@ -74,7 +75,12 @@ impl Hub {
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
-            let addr = AgentActor::from_row(row, mail, store.clone(), notifier.clone()).start();
+            let limits = InboxLimits {
+                max_messages: settings.max_inbox_messages,
+                max_bytes: settings.max_inbox_bytes,
+            };
+            let addr =
+                AgentActor::from_row(row, mail, limits, store.clone(), notifier.clone()).start();
             dir.agents.insert(
                 id,
                 AgentHandle {

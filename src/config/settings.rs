@@ -44,6 +44,10 @@ pub(crate) struct Settings {
     pub inbox_wait_max_seconds: u64,
     /// Most bytes of messages one `inbox_pull` (or inbox read) returns.
     pub max_pull_bytes: usize,
+    /// Unread messages per agent beyond which agents' sends to it are refused.
+    pub max_inbox_messages: usize,
+    /// Unread bytes (as `max_pull_bytes` counts them) per agent, likewise.
+    pub max_inbox_bytes: usize,
     /// Sends (`message_send`) one agent may make per second, beyond `send_burst`.
     pub send_rate_per_second: u64,
     /// Sends one agent may make at once after a quiet spell.
@@ -104,6 +108,8 @@ impl Default for Settings {
             presence_window_secs: 120,
             inbox_wait_max_seconds: 25,
             max_pull_bytes: 1024 * 1024,
+            max_inbox_messages: 10_000,
+            max_inbox_bytes: 64 << 20,
             send_rate_per_second: 50,
             send_burst: 500,
             lock_ttl_min_seconds: 1,
@@ -148,6 +154,8 @@ pub(crate) const TEMPLATE: &str = "\
 # Messaging:
 # inbox_wait_max_seconds: 25   # longest inbox_pull wait_seconds (clients cut calls off near 30 s)
 # max_pull_bytes: 1048576      # most bytes of messages one inbox_pull returns (always at least one)
+# max_inbox_messages: 10000    # unread messages per agent; agents' sends beyond it are refused
+# max_inbox_bytes: 67108864    # unread bytes per agent (counted as for max_pull_bytes), likewise
 # send_rate_per_second: 50     # message_send calls per agent per second, beyond the burst
 # send_burst: 500              # message_send calls an agent may make at once
 # Locks:
@@ -286,6 +294,8 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
         "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
         "max_pull_bytes" => s.max_pull_bytes = ctx.int(key, v, 4096, 64 << 20)? as usize,
+        "max_inbox_messages" => s.max_inbox_messages = ctx.int(key, v, 1, BIG)? as usize,
+        "max_inbox_bytes" => s.max_inbox_bytes = ctx.int(key, v, 4096, 1 << 40)? as usize,
         "send_rate_per_second" => s.send_rate_per_second = ctx.int(key, v, 1, 1_000_000)?,
         "send_burst" => s.send_burst = ctx.int(key, v, 1, 1_000_000)?,
         "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
@@ -448,6 +458,8 @@ mod tests {
             ("port: 70000", "port"),
             ("send_rate_per_second: 0", "send_rate_per_second"),
             ("send_burst: 0", "send_burst"),
+            ("max_inbox_messages: 0", "max_inbox_messages"),
+            ("max_inbox_bytes: 100", "max_inbox_bytes"),
             ("max_open_tasks_per_agent: 0", "max_open_tasks_per_agent"),
             ("max_locks_per_agent: 0", "max_locks_per_agent"),
             ("max_lock_waits_per_agent: 0", "max_lock_waits_per_agent"),

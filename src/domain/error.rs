@@ -68,6 +68,7 @@ error_codes! {
     RateLimited => "RATE_LIMITED": "the caller sent faster than send_rate_per_second allows beyond send_burst; retry_after_seconds says when a send is accepted again",
     TooManyOpenTasks => "TOO_MANY_OPEN_TASKS": "the caller created max_open_tasks_per_agent tasks that are neither completed nor closed",
     TooManyLocks => "TOO_MANY_LOCKS": "the caller holds max_locks_per_agent locks, or has max_lock_waits_per_agent lock_acquire calls waiting",
+    InboxFull => "INBOX_FULL": "the recipient of a direct message has max_inbox_messages unread messages or max_inbox_bytes unread bytes",
     Internal => "INTERNAL": "the hub failed (storage, shutdown or a bug); never a refusal of the call itself",
 }
 
