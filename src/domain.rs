@@ -7,6 +7,7 @@ pub(crate) mod ids;
 pub(crate) mod inbox;
 pub(crate) mod lease;
 pub(crate) mod message;
+pub(crate) mod rate;
 pub(crate) mod shard;
 pub(crate) mod task;
 pub(crate) mod time;

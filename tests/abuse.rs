@@ -110,7 +110,11 @@ fn notices_dropped_for_unread_streams_log_one_line_per_interval() {
     let senders: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
     let mut agents: Vec<&str> = senders.iter().map(String::as_str).collect();
     agents.push("alice");
-    let hub = Hub::start(&agents, "");
+    // The send rate and inbox quotas are lifted: this test is about the log.
+    let hub = Hub::start(
+        &agents,
+        "send_rate_per_second: 1000000\nsend_burst: 1000000\nmax_inbox_messages: 100000\n",
+    );
     // A GET stream opened on a socket that never reads.
     let c = hub.client("alice");
     let mut headers: Vec<(String, String)> = c.headers();

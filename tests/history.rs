@@ -268,7 +268,8 @@ fn history_answers(hub: &Hub, first: &str, second_to_last: &str) -> Vec<Value> {
 
 #[test]
 fn old_messages_answer_the_same_from_storage_and_after_a_restart() {
-    let hub = Hub::start(&["a", "b", "c"], "");
+    // Hundreds of sends in a burst: beyond the default send rate, which is not tested here.
+    let hub = Hub::start(&["a", "b", "c"], "send_burst: 100000\n");
     let (a, b) = (hub.client("a"), hub.client("b"));
     // More messages than the recent keys an agent keeps in memory, and more bytes
     // than the unread bodies it keeps there (512 KiB).

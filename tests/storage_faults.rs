@@ -31,14 +31,28 @@ fn readyz(hub: &Hub) -> Resp {
     request("GET", &format!("{}/readyz", hub.base), &[], "")
 }
 
+/// The subjects of `c`'s unread messages; `None` for a 503 (a call that met the
+/// moment the live state was being rebuilt: clients retry those).
+fn try_subjects(c: &Client) -> Option<Vec<String>> {
+    let r = c.post_json(&json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": {"name": "inbox_pull", "arguments": {"limit": 200}}}));
+    if r.status == 503 {
+        return None;
+    }
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    Some(
+        v["result"]["structuredContent"]["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|m| m["subject"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
 fn subjects(c: &Client) -> Vec<String> {
-    let got = c.call("inbox_pull", json!({"limit": 200}));
-    got["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["subject"].as_str().unwrap().to_string())
-        .collect()
+    wait_for(Duration::from_secs(5), || try_subjects(c)).expect("served within 5 s")
 }
 
 fn faults_heal(config: &str, durable: bool) {
@@ -88,8 +102,7 @@ fn faults_heal(config: &str, durable: bool) {
     );
     // Reads go on, and show only what is on disk (the rebuild drops the rest).
     let shown = wait_for(Duration::from_secs(5), || {
-        let s = subjects(&b);
-        (s == ["before"]).then_some(s)
+        try_subjects(&b).filter(|s| s == &["before"])
     });
     assert!(
         shown.is_some(),

@@ -6,7 +6,7 @@
 
 use super::notify::Notifier;
 use crate::domain::inbox::{
-    AckCheck, AckRefusal, Inbox, SendCheck, SendQuery, Stored, StoredAck, Unread,
+    AckCheck, AckRefusal, Full, Inbox, InboxLimits, SendCheck, SendQuery, Stored, StoredAck, Unread,
 };
 use crate::domain::message::{Draft, Message as Mail};
 use crate::domain::time::{iso, Timestamp};
@@ -38,6 +38,8 @@ struct Waiter {
 pub(crate) struct AgentActor {
     view: AgentView,
     inbox: Inbox,
+    /// The inbox quota agents' sends are held to.
+    limits: InboxLimits,
     waiters: Vec<Waiter>,
     next_waiter: u64,
     /// Removes waiters whose caller is gone, every second while any wait.
@@ -52,12 +54,13 @@ impl AgentActor {
     pub(crate) fn from_row(
         row: AgentRow,
         mail: MailState,
+        limits: InboxLimits,
         store: Store,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
         let mut inbox = Inbox::default();
-        for id in mail.unread {
-            inbox.deliver_stored(id);
+        for (id, size) in mail.unread {
+            inbox.deliver_stored(id, size);
         }
         AgentActor {
             view: AgentView {
@@ -68,6 +71,7 @@ impl AgentActor {
                 last_heartbeat: row.last_heartbeat,
             },
             inbox,
+            limits,
             waiters: Vec::new(),
             next_waiter: 0,
             sweep: None,
@@ -162,6 +166,8 @@ pub(crate) struct SendMessage {
     pub at: Timestamp,
     /// The stored rows asked for by an earlier [`Sent::LookUp`].
     pub stored: Option<Stored>,
+    /// Bytes reserved ([`Reserve`]) in each recipient's inbox for this message.
+    pub reserved: usize,
 }
 
 /// A send: stored and forwarded, or waiting for the stored rows its checks need
@@ -183,21 +189,8 @@ impl Handler<SendMessage> for AgentActor {
         if let SendCheck::LookUp(q) = self.inbox.check_send(&msg.draft, msg.stored.as_ref())? {
             return Ok(Sent::LookUp(q, Box::new(msg)));
         }
-        let d = msg.draft;
-        let message = Arc::new(Mail {
-            id: msg.id,
-            dedupe_key: d.dedupe_key,
-            reply_to: d.reply_to,
-            from_agent: self.view.agent_id.to_string(),
-            to_agent: d.to_agent,
-            round_id: d.round_id,
-            msg_type: d.msg_type,
-            subject: d.subject,
-            body: d.body,
-            context_json: "{}".into(),
-            hop_count: 0,
-            created_at: iso(msg.at),
-        });
+        let from = self.view.agent_id.to_string();
+        let message = Arc::new(msg.draft.into_message(msg.id, &from, iso(msg.at)));
         let ticket = self.store.enqueue(Op::MessageInsert {
             message: message.clone(),
             recipients: msg
@@ -209,7 +202,7 @@ impl Handler<SendMessage> for AgentActor {
         self.inbox
             .record_sent(&message.id, message.dedupe_key.as_deref());
         for (_, addr) in &msg.recipients {
-            addr.do_send(Deliver(message.clone()));
+            addr.do_send(Deliver(message.clone(), Some(msg.reserved)));
         }
         Ok(Sent::Stored(message, ticket))
     }
@@ -234,8 +227,45 @@ impl Handler<CheckDraft> for AgentActor {
     }
 }
 
-/// A message arriving in this agent's inbox (already stored by its sender).
-pub(crate) struct Deliver(pub Arc<Mail>);
+/// Promise room in this agent's inbox for one message of `bytes` about to be sent
+/// (see [`Inbox::reserve`]); kept until its [`Deliver`] or an [`Unreserve`].
+pub(crate) struct Reserve {
+    pub bytes: usize,
+}
+
+impl Message for Reserve {
+    type Result = Result<(), Full>;
+}
+
+impl Handler<Reserve> for AgentActor {
+    type Result = Result<(), Full>;
+
+    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
+        self.inbox.reserve(msg.bytes, self.limits)
+    }
+}
+
+/// The send a [`Reserve`] was for was not stored.
+pub(crate) struct Unreserve {
+    pub bytes: usize,
+}
+
+impl Message for Unreserve {
+    type Result = ();
+}
+
+impl Handler<Unreserve> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unreserve, _: &mut Context<Self>) {
+        self.inbox.unreserve(msg.bytes);
+    }
+}
+
+/// A message arriving in this agent's inbox (already stored by its sender), with
+/// the bytes reserved for it ([`Reserve`]; `None` for hub notices, which bypass
+/// the quota).
+pub(crate) struct Deliver(pub Arc<Mail>, pub Option<usize>);
 
 impl Message for Deliver {
     type Result = ();
@@ -246,6 +276,9 @@ impl Handler<Deliver> for AgentActor {
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         self.notifier.inbox_updated(&self.view.agent_id, &msg.0);
+        if let Some(bytes) = msg.1 {
+            self.inbox.unreserve(bytes);
+        }
         self.inbox.deliver(msg.0);
         for w in self.waiters.drain(..) {
             // A waiter whose HTTP request is gone has dropped its receiver; fine.

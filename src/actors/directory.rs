@@ -5,6 +5,7 @@
 use super::agent::{AgentActor, Deliver};
 use crate::domain::ids::message_id;
 use crate::domain::message::Message;
+use crate::domain::rate::TokenBucket;
 use crate::domain::time::iso;
 use crate::domain::workflow::Notice;
 use crate::domain::AgentId;
@@ -13,7 +14,7 @@ use actix::Addr;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Directory entry of one agent.
 pub(crate) struct AgentHandle {
@@ -22,6 +23,9 @@ pub(crate) struct AgentHandle {
     /// rather than an actor message: it is written on every request and only read
     /// by the operator's presence view.
     pub last_seen_ms: AtomicI64,
+    /// The agent's `message_send` allowance; a lock rather than an actor message
+    /// because it is checked before anything else of a send and held for nanoseconds.
+    pub send_bucket: Mutex<TokenBucket>,
 }
 
 /// The sender id of the hub's own notices.
@@ -37,24 +41,48 @@ pub(crate) struct Directory {
     pub handoffs: DashMap<String, String>,
     /// Agent id → its claimed or in-progress assignments, across all tasks.
     active: DashMap<String, u32>,
+    /// Agent id → the tasks it created that are neither completed nor closed.
+    /// Kept beside the actors (an open task is always in memory), so counting needs
+    /// no scan of the stored tasks.
+    open_tasks: DashMap<String, u32>,
+}
+
+/// Take one of `key`'s units in `map` if fewer than `max` are taken. Atomic: the
+/// entry holds its shard lock while checking.
+fn try_take(map: &DashMap<String, u32>, key: &str, max: u32) -> bool {
+    let mut n = map.entry(key.to_string()).or_insert(0);
+    if *n >= max {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn give_back(map: &DashMap<String, u32>, key: &str) {
+    if let Some(mut n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+    }
 }
 
 impl Directory {
     /// Take one of `agent`'s active-assignment slots if fewer than `max` are taken.
     /// Atomic across tasks: the entry holds its shard lock while checking.
     pub(crate) fn try_reserve_slot(&self, agent: &str, max: u32) -> bool {
-        let mut n = self.active.entry(agent.to_string()).or_insert(0);
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
+        try_take(&self.active, agent, max)
     }
 
     pub(crate) fn release_slot(&self, agent: &str) {
-        if let Some(mut n) = self.active.get_mut(agent) {
-            *n = n.saturating_sub(1);
-        }
+        give_back(&self.active, agent)
+    }
+
+    /// Count one more open task of `dispatcher` if it has fewer than `max`.
+    pub(crate) fn try_reserve_open_task(&self, dispatcher: &str, max: u32) -> bool {
+        try_take(&self.open_tasks, dispatcher, max)
+    }
+
+    /// One of `dispatcher`'s tasks was completed or closed (or never created).
+    pub(crate) fn release_open_task(&self, dispatcher: &str) {
+        give_back(&self.open_tasks, dispatcher)
     }
 
     /// Store a hub notice and put it in the recipient's inbox. Returns its ticket.
@@ -87,7 +115,8 @@ impl Directory {
             message: message.clone(),
             recipients: vec![notice.to],
         });
-        addr.do_send(Deliver(message));
+        // Hub notices bypass the inbox quota: the workflow must reach its agents.
+        addr.do_send(Deliver(message, None));
         ticket
     }
 }

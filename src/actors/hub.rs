@@ -12,13 +12,15 @@ mod tasks;
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};
-use super::lock_manager::LockManager;
+use super::lock_manager::{LockCaps, LockManager};
 use super::notify::Notifier;
 use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
 use super::{HubError, Stop};
 use crate::config::Settings;
+use crate::domain::inbox::InboxLimits;
 use crate::domain::lease::LockTable;
+use crate::domain::rate::TokenBucket;
 use crate::domain::workflow::Limits;
 use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::load_tasks::{owner_of, Owned};
@@ -112,12 +114,21 @@ impl Hub {
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
-            let addr = AgentActor::from_row(row, mail, store.clone(), notifier.clone()).start();
+            let limits = InboxLimits {
+                max_messages: settings.max_inbox_messages,
+                max_bytes: settings.max_inbox_bytes,
+            };
+            let addr =
+                AgentActor::from_row(row, mail, limits, store.clone(), notifier.clone()).start();
             dir.agents.insert(
                 id,
                 AgentHandle {
                     addr,
                     last_seen_ms: AtomicI64::new(0),
+                    send_bucket: std::sync::Mutex::new(TokenBucket::new(
+                        settings.send_rate_per_second,
+                        settings.send_burst,
+                    )),
                 },
             );
         }
@@ -140,12 +151,25 @@ impl Hub {
                 dir.try_reserve_slot(&a.agent_id, u32::MAX);
             }
             let id = state.task.id.clone();
-            let addr = TaskActor::new(state, task_env.clone()).start();
+            let open = state.task.status.is_open();
+            if open {
+                // Counted from what was stored; no limit applies to history.
+                dir.try_reserve_open_task(&state.task.dispatcher_agent_id, u32::MAX);
+            }
+            let mut actor = TaskActor::new(state, task_env.clone());
+            if open {
+                actor = actor.counting_open();
+            }
+            let addr = actor.start();
             tasks.insert(id, addr);
         }
         let task_count = AtomicUsize::new(snapshot.task_count);
         let table = LockTable::restore(snapshot.locks, Vec::new(), Utc::now());
-        let locks = LockManager::new(table, store.clone()).start();
+        let caps = LockCaps {
+            max_held: settings.max_locks_per_agent,
+            max_waits: settings.max_lock_waits_per_agent,
+        };
+        let locks = LockManager::new(table, caps, store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,

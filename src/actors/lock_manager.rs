@@ -5,7 +5,7 @@
 //! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`Expire`].
 
 use crate::domain::ids::random_hex;
-use crate::domain::lease::{conflict, Acquired, Lock, LockTable, Request};
+use crate::domain::lease::{conflict, too_many, Acquired, Lock, LockTable, Request};
 use crate::domain::time::iso;
 use crate::domain::{DomainError, ErrorCode};
 use crate::store::{Op, Store, Ticket};
@@ -27,10 +27,20 @@ struct Waiter {
     reply: oneshot::Sender<Result<Grant, DomainError>>,
 }
 
+/// Per-agent caps: locks held, and `lock_acquire` calls waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockCaps {
+    pub max_held: usize,
+    pub max_waits: usize,
+}
+
 pub(crate) struct LockManager {
     table: LockTable,
+    caps: LockCaps,
     /// Key → parked acquirers, oldest first.
     waiters: HashMap<String, VecDeque<Waiter>>,
+    /// Agent id → its parked acquirers (every key).
+    waits_by: HashMap<String, usize>,
     next_waiter: u64,
     /// Removes waiters whose caller is gone, every second while any wait.
     sweep: Option<SpawnHandle>,
@@ -44,10 +54,12 @@ pub(crate) struct LockManager {
 }
 
 impl LockManager {
-    pub(crate) fn new(table: LockTable, store: Store) -> Self {
+    pub(crate) fn new(table: LockTable, caps: LockCaps, store: Store) -> Self {
         LockManager {
             table,
+            caps,
             waiters: HashMap::new(),
+            waits_by: HashMap::new(),
             next_waiter: 0,
             sweep: None,
             timers: HashMap::new(),
@@ -70,7 +82,10 @@ impl LockManager {
         req: &Request,
         ctx: &mut Context<Self>,
     ) -> Result<Grant, DomainError> {
-        match self.table.acquire(req, Utc::now(), &mut || random_hex(6)) {
+        let now = Utc::now();
+        // Also for a waiter being served: it may have taken other locks meanwhile.
+        self.table.check_cap(req, now, self.caps.max_held)?;
+        match self.table.acquire(req, now, &mut || random_hex(6)) {
             Acquired::Conflict(l) => Err(conflict(&l)),
             Acquired::Granted(l) => {
                 self.arm(ctx, &l);
@@ -107,6 +122,7 @@ impl LockManager {
     /// `key` just became free: hand it to the oldest waiter still listening.
     fn serve_waiters(&mut self, key: &str, ctx: &mut Context<Self>) {
         while let Some(w) = self.waiters.get_mut(key).and_then(VecDeque::pop_front) {
+            self.unpark(&w.req.agent);
             if w.reply.is_closed() {
                 continue; // its HTTP request is gone
             }
@@ -152,6 +168,16 @@ impl LockManager {
                 false
             }
             Err(Err(_)) => false,
+        }
+    }
+
+    /// A waiter of `agent` left its line (served, timed out or gone).
+    fn unpark(&mut self, agent: &str) {
+        if let Some(n) = self.waits_by.get_mut(agent) {
+            *n -= 1;
+            if *n == 0 {
+                self.waits_by.remove(agent);
+            }
         }
     }
 
@@ -236,9 +262,20 @@ impl Handler<Acquire> for LockManager {
             self.freed(&lapsed, ctx);
         }
         let now = self.acquire_now(&msg.req, ctx);
-        if now.is_ok() || msg.wait.is_zero() {
+        let contended = matches!(now, Err(DomainError::LockConflict { .. }));
+        if !contended || msg.wait.is_zero() {
             return MessageResult(AcquireReply::Ready(now));
         }
+        let waits = self.waits_by.entry(msg.req.agent.clone()).or_insert(0);
+        if *waits >= self.caps.max_waits {
+            let max = self.caps.max_waits;
+            return MessageResult(AcquireReply::Ready(Err(too_many(format!(
+                "you have {max} lock_acquire calls waiting (max_lock_waits_per_agent); \
+                 retry {} without wait_seconds or later",
+                msg.req.key
+            )))));
+        }
+        *waits += 1;
         let (tx, rx) = oneshot::channel();
         let id = self.next_waiter;
         self.next_waiter += 1;
@@ -267,6 +304,7 @@ impl Handler<Acquire> for LockManager {
             if queue.is_empty() {
                 act.waiters.remove(&key);
             }
+            act.unpark(&w.req.agent);
             let answer = match act.table.get(&key, Utc::now()) {
                 Some(l) => Err(conflict(l)),
                 // Free but not yet handed out (its timer is about to fire): take it.

@@ -44,6 +44,9 @@ pub(crate) struct TaskActor {
     /// The pending lease timer of each claimed assignment; renewing cancels the old
     /// one so that progress reports do not pile up timers.
     lease_timers: HashMap<String, SpawnHandle>,
+    /// Whether this task holds one of its dispatcher's open-task units (see
+    /// [`Directory::try_reserve_open_task`]); given back once when it finishes.
+    counted_open: bool,
 }
 
 impl TaskActor {
@@ -65,7 +68,15 @@ impl TaskActor {
             last_used: std::time::Instant::now(),
             in_flight: 0,
             lease_timers: HashMap::new(),
+            counted_open: false,
         }
+    }
+
+    /// This open task holds a unit of its dispatcher's open-task count, taken by
+    /// the caller: the actor gives it back when the task completes or is closed.
+    pub(crate) fn counting_open(mut self) -> Self {
+        self.counted_open = true;
+        self
     }
 
     /// Fresh ids of rounds, assignments and handoffs.
@@ -115,6 +126,12 @@ impl TaskActor {
         let mut last = Ticket::NONE;
         for change in changes {
             last = last.max(self.apply_one(change, now, ctx));
+        }
+        // Terminal states are final, so this happens at most once.
+        if self.counted_open && !self.state.task.status.is_open() {
+            self.counted_open = false;
+            let dispatcher = &self.state.task.dispatcher_agent_id;
+            self.env.dir.release_open_task(dispatcher);
         }
         let audit = self.env.store.enqueue(Op::Audit {
             event_type: event.to_string(),

@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub lease_minutes: f64,
     /// A completed or closed task leaves memory after this long unused.
     pub finished_task_idle_secs: u64,
+    /// Tasks one agent may have created that are neither completed nor closed.
+    pub max_open_tasks_per_agent: u32,
     // Where to serve.
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -55,10 +57,22 @@ pub(crate) struct Settings {
     pub inbox_wait_max_seconds: u64,
     /// Most bytes of messages one `inbox_pull` (or inbox read) returns.
     pub max_pull_bytes: usize,
+    /// Unread messages per agent beyond which agents' sends to it are refused.
+    pub max_inbox_messages: usize,
+    /// Unread bytes (as `max_pull_bytes` counts them) per agent, likewise.
+    pub max_inbox_bytes: usize,
+    /// Sends (`message_send`) one agent may make per second, beyond `send_burst`.
+    pub send_rate_per_second: u64,
+    /// Sends one agent may make at once after a quiet spell.
+    pub send_burst: u64,
     // Locks.
     pub lock_ttl_min_seconds: u64,
     pub lock_ttl_max_seconds: u64,
     pub lock_wait_max_seconds: u64,
+    /// Locks one agent may hold at once.
+    pub max_locks_per_agent: usize,
+    /// `lock_acquire` calls of one agent that may wait at once.
+    pub max_lock_waits_per_agent: usize,
     // History.
     pub retention: Retention,
 }
@@ -92,6 +106,7 @@ impl Default for Settings {
             max_simultaneous_assignments: 4,
             lease_minutes: 90.0,
             finished_task_idle_secs: 300,
+            max_open_tasks_per_agent: 1000,
             host: None,
             port: None,
             db: None,
@@ -113,9 +128,15 @@ impl Default for Settings {
             presence_window_secs: 120,
             inbox_wait_max_seconds: 25,
             max_pull_bytes: 1024 * 1024,
+            max_inbox_messages: 10_000,
+            max_inbox_bytes: 64 << 20,
+            send_rate_per_second: 50,
+            send_burst: 500,
             lock_ttl_min_seconds: 1,
             lock_ttl_max_seconds: 86_400,
             lock_wait_max_seconds: 25,
+            max_locks_per_agent: 256,
+            max_lock_waits_per_agent: 64,
             retention: Retention::default(),
         }
     }
@@ -134,6 +155,7 @@ pub(crate) const TEMPLATE: &str = "\
 # max_simultaneous_assignments: 4
 # lease_minutes: 90            # fractions allowed, e.g. 0.5
 # finished_task_idle_secs: 300 # a completed or closed task leaves memory after this long unused
+# max_open_tasks_per_agent: 1000 # tasks one agent created that are not completed or closed
 # Where to serve (flags and AGENT_HUB_HOST / AGENT_HUB_PORT / AGENT_HUB_DB win over these):
 # host: 127.0.0.1
 # port: 8765
@@ -159,10 +181,16 @@ pub(crate) const TEMPLATE: &str = "\
 # Messaging:
 # inbox_wait_max_seconds: 25   # longest inbox_pull wait_seconds (clients cut calls off near 30 s)
 # max_pull_bytes: 1048576      # most bytes of messages one inbox_pull returns (always at least one)
+# max_inbox_messages: 10000    # unread messages per agent; agents' sends beyond it are refused
+# max_inbox_bytes: 67108864    # unread bytes per agent (counted as for max_pull_bytes), likewise
+# send_rate_per_second: 50     # message_send calls per agent per second, beyond the burst
+# send_burst: 500              # message_send calls an agent may make at once
 # Locks:
 # lock_ttl_min_seconds: 1
 # lock_ttl_max_seconds: 86400
 # lock_wait_max_seconds: 25    # longest lock_acquire wait_seconds
+# max_locks_per_agent: 256     # locks one agent holds at once
+# max_lock_waits_per_agent: 64 # lock_acquire calls of one agent waiting at once
 # History (default: keep everything; applied hourly and by `hubctl prune`):
 # retention:
 #   acked_messages_days: 90     # messages every recipient has read
@@ -273,6 +301,9 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_simultaneous_assignments = ctx.int(key, v, 1, 1000)? as u32
         }
         "lease_minutes" => s.lease_minutes = lease_minutes(ctx, key, v)?,
+        "max_open_tasks_per_agent" => {
+            s.max_open_tasks_per_agent = ctx.int(key, v, 1, 1_000_000)? as u32
+        }
         "finished_task_idle_secs" => s.finished_task_idle_secs = ctx.int(key, v, 1, BIG)?,
         "host" => s.host = Some(ctx.string(key, v)?),
         "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
@@ -301,9 +332,17 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
         "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
         "max_pull_bytes" => s.max_pull_bytes = ctx.int(key, v, 4096, 64 << 20)? as usize,
+        "max_inbox_messages" => s.max_inbox_messages = ctx.int(key, v, 1, BIG)? as usize,
+        "max_inbox_bytes" => s.max_inbox_bytes = ctx.int(key, v, 4096, 1 << 40)? as usize,
+        "send_rate_per_second" => s.send_rate_per_second = ctx.int(key, v, 1, 1_000_000)?,
+        "send_burst" => s.send_burst = ctx.int(key, v, 1, 1_000_000)?,
         "lock_ttl_min_seconds" => s.lock_ttl_min_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_ttl_max_seconds" => s.lock_ttl_max_seconds = ctx.int(key, v, 1, BIG)?,
         "lock_wait_max_seconds" => s.lock_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
+        "max_locks_per_agent" => s.max_locks_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize,
+        "max_lock_waits_per_agent" => {
+            s.max_lock_waits_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
+        }
         "retention" => s.retention = retention(ctx, key, v)?,
         _ => return Ok(false),
     }
@@ -458,6 +497,18 @@ mod tests {
             ("body_read_timeout_secs: 0", "body_read_timeout_secs"),
             ("max_batch_items: 0", "max_batch_items"),
             ("max_batch_items: 1001", "max_batch_items"),
+            ("max_in_flight: 0", "max_in_flight"),
+            ("max_in_flight_per_agent: 0", "max_in_flight_per_agent"),
+            ("max_connections: 1", "max_connections"),
+            ("write_timeout_secs: 0", "write_timeout_secs"),
+            ("max_pull_bytes: 10", "max_pull_bytes"),
+            ("send_rate_per_second: 0", "send_rate_per_second"),
+            ("send_burst: 0", "send_burst"),
+            ("max_inbox_messages: 0", "max_inbox_messages"),
+            ("max_inbox_bytes: 100", "max_inbox_bytes"),
+            ("max_open_tasks_per_agent: 0", "max_open_tasks_per_agent"),
+            ("max_locks_per_agent: 0", "max_locks_per_agent"),
+            ("max_lock_waits_per_agent: 0", "max_lock_waits_per_agent"),
             ("allowed_origins: evil", "allowed_origins"),
             ("retention: 5", "retention"),
             ("retention:\n  audit_days: 0", "retention.audit_days"),

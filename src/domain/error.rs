@@ -66,6 +66,10 @@ error_codes! {
     LockConflict => "LOCK_CONFLICT": "another agent holds the lock",
     LockNotHeld => "LOCK_NOT_HELD": "lock_release of a lock the caller does not hold",
     LockNotFound => "LOCK_NOT_FOUND": "operator unlock of a key nobody holds",
+    RateLimited => "RATE_LIMITED": "the caller sent faster than send_rate_per_second allows beyond send_burst; retry_after_seconds says when a send is accepted again",
+    TooManyOpenTasks => "TOO_MANY_OPEN_TASKS": "the caller created max_open_tasks_per_agent tasks that are neither completed nor closed",
+    TooManyLocks => "TOO_MANY_LOCKS": "the caller holds max_locks_per_agent locks, or has max_lock_waits_per_agent lock_acquire calls waiting",
+    InboxFull => "INBOX_FULL": "the recipient of a direct message has max_inbox_messages unread messages or max_inbox_bytes unread bytes",
     Internal => "INTERNAL": "the hub failed (storage, shutdown or a bug); never a refusal of the call itself",
 }
 
@@ -121,6 +125,12 @@ pub(crate) enum DomainError {
     ReplyToNotFound(String),
     #[error("task {task_id} already has {limit} messages (max_messages_per_task)")]
     MessageLimitReached { task_id: String, limit: u32 },
+    #[error("sending too fast: at most {rate} messages per second beyond a burst of {burst} (send_rate_per_second, send_burst); retry after {:.3} s", *retry_after_ms as f64 / 1000.0)]
+    RateLimited {
+        retry_after_ms: u64,
+        rate: u64,
+        burst: u64,
+    },
     #[error("lock {key} is held by {holder} until {expires_at}")]
     LockConflict {
         key: String,
@@ -162,6 +172,7 @@ impl DomainError {
             DomainError::NotFound(_) => ErrorCode::NotFound,
             DomainError::ReplyToNotFound(_) => ErrorCode::ReplyToNotFound,
             DomainError::MessageLimitReached { .. } => ErrorCode::MessageLimitReached,
+            DomainError::RateLimited { .. } => ErrorCode::RateLimited,
             DomainError::LockConflict { .. } => ErrorCode::LockConflict,
             DomainError::LockNotHeld { .. } => ErrorCode::LockNotHeld,
             DomainError::Refused { code, .. } => *code,
@@ -178,6 +189,12 @@ impl DomainError {
             }
             DomainError::DuplicateMessage { message_id, .. } => {
                 m.insert("message_id".into(), message_id.clone().into());
+            }
+            DomainError::RateLimited { retry_after_ms, .. } => {
+                m.insert(
+                    "retry_after_seconds".into(),
+                    (*retry_after_ms as f64 / 1000.0).into(),
+                );
             }
             DomainError::LockConflict {
                 holder, expires_at, ..

@@ -28,6 +28,30 @@ fn cost(m: &Message) -> usize {
     m.body.len() + m.subject.len() + 256
 }
 
+/// The per-agent inbox quota: unread messages, and their bytes as
+/// [`Message::pull_size`] counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InboxLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for InboxLimits {
+    fn default() -> Self {
+        InboxLimits {
+            max_messages: usize::MAX,
+            max_bytes: usize::MAX,
+        }
+    }
+}
+
+/// Which quota a message would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    Messages(usize),
+    Bytes(usize),
+}
+
 /// An unread message: held in memory, or only its id (its row is on disk).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Unread {
@@ -137,8 +161,13 @@ pub(crate) struct Inbox {
     /// numbers (to find the latest held ones quickly).
     held_bytes: usize,
     held: BTreeSet<u64>,
-    /// Message id → arrival number, for acks.
-    unread_index: HashMap<String, u64>,
+    /// Message id → arrival number and size ([`Message::pull_size`]), for acks.
+    unread_index: HashMap<String, (u64, usize)>,
+    /// Sum of the sizes of the unread messages.
+    unread_bytes: usize,
+    /// Room promised to sends not delivered yet ([`Inbox::reserve`]): messages, bytes.
+    reserved: usize,
+    reserved_bytes: usize,
     next_arrival: u64,
     /// Recently received (read or not) and sent ids, and dedupe keys → first id.
     received: Recent<()>,
@@ -163,6 +192,9 @@ impl Inbox {
             held_bytes: 0,
             held: BTreeSet::new(),
             unread_index: HashMap::new(),
+            unread_bytes: 0,
+            reserved: 0,
+            reserved_bytes: 0,
             next_arrival: 0,
             received: Recent::new(cap),
             sent: Recent::new(cap),
@@ -201,13 +233,37 @@ impl Inbox {
         let e = self.received.insert(m.id.clone(), seq, ());
         self.evicted(e);
         let c = cost(&m);
+        let size = m.pull_size();
         if self.held_bytes + c <= HELD_BYTES {
             self.held_bytes += c;
-            let n = self.arrive(m.id.clone(), Unread::Held(m));
+            let n = self.arrive(m.id.clone(), Unread::Held(m), size);
             self.held.insert(n);
         } else {
-            self.arrive(m.id.clone(), Unread::OnDisk(m.id.clone()));
+            self.arrive(m.id.clone(), Unread::OnDisk(m.id.clone()), size);
         }
+    }
+
+    /// Promise room for one message of `bytes` to a send about to be stored, or say
+    /// which quota it would break. Unread and promised messages together stay within
+    /// `limits` (hub notices, delivered without a promise, may go beyond them).
+    pub(crate) fn reserve(&mut self, bytes: usize, limits: InboxLimits) -> Result<(), Full> {
+        if self.unread.len() + self.reserved >= limits.max_messages {
+            return Err(Full::Messages(limits.max_messages));
+        }
+        let after = self.unread_bytes + self.reserved_bytes + bytes;
+        if after > limits.max_bytes {
+            return Err(Full::Bytes(limits.max_bytes));
+        }
+        self.reserved += 1;
+        self.reserved_bytes += bytes;
+        Ok(())
+    }
+
+    /// Give back a promise of [`Inbox::reserve`]: its message was delivered (then
+    /// counted as unread) or not sent.
+    pub(crate) fn unreserve(&mut self, bytes: usize) {
+        self.reserved = self.reserved.saturating_sub(1);
+        self.reserved_bytes = self.reserved_bytes.saturating_sub(bytes);
     }
 
     /// Rows of unread messages just read back from disk for a pull: held in memory
@@ -215,7 +271,7 @@ impl Inbox {
     /// so that pulling the same backlog again before acking it does not read it again.
     pub(crate) fn hold(&mut self, rows: &[Arc<Message>]) {
         for m in rows {
-            let Some(&n) = self.unread_index.get(&m.id) else {
+            let Some(&(n, _)) = self.unread_index.get(&m.id) else {
                 continue;
             };
             if !matches!(self.unread.get(&n), Some(Unread::OnDisk(_))) {
@@ -254,17 +310,19 @@ impl Inbox {
         }
     }
 
-    /// An unread message known only by its id (start-up: bodies stay on disk).
-    pub(crate) fn deliver_stored(&mut self, id: String) {
+    /// An unread message known only by its id and size (start-up: bodies stay on
+    /// disk).
+    pub(crate) fn deliver_stored(&mut self, id: String, size: usize) {
         if !self.unread_index.contains_key(&id) {
-            self.arrive(id.clone(), Unread::OnDisk(id));
+            self.arrive(id.clone(), Unread::OnDisk(id), size);
         }
     }
 
-    fn arrive(&mut self, id: String, u: Unread) -> u64 {
+    fn arrive(&mut self, id: String, u: Unread, size: usize) -> u64 {
         let n = self.next_arrival;
         self.next_arrival += 1;
-        self.unread_index.insert(id, n);
+        self.unread_bytes += size;
+        self.unread_index.insert(id, (n, size));
         self.unread.insert(n, u);
         n
     }
@@ -367,7 +425,8 @@ impl Inbox {
         }
         let mut newly = Vec::new();
         for id in ids {
-            if let Some(n) = self.unread_index.remove(id) {
+            if let Some((n, size)) = self.unread_index.remove(id) {
+                self.unread_bytes -= size;
                 if let Some(Unread::Held(m)) = self.unread.remove(&n) {
                     self.held_bytes -= cost(&m);
                     self.held.remove(&n);

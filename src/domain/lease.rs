@@ -110,6 +110,14 @@ pub(crate) struct LockTable {
     counters: HashMap<String, u64>,
     /// Stored leases that had lapsed when restored, for the owner to delete.
     lapsed: Vec<Lock>,
+    /// Agent id → entries of `locks` it holds (a lease that lapsed a moment ago
+    /// counts until its timer removes it, a few ms later).
+    held_by: HashMap<String, usize>,
+}
+
+/// Refusal of a lock call beyond a per-agent cap, naming the cap.
+pub(crate) fn too_many(what: String) -> DomainError {
+    DomainError::refused(super::error::ErrorCode::TooManyLocks, what)
 }
 
 impl LockTable {
@@ -127,12 +135,59 @@ impl LockTable {
             let c = t.counters.entry(l.lock_key.clone()).or_insert(0);
             *c = (*c).max(l.fencing_token);
             if l.expires_at > now {
-                t.locks.insert(l.lock_key.clone(), l);
+                t.insert(l);
             } else {
                 t.lapsed.push(l);
             }
         }
         t
+    }
+
+    fn insert(&mut self, l: Lock) {
+        *self.held_by.entry(l.holder_agent_id.clone()).or_insert(0) += 1;
+        if let Some(old) = self.locks.insert(l.lock_key.clone(), l) {
+            self.uncount(&old);
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Lock> {
+        let l = self.locks.remove(key)?;
+        self.uncount(&l);
+        Some(l)
+    }
+
+    fn uncount(&mut self, l: &Lock) {
+        if let Some(n) = self.held_by.get_mut(&l.holder_agent_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.held_by.remove(&l.holder_agent_id);
+            }
+        }
+    }
+
+    /// Locks `agent` holds.
+    pub(crate) fn held_by(&self, agent: &str) -> usize {
+        self.held_by.get(agent).copied().unwrap_or(0)
+    }
+
+    /// Whether `req` may take one more lock under `max` per agent: a renewal
+    /// always may (it takes nothing new).
+    pub(crate) fn check_cap(
+        &self,
+        req: &Request,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(), DomainError> {
+        let renewal = self
+            .get(&req.key, now)
+            .is_some_and(|l| l.holder_agent_id == req.agent);
+        if renewal || self.held_by(&req.agent) < max {
+            return Ok(());
+        }
+        Err(too_many(format!(
+            "you hold {max} locks (max_locks_per_agent); release one before acquiring {}",
+            req.key
+        )))
     }
 
     /// Whether the last fencing token of `key` is known here (held now, or used
@@ -201,7 +256,7 @@ impl LockTable {
             expires_at: now + req.ttl,
             created_at: now,
         };
-        self.locks.insert(req.key.clone(), l.clone());
+        self.insert(l.clone());
         Acquired::Granted(l)
     }
 
@@ -214,7 +269,7 @@ impl LockTable {
     ) -> Result<Lock, DomainError> {
         match self.get(key, now) {
             Some(l) if l.holder_agent_id == agent => {
-                Ok(self.locks.remove(key).expect("invariant: just found"))
+                Ok(self.remove(key).expect("invariant: just found"))
             }
             Some(l) => Err(DomainError::LockNotHeld {
                 key: key.to_string(),
@@ -230,13 +285,13 @@ impl LockTable {
     /// Operator force-release of a live lock.
     pub(crate) fn force_release(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
         self.get(key, now)?;
-        self.locks.remove(key)
+        self.remove(key)
     }
 
     /// Drop the lock on `key` if its lease has lapsed; returns it.
     pub(crate) fn expire(&mut self, key: &str, now: Timestamp) -> Option<Lock> {
         if self.locks.get(key).is_some_and(|l| l.expires_at <= now) {
-            return self.locks.remove(key);
+            return self.remove(key);
         }
         None
     }
@@ -273,6 +328,35 @@ mod tests {
             n += 1;
             format!("l{n}")
         }
+    }
+
+    #[test]
+    fn locks_per_agent_are_capped_and_counted_through_every_exit() {
+        let mut tab = LockTable::default();
+        let mut g = ids();
+        let on = |key: &str, agent: &str, ttl: i64| {
+            validate(key, agent, "branch", "", ttl as f64, (1, 86400)).unwrap()
+        };
+        for k in ["a", "b"] {
+            tab.check_cap(&on(k, "al", 10), t(0), 2).unwrap();
+            tab.acquire(&on(k, "al", 10), t(0), &mut g);
+        }
+        assert_eq!(tab.held_by("al"), 2);
+        let e = tab.check_cap(&on("c", "al", 10), t(0), 2).unwrap_err();
+        assert_eq!(e.code(), crate::domain::ErrorCode::TooManyLocks);
+        assert!(e.to_string().contains("max_locks_per_agent"), "{e}");
+        // Renewing a held key takes nothing new; others are not affected.
+        tab.check_cap(&on("a", "al", 10), t(1), 2).unwrap();
+        tab.check_cap(&on("c", "bo", 10), t(1), 2).unwrap();
+        // Release, expiry, force-release and a lapsed lease taken over all count down.
+        tab.release("a", "al", t(1)).unwrap();
+        assert_eq!(tab.held_by("al"), 1);
+        tab.acquire(&on("b", "bo", 10), t(11), &mut g);
+        assert_eq!((tab.held_by("al"), tab.held_by("bo")), (0, 1));
+        tab.force_release("b", t(12)).unwrap();
+        tab.acquire(&on("c", "bo", 1), t(12), &mut g);
+        tab.expire("c", t(20)).unwrap();
+        assert_eq!(tab.held_by("bo"), 0);
     }
 
     #[test]

@@ -60,6 +60,45 @@ impl Message {
     }
 }
 
+impl Draft {
+    /// The stored message this draft becomes when `from` sends it as `id` at
+    /// `created_at`.
+    pub(crate) fn into_message(self, id: String, from: &str, created_at: String) -> Message {
+        Message {
+            id,
+            dedupe_key: self.dedupe_key,
+            reply_to: self.reply_to,
+            from_agent: from.to_string(),
+            to_agent: self.to_agent,
+            round_id: self.round_id,
+            msg_type: self.msg_type,
+            subject: self.subject,
+            body: self.body,
+            context_json: "{}".into(),
+            hop_count: 0,
+            created_at,
+        }
+    }
+
+    /// [`Message::pull_size`] of [`Draft::into_message`] without building it (the
+    /// body is not copied), for the recipients' inbox quota.
+    pub(crate) fn pull_size(&self, id: &str, from: &str, created_at: &str) -> usize {
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+        id.len()
+            + opt(&self.dedupe_key)
+            + opt(&self.reply_to)
+            + from.len()
+            + opt(&self.to_agent)
+            + opt(&self.round_id)
+            + self.msg_type.len()
+            + self.subject.len()
+            + self.body.len()
+            + "{}".len()
+            + created_at.len()
+            + PULL_OVERHEAD_BYTES
+    }
+}
+
 /// Field names, quotes and numbers of one message as `inbox_pull` shows it.
 pub(crate) const PULL_OVERHEAD_BYTES: usize = 200;
 
@@ -162,6 +201,18 @@ mod tests {
         assert_eq!(fit_in([5000, 10], 1000), 1);
         assert_eq!(fit_in([], 1000), 0);
         assert_eq!(fit_in([10, 10], 1000), 2);
+    }
+
+    #[test]
+    fn a_drafts_size_is_its_messages_size() {
+        let d = validate_draft(Some("bob"), "s", "héllo", None, Some("k"), None, None).unwrap();
+        let size = d.pull_size("0123", "alice", "2026-01-01T00:00:00.000000+00:00");
+        let m = d.into_message(
+            "0123".into(),
+            "alice",
+            "2026-01-01T00:00:00.000000+00:00".into(),
+        );
+        assert_eq!(size, m.pull_size());
     }
 
     #[test]

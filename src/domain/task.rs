@@ -56,6 +56,14 @@ status_enum!(AssignmentStatus {
     Cancelled => "cancelled",
 });
 
+impl TaskStatus {
+    /// Neither completed nor closed: counts against the dispatcher's
+    /// `max_open_tasks_per_agent`.
+    pub(crate) fn is_open(self) -> bool {
+        !matches!(self, TaskStatus::Completed | TaskStatus::Closed)
+    }
+}
+
 impl AssignmentStatus {
     /// Claimed or in progress: counts against `max_simultaneous_assignments` and
     /// holds a lease.

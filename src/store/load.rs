@@ -126,11 +126,22 @@ fn agent_rows(
 }
 
 /// Messaging state of one agent at start-up: the ids of its unread deliveries in
-/// arrival order. Bodies, and what it sent and read, stay on disk ([`super::mail`]).
+/// arrival order, with their sizes (for the inbox quota). Bodies, and what it sent
+/// and read, stay on disk ([`super::mail`]).
 #[derive(Debug, Default)]
 pub(crate) struct MailState {
-    pub unread: Vec<String>,
+    pub unread: Vec<(String, usize)>,
 }
+
+/// `Message::pull_size` in SQL, of the `messages` row `m`: byte lengths (a BLOB's
+/// length is its bytes; a TEXT's would be characters) plus the same overhead.
+const PULL_SIZE_SQL: &str =
+    "length(CAST(m.id AS BLOB)) + coalesce(length(CAST(m.dedupe_key AS BLOB)), 0)
+    + coalesce(length(CAST(m.reply_to AS BLOB)), 0) + length(CAST(m.from_agent AS BLOB))
+    + coalesce(length(CAST(m.to_agent AS BLOB)), 0) + coalesce(length(CAST(m.round_id AS BLOB)), 0)
+    + length(CAST(m.msg_type AS BLOB)) + length(CAST(m.subject AS BLOB))
+    + length(CAST(m.body AS BLOB)) + length(CAST(m.context_json AS BLOB))
+    + length(CAST(m.created_at AS BLOB))";
 
 pub(crate) fn message_from_row(
     r: &rusqlite::Row<'_>,
@@ -160,14 +171,23 @@ fn load_mail(
     params: &[String],
 ) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
     let mut out: std::collections::HashMap<String, MailState> = Default::default();
+    // Sizes are read from the message rows of unread deliveries only (by primary
+    // key): the read history is still not scanned.
+    let cond = cond
+        .replace("agent_id", "r.agent_id")
+        .replace("shard", "r.shard");
     let mut stmt = conn.prepare(&format!(
-        "SELECT agent_id, message_id FROM message_recipients
-         WHERE read_at IS NULL{cond} ORDER BY agent_id, rowid"
+        "SELECT r.agent_id, r.message_id, {PULL_SIZE_SQL}
+         FROM message_recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.read_at IS NULL{cond} ORDER BY r.agent_id, r.rowid"
     ))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let overhead = crate::domain::message::PULL_OVERHEAD_BYTES as i64;
     while let Some(r) = rows.next()? {
         let agent: String = r.get(0)?;
-        out.entry(agent).or_default().unread.push(r.get(1)?);
+        let size: i64 = r.get(2)?;
+        let size = usize::try_from(size + overhead).unwrap_or(0);
+        out.entry(agent).or_default().unread.push((r.get(1)?, size));
     }
     Ok(out)
 }

@@ -2,14 +2,17 @@
 
 use super::Hub;
 use crate::actors::agent::{
-    Ack, Acked, AgentActor, CheckDraft, Hold, Pull, PullReply, SendMessage, Sent,
+    Ack, Acked, AgentActor, CheckDraft, Hold, Pull, PullReply, Reserve, SendMessage, Sent,
+    Unreserve,
 };
 use crate::actors::task::commands::{CountMessage, CountStep};
 use crate::actors::HubError;
 use crate::domain::ids::message_id;
-use crate::domain::inbox::{SendCheck, SendQuery, Stored, StoredAck, Unread};
+use crate::domain::inbox::{Full, SendCheck, SendQuery, Stored, StoredAck, Unread};
 use crate::domain::message::{fit_in, Draft, Message};
-use crate::domain::AgentId;
+use crate::domain::rate::retry_after_ms;
+use crate::domain::time::iso;
+use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::{mail, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
@@ -18,6 +21,27 @@ use std::sync::Arc;
 /// How often one call may be sent back for stored rows: a second time only when
 /// hundreds of the agent's messages went by during one look-up.
 const LOOKUP_ATTEMPTS: usize = 4;
+
+/// An accepted `message_send`: the stored message, who got it, and the recipients
+/// of a broadcast skipped because their inbox was full.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub message: Arc<Message>,
+    pub recipients: Vec<AgentId>,
+    pub skipped: Vec<AgentId>,
+}
+
+/// INBOX_FULL for a direct message to `to`, naming the quota.
+fn inbox_full(to: &str, full: Full) -> DomainError {
+    let why = match full {
+        Full::Messages(n) => format!("{n} unread messages (max_inbox_messages)"),
+        Full::Bytes(n) => format!("{n} bytes of unread messages (max_inbox_bytes)"),
+    };
+    DomainError::refused(
+        ErrorCode::InboxFull,
+        format!("the inbox of {to} is full: it holds {why}; nothing was sent, retry once {to} has read its messages"),
+    )
+}
 
 /// What one `inbox_pull` returns: the oldest unread messages, at most `limit` and
 /// `max_pull_bytes` (but at least one), and whether more are waiting.
@@ -35,8 +59,9 @@ impl Hub {
         from: &AgentId,
         draft: Draft,
         now: DateTime<Utc>,
-    ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
+    ) -> Result<Delivered, HubError> {
         self.writable()?;
+        self.take_send_token(from, now)?;
         // Counting against the task's budget, sending and giving the count back on a
         // refusal must not stop halfway when the caller goes away (a disconnect,
         // notifications/cancelled): they run as a task of their own.
@@ -51,6 +76,26 @@ impl Hub {
                     HubError::bug(format!("message_send task panicked: {e}"))
                 }
             })?
+    }
+
+    /// One `message_send` against the sender's rate (a broadcast counts once). A
+    /// refused send takes nothing; an accepted one that is refused later (a
+    /// duplicate, a full inbox) still counts: the rate is of attempts.
+    fn take_send_token(&self, from: &AgentId, now: DateTime<Utc>) -> Result<(), HubError> {
+        let Some(h) = self.inner.dir.agents.get(from) else {
+            return Err(DomainError::UnknownAgent(from.to_string()).into());
+        };
+        // A panic while held cannot leave a bucket half-updated: use it as it is.
+        let mut bucket = h.send_bucket.lock().unwrap_or_else(|e| e.into_inner());
+        bucket.take(now).map_err(|secs| {
+            let s = &self.inner.settings;
+            DomainError::RateLimited {
+                retry_after_ms: retry_after_ms(secs),
+                rate: s.send_rate_per_second,
+                burst: s.send_burst,
+            }
+            .into()
+        })
     }
 
     fn recipients(
@@ -80,8 +125,69 @@ impl Hub {
         from: &AgentId,
         draft: Draft,
         now: DateTime<Utc>,
-    ) -> Result<(Arc<Message>, Vec<AgentId>), HubError> {
+    ) -> Result<Delivered, HubError> {
         let recipients = self.recipients(from, &draft)?;
+        let id = message_id(now.timestamp_millis());
+        let size = draft.pull_size(&id, from.as_str(), &iso(now));
+        let (recipients, skipped) = self.reserve_inboxes(recipients, size).await;
+        if let (Some(to), Some((_, full))) = (&draft.to_agent, skipped.first()) {
+            return Err(inbox_full(to, *full).into());
+        }
+        let addrs: Vec<Addr<AgentActor>> = recipients.iter().map(|(_, a)| a.clone()).collect();
+        let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
+        let sent = self
+            .count_and_store(from, draft, recipients, id, size, now)
+            .await;
+        if sent.is_err() {
+            // Nothing was stored or delivered: the promised room is free again.
+            for a in addrs {
+                a.do_send(Unreserve { bytes: size });
+            }
+        }
+        let message = self.durable(sent?).await?;
+        Ok(Delivered {
+            message,
+            recipients: ids,
+            skipped: skipped.into_iter().map(|(id, _)| id).collect(),
+        })
+    }
+
+    /// Promise room for a message of `bytes` in each recipient's inbox: those with
+    /// room, and those without (with the quota it would break). A promise is kept
+    /// until the message is delivered or given back, so concurrent sends never take
+    /// an inbox past its quota.
+    async fn reserve_inboxes(
+        &self,
+        recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        bytes: usize,
+    ) -> (Vec<(AgentId, Addr<AgentActor>)>, Vec<(AgentId, Full)>) {
+        let asks = recipients.iter().map(|(_, a)| a.send(Reserve { bytes }));
+        let answers = futures_util::future::join_all(asks).await;
+        let mut room = Vec::with_capacity(recipients.len());
+        let mut full = Vec::new();
+        for ((id, addr), answer) in recipients.into_iter().zip(answers) {
+            match answer {
+                Ok(Ok(())) => room.push((id, addr)),
+                Ok(Err(f)) => full.push((id, f)),
+                // Its actor stopped (shutdown): nothing promised, nothing to deliver to.
+                Err(_) => full.push((id, Full::Messages(0))),
+            }
+        }
+        (room, full)
+    }
+
+    /// Count the message against its task's budget (if it has a round), then store
+    /// and deliver it; refusals give the count back. Returns the stored message and
+    /// its ticket; an error means nothing was stored.
+    async fn count_and_store(
+        &self,
+        from: &AgentId,
+        draft: Draft,
+        recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        id: String,
+        reserved: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<Message>, Ticket), HubError> {
         let mut checked = None;
         // A message about a round counts against its task's max_messages_per_task;
         // the count is given back if the send is then refused (e.g. a duplicate).
@@ -99,9 +205,8 @@ impl Hub {
             }
             None => None,
         };
-        let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
         let sent = self
-            .store_message(from, draft, recipients, now, checked)
+            .store_message(from, draft, recipients, (id, reserved), now, checked)
             .await;
         match (&sent, &counted) {
             // Nothing to wait for: the task only learns the message is in flight no more.
@@ -122,8 +227,7 @@ impl Hub {
             }
             _ => {}
         }
-        let message = self.durable(sent?).await?;
-        Ok((message, ids))
+        sent
     }
 
     /// The sender's checks of a draft, with the stored rows when its recent keys
@@ -153,16 +257,18 @@ impl Hub {
         from: &AgentId,
         draft: Draft,
         recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        (id, reserved): (String, usize),
         now: DateTime<Utc>,
         checked: Option<Stored>,
     ) -> Result<(Arc<Message>, Ticket), HubError> {
         let addr = self.agent(from)?;
         let mut send = SendMessage {
-            id: message_id(now.timestamp_millis()),
+            id,
             draft,
             recipients,
             at: now,
             stored: checked,
+            reserved,
         };
         for _ in 0..LOOKUP_ATTEMPTS {
             match addr.send(send).await?? {

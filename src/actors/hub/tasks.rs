@@ -36,14 +36,28 @@ impl Hub {
         // racing create of the same id is caught by the entry below.
         let key = id.to_string();
         let stored = self.inner.store.read(move |c| task_exists(c, &key)).await?;
+        if stored {
+            return Err(task_exists_error(id).into());
+        }
+        let dir = &self.inner.dir;
+        let max = self.inner.settings.max_open_tasks_per_agent;
+        if !dir.try_reserve_open_task(caller.as_str(), max) {
+            return Err(DomainError::refused(
+                ErrorCode::TooManyOpenTasks,
+                format!(
+                    "you have {max} open tasks (draft, awaiting approval or dispatched); \
+                     complete or close some first (max_open_tasks_per_agent)"
+                ),
+            )
+            .into());
+        }
         // The entry (and its shard lock) is released before any await.
         let created = match self.inner.task_env.tasks.entry(id.to_string()) {
-            _ if stored => None,
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
                 let ticket = self.inner.store.enqueue(Op::TaskCreated(task.clone()));
-                let actor = TaskActor::new(state, self.inner.task_env.clone());
+                let actor = TaskActor::new(state, self.inner.task_env.clone()).counting_open();
                 v.insert(TaskActor::start_in_arbiter(
                     &self.inner.arbiter,
                     move |_| actor,
@@ -53,11 +67,8 @@ impl Hub {
             }
         };
         let Some(ticket) = created else {
-            return Err(DomainError::refused(
-                ErrorCode::TaskExists,
-                format!("task {id} already exists; choose another task_id"),
-            )
-            .into());
+            dir.release_open_task(caller.as_str());
+            return Err(task_exists_error(id).into());
         };
         self.inner.store.wait_durable(ticket).await?;
         Ok(task)
@@ -191,6 +202,13 @@ impl Hub {
         list.truncate(MAX_LISTED_ASSIGNMENTS);
         Ok((list, truncated))
     }
+}
+
+fn task_exists_error(id: &str) -> DomainError {
+    DomainError::refused(
+        ErrorCode::TaskExists,
+        format!("task {id} already exists; choose another task_id"),
+    )
 }
 
 /// The most assignments `assignment_list` without a round returns.

@@ -159,7 +159,7 @@ fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
 #[test]
 fn a_backlog_keeps_bodies_on_disk() {
     let mut i = Inbox::default();
-    i.deliver_stored("old".into());
+    i.deliver_stored("old".into(), 300);
     let fit = HELD_BYTES / cost(&msg("m0", "x"));
     for n in 0..fit + 10 {
         i.deliver(msg(&format!("m{n}"), "x"));
@@ -192,8 +192,8 @@ fn a_backlog_keeps_bodies_on_disk() {
 #[test]
 fn pulled_rows_are_held_again() {
     let mut i = Inbox::default();
-    i.deliver_stored("a".into());
-    i.deliver_stored("b".into());
+    i.deliver_stored("a".into(), 300);
+    i.deliver_stored("b".into(), 300);
     i.hold(&[msg("a", "x"), msg("zz", "x")]);
     let all = i.peek(10);
     assert!(matches!(&all[0], Unread::Held(m) if m.id == "a"));
@@ -235,7 +235,7 @@ fn an_answer_covers_only_what_it_asked() {
 #[test]
 fn pulled_rows_take_the_place_of_later_ones() {
     let mut i = Inbox::default();
-    i.deliver_stored("old".into());
+    i.deliver_stored("old".into(), 300);
     let fit = HELD_BYTES / cost(&msg("m0", "x"));
     for n in 0..fit {
         i.deliver(msg(&format!("m{n}"), "x"));
@@ -245,4 +245,34 @@ fn pulled_rows_take_the_place_of_later_ones() {
     assert!(matches!(&all[0], Unread::Held(m) if m.id == "old"));
     assert_eq!(all[fit], Unread::OnDisk(format!("m{}", fit - 1)));
     assert!(i.held_bytes <= HELD_BYTES);
+}
+
+#[test]
+fn reservations_and_unread_messages_stay_within_the_quota() {
+    let limits = InboxLimits {
+        max_messages: 2,
+        max_bytes: 10_000,
+    };
+    let mut i = Inbox::default();
+    let m = msg("m1", "a");
+    let size = m.pull_size();
+    i.reserve(size, limits).unwrap();
+    i.reserve(size, limits).unwrap();
+    assert_eq!(i.reserve(size, limits), Err(Full::Messages(2)));
+    // Delivery turns a promise into an unread message; a send not stored gives it back.
+    i.unreserve(size);
+    i.deliver(m);
+    i.unreserve(size);
+    i.reserve(size, limits).unwrap();
+    assert_eq!(i.reserve(size, limits), Err(Full::Messages(2)));
+    i.unreserve(size);
+    // Acking frees the room; bytes are a quota of their own.
+    done(i.ack(&["m1".to_string()], None));
+    let tight = InboxLimits {
+        max_messages: 10,
+        max_bytes: size * 2,
+    };
+    i.deliver_stored("old".into(), size);
+    i.reserve(size, tight).unwrap();
+    assert_eq!(i.reserve(1, tight), Err(Full::Bytes(size * 2)));
 }

@@ -79,7 +79,8 @@ fn send_def() -> ToolDef {
             output_properties: json!({
                 "message_id": {"type": "string"},
                 "recipients": {"type": "array", "items": {"type": "string"}},
-                "broadcast": {"type": "boolean"}
+                "broadcast": {"type": "boolean"},
+                "skipped": {"type": "array", "items": {"type": "string"}, "description": "recipients of a broadcast left out because their inbox was full (max_inbox_messages, max_inbox_bytes)"}
             }),
             read_only: false,
             idempotent: false,
@@ -109,11 +110,12 @@ async fn send(ctx: &CallCtx<'_>, a: SendArgs) -> Result<Map<String, Value>, HubE
         a.reply_to.as_deref(),
     )?;
     let broadcast = draft.to_agent.is_none();
-    let (message, recipients) = ctx.hub.send_message(ctx.agent, draft, ctx.now).await?;
+    let sent = ctx.hub.send_message(ctx.agent, draft, ctx.now).await?;
     Ok(fields(json!({
-        "message_id": message.id,
-        "recipients": recipients,
+        "message_id": sent.message.id,
+        "recipients": sent.recipients,
         "broadcast": broadcast,
+        "skipped": sent.skipped,
     })))
 }
 

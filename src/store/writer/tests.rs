@@ -313,7 +313,13 @@ async fn live_state_loads_by_shard_and_by_owner() {
     store.wait_durable(last).await.unwrap();
 
     let (row, mail) = store.load_agent(b).await.unwrap().unwrap();
-    assert_eq!((row.id.as_str(), mail.unread), (b, vec!["m2".to_string()]));
+    // The size is Message::pull_size of m2, computed by SQL: id, from, to,
+    // msg_type, body, context_json, created_at and the overhead.
+    let size = 2 + a.len() + b.len() + 4 + 2 + 2 + 2 + 200;
+    assert_eq!(
+        (row.id.as_str(), mail.unread),
+        (b, vec![("m2".to_string(), size)])
+    );
     assert!(store.load_agent("nobody").await.unwrap().is_none());
 
     let c = Connection::open(&path).unwrap();
