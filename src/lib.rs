@@ -15,6 +15,8 @@ pub(crate) mod auth;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod domain;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod log_limit;
 pub(crate) mod mcp;

@@ -275,4 +275,6 @@ impl TaskState {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;

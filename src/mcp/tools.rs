@@ -66,8 +66,39 @@ pub(crate) struct Tool {
     run: RawHandler,
     /// The argument names the handler's struct accepts (a test checks them against
     /// the schema).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     accepted: Arc<[String]>,
+    /// Decoding alone, without the handler: what the property tests and fuzz targets
+    /// exercise (the handlers need a running hub).
+    #[cfg(any(test, feature = "fuzzing"))]
+    decode_only: DecodeOnly,
+}
+
+/// Decoding of a tool's arguments alone, given the names it accepts.
+#[cfg(any(test, feature = "fuzzing"))]
+type DecodeOnly = fn(Map<String, Value>, &[String]) -> Result<(), DomainError>;
+
+/// Decode arguments into `A` and drop them.
+#[cfg(any(test, feature = "fuzzing"))]
+fn decode_only<A: DeserializeOwned>(
+    args: Map<String, Value>,
+    accepted: &[String],
+) -> Result<(), DomainError> {
+    decode::<A>(args, accepted).map(drop)
+}
+
+/// Every tool's name.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    all().iter().map(|t| t.def.name)
+}
+
+/// Decode `args` as tool `name`'s handler would, without running it; None for an
+/// unknown tool.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_args(name: &str, args: Map<String, Value>) -> Option<Result<(), DomainError>> {
+    let tool = all().iter().find(|t| t.def.name == name)?;
+    Some((tool.decode_only)(args, &tool.accepted))
 }
 
 impl Tool {
@@ -75,7 +106,7 @@ impl Tool {
     /// `deny_unknown_fields`).
     fn new<A: DeserializeOwned + 'static>(def: ToolDef, handler: Handler<A>) -> Tool {
         let names: Arc<[String]> = accepted::<A>().into();
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fuzzing"))]
         let accepted = names.clone();
         Tool {
             def,
@@ -83,8 +114,10 @@ impl Tool {
                 Ok(a) => handler(ctx, a),
                 Err(e) => Box::pin(std::future::ready(Err(e.into()))),
             }),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fuzzing"))]
             accepted,
+            #[cfg(any(test, feature = "fuzzing"))]
+            decode_only: decode_only::<A>,
         }
     }
 }
@@ -244,6 +277,9 @@ fn fields(v: Value) -> Map<String, Value> {
         _ => Map::new(),
     }
 }
+
+#[cfg(test)]
+mod arg_props;
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,11 @@ impl Id {
         let t = raw.get();
         let digits = t.strip_prefix('-').unwrap_or(t);
         let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-        (t.starts_with('"') || integer).then_some(Id(raw))
+        // Raw text is read without decoding escapes: a string with a lone surrogate
+        // (`"\ud800"`) gets here, and echoing it would give an answer strict parsers
+        // (serde_json among them) refuse, so the client could not read it.
+        let string = t.starts_with('"') && serde_json::from_str::<String>(t).is_ok();
+        (string || integer).then_some(Id(raw))
     }
 
     /// The JSON text as received.
@@ -69,7 +73,18 @@ mod tests {
         ] {
             assert_eq!(id(ok).map(|i| i.as_str().to_string()).as_deref(), Some(ok));
         }
-        for bad in ["1e3", "1.0", "1.5", "-1E2", "true", "null", "{}", "[1]"] {
+        for bad in [
+            "1e3",
+            "1.0",
+            "1.5",
+            "-1E2",
+            "true",
+            "null",
+            "{}",
+            "[1]",
+            r#""\ud800""#,
+            r#""a\udc00b""#,
+        ] {
             assert!(id(bad).is_none(), "{bad}");
         }
     }

@@ -249,3 +249,120 @@ mod tests {
         assert!(cancelled_request_id(None).is_none());
     }
 }
+
+/// Property tests: any bytes get an answer (a message or a JSON-RPC error), never a
+/// panic, and every answer can be sent back with the id it echoes.
+#[cfg(test)]
+mod props {
+    use super::super::{err, to_json, INVALID_REQUEST, PARSE_ERROR};
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The decoding path of a POST body, with what each step promises.
+    fn decode(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let items = match parse_body(bytes) {
+            Ok(Body::One(raw)) => vec![raw],
+            Ok(Body::Batch(items)) => items,
+            Err(e) => {
+                prop_assert_eq!(e.code, PARSE_ERROR);
+                return Ok(());
+            }
+        };
+        for raw in items {
+            let (id, error) = match classify(raw) {
+                Ok(Incoming::Request { id, .. }) => (id, RpcError::cancelled()),
+                Ok(Incoming::Notification { params, .. }) => {
+                    if let Some(id) = cancelled_request_id(params.as_deref()) {
+                        let _ = id.key();
+                    }
+                    continue;
+                }
+                Ok(Incoming::Response) => continue,
+                Err((id, e)) => {
+                    prop_assert!([PARSE_ERROR, INVALID_REQUEST].contains(&e.code), "{:?}", e);
+                    (id, e)
+                }
+            };
+            // The echoed id is one MCP allows (or null), and the answer is JSON.
+            let text = id.as_str();
+            prop_assert!(
+                text == "null" || Id::parse(RawValue::from_string(text.into()).unwrap()).is_some()
+            );
+            let answer: Value = serde_json::from_str(&to_json(&err(&id, &error))).unwrap();
+            prop_assert_eq!(answer["error"]["code"].as_i64(), Some(error.code));
+            let _ = id.key();
+        }
+        Ok(())
+    }
+
+    /// Values a member may take, valid or not, as JSON text.
+    fn member_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "\"2.0\"",
+                "\"1.0\"",
+                "null",
+                "1",
+                "-7",
+                "0",
+                "1.5",
+                "1e3",
+                "1e999",
+                "-0",
+                "18446744073709551616",
+                "\"ping\"",
+                "\"tools/call\"",
+                "\"a\\\"b\"",
+                "\"\\u0000\"",
+                "\"\\ud800\"",
+                "true",
+                "[]",
+                "[1,{}]",
+                "{}",
+                "{\"requestId\":3}",
+                "{\"requestId\":1e2}",
+                "{\"name\":\"x\"}",
+                "\"\"",
+            ])
+            .prop_map(String::from),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "\"[a-z/]{0,10}\"",
+        ]
+    }
+
+    /// A message-shaped object: members of JSON-RPC (repeated or missing at random)
+    /// and others, written by hand so that duplicates and big numbers stay as sent.
+    fn message() -> impl Strategy<Value = String> {
+        let name = prop::sample::select(vec![
+            "jsonrpc", "id", "method", "params", "result", "error", "x",
+        ]);
+        prop::collection::vec((name, member_value()), 0..7).prop_map(|members| {
+            let body: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_get_an_answer(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            decode(&bytes)?;
+        }
+
+        #[test]
+        fn any_message_shaped_body_gets_an_answer(
+            msgs in prop::collection::vec(message(), 1..4),
+            batch in any::<bool>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let body = if batch { format!("[{}]", msgs.join(",")) } else { msgs[0].clone() };
+            decode(body.as_bytes())?;
+            // Truncated anywhere: still an answer.
+            decode(&body.as_bytes()[..cut.index(body.len() + 1)])?;
+        }
+    }
+}
