@@ -139,7 +139,11 @@ impl ApiError {
                 message: d.to_string(),
             },
             e @ (HubError::Store(_) | HubError::Mailbox(_)) => {
-                tracing::warn!(error = %e, "operator request: store unavailable");
+                static UNAVAILABLE: crate::log_limit::LogLimit =
+                    crate::log_limit::LogLimit::new(10_000);
+                if let Some(n) = UNAVAILABLE.hit() {
+                    tracing::warn!(error = %e, requests = n, "operator requests: store unavailable (one line per 10 s at most)");
+                }
                 ApiError::Operator {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     code: ErrorCode::StoreUnavailable,

@@ -9,6 +9,7 @@ use super::sse;
 use super::state::AppState;
 use crate::actors::Hub;
 use crate::domain::AgentId;
+use crate::log_limit::LogLimit;
 use crate::mcp::jsonrpc::{self, Body, Id, Incoming, Response, RpcError};
 use crate::mcp::protocol::{self, negotiate};
 use crate::mcp::{dispatch, session::Session};
@@ -228,7 +229,11 @@ fn initialize(
     };
     let version = negotiate(requested);
     let session = st.sessions.create(agent.clone(), version);
-    tracing::info!(agent = %agent, requested, negotiated = version.as_str(), "session opened");
+    // An agent can open sessions in a loop: at most one line a second.
+    static OPENED: LogLimit = LogLimit::new(1000);
+    if let Some(n) = OPENED.hit() {
+        tracing::info!(agent = %agent, requested, negotiated = version.as_str(), sessions = n, "session opened");
+    }
     let resp = jsonrpc::ok(id, protocol::initialize_result(version));
     Ok(answer(reply, &resp, Some(&session.id)))
 }
@@ -245,7 +250,10 @@ pub(crate) async fn get(
     st.hub.get().await?.touch(&agent, Utc::now());
     match session.open_stream() {
         Some(rx) => {
-            tracing::info!(agent = %agent, "GET stream opened");
+            static STREAMS: LogLimit = LogLimit::new(1000);
+            if let Some(n) = STREAMS.hit() {
+                tracing::info!(agent = %agent, streams = n, "GET stream opened");
+            }
             Ok(sse::stream(rx, st.sse_keepalive, &session.id))
         }
         None => Err(ApiError::rpc(
@@ -266,7 +274,10 @@ pub(crate) async fn delete(
     // Cannot fail: `session` was just found for this agent; a concurrent DELETE
     // winning the race still leaves the session gone, which is what was asked.
     let _ = st.sessions.remove(&session.id, &agent);
-    tracing::info!(agent = %agent, "session deleted");
+    static DELETED: LogLimit = LogLimit::new(1000);
+    if let Some(n) = DELETED.hit() {
+        tracing::info!(agent = %agent, sessions = n, "session deleted");
+    }
     Ok(HttpResponse::Ok().finish())
 }
 

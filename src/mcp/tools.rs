@@ -20,6 +20,7 @@ use super::protocol::Version;
 use super::session::Sessions;
 use crate::actors::{Hub, HubError};
 use crate::domain::{AgentId, DomainError};
+use crate::log_limit::LogLimit;
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
@@ -201,11 +202,18 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
     match e {
         HubError::Domain(d) => Ok(d),
         HubError::Store(s) => {
-            tracing::warn!(error = %s, "storage unavailable during tool call");
+            // Every write during a fault ends here: one line per interval.
+            static UNAVAILABLE: LogLimit = LogLimit::new(10_000);
+            if let Some(n) = UNAVAILABLE.hit() {
+                tracing::warn!(error = %s, calls = n, "storage unavailable during tool calls (one line per 10 s at most)");
+            }
             Err(RpcError::store_unavailable(s))
         }
         HubError::Mailbox(m) => {
-            tracing::warn!(error = %m, "actor unavailable during tool call");
+            static GONE: LogLimit = LogLimit::new(10_000);
+            if let Some(n) = GONE.hit() {
+                tracing::warn!(error = %m, calls = n, "actor unavailable during tool calls (one line per 10 s at most)");
+            }
             Err(RpcError::store_unavailable(
                 "the hub is rebuilding its live state or shutting down; retry",
             ))
