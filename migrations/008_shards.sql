@@ -42,10 +42,6 @@ UPDATE lock_fencing SET shard = hub_shard(lock_key);
 ALTER TABLE audit_events ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
 UPDATE audit_events SET shard = hub_shard(entity_id);
 
--- What loading a shard's live work reads: small partial indexes (open tasks, unread
--- deliveries), and the lock table (live locks only).
-CREATE INDEX IF NOT EXISTS idx_root_tasks_shard_open ON root_tasks(shard)
-    WHERE status IN ('draft', 'awaiting_operator_approval', 'dispatched');
-CREATE INDEX IF NOT EXISTS idx_recipients_shard_unread ON message_recipients(shard)
-    WHERE read_at IS NULL;
-CREATE INDEX IF NOT EXISTS idx_locks_shard ON locks(shard);
+-- No index on shard: what a node loads is live work (unread deliveries, open tasks,
+-- held locks), read through the partial indexes that already exist; an index here
+-- would be one more B-tree insert per message recipient, for nothing.

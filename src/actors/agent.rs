@@ -6,7 +6,7 @@
 
 use super::notify::Notifier;
 use crate::domain::inbox::{
-    AckCheck, AckRefusal, Full, Inbox, InboxLimits, SendCheck, SendQuery, Stored, StoredAck, Unread,
+    AckCheck, AckRefusal, Inbox, InboxGauge, SendCheck, SendQuery, Stored, StoredAck, Unread,
 };
 use crate::domain::message::{Draft, Message as Mail};
 use crate::domain::time::{iso, Timestamp};
@@ -38,8 +38,9 @@ struct Waiter {
 pub(crate) struct AgentActor {
     view: AgentView,
     inbox: Inbox,
-    /// The inbox quota agents' sends are held to.
-    limits: InboxLimits,
+    /// Unread plus promised messages, shared with the hub (which promises room
+    /// before a send): kept in step as messages arrive and are read.
+    gauge: Arc<InboxGauge>,
     waiters: Vec<Waiter>,
     next_waiter: u64,
     /// Removes waiters whose caller is gone, every second while any wait.
@@ -54,7 +55,7 @@ impl AgentActor {
     pub(crate) fn from_row(
         row: AgentRow,
         mail: MailState,
-        limits: InboxLimits,
+        gauge: Arc<InboxGauge>,
         store: Store,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
@@ -62,6 +63,7 @@ impl AgentActor {
         for (id, size) in mail.unread {
             inbox.deliver_stored(id, size);
         }
+        gauge.add(inbox.unread_count(), inbox.unread_bytes());
         AgentActor {
             view: AgentView {
                 agent_id: AgentId::new(&row.id),
@@ -71,7 +73,7 @@ impl AgentActor {
                 last_heartbeat: row.last_heartbeat,
             },
             inbox,
-            limits,
+            gauge,
             waiters: Vec::new(),
             next_waiter: 0,
             sweep: None,
@@ -227,41 +229,6 @@ impl Handler<CheckDraft> for AgentActor {
     }
 }
 
-/// Promise room in this agent's inbox for one message of `bytes` about to be sent
-/// (see [`Inbox::reserve`]); kept until its [`Deliver`] or an [`Unreserve`].
-pub(crate) struct Reserve {
-    pub bytes: usize,
-}
-
-impl Message for Reserve {
-    type Result = Result<(), Full>;
-}
-
-impl Handler<Reserve> for AgentActor {
-    type Result = Result<(), Full>;
-
-    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) -> Self::Result {
-        self.inbox.reserve(msg.bytes, self.limits)
-    }
-}
-
-/// The send a [`Reserve`] was for was not stored.
-pub(crate) struct Unreserve {
-    pub bytes: usize,
-}
-
-impl Message for Unreserve {
-    type Result = ();
-}
-
-impl Handler<Unreserve> for AgentActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Unreserve, _: &mut Context<Self>) {
-        self.inbox.unreserve(msg.bytes);
-    }
-}
-
 /// A message arriving in this agent's inbox (already stored by its sender), with
 /// the bytes reserved for it ([`Reserve`]; `None` for hub notices, which bypass
 /// the quota).
@@ -276,8 +243,10 @@ impl Handler<Deliver> for AgentActor {
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         self.notifier.inbox_updated(&self.view.agent_id, &msg.0);
-        if let Some(bytes) = msg.1 {
-            self.inbox.unreserve(bytes);
+        // A send's room was promised already (the promise becomes the unread
+        // message); a hub notice comes without one.
+        if msg.1.is_none() {
+            self.gauge.add(1, msg.0.pull_size());
         }
         self.inbox.deliver(msg.0);
         for w in self.waiters.drain(..) {
@@ -388,6 +357,7 @@ impl Handler<Ack> for AgentActor {
     type Result = Result<Acked, DomainError>;
 
     fn handle(&mut self, msg: Ack, _: &mut Context<Self>) -> Self::Result {
+        let before = (self.inbox.unread_count(), self.inbox.unread_bytes());
         let checked =
             self.inbox
                 .ack(&msg.ids, msg.stored.as_ref())
@@ -400,6 +370,11 @@ impl Handler<Ack> for AgentActor {
             AckCheck::Done(newly) => newly,
             AckCheck::LookUp { since, ids } => return Ok(Acked::LookUp { since, ids }),
         };
+        // Read messages free their room in the inbox quota.
+        self.gauge.release(
+            before.0 - self.inbox.unread_count(),
+            before.1 - self.inbox.unread_bytes(),
+        );
         let ticket = if newly.is_empty() {
             Ticket::NONE
         } else {

@@ -4,6 +4,7 @@
 
 use super::agent::{AgentActor, Deliver};
 use crate::domain::ids::message_id;
+use crate::domain::inbox::InboxGauge;
 use crate::domain::message::Message;
 use crate::domain::rate::TokenBucket;
 use crate::domain::time::iso;
@@ -26,6 +27,8 @@ pub(crate) struct AgentHandle {
     /// The agent's `message_send` allowance; a lock rather than an actor message
     /// because it is checked before anything else of a send and held for nanoseconds.
     pub send_bucket: Mutex<TokenBucket>,
+    /// Unread plus promised messages of the agent's inbox (shared with its actor).
+    pub inbox: Arc<InboxGauge>,
 }
 
 /// The sender id of the hub's own notices.

@@ -18,7 +18,7 @@ use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
 use super::{HubError, Stop};
 use crate::config::Settings;
-use crate::domain::inbox::InboxLimits;
+use crate::domain::inbox::InboxGauge;
 use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
 use crate::domain::workflow::Limits;
@@ -114,16 +114,15 @@ impl Hub {
         for row in snapshot.agents {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
-            let limits = InboxLimits {
-                max_messages: settings.max_inbox_messages,
-                max_bytes: settings.max_inbox_bytes,
-            };
+            let gauge = Arc::new(InboxGauge::default());
             let addr =
-                AgentActor::from_row(row, mail, limits, store.clone(), notifier.clone()).start();
+                AgentActor::from_row(row, mail, gauge.clone(), store.clone(), notifier.clone())
+                    .start();
             dir.agents.insert(
                 id,
                 AgentHandle {
                     addr,
+                    inbox: gauge,
                     last_seen_ms: AtomicI64::new(0),
                     send_bucket: std::sync::Mutex::new(TokenBucket::new(
                         settings.send_rate_per_second,

@@ -14,6 +14,7 @@
 use super::error::DomainError;
 use super::message::{Draft, Message};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Recent ids sent, ids received and dedupe keys kept per agent (each).
@@ -50,6 +51,61 @@ impl Default for InboxLimits {
 pub(crate) enum Full {
     Messages(usize),
     Bytes(usize),
+}
+
+/// Unread plus promised messages of one inbox, and their bytes: shared by the hub,
+/// which promises room before it stores a send, and the agent's actor, which gives
+/// room back as messages are read. Atomics rather than a message to the actor: the
+/// check costs a send nothing. Each count is held within its quota on its own (a
+/// promise that breaks either is taken back), so neither ever passes it through
+/// promises; hub notices, added without a promise, may.
+#[derive(Debug, Default)]
+pub(crate) struct InboxGauge {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl InboxGauge {
+    /// Promise room for one message of `bytes`, or say which quota it would break.
+    pub(crate) fn reserve(&self, bytes: usize, limits: InboxLimits) -> Result<(), Full> {
+        if self.messages.fetch_add(1, Ordering::AcqRel) >= limits.max_messages {
+            self.messages.fetch_sub(1, Ordering::AcqRel);
+            return Err(Full::Messages(limits.max_messages));
+        }
+        let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > limits.max_bytes {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.messages.fetch_sub(1, Ordering::AcqRel);
+            return Err(Full::Bytes(limits.max_bytes));
+        }
+        Ok(())
+    }
+
+    /// Count messages that arrived without a promise (hub notices, start-up).
+    pub(crate) fn add(&self, messages: usize, bytes: usize) {
+        self.messages.fetch_add(messages, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Give room back: messages read, or a promise whose send was not stored.
+    pub(crate) fn release(&self, messages: usize, bytes: usize) {
+        let sub = |a: &AtomicUsize, n: usize| {
+            let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        sub(&self.messages, messages);
+        sub(&self.bytes, bytes);
+    }
+
+    /// (messages, bytes) counted now.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (
+            self.messages.load(Ordering::Acquire),
+            self.bytes.load(Ordering::Acquire),
+        )
+    }
 }
 
 /// An unread message: held in memory, or only its id (its row is on disk).
@@ -165,9 +221,6 @@ pub(crate) struct Inbox {
     unread_index: HashMap<String, (u64, usize)>,
     /// Sum of the sizes of the unread messages.
     unread_bytes: usize,
-    /// Room promised to sends not delivered yet ([`Inbox::reserve`]): messages, bytes.
-    reserved: usize,
-    reserved_bytes: usize,
     next_arrival: u64,
     /// Recently received (read or not) and sent ids, and dedupe keys → first id.
     received: Recent<()>,
@@ -193,8 +246,6 @@ impl Inbox {
             held: BTreeSet::new(),
             unread_index: HashMap::new(),
             unread_bytes: 0,
-            reserved: 0,
-            reserved_bytes: 0,
             next_arrival: 0,
             received: Recent::new(cap),
             sent: Recent::new(cap),
@@ -241,29 +292,6 @@ impl Inbox {
         } else {
             self.arrive(m.id.clone(), Unread::OnDisk(m.id.clone()), size);
         }
-    }
-
-    /// Promise room for one message of `bytes` to a send about to be stored, or say
-    /// which quota it would break. Unread and promised messages together stay within
-    /// `limits` (hub notices, delivered without a promise, may go beyond them).
-    pub(crate) fn reserve(&mut self, bytes: usize, limits: InboxLimits) -> Result<(), Full> {
-        if self.unread.len() + self.reserved >= limits.max_messages {
-            return Err(Full::Messages(limits.max_messages));
-        }
-        let after = self.unread_bytes + self.reserved_bytes + bytes;
-        if after > limits.max_bytes {
-            return Err(Full::Bytes(limits.max_bytes));
-        }
-        self.reserved += 1;
-        self.reserved_bytes += bytes;
-        Ok(())
-    }
-
-    /// Give back a promise of [`Inbox::reserve`]: its message was delivered (then
-    /// counted as unread) or not sent.
-    pub(crate) fn unreserve(&mut self, bytes: usize) {
-        self.reserved = self.reserved.saturating_sub(1);
-        self.reserved_bytes = self.reserved_bytes.saturating_sub(bytes);
     }
 
     /// Rows of unread messages just read back from disk for a pull: held in memory
@@ -393,7 +421,12 @@ impl Inbox {
         self.unread.values().take(limit).cloned().collect()
     }
 
-    #[cfg(test)]
+    /// Bytes of the unread messages, as [`Message::pull_size`] counts them.
+    pub(crate) fn unread_bytes(&self) -> usize {
+        self.unread_bytes
+    }
+
+    /// How many messages are unread.
     pub(crate) fn unread_count(&self) -> usize {
         self.unread.len()
     }

@@ -2,13 +2,12 @@
 
 use super::Hub;
 use crate::actors::agent::{
-    Ack, Acked, AgentActor, CheckDraft, Hold, Pull, PullReply, Reserve, SendMessage, Sent,
-    Unreserve,
+    Ack, Acked, AgentActor, CheckDraft, Hold, Pull, PullReply, SendMessage, Sent,
 };
 use crate::actors::task::commands::{CountMessage, CountStep};
 use crate::actors::HubError;
 use crate::domain::ids::message_id;
-use crate::domain::inbox::{Full, SendCheck, SendQuery, Stored, StoredAck, Unread};
+use crate::domain::inbox::{Full, InboxLimits, SendCheck, SendQuery, Stored, StoredAck, Unread};
 use crate::domain::message::{fit_in, Draft, Message};
 use crate::domain::rate::retry_after_ms;
 use crate::domain::time::iso;
@@ -17,6 +16,9 @@ use crate::store::{mail, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+
+/// A recipient of a send and its actor.
+type Recipient = (AgentId, Addr<AgentActor>);
 
 /// How often one call may be sent back for stored rows: a second time only when
 /// hundreds of the agent's messages went by during one look-up.
@@ -129,20 +131,17 @@ impl Hub {
         let recipients = self.recipients(from, &draft)?;
         let id = message_id(now.timestamp_millis());
         let size = draft.pull_size(&id, from.as_str(), &iso(now));
-        let (recipients, skipped) = self.reserve_inboxes(recipients, size).await;
+        let (recipients, skipped) = self.reserve_inboxes(recipients, size);
         if let (Some(to), Some((_, full))) = (&draft.to_agent, skipped.first()) {
             return Err(inbox_full(to, *full).into());
         }
-        let addrs: Vec<Addr<AgentActor>> = recipients.iter().map(|(_, a)| a.clone()).collect();
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
         let sent = self
             .count_and_store(from, draft, recipients, id, size, now)
             .await;
         if sent.is_err() {
             // Nothing was stored or delivered: the promised room is free again.
-            for a in addrs {
-                a.do_send(Unreserve { bytes: size });
-            }
+            self.release_inboxes(&ids, size);
         }
         let message = self.durable(sent?).await?;
         Ok(Delivered {
@@ -154,26 +153,41 @@ impl Hub {
 
     /// Promise room for a message of `bytes` in each recipient's inbox: those with
     /// room, and those without (with the quota it would break). A promise is kept
-    /// until the message is delivered or given back, so concurrent sends never take
-    /// an inbox past its quota.
-    async fn reserve_inboxes(
+    /// until the message is read or given back, so concurrent sends never take an
+    /// inbox past its quota. No message to the actors: the gauges are shared.
+    fn reserve_inboxes(
         &self,
-        recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        recipients: Vec<Recipient>,
         bytes: usize,
-    ) -> (Vec<(AgentId, Addr<AgentActor>)>, Vec<(AgentId, Full)>) {
-        let asks = recipients.iter().map(|(_, a)| a.send(Reserve { bytes }));
-        let answers = futures_util::future::join_all(asks).await;
+    ) -> (Vec<Recipient>, Vec<(AgentId, Full)>) {
+        let s = &self.inner.settings;
+        let limits = InboxLimits {
+            max_messages: s.max_inbox_messages,
+            max_bytes: s.max_inbox_bytes,
+        };
         let mut room = Vec::with_capacity(recipients.len());
         let mut full = Vec::new();
-        for ((id, addr), answer) in recipients.into_iter().zip(answers) {
-            match answer {
-                Ok(Ok(())) => room.push((id, addr)),
-                Ok(Err(f)) => full.push((id, f)),
-                // Its actor stopped (shutdown): nothing promised, nothing to deliver to.
-                Err(_) => full.push((id, Full::Messages(0))),
+        for (id, addr) in recipients {
+            let promised = match self.inner.dir.agents.get(&id) {
+                Some(h) => h.inbox.reserve(bytes, limits),
+                // Not an agent of this hub any more: nothing promised, nothing to deliver to.
+                None => Err(Full::Messages(0)),
+            };
+            match promised {
+                Ok(()) => room.push((id, addr)),
+                Err(f) => full.push((id, f)),
             }
         }
         (room, full)
+    }
+
+    /// Give back the room promised to `recipients` for a send that was not stored.
+    fn release_inboxes(&self, recipients: &[AgentId], bytes: usize) {
+        for id in recipients {
+            if let Some(h) = self.inner.dir.agents.get(id) {
+                h.inbox.release(1, bytes);
+            }
+        }
     }
 
     /// Count the message against its task's budget (if it has a round), then store

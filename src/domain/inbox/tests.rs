@@ -248,31 +248,31 @@ fn pulled_rows_take_the_place_of_later_ones() {
 }
 
 #[test]
-fn reservations_and_unread_messages_stay_within_the_quota() {
+fn promises_stay_within_the_quota() {
     let limits = InboxLimits {
         max_messages: 2,
         max_bytes: 10_000,
     };
-    let mut i = Inbox::default();
-    let m = msg("m1", "a");
-    let size = m.pull_size();
-    i.reserve(size, limits).unwrap();
-    i.reserve(size, limits).unwrap();
-    assert_eq!(i.reserve(size, limits), Err(Full::Messages(2)));
-    // Delivery turns a promise into an unread message; a send not stored gives it back.
-    i.unreserve(size);
-    i.deliver(m);
-    i.unreserve(size);
-    i.reserve(size, limits).unwrap();
-    assert_eq!(i.reserve(size, limits), Err(Full::Messages(2)));
-    i.unreserve(size);
-    // Acking frees the room; bytes are a quota of their own.
-    done(i.ack(&["m1".to_string()], None));
+    let g = InboxGauge::default();
+    let size = msg("m1", "a").pull_size();
+    g.reserve(size, limits).unwrap();
+    g.reserve(size, limits).unwrap();
+    assert_eq!(g.reserve(size, limits), Err(Full::Messages(2)));
+    assert_eq!(g.counts(), (2, 2 * size), "a refused promise takes nothing");
+    // Read messages (or a send not stored) give room back.
+    g.release(1, size);
+    g.reserve(size, limits).unwrap();
+    assert_eq!(g.reserve(size, limits), Err(Full::Messages(2)));
+    g.release(2, 2 * size);
+    // Bytes are a quota of their own; notices come in without a promise.
     let tight = InboxLimits {
         max_messages: 10,
         max_bytes: size * 2,
     };
-    i.deliver_stored("old".into(), size);
-    i.reserve(size, tight).unwrap();
-    assert_eq!(i.reserve(1, tight), Err(Full::Bytes(size * 2)));
+    g.add(1, size);
+    g.reserve(size, tight).unwrap();
+    assert_eq!(g.reserve(1, tight), Err(Full::Bytes(size * 2)));
+    assert_eq!(g.counts(), (2, 2 * size));
+    g.release(5, usize::MAX);
+    assert_eq!(g.counts(), (0, 0), "never below zero");
 }
