@@ -210,3 +210,36 @@ fn unread_bytes_are_capped_too() {
     // A small one still fits: the quota is in bytes, not a message count.
     a.call("message_send", msg("bob", "small"));
 }
+
+/// A wait whose client hung up stops counting against the agent's waits once it is
+/// swept (within about two seconds), not only at its deadline: hanging up never
+/// locks an agent out of waiting.
+#[test]
+fn waits_of_clients_that_hung_up_stop_counting() {
+    let hub = Hub::start(&["alice", "bob"], "max_lock_waits_per_agent: 1\n");
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 60}));
+    // One wait (the cap), then its client hangs up long before its deadline.
+    {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lock_acquire",
+            "arguments": {"lock_key": "k", "ttl_seconds": 60, "wait_seconds": 20}}})
+        .to_string();
+        let mut headers: Vec<(String, String)> = b.headers();
+        headers.push(("Content-Length".into(), body.len().to_string()));
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut conn = RawConn::open(hub.port);
+        conn.send_head("POST", "/mcp", &refs, body.as_bytes());
+        std::thread::sleep(Duration::from_millis(300));
+        drop(conn);
+        // Noticed at the next comments, removed at the next sweep.
+        std::thread::sleep(Duration::from_millis(3000));
+    }
+    let (err, _) = b.call_raw(
+        "lock_acquire",
+        json!({"lock_key": "k", "ttl_seconds": 60, "wait_seconds": 0.3}),
+    );
+    assert_eq!(err["error"], "LOCK_CONFLICT", "the wait was allowed: {err}");
+}

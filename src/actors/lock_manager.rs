@@ -106,10 +106,21 @@ impl LockManager {
             return;
         }
         let handle = ctx.run_interval(std::time::Duration::from_secs(1), |act, ctx| {
+            let mut gone = Vec::new();
             act.waiters.retain(|_, queue| {
-                queue.retain(|w| !w.reply.is_closed());
+                queue.retain(|w| {
+                    let closed = w.reply.is_closed();
+                    if closed {
+                        gone.push(w.req.agent.clone());
+                    }
+                    !closed
+                });
                 !queue.is_empty()
             });
+            // A removed waiter no longer counts against its agent's waits.
+            for agent in gone {
+                act.unpark(&agent);
+            }
             if act.waiters.is_empty() {
                 if let Some(h) = act.sweep.take() {
                     ctx.cancel_future(h);
