@@ -110,7 +110,54 @@ impl Admission {
     }
 }
 
+/// A request marked as one that may write (see [`mark_writes`]).
+struct Writes;
+
+/// Mark `req` as carrying a request that may write: its answer is never refused.
+pub(crate) fn mark_writes(req: &actix_web::HttpRequest) {
+    actix_web::HttpMessage::extensions_mut(req).insert(Writes);
+}
+
+/// Whether [`mark_writes`] was called for `req`.
+pub(crate) fn marked_writes(req: &actix_web::HttpRequest) -> bool {
+    actix_web::HttpMessage::extensions(req)
+        .get::<Writes>()
+        .is_some()
+}
+
+/// Whether a request only reads: anything but a tool call, or a tool that writes
+/// nothing. Unknown tools count as reads (they are refused anyway).
+pub(crate) fn read_only(method: &str, params: Option<&serde_json::Value>) -> bool {
+    const WRITING_TOOLS: &[&str] = &[
+        "agent_register",
+        "agent_heartbeat",
+        "message_send",
+        "message_ack",
+        "task_draft_create",
+        "round_plan_submit",
+        "assignment_claim",
+        "assignment_progress",
+        "assignment_complete",
+        "review_submit",
+        "lock_acquire",
+        "lock_release",
+    ];
+    if method != "tools/call" {
+        return true;
+    }
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(serde_json::Value::as_str);
+    !name.is_some_and(|n| WRITING_TOOLS.contains(&n))
+}
+
 impl Permits {
+    /// Count an answer that must go whatever the cap (a write's).
+    fn count_anyway(&mut self, size: usize) {
+        self.slots.bytes.fetch_add(size, Ordering::Relaxed);
+        self.bytes = size;
+    }
+
     /// Count an answer of `size` bytes against the agent's answers in flight; an
     /// error if they would exceed the cap (an agent whose earlier answers are all
     /// written always gets one).
@@ -139,12 +186,17 @@ pub(crate) struct Held<B> {
 }
 
 /// `resp` with `permits` held by its body, its size counted against the agent's
-/// answers in flight: over the cap, a 429 instead (only reads give big answers, and
-/// a read that is not delivered loses nothing: the messages stay unread).
-pub(crate) fn hold(resp: HttpResponse, mut permits: Permits) -> HttpResponse {
+/// answers in flight: over the cap, a 429 instead, but only for a request that
+/// wrote nothing (`writes` false): a read that is not delivered loses nothing (the
+/// messages stay unread), while the answer of a write must reach its client.
+pub(crate) fn hold(resp: HttpResponse, mut permits: Permits, writes: bool) -> HttpResponse {
     if let BodySize::Sized(n) = resp.body().size() {
-        if let Err(refused) = permits.count_answer(usize::try_from(n).unwrap_or(usize::MAX)) {
-            return actix_web::ResponseError::error_response(&refused);
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if let Err(refused) = permits.count_answer(n) {
+            if !writes {
+                return actix_web::ResponseError::error_response(&refused);
+            }
+            permits.count_anyway(n);
         }
     }
     resp.map_body(|_, body| {
@@ -174,6 +226,20 @@ impl<B: MessageBody + Unpin> MessageBody for Held<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tool_is_known_as_reading_or_writing() {
+        let reads = ["assignment_list", "handoff_get", "hub_status", "inbox_pull"];
+        for name in crate::mcp::tools::names() {
+            let params = serde_json::json!({ "name": name });
+            assert_eq!(
+                read_only("tools/call", Some(&params)),
+                reads.contains(&name),
+                "{name}"
+            );
+        }
+        assert!(read_only("resources/read", None));
+    }
 
     #[test]
     fn caps_per_agent_then_in_all() {

@@ -2,6 +2,7 @@
 //! most `max_batch_items` messages, whose requests run concurrently (a batch of
 //! long-polls costs the longest, not the sum); answers come in request order.
 
+use super::admission;
 use super::error::ApiError;
 use super::guards::{self, Reply};
 use super::mcp_route::{accepted, answer, notify, run};
@@ -49,6 +50,15 @@ pub(super) async fn batch(
     };
     if items.iter().any(is_initialize) {
         return refuse("initialize may not be part of a batch".into());
+    }
+    let writes = |m: &Result<Incoming, _>| match m {
+        Ok(Incoming::Request { method, params, .. }) => {
+            !admission::read_only(method, params.as_ref())
+        }
+        _ => false,
+    };
+    if items.iter().any(writes) {
+        admission::mark_writes(req);
     }
     let session = guards::session(req, st, &agent)?;
     guards::protocol_version(req, &session)?;

@@ -53,7 +53,23 @@ pub(super) async fn run(
     method: String,
     params: Option<Value>,
 ) -> Response {
-    let mut inflight = session.track(&id);
+    let inflight = session.track(&id);
+    run_tracked(st, hub, agent, session, inflight, id, method, params).await
+}
+
+/// [`run`] for a request already registered as in flight (so that a cancel sent
+/// before its first poll is not lost).
+#[allow(clippy::too_many_arguments)] // the parts of one request, passed through
+async fn run_tracked(
+    st: &AppState,
+    hub: &Hub,
+    agent: &AgentId,
+    session: &Arc<Session>,
+    mut inflight: crate::mcp::session::InFlight,
+    id: Id,
+    method: String,
+    params: Option<Value>,
+) -> Response {
     let sessions = &st.sessions;
     let work = dispatch::request(hub, sessions, agent, session.version, &id, &method, params);
     tokio::select! {
@@ -109,7 +125,8 @@ pub(crate) async fn post(
             "POST /mcp"
         );
         // The slots stay taken until the answer is written (see admission.rs).
-        resp.map(|r| admission::hold(r, permits))
+        let writes = admission::marked_writes(&req);
+        resp.map(|r| admission::hold(r, permits, writes))
     }
     .instrument(span)
     .await
@@ -149,6 +166,9 @@ async fn handle_post(
         Incoming::Response => Ok(accepted()),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
+            if !admission::read_only(&method, params.as_ref()) {
+                admission::mark_writes(req);
+            }
             if may_wait(&method, params.as_ref()) {
                 return Ok(waiting(st, hub, agent, session, id, method, params));
             }
@@ -196,8 +216,10 @@ fn waiting(
     params: Option<Value>,
 ) -> HttpResponse {
     let (st, hub, sid) = (st.clone(), hub.clone(), session.id.clone());
+    // Registered now, not at the stream's first poll: a cancel may come first.
+    let inflight = session.track(&id);
     let work = async move {
-        let resp = run(&st, &hub, &agent, &session, id, method, params).await;
+        let resp = run_tracked(&st, &hub, &agent, &session, inflight, id, method, params).await;
         jsonrpc::to_json(&resp)
     }
     .instrument(tracing::Span::current());

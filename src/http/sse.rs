@@ -40,7 +40,9 @@ pub(crate) fn waiting<F>(work: F, every: Duration, session: &str) -> HttpRespons
 where
     F: std::future::Future<Output = String> + 'static,
 {
-    let tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // A client that reads slowly gets one comment per tick, not a burst of missed ones.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let body = futures_util::stream::unfold(
         (Some(Box::pin(work)), tick),
         |(work, mut tick)| async move {

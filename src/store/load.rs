@@ -57,9 +57,9 @@ pub(crate) fn sync_agents(
     Ok(())
 }
 
-/// A condition (" AND ..." or nothing) on the `shard` column, and its parameters.
-fn in_shards(shards: &Shards) -> (String, Vec<String>) {
-    match shards.condition("shard") {
+/// A condition (" AND ..." or nothing) on a `shard` column, and its parameters.
+fn in_shards(shards: &Shards, column: &str) -> (String, Vec<String>) {
+    match shards.condition(column) {
         Some((cond, param)) => (format!(" AND {cond}"), vec![param]),
         None => (String::new(), Vec::new()),
     }
@@ -69,9 +69,10 @@ fn in_shards(shards: &Shards) -> (String, Vec<String>) {
 /// tasks with open work, and locks. What a node serves from (one node: every shard).
 /// Nothing here reads history: each query uses a partial or shard index.
 pub(crate) fn load_open_work(conn: &Connection, shards: &Shards) -> Result<Snapshot, StoreError> {
-    let (cond, params) = in_shards(shards);
+    let (cond, params) = in_shards(shards, "shard");
     let agents = agent_rows(conn, &format!("is_active = 1{cond}"), &params)?;
-    let mail = load_mail(conn, &cond, &params)?;
+    let (mail_cond, mail_params) = in_shards(shards, "r.shard");
+    let mail = load_mail(conn, &mail_cond, &mail_params)?;
     let tasks = super::load_tasks::load_tasks(conn, Scope::Open(shards))?;
     let task_count = super::load_tasks::count_tasks(conn)?;
     let locks = load_locks(conn, &cond, &params)?;
@@ -96,7 +97,7 @@ pub(crate) fn load_agent(
     let Some(agent) = agent_rows(conn, "is_active = 1 AND id = ?", &params)?.pop() else {
         return Ok(None);
     };
-    let mut mail = load_mail(conn, " AND agent_id = ?", &params)?;
+    let mut mail = load_mail(conn, " AND r.agent_id = ?", &params)?;
     let state = mail.remove(id).unwrap_or_default();
     Ok(Some((agent, state)))
 }
@@ -172,10 +173,8 @@ fn load_mail(
 ) -> Result<std::collections::HashMap<String, MailState>, StoreError> {
     let mut out: std::collections::HashMap<String, MailState> = Default::default();
     // Sizes are read from the message rows of unread deliveries only (by primary
-    // key): the read history is still not scanned.
-    let cond = cond
-        .replace("agent_id", "r.agent_id")
-        .replace("shard", "r.shard");
+    // key): the read history is still not scanned. `cond` names columns of
+    // `message_recipients` as `r.`.
     let mut stmt = conn.prepare(&format!(
         "SELECT r.agent_id, r.message_id, {PULL_SIZE_SQL}
          FROM message_recipients r JOIN messages m ON m.id = r.message_id

@@ -229,13 +229,14 @@ impl Store {
     }
 
     /// Wait until `ticket` is committed, whatever the durability mode. A ticket that
-    /// was failed (a storage fault) or dropped (its hub was replaced) is an error.
+    /// was failed (a storage fault) or dropped (its hub was replaced) is an error; one
+    /// committed before its hub was replaced is not.
     pub(crate) async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
         let p = self.wait_done(ticket).await?;
-        if self.generation < p.min_generation {
-            Err(StoreError::Replaced)
-        } else if p.lost(ticket.0) {
+        if p.lost(ticket.0) {
             Err(StoreError::WriterFailed)
+        } else if p.stale.contains(ticket.0) {
+            Err(StoreError::Replaced)
         } else {
             Ok(())
         }
@@ -400,6 +401,9 @@ impl Store {
         }
     }
 }
+
+/// One queued op: its sequence number, its handle's generation, the op.
+type Queued = (u64, u64, Op);
 
 /// What ended the collection of a batch, besides its size.
 #[derive(Debug, PartialEq, Eq)]
@@ -626,7 +630,15 @@ impl Writer {
             return;
         };
         let min = self.min_generation;
-        let live: Vec<&(u64, u64, Op)> = batch.iter().filter(|(_, g, _)| *g >= min).collect();
+        let (live, stale): (Vec<&Queued>, Vec<&Queued>) =
+            batch.iter().partition(|(_, g, _)| *g >= min);
+        if !stale.is_empty() {
+            self.progress.send_modify(|p| {
+                for (seq, _, _) in &stale {
+                    p.stale.add(*seq, *seq);
+                }
+            });
+        }
         if self.health == Health::Ok && !live.is_empty() {
             if let Some(why) = self.file.changed() {
                 self.fatal(why);
@@ -671,6 +683,7 @@ impl Writer {
                     self.progress.send_modify(|p| {
                         p.fail(first, last);
                         p.done = last;
+                        p.faults += 1;
                         p.refusing = Some(format!("a commit failed: {e}"));
                     });
                     return;

@@ -9,50 +9,61 @@
 
 use crate::actors::Hub;
 use crate::domain::shard::Shards;
-use crate::store::{load, Store};
+use crate::store::{load, Store, StoreError};
 use tokio::sync::watch;
 
-/// Watch the store's health and rebuild the hub in `slot` when needed. Returns when
-/// the store closes.
+/// Watch the store's health and rebuild the hub in `slot` when needed: at each new
+/// fault (counted, so that one coalesced with a heal is not missed) and each heal.
+/// Returns when the store closes.
 pub(super) async fn supervise(store: Store, slot: watch::Sender<Option<Hub>>) {
     let mut rx = store.progress();
-    let mut healed = rx.borrow().healed;
-    let mut in_fault = false;
+    let (mut faults, mut healed) = {
+        let p = rx.borrow();
+        (p.faults, p.healed)
+    };
     while rx.changed().await.is_ok() {
-        let (refusing, fatal, now_healed, closed) = {
+        let (now_faults, now_healed, fatal, closed) = {
             let p = rx.borrow_and_update();
-            (p.refusing.is_some(), p.fatal, p.healed, p.closed)
+            (p.faults, p.healed, p.fatal, p.closed)
         };
         if closed {
             return;
         }
-        if now_healed > healed {
-            // Adopting the new generation is what resumes writing.
+        // A heal first: adopting its generation is what resumes writing, and the
+        // rebuild it makes also covers a fault seen in the same update.
+        if now_healed > healed || (now_faults > faults && !fatal) {
             healed = now_healed;
-            rebuild(&store, &slot).await;
-        } else if refusing && !fatal && !in_fault {
+            faults = now_faults;
             rebuild(&store, &slot).await;
         }
-        in_fault = refusing;
     }
 }
 
 /// Replace the hub in `slot` by one loaded from disk, writing as a new generation.
+/// Reading the snapshot is retried (1 s, doubling to 30 s) until it succeeds or the
+/// store closes: until then the old hub's writes are refused, never lost.
 async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) {
     let Some(old) = slot.borrow().clone() else {
         return;
     };
     let next = store.next_generation();
     next.adopt();
-    match next.read(|c| load::load_open_work(c, &Shards::All)).await {
-        Ok(snapshot) => {
-            let hub = old.rebuild(next, snapshot);
-            slot.send_replace(Some(hub));
-            old.stop();
-            tracing::warn!("live state rebuilt from disk after a storage fault");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not rebuild the live state from disk; writes stay refused")
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match next.read(|c| load::load_open_work(c, &Shards::All)).await {
+            Ok(snapshot) => {
+                let hub = old.rebuild(next, snapshot);
+                slot.send_replace(Some(hub));
+                old.stop();
+                tracing::warn!("live state rebuilt from disk after a storage fault");
+                return;
+            }
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not rebuild the live state from disk; writes stay refused");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
         }
     }
 }

@@ -15,8 +15,12 @@ pub(crate) struct Progress {
     /// Highest sequence number the writer is done with: committed, failed, or
     /// dropped as stale.
     pub done: u64,
-    /// Sequence numbers (inclusive ranges, oldest first) that were not saved.
-    pub failed: Vec<(u64, u64)>,
+    /// Sequence numbers that were not saved: failed by a storage fault.
+    pub failed: Ranges,
+    /// Sequence numbers that were not saved: queued by a replaced hub's actors.
+    pub stale: Ranges,
+    /// Storage faults so far (each one a rebuild of the live state from disk).
+    pub faults: u64,
     /// Why writes are refused now; `None` while they are saved.
     pub refusing: Option<String>,
     /// The fault cannot clear by itself (the file was deleted or replaced).
@@ -30,25 +34,40 @@ pub(crate) struct Progress {
     pub closed: bool,
 }
 
-impl Progress {
-    /// Record `first..=last` as not saved, merged with the previous range when
-    /// they touch.
-    pub(crate) fn fail(&mut self, first: u64, last: u64) {
-        if let Some(prev) = self.failed.last_mut() {
+/// Sequence numbers as inclusive ranges, oldest first, bounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Ranges(Vec<(u64, u64)>);
+
+impl Ranges {
+    /// Add `first..=last`, merged with the previous range when they touch.
+    pub(crate) fn add(&mut self, first: u64, last: u64) {
+        if let Some(prev) = self.0.last_mut() {
             if prev.1 + 1 >= first {
                 prev.1 = prev.1.max(last);
                 return;
             }
         }
-        self.failed.push((first, last));
-        if self.failed.len() > MAX_RANGES {
-            self.failed.remove(0);
+        self.0.push((first, last));
+        if self.0.len() > MAX_RANGES {
+            self.0.remove(0);
         }
     }
 
-    /// Whether the op with sequence number `seq` was not saved.
+    /// Whether `seq` is in one of the ranges.
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        self.0.iter().any(|&(a, b)| a <= seq && seq <= b)
+    }
+}
+
+impl Progress {
+    /// Record `first..=last` as failed (not saved).
+    pub(crate) fn fail(&mut self, first: u64, last: u64) {
+        self.failed.add(first, last);
+    }
+
+    /// Whether the op with sequence number `seq` was failed.
     pub(crate) fn lost(&self, seq: u64) -> bool {
-        self.failed.iter().any(|&(a, b)| a <= seq && seq <= b)
+        self.failed.contains(seq)
     }
 }
 
@@ -88,12 +107,12 @@ mod tests {
         p.fail(5, 7);
         p.fail(8, 9); // touches: merged
         p.fail(12, 12);
-        assert_eq!(p.failed, vec![(5, 9), (12, 12)]);
+        assert_eq!(p.failed, Ranges(vec![(5, 9), (12, 12)]));
         assert!(!p.lost(4) && p.lost(5) && p.lost(9) && !p.lost(10) && p.lost(12));
         for i in 0..(MAX_RANGES as u64 + 10) {
             p.fail(100 + 2 * i, 100 + 2 * i);
         }
-        assert_eq!(p.failed.len(), MAX_RANGES, "bounded");
+        assert_eq!(p.failed.0.len(), MAX_RANGES, "bounded");
     }
 
     #[test]
