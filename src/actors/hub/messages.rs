@@ -337,8 +337,11 @@ impl Hub {
         let mut list = match addr.send(ask).await? {
             PullReply::Ready(v) => v,
             // The actor answers every waiter by its deadline; a dropped sender means
-            // the actor stopped, which only happens at shutdown.
-            PullReply::Wait(rx) => rx.await.unwrap_or_default(),
+            // the actor stopped (shutdown, or a rebuild after a storage fault): the
+            // caller is told to retry rather than shown an empty inbox.
+            PullReply::Wait(rx) => rx
+                .await
+                .map_err(|_| HubError::Mailbox(actix::MailboxError::Closed))?,
         };
         let mut more = list.len() > limit;
         list.truncate(limit);
