@@ -86,22 +86,32 @@ fn l20_batch_containing_initialize_is_invalid() {
     assert_eq!((r.status, r.rpc_code()), (400, -32600), "{}", r.body);
 }
 
-/// The requests of a batch run concurrently: three `inbox_pull` waiting 2 s on an
-/// empty inbox take about 2 s together, not 6; the answers keep the request order.
+/// The requests of a batch run concurrently: an `inbox_pull` and two `lock_acquire`
+/// waiting 2 s (on an empty inbox, on keys bob holds) take about 2 s together, not
+/// 6; the answers keep the request order.
 #[test]
 fn batch_requests_run_concurrently_and_answer_in_order() {
-    let hub = Hub::start(&["alice"], "");
+    let hub = Hub::start(&["alice", "bob"], "");
+    let bob = hub.client("bob");
+    for key in ["k1", "k2"] {
+        bob.call("lock_acquire", json!({"lock_key": key, "ttl_seconds": 60}));
+    }
     let c = hub.client_v("alice", "2025-03-26");
     let pull = |id: &str| {
         format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"inbox_pull","arguments":{{"wait_seconds":2}}}}}}"#
         )
     };
+    let lock = |id: &str, key: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"lock_acquire","arguments":{{"lock_key":"{key}","wait_seconds":2}}}}}}"#
+        )
+    };
     let body = format!(
         r#"[{},{},{{"jsonrpc":"2.0","method":"notifications/initialized"}},{}]"#,
-        pull(r#""c""#),
+        lock(r#""c""#, "k1"),
         pull("1"),
-        pull(r#""a""#)
+        lock(r#""a""#, "k2")
     );
     let started = Instant::now();
     let r = c.post(&body);
@@ -115,20 +125,33 @@ fn batch_requests_run_concurrently_and_answer_in_order() {
         [&json!("c"), &json!(1), &json!("a")],
         "request order: {v}"
     );
-    for a in arr {
-        assert!(
-            a["result"].is_object() && a["result"].get("isError").is_none(),
-            "{a}"
-        );
-    }
+    assert!(arr[1]["result"].get("isError").is_none(), "{v}");
+    // The lock waits ran out: LOCK_CONFLICT as tool errors.
+    assert_eq!(arr[0]["result"]["isError"], true, "{v}");
+    assert_eq!(arr[2]["result"]["isError"], true, "{v}");
     assert!(
         took >= Duration::from_millis(1900),
-        "the pulls waited: {took:?}"
+        "the calls waited: {took:?}"
     );
     assert!(
         took < Duration::from_secs(5),
         "run one after another: {took:?}"
     );
+}
+
+/// A batch may hold one inbox read: each would build up to `max_pull_bytes` of the
+/// same oldest messages, and 64 of them a huge answer at once.
+#[test]
+fn a_batch_holds_at_most_one_inbox_read() {
+    let hub = Hub::start(&["alice"], "");
+    let c = hub.client_v("alice", "2025-03-26");
+    let pull = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"inbox_pull","arguments":{}}}"#;
+    let read = r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"agent-hub://inbox"}}"#;
+    let r = c.post(&format!("[{pull},{read}]"));
+    assert_eq!((r.status, r.rpc_code()), (400, -32600), "{}", r.body);
+    assert!(r.body.contains("at most one inbox_pull"), "{}", r.body);
+    let r = c.post(&format!("[{pull},{}]", ping_body(3)));
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// At most `max_batch_items` messages (default 64) per batch; a longer batch is

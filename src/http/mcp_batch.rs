@@ -14,6 +14,16 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::join_all;
 use serde_json::value::RawValue;
 
+/// Whether a request reads the inbox (`inbox_pull`, or `resources/read`).
+fn is_inbox_read(method: &str, params: Option<&serde_json::Value>) -> bool {
+    method == "resources/read"
+        || (method == "tools/call"
+            && params
+                .and_then(|p| p.get("name"))
+                .and_then(serde_json::Value::as_str)
+                == Some("inbox_pull"))
+}
+
 /// Answer a batch: 400 -32600 for an empty one, one over `max_batch_items`, one
 /// holding `initialize`, or on a session of a later protocol revision.
 pub(super) async fn batch(
@@ -50,6 +60,17 @@ pub(super) async fn batch(
     };
     if items.iter().any(is_initialize) {
         return refuse("initialize may not be part of a batch".into());
+    }
+    // Each inbox read builds up to max_pull_bytes of answer (the same oldest
+    // messages each time): one per batch, or a batch could build gigabytes at once.
+    let big_read = |m: &Result<Incoming, _>| match m {
+        Ok(Incoming::Request { method, params, .. }) => is_inbox_read(method, params.as_ref()),
+        _ => false,
+    };
+    if items.iter().filter(|m| big_read(m)).count() > 1 {
+        return refuse(
+            "a batch may hold at most one inbox_pull or inbox resources/read (each returns the same oldest messages)".into(),
+        );
     }
     let writes = |m: &Result<Incoming, _>| match m {
         Ok(Incoming::Request { method, params, .. }) => {
