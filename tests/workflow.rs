@@ -190,6 +190,20 @@ fn hubctl_explains_failures() {
     assert_eq!(v["items"], json!([]));
     assert!(hubctl_err(&hub, &["status", "nope"]).contains("ROUND_NOT_FOUND"));
     assert!(hubctl_err(&hub, &["show", "nope"]).contains("TASK_NOT_FOUND"));
+    // Empty lists say so rather than print a lone header.
+    assert_eq!(
+        hubctl_ok(&hub, &["list-tasks"]).trim(),
+        "(no open tasks; --all lists finished ones too)"
+    );
+    assert_eq!(hubctl_ok(&hub, &["locks"]).trim(), "(no locks held)");
+    // A task id where a round id belongs: say what it is and what shows it.
+    hub.client("disp")
+        .call("task_draft_create", json!({"task_id": "T-9", "title": "t"}));
+    let err = hubctl_err(&hub, &["status", "T-9"]);
+    assert!(
+        err.contains("is a task, not a round") && err.contains("hubctl show T-9"),
+        "{err}"
+    );
     // Every subcommand has --help.
     for sub in [
         "serve",

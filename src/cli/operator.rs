@@ -90,6 +90,16 @@ impl OperatorClient {
     }
 }
 
+/// A list as a table, or `none` (say "no tasks") when it has no rows: a lone header
+/// reads like an error.
+pub(crate) fn list_table(headers: &[&str], rows: &[Vec<String>], none: &str) -> String {
+    if rows.is_empty() {
+        format!("({none})\n")
+    } else {
+        table(headers, rows)
+    }
+}
+
 /// Left-aligned text table.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -163,7 +173,7 @@ pub(crate) fn agents(
         .collect();
     print!(
         "{}",
-        table(
+        list_table(
             &[
                 "AGENT",
                 "NAME",
@@ -172,7 +182,8 @@ pub(crate) fn agents(
                 "LAST HEARTBEAT",
                 "CAPABILITIES"
             ],
-            &rows
+            &rows,
+            "no agents"
         )
     );
     super::tasks::log_hint(&v, "agents", page);
@@ -187,5 +198,6 @@ mod tests {
     fn table_aligns() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+        assert_eq!(list_table(&["A"], &[], "no tasks"), "(no tasks)\n");
     }
 }

@@ -1,7 +1,7 @@
 //! Operator commands of the task workflow (approve, reject, close, status,
 //! list-tasks, list-rounds, show) and of locks (locks, unlock). One-line confirmations as the reference prints them.
 
-use super::operator::{s, table, OperatorClient};
+use super::operator::{list_table, s, table, OperatorClient};
 use super::{CliError, LogArgs, PageArgs, Target};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -97,8 +97,19 @@ pub(crate) fn status(
     round_id: &str,
     json: bool,
 ) -> Result<(), CliError> {
-    let v =
-        OperatorClient::new(dir, target)?.get(&format!("/operator/rounds/{}", seg(round_id)))?;
+    let client = OperatorClient::new(dir, target)?;
+    let v = match client.get(&format!("/operator/rounds/{}", seg(round_id))) {
+        Ok(v) => v,
+        // A task id given where a round id belongs: say so, and what shows it.
+        Err(e) => match client.get(&format!("/operator/tasks/{}", seg(round_id))) {
+            Ok(_) => {
+                return Err(CliError::Api(format!(
+                    "{round_id} is a task, not a round: `hubctl show {round_id}` shows it with its rounds"
+                )))
+            }
+            Err(_) => return Err(e),
+        },
+    };
     if json {
         print_json(&v);
         return Ok(());
@@ -196,9 +207,14 @@ pub(crate) fn list_tasks(
     });
     print!(
         "{}",
-        table(
+        list_table(
             &["TASK", "STATUS", "DISPATCHER", "CURRENT ROUND", "TITLE"],
-            &rows
+            &rows,
+            if page.all {
+                "no tasks"
+            } else {
+                "no open tasks; --all lists finished ones too"
+            }
         )
     );
     next_page_hint(&v, "list-tasks", page);
@@ -230,7 +246,15 @@ pub(crate) fn list_rounds(
     });
     print!(
         "{}",
-        table(&["ROUND", "TASK", "NUMBER", "STATUS", "UPDATED"], &rows)
+        list_table(
+            &["ROUND", "TASK", "NUMBER", "STATUS", "UPDATED"],
+            &rows,
+            if page.all || task_id.is_some() {
+                "no rounds"
+            } else {
+                "no open rounds; --all lists finished ones too"
+            }
+        )
     );
     next_page_hint(&v, "list-rounds", page);
     Ok(())
@@ -334,9 +358,10 @@ pub(crate) fn locks(
     });
     print!(
         "{}",
-        table(
+        list_table(
             &["KEY", "HOLDER", "RESOURCE", "EXPIRES IN", "FENCING"],
-            &rows
+            &rows,
+            "no locks held"
         )
     );
     log_hint(&v, "locks", page);
@@ -448,7 +473,14 @@ pub(crate) fn audit(
             s(&e["actor"]),
         ]
     });
-    print!("{}", table(&["AT", "EVENT", "ENTITY", "ACTOR"], &rows));
+    print!(
+        "{}",
+        list_table(
+            &["AT", "EVENT", "ENTITY", "ACTOR"],
+            &rows,
+            "no audit events"
+        )
+    );
     log_hint(&v, "audit", page);
     Ok(())
 }
@@ -473,7 +505,14 @@ pub(crate) fn messages(
             s(&m["subject"]),
         ]
     });
-    print!("{}", table(&["AT", "FROM", "TO", "TYPE", "SUBJECT"], &rows));
+    print!(
+        "{}",
+        list_table(
+            &["AT", "FROM", "TO", "TYPE", "SUBJECT"],
+            &rows,
+            "no messages"
+        )
+    );
     log_hint(&v, "messages", page);
     Ok(())
 }
