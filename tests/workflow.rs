@@ -108,6 +108,13 @@ fn operator_reject_then_the_revised_plan_reuses_the_round() {
         "the revision reuses the round"
     );
     assert_eq!(revised["assignments"].as_array().unwrap().len(), 2);
+    // Both decisions keep their notes: the rejection and the approval.
+    hubctl_ok(&hub, &["approve", &round, "good", "now"]);
+    let status = hubctl_ok(&hub, &["status", &round]);
+    assert!(
+        status.contains(": too vague") && status.contains(": good now"),
+        "{status}"
+    );
 }
 
 #[test]

@@ -105,7 +105,8 @@ fn operator_views_and_audit_cover_every_round() {
     assert!(
         tree.contains("Round #1")
             && tree.contains("Round #2")
-            && tree.contains(&format!("handoff {handoff}")),
+            && tree.contains(&format!("handoff {handoff}"))
+            && tree.contains("review note: more tests"),
         "{tree}"
     );
     let st: Value = serde_json::from_str(&hubctl_ok(&hub, &["--json", "status", &first])).unwrap();

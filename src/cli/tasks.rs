@@ -125,7 +125,29 @@ pub(crate) fn status(
     if r["rejected"] == Value::Bool(true) {
         println!("  rejected by the operator; waiting for a revised plan");
     }
-    if !r["operator_note"].is_null() {
+    // Every decision with its note (a rejected plan, then the approved one).
+    let decisions = v["decisions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for d in decisions {
+        let note = d["note"].as_str().unwrap_or_default();
+        println!(
+            "  {} by the operator at {}{}",
+            if d["action"] == "approve" {
+                "approved"
+            } else {
+                "rejected"
+            },
+            s(&d["created_at"]),
+            if note.is_empty() {
+                String::new()
+            } else {
+                format!(": {note}")
+            }
+        );
+    }
+    if decisions.is_empty() && !r["operator_note"].is_null() {
         println!("  operator note: {}", s(&r["operator_note"]));
     }
     if !r["review_verdict"].is_null() {
@@ -260,6 +282,11 @@ pub(crate) fn list_rounds(
     Ok(())
 }
 
+/// How many assignments a round of `/operator/tasks/{id}` lists.
+fn assignment_count(r: &Value) -> usize {
+    r["assignments"].as_array().map_or(0, Vec::len)
+}
+
 pub(crate) fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get(&format!("/operator/tasks/{}", seg(task_id)))?;
     if json {
@@ -304,6 +331,21 @@ pub(crate) fn show(dir: &Path, target: &Target, task_id: &str, json: bool) -> Re
             line.push_str(&format!(" review: {}", s(&round["review_verdict"])));
         }
         println!("{line}");
+        // The notes, under the round line: the operator's and the reviewer's.
+        let note_pad = if assignment_count(r) > 0 {
+            "│   "
+        } else {
+            "    "
+        };
+        if !round["operator_note"].is_null() {
+            println!(
+                "{pad}{note_pad}operator note: {}",
+                s(&round["operator_note"])
+            );
+        }
+        if !round["review_note"].is_null() && round["review_note"] != "" {
+            println!("{pad}{note_pad}review note: {}", s(&round["review_note"]));
+        }
         let assignments = r["assignments"]
             .as_array()
             .map(|a| a.as_slice())

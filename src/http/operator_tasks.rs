@@ -166,9 +166,12 @@ async fn list_rounds(
 async fn round_status(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {
     let hub = guard(&req, &st).await?;
     let task = settle(&hub, hub.round_snapshot(&id).await).await?;
+    let decisions = settle(&hub, hub.decisions(&id).await).await?;
     let mut v = round_json(&task, &id);
     v["ok"] = json!(true);
     v["task"] = json!(task.task);
+    // Every approve and reject with its note: operator_note keeps only the last.
+    v["decisions"] = json!(decisions);
     Ok(HttpResponse::Ok().json(v))
 }
 

@@ -253,6 +253,32 @@ pub(crate) fn locks(
     }))
 }
 
+/// One operator decision on a round (`operator_approvals`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Decision {
+    pub action: String,
+    pub note: String,
+    pub created_at: String,
+}
+
+/// Every approve and reject of `round_id`, oldest first (a round holds a handful:
+/// one per plan the operator saw).
+pub(crate) fn decisions(conn: &Connection, round_id: &str) -> Result<Vec<Decision>, StoreError> {
+    query_all(
+        conn,
+        "SELECT action, note, created_at FROM operator_approvals WHERE round_id = ?1
+         ORDER BY created_at, rowid",
+        &[round_id.to_string()],
+        |r| {
+            Ok(Decision {
+                action: r.get(0)?,
+                note: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        },
+    )
+}
+
 /// Messages, newest first (every sender and recipient; bodies included).
 pub(crate) fn messages(conn: &Connection, req: &PageRequest) -> Result<Page<Message>, StoreError> {
     let (cond, params) = after(req);

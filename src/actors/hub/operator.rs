@@ -7,7 +7,7 @@ use crate::actors::HubError;
 use crate::domain::message::Message;
 use crate::domain::task::{Round, Task};
 use crate::domain::workflow::TaskState;
-use crate::store::pages::{self, AuditEvent, Page, PageRequest, TaskSummary};
+use crate::store::pages::{self, AuditEvent, Decision, Page, PageRequest, TaskSummary};
 
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
@@ -84,6 +84,16 @@ impl Hub {
             .inner
             .store
             .read(move |c| pages::messages(c, &req))
+            .await?)
+    }
+
+    /// Every operator decision on `round_id`, oldest first (`hubctl status`).
+    pub(crate) async fn decisions(&self, round_id: &str) -> Result<Vec<Decision>, HubError> {
+        let id = round_id.to_string();
+        Ok(self
+            .inner
+            .store
+            .read(move |c| pages::decisions(c, &id))
             .await?)
     }
 
