@@ -7,6 +7,7 @@ pub(crate) mod agents_env;
 pub(crate) mod bootstrap;
 pub(crate) mod paths;
 pub(crate) mod settings;
+mod suggest;
 
 pub(crate) use agents_env::AgentsFile;
 pub(crate) use settings::{Durability, Settings};

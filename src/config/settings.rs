@@ -273,7 +273,10 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<(Settings, Vec<String>), C
             continue;
         }
         if !set(&ctx, &mut s, key, v)? && !REFERENCE_UNUSED.contains(&key) {
-            warnings.push(format!("{file}: unknown key `{key}` ignored"));
+            let hint = super::suggest::nearest(key)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            warnings.push(format!("{file}: unknown key `{key}` ignored{hint}"));
         }
     }
     if s.lock_ttl_min_seconds > s.lock_ttl_max_seconds {
@@ -469,7 +472,10 @@ mod tests {
     #[test]
     fn unknown_key_is_a_warning() {
         let (_, w) = parse("/c.yaml", "max_roundz: 4\n").unwrap();
-        assert_eq!(w, vec!["/c.yaml: unknown key `max_roundz` ignored"]);
+        assert_eq!(
+            w,
+            vec!["/c.yaml: unknown key `max_roundz` ignored (did you mean `max_rounds`?)"]
+        );
     }
 
     #[test]
