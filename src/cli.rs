@@ -4,6 +4,7 @@
 pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod db_lock;
+pub(crate) mod discovery;
 pub(crate) mod fill;
 pub(crate) mod operator;
 pub(crate) mod serve;
@@ -235,6 +236,23 @@ impl Cli {
             None => paths::default_config_dir(),
         }
     }
+}
+
+/// Base URL of the hub serving config directory `dir`: with no `--url`, `--host` or
+/// `--port`, the one its discovery file names if that hub answers (so `--port 0`
+/// and a port changed in config.yaml after start are found); else [`base_url`].
+pub(crate) fn hub_url(
+    dir: &std::path::Path,
+    target: &Target,
+    settings: &config::Settings,
+) -> String {
+    let explicit = target.url.is_some() || target.host.is_some() || target.port.is_some();
+    if !explicit {
+        if let Some(url) = discovery::live_url(dir) {
+            return url;
+        }
+    }
+    base_url(target, settings)
 }
 
 /// Base URL (no trailing `/mcp`) of the hub for operator commands.

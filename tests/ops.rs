@@ -114,3 +114,47 @@ fn readyz_is_200_once_started_without_a_token() {
         (json!(true), json!(true))
     );
 }
+
+/// The discovery file: a hub on `--port 0` is found by operator commands given only
+/// `--config-dir`; the file is removed on a clean stop, and one left by `kill -9`
+/// is ignored.
+#[test]
+fn operator_commands_find_the_hub_through_the_config_dir() {
+    // The hub runs on --port 0; the port of config.yaml is where nothing listens.
+    let mut hub = Hub::start(&["alice"], "port: 9\n");
+    let addr = hub.path().join("hub.addr");
+    let found: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&addr).unwrap()).unwrap();
+    assert_eq!(found["url"], hub.base.as_str());
+    let out = hubctl_cmd(hub.dir.path())
+        .arg("--config-dir")
+        .arg(hub.path())
+        .args(["agents"])
+        .env_remove("AGENT_HUB_PORT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
+    // kill -9 leaves the file; its instance no longer answers, so it is ignored.
+    hub.kill9();
+    assert!(addr.exists());
+    let out = hubctl_cmd(hub.dir.path())
+        .arg("--config-dir")
+        .arg(hub.path())
+        .args(["agents"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hubctl serve"), "{err}");
+    // A clean stop removes it.
+    let mut hub = hub.restart();
+    assert!(addr.exists());
+    hub.signal("TERM");
+    hub.wait_exit(Duration::from_secs(10));
+    assert!(!addr.exists(), "removed on a clean stop");
+}

@@ -3,7 +3,7 @@
 //! one tool in a loop until the time is up. Numbers include the client's own CPU
 //! (same machine), so compare runs made the same way rather than absolute values.
 
-use super::{base_url, CliError, Target};
+use super::{hub_url, CliError, Target};
 use crate::config::bootstrap;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -107,7 +107,7 @@ pub(crate) fn run(dir: &Path, target: &Target, args: BenchArgs) -> Result<(), Cl
     if entries.is_empty() {
         return Err(CliError::Api("no such agent in agents.env".into()));
     }
-    let url = format!("{}/mcp", base_url(target, &loaded.settings));
+    let url = format!("{}/mcp", hub_url(&loaded.dir, target, &loaded.settings));
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let tool: Arc<str> = Arc::from(args.tool.as_str());
     let started = Instant::now();

@@ -2,7 +2,7 @@
 //! start. Claude Code takes the token in an inline header; Codex ignores inline
 //! headers for HTTP servers and reads the token from an environment variable.
 
-use super::{base_url, CliError, Target};
+use super::{hub_url, CliError, Target};
 use crate::config::bootstrap;
 use std::path::Path;
 
@@ -48,7 +48,7 @@ pub(crate) fn run(dir: &Path, agent_id: &str, target: &Target) -> Result<(), Cli
             },
         });
     };
-    let url = format!("{}/mcp", base_url(target, &loaded.settings));
+    let url = format!("{}/mcp", hub_url(&loaded.dir, target, &loaded.settings));
     print!("{}", snippets(&url, &agent.id, &agent.token));
     Ok(())
 }

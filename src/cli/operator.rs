@@ -2,7 +2,7 @@
 //! from `operator.token`. Tables for people, `--json` for scripts, and a non-zero
 //! exit with a one-line reason on any failure.
 
-use super::{base_url, CliError, Target};
+use super::{hub_url, CliError, Target};
 use crate::config::bootstrap;
 use serde_json::Value;
 use std::path::Path;
@@ -27,7 +27,7 @@ impl OperatorClient {
     ) -> Result<Self, CliError> {
         let loaded = bootstrap::prepare(dir, false)?;
         Ok(OperatorClient {
-            base: base_url(target, &loaded.settings),
+            base: hub_url(&loaded.dir, target, &loaded.settings),
             token: loaded.operator_token,
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(3))

@@ -77,8 +77,10 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     })?;
     let addr = listener.local_addr()?;
     let (fill, slot) = HubSlot::new();
+    let instance = crate::domain::ids::random_hex(8);
     let state = AppState {
         hub: slot,
+        instance: instance.clone(),
         sessions: sessions.clone(),
         tokens: TokenIndex::new(&loaded.agents, &loaded.operator_token),
         origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
@@ -103,6 +105,18 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     // Polled from now on, on its own task: /healthz and /readyz answer while the
     // database loads (a Server does nothing until polled).
     let running = actix_rt::spawn(server);
+    // Where operator commands given only --config-dir find this server.
+    let config_dir = loaded.dir.clone();
+    let found = super::discovery::Discovery {
+        url: http::server::mcp_url(addr)
+            .trim_end_matches("/mcp")
+            .to_string(),
+        pid: std::process::id(),
+        instance: instance.clone(),
+    };
+    if let Err(e) = super::discovery::write(&config_dir, &found) {
+        tracing::warn!(error = %e, dir = %config_dir.display(), "could not write the discovery file; hubctl needs --port or --url");
+    }
     let db = ep.db.clone();
     let now = iso(Utc::now());
     let opened = tokio::task::spawn_blocking(move || Store::open(&db, opts, &agents, &now))
@@ -115,6 +129,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
             drop(fill);
             handle.stop(true).await;
             let _ = running.await;
+            super::discovery::remove(&config_dir, &instance);
             return Err(e);
         }
     };
@@ -152,6 +167,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     let result = running
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    super::discovery::remove(&config_dir, &instance);
     tracing::info!("stopping: flushing queued writes");
     // Off the runtime's thread: a second stop signal must still be handled meanwhile.
     let flushing = store.clone();

@@ -15,6 +15,7 @@ async fn healthz(st: web::Data<AppState>) -> HttpResponse {
         "service": "agent-hub",
         "version": env!("CARGO_PKG_VERSION"),
         "ready": st.hub.is_filled(),
+        "instance": st.instance,
     }))
 }
 

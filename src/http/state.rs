@@ -100,6 +100,9 @@ impl<T: Clone> Slot<T> {
 /// Shared by every worker (actix clones the `web::Data` Arc).
 pub(crate) struct AppState {
     pub hub: HubSlot,
+    /// Random per start, answered by `/healthz`: lets `hubctl` tell this server from
+    /// a stale discovery file's (see `cli/discovery.rs`).
+    pub instance: String,
     pub sessions: Arc<Sessions>,
     pub tokens: TokenIndex,
     pub origins: Origins,
