@@ -139,6 +139,12 @@ pub enum Command {
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
     #[command(hide = true)]
     FillHistory(fill::FillArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `hubctl completions bash > ~/.local/share/bash-completion/completions/hubctl`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The paging options of every list command.
@@ -282,6 +288,12 @@ pub(crate) fn base_url(target: &Target, settings: &config::Settings) -> String {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    // Needs no config directory: it only prints.
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "hubctl", &mut std::io::stdout());
+        return Ok(());
+    }
     let dir = cli.config_dir()?;
     let target = Target {
         url: cli.url.clone(),
@@ -317,6 +329,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         } => tasks::audit(&dir, &target, entity_type.zip(entity_id), &page, json),
         Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
+        Command::Completions { .. } => Ok(()), // answered above
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }
 }

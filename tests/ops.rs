@@ -158,3 +158,33 @@ fn operator_commands_find_the_hub_through_the_config_dir() {
     hub.wait_exit(Duration::from_secs(10));
     assert!(!addr.exists(), "removed on a clean stop");
 }
+
+/// Shell completions print without a config directory or a server.
+#[test]
+fn completions_print_for_each_shell() {
+    let home = tempfile::tempdir().unwrap();
+    for (shell, needle) in [
+        ("bash", "_hubctl()"),
+        ("zsh", "#compdef hubctl"),
+        ("fish", "complete -c hubctl"),
+    ] {
+        let out = hubctl_cmd(home.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(needle) && text.contains("list-tasks"),
+            "{shell}: {text}"
+        );
+    }
+    assert!(
+        !home.path().join(".config").exists(),
+        "nothing was generated"
+    );
+}
