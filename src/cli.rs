@@ -123,6 +123,12 @@ pub enum Command {
     },
     /// Rewrite the database without its free pages (writes wait while it runs)
     Vacuum,
+    /// Write a consistent copy of the database to FILE while the hub serves (a plain
+    /// copy of a WAL database is unsafe); FILE must not exist
+    Backup {
+        /// Where the copy goes (on the hub's machine)
+        file: PathBuf,
+    },
     /// The audit log, newest first, a page at a time; of one entity when given
     Audit {
         /// Entity type, e.g. task or lock
@@ -322,6 +328,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
+        Command::Backup { file } => tasks::backup(&dir, &target, &file, json),
         Command::Audit {
             entity_type,
             entity_id,

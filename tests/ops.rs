@@ -2,6 +2,7 @@
 //! readiness probe.
 
 mod common;
+use common::workflow::{hubctl_err, hubctl_ok};
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -186,5 +187,33 @@ fn completions_print_for_each_shell() {
     assert!(
         !home.path().join(".config").exists(),
         "nothing was generated"
+    );
+}
+
+/// `hubctl backup FILE`: a consistent copy while the hub serves; never overwrites.
+#[test]
+fn backup_copies_the_database_while_serving() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let a = hub.client("alice");
+    for n in 0..5 {
+        a.call(
+            "message_send",
+            json!({"to_agent": "bob", "subject": format!("s{n}"), "body": "b"}),
+        );
+    }
+    let file = hub.path().join("backup.db");
+    let out = hubctl_ok(&hub, &["backup", file.to_str().unwrap()]);
+    assert!(out.contains("backup written"), "{out}");
+    let n: i64 = rusqlite::Connection::open(&file)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 5);
+    let err = hubctl_err(&hub, &["backup", file.to_str().unwrap()]);
+    assert!(err.contains("exists already"), "{err}");
+    // The hub goes on serving.
+    a.call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "after", "body": "b"}),
     );
 }

@@ -478,6 +478,23 @@ pub(crate) fn vacuum(dir: &Path, target: &Target, json: bool) -> Result<(), CliE
     Ok(())
 }
 
+pub(crate) fn backup(dir: &Path, target: &Target, file: &Path, json: bool) -> Result<(), CliError> {
+    // Relative to where hubctl runs: the hub's working directory is not ours.
+    let abs = std::path::absolute(file)?;
+    let client = OperatorClient::with_timeout(dir, target, std::time::Duration::from_secs(3600))?;
+    let v = client.post("/operator/backup", &json!({"path": abs.to_string_lossy()}))?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    println!(
+        "backup written: {} ({:.1} MiB)",
+        abs.display(),
+        v["bytes"].as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
 /// `limit=N&cursor=C` and the next-page hint of the log commands.
 pub(super) fn log_query(page: &LogArgs) -> String {
     let mut q = format!("limit={}", page.limit);

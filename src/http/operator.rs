@@ -14,6 +14,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
         .route("/operator/prune", web::post().to(prune))
         .route("/operator/vacuum", web::post().to(vacuum))
+        .route("/operator/backup", web::post().to(backup))
         .configure(super::operator_tasks::configure);
 }
 
@@ -45,6 +46,30 @@ async fn agents(
     let page = settle(&hub, hub.agent_page(q.request()?, Utc::now()).await).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
+}
+
+/// `{"path": "/abs/file.db"}`: where the backup goes (on the server's machine).
+#[derive(serde::Deserialize)]
+struct BackupBody {
+    path: String,
+}
+
+/// A consistent copy of the database (`hubctl backup FILE`).
+async fn backup(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<BackupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let hub = guards::operator_request(&req, &st).await?;
+    let path = std::path::PathBuf::from(&body.path);
+    if !path.is_absolute() {
+        return Err(ApiError::invalid_argument(format!(
+            "path must be absolute, got {:?}",
+            body.path
+        )));
+    }
+    let bytes = settle(&hub, hub.backup(path).await).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "path": body.path, "bytes": bytes})))
 }
 
 /// Give the file's free pages back to the file system (`hubctl vacuum`).

@@ -7,6 +7,7 @@
 use super::Hub;
 use crate::actors::HubError;
 use crate::domain::time::iso;
+use crate::domain::DomainError;
 use crate::store::prune::{self, BATCH};
 use crate::store::Op;
 use chrono::{DateTime, Duration, Utc};
@@ -97,6 +98,32 @@ impl Hub {
         self.delete(Op::Vacuum { full: true }).await?;
         self.delete(Op::Mark).await?;
         Ok((before, size().await?))
+    }
+
+    /// A consistent copy of the database at `to` (`hubctl backup`), made with
+    /// `VACUUM INTO` on a read-only connection once every answered write is
+    /// committed: serving goes on meanwhile (WAL), and the copy is compact and
+    /// needs no -wal file. Returns its size. `to` must not exist.
+    pub(crate) async fn backup(&self, to: std::path::PathBuf) -> Result<u64, HubError> {
+        if to.exists() {
+            return Err(DomainError::invalid(
+                "path",
+                format!("{} exists already; a backup never overwrites", to.display()),
+            )
+            .into());
+        }
+        let target = to.clone();
+        self.inner
+            .store
+            .read(move |c| {
+                let path = target.to_string_lossy().to_string();
+                c.execute("VACUUM INTO ?1", [&path])?;
+                Ok(())
+            })
+            .await?;
+        let bytes = std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+        tracing::info!(to = %to.display(), bytes, "backup written");
+        Ok(bytes)
     }
 
     async fn count(&self, from_where: &'static str, cutoff: String) -> Result<u64, HubError> {
