@@ -120,6 +120,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-read agents.env in the running hub (like SIGHUP): new agents work at once,
+    /// removed or rotated tokens are refused; an invalid file changes nothing
+    Reload,
     /// Rewrite the database without its free pages (writes wait while it runs)
     Vacuum,
     /// The audit log, newest first, a page at a time; of one entity when given
@@ -292,6 +295,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(&dir, &target, args),
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
+        Command::Reload => operator::reload(&dir, &target, json),
         Command::Audit {
             entity_type,
             entity_id,

@@ -9,9 +9,10 @@ mod signals;
 
 use super::{connect, db_lock, CliError, ServeArgs};
 use crate::actors::Hub;
-use crate::auth::{token_hash_column, TokenIndex};
-use crate::config::{self, bootstrap, Durability};
+use crate::auth::{token_hash_column, LiveTokens, TokenIndex};
+use crate::config::{self, bootstrap, Durability, EnvFileRegistry};
 use crate::domain::time::iso;
+use crate::http::reload::Reloader;
 use crate::http::state::HubSlot;
 use crate::http::{self, AppState, Origins};
 use crate::mcp::session::Sessions;
@@ -77,10 +78,21 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     })?;
     let addr = listener.local_addr()?;
     let (fill, slot) = HubSlot::new();
+    let tokens = Arc::new(LiveTokens::new(TokenIndex::new(
+        &loaded.agents,
+        &loaded.operator_token,
+    )));
+    let reloader = Arc::new(Reloader::new(
+        Box::new(EnvFileRegistry::new(&loaded.dir)),
+        tokens.clone(),
+        sessions.clone(),
+        slot.clone(),
+    ));
     let state = AppState {
         hub: slot,
         sessions: sessions.clone(),
-        tokens: TokenIndex::new(&loaded.agents, &loaded.operator_token),
+        tokens,
+        reloader: reloader.clone(),
         origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
@@ -99,7 +111,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         Duration::from_secs(settings.write_timeout_secs),
     )?;
     let handle = server.handle();
-    signals::install(handle.clone())?;
+    signals::install(handle.clone(), reloader)?;
     // Polled from now on, on its own task: /healthz and /readyz answer while the
     // database loads (a Server does nothing until polled).
     let running = actix_rt::spawn(server);

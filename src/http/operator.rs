@@ -13,6 +13,7 @@ use serde_json::json;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
         .route("/operator/prune", web::post().to(prune))
+        .route("/operator/reload", web::post().to(reload))
         .route("/operator/vacuum", web::post().to(vacuum))
         .configure(super::operator_tasks::configure);
 }
@@ -52,4 +53,13 @@ async fn vacuum(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     let hub = guards::operator_request(&req, &st).await?;
     let (before, after) = settle(&hub, hub.vacuum().await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "bytes_before": before, "bytes_after": after})))
+}
+
+/// Re-read agents.env and put it in force (`hubctl reload`, like SIGHUP): 400 with
+/// `file:line: reason` for an invalid file, which changes nothing.
+async fn reload(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    guards::operator(&req, &st)?;
+    let r = st.reloader.reload().await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r})))
 }

@@ -1,0 +1,108 @@
+//! Changing who may connect while the hub runs: `hubctl reload`, SIGHUP, and
+//! `hubctl agent add|remove|rotate`. New tokens work without a restart; removed or
+//! rotated ones are refused at once; an invalid agents.env changes nothing.
+
+mod common;
+use common::workflow::{hubctl_err, hubctl_ok};
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// The status of an `initialize` with `token`.
+fn init_status(hub: &Hub, token: &str) -> u16 {
+    let auth = format!("Bearer {token}");
+    request("POST", &hub.url, &std_headers(&auth), &init_body(LATEST)).status
+}
+
+#[test]
+fn reload_adds_an_agent_that_works_at_once_and_can_receive() {
+    let hub = Hub::start(&["alice"], "");
+    assert_eq!(init_status(&hub, &token("bob")), 401);
+    write_agents(&hub.path(), &["alice", "bob"]);
+    let out = hubctl_ok(&hub, &["reload"]);
+    assert!(out.contains("added: bob"), "{out}");
+    let bob = hub.client("bob");
+    bob.call("agent_heartbeat", json!({}));
+    let alice = hub.client("alice");
+    alice.call("message_send", json!({"to_agent": "bob", "body": "hi"}));
+    let inbox = bob.call("inbox_pull", json!({}));
+    assert!(inbox.to_string().contains("hi"), "{inbox}");
+}
+
+#[test]
+fn reload_removes_and_rotates_tokens_at_once() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let bob = hub.client("bob");
+    let stream = bob.open_stream().expect("GET stream");
+    // alice keeps her id with a new token; bob is gone.
+    write_private(
+        &hub.path().join("agents.env"),
+        "alice=rotated-token-0123456789\n",
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&hubctl_ok(&hub, &["--json", "reload"])).unwrap();
+    assert_eq!(v["reloaded"]["removed"], json!(["bob"]), "{v}");
+    assert_eq!(v["reloaded"]["rotated"], json!(["alice"]), "{v}");
+    assert_eq!(init_status(&hub, &token("alice")), 401);
+    assert_eq!(init_status(&hub, &token("bob")), 401);
+    assert_eq!(init_status(&hub, "rotated-token-0123456789"), 200);
+    // bob's open GET stream ends.
+    let started = Instant::now();
+    while stream.next_line(Duration::from_secs(10)).is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stream stays open"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "stream stays open"
+    );
+    // A POST on bob's old session is refused too.
+    assert_eq!(bob.post(&ping_body(9)).status, 401);
+}
+
+#[test]
+fn sighup_reloads_a_hand_edited_agents_env() {
+    let hub = Hub::start(&["alice"], "");
+    write_agents(&hub.path(), &["alice", "carol"]);
+    hub.signal("HUP");
+    let ok = wait_for(Duration::from_secs(10), || {
+        (init_status(&hub, &token("carol")) == 200).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "carol's token never worked; {}",
+        hub.out.stderr()
+    );
+    still_works(&hub, "alice");
+}
+
+fn still_works(hub: &Hub, agent: &str) {
+    hub.client(agent).call("agent_heartbeat", json!({}));
+}
+
+#[test]
+fn an_invalid_agents_env_keeps_the_old_state() {
+    let hub = Hub::start(&["alice"], "");
+    let env = hub.path().join("agents.env");
+    write_private(
+        &env,
+        &format!(
+            "alice={}\nbob={}\nnot a pair\n",
+            token("alice"),
+            token("bob")
+        ),
+    );
+    let e = hubctl_err(&hub, &["reload"]);
+    let at = format!("{}:3:", env.display());
+    assert!(e.contains(&at), "{e}");
+    assert!(!e.contains(&token("alice")), "never print tokens: {e}");
+    assert_eq!(init_status(&hub, &token("bob")), 401);
+    still_works(&hub, "alice");
+    // SIGHUP logs the same reason and changes nothing either.
+    hub.signal("HUP");
+    hub.out.wait_stderr(&at, Duration::from_secs(10));
+    assert_eq!(init_status(&hub, &token("bob")), 401);
+    still_works(&hub, "alice");
+}
