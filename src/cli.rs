@@ -1,6 +1,7 @@
 //! `hubctl`: run the hub (`serve`) and operate it. Operator commands talk to the
 //! running server's operator API; they never open the database.
 
+pub(crate) mod agent;
 pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod db_lock;
@@ -120,6 +121,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Add, remove or rotate an agent in agents.env, then reload a running hub
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Re-read agents.env in the running hub (like SIGHUP): new agents work at once,
     /// removed or rotated tokens are refused; an invalid file changes nothing
     Reload,
@@ -141,6 +145,30 @@ pub enum Command {
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
     #[command(hide = true)]
     FillHistory(fill::FillArgs),
+}
+
+/// `hubctl agent ...`: edits of agents.env (locked, atomic), then a reload.
+#[allow(missing_docs)]
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Add an agent with a new token and print its client configuration
+    Add {
+        /// Agent id: 1-64 characters of A-Z a-z 0-9 . _ -
+        name: String,
+        /// Capabilities to record for it (comma-separated; needs a running hub)
+        #[arg(long, value_delimiter = ',')]
+        capabilities: Vec<String>,
+    },
+    /// Remove an agent: its token is refused and its sessions closed (its inbox is kept)
+    Remove {
+        /// Agent id
+        name: String,
+    },
+    /// Give an agent a new token: the old one is refused and its sessions closed
+    Rotate {
+        /// Agent id
+        name: String,
+    },
 }
 
 /// The paging options of every list command.
@@ -296,6 +324,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
         Command::Reload => operator::reload(&dir, &target, json),
+        Command::Agent(AgentCommand::Add { name, capabilities }) => {
+            agent::add(&dir, &target, &name, &capabilities)
+        }
+        Command::Agent(AgentCommand::Remove { name }) => agent::remove(&dir, &target, &name),
+        Command::Agent(AgentCommand::Rotate { name }) => agent::rotate(&dir, &target, &name),
         Command::Audit {
             entity_type,
             entity_id,

@@ -106,3 +106,69 @@ fn an_invalid_agents_env_keeps_the_old_state() {
     assert_eq!(init_status(&hub, &token("bob")), 401);
     still_works(&hub, "alice");
 }
+
+/// The token in printed client snippets (`export AGENT_HUB_TOKEN=...`).
+fn printed_token(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("and start Codex with: export AGENT_HUB_TOKEN=")
+        })
+        .unwrap_or_else(|| panic!("no token in: {out}"))
+        .to_string()
+}
+
+#[test]
+fn agent_add_rotate_remove_take_effect_without_restart() {
+    let hub = Hub::start(&["alice"], "");
+    let out = hubctl_ok(
+        &hub,
+        &["agent", "add", "dave", "--capabilities", "rust,review"],
+    );
+    assert!(out.contains("added: dave"), "{out}");
+    let tok = printed_token(&out);
+    assert!(tok.starts_with("ahub_"), "{tok}");
+    assert_eq!(mode(&hub.path().join("agents.env")), 0o600);
+    let dave = Client::connect(&hub.url, &tok, LATEST);
+    let v = dave.call("agent_heartbeat", json!({}));
+    assert!(v.is_object());
+    let agents = hubctl_ok(&hub, &["agents"]);
+    assert!(agents.contains("rust, review"), "{agents}");
+    // Adding it twice is refused; the file is unchanged.
+    let e = hubctl_err(&hub, &["agent", "add", "dave"]);
+    assert!(e.contains("already"), "{e}");
+    assert!(!e.contains(&tok), "{e}");
+
+    let stream = dave.open_stream().expect("GET stream");
+    let out = hubctl_ok(&hub, &["agent", "rotate", "dave"]);
+    assert!(out.contains("rotated: dave"), "{out}");
+    let new = printed_token(&out);
+    assert_ne!(new, tok);
+    assert_eq!(init_status(&hub, &tok), 401);
+    assert_eq!(init_status(&hub, &new), 200);
+    let started = Instant::now();
+    while stream.next_line(Duration::from_secs(10)).is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stream stays open"
+        );
+    }
+
+    let out = hubctl_ok(&hub, &["agent", "remove", "dave"]);
+    assert!(out.contains("removed: dave"), "{out}");
+    assert_eq!(init_status(&hub, &new), 401);
+    let e = hubctl_err(&hub, &["agent", "remove", "dave"]);
+    assert!(e.contains("dave is not in"), "{e}");
+    still_works(&hub, "alice");
+}
+
+#[test]
+fn agent_commands_edit_the_file_when_no_hub_runs() {
+    let mut hub = Hub::start(&["alice"], "");
+    hub.kill9();
+    let out = hubctl_ok(&hub, &["agent", "add", "erin"]);
+    assert!(out.contains("no hub answers"), "{out}");
+    let tok = printed_token(&out);
+    let hub = hub.restart();
+    assert_eq!(init_status(&hub, &tok), 200);
+}

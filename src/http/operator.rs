@@ -14,6 +14,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
         .route("/operator/prune", web::post().to(prune))
         .route("/operator/reload", web::post().to(reload))
+        .route(
+            "/operator/agents/{id}/capabilities",
+            web::post().to(capabilities),
+        )
         .route("/operator/vacuum", web::post().to(vacuum))
         .configure(super::operator_tasks::configure);
 }
@@ -62,4 +66,22 @@ async fn reload(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     guards::operator(&req, &st)?;
     let r = st.reloader.reload().await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r})))
+}
+
+/// Record an agent's capabilities (`hubctl agent add --capabilities`), as its own
+/// `agent_register` would with its id as name.
+async fn capabilities(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let hub = guards::operator_request(&req, &st).await?;
+    let id = crate::domain::AgentId::new(id.as_str());
+    // The same checks as agent_register's.
+    let caps = crate::domain::agent::parse_capabilities(body.get("capabilities"))
+        .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    let r = hub.register(&id, id.to_string(), caps, Utc::now()).await;
+    let view = settle(&hub, r).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "agent": view})))
 }
