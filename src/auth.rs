@@ -33,7 +33,12 @@ pub(crate) enum AuthError {
     Missing,
     #[error("Authorization header must use the Bearer scheme")]
     WrongScheme,
-    #[error("unknown bearer token")]
+    /// The same words for every token, known once or never: nothing tells a caller
+    /// whether a token exists (or existed).
+    #[error(
+        "unknown bearer token; a newly added agent's token works once the operator runs \
+         `hubctl reload` (or `hubctl agent add`, which reloads)"
+    )]
     InvalidToken,
 }
 

@@ -172,3 +172,25 @@ fn agent_commands_edit_the_file_when_no_hub_runs() {
     let hub = hub.restart();
     assert_eq!(init_status(&hub, &tok), 200);
 }
+
+#[test]
+fn every_unknown_token_gets_the_same_401_naming_hubctl_reload() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    write_agents(&hub.path(), &["alice"]);
+    hubctl_ok(&hub, &["reload"]);
+    let post = |token: &str| {
+        let auth = format!("Bearer {token}");
+        request("POST", &hub.url, &std_headers(&auth), &init_body(LATEST))
+    };
+    let removed = post(&token("bob"));
+    let never = post("never-issued-token-0123456789");
+    assert_eq!(removed.status, 401);
+    assert_eq!(never.status, 401);
+    assert_eq!(removed.body, never.body, "a 401 must not tell tokens apart");
+    assert_eq!(
+        removed.header("www-authenticate"),
+        never.header("www-authenticate")
+    );
+    assert!(removed.body.contains("hubctl reload"), "{}", removed.body);
+    assert!(!removed.body.contains("bob"), "{}", removed.body);
+}
