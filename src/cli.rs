@@ -203,6 +203,10 @@ pub struct ServeArgs {
     /// SQLite database file [default: $XDG_DATA_HOME/agent-hub/hub.db or ~/.local/share/agent-hub/hub.db]
     #[arg(long, env = "AGENT_HUB_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
+    /// On a first start, print the generated token in the client snippets even when
+    /// stdout is not a terminal (a log file or a service manager would keep it)
+    #[arg(long)]
+    pub print_tokens: bool,
 }
 
 /// Where a running hub is: `--url`, else host and port as `serve` would use them.

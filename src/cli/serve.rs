@@ -47,10 +47,17 @@ pub(crate) fn run(
         tracing::warn!("{w}");
     }
     let endpoint = config::resolve(host, port, args.db, &loaded.settings)?;
-    actix_rt::System::new().block_on(serve(loaded, endpoint))
+    // stdout that is not a terminal is usually kept (a log file, journald): a token
+    // printed there outlives the session, so it is printed only when asked.
+    let print_tokens = args.print_tokens || std::io::IsTerminal::is_terminal(&std::io::stdout());
+    actix_rt::System::new().block_on(serve(loaded, endpoint, print_tokens))
 }
 
-async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), CliError> {
+async fn serve(
+    loaded: bootstrap::Loaded,
+    ep: config::Endpoint,
+    print_tokens: bool,
+) -> Result<(), CliError> {
     // Before the port: a second server on another port must not get as far as
     // answering /healthz. Held until this function returns, after the last write.
     let _lock = db_lock::acquire(&ep.db)?;
@@ -157,6 +164,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         &ep,
         &http::server::mcp_url(addr),
         settings.durability,
+        print_tokens,
     );
     // From here on tokens exist only as digests in the TokenIndex.
     drop(loaded);
@@ -200,6 +208,7 @@ fn print_banner(
     ep: &config::Endpoint,
     url: &str,
     durability: Durability,
+    print_tokens: bool,
 ) {
     let ids: Vec<&str> = loaded.agents.agents.iter().map(|a| a.id.as_str()).collect();
     println!("agent-hub listening on {url}");
@@ -226,12 +235,23 @@ fn print_banner(
         .and_then(|id| loaded.agents.get(id))
     {
         Some(agent) => {
+            let file = loaded.dir.join(config::paths::AGENTS_FILE);
             println!(
                 "\nFirst start: generated {} with agent `{}` and an operator token.\n",
-                loaded.dir.join(config::paths::AGENTS_FILE).display(),
+                file.display(),
                 agent.id
             );
-            print!("{}", connect::snippets(url, &agent.id, &agent.token));
+            if print_tokens {
+                print!("{}", connect::snippets(url, &agent.id, &agent.token));
+            } else {
+                println!(
+                    "Its token is in {} (not printed: stdout is not a terminal; \
+                     --print-tokens prints it).\n\
+                     Client configuration: hubctl connect {}",
+                    file.display(),
+                    agent.id
+                );
+            }
         }
         None => println!("  client config: hubctl connect <agent-id>"),
     }
