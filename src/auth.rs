@@ -75,12 +75,15 @@ impl TokenIndex {
         Self::build(agents, self.operator)
     }
 
-    /// The digest of `agent`'s token, if it has one.
-    pub(crate) fn digest_of(&self, agent: &AgentId) -> Option<Digest> {
+    /// Each agent's token digest (to tell which tokens a reload rotated).
+    pub(crate) fn agent_digests(&self) -> HashMap<&AgentId, &Digest> {
         self.by_digest
             .iter()
-            .find(|(_, p)| matches!(p, Principal::Agent(a) if a == agent))
-            .map(|(d, _)| *d)
+            .filter_map(|(d, p)| match p {
+                Principal::Agent(a) => Some((a, d)),
+                Principal::Operator => None,
+            })
+            .collect()
     }
 
     /// Resolve an `Authorization` header value.
@@ -202,11 +205,9 @@ mod tests {
             idx.authenticate(Some("Bearer op-token")),
             Ok(Principal::Operator)
         );
-        assert_eq!(
-            idx.digest_of(&AgentId::new("alice")),
-            Some(digest("tok-a2"))
-        );
-        assert_eq!(idx.digest_of(&AgentId::new("bob")), None);
+        let d = idx.agent_digests();
+        assert_eq!(d.get(&AgentId::new("alice")), Some(&&digest("tok-a2")));
+        assert_eq!(d.get(&AgentId::new("bob")), None);
     }
 
     #[test]

@@ -159,6 +159,12 @@ fn agent_add_rotate_remove_take_effect_without_restart() {
     assert_eq!(init_status(&hub, &new), 401);
     let e = hubctl_err(&hub, &["agent", "remove", "dave"]);
     assert!(e.contains("dave is not in"), "{e}");
+    // An id the hub would refuse is never written.
+    let before = std::fs::read_to_string(hub.path().join("agents.env")).unwrap();
+    let e = hubctl_err(&hub, &["agent", "add", "bad id"]);
+    assert!(e.contains("invalid agent id"), "{e}");
+    let after = std::fs::read_to_string(hub.path().join("agents.env")).unwrap();
+    assert_eq!(before, after);
     still_works(&hub, "alice");
 }
 

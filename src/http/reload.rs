@@ -74,16 +74,16 @@ impl Reloader {
         };
         let old = self.tokens.current();
         let new = old.with_agents(&agents);
-        let rotated: Vec<String> = agents
-            .agents
-            .iter()
-            .map(|a| AgentId::new(&a.id))
-            .filter(|id| {
-                let before = old.digest_of(id);
-                before.is_some() && before != new.digest_of(id)
-            })
-            .map(|id| id.to_string())
-            .collect();
+        let rotated: Vec<String> = {
+            let (before, after) = (old.agent_digests(), new.agent_digests());
+            let mut r: Vec<String> = after
+                .iter()
+                .filter(|(id, d)| before.get(*id).is_some_and(|b| b != *d))
+                .map(|(id, _)| id.to_string())
+                .collect();
+            r.sort();
+            r
+        };
         self.tokens.replace(new);
         let mut sessions_closed = 0;
         for id in removed.iter().chain(&rotated) {
