@@ -6,6 +6,7 @@ use crate::config::AgentsFile;
 use crate::domain::AgentId;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
 pub(crate) type Digest = [u8; 32];
@@ -32,7 +33,12 @@ pub(crate) enum AuthError {
     Missing,
     #[error("Authorization header must use the Bearer scheme")]
     WrongScheme,
-    #[error("unknown bearer token")]
+    /// The same words for every token, known once or never: nothing tells a caller
+    /// whether a token exists (or existed).
+    #[error(
+        "unknown bearer token; a newly added agent's token works once the operator runs \
+         `hubctl reload` (or `hubctl agent add`, which reloads)"
+    )]
     InvalidToken,
 }
 
@@ -40,10 +46,16 @@ pub(crate) enum AuthError {
 #[derive(Debug, Clone)]
 pub(crate) struct TokenIndex {
     by_digest: HashMap<Digest, Principal>,
+    /// Kept so that a reload can build the next index without the plaintext.
+    operator: Digest,
 }
 
 impl TokenIndex {
     pub(crate) fn new(agents: &AgentsFile, operator_token: &str) -> Self {
+        Self::build(agents, digest(operator_token))
+    }
+
+    fn build(agents: &AgentsFile, operator: Digest) -> Self {
         let mut by_digest: HashMap<Digest, Principal> = agents
             .agents
             .iter()
@@ -51,8 +63,27 @@ impl TokenIndex {
             .collect();
         // An agent token equal to the operator token must not grant operator rights
         // to that agent; the operator entry wins and the agent cannot authenticate.
-        by_digest.insert(digest(operator_token), Principal::Operator);
-        TokenIndex { by_digest }
+        by_digest.insert(operator, Principal::Operator);
+        TokenIndex {
+            by_digest,
+            operator,
+        }
+    }
+
+    /// The same operator token with a new agent list (a reload).
+    pub(crate) fn with_agents(&self, agents: &AgentsFile) -> Self {
+        Self::build(agents, self.operator)
+    }
+
+    /// Each agent's token digest (to tell which tokens a reload rotated).
+    pub(crate) fn agent_digests(&self) -> HashMap<&AgentId, &Digest> {
+        self.by_digest
+            .iter()
+            .filter_map(|(d, p)| match p {
+                Principal::Agent(a) => Some((a, d)),
+                Principal::Operator => None,
+            })
+            .collect()
     }
 
     /// Resolve an `Authorization` header value.
@@ -62,6 +93,31 @@ impl TokenIndex {
             .get(&digest(token))
             .cloned()
             .ok_or(AuthError::InvalidToken)
+    }
+}
+
+/// The token index the server authenticates with, replaced whole by a reload.
+/// An `RwLock<Arc<_>>` rather than the `arc-swap` crate: a read is one uncontended
+/// read lock and an `Arc` clone per request (noise next to the SHA-256 of the token),
+/// writes happen only on reload, and it needs no new dependency.
+#[derive(Debug)]
+pub(crate) struct LiveTokens(RwLock<Arc<TokenIndex>>);
+
+impl LiveTokens {
+    pub(crate) fn new(index: TokenIndex) -> Self {
+        LiveTokens(RwLock::new(Arc::new(index)))
+    }
+
+    /// The index in force now.
+    pub(crate) fn current(&self) -> Arc<TokenIndex> {
+        // A panic while holding the lock cannot leave a half-built index (the swap
+        // is one assignment), so a poisoned lock is still sound.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Put `index` in force for every request from now on.
+    pub(crate) fn replace(&self, index: TokenIndex) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
     }
 }
 
@@ -128,6 +184,30 @@ mod tests {
             idx.authenticate(Some("Bearer tok-a2")),
             Err(AuthError::InvalidToken)
         );
+    }
+
+    #[test]
+    fn live_tokens_are_replaced_whole() {
+        let live = LiveTokens::new(index());
+        let f = agents_env::parse("f", "alice=tok-a2\ncarol=tok-c\n").unwrap();
+        let next = live.current().with_agents(&f);
+        live.replace(next);
+        let idx = live.current();
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-a")),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-c")),
+            Ok(Principal::Agent(AgentId::new("carol")))
+        );
+        assert_eq!(
+            idx.authenticate(Some("Bearer op-token")),
+            Ok(Principal::Operator)
+        );
+        let d = idx.agent_digests();
+        assert_eq!(d.get(&AgentId::new("alice")), Some(&&digest("tok-a2")));
+        assert_eq!(d.get(&AgentId::new("bob")), None);
     }
 
     #[test]

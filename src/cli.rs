@@ -1,6 +1,7 @@
 //! `hubctl`: run the hub (`serve`) and operate it. Operator commands talk to the
 //! running server's operator API; they never open the database.
 
+pub(crate) mod agent;
 pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod db_lock;
@@ -121,6 +122,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Add, remove or rotate an agent in agents.env, then reload a running hub
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Re-read agents.env in the running hub (like SIGHUP): new agents work at once,
+    /// removed or rotated tokens are refused; an invalid file changes nothing
+    Reload,
     /// Rewrite the database without its free pages (writes wait while it runs)
     Vacuum,
     /// Write a consistent copy of the database to FILE while the hub serves (a plain
@@ -150,6 +157,30 @@ pub enum Command {
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+}
+
+/// `hubctl agent ...`: edits of agents.env (locked, atomic), then a reload.
+#[allow(missing_docs)]
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Add an agent with a new token and print its client configuration
+    Add {
+        /// Agent id: 1-64 characters of A-Z a-z 0-9 . _ -
+        name: String,
+        /// Capabilities to record for it (comma-separated; needs a running hub)
+        #[arg(long, value_delimiter = ',')]
+        capabilities: Vec<String>,
+    },
+    /// Remove an agent: its token is refused and its sessions closed (its inbox is kept)
+    Remove {
+        /// Agent id
+        name: String,
+    },
+    /// Give an agent a new token: the old one is refused and its sessions closed
+    Rotate {
+        /// Agent id
+        name: String,
     },
 }
 
@@ -185,6 +216,10 @@ pub struct ServeArgs {
     /// SQLite database file [default: $XDG_DATA_HOME/agent-hub/hub.db or ~/.local/share/agent-hub/hub.db]
     #[arg(long, env = "AGENT_HUB_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
+    /// On a first start, print the generated token in the client snippets even when
+    /// stdout is not a terminal (a log file or a service manager would keep it)
+    #[arg(long)]
+    pub print_tokens: bool,
 }
 
 /// Where a running hub is: `--url`, else host and port as `serve` would use them.
@@ -329,6 +364,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
         Command::Backup { file } => tasks::backup(&dir, &target, &file, json),
+        Command::Reload => operator::reload(&dir, &target, json),
+        Command::Agent(AgentCommand::Add { name, capabilities }) => {
+            agent::add(&dir, &target, &name, &capabilities)
+        }
+        Command::Agent(AgentCommand::Remove { name }) => agent::remove(&dir, &target, &name),
+        Command::Agent(AgentCommand::Rotate { name }) => agent::rotate(&dir, &target, &name),
         Command::Audit {
             entity_type,
             entity_id,

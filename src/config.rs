@@ -6,10 +6,12 @@
 pub(crate) mod agents_env;
 pub(crate) mod bootstrap;
 pub(crate) mod paths;
+pub(crate) mod registry;
 pub(crate) mod settings;
 mod suggest;
 
 pub(crate) use agents_env::AgentsFile;
+pub(crate) use registry::{AgentRegistry, EnvFileRegistry};
 pub(crate) use settings::{Durability, Settings};
 
 use std::path::PathBuf;

@@ -24,29 +24,49 @@ fn agent_lines(env: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Start `serve` for a config dir that does not exist yet; returns the hub once the
-/// whole banner (both snippets) is printed.
+/// Start `serve --print-tokens` for a config dir that does not exist yet; returns the
+/// hub once the whole banner (both snippets) is printed.
 fn first_start(root: &Path, cfg: &Path) -> (Running, String) {
-    let r = spawn(
-        root,
-        &os_args(&[
-            &"serve",
-            &"--host",
-            &"127.0.0.1",
-            &"--port",
-            &"0",
-            &"--config-dir",
-            &cfg,
-            &"--db",
-            &root.join("hub.db"),
-        ]),
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("first start failed: {e:?}"));
-    let banner = r
-        .out
-        .wait_stdout("bearer_token_env_var", Duration::from_secs(10));
+    first_start_with(root, cfg, &["--print-tokens"], "bearer_token_env_var")
+}
+
+/// Start `serve` with `extra` arguments for a config dir that does not exist yet;
+/// returns the hub once stdout shows `until`.
+fn first_start_with(root: &Path, cfg: &Path, extra: &[&str], until: &str) -> (Running, String) {
+    let mut args = os_args(&[
+        &"serve",
+        &"--host",
+        &"127.0.0.1",
+        &"--port",
+        &"0",
+        &"--config-dir",
+        &cfg,
+        &"--db",
+        &root.join("hub.db"),
+    ]);
+    args.extend(extra.iter().map(Into::into));
+    let r = spawn(root, &args, &[]).unwrap_or_else(|e| panic!("first start failed: {e:?}"));
+    let banner = r.out.wait_stdout(until, Duration::from_secs(10));
     (r, banner)
+}
+
+/// stdout here is a pipe, as under a service manager: no token is printed, only where
+/// it is and how to get the client configuration.
+#[test]
+fn first_start_prints_no_token_when_stdout_is_not_a_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = root.path().join("hub-config");
+    let (r, banner) = first_start_with(root.path(), &cfg, &[], "hubctl connect agent-1");
+    let env = std::fs::read_to_string(cfg.join("agents.env")).unwrap();
+    let (_, tok) = &agent_lines(&env)[0];
+    assert!(!banner.contains(tok.as_str()), "{banner}");
+    assert!(!banner.contains("Bearer"), "{banner}");
+    assert!(
+        banner.contains(&cfg.join("agents.env").display().to_string()),
+        "{banner}"
+    );
+    assert!(banner.contains("--print-tokens"), "{banner}");
+    r.stop();
 }
 
 #[test]

@@ -52,10 +52,10 @@ fn a_second_server_on_the_same_database_exits_at_once() {
 // ---- Signals ---------------------------------------------------------------------
 
 #[test]
-fn sighup_is_logged_and_ignored() {
+fn sighup_reloads_and_keeps_serving() {
     let hub = Hub::start_env(&["alice"], "", &[("RUST_LOG", "info")]);
     hub.signal("HUP");
-    let line = "SIGHUP received; reload is not implemented yet, ignoring";
+    let line = "agents reloaded";
     let log = hub.out.wait_stderr(line, Duration::from_secs(10));
     assert!(log.contains(line), "{log}");
     still_serves(&hub);

@@ -36,7 +36,7 @@ pub(crate) const HUB_SENDER: &str = "hub";
 
 #[derive(Default)]
 pub(crate) struct Directory {
-    /// Every agent of `agents.env`; filled at start-up.
+    /// Every agent of `agents.env`; filled at start-up, changed by a reload.
     pub agents: DashMap<AgentId, AgentHandle>,
     /// Round / assignment / handoff id → task id, kept by the TaskActors.
     pub rounds: DashMap<String, String>,

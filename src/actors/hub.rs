@@ -56,6 +56,16 @@ struct HubInner {
     started: Instant,
 }
 
+/// The directory entry of an agent whose actor is `addr`.
+fn agent_handle(addr: Addr<AgentActor>, inbox: Arc<InboxGauge>, s: &Settings) -> AgentHandle {
+    AgentHandle {
+        addr,
+        inbox,
+        last_seen_ms: AtomicI64::new(0),
+        send_bucket: std::sync::Mutex::new(TokenBucket::new(s.send_rate_per_second, s.send_burst)),
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Hub {
     inner: Arc<HubInner>,
@@ -118,18 +128,7 @@ impl Hub {
             let addr =
                 AgentActor::from_row(row, mail, gauge.clone(), store.clone(), notifier.clone())
                     .start();
-            dir.agents.insert(
-                id,
-                AgentHandle {
-                    addr,
-                    inbox: gauge,
-                    last_seen_ms: AtomicI64::new(0),
-                    send_bucket: std::sync::Mutex::new(TokenBucket::new(
-                        settings.send_rate_per_second,
-                        settings.send_burst,
-                    )),
-                },
-            );
+            dir.agents.insert(id, agent_handle(addr, gauge, &settings));
         }
         let task_env = Arc::new(TaskEnv {
             store: store.clone(),

@@ -190,6 +190,42 @@ pub(crate) fn agents(
     Ok(())
 }
 
+/// The ids of a reload answer's list `key`, comma-separated ("-" if none).
+fn ids(v: &Value, key: &str) -> String {
+    let list: Vec<String> = v["reloaded"][key]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// `hubctl reload`: the running hub re-reads agents.env.
+pub(crate) fn reload(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.post("/operator/reload", &Value::Null)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    print_reloaded(&v);
+    Ok(())
+}
+
+/// A reload answer for people.
+pub(crate) fn print_reloaded(v: &Value) {
+    println!(
+        "reloaded agents.env: {} agents; added: {}; removed: {}; rotated: {}; sessions closed: {}",
+        s(&v["reloaded"]["agents"]),
+        ids(v, "added"),
+        ids(v, "removed"),
+        ids(v, "rotated"),
+        s(&v["reloaded"]["sessions_closed"]),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

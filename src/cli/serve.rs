@@ -9,9 +9,10 @@ mod signals;
 
 use super::{connect, db_lock, CliError, ServeArgs};
 use crate::actors::Hub;
-use crate::auth::{token_hash_column, TokenIndex};
-use crate::config::{self, bootstrap, Durability};
+use crate::auth::{token_hash_column, LiveTokens, TokenIndex};
+use crate::config::{self, bootstrap, Durability, EnvFileRegistry};
 use crate::domain::time::iso;
+use crate::http::reload::Reloader;
 use crate::http::state::HubSlot;
 use crate::http::{self, AppState, Origins};
 use crate::mcp::session::Sessions;
@@ -46,10 +47,17 @@ pub(crate) fn run(
         tracing::warn!("{w}");
     }
     let endpoint = config::resolve(host, port, args.db, &loaded.settings)?;
-    actix_rt::System::new().block_on(serve(loaded, endpoint))
+    // stdout that is not a terminal is usually kept (a log file, journald): a token
+    // printed there outlives the session, so it is printed only when asked.
+    let print_tokens = args.print_tokens || std::io::IsTerminal::is_terminal(&std::io::stdout());
+    actix_rt::System::new().block_on(serve(loaded, endpoint, print_tokens))
 }
 
-async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), CliError> {
+async fn serve(
+    loaded: bootstrap::Loaded,
+    ep: config::Endpoint,
+    print_tokens: bool,
+) -> Result<(), CliError> {
     // Before the port: a second server on another port must not get as far as
     // answering /healthz. Held until this function returns, after the last write.
     let _lock = db_lock::acquire(&ep.db)?;
@@ -78,11 +86,22 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
     let addr = listener.local_addr()?;
     let (fill, slot) = HubSlot::new();
     let instance = crate::domain::ids::random_hex(8);
+    let tokens = Arc::new(LiveTokens::new(TokenIndex::new(
+        &loaded.agents,
+        &loaded.operator_token,
+    )));
+    let reloader = Arc::new(Reloader::new(
+        Box::new(EnvFileRegistry::new(&loaded.dir)),
+        tokens.clone(),
+        sessions.clone(),
+        slot.clone(),
+    ));
     let state = AppState {
         hub: slot,
         instance: instance.clone(),
         sessions: sessions.clone(),
-        tokens: TokenIndex::new(&loaded.agents, &loaded.operator_token),
+        tokens,
+        reloader: reloader.clone(),
         origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
@@ -101,7 +120,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         Duration::from_secs(settings.write_timeout_secs),
     )?;
     let handle = server.handle();
-    signals::install(handle.clone())?;
+    signals::install(handle.clone(), reloader)?;
     // Polled from now on, on its own task: /healthz and /readyz answer while the
     // database loads (a Server does nothing until polled).
     let running = actix_rt::spawn(server);
@@ -160,6 +179,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
         &ep,
         &http::server::mcp_url(addr),
         settings.durability,
+        print_tokens,
     );
     // From here on tokens exist only as digests in the TokenIndex.
     drop(loaded);
@@ -204,6 +224,7 @@ fn print_banner(
     ep: &config::Endpoint,
     url: &str,
     durability: Durability,
+    print_tokens: bool,
 ) {
     let ids: Vec<&str> = loaded.agents.agents.iter().map(|a| a.id.as_str()).collect();
     println!("agent-hub listening on {url}");
@@ -230,12 +251,23 @@ fn print_banner(
         .and_then(|id| loaded.agents.get(id))
     {
         Some(agent) => {
+            let file = loaded.dir.join(config::paths::AGENTS_FILE);
             println!(
                 "\nFirst start: generated {} with agent `{}` and an operator token.\n",
-                loaded.dir.join(config::paths::AGENTS_FILE).display(),
+                file.display(),
                 agent.id
             );
-            print!("{}", connect::snippets(url, &agent.id, &agent.token));
+            if print_tokens {
+                print!("{}", connect::snippets(url, &agent.id, &agent.token));
+            } else {
+                println!(
+                    "Its token is in {} (not printed: stdout is not a terminal; \
+                     --print-tokens prints it).\n\
+                     Client configuration: hubctl connect {}",
+                    file.display(),
+                    agent.id
+                );
+            }
         }
         None => println!("  client config: hubctl connect <agent-id>"),
     }

@@ -1,5 +1,6 @@
 //! `agents.env`: one `AGENT_ID=TOKEN` per line, `#` comments, optional surrounding
-//! quotes on the token. Parsed once at start-up (the reference re-read it per call).
+//! quotes on the token. Parsed at start-up and on each reload (the reference re-read
+//! it per call).
 
 use super::ConfigError;
 use crate::domain::ids::is_valid_agent_id;

@@ -2,7 +2,7 @@
 //! then load everything `serve` and the operator commands need.
 
 use super::paths::{AGENTS_FILE, OPERATOR_TOKEN_FILE, SETTINGS_FILE};
-use super::{agents_env, settings, AgentsFile, ConfigError, Settings};
+use super::{settings, AgentRegistry, AgentsFile, ConfigError, EnvFileRegistry, Settings};
 use crate::domain::ids::random_hex;
 use std::fs;
 use std::io::Write;
@@ -78,7 +78,7 @@ pub(crate) fn prepare(dir: &Path, create: bool) -> Result<Loaded, ConfigError> {
         write_new(&dir.join(SETTINGS_FILE), 0o644, settings::TEMPLATE)?;
     }
     let agents_display = agents_path.display().to_string();
-    let agents = agents_env::parse(&agents_display, &read(&agents_path)?)?;
+    let agents = EnvFileRegistry::new(dir).load()?;
     if agents.agents.is_empty() {
         warnings.push(format!(
             "{agents_display}: no agents listed; no agent can connect"

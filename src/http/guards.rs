@@ -60,6 +60,7 @@ fn forbidden_scope(why: &str) -> ApiError {
 
 fn principal(req: &HttpRequest, st: &AppState) -> Result<Principal, ApiError> {
     st.tokens
+        .current()
         .authenticate(header_str(req, "authorization"))
         .map_err(unauthorized)
 }

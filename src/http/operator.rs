@@ -13,6 +13,11 @@ use serde_json::json;
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/operator/agents").route(web::get().to(agents)))
         .route("/operator/prune", web::post().to(prune))
+        .route("/operator/reload", web::post().to(reload))
+        .route(
+            "/operator/agents/{id}/capabilities",
+            web::post().to(capabilities),
+        )
         .route("/operator/vacuum", web::post().to(vacuum))
         .route("/operator/backup", web::post().to(backup))
         .configure(super::operator_tasks::configure);
@@ -77,4 +82,31 @@ async fn vacuum(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     let hub = guards::operator_request(&req, &st).await?;
     let (before, after) = settle(&hub, hub.vacuum().await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "bytes_before": before, "bytes_after": after})))
+}
+
+/// Re-read agents.env and put it in force (`hubctl reload`, like SIGHUP): 400 with
+/// `file:line: reason` for an invalid file, which changes nothing.
+async fn reload(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    guards::operator(&req, &st)?;
+    let r = st.reloader.reload().await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r})))
+}
+
+/// Record an agent's capabilities (`hubctl agent add --capabilities`), as its own
+/// `agent_register` would with its id as name.
+async fn capabilities(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let hub = guards::operator_request(&req, &st).await?;
+    let id = crate::domain::AgentId::new(id.as_str());
+    // The same checks as agent_register's.
+    let caps = crate::domain::agent::parse_capabilities(body.get("capabilities"))
+        .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    let r = hub.register(&id, id.to_string(), caps, Utc::now()).await;
+    let view = settle(&hub, r).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "agent": view})))
 }

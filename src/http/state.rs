@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use crate::actors::Hub;
-use crate::auth::TokenIndex;
+use crate::auth::LiveTokens;
 use crate::mcp::session::Sessions;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,7 +104,10 @@ pub(crate) struct AppState {
     /// a stale discovery file's (see `cli/discovery.rs`).
     pub instance: String,
     pub sessions: Arc<Sessions>,
-    pub tokens: TokenIndex,
+    /// Read per request: a reload replaces it.
+    pub tokens: Arc<LiveTokens>,
+    /// `POST /operator/reload` (shared with the SIGHUP handler).
+    pub reloader: Arc<super::reload::Reloader>,
     pub origins: Origins,
     pub max_body_bytes: usize,
     /// How long an authenticated POST may take to send its whole body (408 after).

@@ -237,6 +237,20 @@ impl Sessions {
         self.map.is_empty()
     }
 
+    /// End every session of `agent` and its GET stream (its token was removed or
+    /// rotated); returns how many were open.
+    pub(crate) fn close_agent(&self, agent: &AgentId) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, s| {
+            let keep = &s.agent != agent;
+            if !keep {
+                s.close_stream();
+            }
+            keep
+        });
+        before - self.map.len()
+    }
+
     /// Push `message` on every open GET stream of `agent`; returns how many took it.
     pub(crate) fn push_to_agent(&self, agent: &AgentId, message: &str) -> usize {
         self.map

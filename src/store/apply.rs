@@ -49,6 +49,7 @@ fn apply_one<'a>(
             capabilities_json,
             at,
         } => register_agent(tx, id, name, capabilities_json, at)?,
+        Op::AgentsSync { agents, at } => super::load::sync_agents_in(tx, agents, at)?,
         Op::MessageInsert {
             message,
             recipients,

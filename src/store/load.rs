@@ -41,19 +41,28 @@ pub(crate) fn sync_agents(
     now: &str,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    tx.execute("UPDATE agents SET is_active = 0", [])?;
-    {
-        let mut stmt = tx.prepare(
-            "INSERT INTO agents (id, name, token_hash, is_active, created_at, updated_at, shard)
-             VALUES (?1, ?1, ?2, 1, ?3, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash, is_active = 1",
-        )?;
-        for (id, hash) in agents {
-            let shard = crate::domain::shard::shard_of(id).0;
-            stmt.execute(params![id, hash, now, shard])?;
-        }
-    }
+    sync_agents_in(&tx, agents, now)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// [`sync_agents`] inside a transaction the caller holds (the writer's batch, for a
+/// reload while running).
+pub(crate) fn sync_agents_in(
+    conn: &Connection,
+    agents: &[(String, String)],
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute("UPDATE agents SET is_active = 0", [])?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO agents (id, name, token_hash, is_active, created_at, updated_at, shard)
+         VALUES (?1, ?1, ?2, 1, ?3, ?3, ?4)
+         ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash, is_active = 1",
+    )?;
+    for (id, hash) in agents {
+        let shard = crate::domain::shard::shard_of(id).0;
+        stmt.execute(params![id, hash, now, shard])?;
+    }
     Ok(())
 }
 
@@ -88,7 +97,6 @@ pub(crate) fn load_open_work(conn: &Connection, shards: &Shards) -> Result<Snaps
 /// One agent and its unread deliveries, as [`load_open_work`] reads them: for an
 /// agent that starts being served after start-up (added while running, or its shard
 /// taken over). `None` if it is not an active agent.
-#[cfg_attr(not(test), allow(dead_code))] // used by reload (operations) and cluster mode
 pub(crate) fn load_agent(
     conn: &Connection,
     id: &str,

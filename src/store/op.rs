@@ -17,6 +17,12 @@ pub(crate) enum Op {
         capabilities_json: String,
         at: String,
     },
+    /// A reload of the agent list: every listed agent (id, token hash) exists and is
+    /// active, the others are inactive (their rows and mail are kept).
+    AgentsSync {
+        agents: Vec<(String, String)>,
+        at: String,
+    },
     /// `agent_heartbeat`. A burst from one agent within a batch becomes one UPDATE.
     AgentHeartbeat {
         id: String,

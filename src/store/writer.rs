@@ -354,7 +354,6 @@ impl Store {
 
     /// One active agent with its unread deliveries, as committed; `None` if it is not
     /// an active agent. See [`load::load_agent`].
-    #[cfg_attr(not(test), allow(dead_code))] // used by reload (operations) and cluster mode
     pub(crate) async fn load_agent(
         &self,
         id: &str,

@@ -1,12 +1,13 @@
 //! Agents through the façade: registration, heartbeats, presence and counts.
 
 use super::Hub;
-use crate::actors::agent::{AgentView, GetView, Heartbeat, Register};
+use crate::actors::agent::{AgentActor, AgentView, GetView, Heartbeat, Register};
 use crate::actors::HubError;
 use crate::domain::agent::is_online;
 use crate::domain::time::{iso, parse_iso};
 use crate::domain::AgentId;
 use crate::store::pages::{self, Page, PageRequest};
+use actix::Actor as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -58,6 +59,67 @@ impl Hub {
         self.writable()?;
         let reply = self.agent(id)?.send(Heartbeat { at: now }).await?;
         self.durable(reply).await
+    }
+
+    /// Serve exactly the agents of `agents` (id, token hash), after a reload: the
+    /// table is synced through the writer (listed rows active, others inactive), a
+    /// new agent gets its actor from its stored row and unread mail, and a removed
+    /// one leaves the directory (its actor stops; its stored inbox stays).
+    /// Returns the ids added and removed. The caller serializes reloads.
+    pub(crate) async fn sync_agents(
+        &self,
+        agents: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<String>), HubError> {
+        self.writable()?;
+        let listed: std::collections::HashSet<AgentId> =
+            agents.iter().map(|(id, _)| AgentId::new(id)).collect();
+        let ticket = self.inner.store.enqueue(crate::store::Op::AgentsSync {
+            agents,
+            at: iso(now),
+        });
+        // Committed whatever the durability: the rows are read back just below.
+        self.inner.store.wait_committed(ticket).await?;
+        let dir = &self.inner.dir;
+        let mut added = Vec::new();
+        for id in &listed {
+            if dir.agents.contains_key(id) {
+                continue;
+            }
+            let Some((row, mail)) = self.inner.store.load_agent(id.as_str()).await? else {
+                return Err(HubError::bug(format!("agent {id} not active after sync")));
+            };
+            let gauge = std::sync::Arc::new(crate::domain::inbox::InboxGauge::default());
+            let i = &self.inner;
+            let actor = AgentActor::from_row(
+                row,
+                mail,
+                gauge.clone(),
+                i.store.clone(),
+                i.notifier.clone(),
+            );
+            // On the hub's arbiter: started from an HTTP worker it would die with it.
+            let addr = AgentActor::start_in_arbiter(&i.arbiter, move |_| actor);
+            dir.agents
+                .insert(id.clone(), super::agent_handle(addr, gauge, &i.settings));
+            added.push(id.to_string());
+        }
+        let gone: Vec<AgentId> = dir
+            .agents
+            .iter()
+            .map(|e| e.key().clone())
+            .filter(|id| !listed.contains(id))
+            .collect();
+        let mut removed = Vec::new();
+        for id in gone {
+            if let Some((_, h)) = dir.agents.remove(&id) {
+                h.addr.do_send(crate::actors::Stop);
+            }
+            removed.push(id.to_string());
+        }
+        added.sort();
+        removed.sort();
+        Ok((added, removed))
     }
 
     pub(crate) fn counts(&self) -> StatusCounts {

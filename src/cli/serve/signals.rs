@@ -5,14 +5,17 @@
 //! - SIGINT, SIGTERM, SIGQUIT: stop gracefully (requests in flight finish, then
 //!   `serve` flushes every queued write).
 //! - The same again while stopping: exit at once, with status 128 + the signal.
-//! - SIGHUP: logged and ignored (reload is not implemented yet).
+//! - SIGHUP: re-read agents.env, as `hubctl reload` does (an invalid file is logged
+//!   with its `file:line: reason` and changes nothing).
 
+use crate::http::reload::Reloader;
 use actix_web::dev::ServerHandle;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Start handling the signals on the current actix system. Call before awaiting
 /// anything long (the database load), so that no stop signal is ever missed.
-pub(crate) fn install(server: ServerHandle) -> std::io::Result<()> {
+pub(crate) fn install(server: ServerHandle, reloader: Arc<Reloader>) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut quit = signal(SignalKind::quit())?;
@@ -25,7 +28,11 @@ pub(crate) fn install(server: ServerHandle) -> std::io::Result<()> {
                 _ = term.recv() => ("SIGTERM", libc::SIGTERM),
                 _ = quit.recv() => ("SIGQUIT", libc::SIGQUIT),
                 _ = hup.recv() => {
-                    tracing::info!("SIGHUP received; reload is not implemented yet, ignoring");
+                    tracing::info!("SIGHUP received: reloading agents.env");
+                    // Spawned: a reload waits for the writer, and stop signals must
+                    // still be handled meanwhile. It logs its own outcome.
+                    let reloader = reloader.clone();
+                    actix_rt::spawn(async move { let _ = reloader.reload().await; });
                     continue;
                 }
             };
