@@ -20,4 +20,5 @@ pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod log_limit;
 pub(crate) mod mcp;
+pub(crate) mod metrics;
 pub(crate) mod store;

@@ -91,6 +91,7 @@ async fn serve(loaded: bootstrap::Loaded, ep: config::Endpoint) -> Result<(), Cl
             settings.max_answer_bytes_in_flight_per_agent,
         ),
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
+        metrics_public: settings.metrics_public,
     };
     let server = http::server::serve(
         state,

@@ -75,6 +75,9 @@ pub(crate) struct Settings {
     pub max_lock_waits_per_agent: usize,
     // History.
     pub retention: Retention,
+    // Operations.
+    /// `GET /metrics` without the operator token.
+    pub metrics_public: bool,
 }
 
 /// How long history is kept (`retention:` in config.yaml); `None` keeps it forever.
@@ -138,6 +141,7 @@ impl Default for Settings {
             max_locks_per_agent: 256,
             max_lock_waits_per_agent: 64,
             retention: Retention::default(),
+            metrics_public: false,
         }
     }
 }
@@ -196,6 +200,8 @@ pub(crate) const TEMPLATE: &str = "\
 #   acked_messages_days: 90     # messages every recipient has read
 #   terminal_tasks_days: 180    # completed and closed tasks, after their last change
 #   audit_days: 365
+# Operations:
+# metrics_public: false        # true: GET /metrics needs no operator token (keep the port private)
 ";
 
 struct Ctx<'a> {
@@ -219,6 +225,11 @@ impl Ctx<'_> {
                 format!("must be an integer from {min} to {max}, got {}", show(v)),
             )),
         }
+    }
+
+    fn boolean(&self, key: &str, v: &Value) -> Result<bool, ConfigError> {
+        v.as_bool()
+            .ok_or_else(|| self.bad(key, format!("must be true or false, got {}", show(v))))
     }
 
     fn string(&self, key: &str, v: &Value) -> Result<String, ConfigError> {
@@ -344,6 +355,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_lock_waits_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
         }
         "retention" => s.retention = retention(ctx, key, v)?,
+        "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -515,6 +527,7 @@ mod tests {
             ("retention:\n  audit_days: .inf", "retention.audit_days"),
             ("retention:\n  forever: 1", "retention.forever"),
             ("allowed_origins: [\"ftp://x\"]", "allowed_origins"),
+            ("metrics_public: yes please", "metrics_public"),
         ] {
             let e = parse("c.yaml", text).unwrap_err().to_string();
             assert!(e.contains(key) && e.starts_with("c.yaml"), "{text}: {e}");
