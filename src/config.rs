@@ -9,7 +9,7 @@ pub(crate) mod paths;
 pub(crate) mod settings;
 
 pub(crate) use agents_env::AgentsFile;
-pub(crate) use settings::{Durability, Settings};
+pub(crate) use settings::{Durability, LogFormat, Settings};
 
 use std::path::PathBuf;
 use thiserror::Error;

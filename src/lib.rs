@@ -10,6 +10,7 @@
 //! - [`http`]: actix-web server, the `/mcp` endpoint and the operator API.
 //! - [`cli`]: the `hubctl` commands.
 
+pub(crate) mod access_log;
 pub(crate) mod actors;
 pub(crate) mod auth;
 pub mod cli;

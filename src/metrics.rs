@@ -340,6 +340,12 @@ impl Collector for Scrape {
             "Commit attempts that failed (retried ones included).",
             m.failed_commits.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut e,
+            "agent_hub_access_log_dropped",
+            "Access log lines dropped because the writer could not keep up.",
+            crate::access_log::dropped(),
+        )?;
         let g = &self.g;
         gauge(
             &mut e,

@@ -13,6 +13,15 @@ pub(crate) enum Durability {
     Fast,
 }
 
+/// How log lines are written (`log_format`): the access log and the main log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Words after a timestamp, for people.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     // The reference's workflow limits.
@@ -78,6 +87,10 @@ pub(crate) struct Settings {
     // Operations.
     /// `GET /metrics` without the operator token.
     pub metrics_public: bool,
+    /// One stderr line per tool call.
+    pub access_log: bool,
+    /// Text or JSON lines, for the access log and the main log.
+    pub log_format: LogFormat,
 }
 
 /// How long history is kept (`retention:` in config.yaml); `None` keeps it forever.
@@ -142,6 +155,8 @@ impl Default for Settings {
             max_lock_waits_per_agent: 64,
             retention: Retention::default(),
             metrics_public: false,
+            access_log: false,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -202,6 +217,8 @@ pub(crate) const TEMPLATE: &str = "\
 #   audit_days: 365
 # Operations:
 # metrics_public: false        # true: GET /metrics needs no operator token (keep the port private)
+# access_log: false            # true: one stderr line per tool call (agent, tool, outcome, ms)
+# log_format: text             # json: one JSON object per line (access log and main log)
 ";
 
 struct Ctx<'a> {
@@ -356,6 +373,8 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         }
         "retention" => s.retention = retention(ctx, key, v)?,
         "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
+        "access_log" => s.access_log = ctx.boolean(key, v)?,
+        "log_format" => s.log_format = log_format(ctx, key, v)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -418,6 +437,14 @@ fn durability(ctx: &Ctx, key: &str, v: &Value) -> Result<Durability, ConfigError
         Some("durable") => Ok(Durability::Durable),
         Some("fast") => Ok(Durability::Fast),
         _ => Err(ctx.bad(key, format!("must be `durable` or `fast`, got {}", show(v)))),
+    }
+}
+
+fn log_format(ctx: &Ctx, key: &str, v: &Value) -> Result<LogFormat, ConfigError> {
+    match v.as_str() {
+        Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        _ => Err(ctx.bad(key, format!("must be `text` or `json`, got {}", show(v)))),
     }
 }
 
@@ -528,6 +555,8 @@ mod tests {
             ("retention:\n  forever: 1", "retention.forever"),
             ("allowed_origins: [\"ftp://x\"]", "allowed_origins"),
             ("metrics_public: yes please", "metrics_public"),
+            ("access_log: 1", "access_log"),
+            ("log_format: xml", "log_format"),
         ] {
             let e = parse("c.yaml", text).unwrap_err().to_string();
             assert!(e.contains(key) && e.starts_with("c.yaml"), "{text}: {e}");

@@ -7,6 +7,7 @@ use super::push::INBOX_URI;
 use super::session::Sessions;
 use super::tools::message::messages_json;
 use super::tools::{self, CallCtx};
+use crate::access_log;
 use crate::actors::Hub;
 use crate::domain::message::MAX_PULL_LIMIT;
 use crate::domain::AgentId;
@@ -78,7 +79,9 @@ async fn call_tool(
         Ok(Err(d)) => CallOutcome::Tool(d.code()),
         Err(_) => CallOutcome::Protocol,
     };
-    metrics::get().tool_call(index, ended, started.elapsed());
+    let took = started.elapsed();
+    metrics::get().tool_call(index, ended, took);
+    access_log::record(ctx.now, ctx.agent, tools::name_at(index), ended, took);
     Ok(tools::render(outcome?, version))
 }
 

@@ -224,6 +224,13 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
     }
 }
 
+/// The name of the tool at `index`, `unknown` for none (never a client's text).
+pub(crate) fn name_at(index: Option<usize>) -> &'static str {
+    index
+        .and_then(|i| all().get(i))
+        .map_or("unknown", |t| t.def.name)
+}
+
 /// The table index of tool `name`.
 pub(crate) fn find(name: &str) -> Option<usize> {
     all().iter().position(|t| t.def.name == name)
