@@ -12,7 +12,7 @@ mod suggest;
 
 pub(crate) use agents_env::AgentsFile;
 pub(crate) use registry::{AgentRegistry, EnvFileRegistry};
-pub(crate) use settings::{Durability, Settings};
+pub(crate) use settings::{Durability, LogFormat, Settings};
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -10,6 +10,7 @@
 //! - [`http`]: actix-web server, the `/mcp` endpoint and the operator API.
 //! - [`cli`]: the `hubctl` commands.
 
+pub(crate) mod access_log;
 pub(crate) mod actors;
 pub(crate) mod auth;
 pub mod cli;
@@ -20,4 +21,5 @@ pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod log_limit;
 pub(crate) mod mcp;
+pub(crate) mod metrics;
 pub(crate) mod store;

@@ -201,6 +201,33 @@ impl Hub {
         Ok(self.inner.store.write_health()?)
     }
 
+    /// What `/metrics` shows of the hub: read from counters that already exist, and
+    /// one message to the lock manager (answered within `wait`, else left out).
+    pub(crate) async fn gauges(&self, wait: std::time::Duration) -> crate::metrics::HubGauges {
+        let inner = &self.inner;
+        let (mut sum, mut max) = (0u64, 0u64);
+        for h in inner.dir.agents.iter() {
+            let n = h.inbox.unread() as u64;
+            sum += n;
+            max = max.max(n);
+        }
+        let (writer_queue, store_faults) = inner.store.queue_and_faults();
+        let locks = tokio::time::timeout(wait, inner.locks.send(super::lock_manager::Count))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(held, waiting)| (held as u64, waiting as u64));
+        crate::metrics::HubGauges {
+            agent_actors: inner.dir.agents.len() as u64,
+            task_actors: inner.task_env.tasks.len() as u64,
+            inbox_unread_sum: sum,
+            inbox_unread_max: max,
+            locks,
+            writer_queue,
+            store_faults,
+        }
+    }
+
     /// Record that `id` just made a request (presence).
     pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
         if let Some(h) = self.inner.dir.agents.get(id) {

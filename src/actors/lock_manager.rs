@@ -2,7 +2,7 @@
 //! a conflicting `lock_acquire` either fails at once with the holder, or parks as a
 //! waiter (first come, first served) that gets the lock the moment it is released or
 //! its lease lapses. Leases are enforced by timers, not only when someone looks.
-//! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`Expire`].
+//! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`Expire`], [`Count`].
 
 use crate::domain::ids::random_hex;
 use crate::domain::lease::{conflict, too_many, Acquired, Lock, LockTable, Request};
@@ -243,6 +243,22 @@ pub(crate) enum AcquireReply {
 
 /// Counters of keys no lock holds kept in memory at most (the rest are read back).
 const KNOWN_COUNTERS: usize = 4096;
+
+/// Locks held and `lock_acquire` calls waiting, for the metrics.
+pub(crate) struct Count;
+
+impl Message for Count {
+    type Result = (usize, usize);
+}
+
+impl Handler<Count> for LockManager {
+    type Result = MessageResult<Count>;
+
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> Self::Result {
+        let waiting = self.waiters.values().map(VecDeque::len).sum();
+        MessageResult((self.table.len(), waiting))
+    }
+}
 
 impl Message for Acquire {
     type Result = AcquireReply;

@@ -8,9 +8,10 @@ mod limits;
 mod signals;
 
 use super::{connect, db_lock, CliError, ServeArgs};
+use crate::access_log;
 use crate::actors::Hub;
 use crate::auth::{token_hash_column, LiveTokens, TokenIndex};
-use crate::config::{self, bootstrap, Durability, EnvFileRegistry};
+use crate::config::{self, bootstrap, Durability, EnvFileRegistry, LogFormat};
 use crate::domain::time::iso;
 use crate::http::reload::Reloader;
 use crate::http::state::HubSlot;
@@ -23,15 +24,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr; stdout carries only the start-up banner.
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => fmt.json().with_ansi(false).try_init(),
+    };
 }
 
 pub(crate) fn run(
@@ -40,9 +45,14 @@ pub(crate) fn run(
     port: Option<u16>,
     args: ServeArgs,
 ) -> Result<(), CliError> {
-    init_tracing();
-    limits::raise_open_files_logged();
+    // Config first: it says the log format (loading it logs nothing; its
+    // warnings are collected and logged below).
     let loaded = bootstrap::prepare(dir, true)?;
+    init_tracing(loaded.settings.log_format);
+    if loaded.settings.access_log {
+        access_log::start(loaded.settings.log_format);
+    }
+    limits::raise_open_files_logged();
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -112,6 +122,7 @@ async fn serve(
             settings.max_answer_bytes_in_flight_per_agent,
         ),
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
+        metrics_public: settings.metrics_public,
     };
     let server = http::server::serve(
         state,

@@ -13,6 +13,15 @@ pub(crate) enum Durability {
     Fast,
 }
 
+/// How log lines are written (`log_format`): the access log and the main log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Words after a timestamp, for people.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     // The reference's workflow limits.
@@ -75,6 +84,13 @@ pub(crate) struct Settings {
     pub max_lock_waits_per_agent: usize,
     // History.
     pub retention: Retention,
+    // Operations.
+    /// `GET /metrics` without the operator token.
+    pub metrics_public: bool,
+    /// One stderr line per tool call.
+    pub access_log: bool,
+    /// Text or JSON lines, for the access log and the main log.
+    pub log_format: LogFormat,
 }
 
 /// How long history is kept (`retention:` in config.yaml); `None` keeps it forever.
@@ -138,6 +154,9 @@ impl Default for Settings {
             max_locks_per_agent: 256,
             max_lock_waits_per_agent: 64,
             retention: Retention::default(),
+            metrics_public: false,
+            access_log: false,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -196,6 +215,10 @@ pub(crate) const TEMPLATE: &str = "\
 #   acked_messages_days: 90     # messages every recipient has read
 #   terminal_tasks_days: 180    # completed and closed tasks, after their last change
 #   audit_days: 365
+# Operations:
+# metrics_public: false        # true: GET /metrics needs no operator token (keep the port private)
+# access_log: false            # true: one stderr line per tool call (agent, tool, outcome, ms)
+# log_format: text             # json: one JSON object per line (access log and main log)
 ";
 
 struct Ctx<'a> {
@@ -219,6 +242,11 @@ impl Ctx<'_> {
                 format!("must be an integer from {min} to {max}, got {}", show(v)),
             )),
         }
+    }
+
+    fn boolean(&self, key: &str, v: &Value) -> Result<bool, ConfigError> {
+        v.as_bool()
+            .ok_or_else(|| self.bad(key, format!("must be true or false, got {}", show(v))))
     }
 
     fn string(&self, key: &str, v: &Value) -> Result<String, ConfigError> {
@@ -347,6 +375,9 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_lock_waits_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
         }
         "retention" => s.retention = retention(ctx, key, v)?,
+        "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
+        "access_log" => s.access_log = ctx.boolean(key, v)?,
+        "log_format" => s.log_format = log_format(ctx, key, v)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -409,6 +440,14 @@ fn durability(ctx: &Ctx, key: &str, v: &Value) -> Result<Durability, ConfigError
         Some("durable") => Ok(Durability::Durable),
         Some("fast") => Ok(Durability::Fast),
         _ => Err(ctx.bad(key, format!("must be `durable` or `fast`, got {}", show(v)))),
+    }
+}
+
+fn log_format(ctx: &Ctx, key: &str, v: &Value) -> Result<LogFormat, ConfigError> {
+    match v.as_str() {
+        Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        _ => Err(ctx.bad(key, format!("must be `text` or `json`, got {}", show(v)))),
     }
 }
 
@@ -521,6 +560,9 @@ mod tests {
             ("retention:\n  audit_days: .inf", "retention.audit_days"),
             ("retention:\n  forever: 1", "retention.forever"),
             ("allowed_origins: [\"ftp://x\"]", "allowed_origins"),
+            ("metrics_public: yes please", "metrics_public"),
+            ("access_log: 1", "access_log"),
+            ("log_format: xml", "log_format"),
         ] {
             let e = parse("c.yaml", text).unwrap_err().to_string();
             assert!(e.contains(key) && e.starts_with("c.yaml"), "{text}: {e}");

@@ -15,8 +15,8 @@ macro_rules! error_codes {
         }
 
         impl ErrorCode {
-            /// Every code, in the order of the README's table.
-            #[cfg(test)]
+            /// Every code, in the order of the README's table (also the metrics'
+            /// index of a code: the variants are declared in this order).
             pub(crate) const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
 
             /// The code as agents see it, e.g. `TASK_NOT_FOUND`.

@@ -98,6 +98,11 @@ impl InboxGauge {
         sub(&self.bytes, bytes);
     }
 
+    /// Messages counted now (unread plus promised).
+    pub(crate) fn unread(&self) -> usize {
+        self.messages.load(Ordering::Relaxed)
+    }
+
     /// (messages, bytes) counted now.
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize) {

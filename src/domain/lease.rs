@@ -121,6 +121,11 @@ pub(crate) fn too_many(what: String) -> DomainError {
 }
 
 impl LockTable {
+    /// Locks held (a lapsed lease counts until its timer removes it).
+    pub(crate) fn len(&self) -> usize {
+        self.locks.len()
+    }
+
     /// Rebuild from storage: live and stored locks, and the counters.
     pub(crate) fn restore(
         locks: Vec<Lock>,

@@ -8,6 +8,7 @@
 use super::error::ApiError;
 use crate::domain::AgentId;
 use crate::mcp::jsonrpc::RpcError;
+use crate::metrics::{self, Refusal};
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -30,6 +31,8 @@ pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 /// The caps, shared by every worker.
 pub(crate) struct Admission {
     global: Arc<Semaphore>,
+    /// `global`'s size, for [`Admission::in_flight`].
+    global_cap: usize,
     per_agent: DashMap<AgentId, Arc<AgentSlots>>,
     agent_cap: usize,
     bytes_cap: usize,
@@ -55,6 +58,7 @@ pub(crate) struct Permits {
 impl Drop for Permits {
     fn drop(&mut self) {
         self.slots.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+        metrics::get().answer_bytes(self.bytes, false);
     }
 }
 
@@ -63,10 +67,17 @@ impl Admission {
     pub(crate) fn new(global: usize, per_agent: usize, bytes: usize) -> Admission {
         Admission {
             global: Arc::new(Semaphore::new(global)),
+            global_cap: global,
             per_agent: DashMap::new(),
             agent_cap: per_agent,
             bytes_cap: bytes,
         }
+    }
+
+    /// Requests admitted and not yet answered (for the metrics).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.global_cap
+            .saturating_sub(self.global.available_permits())
     }
 
     /// A slot for one request of `agent`, or the refusal to send.
@@ -82,6 +93,7 @@ impl Admission {
             })
             .clone();
         let agent_slot = slots.requests.clone().try_acquire_owned().map_err(|_| {
+            metrics::get().refused(Refusal::AgentRequests);
             ApiError::busy(
                 StatusCode::TOO_MANY_REQUESTS,
                 RpcError::server(format!(
@@ -92,6 +104,7 @@ impl Admission {
             )
         })?;
         let global_slot = self.global.clone().try_acquire_owned().map_err(|_| {
+            metrics::get().refused(Refusal::GlobalRequests);
             ApiError::busy(
                 StatusCode::SERVICE_UNAVAILABLE,
                 RpcError::server(format!(
@@ -155,6 +168,7 @@ impl Permits {
     /// Count an answer that must go whatever the cap (a write's).
     fn count_anyway(&mut self, size: usize) {
         self.slots.bytes.fetch_add(size, Ordering::Relaxed);
+        metrics::get().answer_bytes(size, true);
         self.bytes = size;
     }
 
@@ -174,6 +188,7 @@ impl Permits {
                 RETRY_AFTER_SECS,
             ));
         }
+        metrics::get().answer_bytes(size, true);
         self.bytes = size;
         Ok(())
     }
@@ -194,6 +209,7 @@ pub(crate) fn hold(resp: HttpResponse, mut permits: Permits, writes: bool) -> Ht
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         if let Err(refused) = permits.count_answer(n) {
             if !writes {
+                metrics::get().refused(Refusal::AnswerBytes);
                 return actix_web::ResponseError::error_response(&refused);
             }
             permits.count_anyway(n);

@@ -219,6 +219,7 @@ fn waiting(
     // Registered now, not at the stream's first poll: a cancel may come first.
     let inflight = session.track(&id);
     let work = async move {
+        let _waiting = crate::metrics::get().waiting();
         let resp = run_tracked(&st, &hub, &agent, &session, inflight, id, method, params).await;
         jsonrpc::to_json(&resp)
     }

@@ -1,7 +1,8 @@
 //! The actix-web server: routes and server settings.
 
+use super::error::ApiError;
 use super::state::{AppState, Fill};
-use super::{mcp_route, operator};
+use super::{guards, mcp_route, operator};
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
@@ -41,6 +42,41 @@ async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// How long a scrape waits for the lock manager's counts (left out after).
+const LOCK_COUNT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /metrics`: Prometheus text. Needs the operator token unless `metrics_public`
+/// (the counts say how busy the hub is, not what agents say). Answers while start-up
+/// loads the database, without the hub's gauges.
+async fn metrics(
+    req: actix_web::HttpRequest,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    if !st.metrics_public {
+        guards::operator(&req, &st)?;
+    }
+    let hub = match st.hub.peek() {
+        Fill::Ready(hub) => Some(hub.gauges(LOCK_COUNT_WAIT).await),
+        Fill::Loading | Fill::Failed => None,
+    };
+    let gauges = crate::metrics::Gauges {
+        sessions: st.sessions.len() as u64,
+        get_streams: st.sessions.streams() as u64,
+        requests_in_flight: st.admission.in_flight() as u64,
+        hub,
+    };
+    let text = crate::metrics::render(gauges).map_err(|_| {
+        ApiError::rpc(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            crate::mcp::jsonrpc::RpcError::internal("metrics could not be encoded"),
+        )
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(text))
+}
+
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/mcp")
@@ -51,7 +87,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     )
     .configure(operator::configure)
     .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz));
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics));
 }
 
 /// Serve on an already bound listener. Returns the server: it runs once polled, and

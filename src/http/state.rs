@@ -117,6 +117,8 @@ pub(crate) struct AppState {
     /// Caps on POST requests in flight.
     pub admission: super::admission::Admission,
     pub sse_keepalive: Duration,
+    /// `GET /metrics` answers without the operator token.
+    pub metrics_public: bool,
 }
 
 #[cfg(test)]

@@ -7,11 +7,14 @@ use super::push::INBOX_URI;
 use super::session::Sessions;
 use super::tools::message::messages_json;
 use super::tools::{self, CallCtx};
+use crate::access_log;
 use crate::actors::Hub;
 use crate::domain::message::MAX_PULL_LIMIT;
 use crate::domain::AgentId;
+use crate::metrics::{self, CallOutcome};
 use chrono::Utc;
 use serde_json::{json, Map, Value};
+use std::time::Instant;
 
 /// The answer to one request: a JSON-RPC response.
 pub(crate) async fn request(
@@ -68,8 +71,18 @@ async fn call_tool(
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::invalid_params("arguments: must be an object")),
     };
-    let outcome = tools::call(ctx, &name, args).await?;
-    Ok(tools::render(outcome, version))
+    let started = Instant::now();
+    let index = tools::find(&name);
+    let outcome = tools::call(ctx, index, &name, args).await;
+    let ended = match &outcome {
+        Ok(Ok(_)) => CallOutcome::Ok,
+        Ok(Err(d)) => CallOutcome::Tool(d.code()),
+        Err(_) => CallOutcome::Protocol,
+    };
+    let took = started.elapsed();
+    metrics::get().tool_call(index, ended, took);
+    access_log::record(ctx.now, ctx.agent, tools::name_at(index), ended, took);
+    Ok(tools::render(outcome?, version))
 }
 
 /// `resources/list`: the caller's inbox, the one resource.

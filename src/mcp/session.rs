@@ -228,6 +228,11 @@ impl Sessions {
         before - self.map.len()
     }
 
+    /// Sessions with an open GET stream (one short lock per session: for scrapes).
+    pub(crate) fn streams(&self) -> usize {
+        self.map.iter().filter(|e| e.stream_open()).count()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

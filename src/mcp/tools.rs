@@ -88,8 +88,7 @@ fn decode_only<A: DeserializeOwned>(
     decode::<A>(args, accepted).map(drop)
 }
 
-/// Every tool's name.
-#[cfg(any(test, feature = "fuzzing"))]
+/// Every tool's name, in table order (the metrics' rows).
 pub(crate) fn names() -> impl Iterator<Item = &'static str> {
     all().iter().map(|t| t.def.name)
 }
@@ -225,13 +224,27 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
     }
 }
 
-/// Run tool `name`. Unknown tools are protocol errors (-32602); refusals are results.
+/// The name of the tool at `index`, `unknown` for none (never a client's text).
+pub(crate) fn name_at(index: Option<usize>) -> &'static str {
+    index
+        .and_then(|i| all().get(i))
+        .map_or("unknown", |t| t.def.name)
+}
+
+/// The table index of tool `name`.
+pub(crate) fn find(name: &str) -> Option<usize> {
+    all().iter().position(|t| t.def.name == name)
+}
+
+/// Run tool `name`, found at `index` by [`find`]. Unknown tools are protocol errors
+/// (-32602); refusals are results.
 pub(crate) async fn call(
     ctx: &CallCtx<'_>,
+    index: Option<usize>,
     name: &str,
     args: Map<String, Value>,
 ) -> Result<Outcome, RpcError> {
-    let Some(tool) = all().iter().find(|t| t.def.name == name) else {
+    let Some(tool) = index.and_then(|i| all().get(i)) else {
         return Err(RpcError::invalid_params(format!(
             "unknown tool `{name}`; call tools/list for the tools this hub offers"
         )));

@@ -368,6 +368,14 @@ impl Store {
         Ticket(self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).0)
     }
 
+    /// Ops queued and not yet done by the writer, and the storage faults so far
+    /// (for the metrics: one short lock of the queue, not on a hot path).
+    pub(crate) fn queue_and_faults(&self) -> (u64, u64) {
+        let next = self.barrier().0;
+        let p = self.inner.progress.borrow();
+        (next.saturating_sub(p.done), p.faults)
+    }
+
     /// Highest sequence number the writer is done with (for tests and logs).
     pub(crate) fn committed(&self) -> u64 {
         self.inner.progress.borrow().done
@@ -659,8 +667,10 @@ impl Writer {
         // operator's sqlite3 shell, say) before the store counts as faulted.
         let mut attempt = 0;
         loop {
+            let started = Instant::now();
             match commit_batch(&mut self.conn, &ops) {
                 Ok(vacuum_due) => {
+                    crate::metrics::get().commit(ops.len(), started.elapsed());
                     // Published first: readers and waiters go on; later ops
                     // wait for the vacuum, which runs on this thread.
                     self.progress.send_modify(|p| p.done = last);
@@ -670,11 +680,13 @@ impl Writer {
                     return;
                 }
                 Err(e) if attempt < 5 => {
+                    crate::metrics::get().commit_failed();
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "commit failed; retrying");
                     std::thread::sleep(Duration::from_millis(50 * attempt));
                 }
                 Err(e) => {
+                    crate::metrics::get().commit_failed();
                     tracing::error!(error = %e, ops = ops.len(), "commit failed; refusing writes until a probe write succeeds");
                     self.health = Health::Faulted {
                         backoff: FIRST_BACKOFF,
