@@ -68,6 +68,9 @@ pub enum Command {
         /// Agent id from agents.env
         agent_id: String,
     },
+    /// The running server's state: version, uptime, address, database, durability,
+    /// sessions, streams, the writer's queue and whether writes are saved
+    Hub,
     /// List agents with their registration and presence, a page at a time
     Agents(LogArgs),
     /// Approve a round awaiting approval: round and task become dispatched
@@ -346,6 +349,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(&dir, target.host, target.port, args),
         Command::Connect { agent_id } => connect::run(&dir, &agent_id, &target),
         Command::Agents(page) => operator::agents(&dir, &target, &page, json),
+        Command::Hub => operator::hub(&dir, &target, json),
         Command::Approve { round_id, note } => {
             tasks::decide(&dir, &target, &round_id, &note.join(" "), true, json)
         }

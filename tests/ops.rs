@@ -217,3 +217,21 @@ fn backup_copies_the_database_while_serving() {
         json!({"to_agent": "bob", "subject": "after", "body": "b"}),
     );
 }
+
+/// `hubctl hub`: the server's state, from the hub the config directory names.
+#[test]
+fn hubctl_hub_prints_the_servers_state() {
+    let hub = Hub::start(&["alice"], "");
+    hub.client("alice").call("hub_status", json!({}));
+    let v: serde_json::Value = serde_json::from_str(&hubctl_ok(&hub, &["--json", "hub"])).unwrap();
+    assert_eq!(v["url"], format!("{}/mcp", hub.base), "{v}");
+    assert_eq!(v["durability"], "durable");
+    assert_eq!(v["sessions"], 1, "{v}");
+    assert_eq!(v["writer"]["writes"], "saved", "{v}");
+    assert!(v["database"].as_str().unwrap().ends_with("hub.db"), "{v}");
+    let text = hubctl_ok(&hub, &["hub"]);
+    assert!(
+        text.contains("writes saved") && text.contains("address:"),
+        "{text}"
+    );
+}

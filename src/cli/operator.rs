@@ -134,6 +134,52 @@ pub(crate) fn s(v: &Value) -> String {
     }
 }
 
+pub(crate) fn hub(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.get("/operator/hub")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    let w = &v["writer"];
+    println!(
+        "agent-hub {} (pid {}, instance {})",
+        s(&v["version"]),
+        s(&v["pid"]),
+        s(&v["instance"])
+    );
+    println!("  address:     {}", s(&v["url"]));
+    println!(
+        "  database:    {} ({})",
+        s(&v["database"]),
+        s(&v["durability"])
+    );
+    println!("  uptime:      {} s", s(&v["uptime_seconds"]));
+    println!(
+        "  agents:      {}   tasks: {} ({} in memory)",
+        s(&v["agents"]),
+        s(&v["tasks"]),
+        s(&v["tasks_in_memory"])
+    );
+    println!(
+        "  sessions:    {}   GET streams: {}   requests in flight: {}",
+        s(&v["sessions"]),
+        s(&v["get_streams"]),
+        s(&v["requests_in_flight"])
+    );
+    println!(
+        "  locks held:  {}   unread messages: {}",
+        s(&v["locks_held"]),
+        s(&v["inbox_unread"])
+    );
+    println!(
+        "  writer:      {} ops queued, writes {} ({} storage faults so far)",
+        s(&w["queued_ops"]),
+        s(&w["writes"]),
+        s(&w["storage_faults"])
+    );
+    Ok(())
+}
+
 pub(crate) fn agents(
     dir: &Path,
     target: &Target,

@@ -123,6 +123,8 @@ async fn serve(
         ),
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
         metrics_public: settings.metrics_public,
+        url: http::server::mcp_url(addr),
+        database: ep.db.display().to_string(),
     };
     let server = http::server::serve(
         state,

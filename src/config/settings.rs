@@ -13,6 +13,16 @@ pub(crate) enum Durability {
     Fast,
 }
 
+impl Durability {
+    /// The config value: `durable` or `fast`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Durability::Durable => "durable",
+            Durability::Fast => "fast",
+        }
+    }
+}
+
 /// How log lines are written (`log_format`): the access log and the main log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogFormat {

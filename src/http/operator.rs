@@ -20,6 +20,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/operator/vacuum", web::post().to(vacuum))
         .route("/operator/backup", web::post().to(backup))
+        .route("/operator/hub", web::get().to(hub_state))
         .configure(super::operator_tasks::configure);
 }
 
@@ -51,6 +52,37 @@ async fn agents(
     let page = settle(&hub, hub.agent_page(q.request()?, Utc::now()).await).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
+}
+
+/// The server's state (`hubctl hub`): version, uptime, address, database,
+/// durability, sessions, streams, requests in flight, the writer's queue and health.
+async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let hub = guards::operator_request(&req, &st).await?;
+    let counts = hub.counts();
+    let g = hub.gauges(std::time::Duration::from_millis(500)).await;
+    let writes = match hub.write_health() {
+        Ok(()) => "saved".to_string(),
+        Err(e) => format!("refused: {e}"),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "ok": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": st.instance,
+        "pid": std::process::id(),
+        "url": st.url,
+        "database": st.database,
+        "durability": hub.settings().durability.as_str(),
+        "uptime_seconds": counts.uptime_seconds,
+        "agents": counts.agents,
+        "tasks": counts.tasks,
+        "tasks_in_memory": g.task_actors,
+        "sessions": st.sessions.len(),
+        "get_streams": st.sessions.streams(),
+        "requests_in_flight": st.admission.in_flight(),
+        "locks_held": g.locks.map(|(held, _)| held),
+        "inbox_unread": g.inbox_unread_sum,
+        "writer": {"queued_ops": g.writer_queue, "storage_faults": g.store_faults, "writes": writes},
+    })))
 }
 
 /// `{"path": "/abs/file.db"}`: where the backup goes (on the server's machine).

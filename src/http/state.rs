@@ -119,6 +119,9 @@ pub(crate) struct AppState {
     pub sse_keepalive: Duration,
     /// `GET /metrics` answers without the operator token.
     pub metrics_public: bool,
+    /// Where this server listens and what it stores in, for `GET /operator/hub`.
+    pub url: String,
+    pub database: String,
 }
 
 #[cfg(test)]

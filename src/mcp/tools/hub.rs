@@ -41,10 +41,7 @@ pub(super) struct StatusArgs {}
 
 async fn status(ctx: &CallCtx<'_>, _: StatusArgs) -> Result<Map<String, Value>, HubError> {
     let counts = ctx.hub.counts();
-    let durability = match ctx.hub.settings().durability {
-        crate::config::Durability::Durable => "durable",
-        crate::config::Durability::Fast => "fast",
-    };
+    let durability = ctx.hub.settings().durability.as_str();
     Ok(fields(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "transport": "streamable-http",
