@@ -70,9 +70,9 @@ impl TokenIndex {
         }
     }
 
-    /// The same operator token with a new agent list (a reload).
-    pub(crate) fn with_agents(&self, agents: &AgentsFile) -> Self {
-        Self::build(agents, self.operator)
+    /// Whether `token` is this index's operator token.
+    pub(crate) fn is_operator_token(&self, token: &str) -> bool {
+        self.operator == digest(token)
     }
 
     /// Each agent's token digest (to tell which tokens a reload rotated).
@@ -190,8 +190,8 @@ mod tests {
     fn live_tokens_are_replaced_whole() {
         let live = LiveTokens::new(index());
         let f = agents_env::parse("f", "alice=tok-a2\ncarol=tok-c\n").unwrap();
-        let next = live.current().with_agents(&f);
-        live.replace(next);
+        assert!(live.current().is_operator_token("op-token"));
+        live.replace(TokenIndex::new(&f, "op-token"));
         let idx = live.current();
         assert_eq!(
             idx.authenticate(Some("Bearer tok-a")),

@@ -128,6 +128,9 @@ pub enum Command {
     /// Add, remove or rotate an agent in agents.env, then reload a running hub
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Replace the operator token (operator.token), then reload a running hub
+    #[command(subcommand)]
+    OperatorToken(OperatorTokenCommand),
     /// Re-read agents.env in the running hub (like SIGHUP): new agents work at once,
     /// removed or rotated tokens are refused; an invalid file changes nothing
     Reload,
@@ -185,6 +188,14 @@ pub enum AgentCommand {
         /// Agent id
         name: String,
     },
+}
+
+/// `hubctl operator-token ...`.
+#[allow(missing_docs)]
+#[derive(Debug, Subcommand)]
+pub enum OperatorTokenCommand {
+    /// Write a new operator token; a running hub refuses the old one at once
+    Rotate,
 }
 
 /// The paging options of every list command.
@@ -369,6 +380,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
         Command::Backup { file } => tasks::backup(&dir, &target, &file, json),
         Command::Reload => operator::reload(&dir, &target, json),
+        Command::OperatorToken(OperatorTokenCommand::Rotate) => {
+            agent::rotate_operator_token(&dir, &target)
+        }
         Command::Agent(AgentCommand::Add { name, capabilities }) => {
             agent::add(&dir, &target, &name, &capabilities)
         }

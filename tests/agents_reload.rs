@@ -200,3 +200,35 @@ fn every_unknown_token_gets_the_same_401_naming_hubctl_reload() {
     assert!(removed.body.contains("hubctl reload"), "{}", removed.body);
     assert!(!removed.body.contains("bob"), "{}", removed.body);
 }
+
+/// `hubctl operator-token rotate`: the new token works at once, the old one is
+/// refused, and hubctl (which reads the file) keeps working.
+#[test]
+fn the_operator_token_rotates_without_a_restart() {
+    let hub = Hub::start(&["alice"], "");
+    let old = hub.operator_token();
+    let agents = format!("{}/operator/agents", hub.base);
+    let with = |t: &str| {
+        request(
+            "GET",
+            &agents,
+            &[("Authorization", &format!("Bearer {t}"))],
+            "",
+        )
+    };
+    assert_eq!(with(&old).status, 200);
+    let out = hubctl_ok(&hub, &["operator-token", "rotate"]);
+    assert!(out.contains("refuses the old one"), "{out}");
+    let new = hub.operator_token();
+    assert_ne!(new, old);
+    assert_eq!(with(&old).status, 401, "the old token is refused");
+    assert_eq!(with(&new).status, 200);
+    assert!(hubctl_ok(&hub, &["agents"]).contains("alice"));
+    // The file stays private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(hub.path().join("operator.token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

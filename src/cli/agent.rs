@@ -4,7 +4,7 @@
 //! exclusive `flock` on `agents.env.lock`, so two concurrent edits never lose one
 //! another's line. No hub running is fine: the file is edited and that is said.
 
-use super::{base_url, connect, operator, CliError, Target};
+use super::{connect, hub_url, operator, CliError, Target};
 use crate::config::paths::AGENTS_FILE;
 use crate::config::{agents_env, bootstrap, ConfigError};
 use std::fs;
@@ -41,7 +41,10 @@ fn lock(dir: &Path) -> Result<EditLock, CliError> {
 /// Replace `path` with `text` atomically, mode 0600.
 fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp: PathBuf = dir.join(format!(".{AGENTS_FILE}.tmp-{}", std::process::id()));
+    let name = path
+        .file_name()
+        .map_or_else(|| AGENTS_FILE.into(), |n| n.to_string_lossy());
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -169,7 +172,7 @@ pub(crate) fn add(
         }
     }
     let settings = bootstrap::prepare(dir, false)?.settings;
-    let url = format!("{}/mcp", base_url(target, &settings));
+    let url = format!("{}/mcp", hub_url(dir, target, &settings));
     print!("\n{}", connect::snippets(&url, id, &token));
     Ok(())
 }
@@ -213,7 +216,7 @@ pub(crate) fn rotate(dir: &Path, target: &Target, id: &str) -> Result<(), CliErr
     );
     reload(dir, target)?;
     let settings = bootstrap::prepare(dir, false)?.settings;
-    let url = format!("{}/mcp", base_url(target, &settings));
+    let url = format!("{}/mcp", hub_url(dir, target, &settings));
     print!("\n{}", connect::snippets(&url, id, &token));
     Ok(())
 }
@@ -258,5 +261,38 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+/// `hubctl operator-token rotate`: a new operator token in operator.token (written
+/// atomically, 0600), put in force by a reload made with the old one; the old token
+/// is refused from then on. With no hub running, only the file changes.
+pub(crate) fn rotate_operator_token(dir: &Path, target: &Target) -> Result<(), CliError> {
+    use crate::config::paths::OPERATOR_TOKEN_FILE;
+    let _lock = lock(dir)?;
+    // The client reads the old token now; the reload it sends is authorised by it.
+    let client = operator::OperatorClient::new(dir, target)?;
+    let path = dir.join(OPERATOR_TOKEN_FILE);
+    write_atomic(&path, &format!("{}\n", bootstrap::new_token()))?;
+    match client.post("/operator/reload", &serde_json::Value::Null) {
+        Ok(v) if v["reloaded"]["operator_token_rotated"] == true => {
+            println!(
+                "new operator token written to {}; the running hub refuses the old one",
+                path.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Err(CliError::Api(
+            "the hub reloaded but still uses the old operator token".into(),
+        )),
+        Err(CliError::Unreachable { url, .. }) => {
+            println!(
+                "new operator token written to {}; no hub answers at {url}: it takes effect \
+                 when the hub starts",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }

@@ -102,6 +102,7 @@ async fn serve(
     )));
     let reloader = Arc::new(Reloader::new(
         Box::new(EnvFileRegistry::new(&loaded.dir)),
+        loaded.dir.join(config::paths::OPERATOR_TOKEN_FILE),
         tokens.clone(),
         sessions.clone(),
         slot.clone(),

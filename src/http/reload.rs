@@ -25,11 +25,15 @@ pub(crate) struct Reloaded {
     pub rotated: Vec<String>,
     /// Sessions closed (removed and rotated agents').
     pub sessions_closed: usize,
+    /// operator.token changed: the old operator token is refused from now on.
+    pub operator_token_rotated: bool,
 }
 
 /// Everything a reload touches; shared by the operator route and the SIGHUP handler.
 pub(crate) struct Reloader {
     registry: Box<dyn AgentRegistry>,
+    /// operator.token, re-read too (`hubctl operator-token rotate`).
+    operator_token_file: std::path::PathBuf,
     tokens: Arc<LiveTokens>,
     sessions: Arc<Sessions>,
     hub: HubSlot,
@@ -41,12 +45,14 @@ pub(crate) struct Reloader {
 impl Reloader {
     pub(crate) fn new(
         registry: Box<dyn AgentRegistry>,
+        operator_token_file: std::path::PathBuf,
         tokens: Arc<LiveTokens>,
         sessions: Arc<Sessions>,
         hub: HubSlot,
     ) -> Self {
         Reloader {
             registry,
+            operator_token_file,
             tokens,
             sessions,
             hub,
@@ -62,6 +68,17 @@ impl Reloader {
             tracing::error!("reload refused, agents unchanged: {e}");
             ApiError::invalid_argument(e.to_string())
         })?;
+        // The operator token too, checked before anything changes.
+        let file = self.operator_token_file.display().to_string();
+        let operator_token = std::fs::read_to_string(&self.operator_token_file)
+            .map_err(|e| ApiError::invalid_argument(format!("{file}: {e}")))?
+            .trim()
+            .to_string();
+        if operator_token.is_empty() {
+            return Err(ApiError::invalid_argument(format!(
+                "{file}: empty; it must hold the operator token"
+            )));
+        }
         let hub = self.hub.get().await?;
         let rows = agents
             .agents
@@ -73,7 +90,8 @@ impl Reloader {
             Err(e) => return Err(ApiError::from_hub(&hub, e).await),
         };
         let old = self.tokens.current();
-        let new = old.with_agents(&agents);
+        let operator_token_rotated = !old.is_operator_token(&operator_token);
+        let new = crate::auth::TokenIndex::new(&agents, &operator_token);
         let rotated: Vec<String> = {
             let (before, after) = (old.agent_digests(), new.agent_digests());
             let mut r: Vec<String> = after
@@ -95,6 +113,7 @@ impl Reloader {
             removed,
             rotated,
             sessions_closed,
+            operator_token_rotated,
         };
         tracing::info!(
             agents = r.agents,
@@ -102,6 +121,7 @@ impl Reloader {
             removed = ?r.removed,
             rotated = ?r.rotated,
             sessions_closed = r.sessions_closed,
+            operator_token_rotated = r.operator_token_rotated,
             "agents reloaded"
         );
         Ok(r)
