@@ -221,6 +221,39 @@ pub(crate) fn rotate(dir: &Path, target: &Target, id: &str) -> Result<(), CliErr
     Ok(())
 }
 
+/// `hubctl operator-token rotate`: a new operator token in operator.token (written
+/// atomically, 0600), put in force by a reload made with the old one; the old token
+/// is refused from then on. With no hub running, only the file changes.
+pub(crate) fn rotate_operator_token(dir: &Path, target: &Target) -> Result<(), CliError> {
+    use crate::config::paths::OPERATOR_TOKEN_FILE;
+    let _lock = lock(dir)?;
+    // The client reads the old token now; the reload it sends is authorised by it.
+    let client = operator::OperatorClient::new(dir, target)?;
+    let path = dir.join(OPERATOR_TOKEN_FILE);
+    write_atomic(&path, &format!("{}\n", bootstrap::new_token()))?;
+    match client.post("/operator/reload", &serde_json::Value::Null) {
+        Ok(v) if v["reloaded"]["operator_token_rotated"] == true => {
+            println!(
+                "new operator token written to {}; the running hub refuses the old one",
+                path.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Err(CliError::Api(
+            "the hub reloaded but still uses the old operator token".into(),
+        )),
+        Err(CliError::Unreachable { url, .. }) => {
+            println!(
+                "new operator token written to {}; no hub answers at {url}: it takes effect \
+                 when the hub starts",
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,38 +294,5 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-    }
-}
-
-/// `hubctl operator-token rotate`: a new operator token in operator.token (written
-/// atomically, 0600), put in force by a reload made with the old one; the old token
-/// is refused from then on. With no hub running, only the file changes.
-pub(crate) fn rotate_operator_token(dir: &Path, target: &Target) -> Result<(), CliError> {
-    use crate::config::paths::OPERATOR_TOKEN_FILE;
-    let _lock = lock(dir)?;
-    // The client reads the old token now; the reload it sends is authorised by it.
-    let client = operator::OperatorClient::new(dir, target)?;
-    let path = dir.join(OPERATOR_TOKEN_FILE);
-    write_atomic(&path, &format!("{}\n", bootstrap::new_token()))?;
-    match client.post("/operator/reload", &serde_json::Value::Null) {
-        Ok(v) if v["reloaded"]["operator_token_rotated"] == true => {
-            println!(
-                "new operator token written to {}; the running hub refuses the old one",
-                path.display()
-            );
-            Ok(())
-        }
-        Ok(_) => Err(CliError::Api(
-            "the hub reloaded but still uses the old operator token".into(),
-        )),
-        Err(CliError::Unreachable { url, .. }) => {
-            println!(
-                "new operator token written to {}; no hub answers at {url}: it takes effect \
-                 when the hub starts",
-                path.display()
-            );
-            Ok(())
-        }
-        Err(e) => Err(e),
     }
 }
