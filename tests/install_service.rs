@@ -107,3 +107,59 @@ fn system_dry_run_verifies() {
         }
     }
 }
+
+/// Without `systemctl` (PATH holds nothing: also what keeps this test from enabling a
+/// service on a machine with systemd) the unit is written, the directories made
+/// 0700, the commands printed; a different unit is kept unless `--force`.
+#[test]
+fn user_install_without_systemctl() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let install = |extra: &[&str]| {
+        hubctl_cmd(h)
+            .env("PATH", empty.path())
+            .arg("install-service")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = install(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("systemctl --user daemon-reload && systemctl --user enable --now agent-hub"),
+        "{stdout}"
+    );
+    let unit = h.join(".config/systemd/user/agent-hub.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("ProtectSystem=strict"), "{text}");
+    for d in [".config/agent-hub", ".local/share/agent-hub"] {
+        let mode = std::fs::metadata(h.join(d)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{d}");
+    }
+    // The same unit again: fine. A different one: refused, then --force.
+    assert!(install(&[]).status.success());
+    let other = ["--db", "/srv/other/hub.db"];
+    let out = install(&other);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&unit).unwrap(), text);
+    let forced = tempfile::tempdir().unwrap();
+    let db = forced.path().join("hub.db");
+    let out = install(&["--db", db.to_str().unwrap(), "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&unit)
+        .unwrap()
+        .contains(&format!("AGENT_HUB_DB={}", db.display())));
+}

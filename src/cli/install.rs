@@ -224,7 +224,8 @@ fn afterwards(mode: Mode) -> String {
                        \x20          loginctl enable-linger $USER\n"
             .to_string(),
         Mode::System => "Check it:  systemctl status agent-hub\n\
-                         Logs:      journalctl -u agent-hub -f\n"
+                         Logs:      journalctl -u agent-hub -f\n\
+                         Operator commands: hubctl --config-dir /etc/agent-hub hub (as root or the service user)\n"
             .to_string(),
     }
 }
@@ -309,38 +310,70 @@ fn systemctl_works(mode: Mode) -> Result<(), String> {
     }
 }
 
-/// `systemd-analyze verify` of a unit file: `Ok(None)` when fine, `Ok(Some(why))`
-/// when it could not be checked, `Err` with its complaints.
+/// `systemd-analyze verify` of a unit file: `Ok(None)` when fine, `Ok(Some(note))`
+/// when fine with a remark (warnings, or checked another way) or not checkable,
+/// `Err` with its complaints.
 pub(crate) fn verify(file: &Path, mode: Mode) -> Result<Option<String>, String> {
+    match analyze(file, mode == Mode::User) {
+        Checked::Error(text) => Err(text),
+        Checked::Ok(None) => Ok(None),
+        Checked::Ok(Some(w)) => Ok(Some(format!("systemd-analyze verify warnings: {w}"))),
+        Checked::Unavailable(why) if mode == Mode::User => {
+            // No user manager (containers, ssh without a session): the system
+            // manager's check still catches syntax errors and missing binaries.
+            match analyze(file, false) {
+                Checked::Ok(_) => Ok(Some(format!(
+                    "systemd-analyze --user verify could not run ({why}); \
+                     checked as a system unit instead: ok"
+                ))),
+                Checked::Error(text) => Err(text),
+                Checked::Unavailable(why2) => Ok(Some(format!(
+                    "not verified: systemd-analyze could not run ({why}; {why2})"
+                ))),
+            }
+        }
+        Checked::Unavailable(why) => Ok(Some(format!(
+            "not verified: systemd-analyze could not run ({why})"
+        ))),
+    }
+}
+
+/// One `systemd-analyze verify` run.
+enum Checked {
+    /// Accepted, with its warnings if any.
+    Ok(Option<String>),
+    /// Rejected: its complaints.
+    Error(String),
+    /// Missing, or failed for reasons that say nothing about the unit.
+    Unavailable(String),
+}
+
+fn analyze(file: &Path, user: bool) -> Checked {
     let mut c = Command::new("systemd-analyze");
-    if mode == Mode::User {
+    if user {
         c.arg("--user");
     }
     let out = match c.arg("verify").arg(file).output() {
         Ok(o) => o,
-        Err(e) => return Ok(Some(format!("systemd-analyze not available: {e}"))),
+        Err(e) => return Checked::Unavailable(format!("systemd-analyze: {e}")),
     };
     let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    if out.status.success() && text.is_empty() {
-        return Ok(None);
-    }
     // Environmental failures (no user manager, no bus) say nothing about the unit.
     let env = [
         "Failed to initialize manager",
+        "Failed to lookup RuntimeDirectory",
         "bus",
         "XDG_RUNTIME_DIR",
         "Failed to setup working directory",
     ];
-    if env.iter().any(|m| text.contains(m)) {
-        return Ok(Some(format!(
-            "systemd-analyze could not check it here: {text}"
-        )));
+    if !out.status.success() && env.iter().any(|m| text.contains(m)) {
+        return Checked::Unavailable(text.replace('\n', "; "));
     }
-    if out.status.success() {
-        // Warnings only.
-        return Ok(Some(format!("systemd-analyze warnings: {text}")));
+    match (out.status.success(), text.is_empty()) {
+        (true, true) => Checked::Ok(None),
+        (true, false) => Checked::Ok(Some(text)),
+        (false, _) => Checked::Error(text),
     }
-    Err(text)
 }
 
 /// [`verify`] of `unit` written to a private temporary directory (the tool wants
@@ -397,6 +430,14 @@ pub(crate) fn run(
             }
         }
     };
+    if mode == Mode::System && spec.service_user != "root" && spec.exe.starts_with("/root") {
+        eprintln!(
+            "warning: {} is under /root, which {} cannot usually read (203/EXEC); \
+             install hubctl somewhere like /usr/local/bin first",
+            spec.exe.display(),
+            spec.service_user
+        );
+    }
     let unit = render(&spec).map_err(fail)?;
     let target = match mode {
         Mode::User => paths::home_dir()?
