@@ -625,6 +625,13 @@ mod tests {
         s.config_dir = "/home/u/100%".into();
         let u = render(&s).unwrap();
         assert!(u.contains("AGENT_HUB_CONFIG_DIR=/home/u/100%%\n"), "{u}");
+        s.config_dir = "/home/u/my hub".into();
+        let u = render(&s).unwrap();
+        assert!(
+            u.contains("Environment=\"AGENT_HUB_CONFIG_DIR=/home/u/my hub\"\n"),
+            "{u}"
+        );
+        assert!(u.contains("ReadWritePaths=\"/home/u/my hub\" "), "{u}");
         s.config_dir = "/home/u/a\"b".into();
         assert!(render(&s).is_err());
         s.config_dir = "relative".into();
