@@ -7,6 +7,7 @@ pub(crate) mod connect;
 pub(crate) mod db_lock;
 pub(crate) mod discovery;
 pub(crate) mod fill;
+pub(crate) mod install;
 pub(crate) mod operator;
 pub(crate) mod serve;
 pub(crate) mod tasks;
@@ -158,6 +159,8 @@ pub enum Command {
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
     #[command(hide = true)]
     FillHistory(fill::FillArgs),
+    /// Write a systemd unit for this binary (user unit, or --system) and enable it
+    InstallService(install::InstallArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
     /// `hubctl completions bash > ~/.local/share/bash-completion/completions/hubctl`
     Completions {
@@ -349,6 +352,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         clap_complete::generate(shell, &mut Cli::command(), "hubctl", &mut std::io::stdout());
         return Ok(());
     }
+    let explicit_config = cli.config_dir.is_some();
     let dir = cli.config_dir()?;
     let target = Target {
         url: cli.url.clone(),
@@ -395,6 +399,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         } => tasks::audit(&dir, &target, entity_type.zip(entity_id), &page, json),
         Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
+        Command::InstallService(args) => install::run(&dir, explicit_config, args),
         Command::Completions { .. } => Ok(()), // answered above
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),
     }

@@ -7,6 +7,11 @@ pub(crate) const AGENTS_FILE: &str = "agents.env";
 pub(crate) const SETTINGS_FILE: &str = "config.yaml";
 pub(crate) const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
+/// `$HOME` (set and not empty).
+pub(crate) fn home_dir() -> Result<PathBuf, ConfigError> {
+    home()
+}
+
 fn home() -> Result<PathBuf, ConfigError> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
