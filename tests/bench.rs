@@ -60,8 +60,9 @@ fn the_default_benches_a_throwaway_hub_and_leaves_nothing_behind() {
         "the user's config dir is not made"
     );
 
-    // The text output says which quotas were lifted.
-    let out = bench_alone(home.path(), &["--seconds", "0.3", "--clients", "1"]);
+    // The text output says which quotas were lifted. lock_acquire answers as a stream.
+    let args = ["--seconds", "0.3", "--clients", "2", "--tool", "lock_cycle"];
+    let out = bench_alone(home.path(), &args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(

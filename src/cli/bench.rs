@@ -11,6 +11,7 @@ use crate::config::{bootstrap, settings};
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -234,7 +235,16 @@ fn start_throwaway(
     let log_path = hub.dir.join("hub.log");
     let log = fs::File::create(&log_path)
         .map_err(|e| CliError::Api(format!("cannot create {}: {e}", log_path.display())))?;
-    let child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between fork and exec.
+    // If hubctl dies without running Drop (SIGKILL), the hub gets SIGTERM.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let child = cmd
         .arg("--config-dir")
         .arg(&hub.dir)
         // Loopback whatever config.yaml says: the clients are on this machine.
@@ -337,8 +347,9 @@ impl Client {
             .set("MCP-Protocol-Version", "2025-11-25")
             .send_json(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}))
             .map_err(|e| format!("{tool}: {e}"))?
-            .into_json()
-            .map_err(|e| format!("{tool}: {e}"))?;
+            .into_string()
+            .map_err(|e| format!("{tool}: {e}"))
+            .and_then(|body| response_of(&body).ok_or(format!("{tool}: unreadable answer")))?;
         if resp["result"]["isError"] == Value::Bool(true) || resp.get("error").is_some() {
             let mut text = resp.to_string();
             text.truncate(300);
@@ -358,6 +369,18 @@ impl Client {
             .map(|_| ())
             .map_err(|e| format!("closing the session: {e}"))
     }
+}
+
+/// The JSON-RPC response in a body: plain JSON, or an SSE stream (a call that may
+/// wait, like lock_acquire, streams), whose `data:` line with a result or error it is.
+fn response_of(body: &str) -> Option<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return Some(v);
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
 }
 
 fn args_for(tool: &str, agent: &str, client: usize, i: u64) -> Value {
@@ -546,6 +569,13 @@ pub(crate) fn run(
     validate(target, &args)?;
     let mut throwaway = None;
     let mut lifted = Vec::new();
+    if !args.live && (target.host.is_some() || target.port.is_some()) {
+        // They may come from AGENT_HUB_HOST/PORT, so not an error; but say it.
+        eprintln!(
+            "note: --host/--port (or AGENT_HUB_HOST/AGENT_HUB_PORT) ignored: benching a \
+             throwaway hub; use --url U --live to load an existing one"
+        );
+    }
     let (url, agents, server_pid) = if args.live {
         let (url, agents) = live_setup(dir, target, &args)?;
         (url, agents, args.server_pid)
@@ -657,6 +687,15 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn responses_plain_or_streamed() {
+        assert!(response_of(r#"{"result":{}}"#).is_some());
+        let sse = "event: message\ndata: {\"method\":\"notifications/progress\"}\n\n\
+                   event: message\ndata: {\"id\":1,\"result\":{}}\n\n";
+        assert_eq!(response_of(sse).unwrap()["id"], 1);
+        assert!(response_of("garbage").is_none());
+    }
 
     #[test]
     fn cpu_ticks_of_self() {
