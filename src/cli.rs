@@ -154,7 +154,8 @@ pub enum Command {
     },
     /// Every message, newest first, a page at a time
     Messages(LogArgs),
-    /// Load a running hub over HTTP and print throughput and latency
+    /// Load a throwaway hub (or, with --url U --live, a running one) over HTTP and
+    /// print throughput and latency
     Bench(bench::BenchArgs),
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
     #[command(hide = true)]
@@ -379,7 +380,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Locks(page) => tasks::locks(&dir, &target, &page, json),
         Command::Unlock { lock_key } => tasks::unlock(&dir, &target, &lock_key, json),
-        Command::Bench(args) => bench::run(&dir, &target, args),
+        Command::Bench(args) => bench::run(&dir, &target, args, json),
         Command::Prune { dry_run } => tasks::prune(&dir, &target, dry_run, json),
         Command::Vacuum => tasks::vacuum(&dir, &target, json),
         Command::Backup { file } => tasks::backup(&dir, &target, &file, json),
