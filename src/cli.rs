@@ -294,6 +294,11 @@ pub enum CliError {
 }
 
 impl Cli {
+    /// Whether this runs the server (which must survive clients that hang up).
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+
     /// The config directory: `--config-dir`, else the XDG default.
     pub fn config_dir(&self) -> Result<PathBuf, ConfigError> {
         match &self.config_dir {

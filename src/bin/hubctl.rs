@@ -4,6 +4,17 @@ use clap::Parser;
 
 fn main() {
     let cli = agent_hub::cli::Cli::parse();
+    if !cli.is_serve() {
+        // Printing commands end quietly when their reader goes away (`hubctl ...
+        // | head`), as shell tools do, instead of panicking on a broken pipe. The
+        // server keeps Rust's default (SIGPIPE ignored): a client that hangs up
+        // must be an error on its socket, not the server's death.
+        // SAFETY: setting a signal's disposition to its default, before any thread
+        // of ours is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Err(e) = agent_hub::cli::run(cli) {
         eprintln!("hubctl: {e}");
         std::process::exit(1);
