@@ -232,3 +232,33 @@ fn the_operator_token_rotates_without_a_restart() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A removed agent's locks are released at once (audited) and pass to a waiter.
+#[test]
+fn removing_an_agent_releases_its_locks() {
+    let hub = Hub::start(&["alice", "bob"], "");
+    let a = hub.client("alice");
+    a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 600}));
+    let b = hub.client("bob");
+    let waiting = std::thread::spawn(move || {
+        b.call(
+            "lock_acquire",
+            json!({"lock_key": "k", "ttl_seconds": 60, "wait_seconds": 10}),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    hubctl_ok(&hub, &["agent", "remove", "alice"]);
+    let got = waiting.join().unwrap();
+    assert_eq!(got["lock"]["holder_agent_id"], "bob", "{got}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let audit = hub.operator_get("/operator/audit?entity_type=lock&entity_id=k");
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_type"] == "lock_released_agent_removed"),
+        "{audit}"
+    );
+}

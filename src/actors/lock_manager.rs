@@ -396,6 +396,49 @@ impl Handler<ForceRelease> for LockManager {
     }
 }
 
+/// An agent was removed from agents.env: every lock it holds is released (each
+/// audited), so its keys pass to the next waiters instead of waiting out a TTL.
+pub(crate) struct ReleaseHolder {
+    pub agent: String,
+}
+
+impl Message for ReleaseHolder {
+    type Result = (usize, Ticket);
+}
+
+impl Handler<ReleaseHolder> for LockManager {
+    type Result = MessageResult<ReleaseHolder>;
+
+    fn handle(&mut self, msg: ReleaseHolder, ctx: &mut Context<Self>) -> Self::Result {
+        let now = Utc::now();
+        let keys: Vec<String> = self
+            .table
+            .list(now)
+            .into_iter()
+            .filter(|l| l.holder_agent_id == msg.agent)
+            .map(|l| l.lock_key)
+            .collect();
+        let mut ticket = Ticket::NONE;
+        let mut released = 0;
+        for key in keys {
+            let Some(lock) = self.table.force_release(&key, now) else {
+                continue;
+            };
+            let audit = self.store.enqueue(Op::Audit {
+                event_type: "lock_released_agent_removed".into(),
+                entity_type: "lock".into(),
+                entity_id: lock.lock_key.clone(),
+                actor: "operator".into(),
+                payload_json: json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token}).to_string(),
+                at: iso(now),
+            });
+            ticket = ticket.max(audit).max(self.freed(&lock, ctx));
+            released += 1;
+        }
+        MessageResult((released, ticket))
+    }
+}
+
 /// A lease timer fired; a renewed lease is left alone.
 pub(crate) struct Expire(pub String);
 

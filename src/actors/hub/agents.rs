@@ -115,6 +115,15 @@ impl Hub {
             if let Some((_, h)) = dir.agents.remove(&id) {
                 h.addr.do_send(crate::actors::Stop);
             }
+            // Its locks go to the next waiters now (audited), not at their TTL.
+            let release = crate::actors::lock_manager::ReleaseHolder {
+                agent: id.to_string(),
+            };
+            let (n, ticket) = self.inner.locks.send(release).await?;
+            self.inner.store.wait_durable(ticket).await?;
+            if n > 0 {
+                tracing::info!(agent = %id, locks = n, "locks of a removed agent released");
+            }
             removed.push(id.to_string());
         }
         added.sort();
