@@ -16,6 +16,7 @@ pub(crate) mod auth;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod domain;
+pub(crate) mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub(crate) mod http;

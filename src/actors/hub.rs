@@ -189,6 +189,11 @@ impl Hub {
         &self.inner.settings
     }
 
+    /// The stream of committed audit events (`/operator/events`).
+    pub(crate) fn events(&self) -> &crate::events::EventBus {
+        self.inner.store.events()
+    }
+
     /// Whether writes are still being saved (for `/readyz`); the reason if not.
     pub(crate) fn write_health(&self) -> Result<(), crate::store::StoreError> {
         self.inner.store.write_health()

@@ -80,6 +80,8 @@ struct Inner {
     read_slots: Arc<tokio::sync::Semaphore>,
     /// The newest generation handed out by [`Store::next_generation`].
     latest_generation: AtomicU64,
+    /// Committed audit rows, for `/operator/events`.
+    events: Arc<crate::events::EventBus>,
 }
 
 /// Read-only connections: at most this many, each kept open once made.
@@ -168,6 +170,8 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let file = FileWatch::new(path)?;
+        let events = Arc::new(crate::events::EventBus::default());
+        let writer_events = events.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -180,6 +184,7 @@ impl Store {
                     file,
                     health: Health::Ok,
                     min_generation: 0,
+                    events: writer_events,
                 }
                 .run()
             })
@@ -197,6 +202,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 latest_generation: AtomicU64::new(0),
+                events,
             }),
             generation: 0,
         };
@@ -281,6 +287,11 @@ impl Store {
         } else {
             Ok(())
         }
+    }
+
+    /// The stream of committed audit events.
+    pub(crate) fn events(&self) -> &crate::events::EventBus {
+        &self.inner.events
     }
 
     /// Changes of the writer's health, for the hub's supervisor.
@@ -598,6 +609,8 @@ struct Writer {
     health: Health,
     /// Ops of older generations are dropped.
     min_generation: u64,
+    /// Where committed audit rows are published (`/operator/events`).
+    events: Arc<crate::events::EventBus>,
 }
 
 impl Writer {
@@ -674,6 +687,27 @@ impl Writer {
                     // Published first: readers and waiters go on; later ops
                     // wait for the vacuum, which runs on this thread.
                     self.progress.send_modify(|p| p.done = last);
+                    // Committed: the audited transitions go to the event stream.
+                    for op in &ops {
+                        if let Op::Audit {
+                            event_type,
+                            entity_type,
+                            entity_id,
+                            actor,
+                            payload_json,
+                            at,
+                        } = op
+                        {
+                            self.events.publish(
+                                event_type,
+                                entity_type,
+                                entity_id,
+                                actor,
+                                payload_json,
+                                at,
+                            );
+                        }
+                    }
                     if let Some(full) = vacuum_due {
                         vacuum(&self.conn, full);
                     }
