@@ -151,6 +151,10 @@ pub enum Command {
         entity_id: Option<String>,
         #[command(flatten)]
         page: LogArgs,
+        /// Then go on printing new events as they are committed (the operator event
+        /// stream), until interrupted
+        #[arg(long)]
+        follow: bool,
     },
     /// Every message, newest first, a page at a time
     Messages(LogArgs),
@@ -402,7 +406,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             entity_type,
             entity_id,
             page,
-        } => tasks::audit(&dir, &target, entity_type.zip(entity_id), &page, json),
+            follow,
+        } => {
+            let entity = entity_type.zip(entity_id);
+            tasks::audit(&dir, &target, entity.clone(), &page, json)?;
+            if follow {
+                operator::follow_events(&dir, &target, entity, json)?;
+            }
+            Ok(())
+        }
         Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),

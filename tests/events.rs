@@ -69,3 +69,31 @@ fn transitions_stream_to_the_operator_and_resume_after_last_event_id() {
     .expect("stream");
     assert_eq!(events(&stale, 1)[0].1, "resync");
 }
+
+/// `hubctl audit --follow` prints new events as they are committed.
+#[test]
+fn hubctl_audit_follow_prints_new_events() {
+    use std::io::{BufRead, BufReader};
+    let hub = Hub::start(&["disp", "alice"], "");
+    let mut child = hubctl_cmd(hub.dir.path())
+        .arg("--config-dir")
+        .arg(hub.path())
+        .args(["--url", &hub.base, "audit", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The (empty) page first.
+    assert_eq!(lines.next().unwrap().unwrap(), "(no audit events)");
+    std::thread::sleep(Duration::from_millis(300));
+    let d = hub.client("disp");
+    draft(&d, "T-2");
+    submit_plan(&d, "T-2", plan(&[("alice", "code")]));
+    let line = lines.next().unwrap().unwrap();
+    assert!(
+        line.contains("round_plan_submitted") && line.contains("task:T-2"),
+        "{line}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

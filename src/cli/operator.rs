@@ -134,6 +134,55 @@ pub(crate) fn s(v: &Value) -> String {
     }
 }
 
+/// `hubctl audit --follow`: print events of the operator event stream as they come
+/// (only those of `entity` if given), until the stream ends or hubctl is stopped.
+pub(crate) fn follow_events(
+    dir: &Path,
+    target: &Target,
+    entity: Option<(String, String)>,
+    json: bool,
+) -> Result<(), CliError> {
+    use std::io::BufRead;
+    let c = OperatorClient::with_timeout(dir, target, Duration::from_secs(365 * 24 * 3600))?;
+    let url = format!("{}/operator/events", c.base);
+    let resp = c
+        .agent
+        .get(&url)
+        .set("Authorization", &format!("Bearer {}", c.token))
+        .call();
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => return c.finish(Err(e)).map(|_| ()),
+    };
+    for line in std::io::BufReader::new(resp.into_reader()).lines() {
+        let line = line.map_err(|e| CliError::Api(format!("event stream ended: {e}")))?;
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let e: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        if let Some((t, i)) = &entity {
+            if e["entity_type"] != t.as_str() || e["entity_id"] != i.as_str() {
+                continue;
+            }
+        }
+        if json {
+            println!("{data}");
+        } else if e["reason"].is_string() {
+            println!("-- resync: {}", s(&e["reason"]));
+        } else {
+            println!(
+                "{}  {}  {}:{}  {}",
+                s(&e["at"]),
+                s(&e["type"]),
+                s(&e["entity_type"]),
+                s(&e["entity_id"]),
+                s(&e["actor"])
+            );
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn hub(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get("/operator/hub")?;
     if json {
