@@ -58,6 +58,13 @@ fn subjects(c: &Client) -> Vec<String> {
 fn faults_heal(config: &str, durable: bool) {
     let mut hub = Hub::start(&["alice", "bob"], config);
     let (a, b) = (hub.client("alice"), hub.client("bob"));
+    // The operator watches the event stream throughout.
+    let auth = format!("Bearer {}", hub.operator_token());
+    let watch = SseStream::open(
+        &format!("{}/operator/events", hub.base),
+        &[("Authorization", auth.as_str())],
+    )
+    .expect("event stream");
     assert_eq!(send(&a, "before").status, 200);
     // An operator read waits until everything queued is written (fast mode answers
     // before that): "before" is on disk before the disk "fills".
@@ -117,6 +124,17 @@ fn faults_heal(config: &str, durable: bool) {
     assert!(resumed.is_some(), "writes did not resume");
     assert_eq!(readyz(&hub).status, 200);
     assert_eq!(subjects(&b), ["before", "after"]);
+    // The fault and the heal were on the operator's event stream.
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let line = watch
+            .next_line(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("events so far: {kinds:?}"));
+        if let Some(kind) = line.strip_prefix("event: ") {
+            kinds.push(kind.to_string());
+        }
+    }
+    assert_eq!(kinds, ["store_fault", "store_healed"]);
     // Everything acknowledged is on disk, nothing refused is.
     hub = hub.restart();
     assert_eq!(subjects(&hub.client("bob")), ["before", "after"]);

@@ -32,9 +32,21 @@ pub(super) async fn supervise(store: Store, slot: watch::Sender<Option<Hub>>) {
         // A heal first: adopting its generation is what resumes writing, and the
         // rebuild it makes also covers a fault seen in the same update.
         if now_healed > healed || (now_faults > faults && !fatal) {
+            let event = if now_healed > healed {
+                "store_healed"
+            } else {
+                "store_fault"
+            };
+            let reason = rx.borrow().refusing.clone().unwrap_or_default();
             healed = now_healed;
             faults = now_faults;
             rebuild(&store, &slot).await;
+            // For the operator's event stream (and the dashboard).
+            let payload = serde_json::json!({ "reason": reason }).to_string();
+            let at = crate::domain::time::iso(chrono::Utc::now());
+            store
+                .events()
+                .publish(event, "store", "database", "system", &payload, &at);
         }
     }
 }
