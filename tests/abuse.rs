@@ -3,29 +3,8 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
-
-/// A POST of a tool call on a raw connection of `c`'s session; the answer is left
-/// unread unless the caller reads it.
-fn raw_call(hub: &Hub, c: &Client, tool: &str, args: Value, small_buffer: bool) -> RawConn {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": tool, "arguments": args}})
-    .to_string();
-    let mut headers: Vec<(String, String)> = c.headers();
-    headers.push(("Content-Length".into(), body.len().to_string()));
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut conn = if small_buffer {
-        RawConn::open_small_window(hub.port)
-    } else {
-        RawConn::open(hub.port)
-    };
-    conn.send_head("POST", "/mcp", &refs, body.as_bytes());
-    conn
-}
 
 /// Requests in flight are capped per agent (429) and in all (503), with
 /// Retry-After; other agents and later calls are served.
@@ -38,7 +17,15 @@ fn requests_in_flight_are_capped_per_agent_and_in_all() {
     let (a, b, c) = (hub.client("alice"), hub.client("bob"), hub.client("carol"));
     // Two parked pulls of alice take her two slots.
     let parked: Vec<RawConn> = (0..2)
-        .map(|_| raw_call(&hub, &a, "inbox_pull", json!({"wait_seconds": 3}), false))
+        .map(|_| {
+            raw_tool_call(
+                hub.port,
+                &a,
+                "inbox_pull",
+                json!({"wait_seconds": 3}),
+                false,
+            )
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let r = a.post_json(&json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}));
@@ -46,7 +33,13 @@ fn requests_in_flight_are_capped_per_agent_and_in_all() {
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert!(r.body.contains("max_in_flight_per_agent"), "{}", r.body);
     // Bob takes the third slot of all; then carol finds none.
-    let _bob = raw_call(&hub, &b, "inbox_pull", json!({"wait_seconds": 3}), false);
+    let _bob = raw_tool_call(
+        hub.port,
+        &b,
+        "inbox_pull",
+        json!({"wait_seconds": 3}),
+        false,
+    );
     std::thread::sleep(Duration::from_millis(300));
     let r = c.post_json(&json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}));
     assert_eq!(r.status, 503, "{}", r.body);
@@ -82,11 +75,11 @@ fn answers_nobody_reads_are_capped_per_agent() {
         );
     }
     // The first big answer goes (and is never read).
-    let _unread = raw_call(&hub, &a, "inbox_pull", json!({"limit": 200}), true);
+    let _unread = raw_tool_call(hub.port, &a, "inbox_pull", json!({"limit": 200}), true);
     std::thread::sleep(Duration::from_millis(500));
     let mut refused = 0;
     for _ in 0..5 {
-        let mut conn = raw_call(&hub, &a, "inbox_pull", json!({"limit": 200}), false);
+        let mut conn = raw_tool_call(hub.port, &a, "inbox_pull", json!({"limit": 200}), false);
         let r = conn
             .read_response(Duration::from_secs(10))
             .expect("an answer");

@@ -341,17 +341,13 @@ fn a_waiter_that_hung_up_does_not_get_the_lock() {
     a.call("lock_acquire", json!({"lock_key": "L", "ttl_seconds": 60}));
     // B waits on a raw connection, sees the stream start, and hangs up.
     let b = hub.client("b");
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lock_acquire",
-        "arguments": {"lock_key": "L", "wait_seconds": 20, "ttl_seconds": 15}}})
-    .to_string();
-    let mut headers: Vec<(String, String)> = b.headers();
-    headers.push(("Content-Length".into(), body.len().to_string()));
-    let refs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut conn = RawConn::open(hub.port);
-    conn.send_head("POST", "/mcp", &refs, body.as_bytes());
+    let conn = raw_tool_call(
+        hub.port,
+        &b,
+        "lock_acquire",
+        json!({"lock_key": "L", "wait_seconds": 20, "ttl_seconds": 15}),
+        false,
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     drop(conn);
     // Comments go out every second: within about two the server knows B left.

@@ -221,17 +221,13 @@ fn waits_of_clients_that_hung_up_stop_counting() {
     a.call("lock_acquire", json!({"lock_key": "k", "ttl_seconds": 60}));
     // One wait (the cap), then its client hangs up long before its deadline.
     {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lock_acquire",
-            "arguments": {"lock_key": "k", "ttl_seconds": 60, "wait_seconds": 20}}})
-        .to_string();
-        let mut headers: Vec<(String, String)> = b.headers();
-        headers.push(("Content-Length".into(), body.len().to_string()));
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut conn = RawConn::open(hub.port);
-        conn.send_head("POST", "/mcp", &refs, body.as_bytes());
+        let conn = raw_tool_call(
+            hub.port,
+            &b,
+            "lock_acquire",
+            json!({"lock_key": "k", "ttl_seconds": 60, "wait_seconds": 20}),
+            false,
+        );
         std::thread::sleep(Duration::from_millis(300));
         drop(conn);
         // Noticed at the next comments, removed at the next sweep.

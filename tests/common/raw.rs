@@ -231,3 +231,31 @@ pub(crate) fn chunk(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     out
 }
+
+/// A `tools/call` of `tool` on `c`'s session, sent on a raw connection to `port`
+/// (one with a small receive window if `small_window`); the answer is left unread
+/// unless the caller reads it. For clients that hang up or never read.
+pub(crate) fn raw_tool_call(
+    port: u16,
+    c: &super::Client,
+    tool: &str,
+    args: serde_json::Value,
+    small_window: bool,
+) -> RawConn {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}})
+    .to_string();
+    let mut headers: Vec<(String, String)> = c.headers();
+    headers.push(("Content-Length".into(), body.len().to_string()));
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut conn = if small_window {
+        RawConn::open_small_window(port)
+    } else {
+        RawConn::open(port)
+    };
+    conn.send_head("POST", "/mcp", &refs, body.as_bytes());
+    conn
+}
