@@ -171,14 +171,19 @@ pub(crate) fn add(
             );
         }
     }
+    print_snippets(dir, target, id, &token)
+}
+
+/// The client configuration for agent `id` with `token`, at the hub's URL.
+fn print_snippets(dir: &Path, target: &Target, id: &str, token: &str) -> Result<(), CliError> {
     let settings = bootstrap::prepare(dir, false)?.settings;
     let url = format!("{}/mcp", hub_url(dir, target, &settings));
-    print!("\n{}", connect::snippets(&url, id, &token));
+    print!("\n{}", connect::snippets(&url, id, token));
     Ok(())
 }
 
-/// `hubctl agent remove NAME`.
-pub(crate) fn remove(dir: &Path, target: &Target, id: &str) -> Result<(), CliError> {
+/// Replace agent `id`'s line of agents.env by `with` (`None`: remove it).
+fn edit_agent_line(dir: &Path, id: &str, with: Option<&str>) -> Result<(), CliError> {
     edit(
         dir,
         Box::new(|text, current| {
@@ -186,9 +191,14 @@ pub(crate) fn remove(dir: &Path, target: &Target, id: &str) -> Result<(), CliErr
                 .get(id)
                 .ok_or_else(|| unknown(dir, id, current))?
                 .line;
-            Ok(replace_line(text, line, None))
+            Ok(replace_line(text, line, with))
         }),
-    )?;
+    )
+}
+
+/// `hubctl agent remove NAME`.
+pub(crate) fn remove(dir: &Path, target: &Target, id: &str) -> Result<(), CliError> {
+    edit_agent_line(dir, id, None)?;
     println!(
         "removed agent `{id}` from {}",
         dir.join(AGENTS_FILE).display()
@@ -200,25 +210,13 @@ pub(crate) fn remove(dir: &Path, target: &Target, id: &str) -> Result<(), CliErr
 /// `hubctl agent rotate NAME`.
 pub(crate) fn rotate(dir: &Path, target: &Target, id: &str) -> Result<(), CliError> {
     let token = bootstrap::new_token();
-    edit(
-        dir,
-        Box::new(|text, current| {
-            let line = current
-                .get(id)
-                .ok_or_else(|| unknown(dir, id, current))?
-                .line;
-            Ok(replace_line(text, line, Some(&format!("{id}={token}"))))
-        }),
-    )?;
+    edit_agent_line(dir, id, Some(&format!("{id}={token}")))?;
     println!(
         "new token for agent `{id}` in {}",
         dir.join(AGENTS_FILE).display()
     );
     reload(dir, target)?;
-    let settings = bootstrap::prepare(dir, false)?.settings;
-    let url = format!("{}/mcp", hub_url(dir, target, &settings));
-    print!("\n{}", connect::snippets(&url, id, &token));
-    Ok(())
+    print_snippets(dir, target, id, &token)
 }
 
 /// `hubctl operator-token rotate`: a new operator token in operator.token (written
