@@ -82,16 +82,22 @@ impl Admission {
 
     /// A slot for one request of `agent`, or the refusal to send.
     pub(crate) fn admit(&self, agent: &AgentId) -> Result<Permits, ApiError> {
-        let slots = self
-            .per_agent
-            .entry(agent.clone())
-            .or_insert_with(|| {
-                Arc::new(AgentSlots {
-                    requests: Arc::new(Semaphore::new(self.agent_cap)),
-                    bytes: AtomicUsize::new(0),
+        // A shared read on every request; the write lock of `entry` only the first
+        // time an agent is seen.
+        let known = self.per_agent.get(agent).map(|s| s.clone());
+        let slots = match known {
+            Some(s) => s,
+            None => self
+                .per_agent
+                .entry(agent.clone())
+                .or_insert_with(|| {
+                    Arc::new(AgentSlots {
+                        requests: Arc::new(Semaphore::new(self.agent_cap)),
+                        bytes: AtomicUsize::new(0),
+                    })
                 })
-            })
-            .clone();
+                .clone(),
+        };
         let agent_slot = slots.requests.clone().try_acquire_owned().map_err(|_| {
             metrics::get().refused(Refusal::AgentRequests);
             ApiError::busy(

@@ -238,26 +238,33 @@ impl Store {
     /// was failed (a storage fault) or dropped (its hub was replaced) is an error; one
     /// committed before its hub was replaced is not.
     pub(crate) async fn wait_committed(&self, ticket: Ticket) -> Result<(), StoreError> {
-        let p = self.wait_done(ticket).await?;
-        if p.lost(ticket.0) {
-            Err(StoreError::WriterFailed)
-        } else if p.stale.contains(ticket.0) {
-            Err(StoreError::Replaced)
-        } else {
-            Ok(())
-        }
+        self.wait_done(ticket, |p| {
+            if p.lost(ticket.0) {
+                Err(StoreError::WriterFailed)
+            } else if p.stale.contains(ticket.0) {
+                Err(StoreError::Replaced)
+            } else {
+                Ok(())
+            }
+        })
+        .await
     }
 
-    /// Wait until the writer is done with `ticket`, saved or not.
-    async fn wait_done(&self, ticket: Ticket) -> Result<Progress, StoreError> {
+    /// Wait until the writer is done with `ticket`, saved or not, then answer with
+    /// `check` of its progress (read in place: every answer passes here, and the
+    /// progress holds lists not worth cloning each time).
+    async fn wait_done(
+        &self,
+        ticket: Ticket,
+        check: impl FnOnce(&Progress) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut rx = self.inner.progress.clone();
         let p = rx
             .wait_for(|p| p.done >= ticket.0 || p.closed)
             .await
-            .map_err(|_| StoreError::Closed)?
-            .clone();
+            .map_err(|_| StoreError::Closed)?;
         if p.done >= ticket.0 {
-            Ok(p)
+            check(&p)
         } else {
             Err(StoreError::Closed)
         }
@@ -268,11 +275,14 @@ impl Store {
     /// the store might still lose. During a storage fault this still returns (reads
     /// go on); what was not saved is then dropped from memory by the hub's rebuild.
     pub(crate) async fn settled(&self) -> Result<(), StoreError> {
-        let p = self.wait_done(self.barrier()).await?;
-        if self.generation < p.min_generation {
-            return Err(StoreError::Replaced);
-        }
-        Ok(())
+        self.wait_done(self.barrier(), |p| {
+            if self.generation < p.min_generation {
+                Err(StoreError::Replaced)
+            } else {
+                Ok(())
+            }
+        })
+        .await
     }
 
     /// `Ok` while writes are being saved; the reason while they are refused.
