@@ -28,7 +28,7 @@ use crate::store::{Snapshot, Store, Ticket};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,6 +62,7 @@ fn agent_handle(addr: Addr<AgentActor>, inbox: Arc<InboxGauge>, s: &Settings) ->
         addr,
         inbox,
         last_seen_ms: AtomicI64::new(0),
+        online: AtomicBool::new(false),
         send_bucket: std::sync::Mutex::new(TokenBucket::new(s.send_rate_per_second, s.send_burst)),
     }
 }
@@ -233,11 +234,16 @@ impl Hub {
         }
     }
 
-    /// Record that `id` just made a request (presence).
+    /// Record that `id` just made a request (presence); the first one after being
+    /// offline goes to the event stream.
     pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
         if let Some(h) = self.inner.dir.agents.get(id) {
             h.last_seen_ms
                 .store(now.timestamp_millis(), Ordering::Relaxed);
+            // A load first: the swap (a write to a shared line) only on a change.
+            if !h.online.load(Ordering::Relaxed) && !h.online.swap(true, Ordering::Relaxed) {
+                self.presence_event(id.as_str(), true, now);
+            }
         }
     }
 

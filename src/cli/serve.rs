@@ -172,6 +172,7 @@ async fn serve(
     if settings.retention.is_set() {
         actix_rt::spawn(apply_retention(fill.subscribe()));
     }
+    actix_rt::spawn(sweep_presence(fill.subscribe()));
     // Rebuilds the hub from disk around a storage fault (it owns the slot from here).
     actix_rt::spawn(heal::supervise(store.clone(), fill));
 
@@ -229,6 +230,24 @@ async fn apply_retention(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
         match hub.prune(false, Utc::now()).await {
             Ok(p) => tracing::info!(?p, "retention applied"),
             Err(e) => tracing::error!(error = %e, "retention failed; next try in an hour"),
+        }
+    }
+}
+
+/// Announce on the event stream agents that went quiet (presence window passed);
+/// a quarter of the window apart (1 to 15 s), so an offline event is at most that
+/// late.
+async fn sweep_presence(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
+    loop {
+        let every = hubs
+            .borrow()
+            .as_ref()
+            .map_or(15, |h| (h.settings().presence_window_secs / 4).clamp(1, 15));
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        // The current hub: it is replaced after a storage fault.
+        let hub = hubs.borrow().clone();
+        if let Some(hub) = hub {
+            hub.sweep_presence(Utc::now());
         }
     }
 }

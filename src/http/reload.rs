@@ -103,6 +103,17 @@ impl Reloader {
             r
         };
         self.tokens.replace(new);
+        let changes: Vec<(&str, &str)> = added
+            .iter()
+            .map(|a| ("agent_added", a.as_str()))
+            .chain(removed.iter().map(|a| ("agent_removed", a.as_str())))
+            .chain(rotated.iter().map(|a| ("agent_token_rotated", a.as_str())))
+            .chain(operator_token_rotated.then_some(("operator_token_rotated", "")))
+            .collect();
+        if let Err(e) = hub.audit_token_changes(&changes, Utc::now()).await {
+            // The change is in force already; only its record is missing.
+            tracing::error!(error = %e, "reload applied but its audit records could not be stored");
+        }
         let mut sessions_closed = 0;
         for id in removed.iter().chain(&rotated) {
             sessions_closed += self.sessions.close_agent(&AgentId::new(id));
