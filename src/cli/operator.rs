@@ -310,6 +310,11 @@ pub(crate) fn print_reloaded(v: &Value) {
         ids(v, "rotated"),
         s(&v["reloaded"]["sessions_closed"]),
     );
+    println!(
+        "reloaded config.yaml: changed: {}; changed but needing a restart: {}",
+        ids(v, "settings_changed"),
+        ids(v, "restart_needed"),
+    );
 }
 
 #[cfg(test)]
