@@ -93,6 +93,7 @@ classify! {
         metrics_public,
         access_log,
         log_format,
+        notify,
     ],
 }
 

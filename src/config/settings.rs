@@ -104,6 +104,8 @@ pub(crate) struct Settings {
     /// Which log lines are written (a `RUST_LOG`-style filter, e.g. `info` or
     /// `agent_hub=debug,info`); `None`: `RUST_LOG`, else `info`.
     pub log_level: Option<String>,
+    /// The operator's webhooks (`notify:`).
+    pub notify: Vec<super::notify::Target>,
 }
 
 /// How long history is kept (`retention:` in config.yaml); `None` keeps it forever.
@@ -171,6 +173,7 @@ impl Default for Settings {
             access_log: false,
             log_format: LogFormat::Text,
             log_level: None,
+            notify: Vec::new(),
         }
     }
 }
@@ -236,6 +239,11 @@ pub(crate) const TEMPLATE: &str = "\
 # access_log: false            # true: one stderr line per tool call (agent, tool, outcome, ms)
 # log_format: text             # json: one JSON object per line (access log and main log)
 # log_level: info              # a RUST_LOG-style filter, e.g. agent_hub=debug,info (RUST_LOG wins at start)
+# Webhooks for the operator (JSON with a Slack-compatible `text`; see the README):
+# notify:
+#   - url: https://hooks.slack.com/services/T000/B000/XXXX
+#     events: [round_awaiting_approval, task_completed, lease_lapsed, store_fault, agent_offline]
+#     secret_file: webhook.secret  # signs each body (X-Agent-Hub-Signature-256); or secret: ...
 ";
 
 struct Ctx<'a> {
@@ -392,6 +400,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_lock_waits_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
         }
         "retention" => s.retention = retention(ctx, key, v)?,
+        "notify" => s.notify = super::notify::parse(ctx.file, v)?,
         "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
         "access_log" => s.access_log = ctx.boolean(key, v)?,
         "log_format" => s.log_format = log_format(ctx, key, v)?,

@@ -122,6 +122,8 @@ pub(crate) struct AppState {
     /// Where this server listens and what it stores in, for `GET /operator/hub`.
     pub url: String,
     pub database: String,
+    /// The operator's webhooks (`hubctl notify test`).
+    pub webhooks: Arc<crate::notify::Webhooks>,
 }
 
 #[cfg(test)]
