@@ -217,14 +217,23 @@ fn rebuild(
     register_functions(conn)?;
     // The reference's own foreign keys point at tables dropped here.
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let result = attached(conn, backup, |conn| fill(conn, agents, now));
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    result
+}
+
+/// Run `f` with the backup attached as `ref` (read only by it), detached after.
+fn attached(
+    conn: &mut Connection,
+    backup: &Path,
+    f: impl FnOnce(&mut Connection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let name = backup.to_string_lossy().into_owned();
     conn.execute("ATTACH DATABASE ?1 AS ref", [name])?;
-    let result = fill(conn, agents, now);
+    let result = f(conn);
     let detached = conn.execute_batch("DETACH DATABASE ref");
-    conn.pragma_update(None, "foreign_keys", "ON")?;
     result?;
-    detached?;
-    Ok(())
+    Ok(detached?)
 }
 
 fn fill(conn: &mut Connection, agents: &[(String, String)], now: &str) -> Result<(), StoreError> {
