@@ -24,7 +24,7 @@ pub fn decode_message(bytes: &[u8]) {
                 }
             }
             Ok(Incoming::Request { id, .. }) | Err((id, _)) => {
-                let _ = jsonrpc::to_json(&jsonrpc::err(&id, &RpcError::cancelled()));
+                let _ = jsonrpc::to_json(&jsonrpc::err(&id, &RpcError::internal("x")));
             }
             Ok(Incoming::Response) => {}
         }

@@ -42,8 +42,10 @@ pub(super) fn answer<T: serde::Serialize + ?Sized>(
     }
 }
 
-/// One request on `session`, answered by the MCP layer; `notifications/cancelled`
-/// naming it ends it at once with -32800.
+/// One request on `session`, answered by the MCP layer. `notifications/cancelled`
+/// naming it ends it at once with no answer (`None`): the spec's cancellation
+/// utility says a cancelled request gets no response, and clients report one for an
+/// id they already forgot as an error.
 pub(super) async fn run(
     st: &AppState,
     hub: &Hub,
@@ -52,7 +54,7 @@ pub(super) async fn run(
     id: Id,
     method: String,
     params: Option<Value>,
-) -> Response {
+) -> Option<Response> {
     let inflight = session.track(&id);
     run_tracked(st, hub, agent, session, inflight, id, method, params).await
 }
@@ -69,12 +71,14 @@ async fn run_tracked(
     id: Id,
     method: String,
     params: Option<Value>,
-) -> Response {
+) -> Option<Response> {
     let sessions = &st.sessions;
     let work = dispatch::request(hub, sessions, agent, session.version, &id, &method, params);
+    // Dropping `work` withdraws a parked waiter (an inbox_pull leaves its messages
+    // unread; a lock wait leaves the line).
     tokio::select! {
-        resp = work => resp,
-        Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
+        resp = work => Some(resp),
+        Ok(()) = &mut inflight.cancelled => None,
     }
 }
 
@@ -172,7 +176,9 @@ async fn handle_post(
             if may_wait(&method, params.as_ref()) {
                 return Ok(waiting(st, hub, agent, session, id, method, params));
             }
-            let resp = run(st, hub, &agent, &session, id, method, params).await;
+            let Some(resp) = run(st, hub, &agent, &session, id, method, params).await else {
+                return Ok(sse::unanswered(Some(&session.id)));
+            };
             let mut http = answer(reply, &resp, Some(&session.id));
             if resp.is_store_unavailable() {
                 // A storage fault: nothing was saved; the client retries later.
@@ -221,10 +227,10 @@ fn waiting(
     let work = async move {
         let _waiting = crate::metrics::get().waiting();
         let resp = run_tracked(&st, &hub, &agent, &session, inflight, id, method, params).await;
-        jsonrpc::to_json(&resp)
+        resp.map(|r| jsonrpc::to_json(&r))
     }
     .instrument(tracing::Span::current());
-    sse::waiting(work, std::time::Duration::from_secs(1), &sid)
+    sse::waiting(work, std::time::Duration::from_secs(1), Some(&sid))
 }
 
 fn initialize(

@@ -30,15 +30,27 @@ pub(crate) fn single(json: &str, session: Option<&str>) -> HttpResponse {
     b.body(event(json))
 }
 
+/// The answer to a request cancelled before it finished: an SSE stream that ends
+/// without a response (a POST carrying a request must be answered with JSON or SSE,
+/// and a cancelled request gets no JSON-RPC response).
+pub(crate) fn unanswered(session: Option<&str>) -> HttpResponse {
+    let mut b = sse_response();
+    if let Some(s) = session {
+        b.insert_header(("mcp-session-id", s));
+    }
+    b.finish()
+}
+
 /// A POST whose answer may take long (a long poll, a lock wait), as an SSE stream: a
-/// comment every `every` while `work` runs, then its answer, then the end. actix-web
+/// comment every `every` while `work` runs, then its answer (none when `work` gives
+/// `None`: the request was cancelled), then the end. actix-web
 /// never learns that a client hung up while a handler is pending, but it drops a
 /// streaming body whose write fails; `work` lives in this body, so it is dropped
 /// then too, and with it the parked waiter (a lock granted to it meanwhile is taken
 /// back and passed on).
-pub(crate) fn waiting<F>(work: F, every: Duration, session: &str) -> HttpResponse
+pub(crate) fn waiting<F>(work: F, every: Duration, session: Option<&str>) -> HttpResponse
 where
-    F: std::future::Future<Output = String> + 'static,
+    F: std::future::Future<Output = Option<String>> + 'static,
 {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     // A client that reads slowly gets one comment per tick, not a burst of missed ones.
@@ -48,14 +60,16 @@ where
         |(work, mut tick)| async move {
             let mut work = work?;
             tokio::select! {
-                json = &mut work => Some((Ok::<_, Infallible>(event(&json)), (None, tick))),
+                json = &mut work => json.map(|j| (Ok::<_, Infallible>(event(&j)), (None, tick))),
                 _ = tick.tick() => Some((Ok(Bytes::from_static(b": waiting\n\n")), (Some(work), tick))),
             }
         },
     );
-    sse_response()
-        .insert_header(("mcp-session-id", session))
-        .streaming(body)
+    let mut b = sse_response();
+    if let Some(s) = session {
+        b.insert_header(("mcp-session-id", s));
+    }
+    b.streaming(body)
 }
 
 /// The GET stream: every message pushed into `rx` becomes an event; an SSE comment

@@ -23,8 +23,6 @@ pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
 /// MCP's code for `resources/read` of an unknown URI.
 pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
-/// The answer to a request the client cancelled (it ignores it).
-pub(crate) const REQUEST_CANCELLED: i64 = -32800;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct RpcError {
@@ -75,9 +73,6 @@ impl RpcError {
     /// Whether this is [`RpcError::store_unavailable`].
     pub(crate) fn is_store_unavailable(&self) -> bool {
         self.code == SERVER_ERROR && self.message.starts_with("Store unavailable: ")
-    }
-    pub(crate) fn cancelled() -> Self {
-        Self::new(REQUEST_CANCELLED, "Request cancelled by the client")
     }
     pub(crate) fn session_not_found() -> Self {
         Self::new(
@@ -155,7 +150,10 @@ mod tests {
         assert_eq!(v["error"]["code"], json!(METHOD_NOT_FOUND));
         assert_eq!(v["id"], Value::Null);
         assert!(v["error"].get("data").is_none() && v.get("result").is_none());
-        let batch = to_json(&vec![ok(&big, json!(1)), err(&big, &RpcError::cancelled())]);
+        let batch = to_json(&vec![
+            ok(&big, json!(1)),
+            err(&big, &RpcError::internal("x")),
+        ]);
         assert!(batch.starts_with(r#"[{"jsonrpc":"2.0","id":18446744073709551616,"#));
     }
 }
