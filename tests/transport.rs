@@ -1,11 +1,11 @@
 //! MCP Streamable HTTP transport: version negotiation and the utilities (checklist
-//! lines 1–7, 47, 48 of shared/spec/mcp-transport.md §8, and the `server/discover`
-//! probe of §1.5), over real HTTP against a real `hubctl serve` child. Framing, batches,
+//! lines 1–7, 47, 48 of shared/spec/mcp-transport.md §8, and `server/discover` of
+//! §1.5), over real HTTP against a real `hubctl serve` child. Framing, batches,
 //! sessions, auth and tools have their own files.
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 fn alice() -> String {
@@ -137,28 +137,29 @@ fn l07_no_version_header_on_a_2025_03_26_session_is_served() {
     assert_eq!(c.call("hub_status", json!({}))["ok"], true);
 }
 
-/// `server/discover` (a 2026-07-28 client's first request) is answered with a plain
-/// 400, so that the client falls back to `initialize`; never with the modern errors.
+/// `server/discover` (a 2026-07-28 client's first request) is answered, without a
+/// session; the handshake keeps working on the same endpoint. (tests/modern.rs has
+/// the revision's rules.)
 #[test]
-fn stateless_discover_probe_gets_a_plain_400() {
+fn discover_is_answered_and_initialize_still_works() {
     let hub = Hub::start(&["alice"], "");
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
     let a = alice();
-    for extra in [vec![], vec![("MCP-Protocol-Version", "2026-07-28")]] {
-        let mut h = std_headers(&a);
-        h.extend(extra.iter().copied());
-        let r = hub.post(&h, body);
-        assert_eq!(r.status, 400, "{}", r.body);
-        if let Ok(v) = serde_json::from_str::<Value>(&r.body) {
-            let code = v["error"]["code"].as_i64();
-            assert!(
-                !matches!(code, Some(-32022..=-32020)),
-                "modern error code {code:?}: {v}"
-            );
-            assert!(v.get("result").is_none());
-        }
+    let mut h = std_headers(&a);
+    h.extend([
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "server/discover"),
+    ]);
+    let r = hub.post(&h, body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("mcp-session-id").is_none(), "{r:?}");
+    let versions = &r.json()["result"]["supportedVersions"];
+    for v in VERSIONS.iter().chain(["2026-07-28"].iter()) {
+        assert!(
+            versions.as_array().unwrap().contains(&json!(v)),
+            "{v}: {versions}"
+        );
     }
-    // And the fallback works.
     assert_eq!(init(&hub, "2025-11-25").status, 200);
 }
 

@@ -48,6 +48,18 @@ impl ApiError {
         }
     }
 
+    /// A refusal of the request `id` with `status` (2026-07-28 gives each error code
+    /// its own).
+    pub(crate) fn rpc_with_id(status: StatusCode, id: &Id, error: RpcError) -> ApiError {
+        ApiError::Rpc {
+            status,
+            id: id.clone(),
+            error: Box::new(error),
+            challenge: None,
+            close: false,
+        }
+    }
+
     /// 400 answering the request `id` (a malformed or misplaced message).
     pub(crate) fn bad_request(id: &Id, error: RpcError) -> ApiError {
         ApiError::Rpc {

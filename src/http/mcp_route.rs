@@ -1,10 +1,13 @@
 //! `/mcp`: the MCP Streamable HTTP endpoint (POST, GET, DELETE).
 //! Processing order and status codes follow shared/spec/mcp-transport.md §2.1.
+//! A client picks its revision by what it sends: `initialize` starts a handshake
+//! session; a sessionless POST of the 2026-07-28 revision goes to `mcp_modern`.
 
 use super::admission;
 use super::error::ApiError;
 use super::guards::{self, Reply};
 use super::mcp_batch;
+use super::mcp_modern;
 use super::sse;
 use super::state::AppState;
 use crate::actors::Hub;
@@ -147,6 +150,7 @@ async fn handle_post(
     guards::content_type_json(req)?;
     let raw = match jsonrpc::parse_body(body) {
         Ok(Body::One(raw)) => raw,
+        Ok(Body::Batch(_)) if mcp_modern::claims(req, None) => return Err(mcp_modern::batch()),
         Ok(Body::Batch(items)) => return mcp_batch::batch(req, st, hub, agent, reply, items).await,
         Err(e) => return Err(ApiError::bad_request(&Id::null(), e)),
     };
@@ -159,6 +163,9 @@ async fn handle_post(
             tracing::Span::current().record("method", "initialize");
             return initialize(req, st, agent, reply, id, params.as_ref());
         }
+    }
+    if mcp_modern::claims(req, Some(&msg)) {
+        return mcp_modern::post(req, st, hub, agent, reply, msg).await;
     }
     let session = guards::session(req, st, &agent)?;
     guards::protocol_version(req, &session)?;
@@ -179,23 +186,29 @@ async fn handle_post(
             let Some(resp) = run(st, hub, &agent, &session, id, method, params).await else {
                 return Ok(sse::unanswered(Some(&session.id)));
             };
-            let mut http = answer(reply, &resp, Some(&session.id));
-            if resp.is_store_unavailable() {
-                // A storage fault: nothing was saved; the client retries later.
-                *http.status_mut() = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
-                http.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from(jsonrpc::RETRY_AFTER_SECS),
-                );
-            }
-            Ok(http)
+            let http = answer(reply, &resp, Some(&session.id));
+            Ok(if resp.is_store_unavailable() {
+                store_unavailable(http)
+            } else {
+                http
+            })
         }
     }
 }
 
+/// A storage fault: nothing was saved; the client retries later (503, `Retry-After`).
+pub(super) fn store_unavailable(mut http: HttpResponse) -> HttpResponse {
+    *http.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    http.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(jsonrpc::RETRY_AFTER_SECS),
+    );
+    http
+}
+
 /// Whether a request may wait long: a tool call that parks (`inbox_pull` or
 /// `lock_acquire` with `wait_seconds` above 0). Answered by [`waiting`].
-fn may_wait(method: &str, params: Option<&Value>) -> bool {
+pub(super) fn may_wait(method: &str, params: Option<&Value>) -> bool {
     let Some(p) = params.filter(|_| method == "tools/call") else {
         return false;
     };

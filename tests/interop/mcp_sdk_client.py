@@ -99,8 +99,9 @@ async def with_client_auto(url: str, alice_token: str, bob_token: str | None) ->
     rec = Recorder()
     async with Client(streamable_http_client(url, http_client=http_client(alice_token, rec))) as alice:
         posts = [(m, s) for (verb, m, s) in rec.exchanges if verb == "POST"]
-        assert posts and posts[0] == ("server/discover", 400), rec.exchanges
-        assert ("initialize", 200) in posts, rec.exchanges
+        assert posts and posts[0] == ("server/discover", 200), rec.exchanges
+        assert alice.protocol_version == "2026-07-28", alice.protocol_version
+        assert not any(m == "initialize" for (m, _) in posts), rec.exchanges
 
         s = payload(await alice.call_tool("hub_status", {}))
         assert s["ok"] is True, s
