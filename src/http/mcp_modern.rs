@@ -18,6 +18,7 @@ use crate::domain::AgentId;
 use crate::log_limit::LogLimit;
 use crate::mcp::dispatch;
 use crate::mcp::jsonrpc::{self, Id, Incoming, RpcError};
+use crate::mcp::listen;
 use crate::mcp::modern::{self, Header, Mirrored};
 use crate::mcp::protocol::Version;
 use actix_web::http::StatusCode;
@@ -159,6 +160,9 @@ async fn request(
     if let Some(n) = SEEN.hit() {
         tracing::debug!(agent = %agent, client = envelope.client_name(), requests = n, "2026-07-28 request");
     }
+    if method == "subscriptions/listen" {
+        return listen(st, agent, id, params.as_ref());
+    }
     if !admission::read_only(&method, params.as_ref()) {
         admission::mark_writes(req);
     }
@@ -216,4 +220,29 @@ fn waiting(
     }
     .instrument(tracing::Span::current());
     sse::waiting(work, std::time::Duration::from_secs(1), None)
+}
+
+/// `subscriptions/listen`: an SSE stream that stays open, acknowledged first, then
+/// carrying `notifications/resources/updated` for the inbox if asked. It holds one
+/// of the agent's requests in flight while open (admission), which bounds how many
+/// an agent can keep.
+fn listen(
+    st: &web::Data<AppState>,
+    agent: AgentId,
+    id: Id,
+    params: Option<&Value>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = listen::filter(params).map_err(|e| refuse(&id, e))?;
+    static OPENED: LogLimit = LogLimit::new(1000);
+    if let Some(n) = OPENED.hit() {
+        tracing::info!(agent = %agent, inbox = filter.inbox, streams = n, "listen stream opened");
+    }
+    let (registration, rx) = st.sessions.listeners.open(agent, id.clone(), filter);
+    Ok(sse::listen(
+        listen::acknowledged(&id, filter),
+        rx,
+        listen::closed(&id),
+        st.sse_keepalive,
+        registration,
+    ))
 }

@@ -1,5 +1,6 @@
 //! Server-Sent Events bodies: a one-shot stream carrying a POST's answer, and the
-//! long-lived GET stream with keep-alive comments.
+//! long-lived streams with keep-alive comments (a session's GET stream, a
+//! 2026-07-28 `subscriptions/listen` stream).
 
 use actix_web::HttpResponse;
 use bytes::Bytes;
@@ -94,4 +95,46 @@ pub(crate) fn stream(
     sse_response()
         .insert_header(("mcp-session-id", session))
         .streaming(body)
+}
+
+/// A 2026-07-28 `subscriptions/listen` answer: `first` (the acknowledgement), then
+/// every message pushed into `rx`, with an SSE comment every `keepalive`. When every
+/// sender is gone (we closed the subscription) `last`, the closing response, ends it.
+/// `guard` lives as long as the body: dropping it (the client closed the stream,
+/// which this revision calls cancellation) unregisters the stream.
+pub(crate) fn listen<G: 'static>(
+    first: String,
+    rx: mpsc::Receiver<String>,
+    last: String,
+    keepalive: Duration,
+    guard: G,
+) -> HttpResponse {
+    enum Next {
+        Message(Option<String>),
+        Tick,
+    }
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (Some(first), Some(rx), last, tick, guard);
+    let body =
+        futures_util::stream::unfold(state, |(first, rx, last, mut tick, guard)| async move {
+            if let Some(f) = first {
+                return Some((
+                    Ok::<_, Infallible>(event(&f)),
+                    (None, rx, last, tick, guard),
+                ));
+            }
+            let mut rx = rx?;
+            let next = tokio::select! {
+                m = rx.recv() => Next::Message(m),
+                _ = tick.tick() => Next::Tick,
+            };
+            let (chunk, rx) = match next {
+                Next::Message(Some(m)) => (event(&m), Some(rx)),
+                Next::Message(None) => (event(&last), None),
+                Next::Tick => (Bytes::from_static(b": ping\n\n"), Some(rx)),
+            };
+            Some((Ok(chunk), (None, rx, last, tick, guard)))
+        });
+    sse_response().streaming(body)
 }
