@@ -304,6 +304,25 @@ fn one_message_per_post_and_both_media_types() {
     assert_eq!((r.status, r.body.as_str()), (202, ""));
     let r = m.post_with(&one, h.clone(), &[("Accept", "text/event-stream")]);
     assert_eq!(r.status, 406, "{}", r.body);
+    // No GET stream and no session to DELETE in this revision: 405, POST only.
+    let auth = bearer("alice");
+    for verb in ["GET", "DELETE"] {
+        let h = [
+            ("Authorization", auth.as_str()),
+            ("Accept", "text/event-stream"),
+            ("MCP-Protocol-Version", MODERN),
+        ];
+        let r = request(verb, &hub.url, &h, "");
+        assert_eq!(
+            (r.status, r.header("allow")),
+            (405, Some("POST")),
+            "{verb}: {}",
+            r.body
+        );
+        // Without the revision's header it is a handshake request missing its session.
+        let r = request(verb, &hub.url, &h[..2], "");
+        assert_eq!(r.status, 400, "{verb}: {}", r.body);
+    }
     // With a session header the handshake rules apply: an unknown session is 404.
     let r = m.post_with(&one, h, &[("Mcp-Session-Id", "nope")]);
     assert_eq!(r.status, 404, "{}", r.body);

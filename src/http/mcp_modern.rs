@@ -86,6 +86,17 @@ pub(super) fn batch() -> ApiError {
     )
 }
 
+/// GET or DELETE without a session from a client of this revision, which has no GET
+/// stream and no session to end: 405, as the revision asks of its servers.
+pub(super) fn not_post(verb: &str) -> ApiError {
+    ApiError::not_allowed(
+        "POST",
+        RpcError::server(format!(
+            "Method Not Allowed: 2026-07-28 has no {verb} on the MCP endpoint; send POST (subscriptions/listen for notifications)"
+        )),
+    )
+}
+
 /// Answer a message of this revision.
 pub(super) async fn post(
     req: &HttpRequest,

@@ -286,6 +286,9 @@ pub(crate) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
+    if mcp_modern::claims(&req, None) {
+        return Err(mcp_modern::not_post("GET"));
+    }
     guards::get_accepts_sse(&req)?;
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
@@ -311,6 +314,9 @@ pub(crate) async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
+    if mcp_modern::claims(&req, None) {
+        return Err(mcp_modern::not_post("DELETE"));
+    }
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
     // Cannot fail: `session` was just found for this agent; a concurrent DELETE
