@@ -2,6 +2,7 @@
 //! running server's operator API; they never open the database.
 
 pub(crate) mod agent;
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod db_lock;
@@ -11,6 +12,7 @@ pub(crate) mod install;
 pub(crate) mod operator;
 pub(crate) mod serve;
 pub(crate) mod tasks;
+pub(crate) mod watch;
 
 use crate::config::{self, paths, ConfigError};
 use crate::store::StoreError;
@@ -143,19 +145,12 @@ pub enum Command {
         /// Where the copy goes (on the hub's machine)
         file: PathBuf,
     },
-    /// The audit log, newest first, a page at a time; of one entity when given
-    Audit {
-        /// Entity type, e.g. task or lock
-        entity_type: Option<String>,
-        /// Entity id, e.g. a task id or a lock key
-        entity_id: Option<String>,
-        #[command(flatten)]
-        page: LogArgs,
-        /// Then go on printing new events as they are committed (the operator event
-        /// stream), until interrupted
-        #[arg(long)]
-        follow: bool,
-    },
+    /// The audit log, newest first, a page at a time, narrowed by entity, task,
+    /// agent, kind or time; `--follow` then prints new events as they happen
+    Audit(audit::AuditArgs),
+    /// A live view of rounds awaiting approval, assignments with their leases and
+    /// locks, redrawn as the hub reports changes (Ctrl-C to quit)
+    Watch(watch::WatchArgs),
     /// Every message, newest first, a page at a time
     Messages(LogArgs),
     /// Load a throwaway hub (or, with --url U --live, a running one) over HTTP and
@@ -402,19 +397,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Agent(AgentCommand::Remove { name }) => agent::remove(&dir, &target, &name),
         Command::Agent(AgentCommand::Rotate { name }) => agent::rotate(&dir, &target, &name),
-        Command::Audit {
-            entity_type,
-            entity_id,
-            page,
-            follow,
-        } => {
-            let entity = entity_type.zip(entity_id);
-            tasks::audit(&dir, &target, entity.clone(), &page, json)?;
-            if follow {
-                operator::follow_events(&dir, &target, entity, json)?;
-            }
-            Ok(())
-        }
+        Command::Audit(args) => audit::run(&dir, &target, &args, json),
+        Command::Watch(args) => watch::run(&dir, &target, &args),
         Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),

@@ -1,13 +1,18 @@
 //! The operator event stream (`GET /operator/events`): every audited transition
 //! (task, round, assignment, review, operator decision, forced or removed-agent lock
-//! release), published by the writer thread once its batch is committed, so that an
-//! event is never shown for a write that was lost. Subscribers get a bounded buffer;
+//! release), every message delivered and lock granted, renewed or released, published
+//! by the writer thread once its batch is committed, so that an event is never shown
+//! for a write that was lost; and agents going online or offline, which are not
+//! stored. Subscribers get a bounded buffer;
 //! one that falls behind gets a `resync` event (re-read the state, then go on). The
 //! last [`RECENT`] events are kept so that a reconnecting client resumes after its
 //! `Last-Event-ID`. Ids are time-ordered text (`<millis>-<sequence>`, hex), not
 //! SQLite row ids, so they keep their meaning on another node.
 
+use crate::store::Op;
 use serde::Serialize;
+use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +32,93 @@ pub(crate) struct Event {
     pub actor: String,
     pub payload: serde_json::Value,
     pub at: String,
+}
+
+/// An event before it gets its id.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Draft {
+    pub event_type: Cow<'static, str>,
+    pub entity_type: Cow<'static, str>,
+    pub entity_id: String,
+    pub actor: String,
+    pub payload: Value,
+    pub at: String,
+}
+
+/// Recipients named in a `message_delivered` event; a broadcast to more says how
+/// many there were instead, so that an event's size stays bounded.
+const NAMED_RECIPIENTS: usize = 64;
+
+/// What a committed op shows on the stream, if anything.
+pub(crate) fn of_op(op: &Op) -> Option<Draft> {
+    let now = || crate::domain::time::iso(chrono::Utc::now());
+    match op {
+        Op::Audit {
+            event_type,
+            entity_type,
+            entity_id,
+            actor,
+            payload_json,
+            at,
+        } => Some(Draft {
+            event_type: Cow::Owned(event_type.clone()),
+            entity_type: Cow::Owned(entity_type.clone()),
+            entity_id: entity_id.clone(),
+            actor: actor.clone(),
+            payload: serde_json::from_str(payload_json)
+                .unwrap_or_else(|_| Value::String(payload_json.clone())),
+            at: at.clone(),
+        }),
+        Op::MessageInsert {
+            message,
+            recipients,
+        } => {
+            let named: Vec<&String> = recipients.iter().take(NAMED_RECIPIENTS).collect();
+            Some(Draft {
+                event_type: "message_delivered".into(),
+                entity_type: "message".into(),
+                entity_id: message.id.clone(),
+                actor: message.from_agent.clone(),
+                payload: json!({
+                    "to_agent": message.to_agent,
+                    "recipients": named,
+                    "recipient_count": recipients.len(),
+                    "round_id": message.round_id,
+                    "msg_type": message.msg_type,
+                    "subject": message.subject,
+                }),
+                at: message.created_at.clone(),
+            })
+        }
+        Op::LockUpsert { lock, renewed } => Some(Draft {
+            event_type: if *renewed {
+                "lock_renewed".into()
+            } else {
+                "lock_granted".into()
+            },
+            entity_type: "lock".into(),
+            entity_id: lock.lock_key.clone(),
+            actor: lock.holder_agent_id.clone(),
+            payload: json!({
+                "fencing_token": lock.fencing_token,
+                "expires_at": crate::domain::time::iso(lock.expires_at),
+                "resource_type": lock.resource_type,
+                "resource_id": lock.resource_id,
+            }),
+            at: now(),
+        }),
+        Op::LockDelete {
+            key, holder, why, ..
+        } => Some(Draft {
+            event_type: "lock_released".into(),
+            entity_type: "lock".into(),
+            entity_id: key.clone(),
+            actor: holder.clone(),
+            payload: json!({ "reason": why.as_str() }),
+            at: now(),
+        }),
+        _ => None,
+    }
 }
 
 /// Where events are published and subscribed to.
@@ -56,27 +148,18 @@ impl Default for EventBus {
 }
 
 impl EventBus {
-    /// Publish one committed audit row.
-    pub(crate) fn publish(
-        &self,
-        event_type: &str,
-        entity_type: &str,
-        entity_id: &str,
-        actor: &str,
-        payload_json: &str,
-        at: &str,
-    ) {
+    /// Publish one event (of a committed write, or of presence).
+    pub(crate) fn publish(&self, d: Draft) {
         let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let event = Arc::new(Event {
             id: format!("{millis:012x}-{seq:08x}"),
-            event_type: event_type.to_string(),
-            entity_type: entity_type.to_string(),
-            entity_id: entity_id.to_string(),
-            actor: actor.to_string(),
-            payload: serde_json::from_str(payload_json)
-                .unwrap_or_else(|_| serde_json::Value::String(payload_json.to_string())),
-            at: at.to_string(),
+            event_type: d.event_type.into_owned(),
+            entity_type: d.entity_type.into_owned(),
+            entity_id: d.entity_id,
+            actor: d.actor,
+            payload: d.payload,
+            at: d.at,
         });
         {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,7 +195,14 @@ mod tests {
 
     fn publish(bus: &EventBus, n: usize) {
         for i in 0..n {
-            bus.publish("t", "task", &format!("T{i}"), "a", "{}", "now");
+            bus.publish(Draft {
+                event_type: "t".into(),
+                entity_type: "task".into(),
+                entity_id: format!("T{i}"),
+                actor: "a".into(),
+                payload: json!({}),
+                at: "now".into(),
+            });
         }
     }
 

@@ -19,7 +19,7 @@ pub(crate) mod prune;
 pub(crate) mod writer;
 
 pub(crate) use load::{AgentRow, MailState, Snapshot};
-pub(crate) use op::Op;
+pub(crate) use op::{LockGone, Op};
 pub(crate) use writer::{Store, StoreOptions, Ticket};
 
 use thiserror::Error;

@@ -14,7 +14,7 @@ use crate::store::{Op, Store, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
 
 /// Directory entry of one agent.
@@ -24,6 +24,9 @@ pub(crate) struct AgentHandle {
     /// rather than an actor message: it is written on every request and only read
     /// by the operator's presence view.
     pub last_seen_ms: AtomicI64,
+    /// Whether the event stream was last told that the agent is online (set by its
+    /// first request, cleared by the presence sweep).
+    pub online: AtomicBool,
     /// The agent's `message_send` allowance; a lock rather than an actor message
     /// because it is checked before anything else of a send and held for nanoseconds.
     pub send_bucket: Mutex<TokenBucket>,

@@ -8,7 +8,7 @@ use crate::domain::ids::random_hex;
 use crate::domain::lease::{conflict, too_many, Acquired, Lock, LockTable, Request};
 use crate::domain::time::iso;
 use crate::domain::{DomainError, ErrorCode};
-use crate::store::{Op, Store, Ticket};
+use crate::store::{LockGone, Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
@@ -89,11 +89,19 @@ impl LockManager {
             Acquired::Conflict(l) => Err(conflict(&l)),
             Acquired::Granted(l) => {
                 self.arm(ctx, &l);
-                Ok((l.clone(), false, self.store.enqueue(Op::LockUpsert(l))))
+                let t = self.store.enqueue(Op::LockUpsert {
+                    lock: l.clone(),
+                    renewed: false,
+                });
+                Ok((l, false, t))
             }
             Acquired::Renewed(l) => {
                 self.arm(ctx, &l);
-                Ok((l.clone(), true, self.store.enqueue(Op::LockUpsert(l))))
+                let t = self.store.enqueue(Op::LockUpsert {
+                    lock: l.clone(),
+                    renewed: true,
+                });
+                Ok((l, true, t))
             }
         }
     }
@@ -173,6 +181,8 @@ impl LockManager {
                         self.store.enqueue(Op::LockDelete {
                             key: l.lock_key,
                             id: l.id,
+                            holder: l.holder_agent_id,
+                            why: LockGone::Withdrawn,
                         });
                     }
                 }
@@ -192,13 +202,15 @@ impl LockManager {
         }
     }
 
-    fn freed(&mut self, lock: &Lock, ctx: &mut Context<Self>) -> Ticket {
+    fn freed(&mut self, lock: &Lock, why: LockGone, ctx: &mut Context<Self>) -> Ticket {
         if let Some(timer) = self.timers.remove(&lock.lock_key) {
             ctx.cancel_future(timer);
         }
         let t = self.store.enqueue(Op::LockDelete {
             key: lock.lock_key.clone(),
             id: lock.id.clone(),
+            holder: lock.holder_agent_id.clone(),
+            why,
         });
         self.serve_waiters(&lock.lock_key, ctx);
         t
@@ -215,6 +227,8 @@ impl Actor for LockManager {
             self.store.enqueue(Op::LockDelete {
                 key: l.lock_key,
                 id: l.id,
+                holder: l.holder_agent_id,
+                why: LockGone::Expired,
             });
         }
         let live = self.table.list(Utc::now());
@@ -286,7 +300,7 @@ impl Handler<Acquire> for LockManager {
         // A lease that lapsed a moment ago (its timer not fired yet) goes to the
         // waiters in line first, not to this newcomer.
         if let Some(lapsed) = self.table.expire(&msg.req.key, Utc::now()) {
-            self.freed(&lapsed, ctx);
+            self.freed(&lapsed, LockGone::Expired, ctx);
         }
         let now = self.acquire_now(&msg.req, ctx);
         let contended = matches!(now, Err(DomainError::LockConflict { .. }));
@@ -319,7 +333,7 @@ impl Handler<Acquire> for LockManager {
         ctx.run_later(msg.wait, move |act, ctx| {
             // A lease lapsing this very moment goes to the line in order first.
             if let Some(lapsed) = act.table.expire(&key, Utc::now()) {
-                act.freed(&lapsed, ctx);
+                act.freed(&lapsed, LockGone::Expired, ctx);
             }
             let Some(queue) = act.waiters.get_mut(&key) else {
                 return;
@@ -358,7 +372,7 @@ impl Handler<Release> for LockManager {
 
     fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) -> Self::Result {
         let lock = self.table.release(&msg.key, &msg.agent, Utc::now())?;
-        let t = self.freed(&lock, ctx);
+        let t = self.freed(&lock, LockGone::Released, ctx);
         Ok((lock, t))
     }
 }
@@ -391,7 +405,7 @@ impl Handler<ForceRelease> for LockManager {
             payload_json: json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token}).to_string(),
             at: iso(now),
         });
-        let t = self.freed(&lock, ctx);
+        let t = self.freed(&lock, LockGone::Forced, ctx);
         Ok((lock, t.max(audit)))
     }
 }
@@ -432,7 +446,9 @@ impl Handler<ReleaseHolder> for LockManager {
                 payload_json: json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token}).to_string(),
                 at: iso(now),
             });
-            ticket = ticket.max(audit).max(self.freed(&lock, ctx));
+            ticket = ticket
+                .max(audit)
+                .max(self.freed(&lock, LockGone::AgentRemoved, ctx));
             released += 1;
         }
         MessageResult((released, ticket))
@@ -455,7 +471,7 @@ impl Handler<Expire> for LockManager {
         let now = Utc::now();
         if let Some(lock) = self.table.expire(&msg.0, now) {
             tracing::info!(key = %lock.lock_key, holder = %lock.holder_agent_id, "lock lease expired");
-            self.freed(&lock, ctx);
+            self.freed(&lock, LockGone::Expired, ctx);
         } else if let Some(l) = self.table.get(&msg.0, now) {
             // Clocks disagreeing by a hair: this timer belongs to the current lease.
             if l.expires_at - now <= chrono::Duration::milliseconds(50) {
@@ -463,5 +479,21 @@ impl Handler<Expire> for LockManager {
                 self.arm(ctx, &l);
             }
         }
+    }
+}
+
+/// New per-agent caps (a reload changed them); locks already held above a lowered
+/// cap stay until released, only new ones are refused.
+pub(crate) struct SetCaps(pub LockCaps);
+
+impl Message for SetCaps {
+    type Result = ();
+}
+
+impl Handler<SetCaps> for LockManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetCaps, _: &mut Context<Self>) {
+        self.caps = msg.0;
     }
 }

@@ -19,6 +19,11 @@ impl OperatorClient {
         Self::with_timeout(dir, target, Duration::from_secs(30))
     }
 
+    /// The hub's base URL, e.g. `http://127.0.0.1:8765`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// For commands whose answer may take long (prune, vacuum of a big history).
     pub(crate) fn with_timeout(
         dir: &Path,
@@ -80,6 +85,27 @@ impl OperatorClient {
         self.finish(r)
     }
 
+    /// The lines of the operator event stream (`GET /operator/events`), as they
+    /// come; for a client made `with_timeout` long enough to keep reading.
+    pub(crate) fn event_lines(
+        &self,
+    ) -> Result<std::io::Lines<std::io::BufReader<Box<dyn std::io::Read + Send + Sync>>>, CliError>
+    {
+        use std::io::BufRead;
+        let url = format!("{}/operator/events", self.base);
+        let resp = self
+            .agent
+            .get(&url)
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        match resp {
+            Ok(r) => Ok(std::io::BufReader::new(r.into_reader()).lines()),
+            Err(e) => self.finish(Err(e)).and(Err(CliError::Api(
+                "the event stream could not be opened".into(),
+            ))),
+        }
+    }
+
     pub(crate) fn get(&self, path: &str) -> Result<Value, CliError> {
         let r = self
             .agent
@@ -126,61 +152,26 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A value as one line of terminal text. Control characters (which agents may
+/// write: an escape sequence could redraw or retitle the operator's terminal, a
+/// newline would break a table) are shown escaped.
 pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
+        Value::String(s) if s.chars().any(char::is_control) => s
+            .chars()
+            .flat_map(|c| {
+                let shown: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                shown
+            })
+            .collect(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// `hubctl audit --follow`: print events of the operator event stream as they come
-/// (only those of `entity` if given), until the stream ends or hubctl is stopped.
-pub(crate) fn follow_events(
-    dir: &Path,
-    target: &Target,
-    entity: Option<(String, String)>,
-    json: bool,
-) -> Result<(), CliError> {
-    use std::io::BufRead;
-    let c = OperatorClient::with_timeout(dir, target, Duration::from_secs(365 * 24 * 3600))?;
-    let url = format!("{}/operator/events", c.base);
-    let resp = c
-        .agent
-        .get(&url)
-        .set("Authorization", &format!("Bearer {}", c.token))
-        .call();
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => return c.finish(Err(e)).map(|_| ()),
-    };
-    for line in std::io::BufReader::new(resp.into_reader()).lines() {
-        let line = line.map_err(|e| CliError::Api(format!("event stream ended: {e}")))?;
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        let e: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-        if let Some((t, i)) = &entity {
-            if e["entity_type"] != t.as_str() || e["entity_id"] != i.as_str() {
-                continue;
-            }
-        }
-        if json {
-            println!("{data}");
-        } else if e["reason"].is_string() {
-            println!("-- resync: {}", s(&e["reason"]));
-        } else {
-            println!(
-                "{}  {}  {}:{}  {}",
-                s(&e["at"]),
-                s(&e["type"]),
-                s(&e["entity_type"]),
-                s(&e["entity_id"]),
-                s(&e["actor"])
-            );
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn hub(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
@@ -320,6 +311,11 @@ pub(crate) fn print_reloaded(v: &Value) {
         ids(v, "rotated"),
         s(&v["reloaded"]["sessions_closed"]),
     );
+    println!(
+        "reloaded config.yaml: changed: {}; changed but needing a restart: {}",
+        ids(v, "settings_changed"),
+        ids(v, "restart_needed"),
+    );
 }
 
 #[cfg(test)]
@@ -331,5 +327,13 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
         assert_eq!(list_table(&["A"], &[], "no tasks"), "(no tasks)\n");
+    }
+
+    #[test]
+    fn text_for_the_terminal_has_no_control_characters() {
+        let v = Value::String("ok\x1b[2J\nnext\tcol".into());
+        assert_eq!(s(&v), "ok\\u{1b}[2J\\nnext\\tcol");
+        assert_eq!(s(&Value::String("plain é".into())), "plain é");
+        assert_eq!(s(&Value::Null), "-");
     }
 }

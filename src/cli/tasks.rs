@@ -11,7 +11,7 @@ fn print_json(v: &Value) {
 }
 
 /// Path segment: ids are URL-safe by construction, but a typo may not be.
-fn seg(id: &str) -> String {
+pub(super) fn seg(id: &str) -> String {
     id.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') {
@@ -508,40 +508,6 @@ pub(super) fn log_hint(v: &Value, command: &str, page: &LogArgs) {
     if let Some(c) = v["next_cursor"].as_str() {
         println!("more: hubctl {command} --limit {} --cursor {c}", page.limit);
     }
-}
-
-pub(crate) fn audit(
-    dir: &Path,
-    target: &Target,
-    entity: Option<(String, String)>,
-    page: &LogArgs,
-    json: bool,
-) -> Result<(), CliError> {
-    let mut path = format!("/operator/audit?{}", log_query(page));
-    if let Some((t, i)) = &entity {
-        path.push_str(&format!("&entity_type={}&entity_id={}", seg(t), seg(i)));
-    }
-    let Some(v) = fetch(dir, target, &path, json)? else {
-        return Ok(());
-    };
-    let rows = rows_of(&v, "items", |e| {
-        vec![
-            s(&e["created_at"]),
-            s(&e["event_type"]),
-            format!("{}:{}", s(&e["entity_type"]), s(&e["entity_id"])),
-            s(&e["actor"]),
-        ]
-    });
-    print!(
-        "{}",
-        list_table(
-            &["AT", "EVENT", "ENTITY", "ACTOR"],
-            &rows,
-            "no audit events"
-        )
-    );
-    log_hint(&v, "audit", page);
-    Ok(())
 }
 
 pub(crate) fn messages(

@@ -50,9 +50,13 @@ pub(crate) struct PageQuery {
     cursor: Option<String>,
     /// list-rounds only: the rounds of one task, in round order.
     task_id: Option<String>,
-    /// audit only: the events of one entity (both or neither).
+    /// audit only: the events of one entity (both or neither), or of a task
+    /// (`task_id`); by one actor; of one kind; since a time (RFC 3339).
     entity_type: Option<String>,
     entity_id: Option<String>,
+    actor: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
 }
 
 impl PageQuery {
@@ -92,16 +96,40 @@ async fn list_tasks(req: HttpRequest, st: web::Data<AppState>, q: web::Query<Pag
 
 async fn list_audit(req: HttpRequest, st: web::Data<AppState>, q: web::Query<PageQuery>) -> Answer {
     let hub = guard(&req, &st).await?;
-    let entity = match (&q.entity_type, &q.entity_id) {
-        (Some(t), Some(i)) => Some((t.clone(), i.clone())),
-        (None, None) => None,
+    let entity = match (&q.entity_type, &q.entity_id, &q.task_id) {
+        (Some(t), Some(i), None) => Some((t.clone(), i.clone())),
+        (None, None, Some(task)) => Some(("task".to_string(), task.clone())),
+        (None, None, None) => None,
+        (_, _, Some(_)) => {
+            return Err(ApiError::invalid_argument(
+                "task_id is entity_type=task&entity_id=ID: give one or the other".into(),
+            ))
+        }
         _ => {
             return Err(ApiError::invalid_argument(
                 "entity_type and entity_id go together".into(),
             ))
         }
     };
-    let page = settle(&hub, hub.audit_page(q.request()?, entity).await).await?;
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            crate::domain::time::parse_iso(t)
+                .map(crate::domain::time::iso)
+                .ok_or_else(|| {
+                    ApiError::invalid_argument(format!(
+                        "since {t:?} is not an RFC 3339 time (e.g. 2026-11-29T12:00:00Z)"
+                    ))
+                })?,
+        ),
+    };
+    let filter = crate::store::pages::AuditFilter {
+        entity,
+        actor: q.actor.clone().filter(|a| !a.is_empty()),
+        event_type: q.event_type.clone().filter(|k| !k.is_empty()),
+        since,
+    };
+    let page = settle(&hub, hub.audit_page(q.request()?, filter).await).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
 }

@@ -83,8 +83,8 @@ fn apply_one<'a>(
             note,
             at,
         } => insert_approval(tx, id, task_id, round_id, action, note, at)?,
-        Op::LockUpsert(l) => upsert_lock(tx, l)?,
-        Op::LockDelete { key, id } => delete_lock(tx, key, id)?,
+        Op::LockUpsert { lock, .. } => upsert_lock(tx, lock)?,
+        Op::LockDelete { key, id, .. } => delete_lock(tx, key, id)?,
         Op::Audit {
             event_type,
             entity_type,

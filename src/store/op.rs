@@ -68,11 +68,17 @@ pub(crate) enum Op {
         at: String,
     },
     /// A granted or renewed lock (and its key's fencing counter).
-    LockUpsert(Lock),
+    LockUpsert {
+        lock: Lock,
+        renewed: bool,
+    },
     /// A released or expired lock; `id` guards against deleting a newer holder's row.
+    /// `holder` and `why` are for the event stream only.
     LockDelete {
         key: String,
         id: String,
+        holder: String,
+        why: LockGone,
     },
     /// Writes nothing: its commit means every op before it is done, a vacuum too.
     Mark,
@@ -95,4 +101,31 @@ pub(crate) enum Op {
         payload_json: String,
         at: String,
     },
+}
+
+/// Why a lock's row is deleted (shown on the operator event stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockGone {
+    /// `lock_release` by its holder.
+    Released,
+    /// Its lease ran out (also: while the server was down).
+    Expired,
+    /// `hubctl unlock`.
+    Forced,
+    /// Its holder was removed from `agents.env`.
+    AgentRemoved,
+    /// Granted to a waiter that hung up before it could learn of it.
+    Withdrawn,
+}
+
+impl LockGone {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LockGone::Released => "released",
+            LockGone::Expired => "expired",
+            LockGone::Forced => "forced",
+            LockGone::AgentRemoved => "agent_removed",
+            LockGone::Withdrawn => "withdrawn",
+        }
+    }
 }

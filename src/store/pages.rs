@@ -168,11 +168,23 @@ pub(crate) struct AuditEvent {
     pub created_at: String,
 }
 
-/// Audit events, newest first; of one entity when `entity` is (type, id).
+/// Which audit events a page shows; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditFilter {
+    /// (entity type, entity id), e.g. ("task", "T-1").
+    pub entity: Option<(String, String)>,
+    /// Who did it: an agent id, `operator` or `system`.
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    /// Only events at or after this time (stored format, see `time::iso`).
+    pub since: Option<String>,
+}
+
+/// Audit events, newest first, narrowed by `filter`.
 pub(crate) fn audit(
     conn: &Connection,
     req: &PageRequest,
-    entity: Option<(&str, &str)>,
+    filter: &AuditFilter,
 ) -> Result<Page<AuditEvent>, StoreError> {
     // Ids are integers: compared as numbers, so that the created_at index serves
     // both the range and the order.
@@ -183,19 +195,29 @@ pub(crate) fn audit(
         ),
         None => ("1", Vec::new()),
     };
-    let entity_cond = match entity {
-        Some((t, id)) => {
-            params.push(t.to_string());
-            params.push(id.to_string());
-            let n = params.len();
-            format!("entity_type = ?{} AND entity_id = ?{n}", n - 1)
-        }
-        None => "1".to_string(),
+    let mut conds = vec![cond.to_string()];
+    let mut narrow = |column: &str, op: &str, value: &str| {
+        params.push(value.to_string());
+        conds.push(format!("{column} {op} ?{}", params.len()));
     };
+    if let Some((t, i)) = &filter.entity {
+        narrow("entity_type", "=", t);
+        narrow("entity_id", "=", i);
+    }
+    if let Some(a) = &filter.actor {
+        narrow("actor", "=", a);
+    }
+    if let Some(k) = &filter.event_type {
+        narrow("event_type", "=", k);
+    }
+    if let Some(t) = &filter.since {
+        narrow("created_at", ">=", t);
+    }
     let sql = format!(
         "SELECT id, event_type, entity_type, entity_id, actor, payload_json, created_at
-         FROM audit_events WHERE {entity_cond} AND {cond}
+         FROM audit_events WHERE {}
          ORDER BY created_at DESC, id DESC LIMIT {}",
+        conds.join(" AND "),
         req.limit + 1
     );
     let items = query_all(conn, &sql, &params, |r| {

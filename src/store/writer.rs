@@ -697,26 +697,9 @@ impl Writer {
                     // Published first: readers and waiters go on; later ops
                     // wait for the vacuum, which runs on this thread.
                     self.progress.send_modify(|p| p.done = last);
-                    // Committed: the audited transitions go to the event stream.
-                    for op in &ops {
-                        if let Op::Audit {
-                            event_type,
-                            entity_type,
-                            entity_id,
-                            actor,
-                            payload_json,
-                            at,
-                        } = op
-                        {
-                            self.events.publish(
-                                event_type,
-                                entity_type,
-                                entity_id,
-                                actor,
-                                payload_json,
-                                at,
-                            );
-                        }
+                    // Committed: what the operator watches goes to the event stream.
+                    for draft in ops.iter().filter_map(|op| crate::events::of_op(op)) {
+                        self.events.publish(draft);
                     }
                     if let Some(full) = vacuum_due {
                         vacuum(&self.conn, full);

@@ -100,8 +100,10 @@ impl Hub {
             );
             // On the hub's arbiter: started from an HTTP worker it would die with it.
             let addr = AgentActor::start_in_arbiter(&i.arbiter, move |_| actor);
-            dir.agents
-                .insert(id.clone(), super::agent_handle(addr, gauge, &i.settings));
+            dir.agents.insert(
+                id.clone(),
+                super::agent_handle(addr, gauge, &i.settings.load()),
+            );
             added.push(id.to_string());
         }
         let gone: Vec<AgentId> = dir
@@ -190,7 +192,74 @@ impl Hub {
         Ok(Some(AgentStatus {
             view,
             last_seen: last_seen.map(iso),
-            online: is_online(latest, now, self.inner.settings.presence_window_secs),
+            online: is_online(latest, now, self.settings().presence_window_secs),
         }))
+    }
+}
+
+impl Hub {
+    /// Tell the event stream that `agent` went online or offline (not stored).
+    pub(super) fn presence_event(&self, agent: &str, online: bool, now: DateTime<Utc>) {
+        self.inner.store.events().publish(crate::events::Draft {
+            event_type: if online {
+                "agent_online".into()
+            } else {
+                "agent_offline".into()
+            },
+            entity_type: "agent".into(),
+            entity_id: agent.to_string(),
+            actor: agent.to_string(),
+            payload: serde_json::json!({}),
+            at: iso(now),
+        });
+    }
+
+    /// Agents announced online whose last request is older than the presence
+    /// window are announced offline; returns how many. Run every few seconds.
+    pub(crate) fn sweep_presence(&self, now: DateTime<Utc>) -> usize {
+        let window_ms = (self.settings().presence_window_secs as i64).saturating_mul(1000);
+        let cutoff = now.timestamp_millis().saturating_sub(window_ms);
+        let mut gone = Vec::new();
+        for e in self.inner.dir.agents.iter() {
+            if e.online.load(Ordering::Relaxed)
+                && e.last_seen_ms.load(Ordering::Relaxed) < cutoff
+                && e.online.swap(false, Ordering::Relaxed)
+            {
+                gone.push(e.key().as_str().to_string());
+            }
+        }
+        // Published after the walk: no directory shard lock is held meanwhile.
+        for agent in &gone {
+            self.presence_event(agent, false, now);
+        }
+        gone.len()
+    }
+}
+
+impl Hub {
+    /// Audit what a reload changed: agents added, removed or given a new token, and
+    /// a new operator token (ids only, never tokens).
+    pub(crate) async fn audit_token_changes(
+        &self,
+        changes: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<(), HubError> {
+        let mut ticket = crate::store::Ticket::NONE;
+        for (event, agent) in changes {
+            let (entity_type, entity_id) = if *event == "operator_token_rotated" {
+                ("operator", "operator")
+            } else {
+                ("agent", *agent)
+            };
+            ticket = ticket.max(self.inner.store.enqueue(crate::store::Op::Audit {
+                event_type: event.to_string(),
+                entity_type: entity_type.into(),
+                entity_id: entity_id.into(),
+                actor: "operator".into(),
+                payload_json: "{}".into(),
+                at: iso(now),
+            }));
+        }
+        self.durable(((), ticket)).await
     }
 }

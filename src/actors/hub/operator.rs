@@ -66,15 +66,12 @@ impl Hub {
     pub(crate) async fn audit_page(
         &self,
         req: PageRequest,
-        entity: Option<(String, String)>,
+        filter: pages::AuditFilter,
     ) -> Result<Page<AuditEvent>, HubError> {
         Ok(self
             .inner
             .store
-            .read(move |c| {
-                let entity = entity.as_ref().map(|(t, i)| (t.as_str(), i.as_str()));
-                pages::audit(c, &req, entity)
-            })
+            .read(move |c| pages::audit(c, &req, &filter))
             .await?)
     }
 

@@ -42,11 +42,14 @@ pub(super) async fn supervise(store: Store, slot: watch::Sender<Option<Hub>>) {
             faults = now_faults;
             rebuild(&store, &slot).await;
             // For the operator's event stream (and the dashboard).
-            let payload = serde_json::json!({ "reason": reason }).to_string();
-            let at = crate::domain::time::iso(chrono::Utc::now());
-            store
-                .events()
-                .publish(event, "store", "database", "system", &payload, &at);
+            store.events().publish(crate::events::Draft {
+                event_type: event.into(),
+                entity_type: "store".into(),
+                entity_id: "database".into(),
+                actor: "system".into(),
+                payload: serde_json::json!({ "reason": reason }),
+                at: crate::domain::time::iso(chrono::Utc::now()),
+            });
         }
     }
 }

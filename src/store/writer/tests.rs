@@ -300,16 +300,19 @@ async fn live_state_loads_by_shard_and_by_owner() {
     store.enqueue(msg("m1", a));
     store.enqueue(msg("m2", b));
     let now = chrono::Utc::now();
-    let last = store.enqueue(Op::LockUpsert(Lock {
-        id: "L".into(),
-        lock_key: "branch:main".into(),
-        holder_agent_id: a.into(),
-        resource_type: "branch".into(),
-        resource_id: String::new(),
-        fencing_token: 1,
-        expires_at: now + chrono::Duration::seconds(60),
-        created_at: now,
-    }));
+    let last = store.enqueue(Op::LockUpsert {
+        lock: Lock {
+            id: "L".into(),
+            lock_key: "branch:main".into(),
+            holder_agent_id: a.into(),
+            resource_type: "branch".into(),
+            resource_id: String::new(),
+            fencing_token: 1,
+            expires_at: now + chrono::Duration::seconds(60),
+            created_at: now,
+        },
+        renewed: false,
+    });
     store.wait_durable(last).await.unwrap();
 
     let (row, mail) = store.load_agent(b).await.unwrap().unwrap();
