@@ -80,6 +80,7 @@ async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
         "tasks_in_memory": g.task_actors,
         "sessions": st.sessions.len(),
         "get_streams": st.sessions.streams(),
+        "listen_streams": st.sessions.listeners.len(),
         "requests_in_flight": st.admission.in_flight(),
         "locks_held": g.locks.map(|(held, _)| held),
         "inbox_unread": g.inbox_unread_sum,

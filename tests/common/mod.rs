@@ -1,6 +1,6 @@
 //! Test harness for the black-box tests: a real `hubctl serve` child process on port 0
 //! with its own config directory (`process`), a small MCP client over real HTTP with
-//! ureq (`client`), raw HTTP/1.1 for bodies ureq will not send (`raw`), checks shared
+//! ureq (`client`), a sessionless 2026-07-28 client (`modern`), raw HTTP/1.1 for bodies ureq will not send (`raw`), checks shared
 //! by several test files (`checks`), and steps of the task workflow (`workflow`, used
 //! by path). Tests talk to the hub the way users do: nothing here reaches into the
 //! crate.
@@ -8,12 +8,14 @@
 
 mod checks;
 mod client;
+mod modern;
 mod process;
 mod raw;
 pub(crate) mod workflow;
 
 pub(crate) use checks::*;
 pub(crate) use client::*;
+pub(crate) use modern::*;
 pub(crate) use process::*;
 pub(crate) use raw::*;
 
