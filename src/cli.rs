@@ -8,6 +8,7 @@ pub(crate) mod db_lock;
 pub(crate) mod discovery;
 pub(crate) mod fill;
 pub(crate) mod install;
+pub(crate) mod messages;
 pub(crate) mod operator;
 pub(crate) mod serve;
 pub(crate) mod tasks;
@@ -156,8 +157,9 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Every message, newest first, a page at a time
-    Messages(LogArgs),
+    /// Every message, newest first, a page at a time; or those delivered to one agent
+    /// (--agent A) with its read state, only the unread ones with --unread
+    Messages(messages::MessagesArgs),
     /// Load a throwaway hub (or, with --url U --live, a running one) over HTTP and
     /// print throughput and latency
     Bench(bench::BenchArgs),
@@ -415,7 +417,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
+        Command::Messages(args) => messages::messages(&dir, &target, &args, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),
         Command::Completions { .. } => Ok(()), // answered above

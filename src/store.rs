@@ -18,6 +18,9 @@ pub(crate) mod pages;
 pub(crate) mod prune;
 pub(crate) mod writer;
 
+#[cfg(test)]
+mod deliveries_tests;
+
 pub(crate) use load::{AgentRow, MailState, Snapshot};
 pub(crate) use op::Op;
 pub(crate) use writer::{Store, StoreOptions, Ticket};

@@ -1,10 +1,12 @@
 //! Operator API for the task workflow: approve/reject rounds, close tasks, and the
-//! read views behind `hubctl status/list-tasks/list-rounds/show`.
+//! read views behind `hubctl status/list-tasks/list-rounds/show`; the message log
+//! and one agent's deliveries (`hubctl messages`).
 
 use super::error::{settle, ApiError};
 use super::guards::{operator, operator_request as guard, with_body};
 use super::state::AppState;
 use crate::domain::workflow::TaskState;
+use crate::domain::AgentId;
 use crate::store::pages::{Cursor, PageRequest, TaskSummary, DEFAULT_LIMIT, MAX_LIMIT};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -53,6 +55,15 @@ pub(crate) struct PageQuery {
     /// audit only: the events of one entity (both or neither).
     entity_type: Option<String>,
     entity_id: Option<String>,
+    /// messages only: the deliveries to this agent, with its read state...
+    agent: Option<String>,
+    /// ...and of those only the unread ones.
+    unread: Option<String>,
+}
+
+/// A yes/no query parameter: present and empty, `1`, `true` or `yes` mean yes.
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "yes" | ""))
 }
 
 impl PageQuery {
@@ -77,7 +88,7 @@ impl PageQuery {
                 ))
             })?),
         };
-        let all = matches!(self.all.as_deref(), Some("1" | "true" | "yes" | ""));
+        let all = flag(&self.all);
         Ok(PageRequest { all, limit, cursor })
     }
 }
@@ -112,9 +123,26 @@ async fn list_messages(
     q: web::Query<PageQuery>,
 ) -> Answer {
     let hub = guard(&req, &st).await?;
-    let page = settle(&hub, hub.message_page(q.request()?).await).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
+    let page_req = q.request()?;
+    let unread = flag(&q.unread);
+    let (items, next_cursor) = match &q.agent {
+        None if unread => {
+            return Err(ApiError::invalid_argument(
+                "unread lists one agent's unread messages: give agent too".into(),
+            ))
+        }
+        None => {
+            let page = settle(&hub, hub.message_page(page_req).await).await?;
+            (json!(page.items), page.next_cursor)
+        }
+        Some(a) => {
+            let agent = AgentId::new(a);
+            let page = hub.delivery_page(page_req, &agent, unread).await;
+            let page = settle(&hub, page).await?;
+            (json!(page.items), page.next_cursor)
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "items": items, "next_cursor": next_cursor})))
 }
 
 async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

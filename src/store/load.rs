@@ -171,9 +171,10 @@ pub(crate) fn message_from_row(
     })
 }
 
-/// Unread deliveries by agent id, in arrival order, of the rows matching `cond`
-/// (" AND ..." or empty, with `params`): ids only, the bodies stay on disk until
-/// pulled (partial indexes on unread rows: the read history is never scanned).
+/// Unread deliveries by agent id, oldest first (by the message's created_at, then
+/// id), of the rows matching `cond` (" AND ..." or empty, with `params`): ids only,
+/// the bodies stay on disk until pulled. `idx_recipients_unread` (unread rows only)
+/// gives the rows in that order: the read history is never scanned, nothing sorted.
 fn load_mail(
     conn: &Connection,
     cond: &str,
@@ -186,7 +187,8 @@ fn load_mail(
     let mut stmt = conn.prepare(&format!(
         "SELECT r.agent_id, r.message_id, {PULL_SIZE_SQL}
          FROM message_recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.read_at IS NULL{cond} ORDER BY r.agent_id, r.rowid"
+         WHERE r.read_at IS NULL{cond}
+         ORDER BY r.agent_id, r.delivered_at, r.message_id"
     ))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let overhead = crate::domain::message::PULL_OVERHEAD_BYTES as i64;

@@ -43,6 +43,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "008_shards",
         include_str!("../../migrations/008_shards.sql"),
     ),
+    (
+        9,
+        "009_recipient_pages",
+        include_str!("../../migrations/009_recipient_pages.sql"),
+    ),
 ];
 
 /// `hub_shard(owner)`: the frozen shard hash, for migrations that fill `shard`
