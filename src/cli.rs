@@ -160,6 +160,16 @@ pub enum Command {
     /// Every message, newest first, a page at a time; or those delivered to one agent
     /// (--agent A) with its read state, only the unread ones with --unread
     Messages(messages::MessagesArgs),
+    /// Remove the deliveries to an agent (from one sender with --from), read or
+    /// unread, from its inbox and the database; the messages stay (audited)
+    PurgeMessages {
+        /// The agent whose deliveries go
+        #[arg(long)]
+        agent: String,
+        /// Only the messages this agent sent
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Load a throwaway hub (or, with --url U --live, a running one) over HTTP and
     /// print throughput and latency
     Bench(bench::BenchArgs),
@@ -418,6 +428,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Messages(args) => messages::messages(&dir, &target, &args, json),
+        Command::PurgeMessages { agent, from } => {
+            messages::purge(&dir, &target, &agent, from.as_deref(), json)
+        }
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),
         Command::Completions { .. } => Ok(()), // answered above

@@ -1,10 +1,12 @@
-//! `hubctl messages`: every message, or the deliveries to one agent with its read
-//! state. Talks to the operator API only.
+//! `hubctl messages` (every message, or the deliveries to one agent with its read
+//! state) and `hubctl purge-messages` (remove the deliveries to one agent). Both talk
+//! to the operator API only.
 
-use super::operator::{list_table, s};
-use super::tasks::{fetch, log_hint, log_query, rows_of, seg};
+use super::operator::{list_table, s, OperatorClient};
+use super::tasks::{fetch, log_hint, log_query, print_json, rows_of, seg};
 use super::{CliError, LogArgs, Target};
 use clap::Args;
+use serde_json::json;
 use std::path::Path;
 
 /// `hubctl messages` options.
@@ -76,5 +78,31 @@ pub(crate) fn messages(
         }
     }
     log_hint(&v, &command, page);
+    Ok(())
+}
+
+pub(crate) fn purge(
+    dir: &Path,
+    target: &Target,
+    agent: &str,
+    from: Option<&str>,
+    json: bool,
+) -> Result<(), CliError> {
+    // A purge of a long history is one statement that may take a while.
+    let client = OperatorClient::with_timeout(dir, target, std::time::Duration::from_secs(3600))?;
+    let v = client.post(
+        "/operator/messages/purge",
+        &json!({"agent": agent, "from": from}),
+    )?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let n = v["purged"].as_u64().unwrap_or(0);
+    let what = if n == 1 { "delivery" } else { "deliveries" };
+    match from {
+        Some(f) => println!("purged {n} {what} to {agent} from {f}"),
+        None => println!("purged {n} {what} to {agent}"),
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Operator API for the task workflow: approve/reject rounds, close tasks, and the
-//! read views behind `hubctl status/list-tasks/list-rounds/show`; the message log
-//! and one agent's deliveries (`hubctl messages`).
+//! read views behind `hubctl status/list-tasks/list-rounds/show`; the message log,
+//! one agent's deliveries and their purge (`hubctl messages`, `purge-messages`).
 
 use super::error::{settle, ApiError};
 use super::guards::{operator, operator_request as guard, with_body};
@@ -23,6 +23,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/locks", web::get().to(list_locks))
         .route("/operator/audit", web::get().to(list_audit))
         .route("/operator/messages", web::get().to(list_messages))
+        .route("/operator/messages/purge", web::post().to(purge_messages))
         // The key is a query parameter: keys may contain `/`, which a path segment
         // would keep percent-encoded.
         .route("/operator/locks", web::delete().to(unlock));
@@ -143,6 +144,45 @@ async fn list_messages(
         }
     };
     Ok(HttpResponse::Ok().json(json!({"ok": true, "items": items, "next_cursor": next_cursor})))
+}
+
+/// `{"agent": "A", "from": "B"}` (`from` optional).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    agent: String,
+    from: Option<String>,
+}
+
+/// Remove the deliveries to an agent (from one sender), read or not: `{"ok": true,
+/// "agent", "from", "purged": N}`. The body is read once the operator token is checked.
+async fn purge_messages(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> Answer {
+    let body = match with_body(&req, &st, payload, operator).await {
+        Ok(((), body)) => body,
+        Err(refused) => return Ok(refused),
+    };
+    let hub = st.hub.get().await?;
+    let b: PurgeBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_argument(format!(
+            "body must be {{\"agent\": \"A\", \"from\": \"B\"}} (from optional): {e}"
+        ))
+    })?;
+    if b.from.as_deref() == Some("") {
+        return Err(ApiError::invalid_argument(
+            "from: empty; leave it out to purge every sender's messages".into(),
+        ));
+    }
+    let agent = AgentId::new(&b.agent);
+    let purged = hub
+        .purge_messages(&agent, b.from.clone(), chrono::Utc::now())
+        .await;
+    let purged = settle(&hub, purged).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"ok": true, "agent": b.agent, "from": b.from, "purged": purged})))
 }
 
 async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

@@ -1,8 +1,10 @@
 //! One agent's deliveries in storage: the per-agent page (order, read state, keyset
-//! paging, and that an index serves it).
+//! paging, and that an index serves it), the purge statement, and retention of
+//! messages whose deliveries were all purged.
 
+use super::op::Tally;
 use super::pages::{deliveries, Cursor, PageRequest};
-use super::{apply::apply_batch, migrate, Op};
+use super::{apply::apply_batch, migrate, prune, Op};
 use crate::domain::message::Message;
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -45,6 +47,14 @@ fn ack(agent: &str, id: &str) -> Op {
         agent: agent.into(),
         message_ids: vec![id.into()],
         at: "2026-01-02T00:00:00.000000+00:00".into(),
+    }
+}
+
+fn purge(agent: &str, from: Option<&str>, deleted: &Tally) -> Op {
+    Op::DeliveriesPurge {
+        agent: agent.into(),
+        from: from.map(String::from),
+        deleted: deleted.clone(),
     }
 }
 
@@ -124,7 +134,7 @@ fn unread_rows_load_oldest_first_through_the_unread_index() {
     let unread: Vec<&str> = snap.mail["bob"]
         .unread
         .iter()
-        .map(|(id, _)| id.as_str())
+        .map(|u| u.id.as_str())
         .collect();
     assert_eq!(unread, ["m1", "m2"]);
     // The shape of load_mail's query, for every agent, one agent, or some shards.
@@ -186,4 +196,74 @@ fn a_page_is_read_through_an_index_of_the_agent() {
             );
         }
     }
+}
+
+#[test]
+fn a_purge_deletes_the_agents_deliveries_and_keeps_the_messages() {
+    let mut c = db();
+    let (all, from_alice, again) = (Tally::default(), Tally::default(), Tally::default());
+    apply(
+        &mut c,
+        &[
+            send("m1", "alice", &["bob"], 1),
+            send("m2", "carol", &["bob", "dave"], 2),
+            send("m3", "alice", &["bob", "dave"], 3),
+            ack("bob", "m1"),
+            purge("bob", Some("alice"), &from_alice),
+        ],
+    );
+    assert_eq!(from_alice.get(), 2, "read and unread");
+    assert_eq!(ids(&all_pages(&c, "bob", false, 10)), ["m2"]);
+    assert_eq!(ids(&all_pages(&c, "dave", false, 10)), ["m3", "m2"]);
+    apply(
+        &mut c,
+        &[purge("bob", None, &all), purge("bob", None, &again)],
+    );
+    assert_eq!((all.get(), again.get()), (1, 0));
+    assert!(all_pages(&c, "bob", false, 10).is_empty());
+    let messages: i64 = c
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(messages, 3, "the messages stay");
+    // The sender's dedupe key is still found.
+    assert_eq!(
+        super::mail::dedupe_original(&c, "alice", "key-m1").unwrap(),
+        Some("m1".to_string())
+    );
+    assert!(!super::mail::sent_or_received(&c, "bob", "m1").unwrap());
+}
+
+#[test]
+fn messages_whose_deliveries_were_purged_are_pruned_like_read_ones() {
+    let mut c = db();
+    let t = Tally::default();
+    apply(
+        &mut c,
+        &[
+            send("gone", "alice", &["bob"], 1),
+            send("half", "alice", &["bob", "dave"], 2),
+            send("read", "alice", &["dave"], 3),
+            ack("dave", "read"),
+            purge("bob", None, &t),
+        ],
+    );
+    let cutoff = "2027-01-01T00:00:00.000000+00:00";
+    let start = (String::new(), String::new());
+    let found = prune::acked_messages(&c, cutoff, &start).unwrap();
+    let found: Vec<&str> = found.iter().map(|(_, id)| id.as_str()).collect();
+    // `half` is still unread by dave: kept.
+    assert_eq!(found, ["gone", "read"]);
+    assert_eq!(prune::count(&c, prune::ACKED_MESSAGES, cutoff).unwrap(), 2);
+    apply(
+        &mut c,
+        &[Op::PruneMessages(vec!["gone".into(), "read".into()])],
+    );
+    let left: Vec<String> = c
+        .prepare("SELECT id FROM messages")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, ["half"]);
 }
