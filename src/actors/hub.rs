@@ -1,9 +1,11 @@
 //! The hub façade: a cheap-to-clone handle that finds the actor for an id and turns
 //! a call into "send a typed command to the actor, then wait until its write is
 //! durable". The HTTP and MCP layers talk only to this; one method per command,
-//! grouped by family: [`agents`], [`messages`], [`tasks`], [`operator`], [`locks`].
+//! grouped by family: [`agents`], [`messages`], [`inboxes`], [`tasks`], [`operator`],
+//! [`locks`].
 
 mod agents;
+mod inboxes;
 mod locks;
 mod messages;
 mod operator;
