@@ -120,7 +120,10 @@ fn arguments_are_checked_before_anything_starts() {
         (&["--clients", "0"], "--clients must be 1-1024"),
         (&["--clients", "5000"], "--clients must be 1-1024"),
         (&["--seconds", "0"], "--seconds"),
-        (&["--scenario", "bogus"], "messaging, locks, locks-free, workflow"),
+        (
+            &["--scenario", "bogus"],
+            "messaging, locks, locks-free, workflow",
+        ),
         (
             &["--scenario", "workflow", "--clients", "3"],
             "at least 7 --clients",
@@ -186,7 +189,15 @@ fn scenarios_run_whole_cycles_and_report_each_tool() {
     std::fs::create_dir(home.path().join("tmp")).unwrap();
     let v = json_of(&bench_alone(
         home.path(),
-        &["--scenario", "workflow", "--clients", "7", "--seconds", "1", "--json"],
+        &[
+            "--scenario",
+            "workflow",
+            "--clients",
+            "7",
+            "--seconds",
+            "1",
+            "--json",
+        ],
     ));
     assert_eq!(v["errors"], 0, "{v}");
     assert!(v["cycles"].as_u64().unwrap() > 0, "{v}");
@@ -199,14 +210,28 @@ fn scenarios_run_whole_cycles_and_report_each_tool() {
         "handoff_get",
         "review_submit",
     ] {
-        assert!(v["per_tool"][tool]["calls"].as_u64().unwrap() > 0, "{tool}: {v}");
+        assert!(
+            v["per_tool"][tool]["calls"].as_u64().unwrap() > 0,
+            "{tool}: {v}"
+        );
     }
     let v = json_of(&bench_alone(
         home.path(),
-        &["--scenario", "messaging", "--clients", "2", "--seconds", "1", "--json"],
+        &[
+            "--scenario",
+            "messaging",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--json",
+        ],
     ));
     assert_eq!(v["errors_by_kind"], serde_json::json!({}), "{v}");
     for tool in ["message_send", "inbox_pull", "message_ack"] {
-        assert!(v["per_tool"][tool]["calls"].as_u64().unwrap() > 0, "{tool}: {v}");
+        assert!(
+            v["per_tool"][tool]["calls"].as_u64().unwrap() > 0,
+            "{tool}: {v}"
+        );
     }
 }

@@ -67,6 +67,16 @@ pub struct BenchArgs {
     /// progress, complete, the dispatcher reads the handoffs and approves), mixed
     #[arg(long, conflicts_with = "tool", value_name = "S")]
     pub scenario: Option<String>,
+    /// Workflow with --live: approve rounds by running this command with the round id
+    /// appended (split on spaces, no quoting), instead of POST /operator/rounds/{id}/approve
+    /// (for hubs without that API, e.g. agent-hub-mcp's own hubctl in benches/compare.sh)
+    #[arg(long, requires = "live", value_name = "CMD")]
+    pub approve_with: Option<String>,
+    /// With --live: each client calls agent_register once before the clock starts
+    /// (a hub whose agents must be registered first, e.g. agent-hub-mcp; it changes
+    /// the agents' display names and capabilities to `bench`)
+    #[arg(long, requires = "live")]
+    pub register: bool,
     /// Load the existing hub that --url (or the config dir's hub) names instead of a
     /// throwaway one: it opens sessions there, and message_send/agent_heartbeat write
     /// to its agents' inboxes and presence
@@ -424,7 +434,8 @@ impl Session for Client {
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(Value::Null),
         };
-        if result["isError"] == Value::Bool(true) {
+        // agent-hub-mcp (benched by benches/compare.sh) says `ok: false` without isError.
+        if result["isError"] == Value::Bool(true) || structured["ok"] == Value::Bool(false) {
             let kind = structured["error"]
                 .as_str()
                 .unwrap_or("tool_error")
@@ -436,6 +447,30 @@ impl Session for Client {
 
     fn end(&self) -> Result<(), String> {
         self.close()
+    }
+}
+
+/// Approvals by a command (`--approve-with`).
+struct CommandOperator(Vec<String>);
+
+impl Operator for CommandOperator {
+    fn approve(&self, round_id: &str) -> Result<(), Failure> {
+        let Some((program, args)) = self.0.split_first() else {
+            return Err(failure(
+                "approve_cmd".into(),
+                "operator_approve",
+                "empty command",
+            ));
+        };
+        match Command::new(program).args(args).arg(round_id).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(failure(
+                "approve_cmd".into(),
+                "operator_approve",
+                String::from_utf8_lossy(&out.stderr),
+            )),
+            Err(e) => Err(failure("approve_cmd".into(), "operator_approve", e)),
+        }
     }
 }
 
@@ -591,15 +626,21 @@ fn run_clients(
                 .map(|c| agents[c % agents.len()].clone())
                 .collect();
             let next = agents[(u + 1) % agents.len()].0.clone();
-            let op = HttpOperator {
-                http: ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(30))
-                    .build(),
-                base: base.clone(),
-                auth: format!("Bearer {operator_token}"),
+            let op: Box<dyn Operator + Send> = match &args.approve_with {
+                Some(cmd) => Box::new(CommandOperator(
+                    cmd.split_whitespace().map(String::from).collect(),
+                )),
+                None => Box::new(HttpOperator {
+                    http: ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build(),
+                    base: base.clone(),
+                    auth: format!("Bearer {operator_token}"),
+                }),
             };
             let (url, name, shared, ready) =
                 (url.to_string(), name.clone(), shared.clone(), ready.clone());
+            let register = args.register;
             std::thread::spawn(move || -> Rec {
                 let mut rec = Rec::default();
                 let connected: Result<scenario::Team, String> = team
@@ -609,6 +650,16 @@ fn run_clients(
                             .map(|c| (agent.clone(), Box::new(c) as Box<dyn Session + Send>))
                     })
                     .collect();
+                if let (true, Ok(sessions)) = (register, &connected) {
+                    for (agent, s) in sessions {
+                        let args = json!({"name": agent, "capabilities": "[\"bench\"]"});
+                        if let Err(e) = s.call(0, "agent_register", &args) {
+                            *rec.errors.entry(e.kind).or_default() += 1;
+                            rec.first_error.get_or_insert(e.text);
+                            shared.failed(1);
+                        }
+                    }
+                }
                 if let Err(e) = &connected {
                     *rec.errors.entry("connect".into()).or_default() += 1;
                     rec.first_error = Some(e.clone());
@@ -625,7 +676,7 @@ fn run_clients(
                     i += 1;
                     let before = rec.failed();
                     if workflow {
-                        scenario::workflow_cycle(&mut rec, &sessions, &op, u, i);
+                        scenario::workflow_cycle(&mut rec, &sessions, op.as_ref(), u, i);
                     } else {
                         let (me, s) = &sessions[0];
                         scenario::step(&name, &mut rec, s.as_ref(), u, me, &next, i);

@@ -221,7 +221,8 @@ pub(crate) fn workflow_cycle(
     let Some(planned) = rec.call(
         d,
         "round_plan_submit",
-        json!({"task_id": task, "plan_json": {"assignments": plan}}),
+        // As text: the reference's documented form, which this hub takes too.
+        json!({"task_id": task, "plan_json": json!({"assignments": plan}).to_string()}),
     ) else {
         return;
     };
@@ -258,7 +259,7 @@ pub(crate) fn workflow_cycle(
         let Some(done) = rec.call(
             w,
             "assignment_complete",
-            json!({"assignment_id": id, "handoff_json": handoff}),
+            json!({"assignment_id": id, "handoff_json": handoff.to_string()}),
         ) else {
             return;
         };
