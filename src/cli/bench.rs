@@ -427,9 +427,11 @@ impl Session for Client {
             return Err(failure(format!("rpc_{code}"), tool, &resp["error"]));
         }
         let result = &resp["result"];
+        // Our tools answer `{ok, ...}` as structuredContent; a FastMCP server (the
+        // reference) wraps its text there as `{"result": "<json>"}`: then the text.
         let structured = match result.get("structuredContent") {
-            Some(v) => v.clone(),
-            None => result["content"][0]["text"]
+            Some(v) if v.get("ok").is_some() => v.clone(),
+            _ => result["content"][0]["text"]
                 .as_str()
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or(Value::Null),
@@ -440,7 +442,12 @@ impl Session for Client {
                 .as_str()
                 .unwrap_or("tool_error")
                 .to_string();
-            return Err(failure(kind, tool, &structured));
+            let shown = if structured.is_null() {
+                &result["content"]
+            } else {
+                &structured
+            };
+            return Err(failure(kind, tool, shown));
         }
         Ok(structured)
     }
@@ -462,15 +469,27 @@ impl Operator for CommandOperator {
                 "empty command",
             ));
         };
-        match Command::new(program).args(args).arg(round_id).output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(failure(
-                "approve_cmd".into(),
-                "operator_approve",
-                String::from_utf8_lossy(&out.stderr),
-            )),
-            Err(e) => Err(failure("approve_cmd".into(), "operator_approve", e)),
+        // A few tries: a command writing SQLite beside a busy server (the
+        // reference's hubctl) may find the database locked, as an operator would.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Command::new(program).args(args).arg(round_id).output() {
+                Ok(out) if out.status.success() => return Ok(()),
+                Ok(out) => {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    // The last line says why (a Python traceback ends with it).
+                    last = err
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("failed")
+                        .to_string();
+                }
+                Err(e) => return Err(failure("approve_cmd".into(), "operator_approve", e)),
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        Err(failure("approve_cmd".into(), "operator_approve", last))
     }
 }
 
@@ -613,6 +632,7 @@ fn run_clients(
     // Everyone connects first; the clock and the CPU count start when all have.
     let ready = Arc::new(Barrier::new(units + 1));
     let base = url.trim_end_matches("/mcp").to_string();
+    let run = crate::domain::ids::random_hex(3);
     let handles: Vec<_> = (0..units)
         .map(|u| {
             // Distinct agents while there are enough: client i uses agent i mod N.
@@ -641,6 +661,7 @@ fn run_clients(
             let (url, name, shared, ready) =
                 (url.to_string(), name.clone(), shared.clone(), ready.clone());
             let register = args.register;
+            let run = run.clone();
             std::thread::spawn(move || -> Rec {
                 let mut rec = Rec::default();
                 let connected: Result<scenario::Team, String> = team
@@ -676,7 +697,7 @@ fn run_clients(
                     i += 1;
                     let before = rec.failed();
                     if workflow {
-                        scenario::workflow_cycle(&mut rec, &sessions, op.as_ref(), u, i);
+                        scenario::workflow_cycle(&mut rec, &sessions, op.as_ref(), &run, u, i);
                     } else {
                         let (me, s) = &sessions[0];
                         scenario::step(&name, &mut rec, s.as_ref(), u, me, &next, i);

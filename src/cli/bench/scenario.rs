@@ -195,6 +195,7 @@ pub(crate) fn workflow_cycle(
     rec: &mut Rec,
     team: &Team,
     op: &dyn Operator,
+    run: &str,
     team_no: usize,
     n: u64,
 ) {
@@ -202,7 +203,8 @@ pub(crate) fn workflow_cycle(
         return;
     };
     let _ = disp_id;
-    let task = format!("bench-{team_no}-{n}");
+    // `run` differs per bench run: a hub benched twice has the first run's tasks.
+    let task = format!("bench-{run}-{team_no}-{n}");
     let d = d.as_ref();
     if rec
         .call(
@@ -392,7 +394,7 @@ mod tests {
             })
             .collect();
         let mut rec = Rec::default();
-        workflow_cycle(&mut rec, &team, &Approve, 0, 1);
+        workflow_cycle(&mut rec, &team, &Approve, "r", 0, 1);
         assert_eq!(rec.cycles, 1);
         let calls = calls.lock().unwrap();
         // draft, plan; 6 x (list, claim, progress, complete); 6 handoff_get; review.
