@@ -130,7 +130,10 @@ fn faults_heal(config: &str, durable: bool) {
         let line = watch
             .next_line(Duration::from_secs(5))
             .unwrap_or_else(|| panic!("events so far: {kinds:?}"));
-        if let Some(kind) = line.strip_prefix("event: ").filter(|k| k.starts_with("store_")) {
+        if let Some(kind) = line
+            .strip_prefix("event: ")
+            .filter(|k| k.starts_with("store_"))
+        {
             kinds.push(kind.to_string());
         }
     }

@@ -113,7 +113,11 @@ async fn serve(
         sessions: sessions.clone(),
         tokens,
         reloader: reloader.clone(),
-        origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
+        origins: Origins::new(
+            settings.allowed_origins.as_deref(),
+            addr.port(),
+            settings.dashboard.public_origin(),
+        ),
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
         max_batch_items: settings.max_batch_items,
@@ -126,6 +130,7 @@ async fn serve(
         metrics_public: settings.metrics_public,
         url: http::server::mcp_url(addr),
         database: ep.db.display().to_string(),
+        ui: http::ui::UiState::new(&settings.dashboard),
     };
     let server = http::server::serve(
         state,
