@@ -12,6 +12,7 @@ pub(crate) mod install;
 pub(crate) mod operator;
 pub(crate) mod serve;
 pub(crate) mod tasks;
+pub(crate) mod watch;
 
 use crate::config::{self, paths, ConfigError};
 use crate::store::StoreError;
@@ -147,6 +148,9 @@ pub enum Command {
     /// The audit log, newest first, a page at a time, narrowed by entity, task,
     /// agent, kind or time; `--follow` then prints new events as they happen
     Audit(audit::AuditArgs),
+    /// A live view of rounds awaiting approval, assignments with their leases and
+    /// locks, redrawn as the hub reports changes (Ctrl-C to quit)
+    Watch(watch::WatchArgs),
     /// Every message, newest first, a page at a time
     Messages(LogArgs),
     /// Load a throwaway hub (or, with --url U --live, a running one) over HTTP and
@@ -394,6 +398,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Agent(AgentCommand::Remove { name }) => agent::remove(&dir, &target, &name),
         Command::Agent(AgentCommand::Rotate { name }) => agent::rotate(&dir, &target, &name),
         Command::Audit(args) => audit::run(&dir, &target, &args, json),
+        Command::Watch(args) => watch::run(&dir, &target, &args),
         Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),

@@ -5,12 +5,14 @@
 
 pub(crate) mod agents_env;
 pub(crate) mod bootstrap;
+pub(crate) mod live;
 pub(crate) mod paths;
 pub(crate) mod registry;
 pub(crate) mod settings;
 mod suggest;
 
 pub(crate) use agents_env::AgentsFile;
+pub(crate) use live::LiveSettings;
 pub(crate) use registry::{AgentRegistry, EnvFileRegistry};
 pub(crate) use settings::{Durability, LogFormat, Settings};
 

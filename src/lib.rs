@@ -20,6 +20,7 @@ pub(crate) mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub(crate) mod http;
+pub(crate) mod log_filter;
 pub(crate) mod log_limit;
 pub(crate) mod mcp;
 pub(crate) mod metrics;

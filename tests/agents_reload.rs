@@ -262,3 +262,45 @@ fn removing_an_agent_releases_its_locks() {
         "{audit}"
     );
 }
+
+/// config.yaml's live keys change on a reload (a quota, a lock bound, the log
+/// level); keys that need a restart are named and keep their value; an invalid file
+/// changes nothing, agents included.
+#[test]
+fn reload_puts_live_config_keys_in_force() {
+    let hub = Hub::start(&["alice", "bob"], "max_inbox_messages: 100\n");
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    let msg = json!({"to_agent": "bob", "body": "x"});
+    a.call("message_send", msg.clone());
+    a.call("message_send", msg.clone());
+    let lock = |ttl: u64| json!({"lock_key": "k", "ttl_seconds": ttl});
+    a.call("lock_acquire", lock(600));
+    a.call("lock_release", json!({"lock_key": "k"}));
+    let config = hub.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "max_inbox_messages: 2\nlock_ttl_max_seconds: 60\nport: 1\nlog_level: debug\n",
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&hubctl_ok(&hub, &["--json", "reload"])).unwrap();
+    assert_eq!(
+        v["reloaded"]["settings_changed"],
+        json!(["max_inbox_messages", "lock_ttl_max_seconds", "log_level"]),
+        "{v}"
+    );
+    assert_eq!(v["reloaded"]["restart_needed"], json!(["port"]), "{v}");
+    assert_eq!(a.refused("message_send", msg.clone()), "INBOX_FULL");
+    assert_eq!(a.refused("lock_acquire", lock(600)), "INVALID_ARGUMENT");
+    // Still served on its port; debug lines are now written.
+    b.call("agent_heartbeat", json!({}));
+    let log = hub.out.wait_stderr("DEBUG", Duration::from_secs(10));
+    assert!(log.contains("DEBUG"), "log level unchanged: {log}");
+    // An invalid value: nothing changes, not even the agents listed meanwhile.
+    std::fs::write(&config, "max_inbox_messages: lots\n").unwrap();
+    write_agents(&hub.path(), &["alice", "bob", "carol"]);
+    let err = hubctl_err(&hub, &["reload"]);
+    assert!(err.contains("config.yaml: max_inbox_messages"), "{err}");
+    assert_eq!(init_status(&hub, &token("carol")), 401);
+    assert_eq!(a.refused("message_send", msg), "INBOX_FULL");
+}

@@ -181,3 +181,50 @@ fn audit_filters_and_token_changes() {
     let added = hubctl_ok(&hub, &["audit", "agent", "carol"]);
     assert!(added.contains("agent_added"), "{added}");
 }
+
+/// `hubctl watch` shows a round awaiting approval as soon as it is submitted, and
+/// `--once` prints one view.
+#[test]
+fn hubctl_watch_redraws_when_a_round_arrives() {
+    use std::io::{BufRead, BufReader};
+    let hub = Hub::start(&["disp", "alice"], "");
+    let mut child = hubctl_cmd(hub.dir.path())
+        .arg("--config-dir")
+        .arg(hub.path())
+        .args(["--url", &hub.base, "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("hubctl watch never showed {what:?}"),
+            }
+        }
+    };
+    wait_for("(no rounds awaiting approval)");
+    let d = hub.client("disp");
+    draft(&d, "T-9");
+    let round = submit_plan(&d, "T-9", plan(&[("alice", "write the parser")]));
+    let shown = wait_for(&format!("round {round}"));
+    assert!(shown.contains("task T-9 #1"), "{shown}");
+    wait_for("alice: write the parser");
+    let _ = child.kill();
+    let _ = child.wait();
+    let once = hubctl_ok(&hub, &["watch", "--once"]);
+    assert!(once.contains(&format!("hubctl approve {round}")), "{once}");
+    assert!(once.contains("(no locks held)"), "{once}");
+}

@@ -55,7 +55,7 @@ fn a_second_server_on_the_same_database_exits_at_once() {
 fn sighup_reloads_and_keeps_serving() {
     let hub = Hub::start_env(&["alice"], "", &[("RUST_LOG", "info")]);
     hub.signal("HUP");
-    let line = "agents reloaded";
+    let line = "reloaded agents.env";
     let log = hub.out.wait_stderr(line, Duration::from_secs(10));
     assert!(log.contains(line), "{log}");
     still_serves(&hub);

@@ -22,11 +22,10 @@ use super::notify::Notifier;
 use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
 use super::{HubError, Stop};
-use crate::config::Settings;
+use crate::config::{LiveSettings, Settings};
 use crate::domain::inbox::InboxGauge;
 use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
-use crate::domain::workflow::Limits;
 use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::load_tasks::{owner_of, Owned};
 use crate::store::{Snapshot, Store, Ticket};
@@ -55,10 +54,19 @@ struct HubInner {
     /// started from an HTTP worker, an actor would die with that worker.
     arbiter: ArbiterHandle,
     store: Store,
-    settings: Arc<Settings>,
+    /// The settings in force; a reload swaps in new ones (see `config::live`).
+    settings: Arc<LiveSettings>,
     /// Pushes on agents' streams; kept for a rebuild.
     notifier: Arc<dyn Notifier>,
     started: Instant,
+}
+
+/// The LockManager's per-agent caps from `s`.
+fn lock_caps(s: &Settings) -> LockCaps {
+    LockCaps {
+        max_held: s.max_locks_per_agent,
+        max_waits: s.max_lock_waits_per_agent,
+    }
 }
 
 /// The directory entry of an agent whose actor is `addr`.
@@ -83,7 +91,7 @@ impl Hub {
     pub(crate) fn start(
         store: Store,
         snapshot: Snapshot,
-        settings: Arc<Settings>,
+        settings: Arc<LiveSettings>,
         notifier: Arc<dyn Notifier>,
     ) -> Hub {
         Hub::build(store, snapshot, settings, notifier, Instant::now())
@@ -119,10 +127,11 @@ impl Hub {
     fn build(
         store: Store,
         mut snapshot: Snapshot,
-        settings: Arc<Settings>,
+        live: Arc<LiveSettings>,
         notifier: Arc<dyn Notifier>,
         started: Instant,
     ) -> Hub {
+        let settings = live.load_full();
         let dir = Arc::new(Directory::default());
         // Task id → its actor, for the tasks in memory: every task with open work,
         // and finished ones used recently (they remove themselves when idle).
@@ -138,16 +147,9 @@ impl Hub {
         }
         let task_env = Arc::new(TaskEnv {
             store: store.clone(),
-            limits: Limits {
-                max_rounds: settings.max_rounds,
-                max_assignments_per_round: settings.max_assignments_per_round,
-                max_messages_per_task: settings.max_messages_per_task,
-                lease: chrono::Duration::milliseconds((settings.lease_minutes * 60_000.0) as i64),
-            },
-            max_simultaneous_assignments: settings.max_simultaneous_assignments,
+            settings: live.clone(),
             dir: dir.clone(),
             tasks: tasks.clone(),
-            finished_idle: std::time::Duration::from_secs(settings.finished_task_idle_secs),
         });
         for state in snapshot.tasks {
             for a in state.assignments.iter().filter(|a| a.status.is_active()) {
@@ -169,11 +171,7 @@ impl Hub {
         }
         let task_count = AtomicUsize::new(snapshot.task_count);
         let table = LockTable::restore(snapshot.locks, Vec::new(), Utc::now());
-        let caps = LockCaps {
-            max_held: settings.max_locks_per_agent,
-            max_waits: settings.max_lock_waits_per_agent,
-        };
-        let locks = LockManager::new(table, caps, store.clone()).start();
+        let locks = LockManager::new(table, lock_caps(&settings), store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,
@@ -184,15 +182,16 @@ impl Hub {
                 locks,
                 arbiter: Arbiter::current(),
                 store,
-                settings,
+                settings: live,
                 notifier,
                 started,
             }),
         }
     }
 
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.inner.settings
+    /// The settings in force (a reload may swap them: read per call, not kept).
+    pub(crate) fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.inner.settings.load()
     }
 
     /// The stream of committed audit events (`/operator/events`).
@@ -239,6 +238,22 @@ impl Hub {
         }
     }
 
+    /// Put new settings in force (a reload): read per call from now on, and handed
+    /// to what keeps its own copy (the LockManager's caps, the agents' send buckets).
+    pub(crate) fn put_settings(&self, s: Settings) {
+        let s = Arc::new(s);
+        self.inner.settings.store(s.clone());
+        self.inner
+            .locks
+            .do_send(super::lock_manager::SetCaps(lock_caps(&s)));
+        for a in self.inner.dir.agents.iter() {
+            a.send_bucket
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reconfigure(s.send_rate_per_second, s.send_burst);
+        }
+    }
+
     /// Record that `id` just made a request (presence); the first one after being
     /// offline goes to the event stream.
     pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
@@ -258,7 +273,7 @@ impl Hub {
     /// storage fault reads go on, and the rebuild from disk drops what was not saved.
     pub(crate) async fn settled(&self) -> Result<(), HubError> {
         let store = &self.inner.store;
-        if self.inner.settings.durability == crate::config::Durability::Fast {
+        if self.inner.settings.load().durability == crate::config::Durability::Fast {
             return Ok(());
         }
         store.settled().await?;

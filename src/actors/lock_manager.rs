@@ -481,3 +481,19 @@ impl Handler<Expire> for LockManager {
         }
     }
 }
+
+/// New per-agent caps (a reload changed them); locks already held above a lowered
+/// cap stay until released, only new ones are refused.
+pub(crate) struct SetCaps(pub LockCaps);
+
+impl Message for SetCaps {
+    type Result = ();
+}
+
+impl Handler<SetCaps> for LockManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetCaps, _: &mut Context<Self>) {
+        self.caps = msg.0;
+    }
+}

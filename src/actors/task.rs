@@ -8,6 +8,7 @@
 pub(crate) mod commands;
 
 use super::directory::Directory;
+use crate::config::LiveSettings;
 use crate::domain::task::TaskStatus;
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
@@ -23,15 +24,35 @@ use std::sync::Arc;
 pub(crate) struct TaskEnv {
     /// Where state changes go; the writer thread holds the other end.
     pub store: Store,
-    pub limits: Limits,
-    pub max_simultaneous_assignments: u32,
+    /// The settings in force (limits change on a reload).
+    pub settings: Arc<LiveSettings>,
     /// Ids → actors, and the cross-task active-assignment slots.
     pub dir: Arc<Directory>,
     /// Task id → actor, for the tasks in memory (routed by the Hub; a finished
     /// task removes itself when it passivates).
     pub tasks: Arc<DashMap<String, Addr<TaskActor>>>,
+}
+
+impl TaskEnv {
+    /// The workflow limits in force.
+    pub(crate) fn limits(&self) -> Limits {
+        let s = self.settings.load();
+        Limits {
+            max_rounds: s.max_rounds,
+            max_assignments_per_round: s.max_assignments_per_round,
+            max_messages_per_task: s.max_messages_per_task,
+            lease: chrono::Duration::milliseconds((s.lease_minutes * 60_000.0) as i64),
+        }
+    }
+
+    pub(crate) fn max_simultaneous_assignments(&self) -> u32 {
+        self.settings.load().max_simultaneous_assignments
+    }
+
     /// How long a finished task stays in memory unused.
-    pub finished_idle: std::time::Duration,
+    pub(crate) fn finished_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.settings.load().finished_task_idle_secs)
+    }
 }
 
 pub(crate) struct TaskActor {
@@ -222,7 +243,7 @@ impl TaskActor {
             self.state.task.status,
             TaskStatus::Completed | TaskStatus::Closed
         );
-        if !finished || self.in_flight > 0 || self.last_used.elapsed() < self.env.finished_idle {
+        if !finished || self.in_flight > 0 || self.last_used.elapsed() < self.env.finished_idle() {
             return;
         }
         let me = ctx.address();
@@ -254,7 +275,7 @@ impl Actor for TaskActor {
     /// Re-arm the lease timers of claims loaded from the database; a lease that
     /// lapsed while the server was down expires at once.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let every = (self.env.finished_idle / 2).max(std::time::Duration::from_millis(100));
+        let every = (self.env.finished_idle() / 2).max(std::time::Duration::from_millis(100));
         ctx.run_interval(every, |act, ctx| act.passivate_if_idle(ctx));
         let leases: Vec<(String, chrono::DateTime<Utc>)> = self
             .state

@@ -19,6 +19,11 @@ impl OperatorClient {
         Self::with_timeout(dir, target, Duration::from_secs(30))
     }
 
+    /// The hub's base URL, e.g. `http://127.0.0.1:8765`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// For commands whose answer may take long (prune, vacuum of a big history).
     pub(crate) fn with_timeout(
         dir: &Path,
@@ -147,9 +152,23 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A value as one line of terminal text. Control characters (which agents may
+/// write: an escape sequence could redraw or retitle the operator's terminal, a
+/// newline would break a table) are shown escaped.
 pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
+        Value::String(s) if s.chars().any(char::is_control) => s
+            .chars()
+            .flat_map(|c| {
+                let shown: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                shown
+            })
+            .collect(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
@@ -291,6 +310,11 @@ pub(crate) fn print_reloaded(v: &Value) {
         ids(v, "rotated"),
         s(&v["reloaded"]["sessions_closed"]),
     );
+    println!(
+        "reloaded config.yaml: changed: {}; changed but needing a restart: {}",
+        ids(v, "settings_changed"),
+        ids(v, "restart_needed"),
+    );
 }
 
 #[cfg(test)]
@@ -302,5 +326,13 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
         assert_eq!(list_table(&["A"], &[], "no tasks"), "(no tasks)\n");
+    }
+
+    #[test]
+    fn text_for_the_terminal_has_no_control_characters() {
+        let v = Value::String("ok\x1b[2J\nnext\tcol".into());
+        assert_eq!(s(&v), "ok\\u{1b}[2J\\nnext\\tcol");
+        assert_eq!(s(&Value::String("plain é".into())), "plain é");
+        assert_eq!(s(&Value::Null), "-");
     }
 }

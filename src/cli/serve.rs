@@ -24,19 +24,30 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_tracing(format: LogFormat, log_level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
     // Logs go to stderr; stdout carries only the start-up banner.
     let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(crate::log_filter::initial(log_level))
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => fmt
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => fmt.json().with_ansi(false).try_init(),
-    };
+    // The two formats give handles of different types; one setter hides them.
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            crate::log_filter::install(Box::new(move |f: &str| {
+                let filter = EnvFilter::try_new(f).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            }));
+            let _ = builder.try_init();
+        }};
+    }
+    match format {
+        LogFormat::Text => {
+            install!(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+        }
+        LogFormat::Json => install!(fmt.json().with_ansi(false)),
+    }
 }
 
 pub(crate) fn run(
@@ -48,7 +59,10 @@ pub(crate) fn run(
     // Config first: it says the log format (loading it logs nothing; its
     // warnings are collected and logged below).
     let loaded = bootstrap::prepare(dir, true)?;
-    init_tracing(loaded.settings.log_format);
+    init_tracing(
+        loaded.settings.log_format,
+        loaded.settings.log_level.as_deref(),
+    );
     if loaded.settings.access_log {
         access_log::start(loaded.settings.log_format);
     }
@@ -71,7 +85,9 @@ async fn serve(
     // Before the port: a second server on another port must not get as far as
     // answering /healthz. Held until this function returns, after the last write.
     let _lock = db_lock::acquire(&ep.db)?;
-    let settings = Arc::new(loaded.settings.clone());
+    let live = Arc::new(config::LiveSettings::from_pointee(loaded.settings.clone()));
+    // Those fixed at start (a reload changes only `live`).
+    let settings = live.load_full();
     let agents: Vec<(String, String)> = loaded
         .agents
         .agents
@@ -103,6 +119,8 @@ async fn serve(
     let reloader = Arc::new(Reloader::new(
         Box::new(EnvFileRegistry::new(&loaded.dir)),
         loaded.dir.join(config::paths::OPERATOR_TOKEN_FILE),
+        loaded.dir.join(config::paths::SETTINGS_FILE),
+        live.clone(),
         tokens.clone(),
         sessions.clone(),
         slot.clone(),
@@ -172,11 +190,10 @@ async fn serve(
         }
     };
     // The session store is the actors' way to push on agents' open GET streams.
-    let hub = Hub::start(store.clone(), snapshot, settings.clone(), sessions.clone());
+    let hub = Hub::start(store.clone(), snapshot, live.clone(), sessions.clone());
     let _ = fill.send(Some(hub));
-    if settings.retention.is_set() {
-        actix_rt::spawn(apply_retention(fill.subscribe()));
-    }
+    // Always running: a reload may set a policy later.
+    actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));
     // Rebuilds the hub from disk around a storage fault (it owns the slot from here).
     actix_rt::spawn(heal::supervise(store.clone(), fill));
@@ -232,6 +249,9 @@ async fn apply_retention(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
         let Some(hub) = hubs.borrow().clone() else {
             continue;
         };
+        if !hub.settings().retention.is_set() {
+            continue;
+        }
         match hub.prune(false, Utc::now()).await {
             Ok(p) => tracing::info!(?p, "retention applied"),
             Err(e) => tracing::error!(error = %e, "retention failed; next try in an hour"),

@@ -53,6 +53,15 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))
 }
 
+/// `config.yaml` parsed (the defaults if there is none), with its warnings.
+pub(crate) fn read_settings(path: &Path) -> Result<(Settings, Vec<String>), ConfigError> {
+    match fs::read_to_string(path) {
+        Ok(text) => settings::parse(&path.display().to_string(), &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Settings::default(), Vec::new())),
+        Err(e) => Err(ConfigError::io(path, e)),
+    }
+}
+
 /// Create missing files (when `create` is set), then parse them.
 pub(crate) fn prepare(dir: &Path, create: bool) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
@@ -95,16 +104,8 @@ pub(crate) fn prepare(dir: &Path, create: bool) -> Result<Loaded, ConfigError> {
             }
         }
     }
-    let settings_path = dir.join(SETTINGS_FILE);
-    let settings = match fs::read_to_string(&settings_path) {
-        Ok(text) => {
-            let (s, w) = settings::parse(&settings_path.display().to_string(), &text)?;
-            warnings.extend(w);
-            s
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
-        Err(e) => return Err(ConfigError::io(&settings_path, e)),
-    };
+    let (settings, w) = read_settings(&dir.join(SETTINGS_FILE))?;
+    warnings.extend(w);
     let operator_token = read(&token_path)?.trim().to_string();
     if operator_token.is_empty() {
         return Err(ConfigError::BadFile {

@@ -101,6 +101,9 @@ pub(crate) struct Settings {
     pub access_log: bool,
     /// Text or JSON lines, for the access log and the main log.
     pub log_format: LogFormat,
+    /// Which log lines are written (a `RUST_LOG`-style filter, e.g. `info` or
+    /// `agent_hub=debug,info`); `None`: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
     // Dashboard (`/ui`).
     pub dashboard: Dashboard,
 }
@@ -220,6 +223,7 @@ impl Default for Settings {
             metrics_public: false,
             access_log: false,
             log_format: LogFormat::Text,
+            log_level: None,
             dashboard: Dashboard::default(),
         }
     }
@@ -231,6 +235,8 @@ const REFERENCE_UNUSED: &[&str] = &["auto_approve", "max_hop_count", "auto_creat
 /// The commented template written on first start.
 pub(crate) const TEMPLATE: &str = "\
 # agent-hub settings. Every key is optional; the values shown are the defaults.
+# `hubctl reload` (or SIGHUP) applies the limits, quotas, waits, presence, lock TTL
+# bounds, retention and log_level at once; the other keys at the next start.
 # Workflow limits (same keys as agent-hub-mcp):
 # max_rounds: 3
 # max_assignments_per_round: 6
@@ -283,6 +289,7 @@ pub(crate) const TEMPLATE: &str = "\
 # metrics_public: false        # true: GET /metrics needs no operator token (keep the port private)
 # access_log: false            # true: one stderr line per tool call (agent, tool, outcome, ms)
 # log_format: text             # json: one JSON object per line (access log and main log)
+# log_level: info              # a RUST_LOG-style filter, e.g. agent_hub=debug,info (RUST_LOG wins at start)
 # Dashboard (/ui):
 # public_url: https://hub.example.org  # the URL browsers use (behind a TLS proxy: https)
 # cookie_secure: false         # true: Secure session cookies (implied by an https public_url)
@@ -449,6 +456,16 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
         "access_log" => s.access_log = ctx.boolean(key, v)?,
         "log_format" => s.log_format = log_format(ctx, key, v)?,
+        "log_level" => {
+            let filter = ctx.string(key, v)?;
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(&filter) {
+                return Err(ctx.bad(
+                    key,
+                    format!("is not a log filter ({e}), e.g. info or agent_hub=debug,info"),
+                ));
+            }
+            s.log_level = Some(filter);
+        }
         "public_url" => s.dashboard.public_url = Some(public_url(ctx, key, v)?),
         "cookie_secure" => s.dashboard.cookie_secure = ctx.boolean(key, v)?,
         "dashboard_session_idle_secs" => {

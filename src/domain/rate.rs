@@ -35,6 +35,14 @@ impl TokenBucket {
         });
     }
 
+    /// New rate and burst (a reload): the tokens saved so far are kept, up to the
+    /// new burst, so a reload neither grants a burst nor takes one away.
+    pub(crate) fn reconfigure(&mut self, rate_per_second: u64, burst: u64) {
+        self.rate = rate_per_second as f64;
+        self.burst = burst as f64;
+        self.tokens = self.tokens.min(self.burst);
+    }
+
     /// Take one token at `now`; when none is left, the seconds until one will be
     /// (nothing is taken then).
     pub(crate) fn take(&mut self, now: Timestamp) -> Result<(), f64> {
@@ -56,6 +64,20 @@ pub(crate) fn retry_after_ms(secs: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconfiguring_keeps_saved_tokens_up_to_the_new_burst() {
+        let t0 = chrono::Utc::now();
+        let mut b = TokenBucket::new(1, 10);
+        b.reconfigure(1, 2);
+        assert!(b.take(t0).is_ok() && b.take(t0).is_ok());
+        assert!(b.take(t0).is_err(), "burst lowered to 2");
+        b.reconfigure(100, 2);
+        assert!(
+            b.take(t0 + chrono::Duration::milliseconds(20)).is_ok(),
+            "faster refill"
+        );
+    }
     use chrono::{Duration, TimeZone, Utc};
 
     #[test]

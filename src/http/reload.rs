@@ -1,5 +1,6 @@
-//! Reloading the agent list while serving (`POST /operator/reload`, SIGHUP): all or
-//! nothing. The new list is read and checked first; an invalid one changes nothing.
+//! Reloading the agent list, the operator token and config.yaml's live keys while
+//! serving (`POST /operator/reload`, SIGHUP): all or nothing. The files are read and
+//! checked first; an invalid one changes nothing.
 //! Then new agents get their actors before their tokens work, the token index is
 //! replaced whole, and the sessions (and GET streams) of removed or rotated agents
 //! are closed, so an old token is refused from the next request on.
@@ -7,7 +8,8 @@
 use super::error::ApiError;
 use super::state::HubSlot;
 use crate::auth::{token_hash_column, LiveTokens};
-use crate::config::AgentRegistry;
+use crate::config::live::Merged;
+use crate::config::{AgentRegistry, LiveSettings};
 use crate::domain::AgentId;
 use crate::mcp::session::Sessions;
 use chrono::Utc;
@@ -27,6 +29,10 @@ pub(crate) struct Reloaded {
     pub sessions_closed: usize,
     /// operator.token changed: the old operator token is refused from now on.
     pub operator_token_rotated: bool,
+    /// config.yaml keys now in force with a new value.
+    pub settings_changed: Vec<&'static str>,
+    /// config.yaml keys changed in the file that take effect only after a restart.
+    pub restart_needed: Vec<&'static str>,
 }
 
 /// Everything a reload touches; shared by the operator route and the SIGHUP handler.
@@ -34,6 +40,9 @@ pub(crate) struct Reloader {
     registry: Box<dyn AgentRegistry>,
     /// operator.token, re-read too (`hubctl operator-token rotate`).
     operator_token_file: std::path::PathBuf,
+    /// config.yaml: its live keys are put in force (see `config::live`).
+    settings_file: std::path::PathBuf,
+    settings: Arc<LiveSettings>,
     tokens: Arc<LiveTokens>,
     sessions: Arc<Sessions>,
     hub: HubSlot,
@@ -46,6 +55,8 @@ impl Reloader {
     pub(crate) fn new(
         registry: Box<dyn AgentRegistry>,
         operator_token_file: std::path::PathBuf,
+        settings_file: std::path::PathBuf,
+        settings: Arc<LiveSettings>,
         tokens: Arc<LiveTokens>,
         sessions: Arc<Sessions>,
         hub: HubSlot,
@@ -53,6 +64,8 @@ impl Reloader {
         Reloader {
             registry,
             operator_token_file,
+            settings_file,
+            settings,
             tokens,
             sessions,
             hub,
@@ -60,10 +73,18 @@ impl Reloader {
         }
     }
 
-    /// Re-read the agent list and put it in force. An invalid list answers 400 with
-    /// its `file:line: reason` and leaves everything as it was.
+    /// Re-read the agent list, the operator token and config.yaml, and put them in
+    /// force. An invalid file answers 400 with its `file:line: reason` (or
+    /// `file: key: reason`) and leaves everything as it was.
     pub(crate) async fn reload(&self) -> Result<Reloaded, ApiError> {
         let _one = self.running.lock().await;
+        // Read and checked before anything changes: all or nothing.
+        let (new_settings, warnings) = crate::config::bootstrap::read_settings(&self.settings_file)
+            .map_err(|e| {
+                tracing::error!("reload refused, nothing changed: {e}");
+                ApiError::invalid_argument(e.to_string())
+            })?;
+        let merged = crate::config::live::merge(&self.settings.load(), &new_settings);
         let agents = self.registry.load().map_err(|e| {
             tracing::error!("reload refused, agents unchanged: {e}");
             ApiError::invalid_argument(e.to_string())
@@ -103,6 +124,24 @@ impl Reloader {
             r
         };
         self.tokens.replace(new);
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let Merged {
+            settings,
+            changed: settings_changed,
+            restart_needed,
+        } = merged;
+        if settings_changed.contains(&"log_level") {
+            // Checked when the file was parsed; this can fail only if logging
+            // was never set up (then there is nothing to change).
+            if let Err(e) = crate::log_filter::set(settings.log_level.as_deref()) {
+                tracing::warn!("log_level not changed: {e}");
+            }
+        }
+        if !settings_changed.is_empty() {
+            hub.put_settings(settings);
+        }
         let changes: Vec<(&str, &str)> = added
             .iter()
             .map(|a| ("agent_added", a.as_str()))
@@ -125,6 +164,8 @@ impl Reloader {
             rotated,
             sessions_closed,
             operator_token_rotated,
+            settings_changed,
+            restart_needed,
         };
         tracing::info!(
             agents = r.agents,
@@ -133,7 +174,9 @@ impl Reloader {
             rotated = ?r.rotated,
             sessions_closed = r.sessions_closed,
             operator_token_rotated = r.operator_token_rotated,
-            "agents reloaded"
+            settings_changed = ?r.settings_changed,
+            restart_needed = ?r.restart_needed,
+            "reloaded agents.env, operator.token and config.yaml"
         );
         Ok(r)
     }

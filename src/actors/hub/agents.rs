@@ -104,8 +104,10 @@ impl Hub {
             );
             // On the hub's arbiter: started from an HTTP worker it would die with it.
             let addr = AgentActor::start_in_arbiter(&i.arbiter, move |_| actor);
-            dir.agents
-                .insert(id.clone(), super::agent_handle(addr, gauge, &i.settings));
+            dir.agents.insert(
+                id.clone(),
+                super::agent_handle(addr, gauge, &i.settings.load()),
+            );
             added.push(id.to_string());
         }
         let gone: Vec<AgentId> = dir
@@ -191,7 +193,7 @@ impl Hub {
         Ok(Some(AgentStatus {
             view,
             last_seen: last_seen.map(iso),
-            online: is_online(latest, now, self.inner.settings.presence_window_secs),
+            online: is_online(latest, now, self.settings().presence_window_secs),
             unread,
             active_assignments: self.inner.dir.active_slots(id),
         }))
@@ -218,7 +220,7 @@ impl Hub {
     /// Agents announced online whose last request is older than the presence
     /// window are announced offline; returns how many. Run every few seconds.
     pub(crate) fn sweep_presence(&self, now: DateTime<Utc>) -> usize {
-        let window_ms = (self.inner.settings.presence_window_secs as i64).saturating_mul(1000);
+        let window_ms = (self.settings().presence_window_secs as i64).saturating_mul(1000);
         let cutoff = now.timestamp_millis().saturating_sub(window_ms);
         let mut gone = Vec::new();
         for e in self.inner.dir.agents.iter() {

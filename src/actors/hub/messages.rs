@@ -90,7 +90,7 @@ impl Hub {
         // A panic while held cannot leave a bucket half-updated: use it as it is.
         let mut bucket = h.send_bucket.lock().unwrap_or_else(|e| e.into_inner());
         bucket.take(now).map_err(|secs| {
-            let s = &self.inner.settings;
+            let s = self.settings();
             DomainError::RateLimited {
                 retry_after_ms: retry_after_ms(secs),
                 rate: s.send_rate_per_second,
@@ -160,7 +160,7 @@ impl Hub {
         recipients: Vec<Recipient>,
         bytes: usize,
     ) -> (Vec<Recipient>, Vec<(AgentId, Full)>) {
-        let s = &self.inner.settings;
+        let s = self.settings();
         let limits = InboxLimits {
             max_messages: s.max_inbox_messages,
             max_bytes: s.max_inbox_bytes,
@@ -385,7 +385,7 @@ impl Hub {
         if !read_back.is_empty() {
             addr.do_send(Hold(read_back));
         }
-        let budget = self.inner.settings.max_pull_bytes;
+        let budget = self.settings().max_pull_bytes;
         let fit = fit_in(out.iter().map(|m| m.pull_size()), budget);
         if fit < out.len() {
             out.truncate(fit);

@@ -49,7 +49,7 @@ impl Hub {
             true => None,
             false => Some(self.inner.prune_lock.lock().await),
         };
-        let policy = self.inner.settings.retention;
+        let policy = self.settings().retention;
         let mut out = Pruned::default();
         if let Some(days) = policy.acked_messages_days {
             let c = cutoff(now, days);

@@ -40,7 +40,7 @@ impl Hub {
             return Err(task_exists_error(id).into());
         }
         let dir = &self.inner.dir;
-        let max = self.inner.settings.max_open_tasks_per_agent;
+        let max = self.settings().max_open_tasks_per_agent;
         if !dir.try_reserve_open_task(caller.as_str(), max) {
             return Err(DomainError::refused(
                 ErrorCode::TooManyOpenTasks,

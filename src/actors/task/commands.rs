@@ -187,7 +187,7 @@ impl TaskActor {
     /// Run a transition that creates rows: it gets the time, the limits and a source
     /// of fresh ids.
     fn transition<R>(&mut self, f: impl FnOnce(&mut TaskState, &mut Ctx) -> R) -> R {
-        let limits = self.env.limits;
+        let limits = self.env.limits();
         let mut ids = Self::ids();
         let mut cx = Ctx {
             now: Utc::now(),
@@ -252,7 +252,7 @@ impl Handler<Claim> for TaskActor {
         self.used();
         let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
         self.state.check_claim(caller, id)?;
-        let max = self.env.max_simultaneous_assignments;
+        let max = self.env.max_simultaneous_assignments();
         if !self.env.dir.try_reserve_slot(caller, max) {
             return Err(DomainError::refused(
                 ErrorCode::ActiveAssignmentLimit,
@@ -260,7 +260,7 @@ impl Handler<Claim> for TaskActor {
             )
             .into());
         }
-        let changes = match self.state.claim(caller, id, Utc::now(), &self.env.limits) {
+        let changes = match self.state.claim(caller, id, Utc::now(), &self.env.limits()) {
             Ok(ch) => ch,
             Err(e) => {
                 self.env.dir.release_slot(caller);
@@ -278,7 +278,7 @@ impl Handler<Progress> for TaskActor {
     fn handle(&mut self, m: Progress, ctx: &mut Context<Self>) -> Self::Result {
         self.used();
         let (caller, id) = (m.caller.as_str(), m.assignment_id.as_str());
-        let limits = self.env.limits;
+        let limits = self.env.limits();
         let changes = self
             .state
             .progress(caller, id, m.status, &m.note, Utc::now(), &limits)?;
@@ -355,7 +355,7 @@ impl Handler<CountMessage> for TaskActor {
         match m.step {
             CountStep::Count => {
                 self.state
-                    .count_message(m.sender.as_str(), &self.env.limits)?;
+                    .count_message(m.sender.as_str(), &self.env.limits())?;
                 self.in_flight += 1;
             }
             CountStep::Stored => {
