@@ -148,6 +148,9 @@ pub enum Command {
     /// The audit log, newest first, a page at a time, narrowed by entity, task,
     /// agent, kind or time; `--follow` then prints new events as they happen
     Audit(audit::AuditArgs),
+    /// The operator's webhooks (`notify:` in config.yaml)
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// A live view of rounds awaiting approval, assignments with their leases and
     /// locks, redrawn as the hub reports changes (Ctrl-C to quit)
     Watch(watch::WatchArgs),
@@ -191,6 +194,15 @@ pub enum AgentCommand {
         /// Agent id
         name: String,
     },
+}
+
+/// `hubctl notify ...`.
+#[allow(missing_docs)]
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a signed test notification to every webhook of `notify:` now, and
+    /// print what each answered (exits non-zero if one failed or none is set)
+    Test,
 }
 
 /// `hubctl operator-token ...`.
@@ -399,6 +411,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Agent(AgentCommand::Rotate { name }) => agent::rotate(&dir, &target, &name),
         Command::Audit(args) => audit::run(&dir, &target, &args, json),
         Command::Watch(args) => watch::run(&dir, &target, &args),
+        Command::Notify(NotifyCommand::Test) => operator::notify_test(&dir, &target, json),
         Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),

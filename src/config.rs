@@ -6,6 +6,7 @@
 pub(crate) mod agents_env;
 pub(crate) mod bootstrap;
 pub(crate) mod live;
+pub(crate) mod notify;
 pub(crate) mod paths;
 pub(crate) mod registry;
 pub(crate) mod settings;

@@ -24,4 +24,5 @@ pub(crate) mod log_filter;
 pub(crate) mod log_limit;
 pub(crate) mod mcp;
 pub(crate) mod metrics;
+pub(crate) mod notify;
 pub(crate) mod store;

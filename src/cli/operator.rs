@@ -300,6 +300,40 @@ pub(crate) fn reload(dir: &Path, target: &Target, json: bool) -> Result<(), CliE
     Ok(())
 }
 
+/// `hubctl notify test`.
+pub(crate) fn notify_test(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    // Each target may take its full try timeout.
+    let c = OperatorClient::with_timeout(dir, target, Duration::from_secs(180))?;
+    let v = c.post("/operator/notify/test", &Value::Null)?;
+    let targets = v["targets"].as_array().cloned().unwrap_or_default();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for t in &targets {
+            let how = if t["ok"] == true {
+                format!("ok (HTTP {})", s(&t["status"]))
+            } else {
+                format!("FAILED: {}", s(&t["error"]))
+            };
+            println!("{}: {how}", s(&t["target"]));
+        }
+    }
+    if targets.is_empty() {
+        return Err(CliError::Api(
+            "no webhooks: add a notify: list to config.yaml (see the README), then restart the hub"
+                .into(),
+        ));
+    }
+    let failed = targets.iter().filter(|t| t["ok"] != true).count();
+    if failed > 0 {
+        return Err(CliError::Api(format!(
+            "{failed} of {} webhooks failed",
+            targets.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A reload answer for people.
 pub(crate) fn print_reloaded(v: &Value) {
     println!(

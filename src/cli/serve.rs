@@ -125,7 +125,9 @@ async fn serve(
         sessions.clone(),
         slot.clone(),
     ));
+    let webhooks = crate::notify::Webhooks::start(&settings.notify, &instance);
     let state = AppState {
+        webhooks: webhooks.clone(),
         hub: slot,
         instance: instance.clone(),
         sessions: sessions.clone(),
@@ -192,6 +194,7 @@ async fn serve(
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(store.clone(), snapshot, live.clone(), sessions.clone());
     let _ = fill.send(Some(hub));
+    actix_rt::spawn(webhooks.follow(store.events().subscribe(None).live));
     // Always running: a reload may set a policy later.
     actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));

@@ -95,6 +95,7 @@ classify! {
         log_format,
         // public_url, cookie_secure and the dashboard_* keys.
         dashboard,
+        notify,
     ],
 }
 

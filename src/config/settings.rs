@@ -104,6 +104,8 @@ pub(crate) struct Settings {
     /// Which log lines are written (a `RUST_LOG`-style filter, e.g. `info` or
     /// `agent_hub=debug,info`); `None`: `RUST_LOG`, else `info`.
     pub log_level: Option<String>,
+    /// The operator's webhooks (`notify:`).
+    pub notify: Vec<super::notify::Target>,
     // Dashboard (`/ui`).
     pub dashboard: Dashboard,
 }
@@ -224,6 +226,7 @@ impl Default for Settings {
             access_log: false,
             log_format: LogFormat::Text,
             log_level: None,
+            notify: Vec::new(),
             dashboard: Dashboard::default(),
         }
     }
@@ -297,6 +300,11 @@ pub(crate) const TEMPLATE: &str = "\
 # dashboard_session_max_secs: 43200     # and any session this long after its login
 # dashboard_max_sessions: 16            # a login beyond it ends the least recently used session
 # dashboard_failed_logins_per_minute: 10  # beyond it logins are refused for the rest of the minute
+# Webhooks for the operator (JSON with a Slack-compatible `text`; see the README):
+# notify:
+#   - url: https://hooks.slack.com/services/T000/B000/XXXX
+#     events: [round_awaiting_approval, task_completed, lease_lapsed, store_fault, agent_offline]
+#     secret_file: webhook.secret  # signs each body (X-Agent-Hub-Signature-256); or secret: ...
 ";
 
 struct Ctx<'a> {
@@ -453,6 +461,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_lock_waits_per_agent = ctx.int(key, v, 1, 1_000_000)? as usize
         }
         "retention" => s.retention = retention(ctx, key, v)?,
+        "notify" => s.notify = super::notify::parse(ctx.file, v)?,
         "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
         "access_log" => s.access_log = ctx.boolean(key, v)?,
         "log_format" => s.log_format = log_format(ctx, key, v)?,

@@ -117,6 +117,15 @@ impl ApiError {
         }
     }
 
+    /// 500 on the operator API: the server failed (logged where it happened).
+    pub(crate) fn internal(message: String) -> ApiError {
+        ApiError::Operator {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: ErrorCode::Internal,
+            message,
+        }
+    }
+
     /// A hub failure on the operator API: unknown ids 404, wrong state 409, the
     /// hub's own failures 500 (logged). Like every refusal it is given once the
     /// state it describes is on disk.

@@ -22,6 +22,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/backup", web::post().to(backup))
         .route("/operator/hub", web::get().to(hub_state))
         .route("/operator/events", web::get().to(events))
+        .route("/operator/notify/test", web::post().to(notify_test))
         .configure(super::operator_tasks::configure);
 }
 
@@ -83,6 +84,17 @@ async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
         "inbox_unread": h.inbox_unread,
         "writer": {"queued_ops": h.writer_queue, "storage_faults": h.store_faults, "writes": writes},
     })))
+}
+
+/// `hubctl notify test`: one signed test delivery to every webhook, now; answers
+/// each target's outcome (by scheme and host: a webhook URL may be a secret).
+async fn notify_test(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    guards::operator_request(&req, &st).await?;
+    let hooks = st.webhooks.clone();
+    let outcomes = tokio::task::spawn_blocking(move || hooks.test_all())
+        .await
+        .map_err(|_| ApiError::internal("the webhook test did not finish".into()))?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "targets": outcomes})))
 }
 
 /// The operator event stream: SSE of committed audit events, resumable with

@@ -127,6 +127,8 @@ pub(crate) struct AppState {
     pub database: String,
     /// The dashboard's sessions and settings (`/ui`).
     pub ui: super::ui::UiState,
+    /// The operator's webhooks (`hubctl notify test`).
+    pub webhooks: Arc<crate::notify::Webhooks>,
 }
 
 #[cfg(test)]
