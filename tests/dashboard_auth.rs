@@ -201,13 +201,22 @@ fn actions_need_this_sessions_csrf_token_and_no_foreign_origin() {
     let ok = [("csrf", csrf.as_str())];
     let r = b.post_with(&approve, &ok, &[("Origin", "http://evil.example")]);
     assert_eq!(r.status, 403, "{}", r.body);
-    let r = b.post_with(&approve, &ok, &[("Sec-Fetch-Site", "cross-site")]);
+    for site in ["cross-site", "same-site"] {
+        let r = b.post_with(&approve, &ok, &[("Sec-Fetch-Site", site)]);
+        assert_eq!(r.status, 403, "{site}: {}", r.body);
+    }
+    // `Origin: null` (a sandboxed frame, or our own form under no-referrer) passes
+    // only when the browser says the request is same-origin.
+    let r = b.post_with(&approve, &ok, &[("Origin", "null")]);
     assert_eq!(r.status, 403, "{}", r.body);
     let status = hub.operator_get(&format!("/operator/rounds/{round}"));
     assert_eq!(status["round"]["status"], "awaiting_operator_approval");
-    // Our own origin, the right token: approved.
-    let origin = hub.base.clone();
-    let r = b.post_with(&approve, &ok, &[("Origin", &origin)]);
+    // What Chromium sends for our own form, the right token: approved.
+    let r = b.post_with(
+        &approve,
+        &ok,
+        &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+    );
     assert_eq!(r.status, 303, "{}", r.body);
     let status = hub.operator_get(&format!("/operator/rounds/{round}"));
     assert_eq!(status["round"]["status"], "dispatched");

@@ -3,7 +3,7 @@
 
 use super::error::UiError;
 use super::format::{ago, seg, when};
-use super::layout::{badge, countdown, live_section, page, pager, task_link};
+use super::layout::{badge, countdown, live_section, page, pager, prose, task_link};
 use super::{html, page_request, page_request_of, shell, widgets, Done};
 use crate::domain::task::Assignment;
 use crate::domain::time::{parse_iso, Timestamp};
@@ -101,7 +101,7 @@ fn assignment_table(list: &[Assignment], now: Timestamp) -> Markup {
                     @for a in list {
                         tr {
                             td { (task_link(&a.task_id)) }
-                            td { (a.goal) }
+                            td { (prose(&a.goal)) }
                             td { (badge(a.status.as_str())) }
                             td {
                                 @match (a.status.is_active(), a.lease_expires_at) {
@@ -109,7 +109,7 @@ fn assignment_table(list: &[Assignment], now: Timestamp) -> Markup {
                                     _ => span.muted { "—" },
                                 }
                             }
-                            td { @if let Some(n) = &a.progress_note { (n) } }
+                            td { @if let Some(n) = &a.progress_note { (prose(n)) } }
                         }
                     }
                 }

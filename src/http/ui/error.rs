@@ -18,7 +18,7 @@ pub(crate) enum UiError {
     #[error("this form is not from your current session; reload the page and try again")]
     Csrf,
     /// A browser request from a page of another site.
-    #[error("requests from {0} are not allowed")]
+    #[error("requests from {0} are not allowed; use the dashboard's own pages")]
     Origin(String),
     /// Too many failed logins this minute.
     #[error("too many failed logins; try again in {0} s")]

@@ -48,13 +48,19 @@ pub(crate) fn stream(req: &HttpRequest, st: &AppState) -> Result<Operator, UiErr
 }
 
 /// A browser posting from a page of another site is refused, whatever it holds:
-/// its `Origin` must be one of ours, and `Sec-Fetch-Site` (when sent) not
-/// `cross-site`. The CSRF token is the real check; this one costs nothing.
+/// `Sec-Fetch-Site` (when sent) must say `same-origin` (a sibling subdomain is
+/// `same-site` and gets the SameSite=Strict cookie, so it is refused too), and
+/// `Origin` must be one of ours. Chromium sends `Origin: null` for our own forms
+/// (the pages say `Referrer-Policy: no-referrer`), which passes only with
+/// `Sec-Fetch-Site: same-origin`. The CSRF token is the real check; this one
+/// costs nothing.
 pub(crate) fn same_site(req: &HttpRequest, st: &AppState) -> Result<(), UiError> {
-    if header(req, "sec-fetch-site") == Some("cross-site") {
-        return Err(UiError::Origin("another site".into()));
+    let fetch_site = header(req, "sec-fetch-site");
+    if let Some(site) = fetch_site.filter(|s| !matches!(*s, "same-origin" | "none")) {
+        return Err(UiError::Origin(format!("a {site} page")));
     }
     match header(req, "origin") {
+        Some("null") if fetch_site == Some("same-origin") => Ok(()),
         Some(o) if !st.origins.allows(o) => Err(UiError::Origin(o.to_string())),
         _ => Ok(()),
     }

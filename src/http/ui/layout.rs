@@ -165,9 +165,15 @@ pub(crate) fn agent_link(id: &str) -> Markup {
     html! { a.id href={ "/ui/agents/" (seg(id)) } { (id) } }
 }
 
-/// Text an agent wrote, kept as written (line breaks and all), as text.
+/// Text an agent wrote, kept as written (line breaks and all), as text, in a box
+/// (message bodies, descriptions, handoff notes).
 pub(crate) fn text(s: &str) -> Markup {
     html! { pre.text { (s) } }
+}
+
+/// A short text (a goal, a note), line breaks kept, without a box.
+pub(crate) fn prose(s: &str) -> Markup {
+    html! { div.prose { (s) } }
 }
 
 /// A link to the next (older) page when there is one, and back to the newest.

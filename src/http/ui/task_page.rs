@@ -4,7 +4,7 @@
 
 use super::error::UiError;
 use super::format::{ago, seg, when};
-use super::layout::{agent_link, badge, countdown, csrf, live_section, page, pager, text};
+use super::layout::{agent_link, badge, countdown, csrf, live_section, page, pager, prose, text};
 use super::{html, page_request, page_request_of, shell, widgets, Done};
 use crate::domain::task::{Handoff, Round, RoundStatus, TaskStatus};
 use crate::domain::time::Timestamp;
@@ -99,7 +99,8 @@ fn round(
                 @if r.rejected { " " (badge("rejected")) }
             }
             p.muted { "Round " span.id { (r.id) } " · changed " (ago(r.updated_at, now)) }
-            (widgets::plan(&r.plan_json))
+            // The assignments say what the plan said, with their states.
+            @if assignments.is_empty() { (widgets::plan(&r.plan_json)) }
             @if !decisions.is_empty() {
                 h4 { "Operator decisions" }
                 ul {
@@ -107,7 +108,7 @@ fn round(
                         li {
                             (badge(if d.action == "approve" { "approved" } else { "rejected" }))
                             " " (when(&d.created_at))
-                            @if !d.note.is_empty() { (text(&d.note)) }
+                            @if !d.note.is_empty() { (prose(&d.note)) }
                         }
                     }
                 }
@@ -115,7 +116,7 @@ fn round(
             @if let Some(v) = &r.review_verdict {
                 h4 { "Review" }
                 p { (badge(v)) }
-                @if let Some(n) = r.review_note.as_deref().filter(|n| !n.is_empty()) { (text(n)) }
+                @if let Some(n) = r.review_note.as_deref().filter(|n| !n.is_empty()) { (prose(n)) }
             }
             @if awaiting { (widgets::decide(r, op, back)) }
             @if !assignments.is_empty() {
@@ -134,7 +135,7 @@ fn round(
                         @for a in &assignments {
                             tr {
                                 td { (agent_link(&a.agent_id)) }
-                                td { (a.goal) }
+                                td { (prose(&a.goal)) }
                                 td { (badge(a.status.as_str())) }
                                 td {
                                     @match (a.status.is_active(), a.lease_expires_at) {
@@ -142,7 +143,7 @@ fn round(
                                         _ => span.muted { "—" },
                                     }
                                 }
-                                td { @if let Some(n) = &a.progress_note { (n) } }
+                                td { @if let Some(n) = &a.progress_note { (prose(n)) } }
                             }
                         }
                     }

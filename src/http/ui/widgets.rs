@@ -4,7 +4,7 @@
 
 use super::format::{ago, plan_items, when};
 use super::guard::Operator;
-use super::layout::{agent_link, badge, countdown, csrf, task_link, text};
+use super::layout::{agent_link, badge, countdown, csrf, prose, task_link, text};
 use crate::actors::hub::AgentStatus;
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
@@ -21,7 +21,7 @@ pub(crate) fn plan(plan_json: &str) -> Markup {
                 thead { tr { th scope="col" { "Agent" } th scope="col" { "Goal" } } }
                 tbody {
                     @for i in &items {
-                        tr { td { (agent_link(&i.agent_id)) } td { (text(&i.goal)) } }
+                        tr { td { (agent_link(&i.agent_id)) } td { (prose(&i.goal)) } }
                     }
                 }
             }
@@ -68,7 +68,7 @@ pub(crate) fn awaiting_round(r: &Round, op: &Operator, back: &str, now: Timestam
                 @if r.rejected { " · " (badge("rejected")) " before" }
             }
             @if let Some(n) = r.operator_note.as_deref().filter(|n| !n.is_empty()) {
-                p { "Your last note:" } (text(n))
+                p { "Your last note:" } (prose(n))
             }
             (plan(&r.plan_json))
             (decide(r, op, back))
@@ -164,7 +164,7 @@ pub(crate) fn agents(list: &[AgentStatus], now: Timestamp) -> Markup {
                         th scope="col" { "Presence" }
                         th scope="col" { "Last seen" }
                         th scope="col" .num { "Unread" }
-                        th scope="col" .num { "Active assignments" }
+                        th scope="col" .num { "Active work" }
                         th scope="col" { "Capabilities" }
                     }
                 }
