@@ -298,6 +298,12 @@ fn print_banner(
             Durability::Fast => "fast: writes are answered before they reach disk",
         }
     );
+    // Behind a proxy browsers use public_url; else the address we listen on.
+    let site = match &loaded.settings.dashboard.public_url {
+        Some(public) => public.clone(),
+        None => url.trim_end_matches("/mcp").to_string(),
+    };
+    println!("  dashboard:  {site}/ui (log in with the operator token)");
     println!(
         "  agents:     {}",
         if ids.is_empty() {
