@@ -5,11 +5,13 @@
 
 use crate::domain::task::{parse_handoff, Plan};
 use crate::mcp::jsonrpc::{self, Body, Incoming, RpcError};
+use crate::mcp::modern::{self, Header, Mirrored};
 use crate::mcp::tools;
 use serde_json::{Map, Value};
 
 /// Decode a POST body as `/mcp` does: split it into messages, classify each, read a
-/// cancellation's request id, and render the answer with the echoed id.
+/// cancellation's request id, check a request's 2026-07-28 envelope, and render the
+/// answer with the echoed id.
 pub fn decode_message(bytes: &[u8]) {
     let items = match jsonrpc::parse_body(bytes) {
         Ok(Body::One(raw)) => vec![raw],
@@ -23,8 +25,20 @@ pub fn decode_message(bytes: &[u8]) {
                     let _ = id.key();
                 }
             }
-            Ok(Incoming::Request { id, .. }) | Err((id, _)) => {
-                let _ = jsonrpc::to_json(&jsonrpc::err(&id, &RpcError::cancelled()));
+            Ok(Incoming::Request {
+                id, method, params, ..
+            }) => {
+                // The 2026-07-28 envelope check, with headers that mirror the body.
+                let headers = Mirrored {
+                    version: Header::Value("2026-07-28"),
+                    method: Header::Value(&method),
+                    name: Header::Absent,
+                };
+                let _ = modern::check(&method, params.as_ref(), &headers);
+                let _ = jsonrpc::to_json(&jsonrpc::err(&id, &RpcError::internal("x")));
+            }
+            Err((id, _)) => {
+                let _ = jsonrpc::to_json(&jsonrpc::err(&id, &RpcError::internal("x")));
             }
             Ok(Incoming::Response) => {}
         }

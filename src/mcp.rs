@@ -5,6 +5,8 @@
 pub(crate) mod args;
 pub(crate) mod dispatch;
 pub(crate) mod jsonrpc;
+pub(crate) mod listen;
+pub(crate) mod modern;
 pub(crate) mod protocol;
 pub(crate) mod push;
 pub(crate) mod session;

@@ -241,6 +241,7 @@ impl Drop for WaitingGuard {
 pub(crate) struct Gauges {
     pub sessions: u64,
     pub get_streams: u64,
+    pub listen_streams: u64,
     pub requests_in_flight: u64,
     pub hub: Option<HubGauges>,
 }
@@ -358,6 +359,12 @@ impl Collector for Scrape {
             "agent_hub_get_streams",
             "Open GET (SSE) streams.",
             g.get_streams,
+        )?;
+        gauge(
+            &mut e,
+            "agent_hub_listen_streams",
+            "Open 2026-07-28 subscriptions/listen streams.",
+            g.listen_streams,
         )?;
         gauge(
             &mut e,

@@ -9,6 +9,7 @@
 //! store; the actors write through it.
 
 pub(crate) mod apply;
+pub(crate) mod convert;
 pub(crate) mod load;
 pub(crate) mod load_tasks;
 pub(crate) mod mail;
@@ -46,4 +47,8 @@ pub enum StoreError {
     Closed,
     #[error("the database holds data this build cannot read: {0}")]
     Corrupt(String),
+    #[error("this is a database of agent-hub-mcp 0.2.1; `hubctl serve --db FILE` converts it (after a backup beside it) before anything else may open it")]
+    UnconvertedReference,
+    #[error("cannot convert the agent-hub-mcp 0.2.1 database, which is left as it was (a copy is at {backup}): {reason}")]
+    Conversion { backup: String, reason: String },
 }

@@ -178,32 +178,50 @@ fn batch_over_max_batch_items_is_refused() {
 }
 
 /// A request inside a batch is tracked like a single one: `notifications/cancelled`
-/// naming it ends its wait, and the batch answers at once.
+/// naming it ends its wait, and the batch answers at once, without an entry for it;
+/// a batch whose every request was cancelled is an SSE stream that ends empty.
 #[test]
 fn a_batch_request_can_be_cancelled() {
     let hub = Hub::start(&["alice"], "");
     let c = hub.client_v("alice", "2025-03-26");
-    let (url, session) = (hub.url.clone(), c.session.clone());
-    let started = Instant::now();
-    let waiting = std::thread::spawn(move || {
-        let a = alice();
-        let h = [
-            ("Authorization", a.as_str()),
-            ("Accept", ACCEPT),
-            ("Content-Type", "application/json"),
-            ("Mcp-Session-Id", &session),
-        ];
-        let body = r#"[{"jsonrpc":"2.0","id":"w","method":"tools/call","params":{"name":"inbox_pull","arguments":{"wait_seconds":20}}},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#;
-        request("POST", &url, &h, body)
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let r = c
-        .post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"w"}}"#);
-    assert_eq!(r.status, 202);
-    let r = waiting.join().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "not cancelled");
-    let v = r.json();
-    assert_eq!(v[0]["id"], "w", "{v}");
-    assert_eq!(v[0]["error"]["code"], -32800, "{v}");
-    assert_eq!(v[1]["result"], json!({}), "{v}");
+    let pull = r#"{"jsonrpc":"2.0","id":"w","method":"tools/call","params":{"name":"inbox_pull","arguments":{"wait_seconds":20}}}"#;
+    for with_ping in [true, false] {
+        let (url, session) = (hub.url.clone(), c.session.clone());
+        let body = if with_ping {
+            format!(r#"[{pull},{{"jsonrpc":"2.0","id":2,"method":"ping"}}]"#)
+        } else {
+            format!("[{pull}]")
+        };
+        let started = Instant::now();
+        let waiting = std::thread::spawn(move || {
+            let a = alice();
+            let h = [
+                ("Authorization", a.as_str()),
+                ("Accept", ACCEPT),
+                ("Content-Type", "application/json"),
+                ("Mcp-Session-Id", &session),
+            ];
+            request("POST", &url, &h, &body)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let r = c.post(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"w"}}"#,
+        );
+        assert_eq!(r.status, 202);
+        let r = waiting.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "not cancelled");
+        assert_eq!(r.status, 200, "{}", r.body);
+        if with_ping {
+            let v = r.json();
+            assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+            assert_eq!(
+                (&v[0]["id"], &v[0]["result"]),
+                (&json!(2), &json!({})),
+                "{v}"
+            );
+        } else {
+            assert!(r.content_type().starts_with("text/event-stream"), "{r:?}");
+            assert!(sse_data(&r.body).is_empty(), "{}", r.body);
+        }
+    }
 }

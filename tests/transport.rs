@@ -1,11 +1,11 @@
 //! MCP Streamable HTTP transport: version negotiation and the utilities (checklist
-//! lines 1–7, 47, 48 of shared/spec/mcp-transport.md §8, and the `server/discover`
-//! probe of §1.5), over real HTTP against a real `hubctl serve` child. Framing, batches,
+//! lines 1–7, 47, 48 of shared/spec/mcp-transport.md §8, and `server/discover` of
+//! §1.5), over real HTTP against a real `hubctl serve` child. Framing, batches,
 //! sessions, auth and tools have their own files.
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 fn alice() -> String {
@@ -137,28 +137,29 @@ fn l07_no_version_header_on_a_2025_03_26_session_is_served() {
     assert_eq!(c.call("hub_status", json!({}))["ok"], true);
 }
 
-/// `server/discover` (a 2026-07-28 client's first request) is answered with a plain
-/// 400, so that the client falls back to `initialize`; never with the modern errors.
+/// `server/discover` (a 2026-07-28 client's first request) is answered, without a
+/// session; the handshake keeps working on the same endpoint. (tests/modern.rs has
+/// the revision's rules.)
 #[test]
-fn stateless_discover_probe_gets_a_plain_400() {
+fn discover_is_answered_and_initialize_still_works() {
     let hub = Hub::start(&["alice"], "");
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
     let a = alice();
-    for extra in [vec![], vec![("MCP-Protocol-Version", "2026-07-28")]] {
-        let mut h = std_headers(&a);
-        h.extend(extra.iter().copied());
-        let r = hub.post(&h, body);
-        assert_eq!(r.status, 400, "{}", r.body);
-        if let Ok(v) = serde_json::from_str::<Value>(&r.body) {
-            let code = v["error"]["code"].as_i64();
-            assert!(
-                !matches!(code, Some(-32022..=-32020)),
-                "modern error code {code:?}: {v}"
-            );
-            assert!(v.get("result").is_none());
-        }
+    let mut h = std_headers(&a);
+    h.extend([
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "server/discover"),
+    ]);
+    let r = hub.post(&h, body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("mcp-session-id").is_none(), "{r:?}");
+    let versions = &r.json()["result"]["supportedVersions"];
+    for v in VERSIONS.iter().chain(["2026-07-28"].iter()) {
+        assert!(
+            versions.as_array().unwrap().contains(&json!(v)),
+            "{v}: {versions}"
+        );
     }
-    // And the fallback works.
     assert_eq!(init(&hub, "2025-11-25").status, 200);
 }
 
@@ -200,12 +201,14 @@ fn l48_cancelling_an_unknown_request_is_accepted_and_harmless() {
     assert_eq!(c.call("hub_status", json!({}))["ok"], true);
 }
 
-/// `notifications/cancelled` for a request still running on the session ends it. The
-/// `requestId` names the request by value: a string however escaped, an integer of
-/// any size.
+/// `notifications/cancelled` for a request still running on the session ends it, and
+/// the request gets no response (the spec's cancellation utility: clients report a
+/// response to an id they cancelled as one for an unknown id). Its SSE stream just
+/// ends. The `requestId` names the request by value: a string however escaped, an
+/// integer of any size. Nothing is lost: the inbox keeps its unread messages.
 #[test]
-fn cancelled_notification_stops_a_long_wait() {
-    let hub = Hub::start(&["alice"], "");
+fn cancelled_notification_stops_a_long_wait_without_an_answer() {
+    let hub = Hub::start(&["alice", "bob"], "");
     let c = hub.client("alice");
     for (id, request_id) in [
         (r#""long-1""#, r#""long-1""#),
@@ -223,6 +226,7 @@ fn cancelled_notification_stops_a_long_wait() {
                 ("Accept", ACCEPT),
                 ("Content-Type", "application/json"),
                 ("Mcp-Session-Id", &session),
+                ("MCP-Protocol-Version", LATEST),
             ];
             request("POST", &url, &h, &body)
         });
@@ -233,18 +237,56 @@ fn cancelled_notification_stops_a_long_wait() {
         assert_eq!(r.status, 202);
         // Without the cancel this call would end after 20 s with an empty result.
         let answer = waiting.join().unwrap();
-        assert!(
-            answer.body.contains(&format!(r#""id":{id},"#)),
-            "{id}: {}",
-            answer.body
-        );
-        // A call that may wait is answered as an SSE stream.
+        assert_eq!(answer.status, 200, "{id}: {}", answer.body);
+        // A call that may wait is answered as an SSE stream; this one ends empty.
         assert!(answer.content_type().starts_with("text/event-stream"));
-        let answer = sse_data(&answer.body).pop().expect("one answer");
-        assert!(
-            answer.get("result").is_none() || answer["result"]["isError"] == true,
-            "{answer}"
-        );
+        assert!(sse_data(&answer.body).is_empty(), "{id}: {}", answer.body);
+        assert!(!answer.body.contains(r#""id":"#), "{id}: {}", answer.body);
     }
+    // The wait took nothing: a message sent now is unread and pulled.
+    let bob = hub.client("bob");
+    let sent = bob.call(
+        "message_send",
+        json!({"to_agent": "alice", "subject": "s", "body": "b"}),
+    );
+    let got = c.call("inbox_pull", json!({}));
+    assert_eq!(got["messages"][0]["id"], sent["message_id"], "{got}");
     assert_eq!(c.rpc("ping", json!({}))["result"], json!({}));
+}
+
+/// A cancelled lock wait leaves the line at once and gets no answer: when the key
+/// is freed the next waiter gets it, not the cancelled one.
+#[test]
+fn a_cancelled_lock_wait_is_withdrawn_without_an_answer() {
+    let hub = Hub::start(&["a", "b", "c"], "");
+    let a = hub.client("a");
+    a.call("lock_acquire", json!({"lock_key": "L", "ttl_seconds": 60}));
+    let b = hub.client("b");
+    let (url, headers) = (hub.url.clone(), b.headers());
+    let waiting = std::thread::spawn(move || {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = r#"{"jsonrpc":"2.0","id":"w","method":"tools/call","params":{"name":"lock_acquire","arguments":{"lock_key":"L","wait_seconds":20,"ttl_seconds":60}}}"#;
+        request("POST", &url, &h, body)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let r = b
+        .post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"w"}}"#);
+    assert_eq!(r.status, 202);
+    let answer = waiting.join().unwrap();
+    assert!(sse_data(&answer.body).is_empty(), "{}", answer.body);
+    // c waits next; a's release hands the key to c, not to b's withdrawn wait.
+    let c = hub.client("c");
+    let c_wait = std::thread::spawn(move || {
+        c.call(
+            "lock_acquire",
+            json!({"lock_key": "L", "wait_seconds": 20, "ttl_seconds": 60}),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    a.call("lock_release", json!({"lock_key": "L"}));
+    let got = c_wait.join().unwrap();
+    assert_eq!(got["lock"]["holder_agent_id"], "c", "{got}");
 }

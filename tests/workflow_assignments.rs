@@ -85,6 +85,37 @@ fn completion_leaves_a_handoff_and_tells_the_dispatcher() {
     );
 }
 
+/// The reference's documented handoff form sends list fields as JSON-encoded strings:
+/// they are stored as lists; "" is an empty list; other text is a one-item list.
+#[test]
+fn handoff_list_fields_sent_as_json_text_are_lists() {
+    let hub = workflow_hub();
+    let (a, b) = (hub.client("alice"), hub.client("bob"));
+    let round = dispatched_round(&hub, "T-1", CODE_AND_TESTS);
+    let aid = claim_assignment(&a, &round);
+    // handoff_json itself as text, the way the reference's clients send it.
+    let handoff = json!({
+        "branch": "feat",
+        "changed_files": "[\"src/a.py\", \"src/b.py\"]",
+        "tests_run": "[\"pytest -q\"]",
+        "risks": "none known",
+        "next_steps": "",
+    })
+    .to_string();
+    let done = complete(&a, &aid, json!(handoff));
+    let id = s(&done["handoff_id"]);
+    let h = b.call("handoff_get", json!({"handoff_id": id}))["handoff"].clone();
+    assert_eq!(h["changed_files"], json!(["src/a.py", "src/b.py"]), "{h}");
+    assert_eq!(h["tests_run"], json!(["pytest -q"]), "{h}");
+    assert_eq!(h["risks"], json!(["none known"]), "{h}");
+    assert_eq!(h["next_steps"], json!([]), "{h}");
+    // An array of non-strings is not a list of files: kept as one item.
+    let bid = claim_assignment(&b, &round);
+    let done = complete(&b, &bid, json!({"changed_files": "[1, 2]"}));
+    let h = b.call("handoff_get", json!({"handoff_id": s(&done["handoff_id"])}))["handoff"].clone();
+    assert_eq!(h["changed_files"], json!(["[1, 2]"]), "{h}");
+}
+
 #[test]
 fn active_assignment_limit_spans_tasks_and_close_cancels() {
     let hub = Hub::start(&["disp", "alice"], "max_simultaneous_assignments: 2\n");

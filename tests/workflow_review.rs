@@ -1,6 +1,7 @@
 //! Reviews and later rounds: review refusals, changes requested opening the next round,
-//! the last round (`max_rounds: 2`) that can only be approved, and what the operator
-//! sees of a task that went through all of it.
+//! follow-up rounds planned while a round is worked on, the last round
+//! (`max_rounds: 2`) that can only be approved, and what the operator sees of a task
+//! that went through all of it.
 
 mod common;
 use common::workflow::*;
@@ -65,6 +66,61 @@ fn review_refusals_then_changes_requested_opens_round_2() {
     assert_eq!(
         (r2_list[0]["status"].as_str(), r2_list[0]["goal"].as_str()),
         (Some("pending"), Some("code"))
+    );
+}
+
+/// The task's status as the operator sees it.
+fn task_status(hub: &Hub, task: &str) -> String {
+    s(&hub.operator_get(&format!("/operator/tasks/{task}"))["task"]["status"])
+}
+
+/// As in the reference, a dispatcher plans round n+1 while round n is worked on:
+/// the task awaits the operator while a round does, is dispatched while a round is
+/// open, and an approving review completes it only with its last open round.
+#[test]
+fn a_follow_up_round_is_planned_while_round_1_is_worked_on() {
+    let hub = workflow_hub();
+    let (d, a, b) = (hub.client("disp"), hub.client("alice"), hub.client("bob"));
+    let first = dispatched_round(&hub, "T-1", CODE_AND_TESTS);
+    let aid = claim_assignment(&a, &first);
+    let planned = d.call(
+        "round_plan_submit",
+        json!({"task_id": "T-1", "plan_json": plan(&[("alice", "docs")])}),
+    );
+    assert_eq!(
+        (planned["round_number"].as_i64(), planned["status"].as_str()),
+        (Some(2), Some("awaiting_operator_approval")),
+        "{planned}"
+    );
+    let second = s(&planned["round_id"]);
+    assert_eq!(task_status(&hub, "T-1"), "awaiting_operator_approval");
+    // Round 1 goes on meanwhile; a plan while round 2 awaits approval replaces it.
+    complete(&a, &aid, json!({}));
+    let again = submit_plan(&d, "T-1", plan(&[("alice", "docs"), ("bob", "docs")]));
+    assert_eq!(again, second);
+    hubctl_ok(&hub, &["approve", &second]);
+    assert_eq!(task_status(&hub, "T-1"), "dispatched");
+    // max_rounds: 2 bounds follow-up plans too.
+    assert_eq!(
+        plan_refused(&d, "T-1", plan(&[("alice", "x")])),
+        "MAX_ROUNDS_REACHED"
+    );
+    claim_and_complete(&b, &first);
+    let r = review(&d, &first, "approved");
+    assert_eq!(
+        (r["status"].as_str(), r["task_status"].as_str()),
+        (Some("completed"), Some("dispatched")),
+        "{r}"
+    );
+    assert_eq!(task_status(&hub, "T-1"), "dispatched");
+    claim_and_complete(&a, &second);
+    claim_and_complete(&b, &second);
+    let r = review(&d, &second, "approved");
+    assert_eq!(r["task_status"], "completed", "{r}");
+    assert_eq!(task_status(&hub, "T-1"), "completed");
+    assert_eq!(
+        plan_refused(&d, "T-1", plan(&[("alice", "x")])),
+        "TASK_NOT_DISPATCHABLE"
     );
 }
 

@@ -201,9 +201,10 @@ pub(crate) fn hub(dir: &Path, target: &Target, json: bool) -> Result<(), CliErro
         s(&v["tasks_in_memory"])
     );
     println!(
-        "  sessions:    {}   GET streams: {}   requests in flight: {}",
+        "  sessions:    {}   GET streams: {}   listen streams: {}   requests in flight: {}",
         s(&v["sessions"]),
         s(&v["get_streams"]),
+        s(&v["listen_streams"]),
         s(&v["requests_in_flight"])
     );
     println!(

@@ -47,7 +47,7 @@ error_codes! {
     TaskNotFound => "TASK_NOT_FOUND": "unknown task id",
     TaskClosed => "TASK_CLOSED": "the task was closed by the operator",
     NotTaskDispatcher => "NOT_TASK_DISPATCHER": "only the task's creator plans and reviews",
-    TaskNotDispatchable => "TASK_NOT_DISPATCHABLE": "a plan for a task that is neither draft nor has a round awaiting approval",
+    TaskNotDispatchable => "TASK_NOT_DISPATCHABLE": "a plan for a task that is neither draft nor dispatched (a completed one) and has no round awaiting approval",
     PlanSubmitFailed => "PLAN_SUBMIT_FAILED": "plan_json is malformed",
     TooManyAssignments => "TOO_MANY_ASSIGNMENTS": "the plan exceeds max_assignments_per_round",
     MaxRoundsReached => "MAX_ROUNDS_REACHED": "the task used max_rounds",

@@ -5,8 +5,8 @@
 mod input;
 
 pub(crate) use input::{
-    note_arg, parse_handoff, validate_task_id, validate_text, HandoffDraft, Plan, PlanItem,
-    MAX_TEXT_BYTES, MAX_TITLE_CHARS,
+    list_from_text, note_arg, parse_handoff, validate_task_id, validate_text, HandoffDraft, Plan,
+    PlanItem, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
 };
 
 use super::error::{DomainError, ErrorCode};

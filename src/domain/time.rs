@@ -32,6 +32,18 @@ pub(crate) fn parse_iso(s: &str) -> Option<Timestamp> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A timestamp as the reference stored it, in our format: RFC 3339 (Python's
+/// `isoformat()`, which leaves out the fraction when it is zero) or SQLite's
+/// `datetime('now')` default (`2026-11-25 06:40:00`, UTC). `None` for anything else.
+pub(crate) fn normalize_reference(s: &str) -> Option<String> {
+    if let Some(t) = parse_iso(s) {
+        return Some(iso(t));
+    }
+    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| iso(t.and_utc()))
+}
+
 /// A time the operator typed: RFC 3339 (`2026-11-29T12:00:00Z`), a browser's
 /// local date and time taken as UTC (`2026-11-29T12:00`), a date (midnight UTC) or
 /// an age counted back from `now` (`90s`, `30m`, `2h`, `7d`). Used by `hubctl audit
@@ -74,6 +86,29 @@ mod tests {
         assert_eq!(iso(t), "2026-11-25T06:40:00.000000+00:00");
         assert_eq!(parse_iso(&iso(t)), Some(t));
         assert_eq!(parse_iso("yesterday"), None);
+    }
+
+    #[test]
+    fn reference_timestamps_are_normalized() {
+        let n = normalize_reference;
+        assert_eq!(
+            n("2026-11-29T13:32:16.237295+00:00").as_deref(),
+            Some("2026-11-29T13:32:16.237295+00:00")
+        );
+        assert_eq!(
+            n("2026-11-29T13:32:16+00:00").as_deref(),
+            Some("2026-11-29T13:32:16.000000+00:00")
+        );
+        assert_eq!(
+            n("2026-11-29T15:32:16.5+02:00").as_deref(),
+            Some("2026-11-29T13:32:16.500000+00:00")
+        );
+        assert_eq!(
+            n("2026-11-29 13:32:16").as_deref(),
+            Some("2026-11-29T13:32:16.000000+00:00")
+        );
+        assert_eq!(n("yesterday"), None);
+        assert_eq!(n(""), None);
     }
 
     #[test]

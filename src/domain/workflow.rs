@@ -165,10 +165,6 @@ impl TaskState {
             .filter(move |a| a.round_id == round_id)
     }
 
-    fn latest_round(&self) -> Option<&Round> {
-        self.rounds.iter().max_by_key(|r| r.round_number)
-    }
-
     fn check_open(&self) -> Result<(), DomainError> {
         if self.task.status == T::Closed {
             return Err(refused(
@@ -195,6 +191,39 @@ impl TaskState {
     fn touch_task(&mut self, status: T, now: Timestamp) {
         self.task.status = status;
         self.task.updated_at = now;
+    }
+
+    /// The task's status after a transition of its rounds: awaiting the operator
+    /// while any round awaits approval, else dispatched while any round is open,
+    /// else `idle` (completed after an approving review). Several rounds can be
+    /// open at once (follow-up rounds), so no single transition decides it.
+    fn settle_task(&mut self, idle: T, now: Timestamp) {
+        let awaiting = self
+            .rounds
+            .iter()
+            .any(|r| r.status == R::AwaitingOperatorApproval);
+        let open = self
+            .rounds
+            .iter()
+            .any(|r| matches!(r.status, R::Dispatched | R::InProgress | R::AwaitingReview));
+        let status = if awaiting {
+            T::AwaitingOperatorApproval
+        } else if open {
+            T::Dispatched
+        } else {
+            idle
+        };
+        self.touch_task(status, now);
+    }
+
+    /// The number of the next round: one past the highest so far.
+    fn next_round_number(&self) -> u32 {
+        self.rounds
+            .iter()
+            .map(|r| r.round_number)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     fn open_round(

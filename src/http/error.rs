@@ -21,6 +21,11 @@ pub(crate) enum ApiError {
         /// Close the connection after answering: the request body was not (all) read.
         close: bool,
     },
+    /// 405 with the methods allowed (`Allow`).
+    NotAllowed {
+        allow: &'static str,
+        error: Box<RpcError>,
+    },
     /// Too busy now (a cap on requests in flight): a JSON-RPC error body and
     /// `Retry-After`.
     Busy {
@@ -45,6 +50,26 @@ impl ApiError {
             error: Box::new(error),
             challenge: None,
             close: false,
+        }
+    }
+
+    /// A refusal of the request `id` with `status` (2026-07-28 gives each error code
+    /// its own).
+    pub(crate) fn rpc_with_id(status: StatusCode, id: &Id, error: RpcError) -> ApiError {
+        ApiError::Rpc {
+            status,
+            id: id.clone(),
+            error: Box::new(error),
+            challenge: None,
+            close: false,
+        }
+    }
+
+    /// 405 with `Allow: allow`.
+    pub(crate) fn not_allowed(allow: &'static str, error: RpcError) -> ApiError {
+        ApiError::NotAllowed {
+            allow,
+            error: Box::new(error),
         }
     }
 
@@ -186,6 +211,7 @@ impl fmt::Display for ApiError {
             ApiError::Rpc { status, error, .. } | ApiError::Busy { status, error, .. } => {
                 write!(f, "{status}: {}", error.message)
             }
+            ApiError::NotAllowed { error, .. } => write!(f, "405: {}", error.message),
             ApiError::Operator {
                 status,
                 code,
@@ -201,6 +227,7 @@ impl ResponseError for ApiError {
             ApiError::Rpc { status, .. }
             | ApiError::Busy { status, .. }
             | ApiError::Operator { status, .. } => *status,
+            ApiError::NotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -223,6 +250,10 @@ impl ResponseError for ApiError {
                 b.content_type("application/json")
                     .body(jsonrpc::to_json(&jsonrpc::err(id, error)))
             }
+            ApiError::NotAllowed { allow, error } => HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, *allow))
+                .content_type("application/json")
+                .body(jsonrpc::to_json(&jsonrpc::err(&Id::null(), error))),
             ApiError::Busy {
                 status,
                 error,

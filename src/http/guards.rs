@@ -195,9 +195,9 @@ pub(crate) fn protocol_version(req: &HttpRequest, session: &Session) -> Result<(
         return Ok(());
     };
     let v = v.to_str().unwrap_or("");
-    let why = match Version::parse(v) {
+    let why = match Version::parse_handshake(v) {
         None => format!(
-            "unsupported MCP-Protocol-Version {v:?}; supported: 2025-11-25, 2025-06-18, 2025-03-26"
+            "unsupported MCP-Protocol-Version {v:?} on a session; sessions are on 2025-11-25, 2025-06-18 or 2025-03-26"
         ),
         Some(x) if x != session.version => format!(
             "MCP-Protocol-Version {v} differs from this session's negotiated version {}",

@@ -1,6 +1,7 @@
 //! JSON-RPC batches on `/mcp`, allowed on sessions negotiated at 2025-03-26: at
 //! most `max_batch_items` messages, whose requests run concurrently (a batch of
-//! long-polls costs the longest, not the sum); answers come in request order.
+//! long-polls costs the longest, not the sum); answers come in request order, none
+//! for a request the client cancelled.
 
 use super::admission;
 use super::error::ApiError;
@@ -89,13 +90,18 @@ pub(super) async fn batch(
             session.version.as_str()
         ));
     }
+    let requests = items
+        .iter()
+        .filter(|m| !matches!(m, Ok(Incoming::Notification { .. } | Incoming::Response)))
+        .count();
     let (agent, session) = (&agent, &session);
     // join_all polls every item in this task and keeps the answers in request order.
     let answers = join_all(items.into_iter().map(|item| async move {
         match item {
             Err((id, e)) => Some(jsonrpc::err(&id, &e)),
+            // A cancelled request gets no entry (see `run`).
             Ok(Incoming::Request { id, method, params }) => {
-                Some(run(st, hub, agent, session, id, method, params).await)
+                run(st, hub, agent, session, id, method, params).await
             }
             Ok(Incoming::Notification { method, params }) => {
                 notify(session, &method, params.as_deref());
@@ -106,7 +112,10 @@ pub(super) async fn batch(
     }))
     .await;
     let out: Vec<Response> = answers.into_iter().flatten().collect();
-    if out.is_empty() {
+    if out.is_empty() && requests > 0 {
+        // Every request was cancelled: no responses, and JSON-RPC sends no empty array.
+        Ok(super::sse::unanswered(Some(&session.id)))
+    } else if out.is_empty() {
         Ok(accepted())
     } else {
         Ok(answer(reply, &out, Some(&session.id)))

@@ -1,10 +1,13 @@
 //! `/mcp`: the MCP Streamable HTTP endpoint (POST, GET, DELETE).
 //! Processing order and status codes follow shared/spec/mcp-transport.md §2.1.
+//! A client picks its revision by what it sends: `initialize` starts a handshake
+//! session; a sessionless POST of the 2026-07-28 revision goes to `mcp_modern`.
 
 use super::admission;
 use super::error::ApiError;
 use super::guards::{self, Reply};
 use super::mcp_batch;
+use super::mcp_modern;
 use super::sse;
 use super::state::AppState;
 use crate::actors::Hub;
@@ -42,8 +45,10 @@ pub(super) fn answer<T: serde::Serialize + ?Sized>(
     }
 }
 
-/// One request on `session`, answered by the MCP layer; `notifications/cancelled`
-/// naming it ends it at once with -32800.
+/// One request on `session`, answered by the MCP layer. `notifications/cancelled`
+/// naming it ends it at once with no answer (`None`): the spec's cancellation
+/// utility says a cancelled request gets no response, and clients report one for an
+/// id they already forgot as an error.
 pub(super) async fn run(
     st: &AppState,
     hub: &Hub,
@@ -52,7 +57,7 @@ pub(super) async fn run(
     id: Id,
     method: String,
     params: Option<Value>,
-) -> Response {
+) -> Option<Response> {
     let inflight = session.track(&id);
     run_tracked(st, hub, agent, session, inflight, id, method, params).await
 }
@@ -69,12 +74,14 @@ async fn run_tracked(
     id: Id,
     method: String,
     params: Option<Value>,
-) -> Response {
+) -> Option<Response> {
     let sessions = &st.sessions;
     let work = dispatch::request(hub, sessions, agent, session.version, &id, &method, params);
+    // Dropping `work` withdraws a parked waiter (an inbox_pull leaves its messages
+    // unread; a lock wait leaves the line).
     tokio::select! {
-        resp = work => resp,
-        Ok(()) = &mut inflight.cancelled => jsonrpc::err(&id, &RpcError::cancelled()),
+        resp = work => Some(resp),
+        Ok(()) = &mut inflight.cancelled => None,
     }
 }
 
@@ -143,6 +150,7 @@ async fn handle_post(
     guards::content_type_json(req)?;
     let raw = match jsonrpc::parse_body(body) {
         Ok(Body::One(raw)) => raw,
+        Ok(Body::Batch(_)) if mcp_modern::claims(req, None) => return Err(mcp_modern::batch()),
         Ok(Body::Batch(items)) => return mcp_batch::batch(req, st, hub, agent, reply, items).await,
         Err(e) => return Err(ApiError::bad_request(&Id::null(), e)),
     };
@@ -155,6 +163,9 @@ async fn handle_post(
             tracing::Span::current().record("method", "initialize");
             return initialize(req, st, agent, reply, id, params.as_ref());
         }
+    }
+    if mcp_modern::claims(req, Some(&msg)) {
+        return mcp_modern::post(req, st, hub, agent, reply, msg).await;
     }
     let session = guards::session(req, st, &agent)?;
     guards::protocol_version(req, &session)?;
@@ -172,24 +183,32 @@ async fn handle_post(
             if may_wait(&method, params.as_ref()) {
                 return Ok(waiting(st, hub, agent, session, id, method, params));
             }
-            let resp = run(st, hub, &agent, &session, id, method, params).await;
-            let mut http = answer(reply, &resp, Some(&session.id));
-            if resp.is_store_unavailable() {
-                // A storage fault: nothing was saved; the client retries later.
-                *http.status_mut() = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
-                http.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from(jsonrpc::RETRY_AFTER_SECS),
-                );
-            }
-            Ok(http)
+            let Some(resp) = run(st, hub, &agent, &session, id, method, params).await else {
+                return Ok(sse::unanswered(Some(&session.id)));
+            };
+            let http = answer(reply, &resp, Some(&session.id));
+            Ok(if resp.is_store_unavailable() {
+                store_unavailable(http)
+            } else {
+                http
+            })
         }
     }
 }
 
+/// A storage fault: nothing was saved; the client retries later (503, `Retry-After`).
+pub(super) fn store_unavailable(mut http: HttpResponse) -> HttpResponse {
+    *http.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    http.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(jsonrpc::RETRY_AFTER_SECS),
+    );
+    http
+}
+
 /// Whether a request may wait long: a tool call that parks (`inbox_pull` or
 /// `lock_acquire` with `wait_seconds` above 0). Answered by [`waiting`].
-fn may_wait(method: &str, params: Option<&Value>) -> bool {
+pub(super) fn may_wait(method: &str, params: Option<&Value>) -> bool {
     let Some(p) = params.filter(|_| method == "tools/call") else {
         return false;
     };
@@ -221,10 +240,10 @@ fn waiting(
     let work = async move {
         let _waiting = crate::metrics::get().waiting();
         let resp = run_tracked(&st, &hub, &agent, &session, inflight, id, method, params).await;
-        jsonrpc::to_json(&resp)
+        resp.map(|r| jsonrpc::to_json(&r))
     }
     .instrument(tracing::Span::current());
-    sse::waiting(work, std::time::Duration::from_secs(1), &sid)
+    sse::waiting(work, std::time::Duration::from_secs(1), Some(&sid))
 }
 
 fn initialize(
@@ -267,6 +286,9 @@ pub(crate) async fn get(
 ) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
+    if mcp_modern::claims(&req, None) {
+        return Err(mcp_modern::not_post("GET"));
+    }
     guards::get_accepts_sse(&req)?;
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
@@ -292,6 +314,9 @@ pub(crate) async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     let agent = guards::agent(&req, &st)?;
+    if mcp_modern::claims(&req, None) {
+        return Err(mcp_modern::not_post("DELETE"));
+    }
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
     // Cannot fail: `session` was just found for this agent; a concurrent DELETE

@@ -79,6 +79,7 @@ async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
         "tasks_in_memory": h.tasks_in_memory,
         "sessions": st.sessions.len(),
         "get_streams": st.sessions.streams(),
+        "listen_streams": st.sessions.listeners.len(),
         "requests_in_flight": st.admission.in_flight(),
         "locks_held": h.locks_held,
         "inbox_unread": h.inbox_unread,

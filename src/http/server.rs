@@ -63,6 +63,7 @@ async fn metrics(
     let gauges = crate::metrics::Gauges {
         sessions: st.sessions.len() as u64,
         get_streams: st.sessions.streams() as u64,
+        listen_streams: st.sessions.listeners.len() as u64,
         requests_in_flight: st.admission.in_flight() as u64,
         hub,
     };

@@ -1,5 +1,6 @@
 //! Server-Sent Events bodies: a one-shot stream carrying a POST's answer, and the
-//! long-lived GET stream with keep-alive comments.
+//! long-lived streams with keep-alive comments (a session's GET stream, a
+//! 2026-07-28 `subscriptions/listen` stream).
 
 use actix_web::HttpResponse;
 use bytes::Bytes;
@@ -30,15 +31,27 @@ pub(crate) fn single(json: &str, session: Option<&str>) -> HttpResponse {
     b.body(event(json))
 }
 
+/// The answer to a request cancelled before it finished: an SSE stream that ends
+/// without a response (a POST carrying a request must be answered with JSON or SSE,
+/// and a cancelled request gets no JSON-RPC response).
+pub(crate) fn unanswered(session: Option<&str>) -> HttpResponse {
+    let mut b = sse_response();
+    if let Some(s) = session {
+        b.insert_header(("mcp-session-id", s));
+    }
+    b.finish()
+}
+
 /// A POST whose answer may take long (a long poll, a lock wait), as an SSE stream: a
-/// comment every `every` while `work` runs, then its answer, then the end. actix-web
+/// comment every `every` while `work` runs, then its answer (none when `work` gives
+/// `None`: the request was cancelled), then the end. actix-web
 /// never learns that a client hung up while a handler is pending, but it drops a
 /// streaming body whose write fails; `work` lives in this body, so it is dropped
 /// then too, and with it the parked waiter (a lock granted to it meanwhile is taken
 /// back and passed on).
-pub(crate) fn waiting<F>(work: F, every: Duration, session: &str) -> HttpResponse
+pub(crate) fn waiting<F>(work: F, every: Duration, session: Option<&str>) -> HttpResponse
 where
-    F: std::future::Future<Output = String> + 'static,
+    F: std::future::Future<Output = Option<String>> + 'static,
 {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     // A client that reads slowly gets one comment per tick, not a burst of missed ones.
@@ -48,14 +61,16 @@ where
         |(work, mut tick)| async move {
             let mut work = work?;
             tokio::select! {
-                json = &mut work => Some((Ok::<_, Infallible>(event(&json)), (None, tick))),
+                json = &mut work => json.map(|j| (Ok::<_, Infallible>(event(&j)), (None, tick))),
                 _ = tick.tick() => Some((Ok(Bytes::from_static(b": waiting\n\n")), (Some(work), tick))),
             }
         },
     );
-    sse_response()
-        .insert_header(("mcp-session-id", session))
-        .streaming(body)
+    let mut b = sse_response();
+    if let Some(s) = session {
+        b.insert_header(("mcp-session-id", s));
+    }
+    b.streaming(body)
 }
 
 /// The GET stream: every message pushed into `rx` becomes an event; an SSE comment
@@ -80,4 +95,46 @@ pub(crate) fn stream(
     sse_response()
         .insert_header(("mcp-session-id", session))
         .streaming(body)
+}
+
+/// A 2026-07-28 `subscriptions/listen` answer: `first` (the acknowledgement), then
+/// every message pushed into `rx`, with an SSE comment every `keepalive`. When every
+/// sender is gone (we closed the subscription) `last`, the closing response, ends it.
+/// `guard` lives as long as the body: dropping it (the client closed the stream,
+/// which this revision calls cancellation) unregisters the stream.
+pub(crate) fn listen<G: 'static>(
+    first: String,
+    rx: mpsc::Receiver<String>,
+    last: String,
+    keepalive: Duration,
+    guard: G,
+) -> HttpResponse {
+    enum Next {
+        Message(Option<String>),
+        Tick,
+    }
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = (Some(first), Some(rx), last, tick, guard);
+    let body =
+        futures_util::stream::unfold(state, |(first, rx, last, mut tick, guard)| async move {
+            if let Some(f) = first {
+                return Some((
+                    Ok::<_, Infallible>(event(&f)),
+                    (None, rx, last, tick, guard),
+                ));
+            }
+            let mut rx = rx?;
+            let next = tokio::select! {
+                m = rx.recv() => Next::Message(m),
+                _ = tick.tick() => Next::Tick,
+            };
+            let (chunk, rx) = match next {
+                Next::Message(Some(m)) => (event(&m), Some(rx)),
+                Next::Message(None) => (event(&last), None),
+                Next::Tick => (Bytes::from_static(b": ping\n\n"), Some(rx)),
+            };
+            Some((Ok(chunk), (None, rx, last, tick, guard)))
+        });
+    sse_response().streaming(body)
 }

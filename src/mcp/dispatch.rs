@@ -1,7 +1,10 @@
-//! Serving one JSON-RPC request on an established session: `ping`, `tools/list`,
-//! `tools/call`. (`initialize` creates the session and is handled by the transport.)
+//! Serving one JSON-RPC request, on a session or (2026-07-28) on its own: `ping`,
+//! `tools/list`, `tools/call`, the inbox resource, `server/discover`. (`initialize`
+//! creates a session and `subscriptions/listen` opens a stream: the transport does
+//! both.) Methods a revision removed answer -32601 there.
 
 use super::jsonrpc::{self, Id, Response, RpcError, RESOURCE_NOT_FOUND};
+use super::modern;
 use super::protocol::Version;
 use super::push::INBOX_URI;
 use super::session::Sessions;
@@ -27,6 +30,7 @@ pub(crate) async fn request(
     params: Option<Value>,
 ) -> Response {
     match serve(hub, sessions, agent, version, method, params).await {
+        Ok(result) if version.is_modern() => jsonrpc::ok(id, modern::complete(method, result)),
         Ok(result) => jsonrpc::ok(id, result),
         Err(e) => jsonrpc::err(id, &e),
     }
@@ -40,11 +44,15 @@ fn params_object(params: Option<Value>) -> Result<Map<String, Value>, RpcError> 
     }
 }
 
-/// The only resource is the caller's inbox; anything else is "resource not found".
-fn inbox_uri(params: Option<Value>) -> Result<(), RpcError> {
+/// The only resource is the caller's inbox; anything else is "resource not found"
+/// (-32002, which 2026-07-28 retired for -32602).
+fn inbox_uri(params: Option<Value>, version: Version) -> Result<(), RpcError> {
     let p = params_object(params)?;
     match p.get("uri").and_then(Value::as_str) {
         Some(INBOX_URI) => Ok(()),
+        Some(other) if version.is_modern() => Err(RpcError::invalid_params(format!(
+            "uri: resource not found: {other} (the only resource is {INBOX_URI})"
+        ))),
         Some(other) => Err(RpcError::new(
             RESOURCE_NOT_FOUND,
             format!("Resource not found: {other}"),
@@ -97,7 +105,7 @@ fn resources_list(params: Option<Value>) -> Result<Value, RpcError> {
         "uri": INBOX_URI,
         "name": "inbox",
         "title": "Your inbox",
-        "description": "Your unread messages, oldest first (at most 200). Updated notifications arrive on your GET stream.",
+        "description": "Your unread messages, oldest first (at most 200). notifications/resources/updated arrive on your session's GET stream, or on a subscriptions/listen stream subscribed to this URI.",
         "mimeType": "application/json"
     }]}))
 }
@@ -110,8 +118,10 @@ async fn serve(
     method: &str,
     params: Option<Value>,
 ) -> Result<Value, RpcError> {
+    let modern = version.is_modern();
     match method {
-        "ping" => Ok(json!({})),
+        "ping" if !modern => Ok(json!({})),
+        "server/discover" if modern => Ok(modern::discover()),
         "tools/list" => {
             let p = params_object(params)?;
             // We never hand out a cursor, so any cursor is one we did not issue.
@@ -132,7 +142,7 @@ async fn serve(
         "resources/list" => resources_list(params),
         "resources/templates/list" => Ok(json!({"resourceTemplates": []})),
         "resources/read" => {
-            inbox_uri(params)?;
+            inbox_uri(params, version)?;
             let pulled = hub
                 .pull(agent, MAX_PULL_LIMIT as usize, std::time::Duration::ZERO)
                 .await
@@ -144,11 +154,11 @@ async fn serve(
             Ok(json!({"contents": [{"uri": INBOX_URI, "mimeType": "application/json", "text": text}]}))
         }
         // Every session already receives its own inbox's updates on its GET stream.
-        "resources/subscribe" | "resources/unsubscribe" => {
-            inbox_uri(params)?;
+        "resources/subscribe" | "resources/unsubscribe" if !modern => {
+            inbox_uri(params, version)?;
             Ok(json!({}))
         }
-        "initialize" => Err(RpcError::invalid_request(
+        "initialize" if !modern => Err(RpcError::invalid_request(
             "this session is already initialized; send initialize without Mcp-Session-Id to start a new one",
         )),
         other => Err(RpcError::method_not_found(other)),

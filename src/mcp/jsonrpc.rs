@@ -21,10 +21,13 @@ pub(crate) const SERVER_ERROR: i64 = -32000;
 pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 /// Unknown or expired session (HTTP 404), as the reference SDKs use it.
 pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
-/// MCP's code for `resources/read` of an unknown URI.
+/// MCP's code for `resources/read` of an unknown URI (handshake revisions; 2026-07-28
+/// uses -32602).
 pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
-/// The answer to a request the client cancelled (it ignores it).
-pub(crate) const REQUEST_CANCELLED: i64 = -32800;
+/// 2026-07-28: the mirrored headers disagree with the body, or are missing or malformed.
+pub(crate) const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: a request claims a protocol revision we do not serve statelessly.
+pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct RpcError {
@@ -76,8 +79,16 @@ impl RpcError {
     pub(crate) fn is_store_unavailable(&self) -> bool {
         self.code == SERVER_ERROR && self.message.starts_with("Store unavailable: ")
     }
-    pub(crate) fn cancelled() -> Self {
-        Self::new(REQUEST_CANCELLED, "Request cancelled by the client")
+    pub(crate) fn header_mismatch(why: impl std::fmt::Display) -> Self {
+        Self::new(HEADER_MISMATCH, format!("Header mismatch: {why}"))
+    }
+    /// `supported` lists every revision we serve, as the revision's error asks.
+    pub(crate) fn unsupported_version(requested: &str, supported: &[&str]) -> Self {
+        RpcError {
+            code: UNSUPPORTED_PROTOCOL_VERSION,
+            message: "Unsupported protocol version".into(),
+            data: Some(serde_json::json!({"supported": supported, "requested": requested})),
+        }
     }
     pub(crate) fn session_not_found() -> Self {
         Self::new(
@@ -99,6 +110,11 @@ pub(crate) struct Response {
 }
 
 impl Response {
+    /// The error code, when this is an error response.
+    pub(crate) fn error_code(&self) -> Option<i64> {
+        self.error.as_ref().map(|e| e.code)
+    }
+
     /// Whether this answers with [`RpcError::store_unavailable`] (HTTP 503).
     pub(crate) fn is_store_unavailable(&self) -> bool {
         self.error
@@ -155,7 +171,10 @@ mod tests {
         assert_eq!(v["error"]["code"], json!(METHOD_NOT_FOUND));
         assert_eq!(v["id"], Value::Null);
         assert!(v["error"].get("data").is_none() && v.get("result").is_none());
-        let batch = to_json(&vec![ok(&big, json!(1)), err(&big, &RpcError::cancelled())]);
+        let batch = to_json(&vec![
+            ok(&big, json!(1)),
+            err(&big, &RpcError::internal("x")),
+        ]);
         assert!(batch.starts_with(r#"[{"jsonrpc":"2.0","id":18446744073709551616,"#));
     }
 }

@@ -1,4 +1,6 @@
-//! MCP protocol revisions we serve and what each one changes.
+//! MCP protocol revisions we serve and what each one changes. The handshake
+//! revisions (2025-03-26 to 2025-11-25) are negotiated by `initialize` and kept on a
+//! session; 2026-07-28 has no handshake: every request names it (see [`super::modern`]).
 
 use serde_json::{json, Value};
 
@@ -7,12 +9,17 @@ pub(crate) enum Version {
     V2025_03_26,
     V2025_06_18,
     V2025_11_25,
+    V2026_07_28,
 }
 
 impl Version {
+    /// The newest revision `initialize` can negotiate.
     pub(crate) const LATEST: Version = Version::V2025_11_25;
-    /// Newest first.
-    pub(crate) const ALL: [Version; 3] = [
+    /// The stateless revision: no `initialize`, no session.
+    pub(crate) const MODERN: Version = Version::V2026_07_28;
+    /// Every revision served, newest first.
+    pub(crate) const ALL: [Version; 4] = [
+        Version::V2026_07_28,
         Version::V2025_11_25,
         Version::V2025_06_18,
         Version::V2025_03_26,
@@ -23,11 +30,20 @@ impl Version {
             Version::V2025_03_26 => "2025-03-26",
             Version::V2025_06_18 => "2025-06-18",
             Version::V2025_11_25 => "2025-11-25",
+            Version::V2026_07_28 => "2026-07-28",
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Version> {
-        Version::ALL.into_iter().find(|v| v.as_str() == s)
+    /// A revision `initialize` can negotiate (and a session can be on).
+    pub(crate) fn parse_handshake(s: &str) -> Option<Version> {
+        Version::ALL
+            .into_iter()
+            .find(|v| !v.is_modern() && v.as_str() == s)
+    }
+
+    /// Whether this is the stateless revision.
+    pub(crate) fn is_modern(self) -> bool {
+        self == Version::MODERN
     }
 
     /// `structuredContent`, `outputSchema` and `title` exist from 2025-06-18 on.
@@ -44,7 +60,7 @@ impl Version {
 /// Answer the requested version when we support it, else our newest; the client then
 /// decides whether it can talk to us.
 pub(crate) fn negotiate(requested: &str) -> Version {
-    Version::parse(requested).unwrap_or(Version::LATEST)
+    Version::parse_handshake(requested).unwrap_or(Version::LATEST)
 }
 
 pub(crate) const INSTRUCTIONS: &str = "Agent Hub coordinates several agents on one job. Your identity comes from your bearer token. \
@@ -52,19 +68,30 @@ Call agent_register once with your display name and capabilities, then agent_hea
 Wait for messages with inbox_pull and wait_seconds instead of polling in a loop; ack what you handled with message_ack. \
 Every tool answers a JSON object with ok=true, or ok=false with an error code and a message saying what to change.";
 
+/// What we declare, in every revision: tools, and the inbox resource (every session
+/// is subscribed to its own inbox; a 2026-07-28 client subscribes with
+/// `subscriptions/listen`).
+pub(crate) fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": false},
+        "resources": {"subscribe": true, "listChanged": false},
+    })
+}
+
+/// `Implementation` of this server.
+pub(crate) fn server_info() -> Value {
+    json!({
+        "name": "agent-hub",
+        "title": "Agent Hub",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
 pub(crate) fn initialize_result(v: Version) -> Value {
     json!({
         "protocolVersion": v.as_str(),
-        "capabilities": {
-            "tools": {"listChanged": false},
-            // The inbox resource; every session is subscribed to its own inbox.
-            "resources": {"subscribe": true, "listChanged": false},
-        },
-        "serverInfo": {
-            "name": "agent-hub",
-            "title": "Agent Hub",
-            "version": env!("CARGO_PKG_VERSION"),
-        },
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     })
 }
@@ -78,9 +105,16 @@ mod tests {
         assert_eq!(negotiate("2025-03-26"), Version::V2025_03_26);
         assert_eq!(negotiate("2025-06-18"), Version::V2025_06_18);
         assert_eq!(negotiate("2025-11-25"), Version::V2025_11_25);
+        // 2026-07-28 has no handshake: asking for it in `initialize` gets our newest
+        // handshake revision, like any version we cannot negotiate.
         for other in ["2024-11-05", "2026-07-28", "1.0.0", ""] {
             assert_eq!(negotiate(other), Version::LATEST);
         }
+        assert_eq!(Version::parse_handshake("2026-07-28"), None);
+        assert!(Version::ALL
+            .iter()
+            .filter(|v| v.is_modern())
+            .eq([&Version::MODERN]));
     }
 
     #[test]
@@ -89,5 +123,6 @@ mod tests {
         assert!(!Version::V2025_06_18.allows_batches());
         assert!(!Version::V2025_03_26.has_structured_content());
         assert!(Version::V2025_11_25.has_structured_content());
+        assert!(Version::MODERN.has_structured_content() && !Version::MODERN.allows_batches());
     }
 }

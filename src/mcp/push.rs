@@ -2,16 +2,27 @@
 //!
 //! A new inbox message becomes the standard `notifications/resources/updated` for the
 //! agent's inbox resource ([`INBOX_URI`]), sent on every open GET stream of the
-//! recipient. `_meta` names the message so a client can react without reading the
+//! recipient and every 2026-07-28 listen stream subscribed to it (see `listen`). `_meta` names the message so a client can react without reading the
 //! resource first.
 
 use super::session::Sessions;
 use crate::actors::notify::Notifier;
 use crate::domain::message::Message;
 use crate::domain::AgentId;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub(crate) const INBOX_URI: &str = "agent-hub://inbox";
+
+/// What `_meta` says about a new message (`agent-hub/message`).
+pub(crate) fn message_meta(message: &Message) -> Value {
+    json!({
+        "id": message.id,
+        "from_agent": message.from_agent,
+        "msg_type": message.msg_type,
+        "subject": message.subject,
+        "round_id": message.round_id,
+    })
+}
 
 pub(crate) fn inbox_updated(message: &Message) -> String {
     json!({
@@ -19,15 +30,7 @@ pub(crate) fn inbox_updated(message: &Message) -> String {
         "method": "notifications/resources/updated",
         "params": {
             "uri": INBOX_URI,
-            "_meta": {
-                "agent-hub/message": {
-                    "id": message.id,
-                    "from_agent": message.from_agent,
-                    "msg_type": message.msg_type,
-                    "subject": message.subject,
-                    "round_id": message.round_id,
-                }
-            }
+            "_meta": {"agent-hub/message": message_meta(message)}
         }
     })
     .to_string()
@@ -36,8 +39,9 @@ pub(crate) fn inbox_updated(message: &Message) -> String {
 impl Notifier for Sessions {
     fn inbox_updated(&self, agent: &AgentId, message: &Message) {
         let n = self.push_to_agent(agent, &inbox_updated(message));
-        if n > 0 {
-            tracing::debug!(agent = %agent, streams = n, "pushed inbox notification");
+        let m = self.listeners.inbox_updated(agent, message);
+        if n + m > 0 {
+            tracing::debug!(agent = %agent, streams = n, listen_streams = m, "pushed inbox notification");
         }
     }
 }

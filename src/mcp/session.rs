@@ -3,6 +3,7 @@
 //! one loses nothing, and a stateless protocol revision can skip them entirely.
 
 use super::jsonrpc::Id;
+use super::listen::Listeners;
 use super::protocol::Version;
 use crate::domain::ids::random_hex;
 use crate::domain::AgentId;
@@ -132,6 +133,9 @@ pub(crate) struct SessionNotFound;
 
 pub(crate) struct Sessions {
     map: DashMap<String, Arc<Session>>,
+    /// The 2026-07-28 listen streams, the sessionless counterpart of GET streams:
+    /// here so that inbox pushes and `close_agent` reach both.
+    pub listeners: Arc<Listeners>,
     idle: Duration,
     max_per_agent: usize,
     epoch: Instant,
@@ -141,6 +145,7 @@ impl Sessions {
     pub(crate) fn new(idle: Duration, max_per_agent: usize) -> Self {
         Sessions {
             map: DashMap::new(),
+            listeners: Arc::new(Listeners::default()),
             idle,
             max_per_agent: max_per_agent.max(1),
             epoch: Instant::now(),
@@ -242,9 +247,10 @@ impl Sessions {
         self.map.is_empty()
     }
 
-    /// End every session of `agent` and its GET stream (its token was removed or
-    /// rotated); returns how many were open.
+    /// End every session of `agent` and its GET stream, and its listen streams (its
+    /// token was removed or rotated); returns how many sessions were open.
     pub(crate) fn close_agent(&self, agent: &AgentId) -> usize {
+        self.listeners.close_agent(agent);
         let before = self.map.len();
         self.map.retain(|_, s| {
             let keep = &s.agent != agent;

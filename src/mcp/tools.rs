@@ -291,6 +291,17 @@ pub(crate) fn render(outcome: Outcome, version: Version) -> Value {
     result
 }
 
+/// The output schema of a field that may be null: `anyOf` a type and null, never
+/// `"type": [T, "null"]`, which is valid JSON Schema but warned about by the
+/// Inspector's `--strict` mode and rejected by some clients' schema dialects.
+fn nullable(ty: &str, description: &str) -> Value {
+    let mut schema = json!({"anyOf": [{"type": ty}, {"type": "null"}]});
+    if !description.is_empty() {
+        schema["description"] = description.into();
+    }
+    schema
+}
+
 /// Helper for tool modules: a success object from a `json!({...})` literal.
 fn fields(v: Value) -> Map<String, Value> {
     match v {

@@ -1,6 +1,7 @@
 //! Schema migrations, embedded in the binary and applied in order at start-up.
 //! `schema_migrations` records which versions are applied. Run by
-//! [`super::Store::open`] before anything is loaded.
+//! [`super::Store::open`] before anything is loaded, after [`super::convert`] has
+//! rebuilt a database of the reference (which has no `schema_migrations`).
 
 use super::StoreError;
 use rusqlite::Connection;
@@ -51,8 +52,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// `hub_shard(owner)`: the frozen shard hash, for migrations that fill `shard`
-/// columns from existing rows (008).
-fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+/// columns from existing rows (008) and for the reference's conversion.
+pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     conn.create_scalar_function(
         "hub_shard",
@@ -82,15 +83,46 @@ fn check_shard_hash(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+const SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+     version    INTEGER PRIMARY KEY,
+     name       TEXT NOT NULL,
+     applied_at TEXT NOT NULL
+ );";
+
+/// Apply one migration and record it, inside the caller's transaction.
+fn apply(
+    conn: &Connection,
+    version: i64,
+    name: &str,
+    sql: &str,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.execute_batch(sql)?;
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+        rusqlite::params![version, name, now],
+    )?;
+    Ok(())
+}
+
+/// Every migration on an empty schema, inside the caller's transaction: the
+/// reference's conversion builds our schema and fills it in one transaction.
+pub(super) fn apply_all_in(conn: &Connection, now: &str) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA_MIGRATIONS)?;
+    for (version, name, sql) in MIGRATIONS {
+        apply(conn, *version, name, sql, now)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
     register_functions(conn)?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         );",
-    )?;
+    // Our CREATE TABLE IF NOT EXISTS would skip the reference's tables of the same
+    // names and leave its rows unreadable: such a database is converted first.
+    if super::convert::detect(conn)? == super::convert::Kind::Reference {
+        return Err(StoreError::UnconvertedReference);
+    }
+    conn.execute_batch(SCHEMA_MIGRATIONS)?;
     let current: i64 = conn.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         [],
@@ -111,11 +143,7 @@ pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
     // lacked one migration).
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, now],
-        )?;
+        apply(&tx, *version, name, sql, now)?;
         tx.commit()?;
         tracing::info!(version, name, "applied migration");
     }

@@ -154,8 +154,8 @@ fn open_connection(path: &Path, durability: Durability) -> Result<Connection, St
 }
 
 impl Store {
-    /// Open (creating) the database, migrate it, reconcile the agent list, load the
-    /// live state, and start the writer thread.
+    /// Open (creating) the database, convert it if agent-hub-mcp wrote it, migrate
+    /// it, reconcile the agent list, load the live state, and start the writer thread.
     pub(crate) fn open(
         path: &Path,
         opts: StoreOptions,
@@ -163,6 +163,7 @@ impl Store {
         now: &str,
     ) -> Result<(Store, Snapshot), StoreError> {
         let mut conn = open_connection(path, opts.durability)?;
+        super::convert::convert_if_reference(&mut conn, path, agents, now)?;
         migrate::run(&mut conn, now)?;
         load::sync_agents(&mut conn, agents, now)?;
         let snapshot = load::load_open_work(&conn, &Shards::All)?;

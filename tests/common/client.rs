@@ -344,6 +344,37 @@ impl SseStream {
         self.lines.recv_timeout(timeout).ok()
     }
 
+    /// Whether the stream ends (the server closes it) within `timeout`; lines before
+    /// the end are skipped.
+    pub(crate) fn ends_within(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            match self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// The next event's JSON (`data:` line), skipping comments and `event:` lines;
+    /// `None` on timeout or end of stream.
+    pub(crate) fn next_event(&self, timeout: Duration) -> Option<Value> {
+        let end = Instant::now() + timeout;
+        loop {
+            let line = self.next_line(end.saturating_duration_since(Instant::now()))?;
+            if let Some(data) = line.strip_prefix("data:") {
+                return Some(
+                    serde_json::from_str(data.trim())
+                        .unwrap_or_else(|e| panic!("data not JSON ({e}): {line}")),
+                );
+            }
+        }
+    }
+
     /// Read lines until `n` keep-alive comments (`:` lines) have arrived; returns every
     /// line read. Panics after `timeout`.
     pub(crate) fn read_comments(&self, n: usize, timeout: Duration) -> Vec<String> {

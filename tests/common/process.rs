@@ -298,6 +298,11 @@ impl Hub {
         Client::connect(&self.url, &token(agent), version)
     }
 
+    /// A sessionless 2026-07-28 client of `agent`.
+    pub(crate) fn modern(&self, agent: &str) -> super::Modern {
+        super::Modern::new(&self.url, &token(agent))
+    }
+
     pub(crate) fn operator_token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("operator.token"))
             .expect("operator.token")

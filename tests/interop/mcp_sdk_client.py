@@ -1,33 +1,40 @@
 """Interop: the official MCP Python SDK (mcp 2.x) against agent-hub.
 
-Usage: mcp_sdk_client.py URL ALICE_TOKEN [BOB_TOKEN]
+Usage: mcp_sdk_client.py URL ALICE_TOKEN BOB_TOKEN
 
-1. The low-level `mcp.ClientSession` over `streamable_http_client`: initialize handshake,
-   tools/list, hub_status, agent_register, agent_heartbeat, a refused call.
-2. The high-level `mcp.Client` in its default "auto" mode: it probes `server/discover`
-   (2026-07-28) first and falls back to `initialize` on our plain HTTP 400. The HTTP
-   exchanges are recorded to check that this is what happened.
-3. With BOB_TOKEN: a message from alice to bob through the SDK.
+1. The low-level `mcp.ClientSession` over `streamable_http_client`: the initialize
+   handshake (the SDK's legacy era), tools/list, hub_status, agent_register,
+   agent_heartbeat, a refused call, ping.
+2. The high-level `mcp.Client` pinned to 2026-07-28 (`mode="2026-07-28"`): no
+   handshake, no session; a short workflow (register, send, pull, a tool error), a
+   `subscriptions/listen` stream that sees the message arrive, and a waiting pull
+   cancelled by the client (closing its stream) that loses nothing.
+3. `mcp.Client` in its default "auto" mode: it probes `server/discover` and must stay
+   on 2026-07-28 (no `initialize`); the same short workflow.
 
-Prints INTEROP OK on success; any failed check raises (non-zero exit).
+Every HTTP exchange is recorded to check what went over the wire. Prints INTEROP OK on
+success; any failed check raises (non-zero exit).
 """
 
 import asyncio
 import json
 import sys
 
+import anyio
 import httpx2
 from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+MODERN = "2026-07-28"
+INBOX = "agent-hub://inbox"
 REQUIRED_TOOLS = {"hub_status", "agent_register", "agent_heartbeat"}
 
 
 class Recorder:
-    """httpx2 event hooks: (HTTP method, JSON-RPC method or None, status) per exchange."""
+    """httpx2 event hooks: each exchange's HTTP method, JSON-RPC method, status and headers."""
 
     def __init__(self) -> None:
-        self.exchanges: list[tuple[str, str | None, int]] = []
+        self.exchanges: list[dict] = []
 
     async def on_response(self, response: httpx2.Response) -> None:
         request = response.request
@@ -39,7 +46,26 @@ class Recorder:
                     rpc_method = body.get("method")
             except ValueError:
                 pass
-        self.exchanges.append((request.method, rpc_method, response.status_code))
+        self.exchanges.append({
+            "verb": request.method,
+            "method": rpc_method,
+            "status": response.status_code,
+            "version": request.headers.get("mcp-protocol-version"),
+            "sent_session": "mcp-session-id" in request.headers,
+            "got_session": "mcp-session-id" in response.headers,
+        })
+
+    def posts(self) -> list[tuple[str | None, int]]:
+        return [(e["method"], e["status"]) for e in self.exchanges if e["verb"] == "POST"]
+
+    def assert_modern(self) -> None:
+        """Nothing of the handshake era went over the wire."""
+        assert self.exchanges, "no exchanges recorded"
+        for e in self.exchanges:
+            assert e["verb"] == "POST", e
+            assert e["method"] != "initialize", e
+            assert e["version"] == MODERN, e
+            assert not e["sent_session"] and not e["got_session"], e
 
 
 def http_client(token: str, recorder: Recorder | None = None) -> httpx2.AsyncClient:
@@ -92,38 +118,79 @@ async def with_client_session(url: str, token: str) -> None:
             assert payload(bad)["error"] == "INVALID_ARGUMENT", bad
 
             await session.send_ping()
-    print("ClientSession: ok")
+    print("ClientSession (handshake): ok")
 
 
-async def with_client_auto(url: str, alice_token: str, bob_token: str | None) -> None:
+async def workflow(alice: Client, bob: Client, name: str) -> None:
+    """register, send, pull, a tool error."""
+    assert alice.protocol_version == MODERN and bob.protocol_version == MODERN
+    tools = await alice.list_tools()
+    assert REQUIRED_TOOLS <= {t.name for t in tools.tools}, tools
+    r = payload(await alice.call_tool("agent_register", {"name": name, "capabilities": ["interop"]}))
+    assert r["ok"] is True and r["agent_id"] == "alice" and r["name"] == name, r
+    sent = payload(await alice.call_tool(
+        "message_send", {"to_agent": "bob", "subject": "hello", "body": f"from {name}"}))
+    assert sent["ok"] is True, sent
+    got = payload(await bob.call_tool("inbox_pull", {"wait_seconds": 5}))
+    assert [m["id"] for m in got["messages"]] == [sent["message_id"]], got
+    payload(await bob.call_tool("message_ack", {"message_id": sent["message_id"]}))
+    bad = await alice.call_tool("agent_register", {"name": "x", "capabilities": "not json"})
+    assert bad.is_error is True and payload(bad)["error"] == "INVALID_ARGUMENT", bad
+
+
+async def with_client_modern(url: str, alice_token: str, bob_token: str) -> None:
     rec = Recorder()
-    async with Client(streamable_http_client(url, http_client=http_client(alice_token, rec))) as alice:
-        posts = [(m, s) for (verb, m, s) in rec.exchanges if verb == "POST"]
-        assert posts and posts[0] == ("server/discover", 400), rec.exchanges
-        assert ("initialize", 200) in posts, rec.exchanges
+    async with Client(streamable_http_client(url, http_client=http_client(alice_token, rec)), mode=MODERN) as alice, \
+            Client(streamable_http_client(url, http_client=http_client(bob_token, rec)), mode=MODERN) as bob:
+        await workflow(alice, bob, "Alice (2026-07-28)")
 
-        s = payload(await alice.call_tool("hub_status", {}))
-        assert s["ok"] is True, s
-        h = payload(await alice.call_tool("agent_heartbeat", {}))
-        assert h["agent_id"] == "alice", h
-
-        if bob_token:
-            async with Client(streamable_http_client(url, http_client=http_client(bob_token))) as bob:
+        # A listen stream on bob's inbox sees alice's next message.
+        with anyio.fail_after(20):
+            async with bob.listen(resource_subscriptions=[INBOX, "file:///elsewhere"]) as sub:
+                assert list(sub.honored.resource_subscriptions or []) == [INBOX], sub.honored
                 sent = payload(await alice.call_tool(
-                    "message_send", {"to_agent": "bob", "subject": "hello", "body": "from the SDK"}))
-                got = payload(await bob.call_tool("inbox_pull", {"wait_seconds": 5}))
-                assert [m["id"] for m in got["messages"]] == [sent["message_id"]], got
-                payload(await bob.call_tool("message_ack", {"message_id": sent["message_id"]}))
-    print("Client (auto): ok")
+                    "message_send", {"to_agent": "bob", "subject": "pushed", "body": "b"}))
+                async for event in sub:
+                    assert getattr(event, "uri", None) == INBOX, event
+                    break
+        got = payload(await bob.call_tool("inbox_pull", {}))
+        assert [m["id"] for m in got["messages"]] == [sent["message_id"]], got
+        payload(await bob.call_tool("message_ack", {"message_id": sent["message_id"]}))
+
+        # Cancelling a waiting pull closes its stream; the message sent after it is
+        # still unread and the next pull gets it.
+        with anyio.move_on_after(1) as scope:
+            await bob.call_tool("inbox_pull", {"wait_seconds": 20})
+        assert scope.cancelled_caught, "the pull returned although nothing was sent"
+        sent = payload(await alice.call_tool(
+            "message_send", {"to_agent": "bob", "subject": "after", "body": "b"}))
+        got = payload(await bob.call_tool("inbox_pull", {"wait_seconds": 5}))
+        assert [m["id"] for m in got["messages"]] == [sent["message_id"]], got
+        payload(await bob.call_tool("message_ack", {"message_id": sent["message_id"]}))
+    rec.assert_modern()
+    print("Client (2026-07-28): ok")
 
 
-async def main(url: str, alice_token: str, bob_token: str | None) -> None:
+async def with_client_auto(url: str, alice_token: str, bob_token: str) -> None:
+    rec = Recorder()
+    async with Client(streamable_http_client(url, http_client=http_client(alice_token, rec))) as alice, \
+            Client(streamable_http_client(url, http_client=http_client(bob_token, rec))) as bob:
+        posts = rec.posts()
+        assert posts[:2] == [("server/discover", 200)] * 2, rec.exchanges
+        assert alice.server_info is not None and alice.server_info.name == "agent-hub", alice.server_info
+        await workflow(alice, bob, "Alice (auto)")
+    rec.assert_modern()
+    print("Client (auto, ended on 2026-07-28): ok")
+
+
+async def main(url: str, alice_token: str, bob_token: str) -> None:
     await with_client_session(url, alice_token)
+    await with_client_modern(url, alice_token, bob_token)
     await with_client_auto(url, alice_token, bob_token)
     print("INTEROP OK")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) != 4:
         sys.exit(__doc__)
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else None))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -7,7 +7,7 @@
 use super::TaskActor;
 use crate::actors::HubError;
 use crate::domain::task::{
-    Assignment, Handoff, HandoffDraft, Plan, ProgressStatus, Round, Task, Verdict,
+    Assignment, Handoff, HandoffDraft, Plan, ProgressStatus, Round, Task, TaskStatus, Verdict,
 };
 use crate::domain::workflow::{Ctx, TaskState};
 use crate::domain::{AgentId, DomainError, ErrorCode};
@@ -103,11 +103,14 @@ pub(crate) struct Review {
     pub note: String,
 }
 
-/// The reviewed round, and the round opened by `changes_requested`.
+/// The reviewed round, the round opened by `changes_requested`, and the task's
+/// status after the review (an approval completes it only when no other round is
+/// open).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Reviewed {
     pub round: Round,
     pub next: Option<Round>,
+    pub task_status: TaskStatus,
 }
 
 /// The caller's assignments in this task, in one round or all.
@@ -312,7 +315,11 @@ impl Handler<Review> for TaskActor {
         let (next, changes) =
             self.transition(|s, cx| s.review(cx, caller, &m.round_id, m.verdict, &m.note))?;
         let round = round_of(&self.state, &m.round_id)?;
-        let reviewed = Reviewed { round, next };
+        let reviewed = Reviewed {
+            round,
+            next,
+            task_status: self.state.task.status,
+        };
         Ok(self.commit(ctx, changes, "review_submitted", caller, reviewed))
     }
 }

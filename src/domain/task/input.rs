@@ -150,9 +150,24 @@ pub(crate) struct HandoffDraft {
     pub notes: String,
 }
 
+/// A handoff list field sent as text. The reference took list fields only as
+/// JSON-encoded strings (`"changed_files": "[\"a.py\"]"`, its documented form) and
+/// stored the text as is, so: text that parses as a JSON array of strings is that
+/// list; empty (or blank) text is no items; any other text, an array of non-strings
+/// included, is one item holding the text.
+pub(crate) fn list_from_text(text: &str) -> Vec<String> {
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(list) => list,
+        Err(_) => vec![text.to_string()],
+    }
+}
+
 /// `{branch, commit_hash, changed_files, tests_run, risks, next_steps, notes}`, every
-/// field optional; list fields take a list of strings or one string. Malformed input
-/// is COMPLETE_FAILED (the reference's code).
+/// field optional; list fields take a list of strings or one string (read by
+/// [`list_from_text`]). Malformed input is COMPLETE_FAILED (the reference's code).
 pub(crate) fn parse_handoff(v: Option<&Value>) -> Result<HandoffDraft, DomainError> {
     let fail = |why: String| {
         DomainError::refused(ErrorCode::CompleteFailed, format!("handoff_json {why}"))
@@ -186,8 +201,7 @@ pub(crate) fn parse_handoff(v: Option<&Value>) -> Result<HandoffDraft, DomainErr
     let list = |k: &str| -> Result<Vec<String>, DomainError> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::String(s)) => Ok(list_from_text(s)),
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|x| x.as_str().map(String::from))
@@ -273,6 +287,42 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn list_fields_sent_as_text() {
+        let v = |t: &str| list_from_text(t);
+        assert_eq!(v("[\"a.py\", \"b.py\"]"), vec!["a.py", "b.py"]);
+        assert_eq!(v(" [\"a.py\"] "), vec!["a.py"]);
+        assert_eq!(v("[]"), Vec::<String>::new());
+        assert_eq!(v(""), Vec::<String>::new());
+        assert_eq!(v("  "), Vec::<String>::new());
+        // Not a JSON array of strings: one item, the text as sent.
+        for one in [
+            "a.py",
+            "[1, 2]",
+            "[\"a\", 1]",
+            "{\"a\": 1}",
+            "\"a.py\"",
+            "[\"a\"",
+            "null",
+        ] {
+            assert_eq!(v(one), vec![one.to_string()], "{one}");
+        }
+        // The reference's documented form inside handoff_json, as text or as a value.
+        let h = parse_handoff(Some(&json!({
+            "changed_files": "[\"src/a.py\",\"src/b.py\"]",
+            "tests_run": "[]",
+            "risks": "none known",
+            "next_steps": ""
+        })))
+        .unwrap();
+        assert_eq!(h.changed_files, vec!["src/a.py", "src/b.py"]);
+        assert!(h.tests_run.is_empty() && h.next_steps.is_empty());
+        assert_eq!(h.risks, vec!["none known"]);
+        let text = json!({"changed_files": "[\"x\"]"}).to_string();
+        let h = parse_handoff(Some(&Value::String(text))).unwrap();
+        assert_eq!(h.changed_files, vec!["x"]);
     }
 
     #[test]

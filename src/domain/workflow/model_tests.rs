@@ -1,6 +1,7 @@
 //! Model test: random sequences of workflow operations run on [`TaskState`] and on a
 //! small reference model of the rules written here from the README (who may do what,
-//! in which state, `max_rounds`, `max_assignments_per_round`, leases, close). After
+//! in which state, follow-up rounds, `max_rounds`, `max_assignments_per_round`,
+//! leases, close). After
 //! every operation both must agree on the outcome (success or the error code), on the
 //! status of task, rounds and assignments, and on the active-assignment slots given
 //! back (`Change::Released`).
@@ -14,7 +15,7 @@ const DISPATCHER: &str = "disp";
 /// Agents of the hub, then one that is not.
 const AGENTS: [&str; 4] = ["disp", "alice", "bob", "zed"];
 const LIMITS: Limits = Limits {
-    max_rounds: 2,
+    max_rounds: 3,
     max_assignments_per_round: 2,
     max_messages_per_task: 10,
     lease: Duration::minutes(10),
@@ -175,27 +176,54 @@ impl Model {
         if agents.iter().any(|a| !known(a)) {
             return Err("UNKNOWN_AGENT");
         }
-        let latest = self.rounds.len().checked_sub(1);
-        let round = match latest {
-            // A plan for the round awaiting approval replaces its assignments.
-            Some(r) if self.rounds[r].status == R::AwaitingOperatorApproval => {
+        // The newest round awaiting approval, if any.
+        let awaiting = (0..self.rounds.len())
+            .rev()
+            .find(|&r| self.rounds[r].status == R::AwaitingOperatorApproval);
+        let round = match awaiting {
+            // A plan while a round awaits approval replaces its assignments.
+            Some(r) => {
                 self.assignments.retain(|a| a.round != r);
                 self.rounds[r].rejected = false;
                 r
             }
-            _ if self.task != T::Draft => return Err("TASK_NOT_DISPATCHABLE"),
-            _ => {
+            // Otherwise a draft or dispatched task gets round max+1.
+            None if !matches!(self.task, T::Draft | T::Dispatched) => {
+                return Err("TASK_NOT_DISPATCHABLE")
+            }
+            None => {
+                let number = self.next_number();
+                if number > LIMITS.max_rounds {
+                    return Err("MAX_ROUNDS_REACHED");
+                }
                 self.rounds.push(MRound {
-                    number: 1,
+                    number,
                     status: R::AwaitingOperatorApproval,
                     rejected: false,
                 });
-                0
+                self.rounds.len() - 1
             }
         };
         self.new_assignments(round, agents);
-        self.task = T::AwaitingOperatorApproval;
+        self.settle(T::AwaitingOperatorApproval);
         Ok(())
+    }
+
+    fn next_number(&self) -> u32 {
+        self.rounds.iter().map(|r| r.number).max().unwrap_or(0) + 1
+    }
+
+    /// The task awaits the operator while any round does, is dispatched while any
+    /// round is open, and is `idle` otherwise.
+    fn settle(&mut self, idle: T) {
+        let has = |f: &dyn Fn(R) -> bool| self.rounds.iter().any(|r| f(r.status));
+        self.task = if has(&|s| s == R::AwaitingOperatorApproval) {
+            T::AwaitingOperatorApproval
+        } else if has(&|s| matches!(s, R::Dispatched | R::InProgress | R::AwaitingReview)) {
+            T::Dispatched
+        } else {
+            idle
+        };
     }
 
     fn decide(&mut self, round: usize, reject: bool) -> Outcome {
@@ -207,7 +235,7 @@ impl Model {
         r.rejected = reject;
         if !reject {
             r.status = R::Dispatched;
-            self.task = T::Dispatched;
+            self.settle(T::Dispatched);
         }
         Ok(())
     }
@@ -279,13 +307,13 @@ impl Model {
         }
         if approved {
             self.rounds[round].status = R::Completed;
-            self.task = T::Completed;
+            self.settle(T::Completed);
             return Ok(());
         }
-        if r.number >= LIMITS.max_rounds {
+        let number = self.next_number();
+        if number > LIMITS.max_rounds {
             return Err("MAX_ROUNDS_REACHED");
         }
-        let number = r.number + 1;
         self.rounds[round].status = R::ChangesRequested;
         self.rounds.push(MRound {
             number,
@@ -299,7 +327,7 @@ impl Model {
             .map(|a| a.agent.clone())
             .collect();
         self.new_assignments(self.rounds.len() - 1, &agents);
-        self.task = T::AwaitingOperatorApproval;
+        self.settle(T::AwaitingOperatorApproval);
         Ok(())
     }
 
@@ -548,6 +576,24 @@ impl Pair {
     fn check_same(&self) -> Result<(), TestCaseError> {
         let (real, m) = (&self.real, &self.model);
         prop_assert_eq!(real.task.status, m.task);
+        // The README's rule, whatever the path: awaiting the operator while any round
+        // does, else dispatched while any round is open.
+        let awaiting = real
+            .rounds
+            .iter()
+            .any(|r| r.status == R::AwaitingOperatorApproval);
+        let open = real
+            .rounds
+            .iter()
+            .any(|r| matches!(r.status, R::Dispatched | R::InProgress | R::AwaitingReview));
+        let expected = match real.task.status {
+            T::Closed => T::Closed,
+            _ if awaiting => T::AwaitingOperatorApproval,
+            _ if open => T::Dispatched,
+            T::Draft if real.rounds.is_empty() => T::Draft,
+            _ => T::Completed,
+        };
+        prop_assert_eq!(real.task.status, expected);
         let rounds: Vec<MRound> = real
             .rounds
             .iter()

@@ -7,10 +7,11 @@ use crate::domain::task::{AssignmentStatus as A, Plan, RoundStatus as R, TaskSta
 use crate::domain::time::Timestamp;
 
 impl TaskState {
-    /// `round_plan_submit`. A plan for a round still awaiting operator approval (for
+    /// `round_plan_submit`. A plan while a round awaits operator approval (for
     /// example after a reject) replaces that round's assignments without using up a
-    /// round; otherwise the first plan of a draft task opens round 1. Returns the
-    /// round's id.
+    /// round; otherwise a draft or dispatched task gets round max+1 (the reference's
+    /// follow-up rounds: round n+1 planned while round n is worked on), within
+    /// `max_rounds`. Returns the round's id.
     pub(crate) fn submit_plan(
         &mut self,
         cx: &mut Ctx,
@@ -34,9 +35,13 @@ impl TaskState {
             return Err(DomainError::UnknownAgent(unknown.agent_id.clone()));
         }
         let mut changes = Vec::new();
+        // The newest such round, should there be two (changes requested on one
+        // round while a follow-up plan awaits the operator).
         let revising = self
-            .latest_round()
+            .rounds
+            .iter()
             .filter(|r| r.status == R::AwaitingOperatorApproval)
+            .max_by_key(|r| r.round_number)
             .map(|r| r.id.clone());
         let round_id = match revising {
             Some(rid) => {
@@ -47,7 +52,7 @@ impl TaskState {
         };
         changes.push(Change::Round(round_id.clone()));
         changes.extend(self.new_assignments(cx, &round_id, &plan.items));
-        self.touch_task(T::AwaitingOperatorApproval, cx.now);
+        self.settle_task(T::AwaitingOperatorApproval, cx.now);
         changes.push(Change::Task);
         Ok((round_id, changes))
     }
@@ -68,19 +73,19 @@ impl TaskState {
         Ok(old.into_iter().map(Change::AssignmentDeleted).collect())
     }
 
-    /// The first round of a draft task; returns its id.
+    /// Round max+1 of a draft or dispatched task; returns its id.
     fn open_next_round(&mut self, cx: &mut Ctx, plan_json: &str) -> Result<String, DomainError> {
-        if self.task.status != T::Draft {
+        if !matches!(self.task.status, T::Draft | T::Dispatched) {
             return Err(refused(
                 ErrorCode::TaskNotDispatchable,
                 format!(
-                    "task {} is {}; a new plan is accepted for a draft task or a round awaiting operator approval",
+                    "task {} is {}; a plan is accepted for a draft or dispatched task, or replaces a round awaiting operator approval",
                     self.task.id,
                     self.task.status.as_str()
                 ),
             ));
         }
-        let number = self.rounds.len() as u32 + 1;
+        let number = self.next_round_number();
         if number > cx.limits.max_rounds {
             return Err(refused(
                 ErrorCode::MaxRoundsReached,
@@ -125,8 +130,8 @@ impl TaskState {
         Ok(r.round_number)
     }
 
-    /// Operator approves: round and task → dispatched; each assignee is told once,
-    /// with all of its assignments.
+    /// Operator approves: round → dispatched, and the task too unless another round
+    /// still awaits approval; each assignee is told once, with all of its assignments.
     pub(crate) fn approve(
         &mut self,
         round_id: &str,
@@ -134,7 +139,7 @@ impl TaskState {
         now: Timestamp,
     ) -> Result<Changes, DomainError> {
         let number = self.decide(round_id, note, false, now)?;
-        self.touch_task(T::Dispatched, now);
+        self.settle_task(T::Dispatched, now);
         let mut changes = vec![
             Change::Round(round_id.to_string()),
             Change::Task,

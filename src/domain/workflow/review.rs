@@ -21,10 +21,11 @@ impl TaskState {
         self.check_open()?;
         self.check_dispatcher(caller)?;
         let number = self.check_reviewable(round_id)?;
-        if verdict == Verdict::ChangesRequested && number >= cx.limits.max_rounds {
+        let next = self.next_round_number();
+        if verdict == Verdict::ChangesRequested && next > cx.limits.max_rounds {
             return Err(refused(
                 ErrorCode::MaxRoundsReached,
-                format!("round {number} is the last of {} (max_rounds); approve it or ask the operator to close the task", cx.limits.max_rounds),
+                format!("task {} already had {} rounds (max_rounds); approve round {number} or ask the operator to close the task", self.task.id, cx.limits.max_rounds),
             ));
         }
         let at = cx.now;
@@ -35,11 +36,12 @@ impl TaskState {
         let mut changes = vec![Change::Round(round_id.to_string()), Change::Task];
         if verdict == Verdict::Approved {
             r.status = R::Completed;
-            self.touch_task(T::Completed, cx.now);
+            // Completes the task only when no other round of it is open.
+            self.settle_task(T::Completed, cx.now);
             return Ok((None, changes));
         }
         r.status = R::ChangesRequested;
-        let (next, more) = self.reopen(cx, round_id, number, note)?;
+        let (next, more) = self.reopen(cx, round_id, number, next, note)?;
         changes.extend(more);
         Ok((Some(next), changes))
     }
@@ -78,13 +80,14 @@ impl TaskState {
         }
     }
 
-    /// Changes requested on round `number`: round `number + 1` opens with the same
+    /// Changes requested on round `number`: round `next` (max+1) opens with the same
     /// plan and assignments, awaiting the operator; each assignee is told once.
     fn reopen(
         &mut self,
         cx: &mut Ctx,
         round_id: &str,
         number: u32,
+        next_number: u32,
         note: &str,
     ) -> Result<(Round, Changes), DomainError> {
         let plan_json = self.round_mut(round_id)?.plan_json.clone();
@@ -95,12 +98,12 @@ impl TaskState {
                 goal: a.goal.clone(),
             })
             .collect();
-        let next = self.open_round(number + 1, &plan_json, cx.now, cx.ids);
+        let next = self.open_round(next_number, &plan_json, cx.now, cx.ids);
         let next_id = next.id.clone();
         self.rounds.push(next.clone());
         let mut changes = vec![Change::Round(next_id.clone())];
         changes.extend(self.new_assignments(cx, &next_id, &items));
-        self.touch_task(T::AwaitingOperatorApproval, cx.now);
+        self.settle_task(T::AwaitingOperatorApproval, cx.now);
         let assignees = items.into_iter().map(|i| (i.agent_id, ()));
         for (agent, _) in by_agent(assignees) {
             changes.push(Change::Notice(Notice {
@@ -110,7 +113,7 @@ impl TaskState {
                 body: format!(
                     "The dispatcher requested changes on round {number} ({round_id}). Note: {}\nRound {} ({next_id}) now awaits operator approval; you will be told when it is dispatched.",
                     if note.is_empty() { "(none)" } else { note },
-                    number + 1
+                    next_number
                 ),
                 round_id: Some(next_id.clone()),
             }));

@@ -263,37 +263,134 @@ fn reject_then_revise_keeps_the_round() {
     );
     assert_eq!(code(s.reject(&r1, "", t0())), "ROUND_NOT_AWAITING_APPROVAL");
     assert_eq!(code(s.approve("zz", "", t0())), "ROUND_NOT_FOUND");
-    // No new plan while a round is dispatched.
+}
+
+/// A plan for a dispatched task opens round max+1 while earlier rounds are worked on
+/// (the reference's follow-up rounds); the task awaits the operator while any round
+/// does, is dispatched while any is open, and completes with its last open round.
+#[test]
+fn follow_up_rounds_while_a_round_is_dispatched() {
+    let (mut s, r1, mut g) = planned();
+    let l = limits();
+    let submit = |s: &mut TaskState, g: &mut dyn FnMut() -> String, who: &str| {
+        s.submit_plan(
+            &mut cx(t0(), &l, g),
+            "disp",
+            &plan_of(&plan(&[(who, "more")]), "{}"),
+            &known,
+        )
+    };
+    s.approve(&r1, "", t0()).unwrap();
+    assert_eq!(s.task.status, TaskStatus::Dispatched);
+    let (r2, _) = submit(&mut s, &mut g, "alice").unwrap();
+    assert_eq!(s.round(&r2).unwrap().round_number, 2);
+    assert_eq!(s.task.status, TaskStatus::AwaitingOperatorApproval);
+    assert_eq!(s.round(&r1).unwrap().status, RoundStatus::Dispatched);
+    // While round 2 awaits approval a plan replaces it.
+    let (again, _) = submit(&mut s, &mut g, "bob").unwrap();
+    assert_eq!((again.as_str(), s.rounds.len()), (r2.as_str(), 2));
+    // Round 1 is still claimable while the task awaits the operator.
+    finish_round_approved(&mut s, &r1, &mut g);
+    assert_eq!(s.task.status, TaskStatus::AwaitingOperatorApproval);
+    s.approve(&r2, "", t0()).unwrap();
+    assert_eq!(s.task.status, TaskStatus::Dispatched);
+    // Approving round 1 does not complete the task while round 2 is open.
+    review_approved(&mut s, &r1, &mut g);
+    assert_eq!(s.round(&r1).unwrap().status, RoundStatus::Completed);
+    assert_eq!(s.task.status, TaskStatus::Dispatched);
+    let (r3, _) = submit(&mut s, &mut g, "alice").unwrap();
+    assert_eq!(s.round(&r3).unwrap().round_number, 3);
+    s.approve(&r3, "", t0()).unwrap();
+    // max_rounds (3) bounds plans and changes_requested alike.
+    assert_eq!(code(submit(&mut s, &mut g, "bob")), "MAX_ROUNDS_REACHED");
+    finish_round_approved(&mut s, &r2, &mut g);
     assert_eq!(
-        code(s.submit_plan(
+        code(s.review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r2,
+            verdict("changes_requested"),
+            ""
+        )),
+        "MAX_ROUNDS_REACHED"
+    );
+    review_approved(&mut s, &r2, &mut g);
+    assert_eq!(s.task.status, TaskStatus::Dispatched);
+    finish_round_approved(&mut s, &r3, &mut g);
+    review_approved(&mut s, &r3, &mut g);
+    assert_eq!(s.task.status, TaskStatus::Completed);
+    assert_eq!(code(submit(&mut s, &mut g, "bob")), "TASK_NOT_DISPATCHABLE");
+}
+
+/// Changes requested on round 1 while a follow-up round awaits approval: the new
+/// round is max+1, and a plan then replaces the newest round awaiting approval.
+#[test]
+fn changes_requested_beside_a_follow_up_round() {
+    let (mut s, r1, mut g) = planned();
+    let l = limits();
+    finish_round(&mut s, &r1, &mut g);
+    let (r2, _) = s
+        .submit_plan(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &plan_of(&plan(&[("alice", "docs")]), "{}"),
+            &known,
+        )
+        .unwrap();
+    let (r3, _) = s
+        .review(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &r1,
+            verdict("changes_requested"),
+            "",
+        )
+        .unwrap();
+    let r3 = r3.unwrap();
+    assert_eq!(r3.round_number, 3);
+    assert_eq!(s.task.status, TaskStatus::AwaitingOperatorApproval);
+    let (revised, _) = s
+        .submit_plan(
             &mut cx(t0(), &l, &mut g),
             "disp",
             &plan_of(&plan(&[("bob", "x")]), "{}"),
-            &known
-        )),
-        "TASK_NOT_DISPATCHABLE"
-    );
+            &known,
+        )
+        .unwrap();
+    assert_eq!(revised, r3.id);
+    assert_eq!(s.round_assignments(&r2).count(), 1, "round 2 untouched");
 }
 
-/// Run a round to awaiting_review.
-fn finish_round(s: &mut TaskState, round: &str, g: &mut dyn FnMut() -> String) {
+/// Claim and complete every assignment of an approved round.
+fn finish_round_approved(s: &mut TaskState, round: &str, g: &mut dyn FnMut() -> String) {
     let l = limits();
-    s.approve(round, "", t0()).unwrap();
     let list: Vec<(String, String)> = s
         .round_assignments(round)
         .map(|a| (a.agent_id.clone(), a.id.clone()))
         .collect();
     for (agent, id) in list {
         s.claim(&agent, &id, t0(), &l).unwrap();
-        s.complete(
-            &mut cx(t0(), &limits(), g),
-            &agent,
-            &id,
-            HandoffDraft::default(),
-        )
-        .unwrap();
+        s.complete(&mut cx(t0(), &l, g), &agent, &id, HandoffDraft::default())
+            .unwrap();
     }
     assert_eq!(s.round(round).unwrap().status, RoundStatus::AwaitingReview);
+}
+
+fn review_approved(s: &mut TaskState, round: &str, g: &mut dyn FnMut() -> String) {
+    s.review(
+        &mut cx(t0(), &limits(), g),
+        "disp",
+        round,
+        verdict("approved"),
+        "",
+    )
+    .unwrap();
+}
+
+/// Run a round to awaiting_review.
+fn finish_round(s: &mut TaskState, round: &str, g: &mut dyn FnMut() -> String) {
+    s.approve(round, "", t0()).unwrap();
+    finish_round_approved(s, round, g);
 }
 
 #[test]

@@ -270,7 +270,7 @@ mod props {
         };
         for raw in items {
             let (id, error) = match classify(raw) {
-                Ok(Incoming::Request { id, .. }) => (id, RpcError::cancelled()),
+                Ok(Incoming::Request { id, .. }) => (id, RpcError::internal("x")),
                 Ok(Incoming::Notification { params, .. }) => {
                     if let Some(id) = cancelled_request_id(params.as_deref()) {
                         let _ = id.key();

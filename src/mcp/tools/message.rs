@@ -1,7 +1,7 @@
 //! `message_send`, `inbox_pull`, `message_ack`: messages between agents, delivered
 //! through each recipient's AgentActor.
 
-use super::{fields, handler, CallCtx, Tool, ToolDef};
+use super::{fields, handler, nullable, CallCtx, Tool, ToolDef};
 use crate::actors::HubError;
 use crate::domain::message::{
     validate_draft, Message, DEFAULT_PULL_LIMIT, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_PULL_LIMIT,
@@ -20,13 +20,13 @@ fn message_schema() -> Value {
         "properties": {
             "id": {"type": "string"},
             "from_agent": {"type": "string"},
-            "to_agent": {"type": ["string", "null"], "description": "null for a broadcast"},
+            "to_agent": nullable("string", "null for a broadcast"),
             "subject": {"type": "string"},
             "body": {"type": "string"},
             "msg_type": {"type": "string"},
-            "round_id": {"type": ["string", "null"]},
-            "reply_to": {"type": ["string", "null"]},
-            "dedupe_key": {"type": ["string", "null"]},
+            "round_id": nullable("string", ""),
+            "reply_to": nullable("string", ""),
+            "dedupe_key": nullable("string", ""),
             "context_json": {"type": "string"},
             "hop_count": {"type": "integer"},
             "is_read": {"type": "boolean"},

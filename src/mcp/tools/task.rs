@@ -75,9 +75,10 @@ fn plan_submit_def() -> ToolDef {
             name: "round_plan_submit",
             title: "Submit round plan",
             description: "Submit the plan of the next round of your task: one assignment per agent_id and goal. \
-                          The round then awaits the operator's approval. If the operator rejected the current \
-                          plan (or it still awaits approval), this replaces that round's assignments without \
-                          using up a round.",
+                          The round then awaits the operator's approval. A draft task gets its first round; a \
+                          dispatched task gets a follow-up round while earlier rounds are still worked on (at \
+                          most max_rounds in all). If the operator rejected a plan (or it still awaits \
+                          approval), this replaces that round's assignments without using up a round.",
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -133,7 +134,8 @@ fn review_def() -> ToolDef {
             name: "review_submit",
             title: "Review round",
             description: "As the task's dispatcher, review a round whose assignments are all completed (read \
-                          the handoffs first with handoff_get). \"approved\" completes the round and the task; \
+                          the handoffs first with handoff_get). \"approved\" completes the round, and the task \
+                          unless another of its rounds is still open (task_status says which); \
                           \"changes_requested\" opens the next round with the same assignments, awaiting the \
                           operator's approval.",
             input_schema: json!({
@@ -150,6 +152,7 @@ fn review_def() -> ToolDef {
                 "status": {"type": "string"},
                 "round_id": {"type": "string", "description": "the completed round, or the new round on changes_requested"},
                 "round_number": {"type": "integer"},
+                "task_status": {"type": "string", "description": "the task's status after the review: completed, or still awaiting_operator_approval or dispatched while another round is open"},
                 "message": {"type": "string"}
             }),
             read_only: false,
@@ -173,12 +176,17 @@ async fn review(ctx: &CallCtx<'_>, a: ReviewArgs) -> Result<Map<String, Value>, 
         .review(ctx.agent, &a.round_id, verdict, note)
         .await?;
     let round = reviewed.round;
+    let task_status = reviewed.task_status.as_str();
     Ok(match reviewed.next {
-        None => fields(
-            json!({"status": "completed", "round_id": round.id, "round_number": round.round_number}),
-        ),
+        None => fields(json!({
+            "status": "completed",
+            "round_id": round.id,
+            "round_number": round.round_number,
+            "task_status": task_status,
+        })),
         Some(n) => fields(json!({
             "status": "awaiting_operator_approval",
+            "task_status": task_status,
             "round_id": n.id,
             "round_number": n.round_number,
             "previous_round_id": round.id,
