@@ -9,6 +9,7 @@ pub(crate) mod db_lock;
 pub(crate) mod discovery;
 pub(crate) mod fill;
 pub(crate) mod install;
+pub(crate) mod messages;
 pub(crate) mod operator;
 pub(crate) mod serve;
 pub(crate) mod tasks;
@@ -154,8 +155,19 @@ pub enum Command {
     /// A live view of rounds awaiting approval, assignments with their leases and
     /// locks, redrawn as the hub reports changes (Ctrl-C to quit)
     Watch(watch::WatchArgs),
-    /// Every message, newest first, a page at a time
-    Messages(LogArgs),
+    /// Every message, newest first, a page at a time; or those delivered to one agent
+    /// (--agent A) with its read state, only the unread ones with --unread
+    Messages(messages::MessagesArgs),
+    /// Remove the deliveries to an agent (from one sender with --from), read or
+    /// unread, from its inbox and the database; the messages stay (audited)
+    PurgeMessages {
+        /// The agent whose deliveries go
+        #[arg(long)]
+        agent: String,
+        /// Only the messages this agent sent
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Load a throwaway hub (or, with --url U --live, a running one) over HTTP and
     /// print throughput and latency
     Bench(bench::BenchArgs),
@@ -412,7 +424,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(args) => audit::run(&dir, &target, &args, json),
         Command::Watch(args) => watch::run(&dir, &target, &args),
         Command::Notify(NotifyCommand::Test) => operator::notify_test(&dir, &target, json),
-        Command::Messages(page) => tasks::messages(&dir, &target, &page, json),
+        Command::Messages(args) => messages::messages(&dir, &target, &args, json),
+        Command::PurgeMessages { agent, from } => {
+            messages::purge(&dir, &target, &agent, from.as_deref(), json)
+        }
         Command::FillHistory(args) => fill::run(&dir, args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),
         Command::Completions { .. } => Ok(()), // answered above

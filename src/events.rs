@@ -121,9 +121,20 @@ pub(crate) fn of_op(op: &Op) -> Option<Draft> {
     }
 }
 
+/// Kinds that come with every message or lock call; the rest are rare.
+pub(crate) fn is_frequent(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "message_delivered" | "lock_granted" | "lock_renewed" | "lock_released"
+    )
+}
+
 /// Where events are published and subscribed to.
 pub(crate) struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
+    /// The same without the frequent kinds (messages, lock grants and releases): for
+    /// readers that must not lose a rare event in a flood of those (webhooks).
+    notable: broadcast::Sender<Arc<Event>>,
     recent: Mutex<VecDeque<Arc<Event>>>,
     seq: AtomicU64,
 }
@@ -141,6 +152,7 @@ impl Default for EventBus {
     fn default() -> Self {
         EventBus {
             tx: broadcast::channel(RECENT).0,
+            notable: broadcast::channel(RECENT).0,
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             seq: AtomicU64::new(0),
         }
@@ -169,6 +181,9 @@ impl EventBus {
             recent.push_back(event.clone());
         }
         // No subscriber is fine.
+        if !is_frequent(&event.event_type) {
+            let _ = self.notable.send(event.clone());
+        }
         let _ = self.tx.send(event);
     }
 
@@ -177,6 +192,11 @@ impl EventBus {
     pub(crate) fn last_id(&self) -> Option<String> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.back().map(|e| e.id.clone())
+    }
+
+    /// Every event but the frequent kinds (see [`is_frequent`]), from now on.
+    pub(crate) fn subscribe_notable(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.notable.subscribe()
     }
 
     /// Subscribe, resuming after `last_id` if given.

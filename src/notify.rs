@@ -108,8 +108,10 @@ impl Webhooks {
         }
     }
 
-    /// Read the operator event stream (`live`, from `EventBus::subscribe`) and
-    /// queue what targets want, until the stream closes. Run as a task; it only queues, it never waits on a receiver.
+    /// Read the operator event stream's rare events (`live`, from
+    /// `EventBus::subscribe_notable`, so that a flood of message and lock events
+    /// never crowds out a round awaiting approval) and queue what targets want,
+    /// until the stream closes. Run as a task; it only queues, it never waits on a receiver.
     pub(crate) async fn follow(self: Arc<Self>, mut live: broadcast::Receiver<Arc<Event>>) {
         use tokio::sync::broadcast::error::RecvError;
         if self.is_empty() {
@@ -138,18 +140,34 @@ impl Webhooks {
             payload: serde_json::json!({}),
             at: crate::domain::time::iso(chrono::Utc::now()),
         };
-        let body = message::body(Kind::Test, &e, &self.instance);
-        self.senders
-            .iter()
-            .map(|s| {
-                let d = Delivery {
-                    kind: Kind::Test,
-                    event_id: e.id.clone(),
-                    body: body.clone(),
-                };
-                post(&agent(), &s.target, &d)
-            })
-            .collect()
+        let d = Delivery {
+            kind: Kind::Test,
+            event_id: e.id.clone(),
+            body: message::body(Kind::Test, &e, &self.instance),
+        };
+        // All at once: a dead target costs its timeout once, not once per target.
+        std::thread::scope(|scope| {
+            let tries: Vec<_> = self
+                .senders
+                .iter()
+                .map(|s| {
+                    let d = &d;
+                    scope.spawn(move || post(&agent(), &s.target, d))
+                })
+                .collect();
+            tries
+                .into_iter()
+                .zip(&self.senders)
+                .map(|(t, s)| {
+                    t.join().unwrap_or_else(|_| Outcome {
+                        target: s.target.label(),
+                        ok: false,
+                        status: None,
+                        error: Some("the try failed".into()),
+                    })
+                })
+                .collect()
+        })
     }
 }
 

@@ -19,6 +19,9 @@ pub(crate) mod pages;
 pub(crate) mod prune;
 pub(crate) mod writer;
 
+#[cfg(test)]
+mod deliveries_tests;
+
 pub(crate) use load::{AgentRow, MailState, Snapshot};
 pub(crate) use op::{LockGone, Op};
 pub(crate) use writer::{Store, StoreOptions, Ticket};

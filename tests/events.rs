@@ -204,8 +204,9 @@ fn hubctl_watch_redraws_when_a_round_arrives() {
             }
         }
     });
+    // Shorter than watch's periodic re-read (10 s): the redraw must come from the event.
     let wait_for = |what: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {

@@ -33,6 +33,13 @@ fn l01_initialize_2025_11_25() {
     assert_eq!(res["protocolVersion"], "2025-11-25");
     assert_eq!(res["serverInfo"]["name"], "agent-hub");
     assert_eq!(res["serverInfo"]["version"], "0.1.0");
+    // Instructions for the model, naming the calling agent and how to wait for work.
+    let instructions = res["instructions"].as_str().unwrap_or_default();
+    assert!(instructions.starts_with("You are agent \"alice\""), "{res}");
+    assert!(
+        instructions.contains("inbox_pull with wait_seconds"),
+        "{res}"
+    );
     assert_eq!(res["capabilities"]["tools"]["listChanged"], false, "{res}");
     assert!(
         res["capabilities"].get("logging").is_none(),

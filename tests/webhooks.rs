@@ -161,9 +161,13 @@ fn a_round_awaiting_approval_is_posted_signed_and_retried_after_a_500() {
         !out.contains("SECRETPATH"),
         "the URL's path is never shown: {out}"
     );
-    let got = rx.wait(3);
-    assert_eq!(got[2].json()["kind"], "test", "no round_approved before it");
-    assert_eq!(got.len(), 3, "{got:?}");
+    // Another wanted event: had the approval been sent, it would come before it.
+    draft(&d, "T-2");
+    submit_plan(&d, "T-2", plan(&[("alice", "more")]));
+    let got = rx.wait(4);
+    assert_eq!(got[2].json()["kind"], "test");
+    assert_eq!(got[3].json()["event"]["entity_id"], "T-2", "{got:?}");
+    assert_eq!(got.len(), 4, "no round_approved: {got:?}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! metadata, last heartbeat, its inbox (unread queue, read state, the dedupe keys it
 //! used as a sender) and the long-poll waiters of `inbox_pull`.
 //! Messages: [`Register`], [`Heartbeat`], [`GetView`], [`SendMessage`], [`Deliver`],
-//! [`Pull`], [`Ack`].
+//! [`Pull`], [`Ack`], [`Purge`].
 
 use super::notify::Notifier;
 use crate::domain::inbox::{
@@ -11,6 +11,7 @@ use crate::domain::inbox::{
 use crate::domain::message::{Draft, Message as Mail};
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::{AgentId, DomainError};
+use crate::store::op::Tally;
 use crate::store::{AgentRow, MailState, Op, Store, Ticket};
 use actix::prelude::*;
 use serde::Serialize;
@@ -60,8 +61,8 @@ impl AgentActor {
         notifier: Arc<dyn Notifier>,
     ) -> Self {
         let mut inbox = Inbox::default();
-        for (id, size) in mail.unread {
-            inbox.deliver_stored(id, size);
+        for u in mail.unread {
+            inbox.deliver_stored(u.id, u.size, &u.from);
         }
         gauge.add(inbox.unread_count(), inbox.unread_bytes());
         AgentActor {
@@ -204,7 +205,7 @@ impl Handler<SendMessage> for AgentActor {
         self.inbox
             .record_sent(&message.id, message.dedupe_key.as_deref());
         for (_, addr) in &msg.recipients {
-            addr.do_send(Deliver(message.clone(), Some(msg.reserved)));
+            addr.do_send(Deliver(message.clone(), Some(msg.reserved), ticket));
         }
         Ok(Sent::Stored(message, ticket))
     }
@@ -231,8 +232,9 @@ impl Handler<CheckDraft> for AgentActor {
 
 /// A message arriving in this agent's inbox (already stored by its sender), with
 /// the bytes reserved for it ([`Reserve`]; `None` for hub notices, which bypass
-/// the quota).
-pub(crate) struct Deliver(pub Arc<Mail>, pub Option<usize>);
+/// the quota) and the ticket of its insert (to tell whether a [`Purge`] deleted
+/// its row before it got here).
+pub(crate) struct Deliver(pub Arc<Mail>, pub Option<usize>, pub Ticket);
 
 impl Message for Deliver {
     type Result = ();
@@ -242,6 +244,14 @@ impl Handler<Deliver> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        let Ticket(stored_at) = msg.2;
+        if self.inbox.purged_in_flight(&msg.0.from_agent, stored_at) {
+            // Its row was purged: it never arrives; its promised room is free again.
+            if let Some(bytes) = msg.1 {
+                self.gauge.release(1, bytes);
+            }
+            return;
+        }
         self.notifier.inbox_updated(&self.view.agent_id, &msg.0);
         // A send's room was promised already (the promise becomes the unread
         // message); a hub notice comes without one.
@@ -387,3 +397,35 @@ impl Handler<Ack> for AgentActor {
         Ok(Acked::Done(newly, ticket))
     }
 }
+
+/// The operator's purge of this agent's deliveries (from one sender, if given),
+/// read or unread: stored rows and inbox alike, in this actor's order with sends,
+/// pulls and acks. Answers with where the writer leaves the number of rows deleted
+/// (final once the ticket is committed).
+pub(crate) struct Purge {
+    pub from: Option<String>,
+}
+
+impl Message for Purge {
+    type Result = (Tally, Ticket);
+}
+
+impl Handler<Purge> for AgentActor {
+    type Result = MessageResult<Purge>;
+
+    fn handle(&mut self, msg: Purge, _: &mut Context<Self>) -> Self::Result {
+        let deleted = Tally::default();
+        let ticket = self.store.enqueue(Op::DeliveriesPurge {
+            agent: self.view.agent_id.to_string(),
+            from: msg.from.clone(),
+            deleted: deleted.clone(),
+        });
+        let purged = self.inbox.purge(msg.from.as_deref(), ticket.0);
+        self.gauge.release(purged.messages, purged.bytes);
+        // Parked pulls stay parked: the inbox they saw empty has not gained anything.
+        MessageResult((deleted, ticket))
+    }
+}
+
+#[cfg(test)]
+mod tests;

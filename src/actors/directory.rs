@@ -127,7 +127,7 @@ impl Directory {
             recipients: vec![notice.to],
         });
         // Hub notices bypass the inbox quota: the workflow must reach its agents.
-        addr.do_send(Deliver(message, None));
+        addr.do_send(Deliver(message, None, ticket));
         ticket
     }
 }

@@ -1,11 +1,12 @@
 //! The hub façade: a cheap-to-clone handle that finds the actor for an id and turns
 //! a call into "send a typed command to the actor, then wait until its write is
 //! durable". The HTTP and MCP layers talk only to this; one method per command,
-//! grouped by family: [`agents`], [`messages`], [`tasks`], [`operator`], [`locks`],
-//! and the dashboard's reads ([`dashboard`]).
+//! grouped by family: [`agents`], [`messages`], [`inboxes`], [`tasks`], [`operator`],
+//! [`locks`], and the dashboard's reads ([`dashboard`]).
 
 mod agents;
 mod dashboard;
+mod inboxes;
 mod locks;
 mod messages;
 mod operator;
@@ -17,7 +18,7 @@ pub(crate) use dashboard::Health;
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};
-use super::lock_manager::{LockCaps, LockManager};
+use super::lock_manager::LockManager;
 use super::notify::Notifier;
 use super::task::commands::Reply;
 use super::task::{TaskActor, TaskEnv};
@@ -44,6 +45,9 @@ struct HubInner {
     activation: tokio::sync::Mutex<()>,
     /// Held by a prune for its whole run (see `retention.rs`).
     prune_lock: tokio::sync::Mutex<()>,
+    /// Held while an agent's online flag changes and its event is published, so
+    /// the stream's last word on an agent matches its flag.
+    presence: std::sync::Mutex<()>,
     /// Stored tasks of every state, kept up to date (for `hub_status`).
     task_count: AtomicUsize,
     /// Shared by every TaskActor.
@@ -59,14 +63,6 @@ struct HubInner {
     /// Pushes on agents' streams; kept for a rebuild.
     notifier: Arc<dyn Notifier>,
     started: Instant,
-}
-
-/// The LockManager's per-agent caps from `s`.
-fn lock_caps(s: &Settings) -> LockCaps {
-    LockCaps {
-        max_held: s.max_locks_per_agent,
-        max_waits: s.max_lock_waits_per_agent,
-    }
 }
 
 /// The directory entry of an agent whose actor is `addr`.
@@ -171,12 +167,13 @@ impl Hub {
         }
         let task_count = AtomicUsize::new(snapshot.task_count);
         let table = LockTable::restore(snapshot.locks, Vec::new(), Utc::now());
-        let locks = LockManager::new(table, lock_caps(&settings), store.clone()).start();
+        let locks = LockManager::new(table, live.clone(), store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {
                 dir,
                 activation: tokio::sync::Mutex::new(()),
                 prune_lock: tokio::sync::Mutex::new(()),
+                presence: std::sync::Mutex::new(()),
                 task_count,
                 task_env,
                 locks,
@@ -238,31 +235,29 @@ impl Hub {
         }
     }
 
-    /// Put new settings in force (a reload): read per call from now on, and handed
-    /// to what keeps its own copy (the LockManager's caps, the agents' send buckets).
+    /// Put new settings in force (a reload). Everything reads them per call, so a
+    /// hub rebuilt meanwhile (storage fault) cannot keep an older copy.
     pub(crate) fn put_settings(&self, s: Settings) {
-        let s = Arc::new(s);
-        self.inner.settings.store(s.clone());
-        self.inner
-            .locks
-            .do_send(super::lock_manager::SetCaps(lock_caps(&s)));
-        for a in self.inner.dir.agents.iter() {
-            a.send_bucket
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .reconfigure(s.send_rate_per_second, s.send_burst);
-        }
+        self.inner.settings.store(Arc::new(s));
     }
 
     /// Record that `id` just made a request (presence); the first one after being
     /// offline goes to the event stream.
     pub(crate) fn touch(&self, id: &AgentId, now: DateTime<Utc>) {
         if let Some(h) = self.inner.dir.agents.get(id) {
+            // SeqCst with the sweep's: either it sees this time, or this sees its
+            // cleared flag (see `sweep_presence`).
             h.last_seen_ms
-                .store(now.timestamp_millis(), Ordering::Relaxed);
-            // A load first: the swap (a write to a shared line) only on a change.
-            if !h.online.load(Ordering::Relaxed) && !h.online.swap(true, Ordering::Relaxed) {
-                self.presence_event(id.as_str(), true, now);
+                .store(now.timestamp_millis(), Ordering::SeqCst);
+            if !h.online.load(Ordering::SeqCst) {
+                let _one = self
+                    .inner
+                    .presence
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if !h.online.swap(true, Ordering::SeqCst) {
+                    self.presence_event(id.as_str(), true, now);
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 //! its lease lapses. Leases are enforced by timers, not only when someone looks.
 //! Messages: [`Acquire`], [`Release`], [`ForceRelease`], [`Expire`], [`Count`].
 
+use crate::config::LiveSettings;
 use crate::domain::ids::random_hex;
 use crate::domain::lease::{conflict, too_many, Acquired, Lock, LockTable, Request};
 use crate::domain::time::iso;
@@ -13,6 +14,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -27,16 +29,11 @@ struct Waiter {
     reply: oneshot::Sender<Result<Grant, DomainError>>,
 }
 
-/// Per-agent caps: locks held, and `lock_acquire` calls waiting.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LockCaps {
-    pub max_held: usize,
-    pub max_waits: usize,
-}
-
 pub(crate) struct LockManager {
     table: LockTable,
-    caps: LockCaps,
+    /// Per-agent caps (locks held, acquires waiting) are read from here per call:
+    /// a reload may change them.
+    settings: Arc<LiveSettings>,
     /// Key → parked acquirers, oldest first.
     waiters: HashMap<String, VecDeque<Waiter>>,
     /// Agent id → its parked acquirers (every key).
@@ -54,10 +51,10 @@ pub(crate) struct LockManager {
 }
 
 impl LockManager {
-    pub(crate) fn new(table: LockTable, caps: LockCaps, store: Store) -> Self {
+    pub(crate) fn new(table: LockTable, settings: Arc<LiveSettings>, store: Store) -> Self {
         LockManager {
             table,
-            caps,
+            settings,
             waiters: HashMap::new(),
             waits_by: HashMap::new(),
             next_waiter: 0,
@@ -84,7 +81,8 @@ impl LockManager {
     ) -> Result<Grant, DomainError> {
         let now = Utc::now();
         // Also for a waiter being served: it may have taken other locks meanwhile.
-        self.table.check_cap(req, now, self.caps.max_held)?;
+        let max_held = self.settings.load().max_locks_per_agent;
+        self.table.check_cap(req, now, max_held)?;
         match self.table.acquire(req, now, &mut || random_hex(6)) {
             Acquired::Conflict(l) => Err(conflict(&l)),
             Acquired::Granted(l) => {
@@ -308,8 +306,8 @@ impl Handler<Acquire> for LockManager {
             return MessageResult(AcquireReply::Ready(now));
         }
         let waits = self.waits_by.entry(msg.req.agent.clone()).or_insert(0);
-        if *waits >= self.caps.max_waits {
-            let max = self.caps.max_waits;
+        let max = self.settings.load().max_lock_waits_per_agent;
+        if *waits >= max {
             return MessageResult(AcquireReply::Ready(Err(too_many(format!(
                 "you have {max} lock_acquire calls waiting (max_lock_waits_per_agent); \
                  retry {} without wait_seconds or later",
@@ -479,21 +477,5 @@ impl Handler<Expire> for LockManager {
                 self.arm(ctx, &l);
             }
         }
-    }
-}
-
-/// New per-agent caps (a reload changed them); locks already held above a lowered
-/// cap stay until released, only new ones are refused.
-pub(crate) struct SetCaps(pub LockCaps);
-
-impl Message for SetCaps {
-    type Result = ();
-}
-
-impl Handler<SetCaps> for LockManager {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetCaps, _: &mut Context<Self>) {
-        self.caps = msg.0;
     }
 }

@@ -275,7 +275,12 @@ impl Actor for TaskActor {
     /// Re-arm the lease timers of claims loaded from the database; a lease that
     /// lapsed while the server was down expires at once.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let every = (self.env.finished_idle() / 2).max(std::time::Duration::from_millis(100));
+        // At most 30 s apart, so that a reload lowering finished_task_idle_secs
+        // takes effect for actors already running.
+        let every = (self.env.finished_idle() / 2).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(30),
+        );
         ctx.run_interval(every, |act, ctx| act.passivate_if_idle(ctx));
         let leases: Vec<(String, chrono::DateTime<Utc>)> = self
             .state

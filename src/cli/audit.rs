@@ -79,11 +79,15 @@ pub(crate) fn run(dir: &Path, target: &Target, a: &AuditArgs, json: bool) -> Res
             "give both an entity type and an entity id (e.g. `hubctl audit task T-1`)".into(),
         ));
     }
-    page(dir, target, a, json)?;
-    if a.follow {
-        follow(dir, target, a, json)?;
+    if !a.follow {
+        return page(dir, target, a, json);
     }
-    Ok(())
+    // Subscribed before the page is read: an event committed in between is then
+    // on the stream (perhaps also on the page) rather than lost.
+    let c = OperatorClient::with_timeout(dir, target, Duration::from_secs(365 * 24 * 3600))?;
+    let lines = c.event_lines()?;
+    page(dir, target, a, json)?;
+    follow(lines, a, json)
 }
 
 fn page(dir: &Path, target: &Target, a: &AuditArgs, json: bool) -> Result<(), CliError> {
@@ -135,9 +139,11 @@ fn page(dir: &Path, target: &Target, a: &AuditArgs, json: bool) -> Result<(), Cl
 
 /// Print events of the operator event stream as they come (those passing the
 /// filters), until the stream ends or hubctl is stopped.
-fn follow(dir: &Path, target: &Target, a: &AuditArgs, json: bool) -> Result<(), CliError> {
-    let c = OperatorClient::with_timeout(dir, target, Duration::from_secs(365 * 24 * 3600))?;
-    let lines = c.event_lines()?;
+fn follow(
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    a: &AuditArgs,
+    json: bool,
+) -> Result<(), CliError> {
     for line in lines {
         let line = line.map_err(|e| CliError::Api(format!("event stream ended: {e}")))?;
         let Some(data) = line.strip_prefix("data: ") else {
@@ -145,7 +151,14 @@ fn follow(dir: &Path, target: &Target, a: &AuditArgs, json: bool) -> Result<(), 
         };
         let e: Value = serde_json::from_str(data).unwrap_or(Value::Null);
         if e["reason"].is_string() && e["type"].is_null() {
-            println!("-- resync: {}", s(&e["reason"]));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "resync", "reason": e["reason"]})
+                );
+            } else {
+                println!("-- resync: {}", s(&e["reason"]));
+            }
             continue;
         }
         if !a.keeps(&e) {

@@ -152,17 +152,24 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A value as one line of terminal text. Control characters (which agents may
-/// write: an escape sequence could redraw or retitle the operator's terminal, a
-/// newline would break a table) are shown escaped.
+/// Characters shown escaped: controls (an escape sequence could redraw or retitle
+/// the operator's terminal, a newline would break a table) and the invisible
+/// format characters that reorder or hide text (bidi overrides, zero widths).
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// A value as one line of terminal text, agents' text made harmless (see
+/// [`unsafe_char`]).
 pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) if s.chars().any(char::is_control) => s
+        Value::String(s) if s.chars().any(unsafe_char) => s
             .chars()
             .flat_map(|c| {
-                let shown: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
+                let shown: Vec<char> = if unsafe_char(c) {
+                    c.escape_unicode().collect()
                 } else {
                     vec![c]
                 };
@@ -365,8 +372,8 @@ mod tests {
 
     #[test]
     fn text_for_the_terminal_has_no_control_characters() {
-        let v = Value::String("ok\x1b[2J\nnext\tcol".into());
-        assert_eq!(s(&v), "ok\\u{1b}[2J\\nnext\\tcol");
+        let v = Value::String("ok\x1b[2J\nnext\u{202e}col".into());
+        assert_eq!(s(&v), "ok\\u{1b}[2J\\u{a}next\\u{202e}col");
         assert_eq!(s(&Value::String("plain é".into())), "plain é");
         assert_eq!(s(&Value::Null), "-");
     }

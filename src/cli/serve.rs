@@ -194,7 +194,7 @@ async fn serve(
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(store.clone(), snapshot, live.clone(), sessions.clone());
     let _ = fill.send(Some(hub));
-    actix_rt::spawn(webhooks.follow(store.events().subscribe(None).live));
+    actix_rt::spawn(webhooks.follow(store.events().subscribe_notable()));
     // Always running: a reload may set a policy later.
     actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));

@@ -6,7 +6,7 @@ use super::{CliError, LogArgs, PageArgs, Target};
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn print_json(v: &Value) {
+pub(super) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -166,7 +166,12 @@ pub(crate) fn status(
 
 /// GET `path` for a list command: printed as JSON with `--json` (then `None`), else
 /// the answer to render.
-fn fetch(dir: &Path, target: &Target, path: &str, json: bool) -> Result<Option<Value>, CliError> {
+pub(super) fn fetch(
+    dir: &Path,
+    target: &Target,
+    path: &str,
+    json: bool,
+) -> Result<Option<Value>, CliError> {
     let v = OperatorClient::new(dir, target)?.get(path)?;
     if json {
         print_json(&v);
@@ -176,7 +181,11 @@ fn fetch(dir: &Path, target: &Target, path: &str, json: bool) -> Result<Option<V
 }
 
 /// One table row per element of `v[key]`.
-fn rows_of(v: &Value, key: &str, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+pub(super) fn rows_of(
+    v: &Value,
+    key: &str,
+    row: impl Fn(&Value) -> Vec<String>,
+) -> Vec<Vec<String>> {
     v[key].as_array().into_iter().flatten().map(row).collect()
 }
 
@@ -508,36 +517,4 @@ pub(super) fn log_hint(v: &Value, command: &str, page: &LogArgs) {
     if let Some(c) = v["next_cursor"].as_str() {
         println!("more: hubctl {command} --limit {} --cursor {c}", page.limit);
     }
-}
-
-pub(crate) fn messages(
-    dir: &Path,
-    target: &Target,
-    page: &LogArgs,
-    json: bool,
-) -> Result<(), CliError> {
-    let path = format!("/operator/messages?{}", log_query(page));
-    let Some(v) = fetch(dir, target, &path, json)? else {
-        return Ok(());
-    };
-    let rows = rows_of(&v, "items", |m| {
-        let to = m["to_agent"].as_str().unwrap_or("(all)").to_string();
-        vec![
-            s(&m["created_at"]),
-            s(&m["from_agent"]),
-            to,
-            s(&m["msg_type"]),
-            s(&m["subject"]),
-        ]
-    });
-    print!(
-        "{}",
-        list_table(
-            &["AT", "FROM", "TO", "TYPE", "SUBJECT"],
-            &rows,
-            "no messages"
-        )
-    );
-    log_hint(&v, "messages", page);
-    Ok(())
 }

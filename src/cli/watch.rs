@@ -174,20 +174,23 @@ pub(crate) fn run(dir: &Path, target: &Target, args: &WatchArgs) -> Result<(), C
         print!("{}", render(&fetch(&c)?, Utc::now(), &hub));
         return Ok(());
     }
-    // Events only say "something changed": a reader thread forwards them.
+    // Events only say "something changed": a reader thread forwards those that
+    // change what is shown (not messages, lock renewals or presence).
     let (tx, rx) = mpsc::channel::<()>();
     let stream = OperatorClient::with_timeout(dir, target, Duration::from_secs(365 * 24 * 3600))?;
     let lines = stream.event_lines()?;
     std::thread::spawn(move || {
         for line in lines {
-            match line {
-                Ok(l) if l.starts_with("data: ") => {
-                    if tx.send(()).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
+            let Ok(line) = line else { return };
+            let Some(kind) = line.strip_prefix("event: ") else {
+                continue;
+            };
+            let shown = !matches!(
+                kind,
+                "message_delivered" | "lock_renewed" | "agent_online" | "agent_offline"
+            );
+            if shown && tx.send(()).is_err() {
+                return;
             }
         }
     });

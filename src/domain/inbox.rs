@@ -10,6 +10,9 @@
 //! write queued before the query was committed, and everything this inbox recorded
 //! after the query is still in its caches unless an eviction happened since, which
 //! the query's `since` detects (then it is asked again).
+//!
+//! The operator's purge ([`purge`]) removes deliveries by sender, so each unread id
+//! and recently received id keeps its sender (one shared `Arc<str>` per sender).
 
 use super::error::DomainError;
 use super::message::{Draft, Message};
@@ -222,19 +225,33 @@ pub(crate) struct Inbox {
     /// numbers (to find the latest held ones quickly).
     held_bytes: usize,
     held: BTreeSet<u64>,
-    /// Message id → arrival number and size ([`Message::pull_size`]), for acks.
-    unread_index: HashMap<String, (u64, usize)>,
+    /// Message id → arrival number, size ([`Message::pull_size`]) and sender, for
+    /// acks and purges.
+    unread_index: HashMap<String, Pending>,
     /// Sum of the sizes of the unread messages.
     unread_bytes: usize,
     next_arrival: u64,
-    /// Recently received (read or not) and sent ids, and dedupe keys → first id.
-    received: Recent<()>,
+    /// Recently received (read or not) ids → sender, sent ids, and dedupe keys →
+    /// first id.
+    received: Recent<Arc<str>>,
     sent: Recent<()>,
     dedupe: Recent<String>,
     /// Sequence number of the next insertion into any of the three (from 1).
     next_seq: u64,
     /// Highest sequence number evicted so far (0: none).
     evicted_upto: u64,
+    /// One copy of each sender's id, shared by its unread and received entries.
+    senders: HashSet<Arc<str>>,
+    /// What the operator purged, for deliveries still on their way ([`purge`]).
+    purged: purge::Floors,
+}
+
+/// An unread message's place, size and sender.
+#[derive(Debug)]
+struct Pending {
+    arrival: u64,
+    size: usize,
+    from: Arc<str>,
 }
 
 impl Default for Inbox {
@@ -257,12 +274,24 @@ impl Inbox {
             dedupe: Recent::new(cap),
             next_seq: 1,
             evicted_upto: 0,
+            senders: HashSet::new(),
+            purged: purge::Floors::default(),
         }
     }
 
     fn seq(&mut self) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;
+        s
+    }
+
+    /// The shared copy of sender id `from`.
+    fn sender(&mut self, from: &str) -> Arc<str> {
+        if let Some(s) = self.senders.get(from) {
+            return s.clone();
+        }
+        let s: Arc<str> = Arc::from(from);
+        self.senders.insert(s.clone());
         s
     }
 
@@ -286,16 +315,17 @@ impl Inbox {
             return;
         }
         let seq = self.seq();
-        let e = self.received.insert(m.id.clone(), seq, ());
+        let from = self.sender(&m.from_agent);
+        let e = self.received.insert(m.id.clone(), seq, from.clone());
         self.evicted(e);
         let c = cost(&m);
         let size = m.pull_size();
         if self.held_bytes + c <= HELD_BYTES {
             self.held_bytes += c;
-            let n = self.arrive(m.id.clone(), Unread::Held(m), size);
+            let n = self.arrive(m.id.clone(), Unread::Held(m), size, from);
             self.held.insert(n);
         } else {
-            self.arrive(m.id.clone(), Unread::OnDisk(m.id.clone()), size);
+            self.arrive(m.id.clone(), Unread::OnDisk(m.id.clone()), size, from);
         }
     }
 
@@ -304,7 +334,7 @@ impl Inbox {
     /// so that pulling the same backlog again before acking it does not read it again.
     pub(crate) fn hold(&mut self, rows: &[Arc<Message>]) {
         for m in rows {
-            let Some(&(n, _)) = self.unread_index.get(&m.id) else {
+            let Some(n) = self.unread_index.get(&m.id).map(|p| p.arrival) else {
                 continue;
             };
             if !matches!(self.unread.get(&n), Some(Unread::OnDisk(_))) {
@@ -343,21 +373,27 @@ impl Inbox {
         }
     }
 
-    /// An unread message known only by its id and size (start-up: bodies stay on
-    /// disk).
-    pub(crate) fn deliver_stored(&mut self, id: String, size: usize) {
+    /// An unread message known only by its id, size and sender (start-up: bodies
+    /// stay on disk).
+    pub(crate) fn deliver_stored(&mut self, id: String, size: usize, from: &str) {
         if !self.unread_index.contains_key(&id) {
-            self.arrive(id.clone(), Unread::OnDisk(id), size);
+            let from = self.sender(from);
+            self.arrive(id.clone(), Unread::OnDisk(id), size, from);
         }
     }
 
-    fn arrive(&mut self, id: String, u: Unread, size: usize) -> u64 {
-        let n = self.next_arrival;
+    fn arrive(&mut self, id: String, u: Unread, size: usize, from: Arc<str>) -> u64 {
+        let arrival = self.next_arrival;
         self.next_arrival += 1;
         self.unread_bytes += size;
-        self.unread_index.insert(id, (n, size));
-        self.unread.insert(n, u);
-        n
+        let p = Pending {
+            arrival,
+            size,
+            from,
+        };
+        self.unread_index.insert(id, p);
+        self.unread.insert(arrival, u);
+        arrival
     }
 
     /// This agent sent message `id` (with `dedupe_key`).
@@ -463,22 +499,32 @@ impl Inbox {
         }
         let mut newly = Vec::new();
         for id in ids {
-            if let Some((n, size)) = self.unread_index.remove(id) {
-                self.unread_bytes -= size;
-                if let Some(Unread::Held(m)) = self.unread.remove(&n) {
-                    self.held_bytes -= cost(&m);
-                    self.held.remove(&n);
-                }
+            if let Some(p) = self.unread_index.remove(id) {
+                self.forget(&p);
                 newly.push(id.clone());
             }
         }
-        // A drained backlog gives its table's memory back.
+        self.shrink();
+        Ok(AckCheck::Done(newly))
+    }
+
+    /// Take the unread message `p` (already out of the index) out of the queue.
+    fn forget(&mut self, p: &Pending) {
+        self.unread_bytes -= p.size;
+        if let Some(Unread::Held(m)) = self.unread.remove(&p.arrival) {
+            self.held_bytes -= cost(&m);
+            self.held.remove(&p.arrival);
+        }
+    }
+
+    /// A drained backlog gives its table's memory back.
+    fn shrink(&mut self) {
         if self.unread.len() < self.unread_index.capacity() / 4 {
             self.unread_index.shrink_to_fit();
         }
-        Ok(AckCheck::Done(newly))
     }
 }
 
+mod purge;
 #[cfg(test)]
 mod tests;

@@ -276,7 +276,7 @@ fn initialize(
     if let Some(n) = OPENED.hit() {
         tracing::info!(agent = %agent, requested, negotiated = version.as_str(), sessions = n, "session opened");
     }
-    let resp = jsonrpc::ok(id, protocol::initialize_result(version));
+    let resp = jsonrpc::ok(id, protocol::initialize_result(version, agent.as_str()));
     Ok(answer(reply, &resp, Some(&session.id)))
 }
 

@@ -1,10 +1,12 @@
 //! Operator API for the task workflow: approve/reject rounds, close tasks, and the
-//! read views behind `hubctl status/list-tasks/list-rounds/show`.
+//! read views behind `hubctl status/list-tasks/list-rounds/show`; the message log,
+//! one agent's deliveries and their purge (`hubctl messages`, `purge-messages`).
 
 use super::error::{settle, ApiError};
 use super::guards::{operator, operator_request as guard, with_body};
 use super::state::AppState;
 use crate::domain::workflow::TaskState;
+use crate::domain::AgentId;
 use crate::store::pages::{Cursor, PageRequest, TaskSummary, DEFAULT_LIMIT, MAX_LIMIT};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -21,6 +23,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/locks", web::get().to(list_locks))
         .route("/operator/audit", web::get().to(list_audit))
         .route("/operator/messages", web::get().to(list_messages))
+        .route("/operator/messages/purge", web::post().to(purge_messages))
         // The key is a query parameter: keys may contain `/`, which a path segment
         // would keep percent-encoded.
         .route("/operator/locks", web::delete().to(unlock));
@@ -57,6 +60,15 @@ pub(crate) struct PageQuery {
     actor: Option<String>,
     event_type: Option<String>,
     since: Option<String>,
+    /// messages only: the deliveries to this agent, with its read state...
+    agent: Option<String>,
+    /// ...and of those only the unread ones.
+    unread: Option<String>,
+}
+
+/// A yes/no query parameter: present and empty, `1`, `true` or `yes` mean yes.
+fn flag(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1" | "true" | "yes" | ""))
 }
 
 impl PageQuery {
@@ -81,7 +93,7 @@ impl PageQuery {
                 ))
             })?),
         };
-        let all = matches!(self.all.as_deref(), Some("1" | "true" | "yes" | ""));
+        let all = flag(&self.all);
         Ok(PageRequest { all, limit, cursor })
     }
 }
@@ -140,9 +152,65 @@ async fn list_messages(
     q: web::Query<PageQuery>,
 ) -> Answer {
     let hub = guard(&req, &st).await?;
-    let page = settle(&hub, hub.message_page(q.request()?).await).await?;
+    let page_req = q.request()?;
+    let unread = flag(&q.unread);
+    let (items, next_cursor) = match &q.agent {
+        None if unread => {
+            return Err(ApiError::invalid_argument(
+                "unread lists one agent's unread messages: give agent too".into(),
+            ))
+        }
+        None => {
+            let page = settle(&hub, hub.message_page(page_req).await).await?;
+            (json!(page.items), page.next_cursor)
+        }
+        Some(a) => {
+            let agent = AgentId::new(a);
+            let page = hub.delivery_page(page_req, &agent, unread).await;
+            let page = settle(&hub, page).await?;
+            (json!(page.items), page.next_cursor)
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "items": items, "next_cursor": next_cursor})))
+}
+
+/// `{"agent": "A", "from": "B"}` (`from` optional).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    agent: String,
+    from: Option<String>,
+}
+
+/// Remove the deliveries to an agent (from one sender), read or not: `{"ok": true,
+/// "agent", "from", "purged": N}`. The body is read once the operator token is checked.
+async fn purge_messages(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> Answer {
+    let body = match with_body(&req, &st, payload, operator).await {
+        Ok(((), body)) => body,
+        Err(refused) => return Ok(refused),
+    };
+    let hub = st.hub.get().await?;
+    let b: PurgeBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_argument(format!(
+            "body must be {{\"agent\": \"A\", \"from\": \"B\"}} (from optional): {e}"
+        ))
+    })?;
+    if b.from.as_deref() == Some("") {
+        return Err(ApiError::invalid_argument(
+            "from: empty; leave it out to purge every sender's messages".into(),
+        ));
+    }
+    let agent = AgentId::new(&b.agent);
+    let purged = hub
+        .purge_messages(&agent, b.from.clone(), chrono::Utc::now())
+        .await;
+    let purged = settle(&hub, purged).await?;
     Ok(HttpResponse::Ok()
-        .json(json!({"ok": true, "items": page.items, "next_cursor": page.next_cursor})))
+        .json(json!({"ok": true, "agent": b.agent, "from": b.from, "purged": purged})))
 }
 
 async fn show_task(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> Answer {

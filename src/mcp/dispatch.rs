@@ -121,7 +121,7 @@ async fn serve(
     let modern = version.is_modern();
     match method {
         "ping" if !modern => Ok(json!({})),
-        "server/discover" if modern => Ok(modern::discover()),
+        "server/discover" if modern => Ok(modern::discover(agent.as_str())),
         "tools/list" => {
             let p = params_object(params)?;
             // We never hand out a cursor, so any cursor is one we did not issue.

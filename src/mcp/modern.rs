@@ -7,7 +7,7 @@
 //! `server/discover`.
 
 use super::jsonrpc::RpcError;
-use super::protocol::{self, Version, INSTRUCTIONS};
+use super::protocol::{self, Version};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -206,9 +206,11 @@ pub(crate) fn decode_header_value(value: &str) -> Option<String> {
 /// agent until a new binary; an inbox read is the caller's own and changes any time.
 fn cache_hint(method: &str) -> Option<(u64, &'static str)> {
     match method {
-        "server/discover" | "tools/list" | "resources/list" | "resources/templates/list" => {
+        "tools/list" | "resources/list" | "resources/templates/list" => {
             Some((STATIC_TTL_MS, "public"))
         }
+        // Its instructions name the caller.
+        "server/discover" => Some((STATIC_TTL_MS, "private")),
         "resources/read" => Some((0, "private")),
         _ => None,
     }
@@ -233,12 +235,12 @@ pub(crate) fn complete(method: &str, mut result: Value) -> Value {
 
 /// `server/discover`: every revision we serve (a client picks one; handshake
 /// revisions need `initialize`), what we offer, and how to use it.
-pub(crate) fn discover() -> Value {
+pub(crate) fn discover(agent: &str) -> Value {
     let versions: Vec<&str> = Version::ALL.iter().map(|v| v.as_str()).collect();
     json!({
         "supportedVersions": versions,
         "capabilities": protocol::capabilities(),
-        "instructions": INSTRUCTIONS,
+        "instructions": protocol::instructions(agent),
     })
 }
 
@@ -436,7 +438,10 @@ mod tests {
             Some(&json!({"_meta": meta()}))
         ));
         assert!(!claimed_by_body("tools/list", Some(&json!({"_meta": {}}))));
-        let d = discover();
+        let d = discover("alice");
         assert_eq!(d["supportedVersions"].as_array().map(Vec::len), Some(4));
+        let text = d["instructions"].as_str().unwrap();
+        assert!(text.starts_with("You are agent \"alice\""), "{text}");
+        assert!(text.contains("inbox_pull with wait_seconds"));
     }
 }

@@ -63,10 +63,23 @@ pub(crate) fn negotiate(requested: &str) -> Version {
     Version::parse_handshake(requested).unwrap_or(Version::LATEST)
 }
 
-pub(crate) const INSTRUCTIONS: &str = "Agent Hub coordinates several agents on one job. Your identity comes from your bearer token. \
-Call agent_register once with your display name and capabilities, then agent_heartbeat now and then. \
-Wait for messages with inbox_pull and wait_seconds instead of polling in a loop; ack what you handled with message_ack. \
-Every tool answers a JSON object with ok=true, or ok=false with an error code and a message saying what to change.";
+/// The `instructions` of `initialize` and `server/discover`, for the calling agent:
+/// clients such as Claude Code put them in the model's system prompt.
+pub(crate) fn instructions(agent: &str) -> String {
+    format!(
+        "You are agent \"{agent}\" on Agent Hub, which coordinates several agents on one job; \
+your identity comes from your bearer token. Call agent_register once with your display name and capabilities.\n\
+Workflow: a dispatcher creates a task (task_draft_create) and submits a plan of assignments (round_plan_submit); \
+the human operator approves the round; each assignee finds its work with assignment_list, claims it (assignment_claim), \
+reports progress (assignment_progress) and finishes with a handoff (assignment_complete); the dispatcher reads \
+handoffs (handoff_get) and reviews the round (review_submit). Hold lock_acquire / lock_release around shared \
+resources such as a branch.\n\
+Waiting for work: when you have nothing to do, call inbox_pull with wait_seconds (up to 25) instead of polling; \
+messages from \"hub\" tell you of new assignments, approvals, reviews and lapsed leases. If your client shows \
+channel events from agent-hub, they say the same at once. Ack what you handled with message_ack.\n\
+Every tool answers a JSON object with ok=true, or ok=false with an error code and a message saying what to change."
+    )
+}
 
 /// What we declare, in every revision: tools, and the inbox resource (every session
 /// is subscribed to its own inbox; a 2026-07-28 client subscribes with
@@ -87,12 +100,12 @@ pub(crate) fn server_info() -> Value {
     })
 }
 
-pub(crate) fn initialize_result(v: Version) -> Value {
+pub(crate) fn initialize_result(v: Version, agent: &str) -> Value {
     json!({
         "protocolVersion": v.as_str(),
         "capabilities": capabilities(),
         "serverInfo": server_info(),
-        "instructions": INSTRUCTIONS,
+        "instructions": instructions(agent),
     })
 }
 

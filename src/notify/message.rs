@@ -18,6 +18,10 @@ pub(crate) fn kind_of(e: &Event) -> Option<Kind> {
         "round_approved" => Kind::RoundApproved,
         "round_rejected" => Kind::RoundRejected,
         "review_submitted" if status == Some("completed") => Kind::TaskCompleted,
+        // `changes_requested` opened a new round, which awaits the operator.
+        "review_submitted" if status == Some("awaiting_operator_approval") => {
+            Kind::RoundAwaitingApproval
+        }
         "lease_expired" => Kind::LeaseLapsed,
         "store_fault" => Kind::StoreFault,
         "store_healed" => Kind::StoreHealed,
@@ -99,6 +103,11 @@ mod tests {
         assert_eq!(kind_of(&done), Some(Kind::TaskCompleted));
         let more = event("review_submitted", json!({"task_status": "dispatched"}));
         assert_eq!(kind_of(&more), None);
+        let again = event(
+            "review_submitted",
+            json!({"task_status": "awaiting_operator_approval"}),
+        );
+        assert_eq!(kind_of(&again), Some(Kind::RoundAwaitingApproval));
         assert_eq!(kind_of(&event("message_delivered", json!({}))), None);
     }
 

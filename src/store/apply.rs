@@ -59,6 +59,11 @@ fn apply_one<'a>(
             message_ids,
             at,
         } => ack_messages(tx, agent, message_ids, at)?,
+        Op::DeliveriesPurge {
+            agent,
+            from,
+            deleted,
+        } => deleted.set(purge_deliveries(tx, agent, from.as_deref())?),
         Op::TaskUpsert(t) => upsert_task(tx, t)?,
         Op::TaskCreated(t) => create_task(tx, t)?,
         // Run by the writer after the batch's transaction (VACUUM cannot run in one).
@@ -203,6 +208,28 @@ fn ack_messages(
         direct.execute(params![id, agent])?;
     }
     Ok(())
+}
+
+/// Delete `agent`'s deliveries (of messages `from` sent, if given); returns how
+/// many. Found through idx_recipients_agent, each sender checked by primary key:
+/// the work is the agent's deliveries, never the whole history.
+fn purge_deliveries(
+    tx: &Transaction<'_>,
+    agent: &str,
+    from: Option<&str>,
+) -> rusqlite::Result<u64> {
+    let n = match from {
+        None => tx
+            .prepare_cached("DELETE FROM message_recipients WHERE agent_id = ?1")?
+            .execute(params![agent])?,
+        Some(from) => tx
+            .prepare_cached(
+                "DELETE FROM message_recipients WHERE agent_id = ?1 AND EXISTS
+                     (SELECT 1 FROM messages m WHERE m.id = message_recipients.message_id AND m.from_agent = ?2)",
+            )?
+            .execute(params![agent, from])?,
+    };
+    Ok(n as u64)
 }
 
 // The task workflow: tasks, rounds, assignments, handoffs, operator approvals.

@@ -134,12 +134,21 @@ fn agent_rows(
     })
 }
 
-/// Messaging state of one agent at start-up: the ids of its unread deliveries in
-/// arrival order, with their sizes (for the inbox quota). Bodies, and what it sent
-/// and read, stay on disk ([`super::mail`]).
+/// Messaging state of one agent at start-up: the ids of its unread deliveries,
+/// oldest first, with their sizes (for the inbox quota) and senders (for a purge
+/// of one sender's). Bodies, and what it sent and read, stay on disk
+/// ([`super::mail`]).
 #[derive(Debug, Default)]
 pub(crate) struct MailState {
-    pub unread: Vec<(String, usize)>,
+    pub unread: Vec<UnreadRow>,
+}
+
+/// One unread delivery as loaded.
+#[derive(Debug)]
+pub(crate) struct UnreadRow {
+    pub id: String,
+    pub size: usize,
+    pub from: String,
 }
 
 /// `Message::pull_size` in SQL, of the `messages` row `m`: byte lengths (a BLOB's
@@ -171,9 +180,10 @@ pub(crate) fn message_from_row(
     })
 }
 
-/// Unread deliveries by agent id, in arrival order, of the rows matching `cond`
-/// (" AND ..." or empty, with `params`): ids only, the bodies stay on disk until
-/// pulled (partial indexes on unread rows: the read history is never scanned).
+/// Unread deliveries by agent id, oldest first (by the message's created_at, then
+/// id), of the rows matching `cond` (" AND ..." or empty, with `params`): ids only,
+/// the bodies stay on disk until pulled. `idx_recipients_unread` (unread rows only)
+/// gives the rows in that order: the read history is never scanned, nothing sorted.
 fn load_mail(
     conn: &Connection,
     cond: &str,
@@ -184,9 +194,10 @@ fn load_mail(
     // key): the read history is still not scanned. `cond` names columns of
     // `message_recipients` as `r.`.
     let mut stmt = conn.prepare(&format!(
-        "SELECT r.agent_id, r.message_id, {PULL_SIZE_SQL}
+        "SELECT r.agent_id, r.message_id, {PULL_SIZE_SQL}, m.from_agent
          FROM message_recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.read_at IS NULL{cond} ORDER BY r.agent_id, r.rowid"
+         WHERE r.read_at IS NULL{cond}
+         ORDER BY r.agent_id, r.delivered_at, r.message_id"
     ))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let overhead = crate::domain::message::PULL_OVERHEAD_BYTES as i64;
@@ -194,7 +205,11 @@ fn load_mail(
         let agent: String = r.get(0)?;
         let size: i64 = r.get(2)?;
         let size = usize::try_from(size + overhead).unwrap_or(0);
-        out.entry(agent).or_default().unread.push((r.get(1)?, size));
+        out.entry(agent).or_default().unread.push(UnreadRow {
+            id: r.get(1)?,
+            size,
+            from: r.get(3)?,
+        });
     }
     Ok(out)
 }

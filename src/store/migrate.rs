@@ -49,6 +49,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "009_audit_filters",
         include_str!("../../migrations/009_audit_filters.sql"),
     ),
+    (
+        10,
+        "010_recipient_pages",
+        include_str!("../../migrations/010_recipient_pages.sql"),
+    ),
 ];
 
 /// `hub_shard(owner)`: the frozen shard hash, for migrations that fill `shard`

@@ -6,6 +6,7 @@
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Handoff, Round, Task};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,14 @@ pub(crate) enum Op {
         agent: String,
         message_ids: Vec<String>,
         at: String,
+    },
+    /// The operator's purge: every stored delivery to `agent` (of messages `from`
+    /// sent, if given), read or not, in one statement. The message rows stay (their
+    /// dedupe keys with them). How many rows went is left in `deleted`.
+    DeliveriesPurge {
+        agent: String,
+        from: Option<String>,
+        deleted: Tally,
     },
     /// Workflow rows, written whole (insert or replace) after each transition.
     TaskUpsert(Task),
@@ -127,5 +136,28 @@ impl LockGone {
             LockGone::AgentRemoved => "agent_removed",
             LockGone::Withdrawn => "withdrawn",
         }
+    }
+}
+
+/// A count the writer leaves for the op's caller: the rows a purge deleted, which
+/// only the statement itself can know exactly (a delivery may be stored between any
+/// count taken before and the purge). Set while the op's transaction is applied, so
+/// it is final once the op's ticket is committed. Equal only to itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally(Arc<AtomicU64>);
+
+impl Tally {
+    pub(crate) fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl PartialEq for Tally {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }

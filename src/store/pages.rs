@@ -327,6 +327,61 @@ pub(crate) fn messages(conn: &Connection, req: &PageRequest) -> Result<Page<Mess
     }))
 }
 
+/// One delivery in an agent's list: the message and that agent's read state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Delivery {
+    #[serde(flatten)]
+    pub message: Message,
+    /// When the agent acked it; `None`: unread.
+    pub read_at: Option<String>,
+}
+
+/// The messages delivered to `agent`, newest first, with its read state; only the
+/// unread ones with `unread`. Keyset on (delivered_at, message_id), which are the
+/// message's (created_at, id): idx_recipients_agent (idx_recipients_unread)
+/// gives the range and the order, so a page reads its own rows only.
+pub(crate) fn deliveries(
+    conn: &Connection,
+    req: &PageRequest,
+    agent: &str,
+    unread: bool,
+) -> Result<Page<Delivery>, StoreError> {
+    let mut params = vec![agent.to_string()];
+    let cond = match &req.cursor {
+        Some(c) => {
+            params.push(c.created_at.clone());
+            params.push(c.id.clone());
+            // The first term bounds the index range; the row value cuts the tie.
+            "r.delivered_at <= ?2 AND (r.delivered_at, r.message_id) < (?2, ?3)"
+        }
+        None => "1",
+    };
+    let read = if unread { "r.read_at IS NULL" } else { "1" };
+    let sql = format!(
+        "SELECT m.*, r.read_at AS delivery_read_at
+         FROM message_recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.agent_id = ?1 AND {read} AND {cond}
+         ORDER BY r.delivered_at DESC, r.message_id DESC LIMIT {}",
+        req.limit + 1
+    );
+    let items = query_all(conn, &sql, &params, |r| {
+        Ok(Delivery {
+            message: message_from_row(r)?,
+            read_at: r.get("delivery_read_at")?,
+        })
+    })?;
+    Ok(finish(items, req.limit, |d| {
+        (d.message.created_at.clone(), d.message.id.clone())
+    }))
+}
+
+/// Whether `agent` is stored (in agents.env now, or before).
+pub(crate) fn agent_known(conn: &Connection, agent: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM agents WHERE id = ?1)")?
+        .query_row([agent], |r| r.get(0))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,20 +222,42 @@ impl Hub {
     pub(crate) fn sweep_presence(&self, now: DateTime<Utc>) -> usize {
         let window_ms = (self.settings().presence_window_secs as i64).saturating_mul(1000);
         let cutoff = now.timestamp_millis().saturating_sub(window_ms);
-        let mut gone = Vec::new();
-        for e in self.inner.dir.agents.iter() {
-            if e.online.load(Ordering::Relaxed)
-                && e.last_seen_ms.load(Ordering::Relaxed) < cutoff
-                && e.online.swap(false, Ordering::Relaxed)
-            {
-                gone.push(e.key().as_str().to_string());
+        let quiet = |e: &crate::actors::directory::AgentHandle| {
+            e.last_seen_ms.load(Ordering::SeqCst) < cutoff
+        };
+        let candidates: Vec<AgentId> = self
+            .inner
+            .dir
+            .agents
+            .iter()
+            .filter(|e| e.online.load(Ordering::Relaxed) && quiet(e.value()))
+            .map(|e| e.key().clone())
+            .collect();
+        let _one = self
+            .inner
+            .presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut gone = 0;
+        for id in candidates {
+            let Some(e) = self.inner.dir.agents.get(&id) else {
+                continue;
+            };
+            if !e.online.swap(false, Ordering::SeqCst) {
+                continue;
             }
+            // A request that came meanwhile keeps it online: its touch stored its
+            // time before reading the flag, so it is seen here or it saw `false`
+            // (and then waits for this lock to announce it online again).
+            if !quiet(e.value()) {
+                e.online.store(true, Ordering::SeqCst);
+                continue;
+            }
+            drop(e);
+            self.presence_event(id.as_str(), false, now);
+            gone += 1;
         }
-        // Published after the walk: no directory shard lock is held meanwhile.
-        for agent in &gone {
-            self.presence_event(agent, false, now);
-        }
-        gone.len()
+        gone
     }
 }
 

@@ -89,8 +89,10 @@ impl Hub {
         };
         // A panic while held cannot leave a bucket half-updated: use it as it is.
         let mut bucket = h.send_bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.settings();
+        // The rate in force now (a reload may have changed it; a no-op otherwise).
+        bucket.reconfigure(s.send_rate_per_second, s.send_burst);
         bucket.take(now).map_err(|secs| {
-            let s = self.settings();
             DomainError::RateLimited {
                 retry_after_ms: retry_after_ms(secs),
                 rate: s.send_rate_per_second,

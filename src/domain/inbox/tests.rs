@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn msg(id: &str, from: &str) -> Arc<Message> {
+pub(super) fn msg(id: &str, from: &str) -> Arc<Message> {
     Arc::new(Message {
         id: id.into(),
         dedupe_key: None,
@@ -159,7 +159,7 @@ fn recent_keys_are_bounded_and_stale_answers_are_asked_again() {
 #[test]
 fn a_backlog_keeps_bodies_on_disk() {
     let mut i = Inbox::default();
-    i.deliver_stored("old".into(), 300);
+    i.deliver_stored("old".into(), 300, "x");
     let fit = HELD_BYTES / cost(&msg("m0", "x"));
     for n in 0..fit + 10 {
         i.deliver(msg(&format!("m{n}"), "x"));
@@ -192,8 +192,8 @@ fn a_backlog_keeps_bodies_on_disk() {
 #[test]
 fn pulled_rows_are_held_again() {
     let mut i = Inbox::default();
-    i.deliver_stored("a".into(), 300);
-    i.deliver_stored("b".into(), 300);
+    i.deliver_stored("a".into(), 300, "x");
+    i.deliver_stored("b".into(), 300, "x");
     i.hold(&[msg("a", "x"), msg("zz", "x")]);
     let all = i.peek(10);
     assert!(matches!(&all[0], Unread::Held(m) if m.id == "a"));
@@ -235,7 +235,7 @@ fn an_answer_covers_only_what_it_asked() {
 #[test]
 fn pulled_rows_take_the_place_of_later_ones() {
     let mut i = Inbox::default();
-    i.deliver_stored("old".into(), 300);
+    i.deliver_stored("old".into(), 300, "x");
     let fit = HELD_BYTES / cost(&msg("m0", "x"));
     for n in 0..fit {
         i.deliver(msg(&format!("m{n}"), "x"));

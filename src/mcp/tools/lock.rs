@@ -81,7 +81,14 @@ pub(super) struct AcquireArgs {
 }
 
 async fn acquire(ctx: &CallCtx<'_>, a: AcquireArgs) -> Result<Map<String, Value>, HubError> {
-    let settings = ctx.hub.settings();
+    // Copied out: a settings guard is not to be held across the wait below.
+    let (ttl_bounds, cap) = {
+        let s = ctx.hub.settings();
+        (
+            (s.lock_ttl_min_seconds, s.lock_ttl_max_seconds),
+            s.lock_wait_max_seconds,
+        )
+    };
     let req = validate(
         &a.lock_key,
         ctx.agent.as_str(),
@@ -91,9 +98,8 @@ async fn acquire(ctx: &CallCtx<'_>, a: AcquireArgs) -> Result<Map<String, Value>
             .unwrap_or("assignment"),
         a.resource_id.as_deref().unwrap_or(""),
         seconds(a.ttl_seconds.as_ref(), "ttl_seconds", 600.0)?,
-        (settings.lock_ttl_min_seconds, settings.lock_ttl_max_seconds),
+        ttl_bounds,
     )?;
-    let cap = settings.lock_wait_max_seconds;
     let wait = seconds(a.wait_seconds.as_ref(), "wait_seconds", 0.0)?;
     if !(0.0..=cap as f64).contains(&wait) {
         return Err(

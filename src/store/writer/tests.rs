@@ -319,10 +319,12 @@ async fn live_state_loads_by_shard_and_by_owner() {
     // The size is Message::pull_size of m2, computed by SQL: id, from, to,
     // msg_type, body, context_json, created_at and the overhead.
     let size = 2 + a.len() + b.len() + 4 + 2 + 2 + 2 + 200;
-    assert_eq!(
-        (row.id.as_str(), mail.unread),
-        (b, vec![("m2".to_string(), size)])
-    );
+    let unread: Vec<_> = mail
+        .unread
+        .iter()
+        .map(|u| (&*u.id, u.size, &*u.from))
+        .collect();
+    assert_eq!((row.id.as_str(), unread), (b, vec![("m2", size, a)]));
     assert!(store.load_agent("nobody").await.unwrap().is_none());
 
     let c = Connection::open(&path).unwrap();

@@ -1,0 +1,76 @@
+//! The operator's view of and action on one agent's deliveries through the façade:
+//! its messages with read state, a page at a time (`hubctl messages --agent A`), and
+//! the purge of its deliveries (`hubctl purge-messages`).
+
+use super::Hub;
+use crate::actors::agent::Purge;
+use crate::actors::HubError;
+use crate::domain::time::iso;
+use crate::domain::{AgentId, DomainError};
+use crate::store::pages::{self, Delivery, Page, PageRequest};
+use crate::store::Op;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+impl Hub {
+    /// A page of the messages delivered to `agent`, newest first, with its read
+    /// state; only unread ones with `unread`. Any agent ever stored may be listed
+    /// (one removed from agents.env keeps its mail).
+    pub(crate) async fn delivery_page(
+        &self,
+        req: PageRequest,
+        agent: &AgentId,
+        unread: bool,
+    ) -> Result<Page<Delivery>, HubError> {
+        let id = agent.to_string();
+        let page = self
+            .inner
+            .store
+            .read(move |c| match pages::agent_known(c, &id)? {
+                true => pages::deliveries(c, &req, &id, unread).map(Some),
+                false => Ok(None),
+            })
+            .await?;
+        page.ok_or_else(|| DomainError::UnknownAgent(agent.to_string()).into())
+    }
+
+    /// `hubctl purge-messages`: remove every delivery to `agent` (of messages `from`
+    /// sent, if given), read or unread, from its inbox and from storage; the message
+    /// rows stay, and with them their senders' dedupe keys. Audited
+    /// (`messages_purged`). Returns how many deliveries were removed.
+    pub(crate) async fn purge_messages(
+        &self,
+        agent: &AgentId,
+        from: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, HubError> {
+        self.writable()?;
+        let addr = self.agent(agent)?;
+        let (this, agent) = (self.clone(), agent.to_string());
+        // The purge and its audit record must not be parted by the caller going
+        // away: they run as a task of their own.
+        actix_rt::spawn(async move {
+            let (deleted, ticket) = addr.send(Purge { from: from.clone() }).await?;
+            // Committed in either durability mode: the count is read from it.
+            this.inner.store.wait_committed(ticket).await?;
+            let count = deleted.get();
+            let audit = this.inner.store.enqueue(Op::Audit {
+                event_type: "messages_purged".into(),
+                entity_type: "agent".into(),
+                entity_id: agent,
+                actor: "operator".into(),
+                payload_json: json!({"from": from, "count": count}).to_string(),
+                at: iso(now),
+            });
+            this.durable((count, audit)).await
+        })
+        .await
+        .map_err(|e| {
+            if e.is_cancelled() {
+                HubError::Mailbox(actix::MailboxError::Closed)
+            } else {
+                HubError::bug(format!("purge task panicked: {e}"))
+            }
+        })?
+    }
+}
