@@ -44,6 +44,7 @@ fn pages_need_a_session_and_every_answer_has_the_security_headers() {
         "/ui/rounds/R-1/reject",
         "/ui/tasks/T-1/close",
         "/ui/locks/release",
+        "/ui/agents/alice/purge",
         "/ui/logout",
     ] {
         let r = b.post(action, &[("csrf", "x"), ("key", "k")]);

@@ -1,8 +1,8 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver): log in, see
 //! a round appear live while an agent submits its plan, approve it, and watch the
 //! task page follow the assignees' claims and messages without a reload. Saves
-//! screenshots of the overview and a task page under target/ to look at. Skips,
-//! saying why, where Chromium or chromedriver is not installed.
+//! screenshots of the overview, a task page and an agent page under target/ to look
+//! at. Skips, saying why, where Chromium or chromedriver is not installed.
 
 mod common;
 use common::webdriver::{unavailable, Browserd};
@@ -126,6 +126,14 @@ fn an_operator_approves_a_round_that_appeared_live() {
     );
     web.fit_page(1280, 800);
     web.screenshot(&shot("dashboard-task.png"));
+    // The dispatcher's inbox: alice's question unread, the hub's notices.
+    web.goto(&format!("{ui}/agents/disp"));
+    web.wait_true(
+        "disp's inbox",
+        "return document.getElementById('inbox').textContent.includes('CSV header row?')",
+    );
+    web.fit_page(1280, 800);
+    web.screenshot(&shot("dashboard-agent.png"));
 }
 
 /// What a page must not do, whatever agents wrote: grow wider than the window, or

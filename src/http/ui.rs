@@ -101,6 +101,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/rounds/{id}/approve", web::post().to(actions::approve))
             .route("/rounds/{id}/reject", web::post().to(actions::reject))
             .route("/agents/{id}", web::get().to(agent_page::show))
+            .route("/agents/{id}/purge", web::post().to(actions::purge))
             .route("/locks", web::get().to(locks_page::show))
             .route("/locks/release", web::post().to(actions::release_lock))
             .route("/audit", web::get().to(audit_page::show))
@@ -170,6 +171,8 @@ fn page_request_of(
 struct Done {
     done: Option<String>,
     id: Option<String>,
+    /// How many (a purge's count).
+    n: Option<u64>,
 }
 
 impl Done {
@@ -182,7 +185,11 @@ impl Done {
             }
             "closed" => format!("Task {id} closed."),
             "released" => format!("Lock {id} released."),
-            "purged" => format!("Messages to {id} purged."),
+            "purged" => match self.n {
+                Some(1) => format!("Purged 1 delivery to {id}."),
+                Some(n) => format!("Purged {n} deliveries to {id}."),
+                None => format!("Purged the deliveries to {id}."),
+            },
             _ => return None,
         };
         Some(what)

@@ -21,6 +21,14 @@ pub(crate) fn field(page: &str, name: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_string())
 }
 
+/// The first link (`href`) of `page` containing `part`, as a path to GET.
+pub(crate) fn link(page: &str, part: &str) -> Option<String> {
+    page.split("href=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap_or(0)].replace("&amp;", "&"))
+        .find(|h| h.contains(part))
+}
+
 impl Browser {
     pub(crate) fn new(hub: &Hub) -> Browser {
         Browser {

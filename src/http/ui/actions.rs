@@ -1,5 +1,5 @@
 //! The operator's actions from the dashboard: approve or reject a round, close a
-//! task, force-release a lock. Each is a form post checked by [`super::action_form`]
+//! task, force-release a lock, purge an agent's deliveries. Each is a form post checked by [`super::action_form`]
 //! (session, same site, CSRF token), then the same [`crate::actors::Hub`] call as
 //! the `/operator` route behind `hubctl`, then a 303 back to the page it came from.
 
@@ -21,6 +21,37 @@ struct ActionForm {
 /// The page to return to, with the action's one-line result.
 fn done(back: Option<&str>, what: &str, id: &str) -> HttpResponse {
     see_other(&with_query(&back_to(back), &[("done", what), ("id", id)]))
+}
+
+#[derive(serde::Deserialize)]
+struct PurgeForm {
+    #[serde(default)]
+    from: String,
+    back: Option<String>,
+}
+
+/// `hubctl purge-messages`: the deliveries to agent `id` (of `from`'s messages,
+/// when named).
+pub(super) async fn purge(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, UiError> {
+    let (_, form): (_, PurgeForm) = match action_form(&req, &st, payload).await {
+        Ok(x) => x,
+        Err(refused) => return Ok(refused),
+    };
+    let hub = st.hub.get().await?;
+    let from = Some(form.from.trim().to_string()).filter(|f| !f.is_empty());
+    let agent = crate::domain::AgentId::new(&id);
+    let n = settle(
+        &hub,
+        hub.purge_messages(&agent, from, chrono::Utc::now()).await,
+    )
+    .await?;
+    let back = with_query(&back_to(form.back.as_deref()), &[("n", &n.to_string())]);
+    Ok(done(Some(&back), "purged", &id))
 }
 
 /// `hubctl approve` / `hubctl reject`.

@@ -1,13 +1,15 @@
-//! `GET /ui/agents/{id}`: one agent: its presence and registration, its
-//! assignments across tasks, and the messages it sent, each a page at a time.
+//! `GET /ui/agents/{id}`: one agent: its presence and registration, its inbox
+//! (unread first, then everything delivered, with the Purge form), its assignments
+//! across tasks, and the messages it sent, each a page at a time.
 
 use super::error::UiError;
 use super::format::{ago, seg, when};
-use super::layout::{badge, countdown, live_section, page, pager, prose, task_link};
+use super::guard::Operator;
+use super::layout::{badge, countdown, csrf, live_section, page, pager, prose, task_link};
 use super::{html, page_request, page_request_of, shell, widgets, Done};
 use crate::domain::task::Assignment;
 use crate::domain::time::{parse_iso, Timestamp};
-use crate::domain::ErrorCode;
+use crate::domain::{AgentId, ErrorCode};
 use crate::http::error::{settle, ApiError};
 use crate::http::state::AppState;
 use actix_web::http::StatusCode;
@@ -17,6 +19,8 @@ use maud::{html as markup, Markup};
 
 #[derive(serde::Deserialize)]
 pub(super) struct Cursors {
+    unread: Option<String>,
+    inbox: Option<String>,
     assignments: Option<String>,
     sent: Option<String>,
 }
@@ -37,6 +41,11 @@ pub(super) async fn show(
             message: format!("agent {id} is not in agents.env"),
         }));
     };
+    let agent_id = AgentId::new(&id);
+    let u_req = page_request_of(q.unread.as_deref(), true, 25)?;
+    let unread = settle(&hub, hub.delivery_page(u_req, &agent_id, true).await).await?;
+    let i_req = page_request_of(q.inbox.as_deref(), true, 25)?;
+    let inbox = settle(&hub, hub.delivery_page(i_req, &agent_id, false).await).await?;
     let a_req = page_request_of(q.assignments.as_deref(), true, 25)?;
     let assignments = settle(&hub, hub.agent_assignments_page(&id, a_req).await).await?;
     let s_req = page_request_of(q.sent.as_deref(), true, 25)?;
@@ -58,6 +67,15 @@ pub(super) async fn show(
                 dt { "Active assignments" } dd { (agent.active_assignments) }
             }
         }))
+        (live_section("inbox", "Inbox", markup! {
+            h3 { "Unread" }
+            (widgets::deliveries(&unread.items, now))
+            (pager(&here, "unread", unread.next_cursor.as_deref(), q.unread.is_some()))
+            h3 { "All deliveries, read and unread, newest first" }
+            (widgets::deliveries(&inbox.items, now))
+            (pager(&here, "inbox", inbox.next_cursor.as_deref(), q.inbox.is_some()))
+            (purge_form(&id, &op, &here))
+        }))
         (live_section("assignments", "Assignments", markup! {
             (assignment_table(&assignments.items, now))
             (pager(&here, "assignments", assignments.next_cursor.as_deref(), q.assignments.is_some()))
@@ -70,6 +88,27 @@ pub(super) async fn show(
     let title = format!("Agent {id}");
     let shell = shell(&title, "", &op, &hub, done.notice());
     Ok(html(page(&shell, content)))
+}
+
+/// Remove the deliveries to this agent (of one sender's messages, if named): for
+/// messages sent by mistake (`hubctl purge-messages`).
+fn purge_form(id: &str, op: &Operator, back: &str) -> Markup {
+    markup! {
+        details.purge {
+            summary { "Purge messages delivered to " (id) "…" }
+            form method="post" action={ "/ui/agents/" (seg(id)) "/purge" } {
+                (csrf(op))
+                input type="hidden" name="back" value=(back);
+                p {
+                    "Removes them from " (id) "'s inbox, read or unread, so it never pulls them. "
+                    "The messages stay in the log. This cannot be undone."
+                }
+                label for="purge-from" { "Only the messages of (agent id, optional)" }
+                input #purge-from type="text" name="from" autocomplete="off";
+                button.danger type="submit" { "Purge messages to " (id) }
+            }
+        }
+    }
 }
 
 fn seen(stored: Option<&str>, now: Timestamp) -> Markup {

@@ -30,6 +30,7 @@ const KINDS: &[&str] = &[
     "agent_removed",
     "agent_token_rotated",
     "operator_token_rotated",
+    "messages_purged",
 ];
 
 #[derive(serde::Deserialize, Default)]

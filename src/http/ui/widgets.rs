@@ -10,6 +10,7 @@ use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::Round;
 use crate::domain::time::{parse_iso, Timestamp};
+use crate::store::pages::Delivery;
 use maud::{html, Markup};
 
 /// A plan as a table of agents and goals (its text when it does not parse).
@@ -82,27 +83,58 @@ pub(crate) fn messages(list: &[Message], now: Timestamp) -> Markup {
         @if list.is_empty() {
             p.empty { "No messages." }
         } @else {
+            ul.messages { @for m in list { (message(m, None, now)) } }
+        }
+    }
+}
+
+/// Messages delivered to one agent, with its read state.
+pub(crate) fn deliveries(list: &[Delivery], now: Timestamp) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p.empty { "None." }
+        } @else {
             ul.messages {
-                @for m in list {
-                    li {
-                        div.meta {
-                            (agent_link(&m.from_agent)) " → "
-                            @match &m.to_agent {
-                                Some(to) => (agent_link(to)),
-                                None => "everyone",
-                            }
-                            " · " (badge(&m.msg_type)) " · "
-                            @match parse_iso(&m.created_at) {
-                                Some(t) => time datetime=(m.created_at) title=(when(&m.created_at)) { (ago(t, now)) },
-                                None => (m.created_at),
-                            }
-                            @if let Some(r) = &m.round_id { " · round " span.id { (r) } }
-                        }
-                        @if !m.subject.is_empty() { div.subject { (m.subject) } }
-                        (text(&m.body))
-                    }
+                @for d in list {
+                    (message(&d.message, Some(d.read_at.as_deref()), now))
                 }
             }
+        }
+    }
+}
+
+/// One message; `read`: its recipient's read state, when shown (`Some(None)`:
+/// unread).
+fn message(m: &Message, read: Option<Option<&str>>, now: Timestamp) -> Markup {
+    html! {
+        li {
+            div.meta {
+                (agent_link(&m.from_agent)) " → "
+                @match &m.to_agent {
+                    Some(to) => (agent_link(to)),
+                    None => "everyone",
+                }
+                " · " (badge(&m.msg_type)) " · "
+                (stored_time(&m.created_at, now))
+                @if let Some(r) = &m.round_id { " · round " span.id { (r) } }
+                @match read {
+                    Some(None) => { " · " (badge("unread")) }
+                    Some(Some(at)) => { " · read " (stored_time(at, now)) }
+                    None => {}
+                }
+            }
+            @if !m.subject.is_empty() { div.subject { (m.subject) } }
+            (text(&m.body))
+        }
+    }
+}
+
+/// A stored time as an age, the time itself in its tooltip.
+fn stored_time(stored: &str, now: Timestamp) -> Markup {
+    html! {
+        @match parse_iso(stored) {
+            Some(t) => time datetime=(stored) title=(when(stored)) { (ago(t, now)) },
+            None => (stored),
         }
     }
 }

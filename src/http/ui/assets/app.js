@@ -155,7 +155,8 @@
     "lock_granted", "lock_renewed", "lock_released", "lock_force_released",
     "lock_released_agent_removed", "agent_online", "agent_offline",
     "agent_added", "agent_removed", "agent_token_rotated",
-    "operator_token_rotated", "store_fault", "store_healed", "resync"
+    "operator_token_rotated", "messages_purged", "store_fault", "store_healed",
+    "resync"
   ];
 
   var source = null;
