@@ -8,6 +8,7 @@ pub(crate) mod connect;
 pub(crate) mod db_lock;
 pub(crate) mod discovery;
 pub(crate) mod fill;
+pub(crate) mod floor;
 pub(crate) mod install;
 pub(crate) mod messages;
 pub(crate) mod operator;
@@ -174,6 +175,10 @@ pub enum Command {
     /// Fill a database with history for the benchmarks (docs/benchmarks.md)
     #[command(hide = true)]
     FillHistory(fill::FillArgs),
+    /// The floor of this machine for benches/compare.sh: a bare handler answering a
+    /// fixed JSON-RPC body
+    #[command(hide = true)]
+    Floor(floor::FloorArgs),
     /// Write a systemd unit for this binary (user unit, or --system) and enable it
     InstallService(install::InstallArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
@@ -429,6 +434,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             messages::purge(&dir, &target, &agent, from.as_deref(), json)
         }
         Command::FillHistory(args) => fill::run(&dir, args),
+        Command::Floor(args) => floor::run(args),
         Command::InstallService(args) => install::run(&dir, explicit_config, args),
         Command::Completions { .. } => Ok(()), // answered above
         Command::Show { task_id } => tasks::show(&dir, &target, &task_id, json),

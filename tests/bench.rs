@@ -120,6 +120,14 @@ fn arguments_are_checked_before_anything_starts() {
         (&["--clients", "0"], "--clients must be 1-1024"),
         (&["--clients", "5000"], "--clients must be 1-1024"),
         (&["--seconds", "0"], "--seconds"),
+        (
+            &["--scenario", "bogus"],
+            "messaging, locks, locks-free, workflow",
+        ),
+        (
+            &["--scenario", "workflow", "--clients", "3"],
+            "at least 7 --clients",
+        ),
     ] {
         let out = bench_alone(home.path(), args);
         assert!(!out.status.success(), "{args:?}");
@@ -170,4 +178,60 @@ fn live_loads_the_given_hub_and_closes_its_sessions() {
     assert_eq!(sessions(), before, "the bench's sessions are closed");
     let err = hubctl_err(&hub, &["bench", "--live", "--tool", "nope"]);
     assert!(err.contains("one of"), "{err}");
+}
+
+/// Scenarios: the workflow runs whole task cycles (draft to approving review, the
+/// operator's approval over HTTP) and reports each tool; messaging sends, pulls and
+/// acks; nothing fails.
+#[test]
+fn scenarios_run_whole_cycles_and_report_each_tool() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("tmp")).unwrap();
+    let v = json_of(&bench_alone(
+        home.path(),
+        &[
+            "--scenario",
+            "workflow",
+            "--clients",
+            "7",
+            "--seconds",
+            "1",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["errors"], 0, "{v}");
+    assert!(v["cycles"].as_u64().unwrap() > 0, "{v}");
+    for tool in [
+        "task_draft_create",
+        "round_plan_submit",
+        "operator_approve",
+        "assignment_claim",
+        "assignment_complete",
+        "handoff_get",
+        "review_submit",
+    ] {
+        assert!(
+            v["per_tool"][tool]["calls"].as_u64().unwrap() > 0,
+            "{tool}: {v}"
+        );
+    }
+    let v = json_of(&bench_alone(
+        home.path(),
+        &[
+            "--scenario",
+            "messaging",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["errors_by_kind"], serde_json::json!({}), "{v}");
+    for tool in ["message_send", "inbox_pull", "message_ack"] {
+        assert!(
+            v["per_tool"][tool]["calls"].as_u64().unwrap() > 0,
+            "{tool}: {v}"
+        );
+    }
 }

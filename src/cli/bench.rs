@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 /// The tools `--tool` accepts (`lock_cycle` is lock_acquire + lock_release).
@@ -43,6 +43,10 @@ const LIFTED: [(&str, u64); 5] = [
     ("max_in_flight_per_agent", 1_000_000),
 ];
 
+mod scenario;
+
+use scenario::{Failure, Operator, Rec, Session};
+
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Concurrent clients (threads, one session each), 1-1024
@@ -56,6 +60,23 @@ pub struct BenchArgs {
     /// one key shared by every client: fully contended)
     #[arg(long, default_value = "hub_status")]
     pub tool: String,
+    /// A scenario instead of one tool: status, heartbeat, messaging (send to the
+    /// next client's agent, pull, ack), locks (acquire with wait + release, 4 keys
+    /// shared by all), locks-free (a key per client), workflow (teams of 7 agents,
+    /// one thread each: draft, plan, operator approval, six assignees list, claim,
+    /// progress, complete, the dispatcher reads the handoffs and approves), mixed
+    #[arg(long, conflicts_with = "tool", value_name = "S")]
+    pub scenario: Option<String>,
+    /// Workflow with --live: approve rounds by running this command with the round id
+    /// appended (split on spaces, no quoting), instead of POST /operator/rounds/{id}/approve
+    /// (for hubs without that API, e.g. agent-hub-mcp's own hubctl in benches/compare.sh)
+    #[arg(long, requires = "live", value_name = "CMD")]
+    pub approve_with: Option<String>,
+    /// With --live: each client calls agent_register once before the clock starts
+    /// (a hub whose agents must be registered first, e.g. agent-hub-mcp; it changes
+    /// the agents' display names and capabilities to `bench`)
+    #[arg(long, requires = "live")]
+    pub register: bool,
     /// Load the existing hub that --url (or the config dir's hub) names instead of a
     /// throwaway one: it opens sessions there, and message_send/agent_heartbeat write
     /// to its agents' inboxes and presence
@@ -80,6 +101,20 @@ pub struct BenchArgs {
 
 /// Check the arguments before anything is started or opened.
 fn validate(target: &Target, args: &BenchArgs) -> Result<(), CliError> {
+    if let Some(s) = &args.scenario {
+        if !scenario::SCENARIOS.contains(&s.as_str()) {
+            return Err(CliError::Api(format!(
+                "unknown --scenario {s:?}; one of: {}",
+                scenario::SCENARIOS.join(", ")
+            )));
+        }
+        if s == "workflow" && args.clients < scenario::TEAM {
+            return Err(CliError::Api(format!(
+                "--scenario workflow needs at least {} --clients (one team)",
+                scenario::TEAM
+            )));
+        }
+    }
     if !TOOLS.contains(&args.tool.as_str()) {
         return Err(CliError::Api(format!(
             "unknown --tool {:?}; one of: {}",
@@ -212,12 +247,21 @@ fn throwaway_config(user: Option<&Path>) -> Result<(String, Vec<(String, u64)>),
 }
 
 /// Start the throwaway hub with `clients` agents; returns it, its `/mcp` URL, the
-/// agents (id, token) and the lifted quotas.
+/// agents (id, token), the lifted quotas and its operator token.
 #[allow(clippy::type_complexity)]
 fn start_throwaway(
     clients: usize,
     config: Option<&Path>,
-) -> Result<(Throwaway, String, Vec<(String, String)>, Vec<(String, u64)>), CliError> {
+) -> Result<
+    (
+        Throwaway,
+        String,
+        Vec<(String, String)>,
+        Vec<(String, u64)>,
+        String,
+    ),
+    CliError,
+> {
     let (config_text, lifted) = throwaway_config(config)?;
     let mut hub = Throwaway::new_dir()?;
     let agents: Vec<(String, String)> = (1..=clients)
@@ -225,9 +269,10 @@ fn start_throwaway(
         .collect();
     let env: String = agents.iter().map(|(a, t)| format!("{a}={t}\n")).collect();
     write_private(&hub.dir.join("agents.env"), &env)?;
+    let operator_token = bootstrap::new_token();
     write_private(
         &hub.dir.join("operator.token"),
-        &format!("{}\n", bootstrap::new_token()),
+        &format!("{operator_token}\n"),
     )?;
     write_private(&hub.dir.join("config.yaml"), &config_text)?;
     let exe = std::env::current_exe()
@@ -264,7 +309,7 @@ fn start_throwaway(
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(url) = discovery::live_url(&hub.dir) {
-            return Ok((hub, format!("{url}/mcp"), agents, lifted));
+            return Ok((hub, format!("{url}/mcp"), agents, lifted, operator_token));
         }
         let exited = match hub.child.as_mut().map(Child::try_wait) {
             Some(Ok(Some(status))) => Some(status.to_string()),
@@ -337,27 +382,6 @@ impl Client {
         })
     }
 
-    fn call(&self, id: u64, tool: &str, args: &Value) -> Result<(), String> {
-        let resp: Value = self
-            .http
-            .post(&self.url)
-            .set("Authorization", &self.auth)
-            .set("Accept", "application/json, text/event-stream")
-            .set("Mcp-Session-Id", &self.session)
-            .set("MCP-Protocol-Version", "2025-11-25")
-            .send_json(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}))
-            .map_err(|e| format!("{tool}: {e}"))?
-            .into_string()
-            .map_err(|e| format!("{tool}: {e}"))
-            .and_then(|body| response_of(&body).ok_or(format!("{tool}: unreadable answer")))?;
-        if resp["result"]["isError"] == Value::Bool(true) || resp.get("error").is_some() {
-            let mut text = resp.to_string();
-            text.truncate(300);
-            return Err(format!("{tool}: {text}"));
-        }
-        Ok(())
-    }
-
     /// DELETE the session, so that none is left open on the hub.
     fn close(&self) -> Result<(), String> {
         self.http
@@ -368,6 +392,112 @@ impl Client {
             .call()
             .map(|_| ())
             .map_err(|e| format!("closing the session: {e}"))
+    }
+}
+
+fn failure(kind: String, tool: &str, detail: impl std::fmt::Display) -> Failure {
+    let mut text = format!("{tool}: {detail}");
+    text.truncate(300);
+    Failure { kind, text }
+}
+
+impl Session for Client {
+    fn call(&self, id: u64, tool: &str, args: &Value) -> Result<Value, Failure> {
+        let sent = self
+            .http
+            .post(&self.url)
+            .set("Authorization", &self.auth)
+            .set("Accept", "application/json, text/event-stream")
+            .set("Mcp-Session-Id", &self.session)
+            .set("MCP-Protocol-Version", "2025-11-25")
+            .send_json(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}));
+        let body = match sent {
+            Ok(r) => r
+                .into_string()
+                .map_err(|e| failure("transport".into(), tool, e))?,
+            Err(ureq::Error::Status(code, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                return Err(failure(format!("http_{code}"), tool, body));
+            }
+            Err(e) => return Err(failure("transport".into(), tool, e)),
+        };
+        let resp = response_of(&body)
+            .ok_or_else(|| failure("unreadable".into(), tool, "unreadable answer"))?;
+        if let Some(code) = resp["error"]["code"].as_i64() {
+            return Err(failure(format!("rpc_{code}"), tool, &resp["error"]));
+        }
+        let result = &resp["result"];
+        let structured = match result.get("structuredContent") {
+            Some(v) => v.clone(),
+            None => result["content"][0]["text"]
+                .as_str()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null),
+        };
+        // agent-hub-mcp (benched by benches/compare.sh) says `ok: false` without isError.
+        if result["isError"] == Value::Bool(true) || structured["ok"] == Value::Bool(false) {
+            let kind = structured["error"]
+                .as_str()
+                .unwrap_or("tool_error")
+                .to_string();
+            return Err(failure(kind, tool, &structured));
+        }
+        Ok(structured)
+    }
+
+    fn end(&self) -> Result<(), String> {
+        self.close()
+    }
+}
+
+/// Approvals by a command (`--approve-with`).
+struct CommandOperator(Vec<String>);
+
+impl Operator for CommandOperator {
+    fn approve(&self, round_id: &str) -> Result<(), Failure> {
+        let Some((program, args)) = self.0.split_first() else {
+            return Err(failure(
+                "approve_cmd".into(),
+                "operator_approve",
+                "empty command",
+            ));
+        };
+        match Command::new(program).args(args).arg(round_id).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(failure(
+                "approve_cmd".into(),
+                "operator_approve",
+                String::from_utf8_lossy(&out.stderr),
+            )),
+            Err(e) => Err(failure("approve_cmd".into(), "operator_approve", e)),
+        }
+    }
+}
+
+/// The operator, for the workflow scenario's approvals.
+struct HttpOperator {
+    http: ureq::Agent,
+    base: String,
+    auth: String,
+}
+
+impl Operator for HttpOperator {
+    fn approve(&self, round_id: &str) -> Result<(), Failure> {
+        let url = format!("{}/operator/rounds/{round_id}/approve", self.base);
+        match self
+            .http
+            .post(&url)
+            .set("Authorization", &self.auth)
+            .send_json(json!({"note": "bench"}))
+        {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(code, r)) => Err(failure(
+                format!("http_{code}"),
+                "operator_approve",
+                r.into_string().unwrap_or_default(),
+            )),
+            Err(e) => Err(failure("transport".into(), "operator_approve", e)),
+        }
     }
 }
 
@@ -383,51 +513,33 @@ fn response_of(body: &str) -> Option<Value> {
         .find(|v| v.get("result").is_some() || v.get("error").is_some())
 }
 
-fn args_for(tool: &str, agent: &str, client: usize, i: u64) -> Value {
-    match tool {
-        "message_send" => {
-            json!({"to_agent": agent, "subject": "bench", "body": format!("client {client} call {i}")})
-        }
-        "inbox_pull" => json!({"limit": 1}),
-        _ => json!({}),
-    }
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default() as f64 / 1000.0
-}
-
-/// What the client threads share.
+/// What the client threads share: when to stop.
 struct Shared {
     stop: AtomicBool,
     errors: AtomicU64,
     max_errors: u64,
-    first_error: Mutex<Option<String>>,
 }
 
 impl Shared {
-    fn fail(&self, e: String) {
-        let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut first) = self.first_error.lock() {
-            first.get_or_insert(e);
+    /// Count `n` more failures; past the allowance the run has failed, so everyone
+    /// stops rather than run out the clock.
+    fn failed(&self, n: u64) {
+        if n == 0 {
+            return;
         }
-        // Past the allowance the run has failed: no point in running out the clock.
-        if n > self.max_errors {
+        if self.errors.fetch_add(n, Ordering::Relaxed) + n > self.max_errors {
             self.stop.store(true, Ordering::Relaxed);
         }
     }
 }
 
-/// The agents of a live hub the clients use, and its `/mcp` URL.
+/// The agents of a live hub the clients use, its `/mcp` URL and the operator token.
+#[allow(clippy::type_complexity)]
 fn live_setup(
     dir: &Path,
     target: &Target,
     args: &BenchArgs,
-) -> Result<(String, Vec<(String, String)>), CliError> {
+) -> Result<(String, Vec<(String, String)>, String), CliError> {
     let loaded = bootstrap::prepare(dir, false)?;
     let all = &loaded.agents.agents;
     let entries: Vec<_> = match &args.agent {
@@ -475,73 +587,121 @@ fn live_setup(
         )));
     }
     let url = format!("{}/mcp", hub_url(&loaded.dir, target, &loaded.settings));
-    Ok((url, entries.into_iter().map(|e| (e.id, e.token)).collect()))
+    let agents = entries.into_iter().map(|e| (e.id, e.token)).collect();
+    Ok((url, agents, loaded.operator_token))
 }
 
-/// What one client thread measured: latencies in microseconds.
-type Latencies = Vec<u64>;
-
+/// Run the bench threads: one per client, or one per team of [`scenario::TEAM`] for
+/// the workflow scenario. Returns what they measured, the seconds it took and the
+/// server's CPU ticks meanwhile (when its pid is known).
 fn run_clients(
     url: &str,
     agents: &[(String, String)],
     args: &BenchArgs,
     shared: &Arc<Shared>,
     cpu_of: Option<u32>,
-) -> Result<(Latencies, f64, Option<u64>), CliError> {
+    operator_token: &str,
+) -> Result<(Rec, f64, Option<u64>), CliError> {
     let duration = Duration::from_secs_f64(args.seconds);
+    let name: Arc<str> = Arc::from(args.scenario.as_deref().unwrap_or(&args.tool));
+    let workflow = &*name == "workflow";
+    let units = if workflow {
+        args.clients / scenario::TEAM
+    } else {
+        args.clients
+    };
     // Everyone connects first; the clock and the CPU count start when all have.
-    let ready = Arc::new(Barrier::new(args.clients + 1));
-    let tool: Arc<str> = Arc::from(args.tool.as_str());
-    let handles: Vec<_> = (0..args.clients)
-        .map(|c| {
+    let ready = Arc::new(Barrier::new(units + 1));
+    let base = url.trim_end_matches("/mcp").to_string();
+    let handles: Vec<_> = (0..units)
+        .map(|u| {
             // Distinct agents while there are enough: client i uses agent i mod N.
-            let (agent, token) = agents[c % agents.len()].clone();
-            let (url, tool, shared, ready) =
-                (url.to_string(), tool.clone(), shared.clone(), ready.clone());
-            std::thread::spawn(move || -> Latencies {
-                let client = Client::connect(&url, &token);
-                if let Err(e) = &client {
-                    shared.fail(e.clone());
+            let members: Vec<usize> = if workflow {
+                (u * scenario::TEAM..(u + 1) * scenario::TEAM).collect()
+            } else {
+                vec![u]
+            };
+            let team: Vec<(String, String)> = members
+                .iter()
+                .map(|c| agents[c % agents.len()].clone())
+                .collect();
+            let next = agents[(u + 1) % agents.len()].0.clone();
+            let op: Box<dyn Operator + Send> = match &args.approve_with {
+                Some(cmd) => Box::new(CommandOperator(
+                    cmd.split_whitespace().map(String::from).collect(),
+                )),
+                None => Box::new(HttpOperator {
+                    http: ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build(),
+                    base: base.clone(),
+                    auth: format!("Bearer {operator_token}"),
+                }),
+            };
+            let (url, name, shared, ready) =
+                (url.to_string(), name.clone(), shared.clone(), ready.clone());
+            let register = args.register;
+            std::thread::spawn(move || -> Rec {
+                let mut rec = Rec::default();
+                let connected: Result<scenario::Team, String> = team
+                    .iter()
+                    .map(|(agent, token)| {
+                        Client::connect(&url, token)
+                            .map(|c| (agent.clone(), Box::new(c) as Box<dyn Session + Send>))
+                    })
+                    .collect();
+                if let (true, Ok(sessions)) = (register, &connected) {
+                    for (agent, s) in sessions {
+                        let args = json!({"name": agent, "capabilities": "[\"bench\"]"});
+                        if let Err(e) = s.call(0, "agent_register", &args) {
+                            *rec.errors.entry(e.kind).or_default() += 1;
+                            rec.first_error.get_or_insert(e.text);
+                            shared.failed(1);
+                        }
+                    }
+                }
+                if let Err(e) = &connected {
+                    *rec.errors.entry("connect".into()).or_default() += 1;
+                    rec.first_error = Some(e.clone());
+                    shared.failed(1);
                     shared.stop.store(true, Ordering::Relaxed);
                 }
                 ready.wait();
-                let Ok(client) = client else {
-                    return Vec::new();
+                let Ok(sessions) = connected else {
+                    return rec;
                 };
                 let deadline = Instant::now() + duration;
-                let mut lat = Vec::new();
                 let mut i = 0u64;
                 while Instant::now() < deadline && !shared.stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let t = Instant::now();
-                    let done = if &*tool == "lock_cycle" {
-                        // One contended critical section: wait for the shared key, release it.
-                        client
-                            .call(i, "lock_acquire", &json!({"lock_key": "bench", "ttl_seconds": 30, "wait_seconds": 25}))
-                            .and_then(|()| client.call(i, "lock_release", &json!({"lock_key": "bench"})))
+                    let before = rec.failed();
+                    if workflow {
+                        scenario::workflow_cycle(&mut rec, &sessions, op.as_ref(), u, i);
                     } else {
-                        client.call(i, &tool, &args_for(&tool, &agent, c, i))
-                    };
-                    match done {
-                        Ok(()) => lat.push(t.elapsed().as_micros() as u64),
-                        Err(e) => shared.fail(e),
+                        let (me, s) = &sessions[0];
+                        scenario::step(&name, &mut rec, s.as_ref(), u, me, &next, i);
+                    }
+                    shared.failed(rec.failed() - before);
+                }
+                for (_, s) in &sessions {
+                    if let Err(e) = s.end() {
+                        *rec.errors.entry("close".into()).or_default() += 1;
+                        rec.first_error.get_or_insert(e);
+                        shared.failed(1);
                     }
                 }
-                if let Err(e) = client.close() {
-                    shared.fail(e);
-                }
-                lat
+                rec
             })
         })
         .collect();
     ready.wait();
     let started = Instant::now();
     let cpu0 = cpu_of.map(cpu_ticks).transpose().map_err(CliError::Api)?;
-    let mut all = Vec::new();
+    let mut recs = Vec::new();
     let mut panicked = false;
     for h in handles {
         match h.join() {
-            Ok(lat) => all.extend(lat),
+            Ok(r) => recs.push(r),
             Err(_) => panicked = true,
         }
     }
@@ -557,7 +717,7 @@ fn run_clients(
         ),
         _ => None,
     };
-    Ok((all, elapsed, cpu))
+    Ok((scenario::merge(recs), elapsed, cpu))
 }
 
 pub(crate) fn run(
@@ -576,15 +736,15 @@ pub(crate) fn run(
              throwaway hub; use --url U --live to load an existing one"
         );
     }
-    let (url, agents, server_pid) = if args.live {
-        let (url, agents) = live_setup(dir, target, &args)?;
-        (url, agents, args.server_pid)
+    let (url, agents, server_pid, operator_token) = if args.live {
+        let (url, agents, op) = live_setup(dir, target, &args)?;
+        (url, agents, args.server_pid, op)
     } else {
-        let (hub, url, agents, l) = start_throwaway(args.clients, args.config.as_deref())?;
+        let (hub, url, agents, l, op) = start_throwaway(args.clients, args.config.as_deref())?;
         lifted = l;
         let pid = hub.pid();
         throwaway = Some(hub);
-        (url, agents, pid)
+        (url, agents, pid, op)
     };
     if !as_json {
         match &throwaway {
@@ -612,9 +772,9 @@ pub(crate) fn run(
         stop: AtomicBool::new(false),
         errors: AtomicU64::new(0),
         max_errors: args.max_errors,
-        first_error: Mutex::new(None),
     });
-    let (mut all, elapsed, cpu) = run_clients(&url, &agents, &args, &shared, server_pid)?;
+    let (rec, elapsed, cpu) =
+        run_clients(&url, &agents, &args, &shared, server_pid, &operator_token)?;
     let temp_dir = throwaway.as_ref().map(|h| h.dir.display().to_string());
     if let Some(mut hub) = throwaway.take() {
         if let Err(e) = hub.stop() {
@@ -622,25 +782,42 @@ pub(crate) fn run(
         }
         drop(hub); // removes the temp dir
     }
+    let mut all: Vec<u64> = rec.lat.values().flatten().copied().collect();
     all.sort_unstable();
     let calls = all.len() as u64;
-    let errors = shared.errors.load(Ordering::Relaxed);
+    let errors = rec.failed();
     let cpu_us = cpu
         .filter(|_| calls > 0)
         .map(|t| t as f64 * 1e6 / ticks_per_second() as f64 / calls as f64);
     let calls_per_sec = calls as f64 / elapsed;
+    let name = args.scenario.clone().unwrap_or_else(|| args.tool.clone());
+    let mut tools: Vec<(&&str, &Vec<u64>)> = rec.lat.iter().collect();
+    tools.sort();
+    let p = scenario::percentile;
     if as_json {
+        let per_tool: serde_json::Map<String, Value> = tools
+            .iter()
+            .map(|(t, l)| {
+                (
+                    t.to_string(),
+                    json!({"calls": l.len(), "p50_ms": p(l, 0.50), "p90_ms": p(l, 0.90), "p99_ms": p(l, 0.99), "max_ms": p(l, 1.0)}),
+                )
+            })
+            .collect();
         let mut v = json!({
             "tool": args.tool,
+            "scenario": args.scenario,
             "clients": args.clients,
             "seconds": elapsed,
             "calls": calls,
             "errors": errors,
+            "errors_by_kind": rec.errors,
             "calls_per_sec": calls_per_sec,
-            "p50_ms": percentile(&all, 0.50),
-            "p90_ms": percentile(&all, 0.90),
-            "p99_ms": percentile(&all, 0.99),
-            "max_ms": percentile(&all, 1.0),
+            "p50_ms": p(&all, 0.50),
+            "p90_ms": p(&all, 0.90),
+            "p99_ms": p(&all, 0.99),
+            "max_ms": p(&all, 1.0),
+            "per_tool": per_tool,
             "hub": if temp_dir.is_some() { "throwaway" } else { "live" },
             "url": url,
             "server_pid": server_pid,
@@ -650,35 +827,63 @@ pub(crate) fn run(
         if let Some(us) = cpu_us {
             v["server_cpu_us_per_call"] = json!(us);
         }
+        if name == "workflow" {
+            v["cycles"] = json!(rec.cycles);
+            v["cycles_per_sec"] = json!(rec.cycles as f64 / elapsed);
+        }
         println!("{v}");
     } else {
+        let label = if args.scenario.is_some() {
+            "scenario"
+        } else {
+            "tool"
+        };
         println!(
-            "tool={} clients={} seconds={:.1} calls={} errors={} calls/s={:.0} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms{}",
-            args.tool,
+            "{label}={name} clients={} seconds={:.1} calls={} errors={} calls/s={:.0} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms{}",
             args.clients,
             elapsed,
             calls,
             errors,
             calls_per_sec,
-            percentile(&all, 0.50),
-            percentile(&all, 0.90),
-            percentile(&all, 0.99),
-            percentile(&all, 1.0),
+            p(&all, 0.50),
+            p(&all, 0.90),
+            p(&all, 0.99),
+            p(&all, 1.0),
             cpu_us
                 .map(|us| format!(" server_cpu={us:.1}us/call"))
                 .unwrap_or_default(),
         );
+        if name == "workflow" {
+            println!(
+                "cycles={} cycles/s={:.1}",
+                rec.cycles,
+                rec.cycles as f64 / elapsed
+            );
+        }
+        if tools.len() > 1 {
+            for (t, l) in &tools {
+                println!(
+                    "  {t:<20} calls={:<8} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+                    l.len(),
+                    p(l, 0.50),
+                    p(l, 0.90),
+                    p(l, 0.99),
+                    p(l, 1.0)
+                );
+            }
+        }
+        if !rec.errors.is_empty() {
+            let mut kinds: Vec<_> = rec.errors.iter().collect();
+            kinds.sort();
+            let shown: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            println!("errors by kind: {}", shown.join(", "));
+        }
     }
     if errors > args.max_errors {
-        let first = shared
-            .first_error
-            .lock()
-            .ok()
-            .and_then(|f| f.clone())
-            .unwrap_or_default();
         return Err(CliError::Api(format!(
-            "{errors} call(s) failed (--max-errors {}); first: {first}",
-            args.max_errors
+            "{errors} call(s) failed (--max-errors {}); first: {}",
+            args.max_errors,
+            rec.first_error.unwrap_or_default()
         )));
     }
     Ok(())
