@@ -70,6 +70,12 @@ impl TokenIndex {
         }
     }
 
+    /// The operator token's digest (a dashboard session remembers it, so that a
+    /// rotated token ends the sessions logged in with the old one).
+    pub(crate) fn operator_digest(&self) -> Digest {
+        self.operator
+    }
+
     /// Whether `token` is this index's operator token.
     pub(crate) fn is_operator_token(&self, token: &str) -> bool {
         self.operator == digest(token)

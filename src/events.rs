@@ -187,6 +187,13 @@ impl EventBus {
         let _ = self.tx.send(event);
     }
 
+    /// The id of the newest event published (a page rendered now shows everything
+    /// up to it; its live stream resumes after it).
+    pub(crate) fn last_id(&self) -> Option<String> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.back().map(|e| e.id.clone())
+    }
+
     /// Every event but the frequent kinds (see [`is_frequent`]), from now on.
     pub(crate) fn subscribe_notable(&self) -> broadcast::Receiver<Arc<Event>> {
         self.notable.subscribe()
@@ -232,6 +239,9 @@ mod tests {
         publish(&bus, 3);
         let all = bus.subscribe(None);
         assert!(all.replay.is_empty() && !all.gap);
+        let newest = bus.last_id().unwrap();
+        assert!(bus.subscribe(Some(&newest)).replay.is_empty());
+        assert_eq!(EventBus::default().last_id(), None);
         let first = bus.recent.lock().unwrap()[0].id.clone();
         let after = bus.subscribe(Some(&first));
         let ids: Vec<&str> = after.replay.iter().map(|e| e.entity_id.as_str()).collect();

@@ -81,6 +81,11 @@ impl Directory {
         give_back(&self.active, agent)
     }
 
+    /// `agent`'s claimed or in-progress assignments now.
+    pub(crate) fn active_slots(&self, agent: &str) -> u32 {
+        self.active.get(agent).map_or(0, |n| *n)
+    }
+
     /// Count one more open task of `dispatcher` if it has fewer than `max`.
     pub(crate) fn try_reserve_open_task(&self, dispatcher: &str, max: u32) -> bool {
         try_take(&self.open_tasks, dispatcher, max)

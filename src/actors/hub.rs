@@ -2,15 +2,19 @@
 //! a call into "send a typed command to the actor, then wait until its write is
 //! durable". The HTTP and MCP layers talk only to this; one method per command,
 //! grouped by family: [`agents`], [`messages`], [`inboxes`], [`tasks`], [`operator`],
-//! [`locks`].
+//! [`locks`], and the dashboard's reads ([`dashboard`]).
 
 mod agents;
+mod dashboard;
 mod inboxes;
 mod locks;
 mod messages;
 mod operator;
 mod retention;
 mod tasks;
+
+pub(crate) use agents::AgentStatus;
+pub(crate) use dashboard::Health;
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};

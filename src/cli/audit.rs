@@ -4,7 +4,7 @@
 use super::operator::{list_table, s, OperatorClient};
 use super::tasks::{log_hint, log_query, seg};
 use super::{CliError, LogArgs, Target};
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::Value;
 use std::path::Path;
@@ -65,29 +65,7 @@ impl AuditArgs {
 
 /// `--since`: a time, a date (midnight UTC) or an age counted back from now.
 fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
-    let t = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        if let Some(midnight) = day.and_hms_opt(0, 0, 0) {
-            return Ok(midnight.and_utc());
-        }
-    }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: i64 = n.parse().map_err(|_| bad_since(t))?;
-    let age = match unit {
-        "s" => Span::try_seconds(n),
-        "m" => Span::try_minutes(n),
-        "h" => Span::try_hours(n),
-        "d" => Span::try_days(n),
-        _ => None,
-    }
-    .ok_or_else(|| bad_since(t))?;
-    Utc::now()
-        .checked_sub_signed(age)
-        .ok_or_else(|| bad_since(t))
+    crate::domain::time::parse_since(text, Utc::now()).ok_or_else(|| bad_since(text.trim()))
 }
 
 fn bad_since(t: &str) -> String {

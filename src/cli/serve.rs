@@ -133,7 +133,11 @@ async fn serve(
         sessions: sessions.clone(),
         tokens,
         reloader: reloader.clone(),
-        origins: Origins::new(settings.allowed_origins.as_deref(), addr.port()),
+        origins: Origins::new(
+            settings.allowed_origins.as_deref(),
+            addr.port(),
+            settings.dashboard.public_origin(),
+        ),
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
         max_batch_items: settings.max_batch_items,
@@ -146,6 +150,7 @@ async fn serve(
         metrics_public: settings.metrics_public,
         url: http::server::mcp_url(addr),
         database: ep.db.display().to_string(),
+        ui: http::ui::UiState::new(&settings.dashboard),
     };
     let server = http::server::serve(
         state,
@@ -293,6 +298,12 @@ fn print_banner(
             Durability::Fast => "fast: writes are answered before they reach disk",
         }
     );
+    // Behind a proxy browsers use public_url; else the address we listen on.
+    let site = match &loaded.settings.dashboard.public_url {
+        Some(public) => public.clone(),
+        None => url.trim_end_matches("/mcp").to_string(),
+    };
+    println!("  dashboard:  {site}/ui (log in with the operator token)");
     println!(
         "  agents:     {}",
         if ids.is_empty() {

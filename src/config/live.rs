@@ -93,6 +93,8 @@ classify! {
         metrics_public,
         access_log,
         log_format,
+        // public_url, cookie_secure and the dashboard_* keys.
+        dashboard,
         notify,
     ],
 }

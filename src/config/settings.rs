@@ -106,6 +106,59 @@ pub(crate) struct Settings {
     pub log_level: Option<String>,
     /// The operator's webhooks (`notify:`).
     pub notify: Vec<super::notify::Target>,
+    // Dashboard (`/ui`).
+    pub dashboard: Dashboard,
+}
+
+/// The operator dashboard's settings: where browsers reach it and its sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Dashboard {
+    /// The URL browsers use (behind a TLS-terminating proxy: its `https://` URL);
+    /// its origin is allowed, and `https` makes the session cookie `Secure`.
+    pub public_url: Option<String>,
+    /// `Secure` session cookies even without an `https` `public_url`.
+    pub cookie_secure: bool,
+    /// A session unused this long ends.
+    pub session_idle_secs: u64,
+    /// A session ends this long after its login, used or not.
+    pub session_max_secs: u64,
+    /// Sessions at once; a login beyond it ends the least recently used one.
+    pub max_sessions: usize,
+    /// Failed logins per minute, in all; beyond it logins are refused until the
+    /// minute is over.
+    pub failed_logins_per_minute: u32,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard {
+            public_url: None,
+            cookie_secure: false,
+            session_idle_secs: 3600,
+            session_max_secs: 43_200,
+            max_sessions: 16,
+            failed_logins_per_minute: 10,
+        }
+    }
+}
+
+impl Dashboard {
+    /// Whether the session cookie gets `Secure`.
+    pub(crate) fn secure_cookie(&self) -> bool {
+        self.cookie_secure
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// The origin (`scheme://host[:port]`) of `public_url`.
+    pub(crate) fn public_origin(&self) -> Option<String> {
+        let url = self.public_url.as_deref()?;
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split('/').next().unwrap_or(rest);
+        Some(format!("{scheme}://{host}"))
+    }
 }
 
 /// How long history is kept (`retention:` in config.yaml); `None` keeps it forever.
@@ -174,6 +227,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             log_level: None,
             notify: Vec::new(),
+            dashboard: Dashboard::default(),
         }
     }
 }
@@ -239,6 +293,13 @@ pub(crate) const TEMPLATE: &str = "\
 # access_log: false            # true: one stderr line per tool call (agent, tool, outcome, ms)
 # log_format: text             # json: one JSON object per line (access log and main log)
 # log_level: info              # a RUST_LOG-style filter, e.g. agent_hub=debug,info (RUST_LOG wins at start)
+# Dashboard (/ui):
+# public_url: https://hub.example.org  # the URL browsers use (behind a TLS proxy: https)
+# cookie_secure: false         # true: Secure session cookies (implied by an https public_url)
+# dashboard_session_idle_secs: 3600     # a dashboard session unused this long ends
+# dashboard_session_max_secs: 43200     # and any session this long after its login
+# dashboard_max_sessions: 16            # a login beyond it ends the least recently used session
+# dashboard_failed_logins_per_minute: 10  # beyond it logins are refused for the rest of the minute
 # Webhooks for the operator (JSON with a Slack-compatible `text`; see the README):
 # notify:
 #   - url: https://hooks.slack.com/services/T000/B000/XXXX
@@ -414,6 +475,18 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             }
             s.log_level = Some(filter);
         }
+        "public_url" => s.dashboard.public_url = Some(public_url(ctx, key, v)?),
+        "cookie_secure" => s.dashboard.cookie_secure = ctx.boolean(key, v)?,
+        "dashboard_session_idle_secs" => {
+            s.dashboard.session_idle_secs = ctx.int(key, v, 60, 30 * 86_400)?
+        }
+        "dashboard_session_max_secs" => {
+            s.dashboard.session_max_secs = ctx.int(key, v, 60, 30 * 86_400)?
+        }
+        "dashboard_max_sessions" => s.dashboard.max_sessions = ctx.int(key, v, 1, 1000)? as usize,
+        "dashboard_failed_logins_per_minute" => {
+            s.dashboard.failed_logins_per_minute = ctx.int(key, v, 1, 10_000)? as u32
+        }
         _ => return Ok(false),
     }
     Ok(true)
@@ -487,6 +560,26 @@ fn log_format(ctx: &Ctx, key: &str, v: &Value) -> Result<LogFormat, ConfigError>
     }
 }
 
+/// `http(s)://host[:port][/path]`, without a query or fragment (a trailing `/` is
+/// dropped).
+fn public_url(ctx: &Ctx, key: &str, v: &Value) -> Result<String, ConfigError> {
+    let u = ctx.string(key, v)?;
+    let host = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    let ok = host
+        .is_some_and(|h| !h.is_empty() && !h.contains('@') && !h.contains(char::is_whitespace))
+        && !u.contains(['?', '#']);
+    if !ok {
+        return Err(ctx.bad(
+            key,
+            format!("{u:?} is not a URL like https://hub.example.org or http://127.0.0.1:8765"),
+        ));
+    }
+    Ok(u.trim_end_matches('/').to_string())
+}
+
 /// A list of `http(s)://host[:port]` origins, or `"*"`.
 fn origins(ctx: &Ctx, key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
     let list = v
@@ -554,6 +647,36 @@ mod tests {
     }
 
     #[test]
+    fn dashboard_keys_are_read() {
+        let (s, w) = parse(
+            "c",
+            "public_url: https://hub.example.org:8443/\ndashboard_max_sessions: 3\n",
+        )
+        .unwrap();
+        assert!(w.is_empty());
+        let d = &s.dashboard;
+        assert_eq!(
+            d.public_url.as_deref(),
+            Some("https://hub.example.org:8443")
+        );
+        assert_eq!(
+            d.public_origin().as_deref(),
+            Some("https://hub.example.org:8443")
+        );
+        assert!(d.secure_cookie(), "https public_url means Secure cookies");
+        assert_eq!(d.max_sessions, 3);
+        let (s, _) = parse("c", "public_url: http://10.0.0.2:8765/hub\n").unwrap();
+        assert!(!s.dashboard.secure_cookie());
+        assert_eq!(
+            s.dashboard.public_origin().as_deref(),
+            Some("http://10.0.0.2:8765")
+        );
+        let (s, _) = parse("c", "cookie_secure: true\n").unwrap();
+        assert!(s.dashboard.secure_cookie());
+        assert!(!Settings::default().dashboard.secure_cookie());
+    }
+
+    #[test]
     fn retention_is_read() {
         let (s, w) = parse(
             "c",
@@ -599,6 +722,23 @@ mod tests {
             ("metrics_public: yes please", "metrics_public"),
             ("access_log: 1", "access_log"),
             ("log_format: xml", "log_format"),
+            ("public_url: hub.example.org", "public_url"),
+            ("public_url: \"https://\"", "public_url"),
+            ("public_url: https://a/?x=1", "public_url"),
+            ("cookie_secure: maybe", "cookie_secure"),
+            (
+                "dashboard_session_idle_secs: 1",
+                "dashboard_session_idle_secs",
+            ),
+            (
+                "dashboard_session_max_secs: 0",
+                "dashboard_session_max_secs",
+            ),
+            ("dashboard_max_sessions: 0", "dashboard_max_sessions"),
+            (
+                "dashboard_failed_logins_per_minute: 0",
+                "dashboard_failed_logins_per_minute",
+            ),
         ] {
             let e = parse("c.yaml", text).unwrap_err().to_string();
             assert!(e.contains(key) && e.starts_with("c.yaml"), "{text}: {e}");

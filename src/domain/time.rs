@@ -44,6 +44,37 @@ pub(crate) fn normalize_reference(s: &str) -> Option<String> {
         .map(|t| iso(t.and_utc()))
 }
 
+/// A time the operator typed: RFC 3339 (`2026-11-29T12:00:00Z`), a browser's
+/// local date and time taken as UTC (`2026-11-29T12:00`), a date (midnight UTC) or
+/// an age counted back from `now` (`90s`, `30m`, `2h`, `7d`). Used by `hubctl audit
+/// --since` and the dashboard's audit filter.
+pub(crate) fn parse_since(text: &str, now: Timestamp) -> Option<Timestamp> {
+    use chrono::{Duration, NaiveDate, NaiveDateTime};
+    let t = text.trim();
+    if let Some(at) = parse_iso(t) {
+        return Some(at);
+    }
+    for form in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(at) = NaiveDateTime::parse_from_str(t, form) {
+            return Some(at.and_utc());
+        }
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return day.and_hms_opt(0, 0, 0).map(|m| m.and_utc());
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let age = match unit {
+        "s" => Duration::try_seconds(n),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        _ => None,
+    }?;
+    now.checked_sub_signed(age)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +109,25 @@ mod tests {
         );
         assert_eq!(n("yesterday"), None);
         assert_eq!(n(""), None);
+    }
+
+    #[test]
+    fn since_takes_times_dates_and_ages() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 14, 0, 0).unwrap();
+        let at = |s: &str| parse_since(s, now).map(|t| t.to_rfc3339());
+        assert_eq!(
+            at("2026-11-29T12:00:00Z").unwrap(),
+            "2026-11-29T12:00:00+00:00"
+        );
+        assert_eq!(
+            at(" 2026-11-29T12:30 ").unwrap(),
+            "2026-11-29T12:30:00+00:00"
+        );
+        assert_eq!(at("2026-11-29").unwrap(), "2026-11-29T00:00:00+00:00");
+        assert_eq!(at("2h").unwrap(), "2026-11-29T12:00:00+00:00");
+        assert_eq!(at("90s").unwrap(), "2026-11-29T13:58:30+00:00");
+        for bad in ["", "yesterday", "2x", "h", "-3d", "99999999999999d"] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
     }
 }

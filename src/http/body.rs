@@ -85,7 +85,7 @@ pub(crate) async fn read(
 /// closes the connection after a response when the body is unread and still owned by
 /// someone, but drains a dropped chunked body for as long as the client sends it; so
 /// the response body holds `payload` until it has been written.
-pub(crate) fn refuse(e: &ApiError, payload: web::Payload) -> HttpResponse {
+pub(crate) fn refuse(e: &impl ResponseError, payload: web::Payload) -> HttpResponse {
     let resp = e.error_response();
     let (resp, body) = resp.into_parts();
     let bytes = body.try_into_bytes().unwrap_or_default();

@@ -60,9 +60,8 @@ async fn agents(
 /// durability, sessions, streams, requests in flight, the writer's queue and health.
 async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let hub = guards::operator_request(&req, &st).await?;
-    let counts = hub.counts();
-    let g = hub.gauges(std::time::Duration::from_millis(500)).await;
-    let writes = match hub.write_health() {
+    let h = hub.health(std::time::Duration::from_millis(500)).await;
+    let writes = match h.writes {
         Ok(()) => "saved".to_string(),
         Err(e) => format!("refused: {e}"),
     };
@@ -73,18 +72,18 @@ async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
         "pid": std::process::id(),
         "url": st.url,
         "database": st.database,
-        "durability": hub.settings().durability.as_str(),
-        "uptime_seconds": counts.uptime_seconds,
-        "agents": counts.agents,
-        "tasks": counts.tasks,
-        "tasks_in_memory": g.task_actors,
+        "durability": h.durability,
+        "uptime_seconds": h.uptime_seconds,
+        "agents": h.agents,
+        "tasks": h.tasks,
+        "tasks_in_memory": h.tasks_in_memory,
         "sessions": st.sessions.len(),
         "get_streams": st.sessions.streams(),
         "listen_streams": st.sessions.listeners.len(),
         "requests_in_flight": st.admission.in_flight(),
-        "locks_held": g.locks.map(|(held, _)| held),
-        "inbox_unread": g.inbox_unread_sum,
-        "writer": {"queued_ops": g.writer_queue, "storage_faults": g.store_faults, "writes": writes},
+        "locks_held": h.locks_held,
+        "inbox_unread": h.inbox_unread,
+        "writer": {"queued_ops": h.writer_queue, "storage_faults": h.store_faults, "writes": writes},
     })))
 }
 
@@ -102,61 +101,17 @@ async fn notify_test(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRe
 /// The operator event stream: SSE of committed audit events, resumable with
 /// `Last-Event-ID`; a `resync` event when events were missed (see `events.rs`).
 async fn events(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    use crate::events::Event;
-    use bytes::Bytes;
-    use tokio::sync::broadcast::error::RecvError;
     let hub = guards::operator_request(&req, &st).await?;
     let last = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    let sub = hub.events().subscribe(last);
-    let frame = |e: &Event| {
-        Bytes::from(format!(
-            "id: {}\nevent: {}\ndata: {}\n\n",
-            e.id,
-            e.event_type,
-            serde_json::to_string(e).unwrap_or_default()
-        ))
-    };
-    let resync = |why: &str| {
-        Bytes::from(format!(
-            "event: resync\ndata: {}\n\n",
-            json!({"reason": why})
-        ))
-    };
-    let mut first: Vec<Bytes> = Vec::new();
-    if sub.gap {
-        first.push(resync(
-            "events after Last-Event-ID are no longer kept; re-read the state",
-        ));
-    }
-    first.extend(sub.replay.iter().map(|e| frame(e.as_ref())));
-    let mut tick = tokio::time::interval(st.sse_keepalive);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = (first.into_iter(), sub.live, tick);
-    let body = futures_util::stream::unfold(
-        state,
-        move |(mut first, mut live, mut tick)| async move {
-            if let Some(b) = first.next() {
-                return Some((Ok::<_, std::convert::Infallible>(b), (first, live, tick)));
-            }
-            let chunk = tokio::select! {
-                got = live.recv() => match got {
-                    Ok(e) => frame(&e),
-                    Err(RecvError::Lagged(n)) => resync(&format!("{n} events were missed (the stream was not read fast enough); re-read the state")),
-                    Err(RecvError::Closed) => return None,
-                },
-                _ = tick.tick() => Bytes::from_static(b": ping\n\n"),
-            };
-            Some((Ok(chunk), (first, live, tick)))
-        },
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    Ok(super::event_stream::response(
+        hub.events(),
+        last,
+        st.sse_keepalive,
+        || true,
+    ))
 }
 
 /// `{"path": "/abs/file.db"}`: where the backup goes (on the server's machine).

@@ -87,6 +87,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(mcp_route::method_not_allowed)),
     )
     .configure(operator::configure)
+    .configure(super::ui::configure)
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(metrics));

@@ -18,17 +18,20 @@ pub(crate) enum Origins {
 }
 
 impl Origins {
-    /// The configured list, or the loopback origins of the port we listen on.
-    pub(crate) fn new(configured: Option<&[String]>, port: u16) -> Origins {
-        match configured {
-            Some(list) if list.iter().any(|o| o == "*") => Origins::Any,
-            Some(list) => Origins::List(list.to_vec()),
-            None => Origins::List(vec![
+    /// The configured list, or the loopback origins of the port we listen on; and
+    /// the origin of `public_url` (our own, as a browser behind a proxy sees it).
+    pub(crate) fn new(configured: Option<&[String]>, port: u16, public: Option<String>) -> Origins {
+        let mut list = match configured {
+            Some(list) if list.iter().any(|o| o == "*") => return Origins::Any,
+            Some(list) => list.to_vec(),
+            None => vec![
                 format!("http://localhost:{port}"),
                 format!("http://127.0.0.1:{port}"),
                 format!("http://[::1]:{port}"),
-            ]),
-        }
+            ],
+        };
+        list.extend(public);
+        Origins::List(list)
     }
 
     pub(crate) fn allows(&self, origin: &str) -> bool {
@@ -122,6 +125,8 @@ pub(crate) struct AppState {
     /// Where this server listens and what it stores in, for `GET /operator/hub`.
     pub url: String,
     pub database: String,
+    /// The dashboard's sessions and settings (`/ui`).
+    pub ui: super::ui::UiState,
     /// The operator's webhooks (`hubctl notify test`).
     pub webhooks: Arc<crate::notify::Webhooks>,
 }
@@ -154,11 +159,15 @@ mod tests {
 
     #[test]
     fn default_origins_are_loopback_of_our_port() {
-        let o = Origins::new(None, 8765);
+        let o = Origins::new(None, 8765, None);
         assert!(o.allows("http://localhost:8765"));
         assert!(o.allows("http://127.0.0.1:8765/"));
         assert!(!o.allows("http://localhost:9999"));
         assert!(!o.allows("http://evil.example"));
-        assert!(Origins::new(Some(&["*".to_string()]), 1).allows("http://evil.example"));
+        let any = Origins::new(Some(&["*".to_string()]), 1, None);
+        assert!(any.allows("http://evil.example"));
+        let proxied = Origins::new(None, 8765, Some("https://hub.example.org".into()));
+        assert!(proxied.allows("https://hub.example.org"));
+        assert!(proxied.allows("http://localhost:8765"));
     }
 }

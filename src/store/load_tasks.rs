@@ -189,7 +189,7 @@ pub(crate) fn round_row(row: &Row<'_>) -> Result<Round, StoreError> {
     })
 }
 
-const ASSIGNMENT_COLUMNS: &str =
+pub(crate) const ASSIGNMENT_COLUMNS: &str =
     "id, round_id, root_task_id, agent_id, goal, status, progress_note, claimed_at,
      lease_expires_at, handoff_id, created_at, updated_at";
 
@@ -212,7 +212,7 @@ pub(crate) fn assignments_of_agent(
     query_all(conn, &sql, &[agent.to_string()], assignment_row)
 }
 
-fn assignment_row(row: &Row<'_>) -> Result<Assignment, StoreError> {
+pub(crate) fn assignment_row(row: &Row<'_>) -> Result<Assignment, StoreError> {
     {
         Ok(Assignment {
             id: row.get("id")?,

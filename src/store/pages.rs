@@ -3,6 +3,12 @@
 //! keyset order on (created_at, id), newest first. A page costs one short query
 //! whatever the size of the history. Called through [`super::Store::read`].
 
+mod dashboard;
+
+pub(crate) use dashboard::{
+    agent_assignments, awaiting_rounds, sent_messages, task_counts, task_messages,
+};
+
 use super::load::{lock_row, message_from_row};
 use super::load_tasks::{query_all, round_row, task_row, OPEN_TASKS};
 use super::StoreError;

@@ -1,9 +1,11 @@
 //! Test harness for the black-box tests: a real `hubctl serve` child process on port 0
 //! with its own config directory (`process`), a small MCP client over real HTTP with
-//! ureq (`client`), a sessionless 2026-07-28 client (`modern`), raw HTTP/1.1 for bodies ureq will not send (`raw`), checks shared
-//! by several test files (`checks`), and steps of the task workflow (`workflow`, used
-//! by path). Tests talk to the hub the way users do: nothing here reaches into the
-//! crate.
+//! ureq (`client`), a sessionless 2026-07-28 client (`modern`), raw HTTP/1.1 for
+//! bodies ureq will not send (`raw`), checks shared by several test files (`checks`),
+//! the dashboard as a browser sees it (`ui`), a WebDriver client for headless
+//! Chromium (`webdriver`, used by path), and steps of the task workflow (`workflow`,
+//! used by path). Tests talk to the hub the way users do: nothing here reaches into
+//! the crate.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
 mod checks;
@@ -11,6 +13,8 @@ mod client;
 mod modern;
 mod process;
 mod raw;
+mod ui;
+pub(crate) mod webdriver;
 pub(crate) mod workflow;
 
 pub(crate) use checks::*;
@@ -18,6 +22,7 @@ pub(crate) use client::*;
 pub(crate) use modern::*;
 pub(crate) use process::*;
 pub(crate) use raw::*;
+pub(crate) use ui::*;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

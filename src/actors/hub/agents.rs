@@ -19,6 +19,10 @@ pub(crate) struct AgentStatus {
     pub view: AgentView,
     pub last_seen: Option<String>,
     pub online: bool,
+    /// Unread messages in its inbox.
+    pub unread: usize,
+    /// Its claimed or in-progress assignments.
+    pub active_assignments: u32,
 }
 
 /// Counts for `hub_status`.
@@ -168,18 +172,15 @@ impl Hub {
     }
 
     /// One agent with its presence by the documented rule; `None` if unknown here.
-    async fn agent_status(
+    pub(super) async fn agent_status(
         &self,
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<AgentStatus>, HubError> {
-        let Some((addr, seen_ms)) = self
-            .inner
-            .dir
-            .agents
-            .get(&AgentId::new(id))
-            .map(|e| (e.addr.clone(), e.last_seen_ms.load(Ordering::Relaxed)))
-        else {
+        let Some((addr, seen_ms, unread)) = self.inner.dir.agents.get(&AgentId::new(id)).map(|e| {
+            let seen = e.last_seen_ms.load(Ordering::Relaxed);
+            (e.addr.clone(), seen, e.inbox.unread())
+        }) else {
             return Ok(None);
         };
         let view = addr.send(GetView).await?;
@@ -193,6 +194,8 @@ impl Hub {
             view,
             last_seen: last_seen.map(iso),
             online: is_online(latest, now, self.settings().presence_window_secs),
+            unread,
+            active_assignments: self.inner.dir.active_slots(id),
         }))
     }
 }
