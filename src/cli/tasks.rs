@@ -518,4 +518,3 @@ pub(super) fn log_hint(v: &Value, command: &str, page: &LogArgs) {
         println!("more: hubctl {command} --limit {} --cursor {c}", page.limit);
     }
 }
-
