@@ -188,7 +188,7 @@ const REFERENCE_UNUSED: &[&str] = &["auto_approve", "max_hop_count", "auto_creat
 pub(crate) const TEMPLATE: &str = "\
 # agent-hub settings. Every key is optional; the values shown are the defaults.
 # `hubctl reload` (or SIGHUP) applies the limits, quotas, waits, presence, lock TTL
-# bounds, retention and log_level at once; the other keys at the next start.
+# bounds, retention, log_level and push at once; the other keys at the next start.
 # Workflow limits (same keys as agent-hub-mcp):
 # max_rounds: 3
 # max_assignments_per_round: 6
