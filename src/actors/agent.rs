@@ -1,10 +1,15 @@
 //! AgentActor: one per agent listed in `agents.env`. Owns the agent's registration
 //! metadata, last heartbeat, its inbox (unread queue, read state, the dedupe keys it
 //! used as a sender) and the long-poll waiters of `inbox_pull`.
+//! It also owns the agent's channel [`Outbox`]: the Claude Code channel events on
+//! their way, coalesced and rate-bounded by the pure rules in `domain::channel`.
 //! Messages: [`Register`], [`Heartbeat`], [`GetView`], [`SendMessage`], [`Deliver`],
-//! [`Pull`], [`Ack`], [`Purge`].
+//! [`Push`], [`Pull`], [`Ack`], [`Purge`].
 
+use super::directory::HUB_SENDER;
 use super::notify::Notifier;
+use crate::config::LiveSettings;
+use crate::domain::channel::{Item, Outbox};
 use crate::domain::inbox::{
     AckCheck, AckRefusal, Inbox, InboxGauge, SendCheck, SendQuery, Stored, StoredAck, Unread,
 };
@@ -50,6 +55,11 @@ pub(crate) struct AgentActor {
     store: Store,
     /// Tells the transport a message arrived (push on the agent's open GET streams).
     notifier: Arc<dyn Notifier>,
+    /// Channel events waiting for their window or for the rate; flushed by a timer
+    /// of this actor.
+    outbox: Outbox,
+    /// The settings in force (`push` is read per event: a reload may change it).
+    settings: Arc<LiveSettings>,
 }
 
 impl AgentActor {
@@ -59,6 +69,7 @@ impl AgentActor {
         gauge: Arc<InboxGauge>,
         store: Store,
         notifier: Arc<dyn Notifier>,
+        settings: Arc<LiveSettings>,
     ) -> Self {
         let mut inbox = Inbox::default();
         for u in mail.unread {
@@ -80,6 +91,30 @@ impl AgentActor {
             sweep: None,
             store,
             notifier,
+            outbox: Outbox::default(),
+            settings,
+        }
+    }
+
+    /// Queue a channel event; the first one waiting arms the flush timer.
+    fn offer(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let settings = self.settings.load();
+        let me = self.view.agent_id.as_str();
+        if let Some(wait) = self.outbox.offer(me, item, &settings.push) {
+            ctx.run_later(wait, |act, ctx| act.flush(ctx));
+        }
+    }
+
+    /// Push what the window gathered (as far as the rate allows; the rest waits
+    /// for another timer).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let settings = self.settings.load();
+        let (events, again) = self.outbox.flush(&settings.push, std::time::Instant::now());
+        for e in &events {
+            self.notifier.channel(&self.view.agent_id, e);
+        }
+        if let Some(wait) = again {
+            ctx.run_later(wait, |act, ctx| act.flush(ctx));
         }
     }
 }
@@ -243,7 +278,7 @@ impl Message for Deliver {
 impl Handler<Deliver> for AgentActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         let Ticket(stored_at) = msg.2;
         if self.inbox.purged_in_flight(&msg.0.from_agent, stored_at) {
             // Its row was purged: it never arrives; its promised room is free again.
@@ -253,6 +288,10 @@ impl Handler<Deliver> for AgentActor {
             return;
         }
         self.notifier.inbox_updated(&self.view.agent_id, &msg.0);
+        // A hub notice brings its own event ([`Push`]), with its kind and ids.
+        if msg.0.from_agent != HUB_SENDER {
+            self.offer(Item::from_agent(&msg.0.from_agent, &msg.0.id), ctx);
+        }
         // A send's room was promised already (the promise becomes the unread
         // message); a hub notice comes without one.
         if msg.1.is_none() {
@@ -263,6 +302,22 @@ impl Handler<Deliver> for AgentActor {
             // A waiter whose HTTP request is gone has dropped its receiver; fine.
             let _ = w.reply.send(self.inbox.peek(w.limit));
         }
+    }
+}
+
+/// A channel event for this agent: a hub notice's (sent right after its
+/// [`Deliver`]), or one that is no inbox message at all.
+pub(crate) struct Push(pub Item);
+
+impl Message for Push {
+    type Result = ();
+}
+
+impl Handler<Push> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
+        self.offer(msg.0, ctx);
     }
 }
 

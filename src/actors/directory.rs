@@ -2,7 +2,8 @@
 //! the few counters that span tasks. DashMaps, so that lookups from every HTTP worker
 //! never wait on an actor, and creating an entry for a new id is atomic (entry API).
 
-use super::agent::{AgentActor, Deliver};
+use super::agent::{AgentActor, Deliver, Push};
+use crate::domain::channel::{Item, HUB};
 use crate::domain::ids::message_id;
 use crate::domain::inbox::InboxGauge;
 use crate::domain::message::Message;
@@ -35,7 +36,7 @@ pub(crate) struct AgentHandle {
 }
 
 /// The sender id of the hub's own notices.
-pub(crate) const HUB_SENDER: &str = "hub";
+pub(crate) const HUB_SENDER: &str = HUB;
 
 #[derive(Default)]
 pub(crate) struct Directory {
@@ -127,7 +128,21 @@ impl Directory {
             recipients: vec![notice.to],
         });
         // Hub notices bypass the inbox quota: the workflow must reach its agents.
+        let push = Item {
+            message_id: Some(message.id.clone()),
+            ..notice.push
+        };
         addr.do_send(Deliver(message, None, ticket));
+        // After the delivery, in the same mailbox: the event follows its message.
+        addr.do_send(Push(push));
         ticket
+    }
+
+    /// Tell agent `to` something on its channel only (no inbox message). An agent
+    /// removed from agents.env has nobody to tell.
+    pub(crate) fn push(&self, to: &str, item: Item) {
+        if let Some(h) = self.agents.get(&AgentId::new(to)) {
+            h.addr.do_send(Push(item));
+        }
     }
 }

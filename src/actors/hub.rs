@@ -136,9 +136,15 @@ impl Hub {
             let id = AgentId::new(&row.id);
             let mail = snapshot.mail.remove(&row.id).unwrap_or_default();
             let gauge = Arc::new(InboxGauge::default());
-            let addr =
-                AgentActor::from_row(row, mail, gauge.clone(), store.clone(), notifier.clone())
-                    .start();
+            let addr = AgentActor::from_row(
+                row,
+                mail,
+                gauge.clone(),
+                store.clone(),
+                notifier.clone(),
+                live.clone(),
+            )
+            .start();
             dir.agents.insert(id, agent_handle(addr, gauge, &settings));
         }
         let task_env = Arc::new(TaskEnv {

@@ -3,12 +3,14 @@
 //! assignment are two messages in this actor's mailbox, handled one after the other.
 //! Rules live in [`crate::domain::workflow`]; this file applies their [`Change`]s
 //! (store ops, directory entries, lease timers, notices, slots).
-//! Messages: one per command in [`commands`], and [`ExpireLease`] from its timers.
+//! Messages: one per command in [`commands`], and [`ExpireLease`] and [`WarnLease`]
+//! from its timers.
 
 pub(crate) mod commands;
 
 use super::directory::Directory;
 use crate::config::LiveSettings;
+use crate::domain::channel::{lease_warning_lead, Item, Kind};
 use crate::domain::task::TaskStatus;
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
@@ -65,6 +67,8 @@ pub(crate) struct TaskActor {
     /// The pending lease timer of each claimed assignment; renewing cancels the old
     /// one so that progress reports do not pile up timers.
     lease_timers: HashMap<String, SpawnHandle>,
+    /// Likewise the timer warning each lease's holder shortly before it lapses.
+    warn_timers: HashMap<String, SpawnHandle>,
     /// Whether this task holds one of its dispatcher's open-task units (see
     /// [`Directory::try_reserve_open_task`]); given back once when it finishes.
     counted_open: bool,
@@ -89,6 +93,7 @@ impl TaskActor {
             last_used: std::time::Instant::now(),
             in_flight: 0,
             lease_timers: HashMap::new(),
+            warn_timers: HashMap::new(),
             counted_open: false,
         }
     }
@@ -128,7 +133,19 @@ impl TaskActor {
         let wait = (expires_at - Utc::now()).to_std().unwrap_or_default()
             + std::time::Duration::from_millis(5);
         let handle = ctx.notify_later(ExpireLease(assignment.clone()), wait);
-        if let Some(old) = self.lease_timers.insert(assignment, handle) {
+        if let Some(old) = self.lease_timers.insert(assignment.clone(), handle) {
+            ctx.cancel_future(old);
+        }
+        let lead = lease_warning_lead(self.env.limits().lease);
+        let warn_in = (expires_at - lead - Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        let warn = WarnLease {
+            assignment: assignment.clone(),
+            expires_at,
+        };
+        let handle = ctx.notify_later(warn, warn_in);
+        if let Some(old) = self.warn_timers.insert(assignment, handle) {
             ctx.cancel_future(old);
         }
     }
@@ -223,6 +240,10 @@ impl TaskActor {
                 Ticket::NONE
             }
             Change::Notice(n) => dir.deliver_notice(store, n, now),
+            Change::Push { to, item } => {
+                dir.push(&to, item);
+                Ticket::NONE
+            }
         }
     }
 }
@@ -324,5 +345,43 @@ impl Handler<ExpireLease> for TaskActor {
         if let Some(at) = due.filter(|at| *at - now <= chrono::Duration::milliseconds(50)) {
             self.arm_lease(ctx, msg.0, at);
         }
+    }
+}
+
+/// A lease warning timer fired: tell the holder, once per lease, unless the lease
+/// was renewed, ended or already lapsed meanwhile.
+pub(crate) struct WarnLease {
+    assignment: String,
+    expires_at: chrono::DateTime<Utc>,
+}
+
+impl Message for WarnLease {
+    type Result = ();
+}
+
+impl Handler<WarnLease> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WarnLease, _: &mut Context<Self>) {
+        let (id, at) = (&msg.assignment, msg.expires_at);
+        let Some(a) = self.state.assignment(id) else {
+            return;
+        };
+        // Renewals cancel the older timer, so a current lease means this is its own.
+        if !a.status.is_active() || a.lease_expires_at != Some(at) {
+            return;
+        }
+        self.warn_timers.remove(id);
+        if at <= Utc::now() {
+            return;
+        }
+        let item = Item {
+            expires_at: Some(crate::domain::time::iso(at)),
+            ..Item::hub(Kind::LeaseExpiring, None)
+                .task(&self.state.task.id)
+                .round(&a.round_id)
+                .assignment(id)
+        };
+        self.env.dir.push(&a.agent_id, item);
     }
 }

@@ -217,7 +217,10 @@ impl Filler {
                     note,
                     at: at.clone(),
                 },
-                Change::Released { .. } | Change::Lease { .. } | Change::Notice(_) => continue,
+                Change::Released { .. }
+                | Change::Lease { .. }
+                | Change::Notice(_)
+                | Change::Push { .. } => continue,
             };
             self.push(op)?;
         }

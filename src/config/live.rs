@@ -1,5 +1,6 @@
 //! Settings a reload (SIGHUP, `hubctl reload`) changes while the server runs: limits,
-//! quotas, presence, waits, lock TTL bounds, retention and the log level. The others
+//! quotas, presence, waits, lock TTL bounds, retention, the log level and channel
+//! pushes (`push`: each agent reads them per event). The others
 //! (where and how it serves and stores) keep their start-up values until a restart,
 //! and the reload says which of them changed in the file.
 
@@ -70,6 +71,7 @@ classify! {
         max_lock_waits_per_agent,
         retention,
         log_level,
+        push,
     ],
     restart: [
         host,

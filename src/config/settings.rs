@@ -108,6 +108,8 @@ pub(crate) struct Settings {
     pub notify: Vec<super::notify::Target>,
     // Dashboard (`/ui`).
     pub dashboard: Dashboard,
+    /// Claude Code channel events (`push:`).
+    pub push: crate::domain::channel::Rules,
 }
 
 /// The operator dashboard's settings: where browsers reach it and its sessions.
@@ -228,6 +230,7 @@ impl Default for Settings {
             log_level: None,
             notify: Vec::new(),
             dashboard: Dashboard::default(),
+            push: crate::domain::channel::Rules::default(),
         }
     }
 }
@@ -239,7 +242,7 @@ const REFERENCE_UNUSED: &[&str] = &["auto_approve", "max_hop_count", "auto_creat
 pub(crate) const TEMPLATE: &str = "\
 # agent-hub settings. Every key is optional; the values shown are the defaults.
 # `hubctl reload` (or SIGHUP) applies the limits, quotas, waits, presence, lock TTL
-# bounds, retention and log_level at once; the other keys at the next start.
+# bounds, retention, log_level and push at once; the other keys at the next start.
 # Workflow limits (same keys as agent-hub-mcp):
 # max_rounds: 3
 # max_assignments_per_round: 6
@@ -305,6 +308,12 @@ pub(crate) const TEMPLATE: &str = "\
 #   - url: https://hooks.slack.com/services/T000/B000/XXXX
 #     events: [round_awaiting_approval, task_completed, lease_lapsed, store_fault, agent_offline]
 #     secret_file: webhook.secret  # signs each body (X-Agent-Hub-Signature-256); or secret: ...
+# Claude Code channel events (notifications/claude/channel; see the README):
+# push:
+#   enabled: true
+#   window_ms: 2000             # events for one agent within this are sent as one per kind
+#   max_per_minute: 6           # events per agent in any minute at most; the rest wait, coalesced
+#   kinds: {lease_expiring: true, lock_granted: true}  # turn single kinds off with false
 ";
 
 struct Ctx<'a> {
@@ -462,6 +471,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         }
         "retention" => s.retention = retention(ctx, key, v)?,
         "notify" => s.notify = super::notify::parse(ctx.file, v)?,
+        "push" => s.push = push(ctx, key, v)?,
         "metrics_public" => s.metrics_public = ctx.boolean(key, v)?,
         "access_log" => s.access_log = ctx.boolean(key, v)?,
         "log_format" => s.log_format = log_format(ctx, key, v)?,
@@ -524,6 +534,63 @@ fn retention(ctx: &Ctx, key: &str, v: &Value) -> Result<Retention, ConfigError> 
                 return Err(ctx.bad(
                     &format!("retention.{other}"),
                     "unknown; use acked_messages_days, terminal_tasks_days or audit_days",
+                ))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// `push:` with `enabled`, `window_ms`, `max_per_minute` and `kinds` (a mapping of
+/// event kind to true or false).
+fn push(ctx: &Ctx, key: &str, v: &Value) -> Result<crate::domain::channel::Rules, ConfigError> {
+    use crate::domain::channel::{Kind, Rules};
+    let map = v.as_mapping().ok_or_else(|| {
+        ctx.bad(
+            key,
+            format!(
+                "must be a mapping of enabled, window_ms, max_per_minute, kinds; got {}",
+                show(v)
+            ),
+        )
+    })?;
+    let mut r = Rules::default();
+    for (k, v) in map {
+        let name = k.as_str().unwrap_or_default();
+        let full = format!("push.{name}");
+        match name {
+            "enabled" => r.enabled = ctx.boolean(&full, v)?,
+            "window_ms" => {
+                r.window = std::time::Duration::from_millis(ctx.int(&full, v, 0, 600_000)?)
+            }
+            "max_per_minute" => r.max_per_minute = ctx.int(&full, v, 1, 600)? as u32,
+            "kinds" => {
+                let kinds = v.as_mapping().ok_or_else(|| {
+                    ctx.bad(
+                        &full,
+                        format!("must be a mapping of kind: true|false, got {}", show(v)),
+                    )
+                })?;
+                for (k, on) in kinds {
+                    let kname = k.as_str().unwrap_or_default();
+                    let Some(kind) = Kind::parse(kname) else {
+                        let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                        return Err(ctx.bad(
+                            &format!("push.kinds.{kname}"),
+                            format!("unknown kind; use {}", all.join(", ")),
+                        ));
+                    };
+                    let on = ctx.boolean(&format!("push.kinds.{kname}"), on)?;
+                    r.off.retain(|k| *k != kind);
+                    if !on {
+                        r.off.push(kind);
+                    }
+                }
+            }
+            other => {
+                return Err(ctx.bad(
+                    &format!("push.{other}"),
+                    "unknown; use enabled, window_ms, max_per_minute or kinds",
                 ))
             }
         }
@@ -688,6 +755,39 @@ mod tests {
         assert_eq!(s.retention.terminal_tasks_days, None);
         assert_eq!(s.retention.audit_days, Some(0.5));
         assert!(s.retention.is_set() && !Settings::default().retention.is_set());
+    }
+
+    #[test]
+    fn push_is_read() {
+        use crate::domain::channel::Kind;
+        let (s, w) = parse(
+            "c",
+            "push:\n  window_ms: 500\n  max_per_minute: 3\n  kinds: {lock_granted: false, message: true}\n",
+        )
+        .unwrap();
+        assert!(w.is_empty());
+        assert!(s.push.enabled);
+        assert_eq!(s.push.window, std::time::Duration::from_millis(500));
+        assert_eq!(s.push.max_per_minute, 3);
+        assert_eq!(s.push.off, vec![Kind::LockGranted]);
+        let (s, _) = parse("c", "push:\n  enabled: false\n").unwrap();
+        assert!(!s.push.enabled);
+        for (text, key) in [
+            ("push: yes", "push"),
+            ("push:\n  window_ms: -1", "push.window_ms"),
+            ("push:\n  max_per_minute: 0", "push.max_per_minute"),
+            ("push:\n  max_per_minute: 601", "push.max_per_minute"),
+            ("push:\n  enabled: maybe", "push.enabled"),
+            ("push:\n  kinds: [message]", "push.kinds"),
+            ("push:\n  kinds: {mesage: false}", "push.kinds.mesage"),
+            ("push:\n  kinds: {message: 0}", "push.kinds.message"),
+            ("push:\n  rate: 1", "push.rate"),
+        ] {
+            match parse("c", text) {
+                Err(ConfigError::BadValue { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

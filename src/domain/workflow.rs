@@ -12,6 +12,7 @@ mod assignment;
 mod plan;
 mod review;
 
+use super::channel::{Item, Kind};
 use super::error::{DomainError, ErrorCode};
 use super::task::{
     Assignment, AssignmentStatus as A, Handoff, PlanItem, Round, RoundStatus as R, Task,
@@ -45,6 +46,8 @@ pub(crate) struct Notice {
     pub subject: String,
     pub body: String,
     pub round_id: Option<String>,
+    /// The channel event it also is (its message id is added on delivery).
+    pub push: Item,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +73,13 @@ pub(crate) enum Change {
         expires_at: Timestamp,
     },
     Notice(Notice),
+    /// A channel event alone, not an inbox message (so inboxes and quotas stay as
+    /// they are): a round approved to its dispatcher, an approving review to the
+    /// assignees.
+    Push {
+        to: String,
+        item: Item,
+    },
 }
 
 pub(crate) type Changes = Vec<Change>;

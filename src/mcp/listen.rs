@@ -4,11 +4,14 @@
 //! [`Listeners`] so that the inbox notifier and `close_agent` reach sessions and
 //! listen streams alike; a stream unregisters itself when dropped (the client closed
 //! it). Every message carries the listen request's id as the subscription id.
+//! Claude Code channel events go on every listen stream of the agent, as on GET
+//! streams: clients that do not know the method drop it.
 
 use super::jsonrpc::{Id, RpcError};
 use super::modern::SERVER_INFO_KEY;
 use super::protocol;
 use super::push::INBOX_URI;
+use crate::domain::channel::Event;
 use crate::domain::message::Message;
 use crate::domain::AgentId;
 use crate::log_limit::LogLimit;
@@ -207,13 +210,31 @@ impl Listeners {
     /// Push an inbox update to every stream of `agent` that subscribed to it;
     /// returns how many took it.
     pub(crate) fn inbox_updated(&self, agent: &AgentId, message: &Message) -> usize {
+        self.send(agent, true, |id| inbox_updated(id, message))
+    }
+
+    /// Push a channel event to every stream of `agent`; returns how many took it.
+    pub(crate) fn channel(&self, agent: &AgentId, event: &Event) -> usize {
+        self.send(agent, false, |id| {
+            notification(
+                id,
+                super::push::CHANNEL_METHOD,
+                json!({}),
+                Value::Object(super::push::channel_params(event)),
+            )
+        })
+    }
+
+    /// Send what `text` makes for each stream of `agent` (only those subscribed to
+    /// the inbox when `inbox_only`); returns how many took it.
+    fn send(&self, agent: &AgentId, inbox_only: bool, text: impl Fn(&Id) -> String) -> usize {
         let mut sent = 0;
         for l in self
             .map
             .iter()
-            .filter(|l| &l.agent == agent && l.filter.inbox)
+            .filter(|l| &l.agent == agent && (l.filter.inbox || !inbox_only))
         {
-            match l.tx.try_send(inbox_updated(&l.subscription, message)) {
+            match l.tx.try_send(text(&l.subscription)) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     static DROPPED: LogLimit = LogLimit::new(10_000);

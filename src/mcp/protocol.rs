@@ -88,6 +88,9 @@ pub(crate) fn capabilities() -> Value {
     json!({
         "tools": {"listChanged": false},
         "resources": {"subscribe": true, "listChanged": false},
+        // Claude Code (2.1.80+) treats a server declaring this as a channel: each
+        // `notifications/claude/channel` becomes a `<channel>` block in the session.
+        "experimental": {"claude/channel": {}},
     })
 }
 

@@ -11,6 +11,10 @@ Usage: mcp_sdk_client.py URL ALICE_TOKEN BOB_TOKEN
    cancelled by the client (closing its stream) that loses nothing.
 3. `mcp.Client` in its default "auto" mode: it probes `server/discover` and must stay
    on 2026-07-28 (no `initialize`); the same short workflow.
+4. Claude Code channel events (`notifications/claude/channel`, a method the SDK does
+   not know) arrive on the SDK's GET stream and listen stream while it keeps working:
+   no exception reaches its message handler and nothing is logged above debug about
+   them. A raw listen stream beside it shows that the events were sent.
 
 Every HTTP exchange is recorded to check what went over the wire. Prints INTEROP OK on
 success; any failed check raises (non-zero exit).
@@ -18,6 +22,7 @@ success; any failed check raises (non-zero exit).
 
 import asyncio
 import json
+import logging
 import sys
 
 import anyio
@@ -183,10 +188,108 @@ async def with_client_auto(url: str, alice_token: str, bob_token: str) -> None:
     print("Client (auto, ended on 2026-07-28): ok")
 
 
+class Warnings(logging.Handler):
+    """Every record of WARNING or above logged by the SDK."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+
+
+async def raw_channel_events(url: str, token: str, want: int, got: list[dict]) -> None:
+    """Open a raw 2026-07-28 listen stream and add `want` channel events off it to `got`."""
+    params = {
+        "notifications": {},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    }
+    body = {"jsonrpc": "2.0", "id": "raw", "method": "subscriptions/listen", "params": params}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "subscriptions/listen",
+    }
+    async with httpx2.AsyncClient(timeout=30) as raw:
+        async with raw.stream("POST", url, json=body, headers=headers) as resp:
+            assert resp.status_code == 200, resp.status_code
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("method") == "notifications/claude/channel":
+                    got.append(msg["params"])
+                    if len(got) >= want:
+                        return
+
+
+async def with_channel_events(url: str, alice_token: str, bob_token: str) -> None:
+    warnings = Warnings()
+    logging.getLogger("mcp").addHandler(warnings)
+    logging.getLogger("mcp").setLevel(logging.DEBUG)
+    seen: list[object] = []
+
+    async def handler(message) -> None:
+        seen.append(message)
+
+    async with streamable_http_client(url, http_client=http_client(alice_token)) as (read, write):
+        async with ClientSession(read, write, message_handler=handler) as session, \
+                Client(streamable_http_client(url, http_client=http_client(alice_token)), mode=MODERN) as modern, \
+                Client(streamable_http_client(url, http_client=http_client(bob_token)), mode=MODERN) as bob:
+            await session.initialize()
+            with anyio.fail_after(30):
+                async with modern.listen(resource_subscriptions=[INBOX]) as sub:
+                    async with anyio.create_task_group() as tg:
+                        raw: list[dict] = []
+                        tg.start_soon(raw_channel_events, url, alice_token, 2, raw)
+                        await anyio.sleep(0.5)  # the raw stream is registered
+                        ids = []
+                        for i in range(3):
+                            sent = payload(await bob.call_tool(
+                                "message_send", {"to_agent": "alice", "subject": f"c{i}", "body": "b"}))
+                            ids.append(sent["message_id"])
+                        # The SDK's listen stream still yields its inbox events.
+                        # (it may merge updates of one URI into one event)
+                        async for event in sub:
+                            assert getattr(event, "uri", None) == INBOX, event
+                            break
+                        # A channel event was sent (coalesced) to alice's streams;
+                        # then a second one, for a later message.
+                        while not raw:
+                            await anyio.sleep(0.1)
+                        sent = payload(await bob.call_tool(
+                            "message_send", {"to_agent": "alice", "subject": "late", "body": "b"}))
+                        ids.append(sent["message_id"])
+                    assert len(raw) == 2, raw
+                    assert all(p["meta"]["kind"] == "message" and p["meta"]["from"] == "bob" for p in raw), raw
+                    async for event in sub:
+                        assert getattr(event, "uri", None) == INBOX, event
+                        break
+            # Both SDK clients keep working after the events.
+            s = payload(await session.call_tool("hub_status", {}))
+            assert s["ok"] is True, s
+            got = payload(await modern.call_tool("inbox_pull", {"limit": 200}))
+            assert [m["id"] for m in got["messages"]][-4:] == ids, got
+            payload(await modern.call_tool("message_ack", {"message_id": ids}))
+            await session.send_ping()
+    errors = [m for m in seen if isinstance(m, Exception)]
+    assert not errors, errors
+    assert not warnings.records, warnings.records
+    logging.getLogger("mcp").removeHandler(warnings)
+    print("channel events ignored by the SDK: ok")
+
+
 async def main(url: str, alice_token: str, bob_token: str) -> None:
     await with_client_session(url, alice_token)
     await with_client_modern(url, alice_token, bob_token)
     await with_client_auto(url, alice_token, bob_token)
+    await with_channel_events(url, alice_token, bob_token)
     print("INTEROP OK")
 
 

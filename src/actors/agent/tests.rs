@@ -11,6 +11,7 @@ struct Silent;
 
 impl Notifier for Silent {
     fn inbox_updated(&self, _: &AgentId, _: &Mail) {}
+    fn channel(&self, _: &AgentId, _: &crate::domain::channel::Event) {}
 }
 
 fn mail(id: &str, from: &str) -> Arc<Mail> {
@@ -70,6 +71,9 @@ fn deliveries_purged_on_their_way_never_arrive() {
             gauge.clone(),
             store.clone(),
             Arc::new(Silent),
+            Arc::new(LiveSettings::from_pointee(
+                crate::config::Settings::default(),
+            )),
         )
         .start();
         let pull = |wait| Pull { limit: 10, wait };

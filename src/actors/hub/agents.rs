@@ -101,6 +101,7 @@ impl Hub {
                 gauge.clone(),
                 i.store.clone(),
                 i.notifier.clone(),
+                i.settings.clone(),
             );
             // On the hub's arbiter: started from an HTTP worker it would die with it.
             let addr = AgentActor::start_in_arbiter(&i.arbiter, move |_| actor);

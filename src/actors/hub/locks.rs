@@ -4,6 +4,7 @@
 use super::Hub;
 use crate::actors::lock_manager::{Acquire, AcquireReply, ForceRelease, Grant, Release};
 use crate::actors::HubError;
+use crate::domain::channel::{Item, Kind};
 use crate::domain::lease::{Lock, Request as LockRequest};
 use crate::domain::time::iso;
 use crate::domain::AgentId;
@@ -19,6 +20,8 @@ impl Hub {
         wait: std::time::Duration,
     ) -> Result<(Lock, bool), HubError> {
         self.writable()?;
+        let agent = req.agent.clone();
+        let mut waited = false;
         let mut acquire = Acquire {
             req,
             wait,
@@ -28,9 +31,10 @@ impl Hub {
             match self.inner.locks.send(acquire).await? {
                 AcquireReply::Ready(r) => break r?,
                 AcquireReply::Wait(rx) => {
+                    waited = true;
                     break rx
                         .await
-                        .map_err(|_| HubError::Store(StoreError::Closed))??
+                        .map_err(|_| HubError::Store(StoreError::Closed))??;
                 }
                 // A key not used since start-up: its last fencing token is on disk.
                 AcquireReply::NeedCounter(req, trims) => {
@@ -49,6 +53,16 @@ impl Hub {
             }
         };
         self.inner.store.wait_durable(ticket).await?;
+        if waited {
+            // Granted after a wait: a channel event too, so that a Claude Code
+            // session sees it as an event of its own, like the other hub news.
+            let item = Item {
+                lock_key: Some(lock.lock_key.clone()),
+                fencing_token: Some(lock.fencing_token.to_string()),
+                ..Item::hub(Kind::LockGranted, None)
+            };
+            self.inner.dir.push(&agent, item);
+        }
         Ok((lock, renewed))
     }
 

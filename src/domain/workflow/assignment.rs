@@ -1,6 +1,6 @@
 //! The assignees' transitions: claim, progress, complete, and a lease lapsing.
 
-use super::{refused, Change, Changes, Ctx, Limits, Notice, TaskState};
+use super::{refused, Change, Changes, Ctx, Item, Kind, Limits, Notice, TaskState};
 use crate::domain::error::{DomainError, ErrorCode};
 use crate::domain::task::{
     Assignment, AssignmentStatus as A, Handoff, HandoffDraft, ProgressStatus, RoundStatus as R,
@@ -173,6 +173,13 @@ impl TaskState {
                     handoff.id
                 ),
                 round_id: Some(round_id.clone()),
+                push: Item {
+                    handoff_id: Some(handoff.id.clone()),
+                    ..Item::hub(Kind::Handoff, Some(caller))
+                        .task(&self.task.id)
+                        .round(&round_id)
+                        .assignment(id)
+                },
             }),
         ];
         changes.extend(self.await_review_if_done(&round_id, at)?);
@@ -197,6 +204,9 @@ impl TaskState {
         r.status = R::AwaitingReview;
         r.updated_at = at;
         let number = r.round_number;
+        let push = Item::hub(Kind::RoundCompleted, None)
+            .task(&task_id)
+            .round(round_id);
         Ok(vec![
             Change::Round(round_id.to_string()),
             Change::Notice(Notice {
@@ -207,6 +217,7 @@ impl TaskState {
                     "Every assignment of round {number} ({round_id}) is completed. Review it with review_submit(round_id, \"approved\" | \"changes_requested\", note)."
                 ),
                 round_id: Some(round_id.to_string()),
+                push,
             }),
         ])
     }
@@ -239,6 +250,10 @@ impl TaskState {
                 body: format!(
                     "Assignment {id} ({goal}) went back to pending because its lease lapsed without progress. Claim it again to continue; report progress with assignment_progress to keep the lease."
                 ),
+                push: Item::hub(Kind::LeaseExpired, None)
+                    .task(&self.task.id)
+                    .round(&round_id)
+                    .assignment(id),
                 round_id: Some(round_id),
             }),
         ]

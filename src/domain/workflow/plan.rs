@@ -1,7 +1,7 @@
 //! The dispatcher's plans and the operator's decisions: `round_plan_submit`,
 //! approve, reject, and closing a task.
 
-use super::{by_agent, refused, Change, Changes, Ctx, Notice, TaskState};
+use super::{by_agent, refused, Change, Changes, Ctx, Item, Kind, Notice, TaskState};
 use crate::domain::error::{DomainError, ErrorCode};
 use crate::domain::task::{AssignmentStatus as A, Plan, RoundStatus as R, TaskStatus as T};
 use crate::domain::time::Timestamp;
@@ -149,10 +149,21 @@ impl TaskState {
                 note: note.to_string(),
             },
         ];
-        let lines = self
-            .round_assignments(round_id)
-            .map(|a| (a.agent_id.clone(), format!("- {}: {}", a.id, a.goal)));
-        for (agent, lines) in by_agent(lines) {
+        let lines = self.round_assignments(round_id).map(|a| {
+            (
+                a.agent_id.clone(),
+                (a.id.clone(), format!("- {}: {}", a.id, a.goal)),
+            )
+        });
+        let task_id = self.task.id.clone();
+        changes.push(Change::Push {
+            to: self.task.dispatcher_agent_id.clone(),
+            item: Item::hub(Kind::RoundApproved, None)
+                .task(&task_id)
+                .round(round_id),
+        });
+        for (agent, items) in by_agent(lines) {
+            let (ids, lines): (Vec<String>, Vec<String>) = items.into_iter().unzip();
             changes.push(Change::Notice(Notice {
                 to: agent,
                 msg_type: "assignment",
@@ -164,6 +175,10 @@ impl TaskState {
                     lines.join("\n")
                 ),
                 round_id: Some(round_id.to_string()),
+                push: Item::hub(Kind::Assignment, None)
+                    .task(&task_id)
+                    .round(round_id)
+                    .assignment(&ids.join(",")),
             }));
         }
         Ok(changes)
@@ -194,6 +209,9 @@ impl TaskState {
                     if note.is_empty() { "(none)" } else { note }
                 ),
                 round_id: Some(round_id.to_string()),
+                push: Item::hub(Kind::RoundRejected, None)
+                    .task(&self.task.id)
+                    .round(round_id),
             }),
         ])
     }
@@ -235,6 +253,7 @@ impl TaskState {
                 subject: format!("Task {task_id} was closed"),
                 body: format!("The operator closed task {task_id}; your open assignments on it are cancelled. Stop work on them."),
                 round_id: None,
+                push: Item::hub(Kind::TaskClosed, None).task(task_id),
             }));
         }
         self.touch_task(T::Closed, now);

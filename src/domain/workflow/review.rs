@@ -1,6 +1,6 @@
 //! `review_submit`: the dispatcher's verdict on a round whose work is done.
 
-use super::{by_agent, refused, Change, Changes, Ctx, Notice, TaskState};
+use super::{by_agent, refused, Change, Changes, Ctx, Item, Kind, Notice, TaskState};
 use crate::domain::error::{DomainError, ErrorCode};
 use crate::domain::task::{
     AssignmentStatus as A, PlanItem, Round, RoundStatus as R, TaskStatus as T, Verdict,
@@ -36,6 +36,20 @@ impl TaskState {
         let mut changes = vec![Change::Round(round_id.to_string()), Change::Task];
         if verdict == Verdict::Approved {
             r.status = R::Completed;
+            let assignees = self
+                .round_assignments(round_id)
+                .map(|a| (a.agent_id.clone(), ()));
+            for (agent, _) in by_agent(assignees) {
+                changes.push(Change::Push {
+                    to: agent,
+                    item: Item {
+                        verdict: Some(verdict.as_str().to_string()),
+                        ..Item::hub(Kind::Review, Some(caller))
+                            .task(&self.task.id)
+                            .round(round_id)
+                    },
+                });
+            }
             // Completes the task only when no other round of it is open.
             self.settle_task(T::Completed, cx.now);
             return Ok((None, changes));
@@ -116,6 +130,12 @@ impl TaskState {
                     next_number
                 ),
                 round_id: Some(next_id.clone()),
+                push: Item {
+                    verdict: Some("changes_requested".to_string()),
+                    ..Item::hub(Kind::Review, Some(&self.task.dispatcher_agent_id))
+                        .task(&self.task.id)
+                        .round(&next_id)
+                },
             }));
         }
         Ok((next, changes))
