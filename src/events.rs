@@ -90,6 +90,15 @@ pub(crate) fn of_op(op: &Op) -> Option<Draft> {
                 at: message.created_at.clone(),
             })
         }
+        // A draft is no audited transition, but the operator's views list it.
+        Op::TaskCreated(task) => Some(Draft {
+            event_type: "task_created".into(),
+            entity_type: "task".into(),
+            entity_id: task.id.clone(),
+            actor: task.dispatcher_agent_id.clone(),
+            payload: json!({"task_status": task.status.as_str(), "title": task.title}),
+            at: crate::domain::time::iso(task.created_at),
+        }),
         Op::LockUpsert { lock, renewed } => Some(Draft {
             event_type: if *renewed {
                 "lock_renewed".into()

@@ -55,6 +55,10 @@ fn transitions_stream_to_the_operator_and_resume_after_last_event_id() {
     draft(&d, "T-1");
     let round = submit_plan(&d, "T-1", plan(&[("alice", "code")]));
     hubctl_ok(&hub, &["approve", &round]);
+    // The draft first (dashboards list drafts), then the round's transitions.
+    let created = events_where(&stream, 1, |k| k == "task_created");
+    assert_eq!(created[0].2["entity_id"], "T-1");
+    assert_eq!(created[0].2["actor"], "disp");
     let rounds = |k: &str| k.starts_with("round_");
     let got = events_where(&stream, 2, rounds);
     let kinds: Vec<&str> = got.iter().map(|(_, k, _)| k.as_str()).collect();
@@ -95,12 +99,16 @@ fn hubctl_audit_follow_prints_new_events() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // The (empty) page first.
+    // The (empty) page first; the stream was opened before it (nothing to wait for).
     assert_eq!(lines.next().unwrap().unwrap(), "(no audit events)");
-    std::thread::sleep(Duration::from_millis(300));
     let d = hub.client("disp");
     draft(&d, "T-2");
     submit_plan(&d, "T-2", plan(&[("alice", "code")]));
+    let created = lines.next().unwrap().unwrap();
+    assert!(
+        created.contains("task_created") && created.contains("task:T-2"),
+        "{created}"
+    );
     let line = lines.next().unwrap().unwrap();
     assert!(
         line.contains("round_plan_submitted") && line.contains("task:T-2"),
