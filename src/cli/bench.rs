@@ -61,7 +61,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "hub_status")]
     pub tool: String,
     /// A scenario instead of one tool: status, heartbeat, messaging (send to the
-    /// next client's agent, pull, ack), locks (acquire with wait + release, 4 keys
+    /// next client's agent, pull one, ack it), locks (acquire with wait + release, 4 keys
     /// shared by all), locks-free (a key per client), workflow (teams of 7 agents,
     /// one thread each: draft, plan, operator approval, six assignees list, claim,
     /// progress, complete, the dispatcher reads the handoffs and approves), mixed
@@ -844,6 +844,7 @@ pub(crate) fn run(
             "server_pid": server_pid,
             "temp_dir": temp_dir,
             "quotas_lifted": lifted.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "first_error": rec.first_error,
         });
         if let Some(us) = cpu_us {
             v["server_cpu_us_per_call"] = json!(us);
@@ -904,7 +905,7 @@ pub(crate) fn run(
         return Err(CliError::Api(format!(
             "{errors} call(s) failed (--max-errors {}); first: {}",
             args.max_errors,
-            rec.first_error.unwrap_or_default()
+            rec.first_error.clone().unwrap_or_default()
         )));
     }
     Ok(())

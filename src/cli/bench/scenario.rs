@@ -171,20 +171,17 @@ pub(crate) fn step(
     }
 }
 
-/// Send one message to the ring neighbour, pull (up to 10), ack what came.
+/// Send one message to the ring neighbour, pull one, ack it: one message in and
+/// out per turn, with arguments the reference takes too (it acks one id at a time).
 fn messaging(rec: &mut Rec, s: &dyn Session, c: usize, next: &str, i: u64) {
     let send =
         json!({"to_agent": next, "subject": "bench", "body": format!("client {c} call {i}")});
     rec.call(s, "message_send", send);
-    let Some(pulled) = rec.call(s, "inbox_pull", json!({"limit": 10})) else {
+    let Some(pulled) = rec.call(s, "inbox_pull", json!({"limit": 1})) else {
         return;
     };
-    let ids: Vec<Value> = pulled["messages"]
-        .as_array()
-        .map(|m| m.iter().map(|m| m["id"].clone()).collect())
-        .unwrap_or_default();
-    if !ids.is_empty() {
-        rec.call(s, "message_ack", json!({"message_id": ids}));
+    if let Some(id) = pulled["messages"][0]["id"].as_str() {
+        rec.call(s, "message_ack", json!({"message_id": id}));
     }
 }
 
@@ -257,7 +254,9 @@ pub(crate) fn workflow_cycle(
                 return;
             }
         }
-        let handoff = json!({"branch": format!("b-{id}"), "commit_hash": "abc", "changed_files": ["src/lib.rs"], "tests_run": ["cargo test"], "notes": "done"});
+        // List fields as JSON text: the reference's documented form (it cannot store
+        // real lists), which this hub reads as lists.
+        let handoff = json!({"branch": format!("b-{id}"), "commit_hash": "abc", "changed_files": "[\"src/lib.rs\"]", "tests_run": "[\"cargo test\"]", "notes": "done"});
         let Some(done) = rec.call(
             w,
             "assignment_complete",
@@ -265,7 +264,12 @@ pub(crate) fn workflow_cycle(
         ) else {
             return;
         };
-        handoffs.push(done["handoff_id"].as_str().unwrap_or_default().to_string());
+        // Ours answers `handoff_id`; the reference only the assignment, which names it.
+        let handoff = done["handoff_id"]
+            .as_str()
+            .or_else(|| done["assignment"]["handoff_id"].as_str())
+            .unwrap_or_default();
+        handoffs.push(handoff.to_string());
     }
     for h in handoffs {
         if rec
@@ -332,7 +336,7 @@ mod tests {
                 });
             }
             Ok(match tool {
-                "inbox_pull" => json!({"messages": [{"id": "m1"}, {"id": "m2"}]}),
+                "inbox_pull" => json!({"messages": [{"id": "m1"}]}),
                 "round_plan_submit" => json!({"round_id": "R1"}),
                 "assignment_list" => {
                     json!({"assignments": [{"id": format!("A-{}", args["round_id"])}]})
