@@ -3,8 +3,7 @@
 //! Each list is one page of the operator API's paged reads.
 
 use super::error::UiError;
-use super::format::{ago, words};
-use super::layout::{badge, live_section, page, pager, task_link};
+use super::layout::{badge, live_section, page, pager};
 use super::{html, page_request, page_request_of, shell, widgets, Done};
 use crate::actors::hub::Health;
 use crate::http::error::settle;
@@ -90,34 +89,7 @@ fn tasks_section(
         @if tasks.items.is_empty() {
             p.empty { "No open task." }
         } @else {
-            table {
-                thead {
-                    tr {
-                        th scope="col" { "Task" }
-                        th scope="col" { "Title" }
-                        th scope="col" { "State" }
-                        th scope="col" { "Current round" }
-                        th scope="col" { "Dispatcher" }
-                        th scope="col" { "Changed" }
-                    }
-                }
-                tbody {
-                    @for t in &tasks.items {
-                        tr {
-                            td { (task_link(&t.task.id)) }
-                            td { (t.task.title) }
-                            td { (badge(t.task.status.as_str())) }
-                            td {
-                                @if let Some((_, n, status)) = &t.current_round {
-                                    (n) " · " (words(status))
-                                }
-                            }
-                            td { (super::layout::agent_link(&t.task.dispatcher_agent_id)) }
-                            td { (ago(t.task.updated_at, now)) }
-                        }
-                    }
-                }
-            }
+            (super::tasks_page::task_table(&tasks.items, now, false))
         }
         (pager("/ui", "tasks", tasks.next_cursor.as_deref(), paged))
         p { a href="/ui/tasks?all=1" { "Every task, finished ones too" } }
