@@ -3,7 +3,7 @@
 //! creates a session and `subscriptions/listen` opens a stream: the transport does
 //! both.) Methods a revision removed answer -32601 there.
 
-use super::jsonrpc::{self, Id, Response, RpcError, RESOURCE_NOT_FOUND};
+use super::jsonrpc::{self, Answer, Id, Response, RpcError, RESOURCE_NOT_FOUND};
 use super::modern;
 use super::protocol::Version;
 use super::push::INBOX_URI;
@@ -16,6 +16,7 @@ use crate::domain::message::MAX_PULL_LIMIT;
 use crate::domain::AgentId;
 use crate::metrics::{self, CallOutcome};
 use chrono::Utc;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
@@ -29,7 +30,20 @@ pub(crate) async fn request(
     method: &str,
     params: Option<Value>,
 ) -> Response {
-    match serve(hub, sessions, agent, version, method, params).await {
+    // A tool result is written whole by `tools::render`, in the revision's shape.
+    if method == "tools/call" {
+        let ctx = CallCtx {
+            hub,
+            sessions,
+            agent,
+            now: Utc::now(),
+        };
+        return match call_tool(&ctx, version, params).await {
+            Ok(result) => jsonrpc::answer(id, Answer::Raw(result)),
+            Err(e) => jsonrpc::err(id, &e),
+        };
+    }
+    match serve(hub, agent, version, method, params).await {
         Ok(result) if version.is_modern() => jsonrpc::ok(id, modern::complete(method, result)),
         Ok(result) => jsonrpc::ok(id, result),
         Err(e) => jsonrpc::err(id, &e),
@@ -66,7 +80,7 @@ async fn call_tool(
     ctx: &CallCtx<'_>,
     version: Version,
     params: Option<Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Box<RawValue>, RpcError> {
     let mut p = params_object(params)?;
     let name = match p.remove("name") {
         Some(Value::String(n)) => n,
@@ -112,7 +126,6 @@ fn resources_list(params: Option<Value>) -> Result<Value, RpcError> {
 
 async fn serve(
     hub: &Hub,
-    sessions: &Sessions,
     agent: &AgentId,
     version: Version,
     method: &str,
@@ -129,15 +142,6 @@ async fn serve(
                 return Err(RpcError::invalid_params("cursor: unknown cursor (tools/list has a single page)"));
             }
             Ok(tools::list(version).clone())
-        }
-        "tools/call" => {
-            let ctx = CallCtx {
-                hub,
-                sessions,
-                agent,
-                now: Utc::now(),
-            };
-            call_tool(&ctx, version, params).await
         }
         "resources/list" => resources_list(params),
         "resources/templates/list" => Ok(json!({"resourceTemplates": []})),

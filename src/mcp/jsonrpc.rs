@@ -8,6 +8,7 @@ pub(crate) use id::Id;
 pub(crate) use message::{cancelled_request_id, classify, parse_body, Body, Incoming};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub(crate) const PARSE_ERROR: i64 = -32700;
@@ -104,9 +105,18 @@ pub(crate) struct Response {
     jsonrpc: &'static str,
     id: Id,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<Value>,
+    result: Option<Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<RpcError>,
+}
+
+/// A result: a value, or JSON text written once already (a tool result, whose object
+/// appears twice, as text and as `structuredContent`, is serialised only once).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Answer {
+    Value(Value),
+    Raw(Box<RawValue>),
 }
 
 impl Response {
@@ -124,6 +134,10 @@ impl Response {
 }
 
 pub(crate) fn ok(id: &Id, result: Value) -> Response {
+    answer(id, Answer::Value(result))
+}
+
+pub(crate) fn answer(id: &Id, result: Answer) -> Response {
     Response {
         jsonrpc: "2.0",
         id: id.clone(),

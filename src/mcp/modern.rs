@@ -233,6 +233,11 @@ pub(crate) fn complete(method: &str, mut result: Value) -> Value {
     result
 }
 
+/// The `_meta` of a result in this revision: our identity.
+pub(crate) fn meta() -> Value {
+    json!({ SERVER_INFO_KEY: protocol::server_info() })
+}
+
 /// `server/discover`: every revision we serve (a client picks one; handshake
 /// revisions need `initialize`), what we offer, and how to use it.
 pub(crate) fn discover(agent: &str) -> Value {

@@ -62,13 +62,13 @@ pub(crate) fn channel(event: &Event) -> String {
 
 impl Notifier for Sessions {
     fn channel(&self, agent: &AgentId, event: &Event) {
-        let n = self.push_to_agent(agent, &channel(event));
+        let n = self.push_to_agent(agent, || channel(event));
         let m = self.listeners.channel(agent, event);
         tracing::debug!(agent = %agent, streams = n, listen_streams = m, "pushed channel event");
     }
 
     fn inbox_updated(&self, agent: &AgentId, message: &Message) {
-        let n = self.push_to_agent(agent, &inbox_updated(message));
+        let n = self.push_to_agent(agent, || inbox_updated(message));
         let m = self.listeners.inbox_updated(agent, message);
         if n + m > 0 {
             tracing::debug!(agent = %agent, streams = n, listen_streams = m, "pushed inbox notification");

@@ -133,6 +133,10 @@ pub(crate) struct SessionNotFound;
 
 pub(crate) struct Sessions {
     map: DashMap<String, Arc<Session>>,
+    /// The same sessions by agent: the cap check and a push look at one agent's few
+    /// sessions instead of scanning every session of the hub per message. Lock order:
+    /// an entry here, then `map`, never the other way round.
+    by_agent: DashMap<AgentId, Vec<Arc<Session>>>,
     /// The 2026-07-28 listen streams, the sessionless counterpart of GET streams:
     /// here so that inbox pushes and `close_agent` reach both.
     pub listeners: Arc<Listeners>,
@@ -145,6 +149,7 @@ impl Sessions {
     pub(crate) fn new(idle: Duration, max_per_agent: usize) -> Self {
         Sessions {
             map: DashMap::new(),
+            by_agent: DashMap::new(),
             listeners: Arc::new(Listeners::default()),
             idle,
             max_per_agent: max_per_agent.max(1),
@@ -167,32 +172,44 @@ impl Sessions {
     /// used session is dropped: clients that never DELETE must not lock an agent out.
     pub(crate) fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
         let now = self.now_ms();
-        let mine: Vec<(String, u64)> = self
-            .map
-            .iter()
-            .filter(|e| e.agent == agent)
-            .map(|e| (e.key().clone(), e.last_active_ms.load(Ordering::Relaxed)))
-            .collect();
-        if mine.len() >= self.max_per_agent {
-            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, t)| *t) {
-                if let Some((_, s)) = self.map.remove(oldest) {
-                    s.close_stream();
-                    tracing::info!(agent = %agent, "session cap reached; dropped least recently used session");
-                }
-            }
-        }
         // 256 bits from the OS CSPRNG: unguessable, visible ASCII only.
         let session = Arc::new(Session {
             id: random_hex(32),
-            agent,
+            agent: agent.clone(),
             version,
             last_active_ms: AtomicU64::new(now),
             stream: Mutex::new(None),
             inflight: Mutex::new(HashMap::new()),
             next_inflight: AtomicU64::new(0),
         });
+        // The agent's entry stays locked until the new session is in both maps, so
+        // two concurrent creates cannot both slip under the cap.
+        let mut mine = self.by_agent.entry(agent).or_default();
+        if mine.len() >= self.max_per_agent {
+            let oldest = mine
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.last_active_ms.load(Ordering::Relaxed))
+                .map(|(i, _)| i);
+            if let Some(i) = oldest {
+                let old = mine.swap_remove(i);
+                self.map.remove(&old.id);
+                old.close_stream();
+                tracing::info!(agent = %old.agent, "session cap reached; dropped least recently used session");
+            }
+        }
+        mine.push(session.clone());
         self.map.insert(session.id.clone(), session.clone());
         session
+    }
+
+    /// Take `session` out of the per-agent index (it left `map` already).
+    fn unindex(&self, session: &Session) {
+        if let Some(mut mine) = self.by_agent.get_mut(&session.agent) {
+            mine.retain(|s| s.id != session.id);
+        }
+        self.by_agent
+            .remove_if(&session.agent, |_, mine| mine.is_empty());
     }
 
     /// The live session `id` of `agent`, marked active. Another agent's session is
@@ -205,6 +222,7 @@ impl Sessions {
         }
         if self.expired(&s, now) {
             self.map.remove(id);
+            self.unindex(&s);
             return Err(SessionNotFound);
         }
         s.last_active_ms.store(now, Ordering::Relaxed);
@@ -215,6 +233,7 @@ impl Sessions {
     pub(crate) fn remove(&self, id: &str, agent: &AgentId) -> Result<(), SessionNotFound> {
         let s = self.get(id, agent)?;
         self.map.remove(&s.id);
+        self.unindex(&s);
         s.close_stream();
         Ok(())
     }
@@ -222,15 +241,20 @@ impl Sessions {
     /// Drop expired sessions; called periodically so memory follows live clients.
     pub(crate) fn sweep(&self) -> usize {
         let now = self.now_ms();
-        let before = self.map.len();
-        self.map.retain(|_, s| {
-            let keep = !self.expired(s, now);
-            if !keep {
-                s.close_stream();
-            }
-            keep
+        let mut dropped = 0;
+        self.by_agent.retain(|_, mine| {
+            mine.retain(|s| {
+                let keep = !self.expired(s, now);
+                if !keep {
+                    self.map.remove(&s.id);
+                    s.close_stream();
+                    dropped += 1;
+                }
+                keep
+            });
+            !mine.is_empty()
         });
-        before - self.map.len()
+        dropped
     }
 
     /// Sessions with an open GET stream (one short lock per session: for scrapes).
@@ -251,24 +275,33 @@ impl Sessions {
     /// token was removed or rotated); returns how many sessions were open.
     pub(crate) fn close_agent(&self, agent: &AgentId) -> usize {
         self.listeners.close_agent(agent);
-        let before = self.map.len();
-        self.map.retain(|_, s| {
-            let keep = &s.agent != agent;
-            if !keep {
-                s.close_stream();
-            }
-            keep
-        });
-        before - self.map.len()
+        let Some((_, mine)) = self.by_agent.remove(agent) else {
+            return 0;
+        };
+        for s in &mine {
+            self.map.remove(&s.id);
+            s.close_stream();
+        }
+        mine.len()
     }
 
-    /// Push `message` on every open GET stream of `agent`; returns how many took it.
-    pub(crate) fn push_to_agent(&self, agent: &AgentId, message: &str) -> usize {
-        self.map
-            .iter()
-            .filter(|e| &e.agent == agent)
-            .filter(|e| e.push(message.to_string()))
-            .count()
+    /// Push the message `text` makes on every open GET stream of `agent`; returns
+    /// how many took it. `text` runs at most once, and only when a stream is open:
+    /// most agents have none, and building the JSON is most of the cost.
+    pub(crate) fn push_to_agent(&self, agent: &AgentId, text: impl FnOnce() -> String) -> usize {
+        let open: Vec<Arc<Session>> = match self.by_agent.get(agent) {
+            Some(mine) => mine.iter().filter(|s| s.stream_open()).cloned().collect(),
+            None => return 0,
+        };
+        let Some((last, rest)) = open.split_last() else {
+            return 0;
+        };
+        let message = text();
+        let mut sent = rest.iter().filter(|s| s.push(message.clone())).count();
+        if last.push(message) {
+            sent += 1;
+        }
+        sent
     }
 }
 
@@ -321,7 +354,8 @@ mod tests {
         assert!(x.open_stream().is_none());
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(s.sweep(), 0);
-        assert_eq!(s.push_to_agent(&a("alice"), "m"), 1);
+        assert_eq!(s.push_to_agent(&a("alice"), || "m".into()), 1);
+        assert_eq!(s.push_to_agent(&a("bob"), || unreachable!("no stream")), 0);
         assert_eq!(rx.try_recv().unwrap(), "m");
         drop(rx);
         assert!(x.open_stream().is_some());
@@ -355,6 +389,27 @@ mod tests {
         drop(old);
         assert!(x.cancel(&id("9")), "the old guard left the new entry alone");
         assert!(new.cancelled.try_recv().is_ok());
+    }
+
+    #[test]
+    fn index_by_agent_follows_close_sweep_and_remove() {
+        let s = Sessions::new(Duration::from_secs(60), 2);
+        let x = s.create(a("alice"), Version::LATEST);
+        let y = s.create(a("alice"), Version::LATEST);
+        let b = s.create(a("bob"), Version::LATEST);
+        let _rx = b.open_stream().expect("stream");
+        assert_eq!(s.close_agent(&a("alice")), 2);
+        assert!(s.get(&x.id, &a("alice")).is_err() && s.get(&y.id, &a("alice")).is_err());
+        assert_eq!(s.close_agent(&a("alice")), 0);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.push_to_agent(&a("bob"), || "m".into()), 1);
+        // After a remove the agent is under its cap again: nothing else is dropped.
+        let z = s.create(a("alice"), Version::LATEST);
+        let w = s.create(a("alice"), Version::LATEST);
+        assert_eq!(s.remove(&z.id, &a("alice")), Ok(()));
+        let v = s.create(a("alice"), Version::LATEST);
+        assert!(s.get(&w.id, &a("alice")).is_ok() && s.get(&v.id, &a("alice")).is_ok());
+        assert_eq!(s.len(), 3);
     }
 
     #[test]

@@ -24,6 +24,8 @@ use crate::log_limit::LogLimit;
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, OnceLock};
 
@@ -264,31 +266,55 @@ pub(crate) async fn call(
     }
 }
 
-/// Render a tool outcome as a `CallToolResult`.
-pub(crate) fn render(outcome: Outcome, version: Version) -> Value {
+/// Render a tool outcome as a `CallToolResult`, in `version`'s shape. The object is
+/// serialised once: `structuredContent` is that text, and `text` its escaped copy.
+pub(crate) fn render(outcome: Outcome, version: Version) -> Box<RawValue> {
     let (object, is_error) = match outcome {
         Ok(mut fields) => {
             fields.insert("ok".into(), Value::Bool(true));
-            (Value::Object(fields), false)
+            (fields, false)
         }
         Err(e) => {
             let mut object = e.details();
             object.insert("ok".into(), Value::Bool(false));
             object.insert("error".into(), e.code().as_str().into());
             object.insert("message".into(), e.to_string().into());
-            (Value::Object(object), true)
+            (object, true)
         }
     };
-    let mut result = json!({
-        "content": [{"type": "text", "text": object.to_string()}],
-    });
-    if version.has_structured_content() {
-        result["structuredContent"] = object;
+    #[derive(Serialize)]
+    struct Text<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        text: &'a str,
     }
-    if is_error {
-        result["isError"] = Value::Bool(true);
+    #[derive(Serialize)]
+    struct CallToolResult<'a> {
+        #[serde(rename = "resultType", skip_serializing_if = "Option::is_none")]
+        result_type: Option<&'static str>,
+        #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+        meta: Option<Value>,
+        content: [Text<'a>; 1],
+        #[serde(rename = "structuredContent", skip_serializing_if = "Option::is_none")]
+        structured: Option<&'a RawValue>,
+        #[serde(rename = "isError", skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
     }
-    result
+    // A map of `Value`s always serialises; the fallbacks only satisfy the types.
+    let object =
+        serde_json::value::to_raw_value(&object).unwrap_or_else(|_| RawValue::NULL.to_owned());
+    let modern = version.is_modern();
+    let result = CallToolResult {
+        result_type: modern.then_some("complete"),
+        meta: modern.then(super::modern::meta),
+        content: [Text {
+            kind: "text",
+            text: object.get(),
+        }],
+        structured: version.has_structured_content().then_some(&*object),
+        is_error,
+    };
+    serde_json::value::to_raw_value(&result).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// The output schema of a field that may be null: `anyOf` a type and null, never
@@ -365,15 +391,24 @@ mod tests {
 
     #[test]
     fn render_success_and_error() {
-        let r = render(Ok(fields(json!({"a": 1}))), Version::LATEST);
+        let parse = |raw: Box<RawValue>| -> Value { serde_json::from_str(raw.get()).unwrap() };
+        let r = parse(render(Ok(fields(json!({"a": 1}))), Version::LATEST));
         let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
         assert_eq!(text, r["structuredContent"]);
         assert_eq!(text["ok"], true);
-        assert!(r.get("isError").is_none());
-        let r = render(
+        assert!(r.get("isError").is_none() && r.get("resultType").is_none());
+        // 2026-07-28: the revision's members, written in the same pass.
+        let m = parse(render(Ok(fields(json!({"a": 1}))), Version::MODERN));
+        assert_eq!(m["resultType"], "complete");
+        assert_eq!(
+            m["_meta"][super::super::modern::SERVER_INFO_KEY]["name"],
+            "agent-hub"
+        );
+        assert_eq!(m["structuredContent"], json!({"a": 1, "ok": true}));
+        let r = parse(render(
             Err(DomainError::invalid("name", "bad")),
             Version::V2025_03_26,
-        );
+        ));
         assert_eq!(r["isError"], true);
         assert!(r.get("structuredContent").is_none());
         let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();

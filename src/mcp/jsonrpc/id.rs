@@ -39,6 +39,11 @@ impl Id {
     /// decoded value re-encoded, an integer's digits. Used to find a request to cancel.
     pub(crate) fn key(&self) -> String {
         let t = self.0.get();
+        // Integers and strings without escapes are already canonical (most ids): no
+        // decoding, and no error built for an integer that is not a string.
+        if !t.starts_with('"') || !t.contains('\\') {
+            return t.to_string();
+        }
         match serde_json::from_str::<String>(t) {
             Ok(s) => serde_json::to_string(&s).unwrap_or_else(|_| t.to_string()),
             Err(_) => t.to_string(),
