@@ -61,24 +61,30 @@ fn inbox_uri(params: Option<Value>, version: Version) -> Result<(), RpcError> {
     }
 }
 
-/// `tools/call`: name and arguments, then the tool table.
-async fn call_tool(
-    ctx: &CallCtx<'_>,
-    version: Version,
-    params: Option<Value>,
-) -> Result<Value, RpcError> {
+/// The tool name and arguments of `tools/call` params.
+pub(crate) fn call_parts(params: Option<Value>) -> Result<(String, Map<String, Value>), RpcError> {
     let mut p = params_object(params)?;
     let name = match p.remove("name") {
         Some(Value::String(n)) => n,
         Some(_) => return Err(RpcError::invalid_params("name: must be a string")),
         None => return Err(RpcError::invalid_params("name: is required")),
     };
-    tracing::Span::current().record("tool", name.as_str());
     let args = match p.remove("arguments") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::invalid_params("arguments: must be an object")),
     };
+    Ok((name, args))
+}
+
+/// `tools/call`: name and arguments, then the tool table.
+async fn call_tool(
+    ctx: &CallCtx<'_>,
+    version: Version,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let (name, args) = call_parts(params)?;
+    tracing::Span::current().record("tool", name.as_str());
     let started = Instant::now();
     let index = tools::find(&name);
     let outcome = tools::call(ctx, index, &name, args).await;
