@@ -24,5 +24,7 @@ pub(crate) mod log_filter;
 pub(crate) mod log_limit;
 pub(crate) mod mcp;
 pub(crate) mod metrics;
+#[cfg(feature = "microbench")]
+pub mod microbench;
 pub(crate) mod notify;
 pub(crate) mod store;

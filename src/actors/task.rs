@@ -9,7 +9,7 @@
 pub(crate) mod commands;
 
 use super::directory::Directory;
-use crate::config::LiveSettings;
+use crate::config::{LiveSettings, Settings};
 use crate::domain::channel::{lease_warning_lead, Item, Kind};
 use crate::domain::task::TaskStatus;
 use crate::domain::time::{iso, Timestamp};
@@ -21,6 +21,16 @@ use dashmap::DashMap;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The workflow limits `s` sets.
+pub(crate) fn limits_of(s: &Settings) -> Limits {
+    Limits {
+        max_rounds: s.max_rounds,
+        max_assignments_per_round: s.max_assignments_per_round,
+        max_messages_per_task: s.max_messages_per_task,
+        lease: chrono::Duration::milliseconds((s.lease_minutes * 60_000.0) as i64),
+    }
+}
 
 /// What every TaskActor shares.
 pub(crate) struct TaskEnv {
@@ -38,13 +48,7 @@ pub(crate) struct TaskEnv {
 impl TaskEnv {
     /// The workflow limits in force.
     pub(crate) fn limits(&self) -> Limits {
-        let s = self.settings.load();
-        Limits {
-            max_rounds: s.max_rounds,
-            max_assignments_per_round: s.max_assignments_per_round,
-            max_messages_per_task: s.max_messages_per_task,
-            lease: chrono::Duration::milliseconds((s.lease_minutes * 60_000.0) as i64),
-        }
+        limits_of(&self.settings.load())
     }
 
     pub(crate) fn max_simultaneous_assignments(&self) -> u32 {
@@ -106,7 +110,7 @@ impl TaskActor {
     }
 
     /// Fresh ids of rounds, assignments and handoffs.
-    fn ids() -> impl FnMut() -> String {
+    pub(crate) fn ids() -> impl FnMut() -> String {
         || crate::domain::ids::random_hex(6)
     }
 

@@ -75,24 +75,36 @@ fn inbox_uri(params: Option<Value>, version: Version) -> Result<(), RpcError> {
     }
 }
 
-/// `tools/call`: name and arguments, then the tool table.
-async fn call_tool(
-    ctx: &CallCtx<'_>,
-    version: Version,
+/// The tool name and arguments of `tools/call` params; `named` sees the name as
+/// soon as it is read, so a call with bad arguments is still logged under its tool.
+pub(crate) fn call_parts(
     params: Option<Value>,
-) -> Result<Box<RawValue>, RpcError> {
+    named: impl FnOnce(&str),
+) -> Result<(String, Map<String, Value>), RpcError> {
     let mut p = params_object(params)?;
     let name = match p.remove("name") {
         Some(Value::String(n)) => n,
         Some(_) => return Err(RpcError::invalid_params("name: must be a string")),
         None => return Err(RpcError::invalid_params("name: is required")),
     };
-    tracing::Span::current().record("tool", name.as_str());
+    named(&name);
     let args = match p.remove("arguments") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::invalid_params("arguments: must be an object")),
     };
+    Ok((name, args))
+}
+
+/// `tools/call`: name and arguments, then the tool table.
+async fn call_tool(
+    ctx: &CallCtx<'_>,
+    version: Version,
+    params: Option<Value>,
+) -> Result<Box<RawValue>, RpcError> {
+    let (name, args) = call_parts(params, |name| {
+        tracing::Span::current().record("tool", name);
+    })?;
     let started = Instant::now();
     let index = tools::find(&name);
     let outcome = tools::call(ctx, index, &name, args).await;

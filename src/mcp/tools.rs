@@ -69,20 +69,20 @@ pub(crate) struct Tool {
     run: RawHandler,
     /// The argument names the handler's struct accepts (a test checks them against
     /// the schema).
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
     accepted: Arc<[String]>,
-    /// Decoding alone, without the handler: what the property tests and fuzz targets
-    /// exercise (the handlers need a running hub).
-    #[cfg(any(test, feature = "fuzzing"))]
+    /// Decoding alone, without the handler: what the property tests, fuzz targets
+    /// and micro-benchmarks exercise (the handlers need a running hub).
+    #[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
     decode_only: DecodeOnly,
 }
 
 /// Decoding of a tool's arguments alone, given the names it accepts.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
 type DecodeOnly = fn(Map<String, Value>, &[String]) -> Result<(), DomainError>;
 
 /// Decode arguments into `A` and drop them.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
 fn decode_only<A: DeserializeOwned>(
     args: Map<String, Value>,
     accepted: &[String],
@@ -97,7 +97,7 @@ pub(crate) fn names() -> impl Iterator<Item = &'static str> {
 
 /// Decode `args` as tool `name`'s handler would, without running it; None for an
 /// unknown tool.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
 pub(crate) fn decode_args(name: &str, args: Map<String, Value>) -> Option<Result<(), DomainError>> {
     let tool = all().iter().find(|t| t.def.name == name)?;
     Some((tool.decode_only)(args, &tool.accepted))
@@ -108,7 +108,7 @@ impl Tool {
     /// `deny_unknown_fields`).
     fn new<A: DeserializeOwned + 'static>(def: ToolDef, handler: Handler<A>) -> Tool {
         let names: Arc<[String]> = accepted::<A>().into();
-        #[cfg(any(test, feature = "fuzzing"))]
+        #[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
         let accepted = names.clone();
         Tool {
             def,
@@ -116,9 +116,9 @@ impl Tool {
                 Ok(a) => handler(ctx, a),
                 Err(e) => Box::pin(std::future::ready(Err(e.into()))),
             }),
-            #[cfg(any(test, feature = "fuzzing"))]
+            #[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
             accepted,
-            #[cfg(any(test, feature = "fuzzing"))]
+            #[cfg(any(test, feature = "fuzzing", feature = "microbench"))]
             decode_only: decode_only::<A>,
         }
     }

@@ -107,7 +107,10 @@ impl Inner {
     }
 }
 
-fn open_connection(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+pub(crate) fn open_connection(
+    path: &Path,
+    durability: Durability,
+) -> Result<Connection, StoreError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let io = |p: &Path| {
         let p = p.display().to_string();
@@ -496,7 +499,7 @@ fn next_batch(
 
 /// Apply and commit one batch. Returns the vacuum it asked for, if any (run by the
 /// caller once the commit is published: `Some(true)` a full one).
-fn commit_batch(conn: &mut Connection, ops: &[&Op]) -> rusqlite::Result<Option<bool>> {
+pub(crate) fn commit_batch(conn: &mut Connection, ops: &[&Op]) -> rusqlite::Result<Option<bool>> {
     let tx = conn.transaction()?;
     apply::apply_batch(&tx, ops.iter().copied())?;
     tx.commit()?;
