@@ -5,7 +5,7 @@
 //! - [`config`]: `agents.env`, `config.yaml`, paths, first-run generation.
 //! - [`auth`]: bearer tokens held as SHA-256 digests.
 //! - [`store`]: SQLite schema, the single writer thread with group commit, start-up loading;
-//!   [`pg`]: PostgreSQL for cluster mode (schema and migrations so far).
+//!   [`pg`]: PostgreSQL for cluster mode (schema, shard leases, the epoch fence).
 //! - [`actors`]: the live state, one owner per piece, behind the [`actors::Hub`] façade.
 //! - [`mcp`]: JSON-RPC and MCP protocol types, sessions, tool definitions and dispatch.
 //! - [`http`]: actix-web server, the `/mcp` endpoint and the operator API.

@@ -1,16 +1,22 @@
 //! PostgreSQL for cluster mode (shared/spec/cluster.md): connecting through a pool
-//! ([`connect`]) and the embedded migrations ([`migrate`]). Plain async functions
-//! over a pooled client; the Store seam of §3 will call them. Nothing serves from PostgreSQL yet: `hubctl
+//! ([`connect`]), the embedded migrations ([`migrate`]), and the ownership
+//! primitives of §2: node membership and shard leases ([`lease`]) and the epoch
+//! fence of a write batch ([`fence`]). Plain async functions over a pooled client;
+//! the Store seam of §3 will call them. Nothing serves from PostgreSQL yet: `hubctl
 //! serve` stores in SQLite. Public (unlike the rest of `store`) so that
 //! `tests/cluster_pg.rs` can drive it against a real server before `serve` does.
 
 pub mod connect;
+pub mod fence;
+pub mod lease;
 pub mod migrate;
 mod passfile;
 
 pub use crate::domain::shard::ShardId;
 pub use connect::{config_from_url, pool, PoolOptions};
 pub use deadpool_postgres::{Pool, Transaction};
+pub use fence::{fence, next_fencing_token};
+pub use lease::{Epoch, Member};
 
 use thiserror::Error;
 
@@ -54,4 +60,10 @@ pub enum PgError {
     /// The database holds something this build cannot use.
     #[error("the PostgreSQL database cannot be used: {0}")]
     Incompatible(String),
+    /// Another live process is registered with this node id.
+    #[error("node id {0} is in use by a live node; give each node its own --node-id")]
+    NodeIdInUse(String),
+    /// This process's registration was taken over (it was seen as dead).
+    #[error("node {0} was taken over by another process after its heartbeats lapsed")]
+    NodeReplaced(String),
 }
