@@ -4,7 +4,8 @@
 //! - [`domain`]: plain types and pure functions (ids, validation, time helpers). No I/O.
 //! - [`config`]: `agents.env`, `config.yaml`, paths, first-run generation.
 //! - [`auth`]: bearer tokens held as SHA-256 digests.
-//! - [`store`]: SQLite schema, the single writer thread with group commit, start-up loading.
+//! - [`store`]: SQLite schema, the single writer thread with group commit, start-up loading;
+//!   [`pg`]: PostgreSQL for cluster mode (schema, shard leases, the epoch fence).
 //! - [`actors`]: the live state, one owner per piece, behind the [`actors::Hub`] façade.
 //! - [`mcp`]: JSON-RPC and MCP protocol types, sessions, tool definitions and dispatch.
 //! - [`http`]: actix-web server, the `/mcp` endpoint and the operator API.
@@ -28,3 +29,6 @@ pub(crate) mod metrics;
 pub mod microbench;
 pub(crate) mod notify;
 pub(crate) mod store;
+/// PostgreSQL for cluster mode. Public so that `tests/cluster_pg.rs` can drive it
+/// before `hubctl serve --store postgres://` uses it.
+pub use store::pg;

@@ -16,6 +16,7 @@ pub(crate) mod mail;
 pub(crate) mod migrate;
 pub(crate) mod op;
 pub(crate) mod pages;
+pub mod pg;
 pub(crate) mod prune;
 pub(crate) mod writer;
 

@@ -17,9 +17,9 @@ pub(crate) const SHARD_COUNT: u16 = 1024;
 /// owner's id (UTF-8), read big-endian, modulo [`SHARD_COUNT`].
 pub(crate) const SHARD_HASH: &str = "sha256-be64-mod1024";
 
-/// One virtual shard.
+/// One virtual shard, `0..SHARD_COUNT`. Public through [`crate::pg`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct ShardId(pub u16);
+pub struct ShardId(pub u16);
 
 /// The shard of an owner id: a task id, an agent id or a lock key.
 pub(crate) fn shard_of(owner: &str) -> ShardId {

@@ -155,6 +155,21 @@ pub(crate) fn run(conn: &mut Connection, now: &str) -> Result<(), StoreError> {
     check_shard_hash(conn)
 }
 
+/// The `.sql` files of `dir` (not its subdirectories, such as `postgres/`) are
+/// exactly `list`'s names, in order of strictly growing version.
+#[cfg(test)]
+pub(crate) fn assert_listed_in_order(dir: &str, list: &[(i64, &str, &str)]) {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|f| f.strip_suffix(".sql").map(str::to_string))
+        .collect();
+    files.sort();
+    let listed: Vec<String> = list.iter().map(|m| m.1.to_string()).collect();
+    assert_eq!(listed, files);
+    assert!(list.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,21 +261,10 @@ mod tests {
 
     #[test]
     fn every_migration_file_is_listed_in_order() {
-        let mut files: Vec<String> =
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-                .unwrap()
-                .map(|e| {
-                    e.unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .trim_end_matches(".sql")
-                        .to_string()
-                })
-                .collect();
-        files.sort();
-        let listed: Vec<String> = MIGRATIONS.iter().map(|m| m.1.to_string()).collect();
-        assert_eq!(listed, files);
-        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_listed_in_order(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"),
+            MIGRATIONS,
+        );
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! ureq (`client`), a sessionless 2026-07-28 client (`modern`), raw HTTP/1.1 for
 //! bodies ureq will not send (`raw`), checks shared by several test files (`checks`),
 //! the dashboard as a browser sees it (`ui`), a WebDriver client for headless
-//! Chromium (`webdriver`, used by path), and steps of the task workflow (`workflow`,
-//! used by path). Tests talk to the hub the way users do: nothing here reaches into
-//! the crate.
+//! Chromium (`webdriver`, used by path), steps of the task workflow (`workflow`,
+//! used by path), and a throwaway PostgreSQL server (`postgres`, used by path).
+//! Tests talk to the hub the way users do: nothing here reaches into the crate.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
 mod checks;
 mod client;
 mod modern;
+pub(crate) mod postgres;
 mod process;
 mod raw;
 mod ui;

@@ -1,0 +1,69 @@
+//! PostgreSQL for cluster mode (shared/spec/cluster.md): connecting through a pool
+//! ([`connect`]), the embedded migrations ([`migrate`]), and the ownership
+//! primitives of §2: node membership and shard leases ([`lease`]) and the epoch
+//! fence of a write batch ([`fence`]). Plain async functions over a pooled client;
+//! the Store seam of §3 will call them. Nothing serves from PostgreSQL yet: `hubctl
+//! serve` stores in SQLite. Public (unlike the rest of `store`) so that
+//! `tests/cluster_pg.rs` can drive it against a real server before `serve` does.
+
+pub mod connect;
+pub mod fence;
+pub mod lease;
+pub mod migrate;
+mod passfile;
+
+pub use crate::domain::shard::ShardId;
+pub use connect::{config_from_url, pool, PoolOptions};
+pub use deadpool_postgres::{Pool, Transaction};
+pub use fence::{fence, next_fencing_token};
+pub use lease::{Epoch, Member};
+
+use thiserror::Error;
+
+/// What the PostgreSQL layer can fail with.
+#[derive(Debug, Error)]
+pub enum PgError {
+    /// The `postgres://` URL does not parse.
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    /// A password in the URL would show in `ps`, shell history and logs.
+    #[error("the PostgreSQL URL contains a password: set PGPASSWORD or use a PGPASSFILE instead")]
+    PasswordInUrl,
+    /// Needed to pick the password file's line and to log in.
+    #[error("no PostgreSQL user: name one in the URL (postgres://USER@HOST/DB) or set PGUSER")]
+    NoUser,
+    /// The password file cannot be used.
+    #[error("password file {path}: {reason}")]
+    Passfile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server or the connection failed.
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No pooled connection could be had (timeout, or connecting failed).
+    #[error("PostgreSQL pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The pool could not be built.
+    #[error("PostgreSQL pool: {0}")]
+    PoolBuild(#[from] deadpool_postgres::BuildError),
+    /// The database was migrated by a newer build.
+    #[error("the PostgreSQL schema is version {found}, newer than this build knows ({known}); upgrade agent-hub")]
+    SchemaTooNew {
+        /// The database's version.
+        found: i64,
+        /// The newest version this build has.
+        known: i64,
+    },
+    /// The database holds something this build cannot use.
+    #[error("the PostgreSQL database cannot be used: {0}")]
+    Incompatible(String),
+    /// Another live process is registered with this node id.
+    #[error("node id {0} is in use by a live node; give each node its own --node-id")]
+    NodeIdInUse(String),
+    /// This process's registration was taken over (it was seen as dead).
+    #[error("node {0} was taken over by another process after its heartbeats lapsed")]
+    NodeReplaced(String),
+}

@@ -1,0 +1,246 @@
+//! Members and shard leases (shared/spec/cluster.md §2), one statement each, every
+//! time PostgreSQL's `now()` so that no node's clock matters. A node registers
+//! once ([`register`]), heartbeats ([`heartbeat`]), takes free or lapsed shards
+//! ([`acquire`]: the epoch grows by one), renews all it holds in one statement
+//! ([`renew`]), gives shards back after draining them ([`release`]) and leaves on a
+//! graceful stop ([`leave`]). Correctness rests on the epoch, which the write
+//! batches check ([`super::fence`]); lease times only decide availability.
+//!
+//! Lock order: the statements that wait for `shard_lease` row locks (renew,
+//! release, a batch's fence) take them in shard order, so that a renewal and a
+//! batch of the same node never deadlock; acquire never waits (`SKIP LOCKED`).
+
+use super::{PgError, ShardId};
+use crate::domain::ids::random_hex;
+use deadpool_postgres::GenericClient;
+use std::time::Duration;
+
+/// An ownership epoch of one shard: it grows by one on every change of owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub i64);
+
+/// This process as a registered node. `incarnation` is random per registration:
+/// it tells this process from a later one that took the same node id over after
+/// this one's heartbeats lapsed, so a stalled process cannot act in its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    node_id: String,
+    incarnation: String,
+}
+
+impl Member {
+    /// The node id (`--node-id`).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+}
+
+/// A duration as whole milliseconds for SQL (`$n::bigint * interval '1 ms'`);
+/// `tokio-postgres` has no `interval` parameter type.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn shard_params(shards: &[ShardId]) -> Vec<i32> {
+    shards.iter().map(|s| i32::from(s.0)).collect()
+}
+
+/// A stored shard number (the table's CHECK keeps it in range).
+pub(super) fn shard_id(shard: i32) -> Result<ShardId, PgError> {
+    u16::try_from(shard)
+        .map(ShardId)
+        .map_err(|_| PgError::Incompatible(format!("shard_lease holds shard {shard}")))
+}
+
+/// A `(shard, epoch)` row.
+pub(super) fn shard_epoch(row: &tokio_postgres::Row) -> Result<(ShardId, Epoch), PgError> {
+    Ok((shard_id(row.try_get(0)?)?, Epoch(row.try_get(1)?)))
+}
+
+/// `(shard, epoch)` rows, by shard (UPDATE ... RETURNING has no ORDER BY).
+fn by_shard(rows: &[tokio_postgres::Row]) -> Result<Vec<(ShardId, Epoch)>, PgError> {
+    let mut out = rows
+        .iter()
+        .map(shard_epoch)
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    Ok(out)
+}
+
+/// Register `node_id` at `addr`. Refused with [`PgError::NodeIdInUse`] while
+/// another process with that id heartbeats (seen within `node_ttl`); a dead one's
+/// row is taken over. Two processes registering at once: the second waits on the
+/// row the first inserted and then finds it live.
+pub async fn register(
+    client: &impl GenericClient,
+    node_id: &str,
+    addr: &str,
+    node_ttl: Duration,
+) -> Result<Member, PgError> {
+    let incarnation = random_hex(16);
+    let row = client
+        .query_opt(
+            "INSERT INTO nodes (node_id, addr, incarnation, started_at, seen_at)
+             VALUES ($1, $2, $3, now(), now())
+             ON CONFLICT (node_id) DO UPDATE
+                SET addr = EXCLUDED.addr, incarnation = EXCLUDED.incarnation,
+                    started_at = now(), seen_at = now()
+              WHERE nodes.seen_at < now() - $4::bigint * interval '1 millisecond'
+             RETURNING node_id",
+            &[&node_id, &addr, &incarnation, &millis(node_ttl)],
+        )
+        .await?;
+    match row {
+        Some(_) => Ok(Member {
+            node_id: node_id.to_string(),
+            incarnation,
+        }),
+        None => Err(PgError::NodeIdInUse(node_id.to_string())),
+    }
+}
+
+/// Mark this node alive. [`PgError::NodeReplaced`] if another process has taken
+/// its id over: this one must stop serving.
+pub async fn heartbeat(client: &impl GenericClient, me: &Member) -> Result<(), PgError> {
+    let n = client
+        .execute(
+            "UPDATE nodes SET seen_at = now() WHERE node_id = $1 AND incarnation = $2",
+            &[&me.node_id, &me.incarnation],
+        )
+        .await?;
+    if n == 0 {
+        return Err(PgError::NodeReplaced(me.node_id.clone()));
+    }
+    Ok(())
+}
+
+/// The nodes seen within `node_ttl`, as (node id, address), by id: the members
+/// that rendezvous hashing spreads the shards over.
+pub async fn live_nodes(
+    client: &impl GenericClient,
+    node_ttl: Duration,
+) -> Result<Vec<(String, String)>, PgError> {
+    let rows = client
+        .query(
+            "SELECT node_id, addr FROM nodes
+              WHERE seen_at >= now() - $1::bigint * interval '1 millisecond'
+              ORDER BY node_id",
+            &[&millis(node_ttl)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Take those of `shards` that are free or lapsed, for `ttl`; returns the shards
+/// taken with their new epochs. A shard whose row another transaction has locked
+/// (a takeover in progress, or the old owner's batch still checking its fence) is
+/// skipped, not waited for: the caller tries again on its next round.
+pub async fn acquire(
+    client: &impl GenericClient,
+    me: &Member,
+    shards: &[ShardId],
+    ttl: Duration,
+) -> Result<Vec<(ShardId, Epoch)>, PgError> {
+    let rows = client
+        .query(
+            "WITH free AS (
+                SELECT shard FROM shard_lease
+                 WHERE shard = ANY($3) AND (owner_node IS NULL OR expires_at < now())
+                 ORDER BY shard
+                   FOR UPDATE SKIP LOCKED)
+             UPDATE shard_lease l
+                SET owner_node = $1, epoch = l.epoch + 1,
+                    expires_at = now() + $4::bigint * interval '1 millisecond'
+               FROM free
+              WHERE l.shard = free.shard
+                AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND incarnation = $2)
+             RETURNING l.shard, l.epoch",
+            &[
+                &me.node_id,
+                &me.incarnation,
+                &shard_params(shards),
+                &millis(ttl),
+            ],
+        )
+        .await?;
+    by_shard(&rows)
+}
+
+/// Extend every lease this node holds that has not lapsed, by `ttl` from now;
+/// returns what it still holds, by shard. A shard missing from the answer, or
+/// held under another epoch than the node believes, is lost: its actors must go.
+/// A lapsed lease is not revived: the shard must be acquired again (a new epoch).
+pub async fn renew(
+    client: &impl GenericClient,
+    me: &Member,
+    ttl: Duration,
+) -> Result<Vec<(ShardId, Epoch)>, PgError> {
+    let rows = client
+        .query(
+            "WITH held AS (
+                SELECT shard FROM shard_lease
+                 WHERE owner_node = $1 AND expires_at > now()
+                   AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND incarnation = $2)
+                 ORDER BY shard
+                   FOR NO KEY UPDATE)
+             UPDATE shard_lease l
+                SET expires_at = now() + $3::bigint * interval '1 millisecond'
+               FROM held
+              WHERE l.shard = held.shard
+             RETURNING l.shard, l.epoch",
+            &[&me.node_id, &me.incarnation, &millis(ttl)],
+        )
+        .await?;
+    by_shard(&rows)
+}
+
+/// Give shards back (graceful hand-off, once their actors are drained and the
+/// writer has flushed): each only if still held under the given epoch. The epoch
+/// stays; the next acquire bumps it. Returns the shards released.
+pub async fn release(
+    client: &impl GenericClient,
+    me: &Member,
+    held: &[(ShardId, Epoch)],
+) -> Result<Vec<ShardId>, PgError> {
+    let shards: Vec<ShardId> = held.iter().map(|h| h.0).collect();
+    let epochs: Vec<i64> = held.iter().map(|h| h.1 .0).collect();
+    let rows = client
+        .query(
+            "WITH mine AS (
+                SELECT l.shard FROM shard_lease l
+                  JOIN unnest($2::integer[], $3::bigint[]) AS r(shard, epoch)
+                    ON l.shard = r.shard AND l.epoch = r.epoch
+                 WHERE l.owner_node = $1
+                 ORDER BY l.shard
+                   FOR NO KEY UPDATE OF l)
+             UPDATE shard_lease l SET owner_node = NULL, expires_at = NULL
+               FROM mine WHERE l.shard = mine.shard
+             RETURNING l.shard",
+            &[&me.node_id, &shard_params(&shards), &epochs],
+        )
+        .await?;
+    let mut released = rows
+        .iter()
+        .map(|r| shard_id(r.try_get(0)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    released.sort();
+    Ok(released)
+}
+
+/// Leave the cluster (graceful stop): release every shard still held and remove
+/// the node's row, in one statement, so that the same id may start again at once.
+/// Returns how many shards were released; nothing happens if the id was taken over.
+pub async fn leave(client: &impl GenericClient, me: &Member) -> Result<u64, PgError> {
+    let n = client
+        .execute(
+            "WITH gone AS (
+                DELETE FROM nodes WHERE node_id = $1 AND incarnation = $2 RETURNING node_id)
+             UPDATE shard_lease SET owner_node = NULL, expires_at = NULL
+              WHERE owner_node IN (SELECT node_id FROM gone)",
+            &[&me.node_id, &me.incarnation],
+        )
+        .await?;
+    Ok(n)
+}
