@@ -64,8 +64,11 @@ struct Inner {
     /// publishes "done up to N" and that is only true if nothing below N is still
     /// behind it in the queue).
     tx: Mutex<(u64, mpsc::Sender<Msg>)>,
-    /// Published by the writer after each batch; cloned by each waiter.
+    /// Published by the writer after each batch; waited on through this thread's
+    /// [`relay`] (or a clone, off actix threads).
     progress: watch::Receiver<Progress>,
+    /// Unique per store in this process: which [`relay`] serves it.
+    id: u64,
     durability: Durability,
     /// The writer thread, joined by [`Store::shutdown`].
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -200,6 +203,10 @@ impl Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new((0, tx)),
                 progress: progress_rx,
+                id: {
+                    static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
+                    NEXT_STORE.fetch_add(1, Ordering::Relaxed)
+                },
                 durability: opts.durability,
                 thread: Mutex::new(Some(thread)),
                 path: path.to_path_buf(),
@@ -257,20 +264,43 @@ impl Store {
     /// Wait until the writer is done with `ticket`, saved or not, then answer with
     /// `check` of its progress (read in place: every answer passes here, and the
     /// progress holds lists not worth cloning each time).
-    async fn wait_done(
+    async fn wait_done<F: FnOnce(&Progress) -> Result<(), StoreError>>(
         &self,
         ticket: Ticket,
-        check: impl FnOnce(&Progress) -> Result<(), StoreError>,
+        check: F,
     ) -> Result<(), StoreError> {
-        let mut rx = self.inner.progress.clone();
-        let p = rx
-            .wait_for(|p| p.done >= ticket.0 || p.closed)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        if p.done >= ticket.0 {
-            check(&p)
-        } else {
-            Err(StoreError::Closed)
+        let finished = |p: &Progress| p.done >= ticket.0 || p.closed;
+        // Done with the ticket, or closed before it.
+        let answer = |p: &Progress, check: F| {
+            if p.done >= ticket.0 {
+                check(p)
+            } else {
+                Err(StoreError::Closed)
+            }
+        };
+        let Some(relay) = relay::local(self.inner.id, &self.inner.progress) else {
+            let mut rx = self.inner.progress.clone();
+            let p = rx
+                .wait_for(finished)
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            return answer(&p, check);
+        };
+        loop {
+            // Registered before the progress is read, so a change in between wakes it.
+            let changed = relay.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let p = self.inner.progress.borrow();
+                if finished(&p) {
+                    return answer(&p, check);
+                }
+            }
+            if relay.ended.get() {
+                return Err(StoreError::Closed);
+            }
+            changed.await;
         }
     }
 
@@ -805,6 +835,7 @@ impl Writer {
 }
 
 mod health;
+mod relay;
 
 #[cfg(test)]
 mod tests;
