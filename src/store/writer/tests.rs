@@ -357,3 +357,33 @@ async fn live_state_loads_by_shard_and_by_owner() {
     );
     store.shutdown();
 }
+
+/// On an actix thread waiters go through the thread's relay: many waiters on one
+/// thread all wake, each on its own ticket, and a ticket the closed store will never
+/// commit is answered `Closed`.
+#[actix_rt::test]
+async fn waiters_on_an_actix_thread_wake_through_the_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("hub.db");
+    let agents = vec![("a".to_string(), "h".to_string())];
+    let (store, _) = Store::open(&path, opts(Durability::Durable), &agents, "t0").unwrap();
+    let store = Arc::new(store);
+    let waiters: Vec<_> = (0..200)
+        .map(|i| {
+            let ticket = store.enqueue(heartbeat("a", &format!("t{i:03}")));
+            let store = store.clone();
+            actix_rt::spawn(async move { store.wait_durable(ticket).await })
+        })
+        .collect();
+    for w in waiters {
+        w.await.unwrap().unwrap();
+    }
+    assert!(relay::local(store.inner.id, &store.inner.progress).is_some());
+    store.shutdown();
+    let late = store.enqueue(heartbeat("a", "t999"));
+    let waiter = {
+        let store = store.clone();
+        actix_rt::spawn(async move { store.wait_committed(late).await })
+    };
+    assert!(matches!(waiter.await.unwrap(), Err(StoreError::Closed)));
+}
