@@ -51,26 +51,34 @@ pub(crate) fn is_valid_agent_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A message id: 6 bytes of Unix milliseconds then 4 bytes of a per-process
-/// sequence, as 20 hex digits. New ids sort after older ones, so the message
-/// tables' indexes grow at their right edge (pages already cached) instead of at
-/// random places of a large history. The sequence (from a random start) makes ids
-/// of one process unique by construction, which 4 random bytes per id were not: at
-/// 10,000 messages a second two ids of one millisecond collide about once a day,
-/// and the second message would have been dropped by `INSERT OR IGNORE`. It also
-/// saves a `getrandom` system call per message. Ids need not be unguessable: an
-/// agent can only ack or read messages delivered to it.
+/// A message id: 6 bytes of Unix milliseconds then 4 bytes of a scrambled
+/// per-process sequence, as 20 hex digits. New ids sort after older ones, so the
+/// message tables' indexes grow at their right edge (pages already cached) instead
+/// of at random places of a large history. The sequence makes the ids of one
+/// process unique by construction, which 4 random bytes per id were not: at 10,000
+/// messages a second two ids of one millisecond collide about once a day, and
+/// `INSERT OR IGNORE` would drop the second message. It also saves a `getrandom`
+/// system call per message. Ids need not be unguessable: an agent can only ack or
+/// read messages delivered to it.
 pub(crate) fn message_id(now_ms: i64) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::OnceLock;
-    static START: OnceLock<u32> = OnceLock::new();
+    // (multiplier, start): random per process.
+    static KEY: OnceLock<(u32, u32)> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = *START.get_or_init(|| {
-        let mut b = [0u8; 4];
+    let (mul, start) = *KEY.get_or_init(|| {
+        let mut b = [0u8; 8];
         getrandom::fill(&mut b).expect("invariant: the OS random number generator is available");
-        u32::from_be_bytes(b)
+        let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        (word(0) | 1, word(4))
     });
-    let seq = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    // Multiplying by an odd number and adding is a bijection on u32: ids stay
+    // unique, and with both numbers secret the gap between two ids does not count
+    // the messages the hub made in between.
+    let seq = NEXT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_mul(mul)
+        .wrapping_add(start);
     let mut buf = [0u8; 10];
     buf[..6].copy_from_slice(&(now_ms.max(0) as u64).to_be_bytes()[2..]);
     buf[6..].copy_from_slice(&seq.to_be_bytes());

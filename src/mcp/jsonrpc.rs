@@ -158,7 +158,8 @@ pub(crate) fn err(id: &Id, e: &RpcError) -> Response {
 /// One response or a batch of them as JSON text (on one line, as SSE needs).
 pub(crate) fn to_json<T: Serialize + ?Sized>(answer: &T) -> String {
     serde_json::to_string(answer).unwrap_or_else(|e| {
-        // Only a bug can get here: ids are valid JSON and results are `Value`s.
+        // Only a bug can get here: ids are valid JSON, results are `Value`s or
+        // JSON text serde_json wrote.
         tracing::error!(error = %e, "a JSON-RPC answer could not be serialised");
         format!(
             r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{INTERNAL_ERROR},"message":"Internal error: the answer could not be serialised"}}}}"#

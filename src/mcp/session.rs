@@ -189,7 +189,9 @@ impl Sessions {
             let oldest = mine
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, s)| s.last_active_ms.load(Ordering::Relaxed))
+                // A session holding a GET stream is in use even if it sends nothing:
+                // sessions without one go first.
+                .min_by_key(|(_, s)| (s.stream_open(), s.last_active_ms.load(Ordering::Relaxed)))
                 .map(|(i, _)| i);
             if let Some(i) = oldest {
                 let old = mine.swap_remove(i);
@@ -410,6 +412,18 @@ mod tests {
         let v = s.create(a("alice"), Version::LATEST);
         assert!(s.get(&w.id, &a("alice")).is_ok() && s.get(&v.id, &a("alice")).is_ok());
         assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn cap_spares_a_session_holding_a_stream() {
+        let s = Sessions::new(Duration::from_secs(60), 2);
+        let listening = s.create(a("alice"), Version::LATEST);
+        let _rx = listening.open_stream().expect("stream");
+        std::thread::sleep(Duration::from_millis(2));
+        let idle = s.create(a("alice"), Version::LATEST);
+        s.create(a("alice"), Version::LATEST);
+        assert!(s.get(&listening.id, &a("alice")).is_ok());
+        assert!(s.get(&idle.id, &a("alice")).is_err());
     }
 
     #[test]

@@ -405,6 +405,19 @@ mod tests {
             "agent-hub"
         );
         assert_eq!(m["structuredContent"], json!({"a": 1, "ok": true}));
+        // The same members `modern::complete` gives every other result: if a cache
+        // hint is ever added for tools/call, render must add it too.
+        for outcome in [
+            || Ok(fields(json!({"a": 1}))),
+            || Err(DomainError::invalid("name", "bad")),
+        ] {
+            let written = parse(render(outcome(), Version::MODERN));
+            let completed = super::super::modern::complete(
+                "tools/call",
+                parse(render(outcome(), Version::V2025_11_25)),
+            );
+            assert_eq!(written, completed);
+        }
         let r = parse(render(
             Err(DomainError::invalid("name", "bad")),
             Version::V2025_03_26,
