@@ -7,15 +7,21 @@
 #   bash benches/profile.sh perf workflow         # cpu-clock profile by thread and path
 #   bash benches/profile.sh strace messaging      # system calls per tool call
 #
-# CLIENTS (default 8 for callgrind, 64 otherwise) and SECONDS_EACH (15 / 5) override.
+# CLIENTS (default 8 for callgrind, 64 otherwise) and SECONDS_EACH (15 / 5) override;
+# TRACE_SECONDS (3) is how long strace counts; HUBCTL=path profiles that binary
+# instead of building this checkout.
 # Output goes to target/profile/. Needs valgrind, perf or strace on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOL=${1:?usage: profile.sh callgrind|perf|strace SCENARIO}
 SC=${2:-messaging}
 OUT=target/profile; mkdir -p "$OUT"
-cargo build --release --quiet
-BIN=$PWD/target/release/hubctl
+if [ -n "${HUBCTL:-}" ]; then
+    BIN=$HUBCTL                      # another build, e.g. for an A/B of two commits
+else
+    cargo build --release --quiet
+    BIN=$PWD/target/release/hubctl
+fi
 d=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$d"' EXIT
 for i in $(seq 1 64); do echo "bench-$i=tok-bench-$i-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"; done > "$d/agents.env"
@@ -57,10 +63,11 @@ perf)
         grep -E '__x64_sys_|finish_task_switch|eventfd_write' | head -12
     ;;
 strace)
-    bench $((SECS + 3)) > /dev/null &
+    TRACE=${TRACE_SECONDS:-3}
+    bench $((TRACE + 3)) > /dev/null &
     sleep 1.5
     c0=$(calls)
-    timeout 3 strace -c -f -p "$pid" -o "$OUT/strace.$SC.txt" 2> /dev/null || true
+    timeout "$TRACE" strace -c -f -p "$pid" -o "$OUT/strace.$SC.txt" 2> /dev/null || true
     c1=$(calls)
     wait $!
     n=$((c1 - c0))

@@ -110,6 +110,9 @@ impl Inner {
     }
 }
 
+/// WAL frames between the writer's automatic checkpoints (SQLite's default: 1,000).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
 pub(crate) fn open_connection(
     path: &Path,
     durability: Durability,
@@ -173,6 +176,7 @@ impl Store {
         migrate::run(&mut conn, now)?;
         load::sync_agents(&mut conn, agents, now)?;
         let snapshot = load::load_open_work(&conn, &Shards::All)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
 
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
