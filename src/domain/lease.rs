@@ -5,9 +5,12 @@
 //! Fencing: each grant of a key gets the next number of that key's counter, which
 //! never goes down (across holders and restarts). A resource that remembers the
 //! highest token it has seen can refuse a write carrying a lower one: the write of a
-//! holder whose lease lapsed while a newer holder already wrote.
+//! holder whose lease lapsed while a newer holder already wrote. Tokens carry the
+//! epoch of the key's shard in their high bits ([`next_fencing_token`]), so they
+//! also grow across a change of the shard's owner in cluster mode.
 
 use super::error::DomainError;
+use super::shard::Epoch;
 use super::time::{iso, Timestamp};
 use chrono::Duration;
 use serde::Serialize;
@@ -102,8 +105,21 @@ pub(crate) fn conflict(l: &Lock) -> DomainError {
     }
 }
 
+/// The fencing token of a grant by the owner of the key's shard under `epoch`,
+/// after `last` (the key's last token, 0 if none): `(epoch << 32) | counter`
+/// (cluster.md §2). Within one epoch the counter goes on from `last`; a newer
+/// epoch starts above every token of older ones, even ones its new owner never
+/// saw (an old owner's last grants may be lost with it). With
+/// [`Epoch::SINGLE_NODE`] this is `last + 1`, the tokens of every earlier version.
+pub fn next_fencing_token(last: u64, epoch: Epoch) -> u64 {
+    let floor = u64::try_from(epoch.0).unwrap_or(0).saturating_mul(1 << 32);
+    last.max(floor).saturating_add(1)
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct LockTable {
+    /// The epoch its keys' shard is owned at: the high bits of every token granted.
+    epoch: Epoch,
     locks: HashMap<String, Lock>,
     /// Last fencing token handed out per key, for keys held or used since start-up
     /// (the rest are in storage); only grows.
@@ -126,13 +142,16 @@ impl LockTable {
         self.locks.len()
     }
 
-    /// Rebuild from storage: live and stored locks, and the counters.
+    /// Rebuild from storage: live and stored locks, and the counters, to grant
+    /// under `epoch`.
     pub(crate) fn restore(
         locks: Vec<Lock>,
         counters: Vec<(String, u64)>,
+        epoch: Epoch,
         now: Timestamp,
     ) -> LockTable {
         let mut t = LockTable {
+            epoch,
             counters: counters.into_iter().collect(),
             ..Default::default()
         };
@@ -248,7 +267,7 @@ impl LockTable {
         }
         let token = {
             let c = self.counters.entry(req.key.clone()).or_insert(0);
-            *c += 1;
+            *c = next_fencing_token(*c, self.epoch);
             *c
         };
         let l = Lock {
@@ -427,9 +446,10 @@ mod tests {
         let mut g = ids();
         tab.acquire(&req("alice", 10), t(0), &mut g);
         let locks = tab.list(t(0));
-        let restored = LockTable::restore(locks.clone(), vec![("k".into(), 7)], t(1));
+        let one = Epoch::SINGLE_NODE;
+        let restored = LockTable::restore(locks.clone(), vec![("k".into(), 7)], one, t(1));
         assert_eq!(restored.get("k", t(1)).unwrap().holder_agent_id, "alice");
-        let mut lapsed = LockTable::restore(locks, vec![("k".into(), 7)], t(10));
+        let mut lapsed = LockTable::restore(locks, vec![("k".into(), 7)], one, t(10));
         assert!(lapsed.get("k", t(10)).is_none());
         assert_eq!(lapsed.take_lapsed().len(), 1, "handed over for deletion");
         assert!(lapsed.take_lapsed().is_empty(), "only once");
@@ -437,6 +457,41 @@ mod tests {
             panic!()
         };
         assert_eq!(b.fencing_token, 8);
+    }
+
+    #[test]
+    fn tokens_grow_within_and_across_epochs() {
+        assert_eq!(next_fencing_token(0, Epoch::SINGLE_NODE), 1);
+        assert_eq!(next_fencing_token(41, Epoch::SINGLE_NODE), 42);
+        let first = next_fencing_token(41, Epoch(1));
+        assert_eq!(first, (1 << 32) | 1);
+        assert_eq!(next_fencing_token(first, Epoch(1)), (1 << 32) | 2);
+        // A newer epoch's first token exceeds anything the older one could have
+        // granted, stored or not.
+        let old_last = (1u64 << 32) | 0xffff_fffe;
+        let next = next_fencing_token(first, Epoch(2));
+        assert!(next > old_last && next == (2 << 32) | 1);
+        // Stored tokens above the floor (a counter that overflowed) still grow.
+        assert_eq!(next_fencing_token(5 << 32, Epoch(3)), (5 << 32) + 1);
+    }
+
+    /// A table restored under a newer epoch (its shard changed owner) grants above
+    /// every token of the old one, whatever the old owner stored; one node's
+    /// tokens are `last + 1`, as before epochs existed.
+    #[test]
+    fn a_table_grants_in_its_epoch() {
+        let grant =
+            |tab: &mut LockTable, at: i64| match tab.acquire(&req("bob", 10), t(at), &mut ids()) {
+                Acquired::Granted(l) => l.fencing_token,
+                other => panic!("{other:?}"),
+            };
+        let stored = || vec![("k".to_string(), 7)];
+        let mut single = LockTable::restore(Vec::new(), stored(), Epoch::SINGLE_NODE, t(0));
+        assert_eq!(grant(&mut single, 0), 8);
+        let mut moved = LockTable::restore(Vec::new(), stored(), Epoch(3), t(0));
+        assert_eq!(grant(&mut moved, 0), (3 << 32) | 1);
+        moved.release("k", "bob", t(1)).unwrap();
+        assert_eq!(grant(&mut moved, 1), (3 << 32) | 2);
     }
 
     #[test]

@@ -21,6 +21,17 @@ pub(crate) const SHARD_HASH: &str = "sha256-be64-mod1024";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardId(pub u16);
 
+/// An ownership epoch of one shard: it grows by one on every change of owner
+/// (cluster.md §2). Single-node mode owns every shard at [`Epoch::SINGLE_NODE`]
+/// forever. Public through [`crate::pg`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub i64);
+
+impl Epoch {
+    /// The constant epoch of a single node, which never changes owner.
+    pub const SINGLE_NODE: Epoch = Epoch(0);
+}
+
 /// The shard of an owner id: a task id, an agent id or a lock key.
 pub(crate) fn shard_of(owner: &str) -> ShardId {
     let digest = Sha256::digest(owner.as_bytes());

@@ -12,11 +12,12 @@ pub mod lease;
 pub mod migrate;
 mod passfile;
 
-pub use crate::domain::shard::ShardId;
+pub use crate::domain::lease::next_fencing_token;
+pub use crate::domain::shard::{Epoch, ShardId};
 pub use connect::{config_from_url, pool, PoolOptions};
 pub use deadpool_postgres::{Pool, Transaction};
-pub use fence::{fence, next_fencing_token};
-pub use lease::{Epoch, Member};
+pub use fence::fence;
+pub use lease::Member;
 
 use thiserror::Error;
 

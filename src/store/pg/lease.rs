@@ -10,14 +10,10 @@
 //! release, a batch's fence) take them in shard order, so that a renewal and a
 //! batch of the same node never deadlock; acquire never waits (`SKIP LOCKED`).
 
-use super::{PgError, ShardId};
+use super::{Epoch, PgError, ShardId};
 use crate::domain::ids::random_hex;
 use deadpool_postgres::GenericClient;
 use std::time::Duration;
-
-/// An ownership epoch of one shard: it grows by one on every change of owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Epoch(pub i64);
 
 /// This process as a registered node. `incarnation` is random per registration:
 /// it tells this process from a later one that took the same node id over after
