@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads a clock; callers pass time in.
 
 pub(crate) mod agent;
+pub(crate) mod audit_id;
 pub(crate) mod channel;
 pub(crate) mod error;
 pub(crate) mod ids;

@@ -53,21 +53,14 @@ const NAMED_RECIPIENTS: usize = 64;
 pub(crate) fn of_op(op: &Op) -> Option<Draft> {
     let now = || crate::domain::time::iso(chrono::Utc::now());
     match op {
-        Op::Audit {
-            event_type,
-            entity_type,
-            entity_id,
-            actor,
-            payload_json,
-            at,
-        } => Some(Draft {
-            event_type: Cow::Owned(event_type.clone()),
-            entity_type: Cow::Owned(entity_type.clone()),
-            entity_id: entity_id.clone(),
-            actor: actor.clone(),
-            payload: serde_json::from_str(payload_json)
-                .unwrap_or_else(|_| Value::String(payload_json.clone())),
-            at: at.clone(),
+        Op::Audit(row) => Some(Draft {
+            event_type: Cow::Owned(row.event_type.clone()),
+            entity_type: Cow::Owned(row.entity_type.clone()),
+            entity_id: row.entity_id.clone(),
+            actor: row.actor.clone(),
+            payload: serde_json::from_str(&row.payload_json)
+                .unwrap_or_else(|_| Value::String(row.payload_json.clone())),
+            at: row.at.clone(),
         }),
         Op::MessageInsert {
             message,

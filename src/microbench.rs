@@ -15,7 +15,7 @@ use crate::domain::workflow::{Ctx, Limits, TaskState};
 use crate::mcp::jsonrpc::{self, Body, Id, Incoming};
 use crate::mcp::protocol::Version;
 use crate::mcp::{dispatch, tools};
-use crate::store::{load, migrate, writer, Op};
+use crate::store::{load, migrate, writer, AuditRow, Op};
 use chrono::Utc;
 use rusqlite::Connection;
 use serde_json::value::RawValue;
@@ -266,14 +266,13 @@ impl Writer {
         let st = &self.workflow.state;
         for a in &st.assignments {
             ops.push(Op::AssignmentUpsert(a.clone()));
-            ops.push(Op::Audit {
-                event_type: "assignment_progress".into(),
-                entity_type: "task".into(),
-                entity_id: st.task.id.clone(),
-                actor: a.agent_id.clone(),
-                payload_json: json!({"task_status": st.task.status.as_str()}).to_string(),
-                at: at.clone(),
-            });
+            ops.push(Op::Audit(AuditRow::new(
+                "assignment_progress",
+                ("task", &st.task.id),
+                &a.agent_id,
+                json!({"task_status": st.task.status.as_str()}).to_string(),
+                now,
+            )));
         }
         ops.push(Op::TaskUpsert(st.task.clone()));
         ops.extend(st.rounds.iter().cloned().map(Op::RoundUpsert));

@@ -24,7 +24,7 @@ pub(crate) mod writer;
 mod deliveries_tests;
 
 pub(crate) use load::{AgentRow, MailState, Snapshot};
-pub(crate) use op::{LockGone, Op};
+pub(crate) use op::{AuditRow, LockGone, Op};
 pub(crate) use writer::{Store, StoreOptions, Ticket};
 
 use thiserror::Error;

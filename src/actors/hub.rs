@@ -127,6 +127,8 @@ impl Hub {
         notifier: Arc<dyn Notifier>,
         started: Instant,
     ) -> Hub {
+        // Before any actor can audit: its ids must sort after every stored one.
+        crate::domain::audit_id::audit_ids_after(snapshot.last_audit_id);
         let settings = live.load_full();
         let dir = Arc::new(Directory::default());
         // Task id → its actor, for the tasks in memory: every task with open work,

@@ -7,9 +7,9 @@
 use crate::config::LiveSettings;
 use crate::domain::ids::random_hex;
 use crate::domain::lease::{conflict, too_many, Acquired, Lock, LockTable, Request};
-use crate::domain::time::iso;
+use crate::domain::time::Timestamp;
 use crate::domain::{DomainError, ErrorCode};
-use crate::store::{LockGone, Op, Store, Ticket};
+use crate::store::{AuditRow, LockGone, Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
 use serde_json::json;
@@ -395,14 +395,9 @@ impl Handler<ForceRelease> for LockManager {
                 format!("lock {} is not held by anyone", msg.key),
             )
         })?;
-        let audit = self.store.enqueue(Op::Audit {
-            event_type: "lock_force_released".into(),
-            entity_type: "lock".into(),
-            entity_id: lock.lock_key.clone(),
-            actor: "operator".into(),
-            payload_json: json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token}).to_string(),
-            at: iso(now),
-        });
+        let audit = self
+            .store
+            .enqueue(Op::Audit(released_row("lock_force_released", &lock, now)));
         let t = self.freed(&lock, LockGone::Forced, ctx);
         Ok((lock, t.max(audit)))
     }
@@ -436,14 +431,11 @@ impl Handler<ReleaseHolder> for LockManager {
             let Some(lock) = self.table.force_release(&key, now) else {
                 continue;
             };
-            let audit = self.store.enqueue(Op::Audit {
-                event_type: "lock_released_agent_removed".into(),
-                entity_type: "lock".into(),
-                entity_id: lock.lock_key.clone(),
-                actor: "operator".into(),
-                payload_json: json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token}).to_string(),
-                at: iso(now),
-            });
+            let audit = self.store.enqueue(Op::Audit(released_row(
+                "lock_released_agent_removed",
+                &lock,
+                now,
+            )));
             ticket = ticket
                 .max(audit)
                 .max(self.freed(&lock, LockGone::AgentRemoved, ctx));
@@ -478,4 +470,17 @@ impl Handler<Expire> for LockManager {
             }
         }
     }
+}
+
+/// The audit row of `lock` taken from its holder by the operator (`event_type`).
+fn released_row(event_type: &str, lock: &Lock, now: Timestamp) -> AuditRow {
+    let payload =
+        json!({"holder_agent_id": lock.holder_agent_id, "fencing_token": lock.fencing_token});
+    AuditRow::new(
+        event_type,
+        ("lock", &lock.lock_key),
+        "operator",
+        payload.to_string(),
+        now,
+    )
 }

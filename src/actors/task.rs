@@ -14,7 +14,7 @@ use crate::domain::channel::{lease_warning_lead, Item, Kind};
 use crate::domain::task::TaskStatus;
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::workflow::{Change, Changes, Limits, TaskState};
-use crate::store::{Op, Store, Ticket};
+use crate::store::{AuditRow, Op, Store, Ticket};
 use actix::prelude::*;
 use chrono::Utc;
 use dashmap::DashMap;
@@ -175,14 +175,13 @@ impl TaskActor {
             let dispatcher = &self.state.task.dispatcher_agent_id;
             self.env.dir.release_open_task(dispatcher);
         }
-        let audit = self.env.store.enqueue(Op::Audit {
-            event_type: event.to_string(),
-            entity_type: "task".into(),
-            entity_id: self.state.task.id.clone(),
-            actor: actor.to_string(),
-            payload_json: json!({"task_status": self.state.task.status.as_str()}).to_string(),
-            at: iso(now),
-        });
+        let audit = self.env.store.enqueue(Op::Audit(AuditRow::new(
+            event,
+            ("task", &self.state.task.id),
+            actor,
+            json!({"task_status": self.state.task.status.as_str()}).to_string(),
+            now,
+        )));
         last.max(audit)
     }
 

@@ -12,7 +12,7 @@ use crate::domain::task::{HandoffDraft, Plan, PlanItem, ProgressStatus, Verdict}
 use crate::domain::time::{iso, Timestamp};
 use crate::domain::workflow::{Change, Ctx, Limits, TaskState};
 use crate::store::apply::apply_batch;
-use crate::store::{migrate, Op};
+use crate::store::{migrate, AuditRow, Op};
 use chrono::{Duration, Utc};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -195,7 +195,8 @@ impl Filler {
         event: &str,
         actor: &str,
     ) -> Result<(), CliError> {
-        let at = iso(self.tick());
+        let now = self.tick();
+        let at = iso(now);
         for c in changes {
             let op = match c {
                 Change::Task => Op::TaskUpsert(s.task.clone()),
@@ -224,14 +225,13 @@ impl Filler {
             };
             self.push(op)?;
         }
-        self.push(Op::Audit {
-            event_type: event.to_string(),
-            entity_type: "task".into(),
-            entity_id: s.task.id.clone(),
-            actor: actor.to_string(),
-            payload_json: serde_json::json!({"task_status": s.task.status.as_str()}).to_string(),
-            at,
-        })
+        self.push(Op::Audit(AuditRow::new(
+            event,
+            ("task", &s.task.id),
+            actor,
+            serde_json::json!({"task_status": s.task.status.as_str()}).to_string(),
+            now,
+        )))
     }
 }
 
@@ -270,6 +270,8 @@ pub(crate) fn run(dir: &Path, args: FillArgs) -> Result<(), CliError> {
     migrate::run(&mut conn, &now)?;
     let rows: Vec<(String, String)> = agents.iter().map(|a| (a.clone(), String::new())).collect();
     crate::store::load::sync_agents(&mut conn, &rows, &now)?;
+    // History is dated months back: its audit ids go on after what is stored.
+    crate::domain::audit_id::audit_ids_after(crate::store::load::last_audit_id(&conn)?);
     let mut f = Filler {
         conn,
         ops: Vec::with_capacity(BATCH),

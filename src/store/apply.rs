@@ -3,7 +3,7 @@
 //! fencing; audit). Pure SQL, no decisions. Called only by the writer thread
 //! ([`super::writer`]) through [`apply_batch`].
 
-use super::op::Op;
+use super::op::{AuditRow, Op};
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Handoff, Round, Task};
@@ -90,22 +90,7 @@ fn apply_one<'a>(
         } => insert_approval(tx, id, task_id, round_id, action, note, at)?,
         Op::LockUpsert { lock, .. } => upsert_lock(tx, lock)?,
         Op::LockDelete { key, id, .. } => delete_lock(tx, key, id)?,
-        Op::Audit {
-            event_type,
-            entity_type,
-            entity_id,
-            actor,
-            payload_json,
-            at,
-        } => insert_audit(
-            tx,
-            event_type,
-            entity_type,
-            entity_id,
-            actor,
-            payload_json,
-            at,
-        )?,
+        Op::Audit(row) => insert_audit(tx, row)?,
     }
     Ok(())
 }
@@ -424,19 +409,23 @@ fn delete_lock(tx: &Transaction<'_>, key: &str, id: &str) -> rusqlite::Result<()
 
 // Audit.
 
-fn insert_audit(
-    tx: &Transaction<'_>,
-    event_type: &str,
-    entity_type: &str,
-    entity_id: &str,
-    actor: &str,
-    payload_json: &str,
-    at: &str,
-) -> rusqlite::Result<()> {
+/// By its id: applied again (a retried batch), the row is already there and stays
+/// as it is. PostgreSQL takes the same statement (with `$n` parameters).
+fn insert_audit(tx: &Transaction<'_>, a: &AuditRow) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at, shard)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![event_type, entity_type, entity_id, actor, payload_json, at, shard(entity_id)],
+        "INSERT INTO audit_events (id, event_type, entity_type, entity_id, actor, payload_json, created_at, shard)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO NOTHING",
+        params![
+            a.id,
+            a.event_type,
+            a.entity_type,
+            a.entity_id,
+            a.actor,
+            a.payload_json,
+            a.at,
+            shard(&a.entity_id)
+        ],
     )
 }

@@ -263,9 +263,11 @@ fn fill(conn: &mut Connection, agents: &[(String, String)], now: &str) -> Result
         run(sql).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
     }
     tx.execute_batch("DROP TABLE temp.convert_agents")?;
+    // Numbered after the converted events, like them (see convert/audit.sql).
     tx.execute(
-        "INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json, created_at, shard)
-         VALUES ('converted_from_agent_hub_mcp', 'hub', 'hub', 'system', ?1, ?2, hub_shard('hub'))",
+        "INSERT INTO audit_events (id, event_type, entity_type, entity_id, actor, payload_json, created_at, shard)
+         VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM audit_events),
+                 'converted_from_agent_hub_mcp', 'hub', 'hub', 'system', ?1, ?2, hub_shard('hub'))",
         params![
             serde_json::json!({"from": "agent-hub-mcp 0.2.1"}).to_string(),
             now

@@ -30,6 +30,9 @@ pub(crate) struct Snapshot {
     pub task_count: usize,
     /// Stored locks (possibly lapsed).
     pub locks: Vec<crate::domain::lease::Lock>,
+    /// The largest audit id stored ([`last_audit_id`]): ids made from now on
+    /// must sort after it.
+    pub last_audit_id: i64,
 }
 
 /// Make every agent of `agents.env` exist (the reference made callers register first
@@ -91,7 +94,19 @@ pub(crate) fn load_open_work(conn: &Connection, shards: &Shards) -> Result<Snaps
         tasks,
         task_count,
         locks,
+        last_audit_id: last_audit_id(conn)?,
     })
+}
+
+/// The largest audit id stored (0 if none), ids at or above
+/// [`ID_LIMIT`](crate::domain::audit_id::ID_LIMIT) left out: they are not the
+/// hub's. One step down the primary key. Of every shard: the largest of all is at
+/// least each shard's, and reading it costs no index on `shard`.
+pub(crate) fn last_audit_id(conn: &Connection) -> Result<i64, StoreError> {
+    let max: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM audit_events WHERE id < ?1")?
+        .query_row([crate::domain::audit_id::ID_LIMIT], |r| r.get(0))?;
+    Ok(max.unwrap_or(0))
 }
 
 /// One agent and its unread deliveries, as [`load_open_work`] reads them: for an

@@ -6,6 +6,7 @@
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Handoff, Round, Task};
+use crate::domain::time::{iso, Timestamp};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -100,16 +101,49 @@ pub(crate) enum Op {
     /// Retention: messages (every recipient read them), finished tasks, audit events.
     PruneMessages(Vec<String>),
     PruneTasks(Vec<String>),
+    /// Audit rows by id.
     PruneAudit(Vec<i64>),
-    /// One row of `audit_events`.
-    Audit {
-        event_type: String,
-        entity_type: String,
-        entity_id: String,
-        actor: String,
+    /// One row of `audit_events`; one already stored under its id (a batch applied
+    /// again) is left as it is.
+    Audit(AuditRow),
+}
+
+/// One row of `audit_events`: an audited transition, written by [`Op::Audit`] and
+/// shown on the operator event stream once committed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AuditRow {
+    /// Chosen with the row ([`crate::domain::audit_id`]), never by the database.
+    pub id: i64,
+    pub event_type: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    /// An agent id, `operator` or `system`.
+    pub actor: String,
+    pub payload_json: String,
+    pub at: String,
+}
+
+impl AuditRow {
+    /// `event_type` of the entity (`entity_type`, `entity_id`), done by `actor` at
+    /// `now`; its id is the next of the entity's shard.
+    pub(crate) fn new(
+        event_type: &str,
+        (entity_type, entity_id): (&str, &str),
+        actor: &str,
         payload_json: String,
-        at: String,
-    },
+        now: Timestamp,
+    ) -> AuditRow {
+        let shard = crate::domain::shard::shard_of(entity_id);
+        AuditRow {
+            id: crate::domain::audit_id::audit_id(shard, now),
+            event_type: event_type.to_string(),
+            entity_type: entity_type.to_string(),
+            entity_id: entity_id.to_string(),
+            actor: actor.to_string(),
+            payload_json,
+            at: iso(now),
+        }
+    }
 }
 
 /// Why a lock's row is deleted (shown on the operator event stream).

@@ -7,6 +7,7 @@ use crate::domain::agent::is_online;
 use crate::domain::time::{iso, parse_iso};
 use crate::domain::AgentId;
 use crate::store::pages::{self, Page, PageRequest};
+use crate::store::AuditRow;
 use actix::Actor as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -277,14 +278,14 @@ impl Hub {
             } else {
                 ("agent", *agent)
             };
-            ticket = ticket.max(self.inner.store.enqueue(crate::store::Op::Audit {
-                event_type: event.to_string(),
-                entity_type: entity_type.into(),
-                entity_id: entity_id.into(),
-                actor: "operator".into(),
-                payload_json: "{}".into(),
-                at: iso(now),
-            }));
+            let row = AuditRow::new(
+                event,
+                (entity_type, entity_id),
+                "operator",
+                "{}".into(),
+                now,
+            );
+            ticket = ticket.max(self.inner.store.enqueue(crate::store::Op::Audit(row)));
         }
         self.durable(((), ticket)).await
     }

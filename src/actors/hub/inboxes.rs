@@ -5,10 +5,9 @@
 use super::Hub;
 use crate::actors::agent::Purge;
 use crate::actors::HubError;
-use crate::domain::time::iso;
 use crate::domain::{AgentId, DomainError};
 use crate::store::pages::{self, Delivery, Page, PageRequest};
-use crate::store::Op;
+use crate::store::{AuditRow, Op};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -54,14 +53,13 @@ impl Hub {
             // Committed in either durability mode: the count is read from it.
             this.inner.store.wait_committed(ticket).await?;
             let count = deleted.get();
-            let audit = this.inner.store.enqueue(Op::Audit {
-                event_type: "messages_purged".into(),
-                entity_type: "agent".into(),
-                entity_id: agent,
-                actor: "operator".into(),
-                payload_json: json!({"from": from, "count": count}).to_string(),
-                at: iso(now),
-            });
+            let audit = this.inner.store.enqueue(Op::Audit(AuditRow::new(
+                "messages_purged",
+                ("agent", &agent),
+                "operator",
+                json!({"from": from, "count": count}).to_string(),
+                now,
+            )));
             this.durable((count, audit)).await
         })
         .await

@@ -1,9 +1,11 @@
 -- The reference's events name an agent, round, assignment or task; ours name one
 -- entity: the task (found through the round or assignment), else the lock, else the
--- agent. Its ids and details are kept in the payload.
-INSERT INTO audit_events (event_type, entity_type, entity_id, actor, payload_json,
+-- agent. Its ids and details are kept in the payload. Ours are numbered from 1 in
+-- time order; the hub's own ids sort after them (src/domain/audit_id.rs).
+INSERT INTO audit_events (id, event_type, entity_type, entity_id, actor, payload_json,
                           created_at, shard)
-SELECT e.event_type,
+SELECT ROW_NUMBER() OVER (ORDER BY e.created_at, e.rid),
+       e.event_type,
        CASE WHEN e.tid IS NOT NULL THEN 'task' WHEN e.lock_key IS NOT NULL THEN 'lock'
             WHEN e.agent_id IS NOT NULL THEN 'agent' ELSE 'hub' END,
        COALESCE(e.tid, e.lock_key, e.agent_id, 'hub'),

@@ -136,6 +136,21 @@ fn rows_read_as_ours() {
     assert_eq!(unsharded, 0);
     let tasks: i64 = one(&conn, "SELECT value FROM hub_counters WHERE name = 'tasks'");
     assert_eq!(tasks, 5);
+    // Audit ids are numbered 1..n in time order, the conversion's own event last,
+    // and the hub's next ids come after them.
+    let ids: String = one(
+        &conn,
+        "SELECT group_concat(id) FROM (SELECT id FROM audit_events ORDER BY created_at, id)",
+    );
+    let n: i64 = one(&conn, "SELECT COUNT(*) FROM audit_events");
+    let expected: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected.join(","));
+    let last: String = one(
+        &conn,
+        "SELECT event_type FROM audit_events WHERE id = (SELECT max(id) FROM audit_events)",
+    );
+    assert_eq!(last, "converted_from_agent_hub_mcp");
+    assert_eq!(snap.last_audit_id, n);
 }
 
 #[test]

@@ -21,6 +21,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "002_cluster",
         include_str!("../../../migrations/postgres/002_cluster.sql"),
     ),
+    (
+        3,
+        "003_audit_ids",
+        include_str!("../../../migrations/postgres/003_audit_ids.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in

@@ -95,14 +95,13 @@ fn agents_removed_from_env_become_inactive() {
 }
 
 fn audit() -> Op {
-    Op::Audit {
-        event_type: "x".into(),
-        entity_type: "x".into(),
-        entity_id: "x".into(),
-        actor: "x".into(),
-        payload_json: "{}".into(),
-        at: "t".into(),
-    }
+    Op::Audit(crate::store::AuditRow::new(
+        "x",
+        ("x", "x"),
+        "x",
+        "{}".into(),
+        chrono::Utc::now(),
+    ))
 }
 
 /// A failed commit fails its writes and every later one (in either mode) until a
