@@ -184,6 +184,10 @@ pub(crate) struct Assignment {
     pub created_at: Timestamp,
     #[serde(serialize_with = "ser")]
     pub updated_at: Timestamp,
+    /// Its place among its task's assignments, in the order the task created them
+    /// (stored, so that they load in that order; never shown).
+    #[serde(skip)]
+    pub seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

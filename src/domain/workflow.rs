@@ -261,7 +261,9 @@ impl TaskState {
     fn new_assignments(&mut self, cx: &mut Ctx, round_id: &str, items: &[PlanItem]) -> Changes {
         let at = cx.now;
         let mut changes = Vec::new();
-        for item in items {
+        // After every assignment the task holds: they are listed in creation order.
+        let first = self.assignments.iter().map(|a| a.seq).max().unwrap_or(0) + 1;
+        for (seq, item) in (first..).zip(items) {
             let a = Assignment {
                 id: (cx.ids)(),
                 round_id: round_id.to_string(),
@@ -275,6 +277,7 @@ impl TaskState {
                 handoff_id: None,
                 created_at: at,
                 updated_at: at,
+                seq,
             };
             changes.push(Change::Assignment(a.id.clone()));
             self.assignments.push(a);

@@ -293,8 +293,8 @@ fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> rusqlite::Result<(
     exec(
         tx,
         "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status, progress_note,
-                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at, shard)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     claimed_at, lease_expires_at, handoff_id, created_at, updated_at, shard, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT(id) DO UPDATE SET status = excluded.status, progress_note = excluded.progress_note,
                      claimed_at = excluded.claimed_at, lease_expires_at = excluded.lease_expires_at,
                      handoff_id = excluded.handoff_id, updated_at = excluded.updated_at",
@@ -311,7 +311,8 @@ fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> rusqlite::Result<(
             a.handoff_id,
             iso(a.created_at),
             iso(a.updated_at),
-            shard(&a.task_id)
+            shard(&a.task_id),
+            a.seq
         ],
     )
 }

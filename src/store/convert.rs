@@ -277,9 +277,9 @@ fn fill(conn: &mut Connection, agents: &[(String, String)], now: &str) -> Result
     Ok(())
 }
 
-/// The copy, table by table; `?1` is the conversion's time. Statement order matters
-/// only for rowids: deliveries are inserted oldest first (an inbox loads in rowid
-/// order).
+/// The copy, table by table; `?1` is the conversion's time. Rows are read back in
+/// the order of their values (assignments by `seq`, audit events by id), never of
+/// their rowids.
 const COPY: &[(&str, &str)] = &[
     ("agents", include_str!("convert/agents.sql")),
     ("root_tasks", include_str!("convert/root_tasks.sql")),

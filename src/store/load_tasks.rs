@@ -191,11 +191,14 @@ pub(crate) fn round_row(row: &Row<'_>) -> Result<Round, StoreError> {
 
 pub(crate) const ASSIGNMENT_COLUMNS: &str =
     "id, round_id, root_task_id, agent_id, goal, status, progress_note, claimed_at,
-     lease_expires_at, handoff_id, created_at, updated_at";
+     lease_expires_at, handoff_id, created_at, updated_at, seq";
 
+/// Each task's in the order it created them (`seq`).
 fn assignments(conn: &Connection, scope: Scope) -> Result<Vec<Assignment>, StoreError> {
     let (cond, params) = scope.on("root_task_id");
-    let sql = format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE {cond} ORDER BY rowid");
+    let sql = format!(
+        "SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE {cond} ORDER BY root_task_id, seq"
+    );
     query_all(conn, &sql, &params, assignment_row)
 }
 
@@ -227,16 +230,19 @@ pub(crate) fn assignment_row(row: &Row<'_>) -> Result<Assignment, StoreError> {
             handoff_id: row.get("handoff_id")?,
             created_at: stamp(row, "created_at")?,
             updated_at: stamp(row, "updated_at")?,
+            seq: row.get("seq")?,
         })
     }
 }
 
+/// Each task's in the order they were submitted: each by its own call, at its own
+/// time (the id orders handoffs of one microsecond).
 fn handoffs(conn: &Connection, scope: Scope) -> Result<Vec<Handoff>, StoreError> {
     let (cond, params) = scope.on("root_task_id");
     let sql = format!(
         "SELECT id, assignment_id, round_id, root_task_id, from_agent, branch, commit_hash, changed_files,
                 tests_run, risks, next_steps, notes, created_at
-         FROM handoffs WHERE {cond} ORDER BY rowid"
+         FROM handoffs WHERE {cond} ORDER BY root_task_id, created_at, id"
     );
     query_all(conn, &sql, &params, |row| {
         Ok(Handoff {

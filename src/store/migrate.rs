@@ -54,6 +54,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "010_recipient_pages",
         include_str!("../../migrations/010_recipient_pages.sql"),
     ),
+    (
+        11,
+        "011_order_keys",
+        include_str!("../../migrations/011_order_keys.sql"),
+    ),
 ];
 
 /// `hub_shard(owner)`: the frozen shard hash, for migrations that fill `shard`
@@ -178,6 +183,8 @@ mod tests {
     /// build left it.
     fn migrated_up_to(n: usize) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
+        // 008 fills shard columns with it.
+        register_functions(&conn).unwrap();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);",
         )
@@ -218,17 +225,21 @@ mod tests {
         assert_eq!(n, 2);
     }
 
+    /// Task T with its round R, in the columns every schema since 004 has.
+    const TASK_T_ROUND_R: &str =
+        "INSERT INTO root_tasks (id, title, status, dispatcher_agent_id, created_at, updated_at)
+             VALUES ('T', 't', 'completed', 'd', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+         INSERT INTO rounds (id, root_task_id, round_number, status, created_at, updated_at)
+             VALUES ('R', 'T', 1, 'completed', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');";
+
     /// 008 gives existing rows their owner's shard, and new databases record the hash.
     #[test]
     fn shards_are_filled_in() {
         use crate::domain::shard::shard_of;
         let mut conn = migrated_up_to(7);
+        conn.execute_batch(TASK_T_ROUND_R).unwrap();
         conn.execute_batch(
-            "INSERT INTO root_tasks (id, title, status, dispatcher_agent_id, created_at, updated_at)
-                 VALUES ('T', 't', 'completed', 'd', 't', 't');
-             INSERT INTO rounds (id, root_task_id, round_number, status, created_at, updated_at)
-                 VALUES ('R', 'T', 1, 'completed', 't', 't');
-             INSERT INTO operator_approvals (id, round_id, action, created_at) VALUES ('A', 'R', 'approve', 't');
+            "INSERT INTO operator_approvals (id, round_id, action, created_at) VALUES ('A', 'R', 'approve', 't');
              INSERT INTO messages (id, from_agent, created_at) VALUES ('m1', 'alice', 't');
              INSERT INTO message_recipients (message_id, agent_id, delivered_at) VALUES ('m1', 'bob', 't');
              INSERT INTO locks (id, lock_key, holder_agent_id, fencing_token, expires_at, created_at)
@@ -257,6 +268,30 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(run(&mut conn, "t"), Err(StoreError::Corrupt(_))));
+    }
+
+    /// 011 gives existing assignments their rowid as `seq`: they load in the order
+    /// they were stored, as before, whatever their ids and times.
+    #[test]
+    fn assignment_order_is_carried_over() {
+        use crate::store::load_tasks::{load_tasks, Scope};
+        let mut conn = migrated_up_to(10);
+        conn.execute_batch(TASK_T_ROUND_R).unwrap();
+        conn.execute_batch(
+            "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status, created_at, updated_at)
+                 VALUES ('c', 'R', 'T', 'x', 'g', 'pending', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+                        ('a', 'R', 'T', 'x', 'g', 'pending', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+                        ('b', 'R', 'T', 'x', 'g', 'pending', '2025-01-01T00:00:00Z', '2026-01-01T00:00:00Z');",
+        )
+        .unwrap();
+        run(&mut conn, "now").unwrap();
+        let task = load_tasks(&conn, Scope::Task("T")).unwrap().pop().unwrap();
+        let order: Vec<(&str, i64)> = task
+            .assignments
+            .iter()
+            .map(|a| (a.id.as_str(), a.seq))
+            .collect();
+        assert_eq!(order, [("c", 1), ("a", 2), ("b", 3)]);
     }
 
     #[test]

@@ -290,12 +290,12 @@ pub(crate) struct Decision {
 }
 
 /// Every approve and reject of `round_id`, oldest first (a round holds a handful:
-/// one per plan the operator saw).
+/// one per plan the operator saw, each decided at its own time).
 pub(crate) fn decisions(conn: &Connection, round_id: &str) -> Result<Vec<Decision>, StoreError> {
     query_all(
         conn,
         "SELECT action, note, created_at FROM operator_approvals WHERE round_id = ?1
-         ORDER BY created_at, rowid",
+         ORDER BY created_at, id",
         &[round_id.to_string()],
         |r| {
             Ok(Decision {

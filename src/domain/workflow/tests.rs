@@ -265,6 +265,42 @@ fn reject_then_revise_keeps_the_round() {
     assert_eq!(code(s.approve("zz", "", t0())), "ROUND_NOT_FOUND");
 }
 
+/// Assignments are numbered in the order the task creates them, after every one it
+/// holds (a revised plan's come last), so that they load from storage in the order
+/// memory lists them.
+#[test]
+fn assignments_are_numbered_in_creation_order() {
+    let (mut s, r1, mut g) = planned();
+    let l = limits();
+    s.approve(&r1, "", t0()).unwrap();
+    let mut submit = |s: &mut TaskState, items: &[(&str, &str)]| {
+        s.submit_plan(
+            &mut cx(t0(), &l, &mut g),
+            "disp",
+            &plan_of(&plan(items), "{}"),
+            &known,
+        )
+        .unwrap()
+    };
+    submit(&mut s, &[("alice", "x"), ("bob", "y")]);
+    let numbered = |s: &TaskState| -> Vec<(String, i64)> {
+        s.assignments
+            .iter()
+            .map(|a| (a.goal.clone(), a.seq))
+            .collect()
+    };
+    let want = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(g, n)| (g.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        numbered(&s),
+        want(&[("a1", 1), ("b1", 2), ("x", 3), ("y", 4)])
+    );
+    // Round 2 still awaits approval: a new plan replaces its assignments.
+    submit(&mut s, &[("bob", "z")]);
+    assert_eq!(numbered(&s), want(&[("a1", 1), ("b1", 2), ("z", 3)]));
+}
+
 /// A plan for a dispatched task opens round max+1 while earlier rounds are worked on
 /// (the reference's follow-up rounds); the task awaits the operator while any round
 /// does, is dispatched while any is open, and completes with its last open round.

@@ -60,6 +60,7 @@ fn assignment() -> Assignment {
         handoff_id: Some("H1".into()),
         created_at: t(1),
         updated_at: t(5),
+        seq: 1,
     }
 }
 

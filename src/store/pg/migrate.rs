@@ -26,6 +26,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "003_audit_ids",
         include_str!("../../../migrations/postgres/003_audit_ids.sql"),
     ),
+    (
+        4,
+        "004_order_keys",
+        include_str!("../../../migrations/postgres/004_order_keys.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in
