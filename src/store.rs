@@ -22,6 +22,8 @@ pub(crate) mod writer;
 
 #[cfg(test)]
 mod deliveries_tests;
+#[cfg(test)]
+mod replay_tests;
 
 pub(crate) use load::{AgentRow, MailState, Snapshot};
 pub(crate) use op::{AuditRow, LockGone, Op};

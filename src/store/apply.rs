@@ -2,6 +2,11 @@
 //! table family (agents; messages and their read state; the task workflow; locks and
 //! fencing; audit). Pure SQL, no decisions. Called only by the writer thread
 //! ([`super::writer`]) through [`apply_batch`].
+//!
+//! Every statement is keyed by the row's own values (upserts and deletes by key,
+//! inserts that ignore a stored key, counters set or moved only with an insert or
+//! delete that happened), so a batch applied again leaves the state of applying it
+//! once (cluster.md §3; `replay_tests`).
 
 use super::op::{AuditRow, Op};
 use crate::domain::lease::Lock;
@@ -370,7 +375,8 @@ fn insert_approval(
 
 // Locks and fencing counters.
 
-/// The lock row, and its key's fencing counter (which only grows).
+/// The lock row, and its key's fencing counter (which only grows). A grant older
+/// than the stored one (a batch applied again after newer grants) changes neither.
 fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> rusqlite::Result<()> {
     exec(
         tx,
@@ -379,7 +385,8 @@ fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> rusqlite::Result<()> {
                  ON CONFLICT(lock_key) DO UPDATE SET id = excluded.id, holder_agent_id = excluded.holder_agent_id,
                      resource_type = excluded.resource_type, resource_id = excluded.resource_id,
                      fencing_token = excluded.fencing_token, expires_at = excluded.expires_at,
-                     created_at = excluded.created_at",
+                     created_at = excluded.created_at
+                 WHERE excluded.fencing_token >= locks.fencing_token",
         params![
             l.id,
             l.lock_key,

@@ -22,7 +22,7 @@ fn apply(conn: &mut Connection, ops: &[Op]) {
 }
 
 /// Message `id` from `from` to `to` (each a recipient), sent at second `at`.
-fn send(id: &str, from: &str, to: &[&str], at: u32) -> Op {
+pub(super) fn send(id: &str, from: &str, to: &[&str], at: u32) -> Op {
     Op::MessageInsert {
         message: Arc::new(Message {
             id: id.into(),
@@ -42,7 +42,7 @@ fn send(id: &str, from: &str, to: &[&str], at: u32) -> Op {
     }
 }
 
-fn ack(agent: &str, id: &str) -> Op {
+pub(super) fn ack(agent: &str, id: &str) -> Op {
     Op::MessageAck {
         agent: agent.into(),
         message_ids: vec![id.into()],

@@ -176,7 +176,8 @@ impl LockGone {
 /// A count the writer leaves for the op's caller: the rows a purge deleted, which
 /// only the statement itself can know exactly (a delivery may be stored between any
 /// count taken before and the purge). Set while the op's transaction is applied, so
-/// it is final once the op's ticket is committed. Equal only to itself.
+/// it is final once the op's ticket is committed. An op applied again (a batch
+/// retried) sets it again to what that application deleted. Equal only to itself.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tally(Arc<AtomicU64>);
 
