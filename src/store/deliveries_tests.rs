@@ -253,7 +253,10 @@ fn messages_whose_deliveries_were_purged_are_pruned_like_read_ones() {
     let found: Vec<&str> = found.iter().map(|(_, id)| id.as_str()).collect();
     // `half` is still unread by dave: kept.
     assert_eq!(found, ["gone", "read"]);
-    assert_eq!(prune::count(&c, prune::ACKED_MESSAGES, cutoff).unwrap(), 2);
+    assert_eq!(
+        prune::count(&c, prune::Prunable::AckedMessages, cutoff).unwrap(),
+        2
+    );
     apply(
         &mut c,
         &[Op::PruneMessages(vec!["gone".into(), "read".into()])],

@@ -8,7 +8,7 @@ use super::Hub;
 use crate::actors::HubError;
 use crate::domain::time::iso;
 use crate::domain::DomainError;
-use crate::store::prune::{self, BATCH};
+use crate::store::prune::{self, Prunable, BATCH};
 use crate::store::Op;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -54,21 +54,21 @@ impl Hub {
         if let Some(days) = policy.acked_messages_days {
             let c = cutoff(now, days);
             out.messages = Some(match dry_run {
-                true => self.count(prune::ACKED_MESSAGES, c).await?,
+                true => self.count(Prunable::AckedMessages, c).await?,
                 false => self.prune_keyed(Keyed::Messages, c).await?,
             });
         }
         if let Some(days) = policy.terminal_tasks_days {
             let c = cutoff(now, days);
             out.tasks = Some(match dry_run {
-                true => self.count(prune::FINISHED_TASKS, c).await?,
+                true => self.count(Prunable::FinishedTasks, c).await?,
                 false => self.prune_keyed(Keyed::Tasks, c).await?,
             });
         }
         if let Some(days) = policy.audit_days {
             let c = cutoff(now, days);
             out.audit_events = Some(match dry_run {
-                true => self.count(prune::AUDIT_EVENTS, c).await?,
+                true => self.count(Prunable::AuditEvents, c).await?,
                 false => self.prune_audit(c).await?,
             });
         }
@@ -126,11 +126,11 @@ impl Hub {
         Ok(bytes)
     }
 
-    async fn count(&self, from_where: &'static str, cutoff: String) -> Result<u64, HubError> {
+    async fn count(&self, policy: Prunable, cutoff: String) -> Result<u64, HubError> {
         Ok(self
             .inner
             .store
-            .read(move |c| prune::count(c, from_where, &cutoff))
+            .read(move |c| prune::count(c, policy, &cutoff))
             .await?)
     }
 
