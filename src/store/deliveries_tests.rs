@@ -21,7 +21,8 @@ fn apply(conn: &mut Connection, ops: &[Op]) {
     tx.commit().unwrap();
 }
 
-/// Message `id` from `from` to `to` (each a recipient), sent at second `at`.
+/// Message `id` from `from` to `to` (each a recipient), sent at second `at`; its
+/// dedupe key is `key-{id}`. Shared with the store's other tests.
 pub(super) fn send(id: &str, from: &str, to: &[&str], at: u32) -> Op {
     Op::MessageInsert {
         message: Arc::new(Message {

@@ -1,6 +1,6 @@
 //! Retention: finding what a policy names, a batch at a time in keyset order, and
 //! the rows to delete with it (children before parents: foreign keys are on). The
-//! Hub reads candidates here through [`super::Store::read`] and deletes them
+//! Hub reads candidates here through [`super::reads::Reads`] and deletes them
 //! through the writer ([`super::Op::PruneMessages`] and the like), one small
 //! transaction per batch, so serving never waits long.
 
