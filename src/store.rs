@@ -5,8 +5,10 @@
 //! thread applies ops in batched transactions (group commit) and publishes the highest
 //! committed sequence; in `durable` mode the `Hub` façade answers a write only once
 //! [`Store::wait_durable`] says its ticket is committed, so an answered write survives
-//! `kill -9`. Reading happens once, at start-up ([`load`]). `hubctl serve` opens the
-//! store; the actors write through it.
+//! `kill -9`. Live state is read at start-up ([`load`]); everything read later (a
+//! task or agent entering memory, history, the operator's pages) goes through the
+//! named methods of [`reads::Reads`], so no SQL reaches the actors. `hubctl serve`
+//! opens the store; the actors write through it.
 
 pub(crate) mod apply;
 pub(crate) mod convert;
@@ -18,6 +20,7 @@ pub(crate) mod op;
 pub(crate) mod pages;
 pub mod pg;
 pub(crate) mod prune;
+pub(crate) mod reads;
 pub(crate) mod writer;
 
 #[cfg(test)]
@@ -27,6 +30,7 @@ mod replay_tests;
 
 pub(crate) use load::{AgentRow, MailState, Snapshot};
 pub(crate) use op::{AuditRow, LockGone, Op};
+pub(crate) use reads::Reads;
 pub(crate) use writer::{Store, StoreOptions, Ticket};
 
 use thiserror::Error;

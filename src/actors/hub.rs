@@ -28,8 +28,8 @@ use crate::domain::inbox::InboxGauge;
 use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
 use crate::domain::{AgentId, DomainError, ErrorCode};
-use crate::store::load_tasks::{owner_of, Owned};
-use crate::store::{Snapshot, Store, Ticket};
+use crate::store::reads::Owned;
+use crate::store::{Reads, Snapshot, Store, Ticket};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -340,7 +340,7 @@ impl Hub {
     }
 
     /// The task owning an id of `map` (rounds, assignments, handoffs): from the
-    /// directory when the task is in memory, else from SQLite.
+    /// directory when the task is in memory, else from the store.
     async fn owner(
         &self,
         map: &DashMap<String, String>,
@@ -351,12 +351,7 @@ impl Hub {
         if let Some(t) = map.get(id) {
             return Ok(t.clone());
         }
-        let key = id.to_string();
-        let stored = self
-            .inner
-            .store
-            .read(move |c| owner_of(c, kind, &key))
-            .await?;
+        let stored = self.inner.store.owner_of(kind, id).await?;
         stored.ok_or_else(|| missing().into())
     }
 

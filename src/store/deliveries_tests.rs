@@ -21,7 +21,8 @@ fn apply(conn: &mut Connection, ops: &[Op]) {
     tx.commit().unwrap();
 }
 
-/// Message `id` from `from` to `to` (each a recipient), sent at second `at`.
+/// Message `id` from `from` to `to` (each a recipient), sent at second `at`; its
+/// dedupe key is `key-{id}`. Shared with the store's other tests.
 pub(super) fn send(id: &str, from: &str, to: &[&str], at: u32) -> Op {
     Op::MessageInsert {
         message: Arc::new(Message {
@@ -253,7 +254,10 @@ fn messages_whose_deliveries_were_purged_are_pruned_like_read_ones() {
     let found: Vec<&str> = found.iter().map(|(_, id)| id.as_str()).collect();
     // `half` is still unread by dave: kept.
     assert_eq!(found, ["gone", "read"]);
-    assert_eq!(prune::count(&c, prune::ACKED_MESSAGES, cutoff).unwrap(), 2);
+    assert_eq!(
+        prune::count(&c, prune::Prunable::AckedMessages, cutoff).unwrap(),
+        2
+    );
     apply(
         &mut c,
         &[Op::PruneMessages(vec!["gone".into(), "read".into()])],

@@ -1,7 +1,7 @@
 //! Look-ups of an agent's message history, for the checks its inbox's recent keys
 //! cannot answer (see [`crate::domain::inbox`]): a dedupe key used long ago, a
-//! `reply_to` or an ack of an old message. Each is one indexed query. Called through
-//! [`super::Store::read`], which first waits for every queued write to commit.
+//! `reply_to` or an ack of an old message. Each is one indexed query. Called by
+//! [`super::reads::Reads`], which first waits for every queued write to commit.
 
 use super::StoreError;
 use crate::domain::message::Message;

@@ -1,6 +1,6 @@
 //! Retention: finding what a policy names, a batch at a time in keyset order, and
 //! the rows to delete with it (children before parents: foreign keys are on). The
-//! Hub reads candidates here through [`super::Store::read`] and deletes them
+//! Hub reads candidates here through [`super::reads::Reads`] and deletes them
 //! through the writer ([`super::Op::PruneMessages`] and the like), one small
 //! transaction per batch, so serving never waits long.
 
@@ -54,8 +54,21 @@ pub(crate) fn audit_events(conn: &Connection, cutoff: &str) -> Result<Vec<i64>, 
     query_all(conn, &sql, &[cutoff.to_string()], |r| Ok(r.get(0)?))
 }
 
-/// How many rows each policy names now (`hubctl prune --dry-run`).
-pub(crate) fn count(conn: &Connection, sql_where: &str, cutoff: &str) -> Result<u64, StoreError> {
+/// A retention policy, as a dry run counts it: named, so that its SQL stays here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prunable {
+    AckedMessages,
+    FinishedTasks,
+    AuditEvents,
+}
+
+/// How many rows `policy` names now (`hubctl prune --dry-run`).
+pub(crate) fn count(conn: &Connection, policy: Prunable, cutoff: &str) -> Result<u64, StoreError> {
+    let sql_where = match policy {
+        Prunable::AckedMessages => ACKED_MESSAGES,
+        Prunable::FinishedTasks => FINISHED_TASKS,
+        Prunable::AuditEvents => AUDIT_EVENTS,
+    };
     let n: i64 = conn.query_row(&format!("SELECT COUNT(*) {sql_where}"), [cutoff], |r| {
         r.get(0)
     })?;
@@ -63,12 +76,12 @@ pub(crate) fn count(conn: &Connection, sql_where: &str, cutoff: &str) -> Result<
 }
 
 /// The `FROM ... WHERE` of each policy, for [`count`] (same conditions as above).
-pub(crate) const ACKED_MESSAGES: &str = "FROM messages m WHERE created_at < ?1
+const ACKED_MESSAGES: &str = "FROM messages m WHERE created_at < ?1
     AND NOT EXISTS (SELECT 1 FROM message_recipients r
                     WHERE r.message_id = m.id AND r.read_at IS NULL)";
-pub(crate) const FINISHED_TASKS: &str =
+const FINISHED_TASKS: &str =
     "FROM root_tasks WHERE status IN ('completed', 'closed') AND updated_at < ?1";
-pub(crate) const AUDIT_EVENTS: &str = "FROM audit_events WHERE created_at < ?1";
+const AUDIT_EVENTS: &str = "FROM audit_events WHERE created_at < ?1";
 
 /// Delete messages and their delivery rows (writer thread).
 pub(crate) fn delete_messages(tx: &Transaction<'_>, ids: &[String]) -> rusqlite::Result<()> {

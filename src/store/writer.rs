@@ -372,8 +372,9 @@ impl Store {
     /// committed, so that it sees every write already answered (in either mode). The
     /// query runs on tokio's blocking pool, never on an actor's or a worker's thread.
     /// Keep `f` to one short statement or transaction: a long reader holds back WAL
-    /// checkpoints.
-    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// checkpoints. Only the store's modules call it: the rest of the crate reads
+    /// through [`super::reads::Reads`], which names each query.
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -396,29 +397,6 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::Closed)?
-    }
-
-    /// One task with everything under it, as committed (after every write queued
-    /// before this call): how a task that is not live enters its actor again.
-    /// `None` if no such task is stored.
-    pub(crate) async fn load_task(
-        &self,
-        id: &str,
-    ) -> Result<Option<crate::domain::workflow::TaskState>, StoreError> {
-        use super::load_tasks::{load_tasks, Scope};
-        let id = id.to_string();
-        let mut found = self.read(move |c| load_tasks(c, Scope::Task(&id))).await?;
-        Ok(found.pop())
-    }
-
-    /// One active agent with its unread deliveries, as committed; `None` if it is not
-    /// an active agent. See [`load::load_agent`].
-    pub(crate) async fn load_agent(
-        &self,
-        id: &str,
-    ) -> Result<Option<(super::AgentRow, super::MailState)>, StoreError> {
-        let id = id.to_string();
-        self.read(move |c| load::load_agent(c, &id)).await
     }
 
     /// A ticket covering every op queued so far: waiting for it makes an answer that

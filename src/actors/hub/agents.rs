@@ -6,8 +6,8 @@ use crate::actors::HubError;
 use crate::domain::agent::is_online;
 use crate::domain::time::{iso, parse_iso};
 use crate::domain::AgentId;
-use crate::store::pages::{self, Page, PageRequest};
-use crate::store::AuditRow;
+use crate::store::pages::{Page, PageRequest};
+use crate::store::{AuditRow, Reads};
 use actix::Actor as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -148,17 +148,13 @@ impl Hub {
     }
 
     /// A page of the agents of agents.env with their presence (`hubctl agents`):
-    /// the order and the page come from SQLite, each agent's presence from its actor.
+    /// the order and the page come from the store, each agent's presence from its actor.
     pub(crate) async fn agent_page(
         &self,
         req: PageRequest,
         now: DateTime<Utc>,
     ) -> Result<Page<AgentStatus>, HubError> {
-        let ids = self
-            .inner
-            .store
-            .read(move |c| pages::agents(c, &req))
-            .await?;
+        let ids = self.inner.store.agent_page(req).await?;
         let mut items = Vec::with_capacity(ids.items.len());
         for (_, id) in &ids.items {
             // An agent stored as active but without an actor is one this server

@@ -8,7 +8,8 @@ use super::Hub;
 use crate::actors::HubError;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Round};
-use crate::store::pages::{self, Page, PageRequest};
+use crate::store::pages::{Page, PageRequest};
+use crate::store::Reads;
 use chrono::{DateTime, Utc};
 
 /// The server's health as the dashboard and `hubctl hub` show it.
@@ -31,16 +32,12 @@ pub(crate) struct Health {
 impl Hub {
     /// Rounds waiting for approval, newest first.
     pub(crate) async fn awaiting_page(&self, req: PageRequest) -> Result<Page<Round>, HubError> {
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::awaiting_rounds(c, &req))
-            .await?)
+        Ok(self.inner.store.awaiting_page(req).await?)
     }
 
     /// Stored tasks per state.
     pub(crate) async fn task_counts(&self) -> Result<Vec<(String, u64)>, HubError> {
-        Ok(self.inner.store.read(pages::task_counts).await?)
+        Ok(self.inner.store.task_counts().await?)
     }
 
     /// The messages of task `task_id` (those carrying one of its round ids).
@@ -49,12 +46,7 @@ impl Hub {
         task_id: &str,
         req: PageRequest,
     ) -> Result<Page<Message>, HubError> {
-        let task = task_id.to_string();
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::task_messages(c, &task, &req))
-            .await?)
+        Ok(self.inner.store.task_message_page(task_id, req).await?)
     }
 
     /// The messages `agent` sent.
@@ -63,12 +55,7 @@ impl Hub {
         agent: &str,
         req: PageRequest,
     ) -> Result<Page<Message>, HubError> {
-        let agent = agent.to_string();
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::sent_messages(c, &agent, &req))
-            .await?)
+        Ok(self.inner.store.sent_message_page(agent, req).await?)
     }
 
     /// `agent`'s assignments across every task.
@@ -77,12 +64,7 @@ impl Hub {
         agent: &str,
         req: PageRequest,
     ) -> Result<Page<Assignment>, HubError> {
-        let agent = agent.to_string();
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::agent_assignments(c, &agent, &req))
-            .await?)
+        Ok(self.inner.store.agent_assignment_page(agent, req).await?)
     }
 
     /// One agent of agents.env with its presence; `None` if this hub does not

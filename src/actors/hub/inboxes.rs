@@ -6,8 +6,8 @@ use super::Hub;
 use crate::actors::agent::Purge;
 use crate::actors::HubError;
 use crate::domain::{AgentId, DomainError};
-use crate::store::pages::{self, Delivery, Page, PageRequest};
-use crate::store::{AuditRow, Op};
+use crate::store::pages::{Delivery, Page, PageRequest};
+use crate::store::{AuditRow, Op, Reads};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -21,14 +21,10 @@ impl Hub {
         agent: &AgentId,
         unread: bool,
     ) -> Result<Page<Delivery>, HubError> {
-        let id = agent.to_string();
         let page = self
             .inner
             .store
-            .read(move |c| match pages::agent_known(c, &id)? {
-                true => pages::deliveries(c, &req, &id, unread).map(Some),
-                false => Ok(None),
-            })
+            .delivery_page(agent.as_str(), req, unread)
             .await?;
         page.ok_or_else(|| DomainError::UnknownAgent(agent.to_string()).into())
     }

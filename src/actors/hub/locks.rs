@@ -8,8 +8,8 @@ use crate::domain::channel::{Item, Kind};
 use crate::domain::lease::{Lock, Request as LockRequest};
 use crate::domain::time::iso;
 use crate::domain::AgentId;
-use crate::store::pages::{self, Page, PageRequest};
-use crate::store::StoreError;
+use crate::store::pages::{Page, PageRequest};
+use crate::store::{Reads, StoreError};
 use chrono::{DateTime, Utc};
 
 impl Hub {
@@ -38,12 +38,7 @@ impl Hub {
                 }
                 // A key not used since start-up: its last fencing token is on disk.
                 AcquireReply::NeedCounter(req, trims) => {
-                    let key = req.key.clone();
-                    let n = self
-                        .inner
-                        .store
-                        .read(move |c| crate::store::load::fencing_counter(c, &key))
-                        .await?;
+                    let n = self.inner.store.fencing_counter(&req.key).await?;
                     acquire = Acquire {
                         req,
                         wait,
@@ -94,17 +89,12 @@ impl Hub {
     }
 
     /// A page of the locks held at `now`, newest grant first (`hubctl locks`), read
-    /// from SQLite once every answered grant and release is committed.
+    /// from the store once every answered grant and release is committed.
     pub(crate) async fn lock_page(
         &self,
         req: PageRequest,
         now: DateTime<Utc>,
     ) -> Result<Page<Lock>, HubError> {
-        let now = iso(now);
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::locks(c, &req, &now))
-            .await?)
+        Ok(self.inner.store.lock_page(req, &iso(now)).await?)
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::message::{fit_in, Draft, Message};
 use crate::domain::rate::retry_after_ms;
 use crate::domain::time::iso;
 use crate::domain::{AgentId, DomainError, ErrorCode};
-use crate::store::{mail, Ticket};
+use crate::store::{Reads, Ticket};
 use actix::Addr;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -298,29 +298,9 @@ impl Hub {
         Err(HubError::bug("message_send kept asking for stored rows"))
     }
 
-    /// Run a [`SendQuery`] on SQLite, after every queued write is committed.
+    /// Answer a [`SendQuery`] from the store, after every queued write is committed.
     async fn look_up_send(&self, from: &AgentId, q: SendQuery) -> Result<Stored, HubError> {
-        let from = from.to_string();
-        let stored = self
-            .inner
-            .store
-            .read(move |c| {
-                let dedupe_original = match &q.dedupe_key {
-                    Some(k) => mail::dedupe_original(c, &from, k)?,
-                    None => None,
-                };
-                let reply_seen = match &q.reply_to {
-                    Some(r) => mail::sent_or_received(c, &from, r)?,
-                    None => false,
-                };
-                Ok(Stored {
-                    query: q,
-                    dedupe_original,
-                    reply_seen,
-                })
-            })
-            .await?;
-        Ok(stored)
+        Ok(self.inner.store.send_history(from.as_str(), q).await?)
     }
 
     /// `inbox_pull`: up to `limit` unread messages, waiting up to `wait` for one.
@@ -362,10 +342,7 @@ impl Hub {
         let mut rows = if on_disk.is_empty() {
             Default::default()
         } else {
-            self.inner
-                .store
-                .read(move |c| mail::messages_by_id(c, &on_disk))
-                .await?
+            self.inner.store.messages_by_id(on_disk).await?
         };
         let mut out = Vec::with_capacity(list.len());
         let mut read_back = Vec::new();
@@ -418,13 +395,8 @@ impl Hub {
             match addr.send(ack).await?? {
                 Acked::Done(newly, ticket) => return self.durable((newly, ticket)).await,
                 Acked::LookUp { since, ids } => {
-                    let who = agent.to_string();
                     let asked = ids.clone();
-                    let received = self
-                        .inner
-                        .store
-                        .read(move |c| mail::received_of(c, &who, &ids))
-                        .await?;
+                    let received = self.inner.store.received_of(agent.as_str(), ids).await?;
                     stored = Some(StoredAck {
                         since,
                         asked,

@@ -8,6 +8,7 @@ use crate::domain::message::Message;
 use crate::domain::task::{Round, Task};
 use crate::domain::workflow::TaskState;
 use crate::store::pages::{self, AuditEvent, Decision, Page, PageRequest, TaskSummary};
+use crate::store::Reads;
 
 impl Hub {
     /// Operator approves round `round_id`: its assignees are told to claim.
@@ -52,14 +53,10 @@ impl Hub {
         self.on_task(&task, Snapshot).await
     }
 
-    /// A page of tasks, newest first (`hubctl list-tasks`), read from SQLite once
-    /// every answered write is committed.
+    /// A page of tasks, newest first (`hubctl list-tasks`), read from the store
+    /// once every answered write is committed.
     pub(crate) async fn task_page(&self, req: PageRequest) -> Result<Page<TaskSummary>, HubError> {
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::tasks(c, &req))
-            .await?)
+        Ok(self.inner.store.task_page(req).await?)
     }
 
     /// A page of audit events, newest first, of one entity when given (`hubctl audit`).
@@ -68,38 +65,21 @@ impl Hub {
         req: PageRequest,
         filter: pages::AuditFilter,
     ) -> Result<Page<AuditEvent>, HubError> {
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::audit(c, &req, &filter))
-            .await?)
+        Ok(self.inner.store.audit_page(req, filter).await?)
     }
 
     /// A page of messages, newest first (`hubctl messages`).
     pub(crate) async fn message_page(&self, req: PageRequest) -> Result<Page<Message>, HubError> {
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::messages(c, &req))
-            .await?)
+        Ok(self.inner.store.message_page(req).await?)
     }
 
     /// Every operator decision on `round_id`, oldest first (`hubctl status`).
     pub(crate) async fn decisions(&self, round_id: &str) -> Result<Vec<Decision>, HubError> {
-        let id = round_id.to_string();
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::decisions(c, &id))
-            .await?)
+        Ok(self.inner.store.decisions(round_id).await?)
     }
 
     /// A page of rounds, newest first (`hubctl list-rounds`).
     pub(crate) async fn round_page(&self, req: PageRequest) -> Result<Page<Round>, HubError> {
-        Ok(self
-            .inner
-            .store
-            .read(move |c| pages::rounds(c, &req))
-            .await?)
+        Ok(self.inner.store.round_page(req).await?)
     }
 }

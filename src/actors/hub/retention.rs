@@ -1,5 +1,5 @@
 //! Retention through the façade: `hubctl prune` and the hourly run apply the
-//! `retention:` policy, reading candidates from SQLite and deleting them through
+//! `retention:` policy, reading candidates from the store and deleting them through
 //! the writer a batch at a time (each batch committed before the next is read).
 //! Never an unread message, an open task or a lock. Finished tasks that are in
 //! memory right now are left for a later run.
@@ -8,8 +8,8 @@ use super::Hub;
 use crate::actors::HubError;
 use crate::domain::time::iso;
 use crate::domain::DomainError;
-use crate::store::prune::{self, BATCH};
-use crate::store::Op;
+use crate::store::reads::{Prunable, PRUNE_BATCH};
+use crate::store::{Op, Reads};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -54,21 +54,21 @@ impl Hub {
         if let Some(days) = policy.acked_messages_days {
             let c = cutoff(now, days);
             out.messages = Some(match dry_run {
-                true => self.count(prune::ACKED_MESSAGES, c).await?,
+                true => self.count(Prunable::AckedMessages, c).await?,
                 false => self.prune_keyed(Keyed::Messages, c).await?,
             });
         }
         if let Some(days) = policy.terminal_tasks_days {
             let c = cutoff(now, days);
             out.tasks = Some(match dry_run {
-                true => self.count(prune::FINISHED_TASKS, c).await?,
+                true => self.count(Prunable::FinishedTasks, c).await?,
                 false => self.prune_keyed(Keyed::Tasks, c).await?,
             });
         }
         if let Some(days) = policy.audit_days {
             let c = cutoff(now, days);
             out.audit_events = Some(match dry_run {
-                true => self.count(prune::AUDIT_EVENTS, c).await?,
+                true => self.count(Prunable::AuditEvents, c).await?,
                 false => self.prune_audit(c).await?,
             });
         }
@@ -85,19 +85,12 @@ impl Hub {
     /// it runs. Returns the file's size in bytes before and after.
     pub(crate) async fn vacuum(&self) -> Result<(u64, u64), HubError> {
         self.writable()?;
-        let size = || {
-            self.inner.store.read(|c| {
-                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-                let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-                Ok((pages * size) as u64)
-            })
-        };
-        let before = size().await?;
+        let before = self.inner.store.file_size().await?;
         // The vacuum runs once its batch is published; an op queued after that
         // commits only when the writer is back, so its commit says it is over.
         self.delete(Op::Vacuum { full: true }).await?;
         self.delete(Op::Mark).await?;
-        Ok((before, size().await?))
+        Ok((before, self.inner.store.file_size().await?))
     }
 
     /// A consistent copy of the database at `to` (`hubctl backup`), made with
@@ -112,26 +105,14 @@ impl Hub {
             )
             .into());
         }
-        let target = to.clone();
-        self.inner
-            .store
-            .read(move |c| {
-                let path = target.to_string_lossy().to_string();
-                c.execute("VACUUM INTO ?1", [&path])?;
-                Ok(())
-            })
-            .await?;
+        self.inner.store.backup_into(to.clone()).await?;
         let bytes = std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
         tracing::info!(to = %to.display(), bytes, "backup written");
         Ok(bytes)
     }
 
-    async fn count(&self, from_where: &'static str, cutoff: String) -> Result<u64, HubError> {
-        Ok(self
-            .inner
-            .store
-            .read(move |c| prune::count(c, from_where, &cutoff))
-            .await?)
+    async fn count(&self, policy: Prunable, cutoff: String) -> Result<u64, HubError> {
+        Ok(self.inner.store.prune_count(policy, &cutoff).await?)
     }
 
     /// Enqueue one batch and wait until it is committed.
@@ -146,19 +127,15 @@ impl Hub {
         let mut total = 0;
         let mut after = (String::new(), String::new());
         loop {
-            let (c, a) = (cutoff.clone(), after.clone());
-            let batch = self
-                .inner
-                .store
-                .read(move |conn| match kind {
-                    Keyed::Messages => prune::acked_messages(conn, &c, &a),
-                    Keyed::Tasks => prune::finished_tasks(conn, &c, &a),
-                })
-                .await?;
+            let store = &self.inner.store;
+            let batch = match kind {
+                Keyed::Messages => store.acked_messages_before(&cutoff, after.clone()).await?,
+                Keyed::Tasks => store.finished_tasks_before(&cutoff, after.clone()).await?,
+            };
             let Some(last) = batch.last().cloned() else {
                 return Ok(total);
             };
-            let full = batch.len() == BATCH;
+            let full = batch.len() == PRUNE_BATCH;
             let ids: Vec<String> = batch.into_iter().map(|(_, id)| id).collect();
             total += match kind {
                 Keyed::Messages => {
@@ -199,16 +176,11 @@ impl Hub {
     async fn prune_audit(&self, cutoff: String) -> Result<u64, HubError> {
         let mut total = 0;
         loop {
-            let c = cutoff.clone();
-            let ids = self
-                .inner
-                .store
-                .read(move |conn| prune::audit_events(conn, &c))
-                .await?;
+            let ids = self.inner.store.audit_events_before(&cutoff).await?;
             if ids.is_empty() {
                 return Ok(total);
             }
-            let full = ids.len() == BATCH;
+            let full = ids.len() == PRUNE_BATCH;
             total += ids.len() as u64;
             self.delete(Op::PruneAudit(ids)).await?;
             if !full {

@@ -11,8 +11,7 @@ use crate::actors::HubError;
 use crate::domain::task::{Assignment, Handoff, HandoffDraft, Plan, ProgressStatus, Task, Verdict};
 use crate::domain::workflow::TaskState;
 use crate::domain::{AgentId, DomainError, ErrorCode};
-use crate::store::load_tasks::{assignments_of_agent, task_exists};
-use crate::store::Op;
+use crate::store::{Op, Reads};
 use actix::Actor;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering;
@@ -34,8 +33,7 @@ impl Hub {
         // A finished task may be on disk only (or leave memory right now): its id is
         // taken all the same. The read sees every task created before this call; a
         // racing create of the same id is caught by the entry below.
-        let key = id.to_string();
-        let stored = self.inner.store.read(move |c| task_exists(c, &key)).await?;
+        let stored = self.inner.store.task_exists(id).await?;
         if stored {
             return Err(task_exists_error(id).into());
         }
@@ -186,17 +184,16 @@ impl Hub {
     }
 
     /// The caller's newest assignments across every task, at most
-    /// [`MAX_LISTED_ASSIGNMENTS`], and whether there are more. Read from SQLite
+    /// [`MAX_LISTED_ASSIGNMENTS`], and whether there are more. Read from the store
     /// once every answered write is committed, so finished tasks need no actor.
     pub(crate) async fn assignments_of(
         &self,
         caller: &AgentId,
     ) -> Result<(Vec<Assignment>, bool), HubError> {
-        let agent = caller.to_string();
         let mut list = self
             .inner
             .store
-            .read(move |c| assignments_of_agent(c, &agent, MAX_LISTED_ASSIGNMENTS + 1))
+            .assignments_of_agent(caller.as_str(), MAX_LISTED_ASSIGNMENTS + 1)
             .await?;
         let truncated = list.len() > MAX_LISTED_ASSIGNMENTS;
         list.truncate(MAX_LISTED_ASSIGNMENTS);

@@ -9,7 +9,7 @@
 
 use crate::actors::Hub;
 use crate::domain::shard::Shards;
-use crate::store::{load, Store, StoreError};
+use crate::store::{Reads, Store, StoreError};
 use tokio::sync::watch;
 
 /// Watch the store's health and rebuild the hub in `slot` when needed: at each new
@@ -65,7 +65,7 @@ async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) {
     next.adopt();
     let mut wait = std::time::Duration::from_secs(1);
     loop {
-        match next.read(|c| load::load_open_work(c, &Shards::All)).await {
+        match next.load(&Shards::All).await {
             Ok(snapshot) => {
                 let hub = old.rebuild(next, snapshot);
                 slot.send_replace(Some(hub));

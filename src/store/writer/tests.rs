@@ -1,6 +1,7 @@
 //! The writer thread: group commit, tickets, durability modes, failed commits.
 
 use super::*;
+use crate::store::Reads;
 
 fn opts(d: Durability) -> StoreOptions {
     StoreOptions {
