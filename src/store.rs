@@ -21,6 +21,7 @@ pub(crate) mod pages;
 pub mod pg;
 pub(crate) mod prune;
 pub(crate) mod reads;
+pub(crate) mod replay_cases;
 pub(crate) mod writer;
 
 #[cfg(test)]

@@ -4,10 +4,9 @@
 
 use super::op::Tally;
 use super::pages::{deliveries, Cursor, PageRequest};
+use super::replay_cases::{ack, send};
 use super::{apply::apply_batch, migrate, prune, Op};
-use crate::domain::message::Message;
 use rusqlite::Connection;
-use std::sync::Arc;
 
 fn db() -> Connection {
     let mut conn = Connection::open_in_memory().unwrap();
@@ -19,36 +18,6 @@ fn apply(conn: &mut Connection, ops: &[Op]) {
     let tx = conn.transaction().unwrap();
     apply_batch(&tx, ops.iter()).unwrap();
     tx.commit().unwrap();
-}
-
-/// Message `id` from `from` to `to` (each a recipient), sent at second `at`; its
-/// dedupe key is `key-{id}`. Shared with the store's other tests.
-pub(super) fn send(id: &str, from: &str, to: &[&str], at: u32) -> Op {
-    Op::MessageInsert {
-        message: Arc::new(Message {
-            id: id.into(),
-            dedupe_key: Some(format!("key-{id}")),
-            reply_to: None,
-            from_agent: from.into(),
-            to_agent: (to.len() == 1).then(|| to[0].to_string()),
-            round_id: None,
-            msg_type: "info".into(),
-            subject: format!("subject {id}"),
-            body: "b".into(),
-            context_json: "{}".into(),
-            hop_count: 0,
-            created_at: format!("2026-01-01T00:00:{at:02}.000000+00:00"),
-        }),
-        recipients: to.iter().map(|s| s.to_string()).collect(),
-    }
-}
-
-pub(super) fn ack(agent: &str, id: &str) -> Op {
-    Op::MessageAck {
-        agent: agent.into(),
-        message_ids: vec![id.into()],
-        at: "2026-01-02T00:00:00.000000+00:00".into(),
-    }
 }
 
 fn purge(agent: &str, from: Option<&str>, deleted: &Tally) -> Op {

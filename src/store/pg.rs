@@ -1,11 +1,15 @@
 //! PostgreSQL for cluster mode (shared/spec/cluster.md): connecting through a pool
-//! ([`connect`]), the embedded migrations ([`migrate`]), and the ownership
-//! primitives of §2: node membership and shard leases ([`lease`]) and the epoch
-//! fence of a write batch ([`fence`]). Plain async functions over a pooled client;
-//! the Store seam of §3 will call them. Nothing serves from PostgreSQL yet: `hubctl
-//! serve` stores in SQLite. Public (unlike the rest of `store`) so that
-//! `tests/cluster_pg.rs` can drive it against a real server before `serve` does.
+//! ([`connect`]), the embedded migrations ([`migrate`]), the ownership primitives
+//! of §2: node membership and shard leases ([`lease`]) and the epoch fence of a
+//! write batch ([`fence`]), and the write half of the store: a batch of ops applied
+//! in one transaction behind the fence (`apply`). Plain async functions over a
+//! pooled client; the Store seam of §3 will call them. Nothing serves from
+//! PostgreSQL yet: `hubctl serve` stores in SQLite. Public (unlike the rest of
+//! `store`) so that `tests/cluster_pg*.rs` can drive it against a real server
+//! before `serve` does ([`conformance`] compares the writer with SQLite's).
 
+pub(crate) mod apply;
+pub mod conformance;
 pub mod connect;
 pub mod fence;
 pub mod lease;
@@ -64,6 +68,9 @@ pub enum PgError {
     /// Another live process is registered with this node id.
     #[error("node id {0} is in use by a live node; give each node its own --node-id")]
     NodeIdInUse(String),
+    /// An op holds a value its PostgreSQL column cannot take.
+    #[error("cannot store in PostgreSQL: {0}")]
+    Value(String),
     /// This process's registration was taken over (it was seen as dead).
     #[error("node {0} was taken over by another process after its heartbeats lapsed")]
     NodeReplaced(String),

@@ -6,8 +6,8 @@ use super::{Owned, Prunable, Reads};
 use crate::config::Durability;
 use crate::domain::inbox::SendQuery;
 use crate::domain::shard::Shards;
-use crate::store::deliveries_tests::send;
 use crate::store::pages::{AuditFilter, PageRequest};
+use crate::store::replay_cases::send;
 use crate::store::{Store, StoreOptions};
 
 const AT: &str = "2026-01-01T00:00:00.000000+00:00";
