@@ -23,6 +23,18 @@ impl Batch {
         self.name
     }
 
+    /// What each of its purges deleted when last applied, in order: set by the
+    /// application (SQLite's or PostgreSQL's), as the writer leaves it for the caller.
+    pub fn purged(&self) -> Vec<u64> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::DeliveriesPurge { deleted, .. } => Some(deleted.get()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The kinds of its ops (`"MessageInsert"`, ...), in order.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.ops.iter().map(replay_cases::kind).collect()
