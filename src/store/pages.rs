@@ -1,7 +1,8 @@
 //! Paged reads for the operator's list views, straight from SQLite: one contract
 //! for every list, `limit` (default 50, at most 1000) and an opaque `cursor`, in
 //! keyset order on (created_at, id), newest first. A page costs one short query
-//! whatever the size of the history. Called by the SQLite [`super::reads::Reads`] (through `Store::read`).
+//! whatever the size of the history. Called by SQLite's [`super::reads::Reads`]
+//! (through `Store::read`).
 
 mod dashboard;
 
