@@ -106,7 +106,7 @@ fn page(dir: &Path, target: &Target, a: &AuditArgs, json: bool) -> Result<(), Cl
     }
     let v = OperatorClient::new(dir, target)?.get(&path)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::tasks::print_json(&v);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = v["items"]

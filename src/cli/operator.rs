@@ -184,7 +184,7 @@ pub(crate) fn s(v: &Value) -> String {
 pub(crate) fn hub(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.get("/operator/hub")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::tasks::print_json(&v);
         return Ok(());
     }
     let w = &v["writer"];
@@ -237,7 +237,7 @@ pub(crate) fn agents(
     let path = format!("/operator/agents?{}", super::tasks::log_query(page));
     let v = OperatorClient::new(dir, target)?.get(&path)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::tasks::print_json(&v);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = v["items"]
@@ -301,7 +301,7 @@ fn ids(v: &Value, key: &str) -> String {
 pub(crate) fn reload(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
     let v = OperatorClient::new(dir, target)?.post("/operator/reload", &Value::Null)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::tasks::print_json(&v);
         return Ok(());
     }
     print_reloaded(&v);
@@ -315,7 +315,7 @@ pub(crate) fn notify_test(dir: &Path, target: &Target, json: bool) -> Result<(),
     let v = c.post("/operator/notify/test", &Value::Null)?;
     let targets = v["targets"].as_array().cloned().unwrap_or_default();
     if json {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        super::tasks::print_json(&v);
     } else {
         for t in &targets {
             let how = if t["ok"] == true {

@@ -11,17 +11,7 @@ pub(super) fn print_json(v: &Value) {
 }
 
 /// Path segment: ids are URL-safe by construction, but a typo may not be.
-pub(super) fn seg(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+pub(super) use crate::domain::ids::path_segment as seg;
 
 pub(crate) fn decide(
     dir: &Path,

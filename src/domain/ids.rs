@@ -94,6 +94,21 @@ pub(crate) fn random_hex(n: usize) -> String {
     hex(&buf)
 }
 
+/// `id` as one URL path segment: unreserved characters (and `:`) as they are,
+/// every other byte percent-encoded. Used by hubctl's operator calls and the
+/// dashboard's links.
+pub(crate) fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

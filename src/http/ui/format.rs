@@ -61,17 +61,7 @@ pub(crate) fn plan_items(plan_json: &str) -> Option<Vec<PlanItem>> {
 
 /// `id` as one URL path segment (ids of tasks and agents are safe already; lock
 /// keys and anything else get percent-encoded).
-pub(crate) fn seg(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+pub(crate) use crate::domain::ids::path_segment as seg;
 
 /// `path` with `key=value` pairs added to its query, values percent-encoded.
 pub(crate) fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
