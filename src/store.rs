@@ -40,6 +40,8 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Postgres(#[from] pg::PgError),
     #[error("cannot create {path}: {source}")]
     Io {
         path: String,

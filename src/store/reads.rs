@@ -7,6 +7,7 @@
 //! Every read first waits until each write queued before it is committed, so it
 //! sees every write already answered (as [`super::Store::read`] does for SQLite).
 
+pub(crate) mod postgres;
 mod sqlite;
 
 use super::load::{AgentRow, MailState, Snapshot};

@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "004_order_keys",
         include_str!("../../../migrations/postgres/004_order_keys.sql"),
     ),
+    (
+        5,
+        "005_read_times",
+        include_str!("../../../migrations/postgres/005_read_times.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in
