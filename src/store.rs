@@ -11,6 +11,7 @@
 //! opens the store; the actors write through it.
 
 pub(crate) mod apply;
+pub(crate) mod columns;
 pub(crate) mod convert;
 pub(crate) mod load;
 pub(crate) mod load_tasks;

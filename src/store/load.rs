@@ -135,18 +135,7 @@ fn agent_rows(
         "SELECT id, name, capabilities, registered_at, last_heartbeat
          FROM agents WHERE {cond} ORDER BY id"
     );
-    super::load_tasks::query_all(conn, &sql, params, |r| {
-        let caps: String = r.get(2)?;
-        Ok(AgentRow {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            // Rows are only written by us as JSON arrays; anything else is treated as
-            // empty rather than refusing to start.
-            capabilities: serde_json::from_str(&caps).unwrap_or_default(),
-            registered_at: r.get(3)?,
-            last_heartbeat: r.get(4)?,
-        })
-    })
+    super::load_tasks::query_all(conn, &sql, params, |r| super::columns::agent(r))
 }
 
 /// Messaging state of one agent at start-up: the ids of its unread deliveries,
@@ -176,23 +165,11 @@ const PULL_SIZE_SQL: &str =
     + length(CAST(m.body AS BLOB)) + length(CAST(m.context_json AS BLOB))
     + length(CAST(m.created_at AS BLOB))";
 
+/// A `messages` row (every column, selected by name).
 pub(crate) fn message_from_row(
     r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<crate::domain::message::Message> {
-    Ok(crate::domain::message::Message {
-        id: r.get("id")?,
-        dedupe_key: r.get("dedupe_key")?,
-        reply_to: r.get("reply_to")?,
-        from_agent: r.get("from_agent")?,
-        to_agent: r.get("to_agent")?,
-        round_id: r.get("round_id")?,
-        msg_type: r.get("msg_type")?,
-        subject: r.get("subject")?,
-        body: r.get("body")?,
-        context_json: r.get("context_json")?,
-        hop_count: r.get("hop_count")?,
-        created_at: r.get("created_at")?,
-    })
+) -> Result<crate::domain::message::Message, StoreError> {
+    super::columns::message(r)
 }
 
 /// Unread deliveries by agent id, oldest first (by the message's created_at, then
@@ -251,20 +228,7 @@ fn load_locks(
 /// A `locks` row, selected as `id, lock_key, holder_agent_id, resource_type,
 /// resource_id, fencing_token, expires_at, created_at`.
 pub(crate) fn lock_row(r: &rusqlite::Row<'_>) -> Result<crate::domain::lease::Lock, StoreError> {
-    use crate::domain::time::parse_iso;
-    let bad = |what: &str| StoreError::Corrupt(format!("locks has an unreadable {what}"));
-    let expires: String = r.get(6)?;
-    let created: String = r.get(7)?;
-    Ok(crate::domain::lease::Lock {
-        id: r.get(0)?,
-        lock_key: r.get(1)?,
-        holder_agent_id: r.get(2)?,
-        resource_type: r.get(3)?,
-        resource_id: r.get(4)?,
-        fencing_token: r.get::<_, i64>(5)? as u64,
-        expires_at: parse_iso(&expires).ok_or_else(|| bad("expires_at"))?,
-        created_at: parse_iso(&created).ok_or_else(|| bad("created_at"))?,
-    })
+    super::columns::lock(r)
 }
 
 /// The last fencing token handed out for `key` (0: never locked).

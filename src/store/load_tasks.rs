@@ -4,12 +4,10 @@
 //! that find which task owns an id. One function per table reads its columns by
 //! name; [`load_tasks`] puts the rows together.
 
+use super::columns::{self, Columns};
 use super::StoreError;
 use crate::domain::shard::Shards;
-use crate::domain::task::{
-    Assignment, AssignmentStatus, Handoff, Round, RoundStatus, Task, TaskStatus,
-};
-use crate::domain::time::{parse_iso, Timestamp};
+use crate::domain::task::{Assignment, Handoff, Round, Task};
 use crate::domain::workflow::TaskState;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::HashMap;
@@ -106,35 +104,6 @@ pub(crate) fn query_all<T>(
     Ok(out)
 }
 
-/// The row's `status` column, parsed by `parse`; an unknown status is corrupt data.
-fn status<S>(row: &Row<'_>, table: &str, parse: fn(&str) -> Option<S>) -> Result<S, StoreError> {
-    let s: String = row.get("status")?;
-    parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{table} has unknown status {s:?}")))
-}
-
-/// A timestamp column (ISO-8601, as [`iso`](crate::domain::time::iso) writes it);
-/// anything else is corrupt data.
-fn stamp(row: &Row<'_>, column: &str) -> Result<Timestamp, StoreError> {
-    let s: String = row.get(column)?;
-    parse_iso(&s).ok_or_else(|| StoreError::Corrupt(format!("{column} is not a timestamp: {s:?}")))
-}
-
-/// A timestamp column that may be NULL.
-fn stamp_opt(row: &Row<'_>, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    let s: Option<String> = row.get(column)?;
-    s.map(|s| {
-        parse_iso(&s)
-            .ok_or_else(|| StoreError::Corrupt(format!("{column} is not a timestamp: {s:?}")))
-    })
-    .transpose()
-}
-
-/// A JSON array of strings; anything else reads as empty.
-fn list(row: &Row<'_>, column: &str) -> rusqlite::Result<Vec<String>> {
-    let s: String = row.get(column)?;
-    Ok(serde_json::from_str(&s).unwrap_or_default())
-}
-
 /// Tasks with their message budget used so far (kept on the task: pruning messages
 /// must not give it back).
 fn root_tasks(conn: &Connection, scope: Scope) -> Result<Vec<(Task, u32)>, StoreError> {
@@ -145,21 +114,13 @@ fn root_tasks(conn: &Connection, scope: Scope) -> Result<Vec<(Task, u32)>, Store
          FROM root_tasks WHERE {cond} ORDER BY created_at, id"
     );
     query_all(conn, &sql, &params, |row| {
-        Ok((task_row(row)?, row.get("message_count")?))
+        Ok((task_row(row)?, row.uint("message_count")?))
     })
 }
 
 /// A `root_tasks` row.
 pub(crate) fn task_row(row: &Row<'_>) -> Result<Task, StoreError> {
-    Ok(Task {
-        id: row.get("id")?,
-        title: row.get("title")?,
-        description: row.get("description")?,
-        status: status(row, "root_tasks", TaskStatus::parse)?,
-        dispatcher_agent_id: row.get("dispatcher_agent_id")?,
-        created_at: stamp(row, "created_at")?,
-        updated_at: stamp(row, "updated_at")?,
-    })
+    columns::task(row)
 }
 
 fn rounds(conn: &Connection, scope: Scope) -> Result<Vec<Round>, StoreError> {
@@ -174,19 +135,7 @@ fn rounds(conn: &Connection, scope: Scope) -> Result<Vec<Round>, StoreError> {
 
 /// A `rounds` row.
 pub(crate) fn round_row(row: &Row<'_>) -> Result<Round, StoreError> {
-    Ok(Round {
-        id: row.get("id")?,
-        task_id: row.get("root_task_id")?,
-        round_number: row.get("round_number")?,
-        status: status(row, "rounds", RoundStatus::parse)?,
-        plan_json: row.get("plan_json")?,
-        operator_note: row.get("operator_note")?,
-        rejected: row.get("rejected")?,
-        review_verdict: row.get("review_verdict")?,
-        review_note: row.get("review_note")?,
-        created_at: stamp(row, "created_at")?,
-        updated_at: stamp(row, "updated_at")?,
-    })
+    columns::round(row)
 }
 
 pub(crate) const ASSIGNMENT_COLUMNS: &str =
@@ -216,23 +165,7 @@ pub(crate) fn assignments_of_agent(
 }
 
 pub(crate) fn assignment_row(row: &Row<'_>) -> Result<Assignment, StoreError> {
-    {
-        Ok(Assignment {
-            id: row.get("id")?,
-            round_id: row.get("round_id")?,
-            task_id: row.get("root_task_id")?,
-            agent_id: row.get("agent_id")?,
-            goal: row.get("goal")?,
-            status: status(row, "assignments", AssignmentStatus::parse)?,
-            progress_note: row.get("progress_note")?,
-            claimed_at: stamp_opt(row, "claimed_at")?,
-            lease_expires_at: stamp_opt(row, "lease_expires_at")?,
-            handoff_id: row.get("handoff_id")?,
-            created_at: stamp(row, "created_at")?,
-            updated_at: stamp(row, "updated_at")?,
-            seq: row.get("seq")?,
-        })
-    }
+    columns::assignment(row)
 }
 
 /// Each task's in the order they were submitted: each by its own call, at its own
@@ -244,23 +177,7 @@ fn handoffs(conn: &Connection, scope: Scope) -> Result<Vec<Handoff>, StoreError>
                 tests_run, risks, next_steps, notes, created_at
          FROM handoffs WHERE {cond} ORDER BY root_task_id, created_at, id"
     );
-    query_all(conn, &sql, &params, |row| {
-        Ok(Handoff {
-            id: row.get("id")?,
-            assignment_id: row.get("assignment_id")?,
-            round_id: row.get("round_id")?,
-            task_id: row.get("root_task_id")?,
-            from_agent: row.get("from_agent")?,
-            branch: row.get("branch")?,
-            commit_hash: row.get("commit_hash")?,
-            changed_files: list(row, "changed_files")?,
-            tests_run: list(row, "tests_run")?,
-            risks: list(row, "risks")?,
-            next_steps: list(row, "next_steps")?,
-            notes: row.get("notes")?,
-            created_at: stamp(row, "created_at")?,
-        })
-    })
+    query_all(conn, &sql, &params, |row| columns::handoff(row))
 }
 
 /// (task id, count) of agent messages (not the hub's own notices) carrying one of the

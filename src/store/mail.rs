@@ -61,11 +61,9 @@ pub(crate) fn messages_by_id(
     let mut stmt = conn.prepare_cached("SELECT * FROM messages WHERE id = ?1")?;
     let mut out = std::collections::HashMap::new();
     for id in ids {
-        if let Some(m) = stmt
-            .query_row([id], super::load::message_from_row)
-            .optional()?
-        {
-            out.insert(id.clone(), m);
+        let mut rows = stmt.query([id])?;
+        if let Some(r) = rows.next()? {
+            out.insert(id.clone(), super::load::message_from_row(r)?);
         }
     }
     Ok(out)

@@ -322,7 +322,7 @@ pub(crate) fn messages(conn: &Connection, req: &PageRequest) -> Result<Page<Mess
          ORDER BY created_at DESC, id DESC LIMIT {}",
         req.limit + 1
     );
-    let items = query_all(conn, &sql, &params, |r| Ok(message_from_row(r)?))?;
+    let items = query_all(conn, &sql, &params, message_from_row)?;
     Ok(finish(items, req.limit, |m| {
         (m.created_at.clone(), m.id.clone())
     }))

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::domain::message::Message;
+use crate::domain::task::{AssignmentStatus, RoundStatus, TaskStatus};
+use crate::domain::time::Timestamp;
 use crate::store::{apply::apply_batch, migrate, Op};
 use std::sync::Arc;
 

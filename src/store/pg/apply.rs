@@ -177,7 +177,7 @@ async fn register_agent(
 
 /// SQLite's `load::sync_agents_in`: every listed agent exists and is active, the
 /// others are kept but inactive.
-async fn sync_agents(
+pub(crate) async fn sync_agents(
     tx: &Transaction<'_>,
     agents: &[(String, String)],
     at: &str,

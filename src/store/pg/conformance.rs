@@ -4,6 +4,8 @@
 //! [`super::apply`]. Ops are crate-private (they are not an API), so a test sees a
 //! batch only as a named, opaque [`Batch`].
 
+pub mod reads_activation;
+
 use super::apply::{apply_batch, Tagged};
 use super::{Epoch, PgError, ShardId, Transaction};
 use crate::store::op::Op;

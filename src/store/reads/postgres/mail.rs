@@ -1,0 +1,79 @@
+//! Messaging history on PostgreSQL: the twins of SQLite's [`crate::store::mail`],
+//! the look-ups an inbox's recent keys cannot answer. Same answers for the same
+//! stored rows (`pg::conformance::reads_activation` compares them). A list of ids
+//! is one statement (`= ANY($n)`) where SQLite asks once per id: one round trip,
+//! the same rows.
+
+use super::activation::{query_all, Arg};
+use crate::domain::message::Message;
+use crate::store::columns::{self, Columns};
+use crate::store::pg::PgError;
+use deadpool_postgres::GenericClient;
+use std::collections::{HashMap, HashSet};
+
+/// SQLite's `dedupe_original`: the message `from` sent with `key`, if any
+/// (`idx_messages_sender_dedupe`, unique).
+pub(crate) async fn dedupe_original(
+    c: &impl GenericClient,
+    from: &str,
+    key: &str,
+) -> Result<Option<String>, PgError> {
+    let stmt = c
+        .prepare_cached("SELECT id FROM messages WHERE from_agent = $1 AND dedupe_key = $2")
+        .await?;
+    match c.query_opt(&stmt, &[&from, &key]).await? {
+        Some(row) => Ok(Some(row.try_get(0)?)),
+        None => Ok(None),
+    }
+}
+
+/// SQLite's `sent_or_received`: whether `agent` sent or received message `id`.
+pub(crate) async fn sent_or_received(
+    c: &impl GenericClient,
+    agent: &str,
+    id: &str,
+) -> Result<bool, PgError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1 AND from_agent = $2)
+                 OR EXISTS (SELECT 1 FROM message_recipients
+                             WHERE message_id = $1 AND agent_id = $2)",
+        )
+        .await?;
+    Ok(c.query_one(&stmt, &[&id, &agent]).await?.try_get(0)?)
+}
+
+/// SQLite's `received_of`: which of `ids` were delivered to `agent` (read or not).
+pub(crate) async fn received_of(
+    c: &impl GenericClient,
+    agent: &str,
+    ids: &[String],
+) -> Result<HashSet<String>, PgError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT message_id FROM message_recipients
+              WHERE agent_id = $1 AND message_id = ANY($2)",
+        )
+        .await?;
+    c.query(&stmt, &[&agent, &ids])
+        .await?
+        .iter()
+        .map(|r| r.text("message_id"))
+        .collect()
+}
+
+/// Every column of `messages`, the time as the hub's text.
+const MESSAGE_COLUMNS: &str = "id, dedupe_key, reply_to, from_agent, to_agent, round_id, msg_type,
+     subject, body, context_json, hop_count, hub_iso(created_at) AS created_at";
+
+/// SQLite's `messages_by_id`: the stored rows of messages `ids`, by id (missing
+/// ones left out).
+pub(crate) async fn messages_by_id(
+    c: &impl GenericClient,
+    ids: &[String],
+) -> Result<HashMap<String, Message>, PgError> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1)");
+    let args = [Arg::Texts(ids.to_vec())];
+    let found = query_all(c, &sql, &args, columns::message).await?;
+    Ok(found.into_iter().map(|m| (m.id.clone(), m)).collect())
+}
