@@ -6,7 +6,9 @@
 //! `messages_by_id`) is asked the same questions of both through
 //! `pg::conformance::reads_activation` (every stored id and a missing one, every
 //! shard, a subset of them, none, and a shard holding nothing) and the answers
-//! must be equal; so must the state `sync_agents` leaves. Each read must have
+//! must be equal; so must the state `sync_agents` leaves. The last history adds
+//! `reads_activation::edge_history` (ties, non-ASCII sizes, several handoffs and
+//! locks, a finished task, microseconds), and `sync_agents` runs on it. Each read must have
 //! given a non-empty answer at least once, so that the test cannot pass on empty
 //! databases. Skips, saying why, where PostgreSQL is absent.
 
@@ -174,8 +176,10 @@ async fn postgres_activation_reads_match_sqlite() {
 
     let base = conformance::base();
     let cases = conformance::cases(&base);
+    let edges = reads::edge_history();
     let histories: Vec<Option<&Batch>> = std::iter::once(None)
         .chain(cases.iter().map(Some))
+        .chain(std::iter::once(Some(&edges)))
         .collect();
     let mut seen: BTreeSet<&'static str> = BTreeSet::new();
     let mut calls = 0;

@@ -359,3 +359,106 @@ pub async fn compare_sync_agents(
     }
     out
 }
+
+/// A history on [`super::base`] for what the replay cases leave untried: ties
+/// broken by id (tasks, assignments and handoffs of one instant, deliveries of
+/// one instant), several handoffs and locks, a finished task among open ones, a
+/// rejected round, non-ASCII text (sizes are bytes), times with microseconds,
+/// capabilities, a heartbeat, a read delivery among unread ones, a broadcast, and
+/// an audit id above `ID_LIMIT` (not the hub's: `last_audit_id` leaves it out).
+pub fn edge_history() -> super::Batch {
+    use crate::domain::audit_id::ID_LIMIT;
+    use crate::domain::lease::Lock;
+    use crate::domain::message::Message;
+    use crate::domain::task::TaskStatus;
+    use crate::store::op::Op;
+    use crate::store::replay_cases::{ack, at, audit, grant, rows_of, send, worked_task};
+    use std::sync::Arc;
+
+    let mut ops = vec![
+        Op::AgentRegister {
+            id: "alice".into(),
+            name: "Alice Ünicode".into(),
+            capabilities_json: "[\"rust\",\"pg\"]".into(),
+            at: "2026-01-01T00:00:05.123456+00:00".into(),
+        },
+        Op::AgentHeartbeat {
+            id: "bob".into(),
+            at: "2026-01-01T00:00:07.654321+00:00".into(),
+        },
+        // One instant, ids out of order.
+        send("m9b", "disp", &["bob"], 8),
+        send("m9a", "disp", &["bob"], 8),
+        send("m9c", "disp", &["bob"], 8),
+        ack("bob", "m9c"),
+        send("m-bc", "alice", &["bob", "disp"], 9),
+    ];
+    let (t1, r1) = worked_task("T1");
+    ops.push(Op::MessageInsert {
+        message: Arc::new(Message {
+            id: "m-ü✓".into(),
+            dedupe_key: Some("clé".into()),
+            reply_to: Some("m1".into()),
+            from_agent: "bob".into(),
+            to_agent: Some("alice".into()),
+            round_id: Some(r1.clone()),
+            msg_type: "question".into(),
+            subject: "sujet é".into(),
+            body: "héllo ✓ 🦀".into(),
+            context_json: "{\"k\": [1, 2]}".into(),
+            hop_count: 2,
+            created_at: "2026-01-01T00:00:09.000001+00:00".into(),
+        }),
+        recipients: vec!["alice".into()],
+    });
+    // Handoffs: one of the same instant with a smaller id, one later.
+    let h = t1.handoffs[0].clone();
+    let mut same = h.clone();
+    same.id = "T1-0".into();
+    let mut later = h.clone();
+    later.id = "T1-00".into();
+    later.created_at = at(8);
+    ops.push(Op::HandoffInsert(later));
+    ops.push(Op::HandoffInsert(same));
+    // Tasks of the same instant as T1: T3 open, its round rejected; T2 completed.
+    for id in ["T3", "T2"] {
+        let (mut s, r) = worked_task(id);
+        ops.extend(rows_of(&s, &r));
+        if id == "T2" {
+            s.task.status = TaskStatus::Completed;
+            s.task.updated_at = at(9);
+            ops.push(Op::TaskUpsert(s.task.clone()));
+        } else {
+            let mut round = s.rounds[0].clone();
+            round.rejected = true;
+            round.review_verdict = Some("changes".into());
+            round.review_note = Some("noté".into());
+            ops.push(Op::RoundUpsert(round));
+            ops.push(Op::TaskMessageCount {
+                task_id: id.into(),
+                count: 7,
+            });
+        }
+    }
+    for (key, holder, token) in [("file:x", "disp", 7), ("branch:a", "bob", 5)] {
+        ops.push(grant(Lock {
+            id: format!("L-{key}"),
+            lock_key: key.into(),
+            holder_agent_id: holder.into(),
+            resource_type: "file".into(),
+            resource_id: key.into(),
+            fencing_token: token,
+            expires_at: chrono::DateTime::from_timestamp(1_790_000_100, 123_456_000)
+                .unwrap_or_default(),
+            created_at: at(3),
+        }));
+    }
+    let mut foreign = audit("T3", 9);
+    foreign.id = ID_LIMIT + 5;
+    ops.push(Op::Audit(foreign));
+    ops.push(Op::Audit(audit("T3", 8)));
+    super::Batch {
+        name: "edge cases of the reads",
+        ops,
+    }
+}
