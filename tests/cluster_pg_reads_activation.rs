@@ -6,7 +6,9 @@
 //! `messages_by_id`) is asked the same questions of both through
 //! `pg::conformance::reads_activation` (every stored id and a missing one, every
 //! shard, a subset of them, none, and a shard holding nothing) and the answers
-//! must be equal; so must the state `sync_agents` leaves. The last history adds
+//! must be equal; so must the state `sync_agents` leaves. All of it twice: on a
+//! database in byte order (the `C` locale) and on one collated by ICU's `en-US`,
+//! where an ORDER BY on text without `COLLATE "C"` would differ from SQLite's. The last history adds
 //! `reads_activation::edge_history` (ties, non-ASCII sizes, several handoffs and
 //! locks, a finished task, microseconds), and `sync_agents` runs on it. Each read must have
 //! given a non-empty answer at least once, so that the test cannot pass on empty
@@ -151,6 +153,18 @@ fn assert_none(got: &Compared, what: &str) {
     );
 }
 
+/// A database with a collation other than byte order (ICU's `en-US`: lower case
+/// first, punctuation ignored at first), where reads ordered without `COLLATE "C"`
+/// would differ from SQLite's; the error if the server cannot make one.
+async fn icu_database(c: &Client, name: &str) -> Result<(), String> {
+    c.batch_execute(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8'
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+    ))
+    .await
+    .map_err(|e| e.to_string())
+}
+
 #[tokio::test]
 async fn postgres_activation_reads_match_sqlite() {
     let server = match Postgres::start() {
@@ -161,12 +175,46 @@ async fn postgres_activation_reads_match_sqlite() {
         }
     };
     server.create_databases(&["reads"]);
-    let config = pg::config_from_url(&server.url("reads"), &server.env()).expect("config");
-    let pool = pg::pool(config, &PoolOptions::default()).expect("pool");
-    migrate::run(&pool).await.expect("migrate");
-    let mut c = pool.get().await.expect("connection");
     let dir = tempfile::tempdir().expect("temp dir");
+    let mut seen: BTreeSet<&'static str> = BTreeSet::new();
+    let mut calls = 0;
+    let pool_of = |db: &str| {
+        let config = pg::config_from_url(&server.url(db), &server.env()).expect("config");
+        pg::pool(config, &PoolOptions::default()).expect("pool")
+    };
+    let pool = pool_of("reads");
+    calls += compare_all(&pool, dir.path(), "C", &mut seen).await;
+    let c = pool.get().await.expect("connection");
+    match icu_database(&c, "reads_icu").await {
+        Ok(()) => {
+            let icu = pool_of("reads_icu");
+            calls += compare_all(&icu, dir.path(), "ICU en-US", &mut seen).await;
+        }
+        Err(why) => println!("no ICU database ({why}): byte-order collation only"),
+    }
 
+    let missing: Vec<&str> = READS
+        .iter()
+        .copied()
+        .filter(|r| !seen.contains(r))
+        .collect();
+    assert!(missing.is_empty(), "never answered non-empty: {missing:?}");
+    assert!(calls > 500, "only {calls} questions asked");
+    println!("{calls} questions asked of both");
+    assert!(!server.log().contains("PANIC"), "{}", server.log());
+}
+
+/// Every history written to a fresh SQLite database and to `pool`'s (migrated
+/// here), the reads compared after each, then `sync_agents` on the last; returns
+/// how many questions were asked, the reads that answered non-empty in `seen`.
+async fn compare_all(
+    pool: &pg::Pool,
+    dir: &std::path::Path,
+    collation: &str,
+    seen: &mut BTreeSet<&'static str>,
+) -> usize {
+    migrate::run(pool).await.expect("migrate");
+    let mut c = pool.get().await.expect("connection");
     let long = Duration::from_secs(60);
     let a = lease::register(&c, "a", "a:1", long).await.expect("a");
     let held = lease::acquire(&c, &a, &[ShardId(1)], long)
@@ -181,13 +229,13 @@ async fn postgres_activation_reads_match_sqlite() {
         .chain(cases.iter().map(Some))
         .chain(std::iter::once(Some(&edges)))
         .collect();
-    let mut seen: BTreeSet<&'static str> = BTreeSet::new();
     let mut calls = 0;
     let mut last = None;
     for (n, case) in histories.iter().enumerate() {
-        let what = case.map_or("base", |c| c.name());
+        let what = format!("{collation}: {}", case.map_or("base", |c| c.name()));
         reset_pg(&c).await;
-        let mut lite = conformance::sqlite(&dir.path().join(format!("{n}.db"))).expect("sqlite");
+        let file = dir.join(format!("{collation}-{n}.db"));
+        let mut lite = conformance::sqlite(&file).expect("sqlite");
         conformance::apply_sqlite(&mut lite, &base).expect("base on SQLite");
         apply_pg(&mut c, tag, &base).await;
         if let Some(case) = case {
@@ -197,7 +245,7 @@ async fn postgres_activation_reads_match_sqlite() {
         }
         let probe = probe_of(&lite);
         let got = reads::compare_reads(&lite, &mut c, &probe).await;
-        assert_none(&got, what);
+        assert_none(&got, &what);
         calls += got.calls;
         seen.extend(got.non_empty);
         last = Some((lite, probe));
@@ -211,17 +259,7 @@ async fn postgres_activation_reads_match_sqlite() {
     ];
     let now = "2026-02-01T00:00:00.000000+00:00";
     let got = reads::compare_sync_agents(&mut lite, &mut c, &agents, now, &probe).await;
-    assert_none(&got, "sync_agents");
-    calls += got.calls;
+    assert_none(&got, &format!("{collation}: sync_agents"));
     seen.extend(got.non_empty);
-
-    let missing: Vec<&str> = READS
-        .iter()
-        .copied()
-        .filter(|r| !seen.contains(r))
-        .collect();
-    assert!(missing.is_empty(), "never answered non-empty: {missing:?}");
-    assert!(calls > 500, "only {calls} questions asked");
-    println!("{calls} questions asked of both");
-    assert!(!server.log().contains("PANIC"), "{}", server.log());
+    calls + got.calls
 }

@@ -363,7 +363,8 @@ pub async fn compare_sync_agents(
 /// A history on [`super::base`] for what the replay cases leave untried: ties
 /// broken by id (tasks, assignments and handoffs of one instant, deliveries of
 /// one instant), several handoffs and locks, a finished task among open ones, a
-/// rejected round, non-ASCII text (sizes are bytes), times with microseconds,
+/// rejected round, ids that byte order and a language's collation sort apart
+/// (`t1` and `T1`, `m9B` and `m9a`), non-ASCII text (sizes are bytes), times with microseconds,
 /// capabilities, a heartbeat, a read delivery among unread ones, a broadcast, and
 /// an audit id above `ID_LIMIT` (not the hub's: `last_audit_id` leaves it out).
 pub fn edge_history() -> super::Batch {
@@ -390,6 +391,7 @@ pub fn edge_history() -> super::Batch {
         send("m9b", "disp", &["bob"], 8),
         send("m9a", "disp", &["bob"], 8),
         send("m9c", "disp", &["bob"], 8),
+        send("m9B", "disp", &["bob"], 8),
         ack("bob", "m9c"),
         send("m-bc", "alice", &["bob", "disp"], 9),
     ];
@@ -421,7 +423,7 @@ pub fn edge_history() -> super::Batch {
     ops.push(Op::HandoffInsert(later));
     ops.push(Op::HandoffInsert(same));
     // Tasks of the same instant as T1: T3 open, its round rejected; T2 completed.
-    for id in ["T3", "T2"] {
+    for id in ["T3", "T2", "t1"] {
         let (mut s, r) = worked_task(id);
         ops.extend(rows_of(&s, &r));
         if id == "T2" {
