@@ -634,8 +634,16 @@ mod tests {
             ("1e3", 1),
             ("99999999999999999999", i64::MAX),
             ("-99999999999999999999", i64::MIN),
+            ("\t 5", 5),
+            ("- 5", 0),
+            ("0x10", 0),
         ] {
             assert_eq!(sqlite_integer(text), n, "{text:?}");
+            let conn = rusqlite::Connection::open_in_memory().unwrap();
+            let cast: i64 = conn
+                .query_row("SELECT CAST(?1 AS INTEGER)", [text], |r| r.get(0))
+                .unwrap();
+            assert_eq!(cast, n, "SQLite casts {text:?}");
         }
     }
 
