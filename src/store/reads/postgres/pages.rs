@@ -1,7 +1,8 @@
 //! The operator's paged reads ([`crate::store::pages`]) on PostgreSQL: the same
 //! rows, order and cursors as SQLite's, so that a cursor made by one backend pages
 //! the other identically. The cursor itself (its format, `limit + 1` cut down to a
-//! page) is SQLite's own code ([`finish`], [`Cursor`]); only the SQL differs.
+//! page) is SQLite's own code ([`finish`], [`Cursor`](crate::store::pages::Cursor));
+//! only the SQL differs.
 //!
 //! What makes the SQL agree with SQLite's:
 //! - ids are ordered and compared with `COLLATE "C"` (bytewise, as SQLite), whatever
@@ -13,6 +14,11 @@
 //!   `hub_iso(col) COLLATE "C"`, as SQLite's text comparison, so even a hand-made
 //!   cursor pages the same rows;
 //! - times are selected as `hub_iso(col)`: SQLite's stored text.
+//!
+//! The plans stay SQLite's: the (created_at, id) row comparison bounds the
+//! created_at index range, and `COLLATE "C"` on the tie costs an incremental sort
+//! of the rows sharing one created_at only (the indexes' ids are in the database's
+//! collation).
 
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
@@ -145,18 +151,19 @@ fn status<S>(row: &Row, table: &str, parse: fn(&str) -> Option<S>) -> Result<S, 
     parse(&s).ok_or_else(|| bad(format!("{table} has unknown status {s:?}")))
 }
 
-/// A non-negative integer column as `u32`.
-fn count32(row: &Row, column: &str) -> Result<u32, PgError> {
-    let n: i64 = match row.columns().iter().find(|c| c.name() == column) {
-        Some(c) if *c.type_() == tokio_postgres::types::Type::INT4 => {
-            i64::from(row.try_get::<_, i32>(column)?)
-        }
-        _ => row.try_get(column)?,
-    };
+/// An `integer` column (a round number) as `u32`, as SQLite's `get::<u32>`.
+fn int4_u32(row: &Row, column: &str) -> Result<u32, PgError> {
+    let n: i32 = row.try_get(column)?;
     u32::try_from(n).map_err(|_| bad(format!("{column} is out of range: {n}")))
 }
 
-pub(super) const TASK_COLUMNS: &str = "id, title, description, status, dispatcher_agent_id,
+/// A `bigint` (a count) as `u32`.
+fn int8_u32(row: &Row, column: &str) -> Result<u32, PgError> {
+    let n: i64 = row.try_get(column)?;
+    u32::try_from(n).map_err(|_| bad(format!("{column} is out of range: {n}")))
+}
+
+const TASK_COLUMNS: &str = "id, title, description, status, dispatcher_agent_id,
     hub_iso(created_at) AS created_at, hub_iso(updated_at) AS updated_at";
 
 fn task_row(row: &Row) -> Result<Task, PgError> {
@@ -179,7 +186,7 @@ fn round_row(row: &Row) -> Result<Round, PgError> {
     Ok(Round {
         id: row.try_get("id")?,
         task_id: row.try_get("root_task_id")?,
-        round_number: count32(row, "round_number")?,
+        round_number: int4_u32(row, "round_number")?,
         status: status(row, "rounds", RoundStatus::parse)?,
         plan_json: row.try_get("plan_json")?,
         operator_note: row.try_get("operator_note")?,
@@ -281,12 +288,12 @@ pub(crate) async fn tasks(
     );
     let items = all(rows(c, &sql, &b).await?, |row| {
         let current_round = match row.try_get::<_, Option<String>>("cr_id")? {
-            Some(id) => Some((id, count32(row, "cr_number")?, row.try_get("cr_status")?)),
+            Some(id) => Some((id, int4_u32(row, "cr_number")?, row.try_get("cr_status")?)),
             None => None,
         };
         Ok(TaskSummary {
             task: task_row(row)?,
-            rounds: count32(row, "round_count")?,
+            rounds: int8_u32(row, "round_count")?,
             current_round,
         })
     })?;
