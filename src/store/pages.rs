@@ -7,7 +7,7 @@
 mod dashboard;
 
 pub(crate) use dashboard::{
-    agent_assignments, awaiting_rounds, sent_messages, task_counts, task_messages,
+    agent_assignments, awaiting_rounds, every_state, sent_messages, task_counts, task_messages,
 };
 
 use super::load::{lock_row, message_from_row};
@@ -50,6 +50,16 @@ impl Cursor {
         })
     }
 
+    /// The time of the row the page starts after (stored format).
+    pub(crate) fn created_at(&self) -> &str {
+        &self.created_at
+    }
+
+    /// The id of the row the page starts after.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
     fn encode(created_at: &str, id: &str) -> String {
         crate::domain::ids::hex(format!("{created_at}~{id}").as_bytes())
     }
@@ -90,8 +100,13 @@ fn after(req: &PageRequest) -> (&'static str, Vec<String>) {
     }
 }
 
-/// Cut a `limit + 1` read down to `limit` and name the next page.
-fn finish<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (String, String)) -> Page<T> {
+/// Cut a `limit + 1` read down to `limit` and name the next page (every backend's
+/// pages end here, so that their cursors are one format).
+pub(crate) fn finish<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> (String, String),
+) -> Page<T> {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(|t| {
@@ -141,15 +156,15 @@ pub(crate) fn tasks(conn: &Connection, req: &PageRequest) -> Result<Page<TaskSum
     Ok(page)
 }
 
+/// The rounds [`rounds`] lists without `all` (SQL shared by both backends).
+pub(crate) const OPEN_ROUNDS: &str =
+    "status IN ('awaiting_operator_approval', 'dispatched', 'in_progress', 'awaiting_review')";
+
 /// Rounds, newest first: open ones (awaiting approval, dispatched, in progress,
 /// awaiting review), or every one with `all`.
 pub(crate) fn rounds(conn: &Connection, req: &PageRequest) -> Result<Page<Round>, StoreError> {
     let (cond, params) = after(req);
-    let status = if req.all {
-        "1"
-    } else {
-        "status IN ('awaiting_operator_approval', 'dispatched', 'in_progress', 'awaiting_review')"
-    };
+    let status = if req.all { "1" } else { OPEN_ROUNDS };
     let sql = format!(
         "SELECT id, root_task_id, round_number, status, plan_json, operator_note, rejected,
                 review_verdict, review_note, created_at, updated_at

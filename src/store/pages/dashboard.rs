@@ -48,6 +48,12 @@ pub(crate) fn task_counts(conn: &Connection) -> Result<Vec<(String, u64)>, Store
         &[],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)),
     )?;
+    Ok(every_state(&counted))
+}
+
+/// `counted` (state, tasks) as [`task_counts`] lists it: every state, in the
+/// workflow's order, 0 when none (shared with PostgreSQL's twin).
+pub(crate) fn every_state(counted: &[(String, u64)]) -> Vec<(String, u64)> {
     let states = [
         "draft",
         "awaiting_operator_approval",
@@ -55,13 +61,13 @@ pub(crate) fn task_counts(conn: &Connection) -> Result<Vec<(String, u64)>, Store
         "completed",
         "closed",
     ];
-    Ok(states
+    states
         .iter()
         .map(|s| {
             let n = counted.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
             (s.to_string(), n)
         })
-        .collect())
+        .collect()
 }
 
 /// Messages (agents' and the hub's) carrying a round id of `task_id`, newest first.

@@ -117,3 +117,5 @@ pub async fn apply_pg(
         .collect();
     apply_batch(tx, &tagged).await
 }
+
+pub mod reads_pages;
