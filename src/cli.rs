@@ -262,6 +262,15 @@ pub struct ServeArgs {
     /// SQLite database file [default: $XDG_DATA_HOME/agent-hub/hub.db or ~/.local/share/agent-hub/hub.db]
     #[arg(long, env = "AGENT_HUB_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
+    /// Where to store: `sqlite` (the --db file) or postgres://USER@HOST:PORT/DB for
+    /// cluster mode; the password comes from PGPASSWORD or a PGPASSFILE, never the URL
+    /// [default: sqlite]
+    #[arg(long, env = "AGENT_HUB_STORE", value_name = "URL", value_parser = crate::config::parse_store_arg)]
+    pub store: Option<String>,
+    /// Cluster mode: this node's name; a second live node with the same name is
+    /// refused [default: the host name]
+    #[arg(long, env = "AGENT_HUB_NODE_ID", value_name = "ID", value_parser = crate::config::parse_node_id_arg)]
+    pub node_id: Option<String>,
     /// On a first start, print the generated token in the client snippets even when
     /// stdout is not a terminal (a log file or a service manager would keep it)
     #[arg(long)]

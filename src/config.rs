@@ -64,6 +64,29 @@ pub(crate) struct Endpoint {
     pub host: String,
     pub port: u16,
     pub db: PathBuf,
+    /// The PostgreSQL URL in cluster mode; `None`: SQLite at `db`.
+    pub store: Option<String>,
+    /// This node's name (cluster mode).
+    pub node_id: String,
+}
+
+/// clap's parser of `--store`: `sqlite` is kept as is (it overrides a `store:` in
+/// the file), a URL is checked.
+pub(crate) fn parse_store_arg(s: &str) -> Result<String, String> {
+    settings::parse_store(s).map(|url| url.unwrap_or_else(|| "sqlite".into()))
+}
+
+/// clap's parser of `--node-id`.
+pub(crate) fn parse_node_id_arg(s: &str) -> Result<String, String> {
+    settings::parse_node_id(s)
+}
+
+/// The host name, as a node id (`node` if it has none usable).
+fn default_node_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    settings::parse_node_id(name.trim()).unwrap_or_else(|_| "node".into())
 }
 
 /// Merge flag/env values (already merged by clap) with the file and the defaults.
@@ -71,8 +94,10 @@ pub(crate) fn resolve(
     host: Option<String>,
     port: Option<u16>,
     db: Option<PathBuf>,
+    cluster: (Option<String>, Option<String>),
     settings: &Settings,
 ) -> Result<Endpoint, ConfigError> {
+    let (store, node_id) = cluster;
     let host = host
         .or_else(|| settings.host.clone())
         .unwrap_or_else(|| DEFAULT_HOST.to_string());
@@ -81,7 +106,24 @@ pub(crate) fn resolve(
         Some(p) => p,
         None => paths::default_db()?,
     };
-    Ok(Endpoint { host, port, db })
+    let store = match store {
+        // `--store sqlite` wins over a URL in the file.
+        Some(s) => settings::parse_store(&s).map_err(|why| ConfigError::BadFile {
+            file: "--store".into(),
+            reason: why,
+        })?,
+        None => settings.store.clone(),
+    };
+    let node_id = node_id
+        .or_else(|| settings.node_id.clone())
+        .unwrap_or_else(default_node_id);
+    Ok(Endpoint {
+        host,
+        port,
+        db,
+        store,
+        node_id,
+    })
 }
 
 #[cfg(test)]
@@ -91,13 +133,20 @@ mod tests {
     #[test]
     fn precedence_flag_over_file_over_default() {
         let mut s = Settings::default();
-        let e = resolve(None, None, Some("/x.db".into()), &s).unwrap();
+        let e = resolve(None, None, Some("/x.db".into()), (None, None), &s).unwrap();
         assert_eq!((e.host.as_str(), e.port), (DEFAULT_HOST, DEFAULT_PORT));
         s.host = Some("0.0.0.0".into());
         s.port = Some(9000);
-        let e = resolve(None, None, Some("/x.db".into()), &s).unwrap();
+        let e = resolve(None, None, Some("/x.db".into()), (None, None), &s).unwrap();
         assert_eq!((e.host.as_str(), e.port), ("0.0.0.0", 9000));
-        let e = resolve(Some("::1".into()), Some(1), Some("/x.db".into()), &s).unwrap();
+        let e = resolve(
+            Some("::1".into()),
+            Some(1),
+            Some("/x.db".into()),
+            (None, None),
+            &s,
+        )
+        .unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 1));
     }
 }

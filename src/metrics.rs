@@ -155,6 +155,8 @@ pub(crate) struct Metrics {
     batch_ops: AtomicHistogram,
     commit_seconds: AtomicHistogram,
     failed_commits: AtomicU64,
+    /// Cluster mode: batches in which a shard's epoch had moved on.
+    fenced_batches: AtomicU64,
 }
 
 /// The process-wide table, built on first use.
@@ -179,6 +181,7 @@ pub(crate) fn get() -> &'static Metrics {
             batch_ops: AtomicHistogram::new(BATCH_BOUNDS, 1.0),
             commit_seconds: AtomicHistogram::new(COMMIT_BOUNDS, 1e9),
             failed_commits: AtomicU64::new(0),
+            fenced_batches: AtomicU64::new(0),
         }
     })
 }
@@ -224,6 +227,11 @@ impl Metrics {
     /// A commit that failed (each attempt).
     pub(crate) fn commit_failed(&self) {
         self.failed_commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A batch (cluster mode) that found some of its shards owned by a newer epoch.
+    pub(crate) fn fenced_batch(&self) {
+        self.fenced_batches.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -340,6 +348,12 @@ impl Collector for Scrape {
             "agent_hub_writer_failed_commits",
             "Commit attempts that failed (retried ones included).",
             m.failed_commits.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "agent_hub_cluster_fenced_batches",
+            "Cluster mode: writer batches that found shards taken over (their ops refused).",
+            m.fenced_batches.load(Ordering::Relaxed),
         )?;
         counter(
             &mut e,

@@ -43,6 +43,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Postgres(#[from] pg::PgError),
+    #[error("not available with PostgreSQL: {0}")]
+    NotOnPostgres(&'static str),
     #[error("cannot create {path}: {source}")]
     Io {
         path: String,

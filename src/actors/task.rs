@@ -210,7 +210,10 @@ impl TaskActor {
             },
             Change::AssignmentDeleted(id) => {
                 dir.assignments.remove(&id);
-                store.enqueue(Op::AssignmentDelete { id })
+                store.enqueue(Op::AssignmentDelete {
+                    id,
+                    task_id: task_id.clone(),
+                })
             }
             Change::Handoff(id) => match self.state.handoff(&id) {
                 Some(h) => {

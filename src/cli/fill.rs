@@ -205,7 +205,10 @@ impl Filler {
                     Op::AssignmentUpsert(s.assignment(&id).cloned().ok_or_else(gone)?)
                 }
                 Change::Handoff(id) => Op::HandoffInsert(s.handoff(&id).cloned().ok_or_else(gone)?),
-                Change::AssignmentDeleted(id) => Op::AssignmentDelete { id },
+                Change::AssignmentDeleted(id) => Op::AssignmentDelete {
+                    id,
+                    task_id: s.task.id.clone(),
+                },
                 Change::Approval {
                     round_id,
                     action,

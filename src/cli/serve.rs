@@ -70,7 +70,13 @@ pub(crate) fn run(
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let endpoint = config::resolve(host, port, args.db, &loaded.settings)?;
+    let endpoint = config::resolve(
+        host,
+        port,
+        args.db,
+        (args.store, args.node_id),
+        &loaded.settings,
+    )?;
     // stdout that is not a terminal is usually kept (a log file, journald): a token
     // printed there outlives the session, so it is printed only when asked.
     let print_tokens = args.print_tokens || std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -84,7 +90,11 @@ async fn serve(
 ) -> Result<(), CliError> {
     // Before the port: a second server on another port must not get as far as
     // answering /healthz. Held until this function returns, after the last write.
-    let _lock = db_lock::acquire(&ep.db)?;
+    // (On PostgreSQL the node registration refuses a second node of one id.)
+    let _lock = match ep.store {
+        None => Some(db_lock::acquire(&ep.db)?),
+        Some(_) => None,
+    };
     let live = Arc::new(config::LiveSettings::from_pointee(loaded.settings.clone()));
     // Those fixed at start (a reload changes only `live`).
     let settings = live.load_full();
@@ -149,7 +159,7 @@ async fn serve(
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
         metrics_public: settings.metrics_public,
         url: http::server::mcp_url(addr),
-        database: ep.db.display().to_string(),
+        database: database_name(&ep),
         ui: http::ui::UiState::new(&settings.dashboard),
     };
     let server = http::server::serve(
@@ -175,12 +185,25 @@ async fn serve(
     if let Err(e) = super::discovery::write(&config_dir, &found) {
         tracing::warn!(error = %e, dir = %config_dir.display(), "could not write the discovery file; hubctl needs --port or --url");
     }
-    let db = ep.db.clone();
     let now = iso(Utc::now());
-    let opened = tokio::task::spawn_blocking(move || Store::open(&db, opts, &agents, &now))
-        .await
-        .map_err(|_| CliError::Api("the database could not be opened".into()));
-    let (store, snapshot) = match opened.and_then(|r| r.map_err(CliError::from)) {
+    let opened = match &ep.store {
+        None => {
+            let db = ep.db.clone();
+            tokio::task::spawn_blocking(move || Store::open(&db, opts, &agents, &now))
+                .await
+                .map_err(|_| CliError::Api("the database could not be opened".into()))
+                .and_then(|r| r.map_err(CliError::from))
+                .map(|(store, snapshot)| (store, snapshot, None))
+        }
+        Some(url) => {
+            let base = http::server::mcp_url(addr);
+            crate::store::pg::open::open(url, &ep.node_id, &base, opts, &agents, &now)
+                .await
+                .map_err(CliError::from)
+                .map(|o| (o.store, o.snapshot, Some(o.node)))
+        }
+    };
+    let (store, snapshot, node) = match opened {
         Ok(s) => s,
         Err(e) => {
             // Requests waiting for the hub get 503 at once; then the server stops.
@@ -191,6 +214,9 @@ async fn serve(
             return Err(e);
         }
     };
+    if let Some(node) = &node {
+        actix_rt::spawn(node.clone().keep());
+    }
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(store.clone(), snapshot, live.clone(), sessions.clone());
     let _ = fill.send(Some(hub));
@@ -218,12 +244,16 @@ async fn serve(
         &loaded,
         &ep,
         &http::server::mcp_url(addr),
-        settings.durability,
+        // PostgreSQL stores every write before answering (see `pg::open`).
+        match ep.store {
+            None => settings.durability,
+            Some(_) => Durability::Durable,
+        },
         print_tokens,
     );
     // From here on tokens exist only as digests in the TokenIndex.
     drop(loaded);
-    tracing::info!(%addr, db = %ep.db.display(), "serving");
+    tracing::info!(%addr, db = %database_name(&ep), "serving");
     let result = running
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
@@ -236,6 +266,12 @@ async fn serve(
         .is_err()
     {
         tracing::error!("flushing queued writes failed");
+    }
+    if let Some(node) = &node {
+        // After the last write: the shards are free for a restart at once.
+        if let Err(e) = node.leave().await {
+            tracing::warn!(error = %e, "could not leave the cluster; the leases lapse by themselves");
+        }
     }
     tracing::info!(committed = store.committed(), "stopped");
     result.map_err(CliError::Server)
@@ -280,6 +316,15 @@ async fn sweep_presence(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
     }
 }
 
+/// The store as `hubctl hub` and the banner name it: the SQLite file, or the
+/// PostgreSQL URL (which holds no password) and this node's id.
+fn database_name(ep: &config::Endpoint) -> String {
+    match &ep.store {
+        None => ep.db.display().to_string(),
+        Some(url) => format!("{url} (node {})", ep.node_id),
+    }
+}
+
 fn print_banner(
     loaded: &bootstrap::Loaded,
     ep: &config::Endpoint,
@@ -292,7 +337,7 @@ fn print_banner(
     println!("  config dir: {}", loaded.dir.display());
     println!(
         "  database:   {} ({})",
-        ep.db.display(),
+        database_name(ep),
         match durability {
             Durability::Durable => "durable: writes are answered once on disk",
             Durability::Fast => "fast: writes are answered before they reach disk",

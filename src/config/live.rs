@@ -77,6 +77,8 @@ classify! {
         host,
         port,
         db,
+        store,
+        node_id,
         durability,
         commit_batch_max_ops,
         commit_batch_window_ms,

@@ -48,6 +48,11 @@ pub(crate) struct Settings {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub db: Option<PathBuf>,
+    /// `postgres://USER@HOST:PORT/DB` for cluster mode; `None` (or `sqlite`): the
+    /// SQLite file `db`.
+    pub store: Option<String>,
+    /// This node's name in a cluster (default: the host name).
+    pub node_id: Option<String>,
     // Persistence.
     pub durability: Durability,
     pub commit_batch_max_ops: usize,
@@ -196,6 +201,8 @@ impl Default for Settings {
             host: None,
             port: None,
             db: None,
+            store: None,
+            node_id: None,
             durability: Durability::Durable,
             commit_batch_max_ops: 512,
             commit_batch_window_ms: 0,
@@ -255,6 +262,8 @@ pub(crate) const TEMPLATE: &str = "\
 # host: 127.0.0.1
 # port: 8765
 # db: ~/.local/share/agent-hub/hub.db
+# store: sqlite                # or postgres://USER@HOST:PORT/DB (cluster mode; docs/cluster.md)
+# node_id: host-a              # cluster mode: this node's name (default: the host name)
 # Persistence:
 # durability: durable          # durable: answer writes once on disk; fast: answer at once
 # commit_batch_max_ops: 512    # most writes in one transaction
@@ -434,6 +443,8 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "host" => s.host = Some(ctx.string(key, v)?),
         "port" => s.port = Some(ctx.int(key, v, 0, 65535)? as u16),
         "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),
+        "store" => s.store = store(ctx, key, v)?,
+        "node_id" => s.node_id = Some(node_id(ctx, key, v)?),
         "durability" => s.durability = durability(ctx, key, v)?,
         "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
         "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
@@ -619,6 +630,61 @@ fn durability(ctx: &Ctx, key: &str, v: &Value) -> Result<Durability, ConfigError
     }
 }
 
+fn store(ctx: &Ctx, key: &str, v: &Value) -> Result<Option<String>, ConfigError> {
+    let text = ctx.string(key, v)?;
+    parse_store(&text).map_err(|why| ctx.bad(key, why))
+}
+
+/// `store:` / `--store` / `AGENT_HUB_STORE`: `sqlite` (the default: the `db` file)
+/// or a `postgres://` URL, which must not hold a password (it would show in `ps`,
+/// shell history and logs: PGPASSWORD or a PGPASSFILE give it).
+pub(crate) fn parse_store(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() || text == "sqlite" {
+        return Ok(None);
+    }
+    let Some(rest) = text
+        .strip_prefix("postgres://")
+        .or_else(|| text.strip_prefix("postgresql://"))
+    else {
+        return Err(format!(
+            "must be `sqlite` or postgres://USER@HOST:PORT/DATABASE, got `{}`",
+            text.split("://").next().unwrap_or(text)
+        ));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if userinfo.contains(':') {
+            return Err(
+                "the URL contains a password: set PGPASSWORD or use a PGPASSFILE instead".into(),
+            );
+        }
+    }
+    Ok(Some(text.to_string()))
+}
+
+fn node_id(ctx: &Ctx, key: &str, v: &Value) -> Result<String, ConfigError> {
+    let text = ctx.string(key, v)?;
+    parse_node_id(&text).map_err(|why| ctx.bad(key, why))
+}
+
+/// A node id: 1 to 64 of `A-Z a-z 0-9 . _ -` (it names the node in logs, metrics
+/// and `hubctl cluster`).
+pub(crate) fn parse_node_id(text: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "must be 1 to 64 letters, digits, `.`, `_` or `-`, got `{}`",
+            text.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
 fn log_format(ctx: &Ctx, key: &str, v: &Value) -> Result<LogFormat, ConfigError> {
     match v.as_str() {
         Some("text") => Ok(LogFormat::Text),
@@ -679,6 +745,35 @@ mod tests {
         assert_eq!(s.lease_minutes, 90.0);
         assert_eq!(s.durability, Durability::Durable);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn store_and_node_id() {
+        let (s, _) = parse(
+            "c",
+            "store: postgres://hub@db:5432/hub\nnode_id: host-a.1\n",
+        )
+        .unwrap();
+        assert_eq!(s.store.as_deref(), Some("postgres://hub@db:5432/hub"));
+        assert_eq!(s.node_id.as_deref(), Some("host-a.1"));
+        let (s, _) = parse("c", "store: sqlite\n").unwrap();
+        assert_eq!(s.store, None);
+        for bad in [
+            "store: mysql://x/y",
+            "store: postgres://hub:secret@db/hub",
+            "node_id: \"a b\"",
+            "node_id: \"\"",
+        ] {
+            let e = parse("c", bad).unwrap_err().to_string();
+            assert!(e.contains("store") || e.contains("node_id"), "{bad}: {e}");
+        }
+        assert!(parse_store("postgresql://u@h/d?host=/run/pg").is_ok());
+        // An `@` in the path or query is not a password separator.
+        assert!(parse_store("postgres://u@h/d?options=a:b@c").is_ok());
+        assert!(parse_store("postgres://u:pw@h/d")
+            .unwrap_err()
+            .contains("PGPASSWORD"));
+        assert!(parse_node_id(&"x".repeat(65)).is_err());
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn apply_one<'a>(
         )?,
         Op::RoundUpsert(r) => upsert_round(tx, r)?,
         Op::AssignmentUpsert(a) => upsert_assignment(tx, a)?,
-        Op::AssignmentDelete { id } => delete_assignment(tx, id)?,
+        Op::AssignmentDelete { id, .. } => delete_assignment(tx, id)?,
         Op::HandoffInsert(h) => insert_handoff(tx, h)?,
         Op::Approval {
             id,

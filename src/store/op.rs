@@ -5,6 +5,7 @@
 
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
+use crate::domain::shard::{shard_of, ShardId};
 use crate::domain::task::{Assignment, Handoff, Round, Task};
 use crate::domain::time::{iso, Timestamp};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,9 +64,11 @@ pub(crate) enum Op {
         task_id: String,
         count: u32,
     },
-    /// A pending assignment replaced by a revised plan.
+    /// A pending assignment replaced by a revised plan (`task_id`: its task, the
+    /// owner of the row).
     AssignmentDelete {
         id: String,
+        task_id: String,
     },
     HandoffInsert(Handoff),
     /// One row of `operator_approvals` (`task_id`: the round's task, its owner).
@@ -110,6 +113,60 @@ pub(crate) enum Op {
 
 /// One row of `audit_events`: an audited transition, written by [`Op::Audit`] and
 /// shown on the operator event stream once committed.
+/// The shards whose rows an op writes: in cluster mode, the writer fences the op
+/// on their epochs, and refuses it on a node that does not hold them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Writes no row of any shard.
+    Nothing,
+    /// The rows of one owner (an agent, a task, a lock key).
+    One(ShardId),
+    /// A message and its deliveries: the sender's shard and each recipient's.
+    Many(Vec<ShardId>),
+    /// Rows anywhere (the agent list, retention): only a node holding every shard
+    /// may write it.
+    Every,
+}
+
+impl Op {
+    /// What [`Scope`] this op writes in. Each row's shard is its owner's, as the
+    /// PostgreSQL writer stores it in the row's `shard` column.
+    pub(crate) fn scope(&self) -> Scope {
+        let of = |owner: &str| Scope::One(shard_of(owner));
+        match self {
+            Op::AgentRegister { id, .. } | Op::AgentHeartbeat { id, .. } => of(id),
+            Op::MessageAck { agent, .. } | Op::DeliveriesPurge { agent, .. } => of(agent),
+            Op::MessageInsert {
+                message,
+                recipients,
+            } => {
+                let mut shards: Vec<ShardId> = std::iter::once(message.from_agent.as_str())
+                    .chain(recipients.iter().map(String::as_str))
+                    .map(shard_of)
+                    .collect();
+                shards.sort();
+                shards.dedup();
+                Scope::Many(shards)
+            }
+            Op::TaskUpsert(t) | Op::TaskCreated(t) => of(&t.id),
+            Op::RoundUpsert(r) => of(&r.task_id),
+            Op::AssignmentUpsert(a) => of(&a.task_id),
+            Op::HandoffInsert(h) => of(&h.task_id),
+            Op::TaskMessageCount { task_id, .. }
+            | Op::AssignmentDelete { task_id, .. }
+            | Op::Approval { task_id, .. } => of(task_id),
+            Op::LockUpsert { lock, .. } => of(&lock.lock_key),
+            Op::LockDelete { key, .. } => of(key),
+            Op::Audit(row) => of(&row.entity_id),
+            Op::Mark | Op::Vacuum { .. } => Scope::Nothing,
+            Op::AgentsSync { .. }
+            | Op::PruneMessages(_)
+            | Op::PruneTasks(_)
+            | Op::PruneAudit(_) => Scope::Every,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AuditRow {
     /// Chosen with the row ([`crate::domain::audit_id`]), never by the database.

@@ -14,7 +14,11 @@ pub mod connect;
 pub mod fence;
 pub mod lease;
 pub mod migrate;
+pub(crate) mod node;
+pub(crate) mod open;
+pub(crate) mod ownership;
 mod passfile;
+pub(crate) mod writer;
 
 pub use crate::domain::lease::next_fencing_token;
 pub use crate::domain::shard::{Epoch, ShardId};

@@ -12,7 +12,8 @@ mod sqlite;
 
 use super::load::{AgentRow, MailState, Snapshot};
 use super::pages::{AuditEvent, AuditFilter, Decision, Delivery, Page, PageRequest, TaskSummary};
-use super::StoreError;
+use super::writer::ReadSide;
+use super::{Store, StoreError};
 use crate::domain::inbox::{SendQuery, Stored};
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
@@ -162,6 +163,168 @@ pub(crate) trait Reads {
 
     /// How many rows `policy` names before `cutoff` now (a dry run).
     async fn prune_count(&self, policy: Prunable, cutoff: &str) -> Result<u64, StoreError>;
+}
+
+/// Each read goes to the store's backend.
+macro_rules! backend {
+    ($store:ident, $method:ident($($arg:expr),*)) => {
+        match $store.read_side() {
+            ReadSide::Sqlite(_) => sqlite::Sqlite($store).$method($($arg),*).await,
+            ReadSide::Postgres(pool) => {
+                postgres::Postgres::new($store, pool).$method($($arg),*).await
+            }
+        }
+    };
+}
+
+impl Reads for Store {
+    async fn load(&self, shards: &Shards) -> Result<Snapshot, StoreError> {
+        backend!(self, load(shards))
+    }
+
+    async fn load_task(&self, id: &str) -> Result<Option<TaskState>, StoreError> {
+        backend!(self, load_task(id))
+    }
+
+    async fn load_agent(&self, id: &str) -> Result<Option<(AgentRow, MailState)>, StoreError> {
+        backend!(self, load_agent(id))
+    }
+
+    async fn owner_of(&self, kind: Owned, id: &str) -> Result<Option<String>, StoreError> {
+        backend!(self, owner_of(kind, id))
+    }
+
+    async fn task_exists(&self, id: &str) -> Result<bool, StoreError> {
+        backend!(self, task_exists(id))
+    }
+
+    async fn fencing_counter(&self, key: &str) -> Result<u64, StoreError> {
+        backend!(self, fencing_counter(key))
+    }
+
+    async fn send_history(&self, from: &str, query: SendQuery) -> Result<Stored, StoreError> {
+        backend!(self, send_history(from, query))
+    }
+
+    async fn messages_by_id(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, Message>, StoreError> {
+        backend!(self, messages_by_id(ids))
+    }
+
+    async fn received_of(
+        &self,
+        agent: &str,
+        ids: Vec<String>,
+    ) -> Result<HashSet<String>, StoreError> {
+        backend!(self, received_of(agent, ids))
+    }
+
+    async fn assignments_of_agent(
+        &self,
+        agent: &str,
+        limit: usize,
+    ) -> Result<Vec<Assignment>, StoreError> {
+        backend!(self, assignments_of_agent(agent, limit))
+    }
+
+    async fn task_page(&self, req: PageRequest) -> Result<Page<TaskSummary>, StoreError> {
+        backend!(self, task_page(req))
+    }
+
+    async fn round_page(&self, req: PageRequest) -> Result<Page<Round>, StoreError> {
+        backend!(self, round_page(req))
+    }
+
+    async fn awaiting_page(&self, req: PageRequest) -> Result<Page<Round>, StoreError> {
+        backend!(self, awaiting_page(req))
+    }
+
+    async fn audit_page(
+        &self,
+        req: PageRequest,
+        filter: AuditFilter,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        backend!(self, audit_page(req, filter))
+    }
+
+    async fn message_page(&self, req: PageRequest) -> Result<Page<Message>, StoreError> {
+        backend!(self, message_page(req))
+    }
+
+    async fn task_message_page(
+        &self,
+        task_id: &str,
+        req: PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        backend!(self, task_message_page(task_id, req))
+    }
+
+    async fn sent_message_page(
+        &self,
+        agent: &str,
+        req: PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        backend!(self, sent_message_page(agent, req))
+    }
+
+    async fn delivery_page(
+        &self,
+        agent: &str,
+        req: PageRequest,
+        unread: bool,
+    ) -> Result<Option<Page<Delivery>>, StoreError> {
+        backend!(self, delivery_page(agent, req, unread))
+    }
+
+    async fn agent_assignment_page(
+        &self,
+        agent: &str,
+        req: PageRequest,
+    ) -> Result<Page<Assignment>, StoreError> {
+        backend!(self, agent_assignment_page(agent, req))
+    }
+
+    async fn agent_page(&self, req: PageRequest) -> Result<Page<(String, String)>, StoreError> {
+        backend!(self, agent_page(req))
+    }
+
+    async fn lock_page(&self, req: PageRequest, now: &str) -> Result<Page<Lock>, StoreError> {
+        backend!(self, lock_page(req, now))
+    }
+
+    async fn decisions(&self, round_id: &str) -> Result<Vec<Decision>, StoreError> {
+        backend!(self, decisions(round_id))
+    }
+
+    async fn task_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        backend!(self, task_counts())
+    }
+
+    async fn acked_messages_before(
+        &self,
+        cutoff: &str,
+        after: (String, String),
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        backend!(self, acked_messages_before(cutoff, after))
+    }
+
+    async fn finished_tasks_before(
+        &self,
+        cutoff: &str,
+        after: (String, String),
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        backend!(self, finished_tasks_before(cutoff, after))
+    }
+
+    async fn audit_events_before(&self, cutoff: &str) -> Result<Vec<i64>, StoreError> {
+        backend!(self, audit_events_before(cutoff))
+    }
+
+    async fn prune_count(&self, policy: Prunable, cutoff: &str) -> Result<u64, StoreError> {
+        backend!(self, prune_count(policy, cutoff))
+    }
 }
 
 #[cfg(test)]

@@ -313,6 +313,7 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
             vec![
                 Op::AssignmentDelete {
                     id: t1.assignments[1].id.clone(),
+                    task_id: t1.task.id.clone(),
                 },
                 Op::AssignmentUpsert(revised),
                 approval("T1", &r1),

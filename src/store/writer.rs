@@ -72,6 +72,22 @@ struct Inner {
     durability: Durability,
     /// The writer thread, joined by [`Store::shutdown`].
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Where reads go.
+    reads: ReadSide,
+    /// The newest generation handed out by [`Store::next_generation`].
+    latest_generation: AtomicU64,
+    /// Committed audit rows, for `/operator/events`.
+    events: Arc<crate::events::EventBus>,
+}
+
+/// Where a store's reads run: SQLite's read-only connections, or PostgreSQL's pool.
+pub(crate) enum ReadSide {
+    Sqlite(SqliteReaders),
+    Postgres(crate::store::pg::Pool),
+}
+
+/// SQLite's read-only connections on the database file.
+pub(crate) struct SqliteReaders {
     /// The database file, for the read-only connections of [`Store::read`].
     path: PathBuf,
     /// Idle read-only connections, taken by one read at a time (a short lock: never
@@ -81,16 +97,20 @@ struct Inner {
     /// thread of the blocking pool: bounded, so that a burst of calls neither opens
     /// a connection per call nor grows the process by a thread and arena per call.
     read_slots: Arc<tokio::sync::Semaphore>,
-    /// The newest generation handed out by [`Store::next_generation`].
-    latest_generation: AtomicU64,
-    /// Committed audit rows, for `/operator/events`.
-    events: Arc<crate::events::EventBus>,
 }
 
 /// Read-only connections: at most this many, each kept open once made.
 const MAX_READERS: usize = 4;
 
-impl Inner {
+impl SqliteReaders {
+    fn new(path: &Path) -> SqliteReaders {
+        SqliteReaders {
+            path: path.to_path_buf(),
+            readers: Mutex::new(Vec::new()),
+            read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+        }
+    }
+
     fn take_reader(&self) -> Result<Connection, StoreError> {
         if let Some(c) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(c);
@@ -178,21 +198,31 @@ impl Store {
         let snapshot = load::load_open_work(&conn, &Shards::All)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
 
+        let file = FileWatch::new(path)?;
+        let engine = Box::new(SqliteEngine { conn, file });
+        let reads = ReadSide::Sqlite(SqliteReaders::new(path));
+        Ok((Store::start(engine, reads, opts)?, snapshot))
+    }
+
+    /// Start the writer thread on `engine`, reads going to `reads`.
+    pub(crate) fn start(
+        engine: Box<dyn Engine>,
+        reads: ReadSide,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
-        let file = FileWatch::new(path)?;
         let events = Arc::new(crate::events::EventBus::default());
         let writer_events = events.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
                 Writer {
-                    conn,
+                    engine,
                     rx,
                     progress: progress_tx,
                     max_ops: opts.max_ops,
                     window: opts.window,
-                    file,
                     health: Health::Ok,
                     min_generation: 0,
                     events: writer_events,
@@ -203,7 +233,7 @@ impl Store {
                 path: "store-writer thread".into(),
                 source: e,
             })?;
-        let store = Store {
+        Ok(Store {
             inner: Arc::new(Inner {
                 tx: Mutex::new((0, tx)),
                 progress: progress_rx,
@@ -213,15 +243,12 @@ impl Store {
                 },
                 durability: opts.durability,
                 thread: Mutex::new(Some(thread)),
-                path: path.to_path_buf(),
-                readers: Mutex::new(Vec::new()),
-                read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+                reads,
                 latest_generation: AtomicU64::new(0),
                 events,
             }),
             generation: 0,
-        };
-        Ok((store, snapshot))
+        })
     }
 
     /// Queue `op` for the writer. Never blocks on disk.
@@ -380,8 +407,12 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.settled().await?;
-        let slot = self
-            .inner
+        let ReadSide::Sqlite(sqlite) = &self.inner.reads else {
+            return Err(StoreError::NotOnPostgres(
+                "this works on the SQLite file; use PostgreSQL's own tools (pg_dump, VACUUM)",
+            ));
+        };
+        let slot = sqlite
             .read_slots
             .clone()
             .acquire_owned()
@@ -390,13 +421,21 @@ impl Store {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let conn = inner.take_reader()?;
+            let ReadSide::Sqlite(sqlite) = &inner.reads else {
+                return Err(StoreError::Closed);
+            };
+            let conn = sqlite.take_reader()?;
             let out = f(&conn);
-            inner.give_back(conn);
+            sqlite.give_back(conn);
             out
         })
         .await
         .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Where this store's reads go.
+    pub(super) fn read_side(&self) -> &ReadSide {
+        &self.inner.reads
     }
 
     /// A ticket covering every op queued so far: waiting for it makes an answer that
@@ -423,11 +462,13 @@ impl Store {
     pub(crate) fn shutdown(&self) {
         // Idle readers closed first, so that the writer's close can checkpoint the
         // whole WAL into the database file.
-        self.inner
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        if let ReadSide::Sqlite(sqlite) = &self.inner.reads {
+            sqlite
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
         {
             let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
             let _ = guard.1.send(Msg::Shutdown);
@@ -522,6 +563,35 @@ pub(crate) fn commit_batch(conn: &mut Connection, ops: &[&Op]) -> rusqlite::Resu
             _ => None,
         })
         .reduce(|a, b| a || b))
+}
+
+/// The single-node engine: the SQLite file, watched for deletion or replacement.
+struct SqliteEngine {
+    conn: Connection,
+    file: FileWatch,
+}
+
+impl Engine for SqliteEngine {
+    fn commit(&mut self, ops: &[&Op]) -> Result<Committed, String> {
+        let vacuum = commit_batch(&mut self.conn, ops).map_err(|e| e.to_string())?;
+        Ok(Committed { vacuum })
+    }
+
+    fn probe(&mut self) -> Result<(), String> {
+        probe(&mut self.conn).map_err(|e| e.to_string())
+    }
+
+    fn vacuum(&mut self, full: bool) {
+        vacuum(&self.conn, full)
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.file.changed()
+    }
+
+    fn rescue(&mut self) -> Option<PathBuf> {
+        self.file.rescue(&self.conn)
+    }
 }
 
 /// A write that proves the store takes writes again (a page through the WAL and an
@@ -626,12 +696,12 @@ impl FileWatch {
 
 /// The writer thread's state.
 struct Writer {
-    conn: Connection,
+    /// The database: SQLite's file, or PostgreSQL (`pg::writer`).
+    engine: Box<dyn Engine>,
     rx: mpsc::Receiver<Msg>,
     progress: watch::Sender<Progress>,
     max_ops: usize,
     window: Duration,
-    file: FileWatch,
     health: Health,
     /// Ops of older generations are dropped.
     min_generation: u64,
@@ -686,7 +756,7 @@ impl Writer {
             });
         }
         if self.health == Health::Ok && !live.is_empty() {
-            if let Some(why) = self.file.changed() {
+            if let Some(why) = self.engine.lost() {
                 self.fatal(why);
             }
         }
@@ -707,8 +777,8 @@ impl Writer {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
-            match commit_batch(&mut self.conn, &ops) {
-                Ok(vacuum_due) => {
+            match self.engine.commit(&ops) {
+                Ok(Committed { vacuum }) => {
                     crate::metrics::get().commit(ops.len(), started.elapsed());
                     // Published first: readers and waiters go on; later ops
                     // wait for the vacuum, which runs on this thread.
@@ -717,8 +787,8 @@ impl Writer {
                     for draft in ops.iter().filter_map(|op| crate::events::of_op(op)) {
                         self.events.publish(draft);
                     }
-                    if let Some(full) = vacuum_due {
-                        vacuum(&self.conn, full);
+                    if let Some(full) = vacuum {
+                        self.engine.vacuum(full);
                     }
                     return;
                 }
@@ -748,11 +818,11 @@ impl Writer {
 
     /// Try one write; returns the wait before the next probe if it failed.
     fn probe(&mut self, backoff: Duration) -> Duration {
-        if let Some(why) = self.file.changed() {
+        if let Some(why) = self.engine.lost() {
             self.fatal(why);
             return backoff;
         }
-        match probe(&mut self.conn) {
+        match self.engine.probe() {
             Ok(()) => {
                 tracing::warn!(
                     "storage takes writes again; rebuilding live state from disk before resuming"
@@ -792,7 +862,7 @@ impl Writer {
     /// The file is gone or replaced: save what the connection holds, refuse writes
     /// for good.
     fn fatal(&mut self, why: String) {
-        let saved = self.file.rescue(&self.conn);
+        let saved = self.engine.rescue();
         match &saved {
             Some(to) => {
                 tracing::error!(%why, saved_to = %to.display(), "the database file changed under the server; writes are refused until restart")
@@ -816,8 +886,11 @@ impl Writer {
     }
 }
 
+mod engine;
 mod health;
 mod relay;
+
+pub(crate) use engine::{Committed, Engine};
 
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,8 @@ pub(crate) fn hubctl_cmd(home: &Path) -> Command {
         .env_remove("AGENT_HUB_HOST")
         .env_remove("AGENT_HUB_PORT")
         .env_remove("AGENT_HUB_DB")
+        .env_remove("AGENT_HUB_STORE")
+        .env_remove("AGENT_HUB_NODE_ID")
         .env_remove("AGENT_HUB_CONFIG_DIR")
         .env("RUST_LOG", "warn");
     cmd
@@ -150,9 +152,10 @@ pub(crate) fn spawn(
     }
 }
 
-/// The usual `serve` arguments for a config directory: loopback, port 0, db inside it.
+/// The usual `serve` arguments for a config directory: loopback, port 0, db inside
+/// it; or, when the suite runs on PostgreSQL ([`SUITE_PG`]), a database of its own.
 pub(crate) fn serve_args(dir: &Path) -> Vec<OsString> {
-    vec![
+    let mut args: Vec<OsString> = vec![
         "serve".into(),
         "--host".into(),
         "127.0.0.1".into(),
@@ -162,7 +165,55 @@ pub(crate) fn serve_args(dir: &Path) -> Vec<OsString> {
         dir.into(),
         "--db".into(),
         dir.join("hub.db").into(),
-    ]
+    ];
+    if let Some(url) = suite_database(dir) {
+        args.extend(["--store".into(), url.into()]);
+    }
+    args
+}
+
+/// `postgres://USER@HOST:PORT` (with PGPASSWORD set): every hub of the test run
+/// stores in PostgreSQL there, in a database of its own (`tests/cluster_suite.rs`
+/// runs the integration suite this way).
+pub(crate) const SUITE_PG: &str = "AGENT_HUB_TEST_PG";
+
+/// The database of the hubs of `dir` when the suite runs on PostgreSQL: named after
+/// the directory, so that a restart on the same directory finds its data; created
+/// on first use.
+fn suite_database(dir: &Path) -> Option<String> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let base = std::env::var(SUITE_PG).ok().filter(|b| !b.is_empty())?;
+    let mut h = DefaultHasher::new();
+    dir.hash(&mut h);
+    let name = format!("suite_{:016x}", h.finish());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut config: tokio_postgres::Config = format!("{base}/postgres")
+            .parse()
+            .expect("AGENT_HUB_TEST_PG");
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            config.password(p);
+        }
+        let (client, conn) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect to the suite's PostgreSQL");
+        tokio::spawn(conn);
+        let known = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .expect("look up the database");
+        if known.is_none() {
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create the database");
+        }
+    });
+    Some(format!("{base}/{name}"))
 }
 
 /// `hubctl serve` on `dir` must refuse to start: returns its stderr after checking

@@ -44,14 +44,47 @@ pub(crate) async fn apply_batch(
     tx: &Transaction<'_>,
     batch: &[Tagged<'_>],
 ) -> Result<Vec<ShardId>, PgError> {
-    let tags: Vec<(ShardId, Epoch)> = batch.iter().map(|t| (t.shard, t.epoch)).collect();
-    let fenced = super::fence(tx, &tags).await?;
+    let ops: Vec<TaggedOp<'_>> = batch
+        .iter()
+        .flat_map(|t| {
+            t.ops.iter().map(|op| TaggedOp {
+                op,
+                tags: vec![(t.shard, t.epoch)],
+            })
+        })
+        .collect();
+    apply_ops(tx, &ops).await
+}
+
+/// One op and the (shard, epoch) of every shard it writes in, as the node held
+/// them when it queued the op.
+#[derive(Debug, Clone)]
+pub(crate) struct TaggedOp<'a> {
+    pub op: &'a Op,
+    pub tags: Vec<(ShardId, Epoch)>,
+}
+
+/// The writer's form of [`apply_batch`]: the ops in their queue order (a delivery
+/// needs its agent's row, whatever shard each is in), each fenced on all of its
+/// shards. An op with a fenced shard is left out whole.
+pub(crate) async fn apply_ops(
+    tx: &Transaction<'_>,
+    ops: &[TaggedOp<'_>],
+) -> Result<Vec<ShardId>, PgError> {
+    let mut tags: Vec<(ShardId, Epoch)> = ops.iter().flat_map(|o| o.tags.iter().copied()).collect();
+    tags.sort();
+    tags.dedup();
+    let fenced = if tags.is_empty() {
+        Vec::new()
+    } else {
+        super::fence(tx, &tags).await?
+    };
     let skip: HashSet<ShardId> = fenced.iter().copied().collect();
     // Agent id -> time of its latest heartbeat in this batch.
     let mut heartbeats: HashMap<&str, &str> = HashMap::new();
-    for group in batch.iter().filter(|t| !skip.contains(&t.shard)) {
-        for op in group.ops {
-            apply_one(tx, op, &mut heartbeats).await?;
+    for o in ops {
+        if o.tags.iter().all(|(shard, _)| !skip.contains(shard)) {
+            apply_one(tx, o.op, &mut heartbeats).await?;
         }
     }
     write_heartbeats(tx, &heartbeats).await?;
@@ -110,7 +143,7 @@ async fn apply_one<'a>(
         }
         Op::RoundUpsert(r) => upsert_round(tx, r).await?,
         Op::AssignmentUpsert(a) => upsert_assignment(tx, a).await?,
-        Op::AssignmentDelete { id } => {
+        Op::AssignmentDelete { id, .. } => {
             exec(tx, "DELETE FROM assignments WHERE id = $1", &[id]).await?;
         }
         Op::HandoffInsert(h) => insert_handoff(tx, h).await?,

@@ -20,63 +20,70 @@ use crate::store::{mail, prune, Store, StoreError};
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 
-impl Reads for Store {
+/// [`Reads`] on SQLite, for [`Store`]'s dispatch (`reads.rs`).
+pub(super) struct Sqlite<'a>(pub &'a Store);
+
+impl Reads for Sqlite<'_> {
     async fn load(&self, shards: &Shards) -> Result<Snapshot, StoreError> {
         let shards = shards.clone();
-        self.read(move |c| load::load_open_work(c, &shards)).await
+        self.0.read(move |c| load::load_open_work(c, &shards)).await
     }
 
     async fn load_task(&self, id: &str) -> Result<Option<TaskState>, StoreError> {
         let id = id.to_string();
         let mut found = self
+            .0
             .read(move |c| load_tasks::load_tasks(c, Scope::Task(&id)))
             .await?;
         Ok(found.pop())
     }
 
     async fn load_agent(&self, id: &str) -> Result<Option<(AgentRow, MailState)>, StoreError> {
-        by_key(self, id, load::load_agent).await
+        by_key(self.0, id, load::load_agent).await
     }
 
     async fn owner_of(&self, kind: Owned, id: &str) -> Result<Option<String>, StoreError> {
         let id = id.to_string();
-        self.read(move |c| load_tasks::owner_of(c, kind, &id)).await
+        self.0
+            .read(move |c| load_tasks::owner_of(c, kind, &id))
+            .await
     }
 
     async fn task_exists(&self, id: &str) -> Result<bool, StoreError> {
-        by_key(self, id, load_tasks::task_exists).await
+        by_key(self.0, id, load_tasks::task_exists).await
     }
 
     async fn fencing_counter(&self, key: &str) -> Result<u64, StoreError> {
-        by_key(self, key, load::fencing_counter).await
+        by_key(self.0, key, load::fencing_counter).await
     }
 
     async fn send_history(&self, from: &str, query: SendQuery) -> Result<Stored, StoreError> {
         let from = from.to_string();
         // Both look-ups on one connection, as one read.
-        self.read(move |c| {
-            let dedupe_original = match &query.dedupe_key {
-                Some(k) => mail::dedupe_original(c, &from, k)?,
-                None => None,
-            };
-            let reply_seen = match &query.reply_to {
-                Some(r) => mail::sent_or_received(c, &from, r)?,
-                None => false,
-            };
-            Ok(Stored {
-                query,
-                dedupe_original,
-                reply_seen,
+        self.0
+            .read(move |c| {
+                let dedupe_original = match &query.dedupe_key {
+                    Some(k) => mail::dedupe_original(c, &from, k)?,
+                    None => None,
+                };
+                let reply_seen = match &query.reply_to {
+                    Some(r) => mail::sent_or_received(c, &from, r)?,
+                    None => false,
+                };
+                Ok(Stored {
+                    query,
+                    dedupe_original,
+                    reply_seen,
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn messages_by_id(
         &self,
         ids: Vec<String>,
     ) -> Result<HashMap<String, Message>, StoreError> {
-        self.read(move |c| mail::messages_by_id(c, &ids)).await
+        self.0.read(move |c| mail::messages_by_id(c, &ids)).await
     }
 
     async fn received_of(
@@ -85,7 +92,9 @@ impl Reads for Store {
         ids: Vec<String>,
     ) -> Result<HashSet<String>, StoreError> {
         let agent = agent.to_string();
-        self.read(move |c| mail::received_of(c, &agent, &ids)).await
+        self.0
+            .read(move |c| mail::received_of(c, &agent, &ids))
+            .await
     }
 
     async fn assignments_of_agent(
@@ -94,20 +103,21 @@ impl Reads for Store {
         limit: usize,
     ) -> Result<Vec<Assignment>, StoreError> {
         let agent = agent.to_string();
-        self.read(move |c| load_tasks::assignments_of_agent(c, &agent, limit))
+        self.0
+            .read(move |c| load_tasks::assignments_of_agent(c, &agent, limit))
             .await
     }
 
     async fn task_page(&self, req: PageRequest) -> Result<Page<TaskSummary>, StoreError> {
-        page(self, req, pages::tasks).await
+        page(self.0, req, pages::tasks).await
     }
 
     async fn round_page(&self, req: PageRequest) -> Result<Page<Round>, StoreError> {
-        page(self, req, pages::rounds).await
+        page(self.0, req, pages::rounds).await
     }
 
     async fn awaiting_page(&self, req: PageRequest) -> Result<Page<Round>, StoreError> {
-        page(self, req, pages::awaiting_rounds).await
+        page(self.0, req, pages::awaiting_rounds).await
     }
 
     async fn audit_page(
@@ -115,11 +125,11 @@ impl Reads for Store {
         req: PageRequest,
         filter: AuditFilter,
     ) -> Result<Page<AuditEvent>, StoreError> {
-        self.read(move |c| pages::audit(c, &req, &filter)).await
+        self.0.read(move |c| pages::audit(c, &req, &filter)).await
     }
 
     async fn message_page(&self, req: PageRequest) -> Result<Page<Message>, StoreError> {
-        page(self, req, pages::messages).await
+        page(self.0, req, pages::messages).await
     }
 
     async fn task_message_page(
@@ -127,7 +137,7 @@ impl Reads for Store {
         task_id: &str,
         req: PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        keyed_page(self, task_id, req, pages::task_messages).await
+        keyed_page(self.0, task_id, req, pages::task_messages).await
     }
 
     async fn sent_message_page(
@@ -135,7 +145,7 @@ impl Reads for Store {
         agent: &str,
         req: PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        keyed_page(self, agent, req, pages::sent_messages).await
+        keyed_page(self.0, agent, req, pages::sent_messages).await
     }
 
     async fn delivery_page(
@@ -146,11 +156,12 @@ impl Reads for Store {
     ) -> Result<Option<Page<Delivery>>, StoreError> {
         let id = agent.to_string();
         // The existence check and the page on one connection, as one read.
-        self.read(move |c| match pages::agent_known(c, &id)? {
-            true => pages::deliveries(c, &req, &id, unread).map(Some),
-            false => Ok(None),
-        })
-        .await
+        self.0
+            .read(move |c| match pages::agent_known(c, &id)? {
+                true => pages::deliveries(c, &req, &id, unread).map(Some),
+                false => Ok(None),
+            })
+            .await
     }
 
     async fn agent_assignment_page(
@@ -158,24 +169,24 @@ impl Reads for Store {
         agent: &str,
         req: PageRequest,
     ) -> Result<Page<Assignment>, StoreError> {
-        keyed_page(self, agent, req, pages::agent_assignments).await
+        keyed_page(self.0, agent, req, pages::agent_assignments).await
     }
 
     async fn agent_page(&self, req: PageRequest) -> Result<Page<(String, String)>, StoreError> {
-        page(self, req, pages::agents).await
+        page(self.0, req, pages::agents).await
     }
 
     async fn lock_page(&self, req: PageRequest, now: &str) -> Result<Page<Lock>, StoreError> {
         let now = now.to_string();
-        self.read(move |c| pages::locks(c, &req, &now)).await
+        self.0.read(move |c| pages::locks(c, &req, &now)).await
     }
 
     async fn decisions(&self, round_id: &str) -> Result<Vec<Decision>, StoreError> {
-        by_key(self, round_id, pages::decisions).await
+        by_key(self.0, round_id, pages::decisions).await
     }
 
     async fn task_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(pages::task_counts).await
+        self.0.read(pages::task_counts).await
     }
 
     async fn acked_messages_before(
@@ -184,7 +195,8 @@ impl Reads for Store {
         after: (String, String),
     ) -> Result<Vec<(String, String)>, StoreError> {
         let cutoff = cutoff.to_string();
-        self.read(move |c| prune::acked_messages(c, &cutoff, &after))
+        self.0
+            .read(move |c| prune::acked_messages(c, &cutoff, &after))
             .await
     }
 
@@ -194,17 +206,18 @@ impl Reads for Store {
         after: (String, String),
     ) -> Result<Vec<(String, String)>, StoreError> {
         let cutoff = cutoff.to_string();
-        self.read(move |c| prune::finished_tasks(c, &cutoff, &after))
+        self.0
+            .read(move |c| prune::finished_tasks(c, &cutoff, &after))
             .await
     }
 
     async fn audit_events_before(&self, cutoff: &str) -> Result<Vec<i64>, StoreError> {
-        by_key(self, cutoff, prune::audit_events).await
+        by_key(self.0, cutoff, prune::audit_events).await
     }
 
     async fn prune_count(&self, policy: Prunable, cutoff: &str) -> Result<u64, StoreError> {
         let cutoff = cutoff.to_string();
-        self.read(move |c| prune::count(c, policy, &cutoff)).await
+        self.0.read(move |c| prune::count(c, policy, &cutoff)).await
     }
 }
 

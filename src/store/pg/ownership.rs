@@ -1,0 +1,96 @@
+//! The shards this node holds and the epoch of each, as the lease loop last saw
+//! them: what the writer tags every op with (cluster.md §2-3). Lock-free reads, one
+//! per op; written only when a lease is acquired, lost or released.
+
+use super::{Epoch, ShardId};
+use crate::domain::shard::SHARD_COUNT;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Not held (epochs start at 1 once acquired).
+const NOT_HELD: i64 = -1;
+
+/// Shard -> the epoch this node holds it at.
+#[derive(Debug)]
+pub(crate) struct Ownership {
+    epochs: Box<[AtomicI64]>,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Ownership {
+            epochs: (0..SHARD_COUNT).map(|_| AtomicI64::new(NOT_HELD)).collect(),
+        }
+    }
+}
+
+impl Ownership {
+    /// Held from now on, at `epoch`.
+    pub(crate) fn hold(&self, shard: ShardId, epoch: Epoch) {
+        if let Some(slot) = self.epochs.get(usize::from(shard.0)) {
+            slot.store(epoch.0, Ordering::Release);
+        }
+    }
+
+    /// No longer held: its ops are refused from now on.
+    pub(crate) fn lose(&self, shard: ShardId) {
+        if let Some(slot) = self.epochs.get(usize::from(shard.0)) {
+            slot.store(NOT_HELD, Ordering::Release);
+        }
+    }
+
+    /// Nothing is held (a node that cannot renew fences itself).
+    pub(crate) fn lose_all(&self) {
+        for slot in self.epochs.iter() {
+            slot.store(NOT_HELD, Ordering::Release);
+        }
+    }
+
+    /// The epoch `shard` is held at, if it is.
+    pub(crate) fn epoch(&self, shard: ShardId) -> Option<Epoch> {
+        let e = self
+            .epochs
+            .get(usize::from(shard.0))?
+            .load(Ordering::Acquire);
+        (e != NOT_HELD).then_some(Epoch(e))
+    }
+
+    /// Every shard held, with its epoch, in shard order.
+    pub(crate) fn held(&self) -> Vec<(ShardId, Epoch)> {
+        (0..SHARD_COUNT)
+            .filter_map(|s| self.epoch(ShardId(s)).map(|e| (ShardId(s), e)))
+            .collect()
+    }
+
+    /// How many shards are held.
+    pub(crate) fn count(&self) -> usize {
+        self.epochs
+            .iter()
+            .filter(|e| e.load(Ordering::Acquire) != NOT_HELD)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_loses_and_lists() {
+        let o = Ownership::default();
+        assert_eq!(o.count(), 0);
+        o.hold(ShardId(3), Epoch(7));
+        o.hold(ShardId(1), Epoch(2));
+        assert_eq!(o.epoch(ShardId(3)), Some(Epoch(7)));
+        assert_eq!(o.epoch(ShardId(4)), None);
+        assert_eq!(
+            o.held(),
+            vec![(ShardId(1), Epoch(2)), (ShardId(3), Epoch(7))]
+        );
+        o.lose(ShardId(3));
+        assert_eq!(o.epoch(ShardId(3)), None);
+        o.hold(ShardId(SHARD_COUNT), Epoch(1)); // out of range: ignored
+        assert_eq!(o.count(), 1);
+        o.lose_all();
+        assert_eq!(o.count(), 0);
+    }
+}

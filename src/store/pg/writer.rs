@@ -1,0 +1,243 @@
+//! The writer thread's engine on PostgreSQL (cluster.md §3): the same batching,
+//! progress and fault handling as SQLite's (`store::writer`), with each batch
+//! written by [`super::apply::apply_ops`] in one transaction:
+//!
+//! 1. every op is tagged with the (shard, epoch) of each shard it writes, as
+//!    [`Ownership`] holds them now;
+//! 2. the epoch fence, then the ops in queue order;
+//! 3. the batch's row in `batch_log` (replacing this process's previous one);
+//! 4. COMMIT. If the connection is lost during COMMIT the outcome is unknown: the
+//!    engine reconnects and looks the batch up in `batch_log`. Found: committed.
+//!    Not found: not committed, and the writer retries it. Nothing later was
+//!    written meanwhile (one writer, one batch at a time), which is what makes
+//!    applying it again safe (see `docs/cluster.md`, "What re-applying assumes").
+//!
+//! A node serves only while it holds every shard (one node per cluster: several
+//! nodes need forwarding, not built yet). So a batch with an op of a shard not
+//! held, or a fenced one, is not written at all: the commit fails, the writer
+//! refuses writes, and once the lease loop holds every shard again its probe
+//! passes and the hub reloads its state from the store, exactly as after a
+//! storage fault on SQLite. No answered write is lost, and none computed from a
+//! state the store does not hold is written.
+//!
+//! The thread owns a current-thread tokio runtime and a pool of one connection
+//! of its own (the server's pool serves reads, on the server's runtime): the pool
+//! gives the per-connection statement cache of `prepare_cached` and replaces a
+//! connection found closed.
+
+use super::apply::{apply_ops, TaggedOp};
+use super::ownership::Ownership;
+use super::{Member, PgError, Pool, PoolOptions};
+use crate::domain::shard::{ShardId, SHARD_COUNT};
+use crate::store::op::Scope;
+use crate::store::writer::{Committed, Engine};
+use crate::store::Op;
+use deadpool_postgres::Object;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_postgres::Config;
+
+/// PostgreSQL behind the writer thread.
+pub(crate) struct PgEngine {
+    rt: tokio::runtime::Runtime,
+    pool: Pool,
+    client: Option<Object>,
+    owned: Arc<Ownership>,
+    member: Member,
+    /// The last batch's number in `batch_log` (this process's incarnation).
+    batch_seq: i64,
+}
+
+/// `Ok(true)`: committed; `Ok(false)`: not committed (safe to retry).
+type Outcome = Result<bool, PgError>;
+
+impl PgEngine {
+    /// Connections are made at the first write (this may run on an async thread,
+    /// where the engine's runtime cannot block).
+    pub(crate) fn new(
+        config: Config,
+        member: Member,
+        owned: Arc<Ownership>,
+    ) -> Result<PgEngine, PgError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Incompatible(format!("writer runtime: {e}")))?;
+        let options = PoolOptions {
+            max_size: 1,
+            ..PoolOptions::default()
+        };
+        Ok(PgEngine {
+            rt,
+            pool: super::pool(config, &options)?,
+            client: None,
+            owned,
+            member,
+            batch_seq: 0,
+        })
+    }
+
+    /// A live connection: the one held, or one from the pool (which connects
+    /// anew for a closed one). Its connection task runs whenever the runtime is
+    /// driven, which is whenever the writer uses it (always through `block_on`).
+    fn connect(&mut self) -> Result<(), PgError> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = Some(self.rt.block_on(self.pool.get())?);
+        }
+        Ok(())
+    }
+
+    /// The runtime and the connection, made if needed.
+    fn parts(&mut self) -> Result<(&tokio::runtime::Runtime, &mut Object), PgError> {
+        self.connect()?;
+        match self.client.as_mut() {
+            Some(c) => Ok((&self.rt, c)),
+            None => Err(PgError::Incompatible("no connection".into())),
+        }
+    }
+
+    /// Tag each op with its shards' epochs; `Err` names a shard not held.
+    fn tag<'a>(&self, ops: &[&'a Op]) -> Result<Vec<TaggedOp<'a>>, ShardId> {
+        let mut tagged = Vec::with_capacity(ops.len());
+        for &op in ops {
+            let shards = match op.scope() {
+                Scope::Nothing => Vec::new(),
+                Scope::One(s) => vec![s],
+                Scope::Many(list) => list,
+                Scope::Every => (0..SHARD_COUNT).map(ShardId).collect(),
+            };
+            let tags = shards
+                .into_iter()
+                .map(|s| self.owned.epoch(s).map(|e| (s, e)).ok_or(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            tagged.push(TaggedOp { op, tags });
+        }
+        Ok(tagged)
+    }
+
+    /// One attempt. A fenced batch is rolled back: nothing of it is stored.
+    fn write(&mut self, ops: &[TaggedOp<'_>], seq: i64) -> Result<(), Unsure> {
+        let member = self.member.clone();
+        let (rt, client) = self.parts().map_err(Unsure::NotStored)?;
+        rt.block_on(async {
+            let tx = client.transaction().await.map_err(not_stored)?;
+            let fenced = apply_ops(&tx, ops).await.map_err(Unsure::NotStored)?;
+            if !fenced.is_empty() {
+                // Dropping `tx` rolls it back.
+                return Err(Unsure::Fenced(fenced));
+            }
+            // One row per live process: this batch's replaces the last one.
+            tx.execute(
+                "WITH gone AS (DELETE FROM batch_log WHERE incarnation = $2 AND batch_seq < $3)
+                 INSERT INTO batch_log (node_id, incarnation, batch_seq, committed_at)
+                 VALUES ($1, $2, $3, now())",
+                &[&member.node_id(), &member.incarnation(), &seq],
+            )
+            .await
+            .map_err(not_stored)?;
+            tx.commit().await.map_err(|e| Unsure::Unknown(e.into()))
+        })
+    }
+
+    /// After a COMMIT whose answer was lost: look the batch up on a new connection.
+    fn settle(&mut self, seq: i64) -> Outcome {
+        self.client = None;
+        let incarnation = self.member.incarnation().to_string();
+        let (rt, client) = self.parts()?;
+        let row = rt.block_on(client.query_opt(
+            "SELECT 1 FROM batch_log WHERE incarnation = $1 AND batch_seq = $2",
+            &[&incarnation, &seq],
+        ))?;
+        Ok(row.is_some())
+    }
+}
+
+/// A failed attempt: not stored (an error, or shards with a newer epoch), or
+/// perhaps stored (COMMIT's answer lost).
+enum Unsure {
+    NotStored(PgError),
+    Fenced(Vec<ShardId>),
+    Unknown(PgError),
+}
+
+fn not_stored(e: tokio_postgres::Error) -> Unsure {
+    Unsure::NotStored(e.into())
+}
+
+impl Engine for PgEngine {
+    fn commit(&mut self, ops: &[&Op]) -> Result<Committed, String> {
+        let batch = self.tag(ops).map_err(|shard| {
+            format!(
+                "this node does not hold shard {} now; nothing of the batch was written",
+                shard.0
+            )
+        })?;
+        self.batch_seq += 1;
+        let seq = self.batch_seq;
+        match self.write(&batch, seq) {
+            Ok(()) => Ok(Committed { vacuum: None }),
+            Err(Unsure::NotStored(e)) => {
+                self.client = None;
+                Err(e.to_string())
+            }
+            Err(Unsure::Fenced(shards)) => {
+                crate::metrics::get().fenced_batch();
+                for s in &shards {
+                    self.owned.lose(*s);
+                }
+                tracing::error!(
+                    ?shards,
+                    "batch fenced: another node holds these shards now; nothing of it was written"
+                );
+                Err(format!(
+                    "{} shard(s) were taken over by another node; nothing of the batch was written",
+                    shards.len()
+                ))
+            }
+            Err(Unsure::Unknown(e)) => match self.settle(seq) {
+                Ok(true) => {
+                    tracing::warn!(error = %e, seq, "COMMIT's answer was lost; batch_log shows it committed");
+                    Ok(Committed { vacuum: None })
+                }
+                Ok(false) => Err(format!("{e} (the batch was not committed)")),
+                Err(e2) => {
+                    self.client = None;
+                    Err(format!(
+                        "{e}; whether the batch committed is unknown ({e2}): the hub reloads from the store"
+                    ))
+                }
+            },
+        }
+    }
+
+    /// Writes are taken again once the database answers a write and this node
+    /// holds every shard (see the module's comment).
+    fn probe(&mut self) -> Result<(), String> {
+        let held = self.owned.count();
+        if held < usize::from(SHARD_COUNT) {
+            return Err(format!(
+                "this node holds {held} of {SHARD_COUNT} shards; waiting for the rest"
+            ));
+        }
+        let member = self.member.clone();
+        let (rt, client) = self.parts().map_err(|e| e.to_string())?;
+        // A write, not a SELECT: a server in recovery answers reads.
+        rt.block_on(super::lease::heartbeat(&*client, &member))
+            .map_err(|e| e.to_string())
+    }
+
+    /// PostgreSQL's autovacuum gives space back by itself.
+    fn vacuum(&mut self, _full: bool) {}
+
+    /// Nothing is a file that can vanish under the server.
+    fn lost(&self) -> Option<String> {
+        None
+    }
+
+    fn rescue(&mut self) -> Option<PathBuf> {
+        None
+    }
+}
