@@ -1,9 +1,10 @@
 //! `hubctl serve --store postgres://…` (issue 16, shared/spec/cluster.md) against a
 //! real PostgreSQL 15 from `common::postgres`: one node holding every shard serves
 //! the workflow, messaging and locks over MCP as on SQLite; answered writes survive
-//! a graceful stop and `kill -9`; a second node with the same id, or any second
-//! node while forwarding is not built, is refused. Skips, saying why, where
-//! PostgreSQL is not installed.
+//! a graceful stop and `kill -9`; a second node with the same id is refused, one
+//! with another id stands by and takes over (graceful stop, kill -9); a stale
+//! owner (SIGSTOP past its leases) answers and commits nothing. Skips, saying why,
+//! where PostgreSQL is not installed.
 
 mod common;
 use common::postgres::Postgres;
@@ -33,11 +34,18 @@ fn start_node(server: &Postgres, dir: tempfile::TempDir, url: &str, node: &str) 
     Hub::from_running(dir, r)
 }
 
+/// [`start_node`], then wait until it serves (it holds every shard).
+fn start_active(server: &Postgres, dir: tempfile::TempDir, url: &str, node: &str) -> Hub {
+    let hub = start_node(server, dir, url, node);
+    until_ready(&hub, Duration::from_secs(30));
+    hub
+}
+
 /// The same config dir and database, started again (after a stop or a kill).
 fn restart(server: &Postgres, mut hub: Hub, url: &str, node: &str) -> Hub {
     hub.kill9();
     let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().expect("temp"));
-    start_node(server, dir, url, node)
+    start_active(server, dir, url, node)
 }
 
 fn ids(pulled: &Value) -> Vec<String> {
@@ -58,17 +66,18 @@ fn one_node_on_postgres() {
             return;
         }
     };
-    let urls = server.create_databases(&["serve", "pair"]);
+    let urls = server.create_databases(&["serve", "pair", "stale"]);
     std::thread::scope(|scope| {
         scope.spawn(|| serves_and_keeps_answered_writes(&server, &urls[0]));
-        scope.spawn(|| a_second_node_is_refused(&server, &urls[1]));
+        scope.spawn(|| standby_takes_over(&server, &urls[1]));
+        scope.spawn(|| stale_owner_commits_nothing(&server, &urls[2]));
     });
 }
 
 /// The tools over MCP, `hubctl`, then a graceful stop and a kill -9 with every
 /// answered write still there.
 fn serves_and_keeps_answered_writes(server: &Postgres, url: &str) {
-    let hub = start_node(server, config_dir(&AGENTS, "max_rounds: 2\n"), url, "n1");
+    let hub = start_active(server, config_dir(&AGENTS, "max_rounds: 2\n"), url, "n1");
     // The workflow: planned, approved by the operator, claimed, completed, reviewed.
     let round = dispatched_round(&hub, "T-1", CODE_AND_TESTS);
     let (d, a, b) = (hub.client("disp"), hub.client("alice"), hub.client("bob"));
@@ -149,34 +158,136 @@ fn serves_and_keeps_answered_writes(server: &Postgres, url: &str) {
     assert_eq!(t3, t2, "bob's lock survived the kill: renewed, same token");
 }
 
-/// While a node serves, another with the same id is refused (the registration
-/// is live), and one with another id is too (every shard is held).
-fn a_second_node_is_refused(server: &Postgres, url: &str) {
-    let hub = start_node(server, config_dir(&AGENTS, ""), url, "n1");
-    let try_start = |node: &str| {
-        let dir = config_dir(&AGENTS, "");
-        match spawn(
-            dir.path(),
-            &node_args(dir.path(), url, node),
-            &[("PGPASSWORD", &server.password)],
-        ) {
-            Ok(mut r) => {
-                let _ = r.child.kill();
-                panic!("node {node} started beside n1: {}", r.url);
-            }
-            Err(f) => {
-                assert!(f.status.is_some_and(|s| !s.success()), "{}", f.stderr);
-                f.stderr
-            }
+/// `hubctl serve` of node `node` must fail: its stderr.
+fn start_error(server: &Postgres, url: &str, node: &str) -> String {
+    let dir = config_dir(&AGENTS, "");
+    match spawn(
+        dir.path(),
+        &node_args(dir.path(), url, node),
+        &[("PGPASSWORD", &server.password)],
+    ) {
+        Ok(mut r) => {
+            let _ = r.child.kill();
+            panic!("node {node} started: {}", r.url);
         }
-    };
-    let (same, other) = std::thread::scope(|scope| {
-        let same = scope.spawn(|| try_start("n1"));
-        let other = scope.spawn(|| try_start("n2"));
-        (same.join().expect("n1"), other.join().expect("n2"))
-    });
+        Err(f) => {
+            assert!(f.status.is_some_and(|s| !s.success()), "{}", f.stderr);
+            f.stderr
+        }
+    }
+}
+
+/// `/readyz`'s status.
+fn ready(hub: &Hub) -> u16 {
+    request("GET", &format!("{}/readyz", hub.base), &[], "").status
+}
+
+/// The HTTP status of a `hub_status` call by `agent` on a new session (the
+/// initialize's, if that is refused already).
+fn call_status(hub: &Hub, agent: &str) -> u16 {
+    let auth = bearer(agent);
+    let headers = std_headers(&auth);
+    let init = request("POST", &hub.url, &headers, &init_body(LATEST));
+    if init.status != 200 {
+        return init.status;
+    }
+    let sid = init
+        .header("mcp-session-id")
+        .expect("session id")
+        .to_string();
+    let mut headers = headers.clone();
+    headers.push(("Mcp-Session-Id", &sid));
+    headers.push(("MCP-Protocol-Version", LATEST));
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "hub_status", "arguments": {}}});
+    request("POST", &hub.url, &headers, &body.to_string()).status
+}
+
+/// Wait until `hub` is ready: how long it took.
+fn until_ready(hub: &Hub, within: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    wait_for(within, || (ready(hub) == 200).then_some(()))
+        .unwrap_or_else(|| panic!("{} not ready within {within:?}", hub.base));
+    started.elapsed()
+}
+
+/// A message from alice to bob through `hub`: its id.
+fn send(hub: &Hub, body: &str) -> String {
+    s(&hub.client("alice").call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "s", "body": body}),
+    )["message_id"])
+}
+
+/// While a node serves, another with the same id is refused (its registration is
+/// live) and one with another id stands by (503, not ready). A graceful stop hands
+/// the shards over at once; a kill -9 once the leases lapse. Nothing answered is
+/// lost either way.
+fn standby_takes_over(server: &Postgres, url: &str) {
+    let mut n1 = start_active(server, config_dir(&AGENTS, ""), url, "n1");
+    let same = start_error(server, url, "n1");
     assert!(same.contains("node id n1 is in use"), "{same}");
-    assert!(other.contains("other live nodes hold"), "{other}");
-    // The first node still serves.
-    hub.client("alice").call("agent_heartbeat", json!({}));
+    let mut n2 = start_node(server, config_dir(&AGENTS, ""), url, "n2");
+    assert_eq!(ready(&n2), 503);
+    assert_eq!(call_status(&n2, "alice"), 503, "a standby answers 503");
+    assert_eq!(call_status(&n1, "alice"), 200);
+    let m1 = send(&n1, "one");
+
+    n1.signal("TERM");
+    assert!(n1
+        .wait_exit(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    let took = until_ready(&n2, Duration::from_secs(15));
+    println!("graceful hand-over: {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "after a graceful stop: {took:?}"
+    );
+    let inbox = ids(&n2.client("bob").call("inbox_pull", json!({})));
+    assert!(inbox.contains(&m1), "{inbox:?}");
+
+    // n1 again, now the standby; kill -9 of n2 hands over once its leases lapse.
+    let n1 = start_node(server, config_dir(&AGENTS, ""), url, "n1");
+    assert_eq!(ready(&n1), 503);
+    let m2 = send(&n2, "two");
+    n2.kill9();
+    let took = until_ready(&n1, Duration::from_secs(30));
+    println!("failover after kill -9: {took:?}");
+    let inbox = ids(&n1.client("bob").call("inbox_pull", json!({})));
+    assert!(inbox.contains(&m1) && inbox.contains(&m2), "{inbox:?}");
+}
+
+/// A stale owner: n1 is stopped (SIGSTOP) for two lease times, n2 takes over and
+/// serves; when n1 resumes, it answers nothing from memory and commits nothing.
+fn stale_owner_commits_nothing(server: &Postgres, url: &str) {
+    let n1 = start_active(server, config_dir(&AGENTS, ""), url, "n1");
+    let n2 = start_node(server, config_dir(&AGENTS, ""), url, "n2");
+    let old = n1.client("alice");
+    let m1 = send(&n1, "before");
+    n1.signal("STOP");
+    let stopped = std::time::Instant::now();
+    until_ready(&n2, Duration::from_secs(30));
+    let m2 = send(&n2, "after");
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(stopped.elapsed()));
+    n1.signal("CONT");
+    // Through a session opened before the stop: refused, not answered from memory.
+    // (On a new connection: the old client's pooled one was closed meanwhile.)
+    let auth = bearer("alice");
+    let mut headers = std_headers(&auth);
+    headers.push(("Mcp-Session-Id", &old.session));
+    headers.push(("MCP-Protocol-Version", LATEST));
+    let body = json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call",
+        "params": {"name": "message_send",
+                   "arguments": {"to_agent": "bob", "subject": "s", "body": "stale"}}});
+    let stale = request("POST", &n1.url, &headers, &body.to_string());
+    assert_eq!(stale.status, 503, "{}", stale.body);
+    let inbox = n2.client("bob").call("inbox_pull", json!({}));
+    let got = ids(&inbox);
+    assert!(got.contains(&m1) && got.contains(&m2), "{got:?}");
+    assert!(!inbox.to_string().contains("stale"), "{inbox}");
+    // n1 knows it lost the shards: it stands by.
+    wait_for(Duration::from_secs(10), || {
+        (ready(&n1) == 503).then_some(())
+    })
+    .expect("n1 stands by");
 }

@@ -5,7 +5,8 @@
 //! at it, so that every hub they start serves from a database of its own there
 //! (`common::process::serve_args`). The binaries that open the SQLite file
 //! themselves (durability, storage faults, the reference's database, first run,
-//! crash loop, install, bench) are not in the list.
+//! crash loop, install, bench) are not in the list, nor the tests of
+//! [`SQLITE_ONLY`].
 //!
 //! ```text
 //! cargo test --no-run && AGENT_HUB_PG_SUITE=1 cargo test --test cluster_suite -- --nocapture
@@ -46,6 +47,19 @@ const SUITE: &[&str] = &[
     "workflow",
     "workflow_assignments",
     "workflow_review",
+];
+
+/// Tests of those binaries that look into the SQLite file themselves, or run
+/// `hubctl vacuum` (which applies to the SQLite file only): (binary, test).
+const SQLITE_ONLY: &[(&str, &str)] = &[
+    ("history", "prune_removes_only_what_the_policy_names"),
+    ("locks", "expired_lock_is_free_without_anyone_asking"),
+    ("locks", "leases_and_fencing_counters_survive_restarts"),
+    ("locks", "operator_lists_and_force_releases_with_audit"),
+    (
+        "workflow_review",
+        "operator_views_and_audit_cover_every_round",
+    ),
 ];
 
 /// The newest built binary of test target `name`, beside this one.
@@ -90,7 +104,12 @@ fn integration_suite_on_postgres() {
             continue;
         };
         let started = std::time::Instant::now();
+        let skips = SQLITE_ONLY
+            .iter()
+            .filter(|(b, _)| b == name)
+            .flat_map(|(_, t)| ["--skip", t, "--exact"]);
         let out = Command::new(&bin)
+            .args(skips)
             .env(common::SUITE_PG, base)
             .env("PGPASSWORD", &server.password)
             .output()

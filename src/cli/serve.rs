@@ -138,7 +138,7 @@ async fn serve(
     let webhooks = crate::notify::Webhooks::start(&settings.notify, &instance);
     let state = AppState {
         webhooks: webhooks.clone(),
-        hub: slot,
+        hub: slot.clone(),
         instance: instance.clone(),
         sessions: sessions.clone(),
         tokens,
@@ -189,18 +189,19 @@ async fn serve(
     let opened = match &ep.store {
         None => {
             let db = ep.db.clone();
+            let agents = agents.clone();
             tokio::task::spawn_blocking(move || Store::open(&db, opts, &agents, &now))
                 .await
                 .map_err(|_| CliError::Api("the database could not be opened".into()))
                 .and_then(|r| r.map_err(CliError::from))
-                .map(|(store, snapshot)| (store, snapshot, None))
+                .map(|(store, snapshot)| (store, Some(snapshot), None))
         }
         Some(url) => {
             let base = http::server::mcp_url(addr);
-            crate::store::pg::open::open(url, &ep.node_id, &base, opts, &agents, &now)
+            crate::store::pg::open::open(url, &ep.node_id, &base, opts)
                 .await
                 .map_err(CliError::from)
-                .map(|o| (o.store, o.snapshot, Some(o.node)))
+                .map(|o| (o.store, None, Some(o.node)))
         }
     };
     let (store, snapshot, node) = match opened {
@@ -214,18 +215,65 @@ async fn serve(
             return Err(e);
         }
     };
-    if let Some(node) = &node {
-        actix_rt::spawn(node.clone().keep());
-    }
+    let mut running = running;
+    let snapshot = match (snapshot, &node) {
+        (Some(s), _) => Ok(s),
+        (None, Some(node)) => {
+            // Cluster mode: serve once every shard is held; until then, stand by
+            // (listening, answering 503, so the banner comes first).
+            // PostgreSQL stores every write before answering (see `pg::open`).
+            let url = http::server::mcp_url(addr);
+            print_banner(&loaded, &ep, &url, Durability::Durable, print_tokens);
+            slot.set_guard(node.clone().lapse_guard());
+            actix_rt::spawn(node.clone().keep());
+            let mut active = node.active();
+            if !*active.borrow() {
+                slot.set_standby(Some(TAKING_SHARDS.into()));
+            }
+            tokio::select! {
+                _ = active.wait_for(|a| *a) => {
+                    crate::store::pg::open::activate(&store, &agents, &iso(Utc::now()))
+                        .await
+                        .map_err(CliError::from)
+                }
+                stopped = &mut running => {
+                    // Stopped while standing by.
+                    super::discovery::remove(&config_dir, &instance);
+                    stop_store(&store, Some(node.as_ref())).await;
+                    return stopped
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                        .map_err(CliError::Server);
+                }
+            }
+        }
+        (None, None) => Err(CliError::Api("no store was opened".into())),
+    };
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(e) => {
+            drop(fill);
+            handle.stop(true).await;
+            let _ = running.await;
+            super::discovery::remove(&config_dir, &instance);
+            stop_store(&store, node.as_deref()).await;
+            return Err(e);
+        }
+    };
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(store.clone(), snapshot, live.clone(), sessions.clone());
     let _ = fill.send(Some(hub));
+    slot.set_standby(None);
     actix_rt::spawn(webhooks.follow(store.events().subscribe_notable()));
     // Always running: a reload may set a policy later.
     actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));
-    // Rebuilds the hub from disk around a storage fault (it owns the slot from here).
-    actix_rt::spawn(heal::supervise(store.clone(), fill));
+    // Rebuilds the hub from disk around a storage fault, and in cluster mode around
+    // a loss of the shards (it owns the slot from here).
+    let role = node.as_ref().map(|n| heal::Role {
+        active: n.active(),
+        slot: slot.clone(),
+    });
+    actix_rt::spawn(heal::supervise(store.clone(), fill, role));
 
     // Expired sessions are refused on lookup already; the sweep only frees memory.
     let sweep_every = Duration::from_secs(settings.session_idle_timeout_secs.clamp(1, 60));
@@ -240,17 +288,15 @@ async fn serve(
         }
     });
 
-    print_banner(
-        &loaded,
-        &ep,
-        &http::server::mcp_url(addr),
-        // PostgreSQL stores every write before answering (see `pg::open`).
-        match ep.store {
-            None => settings.durability,
-            Some(_) => Durability::Durable,
-        },
-        print_tokens,
-    );
+    if node.is_none() {
+        print_banner(
+            &loaded,
+            &ep,
+            &http::server::mcp_url(addr),
+            settings.durability,
+            print_tokens,
+        );
+    }
     // From here on tokens exist only as digests in the TokenIndex.
     drop(loaded);
     tracing::info!(%addr, db = %database_name(&ep), "serving");
@@ -258,6 +304,16 @@ async fn serve(
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     super::discovery::remove(&config_dir, &instance);
+    stop_store(&store, node.as_deref()).await;
+    result.map_err(CliError::Server)
+}
+
+/// Why a cluster node answers 503 before it holds its shards.
+const TAKING_SHARDS: &str = "another node holds the shards, or this one is taking them over";
+
+/// Flush every queued write and stop the writer; in cluster mode then leave, so
+/// that the shards are free at once (for a restart or a standby).
+async fn stop_store(store: &Store, node: Option<&crate::store::pg::node::Node>) {
     tracing::info!("stopping: flushing queued writes");
     // Off the runtime's thread: a second stop signal must still be handled meanwhile.
     let flushing = store.clone();
@@ -267,14 +323,12 @@ async fn serve(
     {
         tracing::error!("flushing queued writes failed");
     }
-    if let Some(node) = &node {
-        // After the last write: the shards are free for a restart at once.
+    if let Some(node) = node {
         if let Err(e) = node.leave().await {
             tracing::warn!(error = %e, "could not leave the cluster; the leases lapse by themselves");
         }
     }
     tracing::info!(committed = store.committed(), "stopped");
-    result.map_err(CliError::Server)
 }
 
 /// The `retention:` policy, once an hour (the first run an hour after start, so

@@ -125,6 +125,19 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After`: a cluster node standing by (another node holds the
+    /// shards, or this one is taking them over). Answered as "store unavailable",
+    /// which clients already retry.
+    pub(crate) fn standby(why: &str) -> ApiError {
+        ApiError::busy(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcError::store_unavailable(format!(
+                "this node is standing by ({why}); retry, or call the node that serves"
+            )),
+            jsonrpc::RETRY_AFTER_SECS,
+        )
+    }
+
     /// 503: start-up failed before the hub was loaded (the server is stopping).
     pub(crate) fn starting() -> ApiError {
         ApiError::rpc(

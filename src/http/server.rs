@@ -33,6 +33,7 @@ async fn readyz(st: web::Data<AppState>) -> HttpResponse {
             .map(|e| format!("writes refused: {e}")),
         Fill::Loading => Some("loading".to_string()),
         Fill::Failed => Some("start-up failed".to_string()),
+        Fill::Standby(why) => Some(format!("standby: {why}")),
     };
     match not_ready {
         None => HttpResponse::Ok().json(json!({"ready": true})),
@@ -58,7 +59,7 @@ async fn metrics(
     }
     let hub = match st.hub.peek() {
         Fill::Ready(hub) => Some(hub.gauges(LOCK_COUNT_WAIT).await),
-        Fill::Loading | Fill::Failed => None,
+        Fill::Loading | Fill::Failed | Fill::Standby(_) => None,
     };
     let gauges = crate::metrics::Gauges {
         sessions: st.sessions.len() as u64,

@@ -58,45 +58,104 @@ pub(crate) enum Fill<T> {
     Failed,
     /// Filled.
     Ready(T),
+    /// Empty on purpose: a cluster node that does not hold its shards (a standby,
+    /// or one that lost them), with why. Calls are answered 503 at once.
+    Standby(String),
 }
 
 /// A value filled in once, that readers wait for.
 #[derive(Clone)]
-pub(crate) struct Slot<T>(watch::Receiver<Option<T>>);
+pub(crate) struct Slot<T> {
+    value: watch::Receiver<Option<T>>,
+    /// `Some(why)` while this node stands by (cluster mode).
+    standby: watch::Receiver<Option<String>>,
+    standby_tx: Arc<watch::Sender<Option<String>>>,
+    /// Asked on every call while filled (cluster mode): `Some(why)` when this node
+    /// may no longer hold its shards (its leases were not renewed in time, say
+    /// after the process was stopped), so that it answers 503 at once rather than
+    /// from memory another node may have moved past.
+    guard: Arc<std::sync::OnceLock<Guard>>,
+}
+
+/// See [`Slot::set_guard`].
+pub(crate) type Guard = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl<T: Clone> Slot<T> {
     /// An empty slot, and the sender that fills it (dropping it unfilled makes
     /// waiting requests fail with 503).
     pub(crate) fn new() -> (watch::Sender<Option<T>>, Slot<T>) {
         let (tx, rx) = watch::channel(None);
-        (tx, Slot(rx))
+        let (standby_tx, standby) = watch::channel(None);
+        let slot = Slot {
+            value: rx,
+            standby,
+            standby_tx: Arc::new(standby_tx),
+            guard: Arc::default(),
+        };
+        (tx, slot)
     }
 
     /// Whether start-up has filled the slot.
     pub(crate) fn is_filled(&self) -> bool {
-        self.0.borrow().is_some()
+        self.value.borrow().is_some()
+    }
+
+    /// Stand by (`Some(why)`: calls get 503 until the slot is filled again) or
+    /// not (`None`). The one filling the slot empties it first.
+    pub(crate) fn set_standby(&self, why: Option<String>) {
+        self.standby_tx.send_replace(why);
+    }
+
+    /// Install the check of [`Slot::get`] and [`Slot::peek`] (once; later calls
+    /// are ignored).
+    pub(crate) fn set_guard(&self, guard: Guard) {
+        let _ = self.guard.set(guard);
+    }
+
+    /// The guard's objection, if any.
+    fn guarded(&self) -> Option<String> {
+        self.guard.get().and_then(|g| g())
     }
 
     /// What start-up has done with the slot so far, without waiting.
     pub(crate) fn peek(&self) -> Fill<T> {
-        if let Some(v) = self.0.borrow().clone() {
+        if let Some(why) = self.guarded() {
+            return Fill::Standby(why);
+        }
+        if let Some(v) = self.value.borrow().clone() {
             return Fill::Ready(v);
         }
+        if let Some(why) = self.standby.borrow().clone() {
+            return Fill::Standby(why);
+        }
         // An error here means the sender is gone: start-up gave up.
-        match self.0.has_changed() {
+        match self.value.has_changed() {
             Ok(_) => Fill::Loading,
             Err(_) => Fill::Failed,
         }
     }
 
-    /// The value, waiting for start-up to fill it.
+    /// The value, waiting for start-up to fill it; at once a 503 on a standby.
     pub(crate) async fn get(&self) -> Result<T, ApiError> {
-        let mut rx = self.0.clone();
-        let got = match rx.wait_for(Option::is_some).await {
-            Ok(h) => h.clone(),
-            Err(_) => None,
-        };
-        got.ok_or_else(ApiError::starting)
+        let (mut value, mut standby) = (self.value.clone(), self.standby.clone());
+        loop {
+            if let Some(v) = value.borrow_and_update().clone() {
+                return match self.guarded() {
+                    Some(why) => Err(ApiError::standby(&why)),
+                    None => Ok(v),
+                };
+            }
+            if let Some(why) = standby.borrow_and_update().clone() {
+                return Err(ApiError::standby(&why));
+            }
+            tokio::select! {
+                r = value.changed() => if r.is_err() {
+                    // Start-up gave up, unless it filled the slot on its way out.
+                    return value.borrow().clone().ok_or_else(ApiError::starting);
+                },
+                _ = standby.changed() => {}
+            }
+        }
     }
 }
 
@@ -155,6 +214,41 @@ mod tests {
         drop(fill);
         assert!(matches!(slot.peek(), Fill::Failed));
         assert!(slot.get().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_standby_answers_at_once_and_a_fill_ends_it() {
+        let (fill, slot) = Slot::<u32>::new();
+        let waiting = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.get().await.is_err() }
+        });
+        tokio::task::yield_now().await;
+        slot.set_standby(Some("another node holds the shards".into()));
+        // The call that was waiting is answered too.
+        assert!(waiting.await.unwrap());
+        assert!(matches!(slot.peek(), Fill::Standby(w) if w.contains("another node")));
+        assert!(slot.get().await.is_err());
+        fill.send(Some(3)).unwrap();
+        slot.set_standby(None);
+        assert_eq!(slot.get().await.ok(), Some(3));
+        // Demoted: emptied, then standing by.
+        fill.send(None).unwrap();
+        slot.set_standby(Some("lost".into()));
+        assert!(matches!(slot.peek(), Fill::Standby(_)));
+        // A guard objects even while filled.
+        fill.send(Some(4)).unwrap();
+        slot.set_standby(None);
+        let objecting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = objecting.clone();
+        slot.set_guard(Box::new(move || {
+            flag.load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| "leases may have lapsed".to_string())
+        }));
+        assert_eq!(slot.get().await.ok(), Some(4));
+        objecting.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(slot.get().await.is_err());
+        assert!(matches!(slot.peek(), Fill::Standby(w) if w.contains("lapsed")));
     }
 
     #[test]

@@ -438,6 +438,11 @@ impl Store {
         &self.inner.reads
     }
 
+    /// Whether this store is PostgreSQL (cluster mode), not a SQLite file.
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.inner.reads, ReadSide::Postgres(_))
+    }
+
     /// A ticket covering every op queued so far: waiting for it makes an answer that
     /// wrote nothing itself (say, "already sent") wait until what it reports is saved.
     pub(crate) fn barrier(&self) -> Ticket {

@@ -80,10 +80,26 @@ impl Hub {
         Ok(out)
     }
 
+    /// Refuse `what`, an operation on the SQLite file, on PostgreSQL (`instead`:
+    /// what does its job there).
+    fn sqlite_only(&self, what: &str, instead: &str) -> Result<(), HubError> {
+        if self.inner.store.is_postgres() {
+            return Err(DomainError::invalid(
+                "store",
+                format!(
+                    "{what} works on the SQLite file; this hub stores in PostgreSQL: {instead}"
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// `hubctl vacuum`: rewrite the file without its free pages, and turn on
     /// incremental vacuum for a database made before it existed. Writes wait while
     /// it runs. Returns the file's size in bytes before and after.
     pub(crate) async fn vacuum(&self) -> Result<(u64, u64), HubError> {
+        self.sqlite_only("hubctl vacuum", "autovacuum gives space back by itself")?;
         self.writable()?;
         let before = self.inner.store.file_size().await?;
         // The vacuum runs once its batch is published; an op queued after that
@@ -98,6 +114,7 @@ impl Hub {
     /// committed: serving goes on meanwhile (WAL), and the copy is compact and
     /// needs no -wal file. Returns its size. `to` must not exist.
     pub(crate) async fn backup(&self, to: std::path::PathBuf) -> Result<u64, HubError> {
+        self.sqlite_only("hubctl backup", "use pg_dump or the server's own backups")?;
         if to.exists() {
             return Err(DomainError::invalid(
                 "path",

@@ -9,19 +9,73 @@
 
 use crate::actors::Hub;
 use crate::domain::shard::Shards;
+use crate::http::state::HubSlot;
 use crate::store::{Reads, Store, StoreError};
 use tokio::sync::watch;
 
+/// A cluster node's role (cluster mode): whether it holds every shard, and the
+/// slot's reader side, to stand by through.
+pub(super) struct Role {
+    pub active: watch::Receiver<bool>,
+    pub slot: HubSlot,
+}
+
+/// Why a node that lost its shards stands by.
+const LOST: &str = "this node lost its shard leases; it serves again once it holds them";
+
 /// Watch the store's health and rebuild the hub in `slot` when needed: at each new
 /// fault (counted, so that one coalesced with a heal is not missed) and each heal.
-/// Returns when the store closes.
-pub(super) async fn supervise(store: Store, slot: watch::Sender<Option<Hub>>) {
+/// In cluster mode, also follow the node's role: losing a shard empties the slot
+/// (calls get 503: this node's memory may be behind the new owner's writes), and
+/// holding every shard again reloads the hub from the store. Returns when the
+/// store closes.
+pub(super) async fn supervise(
+    store: Store,
+    slot: watch::Sender<Option<Hub>>,
+    mut role: Option<Role>,
+) {
     let mut rx = store.progress();
     let (mut faults, mut healed) = {
         let p = rx.borrow();
         (p.faults, p.healed)
     };
-    while rx.changed().await.is_ok() {
+    // The hub a demoted node is rebuilt from (settings, pushes, uptime).
+    let mut template: Option<Hub> = None;
+    loop {
+        let role_changed = async {
+            match role.as_mut() {
+                Some(r) => r.active.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() {
+                return;
+            },
+            true = role_changed => {
+                let Some(r) = role.as_mut() else { continue };
+                let active = *r.active.borrow_and_update();
+                if !active {
+                    if let Some(hub) = slot.send_replace(None) {
+                        r.slot.set_standby(Some(LOST.into()));
+                        hub.stop();
+                        template = Some(hub);
+                        tracing::warn!("shards lost: standing by");
+                    }
+                } else if let Some(old) = template.take() {
+                    rebuild_from(&store, &slot, old).await;
+                    r.slot.set_standby(None);
+                    // The rebuild covers any fault seen meanwhile.
+                    let p = rx.borrow_and_update();
+                    (faults, healed) = (p.faults, p.healed);
+                }
+                continue;
+            }
+        }
+        if slot.borrow().is_none() {
+            // Standing by: nothing to rebuild until the shards are back.
+            continue;
+        }
         let (now_faults, now_healed, fatal, closed) = {
             let p = rx.borrow_and_update();
             (p.faults, p.healed, p.fatal, p.closed)
@@ -61,6 +115,11 @@ async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) {
     let Some(old) = slot.borrow().clone() else {
         return;
     };
+    rebuild_from(store, slot, old).await
+}
+
+/// [`rebuild`] from `old` (in the slot, or stopped when the node stood by).
+async fn rebuild_from(store: &Store, slot: &watch::Sender<Option<Hub>>, old: Hub) {
     let next = store.next_generation();
     next.adopt();
     let mut wait = std::time::Duration::from_secs(1);

@@ -1,24 +1,30 @@
 //! This process as a node of a PostgreSQL-backed hub (cluster.md §2): its
 //! registration, the shard leases it holds, and the loop that keeps them.
 //!
-//! What is built: one node serving every shard. At start it registers (a live
-//! node with the same id is refused; the registration of a previous process of
-//! this id that died without leaving is waited out) and acquires all 1024 shards
-//! (waiting out the leases of such a process). Then every [`RENEW_EVERY`] it
-//! heartbeats and renews them. A node that has not renewed for
-//! [`SELF_FENCE_AFTER`] (two thirds of the lease) stops writing before its
-//! leases can lapse in the database's clock; when it holds every shard again, the
-//! writer's probe passes and the hub reloads from the store. On a graceful stop
-//! it leaves, freeing the shards at once. Several nodes sharing the shards need
-//! forwarding (§2), which is not built: a second node with another id finds the
-//! shards held and refuses to start.
+//! What is built: active/standby. The node holding all 1024 shards serves; any
+//! other node (each with its own id) stands by, answering 503, and takes every
+//! shard over once the active node's leases lapse (it died, or stalled) or are
+//! released (a graceful stop). A node serves only while it holds every shard:
+//! several nodes sharing the shards need forwarding (§2), which is not built.
+//!
+//! At start a node registers: a live node with the same id is refused, and the
+//! registration of a previous process of this id that died without leaving is
+//! waited out. Then [`Node::keep`] heartbeats, renews what it holds and takes
+//! what is free or lapsed, every [`RENEW_EVERY`] (every [`STANDBY_POLL`] while
+//! standing by, to take over soon after a lapse), and publishes whether the node
+//! holds every shard ([`Node::active`]). A node that has not renewed for
+//! [`SELF_FENCE_AFTER`] (two thirds of the lease) drops every shard before its
+//! leases can lapse in the database's clock, and stands by. On a graceful stop it
+//! leaves, freeing the shards at once for a standby.
 
 use super::lease::{self, Member};
 use super::ownership::Ownership;
 use super::{PgError, Pool, ShardId};
 use crate::domain::shard::SHARD_COUNT;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How long a lease lasts without renewal (in the database's clock).
 pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
@@ -26,6 +32,8 @@ pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
 pub(crate) const NODE_TTL: Duration = Duration::from_secs(10);
 /// How often leases are renewed and the node heartbeats.
 pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How often a standby looks for lapsed or released shards.
+pub(crate) const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// Without a successful renewal for this long, the node stops writing: a third of
 /// the lease is left as margin for a renewal in flight and for clock drift.
 pub(crate) const SELF_FENCE_AFTER: Duration = Duration::from_millis(6_600);
@@ -35,6 +43,12 @@ pub(crate) struct Node {
     pool: Pool,
     member: Member,
     owned: Arc<Ownership>,
+    /// Whether every shard is held (published by [`Node::keep`]).
+    active: watch::Sender<bool>,
+    /// When the last renewal round that succeeded started, in milliseconds since
+    /// `epoch` (0: never).
+    renewed: AtomicU64,
+    epoch: Instant,
 }
 
 fn all_shards() -> Vec<ShardId> {
@@ -42,11 +56,12 @@ fn all_shards() -> Vec<ShardId> {
 }
 
 impl Node {
-    /// Register as `node_id` (reachable at `addr`) and acquire every shard,
-    /// waiting out what a dead previous process of this id left behind.
+    /// Register as `node_id` (reachable at `addr`), waiting out the registration
+    /// of a dead previous process of this id. Holds no shard yet: [`Node::keep`]
+    /// takes them.
     pub(crate) async fn join(pool: Pool, node_id: &str, addr: &str) -> Result<Node, PgError> {
         let started = Instant::now();
-        let patience = NODE_TTL.max(LEASE_TTL) + Duration::from_secs(2);
+        let patience = NODE_TTL + Duration::from_secs(2);
         let mut told = false;
         let member = loop {
             let client = pool.get().await?;
@@ -62,35 +77,44 @@ impl Node {
                 Err(e) => return Err(e),
             }
         };
-        let node = Node {
+        Ok(Node {
             pool,
             member,
             owned: Arc::new(Ownership::default()),
-        };
-        loop {
-            node.acquire_missing().await?;
-            let held = node.owned.count();
-            if held == usize::from(SHARD_COUNT) {
-                break;
-            }
-            if started.elapsed() >= patience {
-                let _ = node.leave().await;
-                return Err(PgError::Incompatible(format!(
-                    "other live nodes hold {} of the {SHARD_COUNT} shards; running several nodes needs forwarding, which this build does not have (docs/cluster.md)",
-                    usize::from(SHARD_COUNT) - held
-                )));
-            }
-            if !told {
-                tracing::warn!(
-                    held,
-                    "shards still leased by a previous process; waiting for the leases to lapse"
-                );
-                told = true;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        tracing::info!(node_id, shards = node.owned.count(), "holding every shard");
-        Ok(node)
+            active: watch::channel(false).0,
+            renewed: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Whether the leases may have lapsed: no renewal round succeeded for
+    /// [`SELF_FENCE_AFTER`]. Checked on every call, not only by [`Node::keep`]:
+    /// a process stopped (SIGSTOP, a VM paused) wakes up with its loop behind, and
+    /// must not answer from memory before the loop has found its shards gone.
+    pub(crate) fn lapsed(&self) -> bool {
+        let at = self.renewed.load(Ordering::Acquire);
+        at == 0
+            || self.epoch.elapsed().as_millis() as u64 >= at + SELF_FENCE_AFTER.as_millis() as u64
+    }
+
+    /// [`Node::lapsed`] as the hub slot's guard.
+    pub(crate) fn lapse_guard(self: Arc<Node>) -> crate::http::state::Guard {
+        Box::new(move || {
+            self.lapsed()
+                .then(|| "its shard leases were not renewed in time".to_string())
+        })
+    }
+
+    /// `true` while this node holds every shard and may serve.
+    pub(crate) fn active(&self) -> watch::Receiver<bool> {
+        self.active.subscribe()
+    }
+
+    /// Publish whether every shard is held.
+    fn publish(&self) {
+        let now = self.owned.count() == usize::from(SHARD_COUNT);
+        self.active
+            .send_if_modified(|a| std::mem::replace(a, now) != now);
     }
 
     /// The registration, for the writer's `batch_log` and probe.
@@ -148,17 +172,21 @@ impl Node {
     /// Keep the leases until the process ends (spawned by `serve`).
     pub(crate) async fn keep(self: Arc<Node>) {
         let mut last_ok = Instant::now();
-        let mut tick = tokio::time::interval(RENEW_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut standing_by = false;
         loop {
-            tick.tick().await;
             // Measured from before the request: the database's expiry is later.
             let attempt = Instant::now();
             match tokio::time::timeout(RENEW_EVERY * 2, self.renew_once()).await {
-                Ok(Ok(())) => last_ok = attempt,
+                Ok(Ok(())) => {
+                    last_ok = attempt;
+                    let at = attempt.saturating_duration_since(self.epoch).as_millis() as u64;
+                    // At least 1: 0 means never.
+                    self.renewed.store(at.max(1), Ordering::Release);
+                }
                 Ok(Err(PgError::NodeReplaced(id))) => {
-                    tracing::error!(node_id = %id, "another process took this node id over; this one stops writing for good: restart it");
+                    tracing::error!(node_id = %id, "another process took this node id over; this one stops serving for good: restart it");
                     self.owned.lose_all();
+                    self.publish();
                     return;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
@@ -167,10 +195,20 @@ impl Node {
             if last_ok.elapsed() >= SELF_FENCE_AFTER && self.owned.count() > 0 {
                 tracing::error!(
                     since_ms = last_ok.elapsed().as_millis() as u64,
-                    "leases not renewed in time: this node stops writing until it holds its shards again"
+                    "leases not renewed in time: this node stops serving until it holds its shards again"
                 );
                 self.owned.lose_all();
             }
+            self.publish();
+            let held = self.owned.count();
+            let active = held == usize::from(SHARD_COUNT);
+            if !active && !standing_by {
+                tracing::warn!(held, "standing by: another node holds shards; taking them over once their leases lapse or are released");
+            } else if active && standing_by {
+                tracing::warn!("holding every shard: serving");
+            }
+            standing_by = !active;
+            tokio::time::sleep(if active { RENEW_EVERY } else { STANDBY_POLL }).await;
         }
     }
 
@@ -178,6 +216,7 @@ impl Node {
     /// that a restart (or another node) takes them at once.
     pub(crate) async fn leave(&self) -> Result<(), PgError> {
         self.owned.lose_all();
+        self.publish();
         let client = self.pool.get().await?;
         lease::leave(&client, &self.member).await?;
         Ok(())

@@ -1,22 +1,21 @@
-//! `hubctl serve --store postgres://…`: connect, migrate, join as a node holding
-//! every shard ([`Node::join`]), reconcile the agent list, load the live state,
-//! and start the writer thread on PostgreSQL ([`PgEngine`]). The counterpart of
-//! SQLite's `Store::open`.
+//! `hubctl serve --store postgres://…`: connect, migrate, register as a node
+//! ([`Node::join`]), and start the writer thread on PostgreSQL ([`PgEngine`]). The
+//! counterpart of SQLite's `Store::open`, without the load: a node loads the live
+//! state once it holds every shard ([`activate`]), which a standby may do much
+//! later.
 
 use super::node::Node;
 use super::writer::PgEngine;
 use super::{config_from_url, migrate, pool, PoolOptions};
 use crate::config::Durability;
 use crate::domain::shard::Shards;
-use crate::store::reads::postgres::activation;
 use crate::store::writer::ReadSide;
-use crate::store::{Snapshot, Store, StoreError, StoreOptions};
+use crate::store::{Op, Reads, Snapshot, Store, StoreError, StoreOptions};
 use std::sync::Arc;
 
 /// A store on PostgreSQL and this node's membership.
 pub(crate) struct Opened {
     pub store: Store,
-    pub snapshot: Snapshot,
     pub node: Arc<Node>,
 }
 
@@ -26,27 +25,12 @@ pub(crate) async fn open(
     node_id: &str,
     addr: &str,
     opts: StoreOptions,
-    agents: &[(String, String)],
-    now: &str,
 ) -> Result<Opened, StoreError> {
     let config = config_from_url(url, &|k| std::env::var_os(k))?;
     let pool = pool(config.clone(), &PoolOptions::default())?;
     let version = migrate::run(&pool).await?;
     tracing::info!(version, "PostgreSQL schema ready");
     let node = Arc::new(Node::join(pool.clone(), node_id, addr).await?);
-    let loaded = async {
-        let mut client = pool.get().await.map_err(super::PgError::from)?;
-        activation::sync_agents(&mut client, agents, now).await?;
-        activation::load_open_work(&mut client, &Shards::All).await
-    }
-    .await;
-    let snapshot = match loaded {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = node.leave().await;
-            return Err(e.into());
-        }
-    };
     let engine = PgEngine::new(config, node.member().clone(), node.ownership())?;
     // Cluster mode stores every write before answering (cluster.md: an answered
     // write survives the loss of any node); `durability: fast` is for SQLite.
@@ -58,9 +42,20 @@ pub(crate) async fn open(
         ..opts
     };
     let store = Store::start(Box::new(engine), ReadSide::Postgres(pool), opts)?;
-    Ok(Opened {
-        store,
-        snapshot,
-        node,
-    })
+    Ok(Opened { store, node })
+}
+
+/// A node's first activation, once it holds every shard: the configured agent list
+/// reconciled with the table (as SQLite's open does), then the live state.
+pub(crate) async fn activate(
+    store: &Store,
+    agents: &[(String, String)],
+    now: &str,
+) -> Result<Snapshot, StoreError> {
+    let synced = store.enqueue(Op::AgentsSync {
+        agents: agents.to_vec(),
+        at: now.to_string(),
+    });
+    store.wait_committed(synced).await?;
+    store.load(&Shards::All).await
 }
