@@ -76,6 +76,9 @@ pub enum Command {
     /// The running server's state: version, uptime, address, database, durability,
     /// sessions, streams, the writer's queue and whether writes are saved
     Hub,
+    /// Cluster mode (--store postgres://…): this node's role, the members and the
+    /// shard map, as the database has them
+    Cluster,
     /// List agents with their registration and presence, a page at a time
     Agents(LogArgs),
     /// Approve a round awaiting approval: round and task become dispatched
@@ -408,6 +411,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Connect { agent_id } => connect::run(&dir, &agent_id, &target),
         Command::Agents(page) => operator::agents(&dir, &target, &page, json),
         Command::Hub => operator::hub(&dir, &target, json),
+        Command::Cluster => operator::cluster(&dir, &target, json),
         Command::Approve { round_id, note } => {
             tasks::decide(&dir, &target, &round_id, &note.join(" "), true, json)
         }

@@ -157,6 +157,20 @@ pub(crate) struct Metrics {
     failed_commits: AtomicU64,
     /// Cluster mode: batches in which a shard's epoch had moved on.
     fenced_batches: AtomicU64,
+    /// Cluster mode's figures (shown once a node has registered).
+    cluster: ClusterMetrics,
+}
+
+/// What a cluster node reports besides the writer's fenced batches.
+#[derive(Debug, Default)]
+struct ClusterMetrics {
+    on: std::sync::atomic::AtomicBool,
+    shards_held: AtomicU64,
+    active: AtomicU64,
+    renew_failures: AtomicU64,
+    takeovers: AtomicU64,
+    /// The last takeover's load of the live state, in milliseconds.
+    takeover_load_ms: AtomicU64,
 }
 
 /// The process-wide table, built on first use.
@@ -182,6 +196,7 @@ pub(crate) fn get() -> &'static Metrics {
             commit_seconds: AtomicHistogram::new(COMMIT_BOUNDS, 1e9),
             failed_commits: AtomicU64::new(0),
             fenced_batches: AtomicU64::new(0),
+            cluster: ClusterMetrics::default(),
         }
     })
 }
@@ -232,6 +247,27 @@ impl Metrics {
     /// A batch (cluster mode) that found some of its shards owned by a newer epoch.
     pub(crate) fn fenced_batch(&self) {
         self.fenced_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: the shards this node holds now, and whether that is all.
+    pub(crate) fn cluster_shards(&self, held: usize, active: bool) {
+        let c = &self.cluster;
+        c.on.store(true, Ordering::Relaxed);
+        c.shards_held.store(held as u64, Ordering::Relaxed);
+        c.active.store(u64::from(active), Ordering::Relaxed);
+    }
+
+    /// Cluster mode: a renewal round that failed.
+    pub(crate) fn cluster_renew_failed(&self) {
+        self.cluster.renew_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: this node started serving, its live state loaded in `load`.
+    pub(crate) fn cluster_takeover(&self, load: Duration) {
+        let c = &self.cluster;
+        c.takeovers.fetch_add(1, Ordering::Relaxed);
+        c.takeover_load_ms
+            .store(load.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -349,12 +385,45 @@ impl Collector for Scrape {
             "Commit attempts that failed (retried ones included).",
             m.failed_commits.load(Ordering::Relaxed),
         )?;
-        counter(
-            &mut e,
-            "agent_hub_cluster_fenced_batches",
-            "Cluster mode: writer batches that found shards taken over (their ops refused).",
-            m.fenced_batches.load(Ordering::Relaxed),
-        )?;
+        let c = &m.cluster;
+        if c.on.load(Ordering::Relaxed) {
+            counter(
+                &mut e,
+                "agent_hub_cluster_fenced_batches",
+                "Writer batches that found shards taken over by another node (nothing of them written).",
+                m.fenced_batches.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                &mut e,
+                "agent_hub_cluster_shards_held",
+                "Shards whose lease this node holds (of 1024).",
+                c.shards_held.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                &mut e,
+                "agent_hub_cluster_active",
+                "1 while this node holds every shard and serves; 0 while it stands by.",
+                c.active.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_lease_renew_failures",
+                "Lease renewal rounds that failed (a node fences itself after 6.6 s of them).",
+                c.renew_failures.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_takeovers",
+                "Times this node started serving (its first start included).",
+                c.takeovers.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                &mut e,
+                "agent_hub_cluster_takeover_load_milliseconds",
+                "How long the last takeover took to load the live state.",
+                c.takeover_load_ms.load(Ordering::Relaxed),
+            )?;
+        }
         counter(
             &mut e,
             "agent_hub_access_log_dropped",

@@ -231,6 +231,37 @@ fn standby_takes_over(server: &Postgres, url: &str) {
     assert_eq!(ready(&n2), 503);
     assert_eq!(call_status(&n2, "alice"), 503, "a standby answers 503");
     assert_eq!(call_status(&n1, "alice"), 200);
+    // `hubctl cluster` on either node: roles, members, the shard map.
+    let on_n1 = hubctl_ok(&n1, &["cluster"]);
+    assert!(
+        on_n1.starts_with("node n1 (active, 1024 shards held)"),
+        "{on_n1}"
+    );
+    let on_n2 = hubctl_ok(&n2, &["--json", "cluster"]);
+    let view: Value = serde_json::from_str(&on_n2).expect("json");
+    let c = &view["cluster"];
+    assert_eq!(
+        (c["node_id"].as_str(), c["role"].as_str()),
+        (Some("n2"), Some("standby"))
+    );
+    let members: Vec<(String, i64)> = c["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (s(&m["node_id"]), m["shards"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(
+        members,
+        vec![("n1".to_string(), 1024), ("n2".to_string(), 0)]
+    );
+    assert_eq!(c["shards"][0]["owner"], "n1");
+    assert_eq!(c["shards"][0]["state"], "held");
+    let metrics = n1.operator_get_raw("/metrics").body;
+    assert!(metrics.contains("agent_hub_cluster_active 1"), "{metrics}");
+    assert!(
+        metrics.contains("agent_hub_cluster_shards_held 1024"),
+        "{metrics}"
+    );
     let m1 = send(&n1, "one");
 
     n1.signal("TERM");

@@ -228,6 +228,54 @@ pub(crate) fn hub(dir: &Path, target: &Target, json: bool) -> Result<(), CliErro
     Ok(())
 }
 
+pub(crate) fn cluster(dir: &Path, target: &Target, json: bool) -> Result<(), CliError> {
+    let v = OperatorClient::new(dir, target)?.get("/operator/cluster")?;
+    if json {
+        super::tasks::print_json(&v);
+        return Ok(());
+    }
+    let c = &v["cluster"];
+    println!(
+        "node {} ({}, {} shards held)",
+        s(&c["node_id"]),
+        s(&c["role"]),
+        s(&c["shards_held"])
+    );
+    println!("members:");
+    for m in c["members"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<20} {:<8} {:>5} shards  {}  (seen {}, started {})",
+            s(&m["node_id"]),
+            if m["live"] == true { "live" } else { "gone" },
+            s(&m["shards"]),
+            s(&m["addr"]),
+            s(&m["seen_at"]),
+            s(&m["started_at"]),
+        );
+    }
+    println!("shards:");
+    for g in c["shards"].as_array().into_iter().flatten() {
+        let owner = match &g["owner"] {
+            Value::Null => "(none)".to_string(),
+            o => s(o),
+        };
+        let until = match &g["expires_at"] {
+            Value::Null => String::new(),
+            t => format!("  until {}", s(t)),
+        };
+        println!(
+            "  {:<20} {:<7} {:>5}  epochs {}..{}{}",
+            owner,
+            s(&g["state"]),
+            s(&g["shards"]),
+            s(&g["epochs"][0]),
+            s(&g["epochs"][1]),
+            until
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn agents(
     dir: &Path,
     target: &Target,

@@ -161,7 +161,9 @@ async fn serve(
         url: http::server::mcp_url(addr),
         database: database_name(&ep),
         ui: http::ui::UiState::new(&settings.dashboard),
+        cluster: Arc::default(),
     };
+    let cluster = state.cluster.clone();
     let server = http::server::serve(
         state,
         listener,
@@ -225,6 +227,7 @@ async fn serve(
             let url = http::server::mcp_url(addr);
             print_banner(&loaded, &ep, &url, Durability::Durable, print_tokens);
             slot.set_guard(node.clone().lapse_guard());
+            let _ = cluster.set(node.clone());
             actix_rt::spawn(node.clone().keep());
             let mut active = node.active();
             if !*active.borrow() {
@@ -232,9 +235,12 @@ async fn serve(
             }
             tokio::select! {
                 _ = active.wait_for(|a| *a) => {
-                    crate::store::pg::open::activate(&store, &agents, &iso(Utc::now()))
+                    let started = std::time::Instant::now();
+                    let loaded = crate::store::pg::open::activate(&store, &agents, &iso(Utc::now()))
                         .await
-                        .map_err(CliError::from)
+                        .map_err(CliError::from);
+                    crate::metrics::get().cluster_takeover(started.elapsed());
+                    loaded
                 }
                 stopped = &mut running => {
                     // Stopped while standing by.

@@ -155,6 +155,15 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After` on the operator API: the store cannot answer now.
+    pub(crate) fn unavailable(message: String) -> ApiError {
+        ApiError::Operator {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::StoreUnavailable,
+            message,
+        }
+    }
+
     /// 500 on the operator API: the server failed (logged where it happened).
     pub(crate) fn internal(message: String) -> ApiError {
         ApiError::Operator {

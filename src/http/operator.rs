@@ -21,6 +21,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/vacuum", web::post().to(vacuum))
         .route("/operator/backup", web::post().to(backup))
         .route("/operator/hub", web::get().to(hub_state))
+        .route("/operator/cluster", web::get().to(cluster))
         .route("/operator/events", web::get().to(events))
         .route("/operator/notify/test", web::post().to(notify_test))
         .configure(super::operator_tasks::configure);
@@ -85,6 +86,22 @@ async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
         "inbox_unread": h.inbox_unread,
         "writer": {"queued_ops": h.writer_queue, "storage_faults": h.store_faults, "writes": writes},
     })))
+}
+
+/// Cluster mode's members and shard map (`hubctl cluster`), from the database:
+/// answered by a standby too (which is where one asks who serves).
+async fn cluster(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    guards::operator(&req, &st)?;
+    let Some(node) = st.cluster.get() else {
+        return Err(ApiError::invalid_argument(
+            "this hub stores in SQLite: cluster mode needs --store postgres://… (docs/cluster.md)"
+                .into(),
+        ));
+    };
+    let view = node.describe().await.map_err(|e| {
+        ApiError::unavailable(format!("the cluster's tables cannot be read now: {e}"))
+    })?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "cluster": view})))
 }
 
 /// `hubctl notify test`: one signed test delivery to every webhook, now; answers

@@ -188,6 +188,8 @@ pub(crate) struct AppState {
     pub ui: super::ui::UiState,
     /// The operator's webhooks (`hubctl notify test`).
     pub webhooks: Arc<crate::notify::Webhooks>,
+    /// This node, in cluster mode (set once it has registered).
+    pub cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
 }
 
 #[cfg(test)]

@@ -29,6 +29,15 @@ pub use lease::Member;
 
 use thiserror::Error;
 
+/// A driver error with the server's own words when it has them: the driver's
+/// `Display` of a server error is only "db error".
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 /// What the PostgreSQL layer can fail with.
 #[derive(Debug, Error)]
 pub enum PgError {
@@ -50,7 +59,7 @@ pub enum PgError {
         reason: String,
     },
     /// The server or the connection failed.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No pooled connection could be had (timeout, or connecting failed).
     #[error("PostgreSQL pool: {0}")]

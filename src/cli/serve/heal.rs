@@ -63,7 +63,10 @@ pub(super) async fn supervise(
                         tracing::warn!("shards lost: standing by");
                     }
                 } else if let Some(old) = template.take() {
+                    let started = std::time::Instant::now();
                     rebuild_from(&store, &slot, old).await;
+                    crate::metrics::get().cluster_takeover(started.elapsed());
+                    tracing::warn!(load_ms = started.elapsed().as_millis() as u64, "holding every shard again: serving");
                     r.slot.set_standby(None);
                     // The rebuild covers any fault seen meanwhile.
                     let p = rx.borrow_and_update();

@@ -112,7 +112,9 @@ impl Node {
 
     /// Publish whether every shard is held.
     fn publish(&self) {
-        let now = self.owned.count() == usize::from(SHARD_COUNT);
+        let held = self.owned.count();
+        let now = held == usize::from(SHARD_COUNT);
+        crate::metrics::get().cluster_shards(held, now);
         self.active
             .send_if_modified(|a| std::mem::replace(a, now) != now);
     }
@@ -189,8 +191,14 @@ impl Node {
                     self.publish();
                     return;
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
-                Err(_) => tracing::warn!("lease renewal timed out"),
+                Ok(Err(e)) => {
+                    crate::metrics::get().cluster_renew_failed();
+                    tracing::warn!(error = %e, "lease renewal failed")
+                }
+                Err(_) => {
+                    crate::metrics::get().cluster_renew_failed();
+                    tracing::warn!("lease renewal timed out")
+                }
             }
             if last_ok.elapsed() >= SELF_FENCE_AFTER && self.owned.count() > 0 {
                 tracing::error!(
@@ -212,6 +220,70 @@ impl Node {
         }
     }
 
+    /// The members and the shard map, from the database (`hubctl cluster`).
+    pub(crate) async fn describe(&self) -> Result<ClusterView, PgError> {
+        let client = self.pool.get().await?;
+        let members = client
+            .query(
+                "SELECT n.node_id, n.addr, hub_iso(n.started_at), hub_iso(n.seen_at),
+                        n.seen_at >= now() - $1::bigint * interval '1 millisecond',
+                        (SELECT count(*) FROM shard_lease l
+                          WHERE l.owner_node = n.node_id AND l.expires_at > now())
+                   FROM nodes n ORDER BY n.node_id COLLATE \"C\"",
+                &[&(NODE_TTL.as_millis() as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(MemberView {
+                    node_id: r.try_get(0)?,
+                    addr: r.try_get(1)?,
+                    started_at: r.try_get(2)?,
+                    seen_at: r.try_get(3)?,
+                    live: r.try_get(4)?,
+                    shards: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, PgError>>()?;
+        let shards = client
+            .query(
+                "SELECT owner_node, expires_at > now() AS held, count(*), min(epoch), max(epoch),
+                        hub_iso(max(expires_at))
+                   FROM shard_lease GROUP BY 1, 2 ORDER BY owner_node COLLATE \"C\", held",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let owner: Option<String> = r.try_get(0)?;
+                let held: Option<bool> = r.try_get(1)?;
+                Ok(ShardGroup {
+                    owner,
+                    state: match held {
+                        Some(true) => "held",
+                        Some(false) => "lapsed",
+                        None => "free",
+                    },
+                    shards: r.try_get(2)?,
+                    epochs: (r.try_get(3)?, r.try_get(4)?),
+                    expires_at: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, PgError>>()?;
+        let held = self.owned.count();
+        Ok(ClusterView {
+            node_id: self.member.node_id().to_string(),
+            role: if held == usize::from(SHARD_COUNT) && !self.lapsed() {
+                "active"
+            } else {
+                "standby"
+            },
+            shards_held: held,
+            members,
+            shards,
+        })
+    }
+
     /// Leave the cluster: the registration is deleted and every shard freed, so
     /// that a restart (or another node) takes them at once.
     pub(crate) async fn leave(&self) -> Result<(), PgError> {
@@ -221,4 +293,42 @@ impl Node {
         lease::leave(&client, &self.member).await?;
         Ok(())
     }
+}
+
+/// What `hubctl cluster` shows.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct ClusterView {
+    /// The node answering.
+    pub node_id: String,
+    /// `active` (holds every shard, serves) or `standby`.
+    pub role: &'static str,
+    pub shards_held: usize,
+    pub members: Vec<MemberView>,
+    /// Shards grouped by owner and lease state.
+    pub shards: Vec<ShardGroup>,
+}
+
+/// One row of `nodes`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct MemberView {
+    pub node_id: String,
+    pub addr: String,
+    pub started_at: String,
+    pub seen_at: String,
+    /// Heartbeat within the node TTL.
+    pub live: bool,
+    /// Shards it holds (unexpired leases).
+    pub shards: i64,
+}
+
+/// Shards with one owner and lease state (`held`, `lapsed` or `free`).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct ShardGroup {
+    pub owner: Option<String>,
+    pub state: &'static str,
+    pub shards: i64,
+    /// Lowest and highest epoch among them.
+    pub epochs: (i64, i64),
+    /// The latest lease expiry among them (none when free).
+    pub expires_at: Option<String>,
 }
