@@ -268,7 +268,7 @@ pub struct ServeArgs {
     /// Where to store: `sqlite` (the --db file) or postgres://USER@HOST:PORT/DB for
     /// cluster mode; the password comes from PGPASSWORD or a PGPASSFILE, never the URL
     /// [default: sqlite]
-    #[arg(long, env = "AGENT_HUB_STORE", value_name = "URL", value_parser = crate::config::parse_store_arg)]
+    #[arg(long, env = "AGENT_HUB_STORE", value_name = "URL")]
     pub store: Option<String>,
     /// Cluster mode: this node's name; a second live node with the same name is
     /// refused [default: the host name]

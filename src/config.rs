@@ -70,12 +70,6 @@ pub(crate) struct Endpoint {
     pub node_id: String,
 }
 
-/// clap's parser of `--store`: `sqlite` is kept as is (it overrides a `store:` in
-/// the file), a URL is checked.
-pub(crate) fn parse_store_arg(s: &str) -> Result<String, String> {
-    settings::parse_store(s).map(|url| url.unwrap_or_else(|| "sqlite".into()))
-}
-
 /// clap's parser of `--node-id`.
 pub(crate) fn parse_node_id_arg(s: &str) -> Result<String, String> {
     settings::parse_node_id(s)

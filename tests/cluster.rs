@@ -206,8 +206,13 @@ fn call_status(hub: &Hub, agent: &str) -> u16 {
 /// Wait until `hub` is ready: how long it took.
 fn until_ready(hub: &Hub, within: Duration) -> Duration {
     let started = std::time::Instant::now();
-    wait_for(within, || (ready(hub) == 200).then_some(()))
-        .unwrap_or_else(|| panic!("{} not ready within {within:?}", hub.base));
+    wait_for(within, || (ready(hub) == 200).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "{} not ready within {within:?}; its log:\n{}",
+            hub.base,
+            hub.out.stderr()
+        )
+    });
     started.elapsed()
 }
 

@@ -200,6 +200,11 @@ impl Hub {
     }
 
     /// The settings in force (a reload may swap them: read per call, not kept).
+    /// The ownership term its store handle writes under (cluster mode; else 0).
+    pub(crate) fn store_term(&self) -> u64 {
+        self.inner.store.term()
+    }
+
     pub(crate) fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
         self.inner.settings.load()
     }

@@ -218,30 +218,53 @@ async fn serve(
         }
     };
     let mut running = running;
-    let snapshot = match (snapshot, &node) {
-        (Some(s), _) => Ok(s),
+    // The hub's store handle and its state: SQLite's from the open; in cluster mode
+    // loaded once every shard is held (until then, the node stands by).
+    let (hub_store, snapshot) = match (snapshot, &node) {
+        (Some(s), _) => (store.clone(), s),
+        (None, None) => return Err(CliError::Api("no store was opened".into())),
         (None, Some(node)) => {
-            // Cluster mode: serve once every shard is held; until then, stand by
-            // (listening, answering 503, so the banner comes first).
+            // Listening and answering 503 meanwhile, so the banner comes first.
             // PostgreSQL stores every write before answering (see `pg::open`).
             let url = http::server::mcp_url(addr);
             print_banner(&loaded, &ep, &url, Durability::Durable, print_tokens);
-            slot.set_guard(node.clone().lapse_guard());
+            slot.set_guard(node.clone().guard());
             let _ = cluster.set(node.clone());
             actix_rt::spawn(node.clone().keep());
-            let mut active = node.active();
-            if !*active.borrow() {
-                slot.set_standby(Some(TAKING_SHARDS.into()));
-            }
-            tokio::select! {
-                _ = active.wait_for(|a| *a) => {
+            slot.set_standby(Some(TAKING_SHARDS.into()));
+            let mut roles = node.role();
+            let activation = async {
+                loop {
+                    if roles.wait_for(|r| r.active).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
                     let started = std::time::Instant::now();
-                    let loaded = crate::store::pg::open::activate(&store, &agents, &iso(Utc::now()))
-                        .await
-                        .map_err(CliError::from);
-                    crate::metrics::get().cluster_takeover(started.elapsed());
-                    loaded
+                    let now = iso(Utc::now());
+                    match crate::store::pg::open::activate(&store, &agents, &now).await {
+                        Ok(got) => {
+                            crate::metrics::get().cluster_takeover(started.elapsed());
+                            break Ok(got);
+                        }
+                        // The writer is gone: nothing can be served.
+                        Err(e @ crate::store::StoreError::Closed) => break Err(CliError::from(e)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not load the live state; retrying in 1 s");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
                 }
+            };
+            tokio::select! {
+                got = activation => match got {
+                    Ok(got) => got,
+                    Err(e) => {
+                        handle.stop(true).await;
+                        let _ = running.await;
+                        super::discovery::remove(&config_dir, &instance);
+                        stop_store(&store, Some(node.as_ref())).await;
+                        return Err(e);
+                    }
+                },
                 stopped = &mut running => {
                     // Stopped while standing by.
                     super::discovery::remove(&config_dir, &instance);
@@ -252,21 +275,13 @@ async fn serve(
                 }
             }
         }
-        (None, None) => Err(CliError::Api("no store was opened".into())),
     };
-    let snapshot = match snapshot {
-        Ok(s) => s,
-        Err(e) => {
-            drop(fill);
-            handle.stop(true).await;
-            let _ = running.await;
-            super::discovery::remove(&config_dir, &instance);
-            stop_store(&store, node.as_deref()).await;
-            return Err(e);
-        }
-    };
+    let term = hub_store.term();
     // The session store is the actors' way to push on agents' open GET streams.
-    let hub = Hub::start(store.clone(), snapshot, live.clone(), sessions.clone());
+    let hub = Hub::start(hub_store, snapshot, live.clone(), sessions.clone());
+    if let Some(node) = &node {
+        node.serving(term);
+    }
     let _ = fill.send(Some(hub));
     slot.set_standby(None);
     actix_rt::spawn(webhooks.follow(store.events().subscribe_notable()));
@@ -275,11 +290,11 @@ async fn serve(
     actix_rt::spawn(sweep_presence(fill.subscribe()));
     // Rebuilds the hub from disk around a storage fault, and in cluster mode around
     // a loss of the shards (it owns the slot from here).
-    let role = node.as_ref().map(|n| heal::Role {
-        active: n.active(),
+    let cluster = node.as_ref().map(|n| heal::Cluster {
+        node: n.clone(),
         slot: slot.clone(),
     });
-    actix_rt::spawn(heal::supervise(store.clone(), fill, role));
+    actix_rt::spawn(heal::supervise(store.clone(), fill, cluster));
 
     // Expired sessions are refused on lookup already; the sweep only frees memory.
     let sweep_every = Duration::from_secs(settings.session_idle_timeout_secs.clamp(1, 60));
@@ -330,8 +345,14 @@ async fn stop_store(store: &Store, node: Option<&crate::store::pg::node::Node>) 
         tracing::error!("flushing queued writes failed");
     }
     if let Some(node) = node {
-        if let Err(e) = node.leave().await {
-            tracing::warn!(error = %e, "could not leave the cluster; the leases lapse by themselves");
+        match tokio::time::timeout(Duration::from_secs(5), node.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not leave the cluster; the leases lapse by themselves")
+            }
+            Err(_) => {
+                tracing::warn!("leaving the cluster timed out; the leases lapse by themselves")
+            }
         }
     }
     tracing::info!(committed = store.committed(), "stopped");

@@ -14,11 +14,41 @@ pub(crate) fn decode<A: DeserializeOwned>(
     accepted: &[String],
 ) -> Result<A, DomainError> {
     refuse_unknown(&args, accepted)?;
+    for (key, v) in &args {
+        refuse_nul(key, v)?;
+    }
     let value = Value::Object(args);
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         refusal(&field, &e.into_inner().to_string())
     })
+}
+
+/// Refuse U+0000 anywhere in an argument (in strings and in object keys, nested
+/// included): PostgreSQL's text cannot hold it, and a write that cannot be stored
+/// must be refused here, before it changes anything, not fail in the writer.
+fn refuse_nul(path: &str, v: &Value) -> Result<(), DomainError> {
+    let nul = |path: &str| {
+        DomainError::invalid(
+            path,
+            "contains U+0000 (NUL), which the hub does not store".to_string(),
+        )
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Err(nul(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| refuse_nul(&format!("{path}[{i}]"), item)),
+        Value::Object(map) => map.iter().try_for_each(|(k, item)| {
+            let at = format!("{path}.{k}");
+            if k.contains('\0') {
+                return Err(nul(&at));
+            }
+            refuse_nul(&at, item)
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Text between the first pair of backticks after `prefix`, e.g. the field name in
@@ -121,6 +151,23 @@ mod tests {
     fn err<A: DeserializeOwned + std::fmt::Debug>(v: Value) -> String {
         let map = v.as_object().unwrap().clone();
         decode::<A>(map, &accepted::<A>()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn nul_is_refused_wherever_it_is() {
+        let nul = ": contains U+0000 (NUL), which the hub does not store";
+        assert_eq!(
+            err::<Example>(json!({"name": "a\u{0}b"})),
+            format!("name{nul}")
+        );
+        assert_eq!(
+            err::<Example>(json!({"name": "x", "n": {"k": ["ok", "b\u{0}"]}})),
+            format!("n.k[1]{nul}")
+        );
+        assert_eq!(
+            err::<Example>(json!({"name": "x", "n": {"a\u{0}": 1}})),
+            format!("n.a\u{0}{nul}")
+        );
     }
 
     #[test]

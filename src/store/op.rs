@@ -111,8 +111,6 @@ pub(crate) enum Op {
     Audit(AuditRow),
 }
 
-/// One row of `audit_events`: an audited transition, written by [`Op::Audit`] and
-/// shown on the operator event stream once committed.
 /// The shards whose rows an op writes: in cluster mode, the writer fences the op
 /// on their epochs, and refuses it on a node that does not hold them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +165,8 @@ impl Op {
     }
 }
 
+/// One row of `audit_events`: an audited transition, written by [`Op::Audit`] and
+/// shown on the operator event stream once committed.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AuditRow {
     /// Chosen with the row ([`crate::domain::audit_id`]), never by the database.

@@ -8,6 +8,7 @@
 //! new ops pile up in the channel and share the next commit, so throughput grows with
 //! concurrency instead of paying one fsync per call.
 
+use super::pg::ownership::Ownership;
 use super::{apply, load, migrate, Op, Snapshot, StoreError};
 use crate::config::Durability;
 use crate::domain::shard::Shards;
@@ -41,11 +42,14 @@ pub(crate) struct StoreOptions {
 // Shutdown is sent once; boxing every op to shrink it would cost an allocation per write.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    /// An op: its sequence number and the generation of the handle that queued it.
-    Op(u64, u64, Op),
+    /// An op: its sequence number, the generation and the ownership term of the
+    /// handle that queued it.
+    Op(u64, u64, u64, Op),
     /// From now on, drop the ops of older generations (their hub was replaced by
     /// one rebuilt from disk), and resume writing if a probe found the fault cleared.
     Adopt(u64),
+    /// Probe now if writes are refused (instead of at the end of the backoff).
+    Probe,
     /// Commit everything before this, then exit.
     Shutdown,
 }
@@ -56,6 +60,11 @@ pub(crate) struct Store {
     inner: Arc<Inner>,
     /// The hub generation this handle writes for (see [`Store::adopt`]).
     generation: u64,
+    /// Cluster mode: the ownership term this handle's hub was loaded under. Its ops
+    /// are written only while the node has lost no shard since (see `Ownership`):
+    /// what a hub computed before a loss is never written after it, whatever the
+    /// epochs are by then. Always 0 on SQLite.
+    term: u64,
 }
 
 struct Inner {
@@ -78,6 +87,8 @@ struct Inner {
     latest_generation: AtomicU64,
     /// Committed audit rows, for `/operator/events`.
     events: Arc<crate::events::EventBus>,
+    /// Cluster mode: the shards this node holds (their term).
+    ownership: Option<Arc<Ownership>>,
 }
 
 /// Where a store's reads run: SQLite's read-only connections, or PostgreSQL's pool.
@@ -201,15 +212,19 @@ impl Store {
         let file = FileWatch::new(path)?;
         let engine = Box::new(SqliteEngine { conn, file });
         let reads = ReadSide::Sqlite(SqliteReaders::new(path));
-        Ok((Store::start(engine, reads, opts)?, snapshot))
+        Ok((Store::start(engine, reads, opts, None)?, snapshot))
     }
 
-    /// Start the writer thread on `engine`, reads going to `reads`.
+    /// Start the writer thread on `engine`, reads going to `reads`; in cluster mode
+    /// with the node's `ownership`, whose term the writer checks each op against.
     pub(crate) fn start(
         engine: Box<dyn Engine>,
         reads: ReadSide,
         opts: StoreOptions,
+        ownership: Option<Arc<Ownership>>,
     ) -> Result<Store, StoreError> {
+        let writer_ownership = ownership.clone();
+        let term = ownership.as_ref().map_or(0, |o| o.term());
         let (tx, rx) = mpsc::channel();
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let events = Arc::new(crate::events::EventBus::default());
@@ -226,6 +241,7 @@ impl Store {
                     health: Health::Ok,
                     min_generation: 0,
                     events: writer_events,
+                    ownership: writer_ownership,
                 }
                 .run()
             })
@@ -246,8 +262,10 @@ impl Store {
                 reads,
                 latest_generation: AtomicU64::new(0),
                 events,
+                ownership,
             }),
             generation: 0,
+            term,
         })
     }
 
@@ -256,7 +274,11 @@ impl Store {
         let mut guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
         guard.0 += 1;
         let seq = guard.0;
-        if guard.1.send(Msg::Op(seq, self.generation, op)).is_err() {
+        if guard
+            .1
+            .send(Msg::Op(seq, self.generation, self.term, op))
+            .is_err()
+        {
             // The writer is gone (shutdown or crash); waiters see `closed`.
             tracing::error!(seq, "store writer is not running; write dropped");
         }
@@ -380,7 +402,20 @@ impl Store {
         Store {
             inner: self.inner.clone(),
             generation,
+            term: self.inner.ownership.as_ref().map_or(0, |o| o.term()),
         }
+    }
+
+    /// The ownership term this handle writes under (0 on SQLite).
+    pub(crate) fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Ask the writer to probe now if it refuses writes (cluster mode: the node holds
+    /// its shards again, and the probe's backoff may have grown while it stood by).
+    pub(crate) fn nudge(&self) {
+        let guard = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = guard.1.send(Msg::Probe);
     }
 
     /// Make this handle's generation the oldest whose ops are written: ops queued
@@ -493,7 +528,8 @@ impl Store {
 }
 
 /// One queued op: its sequence number, its handle's generation, the op.
-type Queued = (u64, u64, Op);
+/// One queued op: its sequence number, its handle's generation and term, the op.
+type Queued = (u64, u64, u64, Op);
 
 /// What ended the collection of a batch, besides its size.
 #[derive(Debug, PartialEq, Eq)]
@@ -504,6 +540,8 @@ enum Control {
     Timeout,
     /// A new generation is adopted (after the ops of the batch).
     Adopt(u64),
+    /// A probe is asked for now.
+    Probe,
     /// Shutdown was requested, or every sender is gone.
     Stop,
 }
@@ -515,15 +553,16 @@ fn next_batch(
     max_ops: usize,
     window: Duration,
     idle: Option<Duration>,
-) -> (Vec<(u64, u64, Op)>, Control) {
+) -> (Vec<Queued>, Control) {
     let mut batch = Vec::new();
     let first = match idle {
         None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         Some(d) => rx.recv_timeout(d),
     };
     match first {
-        Ok(Msg::Op(seq, g, op)) => batch.push((seq, g, op)),
+        Ok(Msg::Op(seq, g, t, op)) => batch.push((seq, g, t, op)),
         Ok(Msg::Adopt(g)) => return (batch, Control::Adopt(g)),
+        Ok(Msg::Probe) => return (batch, Control::Probe),
         Err(mpsc::RecvTimeoutError::Timeout) => return (batch, Control::Timeout),
         Ok(Msg::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
             return (batch, Control::Stop)
@@ -547,8 +586,9 @@ fn next_batch(
             }
         };
         match msg {
-            Msg::Op(seq, g, op) => batch.push((seq, g, op)),
+            Msg::Op(seq, g, t, op) => batch.push((seq, g, t, op)),
             Msg::Adopt(g) => return (batch, Control::Adopt(g)),
+            Msg::Probe => return (batch, Control::Probe),
             Msg::Shutdown => return (batch, Control::Stop),
         }
     }
@@ -712,6 +752,8 @@ struct Writer {
     min_generation: u64,
     /// Where committed audit rows are published (`/operator/events`).
     events: Arc<crate::events::EventBus>,
+    /// Cluster mode: the node's shards, whose term each op must still have.
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl Writer {
@@ -737,6 +779,11 @@ impl Writer {
             }
             match control {
                 Control::Adopt(g) => self.adopt(g),
+                Control::Probe => {
+                    if let Health::Faulted { .. } = self.health {
+                        next_probe = Instant::now() + self.probe(FIRST_BACKOFF);
+                    }
+                }
                 Control::Stop => break,
                 Control::None | Control::Timeout => {}
             }
@@ -746,20 +793,37 @@ impl Writer {
 
     /// Write one batch, or fail it: stale ops are dropped, and while writes are
     /// refused every other op is failed.
-    fn write(&mut self, batch: Vec<(u64, u64, Op)>) {
+    fn write(&mut self, batch: Vec<Queued>) {
         let Some(last) = batch.last().map(|b| b.0) else {
             return;
         };
         let min = self.min_generation;
         let (live, stale): (Vec<&Queued>, Vec<&Queued>) =
-            batch.iter().partition(|(_, g, _)| *g >= min);
+            batch.iter().partition(|(_, g, _, _)| *g >= min);
         if !stale.is_empty() {
             self.progress.send_modify(|p| {
-                for (seq, _, _) in &stale {
+                for (seq, _, _, _) in &stale {
                     p.stale.add(*seq, *seq);
                 }
             });
         }
+        // Cluster mode: ops of a hub loaded before the node last lost a shard fail,
+        // unwritten (their hub is being replaced by one loaded from the store).
+        let live: Vec<&Queued> = match self.ownership.as_ref().map(|o| o.term()) {
+            None => live,
+            Some(now) => {
+                let (current, old): (Vec<&Queued>, Vec<&Queued>) =
+                    live.into_iter().partition(|(_, _, t, _)| *t == now);
+                if !old.is_empty() {
+                    self.progress.send_modify(|p| {
+                        for (seq, _, _, _) in &old {
+                            p.fail(*seq, *seq);
+                        }
+                    });
+                }
+                current
+            }
+        };
         if self.health == Health::Ok && !live.is_empty() {
             if let Some(why) = self.engine.lost() {
                 self.fatal(why);
@@ -776,7 +840,7 @@ impl Writer {
             });
             return;
         }
-        let ops: Vec<&Op> = live.iter().map(|(_, _, op)| op).collect();
+        let ops: Vec<&Op> = live.iter().map(|(_, _, _, op)| op).collect();
         // A failing commit is retried a few times (a transient SQLITE_BUSY from an
         // operator's sqlite3 shell, say) before the store counts as faulted.
         let mut attempt = 0;

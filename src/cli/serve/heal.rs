@@ -10,41 +10,45 @@
 use crate::actors::Hub;
 use crate::domain::shard::Shards;
 use crate::http::state::HubSlot;
+use crate::store::pg::node::{Node, Role};
 use crate::store::{Reads, Store, StoreError};
+use std::sync::Arc;
 use tokio::sync::watch;
 
-/// A cluster node's role (cluster mode): whether it holds every shard, and the
-/// slot's reader side, to stand by through.
-pub(super) struct Role {
-    pub active: watch::Receiver<bool>,
+/// Cluster mode: the node, and the slot's reader side to stand by through.
+pub(super) struct Cluster {
+    pub node: Arc<Node>,
     pub slot: HubSlot,
 }
 
 /// Why a node that lost its shards stands by.
-const LOST: &str = "this node lost its shard leases; it serves again once it holds them";
+const LOST: &str = "this node lost shard leases; it serves again once it holds them all";
 
 /// Watch the store's health and rebuild the hub in `slot` when needed: at each new
 /// fault (counted, so that one coalesced with a heal is not missed) and each heal.
-/// In cluster mode, also follow the node's role: losing a shard empties the slot
-/// (calls get 503: this node's memory may be behind the new owner's writes), and
-/// holding every shard again reloads the hub from the store. Returns when the
-/// store closes.
+/// In cluster mode, also follow the node's role: a hub loaded before the node lost
+/// a shard is taken out of the slot (calls get 503: another node may have written
+/// since), and once every shard is held the hub is loaded again from the store.
+/// Returns when the store closes.
 pub(super) async fn supervise(
     store: Store,
     slot: watch::Sender<Option<Hub>>,
-    mut role: Option<Role>,
+    cluster: Option<Cluster>,
 ) {
     let mut rx = store.progress();
     let (mut faults, mut healed) = {
         let p = rx.borrow();
         (p.faults, p.healed)
     };
+    let mut roles = cluster.as_ref().map(|c| c.node.role());
+    // The term the hub in the slot was loaded under (that of its store handle).
+    let mut hub_term = slot.borrow().as_ref().map_or(0, |h| h.store_term());
     // The hub a demoted node is rebuilt from (settings, pushes, uptime).
     let mut template: Option<Hub> = None;
     loop {
         let role_changed = async {
-            match role.as_mut() {
-                Some(r) => r.active.changed().await.is_ok(),
+            match roles.as_mut() {
+                Some(r) => r.changed().await.is_ok(),
                 None => std::future::pending().await,
             }
         };
@@ -52,32 +56,7 @@ pub(super) async fn supervise(
             changed = rx.changed() => if changed.is_err() {
                 return;
             },
-            true = role_changed => {
-                let Some(r) = role.as_mut() else { continue };
-                let active = *r.active.borrow_and_update();
-                if !active {
-                    if let Some(hub) = slot.send_replace(None) {
-                        r.slot.set_standby(Some(LOST.into()));
-                        hub.stop();
-                        template = Some(hub);
-                        tracing::warn!("shards lost: standing by");
-                    }
-                } else if let Some(old) = template.take() {
-                    let started = std::time::Instant::now();
-                    rebuild_from(&store, &slot, old).await;
-                    crate::metrics::get().cluster_takeover(started.elapsed());
-                    tracing::warn!(load_ms = started.elapsed().as_millis() as u64, "holding every shard again: serving");
-                    r.slot.set_standby(None);
-                    // The rebuild covers any fault seen meanwhile.
-                    let p = rx.borrow_and_update();
-                    (faults, healed) = (p.faults, p.healed);
-                }
-                continue;
-            }
-        }
-        if slot.borrow().is_none() {
-            // Standing by: nothing to rebuild until the shards are back.
-            continue;
+            true = role_changed => {}
         }
         let (now_faults, now_healed, fatal, closed) = {
             let p = rx.borrow_and_update();
@@ -86,18 +65,64 @@ pub(super) async fn supervise(
         if closed {
             return;
         }
+        let role = roles
+            .as_mut()
+            .map(|r| *r.borrow_and_update())
+            .unwrap_or(Role {
+                active: true,
+                term: hub_term,
+            });
+        // Demote: the shards are not all held, or one was lost since the hub was
+        // loaded. Its actors stop; their queued ops fail (their term is old).
+        if let Some(c) = &cluster {
+            let stale = slot.borrow().is_some() && (!role.active || role.term != hub_term);
+            if stale {
+                if let Some(hub) = slot.send_replace(None) {
+                    c.slot.set_standby(Some(LOST.into()));
+                    hub.stop();
+                    template = Some(hub);
+                    tracing::warn!(term = role.term, "shards lost: standing by");
+                }
+            }
+        }
+        let heal = now_healed > healed;
+        let fault = now_faults > faults && !fatal;
+        (faults, healed) = (now_faults, now_healed);
+        if slot.borrow().is_none() {
+            // Standing by: load again once every shard is held. A writer refusing
+            // writes since the loss is asked to probe now (it would wait up to its
+            // backoff); its heal then rebuilds once more, and writes resume.
+            let (Some(c), true) = (&cluster, role.active) else {
+                continue;
+            };
+            let Some(old) = template.take() else {
+                continue;
+            };
+            store.nudge();
+            let started = std::time::Instant::now();
+            if let Some(term) = rebuild_from(&store, &slot, old).await {
+                hub_term = term;
+                c.node.serving(term);
+                c.slot.set_standby(None);
+                crate::metrics::get().cluster_takeover(started.elapsed());
+                tracing::warn!(
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "holding every shard again: serving"
+                );
+            }
+            continue;
+        }
         // A heal first: adopting its generation is what resumes writing, and the
         // rebuild it makes also covers a fault seen in the same update.
-        if now_healed > healed || (now_faults > faults && !fatal) {
-            let event = if now_healed > healed {
-                "store_healed"
-            } else {
-                "store_fault"
-            };
+        if heal || fault {
+            let event = if heal { "store_healed" } else { "store_fault" };
             let reason = rx.borrow().refusing.clone().unwrap_or_default();
-            healed = now_healed;
-            faults = now_faults;
-            rebuild(&store, &slot).await;
+            if let Some(term) = rebuild(&store, &slot).await {
+                hub_term = term;
+                if let Some(c) = &cluster {
+                    c.node.serving(term);
+                }
+            }
             // For the operator's event stream (and the dashboard).
             store.events().publish(crate::events::Draft {
                 event_type: event.into(),
@@ -114,17 +139,17 @@ pub(super) async fn supervise(
 /// Replace the hub in `slot` by one loaded from disk, writing as a new generation.
 /// Reading the snapshot is retried (1 s, doubling to 30 s) until it succeeds or the
 /// store closes: until then the old hub's writes are refused, never lost.
-async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) {
-    let Some(old) = slot.borrow().clone() else {
-        return;
-    };
+/// Returns the new hub's ownership term (`None`: the store closed first).
+async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) -> Option<u64> {
+    let old = slot.borrow().clone()?;
     rebuild_from(store, slot, old).await
 }
 
 /// [`rebuild`] from `old` (in the slot, or stopped when the node stood by).
-async fn rebuild_from(store: &Store, slot: &watch::Sender<Option<Hub>>, old: Hub) {
+async fn rebuild_from(store: &Store, slot: &watch::Sender<Option<Hub>>, old: Hub) -> Option<u64> {
     let next = store.next_generation();
     next.adopt();
+    let term = next.term();
     let mut wait = std::time::Duration::from_secs(1);
     loop {
         match next.load(&Shards::All).await {
@@ -132,10 +157,10 @@ async fn rebuild_from(store: &Store, slot: &watch::Sender<Option<Hub>>, old: Hub
                 let hub = old.rebuild(next, snapshot);
                 slot.send_replace(Some(hub));
                 old.stop();
-                tracing::warn!("live state rebuilt from disk after a storage fault");
-                return;
+                tracing::warn!("live state rebuilt from the store");
+                return Some(term);
             }
-            Err(StoreError::Closed) => return,
+            Err(StoreError::Closed) => return None,
             Err(e) => {
                 tracing::error!(error = %e, retry_in_s = wait.as_secs(), "could not rebuild the live state from disk; writes stay refused");
                 tokio::time::sleep(wait).await;

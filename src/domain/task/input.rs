@@ -35,6 +35,14 @@ pub(crate) fn validate_text(field: &str, text: &str, max_bytes: usize) -> Result
             format!("at most {max_bytes} bytes"),
         ));
     }
+    // Agents' arguments are checked when decoded (mcp/args.rs); this covers the
+    // operator's notes: PostgreSQL's text cannot hold U+0000.
+    if text.contains('\0') {
+        return Err(DomainError::invalid(
+            field,
+            "contains U+0000 (NUL), which the hub does not store",
+        ));
+    }
     Ok(())
 }
 

@@ -13,6 +13,10 @@ use std::time::Duration;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Config, NoTls};
 
+/// How long an unanswered connection is kept: TCP's user timeout and keepalive
+/// idle time of the pool's connections.
+const DEAD_PEER: Duration = Duration::from_secs(30);
+
 /// The size and patience of a pool.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -119,6 +123,15 @@ fn password(
 pub fn pool(mut config: Config, options: &PoolOptions) -> Result<Pool, PgError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.connect_timeout);
+    }
+    // A database host gone silent (not closed) is noticed in about 30 s instead of
+    // the kernel's defaults (2 h of keepalive, ~15 min of retransmits), unless the
+    // URL says otherwise.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEAD_PEER);
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(DEAD_PEER);
     }
     // Fast: a checked-out connection is only tested for being closed, not with a
     // query (one round trip per checkout); a dead one fails its first statement,

@@ -153,7 +153,7 @@ pub async fn acquire(
                  ORDER BY shard
                    FOR UPDATE SKIP LOCKED)
              UPDATE shard_lease l
-                SET owner_node = $1, epoch = l.epoch + 1,
+                SET owner_node = $1, owner_incarnation = $2, epoch = l.epoch + 1,
                     expires_at = now() + $4::bigint * interval '1 millisecond'
                FROM free
               WHERE l.shard = free.shard
@@ -183,7 +183,7 @@ pub async fn renew(
         .query(
             "WITH held AS (
                 SELECT shard FROM shard_lease
-                 WHERE owner_node = $1 AND expires_at > now()
+                 WHERE owner_node = $1 AND owner_incarnation = $2 AND expires_at > now()
                    AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND incarnation = $2)
                  ORDER BY shard
                    FOR NO KEY UPDATE)
@@ -217,7 +217,8 @@ pub async fn release(
                  WHERE l.owner_node = $1
                  ORDER BY l.shard
                    FOR NO KEY UPDATE OF l)
-             UPDATE shard_lease l SET owner_node = NULL, expires_at = NULL
+             UPDATE shard_lease l
+                SET owner_node = NULL, owner_incarnation = NULL, expires_at = NULL
                FROM mine WHERE l.shard = mine.shard
              RETURNING l.shard",
             &[&me.node_id, &shard_params(&shards), &epochs],
@@ -239,8 +240,9 @@ pub async fn leave(client: &impl GenericClient, me: &Member) -> Result<u64, PgEr
         .execute(
             "WITH gone AS (
                 DELETE FROM nodes WHERE node_id = $1 AND incarnation = $2 RETURNING node_id)
-             UPDATE shard_lease SET owner_node = NULL, expires_at = NULL
-              WHERE owner_node IN (SELECT node_id FROM gone)",
+             UPDATE shard_lease
+                SET owner_node = NULL, owner_incarnation = NULL, expires_at = NULL
+              WHERE owner_node IN (SELECT node_id FROM gone) AND owner_incarnation = $2",
             &[&me.node_id, &me.incarnation],
         )
         .await?;

@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "005_read_times",
         include_str!("../../../migrations/postgres/005_read_times.sql"),
     ),
+    (
+        6,
+        "006_lease_incarnation",
+        include_str!("../../../migrations/postgres/006_lease_incarnation.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in

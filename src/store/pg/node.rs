@@ -43,8 +43,14 @@ pub(crate) struct Node {
     pool: Pool,
     member: Member,
     owned: Arc<Ownership>,
-    /// Whether every shard is held (published by [`Node::keep`]).
-    active: watch::Sender<bool>,
+    /// Whether every shard is held, and the ownership term (published by
+    /// [`Node::keep`]).
+    role: watch::Sender<Role>,
+    /// The term of the hub serving now (`u64::MAX`: none): the slot's guard
+    /// refuses calls once the ownership term is another one.
+    served: AtomicU64,
+    /// Set by [`Node::leave`]: the loop stops.
+    left: std::sync::atomic::AtomicBool,
     /// When the last renewal round that succeeded started, in milliseconds since
     /// `epoch` (0: never).
     renewed: AtomicU64,
@@ -81,7 +87,9 @@ impl Node {
             pool,
             member,
             owned: Arc::new(Ownership::default()),
-            active: watch::channel(false).0,
+            role: watch::channel(Role::default()).0,
+            served: AtomicU64::new(u64::MAX),
+            left: std::sync::atomic::AtomicBool::new(false),
             renewed: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -97,26 +105,49 @@ impl Node {
             || self.epoch.elapsed().as_millis() as u64 >= at + SELF_FENCE_AFTER.as_millis() as u64
     }
 
-    /// [`Node::lapsed`] as the hub slot's guard.
-    pub(crate) fn lapse_guard(self: Arc<Node>) -> crate::http::state::Guard {
-        Box::new(move || {
-            self.lapsed()
-                .then(|| "its shard leases were not renewed in time".to_string())
-        })
+    /// Why the hub in the slot must not answer now, if it must not: the leases
+    /// may have lapsed ([`Node::lapsed`]), a shard is not held, or one was lost
+    /// since that hub was loaded (another node may have written it meanwhile).
+    /// Asked on every call (the hub slot's guard), so that no call is answered from
+    /// memory between a loss and the supervisor's demotion.
+    pub(crate) fn objection(&self) -> Option<String> {
+        if self.lapsed() {
+            return Some("its shard leases were not renewed in time".into());
+        }
+        if self.owned.count() < usize::from(SHARD_COUNT) {
+            return Some("it does not hold every shard".into());
+        }
+        if self.owned.term() != self.served.load(Ordering::Acquire) {
+            return Some("it lost shards since it loaded its state; reloading".into());
+        }
+        None
     }
 
-    /// `true` while this node holds every shard and may serve.
-    pub(crate) fn active(&self) -> watch::Receiver<bool> {
-        self.active.subscribe()
+    /// [`Node::objection`] as the hub slot's guard.
+    pub(crate) fn guard(self: Arc<Node>) -> crate::http::state::Guard {
+        Box::new(move || self.objection())
     }
 
-    /// Publish whether every shard is held.
+    /// The hub now in the slot was loaded under ownership term `term`.
+    pub(crate) fn serving(&self, term: u64) {
+        self.served.store(term, Ordering::Release);
+    }
+
+    /// Whether this node holds every shard, and the ownership term.
+    pub(crate) fn role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    /// Publish the role.
     fn publish(&self) {
         let held = self.owned.count();
-        let now = held == usize::from(SHARD_COUNT);
-        crate::metrics::get().cluster_shards(held, now);
-        self.active
-            .send_if_modified(|a| std::mem::replace(a, now) != now);
+        let now = Role {
+            active: held == usize::from(SHARD_COUNT),
+            term: self.owned.term(),
+        };
+        crate::metrics::get().cluster_shards(held, now.active);
+        self.role
+            .send_if_modified(|r| std::mem::replace(r, now) != now);
     }
 
     /// The registration, for the writer's `batch_log` and probe.
@@ -163,6 +194,9 @@ impl Node {
                 self.owned.lose(shard);
             }
         }
+        // Before taking anything back: the loss is seen even if the shards are
+        // held again at the end of this round.
+        self.publish();
         // Renewed at an unchanged epoch: nobody else held it meanwhile, so it is
         // held again after a self-fence (whose writes failed; the hub reloads).
         for (shard, epoch) in renewed {
@@ -176,6 +210,9 @@ impl Node {
         let mut last_ok = Instant::now();
         let mut standing_by = false;
         loop {
+            if self.left.load(Ordering::Acquire) {
+                return;
+            }
             // Measured from before the request: the database's expiry is later.
             let attempt = Instant::now();
             match tokio::time::timeout(RENEW_EVERY * 2, self.renew_once()).await {
@@ -287,6 +324,7 @@ impl Node {
     /// Leave the cluster: the registration is deleted and every shard freed, so
     /// that a restart (or another node) takes them at once.
     pub(crate) async fn leave(&self) -> Result<(), PgError> {
+        self.left.store(true, Ordering::Release);
         self.owned.lose_all();
         self.publish();
         let client = self.pool.get().await?;
@@ -331,4 +369,14 @@ pub(crate) struct ShardGroup {
     pub epochs: (i64, i64),
     /// The latest lease expiry among them (none when free).
     pub expires_at: Option<String>,
+}
+
+/// What a node publishes after each renewal round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Role {
+    /// Every shard is held: the node may serve.
+    pub active: bool,
+    /// The ownership term (see `Ownership`): a hub loaded under an older one must
+    /// be replaced.
+    pub term: u64,
 }

@@ -30,7 +30,13 @@ pub(crate) async fn open(
     let pool = pool(config.clone(), &PoolOptions::default())?;
     let version = migrate::run(&pool).await?;
     tracing::info!(version, "PostgreSQL schema ready");
-    let node = Arc::new(Node::join(pool.clone(), node_id, addr).await?);
+    // The lease loop has connections of its own: a burst of reads must never make
+    // a renewal wait, or a healthy node would fence itself.
+    let leases = PoolOptions {
+        max_size: 2,
+        ..PoolOptions::default()
+    };
+    let node = Arc::new(Node::join(super::pool(config.clone(), &leases)?, node_id, addr).await?);
     let engine = PgEngine::new(config, node.member().clone(), node.ownership())?;
     // Cluster mode stores every write before answering (cluster.md: an answered
     // write survives the loss of any node); `durability: fast` is for SQLite.
@@ -41,21 +47,31 @@ pub(crate) async fn open(
         durability: Durability::Durable,
         ..opts
     };
-    let store = Store::start(Box::new(engine), ReadSide::Postgres(pool), opts)?;
+    let store = Store::start(
+        Box::new(engine),
+        ReadSide::Postgres(pool),
+        opts,
+        Some(node.ownership()),
+    )?;
     Ok(Opened { store, node })
 }
 
-/// A node's first activation, once it holds every shard: the configured agent list
-/// reconciled with the table (as SQLite's open does), then the live state.
+/// A node's first activation, once it holds every shard: on a handle of the
+/// current ownership term (see `Ownership`), the configured agent list reconciled
+/// with the table (as SQLite's open does), then the live state. The hub is built on
+/// the handle returned.
 pub(crate) async fn activate(
     store: &Store,
     agents: &[(String, String)],
     now: &str,
-) -> Result<Snapshot, StoreError> {
-    let synced = store.enqueue(Op::AgentsSync {
+) -> Result<(Store, Snapshot), StoreError> {
+    let handle = store.next_generation();
+    handle.adopt();
+    let synced = handle.enqueue(Op::AgentsSync {
         agents: agents.to_vec(),
         at: now.to_string(),
     });
-    store.wait_committed(synced).await?;
-    store.load(&Shards::All).await
+    handle.wait_committed(synced).await?;
+    let snapshot = handle.load(&Shards::All).await?;
+    Ok((handle, snapshot))
 }

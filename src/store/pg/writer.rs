@@ -5,12 +5,18 @@
 //! 1. every op is tagged with the (shard, epoch) of each shard it writes, as
 //!    [`Ownership`] holds them now;
 //! 2. the epoch fence, then the ops in queue order;
-//! 3. the batch's row in `batch_log` (replacing this process's previous one);
-//! 4. COMMIT. If the connection is lost during COMMIT the outcome is unknown: the
-//!    engine reconnects and looks the batch up in `batch_log`. Found: committed.
-//!    Not found: not committed, and the writer retries it. Nothing later was
-//!    written meanwhile (one writer, one batch at a time), which is what makes
-//!    applying it again safe (see `docs/cluster.md`, "What re-applying assumes").
+//! 3. the transaction's id (`txid_current()`);
+//! 4. COMMIT. If its answer is lost (the connection broke, or [`WRITE_TIMEOUT`]
+//!    passed) the outcome is unknown: the engine asks PostgreSQL on a new
+//!    connection (`txid_status`), waiting while the old transaction is still in
+//!    progress. Committed: done. Aborted: not stored, and the writer retries it.
+//!    Nothing later was written meanwhile (one writer, one batch at a time), which
+//!    is what makes applying it again safe (see `docs/cluster.md`, "What re-applying
+//!    assumes"). Still unknown after [`SETTLE_WAIT`]: the batch fails (its callers
+//!    are told it was not saved, the hub reloads from the store).
+//!
+//! (`txid_status` answers exactly; the `batch_log` table of migration 002, a row
+//! per batch to look up, is no longer written.)
 //!
 //! A node serves only while it holds every shard (one node per cluster: several
 //! nodes need forwarding, not built yet). So a batch with an op of a shard not
@@ -35,17 +41,26 @@ use crate::store::Op;
 use deadpool_postgres::Object;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
 use tokio_postgres::Config;
+
+/// Longest a batch may take, COMMIT included, before its outcome counts as
+/// unknown (a database host gone silent would otherwise hold the writer until the
+/// kernel gives up on the connection).
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the engine waits for a transaction whose COMMIT answer was lost to end.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// PostgreSQL behind the writer thread.
 pub(crate) struct PgEngine {
-    rt: tokio::runtime::Runtime,
+    /// Made on the writer thread at first use (a runtime may not be made or
+    /// dropped on an async thread, where the engine is built).
+    rt: Option<Runtime>,
     pool: Pool,
     client: Option<Object>,
     owned: Arc<Ownership>,
     member: Member,
-    /// The last batch's number in `batch_log` (this process's incarnation).
-    batch_seq: i64,
 }
 
 /// `Ok(true)`: committed; `Ok(false)`: not committed (safe to retry).
@@ -59,21 +74,16 @@ impl PgEngine {
         member: Member,
         owned: Arc<Ownership>,
     ) -> Result<PgEngine, PgError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| PgError::Incompatible(format!("writer runtime: {e}")))?;
         let options = PoolOptions {
             max_size: 1,
             ..PoolOptions::default()
         };
         Ok(PgEngine {
-            rt,
+            rt: None,
             pool: super::pool(config, &options)?,
             client: None,
             owned,
             member,
-            batch_seq: 0,
         })
     }
 
@@ -81,21 +91,28 @@ impl PgEngine {
     /// anew for a closed one). Its connection task runs whenever the runtime is
     /// driven, which is whenever the writer uses it (always through `block_on`).
     fn connect(&mut self) -> Result<(), PgError> {
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PgError::Incompatible(format!("writer runtime: {e}")))?;
+            self.rt = Some(rt);
+        }
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
         }
-        if self.client.is_none() {
-            self.client = Some(self.rt.block_on(self.pool.get())?);
+        if let (None, Some(rt)) = (&self.client, &self.rt) {
+            self.client = Some(rt.block_on(self.pool.get())?);
         }
         Ok(())
     }
 
     /// The runtime and the connection, made if needed.
-    fn parts(&mut self) -> Result<(&tokio::runtime::Runtime, &mut Object), PgError> {
+    fn parts(&mut self) -> Result<(&Runtime, &mut Object), PgError> {
         self.connect()?;
-        match self.client.as_mut() {
-            Some(c) => Ok((&self.rt, c)),
-            None => Err(PgError::Incompatible("no connection".into())),
+        match (self.rt.as_ref(), self.client.as_mut()) {
+            (Some(rt), Some(c)) => Ok((rt, c)),
+            _ => Err(PgError::Incompatible("no connection".into())),
         }
     }
 
@@ -119,48 +136,80 @@ impl PgEngine {
     }
 
     /// One attempt. A fenced batch is rolled back: nothing of it is stored.
-    fn write(&mut self, ops: &[TaggedOp<'_>], seq: i64) -> Result<(), Unsure> {
-        let member = self.member.clone();
+    fn write(&mut self, ops: &[TaggedOp<'_>]) -> Result<(), Unsure> {
         let (rt, client) = self.parts().map_err(Unsure::NotStored)?;
-        rt.block_on(async {
+        // The transaction's id once known: what the outcome is asked by.
+        let mut xid: Option<i64> = None;
+        let batch = async {
             let tx = client.transaction().await.map_err(not_stored)?;
             let fenced = apply_ops(&tx, ops).await.map_err(Unsure::NotStored)?;
             if !fenced.is_empty() {
                 // Dropping `tx` rolls it back.
                 return Err(Unsure::Fenced(fenced));
             }
-            // One row per live process: this batch's replaces the last one.
-            tx.execute(
-                "WITH gone AS (DELETE FROM batch_log WHERE incarnation = $2 AND batch_seq < $3)
-                 INSERT INTO batch_log (node_id, incarnation, batch_seq, committed_at)
-                 VALUES ($1, $2, $3, now())",
-                &[&member.node_id(), &member.incarnation(), &seq],
-            )
-            .await
-            .map_err(not_stored)?;
-            tx.commit().await.map_err(|e| Unsure::Unknown(e.into()))
-        })
+            let id: i64 = tx
+                .query_one("SELECT txid_current()", &[])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(not_stored)?;
+            xid = Some(id);
+            tx.commit().await.map_err(|e| Unsure::Unknown(e.into(), id))
+        };
+        // The timer is made inside the runtime (it needs its clock).
+        let attempt = rt.block_on(async { tokio::time::timeout(WRITE_TIMEOUT, batch).await });
+        match attempt {
+            Ok(done) => done,
+            // Cut off before COMMIT was sent: rolled back with the connection.
+            Err(_) => match xid {
+                None => Err(Unsure::NotStored(PgError::Incompatible(format!(
+                    "the batch took longer than {} s; not stored",
+                    WRITE_TIMEOUT.as_secs()
+                )))),
+                Some(id) => Err(Unsure::Unknown(
+                    PgError::Incompatible(format!(
+                        "COMMIT was not answered within {} s",
+                        WRITE_TIMEOUT.as_secs()
+                    )),
+                    id,
+                )),
+            },
+        }
     }
 
-    /// After a COMMIT whose answer was lost: look the batch up on a new connection.
-    fn settle(&mut self, seq: i64) -> Outcome {
+    /// After a COMMIT whose answer was lost: ask PostgreSQL, on a new connection,
+    /// how transaction `xid` ended, waiting while it is still in progress.
+    fn settle(&mut self, xid: i64) -> Outcome {
         self.client = None;
-        let incarnation = self.member.incarnation().to_string();
         let (rt, client) = self.parts()?;
-        let row = rt.block_on(client.query_opt(
-            "SELECT 1 FROM batch_log WHERE incarnation = $1 AND batch_seq = $2",
-            &[&incarnation, &seq],
-        ))?;
-        Ok(row.is_some())
+        rt.block_on(async {
+            let started = Instant::now();
+            loop {
+                let row = client.query_one("SELECT txid_status($1)", &[&xid]).await?;
+                let status: Option<String> = row.try_get(0)?;
+                match status.as_deref() {
+                    Some("committed") => return Ok(true),
+                    Some("aborted") => return Ok(false),
+                    Some("in progress") if started.elapsed() < SETTLE_WAIT => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => {
+                        return Err(PgError::Incompatible(format!(
+                            "transaction {xid} is {}",
+                            other.unwrap_or("unknown to the server")
+                        )))
+                    }
+                }
+            }
+        })
     }
 }
 
 /// A failed attempt: not stored (an error, or shards with a newer epoch), or
-/// perhaps stored (COMMIT's answer lost).
+/// perhaps stored (COMMIT's answer lost), with the transaction's id.
 enum Unsure {
     NotStored(PgError),
     Fenced(Vec<ShardId>),
-    Unknown(PgError),
+    Unknown(PgError, i64),
 }
 
 fn not_stored(e: tokio_postgres::Error) -> Unsure {
@@ -175,9 +224,7 @@ impl Engine for PgEngine {
                 shard.0
             )
         })?;
-        self.batch_seq += 1;
-        let seq = self.batch_seq;
-        match self.write(&batch, seq) {
+        match self.write(&batch) {
             Ok(()) => Ok(Committed { vacuum: None }),
             Err(Unsure::NotStored(e)) => {
                 self.client = None;
@@ -197,9 +244,9 @@ impl Engine for PgEngine {
                     shards.len()
                 ))
             }
-            Err(Unsure::Unknown(e)) => match self.settle(seq) {
+            Err(Unsure::Unknown(e, xid)) => match self.settle(xid) {
                 Ok(true) => {
-                    tracing::warn!(error = %e, seq, "COMMIT's answer was lost; batch_log shows it committed");
+                    tracing::warn!(error = %e, xid, "COMMIT's answer was lost; PostgreSQL says it committed");
                     Ok(Committed { vacuum: None })
                 }
                 Ok(false) => Err(format!("{e} (the batch was not committed)")),

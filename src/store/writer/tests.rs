@@ -191,7 +191,7 @@ async fn fast_mode_refuses_writes_during_a_fault() {
 fn batches_respect_max_ops() {
     let (tx, rx) = mpsc::channel();
     for i in 0..10 {
-        tx.send(Msg::Op(i, 0, heartbeat("a", "t"))).unwrap();
+        tx.send(Msg::Op(i, 0, 0, heartbeat("a", "t"))).unwrap();
     }
     let (b, control) = next_batch(&rx, 4, Duration::ZERO, None);
     assert_eq!((b.len(), control), (4, Control::None));
