@@ -252,6 +252,41 @@ impl Postgres {
         self.save_pid();
     }
 
+    /// `pg_ctl stop -m immediate`, `down` without a server, then `pg_ctl start`
+    /// on the same port: an outage longer than [`Postgres::restart_immediate`]'s.
+    pub(crate) fn outage(&self, down: std::time::Duration) {
+        let stop = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(stop.status.success(), "{}", describe("pg_ctl stop", &stop));
+        std::thread::sleep(down);
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let start = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            start.status.success(),
+            "{}\nlog: {}",
+            describe("pg_ctl start", &start),
+            self.log()
+        );
+        self.save_pid();
+    }
+
     /// The postmaster's pid, from its pid file.
     fn save_pid(&self) {
         let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
