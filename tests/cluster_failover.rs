@@ -2,32 +2,49 @@
 //! the active/standby cluster that is built: two nodes on one PostgreSQL database,
 //! n1 serving, n2 standing by (503) until n1's shard leases lapse.
 //!
-//! 1. **Kill the active under load** ([`kill_the_active_under_load`]): sender
-//!    threads send messages (a unique body and `dedupe_key` per logical send),
-//!    retrying against either node on 503, 404 (a session the new node does not
-//!    know) and transport errors; the active node gets `kill -9`, the standby
-//!    takes over, the killed node is restarted as the new standby; R rounds. Then
-//!    every acknowledged message is in the recipient's inbox exactly once: 0 lost,
-//!    0 duplicated. Prints each round's failover time (kill → first answered call
-//!    on the other node) and the counts.
-//! 2. **Races during failover** ([`races_during_failover`]): 20 agents race
-//!    `lock_acquire` on one key (short TTLs; most grants released, some left to
-//!    lapse) and, two sessions per agent, `assignment_claim` on dispatched rounds,
-//!    across a `kill -9` of the active node. Pass: fencing tokens strictly increase
-//!    over grants in time order, no two holders' intervals overlap, each
-//!    assignment is claimed exactly once (the operator's audit and task tree on the
-//!    new active node) and has at most one acknowledged winner.
-//! 3. **PostgreSQL restart under load** ([`database_restart_under_load`]):
-//!    `pg_ctl restart -m immediate` (its own server, so the other scenarios are not
-//!    disturbed) while senders write. Pass: no hub process exits, clients see only
-//!    503s or transport errors (counted and printed), 0 acknowledged writes lost or
-//!    duplicated afterwards.
+//! Clients ([`Agent`]) retry a call that was not answered (503, 404 for a session
+//! the other node does not know, a transport error) on the other node, with a new
+//! session; every answered call is stamped with the node that answered it.
 //!
-//! The scenarios run side by side, each on its own database
-//! (`AGENT_HUB_FAILOVER_ONLY=2` runs only scenario 2, and so on). The long form:
+//! 1. **Kill the active under load** ([`kill_the_active_under_load`]): 8 sender
+//!    threads send messages to bob, each logical send with a unique body and
+//!    `dedupe_key`, retried until answered (a retry of a send that committed but
+//!    whose answer was lost gets DUPLICATE_MESSAGE naming the original, which then
+//!    counts as acknowledged too). The active node gets `kill -9`, the standby
+//!    takes over, the killed node is restarted (same id and config dir) and stands
+//!    by; R rounds. Then bob's inbox, pulled and acked until empty on the final
+//!    active node, holds every acknowledged message id with its body, and no id or
+//!    body twice: 0 lost, 0 duplicated. Prints each round's failover time (kill →
+//!    first call answered by the other node) and the counts.
+//! 2. **Races during failover** ([`races_during_failover`]): 20 agents race
+//!    `lock_acquire` on one key (TTL 1 s, held 20 ms and released, every eighth
+//!    grant left to lapse), and the kill falls right after a grant of 12 s is
+//!    acknowledged, which the new active node must honour. Meanwhile two sessions
+//!    of each agent race `assignment_claim` on its assignments in 8 dispatched
+//!    rounds of 20, one assignment every 150 ms, so that claims are made before,
+//!    during and after the failover. Pass: fencing tokens strictly increase over
+//!    grants in grant-time order, and no grant falls inside another holder's
+//!    interval (from its grant, as the server stamped it, to what is certainly
+//!    held: the sending of an answered release, else of the first release attempt,
+//!    else the lease's expiry); a grant after the race gets a larger token; each
+//!    assignment is claimed in the store (task tree) with exactly one
+//!    `assignment_claimed` audit event, at most one acknowledged winner, and the
+//!    winner's `claimed_at` is the stored one.
+//! 3. **PostgreSQL restart under load** ([`database_restart_under_load`]), on a
+//!    server of its own so that the other scenarios are not disturbed: 4 senders
+//!    write to two nodes while the database gets `pg_ctl restart -m immediate`,
+//!    then an outage of 3 s (`pg_ctl stop -m immediate`, start again). Pass: no hub
+//!    process exits, the only failures clients see are 503s and transport errors
+//!    (both counted and printed per disruption), and 0 acknowledged writes are lost
+//!    or duplicated afterwards.
+//!
+//! The scenarios run side by side, each on its own database (about 25 s in all;
+//! `AGENT_HUB_FAILOVER_ONLY=2` runs only scenario 2, and so on). The long form:
+//!
 //! `AGENT_HUB_FAILOVER_ROUNDS=100 cargo test --test cluster_failover -- --nocapture`
-//! (100 kills in scenario 1; about 12 s each). Skips, saying why, where
-//! PostgreSQL is not installed.
+//!
+//! (100 kills in scenario 1, about 12 s each). Skips, saying why, where PostgreSQL
+//! is not installed.
 
 mod common;
 use common::postgres::Postgres;
@@ -167,6 +184,7 @@ impl<'a> Pair<'a> {
             tempfile::tempdir().expect("temp"),
         );
         let restarted = start_node(self.server, dir, &self.db, &format!("n{}", killed + 1));
+        assert_eq!(ready(&restarted), 503, "the restarted node stands by");
         self.urls.list.write().unwrap()[killed] = restarted.url.clone();
         self.hubs[killed] = restarted;
         self.active = other;
