@@ -38,6 +38,9 @@
 //!    (both counted and printed per disruption), and 0 acknowledged writes are lost
 //!    or duplicated afterwards.
 //!
+//! 4. **Two nodes started at once** ([`started_at_once`]) on a fresh database,
+//!    three times: one of them must serve, the other stand by.
+//!
 //! The scenarios run side by side, each on its own database (about 25 s in all;
 //! `AGENT_HUB_FAILOVER_ONLY=2` runs only scenario 2, and so on). The long form:
 //!
@@ -504,7 +507,7 @@ fn failover() {
             return;
         }
     };
-    let urls = server.create_databases(&["killed", "races"]);
+    let urls = server.create_databases(&["killed", "races", "at_once_1", "at_once_2", "at_once_3"]);
     // `AGENT_HUB_FAILOVER_ONLY=13`: only scenarios 1 and 3, say.
     let only = std::env::var("AGENT_HUB_FAILOVER_ONLY").unwrap_or_default();
     let run = |n: char| only.is_empty() || only.contains(n);
@@ -518,6 +521,9 @@ fn failover() {
         }
         if run('3') {
             running.push(scope.spawn(database_restart_under_load));
+        }
+        if run('4') {
+            running.push(scope.spawn(|| started_at_once(&server, &urls[2..])));
         }
         // Every scenario runs to its end; then the first failure is reported.
         let results: Vec<_> = running.into_iter().map(|t| t.join()).collect();
@@ -993,7 +999,7 @@ fn database_restart_under_load() {
     let tally = Tally::default();
     let urls = pair.urls.clone();
     type Disruption<'s> = (&'static str, Box<dyn Fn() + Sync + 's>);
-    let disruptions: [Disruption; 2] = [
+    let disruptions: [Disruption; 3] = [
         (
             "pg_ctl restart -m immediate",
             Box::new(|| server.restart_immediate()),
@@ -1001,6 +1007,12 @@ fn database_restart_under_load() {
         (
             "pg_ctl stop -m immediate, 3 s down, pg_ctl start",
             Box::new(|| server.outage(Duration::from_secs(3))),
+        ),
+        // Longer than the lease: every lease has lapsed when the database is
+        // back, and both nodes (the active one and the standby) go for them.
+        (
+            "pg_ctl stop -m immediate, 12 s down, pg_ctl start",
+            Box::new(|| server.outage(Duration::from_secs(12))),
         ),
     ];
 
@@ -1071,4 +1083,43 @@ fn database_restart_under_load() {
         "failures other than 503 and transport errors: {failures:?}"
     );
     d.assert_exactly_once("scenario 3 (database restart under load)");
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 4
+
+/// Scenario 4: two nodes started at the same moment on a fresh database (as a
+/// service manager starts them), three times: their first acquisitions of the
+/// free shards run side by side and may split the shards between them (each
+/// takes what the other has not locked yet). Pass: one of them serves within
+/// 15 s and the other stands by.
+fn started_at_once(server: &Postgres, dbs: &[String]) {
+    for (attempt, db) in dbs.iter().enumerate() {
+        let (n1, n2) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| start_node(server, config_dir(&["alice"], ""), db, "n1"));
+            let two = scope.spawn(|| start_node(server, config_dir(&["alice"], ""), db, "n2"));
+            (one.join().expect("n1"), two.join().expect("n2"))
+        });
+        let started = Instant::now();
+        let serving = wait_for(Duration::from_secs(15), || {
+            let states = [ready(&n1), ready(&n2)];
+            states.contains(&200).then_some(states)
+        });
+        let Some(states) = serving else {
+            panic!(
+                "attempt {}: neither node serves 15 s after both started at once \
+                 (split shards?)\nn1: {}\nn2: {}",
+                attempt + 1,
+                n1.out.stderr(),
+                n2.out.stderr()
+            );
+        };
+        println!(
+            "scenario 4, attempt {}: n{} serves {:?} after both started at once",
+            attempt + 1,
+            if states[0] == 200 { 1 } else { 2 },
+            started.elapsed()
+        );
+        assert!(states.contains(&503), "one of them stands by: {states:?}");
+    }
 }
