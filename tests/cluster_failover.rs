@@ -33,15 +33,22 @@
 //! 3. **PostgreSQL restart under load** ([`database_restart_under_load`]), on a
 //!    server of its own so that the other scenarios are not disturbed: 4 senders
 //!    write to two nodes while the database gets `pg_ctl restart -m immediate`,
-//!    then an outage of 3 s (`pg_ctl stop -m immediate`, start again). Pass: no hub
+//!    then an outage of 3 s (`pg_ctl stop -m immediate`, start again: writes are
+//!    refused and heal), then one of 12 s, longer than the lease (every lease has
+//!    lapsed when the database is back, and both nodes go for them). Pass: no hub
 //!    process exits, the only failures clients see are 503s and transport errors
-//!    (both counted and printed per disruption), and 0 acknowledged writes are lost
-//!    or duplicated afterwards.
-//!
+//!    (both counted and printed per disruption), a node serves again, and 0
+//!    acknowledged writes are lost or duplicated afterwards.
 //! 4. **Two nodes started at once** ([`started_at_once`]) on a fresh database,
-//!    three times: one of them must serve, the other stand by.
+//!    three times: one of them must serve within 15 s, the other stand by. (Their
+//!    acquisitions running side by side split the shards between them; before
+//!    `Node::settle_split` both then stood by for good.)
 //!
-//! The scenarios run side by side, each on its own database (about 25 s in all;
+//! Known and not checked here: fencing tokens do not carry the shard's epoch in
+//! their high bits (cluster.md §2); they grow across a failover because every
+//! answered grant is committed first (durable mode), which scenario 2 checks.
+//!
+//! The scenarios run side by side, each on its own database (about 40-55 s in all;
 //! `AGENT_HUB_FAILOVER_ONLY=2` runs only scenario 2, and so on). The long form:
 //!
 //! `AGENT_HUB_FAILOVER_ROUNDS=100 cargo test --test cluster_failover -- --nocapture`
