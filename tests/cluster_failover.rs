@@ -12,7 +12,9 @@
 //!    whose answer was lost gets DUPLICATE_MESSAGE naming the original, which then
 //!    counts as acknowledged too). The active node gets `kill -9`, the standby
 //!    takes over, the killed node is restarted (same id and config dir) and stands
-//!    by; R rounds. Then bob's inbox, pulled and acked until empty on the final
+//!    by; every other round the killed node is restarted at once instead (as a
+//!    service manager does), so that both nodes go for the lapsing leases and
+//!    either may win; R rounds. Then bob's inbox, pulled and acked until empty on the final
 //!    active node, holds every acknowledged message id with its body, and no id or
 //!    body twice: 0 lost, 0 duplicated. Prints each round's failover time (kill →
 //!    first call answered by the other node) and the counts.
@@ -119,6 +121,10 @@ struct Urls {
     list: RwLock<Vec<String>>,
     /// Milliseconds since `started` of each node's latest answered call.
     answered: [AtomicU64; 2],
+    /// The first call answered after `since` (both in milliseconds since
+    /// `started`; 0: none yet), whichever node answered it.
+    since: AtomicU64,
+    first: AtomicU64,
     started: Instant,
 }
 
@@ -127,6 +133,8 @@ impl Urls {
         Arc::new(Urls {
             list: RwLock::new(list),
             answered: [AtomicU64::new(0), AtomicU64::new(0)],
+            since: AtomicU64::new(u64::MAX),
+            first: AtomicU64::new(0),
             started: Instant::now(),
         })
     }
@@ -135,6 +143,23 @@ impl Urls {
     }
     fn len(&self) -> usize {
         self.list.read().unwrap().len()
+    }
+    /// A call answered by node `at`.
+    fn answer(&self, at: usize) {
+        let now = self.now_ms();
+        self.answered[at].store(now, Ordering::Release);
+        if now > self.since.load(Ordering::Acquire) {
+            let _ = self
+                .first
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+    /// Watch for the first call answered from now on.
+    fn watch(&self) -> u64 {
+        let now = self.now_ms();
+        self.first.store(0, Ordering::Release);
+        self.since.store(now, Ordering::Release);
+        now
     }
 }
 
@@ -168,37 +193,54 @@ impl<'a> Pair<'a> {
         &self.hubs[self.active]
     }
 
-    /// kill -9 of the active node; wait until the other one answers a call
-    /// (clients must be calling); restart the killed one (same id, same config
-    /// dir), which stands by. Returns kill → first answered call.
-    fn failover(&mut self) -> Duration {
+    /// kill -9 of the active node and restart it (same id, same config dir):
+    /// after the other node answers a call (clients must be calling), when it
+    /// must stand by; or `at_once` (as a service manager would), when both go
+    /// for the lapsing leases and either may win. Returns kill → first answered
+    /// call.
+    fn failover(&mut self, at_once: bool) -> Duration {
         let killed = self.active;
         let other = 1 - killed;
         self.hubs[killed].kill9();
-        let at = Instant::now();
-        let kill_ms = self.urls.now_ms();
-        wait_for(TAKEOVER_WITHIN, || {
-            (self.urls.answered[other].load(Ordering::Acquire) > kill_ms).then_some(())
+        let kill_ms = self.urls.watch();
+        if at_once {
+            self.restart(killed);
+        }
+        let first = wait_for(TAKEOVER_WITHIN, || {
+            Some(self.urls.first.load(Ordering::Acquire)).filter(|f| *f != 0)
         })
         .unwrap_or_else(|| {
             panic!(
-                "n{} answered no call within {TAKEOVER_WITHIN:?} of the kill of n{}: {}",
-                other + 1,
+                "no call answered within {TAKEOVER_WITHIN:?} of the kill of n{}: {}",
                 killed + 1,
                 self.hubs[other].out.stderr()
             )
         });
-        let took = at.elapsed();
-        let dir = std::mem::replace(
-            &mut self.hubs[killed].dir,
-            tempfile::tempdir().expect("temp"),
-        );
-        let restarted = start_node(self.server, dir, &self.db, &format!("n{}", killed + 1));
-        assert_eq!(ready(&restarted), 503, "the restarted node stands by");
-        self.urls.list.write().unwrap()[killed] = restarted.url.clone();
-        self.hubs[killed] = restarted;
-        self.active = other;
+        let took = Duration::from_millis(first - kill_ms);
+        if !at_once {
+            self.restart(killed);
+            assert_eq!(
+                ready(&self.hubs[killed]),
+                503,
+                "the restarted node stands by"
+            );
+        }
+        let states = wait_for(Duration::from_secs(10), || {
+            let s = [ready(&self.hubs[0]), ready(&self.hubs[1])];
+            s.contains(&200).then_some(s)
+        })
+        .expect("a node serves");
+        assert!(states.contains(&503), "the other stands by: {states:?}");
+        self.active = if states[0] == 200 { 0 } else { 1 };
         took
+    }
+
+    /// Start node `i` again on its config dir, as `n{i+1}`.
+    fn restart(&mut self, i: usize) {
+        let dir = std::mem::replace(&mut self.hubs[i].dir, tempfile::tempdir().expect("temp"));
+        let restarted = start_node(self.server, dir, &self.db, &format!("n{}", i + 1));
+        self.urls.list.write().unwrap()[i] = restarted.url.clone();
+        self.hubs[i] = restarted;
     }
 }
 
@@ -343,7 +385,7 @@ impl Agent {
         let result = &v["result"];
         let text: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap_or(""))
             .unwrap_or_else(|e| panic!("{tool}: not a tool result ({e}): {v}"));
-        self.urls.answered[self.at].store(self.urls.now_ms(), Ordering::Release);
+        self.urls.answer(self.at);
         Outcome::Answered(text, result["isError"] == true)
     }
 
@@ -572,10 +614,13 @@ fn kill_the_active_under_load(server: &Postgres, db: &str) {
             std::thread::sleep(Duration::from_millis(1500));
             let before = acked.lock().unwrap().len();
             let killed = pair.active + 1;
-            let took = pair.failover();
+            // Every other round, the killed node is restarted at once.
+            let at_once = round % 2 == 0;
+            let took = pair.failover(at_once);
             println!(
-                "scenario 1, round {round}: kill -9 of n{killed} after {before} acknowledged sends; \
-                 n{} answered {took:?} later",
+                "scenario 1, round {round}: kill -9 of n{killed} after {before} acknowledged sends{}; \
+                 first call answered {took:?} later; n{} serves",
+                if at_once { ", restarted at once" } else { "" },
                 pair.active + 1
             );
             times.push(took);
@@ -837,7 +882,7 @@ fn races_during_failover(server: &Postgres, db: &str) {
         .expect("a long grant before the kill");
         let killed_at = now();
         let kill = Instant::now();
-        let took = pair.failover();
+        let took = pair.failover(false);
         for c in claimers {
             c.join().expect("claimer");
         }
