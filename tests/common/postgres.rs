@@ -21,6 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The superuser `initdb` creates.
 pub(crate) const USER: &str = "hub";
@@ -45,8 +46,10 @@ pub(crate) struct Postgres {
     bin: PathBuf,
     /// (uid, gid) to run the server commands as, when we are root.
     run_as: Option<(u32, u32)>,
-    /// The postmaster, for SIGKILL if `pg_ctl stop` fails.
-    pid: Option<u32>,
+    /// The postmaster, for SIGKILL if `pg_ctl stop` fails (0: unknown); updated by
+    /// [`Postgres::restart_immediate`], which takes `&self` (scenarios share the
+    /// server by reference).
+    pid: AtomicU32,
     pub port: u16,
     /// USER's password, for PGPASSWORD or a password file.
     pub password: String,
@@ -137,7 +140,7 @@ impl Postgres {
             dir,
             bin,
             run_as,
-            pid: None,
+            pid: AtomicU32::new(0),
             port: 0,
             password: random_hex(),
         };
@@ -214,9 +217,7 @@ impl Postgres {
                 .expect("run pg_ctl start");
             if out.status.success() {
                 self.port = port;
-                self.pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
-                    .ok()
-                    .and_then(|s| s.lines().next()?.trim().parse().ok());
+                self.save_pid();
                 return;
             }
             last = format!(
@@ -226,6 +227,72 @@ impl Postgres {
             );
         }
         panic!("PostgreSQL did not start: {last}");
+    }
+
+    /// `pg_ctl restart -m immediate`: the server stops without a checkpoint (as in
+    /// a crash: clients' connections are cut) and starts again on the same port,
+    /// recovering from its WAL. Panics if it does not come back.
+    pub(crate) fn restart_immediate(&self) {
+        let log = self.dir.path().join("server.log");
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(&log)
+            .args(["-m", "immediate", "-w", "-t", "60", "restart"])
+            .output()
+            .expect("run pg_ctl restart");
+        assert!(
+            out.status.success(),
+            "{}\nlog: {}",
+            describe("pg_ctl restart", &out),
+            self.log()
+        );
+        self.save_pid();
+    }
+
+    /// `pg_ctl stop -m immediate`, `down` without a server, then `pg_ctl start`
+    /// on the same port: an outage longer than [`Postgres::restart_immediate`]'s.
+    pub(crate) fn outage(&self, down: std::time::Duration) {
+        let stop = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(stop.status.success(), "{}", describe("pg_ctl stop", &stop));
+        std::thread::sleep(down);
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let start = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            start.status.success(),
+            "{}\nlog: {}",
+            describe("pg_ctl start", &start),
+            self.log()
+        );
+        self.save_pid();
+    }
+
+    /// The postmaster's pid, from its pid file.
+    fn save_pid(&self) {
+        let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next()?.trim().parse().ok());
+        self.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// The Unix socket's directory.
@@ -298,7 +365,8 @@ impl Drop for Postgres {
             .output()
             .is_ok_and(|o| o.status.success());
         if !stopped {
-            if let Some(pid) = self.pid {
+            let pid = self.pid.load(Ordering::Relaxed);
+            if pid != 0 {
                 let _ = Command::new("kill")
                     .args(["-s", "KILL", &pid.to_string()])
                     .status();

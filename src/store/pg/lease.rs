@@ -198,6 +198,21 @@ pub async fn renew(
     by_shard(&rows)
 }
 
+/// How many shards each node holds under a lease that has not lapsed, by node id.
+pub async fn holders(client: &impl GenericClient) -> Result<Vec<(String, i64)>, PgError> {
+    let rows = client
+        .query(
+            "SELECT owner_node, count(*) FROM shard_lease
+              WHERE owner_node IS NOT NULL AND expires_at > now()
+              GROUP BY owner_node ORDER BY owner_node",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// Give shards back (graceful hand-off, once their actors are drained and the
 /// writer has flushed): each only if still held under the given epoch. The epoch
 /// stays; the next acquire bumps it. Returns the shards released.

@@ -34,6 +34,10 @@ pub(crate) const NODE_TTL: Duration = Duration::from_secs(10);
 pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// How often a standby looks for lapsed or released shards.
 pub(crate) const STANDBY_POLL: Duration = Duration::from_millis(500);
+/// After giving its shards up to a node that holds more of them (see
+/// [`yields_to`]), a node takes no free shard for this long, so that the other
+/// takes them all (it looks every [`STANDBY_POLL`]).
+pub(crate) const YIELD_PAUSE: Duration = Duration::from_secs(2);
 /// Without a successful renewal for this long, the node stops writing: a third of
 /// the lease is left as margin for a renewal in flight and for clock drift.
 pub(crate) const SELF_FENCE_AFTER: Duration = Duration::from_millis(6_600);
@@ -54,7 +58,23 @@ pub(crate) struct Node {
     /// When the last renewal round that succeeded started, in milliseconds since
     /// `epoch` (0: never).
     renewed: AtomicU64,
+    /// When this node last gave its shards up to another, as `renewed` (0: never).
+    yielded: AtomicU64,
     epoch: Instant,
+}
+
+/// Whether a node holding some shards (`owners`: each node's count of shards
+/// under a live lease) gives them up: when another node holds more, or as many
+/// and has a smaller id. Two nodes whose acquisitions ran side by side split the
+/// free shards between them (each takes those the other has not locked yet), and
+/// neither would ever hold them all: exactly one of them yields.
+/// Returns the node to yield to: the one holding most (the smallest id of those).
+pub(crate) fn yields_to<'a>(me: &str, owners: &'a [(String, i64)]) -> Option<&'a str> {
+    let mine = owners.iter().find(|o| o.0 == me).map_or(0, |o| o.1);
+    let (id, most) = owners
+        .iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))?;
+    (id != me && (*most > mine || (*most == mine && id.as_str() < me))).then_some(id.as_str())
 }
 
 fn all_shards() -> Vec<ShardId> {
@@ -91,6 +111,7 @@ impl Node {
             served: AtomicU64::new(u64::MAX),
             left: std::sync::atomic::AtomicBool::new(false),
             renewed: AtomicU64::new(0),
+            yielded: AtomicU64::new(0),
             epoch: Instant::now(),
         })
     }
@@ -160,8 +181,18 @@ impl Node {
         self.owned.clone()
     }
 
-    /// Take every free or lapsed shard not held.
+    /// Milliseconds since `epoch`.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Take every free or lapsed shard not held (none for [`YIELD_PAUSE`] after
+    /// yielding).
     async fn acquire_missing(&self) -> Result<(), PgError> {
+        let yielded = self.yielded.load(Ordering::Acquire);
+        if yielded != 0 && self.now_ms() < yielded + YIELD_PAUSE.as_millis() as u64 {
+            return Ok(());
+        }
         let missing: Vec<ShardId> = all_shards()
             .into_iter()
             .filter(|s| self.owned.epoch(*s).is_none())
@@ -202,7 +233,32 @@ impl Node {
         for (shard, epoch) in renewed {
             self.owned.hold(shard, epoch);
         }
-        self.acquire_missing().await
+        self.acquire_missing().await?;
+        self.settle_split().await
+    }
+
+    /// Holding some shards but not all after acquiring: if another node holds
+    /// more (see [`yields_to`]), give ours back for it to take.
+    async fn settle_split(&self) -> Result<(), PgError> {
+        let held = self.owned.held();
+        if held.is_empty() || held.len() == usize::from(SHARD_COUNT) {
+            return Ok(());
+        }
+        let client = self.pool.get().await?;
+        let owners = lease::holders(&client).await?;
+        let Some(winner) = yields_to(self.member.node_id(), &owners) else {
+            return Ok(());
+        };
+        tracing::warn!(
+            held = held.len(),
+            to = winner,
+            "the shards are split with another node holding more: giving ours up for it to serve"
+        );
+        self.yielded.store(self.now_ms().max(1), Ordering::Release);
+        for shard in lease::release(&client, &self.member, &held).await? {
+            self.owned.lose(shard);
+        }
+        Ok(())
     }
 
     /// Keep the leases until the process ends (spawned by `serve`).
@@ -379,4 +435,32 @@ pub(crate) struct Role {
     /// The ownership term (see `Ownership`): a hub loaded under an older one must
     /// be replaced.
     pub term: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::yields_to;
+
+    fn owners(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+        list.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    }
+
+    #[test]
+    fn exactly_one_side_of_a_split_yields() {
+        let split = owners(&[("n1", 636), ("n2", 388)]);
+        assert_eq!(yields_to("n2", &split), Some("n1"));
+        assert_eq!(yields_to("n1", &split), None);
+        // A tie: the larger id yields.
+        let tie = owners(&[("n1", 512), ("n2", 512)]);
+        assert_eq!(yields_to("n2", &tie), Some("n1"));
+        assert_eq!(yields_to("n1", &tie), None);
+        // Three ways: all but the largest holder yield.
+        let three = owners(&[("a", 300), ("b", 424), ("c", 300)]);
+        assert_eq!(yields_to("a", &three), Some("b"));
+        assert_eq!(yields_to("c", &three), Some("b"));
+        assert_eq!(yields_to("b", &three), None);
+        // Alone (the others' leases lapsed, or a takeover still under way).
+        assert_eq!(yields_to("n2", &owners(&[("n2", 1000)])), None);
+        assert_eq!(yields_to("n2", &owners(&[])), None);
+    }
 }
