@@ -1,0 +1,57 @@
+#!/bin/bash
+# The same hub on SQLite and on PostgreSQL side by side (docs/cluster.md, "Figures"):
+# hubctl bench --live at CLIENTS clients (64) for SECS seconds (10) per scenario,
+# with the hub's CPU per call and its writer's commits/s and ops per commit.
+#
+#   cargo build --release
+#   PG_URL=postgres://USER@HOST:PORT/DB bash benches/cluster_compare.sh
+#
+# PG_URL names an empty database (PGPASSWORD or a PGPASSFILE for the password);
+# the hubs run on throwaway config dirs under /tmp/bench-{sqlite,pg}.
+set -u
+cd "$(dirname "$0")/.."
+H=$PWD/target/release/hubctl
+: "${PG_URL:?set PG_URL=postgres://USER@HOST:PORT/DB (an empty database)}"
+SECS=${SECS:-10}
+CLIENTS=${CLIENTS:-64}
+run_store() {
+  local store=$1 url=$2
+  local D=/tmp/bench-$store; rm -rf $D; mkdir -p $D; chmod 700 $D
+  : > $D/agents.env
+  for i in $(seq 1 $CLIENTS); do echo "bench-$i=tok-bench-$i-0123456789abcdef" >> $D/agents.env; done
+  chmod 600 $D/agents.env
+  cat > $D/config.yaml <<CFG
+send_rate_per_second: 1000000
+send_burst: 1000000
+max_inbox_messages: 1000000000
+max_inbox_bytes: 1099511627776
+max_in_flight_per_agent: 1000000
+CFG
+  local extra=()
+  [ "$store" = pg ] && extra=(--store "$url" --node-id bench)
+  HOME=$D $H serve --config-dir $D --host 127.0.0.1 --port 0 --db $D/hub.db "${extra[@]}" > $D/out.log 2> $D/err.log &
+  local pid=$!
+  for _ in $(seq 1 100); do grep -q "listening on" $D/out.log && break; sleep 0.2; done
+  local mcp=$(grep "listening on" $D/out.log | sed 's/.*listening on //')
+  local base=${mcp%/mcp}
+  for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' $base/readyz)" = 200 ] && break; sleep 0.2; done
+  local tok=$(cat $D/operator.token)
+  for sc in status messaging workflow; do
+    local m0=$(curl -s -H "Authorization: Bearer $tok" $base/metrics | grep -E '^agent_hub_writer_batch_ops_(count|sum) ' | awk '{print $2}' | tr '\n' ' ')
+    HOME=$D $H --config-dir $D --url $base bench --live --scenario $sc --clients $CLIENTS --seconds $SECS --server-pid $pid --max-errors 1000000 --json > $D/$sc.json 2> $D/$sc.err
+    local m1=$(curl -s -H "Authorization: Bearer $tok" $base/metrics | grep -E '^agent_hub_writer_batch_ops_(count|sum) ' | awk '{print $2}' | tr '\n' ' ')
+    python3 - "$store" "$sc" "$D/$sc.json" "$m0" "$m1" "$SECS" <<'PY'
+import json,sys
+store,sc,path,m0,m1,secs=sys.argv[1:]
+try: r=json.load(open(path))
+except Exception as e:
+    print(store, sc, "bench failed:", open(path.replace('.json','.err')).read()[-500:]); sys.exit()
+a=[float(x) for x in m0.split()]; b=[float(x) for x in m1.split()]
+commits=b[1]-a[1] if len(a)>1 else float('nan'); ops=b[0]-a[0] if len(a)>1 else float('nan')
+print(f"{store:7} {sc:10} calls/s {r['calls_per_sec']:9.0f}  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  cpu/call {r.get('server_cpu_us_per_call')} us  commits/s {commits/float(secs):7.0f}  ops/commit {ops/max(commits,1):5.1f}" + (f"  cycles/s {r['cycles_per_sec']:.1f}" if r.get('cycles_per_sec') else ""))
+PY
+  done
+  kill -TERM $pid; wait $pid
+}
+run_store sqlite ""
+run_store pg "$PG_URL"
