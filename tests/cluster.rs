@@ -282,8 +282,14 @@ fn standby_takes_over(server: &Postgres, url: &str) {
     let inbox = ids(&n2.client("bob").call("inbox_pull", json!({})));
     assert!(inbox.contains(&m1), "{inbox:?}");
 
-    // n1 again, now the standby; kill -9 of n2 hands over once its leases lapse.
-    let n1 = start_node(server, config_dir(&AGENTS, ""), url, "n1");
+    // n1 again, now the standby, with one agent more in its agents.env; kill -9
+    // of n2 hands over once its leases lapse.
+    let n1 = start_node(
+        server,
+        config_dir(&["disp", "alice", "bob", "carol"], ""),
+        url,
+        "n1",
+    );
     assert_eq!(ready(&n1), 503);
     let m2 = send(&n2, "two");
     n2.kill9();
@@ -291,6 +297,13 @@ fn standby_takes_over(server: &Postgres, url: &str) {
     println!("failover after kill -9: {took:?}");
     let inbox = ids(&n1.client("bob").call("inbox_pull", json!({})));
     assert!(inbox.contains(&m1) && inbox.contains(&m2), "{inbox:?}");
+    // Taking over, it said that its agents.env is not the one served until then.
+    let log = n1.out.stderr();
+    assert!(
+        log.contains("agents.env differs") && log.contains("carol"),
+        "{log}"
+    );
+    n1.client("carol").call("agent_heartbeat", json!({}));
 }
 
 /// A stale owner: n1 is stopped (SIGSTOP) for two lease times, n2 takes over and

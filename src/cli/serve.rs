@@ -240,7 +240,7 @@ async fn serve(
                     }
                     let started = std::time::Instant::now();
                     let now = iso(Utc::now());
-                    match crate::store::pg::open::activate(&store, &agents, &now).await {
+                    match crate::store::pg::open::activate(&store, node, &agents, &now).await {
                         Ok(got) => {
                             crate::metrics::get().cluster_takeover(started.elapsed());
                             break Ok(got);

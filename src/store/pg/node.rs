@@ -313,6 +313,16 @@ impl Node {
         }
     }
 
+    /// The ids of the agents the table holds as active (what the previous active
+    /// node served).
+    pub(crate) async fn active_agents(&self) -> Result<Vec<String>, PgError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT id FROM agents WHERE is_active", &[])
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// The members and the shard map, from the database (`hubctl cluster`).
     pub(crate) async fn describe(&self) -> Result<ClusterView, PgError> {
         let client = self.pool.get().await?;

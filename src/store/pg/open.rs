@@ -62,9 +62,30 @@ pub(crate) async fn open(
 /// the handle returned.
 pub(crate) async fn activate(
     store: &Store,
+    node: &Node,
     agents: &[(String, String)],
     now: &str,
 ) -> Result<(Store, Snapshot), StoreError> {
+    // Each node serves its own agents.env; say so when it is not the list the
+    // previous active node served (the table is about to follow this node's file).
+    match node.active_agents().await {
+        Ok(before) => {
+            let here: std::collections::BTreeSet<&str> =
+                agents.iter().map(|(id, _)| id.as_str()).collect();
+            let there: std::collections::BTreeSet<&str> =
+                before.iter().map(String::as_str).collect();
+            let missing: Vec<&str> = there.difference(&here).copied().collect();
+            let added: Vec<&str> = here.difference(&there).copied().collect();
+            if !there.is_empty() && (!missing.is_empty() || !added.is_empty()) {
+                tracing::warn!(
+                    ?missing,
+                    ?added,
+                    "this node's agents.env differs from the agents the cluster served until now; keep agents.env equal on every node (agents missing here are deactivated, their tokens refused)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not compare agents.env with the agents table"),
+    }
     let handle = store.next_generation();
     handle.adopt();
     let synced = handle.enqueue(Op::AgentsSync {
