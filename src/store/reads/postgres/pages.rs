@@ -22,8 +22,9 @@
 
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
-use crate::domain::task::{Assignment, AssignmentStatus, Round, RoundStatus, Task, TaskStatus};
-use crate::domain::time::{iso, parse_iso, Timestamp};
+use crate::domain::task::{Assignment, Round};
+use crate::domain::time::{iso, parse_iso};
+use crate::store::columns;
 use crate::store::load_tasks::OPEN_TASKS;
 use crate::store::pages::{
     every_state, finish, AuditEvent, AuditFilter, Decision, Delivery, Page, PageRequest,
@@ -133,24 +134,6 @@ fn bad(what: String) -> PgError {
     PgError::Incompatible(what)
 }
 
-/// A time selected as `hub_iso(col) AS col`.
-fn stamp(row: &Row, column: &str) -> Result<Timestamp, PgError> {
-    let s: String = row.try_get(column)?;
-    parse_iso(&s).ok_or_else(|| bad(format!("{column} is not a timestamp: {s:?}")))
-}
-
-fn stamp_opt(row: &Row, column: &str) -> Result<Option<Timestamp>, PgError> {
-    let s: Option<String> = row.try_get(column)?;
-    s.map(|s| parse_iso(&s).ok_or_else(|| bad(format!("{column} is not a timestamp: {s:?}"))))
-        .transpose()
-}
-
-/// The row's `status`, parsed by `parse`; an unknown status is unusable data.
-fn status<S>(row: &Row, table: &str, parse: fn(&str) -> Option<S>) -> Result<S, PgError> {
-    let s: String = row.try_get("status")?;
-    parse(&s).ok_or_else(|| bad(format!("{table} has unknown status {s:?}")))
-}
-
 /// An `integer` column (a round number) as `u32`, as SQLite's `get::<u32>`.
 fn int4_u32(row: &Row, column: &str) -> Result<u32, PgError> {
     let n: i32 = row.try_get(column)?;
@@ -166,97 +149,19 @@ fn int8_u32(row: &Row, column: &str) -> Result<u32, PgError> {
 const TASK_COLUMNS: &str = "id, title, description, status, dispatcher_agent_id,
     hub_iso(created_at) AS created_at, hub_iso(updated_at) AS updated_at";
 
-fn task_row(row: &Row) -> Result<Task, PgError> {
-    Ok(Task {
-        id: row.try_get("id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        status: status(row, "root_tasks", TaskStatus::parse)?,
-        dispatcher_agent_id: row.try_get("dispatcher_agent_id")?,
-        created_at: stamp(row, "created_at")?,
-        updated_at: stamp(row, "updated_at")?,
-    })
-}
-
 const ROUND_COLUMNS: &str = "id, root_task_id, round_number, status, plan_json, operator_note,
     rejected, review_verdict, review_note,
     hub_iso(created_at) AS created_at, hub_iso(updated_at) AS updated_at";
-
-fn round_row(row: &Row) -> Result<Round, PgError> {
-    Ok(Round {
-        id: row.try_get("id")?,
-        task_id: row.try_get("root_task_id")?,
-        round_number: int4_u32(row, "round_number")?,
-        status: status(row, "rounds", RoundStatus::parse)?,
-        plan_json: row.try_get("plan_json")?,
-        operator_note: row.try_get("operator_note")?,
-        rejected: row.try_get("rejected")?,
-        review_verdict: row.try_get("review_verdict")?,
-        review_note: row.try_get("review_note")?,
-        created_at: stamp(row, "created_at")?,
-        updated_at: stamp(row, "updated_at")?,
-    })
-}
 
 const ASSIGNMENT_COLUMNS: &str = "id, round_id, root_task_id, agent_id, goal, status,
     progress_note, hub_iso(claimed_at) AS claimed_at,
     hub_iso(lease_expires_at) AS lease_expires_at, handoff_id,
     hub_iso(created_at) AS created_at, hub_iso(updated_at) AS updated_at, seq";
 
-fn assignment_row(row: &Row) -> Result<Assignment, PgError> {
-    Ok(Assignment {
-        id: row.try_get("id")?,
-        round_id: row.try_get("round_id")?,
-        task_id: row.try_get("root_task_id")?,
-        agent_id: row.try_get("agent_id")?,
-        goal: row.try_get("goal")?,
-        status: status(row, "assignments", AssignmentStatus::parse)?,
-        progress_note: row.try_get("progress_note")?,
-        claimed_at: stamp_opt(row, "claimed_at")?,
-        lease_expires_at: stamp_opt(row, "lease_expires_at")?,
-        handoff_id: row.try_get("handoff_id")?,
-        created_at: stamp(row, "created_at")?,
-        updated_at: stamp(row, "updated_at")?,
-        seq: row.try_get("seq")?,
-    })
-}
-
 /// The columns of a message, as `SELECT *` gives them in SQLite (`m.` prefixed).
 const MESSAGE_COLUMNS: &str = "m.id, m.dedupe_key, m.reply_to, m.from_agent, m.to_agent,
     m.round_id, m.msg_type, m.subject, m.body, m.context_json, m.hop_count,
     hub_iso(m.created_at) AS created_at";
-
-fn message_row(row: &Row) -> Result<Message, PgError> {
-    Ok(Message {
-        id: row.try_get("id")?,
-        dedupe_key: row.try_get("dedupe_key")?,
-        reply_to: row.try_get("reply_to")?,
-        from_agent: row.try_get("from_agent")?,
-        to_agent: row.try_get("to_agent")?,
-        round_id: row.try_get("round_id")?,
-        msg_type: row.try_get("msg_type")?,
-        subject: row.try_get("subject")?,
-        body: row.try_get("body")?,
-        context_json: row.try_get("context_json")?,
-        hop_count: i64::from(row.try_get::<_, i32>("hop_count")?),
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn lock_row(row: &Row) -> Result<Lock, PgError> {
-    let token: i64 = row.try_get("fencing_token")?;
-    Ok(Lock {
-        id: row.try_get("id")?,
-        lock_key: row.try_get("lock_key")?,
-        holder_agent_id: row.try_get("holder_agent_id")?,
-        resource_type: row.try_get("resource_type")?,
-        resource_id: row.try_get("resource_id")?,
-        // As SQLite's `as u64`: a token is stored as its bits.
-        fencing_token: token as u64,
-        expires_at: stamp(row, "expires_at")?,
-        created_at: stamp(row, "created_at")?,
-    })
-}
 
 fn all<T>(rows: Vec<Row>, map: impl Fn(&Row) -> Result<T, PgError>) -> Result<Vec<T>, PgError> {
     rows.iter().map(map).collect()
@@ -292,7 +197,7 @@ pub(crate) async fn tasks(
             None => None,
         };
         Ok(TaskSummary {
-            task: task_row(row)?,
+            task: columns::task(row)?,
             rounds: int8_u32(row, "round_count")?,
             current_round,
         })
@@ -315,7 +220,7 @@ async fn round_list(
         "SELECT {ROUND_COLUMNS} FROM rounds r WHERE {status} AND {cond}
          ORDER BY r.created_at DESC, r.id COLLATE \"C\" DESC {limit}"
     );
-    let items = all(rows(c, &sql, b).await?, round_row)?;
+    let items = all(rows(c, &sql, b).await?, columns::round)?;
     Ok(finish(items, req.limit, |r| {
         (iso(r.created_at), r.id.clone())
     }))
@@ -450,7 +355,7 @@ pub(crate) async fn locks(
          FROM locks l WHERE {held} AND {cond}
          ORDER BY l.created_at DESC, l.id COLLATE \"C\" DESC {limit}"
     );
-    let items = all(rows(c, &sql, &b).await?, lock_row)?;
+    let items = all(rows(c, &sql, &b).await?, columns::lock)?;
     Ok(finish(items, req.limit, |l| {
         (iso(l.created_at), l.id.clone())
     }))
@@ -489,7 +394,7 @@ async fn message_list(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {cond} AND {keyset}
          ORDER BY m.created_at DESC, m.id COLLATE \"C\" DESC {limit}"
     );
-    let items = all(rows(c, &sql, b).await?, message_row)?;
+    let items = all(rows(c, &sql, b).await?, columns::message)?;
     Ok(finish(items, req.limit, |m| {
         (m.created_at.clone(), m.id.clone())
     }))
@@ -572,7 +477,7 @@ pub(crate) async fn deliveries(
     );
     let items = all(rows(c, &sql, &b).await?, |r| {
         Ok(Delivery {
-            message: message_row(r)?,
+            message: columns::message(r)?,
             read_at: r.try_get("delivery_read_at")?,
         })
     })?;
@@ -619,7 +524,7 @@ pub(crate) async fn agent_assignments(
         "SELECT {ASSIGNMENT_COLUMNS} FROM assignments a WHERE a.agent_id = {who} AND {cond}
          ORDER BY a.created_at DESC, a.id COLLATE \"C\" DESC {limit}"
     );
-    let items = all(rows(c, &sql, &b).await?, assignment_row)?;
+    let items = all(rows(c, &sql, &b).await?, columns::assignment)?;
     Ok(finish(items, req.limit, |a| {
         (iso(a.created_at), a.id.clone())
     }))
