@@ -45,18 +45,23 @@ pub(super) async fn supervise(
     let mut hub_term = slot.borrow().as_ref().map_or(0, |h| h.store_term());
     // The hub a demoted node is rebuilt from (settings, pushes, uptime).
     let mut template: Option<Hub> = None;
+    // The first round looks at the role at once: a loss between the hub's load and
+    // this subscription would otherwise wait for the next change.
+    let mut first = true;
     loop {
-        let role_changed = async {
-            match roles.as_mut() {
-                Some(r) => r.changed().await.is_ok(),
-                None => std::future::pending().await,
+        if !std::mem::take(&mut first) {
+            let role_changed = async {
+                match roles.as_mut() {
+                    Some(r) => r.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return;
+                },
+                true = role_changed => {}
             }
-        };
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() {
-                return;
-            },
-            true = role_changed => {}
         }
         let (now_faults, now_healed, fatal, closed) = {
             let p = rx.borrow_and_update();
