@@ -9,7 +9,7 @@
 //! tokio-postgres, and the value stored is exactly the instant SQLite stores as
 //! text). Small integers are bound as bigint and narrowed by PostgreSQL's
 //! assignment cast, which refuses an out-of-range value instead of wrapping it.
-//! Retention deletes a whole list per statement (`= ANY($1)`): one round trip
+//! Retention deletes a whole list per statement (`= ANY($1)`): one statement
 //! instead of one per id, with the same rows deleted.
 //!
 //! Pipelined: after the fence, every op of the batch is turned into its
