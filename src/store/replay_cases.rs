@@ -242,6 +242,36 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
     revised.goal = "another goal".into();
     revised.seq = 3;
     let (t2, r2) = worked_task("T2");
+    let (t3, r3) = worked_task("T3");
+    let mut chained = vec![
+        Op::AgentsSync {
+            agents: ["alice", "bob", "disp", "carol"]
+                .iter()
+                .map(|a| (a.to_string(), format!("hash-{a}")))
+                .collect(),
+            at: iso(at(5)),
+        },
+        Op::AgentRegister {
+            id: "carol".into(),
+            name: "Carol".into(),
+            capabilities_json: "[]".into(),
+            at: iso(at(5)),
+        },
+        Op::AgentHeartbeat {
+            id: "carol".into(),
+            at: iso(at(6)),
+        },
+        send("m5", "carol", &["alice", "bob"], 6),
+        ack("alice", "m5"),
+        Op::DeliveriesPurge {
+            agent: "bob".into(),
+            from: Some("carol".into()),
+            deleted: Tally::default(),
+        },
+    ];
+    chained.extend(rows_of(&t3, &r3));
+    chained.push(Op::PruneTasks(vec!["T3".into()]));
+    chained.push(Op::PruneMessages(vec!["m5".into()]));
     let base_audit: Vec<i64> = base
         .iter()
         .filter_map(|op| match op {
@@ -308,6 +338,10 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
             ],
         ),
         ("a new task, counted once", rows_of(&t2, &r2)),
+        // Each op acts on rows an op before it in the same batch wrote: a new
+        // agent registered and mailed, a message acked and purged then pruned, a
+        // task stored, counted, then pruned and uncounted.
+        ("one batch, each op on the rows of the ones before", chained),
         (
             "a revised plan",
             vec![

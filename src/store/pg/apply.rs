@@ -1,7 +1,6 @@
 //! Applying a batch of ops inside one PostgreSQL transaction: the PostgreSQL twin
 //! of [`crate::store::apply`] (SQLite), statement for statement, with the epoch
-//! fence first. Pure SQL, no decisions; nothing calls it while serving yet (the
-//! writer of cluster.md §3 will).
+//! fence first.
 //!
 //! The translation from SQLite: `$n` parameters; `INSERT OR IGNORE` is `ON CONFLICT
 //! DO NOTHING` (no target: any unique key, as OR IGNORE); flags are booleans;
@@ -10,17 +9,30 @@
 //! tokio-postgres, and the value stored is exactly the instant SQLite stores as
 //! text). Small integers are bound as bigint and narrowed by PostgreSQL's
 //! assignment cast, which refuses an out-of-range value instead of wrapping it.
-//! Retention deletes a whole list per statement (`= ANY($1)`): one round trip
+//! Retention deletes a whole list per statement (`= ANY($1)`): one statement
 //! instead of one per id, with the same rows deleted.
+//!
+//! Pipelined: after the fence, every op of the batch is turned into its
+//! statements ([`Stmt`], parameters borrowed from the op or computed), in queue
+//! order, heartbeats last; all of them are then sent without waiting for any
+//! answer ([`pipeline`]), and PostgreSQL executes them in that order on the
+//! connection, so the effect is that of running them one by one. No statement
+//! needs an earlier one's result while the batch is in flight: the task counter
+//! moves in the same statement as the task row it counts (a data-modifying CTE),
+//! and a purge's count is read once every answer is in.
 
 use super::{Epoch, PgError, ShardId, Transaction};
 use crate::domain::lease::Lock;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Handoff, Round, Task};
 use crate::domain::time::iso;
-use crate::store::op::{AuditRow, Op};
+use crate::store::op::{AuditRow, Op, Tally};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 /// The ops of one shard, submitted under the epoch the node held it at.
 #[derive(Debug, Clone, Copy)]
@@ -82,20 +94,125 @@ pub(crate) async fn apply_ops(
     let skip: HashSet<ShardId> = fenced.iter().copied().collect();
     // Agent id -> time of its latest heartbeat in this batch.
     let mut heartbeats: HashMap<&str, &str> = HashMap::new();
+    let mut stmts = Vec::new();
     for o in ops {
         if o.tags.iter().all(|(shard, _)| !skip.contains(shard)) {
-            apply_one(tx, o.op, &mut heartbeats).await?;
+            statements(o.op, &mut stmts, &mut heartbeats)?;
         }
     }
-    write_heartbeats(tx, &heartbeats).await?;
+    for (id, at) in heartbeats {
+        stmts.push(Stmt::new(HEARTBEAT, vec![arg(id), arg(at)]));
+    }
+    pipeline(tx, &stmts).await?;
     Ok(fenced)
 }
 
-/// Write one op, except a heartbeat (recorded for [`apply_batch`] to write last).
-/// Exhaustive: a new op kind does not compile until PostgreSQL writes it.
-async fn apply_one<'a>(
-    tx: &Transaction<'_>,
+/// A statement's parameter: borrowed from its op, or computed from it.
+type Arg<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+
+fn arg<'a>(v: impl ToSql + Sync + Send + 'a) -> Arg<'a> {
+    Box::new(v)
+}
+
+/// One statement of a batch, with its parameters.
+struct Stmt<'a> {
+    sql: &'static str,
+    args: Vec<Arg<'a>>,
+    /// Where the rows it changed are left once the batch is through (a purge's).
+    tally: Option<&'a Tally>,
+}
+
+impl<'a> Stmt<'a> {
+    fn new(sql: &'static str, args: Vec<Arg<'a>>) -> Stmt<'a> {
+        Stmt {
+            sql,
+            args,
+            tally: None,
+        }
+    }
+}
+
+/// Run `stmts` in order, pipelined: each is prepared first (`prepare_cached`: a
+/// round trip the first time a connection sees its text, none after), then all are
+/// sent before any answer is awaited, and PostgreSQL runs them in the order sent.
+/// The first failing statement fails the whole (the caller rolls back; the ones
+/// after it fail too, the transaction being aborted). Then each tally gets the rows
+/// its statement changed.
+///
+/// The order sent is the order the futures are first polled, which [`in_order`]
+/// makes the list's order. That a future sends on its first poll, before any
+/// await, is tokio-postgres 0.7's code (checked in 0.7.18): `Transaction::execute_raw`
+/// -> `Client::execute_raw`, whose `into_statement` for a prepared `Statement` is
+/// `Ok(s.clone())` with no await, -> `query::execute`, which encodes Bind/Execute/
+/// Sync into a buffer and calls `start` -> `InnerClient::send`, a synchronous
+/// `unbounded_send` of the request to the connection task, before its first
+/// `responses.next().await`. The connection task writes requests in the order it
+/// receives them and hands the answers back in that order (`Connection::poll_write`
+/// / `poll_read`, a queue of pending responses).
+async fn pipeline(tx: &Transaction<'_>, stmts: &[Stmt<'_>]) -> Result<(), PgError> {
+    let mut prepared: HashMap<&str, Statement> = HashMap::new();
+    for s in stmts {
+        if !prepared.contains_key(s.sql) {
+            prepared.insert(s.sql, tx.prepare_cached(s.sql).await?);
+        }
+    }
+    let mut futures = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        let stmt = prepared
+            .get(s.sql)
+            .ok_or_else(|| PgError::Incompatible(format!("statement not prepared: {}", s.sql)))?;
+        let args = s.args.iter().map(|a| &**a as &(dyn ToSql + Sync));
+        futures.push(tx.execute_raw(stmt, args));
+    }
+    let changed = in_order(futures).await?;
+    for (s, n) in stmts.iter().zip(changed) {
+        if let Some(tally) = s.tally {
+            tally.set(n);
+        }
+    }
+    Ok(())
+}
+
+/// Drive `futures` to completion, each polled for the first time in the list's
+/// order (every wake polls the unfinished ones, first to last); their outputs in
+/// that order, or the first error met. (`try_join_all` switches to
+/// `FuturesOrdered` above 30 futures, whose first polls follow its task queue.)
+async fn in_order<F>(futures: Vec<F>) -> Result<Vec<u64>, PgError>
+where
+    F: Future<Output = Result<u64, tokio_postgres::Error>>,
+{
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<u64>> = vec![None; futures.len()];
+    // Before it, every future is done.
+    let mut first = 0;
+    std::future::poll_fn(|cx| {
+        for (f, o) in futures[first..].iter_mut().zip(&mut out[first..]) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(Ok(n)) => *o = Some(n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(PgError::from(e))),
+                    Poll::Pending => {}
+                }
+            }
+        }
+        while out.get(first).is_some_and(Option::is_some) {
+            first += 1;
+        }
+        if first == out.len() {
+            Poll::Ready(Ok(out.iter().map(|o| o.unwrap_or(0)).collect()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The statements of one op, in order, added to `out`; a heartbeat is recorded in
+/// `heartbeats` instead, for [`apply_ops`] to write last. Exhaustive: a new op
+/// kind does not compile until PostgreSQL writes it.
+fn statements<'a>(
     op: &'a Op,
+    out: &mut Vec<Stmt<'a>>,
     heartbeats: &mut HashMap<&'a str, &'a str>,
 ) -> Result<(), PgError> {
     match op {
@@ -107,46 +224,54 @@ async fn apply_one<'a>(
             name,
             capabilities_json,
             at,
-        } => register_agent(tx, id, name, capabilities_json, at).await?,
-        Op::AgentsSync { agents, at } => sync_agents(tx, agents, at).await?,
+        } => out.push(Stmt::new(
+            "UPDATE agents SET name = $2, capabilities = $3, is_active = true,
+                    registered_at = $4::text::timestamptz, updated_at = $4::text::timestamptz
+              WHERE id = $1",
+            vec![arg(id), arg(name), arg(capabilities_json), arg(at)],
+        )),
+        Op::AgentsSync { agents, at } => sync_statements(agents, at, out),
         Op::MessageInsert {
             message,
             recipients,
-        } => insert_message(tx, message, recipients).await?,
+        } => insert_message(message, recipients, out),
         Op::MessageAck {
             agent,
             message_ids,
             at,
-        } => ack_messages(tx, agent, message_ids, at).await?,
+        } => ack_messages(agent, message_ids, at, out),
         Op::DeliveriesPurge {
             agent,
             from,
             deleted,
-        } => deleted.set(purge_deliveries(tx, agent, from.as_deref()).await?),
-        Op::TaskUpsert(t) => upsert_task(tx, t).await?,
-        Op::TaskCreated(t) => create_task(tx, t).await?,
+        } => out.push(Stmt {
+            tally: Some(deleted),
+            ..purge_deliveries(agent, from.as_deref())
+        }),
+        Op::TaskUpsert(t) => out.push(Stmt::new(TASK_UPSERT, task_args(t))),
+        // Stored and counted in one statement: the counter moves by the rows the
+        // INSERT really added (none for a task already stored).
+        Op::TaskCreated(t) => out.push(Stmt::new(TASK_CREATE, task_args(t))),
         // SQLite runs its VACUUM after the transaction; PostgreSQL's autovacuum
         // gives space back by itself, and a mark writes nothing in either.
         Op::Vacuum { .. } | Op::Mark => {}
-        Op::PruneMessages(ids) => delete_messages(tx, ids).await?,
-        Op::PruneTasks(ids) => delete_tasks(tx, ids).await?,
-        Op::PruneAudit(ids) => {
-            exec(tx, "DELETE FROM audit_events WHERE id = ANY($1)", &[ids]).await?;
-        }
-        Op::TaskMessageCount { task_id, count } => {
-            exec(
-                tx,
-                "UPDATE root_tasks SET message_count = $2 WHERE id = $1",
-                &[task_id, &i64::from(*count)],
-            )
-            .await?;
-        }
-        Op::RoundUpsert(r) => upsert_round(tx, r).await?,
-        Op::AssignmentUpsert(a) => upsert_assignment(tx, a).await?,
-        Op::AssignmentDelete { id, .. } => {
-            exec(tx, "DELETE FROM assignments WHERE id = $1", &[id]).await?;
-        }
-        Op::HandoffInsert(h) => insert_handoff(tx, h).await?,
+        Op::PruneMessages(ids) => delete_messages(ids, out),
+        Op::PruneTasks(ids) => delete_tasks(ids, out),
+        Op::PruneAudit(ids) => out.push(Stmt::new(
+            "DELETE FROM audit_events WHERE id = ANY($1)",
+            vec![arg(ids)],
+        )),
+        Op::TaskMessageCount { task_id, count } => out.push(Stmt::new(
+            "UPDATE root_tasks SET message_count = $2 WHERE id = $1",
+            vec![arg(task_id), arg(i64::from(*count))],
+        )),
+        Op::RoundUpsert(r) => out.push(upsert_round(r)),
+        Op::AssignmentUpsert(a) => out.push(upsert_assignment(a)),
+        Op::AssignmentDelete { id, .. } => out.push(Stmt::new(
+            "DELETE FROM assignments WHERE id = $1",
+            vec![arg(id)],
+        )),
+        Op::HandoffInsert(h) => out.push(insert_handoff(h)),
         Op::Approval {
             id,
             task_id,
@@ -154,59 +279,30 @@ async fn apply_one<'a>(
             action,
             note,
             at,
-        } => {
-            exec(
-                tx,
-                "INSERT INTO operator_approvals (id, round_id, action, note, created_at, shard)
-                 VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6)
-                 ON CONFLICT DO NOTHING",
-                &[id, round_id, action, note, at, &shard(task_id)],
-            )
-            .await?;
-        }
-        Op::LockUpsert { lock, .. } => upsert_lock(tx, lock).await?,
-        Op::LockDelete { key, id, .. } => {
-            exec(
-                tx,
-                "DELETE FROM locks WHERE lock_key = $1 AND id = $2",
-                &[key, id],
-            )
-            .await?;
-        }
-        Op::Audit(row) => insert_audit(tx, row).await?,
+        } => out.push(Stmt::new(
+            "INSERT INTO operator_approvals (id, round_id, action, note, created_at, shard)
+             VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6)
+             ON CONFLICT DO NOTHING",
+            vec![
+                arg(id),
+                arg(round_id),
+                arg(action),
+                arg(note),
+                arg(at),
+                arg(shard(task_id)),
+            ],
+        )),
+        Op::LockUpsert { lock, .. } => upsert_lock(lock, out)?,
+        Op::LockDelete { key, id, .. } => out.push(Stmt::new(
+            "DELETE FROM locks WHERE lock_key = $1 AND id = $2",
+            vec![arg(key), arg(id)],
+        )),
+        Op::Audit(row) => out.push(insert_audit(row)),
     }
     Ok(())
 }
 
-/// Prepare (cached on the connection) and run one statement; the rows it changed.
-async fn exec(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<u64, PgError> {
-    let stmt = tx.prepare_cached(sql).await?;
-    Ok(tx.execute(&stmt, params).await?)
-}
-
 // Agents.
-
-async fn register_agent(
-    tx: &Transaction<'_>,
-    id: &str,
-    name: &str,
-    capabilities_json: &str,
-    at: &str,
-) -> Result<(), PgError> {
-    exec(
-        tx,
-        "UPDATE agents SET name = $2, capabilities = $3, is_active = true,
-                registered_at = $4::text::timestamptz, updated_at = $4::text::timestamptz
-          WHERE id = $1",
-        &[&id, &name, &capabilities_json, &at],
-    )
-    .await?;
-    Ok(())
-}
 
 /// SQLite's `load::sync_agents_in`: every listed agent exists and is active, the
 /// others are kept but inactive.
@@ -215,203 +311,149 @@ pub(crate) async fn sync_agents(
     agents: &[(String, String)],
     at: &str,
 ) -> Result<(), PgError> {
-    exec(tx, "UPDATE agents SET is_active = false", &[]).await?;
-    let stmt = tx
-        .prepare_cached(
+    let mut stmts = Vec::new();
+    sync_statements(agents, at, &mut stmts);
+    pipeline(tx, &stmts).await
+}
+
+fn sync_statements<'a>(agents: &'a [(String, String)], at: &'a str, out: &mut Vec<Stmt<'a>>) {
+    out.push(Stmt::new("UPDATE agents SET is_active = false", vec![]));
+    for (id, hash) in agents {
+        out.push(Stmt::new(
             "INSERT INTO agents (id, name, token_hash, is_active, created_at, updated_at, shard)
              VALUES ($1, $1, $2, true, $3::text::timestamptz, $3::text::timestamptz, $4)
              ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, is_active = true",
-        )
-        .await?;
-    for (id, hash) in agents {
-        tx.execute(&stmt, &[id, hash, &at, &shard(id)]).await?;
+            vec![arg(id), arg(hash), arg(at), arg(shard(id))],
+        ));
     }
-    Ok(())
 }
 
-/// `heartbeats` is agent id -> time; see [`apply_batch`].
-async fn write_heartbeats(
-    tx: &Transaction<'_>,
-    heartbeats: &HashMap<&str, &str>,
-) -> Result<(), PgError> {
-    if heartbeats.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE agents SET last_heartbeat = $2::text::timestamptz,
-                    updated_at = $2::text::timestamptz
-              WHERE id = $1",
-        )
-        .await?;
-    for (id, at) in heartbeats {
-        tx.execute(&stmt, &[id, at]).await?;
-    }
-    Ok(())
-}
+/// An agent's latest heartbeat of the batch (agent id, time); see [`apply_ops`].
+const HEARTBEAT: &str = "UPDATE agents SET last_heartbeat = $2::text::timestamptz,
+        updated_at = $2::text::timestamptz
+  WHERE id = $1";
 
 // Messages, their recipients and read state.
 
-async fn insert_message(
-    tx: &Transaction<'_>,
-    m: &Message,
-    recipients: &[String],
-) -> Result<(), PgError> {
-    exec(
-        tx,
+fn insert_message<'a>(m: &'a Message, recipients: &'a [String], out: &mut Vec<Stmt<'a>>) {
+    out.push(Stmt::new(
         "INSERT INTO messages (id, dedupe_key, reply_to, from_agent, to_agent, round_id,
                 msg_type, subject, body, context_json, hop_count, is_read, created_at, shard)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::bigint, false,
                  $12::text::timestamptz, $13)
          ON CONFLICT DO NOTHING",
-        &[
-            &m.id,
-            &m.dedupe_key,
-            &m.reply_to,
-            &m.from_agent,
-            &m.to_agent,
-            &m.round_id,
-            &m.msg_type,
-            &m.subject,
-            &m.body,
-            &m.context_json,
-            &m.hop_count,
-            &m.created_at,
-            &shard(&m.from_agent),
+        vec![
+            arg(&m.id),
+            arg(&m.dedupe_key),
+            arg(&m.reply_to),
+            arg(&m.from_agent),
+            arg(&m.to_agent),
+            arg(&m.round_id),
+            arg(&m.msg_type),
+            arg(&m.subject),
+            arg(&m.body),
+            arg(&m.context_json),
+            arg(m.hop_count),
+            arg(&m.created_at),
+            arg(shard(&m.from_agent)),
         ],
-    )
-    .await?;
-    let stmt = tx
-        .prepare_cached(
+    ));
+    for r in recipients {
+        out.push(Stmt::new(
             "INSERT INTO message_recipients (message_id, agent_id, delivered_at, shard)
              VALUES ($1, $2, $3::text::timestamptz, $4)
              ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    for r in recipients {
-        tx.execute(&stmt, &[&m.id, r, &m.created_at, &shard(r)])
-            .await?;
+            vec![arg(&m.id), arg(r), arg(&m.created_at), arg(shard(r))],
+        ));
     }
-    Ok(())
 }
 
-async fn ack_messages(
-    tx: &Transaction<'_>,
-    agent: &str,
-    message_ids: &[String],
-    at: &str,
-) -> Result<(), PgError> {
-    let recip = tx
-        .prepare_cached(
+fn ack_messages<'a>(
+    agent: &'a str,
+    message_ids: &'a [String],
+    at: &'a str,
+    out: &mut Vec<Stmt<'a>>,
+) {
+    let agent_shard = shard(agent);
+    for id in message_ids {
+        out.push(Stmt::new(
             "UPDATE message_recipients SET read_at = $3::text::timestamptz
               WHERE message_id = $1 AND agent_id = $2 AND read_at IS NULL",
-        )
-        .await?;
-    let reads = tx
-        .prepare_cached(
+            vec![arg(id), arg(agent), arg(at)],
+        ));
+        out.push(Stmt::new(
             "INSERT INTO message_reads (message_id, agent_id, read_at, shard)
              VALUES ($1, $2, $3::text::timestamptz, $4)
              ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    let direct = tx
-        .prepare_cached("UPDATE messages SET is_read = true WHERE id = $1 AND to_agent = $2")
-        .await?;
-    let agent_shard = shard(agent);
-    for id in message_ids {
-        tx.execute(&recip, &[id, &agent, &at]).await?;
-        tx.execute(&reads, &[id, &agent, &at, &agent_shard]).await?;
-        tx.execute(&direct, &[id, &agent]).await?;
+            vec![arg(id), arg(agent), arg(at), arg(agent_shard)],
+        ));
+        out.push(Stmt::new(
+            "UPDATE messages SET is_read = true WHERE id = $1 AND to_agent = $2",
+            vec![arg(id), arg(agent)],
+        ));
     }
-    Ok(())
 }
 
-/// Delete `agent`'s deliveries (of messages `from` sent, if given); returns how many.
-async fn purge_deliveries(
-    tx: &Transaction<'_>,
-    agent: &str,
-    from: Option<&str>,
-) -> Result<u64, PgError> {
+/// Delete `agent`'s deliveries (of messages `from` sent, if given); the rows it
+/// changed are how many.
+fn purge_deliveries<'a>(agent: &'a str, from: Option<&'a str>) -> Stmt<'a> {
     match from {
-        None => {
-            exec(
-                tx,
-                "DELETE FROM message_recipients WHERE agent_id = $1",
-                &[&agent],
-            )
-            .await
-        }
-        Some(from) => {
-            exec(
-                tx,
-                "DELETE FROM message_recipients WHERE agent_id = $1 AND EXISTS
-                     (SELECT 1 FROM messages m
-                       WHERE m.id = message_recipients.message_id AND m.from_agent = $2)",
-                &[&agent, &from],
-            )
-            .await
-        }
+        None => Stmt::new(
+            "DELETE FROM message_recipients WHERE agent_id = $1",
+            vec![arg(agent)],
+        ),
+        Some(from) => Stmt::new(
+            "DELETE FROM message_recipients WHERE agent_id = $1 AND EXISTS
+                 (SELECT 1 FROM messages m
+                   WHERE m.id = message_recipients.message_id AND m.from_agent = $2)",
+            vec![arg(agent), arg(from)],
+        ),
     }
 }
 
 // The task workflow: tasks, rounds, assignments, handoffs.
 
-/// A whole `root_tasks` row; what a stored one becomes is the caller's clause.
-const TASK_INSERT: &str =
-    "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id,
-            created_at, updated_at, shard)
-     VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $7::text::timestamptz, $8)";
-
-/// Insert `t`'s row, `on_conflict` deciding what happens to a stored one.
-async fn exec_task(tx: &Transaction<'_>, t: &Task, on_conflict: &str) -> Result<u64, PgError> {
-    exec(
-        tx,
-        &format!("{TASK_INSERT} {on_conflict}"),
-        &[
-            &t.id,
-            &t.title,
-            &t.description,
-            &t.status.as_str(),
-            &t.dispatcher_agent_id,
-            &iso(t.created_at),
-            &iso(t.updated_at),
-            &shard(&t.id),
-        ],
-    )
-    .await
+/// A whole `root_tasks` row, followed by what a stored one becomes.
+macro_rules! task_insert {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO root_tasks (id, title, description, status, dispatcher_agent_id,
+                    created_at, updated_at, shard)
+             VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $7::text::timestamptz, $8) ",
+            $on_conflict
+        )
+    };
 }
 
-async fn create_task(tx: &Transaction<'_>, t: &Task) -> Result<(), PgError> {
-    let inserted = exec_task(tx, t, "ON CONFLICT DO NOTHING").await?;
-    count_tasks(tx, i64::try_from(inserted).unwrap_or(i64::MAX)).await
+const TASK_UPSERT: &str = task_insert!(
+    "ON CONFLICT (id) DO UPDATE SET title = excluded.title,
+         description = excluded.description, status = excluded.status,
+         updated_at = excluded.updated_at"
+);
+
+/// A new task, and the `tasks` counter moved by the rows really inserted.
+const TASK_CREATE: &str = concat!(
+    "WITH ins AS (",
+    task_insert!("ON CONFLICT DO NOTHING RETURNING 1"),
+    ") UPDATE hub_counters SET value = value + (SELECT count(*) FROM ins)
+       WHERE name = 'tasks'"
+);
+
+fn task_args(t: &Task) -> Vec<Arg<'_>> {
+    vec![
+        arg(&t.id),
+        arg(&t.title),
+        arg(&t.description),
+        arg(t.status.as_str()),
+        arg(&t.dispatcher_agent_id),
+        arg(iso(t.created_at)),
+        arg(iso(t.updated_at)),
+        arg(shard(&t.id)),
+    ]
 }
 
-/// Move the `tasks` counter by the rows really inserted (or, negative, deleted).
-async fn count_tasks(tx: &Transaction<'_>, by: i64) -> Result<(), PgError> {
-    exec(
-        tx,
-        "UPDATE hub_counters SET value = value + $1 WHERE name = 'tasks'",
-        &[&by],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn upsert_task(tx: &Transaction<'_>, t: &Task) -> Result<(), PgError> {
-    exec_task(
-        tx,
-        t,
-        "ON CONFLICT (id) DO UPDATE SET title = excluded.title,
-             description = excluded.description, status = excluded.status,
-             updated_at = excluded.updated_at",
-    )
-    .await?;
-    Ok(())
-}
-
-async fn upsert_round(tx: &Transaction<'_>, r: &Round) -> Result<(), PgError> {
-    exec(
-        tx,
+fn upsert_round(r: &Round) -> Stmt<'_> {
+    Stmt::new(
         "INSERT INTO rounds (id, root_task_id, round_number, status, plan_json, operator_note,
                 rejected, review_verdict, review_note, created_at, updated_at, shard)
          VALUES ($1, $2, $3::bigint, $4, $5, $6, $7, $8, $9, $10::text::timestamptz,
@@ -420,28 +462,25 @@ async fn upsert_round(tx: &Transaction<'_>, r: &Round) -> Result<(), PgError> {
              plan_json = excluded.plan_json, operator_note = excluded.operator_note,
              rejected = excluded.rejected, review_verdict = excluded.review_verdict,
              review_note = excluded.review_note, updated_at = excluded.updated_at",
-        &[
-            &r.id,
-            &r.task_id,
-            &i64::from(r.round_number),
-            &r.status.as_str(),
-            &r.plan_json,
-            &r.operator_note,
-            &r.rejected,
-            &r.review_verdict,
-            &r.review_note,
-            &iso(r.created_at),
-            &iso(r.updated_at),
-            &shard(&r.task_id),
+        vec![
+            arg(&r.id),
+            arg(&r.task_id),
+            arg(i64::from(r.round_number)),
+            arg(r.status.as_str()),
+            arg(&r.plan_json),
+            arg(&r.operator_note),
+            arg(r.rejected),
+            arg(&r.review_verdict),
+            arg(&r.review_note),
+            arg(iso(r.created_at)),
+            arg(iso(r.updated_at)),
+            arg(shard(&r.task_id)),
         ],
     )
-    .await?;
-    Ok(())
 }
 
-async fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> Result<(), PgError> {
-    exec(
-        tx,
+fn upsert_assignment(a: &Assignment) -> Stmt<'_> {
+    Stmt::new(
         "INSERT INTO assignments (id, round_id, root_task_id, agent_id, goal, status,
                 progress_note, claimed_at, lease_expires_at, handoff_id, created_at,
                 updated_at, shard, seq)
@@ -451,25 +490,23 @@ async fn upsert_assignment(tx: &Transaction<'_>, a: &Assignment) -> Result<(), P
              progress_note = excluded.progress_note, claimed_at = excluded.claimed_at,
              lease_expires_at = excluded.lease_expires_at, handoff_id = excluded.handoff_id,
              updated_at = excluded.updated_at",
-        &[
-            &a.id,
-            &a.round_id,
-            &a.task_id,
-            &a.agent_id,
-            &a.goal,
-            &a.status.as_str(),
-            &a.progress_note,
-            &a.claimed_at.map(iso),
-            &a.lease_expires_at.map(iso),
-            &a.handoff_id,
-            &iso(a.created_at),
-            &iso(a.updated_at),
-            &shard(&a.task_id),
-            &a.seq,
+        vec![
+            arg(&a.id),
+            arg(&a.round_id),
+            arg(&a.task_id),
+            arg(&a.agent_id),
+            arg(&a.goal),
+            arg(a.status.as_str()),
+            arg(&a.progress_note),
+            arg(a.claimed_at.map(iso)),
+            arg(a.lease_expires_at.map(iso)),
+            arg(&a.handoff_id),
+            arg(iso(a.created_at)),
+            arg(iso(a.updated_at)),
+            arg(shard(&a.task_id)),
+            arg(a.seq),
         ],
     )
-    .await?;
-    Ok(())
 }
 
 /// A handoff's string lists are stored as JSON array text, as in SQLite.
@@ -477,39 +514,36 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-async fn insert_handoff(tx: &Transaction<'_>, h: &Handoff) -> Result<(), PgError> {
-    exec(
-        tx,
+fn insert_handoff(h: &Handoff) -> Stmt<'_> {
+    Stmt::new(
         "INSERT INTO handoffs (id, assignment_id, round_id, root_task_id, from_agent, branch,
                 commit_hash, changed_files, tests_run, risks, next_steps, notes, created_at, shard)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::timestamptz, $14)
          ON CONFLICT DO NOTHING",
-        &[
-            &h.id,
-            &h.assignment_id,
-            &h.round_id,
-            &h.task_id,
-            &h.from_agent,
-            &h.branch,
-            &h.commit_hash,
-            &json_list(&h.changed_files),
-            &json_list(&h.tests_run),
-            &json_list(&h.risks),
-            &json_list(&h.next_steps),
-            &h.notes,
-            &iso(h.created_at),
-            &shard(&h.task_id),
+        vec![
+            arg(&h.id),
+            arg(&h.assignment_id),
+            arg(&h.round_id),
+            arg(&h.task_id),
+            arg(&h.from_agent),
+            arg(&h.branch),
+            arg(&h.commit_hash),
+            arg(json_list(&h.changed_files)),
+            arg(json_list(&h.tests_run)),
+            arg(json_list(&h.risks)),
+            arg(json_list(&h.next_steps)),
+            arg(&h.notes),
+            arg(iso(h.created_at)),
+            arg(shard(&h.task_id)),
         ],
     )
-    .await?;
-    Ok(())
 }
 
 // Locks and fencing counters.
 
 /// The lock row and its key's fencing counter; a grant older than the stored one
 /// (a batch applied again after newer grants) changes neither.
-async fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> Result<(), PgError> {
+fn upsert_lock<'a>(l: &'a Lock, out: &mut Vec<Stmt<'a>>) -> Result<(), PgError> {
     // Tokens are (epoch << 32) | counter with a non-negative epoch: they fit.
     let token = i64::try_from(l.fencing_token).map_err(|_| {
         PgError::Value(format!(
@@ -518,8 +552,7 @@ async fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> Result<(), PgError> {
         ))
     })?;
     let key_shard = shard(&l.lock_key);
-    exec(
-        tx,
+    out.push(Stmt::new(
         "INSERT INTO locks (id, lock_key, holder_agent_id, resource_type, resource_id,
                 fencing_token, expires_at, created_at, shard)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8::text::timestamptz, $9)
@@ -529,81 +562,75 @@ async fn upsert_lock(tx: &Transaction<'_>, l: &Lock) -> Result<(), PgError> {
              fencing_token = excluded.fencing_token, expires_at = excluded.expires_at,
              created_at = excluded.created_at
          WHERE excluded.fencing_token >= locks.fencing_token",
-        &[
-            &l.id,
-            &l.lock_key,
-            &l.holder_agent_id,
-            &l.resource_type,
-            &l.resource_id,
-            &token,
-            &iso(l.expires_at),
-            &iso(l.created_at),
-            &key_shard,
+        vec![
+            arg(&l.id),
+            arg(&l.lock_key),
+            arg(&l.holder_agent_id),
+            arg(&l.resource_type),
+            arg(&l.resource_id),
+            arg(token),
+            arg(iso(l.expires_at)),
+            arg(iso(l.created_at)),
+            arg(key_shard),
         ],
-    )
-    .await?;
-    exec(
-        tx,
+    ));
+    out.push(Stmt::new(
         "INSERT INTO lock_fencing (lock_key, last_token, shard) VALUES ($1, $2, $3)
          ON CONFLICT (lock_key) DO UPDATE
              SET last_token = GREATEST(lock_fencing.last_token, excluded.last_token)",
-        &[&l.lock_key, &token, &key_shard],
-    )
-    .await?;
+        vec![arg(&l.lock_key), arg(token), arg(key_shard)],
+    ));
     Ok(())
 }
 
 // Retention: children before parents, as SQLite's `prune` (foreign keys).
 
-async fn delete_messages(tx: &Transaction<'_>, ids: &[String]) -> Result<(), PgError> {
+fn delete_messages<'a>(ids: &'a [String], out: &mut Vec<Stmt<'a>>) {
     for sql in [
         "DELETE FROM message_reads WHERE message_id = ANY($1)",
         "DELETE FROM message_recipients WHERE message_id = ANY($1)",
         "DELETE FROM messages WHERE id = ANY($1)",
     ] {
-        exec(tx, sql, &[&ids]).await?;
+        out.push(Stmt::new(sql, vec![arg(ids)]));
     }
-    Ok(())
 }
 
 /// Tasks with their rounds, assignments, handoffs and operator decisions; the
-/// `tasks` counter goes down by the task rows really deleted.
-async fn delete_tasks(tx: &Transaction<'_>, ids: &[String]) -> Result<(), PgError> {
-    let mut deleted = 0;
+/// `tasks` counter goes down by the task rows really deleted, in the statement
+/// that deletes them.
+fn delete_tasks<'a>(ids: &'a [String], out: &mut Vec<Stmt<'a>>) {
     for sql in [
         "DELETE FROM handoffs WHERE root_task_id = ANY($1)",
         "DELETE FROM assignments WHERE root_task_id = ANY($1)",
         "DELETE FROM operator_approvals WHERE round_id IN
              (SELECT id FROM rounds WHERE root_task_id = ANY($1))",
         "DELETE FROM rounds WHERE root_task_id = ANY($1)",
-        "DELETE FROM root_tasks WHERE id = ANY($1)",
+        "WITH del AS (DELETE FROM root_tasks WHERE id = ANY($1) RETURNING 1)
+         UPDATE hub_counters SET value = value - (SELECT count(*) FROM del)
+          WHERE name = 'tasks'",
     ] {
-        deleted = exec(tx, sql, &[&ids]).await?;
+        out.push(Stmt::new(sql, vec![arg(ids)]));
     }
-    count_tasks(tx, -i64::try_from(deleted).unwrap_or(i64::MAX)).await
 }
 
 // Audit.
 
 /// By its hub-chosen id: applied again, the stored row stays as it is.
-async fn insert_audit(tx: &Transaction<'_>, a: &AuditRow) -> Result<(), PgError> {
-    exec(
-        tx,
+fn insert_audit(a: &AuditRow) -> Stmt<'_> {
+    Stmt::new(
         "INSERT INTO audit_events (id, event_type, entity_type, entity_id, actor,
                 payload_json, created_at, shard)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8)
          ON CONFLICT (id) DO NOTHING",
-        &[
-            &a.id,
-            &a.event_type,
-            &a.entity_type,
-            &a.entity_id,
-            &a.actor,
-            &a.payload_json,
-            &a.at,
-            &shard(&a.entity_id),
+        vec![
+            arg(a.id),
+            arg(&a.event_type),
+            arg(&a.entity_type),
+            arg(&a.entity_id),
+            arg(&a.actor),
+            arg(&a.payload_json),
+            arg(&a.at),
+            arg(shard(&a.entity_id)),
         ],
     )
-    .await?;
-    Ok(())
 }

@@ -22,13 +22,14 @@ pub async fn fence(
 ) -> Result<Vec<ShardId>, PgError> {
     let shards: Vec<ShardId> = tags.iter().map(|t| t.0).collect();
     // Shard order: the same order as renew's row locks (see `lease`).
-    let rows = tx
-        .query(
+    // Prepared once per connection: one round trip per batch, not two.
+    let stmt = tx
+        .prepare_cached(
             "SELECT shard, epoch FROM shard_lease WHERE shard = ANY($1)
               ORDER BY shard FOR SHARE",
-            &[&shard_params(&shards)],
         )
         .await?;
+    let rows = tx.query(&stmt, &[&shard_params(&shards)]).await?;
     let stored: HashMap<ShardId, Epoch> = rows.iter().map(shard_epoch).collect::<Result<_, _>>()?;
     let mut fenced: Vec<ShardId> = tags
         .iter()

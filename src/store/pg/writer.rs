@@ -4,8 +4,8 @@
 //!
 //! 1. every op is tagged with the (shard, epoch) of each shard it writes, as
 //!    [`Ownership`] holds them now;
-//! 2. the epoch fence, then the ops in queue order;
-//! 3. the transaction's id (`txid_current()`);
+//! 2. the epoch fence, then the ops in queue order, their statements pipelined;
+//! 3. the transaction's id (`txid_current()`, asked for alongside the fence);
 //! 4. COMMIT. If its answer is lost (the connection broke, or [`WRITE_TIMEOUT`]
 //!    passed) the outcome is unknown: the engine asks PostgreSQL on a new
 //!    connection (`txid_status`), waiting while the old transaction is still in
@@ -39,6 +39,7 @@ use crate::store::op::Scope;
 use crate::store::writer::{Committed, Engine};
 use crate::store::Op;
 use deadpool_postgres::Object;
+use futures_util::future::join;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,16 +143,21 @@ impl PgEngine {
         let mut xid: Option<i64> = None;
         let batch = async {
             let tx = client.transaction().await.map_err(not_stored)?;
-            let fenced = apply_ops(&tx, ops).await.map_err(Unsure::NotStored)?;
+            // Prepared once per connection. The transaction's id is asked for
+            // while the batch is applied: the request goes out with the fence's
+            // (`join` polls the batch first, up to its fence's answer), and the
+            // id is the same whenever it is asked within the transaction.
+            let txid = tx
+                .prepare_cached("SELECT txid_current()")
+                .await
+                .map_err(not_stored)?;
+            let (applied, id) = join(apply_ops(&tx, ops), tx.query_one(&txid, &[])).await;
+            let fenced = applied.map_err(Unsure::NotStored)?;
             if !fenced.is_empty() {
                 // Dropping `tx` rolls it back.
                 return Err(Unsure::Fenced(fenced));
             }
-            let id: i64 = tx
-                .query_one("SELECT txid_current()", &[])
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(not_stored)?;
+            let id: i64 = id.and_then(|r| r.try_get(0)).map_err(not_stored)?;
             xid = Some(id);
             tx.commit().await.map_err(|e| Unsure::Unknown(e.into(), id))
         };
