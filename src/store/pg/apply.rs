@@ -185,16 +185,22 @@ where
     let mut out: Vec<Option<u64>> = vec![None; futures.len()];
     // Before it, every future is done.
     let mut first = 0;
+    // After the first pass every request is sent, and answers come back in the
+    // order sent: later polls stop at the first one still waiting (each wake costs
+    // what it finishes, not the whole batch).
+    let mut sent = false;
     std::future::poll_fn(|cx| {
         for (f, o) in futures[first..].iter_mut().zip(&mut out[first..]) {
             if o.is_none() {
                 match f.as_mut().poll(cx) {
                     Poll::Ready(Ok(n)) => *o = Some(n),
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(PgError::from(e))),
+                    Poll::Pending if sent => break,
                     Poll::Pending => {}
                 }
             }
         }
+        sent = true;
         while out.get(first).is_some_and(Option::is_some) {
             first += 1;
         }
