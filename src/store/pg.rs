@@ -1,12 +1,13 @@
 //! PostgreSQL for cluster mode (shared/spec/cluster.md): connecting through a pool
 //! ([`connect`]), the embedded migrations ([`migrate`]), the ownership primitives
 //! of §2: node membership and shard leases ([`lease`]) and the epoch fence of a
-//! write batch ([`fence`]), and the write half of the store: a batch of ops applied
-//! in one transaction behind the fence (`apply`). Plain async functions over a
-//! pooled client; the Store seam of §3 will call them. Nothing serves from
-//! PostgreSQL yet: `hubctl serve` stores in SQLite. Public (unlike the rest of
-//! `store`) so that `tests/cluster_pg*.rs` can drive it against a real server
-//! before `serve` does ([`conformance`] compares the writer with SQLite's).
+//! write batch ([`fence`]), the write half of the store: a batch of ops applied
+//! in one transaction behind the fence (`apply`) by the writer thread's engine
+//! (`writer`), this process as a node holding leases (`node`, `ownership`), and
+//! `hubctl serve --store postgres://…` (`open`). The reads are in
+//! `store::reads::postgres`. Public (unlike the rest of `store`) so that
+//! `tests/cluster_pg*.rs` can drive the primitives against a real server
+//! ([`conformance`] compares the writer and the reads with SQLite's).
 
 pub(crate) mod apply;
 pub mod conformance;
