@@ -7,32 +7,13 @@
 //! where PostgreSQL is not installed.
 
 mod common;
-use common::postgres::Postgres;
+use common::postgres::{node_args, ready, start_node, until_ready, Postgres};
 use common::workflow::*;
 use common::*;
 use serde_json::{json, Value};
-use std::ffi::OsString;
 use std::time::Duration;
 
 const AGENTS: [&str; 3] = ["disp", "alice", "bob"];
-
-/// `serve` of `dir` on the database `url`, as node `node`.
-fn node_args(dir: &std::path::Path, url: &str, node: &str) -> Vec<OsString> {
-    let mut args = serve_args(dir);
-    args.extend(["--store", url, "--node-id", node].map(OsString::from));
-    args
-}
-
-/// A node on `url` in `dir` (its config and tokens); panics if it does not start.
-fn start_node(server: &Postgres, dir: tempfile::TempDir, url: &str, node: &str) -> Hub {
-    let r = spawn(
-        dir.path(),
-        &node_args(dir.path(), url, node),
-        &[("PGPASSWORD", &server.password)],
-    )
-    .unwrap_or_else(|e| panic!("node {node} did not start: {e:?}\n{}", server.log()));
-    Hub::from_running(dir, r)
-}
 
 /// [`start_node`], then wait until it serves (it holds every shard).
 fn start_active(server: &Postgres, dir: tempfile::TempDir, url: &str, node: &str) -> Hub {
@@ -177,11 +158,6 @@ fn start_error(server: &Postgres, url: &str, node: &str) -> String {
     }
 }
 
-/// `/readyz`'s status.
-fn ready(hub: &Hub) -> u16 {
-    request("GET", &format!("{}/readyz", hub.base), &[], "").status
-}
-
 /// The HTTP status of a `hub_status` call by `agent` on a new session (the
 /// initialize's, if that is refused already).
 fn call_status(hub: &Hub, agent: &str) -> u16 {
@@ -201,19 +177,6 @@ fn call_status(hub: &Hub, agent: &str) -> u16 {
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                       "params": {"name": "hub_status", "arguments": {}}});
     request("POST", &hub.url, &headers, &body.to_string()).status
-}
-
-/// Wait until `hub` is ready: how long it took.
-fn until_ready(hub: &Hub, within: Duration) -> Duration {
-    let started = std::time::Instant::now();
-    wait_for(within, || (ready(hub) == 200).then_some(())).unwrap_or_else(|| {
-        panic!(
-            "{} not ready within {within:?}; its log:\n{}",
-            hub.base,
-            hub.out.stderr()
-        )
-    });
-    started.elapsed()
 }
 
 /// A message from alice to bob through `hub`: its id.

@@ -59,12 +59,11 @@
 //! is not installed.
 
 mod common;
-use common::postgres::Postgres;
+use common::postgres::{ready, start_node, until_ready, Postgres};
 use common::workflow::*;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -76,39 +75,6 @@ const TAKEOVER_WITHIN: Duration = Duration::from_secs(40);
 
 // ---------------------------------------------------------------------------
 // Nodes
-
-/// `serve` of `dir` on the database `url`, as node `node`.
-fn node_args(dir: &std::path::Path, url: &str, node: &str) -> Vec<OsString> {
-    let mut args = serve_args(dir);
-    args.extend(["--store", url, "--node-id", node].map(OsString::from));
-    args
-}
-
-/// A node on `url` in `dir`; panics if it does not start.
-fn start_node(server: &Postgres, dir: tempfile::TempDir, url: &str, node: &str) -> Hub {
-    let r = spawn(
-        dir.path(),
-        &node_args(dir.path(), url, node),
-        &[("PGPASSWORD", &server.password)],
-    )
-    .unwrap_or_else(|e| panic!("node {node} did not start: {e:?}"));
-    Hub::from_running(dir, r)
-}
-
-/// `/readyz`'s status.
-fn ready(hub: &Hub) -> u16 {
-    request("GET", &format!("{}/readyz", hub.base), &[], "").status
-}
-
-fn until_ready(hub: &Hub, within: Duration) {
-    wait_for(within, || (ready(hub) == 200).then_some(())).unwrap_or_else(|| {
-        panic!(
-            "{} not ready within {within:?}: {}",
-            hub.base,
-            hub.out.stderr()
-        )
-    });
-}
 
 /// Whether the hub's process is still running.
 fn alive(hub: &mut Hub) -> bool {

@@ -374,3 +374,46 @@ impl Drop for Postgres {
         }
     }
 }
+
+// --- Hub nodes on a server (tests/cluster*.rs) ---
+
+/// `serve` of `dir` on the database `url`, as cluster node `node`.
+pub(crate) fn node_args(dir: &Path, url: &str, node: &str) -> Vec<OsString> {
+    let mut args = super::serve_args(dir);
+    args.extend(["--store", url, "--node-id", node].map(OsString::from));
+    args
+}
+
+/// A node on `url` in `dir` (its config and tokens); panics if it does not start.
+pub(crate) fn start_node(
+    server: &Postgres,
+    dir: tempfile::TempDir,
+    url: &str,
+    node: &str,
+) -> super::Hub {
+    let r = super::spawn(
+        dir.path(),
+        &node_args(dir.path(), url, node),
+        &[("PGPASSWORD", &server.password)],
+    )
+    .unwrap_or_else(|e| panic!("node {node} did not start: {e:?}\n{}", server.log()));
+    super::Hub::from_running(dir, r)
+}
+
+/// `/readyz`'s status (200 only on the node that serves).
+pub(crate) fn ready(hub: &super::Hub) -> u16 {
+    super::request("GET", &format!("{}/readyz", hub.base), &[], "").status
+}
+
+/// Wait until `hub` is ready (its log in the panic if not): how long it took.
+pub(crate) fn until_ready(hub: &super::Hub, within: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    super::wait_for(within, || (ready(hub) == 200).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "{} not ready within {within:?}; its log:\n{}",
+            hub.base,
+            hub.out.stderr()
+        )
+    });
+    started.elapsed()
+}
