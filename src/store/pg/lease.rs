@@ -29,12 +29,6 @@ impl Member {
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
-
-    /// This process's registration (random per start): what tells it from an
-    /// earlier or later process with the same node id.
-    pub fn incarnation(&self) -> &str {
-        &self.incarnation
-    }
 }
 
 /// A duration as whole milliseconds for SQL (`$n::bigint * interval '1 ms'`);
