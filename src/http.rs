@@ -7,6 +7,7 @@ pub(crate) mod admission;
 pub(crate) mod body;
 pub(crate) mod error;
 pub(crate) mod event_stream;
+pub(crate) mod gateway;
 pub(crate) mod guards;
 pub(crate) mod mcp_batch;
 pub(crate) mod mcp_modern;

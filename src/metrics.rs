@@ -162,7 +162,7 @@ pub(crate) struct Metrics {
 }
 
 /// What a cluster node reports besides the writer's fenced batches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ClusterMetrics {
     on: std::sync::atomic::AtomicBool,
     shards_held: AtomicU64,
@@ -171,6 +171,28 @@ struct ClusterMetrics {
     takeovers: AtomicU64,
     /// The last takeover's load of the live state, in milliseconds.
     takeover_load_ms: AtomicU64,
+    /// Calls this node forwarded to the leader, and their time there.
+    forwarded: AtomicHistogram,
+    /// Tries at the leader that found it unreachable or standing by.
+    forward_retries: AtomicU64,
+    /// Forwarded calls lost with the leader (answered 502).
+    forward_lost: AtomicU64,
+}
+
+impl Default for ClusterMetrics {
+    fn default() -> Self {
+        ClusterMetrics {
+            on: Default::default(),
+            shards_held: Default::default(),
+            active: Default::default(),
+            renew_failures: Default::default(),
+            takeovers: Default::default(),
+            takeover_load_ms: Default::default(),
+            forwarded: AtomicHistogram::new(LATENCY_BOUNDS, 1e9),
+            forward_retries: Default::default(),
+            forward_lost: Default::default(),
+        }
+    }
 }
 
 /// The process-wide table, built on first use.
@@ -255,6 +277,21 @@ impl Metrics {
         c.on.store(true, Ordering::Relaxed);
         c.shards_held.store(held as u64, Ordering::Relaxed);
         c.active.store(u64::from(active), Ordering::Relaxed);
+    }
+
+    /// Cluster mode: a call forwarded to the leader and answered by it in `took`.
+    pub(crate) fn forwarded(&self, took: Duration) {
+        self.cluster.forwarded.observe(took.as_nanos() as u64);
+    }
+
+    /// Cluster mode: a try at the leader that found it unreachable or standing by.
+    pub(crate) fn forward_retried(&self) {
+        self.cluster.forward_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: a forwarded call lost with the leader.
+    pub(crate) fn forward_lost(&self) {
+        self.cluster.forward_lost.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cluster mode: a renewal round that failed.
@@ -422,6 +459,24 @@ impl Collector for Scrape {
                 "agent_hub_cluster_takeover_load_milliseconds",
                 "How long the last takeover took to load the live state.",
                 c.takeover_load_ms.load(Ordering::Relaxed),
+            )?;
+            c.forwarded.encode(e.encode_descriptor(
+                "agent_hub_cluster_forwarded_duration_seconds",
+                "Calls this node forwarded to the node that serves (it stands by), by time to the answer's start.",
+                None,
+                MetricType::Histogram,
+            )?)?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_forward_retries",
+                "Tries at the serving node that found it unreachable or standing by (then tried again).",
+                c.forward_retries.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_forwards_lost",
+                "Forwarded calls whose connection to the serving node broke after sending (answered 502: outcome unknown).",
+                c.forward_lost.load(Ordering::Relaxed),
             )?;
         }
         counter(

@@ -197,7 +197,9 @@ fn standby_takes_over(server: &Postgres, url: &str) {
     assert!(same.contains("node id n1 is in use"), "{same}");
     let mut n2 = start_node(server, config_dir(&AGENTS, ""), url, "n2");
     assert_eq!(ready(&n2), 503);
-    assert_eq!(call_status(&n2, "alice"), 503, "a standby answers 503");
+    // A standby does not serve from its memory (/readyz 503) but forwards calls
+    // to the node that does (tests/cluster_gateway.rs).
+    assert_eq!(call_status(&n2, "alice"), 200, "a standby forwards");
     assert_eq!(call_status(&n1, "alice"), 200);
     // `hubctl cluster` on either node: roles, members, the shard map.
     let on_n1 = hubctl_ok(&n1, &["cluster"]);
@@ -282,8 +284,11 @@ fn stale_owner_commits_nothing(server: &Postgres, url: &str) {
     let m2 = send(&n2, "after");
     std::thread::sleep(Duration::from_secs(20).saturating_sub(stopped.elapsed()));
     n1.signal("CONT");
-    // Through a session opened before the stop: refused, not answered from memory.
-    // (On a new connection: the old client's pooled one was closed meanwhile.)
+    // Through a session opened before the stop: not answered from memory. n1
+    // knows it no longer serves, so it forwards the call to n2, which never saw
+    // that session (sessions live on the node that serves): 404, the client opens
+    // a new one. (On a new connection: the old client's pooled one was closed
+    // meanwhile.)
     let auth = bearer("alice");
     let mut headers = std_headers(&auth);
     headers.push(("Mcp-Session-Id", &old.session));
@@ -292,7 +297,7 @@ fn stale_owner_commits_nothing(server: &Postgres, url: &str) {
         "params": {"name": "message_send",
                    "arguments": {"to_agent": "bob", "subject": "s", "body": "stale"}}});
     let stale = request("POST", &n1.url, &headers, &body.to_string());
-    assert_eq!(stale.status, 503, "{}", stale.body);
+    assert_eq!(stale.status, 404, "{}", stale.body);
     let inbox = n2.client("bob").call("inbox_pull", json!({}));
     let got = ids(&inbox);
     assert!(got.contains(&m1) && got.contains(&m2), "{got:?}");

@@ -151,19 +151,30 @@ async fn serve(
         max_body_bytes: settings.max_body_bytes,
         body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
         max_batch_items: settings.max_batch_items,
-        admission: http::admission::Admission::new(
+        admission: Arc::new(http::admission::Admission::new(
             settings.max_in_flight,
             settings.max_in_flight_per_agent,
             settings.max_answer_bytes_in_flight_per_agent,
-        ),
+        )),
         sse_keepalive: Duration::from_secs(settings.sse_keepalive_secs),
         metrics_public: settings.metrics_public,
         url: http::server::mcp_url(addr),
         database: database_name(&ep),
         ui: http::ui::UiState::new(&settings.dashboard),
         cluster: Arc::default(),
+        stopping: Arc::default(),
     };
     let cluster = state.cluster.clone();
+    let before_stop = {
+        let (cluster, admission) = (cluster.clone(), state.admission.clone());
+        let (stopping, drain) = (
+            state.stopping.clone(),
+            Duration::from_secs(settings.shutdown_drain_secs),
+        );
+        move || -> signals::BeforeStop {
+            Box::pin(before_stop(cluster, admission, stopping, drain))
+        }
+    };
     let server = http::server::serve(
         state,
         listener,
@@ -171,7 +182,7 @@ async fn serve(
         Duration::from_secs(settings.write_timeout_secs),
     )?;
     let handle = server.handle();
-    signals::install(handle.clone(), reloader)?;
+    signals::install(handle.clone(), reloader, Box::new(before_stop))?;
     // Polled from now on, on its own task: /healthz and /readyz answer while the
     // database loads (a Server does nothing until polled).
     let running = actix_rt::spawn(server);
@@ -327,6 +338,37 @@ async fn serve(
     super::discovery::remove(&config_dir, &instance);
     stop_store(&store, node.as_deref()).await;
     result.map_err(CliError::Server)
+}
+
+/// What a stop signal does before the port closes: answers ask clients to close
+/// their connections and `/healthz` answers 503 (a load balancer's health check
+/// stops sending here); a cluster node hands its shards over once its calls in
+/// flight are answered (from then on it forwards what reaches it); then
+/// `shutdown_drain_secs` pass.
+async fn before_stop(
+    cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
+    admission: Arc<http::admission::Admission>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    drain: Duration,
+) {
+    stopping.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(node) = cluster.get().cloned() {
+        node.hand_over(calls_answered(&admission, HAND_OVER_WAIT))
+            .await;
+    }
+    tokio::time::sleep(drain).await;
+}
+
+/// How long a stopping cluster node waits for its calls in flight before it
+/// hands its shards over (a parked wait may last longer: it is cut).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
+
+/// Until no MCP call is in flight, or `within` has passed.
+async fn calls_answered(admission: &http::admission::Admission, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Why a cluster node answers 503 before it holds its shards.

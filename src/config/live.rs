@@ -90,6 +90,7 @@ classify! {
         max_in_flight_per_agent,
         max_answer_bytes_in_flight_per_agent,
         write_timeout_secs,
+        shutdown_drain_secs,
         allowed_origins,
         session_idle_timeout_secs,
         max_sessions_per_agent,

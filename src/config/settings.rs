@@ -72,6 +72,9 @@ pub(crate) struct Settings {
     pub max_answer_bytes_in_flight_per_agent: usize,
     /// A connection whose sent data stays unacknowledged this long is closed.
     pub write_timeout_secs: u64,
+    /// After a stop signal, keep serving (with `/healthz` answering 503) this long
+    /// before closing the port, so that a load balancer stops sending first.
+    pub shutdown_drain_secs: u64,
     pub allowed_origins: Option<Vec<String>>,
     pub session_idle_timeout_secs: u64,
     pub max_sessions_per_agent: usize,
@@ -214,6 +217,7 @@ impl Default for Settings {
             max_in_flight_per_agent: 64,
             max_answer_bytes_in_flight_per_agent: 16 << 20,
             write_timeout_secs: 30,
+            shutdown_drain_secs: 0,
             allowed_origins: None,
             session_idle_timeout_secs: 1800,
             max_sessions_per_agent: 64,
@@ -277,6 +281,7 @@ pub(crate) const TEMPLATE: &str = "\
 # max_in_flight_per_agent: 64  # POST requests of one agent running at once (429 + Retry-After beyond)
 # max_answer_bytes_in_flight_per_agent: 16777216  # unread answer bytes of one agent (429 beyond; one always goes)
 # write_timeout_secs: 30       # a client that reads nothing of its answers this long is disconnected
+# shutdown_drain_secs: 0       # on a stop signal, serve on this long (/healthz 503) before closing the port
 # allowed_origins: [http://localhost:8765, http://127.0.0.1:8765]
 # session_idle_timeout_secs: 1800
 # max_sessions_per_agent: 64
@@ -466,6 +471,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             s.max_sessions_per_agent = ctx.int(key, v, 1, 100_000)? as usize
         }
         "sse_keepalive_secs" => s.sse_keepalive_secs = ctx.int(key, v, 1, 3600)?,
+        "shutdown_drain_secs" => s.shutdown_drain_secs = ctx.int(key, v, 0, 300)?,
         "presence_window_secs" => s.presence_window_secs = ctx.int(key, v, 1, BIG)?,
         "inbox_wait_max_seconds" => s.inbox_wait_max_seconds = ctx.int(key, v, 0, 3600)?,
         "max_pull_bytes" => s.max_pull_bytes = ctx.int(key, v, 4096, 64 << 20)? as usize,

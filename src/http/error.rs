@@ -32,6 +32,8 @@ pub(crate) enum ApiError {
         status: StatusCode,
         error: Box<RpcError>,
         retry_after: u64,
+        /// A cluster node standing by: marked for gateways (see `gateway`).
+        standby: bool,
     },
     /// An operator API refusal or failure: `{"ok": false, "error": CODE, "message"}`.
     Operator {
@@ -90,6 +92,7 @@ impl ApiError {
             status,
             error: Box::new(error),
             retry_after,
+            standby: false,
         }
     }
 
@@ -129,13 +132,14 @@ impl ApiError {
     /// shards, or this one is taking them over). Answered as "store unavailable",
     /// which clients already retry.
     pub(crate) fn standby(why: &str) -> ApiError {
-        ApiError::busy(
-            StatusCode::SERVICE_UNAVAILABLE,
-            RpcError::store_unavailable(format!(
+        ApiError::Busy {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: Box::new(RpcError::store_unavailable(format!(
                 "this node is standing by ({why}); retry, or call the node that serves"
-            )),
-            jsonrpc::RETRY_AFTER_SECS,
-        )
+            ))),
+            retry_after: jsonrpc::RETRY_AFTER_SECS,
+            standby: true,
+        }
     }
 
     /// 503: start-up failed before the hub was loaded (the server is stopping).
@@ -280,10 +284,16 @@ impl ResponseError for ApiError {
                 status,
                 error,
                 retry_after,
-            } => HttpResponse::build(*status)
-                .insert_header((header::RETRY_AFTER, *retry_after))
-                .content_type("application/json")
-                .body(jsonrpc::to_json(&jsonrpc::err(&Id::null(), error))),
+                standby,
+            } => {
+                let mut b = HttpResponse::build(*status);
+                if *standby {
+                    b.insert_header((super::gateway::STANDBY_HEADER, "1"));
+                }
+                b.insert_header((header::RETRY_AFTER, *retry_after))
+                    .content_type("application/json")
+                    .body(jsonrpc::to_json(&jsonrpc::err(&Id::null(), error)))
+            }
             ApiError::Operator {
                 status,
                 code,

@@ -11,11 +11,19 @@ use std::net::{SocketAddr, TcpListener};
 /// Liveness, at once even while start-up loads the database; `ready` says whether
 /// it has (requests sent before wait for it).
 async fn healthz(st: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "ok": true,
+    // Stopping (a stop signal came): 503, so that a load balancer's health check
+    // stops sending here while the node still answers (`shutdown_drain_secs`).
+    let mut resp = if st.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        HttpResponse::ServiceUnavailable()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.json(json!({
+        "ok": !st.stopping.load(std::sync::atomic::Ordering::Acquire),
         "service": "agent-hub",
         "version": env!("CARGO_PKG_VERSION"),
         "ready": st.hub.is_filled(),
+        "stopping": st.stopping.load(std::sync::atomic::Ordering::Acquire),
         "instance": st.instance,
     }))
 }
@@ -27,6 +35,7 @@ const READY_RETRY_AFTER_SECS: &str = "5";
 /// the reason otherwise. No token and no data, like `/healthz`.
 async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let not_ready = match st.hub.peek() {
+        _ if st.stopping.load(std::sync::atomic::Ordering::Acquire) => Some("stopping".to_string()),
         Fill::Ready(hub) => hub
             .write_health()
             .err()
@@ -104,23 +113,30 @@ pub(crate) fn serve(
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
-        .workers(workers)
-        // Per worker: beyond it a worker stops accepting until a connection closes.
-        .max_connections(max_connections.div_ceil(workers).max(1))
-        // actix-web has no write timeout: the kernel closes a connection whose data
-        // stays unacknowledged (a client that reads nothing) this long.
-        .on_connect(move |conn, _| set_write_timeout(conn, write_timeout))
-        // Without TCP_NODELAY a response written in several chunks (SSE) waits for
-        // the client's delayed ACK: 40 ms per call.
-        .tcp_nodelay(true)
-        // Open GET streams never finish by themselves; do not wait long for them.
-        .shutdown_timeout(2)
-        // `hubctl serve` handles signals itself (a second one exits at once, SIGHUP
-        // does not stop the server).
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            // Outermost: a cluster node that does not serve forwards to the one
+            // that does; a stopping server closes connections after answering.
+            .wrap(actix_web::middleware::from_fn(super::gateway::front))
+            .configure(routes)
+    })
+    .workers(workers)
+    // Per worker: beyond it a worker stops accepting until a connection closes.
+    .max_connections(max_connections.div_ceil(workers).max(1))
+    // actix-web has no write timeout: the kernel closes a connection whose data
+    // stays unacknowledged (a client that reads nothing) this long.
+    .on_connect(move |conn, _| set_write_timeout(conn, write_timeout))
+    // Without TCP_NODELAY a response written in several chunks (SSE) waits for
+    // the client's delayed ACK: 40 ms per call.
+    .tcp_nodelay(true)
+    // Open GET streams never finish by themselves; do not wait long for them.
+    .shutdown_timeout(2)
+    // `hubctl serve` handles signals itself (a second one exits at once, SIGHUP
+    // does not stop the server).
+    .disable_signals()
+    .listen(listener)?
+    .run();
     Ok(server)
 }
 

@@ -177,7 +177,8 @@ pub(crate) struct AppState {
     /// Most messages in one JSON-RPC batch.
     pub max_batch_items: usize,
     /// Caps on POST requests in flight.
-    pub admission: super::admission::Admission,
+    /// Shared with the graceful stop, which waits for the calls in flight.
+    pub admission: Arc<super::admission::Admission>,
     pub sse_keepalive: Duration,
     /// `GET /metrics` answers without the operator token.
     pub metrics_public: bool,
@@ -190,6 +191,9 @@ pub(crate) struct AppState {
     pub webhooks: Arc<crate::notify::Webhooks>,
     /// This node, in cluster mode (set once it has registered).
     pub cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
+    /// Set on a stop signal: answers ask clients to close their connection, so
+    /// that none sends a request on a kept-alive one that the stop then cuts.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[cfg(test)]

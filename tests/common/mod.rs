@@ -4,7 +4,8 @@
 //! bodies ureq will not send (`raw`), checks shared by several test files (`checks`),
 //! the dashboard as a browser sees it (`ui`), a WebDriver client for headless
 //! Chromium (`webdriver`, used by path), steps of the task workflow (`workflow`,
-//! used by path), and a throwaway PostgreSQL server (`postgres`, used by path).
+//! used by path), a throwaway PostgreSQL server (`postgres`, used by path), and a round-robin TCP
+//! proxy in front of cluster nodes (`proxy`, used by path).
 //! Tests talk to the hub the way users do: nothing here reaches into the crate.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 
@@ -13,6 +14,7 @@ mod client;
 mod modern;
 pub(crate) mod postgres;
 mod process;
+pub(crate) mod proxy;
 mod raw;
 mod ui;
 pub(crate) mod webdriver;

@@ -292,6 +292,15 @@ impl Hub {
         }
     }
 
+    /// The same hub reached through `base` (a proxy in front of it and others):
+    /// clients and `hubctl` of the returned hub call that address.
+    pub(crate) fn routed(mut self, base: &str) -> Hub {
+        self.base = base.to_string();
+        self.url = format!("{base}/mcp");
+        self.port = port_of(&self.url);
+        self
+    }
+
     pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

@@ -192,6 +192,23 @@ pub async fn renew(
     by_shard(&rows)
 }
 
+/// The node that serves: the one holding every shard under a lease that has not
+/// lapsed, with the MCP URL it registered; `None` while no node holds them all
+/// (a takeover under way, or no node left).
+pub async fn leader(client: &impl GenericClient) -> Result<Option<(String, String)>, PgError> {
+    let row = client
+        .query_opt(
+            "SELECT l.owner_node, n.addr FROM shard_lease l
+               JOIN nodes n ON n.node_id = l.owner_node
+              WHERE l.expires_at > now()
+              GROUP BY l.owner_node, n.addr
+             HAVING count(*) = $1",
+            &[&i64::from(crate::domain::shard::SHARD_COUNT)],
+        )
+        .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
 /// How many shards each node holds under a lease that has not lapsed, by node id.
 pub async fn holders(client: &impl GenericClient) -> Result<Vec<(String, i64)>, PgError> {
     let rows = client

@@ -46,6 +46,8 @@ pub(crate) const SELF_FENCE_AFTER: Duration = Duration::from_millis(6_600);
 pub(crate) struct Node {
     pool: Pool,
     member: Member,
+    /// The MCP URL other nodes reach this one at (registered as `nodes.addr`).
+    addr: String,
     owned: Arc<Ownership>,
     /// Whether every shard is held, and the ownership term (published by
     /// [`Node::keep`]).
@@ -53,8 +55,14 @@ pub(crate) struct Node {
     /// The term of the hub serving now (`u64::MAX`: none): the slot's guard
     /// refuses calls once the ownership term is another one.
     served: AtomicU64,
+    /// The node that serves as last seen (itself while active): where a standby
+    /// forwards calls (`http::gateway`).
+    leader: watch::Sender<Option<Leader>>,
     /// Set by [`Node::leave`]: the loop stops.
     left: std::sync::atomic::AtomicBool,
+    /// Set by [`Node::hand_over`]: calls are refused (gateways send them on), and
+    /// no shard is taken again; the loop goes on finding the leader.
+    retiring: std::sync::atomic::AtomicBool,
     /// When the last renewal round that succeeded started, in milliseconds since
     /// `epoch` (0: never).
     renewed: AtomicU64,
@@ -106,10 +114,13 @@ impl Node {
         Ok(Node {
             pool,
             member,
+            addr: addr.to_string(),
             owned: Arc::new(Ownership::default()),
             role: watch::channel(Role::default()).0,
+            leader: watch::channel(None).0,
             served: AtomicU64::new(u64::MAX),
             left: std::sync::atomic::AtomicBool::new(false),
+            retiring: std::sync::atomic::AtomicBool::new(false),
             renewed: AtomicU64::new(0),
             yielded: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -132,6 +143,9 @@ impl Node {
     /// Asked on every call (the hub slot's guard), so that no call is answered from
     /// memory between a loss and the supervisor's demotion.
     pub(crate) fn objection(&self) -> Option<String> {
+        if self.retiring.load(Ordering::Acquire) {
+            return Some("it is stopping and hands its shards over".into());
+        }
         if self.lapsed() {
             return Some("its shard leases were not renewed in time".into());
         }
@@ -171,6 +185,34 @@ impl Node {
             .send_if_modified(|r| std::mem::replace(r, now) != now);
     }
 
+    /// The node that serves, as last seen (see [`Leader`]).
+    pub(crate) fn leader(&self) -> watch::Receiver<Option<Leader>> {
+        self.leader.subscribe()
+    }
+
+    /// This node's id.
+    pub(crate) fn id(&self) -> &str {
+        self.member.node_id()
+    }
+
+    /// Look up the node that serves (ourselves when we hold every shard).
+    async fn find_leader(&self) -> Result<(), PgError> {
+        let found = if self.owned.count() == usize::from(SHARD_COUNT) {
+            Some(Leader {
+                node_id: self.member.node_id().to_string(),
+                url: self.addr.clone(),
+            })
+        } else {
+            let client = self.pool.get().await?;
+            lease::leader(&client)
+                .await?
+                .map(|(node_id, url)| Leader { node_id, url })
+        };
+        self.leader
+            .send_if_modified(|l| std::mem::replace(l, found.clone()) != found);
+        Ok(())
+    }
+
     /// The registration, for the writer's `batch_log` and probe.
     pub(crate) fn member(&self) -> &Member {
         &self.member
@@ -189,6 +231,9 @@ impl Node {
     /// Take every free or lapsed shard not held (none for [`YIELD_PAUSE`] after
     /// yielding).
     async fn acquire_missing(&self) -> Result<(), PgError> {
+        if self.retiring.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let yielded = self.yielded.load(Ordering::Acquire);
         if yielded != 0 && self.now_ms() < yielded + YIELD_PAUSE.as_millis() as u64 {
             return Ok(());
@@ -234,7 +279,8 @@ impl Node {
             self.owned.hold(shard, epoch);
         }
         self.acquire_missing().await?;
-        self.settle_split().await
+        self.settle_split().await?;
+        self.find_leader().await
     }
 
     /// Holding some shards but not all after acquiring: if another node holds
@@ -387,6 +433,39 @@ impl Node {
         })
     }
 
+    /// The first step of a graceful stop: refuse new calls at once (the slot's
+    /// guard; a gateway in front sends them to the next leader), wait until the
+    /// calls in flight are answered (`idle`: their writes are committed, since
+    /// answers wait for their commit), then release every shard so that a standby
+    /// takes over at once, and never take one again. The node stays registered and
+    /// keeps finding the leader, so that it forwards what still reaches it until
+    /// the server stops; [`Node::leave`] ends that.
+    pub(crate) async fn hand_over(&self, idle: impl std::future::Future<Output = ()>) {
+        self.retiring.store(true, Ordering::Release);
+        idle.await;
+        let held = self.owned.held();
+        if held.is_empty() {
+            return;
+        }
+        let released = async {
+            let client = self.pool.get().await?;
+            lease::release(&client, &self.member, &held).await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), released).await {
+            Ok(Ok(shards)) => {
+                for shard in shards {
+                    self.owned.lose(shard);
+                }
+                tracing::info!(shards = held.len(), "shards handed over");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not release the shards; they lapse by themselves")
+            }
+            Err(_) => tracing::warn!("releasing the shards timed out; they lapse by themselves"),
+        }
+        self.publish();
+    }
+
     /// Leave the cluster: the registration is deleted and every shard freed, so
     /// that a restart (or another node) takes them at once.
     pub(crate) async fn leave(&self) -> Result<(), PgError> {
@@ -435,6 +514,14 @@ pub(crate) struct ShardGroup {
     pub epochs: (i64, i64),
     /// The latest lease expiry among them (none when free).
     pub expires_at: Option<String>,
+}
+
+/// The node that serves, as a standby forwards to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Leader {
+    pub node_id: String,
+    /// Its MCP URL as it registered it (`nodes.addr`).
+    pub url: String,
 }
 
 /// What a node publishes after each renewal round.

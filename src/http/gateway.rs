@@ -1,0 +1,282 @@
+//! Cluster mode's gateway: a node that does not serve (a standby, or one taking
+//! the shards over) forwards every call to the node that does, so that clients
+//! and load balancers may call any node (shared/spec/cluster.md §2, "Routing
+//! requests"). A middleware in front of every route, so that the MCP endpoint,
+//! the operator API and the dashboard all follow the leader.
+//!
+//! What is forwarded is the client's own HTTP request (its token included): the
+//! leader authenticates it as if it had come directly, so a forwarded call gains
+//! no privilege and needs no cluster key. The answer, streams included (SSE), is
+//! relayed as it comes.
+//!
+//! A call is retried, at the same or a new leader, only where it cannot have been
+//! run: the leader could not be reached (connection refused), or it answered that
+//! it stands by (the [`STANDBY_HEADER`] on its 503). Meanwhile the gateway waits
+//! for a leader up to [`FORWARD_WAIT`], which covers a failover (lease TTL plus
+//! load). A call whose connection broke after it was sent is not retried: its
+//! outcome is unknown, and the client is told so (502), as it would be by a
+//! single node that died mid-call.
+
+use super::error::ApiError;
+use super::state::{AppState, Fill};
+use crate::mcp::jsonrpc::RpcError;
+use crate::store::pg::node::{Leader, Node};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpResponse, ResponseError};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sent with a forwarded request: the forwarding node's id. A node that does
+/// not serve answers such a request with its own 503 instead of forwarding it
+/// again (no loops between two standbys that each think the other leads).
+pub(crate) const FORWARDED_HEADER: &str = "x-agent-hub-forwarded-by";
+
+/// On a 503 of a node that stands by: nothing of the request was run, so a
+/// gateway may send it elsewhere.
+pub(crate) const STANDBY_HEADER: &str = "x-agent-hub-standby";
+
+/// How long a gateway waits for a leader it can reach, in all: more than a
+/// failover after a `kill -9` (the 10 s lease TTL, then the load).
+pub(crate) const FORWARD_WAIT: Duration = Duration::from_secs(20);
+
+/// How long the leader may take to start its answer: a write waits at most 30 s
+/// for its batch (then it is answered "unavailable"); waits are answered at once
+/// as a stream.
+const ANSWER_WAIT: Duration = Duration::from_secs(40);
+
+/// Between two tries at an unreachable or standing-by leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Paths that describe this node itself: answered here, never forwarded.
+/// `/operator/reload` reloads this node's own files.
+fn answered_here(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/operator/cluster" | "/operator/reload"
+    )
+}
+
+/// The middleware: forward while this cluster node does not serve; and while the
+/// server stops, ask every client to close its connection after the answer.
+pub(crate) async fn front(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let stopping = req
+        .app_data::<web::Data<AppState>>()
+        .map(|st| st.stopping.clone());
+    let mut resp = forward_when_standing_by(req, next).await?;
+    if stopping.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire)) {
+        resp.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(resp)
+}
+
+async fn forward_when_standing_by(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let node = req
+        .app_data::<web::Data<AppState>>()
+        .filter(|st| !matches!(st.hub.peek(), Fill::Ready(_)))
+        .and_then(|st| Some((st.clone(), st.cluster.get()?.clone())));
+    let forward = node
+        .filter(|_| !answered_here(req.path()) && !req.headers().contains_key(FORWARDED_HEADER));
+    let Some((st, node)) = forward else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let body = match read_body(&mut req, &st).await {
+        Ok(body) => body,
+        Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
+    };
+    match relay(&req, &st, &node, body).await {
+        Forwarded::Answer(resp) => Ok(req.into_response(resp).map_into_right_body()),
+        // This node became the leader meanwhile: serve the call here.
+        Forwarded::ServeHere(body) => {
+            req.set_payload(bytes_payload(body));
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+    }
+}
+
+/// The request's body, held so that it can be sent again: at most
+/// `max_body_bytes`, within `body_read_timeout_secs` (as the handlers read it).
+async fn read_body(req: &mut ServiceRequest, st: &AppState) -> Result<Bytes, HttpResponse> {
+    if let Err(e) = super::body::check_length(req.request(), st.max_body_bytes) {
+        return Err(e.error_response());
+    }
+    let mut payload = req
+        .extract::<web::Payload>()
+        .await
+        .map_err(|e| e.error_response())?;
+    super::body::read(&mut payload, st.max_body_bytes, st.body_read_timeout)
+        .await
+        .map_err(|e| e.error_response())
+}
+
+fn bytes_payload(body: Bytes) -> actix_web::dev::Payload {
+    actix_web::dev::Payload::from(body)
+}
+
+enum Forwarded {
+    Answer(HttpResponse),
+    ServeHere(Bytes),
+}
+
+/// What one try at the leader gave.
+enum Try {
+    Answer(HttpResponse),
+    /// Nothing was run there: try again (after a pause, or at a new leader).
+    Again(String),
+    /// Sent, then lost: the outcome is unknown.
+    Lost(String),
+}
+
+async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Bytes) -> Forwarded {
+    let deadline = Instant::now() + FORWARD_WAIT;
+    let mut leaders = node.leader();
+    let mut why = "no node holds every shard".to_string();
+    loop {
+        if matches!(st.hub.peek(), Fill::Ready(_)) {
+            return Forwarded::ServeHere(body);
+        }
+        let target = leaders
+            .borrow_and_update()
+            .clone()
+            .filter(|l| l.node_id != node.id());
+        if let Some(leader) = target {
+            let started = Instant::now();
+            match send(req, node.id(), &leader, body.clone()).await {
+                Try::Answer(resp) => {
+                    crate::metrics::get().forwarded(started.elapsed());
+                    return Forwarded::Answer(resp);
+                }
+                Try::Again(w) => {
+                    crate::metrics::get().forward_retried();
+                    why = format!("node {} {w}", leader.node_id);
+                }
+                Try::Lost(w) => {
+                    crate::metrics::get().forward_lost();
+                    tracing::warn!(leader = %leader.node_id, error = %w, path = req.path(), "forwarded call lost; its outcome is unknown");
+                    return Forwarded::Answer(lost(&leader, &w));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Forwarded::Answer(ApiError::standby(&why).error_response());
+        }
+        // A new leader, or a pause before trying the same one again.
+        let _ = tokio::time::timeout(left.min(RETRY_PAUSE), leaders.changed()).await;
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never relayed; and those the client
+/// library sets itself.
+fn relayed(name: &header::HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+thread_local! {
+    /// One client (and connection pool) per HTTP worker thread: `awc::Client` is
+    /// not `Send`. Its pool drops connections the leader closed before reusing one.
+    static CLIENT: awc::Client = awc::Client::builder()
+        .timeout(ANSWER_WAIT)
+        .disable_redirects()
+        .no_default_headers()
+        .finish();
+}
+
+async fn send(req: &ServiceRequest, me: &str, leader: &Leader, body: Bytes) -> Try {
+    let base = leader.url.trim_end_matches("/mcp");
+    let target = format!(
+        "{base}{}",
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut out = CLIENT.with(|c| c.request(req.method().clone(), target));
+    for (name, value) in req.headers().iter().filter(|(n, _)| relayed(n)) {
+        out = out.append_header((name.clone(), value.clone()));
+    }
+    out = out.insert_header((FORWARDED_HEADER, me));
+    let resp = match out.send_body(body).await {
+        Ok(resp) => resp,
+        Err(awc::error::SendRequestError::Connect(e)) => {
+            return Try::Again(format!("could not be reached ({e})"))
+        }
+        Err(e) => return Try::Lost(e.to_string()),
+    };
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+        && resp.headers().contains_key(STANDBY_HEADER)
+    {
+        return Try::Again("stands by".into());
+    }
+    let mut answer = HttpResponse::build(resp.status());
+    for (name, value) in resp.headers().iter().filter(|(n, _)| relayed(n)) {
+        answer.append_header((name.clone(), value.clone()));
+    }
+    // A known length is passed on (clients read it); otherwise (SSE) relayed as
+    // it comes.
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    Try::Answer(match length {
+        Some(n) => {
+            let mut resp = resp;
+            match resp.body().limit(n).await {
+                Ok(bytes) => answer.body(bytes),
+                Err(e) => return Try::Lost(e.to_string()),
+            }
+        }
+        None => answer.streaming(resp),
+    })
+}
+
+/// 502: the leader was lost with the call (its outcome unknown).
+fn lost(leader: &Leader, why: &str) -> HttpResponse {
+    ApiError::rpc(
+        StatusCode::BAD_GATEWAY,
+        RpcError::server(format!(
+            "Bad Gateway: node {} was lost while answering this call ({why}); it may or may not have been done",
+            leader.node_id
+        )),
+    )
+    .error_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_paths_stay_and_hop_headers_go() {
+        assert!(answered_here("/readyz"));
+        assert!(answered_here("/operator/cluster"));
+        assert!(!answered_here("/mcp"));
+        assert!(!answered_here("/operator/tasks"));
+        assert!(!relayed(&header::CONNECTION));
+        assert!(!relayed(&header::HOST));
+        assert!(relayed(&header::AUTHORIZATION));
+        assert!(relayed(&header::HeaderName::from_static("mcp-session-id")));
+    }
+}

@@ -1,0 +1,259 @@
+//! Any node answers (issue 16, shared/spec/cluster.md §2 "Routing requests", §4
+//! items 2, 3 and 8): three nodes on one PostgreSQL behind a round-robin TCP proxy.
+//! The nodes that do not hold the shards forward every call to the one that does:
+//! the workflow, messaging, sessions opened at one node and used at another, a GET
+//! stream through a standby, `hubctl` through the proxy. Then a rolling restart
+//! (SIGTERM each node in turn, the serving one included) under load through the
+//! proxy: no call fails and every answered message is there. Skips, saying why,
+//! where PostgreSQL is not installed.
+
+mod common;
+use common::postgres::{start_node, until_ready, Postgres};
+use common::proxy::Proxy;
+use common::workflow::*;
+use common::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const AGENTS: [&str; 3] = ["disp", "alice", "bob"];
+
+#[test]
+fn any_node_answers_behind_a_round_robin_proxy() {
+    let server = match Postgres::start() {
+        Ok(s) => s,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let urls = server.create_databases(&["front", "rolling"]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| forwarded_calls(&server, &urls[0]));
+        scope.spawn(|| rolling_restart(&server, &urls[1]));
+    });
+}
+
+/// What every node's config.yaml says: a stopping node keeps answering for a
+/// second (its /healthz 503), long enough for the proxy's health check.
+/// The load's one sender is not rate limited.
+const CONFIG: &str = "shutdown_drain_secs: 1\nsend_rate_per_second: 100000\nsend_burst: 100000\n";
+
+/// A node's config dir with the same agents and operator token as `first`'s
+/// (a cluster's nodes share them).
+fn like(first: &Hub) -> tempfile::TempDir {
+    let dir = config_dir(&AGENTS, CONFIG);
+    write_private(&dir.path().join("operator.token"), &first.operator_token());
+    dir
+}
+
+/// Three nodes: n1 serves, n2 and n3 forward (once they know the leader).
+fn three_nodes(server: &Postgres, url: &str) -> [Hub; 3] {
+    let n1 = start_node(server, config_dir(&AGENTS, CONFIG), url, "n1");
+    until_ready(&n1, Duration::from_secs(30));
+    let n2 = start_node(server, like(&n1), url, "n2");
+    let n3 = start_node(server, like(&n1), url, "n3");
+    for n in [&n2, &n3] {
+        forwarding(&n.url);
+    }
+    [n1, n2, n3]
+}
+
+/// `hub_status` of alice through `url` (2026-07-28, no session): the HTTP status.
+fn status_via(url: &str) -> u16 {
+    Modern::new(url, &token("alice"))
+        .send("tools/call", json!({"name": "hub_status", "arguments": {}}))
+        .status
+}
+
+/// Wait until the node at `url` answers calls (it serves, or forwards to a
+/// leader it knows).
+fn forwarding(url: &str) {
+    wait_for(Duration::from_secs(30), || {
+        (status_via(url) == 200).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{url} does not answer"));
+}
+
+fn forwarded_calls(server: &Postgres, url: &str) {
+    let [n1, n2, n3] = three_nodes(server, url);
+    // The standbys do not serve from their own memory (/readyz), but answer.
+    assert_eq!(common::postgres::ready(&n2), 503);
+    let proxy = Proxy::start(&[n1.port, n2.port, n3.port]);
+    let (n2_url, n3_url, n3_port) = (n2.url.clone(), n3.url.clone(), n3.port);
+    let front = n3.routed(&proxy.base);
+
+    // The workflow through the proxy: sessions, tool calls and `hubctl approve`,
+    // each connection on the next node.
+    let round = dispatched_round(&front, "T-1", CODE_AND_TESTS);
+    let (d, a, b) = (
+        front.client("disp"),
+        front.client("alice"),
+        front.client("bob"),
+    );
+    claim_and_complete(&a, &round);
+    claim_and_complete(&b, &round);
+    review(&d, &round, "approved");
+    let shown = hubctl_ok(&front, &["show", "T-1"]);
+    assert!(shown.contains("completed"), "{shown}");
+    for port in [n1.port, n2.port, n3_port] {
+        assert!(proxy.served(port) > 0, "the proxy used node :{port}");
+    }
+
+    // A session opened at n2 is used at n3 and n1: it lives at the leader.
+    let mut bob = Client::connect(&n2_url, &token("bob"), LATEST);
+    for at in [&n3_url, &n1.url] {
+        bob.url = at.clone();
+        bob.call("agent_heartbeat", json!({}));
+    }
+    // bob's GET stream through n3 hears of a message sent at n2.
+    bob.url = n3_url.clone();
+    let stream = bob.open_stream().expect("GET stream through a standby");
+    assert_eq!(stream.status, 200);
+    let alice = Client::connect(&n2_url, &token("alice"), LATEST);
+    let sent = s(&alice.call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "s", "body": "relayed"}),
+    )["message_id"]);
+    let heard = wait_for(Duration::from_secs(10), || {
+        let e = stream.next_event(Duration::from_millis(500))?;
+        e.to_string().contains("inbox").then_some(e)
+    });
+    assert!(
+        heard.is_some(),
+        "no inbox notification on the relayed stream"
+    );
+    let inbox = bob.call("inbox_pull", json!({}));
+    assert!(inbox.to_string().contains(&sent), "{inbox}");
+
+    // n2 counts what it forwarded; refusals come from the leader unchanged.
+    let m = n2.operator_get_raw("/metrics").body;
+    assert!(
+        m.contains("agent_hub_cluster_forwarded_duration_seconds_count"),
+        "{m}"
+    );
+    let (refused, err) = Modern::new(&n2_url, &token("disp")).call_raw(
+        "round_plan_submit",
+        json!({"task_id": "T-404", "plan_json": plan(&[("alice", "x")])}),
+    );
+    assert!(err && refused["error"] == "TASK_NOT_FOUND", "{refused}");
+    let unknown = Modern::new(&n2_url, "not-a-token").send("tools/list", json!({}));
+    assert_eq!(unknown.status, 401, "{}", unknown.body);
+}
+
+/// Messages sent by `threads` loops through `url` until `stop`: the ids answered,
+/// and every failure (status and body).
+fn load(url: &str, threads: usize, stop: &AtomicBool) -> (Vec<String>, Vec<String>) {
+    let acked = Mutex::new(Vec::new());
+    let failed = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (acked, failed) = (&acked, &failed);
+            scope.spawn(move || {
+                let alice = Modern::new(url, &token("alice"));
+                let mut i = 0;
+                while !stop.load(Ordering::Acquire) {
+                    i += 1;
+                    let args =
+                        json!({"to_agent": "bob", "subject": "s", "body": format!("r{t}-{i}")});
+                    let r = alice.send(
+                        "tools/call",
+                        json!({"name": "message_send", "arguments": args}),
+                    );
+                    let id = (r.status == 200).then(|| answer(&r)).and_then(|v| {
+                        v["result"]["structuredContent"]["message_id"]
+                            .as_str()
+                            .map(str::to_string)
+                    });
+                    match id {
+                        Some(id) => acked.lock().unwrap().push(id),
+                        None => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: {}", r.status, r.body)),
+                    }
+                }
+            });
+        }
+    });
+    (acked.into_inner().unwrap(), failed.into_inner().unwrap())
+}
+
+/// The JSON-RPC answer of `r`, sent as JSON or as an SSE event.
+fn answer(r: &Resp) -> Value {
+    if r.content_type().starts_with("text/event-stream") {
+        sse_data(&r.body).pop().unwrap_or(Value::Null)
+    } else {
+        r.json()
+    }
+}
+
+/// Every message id in bob's inbox (pulled and acknowledged page by page).
+fn drain_inbox(url: &str) -> std::collections::HashSet<String> {
+    let bob = Modern::new(url, &token("bob"));
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let page = bob.call("inbox_pull", json!({"limit": 100}));
+        let ids: Vec<String> = page["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| s(&m["id"]))
+            .collect();
+        if ids.is_empty() {
+            return seen;
+        }
+        bob.call("message_ack", json!({"message_id": ids}));
+        seen.extend(ids);
+    }
+}
+
+/// SIGTERM each node in turn (the leader last), restarting it, under load through
+/// the proxy: no call fails, nothing answered is lost.
+fn rolling_restart(server: &Postgres, url: &str) {
+    let mut nodes = three_nodes(server, url).map(Some);
+    let ports =
+        |nodes: &[Option<Hub>; 3]| -> Vec<u16> { nodes.iter().flatten().map(|n| n.port).collect() };
+    let proxy = Proxy::start(&ports(&nodes));
+    let front = proxy.url();
+    let stop = AtomicBool::new(false);
+    let (acked, failed) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| load(&front, 4, &stop));
+        std::thread::sleep(Duration::from_secs(1));
+        for (i, name) in [(1, "n2"), (2, "n3"), (0, "n1")] {
+            let mut node = nodes[i].take().expect("running");
+            node.signal("TERM");
+            let stopped = node.wait_exit(Duration::from_secs(30));
+            assert!(
+                stopped.is_some_and(|s| s.success()),
+                "{name} stopped cleanly"
+            );
+            // Restarted from its config dir (a new port).
+            let dir = std::mem::replace(&mut node.dir, tempfile::tempdir().expect("temp"));
+            let started = Instant::now();
+            let again = start_node(server, dir, url, name);
+            forwarding(&again.url);
+            println!("{name} back in {:?}", started.elapsed());
+            nodes[i] = Some(again);
+            proxy.set_backends(&ports(&nodes));
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        stop.store(true, Ordering::Release);
+        running.join().expect("load")
+    });
+    println!(
+        "rolling restart: {} sends answered, {} failed",
+        acked.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed calls, the first of them: {:#?}",
+        &failed[..failed.len().min(5)]
+    );
+    assert!(acked.len() > 50, "the load ran: {}", acked.len());
+    let inbox = drain_inbox(&front);
+    let lost: Vec<&String> = acked.iter().filter(|id| !inbox.contains(*id)).collect();
+    assert!(lost.is_empty(), "answered but lost: {lost:?}");
+}
