@@ -210,7 +210,15 @@ async fn serve(
                 .map(|(store, snapshot)| (store, Some(snapshot), None))
         }
         Some(url) => {
-            let base = http::server::mcp_url(addr);
+            let base = match &settings.advertise_url {
+                Some(u) => u.clone(),
+                None => {
+                    if addr.ip().is_unspecified() {
+                        tracing::warn!(%addr, "cluster mode, listening on every address without advertise_url: other nodes are told to forward to 127.0.0.1, which only works on one machine; set advertise_url");
+                    }
+                    http::server::mcp_url(addr)
+                }
+            };
             crate::store::pg::open::open(url, &ep.node_id, &base, opts)
                 .await
                 .map_err(CliError::from)

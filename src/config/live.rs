@@ -79,6 +79,7 @@ classify! {
         db,
         store,
         node_id,
+        advertise_url,
         durability,
         commit_batch_max_ops,
         commit_batch_window_ms,

@@ -53,6 +53,9 @@ pub(crate) struct Settings {
     pub store: Option<String>,
     /// This node's name in a cluster (default: the host name).
     pub node_id: Option<String>,
+    /// The MCP URL the other cluster nodes forward calls to this one at (default:
+    /// `http://HOST:PORT/mcp` of the listener).
+    pub advertise_url: Option<String>,
     // Persistence.
     pub durability: Durability,
     pub commit_batch_max_ops: usize,
@@ -206,6 +209,7 @@ impl Default for Settings {
             db: None,
             store: None,
             node_id: None,
+            advertise_url: None,
             durability: Durability::Durable,
             commit_batch_max_ops: 512,
             commit_batch_window_ms: 0,
@@ -268,6 +272,7 @@ pub(crate) const TEMPLATE: &str = "\
 # db: ~/.local/share/agent-hub/hub.db
 # store: sqlite                # or postgres://USER@HOST:PORT/DB (cluster mode; docs/cluster.md)
 # node_id: host-a              # cluster mode: this node's name (default: the host name)
+# advertise_url: http://10.0.0.5:8765/mcp  # cluster mode: where other nodes forward calls to this one
 # Persistence:
 # durability: durable          # durable: answer writes once on disk; fast: answer at once
 # commit_batch_max_ops: 512    # most writes in one transaction
@@ -450,6 +455,7 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),
         "store" => s.store = store(ctx, key, v)?,
         "node_id" => s.node_id = Some(node_id(ctx, key, v)?),
+        "advertise_url" => s.advertise_url = Some(public_url(ctx, key, v)?),
         "durability" => s.durability = durability(ctx, key, v)?,
         "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
         "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
