@@ -10,4 +10,5 @@ pub(crate) mod modern;
 pub(crate) mod protocol;
 pub(crate) mod push;
 pub(crate) mod session;
+pub(crate) mod session_id;
 pub(crate) mod tools;

@@ -4,7 +4,8 @@
 //! the workflow, messaging, sessions opened at one node and used at another, a GET
 //! stream through a standby, `hubctl` through the proxy. Then a rolling restart
 //! (SIGTERM each node in turn, the serving one included) under load through the
-//! proxy: no call fails and every answered message is there. Skips, saying why,
+//! proxy: no call fails, every answered message is there, and a session opened
+//! before it still works (its id is signed with the shared cluster key). Skips, saying why,
 //! where PostgreSQL is not installed.
 
 mod common;
@@ -40,11 +41,14 @@ fn any_node_answers_behind_a_round_robin_proxy() {
 /// The load's one sender is not rate limited.
 const CONFIG: &str = "shutdown_drain_secs: 1\nsend_rate_per_second: 100000\nsend_burst: 100000\n";
 
-/// A node's config dir with the same agents and operator token as `first`'s
-/// (a cluster's nodes share them).
+/// A node's config dir with the same agents, operator token and cluster key as
+/// `first`'s (a cluster's nodes share them).
 fn like(first: &Hub) -> tempfile::TempDir {
     let dir = config_dir(&AGENTS, CONFIG);
-    write_private(&dir.path().join("operator.token"), &first.operator_token());
+    for file in ["operator.token", "cluster.key"] {
+        let text = std::fs::read_to_string(first.path().join(file)).expect(file);
+        write_private(&dir.path().join(file), &text);
+    }
     dir
 }
 
@@ -217,6 +221,8 @@ fn rolling_restart(server: &Postgres, url: &str) {
         |nodes: &[Option<Hub>; 3]| -> Vec<u16> { nodes.iter().flatten().map(|n| n.port).collect() };
     let proxy = Proxy::start(&ports(&nodes));
     let front = proxy.url();
+    // A session opened before the restarts (at the node that served then).
+    let before = Client::connect(&front, &token("bob"), LATEST);
     let stop = AtomicBool::new(false);
     let (acked, failed) = std::thread::scope(|scope| {
         let running = scope.spawn(|| load(&front, 4, &stop));
@@ -256,4 +262,15 @@ fn rolling_restart(server: &Postgres, url: &str) {
     let inbox = drain_inbox(&front);
     let lost: Vec<&String> = acked.iter().filter(|id| !inbox.contains(*id)).collect();
     assert!(lost.is_empty(), "answered but lost: {lost:?}");
+    // Every node was restarted and the shards moved: the session signed with the
+    // cluster key is taken back by the node serving now (on a new connection).
+    let mut after = Client::connect(&front, &token("bob"), LATEST);
+    after.session = before.session.clone();
+    let r = after.call("agent_heartbeat", json!({}));
+    assert_eq!(r["ok"], true, "{r}");
+    // Another agent's token with it: unknown.
+    let mut other = Client::connect(&front, &token("alice"), LATEST);
+    other.session = before.session.clone();
+    let refused = other.post(&ping_body(5));
+    assert_eq!(refused.status, 404, "{}", refused.body);
 }

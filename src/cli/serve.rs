@@ -109,10 +109,18 @@ async fn serve(
         max_ops: settings.commit_batch_max_ops,
         window: Duration::from_millis(settings.commit_batch_window_ms),
     };
-    let sessions = Arc::new(Sessions::new(
+    let sessions = Sessions::new(
         Duration::from_secs(settings.session_idle_timeout_secs),
         settings.max_sessions_per_agent,
-    ));
+    );
+    // Cluster mode: session ids any node can check, so that a session outlives the
+    // node that opened it.
+    let sessions = Arc::new(match ep.store {
+        Some(_) => sessions.with_signer(crate::mcp::session_id::Signer::new(
+            bootstrap::cluster_key(&loaded.dir)?,
+        )),
+        None => sessions,
+    });
     // The port opens first, so that loading a big database never means refused
     // connections: requests wait in the HubSlot until the hub is loaded.
     let listener = TcpListener::bind((ep.host.as_str(), ep.port)).map_err(|e| CliError::Bind {
@@ -245,12 +253,13 @@ async fn serve(
         (None, Some(node)) => {
             // Listening and answering 503 meanwhile, so the banner comes first.
             // PostgreSQL stores every write before answering (see `pg::open`).
-            let url = http::server::mcp_url(addr);
-            print_banner(&loaded, &ep, &url, Durability::Durable, print_tokens);
+            // Forwarding on before the banner: a client that read it may call at once.
             slot.set_guard(node.clone().guard());
             let _ = cluster.set(node.clone());
             actix_rt::spawn(node.clone().keep());
             slot.set_standby(Some(TAKING_SHARDS.into()));
+            let url = http::server::mcp_url(addr);
+            print_banner(&loaded, &ep, &url, Durability::Durable, print_tokens);
             let mut roles = node.role();
             let activation = async {
                 loop {

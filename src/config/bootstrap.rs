@@ -9,6 +9,33 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Cluster mode's shared secret (signs session ids), in the config directory.
+pub(crate) const CLUSTER_KEY_FILE: &str = "cluster.key";
+
+/// The cluster key of `dir`: generated (64 hex digits, mode 0600) when missing.
+/// Every node of a cluster needs the same one: copy the file. A file readable by
+/// group or others, or not 64 hex digits, is refused.
+pub(crate) fn cluster_key(dir: &Path) -> Result<[u8; 32], ConfigError> {
+    let path = dir.join(CLUSTER_KEY_FILE);
+    if write_new(&path, 0o600, &format!("{}\n", random_hex(32)))? {
+        tracing::warn!(file = %path.display(), "generated a cluster key: copy this file to every node of the cluster (mode 0600)");
+    }
+    let meta = fs::metadata(&path).map_err(|e| ConfigError::io(&path, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(ConfigError::BadFile {
+            file: path.display().to_string(),
+            reason: format!(
+                "is readable by group or others; run: chmod 600 {}",
+                path.display()
+            ),
+        });
+    }
+    crate::mcp::session_id::parse_key(&read(&path)?).ok_or_else(|| ConfigError::BadFile {
+        file: path.display().to_string(),
+        reason: "must hold 64 hex digits (delete it to generate a new key, on every node)".into(),
+    })
+}
+
 /// The agent written into a freshly generated `agents.env`.
 pub(crate) const FIRST_AGENT_ID: &str = "agent-1";
 
@@ -153,6 +180,25 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let l = prepare(tmp.path(), true).unwrap();
         assert!(l.warnings.iter().any(|w| w.contains("chmod 600")));
+    }
+
+    #[test]
+    fn cluster_key_is_generated_private_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = cluster_key(tmp.path()).unwrap();
+        let p = tmp.path().join(CLUSTER_KEY_FILE);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(cluster_key(tmp.path()).unwrap(), key, "kept");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let e = cluster_key(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        fs::write(&p, "not hex\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        let e = cluster_key(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("64 hex digits"), "{e}");
     }
 
     #[test]

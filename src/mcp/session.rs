@@ -5,6 +5,7 @@
 use super::jsonrpc::Id;
 use super::listen::Listeners;
 use super::protocol::Version;
+use super::session_id::Signer;
 use crate::domain::ids::random_hex;
 use crate::domain::AgentId;
 use crate::log_limit::LogLimit;
@@ -143,6 +144,22 @@ pub(crate) struct Sessions {
     idle: Duration,
     max_per_agent: usize,
     epoch: Instant,
+    /// Cluster mode: ids signed with the cluster key, taken back on any node.
+    signer: Option<Signer>,
+    /// Signed ids ended by DELETE (they would check still), with when they would
+    /// expire anyway (Unix seconds). At most [`MAX_REVOKED`].
+    revoked: DashMap<String, u64>,
+}
+
+/// Ended signed ids remembered at once; beyond, an ended id of an agent that ends
+/// sessions faster than they expire may be taken back if its client sends it again,
+/// which gives that client nothing its token does not.
+const MAX_REVOKED: usize = 100_000;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Sessions {
@@ -154,7 +171,18 @@ impl Sessions {
             idle,
             max_per_agent: max_per_agent.max(1),
             epoch: Instant::now(),
+            signer: None,
+            revoked: DashMap::new(),
         }
+    }
+
+    /// Sign session ids with the cluster key (see [`super::session_id`]): a
+    /// session's id stays valid for [`super::session_id::LIFETIME`] on every node
+    /// holding the key, and is taken back when used after its session left memory
+    /// (idle, evicted by the cap, or held by a node that has since stopped).
+    pub(crate) fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     fn now_ms(&self) -> u64 {
@@ -171,10 +199,19 @@ impl Sessions {
     /// A new session for `agent`. When the agent is at its cap, its least recently
     /// used session is dropped: clients that never DELETE must not lock an agent out.
     pub(crate) fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
+        let id = match &self.signer {
+            Some(signer) => signer.issue(&agent, version, unix_now()),
+            // 256 bits from the OS CSPRNG: unguessable, visible ASCII only.
+            None => random_hex(32),
+        };
+        self.insert(id, agent, version)
+    }
+
+    /// A session of `agent` with `id` in both maps, under the agent's cap.
+    fn insert(&self, id: String, agent: AgentId, version: Version) -> Arc<Session> {
         let now = self.now_ms();
-        // 256 bits from the OS CSPRNG: unguessable, visible ASCII only.
         let session = Arc::new(Session {
-            id: random_hex(32),
+            id,
             agent: agent.clone(),
             version,
             last_active_ms: AtomicU64::new(now),
@@ -218,17 +255,35 @@ impl Sessions {
     /// reported exactly like an unknown one, so ids cannot be probed.
     pub(crate) fn get(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
         let now = self.now_ms();
-        let s = self.map.get(id).map(|e| e.clone()).ok_or(SessionNotFound)?;
+        let Some(s) = self.map.get(id).map(|e| e.clone()) else {
+            return self.take_back(id, agent);
+        };
         if &s.agent != agent {
             return Err(SessionNotFound);
         }
         if self.expired(&s, now) {
             self.map.remove(id);
             self.unindex(&s);
-            return Err(SessionNotFound);
+            // Idle expiry frees memory; a signed id is valid still.
+            return self.take_back(id, agent);
         }
         s.last_active_ms.store(now, Ordering::Relaxed);
         Ok(s)
+    }
+
+    /// A signed id of `agent` not in memory: its session again, if the id checks
+    /// and was not ended.
+    fn take_back(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
+        let signer = self.signer.as_ref().ok_or(SessionNotFound)?;
+        if self.revoked.contains_key(id) {
+            return Err(SessionNotFound);
+        }
+        let claims = signer.check(id, agent, unix_now()).ok_or(SessionNotFound)?;
+        static TAKEN: LogLimit = LogLimit::new(1000);
+        if let Some(n) = TAKEN.hit() {
+            tracing::info!(agent = %agent, sessions = n, "signed session taken back");
+        }
+        Ok(self.insert(id.to_string(), agent.clone(), claims.version))
     }
 
     /// End session `id` of `agent` (DELETE).
@@ -237,11 +292,31 @@ impl Sessions {
         self.map.remove(&s.id);
         self.unindex(&s);
         s.close_stream();
+        if let Some(claims) = self
+            .signer
+            .as_ref()
+            .and_then(|signer| signer.check(id, agent, unix_now()))
+        {
+            let until = claims.issued_at + super::session_id::LIFETIME.as_secs();
+            if self.revoked.len() >= MAX_REVOKED {
+                self.prune_revoked();
+            }
+            if self.revoked.len() < MAX_REVOKED {
+                self.revoked.insert(id.to_string(), until);
+            }
+        }
         Ok(())
+    }
+
+    /// Forget ended ids that have expired anyway.
+    fn prune_revoked(&self) {
+        let now = unix_now();
+        self.revoked.retain(|_, until| *until >= now);
     }
 
     /// Drop expired sessions; called periodically so memory follows live clients.
     pub(crate) fn sweep(&self) -> usize {
+        self.prune_revoked();
         let now = self.now_ms();
         let mut dropped = 0;
         self.by_agent.retain(|_, mine| {
@@ -424,6 +499,30 @@ mod tests {
         s.create(a("alice"), Version::LATEST);
         assert!(s.get(&listening.id, &a("alice")).is_ok());
         assert!(s.get(&idle.id, &a("alice")).is_err());
+    }
+
+    #[test]
+    fn signed_ids_come_back_until_deleted() {
+        let s = Sessions::new(Duration::from_millis(0), 8).with_signer(Signer::new([3; 32]));
+        let x = s.create(a("alice"), Version::V2025_06_18);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.sweep(), 1, "idle: out of memory");
+        // Taken back, with its version; another agent cannot.
+        let back = s.get(&x.id, &a("alice")).expect("taken back");
+        assert_eq!(
+            (back.id.as_str(), back.version),
+            (x.id.as_str(), Version::V2025_06_18)
+        );
+        assert!(s.get(&x.id, &a("bob")).is_err());
+        // Another node with the same key takes it back too; one without does not.
+        let other = Sessions::new(Duration::from_secs(60), 8).with_signer(Signer::new([3; 32]));
+        assert!(other.get(&x.id, &a("alice")).is_ok());
+        let plain = Sessions::new(Duration::from_secs(60), 8);
+        assert!(plain.get(&x.id, &a("alice")).is_err());
+        // DELETE ends it for good here.
+        assert_eq!(s.remove(&x.id, &a("alice")), Ok(()));
+        assert!(s.get(&x.id, &a("alice")).is_err());
+        assert!(s.get("s1.AAAA", &a("alice")).is_err());
     }
 
     #[test]
