@@ -214,6 +214,13 @@ fn standby_takes_over(server: &Postgres, url: &str) {
         (c["node_id"].as_str(), c["role"].as_str()),
         (Some("n2"), Some("standby"))
     );
+    // Standing by, it forwards to n1 (once its lease loop has found it).
+    let forwards = wait_for(Duration::from_secs(10), || {
+        let text = hubctl_ok(&n2, &["cluster"]);
+        text.contains("forwards calls to: n1 at http://")
+            .then_some(text)
+    });
+    assert!(forwards.is_some(), "{}", hubctl_ok(&n2, &["cluster"]));
     let members: Vec<(String, i64)> = c["members"]
         .as_array()
         .expect("members")

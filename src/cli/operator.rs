@@ -241,6 +241,13 @@ pub(crate) fn cluster(dir: &Path, target: &Target, json: bool) -> Result<(), Cli
         s(&c["role"]),
         s(&c["shards_held"])
     );
+    if let Some(l) = c["forwards_to"].as_object() {
+        println!(
+            "forwards calls to: {} at {}",
+            s(&l["node_id"]),
+            s(&l["url"])
+        );
+    }
     println!("members:");
     for m in c["members"].as_array().into_iter().flatten() {
         println!(

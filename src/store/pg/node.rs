@@ -428,6 +428,10 @@ impl Node {
                 "standby"
             },
             shards_held: held,
+            forwards_to: match self.leader.borrow().clone() {
+                Some(l) if l.node_id != self.member.node_id() => Some(l),
+                _ => None,
+            },
             members,
             shards,
         })
@@ -486,6 +490,8 @@ pub(crate) struct ClusterView {
     /// `active` (holds every shard, serves) or `standby`.
     pub role: &'static str,
     pub shards_held: usize,
+    /// The node this one forwards calls to (standing by, it knows who serves).
+    pub forwards_to: Option<Leader>,
     pub members: Vec<MemberView>,
     /// Shards grouped by owner and lease state.
     pub shards: Vec<ShardGroup>,
@@ -517,7 +523,7 @@ pub(crate) struct ShardGroup {
 }
 
 /// The node that serves, as a standby forwards to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Leader {
     pub node_id: String,
     /// Its MCP URL as it registered it (`nodes.addr`).
