@@ -9,13 +9,14 @@
 //! no privilege and needs no cluster key. The answer, streams included (SSE), is
 //! relayed as it comes.
 //!
-//! A call is retried, at the same or a new leader, only where it cannot have been
-//! run: the leader could not be reached (connection refused), or it answered that
-//! it stands by (the [`STANDBY_HEADER`] on its 503). Meanwhile the gateway waits
-//! for a leader up to [`FORWARD_WAIT`], which covers a failover (lease TTL plus
-//! load). A call whose connection broke after it was sent is not retried: its
-//! outcome is unknown, and the client is told so (502), as it would be by a
-//! single node that died mid-call.
+//! A call is retried, at the same or a new leader, only where running it again
+//! cannot do anything twice: the leader could not be reached (connection
+//! refused), or it answered that it stands by (the [`STANDBY_HEADER`] on its
+//! 503), or the call only reads. Meanwhile the gateway waits for a leader up to
+//! [`FORWARD_WAIT`], which covers a failover (lease TTL plus load). A call that
+//! writes whose connection broke after it was sent is not retried: its outcome is
+//! unknown, and the client is told so (502), as it would be by a single node that
+//! died mid-call.
 
 use super::error::ApiError;
 use super::state::{AppState, Fill};
@@ -161,6 +162,10 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
                     crate::metrics::get().forward_retried();
                     why = format!("node {} {w}", leader.node_id);
                 }
+                Try::Lost(w) if safe_to_repeat(req, &body) => {
+                    crate::metrics::get().forward_retried();
+                    why = format!("node {} was lost ({w})", leader.node_id);
+                }
                 Try::Lost(w) => {
                     crate::metrics::get().forward_lost();
                     tracing::warn!(leader = %leader.node_id, error = %w, path = req.path(), "forwarded call lost; its outcome is unknown");
@@ -174,6 +179,28 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
         }
         // A new leader, or a pause before trying the same one again.
         let _ = tokio::time::timeout(left.min(RETRY_PAUSE), leaders.changed()).await;
+    }
+}
+
+/// Whether sending `req` again cannot do anything twice: a GET, or MCP messages
+/// that only read (as admission counts them: no writing tool call).
+fn safe_to_repeat(req: &ServiceRequest, body: &[u8]) -> bool {
+    use actix_web::http::Method;
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return true;
+    }
+    if req.method() != Method::POST || req.path() != "/mcp" {
+        return false;
+    }
+    let reads = |m: &serde_json::Value| {
+        m.get("method")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|method| super::admission::read_only(method, m.get("params")))
+    };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(items)) => !items.is_empty() && items.iter().all(reads),
+        Ok(one) => reads(&one),
+        Err(_) => false,
     }
 }
 
@@ -267,6 +294,35 @@ fn lost(leader: &Leader, why: &str) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reads_are_sent_again_after_a_lost_connection() {
+        use actix_web::test::TestRequest;
+        let post = TestRequest::post().uri("/mcp").to_srv_request();
+        let call = |tool: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+            )
+        };
+        assert!(safe_to_repeat(&post, call("hub_status").as_bytes()));
+        assert!(!safe_to_repeat(&post, call("message_send").as_bytes()));
+        assert!(safe_to_repeat(
+            &post,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+        ));
+        let batch = format!("[{},{}]", call("hub_status"), call("assignment_claim"));
+        assert!(!safe_to_repeat(&post, batch.as_bytes()));
+        assert!(!safe_to_repeat(&post, b"[]"));
+        assert!(!safe_to_repeat(&post, b"{not json"));
+        let get = TestRequest::get().uri("/operator/tasks").to_srv_request();
+        assert!(safe_to_repeat(&get, b""));
+        let approve = TestRequest::post()
+            .uri("/operator/rounds/r/approve")
+            .to_srv_request();
+        assert!(!safe_to_repeat(&approve, b""));
+        let delete = TestRequest::delete().uri("/mcp").to_srv_request();
+        assert!(!safe_to_repeat(&delete, b""));
+    }
 
     #[test]
     fn node_paths_stay_and_hop_headers_go() {
