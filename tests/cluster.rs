@@ -292,9 +292,9 @@ fn stale_owner_commits_nothing(server: &Postgres, url: &str) {
     std::thread::sleep(Duration::from_secs(20).saturating_sub(stopped.elapsed()));
     n1.signal("CONT");
     // Through a session opened before the stop: not answered from memory. n1
-    // knows it no longer serves, so it forwards the call to n2, which never saw
-    // that session (sessions live on the node that serves): 404, the client opens
-    // a new one. (On a new connection: the old client's pooled one was closed
+    // knows it no longer serves, so it forwards the call to n2, which answers 404:
+    // these nodes were given different cluster keys (with a shared one, n2 would
+    // take the session back and serve the call from its own state). (On a new connection: the old client's pooled one was closed
     // meanwhile.)
     let auth = bearer("alice");
     let mut headers = std_headers(&auth);

@@ -455,7 +455,14 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         "db" => s.db = Some(expand_home(&ctx.string(key, v)?)),
         "store" => s.store = store(ctx, key, v)?,
         "node_id" => s.node_id = Some(node_id(ctx, key, v)?),
-        "advertise_url" => s.advertise_url = Some(public_url(ctx, key, v)?),
+        "advertise_url" => {
+            let url = public_url(ctx, key, v)?;
+            // Nodes forward over plain HTTP (no TLS client is built in).
+            if !url.starts_with("http://") {
+                return Err(ctx.bad(key, format!("{url:?} must be an http:// URL (nodes forward to each other over plain HTTP, on a private network)")));
+            }
+            s.advertise_url = Some(url);
+        }
         "durability" => s.durability = durability(ctx, key, v)?,
         "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
         "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
@@ -775,10 +782,17 @@ mod tests {
             "store: postgres://hub:secret@db/hub",
             "node_id: \"a b\"",
             "node_id: \"\"",
+            "advertise_url: https://10.0.0.5:8765/mcp",
+            "advertise_url: 10.0.0.5:8765",
         ] {
             let e = parse("c", bad).unwrap_err().to_string();
-            assert!(e.contains("store") || e.contains("node_id"), "{bad}: {e}");
+            assert!(
+                e.contains("store") || e.contains("node_id") || e.contains("advertise_url"),
+                "{bad}: {e}"
+            );
         }
+        let (s, _) = parse("c", "advertise_url: http://10.0.0.5:8765/mcp\n").unwrap();
+        assert_eq!(s.advertise_url.as_deref(), Some("http://10.0.0.5:8765/mcp"));
         assert!(parse_store("postgresql://u@h/d?host=/run/pg").is_ok());
         // An `@` in the path or query is not a password separator.
         assert!(parse_store("postgres://u@h/d?options=a:b@c").is_ok());

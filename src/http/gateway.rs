@@ -27,6 +27,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse, ResponseError};
+use awc::error::ConnectError;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,11 +44,6 @@ pub(crate) const STANDBY_HEADER: &str = "x-agent-hub-standby";
 /// How long a gateway waits for a leader it can reach, in all: more than a
 /// failover after a `kill -9` (the 10 s lease TTL, then the load).
 pub(crate) const FORWARD_WAIT: Duration = Duration::from_secs(20);
-
-/// How long the leader may take to start its answer: a write waits at most 30 s
-/// for its batch (then it is answered "unavailable"); waits are answered at once
-/// as a stream.
-const ANSWER_WAIT: Duration = Duration::from_secs(40);
 
 /// Between two tries at an unreachable or standing-by leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -87,10 +83,23 @@ async fn forward_when_standing_by(
         .app_data::<web::Data<AppState>>()
         .filter(|st| !matches!(st.hub.peek(), Fill::Ready(_)))
         .and_then(|st| Some((st.clone(), st.cluster.get()?.clone())));
-    let forward = node
-        .filter(|_| !answered_here(req.path()) && !req.headers().contains_key(FORWARDED_HEADER));
+    let forward = node.filter(|_| !answered_here(req.path()));
     let Some((st, node)) = forward else {
         return Ok(next.call(req).await?.map_into_left_body());
+    };
+    // Sent on by another node that took us for the leader: nothing runs here (not
+    // even what needs no hub, as DELETE or a dashboard login), so that it retries
+    // at the leader.
+    if req.headers().contains_key(FORWARDED_HEADER) {
+        let refused = ApiError::standby("it does not serve").error_response();
+        return Ok(req.into_response(refused).map_into_right_body());
+    }
+    // The caller's token first (every node has the same agents.env and operator
+    // token), and the agent's slots in flight: nobody unknown makes this node
+    // hold a body, and one agent cannot hold more here than at the leader.
+    let _permits = match admit(&req, &st) {
+        Ok(permits) => permits,
+        Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
     };
     let body = match read_body(&mut req, &st).await {
         Ok(body) => body,
@@ -104,6 +113,25 @@ async fn forward_when_standing_by(
             Ok(next.call(req).await?.map_into_left_body())
         }
     }
+}
+
+/// The token check of the route the request is for: an agent's on `/mcp` (with
+/// its admission slots, held until the answer starts), the operator's on
+/// `/operator/…`; the dashboard's cookie is the leader's to check.
+fn admit(
+    req: &ServiceRequest,
+    st: &AppState,
+) -> Result<Option<super::admission::Permits>, HttpResponse> {
+    let path = req.path();
+    if path == "/mcp" {
+        let agent = super::guards::agent(req.request(), st).map_err(|e| e.error_response())?;
+        let permits = st.admission.admit(&agent).map_err(|e| e.error_response())?;
+        return Ok(Some(permits));
+    }
+    if path.starts_with("/operator/") {
+        super::guards::operator(req.request(), st).map_err(|e| e.error_response())?;
+    }
+    Ok(None)
 }
 
 /// The request's body, held so that it can be sent again: at most
@@ -153,7 +181,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
             .filter(|l| l.node_id != node.id());
         if let Some(leader) = target {
             let started = Instant::now();
-            match send(req, node.id(), &leader, body.clone()).await {
+            match send(req, node.id(), &leader, body.clone(), st.forward_timeout).await {
                 Try::Answer(resp) => {
                     crate::metrics::get().forwarded(started.elapsed());
                     return Forwarded::Answer(resp);
@@ -204,12 +232,13 @@ fn safe_to_repeat(req: &ServiceRequest, body: &[u8]) -> bool {
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never relayed; and those the client
-/// library sets itself.
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never relayed; those the client
+/// library sets itself; and `Expect` (this node answered `100 Continue` already).
 fn relayed(name: &header::HeaderName) -> bool {
     !matches!(
         name.as_str(),
         "connection"
+            | "expect"
             | "keep-alive"
             | "proxy-connection"
             | "proxy-authenticate"
@@ -225,30 +254,65 @@ fn relayed(name: &header::HeaderName) -> bool {
 
 thread_local! {
     /// One client (and connection pool) per HTTP worker thread: `awc::Client` is
-    /// not `Send`. Its pool drops connections the leader closed before reusing one.
+    /// not `Send`. Its pool drops connections the leader closed before reusing one,
+    /// and keeps idle ones less long than the leader does (actix's 5 s), so that
+    /// none is reused just as the leader closes it. No limit on connections: each
+    /// is a client's own connection here (at most `max_connections`), and a
+    /// call waiting for a pooled connection would fail as if lost.
     static CLIENT: awc::Client = awc::Client::builder()
-        .timeout(ANSWER_WAIT)
+        .connector(
+            awc::Connector::new()
+                .limit(0)
+                .conn_keep_alive(Duration::from_secs(3)),
+        )
         .disable_redirects()
         .no_default_headers()
         .finish();
 }
 
-async fn send(req: &ServiceRequest, me: &str, leader: &Leader, body: Bytes) -> Try {
+async fn send(
+    req: &ServiceRequest,
+    me: &str,
+    leader: &Leader,
+    body: Bytes,
+    answer_wait: Duration,
+) -> Try {
     let base = leader.url.trim_end_matches("/mcp");
     let target = format!(
         "{base}{}",
         req.uri().path_and_query().map_or("/", |p| p.as_str())
     );
-    let mut out = CLIENT.with(|c| c.request(req.method().clone(), target));
-    for (name, value) in req.headers().iter().filter(|(n, _)| relayed(n)) {
+    let mut out = CLIENT
+        .with(|c| c.request(req.method().clone(), target))
+        .timeout(answer_wait);
+    // Headers the client named in `Connection` are hop-by-hop too.
+    let hop: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    for (name, value) in req
+        .headers()
+        .iter()
+        .filter(|(n, _)| relayed(n) && !hop.iter().any(|h| h == n.as_str()))
+    {
         out = out.append_header((name.clone(), value.clone()));
     }
     out = out.insert_header((FORWARDED_HEADER, me));
     let resp = match out.send_body(body).await {
         Ok(resp) => resp,
-        Err(awc::error::SendRequestError::Connect(e)) => {
-            return Try::Again(format!("could not be reached ({e})"))
-        }
+        // Not connected: nothing was sent.
+        Err(awc::error::SendRequestError::Connect(
+            e @ (ConnectError::Io(_)
+            | ConnectError::Timeout
+            | ConnectError::Resolver(_)
+            | ConnectError::NoRecords
+            | ConnectError::Unresolved),
+        )) => return Try::Again(format!("could not be reached ({e})")),
+        // `Disconnected` included: awc reports so a connection closed after the
+        // request was written, before any answer (the leader killed mid-call).
         Err(e) => return Try::Lost(e.to_string()),
     };
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE

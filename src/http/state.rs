@@ -191,6 +191,9 @@ pub(crate) struct AppState {
     pub webhooks: Arc<crate::notify::Webhooks>,
     /// This node, in cluster mode (set once it has registered).
     pub cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
+    /// How long a gateway waits for the leader to start an answer (cluster mode):
+    /// the longest wait a call may park for, plus a batch's commit timeout.
+    pub forward_timeout: Duration,
     /// Set on a stop signal: answers ask clients to close their connection, so
     /// that none sends a request on a kept-alive one that the stop then cuts.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,

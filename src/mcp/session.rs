@@ -23,6 +23,8 @@ pub(crate) struct Session {
     pub id: String,
     pub agent: AgentId,
     pub version: Version,
+    /// A signed id's end of life (Unix seconds): refused after it however busy.
+    valid_until: Option<u64>,
     /// Millis since [`Sessions::epoch`] of the last request on this session.
     last_active_ms: AtomicU64,
     /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
@@ -199,19 +201,30 @@ impl Sessions {
     /// A new session for `agent`. When the agent is at its cap, its least recently
     /// used session is dropped: clients that never DELETE must not lock an agent out.
     pub(crate) fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
-        let id = match &self.signer {
-            Some(signer) => signer.issue(&agent, version, unix_now()),
+        let (id, valid_until) = match &self.signer {
+            Some(signer) => {
+                let now = unix_now();
+                let until = now + super::session_id::LIFETIME.as_secs();
+                (signer.issue(&agent, version, now), Some(until))
+            }
             // 256 bits from the OS CSPRNG: unguessable, visible ASCII only.
-            None => random_hex(32),
+            None => (random_hex(32), None),
         };
-        self.insert(id, agent, version)
+        self.insert(id, agent, version, valid_until)
     }
 
     /// A session of `agent` with `id` in both maps, under the agent's cap.
-    fn insert(&self, id: String, agent: AgentId, version: Version) -> Arc<Session> {
+    fn insert(
+        &self,
+        id: String,
+        agent: AgentId,
+        version: Version,
+        valid_until: Option<u64>,
+    ) -> Arc<Session> {
         let now = self.now_ms();
         let session = Arc::new(Session {
             id,
+            valid_until,
             agent: agent.clone(),
             version,
             last_active_ms: AtomicU64::new(now),
@@ -261,6 +274,12 @@ impl Sessions {
         if &s.agent != agent {
             return Err(SessionNotFound);
         }
+        if s.valid_until.is_some_and(|until| unix_now() > until) {
+            self.map.remove(id);
+            self.unindex(&s);
+            s.close_stream();
+            return Err(SessionNotFound);
+        }
         if self.expired(&s, now) {
             self.map.remove(id);
             self.unindex(&s);
@@ -283,28 +302,23 @@ impl Sessions {
         if let Some(n) = TAKEN.hit() {
             tracing::info!(agent = %agent, sessions = n, "signed session taken back");
         }
-        Ok(self.insert(id.to_string(), agent.clone(), claims.version))
+        let until = claims.issued_at + super::session_id::LIFETIME.as_secs();
+        Ok(self.insert(id.to_string(), agent.clone(), claims.version, Some(until)))
     }
 
     /// End session `id` of `agent` (DELETE).
     pub(crate) fn remove(&self, id: &str, agent: &AgentId) -> Result<(), SessionNotFound> {
         let s = self.get(id, agent)?;
-        self.map.remove(&s.id);
-        self.unindex(&s);
-        s.close_stream();
-        if let Some(claims) = self
-            .signer
-            .as_ref()
-            .and_then(|signer| signer.check(id, agent, unix_now()))
-        {
-            let until = claims.issued_at + super::session_id::LIFETIME.as_secs();
-            if self.revoked.len() >= MAX_REVOKED {
-                self.prune_revoked();
-            }
+        // Remembered before it leaves memory: a request racing this one must not
+        // take it back in between. Full: not remembered (pruned by the sweep).
+        if let Some(until) = s.valid_until {
             if self.revoked.len() < MAX_REVOKED {
                 self.revoked.insert(id.to_string(), until);
             }
         }
+        self.map.remove(&s.id);
+        self.unindex(&s);
+        s.close_stream();
         Ok(())
     }
 

@@ -275,8 +275,11 @@ impl Node {
         self.publish();
         // Renewed at an unchanged epoch: nobody else held it meanwhile, so it is
         // held again after a self-fence (whose writes failed; the hub reloads).
-        for (shard, epoch) in renewed {
-            self.owned.hold(shard, epoch);
+        // Not while handing over: `renewed` may predate the release.
+        if !self.retiring.load(Ordering::Acquire) {
+            for (shard, epoch) in renewed {
+                self.owned.hold(shard, epoch);
+            }
         }
         self.acquire_missing().await?;
         self.settle_split().await?;
