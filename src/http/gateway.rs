@@ -99,7 +99,10 @@ async fn forward_when_standing_by(
     // hold a body, and one agent cannot hold more here than at the leader.
     let _permits = match admit(&req, &st) {
         Ok(permits) => permits,
-        Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
+        Err(refused) => {
+            let refused = refused.error_response();
+            return Ok(req.into_response(refused).map_into_right_body());
+        }
     };
     let body = match read_body(&mut req, &st).await {
         Ok(body) => body,
@@ -121,15 +124,14 @@ async fn forward_when_standing_by(
 fn admit(
     req: &ServiceRequest,
     st: &AppState,
-) -> Result<Option<super::admission::Permits>, HttpResponse> {
+) -> Result<Option<super::admission::Permits>, ApiError> {
     let path = req.path();
     if path == "/mcp" {
-        let agent = super::guards::agent(req.request(), st).map_err(|e| e.error_response())?;
-        let permits = st.admission.admit(&agent).map_err(|e| e.error_response())?;
-        return Ok(Some(permits));
+        let agent = super::guards::agent(req.request(), st)?;
+        return Ok(Some(st.admission.admit(&agent)?));
     }
     if path.starts_with("/operator/") {
-        super::guards::operator(req.request(), st).map_err(|e| e.error_response())?;
+        super::guards::operator(req.request(), st)?;
     }
     Ok(None)
 }
