@@ -144,6 +144,39 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     assert!(err && refused["error"] == "TASK_NOT_FOUND", "{refused}");
     let unknown = Modern::new(&n2_url, "not-a-token").send("tools/list", json!({}));
     assert_eq!(unknown.status, 401, "{}", unknown.body);
+
+    // A new agent: every node's agents.env gains it and each node reloads (a
+    // standby checks tokens itself before forwarding). Reloaded at the serving node
+    // only, a standby still refuses it.
+    let with_carol = ["disp", "alice", "bob", "carol"];
+    for dir in [n1.path(), n2.path(), front.path()] {
+        write_agents(&dir, &with_carol);
+    }
+    let r = hubctl_ok(&n1, &["--json", "reload"]);
+    assert!(r.contains("carol"), "{r}");
+    let carol = |url: &str| {
+        Modern::new(url, &token("carol"))
+            .send(
+                "tools/call",
+                json!({"name": "agent_heartbeat", "arguments": {}}),
+            )
+            .status
+    };
+    assert_eq!(carol(&n1.url), 200);
+    assert_eq!(carol(&n2_url), 401, "n2 has not reloaded yet");
+    let r: Value = serde_json::from_str(&hubctl_ok(&n2, &["--json", "reload"])).expect("json");
+    assert_eq!(
+        r["reloaded"]["added"],
+        json!(["carol"]),
+        "a standby reloads its own tokens: {r}"
+    );
+    assert_eq!(carol(&n2_url), 200);
+    // SIGHUP does the same on the third node.
+    front.signal("HUP");
+    let reloaded = wait_for(Duration::from_secs(10), || {
+        (carol(&n3_url) == 200).then_some(())
+    });
+    assert!(reloaded.is_some(), "n3 reloads on SIGHUP");
 }
 
 /// Messages sent by `threads` loops through `url` until `stop`: the ids answered,

@@ -6,7 +6,7 @@
 //! are closed, so an old token is refused from the next request on.
 
 use super::error::ApiError;
-use super::state::HubSlot;
+use super::state::{Fill, HubSlot};
 use crate::auth::{token_hash_column, LiveTokens};
 use crate::config::live::Merged;
 use crate::config::{AgentRegistry, LiveSettings};
@@ -100,19 +100,31 @@ impl Reloader {
                 "{file}: empty; it must hold the operator token"
             )));
         }
-        let hub = self.hub.get().await?;
-        let rows = agents
-            .agents
-            .iter()
-            .map(|a| (a.id.clone(), token_hash_column(&a.token)))
-            .collect();
-        let (added, removed) = match hub.sync_agents(rows, Utc::now()).await {
-            Ok(r) => r,
-            Err(e) => return Err(ApiError::from_hub(&hub, e).await),
+        // A cluster node standing by has no hub: it reloads its own tokens (it
+        // checks callers before forwarding) and settings; the node that serves
+        // records agent changes in the agents table and the audit log when it
+        // reloads.
+        let hub = match self.hub.peek() {
+            Fill::Standby(_) => None,
+            _ => Some(self.hub.get().await?),
         };
         let old = self.tokens.current();
         let operator_token_rotated = !old.is_operator_token(&operator_token);
         let new = crate::auth::TokenIndex::new(&agents, &operator_token);
+        let (added, removed) = match &hub {
+            Some(hub) => {
+                let rows = agents
+                    .agents
+                    .iter()
+                    .map(|a| (a.id.clone(), token_hash_column(&a.token)))
+                    .collect();
+                match hub.sync_agents(rows, Utc::now()).await {
+                    Ok(r) => r,
+                    Err(e) => return Err(ApiError::from_hub(hub, e).await),
+                }
+            }
+            None => listed_changes(&old, &new),
+        };
         let rotated: Vec<String> = {
             let (before, after) = (old.agent_digests(), new.agent_digests());
             let mut r: Vec<String> = after
@@ -140,7 +152,10 @@ impl Reloader {
             }
         }
         if !settings_changed.is_empty() {
-            hub.put_settings(settings);
+            match &hub {
+                Some(hub) => hub.put_settings(settings),
+                None => self.settings.store(Arc::new(settings)),
+            }
         }
         let changes: Vec<(&str, &str)> = added
             .iter()
@@ -149,9 +164,11 @@ impl Reloader {
             .chain(rotated.iter().map(|a| ("agent_token_rotated", a.as_str())))
             .chain(operator_token_rotated.then_some(("operator_token_rotated", "")))
             .collect();
-        if let Err(e) = hub.audit_token_changes(&changes, Utc::now()).await {
-            // The change is in force already; only its record is missing.
-            tracing::error!(error = %e, "reload applied but its audit records could not be stored");
+        if let Some(hub) = &hub {
+            if let Err(e) = hub.audit_token_changes(&changes, Utc::now()).await {
+                // The change is in force already; only its record is missing.
+                tracing::error!(error = %e, "reload applied but its audit records could not be stored");
+            }
         }
         let mut sessions_closed = 0;
         for id in removed.iter().chain(&rotated) {
@@ -180,4 +197,25 @@ impl Reloader {
         );
         Ok(r)
     }
+}
+
+/// Agents added and removed between two token indexes, by id, sorted.
+fn listed_changes(
+    old: &crate::auth::TokenIndex,
+    new: &crate::auth::TokenIndex,
+) -> (Vec<String>, Vec<String>) {
+    let (before, after) = (old.agent_digests(), new.agent_digests());
+    let mut added: Vec<String> = after
+        .keys()
+        .filter(|id| !before.contains_key(*id))
+        .map(|id| id.to_string())
+        .collect();
+    let mut removed: Vec<String> = before
+        .keys()
+        .filter(|id| !after.contains_key(*id))
+        .map(|id| id.to_string())
+        .collect();
+    added.sort();
+    removed.sort();
+    (added, removed)
 }
