@@ -86,7 +86,11 @@ pub(crate) async fn read(
 /// someone, but drains a dropped chunked body for as long as the client sends it; so
 /// the response body holds `payload` until it has been written.
 pub(crate) fn refuse(e: &impl ResponseError, payload: web::Payload) -> HttpResponse {
-    let resp = e.error_response();
+    refuse_with(e.error_response(), payload)
+}
+
+/// [`refuse`] with a response already built.
+pub(crate) fn refuse_with(resp: HttpResponse, payload: web::Payload) -> HttpResponse {
     let (resp, body) = resp.into_parts();
     let bytes = body.try_into_bytes().unwrap_or_default();
     resp.set_body(KeepUnread {

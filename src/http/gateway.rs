@@ -26,7 +26,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpResponse, ResponseError};
+use actix_web::{web, Error, HttpRequest, HttpResponse, ResponseError};
 use awc::error::ConnectError;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -94,13 +94,23 @@ async fn forward_when_standing_by(
         let refused = ApiError::standby("it does not serve").error_response();
         return Ok(req.into_response(refused).map_into_right_body());
     }
-    // The caller's token first (every node has the same agents.env and operator
-    // token), and the agent's slots in flight: nobody unknown makes this node
-    // hold a body, and one agent cannot hold more here than at the leader.
-    let _permits = match admit(&req, &st) {
+    // In the leader's order (mcp-transport.md §2.1): an announced body too large;
+    // the caller's Origin, judged here by this node's allowed origins (its own
+    // port among them) and not sent on, as the leader would judge it by its own;
+    // the caller's token (every node has the same agents.env and operator token)
+    // and the agent's slots in flight: nobody unknown makes this node hold a body,
+    // and one agent cannot hold more here than at the leader.
+    let checked = match super::body::check_length(req.request(), st.max_body_bytes) {
+        Err(e) => Err(e.error_response()),
+        Ok(()) => match origin_refused(&req, &st) {
+            Some(refused) => Err(refused),
+            None => admit(&req, &st).map_err(|e| e.error_response()),
+        },
+    };
+    let _permits = match checked {
         Ok(permits) => permits,
         Err(refused) => {
-            let refused = refused.error_response();
+            let refused = refuse_unread(&mut req, refused).await;
             return Ok(req.into_response(refused).map_into_right_body());
         }
     };
@@ -116,6 +126,19 @@ async fn forward_when_standing_by(
             Ok(next.call(req).await?.map_into_left_body())
         }
     }
+}
+
+/// The Origin check of the route the request is for (the dashboard's, or the
+/// API's), as the leader would make it for a caller of its own port.
+fn origin_refused(req: &ServiceRequest, st: &AppState) -> Option<HttpResponse> {
+    if req.path() == "/ui" || req.path().starts_with("/ui/") {
+        return super::ui::guard::same_site(req.request(), st)
+            .err()
+            .map(|e| e.error_response());
+    }
+    super::guards::check_origin(req.request(), &st.origins)
+        .err()
+        .map(|e| e.error_response())
 }
 
 /// The token check of the route the request is for: an agent's on `/mcp` (with
@@ -137,18 +160,26 @@ fn admit(
 }
 
 /// The request's body, held so that it can be sent again: at most
-/// `max_body_bytes`, within `body_read_timeout_secs` (as the handlers read it).
+/// `max_body_bytes`, within `body_read_timeout_secs` (as the handlers read it). A
+/// refusal closes the connection without draining the rest (see `body::refuse`).
 async fn read_body(req: &mut ServiceRequest, st: &AppState) -> Result<Bytes, HttpResponse> {
-    if let Err(e) = super::body::check_length(req.request(), st.max_body_bytes) {
-        return Err(e.error_response());
-    }
     let mut payload = req
         .extract::<web::Payload>()
         .await
         .map_err(|e| e.error_response())?;
-    super::body::read(&mut payload, st.max_body_bytes, st.body_read_timeout)
-        .await
-        .map_err(|e| e.error_response())
+    match super::body::read(&mut payload, st.max_body_bytes, st.body_read_timeout).await {
+        Ok(body) => Ok(body),
+        Err(e) => Err(super::body::refuse(&e, payload)),
+    }
+}
+
+/// `refused`, given before the body was read: the connection closes after it,
+/// the body unread (as the handlers refuse, see `body::refuse`).
+async fn refuse_unread(req: &mut ServiceRequest, refused: HttpResponse) -> HttpResponse {
+    match req.extract::<web::Payload>().await {
+        Ok(payload) => super::body::refuse_with(refused, payload),
+        Err(_) => refused,
+    }
 }
 
 fn bytes_payload(body: Bytes) -> actix_web::dev::Payload {
@@ -212,6 +243,42 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
     }
 }
 
+/// On a cluster node that does not serve, and for a request no node forwarded:
+/// `POST /operator/reload` at the serving node with the caller's token, its JSON
+/// answer (or what went wrong); `None` elsewhere.
+pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<serde_json::Value> {
+    let node = st.cluster.get()?;
+    if matches!(st.hub.peek(), Fill::Ready(_)) || req.headers().contains_key(FORWARDED_HEADER) {
+        return None;
+    }
+    let Some(leader) = node
+        .leader()
+        .borrow()
+        .clone()
+        .filter(|l| l.node_id != node.id())
+    else {
+        return Some(serde_json::json!({"ok": false, "error": "no node serves now"}));
+    };
+    let url = format!("{}/operator/reload", leader.url.trim_end_matches("/mcp"));
+    let mut out = CLIENT
+        .with(|c| c.post(url))
+        .timeout(Duration::from_secs(30))
+        .insert_header((FORWARDED_HEADER, node.id()));
+    if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
+        out = out.insert_header((header::AUTHORIZATION, auth.clone()));
+    }
+    let answer = match out.send().await {
+        Ok(mut resp) => resp
+            .json::<serde_json::Value>()
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    Some(answer.unwrap_or_else(|e| {
+        serde_json::json!({"ok": false, "node": leader.node_id, "error": format!("not reloaded: {e}")})
+    }))
+}
+
 /// Whether sending `req` again cannot do anything twice: a GET, or MCP messages
 /// that only read (as admission counts them: no writing tool call).
 fn safe_to_repeat(req: &ServiceRequest, body: &[u8]) -> bool {
@@ -235,12 +302,14 @@ fn safe_to_repeat(req: &ServiceRequest, body: &[u8]) -> bool {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never relayed; those the client
-/// library sets itself; and `Expect` (this node answered `100 Continue` already).
+/// library sets itself; `Expect` (this node answered `100 Continue` already); and
+/// `Origin` (judged here, see [`origin_refused`]).
 fn relayed(name: &header::HeaderName) -> bool {
     !matches!(
         name.as_str(),
         "connection"
             | "expect"
+            | "origin"
             | "keep-alive"
             | "proxy-connection"
             | "proxy-authenticate"
@@ -326,21 +395,19 @@ async fn send(
     for (name, value) in resp.headers().iter().filter(|(n, _)| relayed(n)) {
         answer.append_header((name.clone(), value.clone()));
     }
-    // A known length is passed on (clients read it); otherwise (SSE) relayed as
-    // it comes.
+    // A known length is passed on (clients read it).
     let length = resp
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // Streamed either way, never held here: a client that reads nothing stalls
+    // the leader's side of the relay, where its answer bytes count against its
+    // `max_answer_bytes_in_flight_per_agent`.
     Try::Answer(match length {
-        Some(n) => {
-            let mut resp = resp;
-            match resp.body().limit(n).await {
-                Ok(bytes) => answer.body(bytes),
-                Err(e) => return Try::Lost(e.to_string()),
-            }
-        }
+        // No body (202, 204, …): none, and no content type made up for it.
+        Some(0) => answer.finish(),
+        Some(n) => answer.no_chunking(n as u64).streaming(resp),
         None => answer.streaming(resp),
     })
 }

@@ -163,12 +163,16 @@ async fn vacuum(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
 }
 
 /// Re-read agents.env and put it in force (`hubctl reload`, like SIGHUP): 400 with
-/// `file:line: reason` for an invalid file, which changes nothing.
+/// `file:line: reason` for an invalid file, which changes nothing. On a standby,
+/// `serving_node` is the serving node's own reload answer (null otherwise).
 async fn reload(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     guards::check_origin(&req, &st.origins)?;
     guards::operator(&req, &st)?;
     let r = st.reloader.reload().await?;
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r})))
+    // A cluster node standing by reloads the serving node too (from that node's
+    // own files), so that `hubctl reload` against any node reaches it.
+    let serving = super::gateway::reload_leader(&req, &st).await;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r, "serving_node": serving})))
 }
 
 /// Record an agent's capabilities (`hubctl agent add --capabilities`), as its own

@@ -13,7 +13,7 @@ mod audit_page;
 mod cookies;
 mod error;
 mod format;
-mod guard;
+pub(super) mod guard;
 mod layout;
 mod live;
 mod locks_page;

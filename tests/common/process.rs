@@ -177,6 +177,49 @@ pub(crate) fn serve_args(dir: &Path) -> Vec<OsString> {
 /// runs the integration suite this way).
 pub(crate) const SUITE_PG: &str = "AGENT_HUB_TEST_PG";
 
+/// With [`SUITE_PG`], set: every hub is two nodes on its database, the node that
+/// serves and a second one on the same config directory, and the test calls the
+/// second, which forwards everything (shared/spec/cluster.md §4 item 3: the suite
+/// "through the proxy").
+pub(crate) const SUITE_GATEWAY: &str = "AGENT_HUB_TEST_GATEWAY";
+
+fn gateway_suite() -> bool {
+    std::env::var_os(SUITE_PG).is_some_and(|v| !v.is_empty())
+        && std::env::var_os(SUITE_GATEWAY).is_some_and(|v| !v.is_empty())
+}
+
+/// In [`SUITE_GATEWAY`] mode: once the node of `url` serves, a second node on the
+/// same directory and database that forwards to it, running once it answers.
+fn start_gateway(dir: &Path, url: &str) -> Option<Running> {
+    if !gateway_suite() {
+        return None;
+    }
+    let base = url.trim_end_matches("/mcp");
+    let ready = wait_for(Duration::from_secs(30), || {
+        (super::request("GET", &format!("{base}/readyz"), &[], "").status == 200).then_some(())
+    });
+    assert!(ready.is_some(), "{base} does not serve");
+    // A new id each time: a restarted gateway does not wait out the old one's.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut args = serve_args(dir);
+    args.extend(["--node-id".into(), format!("gw-{nanos}").into()]);
+    let gw = spawn(dir, &args, &[]).unwrap_or_else(|e| panic!("gateway did not start: {e:?}"));
+    let token = std::fs::read_to_string(dir.join("operator.token")).expect("operator.token");
+    let auth = format!("Bearer {}", token.trim());
+    let hub = format!("{}/operator/hub", gw.url.trim_end_matches("/mcp"));
+    let forwards = wait_for(Duration::from_secs(30), || {
+        (super::request("GET", &hub, &[("Authorization", &auth)], "").status == 200).then_some(())
+    });
+    assert!(
+        forwards.is_some(),
+        "the gateway does not forward: {}",
+        gw.out.stderr()
+    );
+    Some(gw)
+}
+
 /// The database of the hubs of `dir` when the suite runs on PostgreSQL: named after
 /// the directory, so that a restart on the same directory finds its data; created
 /// on first use.
@@ -256,6 +299,8 @@ pub(crate) struct Hub {
     pub url: String,
     pub out: Captured,
     child: Option<Child>,
+    /// [`SUITE_GATEWAY`] mode: the node the test calls, which forwards to `child`.
+    gateway: Option<Child>,
 }
 
 impl Hub {
@@ -281,14 +326,17 @@ impl Hub {
 
     pub(crate) fn from_running(dir: tempfile::TempDir, r: Running) -> Hub {
         assert!(r.url.ends_with("/mcp"), "endpoint URL: {}", r.url);
-        let base = r.url.trim_end_matches("/mcp").to_string();
+        let gw = start_gateway(dir.path(), &r.url);
+        let url = gw.as_ref().map_or(r.url, |g| g.url.clone());
+        let base = url.trim_end_matches("/mcp").to_string();
         Hub {
             dir,
-            port: port_of(&r.url),
+            port: port_of(&url),
             base,
-            url: r.url,
+            url,
             out: r.out,
             child: Some(r.child),
+            gateway: gw.map(|g| g.child),
         }
     }
 
@@ -312,7 +360,11 @@ impl Hub {
 
     /// SIGKILL: no flush, no clean shutdown.
     pub(crate) fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        for c in [self.child.take(), self.gateway.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c;
             let _ = c.kill(); // SIGKILL on Unix
             let _ = c.wait();
         }
@@ -320,12 +372,15 @@ impl Hub {
 
     /// Send a signal (`kill -s NAME`, e.g. "HUP") without waiting for anything.
     pub(crate) fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", name, &self.pid().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -s {name} failed");
+        let pids = std::iter::once(self.pid()).chain(self.gateway.as_ref().map(Child::id));
+        for pid in pids {
+            let ok = Command::new("kill")
+                .args(["-s", name, &pid.to_string()])
+                .status()
+                .expect("run kill")
+                .success();
+            assert!(ok, "kill -s {name} failed");
+        }
     }
 
     /// The exit status if the child exits within `timeout` (None: still running).
@@ -338,6 +393,12 @@ impl Hub {
                 .expect("try_wait")
         })?;
         self.child = None;
+        if let Some(mut gw) = self.gateway.take() {
+            if wait_for(timeout, || gw.try_wait().ok().flatten()).is_none() {
+                let _ = gw.kill();
+                let _ = gw.wait();
+            }
+        }
         Some(status)
     }
 
