@@ -107,7 +107,7 @@ async fn forward_when_standing_by(
             None => admit(&req, &st).map_err(|e| e.error_response()),
         },
     };
-    let _permits = match checked {
+    let permits = match checked {
         Ok(permits) => permits,
         Err(refused) => {
             let refused = refuse_unread(&mut req, refused).await;
@@ -119,9 +119,14 @@ async fn forward_when_standing_by(
         Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
     };
     match relay(&req, &st, &node, body).await {
-        Forwarded::Answer(resp) => Ok(req.into_response(resp).map_into_right_body()),
-        // This node became the leader meanwhile: serve the call here.
+        Forwarded::Answer(resp) => {
+            drop(permits);
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+        // This node became the leader meanwhile: serve the call here (whose
+        // handler takes the agent's slots itself).
         Forwarded::ServeHere(body) => {
+            drop(permits);
             req.set_payload(bytes_payload(body));
             Ok(next.call(req).await?.map_into_left_body())
         }
