@@ -92,6 +92,19 @@ impl TokenIndex {
             .collect()
     }
 
+    /// The agents this index accepts as `(id, token_hash)` rows of the agents
+    /// table ([`token_hash_column`] of each token), by id: what a cluster node
+    /// taking over writes to the table, so that the hub and the tokens agree.
+    pub(crate) fn agent_rows(&self) -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = self
+            .agent_digests()
+            .into_iter()
+            .map(|(id, d)| (id.to_string(), crate::domain::ids::hex(&d[..16])))
+            .collect();
+        rows.sort();
+        rows
+    }
+
     /// Resolve an `Authorization` header value.
     pub(crate) fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let token = bearer(header)?;
@@ -219,5 +232,14 @@ mod tests {
     #[test]
     fn reference_hash_column_is_32_hex() {
         assert_eq!(token_hash_column("x").len(), 32);
+        let file = crate::config::agents_env::parse("t", "b=tok-b\na=tok-a\n").unwrap();
+        let rows = TokenIndex::new(&file, "op").agent_rows();
+        assert_eq!(
+            rows,
+            vec![
+                ("a".to_string(), token_hash_column("tok-a")),
+                ("b".to_string(), token_hash_column("tok-b"))
+            ]
+        );
     }
 }

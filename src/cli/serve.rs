@@ -134,6 +134,8 @@ async fn serve(
         &loaded.agents,
         &loaded.operator_token,
     )));
+    // Cluster mode: what a node taking over syncs the agents table to.
+    let (tokens_now, activation_tokens) = (tokens.clone(), tokens.clone());
     let reloader = Arc::new(Reloader::new(
         Box::new(EnvFileRegistry::new(&loaded.dir)),
         loaded.dir.join(config::paths::OPERATOR_TOKEN_FILE),
@@ -276,7 +278,10 @@ async fn serve(
                     }
                     let started = std::time::Instant::now();
                     let now = iso(Utc::now());
-                    match crate::store::pg::open::activate(&store, node, &agents, &now).await {
+                    // The agents this node accepts now (a reload while it stood by
+                    // included), not those of its start.
+                    let rows = activation_tokens.current().agent_rows();
+                    match crate::store::pg::open::activate(&store, node, &rows, &now).await {
                         Ok(got) => {
                             crate::metrics::get().cluster_takeover(started.elapsed());
                             break Ok(got);
@@ -318,8 +323,16 @@ async fn serve(
     if let Some(node) = &node {
         node.serving(term);
     }
-    let _ = fill.send(Some(hub));
+    let _ = fill.send(Some(hub.clone()));
     slot.set_standby(None);
+    // A reload between the activation's read of the tokens and the fill reached
+    // only this node's tokens (it stood by): the hub follows them. (After the
+    // fill: a reload from now on syncs the hub itself.)
+    if node.is_some() {
+        follow_tokens(&hub, &tokens_now).await;
+    }
+    // The slot owns it from here (a rebuild replaces it; none is kept alive here).
+    drop(hub);
     actix_rt::spawn(webhooks.follow(store.events().subscribe_notable()));
     // Always running: a reload may set a policy later.
     actix_rt::spawn(apply_retention(fill.subscribe()));
@@ -329,6 +342,7 @@ async fn serve(
     let cluster = node.as_ref().map(|n| heal::Cluster {
         node: n.clone(),
         slot: slot.clone(),
+        tokens: tokens_now.clone(),
     });
     actix_rt::spawn(heal::supervise(store.clone(), fill, cluster));
 
@@ -393,6 +407,26 @@ async fn calls_answered(admission: &http::admission::Admission, within: Duration
     let deadline = tokio::time::Instant::now() + within;
     while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Bring the hub's agent list (the agents table) to the agents `tokens` accepts,
+/// if they differ (cluster mode: a reload while the node stood by changed only
+/// its tokens). A failure is logged: the next reload retries.
+pub(super) async fn follow_tokens(hub: &Hub, tokens: &LiveTokens) {
+    let rows = tokens.current().agent_rows();
+    match hub.sync_agents(rows, Utc::now()).await {
+        Ok((added, removed)) if !added.is_empty() || !removed.is_empty() => {
+            tracing::warn!(
+                ?added,
+                ?removed,
+                "agents brought in line with this node's tokens (reloaded while it stood by)"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not bring the agents in line with this node's tokens; run hubctl reload")
+        }
     }
 }
 

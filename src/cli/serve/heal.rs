@@ -19,6 +19,8 @@ use tokio::sync::watch;
 pub(super) struct Cluster {
     pub node: Arc<Node>,
     pub slot: HubSlot,
+    /// The agents this node accepts: the hub follows them when it serves again.
+    pub tokens: Arc<crate::auth::LiveTokens>,
 }
 
 /// Why a node that lost its shards stands by.
@@ -107,6 +109,11 @@ pub(super) async fn supervise(
             let started = std::time::Instant::now();
             if let Some(term) = rebuild_from(&store, &slot, old).await {
                 hub_term = term;
+                // Another node may have served meanwhile, with its own agents.
+                let hub = slot.borrow().clone();
+                if let Some(hub) = hub {
+                    super::follow_tokens(&hub, &c.tokens).await;
+                }
                 c.node.serving(term);
                 c.slot.set_standby(None);
                 crate::metrics::get().cluster_takeover(started.elapsed());
