@@ -2,10 +2,12 @@
 //! registration, the shard leases it holds, and the loop that keeps them.
 //!
 //! What is built: active/standby. The node holding all 1024 shards serves; any
-//! other node (each with its own id) stands by, answering 503, and takes every
+//! other node (each with its own id) stands by, forwarding calls to it
+//! (`http::gateway`, through the [`Leader`] the loop publishes), and takes every
 //! shard over once the active node's leases lapse (it died, or stalled) or are
-//! released (a graceful stop). A node serves only while it holds every shard:
-//! several nodes sharing the shards need forwarding (§2), which is not built.
+//! released (a graceful stop, [`Node::hand_over`]). A node serves only while it
+//! holds every shard: several nodes sharing the shards need forwarding by shard
+//! (§2), which is not built.
 //!
 //! At start a node registers: a live node with the same id is refused, and the
 //! registration of a previous process of this id that died without leaving is
