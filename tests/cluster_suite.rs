@@ -21,7 +21,7 @@ use common::postgres::Postgres;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Test binaries that talk to hubs only over HTTP and `hubctl`.
+/// Test binaries that talk to hubs only over HTTP, `hubctl` and MCP SDKs.
 const SUITE: &[&str] = &[
     "abuse",
     "agents_reload",
@@ -36,6 +36,8 @@ const SUITE: &[&str] = &[
     "events",
     "framing",
     "history",
+    // The official MCP Python SDK (1.x and 2.x), against the cluster too.
+    "interop",
     "locks",
     "messaging",
     "metrics",
