@@ -104,8 +104,10 @@ impl Reloader {
         // checks callers before forwarding) and settings; the node that serves
         // records agent changes in the agents table and the audit log when it
         // reloads.
+        // (A hub in the slot that only may not answer now, its leases being
+        // checked, is still the one to sync: the reload waits for it or fails.)
         let hub = match self.hub.peek() {
-            Fill::Standby(_) => None,
+            Fill::Standby(_) if !self.hub.is_filled() => None,
             _ => Some(self.hub.get().await?),
         };
         let old = self.tokens.current();
