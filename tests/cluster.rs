@@ -40,12 +40,8 @@ fn ids(pulled: &Value) -> Vec<String> {
 
 #[test]
 fn one_node_on_postgres() {
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     let urls = server.create_databases(&["serve", "pair", "stale"]);
     std::thread::scope(|scope| {

@@ -516,12 +516,8 @@ impl Delivery {
 
 #[test]
 fn failover() {
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     let urls = server.create_databases(&["killed", "races", "at_once_1", "at_once_2", "at_once_3"]);
     // `AGENT_HUB_FAILOVER_ONLY=13`: only scenarios 1 and 3, say.

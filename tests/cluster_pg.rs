@@ -48,12 +48,8 @@ where
 
 #[tokio::test]
 async fn cluster_store_on_postgres() {
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     server.create_databases(&DATABASES);
     // Independent databases: the scenarios' waits overlap.

@@ -200,12 +200,8 @@ async fn reset_pg(c: &Client) {
 
 #[tokio::test]
 async fn postgres_writer_matches_sqlite() {
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     server.create_databases(&["apply"]);
     let config = pg::config_from_url(&server.url("apply"), &server.env()).expect("config");

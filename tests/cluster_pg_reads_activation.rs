@@ -167,12 +167,8 @@ async fn icu_database(c: &Client, name: &str) -> Result<(), String> {
 
 #[tokio::test]
 async fn postgres_activation_reads_match_sqlite() {
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     server.create_databases(&["reads"]);
     let dir = tempfile::tempdir().expect("temp dir");

@@ -105,12 +105,8 @@ fn assert_every_read_filled(filled: &BTreeSet<&'static str>, label: &str) {
 
 #[tokio::test]
 async fn postgres_pages_match_sqlite() {
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     server.create_databases(&["pages"]);
     let dir = tempfile::tempdir().expect("temp dir");

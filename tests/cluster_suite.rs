@@ -117,12 +117,8 @@ fn integration_suite_on_postgres() {
         println!("skipped: set AGENT_HUB_PG_SUITE=1 (after `cargo test --no-run`) to run the suite on PostgreSQL");
         return;
     }
-    let server = match Postgres::start() {
-        Ok(s) => s,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+    let Some(server) = Postgres::or_skip() else {
+        return;
     };
     let base = server.url("");
     let base = base.trim_end_matches('/');

@@ -135,7 +135,9 @@ async fn serve(
         &loaded.operator_token,
     )));
     // Cluster mode: what a node taking over syncs the agents table to.
-    let (tokens_now, activation_tokens) = (tokens.clone(), tokens.clone());
+    let tokens_now = tokens.clone();
+    // The agent rows the activation wrote (cluster mode).
+    let mut activated_rows = Vec::new();
     let reloader = Arc::new(Reloader::new(
         Box::new(EnvFileRegistry::new(&loaded.dir)),
         loaded.dir.join(config::paths::OPERATOR_TOKEN_FILE),
@@ -280,8 +282,10 @@ async fn serve(
                     let now = iso(Utc::now());
                     // The agents this node accepts now (a reload while it stood by
                     // included), not those of its start.
-                    let rows = activation_tokens.current().agent_rows();
-                    match crate::store::pg::open::activate(&store, node, &rows, &now).await {
+                    activated_rows = tokens_now.current().agent_rows();
+                    match crate::store::pg::open::activate(&store, node, &activated_rows, &now)
+                        .await
+                    {
                         Ok(got) => {
                             crate::metrics::get().cluster_takeover(started.elapsed());
                             break Ok(got);
@@ -328,7 +332,7 @@ async fn serve(
     // A reload between the activation's read of the tokens and the fill reached
     // only this node's tokens (it stood by): the hub follows them. (After the
     // fill: a reload from now on syncs the hub itself.)
-    if node.is_some() {
+    if node.is_some() && tokens_now.current().agent_rows() != activated_rows {
         follow_tokens(&hub, &tokens_now).await;
     }
     // The slot owns it from here (a rebuild replaces it; none is kept alive here).

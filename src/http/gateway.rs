@@ -127,7 +127,7 @@ async fn forward_when_standing_by(
         // handler takes the agent's slots itself).
         Forwarded::ServeHere(body) => {
             drop(permits);
-            req.set_payload(bytes_payload(body));
+            req.set_payload(actix_web::dev::Payload::from(body));
             Ok(next.call(req).await?.map_into_left_body())
         }
     }
@@ -185,10 +185,6 @@ async fn refuse_unread(req: &mut ServiceRequest, refused: HttpResponse) -> HttpR
         Ok(payload) => super::body::refuse_with(refused, payload),
         Err(_) => refused,
     }
-}
-
-fn bytes_payload(body: Bytes) -> actix_web::dev::Payload {
-    actix_web::dev::Payload::from(body)
 }
 
 enum Forwarded {
@@ -256,12 +252,7 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     if matches!(st.hub.peek(), Fill::Ready(_)) || req.headers().contains_key(FORWARDED_HEADER) {
         return None;
     }
-    let Some(leader) = node
-        .leader()
-        .borrow()
-        .clone()
-        .filter(|l| l.node_id != node.id())
-    else {
+    let Some(leader) = node.forwards_to() else {
         return Some(serde_json::json!({"ok": false, "error": "no node serves now"}));
     };
     let url = format!("{}/operator/reload", leader.url.trim_end_matches("/mcp"));

@@ -13,17 +13,18 @@ use std::net::{SocketAddr, TcpListener};
 async fn healthz(st: web::Data<AppState>) -> HttpResponse {
     // Stopping (a stop signal came): 503, so that a load balancer's health check
     // stops sending here while the node still answers (`shutdown_drain_secs`).
-    let mut resp = if st.stopping.load(std::sync::atomic::Ordering::Acquire) {
+    let stopping = st.stopping.load(std::sync::atomic::Ordering::Acquire);
+    let mut resp = if stopping {
         HttpResponse::ServiceUnavailable()
     } else {
         HttpResponse::Ok()
     };
     resp.json(json!({
-        "ok": !st.stopping.load(std::sync::atomic::Ordering::Acquire),
+        "ok": !stopping,
         "service": "agent-hub",
         "version": env!("CARGO_PKG_VERSION"),
         "ready": st.hub.is_filled(),
-        "stopping": st.stopping.load(std::sync::atomic::Ordering::Acquire),
+        "stopping": stopping,
         "instance": st.instance,
     }))
 }

@@ -114,6 +114,18 @@ fn describe(what: &str, out: &Output) -> String {
 impl Postgres {
     /// Start a fresh server, or say why PostgreSQL is not available here. Fails
     /// the test (panics) if it is installed but does not start.
+    /// [`Postgres::start`], or `None` after printing why the test is skipped
+    /// (PostgreSQL not installed).
+    pub(crate) fn or_skip() -> Option<Postgres> {
+        match Postgres::start() {
+            Ok(s) => Some(s),
+            Err(why) => {
+                println!("skipped: {why}");
+                None
+            }
+        }
+    }
+
     pub(crate) fn start() -> Result<Postgres, String> {
         let bin = find_bin().ok_or(
             "initdb not found on PATH or in /usr/lib/postgresql/*/bin \

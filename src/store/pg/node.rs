@@ -192,6 +192,15 @@ impl Node {
         self.leader.subscribe()
     }
 
+    /// The node that serves, as last seen, when it is another one (this node
+    /// forwards to it).
+    pub(crate) fn forwards_to(&self) -> Option<Leader> {
+        self.leader
+            .borrow()
+            .clone()
+            .filter(|l| l.node_id != self.member.node_id())
+    }
+
     /// This node's id.
     pub(crate) fn id(&self) -> &str {
         self.member.node_id()
@@ -433,10 +442,7 @@ impl Node {
                 "standby"
             },
             shards_held: held,
-            forwards_to: match self.leader.borrow().clone() {
-                Some(l) if l.node_id != self.member.node_id() => Some(l),
-                _ => None,
-            },
+            forwards_to: self.forwards_to(),
             members,
             shards,
         })
