@@ -15,9 +15,37 @@ pub(crate) fn digest(token: &str) -> Digest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// What tokens are looked up by: the first 16 bytes of their SHA-256, which is also
+/// what the reference stores (hex) in `agents.token_hash`, so that a cluster node
+/// can accept the agents of the table without ever seeing their tokens. (128 bits:
+/// finding a token for a given key is still a 2^128 search.)
+pub(crate) type Key = [u8; 16];
+
+pub(crate) fn key(token: &str) -> Key {
+    key_of(&digest(token))
+}
+
+fn key_of(d: &Digest) -> Key {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
 /// The reference stores the first 32 hex chars of the SHA-256 in `agents.token_hash`.
 pub(crate) fn token_hash_column(token: &str) -> String {
-    crate::domain::ids::hex(&digest(token)[..16])
+    crate::domain::ids::hex(&key(token))
+}
+
+/// The key of a `token_hash` column value; None if it is not 32 hex digits.
+fn key_from_column(hex: &str) -> Option<Key> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(k)
 }
 
 /// Who a valid token belongs to.
@@ -42,10 +70,10 @@ pub(crate) enum AuthError {
     InvalidToken,
 }
 
-/// Token digests of every agent and of the operator.
+/// Token keys of every agent and of the operator.
 #[derive(Debug, Clone)]
 pub(crate) struct TokenIndex {
-    by_digest: HashMap<Digest, Principal>,
+    by_key: HashMap<Key, Principal>,
     /// Kept so that a reload can build the next index without the plaintext.
     operator: Digest,
 }
@@ -56,18 +84,36 @@ impl TokenIndex {
     }
 
     fn build(agents: &AgentsFile, operator: Digest) -> Self {
-        let mut by_digest: HashMap<Digest, Principal> = agents
+        let agents = agents
             .agents
             .iter()
-            .map(|a| (digest(&a.token), Principal::Agent(AgentId::new(&a.id))))
-            .collect();
+            .map(|a| (key(&a.token), Principal::Agent(AgentId::new(&a.id))));
+        Self::with_operator(agents.collect(), operator)
+    }
+
+    /// The agents of `(id, token_hash)` rows of the agents table (cluster mode's
+    /// registry) and the operator token's digest. A row whose hash is not 32 hex
+    /// digits cannot be matched by any token: it is left out and named in the
+    /// second value.
+    pub(crate) fn from_rows(rows: &[(String, String)], operator: Digest) -> (Self, Vec<String>) {
+        let mut unusable = Vec::new();
+        let mut by_key = HashMap::with_capacity(rows.len() + 1);
+        for (id, hash) in rows {
+            match key_from_column(hash) {
+                Some(k) => {
+                    by_key.insert(k, Principal::Agent(AgentId::new(id)));
+                }
+                None => unusable.push(id.clone()),
+            }
+        }
+        (Self::with_operator(by_key, operator), unusable)
+    }
+
+    fn with_operator(mut by_key: HashMap<Key, Principal>, operator: Digest) -> Self {
         // An agent token equal to the operator token must not grant operator rights
         // to that agent; the operator entry wins and the agent cannot authenticate.
-        by_digest.insert(operator, Principal::Operator);
-        TokenIndex {
-            by_digest,
-            operator,
-        }
+        by_key.insert(key_of(&operator), Principal::Operator);
+        TokenIndex { by_key, operator }
     }
 
     /// The operator token's digest (a dashboard session remembers it, so that a
@@ -81,9 +127,9 @@ impl TokenIndex {
         self.operator == digest(token)
     }
 
-    /// Each agent's token digest (to tell which tokens a reload rotated).
-    pub(crate) fn agent_digests(&self) -> HashMap<&AgentId, &Digest> {
-        self.by_digest
+    /// Each agent's token key (to tell which tokens a reload rotated).
+    pub(crate) fn agent_keys(&self) -> HashMap<&AgentId, &Key> {
+        self.by_key
             .iter()
             .filter_map(|(d, p)| match p {
                 Principal::Agent(a) => Some((a, d)),
@@ -97,9 +143,9 @@ impl TokenIndex {
     /// taking over writes to the table, so that the hub and the tokens agree.
     pub(crate) fn agent_rows(&self) -> Vec<(String, String)> {
         let mut rows: Vec<(String, String)> = self
-            .agent_digests()
+            .agent_keys()
             .into_iter()
-            .map(|(id, d)| (id.to_string(), crate::domain::ids::hex(&d[..16])))
+            .map(|(id, k)| (id.to_string(), crate::domain::ids::hex(k)))
             .collect();
         rows.sort();
         rows
@@ -108,8 +154,8 @@ impl TokenIndex {
     /// Resolve an `Authorization` header value.
     pub(crate) fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let token = bearer(header)?;
-        self.by_digest
-            .get(&digest(token))
+        self.by_key
+            .get(&key(token))
             .cloned()
             .ok_or(AuthError::InvalidToken)
     }
@@ -224,9 +270,36 @@ mod tests {
             idx.authenticate(Some("Bearer op-token")),
             Ok(Principal::Operator)
         );
-        let d = idx.agent_digests();
-        assert_eq!(d.get(&AgentId::new("alice")), Some(&&digest("tok-a2")));
+        let d = idx.agent_keys();
+        assert_eq!(d.get(&AgentId::new("alice")), Some(&&key("tok-a2")));
         assert_eq!(d.get(&AgentId::new("bob")), None);
+    }
+
+    #[test]
+    fn an_index_from_table_rows_accepts_the_same_tokens() {
+        let file = agents_env::parse("f", "alice=tok-a\nbob=tok-b\n").unwrap();
+        let rows = TokenIndex::new(&file, "op").agent_rows();
+        let mut with_bad = rows.clone();
+        with_bad.push(("carol".into(), String::new()));
+        with_bad.push(("dave".into(), "zz".repeat(16)));
+        let (idx, unusable) = TokenIndex::from_rows(&with_bad, digest("op"));
+        assert_eq!(unusable, ["carol", "dave"]);
+        assert_eq!(idx.agent_rows(), rows);
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-b")),
+            Ok(Principal::Agent(AgentId::new("bob")))
+        );
+        assert_eq!(idx.authenticate(Some("Bearer op")), Ok(Principal::Operator));
+        assert_eq!(
+            idx.authenticate(Some("Bearer tok-c")),
+            Err(AuthError::InvalidToken)
+        );
+        // A row carrying the operator token's hash does not make that agent the
+        // operator, nor the operator that agent.
+        let (idx, _) =
+            TokenIndex::from_rows(&[("mallory".into(), token_hash_column("op"))], digest("op"));
+        assert_eq!(idx.authenticate(Some("Bearer op")), Ok(Principal::Operator));
+        assert!(idx.agent_rows().is_empty());
     }
 
     #[test]

@@ -141,38 +141,50 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     let unknown = Modern::new(&n2_url, "not-a-token").send("tools/list", json!({}));
     assert_eq!(unknown.status, 401, "{}", unknown.body);
 
-    // A new agent: every node's agents.env gains it and each node reloads (a
-    // standby checks tokens itself before forwarding). Reloaded at the serving node
-    // only, a standby still refuses it.
-    let with_carol = ["disp", "alice", "bob", "carol"];
-    for dir in [n1.path(), n2.path(), front.path()] {
-        write_agents(&dir, &with_carol);
-    }
-    let r = hubctl_ok(&n1, &["--json", "reload"]);
-    assert!(r.contains("carol"), "{r}");
-    let carol = |url: &str| {
-        Modern::new(url, &token("carol"))
-            .send(
-                "tools/call",
-                json!({"name": "agent_heartbeat", "arguments": {}}),
-            )
-            .status
-    };
-    assert_eq!(carol(&n1.url), 200);
-    assert_eq!(carol(&n2_url), 401, "n2 has not reloaded yet");
-    let r: Value = serde_json::from_str(&hubctl_ok(&n2, &["--json", "reload"])).expect("json");
-    assert_eq!(
-        r["reloaded"]["added"],
-        json!(["carol"]),
-        "a standby reloads its own tokens: {r}"
-    );
-    assert_eq!(carol(&n2_url), 200);
-    // SIGHUP does the same on the third node.
+    // The agents table is the registry: an agent added at one node (a standby
+    // here) works through every node, and so do its rotation and removal; the
+    // other nodes' agents.env never list it, and their reloads undo nothing.
+    hubctl_ok(&n2, &["agent", "add", "carol"]);
+    let first = file_token(&n2, "carol");
+    let urls = [n1.url.clone(), n2_url.clone(), n3_url.clone()];
+    everywhere(&urls, &first, 200, "carol, added at a standby");
+    hubctl_ok(&n1, &["reload"]);
     front.signal("HUP");
-    let reloaded = wait_for(Duration::from_secs(10), || {
-        (carol(&n3_url) == 200).then_some(())
-    });
-    assert!(reloaded.is_some(), "n3 reloads on SIGHUP");
+    // Past a poll of the table by every node.
+    std::thread::sleep(Duration::from_millis(1500));
+    everywhere(&urls, &first, 200, "carol, after the reload of stale files");
+    hubctl_ok(&n2, &["agent", "rotate", "carol"]);
+    let second = file_token(&n2, "carol");
+    everywhere(&urls, &first, 401, "carol's old token");
+    everywhere(&urls, &second, 200, "carol's new token");
+    hubctl_ok(&n2, &["agent", "remove", "carol"]);
+    everywhere(&urls, &second, 401, "carol, removed");
+}
+
+/// Agent `id`'s token in `hub`'s agents.env.
+fn file_token(hub: &Hub, id: &str) -> String {
+    let text = std::fs::read_to_string(hub.path().join("agents.env")).expect("agents.env");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{id}=")))
+        .unwrap_or_else(|| panic!("{id} not in agents.env: {text}"))
+        .to_string()
+}
+
+/// Wait (up to 5 s: each node reads the agents table every second) until
+/// `agent_heartbeat` with `tok` answers `status` at every one of `urls`.
+fn everywhere(urls: &[String], tok: &str, status: u16, what: &str) {
+    for url in urls {
+        let got = wait_for(Duration::from_secs(5), || {
+            let s = Modern::new(url, tok)
+                .send(
+                    "tools/call",
+                    json!({"name": "agent_heartbeat", "arguments": {}}),
+                )
+                .status;
+            (s == status).then_some(())
+        });
+        assert!(got.is_some(), "{what}: not {status} at {url}");
+    }
 }
 
 /// Messages sent by `threads` loops through `url` until `stop`: the ids answered,

@@ -134,10 +134,6 @@ async fn serve(
         &loaded.agents,
         &loaded.operator_token,
     )));
-    // Cluster mode: what a node taking over syncs the agents table to.
-    let tokens_now = tokens.clone();
-    // The agent rows the activation wrote (cluster mode).
-    let mut activated_rows = Vec::new();
     let reloader = Arc::new(Reloader::new(
         Box::new(EnvFileRegistry::new(&loaded.dir)),
         loaded.dir.join(config::paths::OPERATOR_TOKEN_FILE),
@@ -202,7 +198,7 @@ async fn serve(
         Duration::from_secs(settings.write_timeout_secs),
     )?;
     let handle = server.handle();
-    signals::install(handle.clone(), reloader, Box::new(before_stop))?;
+    signals::install(handle.clone(), reloader.clone(), Box::new(before_stop))?;
     // Polled from now on, on its own task: /healthz and /readyz answer while the
     // database loads (a Server does nothing until polled).
     let running = actix_rt::spawn(server);
@@ -263,6 +259,26 @@ async fn serve(
         (Some(s), _) => (store.clone(), s),
         (None, None) => return Err(CliError::Api("no store was opened".into())),
         (None, Some(node)) => {
+            // The agents table is the registry from here on: this node's agents.env
+            // brings the agents the cluster never had, then every node follows it.
+            match reloader.use_table(node.pool().clone()).await {
+                Ok(added) if !added.is_empty() => {
+                    tracing::info!(
+                        ?added,
+                        "agents of this node's agents.env added to the cluster's agents table"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    drop(fill);
+                    handle.stop(true).await;
+                    let _ = running.await;
+                    super::discovery::remove(&config_dir, &instance);
+                    stop_store(&store, Some(node.as_ref())).await;
+                    return Err(CliError::Api(format!("the agents table: {e}")));
+                }
+            }
+            actix_rt::spawn(follow_registry(reloader.clone()));
             // Listening and answering 503 meanwhile, so the banner comes first.
             // PostgreSQL stores every write before answering (see `pg::open`).
             // Forwarding on before the banner: a client that read it may call at once.
@@ -279,13 +295,7 @@ async fn serve(
                         std::future::pending::<()>().await;
                     }
                     let started = std::time::Instant::now();
-                    let now = iso(Utc::now());
-                    // The agents this node accepts now (a reload while it stood by
-                    // included), not those of its start.
-                    activated_rows = tokens_now.current().agent_rows();
-                    match crate::store::pg::open::activate(&store, node, &activated_rows, &now)
-                        .await
-                    {
+                    match crate::store::pg::open::activate(&store).await {
                         Ok(got) => {
                             crate::metrics::get().cluster_takeover(started.elapsed());
                             break Ok(got);
@@ -329,11 +339,12 @@ async fn serve(
     }
     let _ = fill.send(Some(hub.clone()));
     slot.set_standby(None);
-    // A reload between the activation's read of the tokens and the fill reached
-    // only this node's tokens (it stood by): the hub follows them. (After the
-    // fill: a reload from now on syncs the hub itself.)
-    if node.is_some() && tokens_now.current().agent_rows() != activated_rows {
-        follow_tokens(&hub, &tokens_now).await;
+    // The agents table may have changed between the load and the fill (a reload
+    // from now on syncs the hub itself).
+    if node.is_some() {
+        if let Err(e) = reloader.follow(true).await {
+            tracing::error!(error = %e, "could not bring the hub in line with the agents table; the next poll retries");
+        }
     }
     // The slot owns it from here (a rebuild replaces it; none is kept alive here).
     drop(hub);
@@ -346,7 +357,7 @@ async fn serve(
     let cluster = node.as_ref().map(|n| heal::Cluster {
         node: n.clone(),
         slot: slot.clone(),
-        tokens: tokens_now.clone(),
+        reloader: reloader.clone(),
     });
     actix_rt::spawn(heal::supervise(store.clone(), fill, cluster));
 
@@ -414,25 +425,32 @@ async fn calls_answered(admission: &http::admission::Admission, within: Duration
     }
 }
 
-/// Bring the hub's agent list (the agents table) to the agents `tokens` accepts,
-/// if they differ (cluster mode: a reload while the node stood by changed only
-/// its tokens). A failure is logged: the next reload retries.
-pub(super) async fn follow_tokens(hub: &Hub, tokens: &LiveTokens) {
-    let rows = tokens.current().agent_rows();
-    match hub.sync_agents(rows, Utc::now()).await {
-        Ok((added, removed)) if !added.is_empty() || !removed.is_empty() => {
-            tracing::warn!(
-                ?added,
-                ?removed,
-                "agents brought in line with this node's tokens (reloaded while it stood by)"
-            );
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "could not bring the agents in line with this node's tokens; run hubctl reload")
+/// Cluster mode: follow the agents table, checked every [`REGISTRY_POLL`] (a
+/// change made at another node reaches this one within that). A failure is logged
+/// once until the table can be read again.
+async fn follow_registry(reloader: Arc<Reloader>) {
+    let mut tick = tokio::time::interval(REGISTRY_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match reloader.follow(false).await {
+            Ok(()) if failing => {
+                tracing::info!("the agents table can be read again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "could not follow the agents table; retrying every second");
+                failing = true;
+            }
+            Err(_) => {}
         }
     }
 }
+
+/// How often a cluster node checks the agents table for changes.
+const REGISTRY_POLL: Duration = Duration::from_secs(1);
 
 /// Why a cluster node answers 503 before it holds its shards.
 const TAKING_SHARDS: &str = "another node holds the shards, or this one is taking them over";

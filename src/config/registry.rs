@@ -35,9 +35,71 @@ impl AgentRegistry for EnvFileRegistry {
     }
 }
 
+/// What changed between two agent lists of `(id, token_hash)` rows: cluster mode
+/// applies to the shared registry only what this node's `agents.env` changed
+/// since it last read it, so that one node's stale file never undoes another
+/// node's edit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Agents new in the list, or listed with another token: `(id, token_hash)`.
+    pub upserts: Vec<(String, String)>,
+    /// Agents no longer listed.
+    pub removals: Vec<String>,
+}
+
+impl Change {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty()
+    }
+}
+
+/// The change from `before` to `after`, sorted by id.
+pub(crate) fn change(before: &[(String, String)], after: &[(String, String)]) -> Change {
+    let old: std::collections::HashMap<&str, &str> = before
+        .iter()
+        .map(|(id, h)| (id.as_str(), h.as_str()))
+        .collect();
+    let new: std::collections::HashSet<&str> = after.iter().map(|(id, _)| id.as_str()).collect();
+    let mut upserts: Vec<(String, String)> = after
+        .iter()
+        .filter(|(id, h)| old.get(id.as_str()) != Some(&h.as_str()))
+        .cloned()
+        .collect();
+    let mut removals: Vec<String> = before
+        .iter()
+        .filter(|(id, _)| !new.contains(id.as_str()))
+        .map(|(id, _)| id.clone())
+        .collect();
+    upserts.sort();
+    removals.sort();
+    Change { upserts, removals }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn change_names_additions_rotations_and_removals_only() {
+        let before = rows(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let after = rows(&[("d", "4"), ("b", "2"), ("a", "9")]);
+        assert_eq!(
+            change(&before, &after),
+            Change {
+                upserts: rows(&[("a", "9"), ("d", "4")]),
+                removals: vec!["c".to_string()],
+            }
+        );
+        assert!(change(&before, &before).is_empty());
+        assert_eq!(change(&[], &before).upserts, before);
+        assert_eq!(change(&before, &[]).removals, ["a", "b", "c"]);
+    }
 
     #[test]
     fn loads_and_reports_file_and_line() {

@@ -4,17 +4,25 @@
 //! Then new agents get their actors before their tokens work, the token index is
 //! replaced whole, and the sessions (and GET streams) of removed or rotated agents
 //! are closed, so an old token is refused from the next request on.
+//!
+//! Cluster mode keeps the agents in the agents table ([`crate::store::pg::agents`]):
+//! a reload applies to it what this node's `agents.env` changed since the node
+//! last read it, then every node follows the table ([`Reloader::follow`], polled
+//! every second), the serving node's hub included.
 
 use super::error::ApiError;
 use super::state::{Fill, HubSlot};
-use crate::auth::{token_hash_column, LiveTokens};
+use crate::actors::Hub;
+use crate::auth::{token_hash_column, LiveTokens, TokenIndex};
 use crate::config::live::Merged;
-use crate::config::{AgentRegistry, LiveSettings};
+use crate::config::{registry, AgentRegistry, AgentsFile, LiveSettings};
 use crate::domain::AgentId;
 use crate::mcp::session::Sessions;
+use crate::store::pg::{agents as table, Pool};
 use chrono::Utc;
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a reload changed (ids only, never tokens).
 #[derive(Debug, Clone, Serialize)]
@@ -46,9 +54,48 @@ pub(crate) struct Reloader {
     tokens: Arc<LiveTokens>,
     sessions: Arc<Sessions>,
     hub: HubSlot,
+    /// Cluster mode: the agents table is the registry (set once the store is open).
+    table: OnceLock<Table>,
     /// One reload at a time: two interleaved ones could leave actors and tokens of
     /// different lists.
     running: tokio::sync::Mutex<()>,
+}
+
+/// Cluster mode's registry and what this node knows of it.
+struct Table {
+    pool: Pool,
+    /// `agents.env` as this node last applied it, as `(id, token_hash)` rows: a
+    /// reload applies only what changed since, so that a node whose file is stale
+    /// never undoes an edit made at another node.
+    applied: Mutex<Vec<(String, String)>>,
+    /// The registry version this node's tokens were built from (-1: none yet).
+    seen: AtomicI64,
+}
+
+/// What putting a new token index in force changed.
+struct Applied {
+    added: Vec<String>,
+    removed: Vec<String>,
+    rotated: Vec<String>,
+    sessions_closed: usize,
+}
+
+/// The `(id, token_hash)` rows of an agents file, by id.
+fn file_rows(agents: &AgentsFile) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = agents
+        .agents
+        .iter()
+        .map(|a| (a.id.clone(), token_hash_column(&a.token)))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn registry_unavailable(e: crate::store::pg::PgError) -> ApiError {
+    tracing::error!(error = %e, "the agents table could not be read or written");
+    ApiError::unavailable(format!(
+        "the agent registry (the agents table) is unavailable: {e}"
+    ))
 }
 
 impl Reloader {
@@ -69,8 +116,103 @@ impl Reloader {
             tokens,
             sessions,
             hub,
+            table: OnceLock::new(),
             running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Cluster mode, once the store is open: the agents of this node's
+    /// `agents.env` that the cluster has never had join the table, and the node
+    /// accepts the table's agents from now on. Returns the ids it added.
+    pub(crate) async fn use_table(&self, pool: Pool) -> Result<Vec<String>, ApiError> {
+        let _one = self.running.lock().await;
+        let file = self.registry.load().map_err(|e| {
+            tracing::error!("agents.env unreadable: {e}");
+            ApiError::invalid_argument(e.to_string())
+        })?;
+        let rows = file_rows(&file);
+        let added = table::seed(&pool, &rows)
+            .await
+            .map_err(registry_unavailable)?;
+        let t = Table {
+            pool,
+            applied: Mutex::new(rows),
+            seen: AtomicI64::new(-1),
+        };
+        if self.table.set(t).is_err() {
+            return Err(ApiError::internal(
+                "the agent registry was set twice".into(),
+            ));
+        }
+        self.follow_locked(false).await?;
+        Ok(added)
+    }
+
+    /// Cluster mode: follow the agents table if it changed since this node last
+    /// read it (or, with `hub_too`, also bring a hub that was just put in the
+    /// slot in line with the tokens). A no-op outside cluster mode.
+    pub(crate) async fn follow(&self, hub_too: bool) -> Result<(), ApiError> {
+        let _one = self.running.lock().await;
+        self.follow_locked(hub_too).await
+    }
+
+    async fn follow_locked(&self, hub_too: bool) -> Result<(), ApiError> {
+        let Some(t) = self.table.get() else {
+            return Ok(());
+        };
+        let version = table::version(&t.pool)
+            .await
+            .map_err(registry_unavailable)?;
+        if version == t.seen.load(Ordering::Acquire) && !hub_too {
+            return Ok(());
+        }
+        let old = self.tokens.current();
+        let new = self.read_table(t, old.operator_digest()).await?;
+        let hub = self.serving_hub().await?;
+        let a = self.put_in_force(&old, new, hub.as_ref()).await?;
+        if !(a.added.is_empty() && a.removed.is_empty() && a.rotated.is_empty()) {
+            tracing::info!(
+                added = ?a.added,
+                removed = ?a.removed,
+                rotated = ?a.rotated,
+                sessions_closed = a.sessions_closed,
+                "followed the agents table"
+            );
+        }
+        if let Some(hub) = &hub {
+            self.audit(hub, &a, false).await;
+        }
+        Ok(())
+    }
+
+    /// The table's agents as a token index with `operator`, and the registry
+    /// version it was read at (recorded once the index is in force).
+    async fn read_table(
+        &self,
+        t: &Table,
+        operator: crate::auth::Digest,
+    ) -> Result<(TokenIndex, Option<i64>), ApiError> {
+        let listed = table::load(&t.pool).await.map_err(registry_unavailable)?;
+        let (index, unusable) = TokenIndex::from_rows(&listed.rows, operator);
+        if !unusable.is_empty() {
+            tracing::warn!(agents = ?unusable, "agents in the table without a usable token_hash (32 hex digits) cannot connect");
+        }
+        Ok((index, Some(listed.version)))
+    }
+
+    /// The hub to bring in line with the agents: the one in the slot, unless this
+    /// is a cluster node standing by or still loading (it has none; it only checks
+    /// tokens before forwarding, and follows the table once its hub is in the
+    /// slot). (A hub in the slot that only may not answer now, its leases being
+    /// checked, is still the one to sync: this waits for it or fails. So does a
+    /// reload while SQLite loads: the hub is built from the list of the start.)
+    async fn serving_hub(&self) -> Result<Option<Hub>, ApiError> {
+        Ok(match self.hub.peek() {
+            Fill::Ready(hub) => Some(hub),
+            Fill::Standby(_) if !self.hub.is_filled() => None,
+            Fill::Loading if self.table.get().is_some() => None,
+            _ => Some(self.hub.get().await?),
+        })
     }
 
     /// Re-read the agent list, the operator token and config.yaml, and put them in
@@ -100,44 +242,29 @@ impl Reloader {
                 "{file}: empty; it must hold the operator token"
             )));
         }
-        // A cluster node standing by has no hub: it reloads its own tokens (it
-        // checks callers before forwarding) and settings; the node that serves
-        // records agent changes in the agents table and the audit log when it
-        // reloads.
-        // (A hub in the slot that only may not answer now, its leases being
-        // checked, is still the one to sync: the reload waits for it or fails.)
-        let hub = match self.hub.peek() {
-            Fill::Standby(_) if !self.hub.is_filled() => None,
-            _ => Some(self.hub.get().await?),
-        };
         let old = self.tokens.current();
         let operator_token_rotated = !old.is_operator_token(&operator_token);
-        let new = crate::auth::TokenIndex::new(&agents, &operator_token);
-        let (added, removed) = match &hub {
-            Some(hub) => {
-                let rows = agents
-                    .agents
-                    .iter()
-                    .map(|a| (a.id.clone(), token_hash_column(&a.token)))
-                    .collect();
-                match hub.sync_agents(rows, Utc::now()).await {
-                    Ok(r) => r,
-                    Err(e) => return Err(ApiError::from_hub(hub, e).await),
-                }
+        let new = match self.table.get() {
+            None => (TokenIndex::new(&agents, &operator_token), None),
+            Some(t) => {
+                // What this node's file changed since it last read it goes to the
+                // table; then the node takes the table's agents (everyone's edits).
+                let rows = file_rows(&agents);
+                let change = {
+                    let applied = t.applied.lock().unwrap_or_else(|p| p.into_inner());
+                    registry::change(&applied, &rows)
+                };
+                table::apply(&t.pool, &change)
+                    .await
+                    .map_err(registry_unavailable)?;
+                *t.applied.lock().unwrap_or_else(|p| p.into_inner()) = rows;
+                self.read_table(t, crate::auth::digest(&operator_token))
+                    .await?
             }
-            None => listed_changes(&old, &new),
         };
-        let rotated: Vec<String> = {
-            let (before, after) = (old.agent_digests(), new.agent_digests());
-            let mut r: Vec<String> = after
-                .iter()
-                .filter(|(id, d)| before.get(*id).is_some_and(|b| b != *d))
-                .map(|(id, _)| id.to_string())
-                .collect();
-            r.sort();
-            r
-        };
-        self.tokens.replace(new);
+        let listed = new.0.agent_keys().len();
+        let hub = self.serving_hub().await?;
+        let a = self.put_in_force(&old, new, hub.as_ref()).await?;
         for w in &warnings {
             tracing::warn!("{w}");
         }
@@ -159,25 +286,17 @@ impl Reloader {
                 None => self.settings.store(Arc::new(settings)),
             }
         }
-        let changes: Vec<(&str, &str)> = added
-            .iter()
-            .map(|a| ("agent_added", a.as_str()))
-            .chain(removed.iter().map(|a| ("agent_removed", a.as_str())))
-            .chain(rotated.iter().map(|a| ("agent_token_rotated", a.as_str())))
-            .chain(operator_token_rotated.then_some(("operator_token_rotated", "")))
-            .collect();
         if let Some(hub) = &hub {
-            if let Err(e) = hub.audit_token_changes(&changes, Utc::now()).await {
-                // The change is in force already; only its record is missing.
-                tracing::error!(error = %e, "reload applied but its audit records could not be stored");
-            }
+            self.audit(hub, &a, operator_token_rotated).await;
         }
-        let mut sessions_closed = 0;
-        for id in removed.iter().chain(&rotated) {
-            sessions_closed += self.sessions.close_agent(&AgentId::new(id));
-        }
+        let Applied {
+            added,
+            removed,
+            rotated,
+            sessions_closed,
+        } = a;
         let r = Reloaded {
-            agents: agents.agents.len(),
+            agents: listed,
             added,
             removed,
             rotated,
@@ -201,12 +320,84 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// Put `new` in force: a serving hub first gets the actors of new agents (and
+    /// drops those of removed ones), then the token index is replaced whole and
+    /// the sessions of removed and rotated agents are closed.
+    async fn put_in_force(
+        &self,
+        old: &TokenIndex,
+        (new, version): (TokenIndex, Option<i64>),
+        hub: Option<&Hub>,
+    ) -> Result<Applied, ApiError> {
+        let (added, removed) = match hub {
+            Some(hub) => {
+                // In cluster mode the table already holds the list: the hub only
+                // follows it; otherwise the hub writes the file's list to it.
+                let write = self.table.get().is_none();
+                match hub.sync_agents(new.agent_rows(), Utc::now(), write).await {
+                    Ok(r) => r,
+                    Err(e) => return Err(ApiError::from_hub(hub, e).await),
+                }
+            }
+            None => listed_changes(old, &new),
+        };
+        let rotated: Vec<String> = {
+            let (before, after) = (old.agent_keys(), new.agent_keys());
+            let mut r: Vec<String> = after
+                .iter()
+                .filter(|(id, k)| before.get(*id).is_some_and(|b| b != *k))
+                .map(|(id, _)| id.to_string())
+                .collect();
+            r.sort();
+            r
+        };
+        self.tokens.replace(new);
+        if let (Some(t), Some(v)) = (self.table.get(), version) {
+            t.seen.store(v, Ordering::Release);
+        }
+        let mut sessions_closed = 0;
+        for id in removed.iter().chain(&rotated) {
+            sessions_closed += self.sessions.close_agent(&AgentId::new(id));
+        }
+        Ok(Applied {
+            added,
+            removed,
+            rotated,
+            sessions_closed,
+        })
+    }
+
+    /// Record what changed in the audit log (by the serving node only: it owns
+    /// the rows' shards). A failure is logged: the change is in force already.
+    async fn audit(&self, hub: &Hub, a: &Applied, operator_token_rotated: bool) {
+        let changes: Vec<(&str, &str)> = a
+            .added
+            .iter()
+            .map(|id| ("agent_added", id.as_str()))
+            .chain(a.removed.iter().map(|id| ("agent_removed", id.as_str())))
+            .chain(
+                a.rotated
+                    .iter()
+                    .map(|id| ("agent_token_rotated", id.as_str())),
+            )
+            .chain(operator_token_rotated.then_some(("operator_token_rotated", "")))
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = hub.audit_token_changes(&changes, Utc::now()).await {
+            tracing::error!(error = %e, "agents changed but the audit records could not be stored");
+        }
+    }
+}
+
 /// Agents added and removed between two token indexes, by id, sorted.
 fn listed_changes(
     old: &crate::auth::TokenIndex,
     new: &crate::auth::TokenIndex,
 ) -> (Vec<String>, Vec<String>) {
-    let (before, after) = (old.agent_digests(), new.agent_digests());
+    let (before, after) = (old.agent_keys(), new.agent_keys());
     let mut added: Vec<String> = after
         .keys()
         .filter(|id| !before.contains_key(*id))

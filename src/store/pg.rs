@@ -9,6 +9,7 @@
 //! `tests/cluster_pg*.rs` can drive the primitives against a real server
 //! ([`conformance`] compares the writer and the reads with SQLite's).
 
+pub(crate) mod agents;
 pub(crate) mod apply;
 pub mod conformance;
 pub mod connect;

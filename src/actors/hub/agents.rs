@@ -66,25 +66,29 @@ impl Hub {
         self.durable(reply).await
     }
 
-    /// Serve exactly the agents of `agents` (id, token hash), after a reload: the
-    /// table is synced through the writer (listed rows active, others inactive), a
-    /// new agent gets its actor from its stored row and unread mail, and a removed
-    /// one leaves the directory (its actor stops; its stored inbox stays).
-    /// Returns the ids added and removed. The caller serializes reloads.
+    /// Serve exactly the agents of `agents` (id, token hash), after a reload: with
+    /// `write`, the table is synced through the writer first (listed rows active,
+    /// others inactive; cluster mode's table is the registry and already holds
+    /// the list), a new agent gets its actor from its stored row and unread mail,
+    /// and a removed one leaves the directory (its actor stops; its stored inbox
+    /// stays). Returns the ids added and removed. The caller serializes reloads.
     pub(crate) async fn sync_agents(
         &self,
         agents: Vec<(String, String)>,
         now: DateTime<Utc>,
+        write: bool,
     ) -> Result<(Vec<String>, Vec<String>), HubError> {
         self.writable()?;
         let listed: std::collections::HashSet<AgentId> =
             agents.iter().map(|(id, _)| AgentId::new(id)).collect();
-        let ticket = self.inner.store.enqueue(crate::store::Op::AgentsSync {
-            agents,
-            at: iso(now),
-        });
-        // Committed whatever the durability: the rows are read back just below.
-        self.inner.store.wait_committed(ticket).await?;
+        if write {
+            let ticket = self.inner.store.enqueue(crate::store::Op::AgentsSync {
+                agents,
+                at: iso(now),
+            });
+            // Committed whatever the durability: the rows are read back just below.
+            self.inner.store.wait_committed(ticket).await?;
+        }
         let dir = &self.inner.dir;
         let mut added = Vec::new();
         for id in &listed {

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 pub(super) struct Cluster {
     pub node: Arc<Node>,
     pub slot: HubSlot,
-    /// The agents this node accepts: the hub follows them when it serves again.
-    pub tokens: Arc<crate::auth::LiveTokens>,
+    /// The agent registry: the hub follows it when it serves again.
+    pub reloader: Arc<crate::http::reload::Reloader>,
 }
 
 /// Why a node that lost its shards stands by.
@@ -109,10 +109,9 @@ pub(super) async fn supervise(
             let started = std::time::Instant::now();
             if let Some(term) = rebuild_from(&store, &slot, old).await {
                 hub_term = term;
-                // Another node may have served meanwhile, with its own agents.
-                let hub = slot.borrow().clone();
-                if let Some(hub) = hub {
-                    super::follow_tokens(&hub, &c.tokens).await;
+                // The agents may have changed while another node served.
+                if let Err(e) = c.reloader.follow(true).await {
+                    tracing::error!(error = %e, "could not bring the hub in line with the agents table; the next poll retries");
                 }
                 c.node.serving(term);
                 c.slot.set_standby(None);

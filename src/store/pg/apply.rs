@@ -43,7 +43,7 @@ pub(crate) struct Tagged<'a> {
 }
 
 /// The `shard` column of a row owned by `owner`.
-fn shard(owner: &str) -> i32 {
+pub(super) fn shard(owner: &str) -> i32 {
     i32::from(crate::domain::shard::shard_of(owner).0)
 }
 

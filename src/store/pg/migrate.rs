@@ -41,6 +41,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "006_lease_incarnation",
         include_str!("../../../migrations/postgres/006_lease_incarnation.sql"),
     ),
+    (
+        7,
+        "007_agent_registry",
+        include_str!("../../../migrations/postgres/007_agent_registry.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in

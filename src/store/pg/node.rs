@@ -224,6 +224,11 @@ impl Node {
         Ok(())
     }
 
+    /// The node's connection pool (the agent registry reads and writes through it).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The registration, for the writer's `batch_log` and probe.
     pub(crate) fn member(&self) -> &Member {
         &self.member
@@ -371,16 +376,6 @@ impl Node {
             standing_by = !active;
             tokio::time::sleep(if active { RENEW_EVERY } else { STANDBY_POLL }).await;
         }
-    }
-
-    /// The ids of the agents the table holds as active (what the previous active
-    /// node served).
-    pub(crate) async fn active_agents(&self) -> Result<Vec<String>, PgError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query("SELECT id FROM agents WHERE is_active", &[])
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// The members and the shard map, from the database (`hubctl cluster`).

@@ -10,7 +10,7 @@ use super::{config_from_url, migrate, pool, PoolOptions};
 use crate::config::Durability;
 use crate::domain::shard::Shards;
 use crate::store::writer::ReadSide;
-use crate::store::{Op, Reads, Snapshot, Store, StoreError, StoreOptions};
+use crate::store::{Reads, Snapshot, Store, StoreError, StoreOptions};
 use std::sync::Arc;
 
 /// A store on PostgreSQL and this node's membership.
@@ -56,43 +56,13 @@ pub(crate) async fn open(
     Ok(Opened { store, node })
 }
 
-/// A node's first activation, once it holds every shard: on a handle of the
-/// current ownership term (see `Ownership`), the configured agent list reconciled
-/// with the table (as SQLite's open does), then the live state. The hub is built on
-/// the handle returned.
-pub(crate) async fn activate(
-    store: &Store,
-    node: &Node,
-    agents: &[(String, String)],
-    now: &str,
-) -> Result<(Store, Snapshot), StoreError> {
-    // Each node serves its own agents.env; say so when it is not the list the
-    // previous active node served (the table is about to follow this node's file).
-    match node.active_agents().await {
-        Ok(before) => {
-            let here: std::collections::BTreeSet<&str> =
-                agents.iter().map(|(id, _)| id.as_str()).collect();
-            let there: std::collections::BTreeSet<&str> =
-                before.iter().map(String::as_str).collect();
-            let missing: Vec<&str> = there.difference(&here).copied().collect();
-            let added: Vec<&str> = here.difference(&there).copied().collect();
-            if !there.is_empty() && (!missing.is_empty() || !added.is_empty()) {
-                tracing::warn!(
-                    ?missing,
-                    ?added,
-                    "this node's agents.env differs from the agents the cluster served until now; keep agents.env equal on every node (agents missing here are deactivated, their tokens refused)"
-                );
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not compare agents.env with the agents table"),
-    }
+/// A node's first activation, once it holds every shard: the live state, on a
+/// handle of the current ownership term (see `Ownership`). The hub is built on the
+/// handle returned. Its agents are the table's (the registry, which every node
+/// follows: see `http::reload`), not this node's `agents.env`.
+pub(crate) async fn activate(store: &Store) -> Result<(Store, Snapshot), StoreError> {
     let handle = store.next_generation();
     handle.adopt();
-    let synced = handle.enqueue(Op::AgentsSync {
-        agents: agents.to_vec(),
-        at: now.to_string(),
-    });
-    handle.wait_committed(synced).await?;
     let snapshot = handle.load(&Shards::All).await?;
     Ok((handle, snapshot))
 }
