@@ -334,18 +334,18 @@ async fn serve(
     let term = hub_store.term();
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(hub_store, snapshot, live.clone(), sessions.clone());
+    // The agents table may have changed since the load (a reload from then on
+    // syncs the hub itself).
+    let held = match &node {
+        Some(_) => Some(reloader.ready_to_fill(&hub).await),
+        None => None,
+    };
     if let Some(node) = &node {
         node.serving(term);
     }
     let _ = fill.send(Some(hub.clone()));
     slot.set_standby(None);
-    // The agents table may have changed between the load and the fill (a reload
-    // from now on syncs the hub itself).
-    if node.is_some() {
-        if let Err(e) = reloader.follow(true).await {
-            tracing::error!(error = %e, "could not bring the hub in line with the agents table; the next poll retries");
-        }
-    }
+    drop(held);
     // The slot owns it from here (a rebuild replaces it; none is kept alive here).
     drop(hub);
     actix_rt::spawn(webhooks.follow(store.events().subscribe_notable()));

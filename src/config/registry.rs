@@ -1,6 +1,6 @@
 //! Where the agent list comes from: the seam between "who may connect" and its
-//! storage. Today that is `agents.env`; cluster mode will hold agents in a table and
-//! plug in another [`AgentRegistry`].
+//! storage: `agents.env`. Cluster mode keeps the list in the agents table and feeds
+//! it with what each node's `agents.env` changed ([`change`]; see `http::reload`).
 
 use super::paths::AGENTS_FILE;
 use super::{agents_env, AgentsFile, ConfigError};

@@ -144,31 +144,46 @@ impl Reloader {
                 "the agent registry was set twice".into(),
             ));
         }
-        self.follow_locked(false).await?;
+        self.follow_locked(false, None).await?;
         Ok(added)
     }
 
     /// Cluster mode: follow the agents table if it changed since this node last
-    /// read it (or, with `hub_too`, also bring a hub that was just put in the
-    /// slot in line with the tokens). A no-op outside cluster mode.
+    /// read it (or, with `hub_too`, also bring the hub in the slot in line with
+    /// it, as after a rebuild). A no-op outside cluster mode.
     pub(crate) async fn follow(&self, hub_too: bool) -> Result<(), ApiError> {
         let _one = self.running.lock().await;
-        self.follow_locked(hub_too).await
+        self.follow_locked(hub_too, None).await
     }
 
-    async fn follow_locked(&self, hub_too: bool) -> Result<(), ApiError> {
+    /// Cluster mode: bring `hub`, about to be put in the slot, in line with the
+    /// agents table, and hold reloads until the caller has put it there (drop the
+    /// guard then): a reload made while the node stood by reached only its
+    /// tokens, and no call may find the hub without an agent its token names.
+    pub(crate) async fn ready_to_fill(&self, hub: &Hub) -> tokio::sync::MutexGuard<'_, ()> {
+        let one = self.running.lock().await;
+        if let Err(e) = self.follow_locked(true, Some(hub.clone())).await {
+            tracing::error!(error = %e, "could not bring the hub in line with the agents table; the next poll retries");
+        }
+        one
+    }
+
+    async fn follow_locked(&self, force: bool, hub: Option<Hub>) -> Result<(), ApiError> {
         let Some(t) = self.table.get() else {
             return Ok(());
         };
         let version = table::version(&t.pool)
             .await
             .map_err(registry_unavailable)?;
-        if version == t.seen.load(Ordering::Acquire) && !hub_too {
+        if version == t.seen.load(Ordering::Acquire) && !force {
             return Ok(());
         }
         let old = self.tokens.current();
         let new = self.read_table(t, old.operator_digest()).await?;
-        let hub = self.serving_hub().await?;
+        let hub = match hub {
+            Some(h) => Some(h),
+            None => self.serving_hub().await?,
+        };
         let a = self.put_in_force(&old, new, hub.as_ref()).await?;
         if !(a.added.is_empty() && a.removed.is_empty() && a.rotated.is_empty()) {
             tracing::info!(

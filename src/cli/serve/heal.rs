@@ -107,12 +107,10 @@ pub(super) async fn supervise(
             };
             store.nudge();
             let started = std::time::Instant::now();
-            if let Some(term) = rebuild_from(&store, &slot, old).await {
+            // The agents may have changed while another node served: the hub
+            // follows the table before it is put in the slot.
+            if let Some(term) = rebuild_from(&store, &slot, old, Some(&c.reloader)).await {
                 hub_term = term;
-                // The agents may have changed while another node served.
-                if let Err(e) = c.reloader.follow(true).await {
-                    tracing::error!(error = %e, "could not bring the hub in line with the agents table; the next poll retries");
-                }
                 c.node.serving(term);
                 c.slot.set_standby(None);
                 crate::metrics::get().cluster_takeover(started.elapsed());
@@ -153,11 +151,16 @@ pub(super) async fn supervise(
 /// Returns the new hub's ownership term (`None`: the store closed first).
 async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) -> Option<u64> {
     let old = slot.borrow().clone()?;
-    rebuild_from(store, slot, old).await
+    rebuild_from(store, slot, old, None).await
 }
 
 /// [`rebuild`] from `old` (in the slot, or stopped when the node stood by).
-async fn rebuild_from(store: &Store, slot: &watch::Sender<Option<Hub>>, old: Hub) -> Option<u64> {
+async fn rebuild_from(
+    store: &Store,
+    slot: &watch::Sender<Option<Hub>>,
+    old: Hub,
+    registry: Option<&crate::http::reload::Reloader>,
+) -> Option<u64> {
     let next = store.next_generation();
     next.adopt();
     let term = next.term();
@@ -166,7 +169,12 @@ async fn rebuild_from(store: &Store, slot: &watch::Sender<Option<Hub>>, old: Hub
         match next.load(&Shards::All).await {
             Ok(snapshot) => {
                 let hub = old.rebuild(next, snapshot);
+                let held = match registry {
+                    Some(r) => Some(r.ready_to_fill(&hub).await),
+                    None => None,
+                };
                 slot.send_replace(Some(hub));
+                drop(held);
                 old.stop();
                 tracing::warn!("live state rebuilt from the store");
                 return Some(term);
