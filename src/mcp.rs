@@ -9,6 +9,7 @@ pub(crate) mod listen;
 pub(crate) mod modern;
 pub(crate) mod protocol;
 pub(crate) mod push;
+pub(crate) mod replay;
 pub(crate) mod session;
 pub(crate) mod session_id;
 pub(crate) mod tools;

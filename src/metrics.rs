@@ -177,6 +177,8 @@ struct ClusterMetrics {
     forward_retries: AtomicU64,
     /// Forwarded calls lost with the leader (answered 502).
     forward_lost: AtomicU64,
+    /// Repeated forwarded calls answered from `request_log` (done by a first try).
+    replayed: AtomicU64,
 }
 
 impl Default for ClusterMetrics {
@@ -191,6 +193,7 @@ impl Default for ClusterMetrics {
             forwarded: AtomicHistogram::new(LATENCY_BOUNDS, 1e9),
             forward_retries: Default::default(),
             forward_lost: Default::default(),
+            replayed: Default::default(),
         }
     }
 }
@@ -292,6 +295,11 @@ impl Metrics {
     /// Cluster mode: a forwarded call lost with the leader.
     pub(crate) fn forward_lost(&self) {
         self.cluster.forward_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: a repeated forwarded call answered from `request_log`.
+    pub(crate) fn replayed(&self) {
+        self.cluster.replayed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cluster mode: a renewal round that failed.
@@ -477,6 +485,12 @@ impl Collector for Scrape {
                 "agent_hub_cluster_forwards_lost",
                 "Forwarded calls whose connection to the serving node broke after sending (answered 502: outcome unknown).",
                 c.forward_lost.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_replayed",
+                "Forwarded calls sent again by a gateway and answered with the answer stored when a first try did them.",
+                c.replayed.load(Ordering::Relaxed),
             )?;
         }
         counter(

@@ -159,6 +159,62 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     everywhere(&urls, &second, 200, "carol's new token");
     hubctl_ok(&n2, &["agent", "remove", "carol"]);
     everywhere(&urls, &second, 401, "carol, removed");
+
+    // A call a gateway sends again after losing its connection (the same request
+    // id, marked as a retry) gets its first answer, and is done once: at the same
+    // node, and at the next serving node once that one stopped.
+    let disp = Modern::new(&n1.url, &token("disp"));
+    let params =
+        json!({"name": "task_draft_create", "arguments": {"task_id": "T-once", "title": "once"}});
+    let body = Modern::body(&json!(41), "tools/call", &params);
+    let headers = disp.headers("tools/call", &params);
+    let first_try = [
+        ("x-agent-hub-forwarded-by", "a-test"),
+        ("x-agent-hub-request-id", "00112233445566778899aabbccddeeff"),
+    ];
+    let retry = [first_try[0], first_try[1], ("x-agent-hub-retry", "1")];
+    let first = disp.post_with(&body, headers.clone(), &first_try);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.body.contains(r#"\"ok\":true"#), "{}", first.body);
+    let again = disp.post_with(&body, headers.clone(), &retry);
+    assert_eq!(again.body, first.body);
+    let fresh = disp.post_with(&body, headers.clone(), &[]);
+    assert!(fresh.body.contains("TASK_EXISTS"), "{}", fresh.body);
+    // Another request id is another call.
+    let other = [
+        first_try[0],
+        ("x-agent-hub-request-id", "ffeeddccbbaa99887766554433221100"),
+        retry[2],
+    ];
+    let other = disp.post_with(&body, headers.clone(), &other);
+    assert!(other.body.contains("TASK_EXISTS"), "{}", other.body);
+    let operator = format!(
+        "Bearer {}",
+        std::fs::read_to_string(n1.path().join("operator.token"))
+            .expect("operator.token")
+            .trim()
+    );
+    // (Each node's own port: `front` is routed through the proxy.)
+    let replayed = |port: u16| {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let m = request("GET", &url, &[("Authorization", &operator)], "").body;
+        m.lines()
+            .find_map(|l| l.strip_prefix("agent_hub_cluster_replayed_total "))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(replayed(n1.port).as_deref(), Some("1"));
+    n1.signal("TERM");
+    let next = wait_for(Duration::from_secs(30), || {
+        [n2.port, n3_port].into_iter().find(|port| {
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            request("GET", &url, &[], "").status == 200
+        })
+    })
+    .expect("a node serves after n1 stopped");
+    let next_url = format!("http://127.0.0.1:{next}/mcp");
+    let at_next = Modern::new(&next_url, &token("disp")).post_with(&body, headers, &retry);
+    assert_eq!(at_next.body, first.body, "from request_log");
+    assert_eq!(replayed(next).as_deref(), Some("1"));
 }
 
 /// Agent `id`'s token in `hub`'s agents.env.

@@ -285,6 +285,10 @@ impl Hub {
     /// that nothing they show can vanish in a crash ("read committed"); during a
     /// storage fault reads go on, and the rebuild from disk drops what was not saved.
     pub(crate) async fn settled(&self) -> Result<(), HubError> {
+        // A logged call waits at its end, for all that was queued before it.
+        if super::logged::defer(None) {
+            return Ok(());
+        }
         let store = &self.inner.store;
         if self.inner.settings.load().durability == crate::config::Durability::Fast {
             return Ok(());
@@ -293,9 +297,41 @@ impl Hub {
         Ok(())
     }
 
+    /// The answer logged under `key` for a call a gateway repeats (`mcp::replay`).
+    pub(crate) async fn logged_reply(&self, key: &str) -> Result<Option<String>, HubError> {
+        Ok(self.inner.store.logged_reply(key).await?)
+    }
+
+    /// The end of a logged call ([`super::logged::run`], left before this): close
+    /// its group, with its answer if it is to be logged, and wait once for all it
+    /// wrote (or, if it wrote nothing, for all queued before it).
+    pub(crate) async fn end_logged(
+        &self,
+        ended: super::logged::Ended,
+        logged: Option<crate::store::op::LoggedReply>,
+    ) -> Result<(), HubError> {
+        let store = &self.inner.store;
+        let ticket = match ended.group {
+            Some(g) => Some(
+                store
+                    .end_group(g, logged)
+                    .max(ended.ticket.unwrap_or(Ticket::NONE)),
+            ),
+            None => ended.ticket,
+        };
+        match ticket {
+            Some(t) => store.wait_durable(t).await?,
+            None => self.settled().await?,
+        }
+        Ok(())
+    }
+
     /// Wait until the reply's write is on disk; a reply that wrote nothing waits
     /// for everything queued before it.
     async fn durable<T>(&self, (value, ticket): (T, Ticket)) -> Result<T, HubError> {
+        if super::logged::defer((ticket != Ticket::NONE).then_some(ticket)) {
+            return Ok(value);
+        }
         if ticket == Ticket::NONE {
             self.settled().await?;
         } else {
@@ -417,7 +453,9 @@ impl Hub {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.task_addr(task_id).await?.send(msg.clone()).await {
+            let addr = self.task_addr(task_id).await?;
+            super::logged::before_write(&self.inner.store);
+            match addr.send(msg.clone()).await {
                 Err(MailboxError::Closed) if tries < 3 => continue,
                 other => return other?,
             }

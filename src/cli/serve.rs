@@ -352,6 +352,9 @@ async fn serve(
     // Always running: a reload may set a policy later.
     actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));
+    if node.is_some() {
+        actix_rt::spawn(prune_replies(store.clone(), fill.subscribe()));
+    }
     // Rebuilds the hub from disk around a storage fault, and in cluster mode around
     // a loss of the shards (it owns the slot from here).
     let cluster = node.as_ref().map(|n| heal::Cluster {
@@ -422,6 +425,24 @@ async fn calls_answered(admission: &http::admission::Admission, within: Duration
     let deadline = tokio::time::Instant::now() + within;
     while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Cluster mode: while this node serves, delete the logged answers of forwarded
+/// calls past their time (`request_log`, see `mcp::replay`), every minute.
+async fn prune_replies(store: Store, hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if hubs.borrow().is_none() {
+            continue;
+        }
+        match store.prune_replies().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned request_log"),
+            Err(e) => tracing::warn!(error = %e, "could not prune request_log"),
+        }
     }
 }
 

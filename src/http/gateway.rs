@@ -21,6 +21,7 @@
 use super::error::ApiError;
 use super::state::{AppState, Fill};
 use crate::mcp::jsonrpc::RpcError;
+use crate::mcp::replay;
 use crate::store::pg::node::{Leader, Node};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -85,7 +86,13 @@ async fn forward_when_standing_by(
         .and_then(|st| Some((st.clone(), st.cluster.get()?.clone())));
     let forward = node.filter(|_| !answered_here(req.path()));
     let Some((st, node)) = forward else {
-        return Ok(next.call(req).await?.map_into_left_body());
+        // Served here. A call a gateway forwarded with a request id has its answer
+        // logged with its writes (see `mcp::replay`).
+        return Ok(match forwarded_call(&req) {
+            Some(f) => replay::FORWARDED.scope(f, next.call(req)).await?,
+            None => next.call(req).await?,
+        }
+        .map_into_left_body());
     };
     // Sent on by another node that took us for the leader: nothing runs here (not
     // even what needs no hub, as DELETE or a dashboard login), so that it retries
@@ -131,6 +138,19 @@ async fn forward_when_standing_by(
             Ok(next.call(req).await?.map_into_left_body())
         }
     }
+}
+
+/// The request id and try of a call forwarded by another node of this cluster.
+fn forwarded_call(req: &ServiceRequest) -> Option<replay::Forwarded> {
+    let st = req.app_data::<web::Data<AppState>>()?;
+    st.cluster.get()?;
+    let h = req.headers();
+    h.get(FORWARDED_HEADER)?;
+    let request_id = h.get(replay::REQUEST_ID_HEADER)?.to_str().ok()?;
+    replay::valid_request_id(request_id).then(|| replay::Forwarded {
+        request_id: request_id.to_string(),
+        retry: h.contains_key(replay::RETRY_HEADER),
+    })
 }
 
 /// The Origin check of the route the request is for (the dashboard's, or the
@@ -205,6 +225,10 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
     let deadline = Instant::now() + FORWARD_WAIT;
     let mut leaders = node.leader();
     let mut why = "no node holds every shard".to_string();
+    let again = repeat(req, &body);
+    // The same on every try: a call done by an earlier try is answered from the log.
+    let request_id = (again == Repeat::Logged).then(|| crate::domain::ids::random_hex(16));
+    let mut tries = 0u32;
     loop {
         if matches!(st.hub.peek(), Fill::Ready(_)) {
             return Forwarded::ServeHere(body);
@@ -215,7 +239,18 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
             .filter(|l| l.node_id != node.id());
         if let Some(leader) = target {
             let started = Instant::now();
-            match send(req, node.id(), &leader, body.clone(), st.forward_timeout).await {
+            let ids = request_id.as_deref().map(|id| (id, tries > 0));
+            tries += 1;
+            match send(
+                req,
+                node.id(),
+                &leader,
+                body.clone(),
+                ids,
+                st.forward_timeout,
+            )
+            .await
+            {
                 Try::Answer(resp) => {
                     crate::metrics::get().forwarded(started.elapsed());
                     return Forwarded::Answer(resp);
@@ -224,7 +259,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
                     crate::metrics::get().forward_retried();
                     why = format!("node {} {w}", leader.node_id);
                 }
-                Try::Lost(w) if safe_to_repeat(req, &body) => {
+                Try::Lost(w) if again != Repeat::Never => {
                     crate::metrics::get().forward_retried();
                     why = format!("node {} was lost ({w})", leader.node_id);
                 }
@@ -275,25 +310,62 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     }))
 }
 
-/// Whether sending `req` again cannot do anything twice: a GET, or MCP messages
-/// that only read (as admission counts them: no writing tool call).
-fn safe_to_repeat(req: &ServiceRequest, body: &[u8]) -> bool {
+/// Whether a request whose connection broke after it was sent may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// It may have written: its outcome is unknown (502).
+    Never,
+    /// It only reads: a GET, or MCP messages without a writing tool call (as
+    /// admission counts them).
+    Reads,
+    /// MCP messages that read or call tools whose answers are logged
+    /// (`mcp::replay`): sent again with its request id, a call already done is
+    /// answered from the log.
+    Logged,
+}
+
+fn repeat(req: &ServiceRequest, body: &[u8]) -> Repeat {
     use actix_web::http::Method;
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        return true;
+        return Repeat::Reads;
     }
     if req.method() != Method::POST || req.path() != "/mcp" {
-        return false;
+        return Repeat::Never;
     }
-    let reads = |m: &serde_json::Value| {
-        m.get("method")
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|method| super::admission::read_only(method, m.get("params")))
+    let one = |m: &serde_json::Value| {
+        let method = m.get("method").and_then(serde_json::Value::as_str);
+        let params = m.get("params");
+        match method {
+            Some(method) if super::admission::read_only(method, params) => Repeat::Reads,
+            Some("tools/call") => {
+                let tool = params
+                    .and_then(|p| p.get("name"))
+                    .and_then(serde_json::Value::as_str);
+                if tool.is_some_and(|t| replay::LOGGED_TOOLS.contains(&t)) {
+                    Repeat::Logged
+                } else {
+                    Repeat::Never
+                }
+            }
+            _ => Repeat::Never,
+        }
+    };
+    let all = |items: &[serde_json::Value]| {
+        items
+            .iter()
+            .map(one)
+            .try_fold(Repeat::Reads, |acc, r| match (acc, r) {
+                (_, Repeat::Never) => None,
+                (Repeat::Logged, _) | (_, Repeat::Logged) => Some(Repeat::Logged),
+                _ => Some(Repeat::Reads),
+            })
     };
     match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(items)) => !items.is_empty() && items.iter().all(reads),
-        Ok(one) => reads(&one),
-        Err(_) => false,
+        Ok(serde_json::Value::Array(items)) if !items.is_empty() => {
+            all(&items).unwrap_or(Repeat::Never)
+        }
+        Ok(serde_json::Value::Array(_)) | Err(_) => Repeat::Never,
+        Ok(one) => all(std::slice::from_ref(&one)).unwrap_or(Repeat::Never),
     }
 }
 
@@ -342,6 +414,7 @@ async fn send(
     me: &str,
     leader: &Leader,
     body: Bytes,
+    request_id: Option<(&str, bool)>,
     answer_wait: Duration,
 ) -> Try {
     let base = leader.url.trim_end_matches("/mcp");
@@ -368,6 +441,12 @@ async fn send(
         out = out.append_header((name.clone(), value.clone()));
     }
     out = out.insert_header((FORWARDED_HEADER, me));
+    if let Some((id, retry)) = request_id {
+        out = out.insert_header((replay::REQUEST_ID_HEADER, id));
+        if retry {
+            out = out.insert_header((replay::RETRY_HEADER, "1"));
+        }
+    }
     let resp = match out.send_body(body).await {
         Ok(resp) => resp,
         // Not connected: nothing was sent.
@@ -433,24 +512,31 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
             )
         };
-        assert!(safe_to_repeat(&post, call("hub_status").as_bytes()));
-        assert!(!safe_to_repeat(&post, call("message_send").as_bytes()));
-        assert!(safe_to_repeat(
-            &post,
-            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
-        ));
+        let r = |req: &ServiceRequest, body: &[u8]| repeat(req, body);
+        assert_eq!(r(&post, call("hub_status").as_bytes()), Repeat::Reads);
+        assert_eq!(r(&post, call("message_send").as_bytes()), Repeat::Never);
+        assert_eq!(
+            r(&post, call("assignment_claim").as_bytes()),
+            Repeat::Logged
+        );
+        assert_eq!(
+            r(&post, br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            Repeat::Reads
+        );
         let batch = format!("[{},{}]", call("hub_status"), call("assignment_claim"));
-        assert!(!safe_to_repeat(&post, batch.as_bytes()));
-        assert!(!safe_to_repeat(&post, b"[]"));
-        assert!(!safe_to_repeat(&post, b"{not json"));
+        assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
+        let batch = format!("[{},{}]", call("assignment_claim"), call("lock_release"));
+        assert_eq!(r(&post, batch.as_bytes()), Repeat::Never);
+        assert_eq!(r(&post, b"[]"), Repeat::Never);
+        assert_eq!(r(&post, b"{not json"), Repeat::Never);
         let get = TestRequest::get().uri("/operator/tasks").to_srv_request();
-        assert!(safe_to_repeat(&get, b""));
+        assert_eq!(r(&get, b""), Repeat::Reads);
         let approve = TestRequest::post()
             .uri("/operator/rounds/r/approve")
             .to_srv_request();
-        assert!(!safe_to_repeat(&approve, b""));
+        assert_eq!(r(&approve, b""), Repeat::Never);
         let delete = TestRequest::delete().uri("/mcp").to_srv_request();
-        assert!(!safe_to_repeat(&delete, b""));
+        assert_eq!(r(&delete, b""), Repeat::Never);
     }
 
     #[test]

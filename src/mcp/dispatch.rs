@@ -7,6 +7,7 @@ use super::jsonrpc::{self, Answer, Id, Response, RpcError, RESOURCE_NOT_FOUND};
 use super::modern;
 use super::protocol::Version;
 use super::push::INBOX_URI;
+use super::replay;
 use super::session::Sessions;
 use super::tools::message::messages_json;
 use super::tools::{self, CallCtx};
@@ -18,12 +19,13 @@ use crate::metrics::{self, CallOutcome};
 use chrono::Utc;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The answer to one request: a JSON-RPC response.
 pub(crate) async fn request(
     hub: &Hub,
-    sessions: &Sessions,
+    sessions: &Arc<Sessions>,
     agent: &AgentId,
     version: Version,
     id: &Id,
@@ -38,7 +40,7 @@ pub(crate) async fn request(
             agent,
             now: Utc::now(),
         };
-        return match call_tool(&ctx, version, params).await {
+        return match call_tool(&ctx, sessions, version, id, params).await {
             Ok(result) => jsonrpc::answer(id, Answer::Raw(result)),
             Err(e) => jsonrpc::err(id, &e),
         };
@@ -96,10 +98,13 @@ pub(crate) fn call_parts(
     Ok((name, args))
 }
 
-/// `tools/call`: name and arguments, then the tool table.
+/// `tools/call`: name and arguments, then the tool table (a forwarded call of a
+/// logged tool through `replay`).
 async fn call_tool(
     ctx: &CallCtx<'_>,
+    sessions: &Arc<Sessions>,
     version: Version,
+    id: &Id,
     params: Option<Value>,
 ) -> Result<Box<RawValue>, RpcError> {
     let (name, args) = call_parts(params, |name| {
@@ -107,16 +112,30 @@ async fn call_tool(
     })?;
     let started = Instant::now();
     let index = tools::find(&name);
-    let outcome = tools::call(ctx, index, &name, args).await;
-    let ended = match &outcome {
-        Ok(Ok(_)) => CallOutcome::Ok,
-        Ok(Err(d)) => CallOutcome::Tool(d.code()),
-        Err(_) => CallOutcome::Protocol,
+    let (answer, ended) = match replay::key(ctx.agent, id, &name) {
+        Some(key) => {
+            let r = replay::call(ctx, sessions.clone(), key, version, (index, name), args).await;
+            match r {
+                // A stored answer: counted when it was given.
+                Ok((answer, None)) => return Ok(answer),
+                Ok((answer, Some(how))) => (Ok(answer), how),
+                Err(e) => (Err(e), CallOutcome::Protocol),
+            }
+        }
+        None => {
+            let outcome = tools::call(ctx, index, &name, args).await;
+            let ended = match &outcome {
+                Ok(Ok(_)) => CallOutcome::Ok,
+                Ok(Err(d)) => CallOutcome::Tool(d.code()),
+                Err(_) => CallOutcome::Protocol,
+            };
+            (outcome.map(|o| tools::render(o, version)), ended)
+        }
     };
     let took = started.elapsed();
     metrics::get().tool_call(index, ended, took);
     access_log::record(ctx.now, ctx.agent, tools::name_at(index), ended, took);
-    Ok(tools::render(outcome?, version))
+    answer
 }
 
 /// `resources/list`: the caller's inbox, the one resource.

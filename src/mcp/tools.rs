@@ -199,6 +199,14 @@ pub(crate) fn list(version: Version) -> &'static Value {
 }
 
 /// Turn a hub failure into either a tool error (domain) or a protocol error.
+/// A failure of the hub as a protocol error (a refusal there is a bug's).
+pub(crate) fn rpc_error(e: HubError) -> RpcError {
+    match from_hub(e) {
+        Err(rpc) => rpc,
+        Ok(d) => RpcError::internal(d.to_string()),
+    }
+}
+
 fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
     match e {
         HubError::Domain(d) => Ok(d),
@@ -231,6 +239,12 @@ pub(crate) fn name_at(index: Option<usize>) -> &'static str {
     index
         .and_then(|i| all().get(i))
         .map_or("unknown", |t| t.def.name)
+}
+
+/// Whether the tool at `index` only reads.
+#[cfg(test)]
+pub(crate) fn is_read_only(index: usize) -> bool {
+    all()[index].def.read_only
 }
 
 /// The table index of tool `name`.

@@ -73,6 +73,9 @@ fn apply_one<'a>(
         Op::TaskCreated(t) => create_task(tx, t)?,
         // Run by the writer after the batch's transaction (VACUUM cannot run in one).
         Op::Vacuum { .. } | Op::Mark => {}
+        // Groups only shape batches; forwarded calls (and so their log) exist in
+        // cluster mode only.
+        Op::Begin(_) | Op::End { .. } => {}
         Op::PruneMessages(ids) => super::prune::delete_messages(tx, ids)?,
         Op::PruneTasks(ids) => super::prune::delete_tasks(tx, ids)?,
         Op::PruneAudit(ids) => super::prune::delete_audit(tx, ids)?,

@@ -95,6 +95,16 @@ pub(crate) enum Op {
     },
     /// Writes nothing: its commit means every op before it is done, a vacuum too.
     Mark,
+    /// Opens group `0`: every op queued from here to the group's [`Op::End`] is
+    /// committed in one transaction (the writer cuts batches only where no group
+    /// is open). Writes nothing.
+    Begin(u64),
+    /// Closes group `group`; with `logged`, stores a forwarded call's answer in
+    /// `request_log`, so in the same transaction as the call's writes.
+    End {
+        group: u64,
+        logged: Option<LoggedReply>,
+    },
     /// Give free pages back to the file system, after the transaction it is in:
     /// `full` rewrites the file (and turns on incremental vacuum for an older
     /// database), else only the free pages at the end go (`incremental_vacuum`).
@@ -156,7 +166,12 @@ impl Op {
             Op::LockUpsert { lock, .. } => of(&lock.lock_key),
             Op::LockDelete { key, .. } => of(key),
             Op::Audit(row) => of(&row.entity_id),
-            Op::Mark | Op::Vacuum { .. } => Scope::Nothing,
+            Op::Mark | Op::Vacuum { .. } | Op::Begin(_) | Op::End { logged: None, .. } => {
+                Scope::Nothing
+            }
+            Op::End {
+                logged: Some(l), ..
+            } => of(&l.agent),
             Op::AgentsSync { .. }
             | Op::PruneMessages(_)
             | Op::PruneTasks(_)
@@ -164,6 +179,24 @@ impl Op {
         }
     }
 }
+
+/// A forwarded call's answer, kept in `request_log` for [`LOGGED_FOR`] so that a
+/// gateway repeating the call (its connection to the serving node was lost after
+/// the call was sent) gets this answer instead of running it again.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LoggedReply {
+    /// `request_log.request_id`: the agent, the gateway's request id and the
+    /// call's JSON-RPC id (see `mcp::replay`).
+    pub key: String,
+    /// The caller: the row's shard is its agent's.
+    pub agent: String,
+    /// The tool result, as answered.
+    pub reply: String,
+    pub at: String,
+}
+
+/// How long `request_log` keeps an answer: far beyond a gateway's 20 s of retries.
+pub(crate) const LOGGED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One row of `audit_events`: an audited transition, written by [`Op::Audit`] and
 /// shown on the operator event stream once committed.

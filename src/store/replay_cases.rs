@@ -68,6 +68,8 @@ pub(crate) fn kind(op: &Op) -> &'static str {
         Op::LockUpsert { .. } => "LockUpsert",
         Op::LockDelete { .. } => "LockDelete",
         Op::Mark => "Mark",
+        Op::Begin(_) => "Begin",
+        Op::End { .. } => "End",
         Op::Vacuum { .. } => "Vacuum",
         Op::PruneMessages(_) => "PruneMessages",
         Op::PruneTasks(_) => "PruneTasks",
@@ -94,6 +96,8 @@ pub(crate) const KINDS: &[&str] = &[
     "LockUpsert",
     "LockDelete",
     "Mark",
+    "Begin",
+    "End",
     "Vacuum",
     "PruneMessages",
     "PruneTasks",
@@ -386,6 +390,22 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
                 Op::PruneAudit(base_audit),
                 Op::Mark,
                 Op::Vacuum { full: false },
+            ],
+        ),
+        (
+            "a forwarded call's group",
+            vec![
+                Op::Begin(7),
+                ack("bob", "m1"),
+                Op::End {
+                    group: 7,
+                    logged: Some(super::op::LoggedReply {
+                        key: "bob/0123/1".into(),
+                        agent: "bob".into(),
+                        reply: "{\"ok\":true}".into(),
+                        at: "2026-01-01T00:00:09Z".into(),
+                    }),
+                },
             ],
         ),
     ]

@@ -242,6 +242,7 @@ impl Store {
                     min_generation: 0,
                     events: writer_events,
                     ownership: writer_ownership,
+                    batcher: Batcher::default(),
                 }
                 .run()
             })
@@ -478,6 +479,36 @@ impl Store {
         matches!(self.inner.reads, ReadSide::Postgres(_))
     }
 
+    /// Open a group of ops (see [`Op::Begin`]); close it with [`Store::end_group`].
+    pub(crate) fn begin_group(&self) -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let group = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(Op::Begin(group));
+        group
+    }
+
+    /// Close `group`, logging a forwarded call's answer with it (PostgreSQL).
+    pub(crate) fn end_group(&self, group: u64, logged: Option<super::op::LoggedReply>) -> Ticket {
+        self.enqueue(Op::End { group, logged })
+    }
+
+    /// The answer logged under `key` (`request_log`); always none on SQLite,
+    /// which serves no forwarded calls.
+    pub(crate) async fn logged_reply(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match &self.inner.reads {
+            ReadSide::Sqlite(_) => Ok(None),
+            ReadSide::Postgres(pool) => Ok(super::pg::replies::lookup(pool, key).await?),
+        }
+    }
+
+    /// Delete the logged answers past their time (PostgreSQL; a no-op on SQLite).
+    pub(crate) async fn prune_replies(&self) -> Result<u64, StoreError> {
+        match &self.inner.reads {
+            ReadSide::Sqlite(_) => Ok(0),
+            ReadSide::Postgres(pool) => Ok(super::pg::replies::prune(pool).await?),
+        }
+    }
+
     /// A ticket covering every op queued so far: waiting for it makes an answer that
     /// wrote nothing itself (say, "already sent") wait until what it reports is saved.
     pub(crate) fn barrier(&self) -> Ticket {
@@ -593,6 +624,91 @@ fn next_batch(
         }
     }
     (batch, Control::None)
+}
+
+/// Batches as [`next_batch`] collects them, cut only where no group is open (see
+/// [`Op::Begin`]): the ops after the last such point wait for the next batch, so a
+/// group's ops are committed together or not at all.
+#[derive(Default)]
+struct Batcher {
+    /// Ops after the last cut: the next batch starts with them.
+    carry: Vec<Queued>,
+    /// Since when `carry` has waited for its group to close.
+    since: Option<Instant>,
+}
+
+/// How long the writer waits for an open group to close before it commits what it
+/// holds anyway (a group closes as soon as its call is answered: never, only if a
+/// bug lost its end).
+const GROUP_WAIT: Duration = Duration::from_secs(5);
+
+impl Batcher {
+    fn next(
+        &mut self,
+        rx: &mpsc::Receiver<Msg>,
+        max_ops: usize,
+        window: Duration,
+        idle: Option<Duration>,
+    ) -> (Vec<Queued>, Control) {
+        let mut batch = std::mem::take(&mut self.carry);
+        let waited = self.since.take();
+        // Holding ops back: wait for more no longer than the group may stay open.
+        let idle = match waited {
+            Some(t) => {
+                let left = GROUP_WAIT.saturating_sub(t.elapsed());
+                Some(idle.map_or(left, |i| i.min(left)))
+            }
+            None => idle,
+        };
+        // Held ops do not count against the batch size: the group they wait for
+        // may be among the next `max_ops`.
+        let (more, control) = next_batch(rx, max_ops, window, idle);
+        batch.extend(more);
+        // Shutdown, a new generation, a probe: everything goes now (a group split
+        // there is written or dropped with the rest).
+        if !matches!(control, Control::None | Control::Timeout) {
+            return (batch, control);
+        }
+        let cut = safe_cut(&batch);
+        if cut == batch.len() {
+            return (batch, control);
+        }
+        if cut == 0 && waited.is_some_and(|t| t.elapsed() >= GROUP_WAIT) {
+            tracing::error!(
+                ops = batch.len(),
+                "a group of writes stayed open for 5 s; committing what is queued"
+            );
+            return (batch, control);
+        }
+        self.carry = batch.split_off(cut);
+        self.since = Some(if cut == 0 {
+            waited.unwrap_or_else(Instant::now)
+        } else {
+            Instant::now()
+        });
+        (batch, control)
+    }
+}
+
+/// The length of the longest prefix of `batch` that leaves no group open.
+fn safe_cut(batch: &[Queued]) -> usize {
+    let mut open = std::collections::HashSet::new();
+    let mut cut = 0;
+    for (i, (_, _, _, op)) in batch.iter().enumerate() {
+        match op {
+            Op::Begin(g) => {
+                open.insert(*g);
+            }
+            Op::End { group, .. } => {
+                open.remove(group);
+            }
+            _ => {}
+        }
+        if open.is_empty() {
+            cut = i + 1;
+        }
+    }
+    cut
 }
 
 /// Apply and commit one batch. Returns the vacuum it asked for, if any (run by the
@@ -754,6 +870,7 @@ struct Writer {
     events: Arc<crate::events::EventBus>,
     /// Cluster mode: the node's shards, whose term each op must still have.
     ownership: Option<Arc<Ownership>>,
+    batcher: Batcher,
 }
 
 impl Writer {
@@ -766,7 +883,7 @@ impl Writer {
                 }
                 _ => None,
             };
-            let (batch, control) = next_batch(&self.rx, self.max_ops, self.window, idle);
+            let (batch, control) = self.batcher.next(&self.rx, self.max_ops, self.window, idle);
             let was_ok = self.health == Health::Ok;
             self.write(batch);
             match self.health {

@@ -54,6 +54,7 @@ impl Hub {
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
+                crate::actors::logged::before_write(&self.inner.store);
                 let ticket = self.inner.store.enqueue(Op::TaskCreated(task.clone()));
                 let actor = TaskActor::new(state, self.inner.task_env.clone()).counting_open();
                 v.insert(TaskActor::start_in_arbiter(
@@ -68,8 +69,7 @@ impl Hub {
             dir.release_open_task(caller.as_str());
             return Err(task_exists_error(id).into());
         };
-        self.inner.store.wait_durable(ticket).await?;
-        Ok(task)
+        self.durable((task, ticket)).await
     }
 
     /// `round_plan_submit` by `caller` on task `task_id`.

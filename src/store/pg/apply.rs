@@ -304,6 +304,15 @@ fn statements<'a>(
             vec![arg(key), arg(id)],
         )),
         Op::Audit(row) => out.push(insert_audit(row)),
+        Op::Begin(_) | Op::End { logged: None, .. } => {}
+        Op::End {
+            logged: Some(l), ..
+        } => out.push(Stmt::new(
+            "INSERT INTO request_log (request_id, shard, reply, created_at)
+             VALUES ($1, $2, $3, $4::text::timestamptz)
+             ON CONFLICT (request_id) DO NOTHING",
+            vec![arg(&l.key), arg(shard(&l.agent)), arg(&l.reply), arg(&l.at)],
+        )),
     }
     Ok(())
 }

@@ -206,6 +206,46 @@ fn batches_respect_max_ops() {
     assert_eq!((b.len(), control), (0, Control::Timeout));
 }
 
+/// A group's ops are never split between batches: what follows the last point
+/// with no group open waits for the group's end, whatever `max_ops` says.
+#[test]
+fn batches_are_cut_only_where_no_group_is_open() {
+    let (tx, rx) = mpsc::channel();
+    let end = |g| Op::End {
+        group: g,
+        logged: None,
+    };
+    let send = |seq: u64, op: Op| tx.send(Msg::Op(seq, 0, 0, op)).unwrap();
+    send(1, heartbeat("a", "t1"));
+    send(2, Op::Begin(1));
+    send(3, heartbeat("a", "t2"));
+    send(4, Op::Begin(2));
+    let mut batcher = Batcher::default();
+    let seqs = |b: &[Queued]| b.iter().map(|q| q.0).collect::<Vec<_>>();
+    let (b, control) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert_eq!((seqs(&b), control), (vec![1], Control::None));
+    // Group 1 closes, group 2 is still open: nothing more may go.
+    send(5, end(1));
+    let (b, _) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert!(b.is_empty(), "{:?}", seqs(&b));
+    send(6, heartbeat("a", "t3"));
+    send(7, end(2));
+    send(8, Op::Begin(3));
+    // Beyond max_ops: the group is taken whole.
+    let (b, _) = batcher.next(&rx, 2, Duration::ZERO, None);
+    assert_eq!(seqs(&b), vec![2, 3, 4, 5, 6, 7]);
+    send(9, end(3));
+    let (b, _) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert_eq!(seqs(&b), vec![8, 9]);
+    // A shutdown takes what is held, open or not.
+    send(10, Op::Begin(4));
+    let (b, _) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert!(b.is_empty());
+    tx.send(Msg::Shutdown).unwrap();
+    let (b, control) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert_eq!((seqs(&b), control), (vec![10], Control::Stop));
+}
+
 /// A database file deleted under the server is not "healed" into a new empty one:
 /// writes are refused for good and what the server held is saved beside it.
 #[tokio::test]

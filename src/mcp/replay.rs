@@ -1,0 +1,186 @@
+//! Calls answered once across a failover (cluster mode, shared/spec/cluster.md §2
+//! "Exactly-once across failover"). A gateway forwarding a call that writes names
+//! it with a request id ([`REQUEST_ID_HEADER`]); the serving node stores the
+//! call's answer in `request_log` in the same transaction as the call's writes
+//! (`actors::logged`). If the serving node dies before the gateway has the answer,
+//! the gateway sends the call again, marked [`RETRY_HEADER`], to whichever node
+//! serves then, which answers with the stored answer if the call was done, and
+//! runs it if it was not. Without this, a claim retried after its first run was
+//! committed would answer `ASSIGNMENT_NOT_PENDING` to the agent that won it.
+//!
+//! Covered: the tools whose writes one command makes ([`LOGGED_TOOLS`]). A call of
+//! another writing tool lost with its node still answers 502 (its outcome unknown).
+//!
+//! A logged call runs in a task of its own: once it has opened its group of ops,
+//! nothing may drop it halfway (a client hanging up, a cancellation), or the group
+//! would close before the command's writes are queued, and they would be committed
+//! without the answer.
+
+use super::jsonrpc::{Id, RpcError};
+use super::protocol::Version;
+use super::session::Sessions;
+use super::tools::{self, CallCtx};
+use crate::actors::logged;
+use crate::domain::AgentId;
+use crate::metrics::CallOutcome;
+use crate::store::op::LoggedReply;
+use dashmap::DashMap;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::sync::{Arc, LazyLock};
+
+/// A forwarded call's request id: the gateway's, 32 hex digits, the same on every
+/// try of one request.
+pub(crate) const REQUEST_ID_HEADER: &str = "x-agent-hub-request-id";
+
+/// On a gateway's second and later tries of a request: look for its answer first.
+pub(crate) const RETRY_HEADER: &str = "x-agent-hub-retry";
+
+/// The tools whose call is logged: each writes through one command, so its writes
+/// and its answer fit in one group.
+pub(crate) const LOGGED_TOOLS: &[&str] = &[
+    "task_draft_create",
+    "round_plan_submit",
+    "assignment_claim",
+    "assignment_progress",
+    "assignment_complete",
+    "review_submit",
+];
+
+/// A request a gateway forwarded with a request id, as the serving node received it.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarded {
+    pub request_id: String,
+    /// Not the first try: the call may have been done.
+    pub retry: bool,
+}
+
+tokio::task_local! {
+    /// Set by the gateway middleware of the serving node around a forwarded request.
+    pub(crate) static FORWARDED: Forwarded;
+}
+
+/// A request id a gateway may send: 32 lowercase hex digits.
+pub(crate) fn valid_request_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Where a call of tool `name` (JSON-RPC id `id`, by `agent`) is logged, if it is:
+/// in a forwarded request, a tool of [`LOGGED_TOOLS`].
+pub(crate) fn key(agent: &AgentId, id: &Id, name: &str) -> Option<(String, bool)> {
+    if !LOGGED_TOOLS.contains(&name) {
+        return None;
+    }
+    FORWARDED
+        .try_with(|f| (format!("{agent}/{}/{}", f.request_id, id.key()), f.retry))
+        .ok()
+}
+
+/// Calls being logged now, by key: a retry that arrives while the first try still
+/// runs (its gateway gave up on the connection, the node did not) waits for it.
+static RUNNING: LazyLock<DashMap<String, Arc<tokio::sync::Mutex<()>>>> =
+    LazyLock::new(DashMap::new);
+
+/// The turn of one try of a logged call; the next try of the same key waits for it.
+struct Turn {
+    key: String,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turn {
+    async fn take(key: &str) -> Turn {
+        let lock = RUNNING.entry(key.to_string()).or_default().clone();
+        Turn {
+            key: key.to_string(),
+            held: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.held.take();
+        // Nobody else holds or waits for it: forget it (the map holds the last Arc).
+        RUNNING.remove_if(&self.key, |_, lock| Arc::strong_count(lock) == 1);
+    }
+}
+
+/// Run a logged call of tool `index`: its stored answer if a try of it was done,
+/// else the call, its answer stored with its writes.
+pub(crate) async fn call(
+    ctx: &CallCtx<'_>,
+    sessions: Arc<Sessions>,
+    (key, retry): (String, bool),
+    version: Version,
+    (index, name): (Option<usize>, String),
+    args: Map<String, Value>,
+) -> Result<(Box<RawValue>, Option<CallOutcome>), RpcError> {
+    let (hub, agent, now) = (ctx.hub.clone(), ctx.agent.clone(), ctx.now);
+    let run = async move {
+        let _turn = Turn::take(&key).await;
+        if retry {
+            match hub.logged_reply(&key).await {
+                Ok(Some(answer)) => {
+                    crate::metrics::get().replayed();
+                    return RawValue::from_string(answer)
+                        .map(|a| (a, None))
+                        .map_err(|e| {
+                            RpcError::internal(format!("a logged answer is not JSON: {e}"))
+                        });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(RpcError::store_unavailable(e)),
+            }
+        }
+        let ctx = CallCtx {
+            hub: &hub,
+            sessions: &sessions,
+            agent: &agent,
+            now,
+        };
+        let (outcome, ended) = logged::run(tools::call(&ctx, index, &name, args)).await;
+        // The group is closed whatever happened (a protocol error logs nothing).
+        let answered = outcome.map(|o| {
+            let how = match &o {
+                Ok(_) => CallOutcome::Ok,
+                Err(d) => CallOutcome::Tool(d.code()),
+            };
+            (tools::render(o, version), how)
+        });
+        let logged = answered.as_ref().ok().map(|(answer, _)| LoggedReply {
+            key,
+            agent: agent.to_string(),
+            reply: answer.get().to_string(),
+            at: crate::domain::time::iso(now),
+        });
+        let ended = hub.end_logged(ended, logged).await;
+        let (answer, how) = answered?;
+        ended.map_err(tools::rpc_error)?;
+        Ok((answer, Some(how)))
+    };
+    // Its own task: see the module's comment.
+    actix_rt::spawn(run)
+        .await
+        .map_err(|_| RpcError::internal("the call stopped before its answer"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_tools_are_tools_that_write() {
+        for name in LOGGED_TOOLS {
+            let i = tools::find(name).unwrap_or_else(|| panic!("{name} is no tool"));
+            assert!(!tools::is_read_only(i), "{name} only reads");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits() {
+        assert!(valid_request_id("00112233445566778899aabbccddeeff"));
+        assert!(!valid_request_id("00112233445566778899AABBCCDDEEFF"));
+        assert!(!valid_request_id("0011"));
+        assert!(!valid_request_id("00112233445566778899aabbccddeeff/x"));
+    }
+}
