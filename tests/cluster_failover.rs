@@ -981,8 +981,10 @@ fn races_during_failover(server: &Postgres, db: &str) {
     println!(
         "scenario 2, claims: {claimed_total} assignments raced by 2 sessions each across a kill -9 \
          (failover {took:?}); {} claim answers; {no_acknowledged_winner} claimed with no \
-         acknowledged winner (the winning answer was lost at the kill: the retry answers \
-         ASSIGNMENT_NOT_PENDING; no request log yet); {} problem(s); retried failures: {:?}",
+         acknowledged winner (the winning answer was lost at the kill with a call made at \
+         the killed node itself: the client's retry is a new call, answered \
+         ASSIGNMENT_NOT_PENDING; a gateway's retry would get the logged answer); {} problem(s); \
+         retried failures: {:?}",
         claims.len(),
         problems.len(),
         tally.snapshot()

@@ -117,16 +117,39 @@ impl PgEngine {
         }
     }
 
-    /// Tag each op with its shards' epochs; `Err` names a shard not held.
+    /// Tag each op with its shards' epochs; `Err` names a shard not held. A
+    /// logged answer closing a group (`Op::End`) is tagged with every shard the
+    /// group wrote in too: if one of them is fenced, the answer is left out with
+    /// those writes, never stored for a call whose writes were not.
     fn tag<'a>(&self, ops: &[&'a Op]) -> Result<Vec<TaggedOp<'a>>, ShardId> {
         let mut tagged = Vec::with_capacity(ops.len());
+        // Open groups and the shards written since each opened.
+        let mut groups: std::collections::HashMap<u64, Vec<ShardId>> = Default::default();
         for &op in ops {
-            let shards = match op.scope() {
+            let mut shards = match op.scope() {
                 Scope::Nothing => Vec::new(),
                 Scope::One(s) => vec![s],
                 Scope::Many(list) => list,
                 Scope::Every => (0..SHARD_COUNT).map(ShardId).collect(),
             };
+            match op {
+                Op::Begin(g) => {
+                    groups.insert(*g, Vec::new());
+                }
+                Op::End { group, logged } => {
+                    let wrote = groups.remove(group).unwrap_or_default();
+                    if logged.is_some() {
+                        shards.extend(wrote);
+                        shards.sort();
+                        shards.dedup();
+                    }
+                }
+                _ => {
+                    for wrote in groups.values_mut() {
+                        wrote.extend(shards.iter().copied());
+                    }
+                }
+            }
             let tags = shards
                 .into_iter()
                 .map(|s| self.owned.epoch(s).map(|e| (s, e)).ok_or(s))
