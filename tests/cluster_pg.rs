@@ -181,7 +181,7 @@ async fn migrations_apply_once(server: &Postgres) {
         migrate::run(&pool).await,
         Err(PgError::SchemaTooNew {
             found: 99,
-            known: 6
+            known: 7
         })
     ));
 }
