@@ -7,7 +7,6 @@ pub(crate) mod directory;
 mod error;
 pub(crate) mod hub;
 pub(crate) mod lock_manager;
-pub(crate) mod logged;
 pub(crate) mod notify;
 pub(crate) mod task;
 

@@ -13,6 +13,7 @@
 pub(crate) mod apply;
 pub(crate) mod columns;
 pub(crate) mod convert;
+pub(crate) mod group;
 pub(crate) mod load;
 pub(crate) mod load_tasks;
 pub(crate) mod mail;

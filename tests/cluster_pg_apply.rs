@@ -89,7 +89,13 @@ async fn dump_pg(c: &Client, cols: &BTreeMap<&'static str, Vec<(String, Kind)>>)
                 Kind::Other => format!("({name})::text"),
             })
             .collect();
-        let sql = format!("SELECT {} FROM {table}", select.join(", "));
+        // The agent registry's counter exists in cluster mode only.
+        let only_hub = if *table == "hub_counters" {
+            " WHERE name <> 'agents'"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {} FROM {table}{only_hub}", select.join(", "));
         let rows = c
             .query(&sql, &[])
             .await

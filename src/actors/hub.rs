@@ -29,7 +29,7 @@ use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
 use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::reads::Owned;
-use crate::store::{Reads, Snapshot, Store, Ticket};
+use crate::store::{group, Reads, Snapshot, Store, Ticket};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -285,10 +285,6 @@ impl Hub {
     /// that nothing they show can vanish in a crash ("read committed"); during a
     /// storage fault reads go on, and the rebuild from disk drops what was not saved.
     pub(crate) async fn settled(&self) -> Result<(), HubError> {
-        // A logged call waits at its end, for all that was queued before it.
-        if super::logged::defer(None) {
-            return Ok(());
-        }
         let store = &self.inner.store;
         if self.inner.settings.load().durability == crate::config::Durability::Fast {
             return Ok(());
@@ -302,12 +298,12 @@ impl Hub {
         Ok(self.inner.store.logged_reply(key).await?)
     }
 
-    /// The end of a logged call ([`super::logged::run`], left before this): close
+    /// The end of a logged call ([`group::run`], left before this): close
     /// its group, with its answer if it is to be logged, and wait once for all it
     /// wrote (or, if it wrote nothing, for all queued before it).
     pub(crate) async fn end_logged(
         &self,
-        ended: super::logged::Ended,
+        ended: group::Ended,
         logged: Option<crate::store::op::LoggedReply>,
     ) -> Result<(), HubError> {
         let store = &self.inner.store;
@@ -329,7 +325,7 @@ impl Hub {
     /// Wait until the reply's write is on disk; a reply that wrote nothing waits
     /// for everything queued before it.
     async fn durable<T>(&self, (value, ticket): (T, Ticket)) -> Result<T, HubError> {
-        if super::logged::defer((ticket != Ticket::NONE).then_some(ticket)) {
+        if group::defer((ticket != Ticket::NONE).then_some(ticket)) {
             return Ok(value);
         }
         if ticket == Ticket::NONE {
@@ -454,9 +450,14 @@ impl Hub {
         loop {
             tries += 1;
             let addr = self.task_addr(task_id).await?;
-            super::logged::before_write(&self.inner.store);
+            let opened = group::before_write(&self.inner.store);
             match addr.send(msg.clone()).await {
-                Err(MailboxError::Closed) if tries < 3 => continue,
+                Err(MailboxError::Closed) if tries < 3 => {
+                    if opened {
+                        group::undelivered(&self.inner.store);
+                    }
+                    continue;
+                }
                 other => return other?,
             }
         }

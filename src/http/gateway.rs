@@ -525,7 +525,7 @@ mod tests {
         );
         let batch = format!("[{},{}]", call("hub_status"), call("assignment_claim"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
-        let batch = format!("[{},{}]", call("assignment_claim"), call("lock_release"));
+        let batch = format!("[{},{}]", call("assignment_claim"), call("message_ack"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Never);
         assert_eq!(r(&post, b"[]"), Repeat::Never);
         assert_eq!(r(&post, b"{not json"), Repeat::Never);

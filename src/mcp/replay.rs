@@ -2,7 +2,7 @@
 //! "Exactly-once across failover"). A gateway forwarding a call that writes names
 //! it with a request id ([`REQUEST_ID_HEADER`]); the serving node stores the
 //! call's answer in `request_log` in the same transaction as the call's writes
-//! (`actors::logged`). If the serving node dies before the gateway has the answer,
+//! (`store::group`). If the serving node dies before the gateway has the answer,
 //! the gateway sends the call again, marked [`RETRY_HEADER`], to whichever node
 //! serves then, which answers with the stored answer if the call was done, and
 //! runs it if it was not. Without this, a claim retried after its first run was
@@ -20,9 +20,9 @@ use super::jsonrpc::{Id, RpcError};
 use super::protocol::Version;
 use super::session::Sessions;
 use super::tools::{self, CallCtx};
-use crate::actors::logged;
 use crate::domain::AgentId;
 use crate::metrics::CallOutcome;
+use crate::store::group;
 use crate::store::op::LoggedReply;
 use dashmap::DashMap;
 use serde_json::value::RawValue;
@@ -45,6 +45,7 @@ pub(crate) const LOGGED_TOOLS: &[&str] = &[
     "assignment_progress",
     "assignment_complete",
     "review_submit",
+    "lock_release",
 ];
 
 /// A request a gateway forwarded with a request id, as the serving node received it.
@@ -138,7 +139,7 @@ pub(crate) async fn call(
             agent: &agent,
             now,
         };
-        let (outcome, ended) = logged::run(tools::call(&ctx, index, &name, args)).await;
+        let (outcome, ended) = group::run(tools::call(&ctx, index, &name, args)).await;
         // The group is closed whatever happened (a protocol error logs nothing).
         let answered = outcome.map(|o| {
             let how = match &o {

@@ -363,7 +363,10 @@ impl Store {
     /// the store might still lose. During a storage fault this still returns (reads
     /// go on); what was not saved is then dropped from memory by the hub's rebuild.
     pub(crate) async fn settled(&self) -> Result<(), StoreError> {
-        self.wait_done(self.barrier(), |p| {
+        // Inside a logged call's group, what was queued before it: the group's own
+        // ops are held until the call ends (see `group`).
+        let barrier = super::group::before_group().unwrap_or_else(|| self.barrier());
+        self.wait_done(barrier, |p| {
             if self.generation < p.min_generation {
                 Err(StoreError::Replaced)
             } else {
@@ -480,11 +483,11 @@ impl Store {
     }
 
     /// Open a group of ops (see [`Op::Begin`]); close it with [`Store::end_group`].
-    pub(crate) fn begin_group(&self) -> u64 {
+    /// Returns the group and the ticket of its `Begin`.
+    pub(crate) fn begin_group(&self) -> (u64, Ticket) {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let group = NEXT.fetch_add(1, Ordering::Relaxed);
-        self.enqueue(Op::Begin(group));
-        group
+        (group, self.enqueue(Op::Begin(group)))
     }
 
     /// Close `group`, logging a forwarded call's answer with it (PostgreSQL).

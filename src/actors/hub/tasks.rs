@@ -54,7 +54,7 @@ impl Hub {
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
-                crate::actors::logged::before_write(&self.inner.store);
+                crate::store::group::before_write(&self.inner.store);
                 let ticket = self.inner.store.enqueue(Op::TaskCreated(task.clone()));
                 let actor = TaskActor::new(state, self.inner.task_env.clone()).counting_open();
                 v.insert(TaskActor::start_in_arbiter(

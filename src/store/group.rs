@@ -2,11 +2,13 @@
 //! forwarded, see `mcp::replay`). While one runs, in its own task, the hub opens a
 //! group of ops before the first command it sends to an actor ([`before_write`]),
 //! so that everything the call writes is committed in one transaction with the
-//! answer that closes the group; and the hub does not wait for durability itself
-//! ([`defer`]): the call waits once, for the group's end. Waiting inside the group
-//! could never end: the writer holds the group's ops until it is closed.
+//! answer that closes the group ([`Op::End`](super::Op::End)); and the hub does not
+//! wait for its writes itself ([`defer`]): the call waits once, for the group's
+//! end. Waiting for them inside the group could never end: the writer holds the
+//! group's ops until it is closed. Reads made inside the group wait only for what
+//! was queued before it ([`Store::settled`]).
 
-use crate::store::{Store, Ticket};
+use super::{Store, Ticket};
 use std::cell::Cell;
 use std::future::Future;
 
@@ -16,8 +18,9 @@ tokio::task_local! {
 
 #[derive(Default)]
 struct Call {
-    /// The group opened for this call, once something may have been written.
-    group: Cell<Option<u64>>,
+    /// The group opened for this call, once something may have been written, and
+    /// the ticket of its `Op::Begin`.
+    group: Cell<Option<(u64, Ticket)>>,
     /// The highest ticket the hub would have waited for.
     ticket: Cell<Option<Ticket>>,
 }
@@ -35,7 +38,7 @@ pub(crate) async fn run<F: Future>(work: F) -> (F::Output, Ended) {
     CALL.scope(Call::default(), async {
         let out = work.await;
         let ended = CALL.with(|c| Ended {
-            group: c.group.get(),
+            group: c.group.get().map(|(g, _)| g),
             ticket: c.ticket.get(),
         });
         (out, ended)
@@ -44,13 +47,35 @@ pub(crate) async fn run<F: Future>(work: F) -> (F::Output, Ended) {
 }
 
 /// Before a command that may write: open the call's group (once). Nothing
-/// outside a logged call.
-pub(crate) fn before_write(store: &Store) {
-    let _ = CALL.try_with(|c| {
-        if c.group.get().is_none() {
+/// outside a logged call. True if this opened it.
+pub(crate) fn before_write(store: &Store) -> bool {
+    CALL.try_with(|c| {
+        let open = c.group.get().is_none();
+        if open {
             c.group.set(Some(store.begin_group()));
         }
+        open
+    })
+    .unwrap_or(false)
+}
+
+/// The command [`before_write`] opened the group for was not delivered (its actor
+/// had stopped): nothing was written in the group, which is closed, so that what
+/// the caller does next (load the actor again) waits for nothing held.
+pub(crate) fn undelivered(store: &Store) {
+    let _ = CALL.try_with(|c| {
+        if let Some((g, _)) = c.group.take() {
+            store.end_group(g, None);
+        }
     });
+}
+
+/// Inside a logged call's open group: the last ticket before it (what a read
+/// there may wait for).
+pub(crate) fn before_group() -> Option<Ticket> {
+    CALL.try_with(|c| c.group.get().map(|(_, begin)| Ticket(begin.0 - 1)))
+        .ok()
+        .flatten()
 }
 
 /// Inside a logged call: record `ticket` (none: "everything queued so far") as one
