@@ -8,11 +8,17 @@
 #   cargo build --release
 #   PG_URL=postgres://USER@HOST:PORT/DB bash benches/cluster_compare.sh
 #
+# SCENARIOS (default "status messaging workflow") and PASSES (default "sqlite pg
+# gateway") narrow the run; HUBCTL names another build's binary (to compare two
+# versions in one sitting).
+#
 # PG_URL names an empty database (PGPASSWORD or a PGPASSFILE for the password);
 # the hubs run on throwaway config dirs under /tmp/bench-{sqlite,pg}.
 set -u
 cd "$(dirname "$0")/.."
-H=$PWD/target/release/hubctl
+H=${HUBCTL:-$PWD/target/release/hubctl}
+SCENARIOS=${SCENARIOS:-status messaging workflow}
+PASSES=${PASSES:-sqlite pg gateway}
 : "${PG_URL:?set PG_URL=postgres://USER@HOST:PORT/DB (an empty database)}"
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-64}
@@ -51,7 +57,7 @@ CFG
     sleep 3  # its lease loop finds the leader within a second
     store=pg-gw
   fi
-  for sc in status messaging workflow; do
+  for sc in $SCENARIOS; do
     local m0=$(curl -s -H "Authorization: Bearer $tok" $base/metrics | grep -E '^agent_hub_writer_batch_ops_(count|sum) ' | awk '{print $2}' | tr '\n' ' ')
     HOME=$D $H --config-dir $D --url $target bench --live --scenario $sc --clients $CLIENTS --seconds $SECS --server-pid $pid --max-errors 1000000 --json > $D/$sc.json 2> $D/$sc.err
     local m1=$(curl -s -H "Authorization: Bearer $tok" $base/metrics | grep -E '^agent_hub_writer_batch_ops_(count|sum) ' | awk '{print $2}' | tr '\n' ' ')
@@ -69,6 +75,10 @@ PY
   [ -n "$gwpid" ] && { kill -TERM $gwpid; wait $gwpid; }
   kill -TERM $pid; wait $pid
 }
-run_store sqlite ""
-run_store pg "$PG_URL"
-run_store pg "$PG_URL" gateway
+for pass in $PASSES; do
+  case $pass in
+    sqlite) run_store sqlite "" ;;
+    pg) run_store pg "$PG_URL" ;;
+    gateway) run_store pg "$PG_URL" gateway ;;
+  esac
+done

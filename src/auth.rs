@@ -36,6 +36,11 @@ pub(crate) fn token_hash_column(token: &str) -> String {
     crate::domain::ids::hex(&key(token))
 }
 
+/// Whether `hex` is a `token_hash` as this server writes it: 32 lowercase hex digits.
+pub(crate) fn is_token_hash(hex: &str) -> bool {
+    hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The key of a `token_hash` column value; None if it is not 32 hex digits.
 fn key_from_column(hex: &str) -> Option<Key> {
     if hex.len() != 32 || !hex.is_ascii() {

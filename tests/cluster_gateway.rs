@@ -157,8 +157,23 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     let second = file_token(&n2, "carol");
     everywhere(&urls, &first, 401, "carol's old token");
     everywhere(&urls, &second, 200, "carol's new token");
-    hubctl_ok(&n2, &["agent", "remove", "carol"]);
-    everywhere(&urls, &second, 401, "carol, removed");
+    // At a node whose agents.env does not list her: the hub changes the table.
+    let out = hubctl_ok(&n1, &["agent", "rotate", "carol"]);
+    let third = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("and start Codex with: export AGENT_HUB_TOKEN=")
+        })
+        .unwrap_or_else(|| panic!("no token in: {out}"))
+        .to_string();
+    everywhere(&urls, &second, 401, "carol's token rotated at n1");
+    everywhere(&urls, &third, 200, "carol's token from n1");
+    // Through the proxy (a standby forwards the operator's call to the leader).
+    hubctl_ok(&front, &["agent", "remove", "carol"]);
+    everywhere(&urls, &third, 401, "carol, removed");
+    let e = hubctl_err(&front, &["agent", "remove", "carol"]);
+    assert!(e.contains("carol is not in"), "{e}");
 
     // A call a gateway sends again after losing its connection (the same request
     // id, marked as a retry) gets its first answer, and is done once: at the same

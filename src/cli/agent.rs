@@ -196,9 +196,45 @@ fn edit_agent_line(dir: &Path, id: &str, with: Option<&str>) -> Result<(), CliEr
     )
 }
 
-/// `hubctl agent remove NAME`.
+/// Cluster mode: ask the hub to change agent `id`, which the local agents.env does
+/// not list, in the agents table (`token_hash`: a new token; none: remove it). The
+/// file's own error (`unlisted`) when the hub does not know it either, is not in
+/// cluster mode, or does not run.
+fn change_in_cluster(
+    dir: &Path,
+    target: &Target,
+    id: &str,
+    token_hash: Option<&str>,
+    unlisted: CliError,
+) -> Result<(), CliError> {
+    let client = operator::OperatorClient::new(dir, target)?;
+    let r = match token_hash {
+        Some(h) => client.post(
+            &format!("/operator/agents/{id}/token"),
+            &serde_json::json!({ "token_hash": h }),
+        ),
+        None => client.delete(&format!("/operator/agents/{id}")),
+    };
+    match r {
+        Ok(_) => Ok(()),
+        Err(CliError::Unreachable { .. }) => Err(unlisted),
+        Err(CliError::Api(e)) if e.starts_with("UNKNOWN_AGENT") => Err(unlisted),
+        Err(e) => Err(e),
+    }
+}
+
+/// `hubctl agent remove NAME`. In cluster mode, an agent that another node's
+/// agents.env brought is removed from the agents table.
 pub(crate) fn remove(dir: &Path, target: &Target, id: &str) -> Result<(), CliError> {
-    edit_agent_line(dir, id, None)?;
+    match edit_agent_line(dir, id, None) {
+        Ok(()) => {}
+        Err(unlisted @ CliError::UnknownAgent { .. }) => {
+            change_in_cluster(dir, target, id, None, unlisted)?;
+            println!("removed agent `{id}` from the cluster's agents table (this node's agents.env does not list it)");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
     println!(
         "removed agent `{id}` from {}",
         dir.join(AGENTS_FILE).display()
@@ -207,10 +243,20 @@ pub(crate) fn remove(dir: &Path, target: &Target, id: &str) -> Result<(), CliErr
     Ok(())
 }
 
-/// `hubctl agent rotate NAME`.
+/// `hubctl agent rotate NAME`. In cluster mode, an agent that another node's
+/// agents.env brought gets its new token in the agents table.
 pub(crate) fn rotate(dir: &Path, target: &Target, id: &str) -> Result<(), CliError> {
     let token = bootstrap::new_token();
-    edit_agent_line(dir, id, Some(&format!("{id}={token}")))?;
+    match edit_agent_line(dir, id, Some(&format!("{id}={token}"))) {
+        Ok(()) => {}
+        Err(unlisted @ CliError::UnknownAgent { .. }) => {
+            let hash = crate::auth::token_hash_column(&token);
+            change_in_cluster(dir, target, id, Some(&hash), unlisted)?;
+            println!("new token for agent `{id}` in the cluster's agents table (this node's agents.env does not list it)");
+            return print_snippets(dir, target, id, &token);
+        }
+        Err(e) => return Err(e),
+    }
     println!(
         "new token for agent `{id}` in {}",
         dir.join(AGENTS_FILE).display()

@@ -18,6 +18,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             "/operator/agents/{id}/capabilities",
             web::post().to(capabilities),
         )
+        .route("/operator/agents/{id}/token", web::post().to(agent_token))
+        .route("/operator/agents/{id}", web::delete().to(agent_remove))
         .route("/operator/vacuum", web::post().to(vacuum))
         .route("/operator/backup", web::post().to(backup))
         .route("/operator/hub", web::get().to(hub_state))
@@ -173,6 +175,39 @@ async fn reload(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     // own files), so that `hubctl reload` against any node reaches it.
     let serving = super::gateway::reload_leader(&req, &st).await;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r, "serving_node": serving})))
+}
+
+/// Cluster mode: give an agent a new token by its hash (`hubctl agent rotate` of an
+/// agent not in the local `agents.env`): `{"token_hash": "<32 hex>"}`.
+async fn agent_token(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    guards::operator(&req, &st)?;
+    let hash = body
+        .get("token_hash")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| ApiError::invalid_argument("token_hash: is required".into()))?;
+    st.reloader
+        .change_agent(id.as_str(), Some(hash.to_string()))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "rotated": id.as_str()})))
+}
+
+/// Cluster mode: remove an agent from the agents table (`hubctl agent remove` of an
+/// agent not in the local `agents.env`).
+async fn agent_remove(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    guards::operator(&req, &st)?;
+    st.reloader.change_agent(id.as_str(), None).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "removed": id.as_str()})))
 }
 
 /// Record an agent's capabilities (`hubctl agent add --capabilities`), as its own

@@ -200,6 +200,50 @@ impl Reloader {
         Ok(())
     }
 
+    /// Cluster mode, for `hubctl agent rotate/remove` of an agent this node's
+    /// `agents.env` does not list: give agent `id` the token whose hash is
+    /// `token_hash` (`Some`), or remove it (`None`), in the agents table; every
+    /// node follows. 404 `UNKNOWN_AGENT` for an agent the table does not hold
+    /// active, and outside cluster mode (there `agents.env` is the list).
+    pub(crate) async fn change_agent(
+        &self,
+        id: &str,
+        token_hash: Option<String>,
+    ) -> Result<(), ApiError> {
+        let _one = self.running.lock().await;
+        let unknown = |where_: &str| ApiError::Operator {
+            status: actix_web::http::StatusCode::NOT_FOUND,
+            code: crate::domain::ErrorCode::UnknownAgent,
+            message: format!("agent {id} is not in {where_}"),
+        };
+        let Some(t) = self.table.get() else {
+            return Err(unknown("agents.env"));
+        };
+        let listed = table::load(&t.pool).await.map_err(registry_unavailable)?;
+        if !listed.rows.iter().any(|(a, _)| a == id) {
+            return Err(unknown("the cluster's agents table"));
+        }
+        let change = match token_hash {
+            Some(h) if crate::auth::is_token_hash(&h) => registry::Change {
+                upserts: vec![(id.to_string(), h)],
+                removals: Vec::new(),
+            },
+            Some(_) => {
+                return Err(ApiError::invalid_argument(
+                    "token_hash: must be 32 lowercase hex digits (the first 16 bytes of the token's SHA-256)".into(),
+                ))
+            }
+            None => registry::Change {
+                upserts: Vec::new(),
+                removals: vec![id.to_string()],
+            },
+        };
+        table::apply(&t.pool, &change)
+            .await
+            .map_err(registry_unavailable)?;
+        self.follow_locked(false, None).await
+    }
+
     /// The table's agents as a token index with `operator`, and the registry
     /// version it was read at (recorded once the index is in force).
     async fn read_table(
