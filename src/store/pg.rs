@@ -21,11 +21,12 @@ pub(crate) mod open;
 pub(crate) mod ownership;
 mod passfile;
 pub(crate) mod replies;
+pub(crate) mod tls;
 pub(crate) mod writer;
 
 pub use crate::domain::lease::next_fencing_token;
 pub use crate::domain::shard::{Epoch, ShardId};
-pub use connect::{config_from_url, pool, PoolOptions};
+pub use connect::{config_from_url, pool, PoolOptions, Target};
 pub use deadpool_postgres::{Pool, Transaction};
 pub use fence::fence;
 pub use lease::Member;
@@ -37,7 +38,26 @@ use thiserror::Error;
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+        // With its causes ("error performing TLS handshake: invalid peer
+        // certificate: UnknownIssuer").
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
+    }
+}
+
+/// A pool's failure, with the server's words when connecting was refused (the
+/// pool's own `Display` says only "db error").
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(db) => format!("could not connect: {}", describe(db)),
+        other => other.to_string(),
     }
 }
 
@@ -47,6 +67,9 @@ pub enum PgError {
     /// The `postgres://` URL does not parse.
     #[error("invalid PostgreSQL URL: {0}")]
     Url(String),
+    /// The TLS settings cannot be used (a CA file that cannot be read, say).
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
     /// A password in the URL would show in `ps`, shell history and logs.
     #[error("the PostgreSQL URL contains a password: set PGPASSWORD or use a PGPASSFILE instead")]
     PasswordInUrl,
@@ -65,7 +88,7 @@ pub enum PgError {
     #[error("PostgreSQL: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// No pooled connection could be had (timeout, or connecting failed).
-    #[error("PostgreSQL pool: {0}")]
+    #[error("PostgreSQL pool: {}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The pool could not be built.
     #[error("PostgreSQL pool: {0}")]

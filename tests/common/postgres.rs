@@ -127,6 +127,12 @@ impl Postgres {
     }
 
     pub(crate) fn start() -> Result<Postgres, String> {
+        Self::start_with(|_| {})
+    }
+
+    /// [`Postgres::start`], with `prepare` run on the new cluster before it boots
+    /// (to change its configuration files in [`Postgres::data_dir`]).
+    pub(crate) fn start_with(prepare: impl FnOnce(&Postgres)) -> Result<Postgres, String> {
         let bin = find_bin().ok_or(
             "initdb not found on PATH or in /usr/lib/postgresql/*/bin \
              (Debian: apt-get install postgresql-15; .ci/run does this as root)",
@@ -157,6 +163,7 @@ impl Postgres {
             password: random_hex(),
         };
         pg.initdb();
+        prepare(&pg);
         pg.boot();
         Ok(pg)
     }
@@ -178,6 +185,18 @@ impl Postgres {
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The cluster's data directory (its postgresql.conf and pg_hba.conf).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.data()
+    }
+
+    /// Give `path` to the user the server runs as (when the tests run as root).
+    pub(crate) fn give(&self, path: &std::path::Path) {
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+        }
     }
 
     fn initdb(&self) {

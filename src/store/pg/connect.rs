@@ -2,7 +2,7 @@
 //! the URL, which shows in `ps`, shell history and logs: it is PGPASSWORD, else the
 //! matching line of the PGPASSFILE (by default `~/.pgpass`), as libpq reads them.
 //! The environment is passed in as a function, so that tests need not change the
-//! process's own.
+//! process's own. TLS follows libpq's `sslmode` and `sslrootcert` (see [`super::tls`]).
 
 use super::{passfile, PgError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -10,8 +10,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::config::Host;
+use tokio_postgres::Config;
 
 /// How long an unanswered connection is kept: TCP's user timeout and keepalive
 /// idle time of the pool's connections.
@@ -39,33 +39,37 @@ impl Default for PoolOptions {
     }
 }
 
+/// Where and how to connect: the driver's settings and the TLS client's.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The driver's: host, port, database, user, password, `sslmode`.
+    pub config: Config,
+    /// The TLS client's: how the server's certificate is checked.
+    pub tls: rustls::ClientConfig,
+}
+
 /// The connection settings of `url` (`postgres://USER@HOST:PORT/DB?PARAMS`, with
-/// libpq's parameters such as `host=/socket/dir`), with the password looked up in
-/// `env`.
+/// libpq's parameters such as `host=/socket/dir`, `sslmode` and `sslrootcert`),
+/// with the password looked up in `env`.
 pub fn config_from_url(
     url: &str,
     env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<Config, PgError> {
+) -> Result<Target, PgError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(PgError::Url(
             "expected postgres://USER@HOST:PORT/DATABASE".into(),
         ));
     }
+    let (url, tls) = super::tls::split_url(url)?;
     let mut config: Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
+    config.ssl_mode(tls.mode.driver());
     if config.get_password().is_some() {
         return Err(PgError::PasswordInUrl);
     }
     if config.get_hosts().is_empty() {
         return Err(PgError::Url("no host".into()));
-    }
-    // Without a TLS connector `require` could only fail at the first connect;
-    // say why now.
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(PgError::Url(
-            "sslmode=require: TLS to PostgreSQL is not supported yet; use a trusted network or a Unix socket".into(),
-        ));
     }
     if config.get_user().is_none() {
         let user = env("PGUSER").filter(|u| !u.is_empty());
@@ -78,7 +82,9 @@ pub fn config_from_url(
     if let Some(password) = password(&config, env)? {
         config.password(password);
     }
-    Ok(config)
+    let home = env("HOME").map(PathBuf::from);
+    let tls = super::tls::client_config(&tls, home.as_deref())?;
+    Ok(Target { config, tls })
 }
 
 /// PGPASSWORD if set and not empty (libpq's rule), else the password file's line
@@ -120,7 +126,8 @@ fn password(
 
 /// A pool over `config`. Connections are made on first use, so this does not
 /// touch the server.
-pub fn pool(mut config: Config, options: &PoolOptions) -> Result<Pool, PgError> {
+pub fn pool(target: Target, options: &PoolOptions) -> Result<Pool, PgError> {
+    let Target { mut config, tls } = target;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.connect_timeout);
     }
@@ -138,7 +145,7 @@ pub fn pool(mut config: Config, options: &PoolOptions) -> Result<Pool, PgError> 
     // which callers handle as any other database error.
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -186,14 +193,16 @@ mod tests {
             Err(PgError::Url(_))
         ));
         assert!(matches!(
-            config_from_url("postgres://hub@db/hub?sslmode=require", &none),
+            config_from_url("postgres://hub@db/hub?sslmode=verify-full", &none),
             Err(PgError::Url(_))
         ));
         assert!(matches!(
             config_from_url("postgres://db/hub", &none),
             Err(PgError::NoUser)
         ));
-        let c = config_from_url("postgres://db/hub", &env_of(&[("PGUSER", "u")])).unwrap();
+        let c = config_from_url("postgres://db/hub", &env_of(&[("PGUSER", "u")]))
+            .unwrap()
+            .config;
         assert_eq!(c.get_user(), Some("u"));
         assert_eq!(c.get_application_name(), Some("agent-hub"));
     }
@@ -201,7 +210,9 @@ mod tests {
     #[test]
     fn password_from_the_environment() {
         let env = env_of(&[("PGPASSWORD", "s3cret"), ("PGPASSFILE", "/nonexistent")]);
-        let c = config_from_url("postgres://hub@db:5433/hub", &env).unwrap();
+        let c = config_from_url("postgres://hub@db:5433/hub", &env)
+            .unwrap()
+            .config;
         assert_eq!(c.get_password(), Some(&b"s3cret"[..]));
     }
 
@@ -213,9 +224,13 @@ mod tests {
         let path = file.to_str().unwrap();
         // An empty PGPASSWORD counts as unset, as in libpq.
         let env = env_of(&[("PGPASSWORD", ""), ("PGPASSFILE", path)]);
-        let c = config_from_url("postgres://hub@db:5433/hub", &env).unwrap();
+        let c = config_from_url("postgres://hub@db:5433/hub", &env)
+            .unwrap()
+            .config;
         assert_eq!(c.get_password(), Some(&b"right"[..]));
-        let c = config_from_url("postgres://hub@db/hub", &env).unwrap();
+        let c = config_from_url("postgres://hub@db/hub", &env)
+            .unwrap()
+            .config;
         assert_eq!(c.get_password(), Some(&b"wrong"[..]));
 
         // A named file that is missing is an error; a default one that is missing is not.
@@ -225,7 +240,9 @@ mod tests {
             Err(PgError::Passfile { .. })
         ));
         let home = env_of(&[("HOME", "/nonexistent")]);
-        let c = config_from_url("postgres://hub@db/hub", &home).unwrap();
+        let c = config_from_url("postgres://hub@db/hub", &home)
+            .unwrap()
+            .config;
         assert_eq!(c.get_password(), None);
     }
 }

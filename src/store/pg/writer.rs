@@ -44,7 +44,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
-use tokio_postgres::Config;
 
 /// Longest a batch may take, COMMIT included, before its outcome counts as
 /// unknown (a database host gone silent would otherwise hold the writer until the
@@ -71,7 +70,7 @@ impl PgEngine {
     /// Connections are made at the first write (this may run on an async thread,
     /// where the engine's runtime cannot block).
     pub(crate) fn new(
-        config: Config,
+        config: super::Target,
         member: Member,
         owned: Arc<Ownership>,
     ) -> Result<PgEngine, PgError> {

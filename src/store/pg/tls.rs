@@ -1,0 +1,334 @@
+//! TLS to PostgreSQL, with libpq's `sslmode` and `sslrootcert` URL parameters, on
+//! rustls (pure Rust with ring, already in the tree through `ureq`: no OpenSSL to
+//! install). The modes mean what they mean to libpq:
+//! - `disable`: never TLS;
+//! - `prefer` (the default, as in libpq): TLS if the server offers it, without
+//!   checking its certificate (it only keeps passive listeners out);
+//! - `require`: TLS or no connection, certificate not checked (libpq checks it
+//!   against the CA when `sslrootcert` is given: so do we, as `verify-ca`);
+//! - `verify-ca`: the server's certificate must chain to the CA;
+//! - `verify-full`: and must name the host connected to.
+//!
+//! The CA of the verifying modes is `sslrootcert` (a PEM file), else
+//! `~/.postgresql/root.crt`, as for libpq.
+
+use super::PgError;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(v: &str) -> Result<SslMode, PgError> {
+        Ok(match v {
+            "disable" => SslMode::Disable,
+            // libpq's `allow` tries without TLS first; taken as `prefer`.
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(PgError::Url(format!(
+                    "sslmode={other}: expected disable, prefer, require, verify-ca or verify-full"
+                )))
+            }
+        })
+    }
+
+    /// What tokio-postgres is told: whether TLS is tried, and required.
+    pub(crate) fn driver(self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Driver;
+        match self {
+            SslMode::Disable => Driver::Disable,
+            SslMode::Prefer => Driver::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => Driver::Require,
+        }
+    }
+}
+
+/// The TLS settings of a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsSettings {
+    pub mode: SslMode,
+    /// `sslrootcert`, if given.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// `url` without its `sslmode` and `sslrootcert` parameters (which tokio-postgres
+/// does not know all of), and what they say.
+pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings), PgError> {
+    let mut settings = TlsSettings {
+        mode: SslMode::Prefer,
+        root_cert: None,
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), settings));
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => settings.mode = SslMode::parse(&percent_decoded(value)?)?,
+            "sslrootcert" => settings.root_cert = Some(PathBuf::from(percent_decoded(value)?)),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, settings))
+}
+
+fn percent_decoded(v: &str) -> Result<String, PgError> {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| PgError::Url(format!("bad percent-encoding in {v:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PgError::Url(format!("{v:?} is not UTF-8 once decoded")))
+}
+
+/// The rustls client configuration for `settings`; `home` for libpq's default CA
+/// file (`~/.postgresql/root.crt`).
+pub(crate) fn client_config(
+    settings: &TlsSettings,
+    home: Option<&Path>,
+) -> Result<ClientConfig, PgError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError::Tls(e.to_string()))?;
+    let default_root = home.map(|h| h.join(".postgresql/root.crt"));
+    let root = settings
+        .root_cert
+        .clone()
+        .or_else(|| default_root.filter(|p| p.is_file()));
+    let verified = match (settings.mode, root) {
+        (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => None,
+        (SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull, Some(root)) => {
+            Some(roots(&root)?)
+        }
+        (mode @ (SslMode::VerifyCa | SslMode::VerifyFull), None) => {
+            return Err(PgError::Url(format!(
+                "sslmode={}: the server's certificate is checked against a CA: name its PEM file with sslrootcert=FILE (or put it in ~/.postgresql/root.crt)",
+                if mode == SslMode::VerifyCa { "verify-ca" } else { "verify-full" }
+            )))
+        }
+    };
+    let config = match verified {
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+            .with_no_client_auth(),
+        Some(roots) if settings.mode == SslMode::VerifyFull => {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Some(roots) => {
+            let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| PgError::Tls(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+                .with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+/// The CA certificates of PEM file `path`.
+fn roots(path: &Path) -> Result<RootCertStore, PgError> {
+    let bad = |why: String| PgError::Tls(format!("sslrootcert {}: {why}", path.display()));
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    let mut store = RootCertStore::empty();
+    for c in certs {
+        store.add(c).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(store)
+}
+
+/// `prefer` and `require` without a CA: the connection is encrypted, the server's
+/// certificate is not checked (libpq's meaning). Handshake signatures still are.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain to the CA is checked, not the name the certificate is
+/// for (rustls checks the name last, once the chain is good).
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let (rest, s) = split_url(
+            "postgres://hub@db/hub?connect_timeout=3&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://hub@db/hub?connect_timeout=3");
+        assert_eq!(s.mode, SslMode::VerifyFull);
+        assert_eq!(s.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let (rest, s) = split_url("postgres://hub@db/hub").unwrap();
+        assert_eq!(
+            (rest.as_str(), s.mode),
+            ("postgres://hub@db/hub", SslMode::Prefer)
+        );
+        let (rest, s) = split_url("postgres://hub@db/hub?sslmode=disable").unwrap();
+        assert_eq!(
+            (rest.as_str(), s.mode),
+            ("postgres://hub@db/hub", SslMode::Disable)
+        );
+        assert!(split_url("postgres://hub@db/hub?sslmode=maybe").is_err());
+        assert!(split_url("postgres://hub@db/hub?sslrootcert=%zz").is_err());
+    }
+
+    #[test]
+    fn checking_modes_need_a_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
+            let s = TlsSettings {
+                mode,
+                root_cert: None,
+            };
+            let e = client_config(&s, Some(tmp.path())).unwrap_err().to_string();
+            assert!(e.contains("sslrootcert"), "{e}");
+        }
+        let missing = TlsSettings {
+            mode: SslMode::VerifyFull,
+            root_cert: Some(tmp.path().join("none.pem")),
+        };
+        assert!(client_config(&missing, None).is_err());
+        for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require] {
+            let s = TlsSettings {
+                mode,
+                root_cert: None,
+            };
+            assert!(client_config(&s, Some(tmp.path())).is_ok());
+        }
+    }
+}
