@@ -1,8 +1,8 @@
 //! TLS to PostgreSQL (issue 16; `src/store/pg/tls.rs`): a server of its own that
 //! takes TCP connections over TLS only (`hostssl` in pg_hba.conf), with a
 //! certificate for 127.0.0.1 signed by a CA made here with `openssl`. Each of
-//! libpq's `sslmode`s connects or is refused as libpq's would, and a hub serves
-//! with `sslmode=verify-full`. Skips, saying why, where PostgreSQL or openssl is
+//! libpq's `sslmode`s connects or is refused as libpq's would, the Unix socket
+//! still works, and a hub serves with `sslmode=verify-full`. Skips, saying why, where PostgreSQL or openssl is
 //! missing.
 
 mod common;
@@ -177,6 +177,11 @@ async fn tls_modes_connect_as_libpq_would() {
     for (url, what) in &ok {
         assert_eq!(connect(&server, url).await, Ok(true), "{what}: {url}");
     }
+    // The Unix socket (never TLS), with the default mode and with `disable`.
+    let socket = server.socket_url("tls");
+    assert_eq!(connect(&server, &socket).await, Ok(false), "{socket}");
+    let plain = with(&socket, "sslmode=disable");
+    assert_eq!(connect(&server, &plain).await, Ok(false), "{plain}");
     let refused = [
         (with(&ip, "sslmode=disable"), "no encryption", "disable"),
         (

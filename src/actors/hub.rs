@@ -285,6 +285,12 @@ impl Hub {
     /// that nothing they show can vanish in a crash ("read committed"); during a
     /// storage fault reads go on, and the rebuild from disk drops what was not saved.
     pub(crate) async fn settled(&self) -> Result<(), HubError> {
+        // Inside a logged call's group: its end waits for everything queued before
+        // it (waiting here could wait for another call's group, which may wait for
+        // this one's: see `store::group`).
+        if group::defer(None) {
+            return Ok(());
+        }
         let store = &self.inner.store;
         if self.inner.settings.load().durability == crate::config::Durability::Fast {
             return Ok(());
@@ -454,7 +460,7 @@ impl Hub {
             match addr.send(msg.clone()).await {
                 Err(MailboxError::Closed) if tries < 3 => {
                     if opened {
-                        group::undelivered(&self.inner.store);
+                        group::undelivered();
                     }
                     continue;
                 }

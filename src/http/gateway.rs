@@ -132,10 +132,14 @@ async fn forward_when_standing_by(
         }
         // This node became the leader meanwhile: serve the call here (whose
         // handler takes the agent's slots itself).
-        Forwarded::ServeHere(body) => {
+        Forwarded::ServeHere(body, tried) => {
             drop(permits);
             req.set_payload(actix_web::dev::Payload::from(body));
-            Ok(next.call(req).await?.map_into_left_body())
+            Ok(match tried {
+                Some(f) => replay::FORWARDED.scope(f, next.call(req)).await?,
+                None => next.call(req).await?,
+            }
+            .map_into_left_body())
         }
     }
 }
@@ -209,7 +213,8 @@ async fn refuse_unread(req: &mut ServiceRequest, refused: HttpResponse) -> HttpR
 
 enum Forwarded {
     Answer(HttpResponse),
-    ServeHere(Bytes),
+    /// With the request id it was sent with, if any (the try it may repeat).
+    ServeHere(Bytes, Option<replay::Forwarded>),
 }
 
 /// What one try at the leader gave.
@@ -231,7 +236,12 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
     let mut tries = 0u32;
     loop {
         if matches!(st.hub.peek(), Fill::Ready(_)) {
-            return Forwarded::ServeHere(body);
+            // A try sent to the node serving before may have been done there.
+            let tried = request_id.clone().map(|request_id| replay::Forwarded {
+                request_id,
+                retry: tries > 0,
+            });
+            return Forwarded::ServeHere(body, tried);
         }
         let target = leaders
             .borrow_and_update()
@@ -388,6 +398,10 @@ fn relayed(name: &header::HeaderName) -> bool {
             | "upgrade"
             | "host"
             | "content-length"
+            // Set by the gateway itself for the calls it may repeat, never taken
+            // from a client (see `mcp::replay`).
+            | "x-agent-hub-request-id"
+            | "x-agent-hub-retry"
     )
 }
 

@@ -164,6 +164,10 @@ impl Reloader {
         let one = self.running.lock().await;
         if let Err(e) = self.follow_locked(true, Some(hub.clone())).await {
             tracing::error!(error = %e, "could not bring the hub in line with the agents table; the next poll retries");
+            // Whatever the table's version, the next poll syncs the hub.
+            if let Some(t) = self.table.get() {
+                t.seen.store(-1, Ordering::Release);
+            }
         }
         one
     }

@@ -5,11 +5,13 @@
 //! answer that closes the group ([`Op::End`](super::Op::End)); and the hub does not
 //! wait for its writes itself ([`defer`]): the call waits once, for the group's
 //! end. Waiting for them inside the group could never end: the writer holds the
-//! group's ops until it is closed. Reads made inside the group wait only for what
-//! was queued before it ([`Store::settled`]).
+//! group's ops until it is closed. Nor does anything inside a group wait for the
+//! queue ([`in_group`], `Store::settled`, `Hub::settled`): what was queued before
+//! it may be another call's open group, held until that call ends, which may be
+//! waiting for this one's. The call's end waits for all of it at once.
 
 use super::{Store, Ticket};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 
 tokio::task_local! {
@@ -19,10 +21,20 @@ tokio::task_local! {
 #[derive(Default)]
 struct Call {
     /// The group opened for this call, once something may have been written, and
-    /// the ticket of its `Op::Begin`.
-    group: Cell<Option<(u64, Ticket)>>,
+    /// the store it was opened in.
+    group: RefCell<Option<(u64, Store)>>,
     /// The highest ticket the hub would have waited for.
     ticket: Cell<Option<Ticket>>,
+}
+
+impl Drop for Call {
+    /// A call that ended without handing its group on (it panicked): the group is
+    /// closed, with no answer, so that the writer does not hold it.
+    fn drop(&mut self) {
+        if let Some((g, store)) = self.group.get_mut().take() {
+            store.end_group(g, None);
+        }
+    }
 }
 
 /// What a logged call left to its end: the group to close (if one was opened) and
@@ -38,7 +50,7 @@ pub(crate) async fn run<F: Future>(work: F) -> (F::Output, Ended) {
     CALL.scope(Call::default(), async {
         let out = work.await;
         let ended = CALL.with(|c| Ended {
-            group: c.group.get().map(|(g, _)| g),
+            group: c.group.borrow_mut().take().map(|(g, _)| g),
             ticket: c.ticket.get(),
         });
         (out, ended)
@@ -50,9 +62,10 @@ pub(crate) async fn run<F: Future>(work: F) -> (F::Output, Ended) {
 /// outside a logged call. True if this opened it.
 pub(crate) fn before_write(store: &Store) -> bool {
     CALL.try_with(|c| {
-        let open = c.group.get().is_none();
+        let mut group = c.group.borrow_mut();
+        let open = group.is_none();
         if open {
-            c.group.set(Some(store.begin_group()));
+            *group = Some((store.begin_group(), store.clone()));
         }
         open
     })
@@ -62,20 +75,18 @@ pub(crate) fn before_write(store: &Store) -> bool {
 /// The command [`before_write`] opened the group for was not delivered (its actor
 /// had stopped): nothing was written in the group, which is closed, so that what
 /// the caller does next (load the actor again) waits for nothing held.
-pub(crate) fn undelivered(store: &Store) {
+pub(crate) fn undelivered() {
     let _ = CALL.try_with(|c| {
-        if let Some((g, _)) = c.group.take() {
+        if let Some((g, store)) = c.group.borrow_mut().take() {
             store.end_group(g, None);
         }
     });
 }
 
-/// Inside a logged call's open group: the last ticket before it (what a read
-/// there may wait for).
-pub(crate) fn before_group() -> Option<Ticket> {
-    CALL.try_with(|c| c.group.get().map(|(_, begin)| Ticket(begin.0 - 1)))
-        .ok()
-        .flatten()
+/// Whether this runs inside a logged call's open group.
+pub(crate) fn in_group() -> bool {
+    CALL.try_with(|c| c.group.borrow().is_some())
+        .unwrap_or(false)
 }
 
 /// Inside a logged call: record `ticket` (none: "everything queued so far") as one

@@ -363,10 +363,11 @@ impl Store {
     /// the store might still lose. During a storage fault this still returns (reads
     /// go on); what was not saved is then dropped from memory by the hub's rebuild.
     pub(crate) async fn settled(&self) -> Result<(), StoreError> {
-        // Inside a logged call's group, what was queued before it: the group's own
-        // ops are held until the call ends (see `group`).
-        let barrier = super::group::before_group().unwrap_or_else(|| self.barrier());
-        self.wait_done(barrier, |p| {
+        // Not inside a logged call's group: its end waits for all (see `group`).
+        if super::group::in_group() {
+            return Ok(());
+        }
+        self.wait_done(self.barrier(), |p| {
             if self.generation < p.min_generation {
                 Err(StoreError::Replaced)
             } else {
@@ -483,11 +484,11 @@ impl Store {
     }
 
     /// Open a group of ops (see [`Op::Begin`]); close it with [`Store::end_group`].
-    /// Returns the group and the ticket of its `Begin`.
-    pub(crate) fn begin_group(&self) -> (u64, Ticket) {
+    pub(crate) fn begin_group(&self) -> u64 {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let group = NEXT.fetch_add(1, Ordering::Relaxed);
-        (group, self.enqueue(Op::Begin(group)))
+        self.enqueue(Op::Begin(group));
+        group
     }
 
     /// Close `group`, logging a forwarded call's answer with it (PostgreSQL).

@@ -336,6 +336,12 @@ impl Postgres {
         format!("postgres://{USER}@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// `url`'s database through the server's Unix socket.
+    pub(crate) fn socket_url(&self, db: &str) -> String {
+        let dir = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgres://{USER}@{dir}:{}/{db}", self.port)
+    }
+
     /// Fresh databases, created side by side (each CREATE DATABASE waits for a
     /// flush); returns their URLs.
     pub(crate) fn create_databases(&self, names: &[&str]) -> Vec<String> {

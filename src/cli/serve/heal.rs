@@ -126,7 +126,8 @@ pub(super) async fn supervise(
         if heal || fault {
             let event = if heal { "store_healed" } else { "store_fault" };
             let reason = rx.borrow().refusing.clone().unwrap_or_default();
-            if let Some(term) = rebuild(&store, &slot).await {
+            let registry = cluster.as_ref().map(|c| &*c.reloader);
+            if let Some(term) = rebuild(&store, &slot, registry).await {
                 hub_term = term;
                 if let Some(c) = &cluster {
                     c.node.serving(term);
@@ -149,9 +150,13 @@ pub(super) async fn supervise(
 /// Reading the snapshot is retried (1 s, doubling to 30 s) until it succeeds or the
 /// store closes: until then the old hub's writes are refused, never lost.
 /// Returns the new hub's ownership term (`None`: the store closed first).
-async fn rebuild(store: &Store, slot: &watch::Sender<Option<Hub>>) -> Option<u64> {
+async fn rebuild(
+    store: &Store,
+    slot: &watch::Sender<Option<Hub>>,
+    registry: Option<&crate::http::reload::Reloader>,
+) -> Option<u64> {
     let old = slot.borrow().clone()?;
-    rebuild_from(store, slot, old, None).await
+    rebuild_from(store, slot, old, registry).await
 }
 
 /// [`rebuild`] from `old` (in the slot, or stopped when the node stood by).

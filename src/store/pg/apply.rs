@@ -231,7 +231,9 @@ fn statements<'a>(
             capabilities_json,
             at,
         } => out.push(Stmt::new(
-            "UPDATE agents SET name = $2, capabilities = $3, is_active = true,
+            // Not `is_active`: the registry's (`pg::agents`), which a register
+            // committed just after a removal must not undo.
+            "UPDATE agents SET name = $2, capabilities = $3,
                     registered_at = $4::text::timestamptz, updated_at = $4::text::timestamptz
               WHERE id = $1",
             vec![arg(id), arg(name), arg(capabilities_json), arg(at)],

@@ -145,7 +145,7 @@ pub fn pool(target: Target, options: &PoolOptions) -> Result<Pool, PgError> {
     // which callers handle as any other database error.
     let manager = Manager::from_config(
         config,
-        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        super::tls::Connector::new(tls),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -165,6 +165,37 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
+/// The pool's TLS connector: rustls's, given a placeholder name for a Unix socket.
+/// tokio-postgres asks for a connector by host name before it sees that the host
+/// is a socket (where PostgreSQL never offers TLS), and an empty name is no
+/// server name: every socket connection would fail.
+#[derive(Clone)]
+pub(crate) struct Connector(tokio_postgres_rustls::MakeRustlsConnect);
+
+impl Connector {
+    pub(crate) fn new(config: ClientConfig) -> Connector {
+        Connector(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
+}
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for Connector
+where
+    tokio_postgres_rustls::MakeRustlsConnect: tokio_postgres::tls::MakeTlsConnect<S>,
+{
+    type Stream =
+        <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+        S,
+    >>::TlsConnect;
+    type Error =
+        <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, host: &str) -> Result<Self::TlsConnect, Self::Error> {
+        let name = if host.is_empty() { "localhost" } else { host };
+        self.0.make_tls_connect(name)
+    }
+}
+
 /// The CA certificates of PEM file `path`.
 fn roots(path: &Path) -> Result<RootCertStore, PgError> {
     let bad = |why: String| PgError::Tls(format!("sslrootcert {}: {why}", path.display()));
