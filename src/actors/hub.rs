@@ -456,7 +456,7 @@ impl Hub {
         loop {
             tries += 1;
             let addr = self.task_addr(task_id).await?;
-            let opened = group::before_write(&self.inner.store);
+            let opened = group::before_write(&self.inner.store).await;
             match addr.send(msg.clone()).await {
                 Err(MailboxError::Closed) if tries < 3 => {
                     if opened {

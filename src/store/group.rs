@@ -13,6 +13,48 @@
 use super::{Store, Ticket};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where new groups wait while the writer drains the open ones. The writer commits
+/// only where no group is open; logged calls arriving steadily could keep one open
+/// at every point, so once it has held ops back for a moment it closes the gate:
+/// no new group opens, the open ones end (nothing inside a group waits for the
+/// writer), it commits, and it opens the gate again.
+#[derive(Default)]
+pub(crate) struct Gate {
+    closed: AtomicBool,
+    reopened: tokio::sync::Notify,
+}
+
+impl Gate {
+    /// Wait until the gate is open.
+    pub(crate) async fn pass(&self) {
+        loop {
+            let reopened = self.reopened.notified();
+            tokio::pin!(reopened);
+            // Registered before the flag is read: an `open` in between wakes it.
+            reopened.as_mut().enable();
+            if !self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            reopened.await;
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn open(&self) {
+        if self.closed.swap(false, Ordering::AcqRel) {
+            self.reopened.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
 
 tokio::task_local! {
     static CALL: Call;
@@ -58,18 +100,16 @@ pub(crate) async fn run<F: Future>(work: F) -> (F::Output, Ended) {
     .await
 }
 
-/// Before a command that may write: open the call's group (once). Nothing
-/// outside a logged call. True if this opened it.
-pub(crate) fn before_write(store: &Store) -> bool {
-    CALL.try_with(|c| {
-        let mut group = c.group.borrow_mut();
-        let open = group.is_none();
-        if open {
-            *group = Some((store.begin_group(), store.clone()));
-        }
-        open
-    })
-    .unwrap_or(false)
+/// Before a command that may write: open the call's group (once), when the
+/// writer's [`Gate`] lets it. Nothing outside a logged call. True if this opened it.
+pub(crate) async fn before_write(store: &Store) -> bool {
+    let needed = CALL.try_with(|c| c.group.borrow().is_none()).unwrap_or(false);
+    if !needed {
+        return false;
+    }
+    store.group_gate().pass().await;
+    CALL.with(|c| *c.group.borrow_mut() = Some((store.begin_group(), store.clone())));
+    true
 }
 
 /// The command [`before_write`] opened the group for was not delivered (its actor

@@ -89,6 +89,8 @@ struct Inner {
     events: Arc<crate::events::EventBus>,
     /// Cluster mode: the shards this node holds (their term).
     ownership: Option<Arc<Ownership>>,
+    /// Shared with the writer's `Batcher`.
+    gate: Arc<super::group::Gate>,
 }
 
 /// Where a store's reads run: SQLite's read-only connections, or PostgreSQL's pool.
@@ -229,6 +231,8 @@ impl Store {
         let (progress_tx, progress_rx) = watch::channel(Progress::default());
         let events = Arc::new(crate::events::EventBus::default());
         let writer_events = events.clone();
+        let gate = Arc::new(super::group::Gate::default());
+        let writer_gate = gate.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -242,7 +246,7 @@ impl Store {
                     min_generation: 0,
                     events: writer_events,
                     ownership: writer_ownership,
-                    batcher: Batcher::default(),
+                    batcher: Batcher::new(writer_gate),
                 }
                 .run()
             })
@@ -264,6 +268,7 @@ impl Store {
                 latest_generation: AtomicU64::new(0),
                 events,
                 ownership,
+                gate,
             }),
             generation: 0,
             term,
@@ -483,7 +488,13 @@ impl Store {
         matches!(self.inner.reads, ReadSide::Postgres(_))
     }
 
+    /// Where a group waits before it opens (see [`super::group::Gate`]).
+    pub(crate) fn group_gate(&self) -> &super::group::Gate {
+        &self.inner.gate
+    }
+
     /// Open a group of ops (see [`Op::Begin`]); close it with [`Store::end_group`].
+    /// Past the [`Store::group_gate`] only (`group::before_write`).
     pub(crate) fn begin_group(&self) -> u64 {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let group = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -639,7 +650,14 @@ struct Batcher {
     carry: Vec<Queued>,
     /// Since when `carry` has waited for its group to close.
     since: Option<Instant>,
+    /// Closed once ops were held back for [`DRAIN_AFTER`], open again at a cut
+    /// that holds nothing back.
+    gate: Arc<super::group::Gate>,
 }
+
+/// How long the writer holds ops back for open groups before it stops new ones
+/// from opening until it can commit.
+const DRAIN_AFTER: Duration = Duration::from_millis(2);
 
 /// How long the writer waits for an open group to close before it commits what it
 /// holds anyway (a group closes as soon as its call is answered: never, only if a
@@ -647,6 +665,13 @@ struct Batcher {
 const GROUP_WAIT: Duration = Duration::from_secs(5);
 
 impl Batcher {
+    fn new(gate: Arc<super::group::Gate>) -> Batcher {
+        Batcher {
+            gate,
+            ..Batcher::default()
+        }
+    }
+
     fn next(
         &mut self,
         rx: &mpsc::Receiver<Msg>,
@@ -656,10 +681,16 @@ impl Batcher {
     ) -> (Vec<Queued>, Control) {
         let mut batch = std::mem::take(&mut self.carry);
         let waited = self.since.take();
-        // Holding ops back: wait for more no longer than the group may stay open.
+        // Holding ops back: wait for more no longer than the group may stay open,
+        // nor past the moment to close the gate.
         let idle = match waited {
             Some(t) => {
-                let left = GROUP_WAIT.saturating_sub(t.elapsed());
+                let drain = if self.gate.is_closed() {
+                    GROUP_WAIT
+                } else {
+                    DRAIN_AFTER
+                };
+                let left = drain.min(GROUP_WAIT).saturating_sub(t.elapsed());
                 Some(idle.map_or(left, |i| i.min(left)))
             }
             None => idle,
@@ -671,10 +702,12 @@ impl Batcher {
         // Shutdown, a new generation, a probe: everything goes now (a group split
         // there is written or dropped with the rest).
         if !matches!(control, Control::None | Control::Timeout) {
+            self.gate.open();
             return (batch, control);
         }
         let cut = safe_cut(&batch);
         if cut == batch.len() {
+            self.gate.open();
             return (batch, control);
         }
         if cut == 0 && waited.is_some_and(|t| t.elapsed() >= GROUP_WAIT) {
@@ -682,14 +715,19 @@ impl Batcher {
                 ops = batch.len(),
                 "a group of writes stayed open for 5 s; committing what is queued"
             );
+            self.gate.open();
             return (batch, control);
         }
         self.carry = batch.split_off(cut);
-        self.since = Some(if cut == 0 {
+        let since = if cut == 0 {
             waited.unwrap_or_else(Instant::now)
         } else {
             Instant::now()
-        });
+        };
+        if since.elapsed() >= DRAIN_AFTER {
+            self.gate.close();
+        }
+        self.since = Some(since);
         (batch, control)
     }
 }

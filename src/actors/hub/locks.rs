@@ -64,7 +64,7 @@ impl Hub {
     /// `lock_release` of a lock `agent` holds.
     pub(crate) async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
         self.writable()?;
-        crate::store::group::before_write(&self.inner.store);
+        crate::store::group::before_write(&self.inner.store).await;
         let reply = self
             .inner
             .locks

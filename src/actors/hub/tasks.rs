@@ -49,12 +49,14 @@ impl Hub {
             )
             .into());
         }
+        // A logged call's group opens before anything is written (and before the
+        // entry is taken: its shard lock is released before any await).
+        crate::store::group::before_write(&self.inner.store).await;
         // The entry (and its shard lock) is released before any await.
         let created = match self.inner.task_env.tasks.entry(id.to_string()) {
             dashmap::Entry::Occupied(_) => None,
             dashmap::Entry::Vacant(v) => {
                 // Enqueued before the actor exists, so it precedes all of its writes.
-                crate::store::group::before_write(&self.inner.store);
                 let ticket = self.inner.store.enqueue(Op::TaskCreated(task.clone()));
                 let actor = TaskActor::new(state, self.inner.task_env.clone()).counting_open();
                 v.insert(TaskActor::start_in_arbiter(

@@ -246,6 +246,30 @@ fn batches_are_cut_only_where_no_group_is_open() {
     assert_eq!((seqs(&b), control), (vec![10], Control::Stop));
 }
 
+/// Held back for a moment, the writer closes the gate new groups wait at, and
+/// opens it once it could commit everything.
+#[test]
+fn holding_ops_back_closes_the_gate_until_they_go() {
+    let (tx, rx) = mpsc::channel();
+    let mut batcher = Batcher::default();
+    tx.send(Msg::Op(1, 0, 0, Op::Begin(1))).unwrap();
+    let (b, _) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert!(b.is_empty());
+    assert!(!batcher.gate.is_closed(), "not yet");
+    std::thread::sleep(DRAIN_AFTER + Duration::from_millis(1));
+    let (b, control) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert_eq!((b.len(), control), (0, Control::Timeout));
+    assert!(batcher.gate.is_closed(), "held past DRAIN_AFTER");
+    let end = Op::End {
+        group: 1,
+        logged: None,
+    };
+    tx.send(Msg::Op(2, 0, 0, end)).unwrap();
+    let (b, _) = batcher.next(&rx, 100, Duration::ZERO, None);
+    assert_eq!(b.len(), 2);
+    assert!(!batcher.gate.is_closed(), "open again");
+}
+
 /// A database file deleted under the server is not "healed" into a new empty one:
 /// writes are refused for good and what the server held is saved beside it.
 #[tokio::test]
