@@ -103,7 +103,9 @@ pub(crate) async fn run<F: Future>(work: F) -> (F::Output, Ended) {
 /// Before a command that may write: open the call's group (once), when the
 /// writer's [`Gate`] lets it. Nothing outside a logged call. True if this opened it.
 pub(crate) async fn before_write(store: &Store) -> bool {
-    let needed = CALL.try_with(|c| c.group.borrow().is_none()).unwrap_or(false);
+    let needed = CALL
+        .try_with(|c| c.group.borrow().is_none())
+        .unwrap_or(false);
     if !needed {
         return false;
     }
