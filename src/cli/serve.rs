@@ -171,14 +171,7 @@ async fn serve(
         ui: http::ui::UiState::new(&settings.dashboard),
         cluster: Arc::default(),
         stopping: Arc::default(),
-        // A 2025-03-26 batch runs its waits inline (not as a stream): the longest
-        // wait, then up to 30 s for its commit, and a margin.
-        forward_timeout: Duration::from_secs(
-            settings
-                .inbox_wait_max_seconds
-                .max(settings.lock_wait_max_seconds)
-                + 40,
-        ),
+        settings: live.clone(),
     };
     let cluster = state.cluster.clone();
     let before_stop = {

@@ -257,7 +257,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
                 &leader,
                 body.clone(),
                 ids,
-                st.forward_timeout,
+                st.forward_timeout(),
             )
             .await
             {

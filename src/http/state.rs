@@ -159,6 +159,17 @@ impl<T: Clone> Slot<T> {
     }
 }
 
+impl AppState {
+    /// How long a gateway waits for the leader to start an answer (cluster mode):
+    /// the longest wait a call may park for under the settings in force (a
+    /// 2025-03-26 batch runs its waits inline, not as a stream), then up to 30 s
+    /// for its commit, and a margin.
+    pub(crate) fn forward_timeout(&self) -> Duration {
+        let s = self.settings.load();
+        Duration::from_secs(s.inbox_wait_max_seconds.max(s.lock_wait_max_seconds) + 40)
+    }
+}
+
 /// Shared by every worker (actix clones the `web::Data` Arc).
 pub(crate) struct AppState {
     pub hub: HubSlot,
@@ -191,9 +202,9 @@ pub(crate) struct AppState {
     pub webhooks: Arc<crate::notify::Webhooks>,
     /// This node, in cluster mode (set once it has registered).
     pub cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
-    /// How long a gateway waits for the leader to start an answer (cluster mode):
-    /// the longest wait a call may park for, plus a batch's commit timeout.
-    pub forward_timeout: Duration,
+    /// The settings in force (a reload replaces them): what a gateway reads its
+    /// answer timeout from ([`AppState::forward_timeout`]).
+    pub settings: Arc<crate::config::LiveSettings>,
     /// Set on a stop signal: answers ask clients to close their connection, so
     /// that none sends a request on a kept-alive one that the stop then cuts.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
