@@ -38,19 +38,12 @@ pub(crate) fn token_hash_column(token: &str) -> String {
 
 /// Whether `hex` is a `token_hash` as this server writes it: 32 lowercase hex digits.
 pub(crate) fn is_token_hash(hex: &str) -> bool {
-    hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    crate::domain::ids::is_lower_hex(hex, 32)
 }
 
 /// The key of a `token_hash` column value; None if it is not 32 hex digits.
 fn key_from_column(hex: &str) -> Option<Key> {
-    if hex.len() != 32 || !hex.is_ascii() {
-        return None;
-    }
-    let mut k = [0u8; 16];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(k)
+    crate::domain::ids::unhex(hex)?.try_into().ok()
 }
 
 /// Who a valid token belongs to.

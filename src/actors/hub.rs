@@ -313,12 +313,10 @@ impl Hub {
         logged: Option<crate::store::op::LoggedReply>,
     ) -> Result<(), HubError> {
         let store = &self.inner.store;
+        // The End is queued after everything the call wrote: waiting for it
+        // covers all of it.
         let ticket = match ended.group {
-            Some(g) => Some(
-                store
-                    .end_group(g, logged)
-                    .max(ended.ticket.unwrap_or(Ticket::NONE)),
-            ),
+            Some(g) => Some(store.end_group(g, logged)),
             None => ended.ticket,
         };
         match ticket {

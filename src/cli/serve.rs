@@ -252,25 +252,6 @@ async fn serve(
         (Some(s), _) => (store.clone(), s),
         (None, None) => return Err(CliError::Api("no store was opened".into())),
         (None, Some(node)) => {
-            // The agents table is the registry from here on: this node's agents.env
-            // brings the agents the cluster never had, then every node follows it.
-            match reloader.use_table(node.pool().clone()).await {
-                Ok(added) if !added.is_empty() => {
-                    tracing::info!(
-                        ?added,
-                        "agents of this node's agents.env added to the cluster's agents table"
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    drop(fill);
-                    handle.stop(true).await;
-                    let _ = running.await;
-                    super::discovery::remove(&config_dir, &instance);
-                    stop_store(&store, Some(node.as_ref())).await;
-                    return Err(CliError::Api(format!("the agents table: {e}")));
-                }
-            }
             actix_rt::spawn(follow_registry(reloader.clone()));
             // Listening and answering 503 meanwhile, so the banner comes first.
             // PostgreSQL stores every write before answering (see `pg::open`).
@@ -283,6 +264,17 @@ async fn serve(
             print_banner(&loaded, &ep, &url, Durability::Durable, print_tokens);
             let mut roles = node.role();
             let activation = async {
+                // The agents table is the registry from here on: this node's
+                // agents.env brings the agents the cluster never had, then every
+                // node follows it (`follow_registry`, a no-op until then).
+                match reloader.use_table(node.pool().clone()).await {
+                    Ok(added) if !added.is_empty() => tracing::info!(
+                        ?added,
+                        "agents of this node's agents.env added to the cluster's agents table"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => return Err(CliError::Api(format!("the agents table: {e}"))),
+                }
                 loop {
                     if roles.wait_for(|r| r.active).await.is_err() {
                         std::future::pending::<()>().await;

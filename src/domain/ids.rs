@@ -109,6 +109,28 @@ pub(crate) fn path_segment(id: &str) -> String {
         .collect()
 }
 
+/// The bytes of hex text (either case); None unless it is an even number of hex
+/// digits.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            let pair = s.get(i..i + 2)?;
+            pair.bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then(|| u8::from_str_radix(pair, 16).ok())?
+        })
+        .collect()
+}
+
+/// Whether `s` is `len` lowercase hex digits (what [`hex`] writes).
+pub(crate) fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -158,6 +180,21 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn unhex_decodes_what_hex_encodes_and_nothing_else() {
+        assert_eq!(
+            unhex(&hex(&[0, 1, 0xab, 0xff])),
+            Some(vec![0, 1, 0xab, 0xff])
+        );
+        assert_eq!(unhex("ABcd"), Some(vec![0xab, 0xcd]));
+        assert_eq!(unhex(""), Some(vec![]));
+        for bad in ["abc", "zz", "+1", "é0"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+        assert!(is_lower_hex("00ff", 4));
+        assert!(!is_lower_hex("00FF", 4) && !is_lower_hex("00ff", 2));
     }
 
     #[test]

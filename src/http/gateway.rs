@@ -12,11 +12,12 @@
 //! A call is retried, at the same or a new leader, only where running it again
 //! cannot do anything twice: the leader could not be reached (connection
 //! refused), or it answered that it stands by (the [`STANDBY_HEADER`] on its
-//! 503), or the call only reads. Meanwhile the gateway waits for a leader up to
-//! [`FORWARD_WAIT`], which covers a failover (lease TTL plus load). A call that
-//! writes whose connection broke after it was sent is not retried: its outcome is
-//! unknown, and the client is told so (502), as it would be by a single node that
-//! died mid-call.
+//! 503), or the call only reads, or its answer is logged with its writes (the
+//! request carries a request id: see `mcp::replay`). Meanwhile the gateway waits
+//! for a leader up to [`FORWARD_WAIT`], which covers a failover (lease TTL plus
+//! load). Another call that writes whose connection broke after it was sent is
+//! not retried: its outcome is unknown, and the client is told so (502), as it
+//! would be by a single node that died mid-call.
 
 use super::error::ApiError;
 use super::state::{AppState, Fill};
@@ -230,9 +231,12 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
     let deadline = Instant::now() + FORWARD_WAIT;
     let mut leaders = node.leader();
     let mut why = "no node holds every shard".to_string();
-    let again = repeat(req, &body);
-    // The same on every try: a call done by an earlier try is answered from the log.
-    let request_id = (again == Repeat::Logged).then(|| crate::domain::ids::random_hex(16));
+    // Every MCP request is named, the same on every try: the serving node logs
+    // the calls of the tools it logs (and only those), and a call done by an
+    // earlier try is answered from the log. Whether a lost request may be sent
+    // again is decided only once one is lost (it reads the body).
+    let request_id =
+        (req.method() == actix_web::http::Method::POST && req.path() == "/mcp").then(request_id);
     let mut tries = 0u32;
     loop {
         if matches!(st.hub.peek(), Fill::Ready(_)) {
@@ -269,7 +273,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
                     crate::metrics::get().forward_retried();
                     why = format!("node {} {w}", leader.node_id);
                 }
-                Try::Lost(w) if again != Repeat::Never => {
+                Try::Lost(w) if repeat(req, &body) != Repeat::Never => {
                     crate::metrics::get().forward_retried();
                     why = format!("node {} was lost ({w})", leader.node_id);
                 }
@@ -318,6 +322,16 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     Some(answer.unwrap_or_else(|e| {
         serde_json::json!({"ok": false, "node": leader.node_id, "error": format!("not reloaded: {e}")})
     }))
+}
+
+/// A new request id: a random prefix drawn once per process and a counter, so
+/// that naming a request costs neither a system call nor a lock.
+fn request_id() -> String {
+    static PREFIX: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::domain::ids::random_hex(8));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}{n:016x}", *PREFIX)
 }
 
 /// Whether a request whose connection broke after it was sent may be sent again.
@@ -551,6 +565,13 @@ mod tests {
         assert_eq!(r(&approve, b""), Repeat::Never);
         let delete = TestRequest::delete().uri("/mcp").to_srv_request();
         assert_eq!(r(&delete, b""), Repeat::Never);
+    }
+
+    #[test]
+    fn request_ids_are_valid_and_distinct() {
+        let (a, b) = (request_id(), request_id());
+        assert!(replay::valid_request_id(&a), "{a}");
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -63,7 +63,7 @@ tokio::task_local! {
 
 /// A request id a gateway may send: 32 lowercase hex digits.
 pub(crate) fn valid_request_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    crate::domain::ids::is_lower_hex(id, 32)
 }
 
 /// Where a call of tool `name` (JSON-RPC id `id`, by `agent`) is logged, if it is:

@@ -127,15 +127,7 @@ impl Signer {
 
 /// The cluster key as it is stored: 64 hex digits (32 bytes).
 pub(crate) fn parse_key(text: &str) -> Option<[u8; 32]> {
-    let t = text.trim();
-    if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, k) in key.iter_mut().enumerate() {
-        *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(key)
+    crate::domain::ids::unhex(text.trim())?.try_into().ok()
 }
 
 #[cfg(test)]

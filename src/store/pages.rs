@@ -34,13 +34,7 @@ impl Cursor {
     /// What [`Cursor::encode`] wrote: hex of `created_at~id` (URL-safe as it is;
     /// ids of tasks and rounds never contain `~`). Anything else is refused.
     pub(crate) fn parse(s: &str) -> Option<Cursor> {
-        if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let bytes: Vec<u8> = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-            .collect::<Option<_>>()?;
+        let bytes = crate::domain::ids::unhex(s)?;
         let text = String::from_utf8(bytes).ok()?;
         let (created_at, id) = text.split_once('~')?;
         parse_iso(created_at)?;
