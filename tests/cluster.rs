@@ -86,6 +86,10 @@ fn serves_and_keeps_answered_writes(server: &Postgres, url: &str) {
         .as_u64()
         .expect("token");
     assert!(t2 > t1, "tokens grow: {t1} then {t2}");
+    assert!(
+        t1 >> 32 >= 1 && t2 >> 32 == t1 >> 32,
+        "the key's shard epoch in the high bits: {t1:#x}, {t2:#x}"
+    );
     // `hubctl hub` names the store and the node.
     let about = hubctl_ok(&hub, &["hub"]);
     assert!(
@@ -129,10 +133,20 @@ fn serves_and_keeps_answered_writes(server: &Postgres, url: &str) {
     let awaiting = hubctl_ok(&hub, &["list-rounds"]);
     assert!(awaiting.contains(&round2), "{awaiting}");
     hubctl_ok(&hub, &["approve", &round2]);
-    let t3 = hub.client("bob").call("lock_acquire", key)["lock"]["fencing_token"]
+    let t3 = hub.client("bob").call("lock_acquire", key.clone())["lock"]["fencing_token"]
         .as_u64()
         .expect("token");
     assert_eq!(t3, t2, "bob's lock survived the kill: renewed, same token");
+    // Granted after two changes of owner: the new epoch starts above every older token.
+    hub.client("bob")
+        .call("lock_release", json!({"lock_key": "branch:main"}));
+    let t4 = hub.client("alice").call("lock_acquire", key)["lock"]["fencing_token"]
+        .as_u64()
+        .expect("token");
+    assert!(
+        t4 >> 32 > t3 >> 32 && t4 & 0xffff_ffff == 1,
+        "a new epoch's first grant: {t3:#x} then {t4:#x}"
+    );
 }
 
 /// `hubctl serve` of node `node` must fail: its stderr.

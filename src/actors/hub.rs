@@ -174,12 +174,8 @@ impl Hub {
             tasks.insert(id, addr);
         }
         let task_count = AtomicUsize::new(snapshot.task_count);
-        let table = LockTable::restore(
-            snapshot.locks,
-            Vec::new(),
-            crate::domain::shard::Epoch::SINGLE_NODE,
-            Utc::now(),
-        );
+        let table =
+            LockTable::restore(snapshot.locks, Vec::new(), store.shard_epochs(), Utc::now());
         let locks = LockManager::new(table, live.clone(), store.clone()).start();
         Hub {
             inner: Arc::new(HubInner {

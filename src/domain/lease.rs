@@ -10,7 +10,7 @@
 //! also grow across a change of the shard's owner in cluster mode.
 
 use super::error::DomainError;
-use super::shard::Epoch;
+use super::shard::{Epoch, ShardEpochs};
 use super::time::{iso, Timestamp};
 use chrono::Duration;
 use serde::Serialize;
@@ -118,8 +118,8 @@ pub fn next_fencing_token(last: u64, epoch: Epoch) -> u64 {
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct LockTable {
-    /// The epoch its keys' shard is owned at: the high bits of every token granted.
-    epoch: Epoch,
+    /// The epoch each key's shard is owned at: the high bits of its tokens.
+    epochs: ShardEpochs,
     locks: HashMap<String, Lock>,
     /// Last fencing token handed out per key, for keys held or used since start-up
     /// (the rest are in storage); only grows.
@@ -147,11 +147,11 @@ impl LockTable {
     pub(crate) fn restore(
         locks: Vec<Lock>,
         counters: Vec<(String, u64)>,
-        epoch: Epoch,
+        epochs: ShardEpochs,
         now: Timestamp,
     ) -> LockTable {
         let mut t = LockTable {
-            epoch,
+            epochs,
             counters: counters.into_iter().collect(),
             ..Default::default()
         };
@@ -267,7 +267,7 @@ impl LockTable {
         }
         let token = {
             let c = self.counters.entry(req.key.clone()).or_insert(0);
-            *c = next_fencing_token(*c, self.epoch);
+            *c = next_fencing_token(*c, self.epochs.of(&req.key));
             *c
         };
         let l = Lock {
@@ -336,6 +336,7 @@ impl LockTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::shard::shard_of;
     use chrono::{TimeZone, Utc};
 
     fn t(s: i64) -> Timestamp {
@@ -446,10 +447,10 @@ mod tests {
         let mut g = ids();
         tab.acquire(&req("alice", 10), t(0), &mut g);
         let locks = tab.list(t(0));
-        let one = Epoch::SINGLE_NODE;
-        let restored = LockTable::restore(locks.clone(), vec![("k".into(), 7)], one, t(1));
+        let one = ShardEpochs::default;
+        let restored = LockTable::restore(locks.clone(), vec![("k".into(), 7)], one(), t(1));
         assert_eq!(restored.get("k", t(1)).unwrap().holder_agent_id, "alice");
-        let mut lapsed = LockTable::restore(locks, vec![("k".into(), 7)], one, t(10));
+        let mut lapsed = LockTable::restore(locks, vec![("k".into(), 7)], one(), t(10));
         assert!(lapsed.get("k", t(10)).is_none());
         assert_eq!(lapsed.take_lapsed().len(), 1, "handed over for deletion");
         assert!(lapsed.take_lapsed().is_empty(), "only once");
@@ -477,7 +478,8 @@ mod tests {
 
     /// A table restored under a newer epoch (its shard changed owner) grants above
     /// every token of the old one, whatever the old owner stored; one node's
-    /// tokens are `last + 1`, as before epochs existed.
+    /// tokens are `last + 1`, as before epochs existed. Each key takes the epoch
+    /// of its own shard.
     #[test]
     fn a_table_grants_in_its_epoch() {
         let grant =
@@ -486,12 +488,24 @@ mod tests {
                 other => panic!("{other:?}"),
             };
         let stored = || vec![("k".to_string(), 7)];
-        let mut single = LockTable::restore(Vec::new(), stored(), Epoch::SINGLE_NODE, t(0));
+        let mut single = LockTable::restore(Vec::new(), stored(), ShardEpochs::default(), t(0));
         assert_eq!(grant(&mut single, 0), 8);
-        let mut moved = LockTable::restore(Vec::new(), stored(), Epoch(3), t(0));
+        let other = (0..100)
+            .map(|i| format!("other-{i}"))
+            .find(|o| shard_of(o) != shard_of("k"))
+            .unwrap();
+        let epochs =
+            ShardEpochs::from_held(&[(shard_of("k"), Epoch(3)), (shard_of(&other), Epoch(9))]);
+        let mut moved = LockTable::restore(Vec::new(), stored(), epochs, t(0));
         assert_eq!(grant(&mut moved, 0), (3 << 32) | 1);
         moved.release("k", "bob", t(1)).unwrap();
         assert_eq!(grant(&mut moved, 1), (3 << 32) | 2);
+        let mut r = req("bob", 10);
+        r.key = other;
+        let Acquired::Granted(l) = moved.acquire(&r, t(1), &mut ids()) else {
+            panic!()
+        };
+        assert_eq!(l.fencing_token, (9 << 32) | 1, "its own shard's epoch");
     }
 
     #[test]

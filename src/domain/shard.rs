@@ -32,6 +32,38 @@ impl Epoch {
     pub const SINGLE_NODE: Epoch = Epoch(0);
 }
 
+/// The epoch of every shard as a hub was loaded under: what lock fencing tokens
+/// carry in their high bits. Single-node mode (the default) is
+/// [`Epoch::SINGLE_NODE`] for every shard. A hub is replaced whenever its node loses
+/// a shard (a new ownership term), so the epochs of a hub never change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShardEpochs(Option<std::sync::Arc<[Epoch]>>);
+
+impl ShardEpochs {
+    /// From the shards held and their epochs (a shard missing counts as
+    /// [`Epoch::SINGLE_NODE`]: its ops are refused by the writer anyway).
+    pub(crate) fn from_held(held: &[(ShardId, Epoch)]) -> ShardEpochs {
+        let mut all = vec![Epoch::SINGLE_NODE; usize::from(SHARD_COUNT)];
+        for (shard, epoch) in held {
+            if let Some(slot) = all.get_mut(usize::from(shard.0)) {
+                *slot = *epoch;
+            }
+        }
+        ShardEpochs(Some(all.into()))
+    }
+
+    /// The epoch the shard of `owner` is held at.
+    pub(crate) fn of(&self, owner: &str) -> Epoch {
+        match &self.0 {
+            None => Epoch::SINGLE_NODE,
+            Some(all) => all
+                .get(usize::from(shard_of(owner).0))
+                .copied()
+                .unwrap_or(Epoch::SINGLE_NODE),
+        }
+    }
+}
+
 /// The shard of an owner id: a task id, an agent id or a lock key.
 pub(crate) fn shard_of(owner: &str) -> ShardId {
     let digest = Sha256::digest(owner.as_bytes());

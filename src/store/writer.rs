@@ -416,6 +416,17 @@ impl Store {
         }
     }
 
+    /// The epoch of every shard held, for lock fencing tokens (every shard at
+    /// [`Epoch::SINGLE_NODE`](crate::domain::shard::Epoch::SINGLE_NODE) on SQLite).
+    /// Read after this handle's term: if a shard changed epoch since, the term
+    /// moved too and nothing this handle's hub computes is written.
+    pub(crate) fn shard_epochs(&self) -> crate::domain::shard::ShardEpochs {
+        match &self.inner.ownership {
+            None => Default::default(),
+            Some(o) => crate::domain::shard::ShardEpochs::from_held(&o.held()),
+        }
+    }
+
     /// The ownership term this handle writes under (0 on SQLite).
     pub(crate) fn term(&self) -> u64 {
         self.term
