@@ -15,6 +15,7 @@ pub(crate) mod mcp_route;
 pub(crate) mod operator;
 pub(crate) mod operator_tasks;
 pub(crate) mod reload;
+pub(crate) mod revoked;
 pub(crate) mod server;
 pub(crate) mod sse;
 pub(crate) mod state;

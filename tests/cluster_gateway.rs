@@ -333,8 +333,11 @@ fn rolling_restart(server: &Postgres, url: &str) {
         |nodes: &[Option<Hub>; 3]| -> Vec<u16> { nodes.iter().flatten().map(|n| n.port).collect() };
     let proxy = Proxy::start(&ports(&nodes));
     let front = proxy.url();
-    // A session opened before the restarts (at the node that served then).
+    // A session opened before the restarts (at the node that served then), and
+    // one ended by DELETE then.
     let before = Client::connect(&front, &token("bob"), LATEST);
+    let ended = Client::connect(&front, &token("bob"), LATEST);
+    assert_eq!(ended.delete().status, 200);
     let stop = AtomicBool::new(false);
     let (acked, failed) = std::thread::scope(|scope| {
         let running = scope.spawn(|| load(&front, 4, &stop));
@@ -385,4 +388,15 @@ fn rolling_restart(server: &Postgres, url: &str) {
     other.session = before.session.clone();
     let refused = other.post(&ping_body(5));
     assert_eq!(refused.status, 404, "{}", refused.body);
+    // The ended one stays ended at every node that has served since
+    // (`revoked_sessions`), through the proxy and at each node's own port.
+    let mut again = Client::connect(&front, &token("bob"), LATEST);
+    again.session = ended.session.clone();
+    let gone = again.post(&ping_body(6));
+    assert_eq!(gone.status, 404, "ended before the restarts: {}", gone.body);
+    for node in nodes.iter().flatten() {
+        let mut direct = Client::connect(&node.url, &token("bob"), LATEST);
+        direct.session = ended.session.clone();
+        assert_eq!(direct.post(&ping_body(7)).status, 404);
+    }
 }

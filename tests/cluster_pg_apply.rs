@@ -89,9 +89,10 @@ async fn dump_pg(c: &Client, cols: &BTreeMap<&'static str, Vec<(String, Kind)>>)
                 Kind::Other => format!("({name})::text"),
             })
             .collect();
-        // The agent registry's counter exists in cluster mode only.
+        // The agent registry's and the ended sessions' counters exist in cluster
+        // mode only.
         let only_hub = if *table == "hub_counters" {
-            " WHERE name <> 'agents'"
+            " WHERE name NOT IN ('agents', 'revoked_sessions')"
         } else {
             ""
         };

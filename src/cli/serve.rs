@@ -338,7 +338,11 @@ async fn serve(
     actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));
     if node.is_some() {
-        actix_rt::spawn(prune_replies(store.clone(), fill.subscribe()));
+        actix_rt::spawn(prune_replies(
+            store.clone(),
+            reloader.clone(),
+            fill.subscribe(),
+        ));
     }
     // Rebuilds the hub from disk around a storage fault, and in cluster mode around
     // a loss of the shards (it owns the slot from here).
@@ -414,8 +418,13 @@ async fn calls_answered(admission: &http::admission::Admission, within: Duration
 }
 
 /// Cluster mode: while this node serves, delete the logged answers of forwarded
-/// calls past their time (`request_log`, see `mcp::replay`), every minute.
-async fn prune_replies(store: Store, hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
+/// calls past their time (`request_log`, see `mcp::replay`) and the ended sessions
+/// that have expired anyway (`revoked_sessions`), every minute.
+async fn prune_replies(
+    store: Store,
+    reloader: Arc<Reloader>,
+    hubs: tokio::sync::watch::Receiver<Option<Hub>>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -427,6 +436,11 @@ async fn prune_replies(store: Store, hubs: tokio::sync::watch::Receiver<Option<H
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned request_log"),
             Err(e) => tracing::warn!(error = %e, "could not prune request_log"),
+        }
+        match reloader.revoked().prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned revoked_sessions"),
+            Err(e) => tracing::warn!(error = %e, "could not prune revoked_sessions"),
         }
     }
 }

@@ -319,6 +319,11 @@ pub(crate) async fn delete(
     }
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
+    // Cluster mode: stored before it is answered, so that no node (the next
+    // serving one after a failover) takes the ended id back. Not stored: not ended.
+    if let Some(r) = session.revocation() {
+        st.reloader.revoked().store(&r).await?;
+    }
     // Cannot fail: `session` was just found for this agent; a concurrent DELETE
     // winning the race still leaves the session gone, which is what was asked.
     let _ = st.sessions.remove(&session.id, &agent);

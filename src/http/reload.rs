@@ -8,7 +8,8 @@
 //! Cluster mode keeps the agents in the agents table ([`crate::store::pg::agents`]):
 //! a reload applies to it what this node's `agents.env` changed since the node
 //! last read it, then every node follows the table ([`Reloader::follow`], polled
-//! every second), the serving node's hub included.
+//! every second), the serving node's hub included. Sessions ended at any node
+//! are followed with it ([`super::revoked`]).
 
 use super::error::ApiError;
 use super::state::{Fill, HubSlot};
@@ -56,6 +57,8 @@ pub(crate) struct Reloader {
     hub: HubSlot,
     /// Cluster mode: the agents table is the registry (set once the store is open).
     table: OnceLock<Table>,
+    /// Sessions ended by DELETE, at this node or another (cluster mode).
+    revoked: super::revoked::Revoked,
     /// One reload at a time: two interleaved ones could leave actors and tokens of
     /// different lists.
     running: tokio::sync::Mutex<()>,
@@ -114,6 +117,7 @@ impl Reloader {
             settings_file,
             settings,
             tokens,
+            revoked: super::revoked::Revoked::new(sessions.clone()),
             sessions,
             hub,
             table: OnceLock::new(),
@@ -131,6 +135,7 @@ impl Reloader {
             ApiError::invalid_argument(e.to_string())
         })?;
         let rows = file_rows(&file);
+        self.revoked.use_table(pool.clone());
         let added = table::seed(&pool, &rows)
             .await
             .map_err(registry_unavailable)?;
@@ -146,6 +151,11 @@ impl Reloader {
         }
         self.follow_locked(false, None).await?;
         Ok(added)
+    }
+
+    /// Sessions ended at any node (cluster mode; see [`super::revoked`]).
+    pub(crate) fn revoked(&self) -> &super::revoked::Revoked {
+        &self.revoked
     }
 
     /// Cluster mode: follow the agents table if it changed since this node last
@@ -176,6 +186,10 @@ impl Reloader {
         let Some(t) = self.table.get() else {
             return Ok(());
         };
+        let ended = self.revoked.follow().await?;
+        if ended > 0 {
+            tracing::debug!(sessions = ended, "followed revoked_sessions");
+        }
         let version = table::version(&t.pool)
             .await
             .map_err(registry_unavailable)?;

@@ -6,10 +6,11 @@ use super::jsonrpc::Id;
 use super::listen::Listeners;
 use super::protocol::Version;
 use super::session_id::Signer;
-use crate::domain::ids::random_hex;
+use crate::domain::ids::{hex, random_hex};
 use crate::domain::AgentId;
 use crate::log_limit::LogLimit;
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -129,6 +130,28 @@ impl Session {
     fn close_stream(&self) {
         self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
+
+    /// What every node must remember once this session is ended by DELETE (a
+    /// signed id, which would check still), `None` for an id of this process only.
+    pub(crate) fn revocation(&self) -> Option<Revocation> {
+        self.valid_until.map(|until| Revocation {
+            id_hash: revocation_key(&self.id),
+            until,
+        })
+    }
+}
+
+/// A signed session id ended by DELETE, as nodes remember it: the first 16 bytes
+/// of SHA-256 of the id (hex), so that a stored list gives nobody a usable id, and
+/// when the id would expire anyway (Unix seconds), after which it is forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Revocation {
+    pub id_hash: String,
+    pub until: u64,
+}
+
+fn revocation_key(id: &str) -> String {
+    hex(&Sha256::digest(id.as_bytes())[..16])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +171,9 @@ pub(crate) struct Sessions {
     epoch: Instant,
     /// Cluster mode: ids signed with the cluster key, taken back on any node.
     signer: Option<Signer>,
-    /// Signed ids ended by DELETE (they would check still), with when they would
-    /// expire anyway (Unix seconds). At most [`MAX_REVOKED`].
+    /// Signed ids ended by DELETE (they would check still), by [`Revocation`]'s
+    /// hash, with when they would expire anyway (Unix seconds): here or, in
+    /// cluster mode, at any node (`http::revoked`). At most [`MAX_REVOKED`].
     revoked: DashMap<String, u64>,
 }
 
@@ -294,7 +318,7 @@ impl Sessions {
     /// and was not ended.
     fn take_back(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
         let signer = self.signer.as_ref().ok_or(SessionNotFound)?;
-        if self.revoked.contains_key(id) {
+        if self.revoked.contains_key(&revocation_key(id)) {
             return Err(SessionNotFound);
         }
         let claims = signer.check(id, agent, unix_now()).ok_or(SessionNotFound)?;
@@ -310,16 +334,23 @@ impl Sessions {
     pub(crate) fn remove(&self, id: &str, agent: &AgentId) -> Result<(), SessionNotFound> {
         let s = self.get(id, agent)?;
         // Remembered before it leaves memory: a request racing this one must not
-        // take it back in between. Full: not remembered (pruned by the sweep).
-        if let Some(until) = s.valid_until {
-            if self.revoked.len() < MAX_REVOKED {
-                self.revoked.insert(id.to_string(), until);
-            }
+        // take it back in between.
+        if let Some(r) = s.revocation() {
+            self.learn_revoked(r);
         }
         self.map.remove(&s.id);
         self.unindex(&s);
         s.close_stream();
         Ok(())
+    }
+
+    /// Remember an ended signed id (ended here, or at another node of the
+    /// cluster): it is never taken back. Full, or expired already: not remembered
+    /// (the full map is pruned by the sweep).
+    pub(crate) fn learn_revoked(&self, r: Revocation) {
+        if r.until >= unix_now() && self.revoked.len() < MAX_REVOKED {
+            self.revoked.insert(r.id_hash, r.until);
+        }
     }
 
     /// Forget ended ids that have expired anyway.
@@ -534,9 +565,26 @@ mod tests {
         let plain = Sessions::new(Duration::from_secs(60), 8);
         assert!(plain.get(&x.id, &a("alice")).is_err());
         // DELETE ends it for good here.
+        let ended = x.revocation().expect("signed");
         assert_eq!(s.remove(&x.id, &a("alice")), Ok(()));
         assert!(s.get(&x.id, &a("alice")).is_err());
         assert!(s.get("s1.AAAA", &a("alice")).is_err());
+        // And at a node that learns of it (cluster mode: `revoked_sessions`),
+        // which remembers the id's hash only.
+        assert_eq!(ended.id_hash.len(), 32);
+        assert!(!ended.id_hash.contains(&x.id));
+        let third = Sessions::new(Duration::from_secs(60), 8).with_signer(Signer::new([3; 32]));
+        third.learn_revoked(ended.clone());
+        assert!(third.get(&x.id, &a("alice")).is_err());
+        // An expired one is not worth remembering.
+        let fourth = Sessions::new(Duration::from_secs(60), 8).with_signer(Signer::new([3; 32]));
+        fourth.learn_revoked(Revocation { until: 1, ..ended });
+        assert_eq!(fourth.revoked.len(), 0);
+        // An id of this process only needs no revocation.
+        assert!(plain
+            .create(a("alice"), Version::LATEST)
+            .revocation()
+            .is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub(crate) mod open;
 pub(crate) mod ownership;
 mod passfile;
 pub(crate) mod replies;
+pub(crate) mod revoked;
 pub(crate) mod tls;
 pub(crate) mod writer;
 

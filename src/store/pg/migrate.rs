@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "007_agent_registry",
         include_str!("../../../migrations/postgres/007_agent_registry.sql"),
     ),
+    (
+        8,
+        "008_revoked_sessions",
+        include_str!("../../../migrations/postgres/008_revoked_sessions.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in
