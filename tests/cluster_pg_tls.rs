@@ -2,7 +2,9 @@
 //! takes TCP connections over TLS only (`hostssl` in pg_hba.conf), with a
 //! certificate for 127.0.0.1 signed by a CA made here with `openssl`. Each of
 //! libpq's `sslmode`s connects or is refused as libpq's would, the Unix socket
-//! still works, and a hub serves with `sslmode=verify-full`. Skips, saying why, where PostgreSQL or openssl is
+//! still works, a database that requires a client certificate (pg_hba.conf's
+//! `cert`) takes `sslcert`/`sslkey` and refuses a connection without, and a hub
+//! serves with `sslmode=verify-full`. Skips, saying why, where PostgreSQL or openssl is
 //! missing.
 
 mod common;
@@ -95,7 +97,8 @@ fn server_certificate(pg: &Postgres, work: &Path, ca: &str) {
         ],
     );
     let data = pg.data_dir();
-    for f in ["server.crt", "server.key"] {
+    std::fs::copy(work.join(format!("{ca}.crt")), work.join("root.crt")).expect("root.crt");
+    for f in ["server.crt", "server.key", "root.crt"] {
         let to = data.join(f);
         std::fs::copy(work.join(f), &to).expect(f);
         std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -104,14 +107,73 @@ fn server_certificate(pg: &Postgres, work: &Path, ca: &str) {
     }
     let conf = data.join("postgresql.conf");
     let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
-    text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    text.push_str(
+        "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n",
+    );
     std::fs::write(&conf, text).expect("postgresql.conf");
-    // TCP over TLS only; the Unix socket (createdb, pg_ctl) as before.
+    // TCP over TLS only; the Unix socket (createdb, pg_ctl) as before. Database
+    // `certs` takes a client certificate naming the user, and no password.
     std::fs::write(
         data.join("pg_hba.conf"),
-        "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        "local all all scram-sha-256\nhostssl certs all 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
     )
     .expect("pg_hba.conf");
+}
+
+/// A client certificate for user `user` signed by CA `ca` (`NAME.crt`) and its key
+/// (`NAME.key`, mode 0600), in `work`: their paths.
+fn client_certificate(work: &Path, ca: &str, user: &str, name: &str) -> (String, String) {
+    std::fs::write(work.join("client-ext.cnf"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    let (crt, key, csr) = (
+        format!("{name}.crt"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+    );
+    openssl(
+        work,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={user}"),
+        ],
+    );
+    openssl(
+        work,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            // An X.509 v3 certificate (with an extension), as rustls requires.
+            "-extfile",
+            "client-ext.cnf",
+        ],
+    );
+    let key = work.join(key);
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    (
+        work.join(crt).display().to_string(),
+        key.display().to_string(),
+    )
 }
 
 /// Whether a connection with `url` works, and is encrypted: `Ok(true)`, or why not.
@@ -210,6 +272,41 @@ async fn tls_modes_connect_as_libpq_would() {
         let e = r.expect_err(what);
         assert!(e.contains(why), "{what}: {e}");
     }
+
+    // Client certificates: database `certs` takes the one naming user hub, with
+    // any sslmode that encrypts, and nothing else.
+    server.create_databases(&["certs"]);
+    let (cert, key) = client_certificate(work.path(), "test-ca", "hub", "hub");
+    let certs = server.url("certs");
+    let me = format!("sslcert={cert}&sslkey={key}");
+    for mode in ["prefer", "require", "verify-full"] {
+        let url = with(&certs, &format!("sslmode={mode}&sslrootcert={ca}&{me}"));
+        assert_eq!(connect(&server, &url).await, Ok(true), "{url}");
+    }
+    let without = with(&certs, "sslmode=require");
+    let e = connect(&server, &without)
+        .await
+        .expect_err("no certificate");
+    assert!(e.contains("certificate"), "{e}");
+    let (cert2, key2) = client_certificate(work.path(), "test-ca", "somebody-else", "else");
+    let e = connect(
+        &server,
+        &with(
+            &certs,
+            &format!("sslmode=require&sslcert={cert2}&sslkey={key2}"),
+        ),
+    )
+    .await
+    .expect_err("a certificate for another user");
+    assert!(e.contains("certificate"), "{e}");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let e = connect(&server, &with(&certs, &me))
+        .await
+        .expect_err("a key others can read");
+    assert!(e.contains("chmod 600"), "{e}");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
 
     // A hub on it, checking the server's certificate.
     let url = with(&ip, &format!("sslmode=verify-full&sslrootcert={ca}"));

@@ -11,13 +11,18 @@
 //!
 //! The CA of the verifying modes is `sslrootcert` (a PEM file), else
 //! `~/.postgresql/root.crt`, as for libpq.
+//!
+//! A client certificate (for pg_hba.conf's `cert` method or `clientcert=`) is
+//! `sslcert` and `sslkey` (PEM; the key unencrypted, readable by its owner only
+//! as libpq demands), else `~/.postgresql/postgresql.crt` and `postgresql.key` when
+//! that certificate exists, as for libpq.
 
 use super::PgError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -68,14 +73,19 @@ pub(crate) struct TlsSettings {
     pub mode: SslMode,
     /// `sslrootcert`, if given.
     pub root_cert: Option<PathBuf>,
+    /// `sslcert` and `sslkey`, if given: the client's certificate (chain) and key.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
-/// `url` without its `sslmode` and `sslrootcert` parameters (which tokio-postgres
-/// does not know all of), and what they say.
+/// `url` without its `sslmode`, `sslrootcert`, `sslcert` and `sslkey` parameters
+/// (which tokio-postgres does not know all of), and what they say.
 pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings), PgError> {
     let mut settings = TlsSettings {
         mode: SslMode::Prefer,
         root_cert: None,
+        cert: None,
+        key: None,
     };
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), settings));
@@ -86,6 +96,8 @@ pub(crate) fn split_url(url: &str) -> Result<(String, TlsSettings), PgError> {
         match key {
             "sslmode" => settings.mode = SslMode::parse(&percent_decoded(value)?)?,
             "sslrootcert" => settings.root_cert = Some(PathBuf::from(percent_decoded(value)?)),
+            "sslcert" => settings.cert = Some(PathBuf::from(percent_decoded(value)?)),
+            "sslkey" => settings.key = Some(PathBuf::from(percent_decoded(value)?)),
             _ => kept.push(pair),
         }
     }
@@ -144,13 +156,12 @@ pub(crate) fn client_config(
             )))
         }
     };
-    let config = match verified {
+    let builder = match verified {
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
         Some(roots) if settings.mode == SslMode::VerifyFull => {
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
         Some(roots) => {
             let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -159,10 +170,83 @@ pub(crate) fn client_config(
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
-                .with_no_client_auth()
         }
     };
-    Ok(config)
+    match client_identity(settings, home)? {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+            PgError::Tls(format!(
+                "sslcert and sslkey: {e} (an X.509 v3 certificate and its own key are expected)"
+            ))
+        }),
+    }
+}
+
+/// The client certificate chain and key to present, if any: `sslcert`/`sslkey`,
+/// else libpq's defaults in `~/.postgresql` when that certificate exists.
+#[allow(clippy::type_complexity)] // the pair rustls takes
+fn client_identity(
+    settings: &TlsSettings,
+    home: Option<&Path>,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, PgError> {
+    if settings.mode == SslMode::Disable {
+        return Ok(None);
+    }
+    let dir = home.map(|h| h.join(".postgresql"));
+    let cert = match &settings.cert {
+        Some(c) => c.clone(),
+        None => match dir.as_ref().map(|d| d.join("postgresql.crt")) {
+            Some(c) if c.is_file() => c,
+            _ => return Ok(None),
+        },
+    };
+    let key = match (&settings.key, &dir) {
+        (Some(k), _) => k.clone(),
+        (None, Some(d)) => d.join("postgresql.key"),
+        (None, None) => {
+            return Err(PgError::Url(format!(
+                "sslcert {}: name its key with sslkey=FILE",
+                cert.display()
+            )))
+        }
+    };
+    // Before reading anything: a key others can read is refused as libpq does.
+    private_key_readable_by_owner_only(&key)?;
+    let bad = |what: &str, path: &Path, why: String| {
+        PgError::Tls(format!("{what} {}: {why}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .map_err(|e| bad("sslcert", &cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("sslcert", &cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad("sslcert", &cert, "no certificate in it".into()));
+    }
+    let secret = PrivateKeyDer::from_pem_file(&key).map_err(|e| {
+        bad(
+            "sslkey",
+            &key,
+            format!("{e} (a PEM private key, not encrypted, is expected)"),
+        )
+    })?;
+    Ok(Some((chain, secret)))
+}
+
+/// libpq's rule for a client key file: no access for group or others, or, for a
+/// file owned by root, read access for its group at most.
+fn private_key_readable_by_owner_only(path: &Path) -> Result<(), PgError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| PgError::Tls(format!("sslkey {}: {e}", path.display())))?;
+    let mode = meta.mode() & 0o777;
+    let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
+    if mode & !allowed != 0 {
+        return Err(PgError::Tls(format!(
+            "sslkey {}: has mode {mode:03o}; a private key must be readable by its owner only (chmod 600)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The pool's TLS connector: rustls's, given a placeholder name for a Unix socket.
@@ -334,8 +418,60 @@ mod tests {
             (rest.as_str(), s.mode),
             ("postgres://hub@db/hub", SslMode::Disable)
         );
+        let (rest, s) =
+            split_url("postgres://hub@db/hub?sslcert=%2Fc%2Fme.crt&sslkey=%2Fc%2Fme.key").unwrap();
+        assert_eq!(rest, "postgres://hub@db/hub");
+        assert_eq!(
+            (s.cert.as_deref(), s.key.as_deref()),
+            (Some(Path::new("/c/me.crt")), Some(Path::new("/c/me.key")))
+        );
         assert!(split_url("postgres://hub@db/hub?sslmode=maybe").is_err());
         assert!(split_url("postgres://hub@db/hub?sslrootcert=%zz").is_err());
+    }
+
+    #[test]
+    fn client_certificates_as_libpq_finds_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = |cert: Option<PathBuf>, key: Option<PathBuf>| TlsSettings {
+            mode: SslMode::Require,
+            root_cert: None,
+            cert,
+            key,
+        };
+        // None given, none in ~/.postgresql: no client certificate.
+        assert!(client_identity(&settings(None, None), Some(tmp.path()))
+            .unwrap()
+            .is_none());
+        // A key others may read is refused before anything is read.
+        let (cert, key) = (tmp.path().join("me.crt"), tmp.path().join("me.key"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = client_config(&settings(Some(cert.clone()), Some(key.clone())), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        // Readable by its owner only: then its contents are what is wrong.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = client_config(&settings(Some(cert.clone()), Some(key.clone())), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslcert") && e.contains("no certificate"), "{e}");
+        // libpq's default files: the certificate found, its key missing.
+        let dir = tmp.path().join(".postgresql");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::copy(&cert, dir.join("postgresql.crt")).unwrap();
+        let e = client_config(&settings(None, None), Some(tmp.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgresql.key"), "{e}");
+        // `disable` presents nothing.
+        let off = TlsSettings {
+            mode: SslMode::Disable,
+            ..settings(None, None)
+        };
+        assert!(client_identity(&off, Some(tmp.path())).unwrap().is_none());
     }
 
     #[test]
@@ -345,6 +481,8 @@ mod tests {
             let s = TlsSettings {
                 mode,
                 root_cert: None,
+                cert: None,
+                key: None,
             };
             let e = client_config(&s, Some(tmp.path())).unwrap_err().to_string();
             assert!(e.contains("sslrootcert"), "{e}");
@@ -352,12 +490,16 @@ mod tests {
         let missing = TlsSettings {
             mode: SslMode::VerifyFull,
             root_cert: Some(tmp.path().join("none.pem")),
+            cert: None,
+            key: None,
         };
         assert!(client_config(&missing, None).is_err());
         for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require] {
             let s = TlsSettings {
                 mode,
                 root_cert: None,
+                cert: None,
+                key: None,
             };
             assert!(client_config(&s, Some(tmp.path())).is_ok());
         }
