@@ -339,9 +339,10 @@ fn request_id() -> String {
 enum Repeat {
     /// It may have written: its outcome is unknown (502).
     Never,
-    /// It only reads: a GET, or MCP messages without a writing tool call (as
-    /// admission counts them).
-    Reads,
+    /// Running it again does no harm: a GET, or MCP messages that only read (as
+    /// admission counts them) or call tools whose second run repeats the first
+    /// (`replay::REPEATABLE_TOOLS`).
+    Harmless,
     /// MCP messages that read or call tools whose answers are logged
     /// (`mcp::replay`): sent again with its request id, a call already done is
     /// answered from the log.
@@ -351,7 +352,7 @@ enum Repeat {
 fn repeat(req: &ServiceRequest, body: &[u8]) -> Repeat {
     use actix_web::http::Method;
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        return Repeat::Reads;
+        return Repeat::Harmless;
     }
     if req.method() != Method::POST || req.path() != "/mcp" {
         return Repeat::Never;
@@ -360,15 +361,15 @@ fn repeat(req: &ServiceRequest, body: &[u8]) -> Repeat {
         let method = m.get("method").and_then(serde_json::Value::as_str);
         let params = m.get("params");
         match method {
-            Some(method) if super::admission::read_only(method, params) => Repeat::Reads,
+            Some(method) if super::admission::read_only(method, params) => Repeat::Harmless,
             Some("tools/call") => {
                 let tool = params
                     .and_then(|p| p.get("name"))
                     .and_then(serde_json::Value::as_str);
-                if tool.is_some_and(|t| replay::LOGGED_TOOLS.contains(&t)) {
-                    Repeat::Logged
-                } else {
-                    Repeat::Never
+                match tool {
+                    Some(t) if replay::LOGGED_TOOLS.contains(&t) => Repeat::Logged,
+                    Some(t) if replay::REPEATABLE_TOOLS.contains(&t) => Repeat::Harmless,
+                    _ => Repeat::Never,
                 }
             }
             _ => Repeat::Never,
@@ -378,10 +379,10 @@ fn repeat(req: &ServiceRequest, body: &[u8]) -> Repeat {
         items
             .iter()
             .map(one)
-            .try_fold(Repeat::Reads, |acc, r| match (acc, r) {
+            .try_fold(Repeat::Harmless, |acc, r| match (acc, r) {
                 (_, Repeat::Never) => None,
                 (Repeat::Logged, _) | (_, Repeat::Logged) => Some(Repeat::Logged),
-                _ => Some(Repeat::Reads),
+                _ => Some(Repeat::Harmless),
             })
     };
     match serde_json::from_slice::<serde_json::Value>(body) {
@@ -532,7 +533,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_reads_are_sent_again_after_a_lost_connection() {
+    fn only_what_does_no_harm_twice_is_sent_again_after_a_lost_connection() {
         use actix_web::test::TestRequest;
         let post = TestRequest::post().uri("/mcp").to_srv_request();
         let call = |tool: &str| {
@@ -541,7 +542,7 @@ mod tests {
             )
         };
         let r = |req: &ServiceRequest, body: &[u8]| repeat(req, body);
-        assert_eq!(r(&post, call("hub_status").as_bytes()), Repeat::Reads);
+        assert_eq!(r(&post, call("hub_status").as_bytes()), Repeat::Harmless);
         assert_eq!(r(&post, call("message_send").as_bytes()), Repeat::Never);
         assert_eq!(
             r(&post, call("assignment_claim").as_bytes()),
@@ -549,16 +550,26 @@ mod tests {
         );
         assert_eq!(
             r(&post, br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
-            Repeat::Reads
+            Repeat::Harmless
         );
         let batch = format!("[{},{}]", call("hub_status"), call("assignment_claim"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
-        let batch = format!("[{},{}]", call("assignment_claim"), call("message_ack"));
+        let batch = format!("[{},{}]", call("assignment_claim"), call("message_send"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Never);
+        for tool in [
+            "lock_acquire",
+            "message_ack",
+            "agent_heartbeat",
+            "agent_register",
+        ] {
+            assert_eq!(r(&post, call(tool).as_bytes()), Repeat::Harmless, "{tool}");
+        }
+        let batch = format!("[{},{}]", call("lock_acquire"), call("assignment_claim"));
+        assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
         assert_eq!(r(&post, b"[]"), Repeat::Never);
         assert_eq!(r(&post, b"{not json"), Repeat::Never);
         let get = TestRequest::get().uri("/operator/tasks").to_srv_request();
-        assert_eq!(r(&get, b""), Repeat::Reads);
+        assert_eq!(r(&get, b""), Repeat::Harmless);
         let approve = TestRequest::post()
             .uri("/operator/rounds/r/approve")
             .to_srv_request();

@@ -48,6 +48,19 @@ pub(crate) const LOGGED_TOOLS: &[&str] = &[
     "lock_release",
 ];
 
+/// Tools that are not logged but that a gateway may still send again when their
+/// request was lost with its node: a second run leaves the state of one run and
+/// answers alike. `agent_register` and `agent_heartbeat` set what they set;
+/// `lock_acquire`'s second try by the agent that got the lock renews it (same
+/// fencing token, `renewed: true`); `message_ack` sets each `read_at` once (ids the
+/// lost try acked are not listed in `acked` again).
+pub(crate) const REPEATABLE_TOOLS: &[&str] = &[
+    "agent_register",
+    "agent_heartbeat",
+    "lock_acquire",
+    "message_ack",
+];
+
 /// A request a gateway forwarded with a request id, as the serving node received it.
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarded {
@@ -174,6 +187,15 @@ mod tests {
         for name in LOGGED_TOOLS {
             let i = tools::find(name).unwrap_or_else(|| panic!("{name} is no tool"));
             assert!(!tools::is_read_only(i), "{name} only reads");
+        }
+    }
+
+    #[test]
+    fn repeatable_tools_write_and_are_not_logged() {
+        for name in REPEATABLE_TOOLS {
+            let i = tools::find(name).unwrap_or_else(|| panic!("{name} is no tool"));
+            assert!(!tools::is_read_only(i), "{name} only reads");
+            assert!(!LOGGED_TOOLS.contains(name), "{name} is logged");
         }
     }
 
