@@ -203,6 +203,20 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     ];
     let other = disp.post_with(&body, headers.clone(), &other);
     assert!(other.body.contains("TASK_EXISTS"), "{}", other.body);
+    // message_send too: one message, and the first answer's id on every try.
+    let send = json!({"name": "message_send", "arguments":
+        {"to_agent": "bob", "subject": "once", "body": "exactly once"}});
+    let send_body = Modern::body(&json!(42), "tools/call", &send);
+    let send_headers = disp.headers("tools/call", &send);
+    let send_try = [
+        first_try[0],
+        ("x-agent-hub-request-id", "0123456789abcdef0123456789abcdef"),
+    ];
+    let send_retry = [send_try[0], send_try[1], retry[2]];
+    let sent = disp.post_with(&send_body, send_headers.clone(), &send_try);
+    assert!(sent.body.contains("message_id"), "{}", sent.body);
+    let resent = disp.post_with(&send_body, send_headers.clone(), &send_retry);
+    assert_eq!(resent.body, sent.body);
     let operator = format!(
         "Bearer {}",
         std::fs::read_to_string(n1.path().join("operator.token"))
@@ -217,7 +231,7 @@ fn forwarded_calls(server: &Postgres, url: &str) {
             .find_map(|l| l.strip_prefix("agent_hub_cluster_replayed_total "))
             .map(|v| v.trim().to_string())
     };
-    assert_eq!(replayed(n1.port).as_deref(), Some("1"));
+    assert_eq!(replayed(n1.port).as_deref(), Some("2"));
     n1.signal("TERM");
     let next = wait_for(Duration::from_secs(30), || {
         [n2.port, n3_port].into_iter().find(|port| {
@@ -229,7 +243,18 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     let next_url = format!("http://127.0.0.1:{next}/mcp");
     let at_next = Modern::new(&next_url, &token("disp")).post_with(&body, headers, &retry);
     assert_eq!(at_next.body, first.body, "from request_log");
-    assert_eq!(replayed(next).as_deref(), Some("1"));
+    let sent_next =
+        Modern::new(&next_url, &token("disp")).post_with(&send_body, send_headers, &send_retry);
+    assert_eq!(sent_next.body, sent.body, "from request_log");
+    assert_eq!(replayed(next).as_deref(), Some("2"));
+    let inbox = Modern::new(&next_url, &token("bob")).call("inbox_pull", json!({"limit": 100}));
+    let copies = inbox["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["body"] == "exactly once")
+        .count();
+    assert_eq!(copies, 1, "{inbox}");
 }
 
 /// Agent `id`'s token in `hub`'s agents.env.

@@ -543,7 +543,8 @@ mod tests {
         };
         let r = |req: &ServiceRequest, body: &[u8]| repeat(req, body);
         assert_eq!(r(&post, call("hub_status").as_bytes()), Repeat::Harmless);
-        assert_eq!(r(&post, call("message_send").as_bytes()), Repeat::Never);
+        assert_eq!(r(&post, call("message_send").as_bytes()), Repeat::Logged);
+        assert_eq!(r(&post, call("no_such_tool").as_bytes()), Repeat::Never);
         assert_eq!(
             r(&post, call("assignment_claim").as_bytes()),
             Repeat::Logged
@@ -554,7 +555,7 @@ mod tests {
         );
         let batch = format!("[{},{}]", call("hub_status"), call("assignment_claim"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
-        let batch = format!("[{},{}]", call("assignment_claim"), call("message_send"));
+        let batch = format!("[{},{}]", call("assignment_claim"), call("no_such_tool"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Never);
         for tool in [
             "lock_acquire",

@@ -8,8 +8,9 @@
 //! runs it if it was not. Without this, a claim retried after its first run was
 //! committed would answer `ASSIGNMENT_NOT_PENDING` to the agent that won it.
 //!
-//! Covered: the tools whose writes one command makes ([`LOGGED_TOOLS`]). A call of
-//! another writing tool lost with its node still answers 502 (its outcome unknown).
+//! Covered: the tools whose writes are made in the call's own task, after the
+//! reads they depend on ([`LOGGED_TOOLS`]). The other writing tools are repeated
+//! without a log ([`REPEATABLE_TOOLS`]: a second run does what the first did).
 //!
 //! A logged call runs in a task of its own: once it has opened its group of ops,
 //! nothing may drop it halfway (a client hanging up, a cancellation), or the group
@@ -36,8 +37,9 @@ pub(crate) const REQUEST_ID_HEADER: &str = "x-agent-hub-request-id";
 /// On a gateway's second and later tries of a request: look for its answer first.
 pub(crate) const RETRY_HEADER: &str = "x-agent-hub-retry";
 
-/// The tools whose call is logged: each writes through one command, so its writes
-/// and its answer fit in one group.
+/// The tools whose call is logged: their writes are made in the call's task once
+/// the reads they depend on are done (a send reads the sender's stored rows
+/// first), so its writes and its answer fit in one group.
 pub(crate) const LOGGED_TOOLS: &[&str] = &[
     "task_draft_create",
     "round_plan_submit",
@@ -46,6 +48,7 @@ pub(crate) const LOGGED_TOOLS: &[&str] = &[
     "assignment_complete",
     "review_submit",
     "lock_release",
+    "message_send",
 ];
 
 /// Tools that are not logged but that a gateway may still send again when their
@@ -196,6 +199,21 @@ mod tests {
             let i = tools::find(name).unwrap_or_else(|| panic!("{name} is no tool"));
             assert!(!tools::is_read_only(i), "{name} only reads");
             assert!(!LOGGED_TOOLS.contains(name), "{name} is logged");
+        }
+    }
+
+    /// A gateway sends every tool call again after losing its node: each writing
+    /// tool is logged or does no harm twice.
+    #[test]
+    fn every_writing_tool_is_logged_or_repeatable() {
+        for name in tools::names() {
+            let i = tools::find(name).unwrap_or_else(|| panic!("{name}"));
+            if !tools::is_read_only(i) {
+                assert!(
+                    LOGGED_TOOLS.contains(&name) ^ REPEATABLE_TOOLS.contains(&name),
+                    "{name}: logged or repeatable, not both"
+                );
+            }
         }
     }
 

@@ -125,6 +125,11 @@ pub(crate) fn undelivered() {
     });
 }
 
+/// Whether this runs inside a logged call (its group open or not yet).
+pub(crate) fn in_call() -> bool {
+    CALL.try_with(|_| ()).is_ok()
+}
+
 /// Whether this runs inside a logged call's open group.
 pub(crate) fn in_group() -> bool {
     CALL.try_with(|c| c.group.borrow().is_some())

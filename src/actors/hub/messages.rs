@@ -64,6 +64,11 @@ impl Hub {
     ) -> Result<Delivered, HubError> {
         self.writable()?;
         self.take_send_token(from, now)?;
+        // A logged call runs in a task of its own already, and its group (a
+        // task-local) must reach every step.
+        if crate::store::group::in_call() {
+            return self.send_steps(from, draft, now).await;
+        }
         // Counting against the task's budget, sending and giving the count back on a
         // refusal must not stop halfway when the caller goes away (a disconnect,
         // notifications/cancelled): they run as a task of their own.
@@ -219,6 +224,12 @@ impl Hub {
                 self.to_task(&task, count).await?;
                 Some(task)
             }
+            // A logged call reads the sender's stored rows before its group opens
+            // (reads inside it do not wait for what was queued before it).
+            None if crate::store::group::in_call() => {
+                checked = self.check_draft(from, &draft).await?;
+                None
+            }
             None => None,
         };
         let sent = self
@@ -278,6 +289,9 @@ impl Hub {
         checked: Option<Stored>,
     ) -> Result<(Arc<Message>, Ticket), HubError> {
         let addr = self.agent(from)?;
+        // A logged call's group opens before the message is written (a no-op
+        // elsewhere, or when the round's count opened it).
+        crate::store::group::before_write(&self.inner.store).await;
         let mut send = SendMessage {
             id,
             draft,
