@@ -1,15 +1,16 @@
 #!/bin/bash
 # The same hub on SQLite and on PostgreSQL side by side (docs/cluster.md, "Figures"),
 # then on PostgreSQL through a second node that forwards every call (the gateway
-# hop): hubctl bench --live at CLIENTS clients (64) for SECS seconds (10) per
-# scenario, with the serving hub's CPU per call and its writer's commits/s and ops
-# per commit.
+# hop), and as 2 and 3 nodes with the clients spread over all of them in turn (as
+# a round-robin balancer does): hubctl bench --live at CLIENTS clients (64) for
+# SECS seconds (10) per scenario, with the serving hub's CPU per call and its
+# writer's commits/s and ops per commit.
 #
 #   cargo build --release
 #   PG_URL=postgres://USER@HOST:PORT/DB bash benches/cluster_compare.sh
 #
 # SCENARIOS (default "status messaging workflow") and PASSES (default "sqlite pg
-# gateway") narrow the run; HUBCTL names another build's binary (to compare two
+# gateway nodes2 nodes3") narrow the run; HUBCTL names another build's binary (to compare two
 # versions in one sitting).
 #
 # PG_URL names an empty database (PGPASSWORD or a PGPASSFILE for the password);
@@ -18,7 +19,7 @@ set -u
 cd "$(dirname "$0")/.."
 H=${HUBCTL:-$PWD/target/release/hubctl}
 SCENARIOS=${SCENARIOS:-status messaging workflow}
-PASSES=${PASSES:-sqlite pg gateway}
+PASSES=${PASSES:-sqlite pg gateway nodes2 nodes3}
 : "${PG_URL:?set PG_URL=postgres://USER@HOST:PORT/DB (an empty database)}"
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-64}
@@ -44,22 +45,27 @@ CFG
   local base=${mcp%/mcp}
   for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' $base/readyz)" = 200 ] && break; sleep 0.2; done
   local tok=$(cat $D/operator.token)
-  local target=$base gwpid=""
-  if [ "$via" = gateway ]; then
-    # A second node on the same database, same agents and operator token: it stands
-    # by and forwards; the bench calls it.
-    local G=$D-gw; rm -rf $G; mkdir -p $G; chmod 700 $G
+  local target=$base gwpids=() also=() gws=0
+  case $via in
+    gateway) gws=1; store=pg-gw ;;
+    nodes*) gws=$(( ${via#nodes} - 1 )); store=pg-$via ;;
+  esac
+  for g in $(seq 1 $gws); do
+    # Another node on the same database, same agents and operator token: it stands
+    # by and forwards to the serving one.
+    local G=$D-gw$g; rm -rf $G; mkdir -p $G; chmod 700 $G
     cp -p $D/agents.env $D/config.yaml $D/operator.token $G/
-    HOME=$G $H serve --config-dir $G --host 127.0.0.1 --port 0 --db $G/hub.db --store "$url" --node-id bench-gw > $G/out.log 2> $G/err.log &
-    gwpid=$!
+    HOME=$G $H serve --config-dir $G --host 127.0.0.1 --port 0 --db $G/hub.db --store "$url" --node-id bench-gw$g > $G/out.log 2> $G/err.log &
+    gwpids+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" $G/out.log && break; sleep 0.2; done
-    target=$(grep "listening on" $G/out.log | sed 's/.*listening on //'); target=${target%/mcp}
-    sleep 3  # its lease loop finds the leader within a second
-    store=pg-gw
-  fi
+    local gw=$(grep "listening on" $G/out.log | sed 's/.*listening on //'); gw=${gw%/mcp}
+    also+=(--also-url $gw)
+    [ "$via" = gateway ] && { target=$gw; also=(); }
+  done
+  [ $gws -gt 0 ] && sleep 3  # their lease loops find the leader within a second
   for sc in $SCENARIOS; do
     local m0=$(curl -s -H "Authorization: Bearer $tok" $base/metrics | grep -E '^agent_hub_writer_batch_ops_(count|sum) ' | awk '{print $2}' | tr '\n' ' ')
-    HOME=$D $H --config-dir $D --url $target bench --live --scenario $sc --clients $CLIENTS --seconds $SECS --server-pid $pid --max-errors 1000000 --json > $D/$sc.json 2> $D/$sc.err
+    HOME=$D $H --config-dir $D --url $target bench --live --scenario $sc --clients $CLIENTS --seconds $SECS --server-pid $pid --max-errors 1000000 "${also[@]}" --json > $D/$sc.json 2> $D/$sc.err
     local m1=$(curl -s -H "Authorization: Bearer $tok" $base/metrics | grep -E '^agent_hub_writer_batch_ops_(count|sum) ' | awk '{print $2}' | tr '\n' ' ')
     python3 - "$store" "$sc" "$D/$sc.json" "$m0" "$m1" "$SECS" <<'PY'
 import json,sys
@@ -72,7 +78,7 @@ commits=b[1]-a[1] if len(a)>1 else float('nan'); ops=b[0]-a[0] if len(a)>1 else 
 print(f"{store:7} {sc:10} calls/s {r['calls_per_sec']:9.0f}  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  cpu/call {r.get('server_cpu_us_per_call')} us  commits/s {commits/float(secs):7.0f}  ops/commit {ops/max(commits,1):5.1f}" + (f"  cycles/s {r['cycles_per_sec']:.1f}" if r.get('cycles_per_sec') else ""))
 PY
   done
-  [ -n "$gwpid" ] && { kill -TERM $gwpid; wait $gwpid; }
+  for g in "${gwpids[@]}"; do kill -TERM $g; wait $g; done
   kill -TERM $pid; wait $pid
 }
 for pass in $PASSES; do
@@ -80,5 +86,6 @@ for pass in $PASSES; do
     sqlite) run_store sqlite "" ;;
     pg) run_store pg "$PG_URL" ;;
     gateway) run_store pg "$PG_URL" gateway ;;
+    nodes2|nodes3) run_store pg "$PG_URL" $pass ;;
   esac
 done

@@ -97,6 +97,12 @@ pub struct BenchArgs {
     /// Failed calls tolerated before the bench stops and exits non-zero
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_errors: u64,
+    /// With --live: another node of the same cluster (repeat for more). Clients are
+    /// spread over --url and these in turn, as a round-robin balancer spreads
+    /// connections (a workflow team stays on one node); the operator's approvals go
+    /// to --url
+    #[arg(long, requires = "live", value_name = "URL")]
+    pub also_url: Vec<String>,
 }
 
 /// Check the arguments before anything is started or opened.
@@ -610,11 +616,17 @@ fn live_setup(
     Ok((url, agents, loaded.operator_token))
 }
 
+/// A node's MCP endpoint from its base URL or the endpoint itself.
+fn mcp_url(u: &str) -> String {
+    let base = u.trim_end_matches('/').trim_end_matches("/mcp");
+    format!("{base}/mcp")
+}
+
 /// Run the bench threads: one per client, or one per team of [`scenario::TEAM`] for
 /// the workflow scenario. Returns what they measured, the seconds it took and the
 /// server's CPU ticks meanwhile (when its pid is known).
 fn run_clients(
-    url: &str,
+    nodes: &[String],
     agents: &[(String, String)],
     args: &BenchArgs,
     shared: &Arc<Shared>,
@@ -631,7 +643,7 @@ fn run_clients(
     };
     // Everyone connects first; the clock and the CPU count start when all have.
     let ready = Arc::new(Barrier::new(units + 1));
-    let base = url.trim_end_matches("/mcp").to_string();
+    let base = nodes[0].trim_end_matches("/mcp").to_string();
     let run = crate::domain::ids::random_hex(3);
     let handles: Vec<_> = (0..units)
         .map(|u| {
@@ -658,8 +670,8 @@ fn run_clients(
                     auth: format!("Bearer {operator_token}"),
                 }),
             };
-            let (url, name, shared, ready) =
-                (url.to_string(), name.clone(), shared.clone(), ready.clone());
+            let url = nodes[u % nodes.len()].clone();
+            let (name, shared, ready) = (name.clone(), shared.clone(), ready.clone());
             let register = args.register;
             let run = run.clone();
             std::thread::spawn(move || -> Rec {
@@ -786,7 +798,11 @@ pub(crate) fn run(
                         .join(", ")
                 }
             ),
-            None => println!("live hub at {url}"),
+            None if args.also_url.is_empty() => println!("live hub at {url}"),
+            None => println!(
+                "live hub at {url} and {} more node(s); clients spread over them in turn",
+                args.also_url.len()
+            ),
         }
     }
     let shared = Arc::new(Shared {
@@ -794,8 +810,11 @@ pub(crate) fn run(
         errors: AtomicU64::new(0),
         max_errors: args.max_errors,
     });
+    let nodes: Vec<String> = std::iter::once(url.clone())
+        .chain(args.also_url.iter().map(|u| mcp_url(u)))
+        .collect();
     let (rec, elapsed, cpu) =
-        run_clients(&url, &agents, &args, &shared, server_pid, &operator_token)?;
+        run_clients(&nodes, &agents, &args, &shared, server_pid, &operator_token)?;
     let temp_dir = throwaway.as_ref().map(|h| h.dir.display().to_string());
     if let Some(mut hub) = throwaway.take() {
         if let Err(e) = hub.stop() {
@@ -841,6 +860,7 @@ pub(crate) fn run(
             "per_tool": per_tool,
             "hub": if temp_dir.is_some() { "throwaway" } else { "live" },
             "url": url,
+            "also_urls": nodes[1..],
             "server_pid": server_pid,
             "temp_dir": temp_dir,
             "quotas_lifted": lifted.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -922,6 +942,17 @@ mod tests {
                    event: message\ndata: {\"id\":1,\"result\":{}}\n\n";
         assert_eq!(response_of(sse).unwrap()["id"], 1);
         assert!(response_of("garbage").is_none());
+    }
+
+    #[test]
+    fn node_urls_name_their_mcp_endpoint() {
+        for u in [
+            "http://10.0.0.2:7777",
+            "http://10.0.0.2:7777/",
+            "http://10.0.0.2:7777/mcp",
+        ] {
+            assert_eq!(mcp_url(u), "http://10.0.0.2:7777/mcp", "{u}");
+        }
     }
 
     #[test]
