@@ -217,6 +217,28 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     assert!(sent.body.contains("message_id"), "{}", sent.body);
     let resent = disp.post_with(&send_body, send_headers.clone(), &send_retry);
     assert_eq!(resent.body, sent.body);
+    // A 2025-03-26 batch whose two sends carry the same JSON-RPC id: two calls,
+    // logged apart (the position in the batch is part of the key).
+    let old = Client::connect(&n1.url, &token("disp"), "2025-03-26");
+    let item = |text: &str| {
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "message_send",
+            "arguments": {"to_agent": "bob", "subject": "batch", "body": text}}})
+    };
+    let batch = json!([item("twin one"), item("twin two")]).to_string();
+    let batch_try = [
+        first_try[0],
+        ("x-agent-hub-request-id", "fedcba9876543210fedcba9876543210"),
+    ];
+    let batch_retry = [batch_try[0], batch_try[1], retry[2]];
+    let twins = old.post_with(&batch, &batch_try);
+    assert_eq!(twins.status, 200, "{}", twins.body);
+    assert_eq!(
+        twins.body.matches("message_id").count(),
+        2,
+        "{}",
+        twins.body
+    );
+    assert_eq!(old.post_with(&batch, &batch_retry).body, twins.body);
     let operator = format!(
         "Bearer {}",
         std::fs::read_to_string(n1.path().join("operator.token"))
@@ -231,7 +253,7 @@ fn forwarded_calls(server: &Postgres, url: &str) {
             .find_map(|l| l.strip_prefix("agent_hub_cluster_replayed_total "))
             .map(|v| v.trim().to_string())
     };
-    assert_eq!(replayed(n1.port).as_deref(), Some("2"));
+    assert_eq!(replayed(n1.port).as_deref(), Some("4"));
     n1.signal("TERM");
     let next = wait_for(Duration::from_secs(30), || {
         [n2.port, n3_port].into_iter().find(|port| {
@@ -255,6 +277,15 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         .filter(|m| m["body"] == "exactly once")
         .count();
     assert_eq!(copies, 1, "{inbox}");
+    for twin in ["twin one", "twin two"] {
+        let n = inbox["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["body"] == twin)
+            .count();
+        assert_eq!(n, 1, "{twin}: {inbox}");
+    }
 }
 
 /// Agent `id`'s token in `hub`'s agents.env.

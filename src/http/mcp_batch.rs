@@ -96,12 +96,14 @@ pub(super) async fn batch(
         .count();
     let (agent, session) = (&agent, &session);
     // join_all polls every item in this task and keeps the answers in request order.
-    let answers = join_all(items.into_iter().map(|item| async move {
+    let answers = join_all(items.into_iter().enumerate().map(|(i, item)| async move {
         match item {
             Err((id, e)) => Some(jsonrpc::err(&id, &e)),
-            // A cancelled request gets no entry (see `run`).
+            // A cancelled request gets no entry (see `run`). Its position keys a
+            // logged call apart from another with the same id (`mcp::replay`).
             Ok(Incoming::Request { id, method, params }) => {
-                run(st, hub, agent, session, id, method, params).await
+                let call = run(st, hub, agent, session, id, method, params);
+                crate::mcp::replay::BATCH_ITEM.scope(i, call).await
             }
             Ok(Incoming::Notification { method, params }) => {
                 notify(session, &method, params.as_deref());
