@@ -183,6 +183,13 @@ pub(crate) const SUITE_PG: &str = "AGENT_HUB_TEST_PG";
 /// "through the proxy").
 pub(crate) const SUITE_GATEWAY: &str = "AGENT_HUB_TEST_GATEWAY";
 
+/// Whether hubs of this test run store in PostgreSQL ([`SUITE_PG`]): lock
+/// fencing tokens then carry their shard's ownership epoch in their high 32 bits,
+/// and a restarted hub takes its shards at new epochs.
+pub(crate) fn on_postgres() -> bool {
+    std::env::var_os(SUITE_PG).is_some_and(|v| !v.is_empty())
+}
+
 fn gateway_suite() -> bool {
     std::env::var_os(SUITE_PG).is_some_and(|v| !v.is_empty())
         && std::env::var_os(SUITE_GATEWAY).is_some_and(|v| !v.is_empty())
