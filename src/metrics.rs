@@ -179,6 +179,8 @@ struct ClusterMetrics {
     forward_lost: AtomicU64,
     /// Repeated forwarded calls answered from `request_log` (done by a first try).
     replayed: AtomicU64,
+    /// GET streams a gateway opened again at the next serving node.
+    streams_followed: AtomicU64,
 }
 
 impl Default for ClusterMetrics {
@@ -194,6 +196,7 @@ impl Default for ClusterMetrics {
             forward_retries: Default::default(),
             forward_lost: Default::default(),
             replayed: Default::default(),
+            streams_followed: Default::default(),
         }
     }
 }
@@ -300,6 +303,13 @@ impl Metrics {
     /// Cluster mode: a repeated forwarded call answered from `request_log`.
     pub(crate) fn replayed(&self) {
         self.cluster.replayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: a relayed GET stream opened again at the next serving node.
+    pub(crate) fn stream_followed(&self) {
+        self.cluster
+            .streams_followed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cluster mode: a renewal round that failed.
@@ -491,6 +501,12 @@ impl Collector for Scrape {
                 "agent_hub_cluster_replayed",
                 "Forwarded calls sent again by a gateway and answered with the answer stored when a first try did them.",
                 c.replayed.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_streams_followed",
+                "GET streams this node relays that it opened again at the next serving node (the one it relayed them from stopped or was lost).",
+                c.streams_followed.load(Ordering::Relaxed),
             )?;
         }
         counter(

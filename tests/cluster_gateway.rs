@@ -246,14 +246,17 @@ fn forwarded_calls(server: &Postgres, url: &str) {
             .trim()
     );
     // (Each node's own port: `front` is routed through the proxy.)
-    let replayed = |port: u16| {
+    let metric = |port: u16, name: &str| {
         let url = format!("http://127.0.0.1:{port}/metrics");
         let m = request("GET", &url, &[("Authorization", &operator)], "").body;
         m.lines()
-            .find_map(|l| l.strip_prefix("agent_hub_cluster_replayed_total "))
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .map(|v| v.trim().to_string())
     };
+    let replayed = |port: u16| metric(port, "agent_hub_cluster_replayed_total");
     assert_eq!(replayed(n1.port).as_deref(), Some("4"));
+    // What bob's stream through n3 heard so far (the sends above).
+    while stream.next_event(Duration::from_millis(300)).is_some() {}
     n1.signal("TERM");
     let next = wait_for(Duration::from_secs(30), || {
         [n2.port, n3_port].into_iter().find(|port| {
@@ -269,6 +272,21 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         Modern::new(&next_url, &token("disp")).post_with(&send_body, send_headers, &send_retry);
     assert_eq!(sent_next.body, sent.body, "from request_log");
     assert_eq!(replayed(next).as_deref(), Some("2"));
+    // bob's GET stream through n3, opened while n1 served, was opened again at the
+    // node serving now (n3 itself, or n2): it hears of a message sent there.
+    Modern::new(&next_url, &token("alice")).call(
+        "message_send",
+        json!({"to_agent": "bob", "subject": "s", "body": "after the stop"}),
+    );
+    let heard = wait_for(Duration::from_secs(30), || {
+        let e = stream.next_event(Duration::from_millis(500))?;
+        e.to_string().contains("inbox").then_some(e)
+    });
+    assert!(heard.is_some(), "the relayed GET stream did not follow");
+    assert_eq!(
+        metric(n3_port, "agent_hub_cluster_streams_followed_total").as_deref(),
+        Some("1")
+    );
     let inbox = Modern::new(&next_url, &token("bob")).call("inbox_pull", json!({"limit": 100}));
     let copies = inbox["messages"]
         .as_array()

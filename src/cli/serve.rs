@@ -176,12 +176,19 @@ async fn serve(
     let cluster = state.cluster.clone();
     let before_stop = {
         let (cluster, admission) = (cluster.clone(), state.admission.clone());
+        let sessions = sessions.clone();
         let (stopping, drain) = (
             state.stopping.clone(),
             Duration::from_secs(settings.shutdown_drain_secs),
         );
         move || -> signals::BeforeStop {
-            Box::pin(before_stop(cluster, admission, stopping, drain))
+            Box::pin(before_stop(
+                cluster,
+                admission,
+                sessions.clone(),
+                stopping,
+                drain,
+            ))
         }
     };
     let server = http::server::serve(
@@ -350,6 +357,7 @@ async fn serve(
         node: n.clone(),
         slot: slot.clone(),
         reloader: reloader.clone(),
+        sessions: sessions.clone(),
     });
     actix_rt::spawn(heal::supervise(store.clone(), fill, cluster));
 
@@ -389,11 +397,13 @@ async fn serve(
 /// What a stop signal does before the port closes: answers ask clients to close
 /// their connections and `/healthz` answers 503 (a load balancer's health check
 /// stops sending here); a cluster node hands its shards over once its calls in
-/// flight are answered (from then on it forwards what reaches it); then
-/// `shutdown_drain_secs` pass.
+/// flight are answered (from then on it forwards what reaches it) and ends its
+/// open streams (their clients, or gateways, open them again at the next node);
+/// then `shutdown_drain_secs` pass.
 async fn before_stop(
     cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
     admission: Arc<http::admission::Admission>,
+    sessions: Arc<crate::mcp::session::Sessions>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
     drain: Duration,
 ) {
@@ -401,6 +411,10 @@ async fn before_stop(
     if let Some(node) = cluster.get().cloned() {
         node.hand_over(calls_answered(&admission, HAND_OVER_WAIT))
             .await;
+        let streams = sessions.end_streams();
+        if streams > 0 {
+            tracing::info!(streams, "shards handed over: open GET streams ended");
+        }
     }
     tokio::time::sleep(drain).await;
 }

@@ -34,6 +34,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod follow;
+
 /// Sent with a forwarded request: the forwarding node's id. A node that does
 /// not serve answers such a request with its own 503 instead of forwarding it
 /// again (no loops between two standbys that each think the other leads).
@@ -255,16 +257,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
             let started = Instant::now();
             let ids = request_id.as_deref().map(|id| (id, tries > 0));
             tries += 1;
-            match send(
-                req,
-                node.id(),
-                &leader,
-                body.clone(),
-                ids,
-                st.forward_timeout(),
-            )
-            .await
-            {
+            match send(req, node, &leader, body.clone(), ids, st.forward_timeout()).await {
                 Try::Answer(resp) => {
                     crate::metrics::get().forwarded(started.elapsed());
                     return Forwarded::Answer(resp);
@@ -438,9 +431,27 @@ thread_local! {
         .finish();
 }
 
+/// The client's headers a forwarded request carries: all but the hop-by-hop
+/// ones (those [`relayed`] leaves out, and those the client named in
+/// `Connection`).
+fn relayed_headers(req: &ServiceRequest) -> Vec<(header::HeaderName, header::HeaderValue)> {
+    let hop: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    req.headers()
+        .iter()
+        .filter(|(n, _)| relayed(n) && !hop.iter().any(|h| h == n.as_str()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
 async fn send(
     req: &ServiceRequest,
-    me: &str,
+    node: &Arc<Node>,
     leader: &Leader,
     body: Bytes,
     request_id: Option<(&str, bool)>,
@@ -454,22 +465,10 @@ async fn send(
     let mut out = CLIENT
         .with(|c| c.request(req.method().clone(), target))
         .timeout(answer_wait);
-    // Headers the client named in `Connection` are hop-by-hop too.
-    let hop: Vec<String> = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    for (name, value) in req
-        .headers()
-        .iter()
-        .filter(|(n, _)| relayed(n) && !hop.iter().any(|h| h == n.as_str()))
-    {
-        out = out.append_header((name.clone(), value.clone()));
+    for (name, value) in relayed_headers(req) {
+        out = out.append_header((name, value));
     }
-    out = out.insert_header((FORWARDED_HEADER, me));
+    out = out.insert_header((FORWARDED_HEADER, node.id()));
     if let Some((id, retry)) = request_id {
         out = out.insert_header((replay::REQUEST_ID_HEADER, id));
         if retry {
@@ -505,6 +504,17 @@ async fn send(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // A session's GET stream goes on at the next serving node when this one's
+    // ends (see `follow`).
+    let st = req.app_data::<web::Data<AppState>>().cloned();
+    if let Some(st) = st.filter(|_| {
+        follow::follows(req)
+            && resp.status() == StatusCode::OK
+            && follow::is_event_stream(resp.headers())
+    }) {
+        let reopen = follow::Reopen::new(req, st, node.clone());
+        return Try::Answer(answer.streaming(follow::following(Box::pin(resp), reopen)));
+    }
     // Streamed either way, never held here: a client that reads nothing stalls
     // the leader's side of the relay, where its answer bytes count against its
     // `max_answer_bytes_in_flight_per_agent`.

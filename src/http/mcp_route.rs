@@ -321,7 +321,11 @@ pub(crate) async fn delete(
     guards::protocol_version(&req, &session)?;
     // Cluster mode: stored before it is answered, so that no node (the next
     // serving one after a failover) takes the ended id back. Not stored: not ended.
-    if let Some(r) = session.revocation() {
+    // Beyond the bound of remembered ids, neither remembered nor stored.
+    if let Some(r) = session
+        .revocation()
+        .filter(|_| st.sessions.remembers_more())
+    {
         st.reloader.revoked().store(&r).await?;
     }
     // Cannot fail: `session` was just found for this agent; a concurrent DELETE

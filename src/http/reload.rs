@@ -186,10 +186,21 @@ impl Reloader {
         let Some(t) = self.table.get() else {
             return Ok(());
         };
-        let ended = self.revoked.follow().await?;
-        if ended > 0 {
-            tracing::debug!(sessions = ended, "followed revoked_sessions");
+        // Apart from the registry: one failing must not hold the other back.
+        let ended = self.revoked.follow().await;
+        if let Ok(n @ 1..) = ended {
+            tracing::debug!(sessions = n, "followed revoked_sessions");
         }
+        self.follow_registry(t, force, hub).await?;
+        ended.map(|_| ())
+    }
+
+    async fn follow_registry(
+        &self,
+        t: &Table,
+        force: bool,
+        hub: Option<Hub>,
+    ) -> Result<(), ApiError> {
         let version = table::version(&t.pool)
             .await
             .map_err(registry_unavailable)?;

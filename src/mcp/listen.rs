@@ -256,6 +256,13 @@ impl Listeners {
         before - self.map.len()
     }
 
+    /// End every stream (this node no longer serves); returns how many.
+    pub(crate) fn close_all(&self) -> usize {
+        let before = self.map.len();
+        self.map.clear();
+        before
+    }
+
     /// Streams open now (for the metrics).
     pub(crate) fn len(&self) -> usize {
         self.map.len()

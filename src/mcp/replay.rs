@@ -52,8 +52,8 @@ pub(crate) const LOGGED_TOOLS: &[&str] = &[
 ];
 
 /// Tools that are not logged but that a gateway may still send again when their
-/// request was lost with its node: a second run leaves the state of one run and
-/// answers alike. `agent_register` and `agent_heartbeat` set what they set;
+/// request was lost with its node: a second run leaves the state of one run, and
+/// its answer says the same but for details. `agent_register` and `agent_heartbeat` set what they set;
 /// `lock_acquire`'s second try by the agent that got the lock renews it (same
 /// fencing token, `renewed: true`); `message_ack` sets each `read_at` once (ids the
 /// lost try acked are not listed in `acked` again).

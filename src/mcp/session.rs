@@ -26,6 +26,8 @@ pub(crate) struct Session {
     pub version: Version,
     /// A signed id's end of life (Unix seconds): refused after it however busy.
     valid_until: Option<u64>,
+    /// A signed id's [`Revocation`] hash, to find it ended at another node.
+    id_hash: Option<String>,
     /// Millis since [`Sessions::epoch`] of the last request on this session.
     last_active_ms: AtomicU64,
     /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
@@ -134,9 +136,9 @@ impl Session {
     /// What every node must remember once this session is ended by DELETE (a
     /// signed id, which would check still), `None` for an id of this process only.
     pub(crate) fn revocation(&self) -> Option<Revocation> {
-        self.valid_until.map(|until| Revocation {
-            id_hash: revocation_key(&self.id),
-            until,
+        Some(Revocation {
+            id_hash: self.id_hash.clone()?,
+            until: self.valid_until?,
         })
     }
 }
@@ -247,6 +249,7 @@ impl Sessions {
     ) -> Arc<Session> {
         let now = self.now_ms();
         let session = Arc::new(Session {
+            id_hash: valid_until.map(|_| revocation_key(&id)),
             id,
             valid_until,
             agent: agent.clone(),
@@ -298,7 +301,13 @@ impl Sessions {
         if &s.agent != agent {
             return Err(SessionNotFound);
         }
-        if s.valid_until.is_some_and(|until| unix_now() > until) {
+        // Expired, or ended at another node while this one held it in memory (it
+        // stood by meanwhile, and serves again).
+        let ended = s
+            .id_hash
+            .as_ref()
+            .is_some_and(|h| self.revoked.contains_key(h));
+        if ended || s.valid_until.is_some_and(|until| unix_now() > until) {
             self.map.remove(id);
             self.unindex(&s);
             s.close_stream();
@@ -348,9 +357,16 @@ impl Sessions {
     /// cluster): it is never taken back. Full, or expired already: not remembered
     /// (the full map is pruned by the sweep).
     pub(crate) fn learn_revoked(&self, r: Revocation) {
-        if r.until >= unix_now() && self.revoked.len() < MAX_REVOKED {
+        if r.until >= unix_now() && self.remembers_more() {
             self.revoked.insert(r.id_hash, r.until);
         }
+    }
+
+    /// Whether one more ended id would be remembered ([`MAX_REVOKED`]): beyond,
+    /// an ended id is not stored for other nodes either, so that a client ending
+    /// sessions in a loop cannot grow the table without bound.
+    pub(crate) fn remembers_more(&self) -> bool {
+        self.revoked.len() < MAX_REVOKED
     }
 
     /// Forget ended ids that have expired anyway.
@@ -405,6 +421,22 @@ impl Sessions {
             s.close_stream();
         }
         mine.len()
+    }
+
+    /// End every open GET stream and listen stream (cluster mode: this node no
+    /// longer serves, so nothing would reach them any more); the sessions stay.
+    /// Their clients, or the gateways relaying them, open them again at the node
+    /// serving now. Returns how many GET streams were open.
+    pub(crate) fn end_streams(&self) -> usize {
+        self.listeners.close_all();
+        let mut ended = 0;
+        for s in self.map.iter() {
+            if s.stream_open() {
+                s.close_stream();
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Push the message `text` makes on every open GET stream of `agent`; returns
@@ -571,11 +603,13 @@ mod tests {
         assert!(s.get("s1.AAAA", &a("alice")).is_err());
         // And at a node that learns of it (cluster mode: `revoked_sessions`),
         // which remembers the id's hash only.
-        assert_eq!(ended.id_hash.len(), 32);
-        assert!(!ended.id_hash.contains(&x.id));
+        assert!(crate::domain::ids::is_lower_hex(&ended.id_hash, 32));
         let third = Sessions::new(Duration::from_secs(60), 8).with_signer(Signer::new([3; 32]));
         third.learn_revoked(ended.clone());
         assert!(third.get(&x.id, &a("alice")).is_err());
+        // Ended elsewhere while `other` held it in memory: refused there too.
+        other.learn_revoked(ended.clone());
+        assert!(other.get(&x.id, &a("alice")).is_err());
         // An expired one is not worth remembering.
         let fourth = Sessions::new(Duration::from_secs(60), 8).with_signer(Signer::new([3; 32]));
         fourth.learn_revoked(Revocation { until: 1, ..ended });

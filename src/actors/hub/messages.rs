@@ -303,6 +303,17 @@ impl Hub {
         for _ in 0..LOOKUP_ATTEMPTS {
             match addr.send(send).await?? {
                 Sent::Stored(m, ticket) => return Ok((m, ticket)),
+                // Inside a logged call's group a read would not see what was queued
+                // before the group (nothing there waits for the writer): the rows read
+                // before it went stale (the sender's recent keys moved on since), so
+                // the call is refused, not logged, and the client tries again.
+                Sent::LookUp(..) if crate::store::group::in_group() => {
+                    return Err(crate::store::StoreError::Refusing(
+                        "the sender's history changed while this send was being stored; retry"
+                            .into(),
+                    )
+                    .into());
+                }
                 Sent::LookUp(q, back) => {
                     send = *back;
                     send.stored = Some(self.look_up_send(from, q).await?);

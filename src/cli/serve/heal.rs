@@ -21,6 +21,8 @@ pub(super) struct Cluster {
     pub slot: HubSlot,
     /// The agent registry: the hub follows it when it serves again.
     pub reloader: Arc<crate::http::reload::Reloader>,
+    /// Their GET and listen streams end when the node stops serving.
+    pub sessions: Arc<crate::mcp::session::Sessions>,
 }
 
 /// Why a node that lost its shards stands by.
@@ -88,7 +90,12 @@ pub(super) async fn supervise(
                     c.slot.set_standby(Some(LOST.into()));
                     hub.stop();
                     template = Some(hub);
-                    tracing::warn!(term = role.term, "shards lost: standing by");
+                    let streams = c.sessions.end_streams();
+                    tracing::warn!(
+                        term = role.term,
+                        streams,
+                        "shards lost: standing by; open streams ended"
+                    );
                 }
             }
         }

@@ -206,6 +206,11 @@ impl Node {
         self.member.node_id()
     }
 
+    /// This node's MCP URL, as registered (`nodes.addr`).
+    pub(crate) fn url(&self) -> &str {
+        &self.addr
+    }
+
     /// Look up the node that serves (ourselves when we hold every shard).
     async fn find_leader(&self) -> Result<(), PgError> {
         let found = if self.owned.count() == usize::from(SHARD_COUNT) {

@@ -210,37 +210,65 @@ fn client_identity(
             )))
         }
     };
+    match load_identity(&cert, &key) {
+        Ok(identity) => Ok(Some(identity)),
+        // Files named in the URL must work; libpq's default files are used only
+        // where they do (libpq reads them for TLS connections only, and a hub
+        // connecting without TLS must not refuse to start over them).
+        Err(e) if settings.cert.is_none() && settings.key.is_none() => {
+            tracing::warn!(error = %e, "~/.postgresql/postgresql.crt is not usable: connecting without a client certificate");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The certificate chain of PEM file `cert` and the private key of `key`.
+#[allow(clippy::type_complexity)] // the pair rustls takes
+fn load_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PgError> {
     // Before reading anything: a key others can read is refused as libpq does.
-    private_key_readable_by_owner_only(&key)?;
+    private_key_readable_by_owner_only(key)?;
     let bad = |what: &str, path: &Path, why: String| {
         PgError::Tls(format!("{what} {}: {why}", path.display()))
     };
-    let chain = CertificateDer::pem_file_iter(&cert)
-        .map_err(|e| bad("sslcert", &cert, e.to_string()))?
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("sslcert", cert, e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad("sslcert", &cert, e.to_string()))?;
+        .map_err(|e| bad("sslcert", cert, e.to_string()))?;
     if chain.is_empty() {
-        return Err(bad("sslcert", &cert, "no certificate in it".into()));
+        return Err(bad("sslcert", cert, "no certificate in it".into()));
     }
-    let secret = PrivateKeyDer::from_pem_file(&key).map_err(|e| {
+    let secret = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         bad(
             "sslkey",
-            &key,
+            key,
             format!("{e} (a PEM private key, not encrypted, is expected)"),
         )
     })?;
-    Ok(Some((chain, secret)))
+    Ok((chain, secret))
 }
 
-/// libpq's rule for a client key file: no access for group or others, or, for a
-/// file owned by root, read access for its group at most.
+/// libpq's rule for a client key file: owned by this user or root; no access for
+/// group or others, or, for a file owned by root, read access for its group at
+/// most.
 fn private_key_readable_by_owner_only(path: &Path) -> Result<(), PgError> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| PgError::Tls(format!("sslkey {}: {e}", path.display())))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(PgError::Tls(format!(
+            "sslkey {}: must be owned by this user or root",
+            path.display()
+        )));
+    }
     let mode = meta.mode() & 0o777;
-    let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
-    if mode & !allowed != 0 {
+    let forbidden = if meta.uid() == 0 { 0o037 } else { 0o077 };
+    if mode & forbidden != 0 {
         return Err(PgError::Tls(format!(
             "sslkey {}: has mode {mode:03o}; a private key must be readable by its owner only (chmod 600)",
             path.display()
@@ -458,14 +486,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sslcert") && e.contains("no certificate"), "{e}");
-        // libpq's default files: the certificate found, its key missing.
+        // libpq's default files, not usable (the key missing): no certificate,
+        // as a connection without TLS would have it; named in the URL: refused.
         let dir = tmp.path().join(".postgresql");
         std::fs::create_dir(&dir).unwrap();
         std::fs::copy(&cert, dir.join("postgresql.crt")).unwrap();
-        let e = client_config(&settings(None, None), Some(tmp.path()))
+        assert!(client_identity(&settings(None, None), Some(tmp.path()))
+            .unwrap()
+            .is_none());
+        let named = settings(Some(dir.join("postgresql.crt")), None);
+        let e = client_config(&named, Some(tmp.path()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("postgresql.key"), "{e}");
+        // Mode 0700 is libpq's "owner only" too.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = client_config(&settings(Some(cert.clone()), Some(key.clone())), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no certificate"), "{e}");
         // `disable` presents nothing.
         let off = TlsSettings {
             mode: SslMode::Disable,
