@@ -47,17 +47,18 @@
 //!    acquisitions running side by side split the shards between them; before
 //!    `Node::settle_split` both then stood by for good.)
 //!
-//! Known and not checked here: fencing tokens do not carry the shard's epoch in
-//! their high bits (cluster.md §2); they grow across a failover because every
-//! answered grant is committed first (durable mode), which scenario 2 checks.
+//! Fencing tokens carry the lock key's shard epoch in their high bits
+//! (cluster.md §2): a grant after a failover is above every grant of before,
+//! even one whose row the new owner never read; scenario 2 checks that they strictly increase.
 //!
 //! The scenarios run side by side, each on its own database (about 40-55 s in all;
 //! `AGENT_HUB_FAILOVER_ONLY=2` runs only scenario 2, and so on). The long form:
 //!
 //! `AGENT_HUB_FAILOVER_ROUNDS=100 cargo test --test cluster_failover -- --nocapture`
 //!
-//! (100 kills in scenario 1, about 12 s each). Skips, saying why, where PostgreSQL
-//! is not installed.
+//! (100 kills in scenario 1, about 12 s each; `AGENT_HUB_FAILOVER_LEASE_TTL=3`
+//! runs scenario 1 with 3 s leases, `cluster_lease_ttl_secs`). Skips, saying why,
+//! where PostgreSQL is not installed.
 
 mod common;
 use common::postgres::{ready, start_node, until_ready, Postgres};
@@ -561,7 +562,10 @@ fn kill_the_active_under_load(server: &Postgres, db: &str) {
     let senders: Vec<String> = (1..=8).map(|i| format!("s{i}")).collect();
     let mut agents: Vec<&str> = senders.iter().map(String::as_str).collect();
     agents.push("bob");
-    let mut pair = Pair::start(server, db, &agents, LOAD_CONFIG);
+    let ttl = std::env::var("AGENT_HUB_FAILOVER_LEASE_TTL")
+        .map(|t| format!("cluster_lease_ttl_secs: {t}\n"))
+        .unwrap_or_default();
+    let mut pair = Pair::start(server, db, &agents, &format!("{LOAD_CONFIG}{ttl}"));
     let stop = AtomicBool::new(false);
     let acked = Mutex::new(Vec::new());
     let tally = Tally::default();

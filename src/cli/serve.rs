@@ -235,7 +235,10 @@ async fn serve(
                     http::server::mcp_url(addr)
                 }
             };
-            crate::store::pg::open::open(url, &ep.node_id, &base, opts)
+            let timing = crate::store::pg::node::Timing {
+                lease_ttl: Duration::from_secs(settings.cluster_lease_ttl_secs),
+            };
+            crate::store::pg::open::open(url, &ep.node_id, &base, timing, opts)
                 .await
                 .map_err(CliError::from)
                 .map(|o| (o.store, None, Some(o.node)))

@@ -80,6 +80,7 @@ classify! {
         store,
         node_id,
         advertise_url,
+        cluster_lease_ttl_secs,
         durability,
         commit_batch_max_ops,
         commit_batch_window_ms,

@@ -56,6 +56,10 @@ pub(crate) struct Settings {
     /// The MCP URL the other cluster nodes forward calls to this one at (default:
     /// `http://HOST:PORT/mcp` of the listener).
     pub advertise_url: Option<String>,
+    /// Cluster mode: how long a shard lease lasts without renewal (a `kill -9`
+    /// failover takes about this long; a node stalled for two thirds of it stops
+    /// serving).
+    pub cluster_lease_ttl_secs: u64,
     // Persistence.
     pub durability: Durability,
     pub commit_batch_max_ops: usize,
@@ -210,6 +214,7 @@ impl Default for Settings {
             store: None,
             node_id: None,
             advertise_url: None,
+            cluster_lease_ttl_secs: 10,
             durability: Durability::Durable,
             commit_batch_max_ops: 512,
             commit_batch_window_ms: 0,
@@ -273,6 +278,7 @@ pub(crate) const TEMPLATE: &str = "\
 # store: sqlite                # or postgres://USER@HOST:PORT/DB (cluster mode; docs/cluster.md)
 # node_id: host-a              # cluster mode: this node's name (default: the host name)
 # advertise_url: http://10.0.0.5:8765/mcp  # cluster mode: where other nodes forward calls to this one
+# cluster_lease_ttl_secs: 10   # cluster mode: a shard lease without renewal lasts this long (3-15; failover time)
 # Persistence:
 # durability: durable          # durable: answer writes once on disk; fast: answer at once
 # commit_batch_max_ops: 512    # most writes in one transaction
@@ -463,6 +469,8 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
             }
             s.advertise_url = Some(url);
         }
+        // At most 15: a gateway waits up to 20 s for the next serving node.
+        "cluster_lease_ttl_secs" => s.cluster_lease_ttl_secs = ctx.int(key, v, 3, 15)?,
         "durability" => s.durability = durability(ctx, key, v)?,
         "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
         "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
@@ -777,6 +785,9 @@ mod tests {
         assert_eq!(s.node_id.as_deref(), Some("host-a.1"));
         let (s, _) = parse("c", "store: sqlite\n").unwrap();
         assert_eq!(s.store, None);
+        assert_eq!(s.cluster_lease_ttl_secs, 10);
+        let (s, _) = parse("c", "cluster_lease_ttl_secs: 3\n").unwrap();
+        assert_eq!(s.cluster_lease_ttl_secs, 3);
         for bad in [
             "store: mysql://x/y",
             "store: postgres://hub:secret@db/hub",
@@ -784,10 +795,15 @@ mod tests {
             "node_id: \"\"",
             "advertise_url: https://10.0.0.5:8765/mcp",
             "advertise_url: 10.0.0.5:8765",
+            "cluster_lease_ttl_secs: 2",
+            "cluster_lease_ttl_secs: 16",
         ] {
             let e = parse("c", bad).unwrap_err().to_string();
             assert!(
-                e.contains("store") || e.contains("node_id") || e.contains("advertise_url"),
+                e.contains("store")
+                    || e.contains("node_id")
+                    || e.contains("advertise_url")
+                    || e.contains("cluster_lease_ttl_secs"),
                 "{bad}: {e}"
             );
         }

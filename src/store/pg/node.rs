@@ -12,10 +12,10 @@
 //! At start a node registers: a live node with the same id is refused, and the
 //! registration of a previous process of this id that died without leaving is
 //! waited out. Then [`Node::keep`] heartbeats, renews what it holds and takes
-//! what is free or lapsed, every [`RENEW_EVERY`] (every [`STANDBY_POLL`] while
-//! standing by, to take over soon after a lapse), and publishes whether the node
-//! holds every shard ([`Node::active`]). A node that has not renewed for
-//! [`SELF_FENCE_AFTER`] (two thirds of the lease) drops every shard before its
+//! what is free or lapsed, every fifth of the lease ([`Timing`]; every
+//! [`STANDBY_POLL`] while standing by, to take over soon after a lapse), and
+//! publishes whether the node holds every shard ([`Node::active`]). A node that
+//! has not renewed for two thirds of the lease drops every shard before its
 //! leases can lapse in the database's clock, and stands by. On a graceful stop it
 //! leaves, freeing the shards at once for a standby.
 
@@ -28,25 +28,54 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// How long a lease lasts without renewal (in the database's clock).
-pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
-/// How long a node's registration lasts without a heartbeat.
-pub(crate) const NODE_TTL: Duration = Duration::from_secs(10);
-/// How often leases are renewed and the node heartbeats.
-pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// A node's lease timings, all from how long a lease lasts without renewal
+/// (`cluster_lease_ttl_secs`, in the database's clock): the time a `kill -9`
+/// failover takes, against how long a stall (a pause, a slow database) a node
+/// survives without losing its shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub lease_ttl: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timing {
+    /// How long a node's registration lasts without a heartbeat: a lease's.
+    pub(crate) fn node_ttl(self) -> Duration {
+        self.lease_ttl
+    }
+
+    /// How often leases are renewed and the node heartbeats: five times a lease,
+    /// so that a renewal or two may fail without any lease lapsing.
+    pub(crate) fn renew_every(self) -> Duration {
+        self.lease_ttl / 5
+    }
+
+    /// Without a successful renewal for this long, the node stops writing: a
+    /// third of the lease is left as margin for a renewal in flight and for
+    /// clock drift (6.6 s of a 10 s lease).
+    pub(crate) fn self_fence_after(self) -> Duration {
+        self.lease_ttl * 66 / 100
+    }
+}
+
 /// How often a standby looks for lapsed or released shards.
 pub(crate) const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// After giving its shards up to a node that holds more of them (see
 /// [`yields_to`]), a node takes no free shard for this long, so that the other
 /// takes them all (it looks every [`STANDBY_POLL`]).
 pub(crate) const YIELD_PAUSE: Duration = Duration::from_secs(2);
-/// Without a successful renewal for this long, the node stops writing: a third of
-/// the lease is left as margin for a renewal in flight and for clock drift.
-pub(crate) const SELF_FENCE_AFTER: Duration = Duration::from_millis(6_600);
 
 /// This node: its registration and the shards it holds.
 pub(crate) struct Node {
     pool: Pool,
+    timing: Timing,
     member: Member,
     /// The MCP URL other nodes reach this one at (registered as `nodes.addr`).
     addr: String,
@@ -95,13 +124,18 @@ impl Node {
     /// Register as `node_id` (reachable at `addr`), waiting out the registration
     /// of a dead previous process of this id. Holds no shard yet: [`Node::keep`]
     /// takes them.
-    pub(crate) async fn join(pool: Pool, node_id: &str, addr: &str) -> Result<Node, PgError> {
+    pub(crate) async fn join(
+        pool: Pool,
+        node_id: &str,
+        addr: &str,
+        timing: Timing,
+    ) -> Result<Node, PgError> {
         let started = Instant::now();
-        let patience = NODE_TTL + Duration::from_secs(2);
+        let patience = timing.node_ttl() + Duration::from_secs(2);
         let mut told = false;
         let member = loop {
             let client = pool.get().await?;
-            match lease::register(&client, node_id, addr, NODE_TTL).await {
+            match lease::register(&client, node_id, addr, timing.node_ttl()).await {
                 Ok(m) => break m,
                 Err(PgError::NodeIdInUse(_)) if started.elapsed() < patience => {
                     if !told {
@@ -115,6 +149,7 @@ impl Node {
         };
         Ok(Node {
             pool,
+            timing,
             member,
             addr: addr.to_string(),
             owned: Arc::new(Ownership::default()),
@@ -130,13 +165,14 @@ impl Node {
     }
 
     /// Whether the leases may have lapsed: no renewal round succeeded for
-    /// [`SELF_FENCE_AFTER`]. Checked on every call, not only by [`Node::keep`]:
+    /// [`Timing::self_fence_after`]. Checked on every call, not only by [`Node::keep`]:
     /// a process stopped (SIGSTOP, a VM paused) wakes up with its loop behind, and
     /// must not answer from memory before the loop has found its shards gone.
     pub(crate) fn lapsed(&self) -> bool {
         let at = self.renewed.load(Ordering::Acquire);
         at == 0
-            || self.epoch.elapsed().as_millis() as u64 >= at + SELF_FENCE_AFTER.as_millis() as u64
+            || self.epoch.elapsed().as_millis() as u64
+                >= at + self.timing.self_fence_after().as_millis() as u64
     }
 
     /// Why the hub in the slot must not answer now, if it must not: the leases
@@ -267,7 +303,8 @@ impl Node {
             return Ok(());
         }
         let client = self.pool.get().await?;
-        for (shard, epoch) in lease::acquire(&client, &self.member, &missing, LEASE_TTL).await? {
+        let ttl = self.timing.lease_ttl;
+        for (shard, epoch) in lease::acquire(&client, &self.member, &missing, ttl).await? {
             self.owned.hold(shard, epoch);
         }
         Ok(())
@@ -278,7 +315,7 @@ impl Node {
     async fn renew_once(&self) -> Result<(), PgError> {
         let client = self.pool.get().await?;
         lease::heartbeat(&client, &self.member).await?;
-        let renewed = lease::renew(&client, &self.member, LEASE_TTL).await?;
+        let renewed = lease::renew(&client, &self.member, self.timing.lease_ttl).await?;
         drop(client);
         let kept: std::collections::HashMap<ShardId, super::Epoch> =
             renewed.iter().copied().collect();
@@ -341,7 +378,8 @@ impl Node {
             }
             // Measured from before the request: the database's expiry is later.
             let attempt = Instant::now();
-            match tokio::time::timeout(RENEW_EVERY * 2, self.renew_once()).await {
+            let renew_every = self.timing.renew_every();
+            match tokio::time::timeout(renew_every * 2, self.renew_once()).await {
                 Ok(Ok(())) => {
                     last_ok = attempt;
                     let at = attempt.saturating_duration_since(self.epoch).as_millis() as u64;
@@ -363,7 +401,7 @@ impl Node {
                     tracing::warn!("lease renewal timed out")
                 }
             }
-            if last_ok.elapsed() >= SELF_FENCE_AFTER && self.owned.count() > 0 {
+            if last_ok.elapsed() >= self.timing.self_fence_after() && self.owned.count() > 0 {
                 tracing::error!(
                     since_ms = last_ok.elapsed().as_millis() as u64,
                     "leases not renewed in time: this node stops serving until it holds its shards again"
@@ -379,7 +417,7 @@ impl Node {
                 tracing::warn!("holding every shard: serving");
             }
             standing_by = !active;
-            tokio::time::sleep(if active { RENEW_EVERY } else { STANDBY_POLL }).await;
+            tokio::time::sleep(if active { renew_every } else { STANDBY_POLL }).await;
         }
     }
 
@@ -393,7 +431,7 @@ impl Node {
                         (SELECT count(*) FROM shard_lease l
                           WHERE l.owner_node = n.node_id AND l.expires_at > now())
                    FROM nodes n ORDER BY n.node_id COLLATE \"C\"",
-                &[&(NODE_TTL.as_millis() as i64)],
+                &[&(self.timing.node_ttl().as_millis() as i64)],
             )
             .await?
             .iter()
@@ -553,7 +591,23 @@ pub(crate) struct Role {
 
 #[cfg(test)]
 mod tests {
-    use super::yields_to;
+    use super::{yields_to, Timing};
+    use std::time::Duration;
+
+    #[test]
+    fn timings_follow_the_lease() {
+        let t = Timing::default();
+        assert_eq!(t.lease_ttl, Duration::from_secs(10));
+        assert_eq!(t.renew_every(), Duration::from_secs(2));
+        assert_eq!(t.self_fence_after(), Duration::from_millis(6_600));
+        let short = Timing {
+            lease_ttl: Duration::from_secs(3),
+        };
+        assert_eq!(short.renew_every(), Duration::from_millis(600));
+        assert_eq!(short.self_fence_after(), Duration::from_millis(1_980));
+        // A renewal round times out (twice its period) before the node fences.
+        assert!(short.renew_every() * 2 < short.self_fence_after());
+    }
 
     fn owners(list: &[(&str, i64)]) -> Vec<(String, i64)> {
         list.iter().map(|(n, c)| (n.to_string(), *c)).collect()

@@ -19,11 +19,13 @@ pub(crate) struct Opened {
     pub node: Arc<Node>,
 }
 
-/// Open the store at `url` as node `node_id` (reachable at `addr`).
+/// Open the store at `url` as node `node_id` (reachable at `addr`), holding
+/// leases with `timing`.
 pub(crate) async fn open(
     url: &str,
     node_id: &str,
     addr: &str,
+    timing: super::node::Timing,
     opts: StoreOptions,
 ) -> Result<Opened, StoreError> {
     let config = config_from_url(url, &|k| std::env::var_os(k))?;
@@ -36,7 +38,8 @@ pub(crate) async fn open(
         max_size: 2,
         ..PoolOptions::default()
     };
-    let node = Arc::new(Node::join(super::pool(config.clone(), &leases)?, node_id, addr).await?);
+    let node = Node::join(super::pool(config.clone(), &leases)?, node_id, addr, timing);
+    let node = Arc::new(node.await?);
     let engine = PgEngine::new(config, node.member().clone(), node.ownership())?;
     // Cluster mode stores every write before answering (cluster.md: an answered
     // write survives the loss of any node); `durability: fast` is for SQLite.
