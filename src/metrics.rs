@@ -463,7 +463,7 @@ impl Collector for Scrape {
             counter(
                 &mut e,
                 "agent_hub_cluster_lease_renew_failures",
-                "Lease renewal rounds that failed (a node fences itself after 6.6 s of them).",
+                "Lease renewal rounds that failed (a node fences itself after two thirds of a lease of them).",
                 c.renew_failures.load(Ordering::Relaxed),
             )?;
             counter(

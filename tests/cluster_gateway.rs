@@ -257,6 +257,18 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     assert_eq!(replayed(n1.port).as_deref(), Some("4"));
     // What bob's stream through n3 heard so far (the sends above).
     while stream.next_event(Duration::from_millis(300)).is_some() {}
+    // alice holds a lock, and bob waits for it through n3 (a streamed answer).
+    let alice_lock = json!({"lock_key": "handover", "ttl_seconds": 60});
+    Modern::new(&n1.url, &token("alice")).call("lock_acquire", alice_lock);
+    let n3_for_bob = n3_url.clone();
+    let waiter = std::thread::spawn(move || {
+        let b = Client::connect(&n3_for_bob, &token("bob"), LATEST);
+        b.call(
+            "lock_acquire",
+            json!({"lock_key": "handover", "ttl_seconds": 30, "wait_seconds": 25}),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
     n1.signal("TERM");
     let next = wait_for(Duration::from_secs(30), || {
         [n2.port, n3_port].into_iter().find(|port| {
@@ -272,8 +284,15 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         Modern::new(&next_url, &token("disp")).post_with(&send_body, send_headers, &send_retry);
     assert_eq!(sent_next.body, sent.body, "from request_log");
     assert_eq!(replayed(next).as_deref(), Some("2"));
-    // bob's GET stream through n3, opened while n1 served, was opened again at the
-    // node serving now (n3 itself, or n2): it hears of a message sent there.
+    // bob's GET stream through n3, opened while n1 served, is opened again at the
+    // node serving now (n3 itself, or n2): it hears of a message sent there
+    // (once it is: what is pushed before is not replayed).
+    // Both followed: bob's GET stream and his wait.
+    let followed = wait_for(Duration::from_secs(30), || {
+        let n = metric(n3_port, "agent_hub_cluster_streams_followed_total");
+        (n.as_deref() == Some("2")).then_some(())
+    });
+    assert!(followed.is_some(), "n3 did not open the streams again");
     Modern::new(&next_url, &token("alice")).call(
         "message_send",
         json!({"to_agent": "bob", "subject": "s", "body": "after the stop"}),
@@ -283,10 +302,11 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         e.to_string().contains("inbox").then_some(e)
     });
     assert!(heard.is_some(), "the relayed GET stream did not follow");
-    assert_eq!(
-        metric(n3_port, "agent_hub_cluster_streams_followed_total").as_deref(),
-        Some("1")
-    );
+    // bob's wait, cut when n1 handed over, was sent again to the node serving
+    // now, where alice's release hands him the lock.
+    Modern::new(&next_url, &token("alice")).call("lock_release", json!({"lock_key": "handover"}));
+    let got = waiter.join().expect("waiter");
+    assert_eq!(got["lock"]["holder_agent_id"], "bob", "{got}");
     let inbox = Modern::new(&next_url, &token("bob")).call("inbox_pull", json!({"limit": 100}));
     let copies = inbox["messages"]
         .as_array()

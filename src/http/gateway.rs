@@ -14,7 +14,7 @@
 //! refused), or it answered that it stands by (the [`STANDBY_HEADER`] on its
 //! 503), or the call only reads, or its answer is logged with its writes (the
 //! request carries a request id: see `mcp::replay`). Meanwhile the gateway waits
-//! for a leader up to [`FORWARD_WAIT`], which covers a failover (lease TTL plus
+//! for a leader up to [`forward_wait`], which covers a failover (lease TTL plus
 //! load). Another call that writes whose connection broke after it was sent is
 //! not retried: its outcome is unknown, and the client is told so (502), as it
 //! would be by a single node that died mid-call.
@@ -46,8 +46,11 @@ pub(crate) const FORWARDED_HEADER: &str = "x-agent-hub-forwarded-by";
 pub(crate) const STANDBY_HEADER: &str = "x-agent-hub-standby";
 
 /// How long a gateway waits for a leader it can reach, in all: more than a
-/// failover after a `kill -9` (the 10 s lease TTL, then the load).
-pub(crate) const FORWARD_WAIT: Duration = Duration::from_secs(20);
+/// failover after a `kill -9` (the lease, then the load): the lease plus 10 s
+/// (20 s with the default 10 s lease).
+pub(crate) fn forward_wait(node: &Node) -> Duration {
+    node.timing().lease_ttl + Duration::from_secs(10)
+}
 
 /// Between two tries at an unreachable or standing-by leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -230,7 +233,7 @@ enum Try {
 }
 
 async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Bytes) -> Forwarded {
-    let deadline = Instant::now() + FORWARD_WAIT;
+    let deadline = Instant::now() + forward_wait(node);
     let mut leaders = node.leader();
     let mut why = "no node holds every shard".to_string();
     // Every MCP request is named, the same on every try: the serving node logs
@@ -475,6 +478,7 @@ async fn send(
             out = out.insert_header((replay::RETRY_HEADER, "1"));
         }
     }
+    let kept = body.clone();
     let resp = match out.send_body(body).await {
         Ok(resp) => resp,
         // Not connected: nothing was sent.
@@ -504,16 +508,29 @@ async fn send(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    // A session's GET stream goes on at the next serving node when this one's
-    // ends (see `follow`).
+    // A session's GET stream, and a POST's streamed answer (a call that waits)
+    // that may be sent again, go on at the next serving node when this one's ends
+    // (see `follow`).
     let st = req.app_data::<web::Data<AppState>>().cloned();
-    if let Some(st) = st.filter(|_| {
-        follow::follows(req)
-            && resp.status() == StatusCode::OK
-            && follow::is_event_stream(resp.headers())
-    }) {
-        let reopen = follow::Reopen::new(req, st, node.clone());
-        return Try::Answer(answer.streaming(follow::following(Box::pin(resp), reopen)));
+    let until = if resp.status() != StatusCode::OK || !follow::is_event_stream(resp.headers()) {
+        None
+    } else if req.method() == actix_web::http::Method::GET && req.path() == "/mcp" {
+        Some(follow::Until::Closed)
+    } else if req.method() == actix_web::http::Method::POST
+        && req.path() == "/mcp"
+        && repeat(req, &kept) != Repeat::Never
+    {
+        Some(follow::Until::Answered)
+    } else {
+        None
+    };
+    if let (Some(until), Some(st)) = (until, st) {
+        // Three keep-alive periods without a byte: the node is gone.
+        let silent_after = (st.sse_keepalive * 3).max(Duration::from_secs(5));
+        let again = (kept, request_id.map(|(id, _)| id));
+        let reopen = follow::Reopen::new(req, again, st, node.clone(), until);
+        let stream = follow::following(Box::pin(resp), reopen, silent_after);
+        return Try::Answer(answer.streaming(stream));
     }
     // Streamed either way, never held here: a client that reads nothing stalls
     // the leader's side of the relay, where its answer bytes count against its
@@ -554,7 +571,8 @@ mod tests {
         let r = |req: &ServiceRequest, body: &[u8]| repeat(req, body);
         assert_eq!(r(&post, call("hub_status").as_bytes()), Repeat::Harmless);
         assert_eq!(r(&post, call("message_send").as_bytes()), Repeat::Logged);
-        assert_eq!(r(&post, call("no_such_tool").as_bytes()), Repeat::Never);
+        // Refused without a write, wherever it runs.
+        assert_eq!(r(&post, call("no_such_tool").as_bytes()), Repeat::Harmless);
         assert_eq!(
             r(&post, call("assignment_claim").as_bytes()),
             Repeat::Logged
@@ -566,7 +584,7 @@ mod tests {
         let batch = format!("[{},{}]", call("hub_status"), call("assignment_claim"));
         assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
         let batch = format!("[{},{}]", call("assignment_claim"), call("no_such_tool"));
-        assert_eq!(r(&post, batch.as_bytes()), Repeat::Never);
+        assert_eq!(r(&post, batch.as_bytes()), Repeat::Logged);
         for tool in [
             "lock_acquire",
             "message_ack",

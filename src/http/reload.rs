@@ -186,13 +186,12 @@ impl Reloader {
         let Some(t) = self.table.get() else {
             return Ok(());
         };
-        // Apart from the registry: one failing must not hold the other back.
-        let ended = self.revoked.follow().await;
-        if let Ok(n @ 1..) = ended {
+        // Apart from the registry: one failing must not hold the other back (its
+        // error is logged there; the next poll tries again).
+        if let Ok(n @ 1..) = self.revoked.follow().await {
             tracing::debug!(sessions = n, "followed revoked_sessions");
         }
-        self.follow_registry(t, force, hub).await?;
-        ended.map(|_| ())
+        self.follow_registry(t, force, hub).await
     }
 
     async fn follow_registry(

@@ -7,6 +7,7 @@
 //! the slot). On SQLite nothing is stored: one process holds every session.
 
 use super::error::ApiError;
+use crate::log_limit::LogLimit;
 use crate::mcp::session::{Revocation, Sessions};
 use crate::store::pg::{revoked as table, PgError, Pool};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,7 +25,11 @@ pub(crate) struct Revoked {
 }
 
 fn unavailable(e: PgError) -> ApiError {
-    tracing::error!(error = %e, "revoked_sessions could not be read or written");
+    // Polled every second: one line per minute at most while it fails.
+    static FAILING: LogLimit = LogLimit::new(60_000);
+    if let Some(n) = FAILING.hit() {
+        tracing::error!(error = %e, failures = n, "revoked_sessions could not be read or written (one line a minute at most)");
+    }
     ApiError::unavailable(format!(
         "the list of ended sessions (revoked_sessions) is unavailable: {e}"
     ))

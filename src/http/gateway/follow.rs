@@ -1,22 +1,29 @@
-//! A session's GET stream relayed by a gateway follows the serving node: when
-//! the stream from the node that served ends (it stopped, was killed, or lost its
-//! shards), the gateway opens it again at the next serving node (itself, if it
-//! took the shards over) and goes on relaying, on the client's same connection.
-//! The session id checks itself on every node (cluster key), so the next node
-//! takes the session back; a session that was ended (404), an agent removed
-//! (401) or any other refusal ends the stream, as a direct one would end.
+//! Streams relayed by a gateway follow the serving node: when the stream from
+//! the node that served ends (it stopped, was killed, or lost its shards) or goes
+//! silent, the gateway sends the request again to the next serving node (itself,
+//! if it took the shards over) and goes on relaying, on the client's same
+//! connection:
+//! - a session's GET stream, for as long as the client keeps it. The session id
+//!   checks itself on every node (cluster key), so the next node takes the
+//!   session back; a session that was ended (404), an agent removed (401) or any
+//!   other refusal ends the stream, as a direct one would end;
+//! - a POST answered as a stream (a call that may wait: `inbox_pull` or
+//!   `lock_acquire` with `wait_seconds`), until its answer has been passed on,
+//!   where the call may be sent again (`gateway::repeat`: it only reads, does no
+//!   harm twice, or its answer is logged).
 //!
 //! Events are passed on whole: the relay holds the bytes of an event until its
 //! blank line, so that a stream cut in the middle of an event never hands the
 //! client half of one followed by another stream. What was pushed while no node
 //! served is not replayed: notifications are hints, the inbox loses nothing.
 
-use super::{relayed_headers, CLIENT, FORWARDED_HEADER, FORWARD_WAIT, RETRY_PAUSE};
+use super::{forward_wait, relayed_headers, CLIENT, FORWARDED_HEADER, RETRY_PAUSE};
 use crate::http::state::{AppState, Fill};
+use crate::mcp::replay;
 use crate::store::pg::node::Node;
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{LocalBoxStream, Stream, StreamExt};
@@ -44,19 +51,28 @@ pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-/// Whether the answer to `req` is a stream a gateway follows: a session's GET
-/// stream on the MCP endpoint.
-pub(super) fn follows(req: &ServiceRequest) -> bool {
-    req.method() == actix_web::http::Method::GET && req.path() == "/mcp"
+/// How long a stream is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Until {
+    /// A session's GET stream: as long as the client keeps it.
+    Closed,
+    /// A POST's streamed answer: until an event carrying data (the answer) has
+    /// been passed on.
+    Answered,
 }
 
-/// What opening the stream again needs: the client's request (path, relayed
-/// headers with its token and session), and how to find the next serving node.
+/// What sending the request again needs: the client's request (method, path,
+/// relayed headers with its token and session, body, the gateway's request
+/// id), and how to find the next serving node.
 pub(super) struct Reopen {
+    method: Method,
     path: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+    request_id: Option<String>,
     node: Arc<Node>,
     st: web::Data<AppState>,
+    until: Until,
 }
 
 enum Opened {
@@ -68,22 +84,32 @@ enum Opened {
 }
 
 impl Reopen {
-    pub(super) fn new(req: &ServiceRequest, st: web::Data<AppState>, node: Arc<Node>) -> Reopen {
+    pub(super) fn new(
+        req: &ServiceRequest,
+        (body, request_id): (Bytes, Option<&str>),
+        st: web::Data<AppState>,
+        node: Arc<Node>,
+        until: Until,
+    ) -> Reopen {
         Reopen {
+            method: req.method().clone(),
             path: req
                 .uri()
                 .path_and_query()
                 .map_or("/mcp".to_string(), |p| p.as_str().to_string()),
             headers: relayed_headers(req),
+            body,
+            request_id: request_id.map(str::to_string),
             node,
             st,
+            until,
         }
     }
 
     /// The stream opened at the node serving now (this one, if it serves), waiting
-    /// for one up to [`FORWARD_WAIT`]; `None` if it cannot be.
+    /// for one up to [`forward_wait`]; `None` if it cannot be.
     async fn open_next(&self) -> Option<Upstream> {
-        let deadline = Instant::now() + FORWARD_WAIT;
+        let deadline = Instant::now() + forward_wait(&self.node);
         let mut leaders = self.node.leader();
         loop {
             let url = if matches!(self.st.hub.peek(), Fill::Ready(_)) {
@@ -116,17 +142,46 @@ impl Reopen {
     async fn open(&self, url: &str) -> Opened {
         let base = url.trim_end_matches("/mcp");
         let mut out = CLIENT
-            .with(|c| c.get(format!("{base}{}", self.path)))
+            .with(|c| c.request(self.method.clone(), format!("{base}{}", self.path)))
             .timeout(Duration::from_secs(10));
         for (name, value) in &self.headers {
             out = out.append_header((name.clone(), value.clone()));
         }
         out = out.insert_header((FORWARDED_HEADER, self.node.id()));
-        match out.send().await {
-            // Unreachable, or lost before its answer: a GET does no harm twice.
+        if let Some(id) = &self.request_id {
+            // A later try of the same request: a logged call done by an earlier
+            // one is answered from the log.
+            out = out.insert_header((replay::REQUEST_ID_HEADER, id.as_str()));
+            out = out.insert_header((replay::RETRY_HEADER, "1"));
+        }
+        let sent = if self.method == Method::GET {
+            out.send().await
+        } else {
+            out.send_body(self.body.clone()).await
+        };
+        match sent {
+            // Unreachable, or lost before its answer: it does no harm twice.
             Err(_) => Opened::Again,
             Ok(resp) if resp.status() == StatusCode::OK && is_event_stream(resp.headers()) => {
                 Opened::Stream(resp.boxed_local())
+            }
+            // A call sent again may be answered at once this time (its answer
+            // logged): the same answer as an event of the stream.
+            Ok(mut resp)
+                if self.until == Until::Answered
+                    && resp.status() == StatusCode::OK
+                    && resp
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json")) =>
+            {
+                match resp.body().limit(MAX_EVENT_BYTES).await {
+                    Ok(json) => {
+                        let event = crate::http::sse::event(&String::from_utf8_lossy(&json));
+                        Opened::Stream(futures_util::stream::iter([Ok(event)]).boxed_local())
+                    }
+                    Err(_) => Opened::Again,
+                }
             }
             // Standing by, taking the shards over, the store unavailable.
             Ok(resp) if resp.status().is_server_error() => Opened::Again,
@@ -142,8 +197,32 @@ struct Follow {
     /// When `up` was opened.
     since: Instant,
     reopen: Reopen,
-    /// False once the stream is relayed as it comes (see [`MAX_EVENT_BYTES`]).
-    whole_events: bool,
+    /// False once the stream is relayed as it comes: not SSE as the hub writes
+    /// it ([`MAX_EVENT_BYTES`]), or a POST's answer was passed on.
+    following: bool,
+    /// A POST's answer: until when a "store unavailable" answer (a node handing
+    /// its shards over cut the wait) is sent again rather than passed on.
+    retry_until: Option<Instant>,
+}
+
+/// Whether whole events `events` are one answer saying "store unavailable":
+/// nothing was done, and the call may be sent again (the hub's own refusal
+/// while it stops serving or its store is down).
+fn store_unavailable(events: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(events);
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect();
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
+        return false;
+    };
+    let e = &v["error"];
+    e["code"] == crate::mcp::jsonrpc::SERVER_ERROR
+        && e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Store unavailable: "))
 }
 
 /// The end of the last whole event in `buf` (after its blank line), if any.
@@ -151,49 +230,82 @@ fn events_end(buf: &[u8]) -> Option<usize> {
     buf.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2)
 }
 
-/// `first` relayed event by event, then, each time it ends, the stream opened
-/// again at the next serving node.
+/// Whether whole events `events` carry data (an answer, a notification), not
+/// only comments.
+fn carries_data(events: &[u8]) -> bool {
+    events.starts_with(b"data:") || events.windows(6).any(|w| w == b"\ndata:")
+}
+
+/// A few hundred milliseconds, different for each stream: the streams a stopped
+/// node ended are not all sent again at the same instant.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(u64::from(nanos % 300))
+}
+
+/// `first` relayed event by event, then, each time it ends or goes silent for
+/// `silent_after`, the request sent again at the next serving node.
 pub(super) fn following(
     first: Upstream,
     reopen: Reopen,
+    silent_after: Duration,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let state = Follow {
         up: first,
         held: BytesMut::new(),
         since: Instant::now(),
         reopen,
-        whole_events: true,
+        following: true,
+        retry_until: None,
     };
-    futures_util::stream::unfold(Some(state), |state| async move {
+    futures_util::stream::unfold(Some(state), move |state| async move {
         let mut f = state?;
         loop {
-            match f.up.next().await {
-                Some(Ok(chunk)) if !f.whole_events => return Some((Ok(chunk), Some(f))),
-                Some(Ok(chunk)) => {
+            // A node pings every stream (GET streams every `sse_keepalive_secs`,
+            // waits every second): silence this long is a node gone without a
+            // word (a lost machine, a partition), which TCP alone may not tell.
+            let next = tokio::time::timeout(silent_after, f.up.next()).await;
+            match next {
+                Ok(Some(Ok(chunk))) if !f.following => return Some((Ok(chunk), Some(f))),
+                Ok(Some(Ok(chunk))) => {
                     f.held.extend_from_slice(&chunk);
                     if let Some(end) = events_end(&f.held) {
                         let out = f.held.split_to(end).freeze();
+                        if f.reopen.until == Until::Answered && carries_data(&out) {
+                            let until = *f.retry_until.get_or_insert_with(|| {
+                                Instant::now() + forward_wait(&f.reopen.node)
+                            });
+                            if store_unavailable(&out) && Instant::now() < until {
+                                // Sent again at the next node instead (below).
+                                f.up = futures_util::stream::empty().boxed_local();
+                                continue;
+                            }
+                            f.following = false;
+                        }
                         return Some((Ok(out), Some(f)));
                     }
                     if f.held.len() > MAX_EVENT_BYTES {
-                        f.whole_events = false;
+                        f.following = false;
                         let out = f.held.split().freeze();
                         return Some((Ok(out), Some(f)));
                     }
                 }
                 ended => {
-                    if !f.whole_events {
+                    if !f.following {
                         return None;
                     }
-                    if let Some(Err(e)) = ended {
-                        tracing::debug!(error = %e, "a relayed GET stream broke");
+                    match ended {
+                        Err(_) => tracing::debug!("a relayed stream went silent"),
+                        Ok(Some(Err(e))) => tracing::debug!(error = %e, "a relayed stream broke"),
+                        _ => {}
                     }
                     // Half an event is never passed on.
                     f.held.clear();
                     let lived = f.since.elapsed();
-                    if lived < MIN_LIFETIME {
-                        tokio::time::sleep(MIN_LIFETIME - lived).await;
-                    }
+                    let pause = MIN_LIFETIME.saturating_sub(lived).max(jitter());
+                    tokio::time::sleep(pause).await;
                     f.up = f.reopen.open_next().await?;
                     f.since = Instant::now();
                     crate::metrics::get().stream_followed();
@@ -213,5 +325,17 @@ mod tests {
         assert_eq!(events_end(b"data: {\"a\":1}"), None);
         assert_eq!(events_end(b": ping\n\n"), Some(8));
         assert_eq!(events_end(b""), None);
+        assert!(carries_data(b"event: message\ndata: {}\n\n"));
+        assert!(carries_data(b"data: {}\n\n"));
+        assert!(!carries_data(b": waiting\n\n: waiting\n\n"));
+        let refusal = br#"event: message
+data: {"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"Store unavailable: the hub is rebuilding its live state or shutting down; retry","data":{"retry_after_seconds":5}}}
+
+"#;
+        assert!(store_unavailable(refusal));
+        assert!(!store_unavailable(
+            b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n"
+        ));
+        assert!(!store_unavailable(b": waiting\n\n"));
     }
 }

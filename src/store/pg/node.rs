@@ -242,6 +242,11 @@ impl Node {
         self.member.node_id()
     }
 
+    /// Its lease timings (`cluster_lease_ttl_secs`).
+    pub(crate) fn timing(&self) -> Timing {
+        self.timing
+    }
+
     /// This node's MCP URL, as registered (`nodes.addr`).
     pub(crate) fn url(&self) -> &str {
         &self.addr

@@ -258,8 +258,8 @@ fn private_key_readable_by_owner_only(path: &Path) -> Result<(), PgError> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| PgError::Tls(format!("sslkey {}: {e}", path.display())))?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let me = unsafe { libc::getuid() };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
     if meta.uid() != me && meta.uid() != 0 {
         return Err(PgError::Tls(format!(
             "sslkey {}: must be owned by this user or root",
