@@ -10,7 +10,10 @@
 //! - a POST answered as a stream (a call that may wait: `inbox_pull` or
 //!   `lock_acquire` with `wait_seconds`), until its answer has been passed on,
 //!   where the call may be sent again (`gateway::repeat`: it only reads, does no
-//!   harm twice, or its answer is logged).
+//!   harm twice, or its answer is logged): when its stream breaks or goes silent,
+//!   or answers "store unavailable" (a node handing its shards over cut the
+//!   wait). One its node ends without an answer was cancelled by the client, and
+//!   ends here too.
 //!
 //! Events are passed on whole: the relay holds the bytes of an event until its
 //! blank line, so that a stream cut in the middle of an event never hands the
@@ -279,7 +282,10 @@ pub(super) fn following(
                             });
                             if store_unavailable(&out) && Instant::now() < until {
                                 // Sent again at the next node instead (below).
-                                f.up = futures_util::stream::empty().boxed_local();
+                                f.up = futures_util::stream::iter([Err(
+                                    awc::error::PayloadError::Incomplete(None),
+                                )])
+                                .boxed_local();
                                 continue;
                             }
                             f.following = false;
@@ -293,7 +299,10 @@ pub(super) fn following(
                     }
                 }
                 ended => {
-                    if !f.following {
+                    // A POST's stream that its node ended without an answer was
+                    // cancelled (`notifications/cancelled`): over, not lost.
+                    let cancelled = f.reopen.until == Until::Answered && matches!(ended, Ok(None));
+                    if !f.following || cancelled {
                         return None;
                     }
                     match ended {
