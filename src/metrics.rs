@@ -179,7 +179,7 @@ struct ClusterMetrics {
     forward_lost: AtomicU64,
     /// Repeated forwarded calls answered from `request_log` (done by a first try).
     replayed: AtomicU64,
-    /// GET streams a gateway opened again at the next serving node.
+    /// Relayed streams a gateway opened or sent again at the next serving node.
     streams_followed: AtomicU64,
 }
 
@@ -305,7 +305,7 @@ impl Metrics {
         self.cluster.replayed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Cluster mode: a relayed GET stream opened again at the next serving node.
+    /// Cluster mode: a relayed stream opened or sent again at the next serving node.
     pub(crate) fn stream_followed(&self) {
         self.cluster
             .streams_followed
@@ -505,7 +505,7 @@ impl Collector for Scrape {
             counter(
                 &mut e,
                 "agent_hub_cluster_streams_followed",
-                "GET streams this node relays that it opened again at the next serving node (the one it relayed them from stopped or was lost).",
+                "Streams this node relays (GET streams, waiting calls answered as streams) that it opened or sent again at the next serving node (the one it relayed them from stopped or was lost).",
                 c.streams_followed.load(Ordering::Relaxed),
             )?;
         }

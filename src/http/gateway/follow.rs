@@ -146,7 +146,12 @@ impl Reopen {
         let base = url.trim_end_matches("/mcp");
         let mut out = CLIENT
             .with(|c| c.request(self.method.clone(), format!("{base}{}", self.path)))
-            .timeout(Duration::from_secs(10));
+            // A POST's answer may start late (a 2025-03-26 batch runs its waits
+            // before answering), as for a first try.
+            .timeout(match self.until {
+                Until::Closed => Duration::from_secs(10),
+                Until::Answered => self.st.forward_timeout(),
+            });
         for (name, value) in &self.headers {
             out = out.append_header((name.clone(), value.clone()));
         }
@@ -206,6 +211,8 @@ struct Follow {
     /// A POST's answer: until when a "store unavailable" answer (a node handing
     /// its shards over cut the wait) is sent again rather than passed on.
     retry_until: Option<Instant>,
+    /// The last such answer held back: passed on if no node takes the call.
+    held_answer: Option<Bytes>,
 }
 
 /// Whether whole events `events` are one answer saying "store unavailable":
@@ -239,6 +246,11 @@ fn carries_data(events: &[u8]) -> bool {
     events.starts_with(b"data:") || events.windows(6).any(|w| w == b"\ndata:")
 }
 
+/// The error that aborts the client's connection (its answer was lost).
+fn broken() -> actix_web::Error {
+    actix_web::error::ErrorBadGateway("the node serving this stream was lost")
+}
+
 /// A few hundred milliseconds, different for each stream: the streams a stopped
 /// node ended are not all sent again at the same instant.
 fn jitter() -> Duration {
@@ -262,6 +274,7 @@ pub(super) fn following(
         reopen,
         following: true,
         retry_until: None,
+        held_answer: None,
     };
     futures_util::stream::unfold(Some(state), move |state| async move {
         let mut f = state?;
@@ -282,6 +295,7 @@ pub(super) fn following(
                             });
                             if store_unavailable(&out) && Instant::now() < until {
                                 // Sent again at the next node instead (below).
+                                f.held_answer = Some(out);
                                 f.up = futures_util::stream::iter([Err(
                                     awc::error::PayloadError::Incomplete(None),
                                 )])
@@ -299,25 +313,45 @@ pub(super) fn following(
                     }
                 }
                 ended => {
+                    let lost = !matches!(ended, Ok(None));
                     // A POST's stream that its node ended without an answer was
                     // cancelled (`notifications/cancelled`): over, not lost.
-                    let cancelled = f.reopen.until == Until::Answered && matches!(ended, Ok(None));
+                    let cancelled = f.reopen.until == Until::Answered && !lost;
                     if !f.following || cancelled {
-                        return None;
+                        // A break after following stopped still aborts the
+                        // client's connection, as a direct one would break.
+                        return lost.then(|| (Err(broken()), None));
                     }
                     match ended {
                         Err(_) => tracing::debug!("a relayed stream went silent"),
                         Ok(Some(Err(e))) => tracing::debug!(error = %e, "a relayed stream broke"),
                         _ => {}
                     }
-                    // Half an event is never passed on.
+                    // Half an event is never passed on; the old connection is let
+                    // go first (a node only stalled would refuse a second stream).
                     f.held.clear();
+                    f.up = futures_util::stream::empty().boxed_local();
                     let lived = f.since.elapsed();
                     let pause = MIN_LIFETIME.saturating_sub(lived).max(jitter());
                     tokio::time::sleep(pause).await;
-                    f.up = f.reopen.open_next().await?;
-                    f.since = Instant::now();
-                    crate::metrics::get().stream_followed();
+                    match f.reopen.open_next().await {
+                        Some(up) => {
+                            f.up = up;
+                            f.since = Instant::now();
+                            crate::metrics::get().stream_followed();
+                        }
+                        // No node took it: a POST's held "store unavailable"
+                        // answer after all, else a broken connection (never a
+                        // clean end that would read as cancelled); a GET stream
+                        // ends, and its client opens a new one.
+                        None => {
+                            return match (f.reopen.until, f.held_answer.take()) {
+                                (Until::Answered, Some(answer)) => Some((Ok(answer), None)),
+                                (Until::Answered, None) => Some((Err(broken()), None)),
+                                (Until::Closed, _) => None,
+                            };
+                        }
+                    }
                 }
             }
         }
