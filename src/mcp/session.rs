@@ -24,10 +24,9 @@ pub(crate) struct Session {
     pub id: String,
     pub agent: AgentId,
     pub version: Version,
-    /// A signed id's end of life (Unix seconds): refused after it however busy.
-    valid_until: Option<u64>,
-    /// A signed id's [`Revocation`] hash, to find it ended at another node.
-    id_hash: Option<String>,
+    /// A signed id's hash and end of life (Unix seconds): refused after it however
+    /// busy, and once ended at any node. `None` for an id of this process only.
+    signed: Option<Revocation>,
     /// Millis since [`Sessions::epoch`] of the last request on this session.
     last_active_ms: AtomicU64,
     /// Sender feeding the session's GET SSE stream, if one is open. The receiving end
@@ -136,10 +135,7 @@ impl Session {
     /// What every node must remember once this session is ended by DELETE (a
     /// signed id, which would check still), `None` for an id of this process only.
     pub(crate) fn revocation(&self) -> Option<Revocation> {
-        Some(Revocation {
-            id_hash: self.id_hash.clone()?,
-            until: self.valid_until?,
-        })
+        self.signed.clone()
     }
 }
 
@@ -227,16 +223,20 @@ impl Sessions {
     /// A new session for `agent`. When the agent is at its cap, its least recently
     /// used session is dropped: clients that never DELETE must not lock an agent out.
     pub(crate) fn create(&self, agent: AgentId, version: Version) -> Arc<Session> {
-        let (id, valid_until) = match &self.signer {
+        let (id, signed) = match &self.signer {
             Some(signer) => {
                 let now = unix_now();
-                let until = now + super::session_id::LIFETIME.as_secs();
-                (signer.issue(&agent, version, now), Some(until))
+                let id = signer.issue(&agent, version, now);
+                let signed = Revocation {
+                    id_hash: revocation_key(&id),
+                    until: now + super::session_id::LIFETIME.as_secs(),
+                };
+                (id, Some(signed))
             }
             // 256 bits from the OS CSPRNG: unguessable, visible ASCII only.
             None => (random_hex(32), None),
         };
-        self.insert(id, agent, version, valid_until)
+        self.insert(id, agent, version, signed)
     }
 
     /// A session of `agent` with `id` in both maps, under the agent's cap.
@@ -245,13 +245,12 @@ impl Sessions {
         id: String,
         agent: AgentId,
         version: Version,
-        valid_until: Option<u64>,
+        signed: Option<Revocation>,
     ) -> Arc<Session> {
         let now = self.now_ms();
         let session = Arc::new(Session {
-            id_hash: valid_until.map(|_| revocation_key(&id)),
             id,
-            valid_until,
+            signed,
             agent: agent.clone(),
             version,
             last_active_ms: AtomicU64::new(now),
@@ -303,11 +302,11 @@ impl Sessions {
         }
         // Expired, or ended at another node while this one held it in memory (it
         // stood by meanwhile, and serves again).
-        let ended = s
-            .id_hash
+        let over = s
+            .signed
             .as_ref()
-            .is_some_and(|h| self.revoked.contains_key(h));
-        if ended || s.valid_until.is_some_and(|until| unix_now() > until) {
+            .is_some_and(|r| unix_now() > r.until || self.revoked.contains_key(&r.id_hash));
+        if over {
             self.map.remove(id);
             self.unindex(&s);
             s.close_stream();
@@ -327,7 +326,8 @@ impl Sessions {
     /// and was not ended.
     fn take_back(&self, id: &str, agent: &AgentId) -> Result<Arc<Session>, SessionNotFound> {
         let signer = self.signer.as_ref().ok_or(SessionNotFound)?;
-        if self.revoked.contains_key(&revocation_key(id)) {
+        let id_hash = revocation_key(id);
+        if self.revoked.contains_key(&id_hash) {
             return Err(SessionNotFound);
         }
         let claims = signer.check(id, agent, unix_now()).ok_or(SessionNotFound)?;
@@ -335,8 +335,11 @@ impl Sessions {
         if let Some(n) = TAKEN.hit() {
             tracing::info!(agent = %agent, sessions = n, "signed session taken back");
         }
-        let until = claims.issued_at + super::session_id::LIFETIME.as_secs();
-        Ok(self.insert(id.to_string(), agent.clone(), claims.version, Some(until)))
+        let signed = Revocation {
+            id_hash,
+            until: claims.issued_at + super::session_id::LIFETIME.as_secs(),
+        };
+        Ok(self.insert(id.to_string(), agent.clone(), claims.version, Some(signed)))
     }
 
     /// End session `id` of `agent` (DELETE).

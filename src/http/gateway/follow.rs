@@ -173,24 +173,6 @@ impl Reopen {
             Ok(resp) if resp.status() == StatusCode::OK && is_event_stream(resp.headers()) => {
                 Opened::Stream(resp.boxed_local())
             }
-            // A call sent again may be answered at once this time (its answer
-            // logged): the same answer as an event of the stream.
-            Ok(mut resp)
-                if self.until == Until::Answered
-                    && resp.status() == StatusCode::OK
-                    && resp
-                        .headers()
-                        .get(header::CONTENT_TYPE)
-                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json")) =>
-            {
-                match resp.body().limit(MAX_EVENT_BYTES).await {
-                    Ok(json) => {
-                        let event = crate::http::sse::event(&String::from_utf8_lossy(&json));
-                        Opened::Stream(futures_util::stream::iter([Ok(event)]).boxed_local())
-                    }
-                    Err(_) => Opened::Again,
-                }
-            }
             // Standing by, taking the shards over, the store unavailable.
             Ok(resp) if resp.status().is_server_error() => Opened::Again,
             Ok(resp) => Opened::Over(resp.status()),
