@@ -77,8 +77,12 @@ pub enum Command {
     /// sessions, streams, the writer's queue and whether writes are saved
     Hub,
     /// Cluster mode (--store postgres://…): this node's role, the members and the
-    /// shard map, as the database has them
-    Cluster,
+    /// shard map, as the database has them; `cluster move --to NODE` hands the
+    /// shards to another node
+    Cluster {
+        #[command(subcommand)]
+        action: Option<ClusterCommand>,
+    },
     /// List agents with their registration and presence, a page at a time
     Agents(LogArgs),
     /// Approve a round awaiting approval: round and task become dispatched
@@ -223,6 +227,22 @@ pub enum NotifyCommand {
     /// Send a signed test notification to every webhook of `notify:` now, and
     /// print what each answered (exits non-zero if one failed or none is set)
     Test,
+}
+
+/// `hubctl cluster ...`.
+#[allow(missing_docs)]
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Hand every shard of the serving node to another live node (a switchover,
+    /// say before maintenance of the serving node's machine): the serving node
+    /// drains its calls, moves the leases in one step and forwards from then on.
+    /// No call fails behind gateways or a balancer. Shards move together: one node
+    /// serves them all in this release
+    Move {
+        /// The node id (`--node-id`) to serve from now on
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// `hubctl operator-token ...`.
@@ -411,7 +431,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Connect { agent_id } => connect::run(&dir, &agent_id, &target),
         Command::Agents(page) => operator::agents(&dir, &target, &page, json),
         Command::Hub => operator::hub(&dir, &target, json),
-        Command::Cluster => operator::cluster(&dir, &target, json),
+        Command::Cluster { action: None } => operator::cluster(&dir, &target, json),
+        Command::Cluster {
+            action: Some(ClusterCommand::Move { to }),
+        } => operator::cluster_move(&dir, &target, &to, json),
         Command::Approve { round_id, note } => {
             tasks::decide(&dir, &target, &round_id, &note.join(" "), true, json)
         }

@@ -181,6 +181,8 @@ struct ClusterMetrics {
     replayed: AtomicU64,
     /// Relayed streams a gateway opened or sent again at the next serving node.
     streams_followed: AtomicU64,
+    /// Moves of this node's shards to another node (`hubctl cluster move`).
+    moves: AtomicU64,
 }
 
 impl Default for ClusterMetrics {
@@ -197,6 +199,7 @@ impl Default for ClusterMetrics {
             forward_lost: Default::default(),
             replayed: Default::default(),
             streams_followed: Default::default(),
+            moves: Default::default(),
         }
     }
 }
@@ -310,6 +313,11 @@ impl Metrics {
         self.cluster
             .streams_followed
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: this node moved its shards to another (`hubctl cluster move`).
+    pub(crate) fn cluster_moved(&self) {
+        self.cluster.moves.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cluster mode: a renewal round that failed.
@@ -507,6 +515,12 @@ impl Collector for Scrape {
                 "agent_hub_cluster_streams_followed",
                 "Streams this node relays (GET streams, waiting calls answered as streams) that it opened or sent again at the next serving node (the one it relayed them from stopped or was lost).",
                 c.streams_followed.load(Ordering::Relaxed),
+            )?;
+            counter(
+                &mut e,
+                "agent_hub_cluster_moves",
+                "Times this node handed its shards to another node on the operator's word (hubctl cluster move).",
+                c.moves.load(Ordering::Relaxed),
             )?;
         }
         counter(

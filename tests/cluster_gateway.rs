@@ -5,8 +5,9 @@
 //! stream through a standby, `hubctl` through the proxy. Then a rolling restart
 //! (SIGTERM each node in turn, the serving one included) under load through the
 //! proxy: no call fails, every answered message is there, and a session opened
-//! before it still works (its id is signed with the shared cluster key). Skips, saying why,
-//! where PostgreSQL is not installed.
+//! before it still works (its id is signed with the shared cluster key). And a
+//! switchover (`hubctl cluster move`) there and back under load: no call fails.
+//! Skips, saying why, where PostgreSQL is not installed.
 
 mod common;
 use common::postgres::{start_node, until_ready, Postgres};
@@ -25,10 +26,11 @@ fn any_node_answers_behind_a_round_robin_proxy() {
     let Some(server) = Postgres::or_skip() else {
         return;
     };
-    let urls = server.create_databases(&["front", "rolling"]);
+    let urls = server.create_databases(&["front", "rolling", "moving"]);
     std::thread::scope(|scope| {
         scope.spawn(|| forwarded_calls(&server, &urls[0]));
         scope.spawn(|| rolling_restart(&server, &urls[1]));
+        scope.spawn(|| switchover(&server, &urls[2]));
     });
 }
 
@@ -419,6 +421,25 @@ fn drain_inbox(url: &str) -> std::collections::HashSet<String> {
     }
 }
 
+/// What `load` saw during `what`: no call failed, and every message answered is in
+/// bob's inbox (read through `front`).
+fn no_call_failed_or_lost(what: &str, acked: &[String], failed: &[String], front: &str) {
+    println!(
+        "{what}: {} sends answered, {} failed",
+        acked.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed calls, the first of them: {:#?}",
+        &failed[..failed.len().min(5)]
+    );
+    assert!(acked.len() > 50, "the load ran: {}", acked.len());
+    let inbox = drain_inbox(front);
+    let lost: Vec<&String> = acked.iter().filter(|id| !inbox.contains(*id)).collect();
+    assert!(lost.is_empty(), "answered but lost: {lost:?}");
+}
+
 /// SIGTERM each node in turn (the leader last), restarting it, under load through
 /// the proxy: no call fails, nothing answered is lost.
 fn rolling_restart(server: &Postgres, url: &str) {
@@ -457,20 +478,7 @@ fn rolling_restart(server: &Postgres, url: &str) {
         stop.store(true, Ordering::Release);
         running.join().expect("load")
     });
-    println!(
-        "rolling restart: {} sends answered, {} failed",
-        acked.len(),
-        failed.len()
-    );
-    assert!(
-        failed.is_empty(),
-        "failed calls, the first of them: {:#?}",
-        &failed[..failed.len().min(5)]
-    );
-    assert!(acked.len() > 50, "the load ran: {}", acked.len());
-    let inbox = drain_inbox(&front);
-    let lost: Vec<&String> = acked.iter().filter(|id| !inbox.contains(*id)).collect();
-    assert!(lost.is_empty(), "answered but lost: {lost:?}");
+    no_call_failed_or_lost("rolling restart", &acked, &failed, &front);
     // Every node was restarted and the shards moved: the session signed with the
     // cluster key is taken back by the node serving now (on a new connection).
     let mut after = Client::connect(&front, &token("bob"), LATEST);
@@ -492,5 +500,72 @@ fn rolling_restart(server: &Postgres, url: &str) {
         let mut direct = Client::connect(&node.url, &token("bob"), LATEST);
         direct.session = ended.session.clone();
         assert_eq!(direct.post(&ping_body(7)).status, 404);
+    }
+}
+
+/// The lowest and highest epoch of the shards held, as `hubctl cluster` at `hub`
+/// shows them.
+fn held_epochs(hub: &Hub) -> (i64, i64) {
+    let v: Value = serde_json::from_str(&hubctl_ok(hub, &["--json", "cluster"])).expect("json");
+    let held: Vec<&Value> = v["cluster"]["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .filter(|g| g["state"] == "held")
+        .collect();
+    assert_eq!(held.len(), 1, "one holder: {v}");
+    let e = &held[0]["epochs"];
+    (e[0].as_i64().expect("min"), e[1].as_i64().expect("max"))
+}
+
+/// `hubctl cluster move` to n2 and back to n1, each asked at the node that does
+/// not serve (a gateway forwards it), under load through the proxy: no call
+/// fails, nothing answered is lost, each move raises every shard's epoch by one.
+/// A move to a node that is not a live member is refused and moves nothing.
+fn switchover(server: &Postgres, url: &str) {
+    let n1 = start_node(server, config_dir(&AGENTS, CONFIG), url, "n1");
+    until_ready(&n1, Duration::from_secs(30));
+    let n2 = start_node(server, like(&n1), url, "n2");
+    forwarding(&n2.url);
+    let err = hubctl_err(&n2, &["cluster", "move", "--to", "n3"]);
+    assert!(
+        err.contains("n3 is not another live node") && err.contains("live: n2"),
+        "{err}"
+    );
+    let same = hubctl_ok(&n2, &["cluster", "move", "--to", "n1"]);
+    assert!(same.contains("n1 serves already"), "{same}");
+    let before = held_epochs(&n1);
+    let proxy = Proxy::start(&[n1.port, n2.port]);
+    let front = proxy.url();
+    let stop = AtomicBool::new(false);
+    let (acked, failed) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| load(&front, 4, &stop));
+        std::thread::sleep(Duration::from_secs(1));
+        for (asked, to, from) in [(&n2, "n2", "n1"), (&n1, "n1", "n2")] {
+            let out = hubctl_ok(asked, &["cluster", "move", "--to", to]);
+            print!("{out}");
+            assert!(
+                out.contains(&format!("1024 shards moved from {from} to {to}")),
+                "{out}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        stop.store(true, Ordering::Release);
+        running.join().expect("load")
+    });
+    no_call_failed_or_lost("switchover there and back", &acked, &failed, &front);
+    assert_eq!(held_epochs(&n1), (before.0 + 2, before.1 + 2));
+    let v: Value = serde_json::from_str(&hubctl_ok(&n1, &["--json", "cluster"])).expect("json");
+    assert_eq!(v["cluster"]["role"], "active", "{v}");
+    let operator = format!(
+        "Bearer {}",
+        std::fs::read_to_string(n1.path().join("operator.token"))
+            .expect("operator.token")
+            .trim()
+    );
+    for node in [&n1, &n2] {
+        let url = format!("http://127.0.0.1:{}/metrics", node.port);
+        let m = request("GET", &url, &[("Authorization", &operator)], "").body;
+        assert!(m.contains("agent_hub_cluster_moves_total 1"), "{m}");
     }
 }

@@ -283,6 +283,39 @@ pub(crate) fn cluster(dir: &Path, target: &Target, json: bool) -> Result<(), Cli
     Ok(())
 }
 
+/// `hubctl cluster move --to NODE`: long enough for the drain (5 s), the move and
+/// the new node's load (20 s), through a gateway.
+const MOVE_ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+pub(crate) fn cluster_move(
+    dir: &Path,
+    target: &Target,
+    to: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    let v = OperatorClient::with_timeout(dir, target, MOVE_ANSWER_WITHIN)?
+        .post("/operator/cluster/move", &serde_json::json!({ "to": to }))?;
+    if json {
+        super::tasks::print_json(&v);
+    } else if v["moved"] != true {
+        println!("{to} serves already: nothing moved");
+    } else {
+        println!(
+            "{} shards moved from {} to {} in {} ms",
+            s(&v["shards"]),
+            s(&v["from"]),
+            s(&v["to"]),
+            s(&v["took_ms"])
+        );
+    }
+    if v["serving"] != true {
+        return Err(CliError::Api(format!(
+            "{to} holds the shards but does not serve yet; see `hubctl cluster` and its log"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn agents(
     dir: &Path,
     target: &Target,

@@ -412,7 +412,7 @@ async fn before_stop(
 ) {
     stopping.store(true, std::sync::atomic::Ordering::Release);
     if let Some(node) = cluster.get().cloned() {
-        node.hand_over(calls_answered(&admission, HAND_OVER_WAIT))
+        node.hand_over(admission.idle(crate::store::pg::node::HAND_OVER_WAIT))
             .await;
         let streams = sessions.end_streams();
         if streams > 0 {
@@ -420,18 +420,6 @@ async fn before_stop(
         }
     }
     tokio::time::sleep(drain).await;
-}
-
-/// How long a stopping cluster node waits for its calls in flight before it
-/// hands its shards over (a parked wait may last longer: it is cut).
-const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
-
-/// Until no MCP call is in flight, or `within` has passed.
-async fn calls_answered(admission: &http::admission::Admission, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while admission.in_flight() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Cluster mode: while this node serves, delete the logged answers of forwarded

@@ -36,6 +36,18 @@ pub(crate) struct Admission {
     per_agent: DashMap<AgentId, Arc<AgentSlots>>,
     agent_cap: usize,
     bytes_cap: usize,
+    /// Of the requests in flight, those this node's gateway relays to another
+    /// node (see [`Admission::relaying`]).
+    relayed: Arc<AtomicUsize>,
+}
+
+/// Counts one admitted request as relayed while alive.
+pub(crate) struct Relaying(Arc<AtomicUsize>);
+
+impl Drop for Relaying {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One agent's requests and answer bytes in flight.
@@ -71,6 +83,7 @@ impl Admission {
             per_agent: DashMap::new(),
             agent_cap: per_agent,
             bytes_cap: bytes,
+            relayed: Arc::default(),
         }
     }
 
@@ -78,6 +91,30 @@ impl Admission {
     pub(crate) fn in_flight(&self) -> usize {
         self.global_cap
             .saturating_sub(self.global.available_permits())
+    }
+
+    /// An admitted request that this node's gateway relays to another node: it
+    /// runs there, and [`Admission::idle`] does not wait for it.
+    pub(crate) fn relaying(&self) -> Relaying {
+        self.relayed.fetch_add(1, Ordering::AcqRel);
+        Relaying(self.relayed.clone())
+    }
+
+    /// Until no request is served here, or `within` has passed: what a cluster node
+    /// handing its shards over waits for (answers wait for their commit, so the
+    /// writes of every call answered are stored). Requests its gateway relays are
+    /// not waited for: once the node stops serving, its gateway holds them until
+    /// another node serves. A parked wait may last longer: it is cut when the hub
+    /// stops.
+    pub(crate) async fn idle(&self, within: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let served = || {
+            self.in_flight()
+                .saturating_sub(self.relayed.load(Ordering::Acquire))
+        };
+        while served() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// A slot for one request of `agent`, or the refusal to send.
@@ -261,6 +298,25 @@ mod tests {
             );
         }
         assert!(read_only("resources/read", None));
+    }
+
+    /// A node handing its shards over waits for the calls it serves, not for
+    /// those its gateway relays to another node.
+    #[tokio::test]
+    async fn idle_waits_for_served_calls_only() {
+        let a = Admission::new(10, 10, 1000);
+        let within = std::time::Duration::from_millis(300);
+        let served = a.admit(&AgentId::new("x")).ok();
+        let relayed = (a.admit(&AgentId::new("y")).ok(), a.relaying());
+        let started = std::time::Instant::now();
+        a.idle(within).await;
+        assert!(started.elapsed() >= within, "waited for the served call");
+        drop(served);
+        let started = std::time::Instant::now();
+        a.idle(within).await;
+        assert!(started.elapsed() < within, "nothing served is in flight");
+        drop(relayed);
+        assert_eq!(a.in_flight(), 0);
     }
 
     #[test]

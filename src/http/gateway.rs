@@ -131,7 +131,12 @@ async fn forward_when_standing_by(
         Ok(body) => body,
         Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
     };
-    match relay(&req, &st, &node, body).await {
+    // Admitted here but served elsewhere: a node handing its shards over does
+    // not wait for it.
+    let relaying = permits.as_ref().map(|_| st.admission.relaying());
+    let relayed = relay(&req, &st, &node, body).await;
+    drop(relaying);
+    match relayed {
         Forwarded::Answer(resp) => {
             drop(permits);
             Ok(req.into_response(resp).map_into_right_body())
@@ -318,6 +323,24 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     Some(answer.unwrap_or_else(|e| {
         serde_json::json!({"ok": false, "node": leader.node_id, "error": format!("not reloaded: {e}")})
     }))
+}
+
+/// Whether the node at `url` (its MCP URL) serves within `within`: its `/readyz`
+/// answers 200 (asked every 100 ms). How a moved node's operator learns that the
+/// move is done.
+pub(crate) async fn ready_within(url: &str, within: Duration) -> bool {
+    let ready = format!("{}/readyz", url.trim_end_matches("/mcp"));
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let asked = CLIENT.with(|c| c.get(&ready).timeout(Duration::from_secs(2)).send());
+        if matches!(asked.await, Ok(r) if r.status().is_success()) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A new request id: a random prefix drawn once per process and a counter, so
@@ -618,6 +641,8 @@ mod tests {
     fn node_paths_stay_and_hop_headers_go() {
         assert!(answered_here("/readyz"));
         assert!(answered_here("/operator/cluster"));
+        // Moves are the serving node's to make.
+        assert!(!answered_here("/operator/cluster/move"));
         assert!(!answered_here("/mcp"));
         assert!(!answered_here("/operator/tasks"));
         assert!(!relayed(&header::CONNECTION));

@@ -24,6 +24,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/backup", web::post().to(backup))
         .route("/operator/hub", web::get().to(hub_state))
         .route("/operator/cluster", web::get().to(cluster))
+        .route("/operator/cluster/move", web::post().to(cluster_move))
         .route("/operator/events", web::get().to(events))
         .route("/operator/notify/test", web::post().to(notify_test))
         .configure(super::operator_tasks::configure);
@@ -104,6 +105,66 @@ async fn cluster(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
         ApiError::unavailable(format!("the cluster's tables cannot be read now: {e}"))
     })?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "cluster": view})))
+}
+
+/// How long a move's answer waits for the new owner to serve (it loads the live
+/// state first).
+const MOVED_SERVES_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Cluster mode: the serving node hands every shard to the live node `to`
+/// (`hubctl cluster move --to NODE`, body `{"to": NODE}`), then answers once that
+/// node serves (`serving: true`) or after 20 s (`serving: false`: it holds the
+/// shards but has not loaded them yet). A standby forwards this to the serving
+/// node. Moving to the node that serves already moves nothing.
+async fn cluster_move(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::store::pg::node::{MoveError, HAND_OVER_WAIT};
+    guards::check_origin(&req, &st.origins)?;
+    guards::operator(&req, &st)?;
+    let Some(node) = st.cluster.get() else {
+        return Err(ApiError::invalid_argument(
+            "this hub stores in SQLite: there is no shard to move (cluster mode needs --store postgres://…)"
+                .into(),
+        ));
+    };
+    let to = body
+        .get("to")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::invalid_argument("to: is required (a node id)".into()))?;
+    if to == node.id() && node.objection().is_none() {
+        return Ok(HttpResponse::Ok().json(json!({
+            "ok": true, "moved": false, "to": to, "shards": 0, "serving": true,
+        })));
+    }
+    let started = std::time::Instant::now();
+    let (shards, owner) = node
+        .move_to(to, st.admission.idle(HAND_OVER_WAIT))
+        .await
+        .map_err(|e| match e {
+            MoveError::NotServing(why) => ApiError::standby(&why),
+            MoveError::NotLive { .. } => ApiError::Operator {
+                status: actix_web::http::StatusCode::NOT_FOUND,
+                code: crate::domain::ErrorCode::NotFound,
+                message: e.to_string(),
+            },
+            MoveError::Busy | MoveError::Db(_) | MoveError::TimedOut => {
+                ApiError::unavailable(e.to_string())
+            }
+        })?;
+    let serving = super::gateway::ready_within(&owner.url, MOVED_SERVES_WITHIN).await;
+    Ok(HttpResponse::Ok().json(json!({
+        "ok": true,
+        "moved": true,
+        "from": node.id(),
+        "to": owner.node_id,
+        "shards": shards,
+        "serving": serving,
+        "took_ms": started.elapsed().as_millis() as u64,
+    })))
 }
 
 /// `hubctl notify test`: one signed test delivery to every webhook, now; answers

@@ -2,8 +2,8 @@
 //! time PostgreSQL's `now()` so that no node's clock matters. A node registers
 //! once ([`register`]), heartbeats ([`heartbeat`]), takes free or lapsed shards
 //! ([`acquire`]: the epoch grows by one), renews all it holds in one statement
-//! ([`renew`]), gives shards back after draining them ([`release`]) and leaves on a
-//! graceful stop ([`leave`]). Correctness rests on the epoch, which the write
+//! ([`renew`]), gives shards back after draining them ([`release`]) or hands them
+//! to a chosen node ([`transfer`]), and leaves on a graceful stop ([`leave`]). Correctness rests on the epoch, which the write
 //! batches check ([`super::fence`]); lease times only decide availability.
 //!
 //! Lock order: the statements that wait for `shard_lease` row locks (renew,
@@ -256,6 +256,58 @@ pub async fn release(
         .collect::<Result<Vec<_>, _>>()?;
     released.sort();
     Ok(released)
+}
+
+/// Hand shards over to another node (`hubctl cluster move`), once this node has
+/// drained them: each held under the given epoch passes to `to` at the next epoch,
+/// leased for `ttl` from now, in one statement. `to` must be live (seen within
+/// `node_ttl`); its lease loop finds the shards among those it renews (the grant
+/// names its incarnation) and serves once it holds them all. Unlike a release,
+/// nobody else can take them meanwhile. Like a release, the statement waits for
+/// this node's batches still checking their fence, so none commits after the move.
+/// Returns the shards moved with their new epochs (none if `to` is not live).
+pub async fn transfer(
+    client: &impl GenericClient,
+    me: &Member,
+    held: &[(ShardId, Epoch)],
+    to: &str,
+    ttl: Duration,
+    node_ttl: Duration,
+) -> Result<Vec<(ShardId, Epoch)>, PgError> {
+    let shards: Vec<ShardId> = held.iter().map(|h| h.0).collect();
+    let epochs: Vec<i64> = held.iter().map(|h| h.1 .0).collect();
+    let rows = client
+        .query(
+            "WITH target AS (
+                SELECT node_id, incarnation FROM nodes
+                 WHERE node_id = $4 AND node_id <> $1
+                   AND seen_at >= now() - $6::bigint * interval '1 millisecond'),
+             mine AS (
+                SELECT l.shard FROM shard_lease l
+                  JOIN unnest($2::integer[], $3::bigint[]) AS r(shard, epoch)
+                    ON l.shard = r.shard AND l.epoch = r.epoch
+                 WHERE l.owner_node = $1 AND l.owner_incarnation = $7
+                   AND l.expires_at > now() AND EXISTS (SELECT 1 FROM target)
+                 ORDER BY l.shard
+                   FOR NO KEY UPDATE OF l)
+             UPDATE shard_lease l
+                SET owner_node = t.node_id, owner_incarnation = t.incarnation,
+                    epoch = l.epoch + 1,
+                    expires_at = now() + $5::bigint * interval '1 millisecond'
+               FROM mine, target t WHERE l.shard = mine.shard
+             RETURNING l.shard, l.epoch",
+            &[
+                &me.node_id,
+                &shard_params(&shards),
+                &epochs,
+                &to,
+                &millis(ttl),
+                &millis(node_ttl),
+                &me.incarnation,
+            ],
+        )
+        .await?;
+    by_shard(&rows)
 }
 
 /// Leave the cluster (graceful stop): release every shard still held and remove

@@ -17,7 +17,9 @@
 //! publishes whether the node holds every shard ([`Node::active`]). A node that
 //! has not renewed for two thirds of the lease drops every shard before its
 //! leases can lapse in the database's clock, and stands by. On a graceful stop it
-//! leaves, freeing the shards at once for a standby.
+//! leaves, freeing the shards at once for a standby. On the operator's word
+//! ([`Node::move_to`], `hubctl cluster move`) it hands them to a chosen node
+//! instead, and stands by.
 
 use super::lease::{self, Member};
 use super::ownership::Ownership;
@@ -94,6 +96,14 @@ pub(crate) struct Node {
     /// Set by [`Node::hand_over`]: calls are refused (gateways send them on), and
     /// no shard is taken again; the loop goes on finding the leader.
     retiring: std::sync::atomic::AtomicBool,
+    /// Set while [`Node::move_to`] drains the calls in flight: new calls are
+    /// refused (gateways send them on, and find the new owner).
+    moving: std::sync::atomic::AtomicBool,
+    /// One move at a time.
+    moves: tokio::sync::Mutex<()>,
+    /// Held by each renewal round and by a move's transfer, so that a round never
+    /// takes back, from what it read before the transfer, shards that were moved.
+    round: tokio::sync::Mutex<()>,
     /// When the last renewal round that succeeded started, in milliseconds since
     /// `epoch` (0: never).
     renewed: AtomicU64,
@@ -158,6 +168,9 @@ impl Node {
             served: AtomicU64::new(u64::MAX),
             left: std::sync::atomic::AtomicBool::new(false),
             retiring: std::sync::atomic::AtomicBool::new(false),
+            moving: std::sync::atomic::AtomicBool::new(false),
+            moves: tokio::sync::Mutex::new(()),
+            round: tokio::sync::Mutex::new(()),
             renewed: AtomicU64::new(0),
             yielded: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -183,6 +196,9 @@ impl Node {
     pub(crate) fn objection(&self) -> Option<String> {
         if self.retiring.load(Ordering::Acquire) {
             return Some("it is stopping and hands its shards over".into());
+        }
+        if self.moving.load(Ordering::Acquire) {
+            return Some("it hands its shards over to another node".into());
         }
         if self.lapsed() {
             return Some("its shard leases were not renewed in time".into());
@@ -318,6 +334,7 @@ impl Node {
     /// One round: heartbeat, renew what is held (a shard not renewed is lost),
     /// take what is missing.
     async fn renew_once(&self) -> Result<(), PgError> {
+        let _round = self.round.lock().await;
         let client = self.pool.get().await?;
         lease::heartbeat(&client, &self.member).await?;
         let renewed = lease::renew(&client, &self.member, self.timing.lease_ttl).await?;
@@ -338,6 +355,7 @@ impl Node {
         self.publish();
         // Renewed at an unchanged epoch: nobody else held it meanwhile, so it is
         // held again after a self-fence (whose writes failed; the hub reloads).
+        // At a new epoch: another node moved it here (`lease::transfer`).
         // Not while handing over: `renewed` may predate the release.
         if !self.retiring.load(Ordering::Acquire) {
             for (shard, epoch) in renewed {
@@ -524,6 +542,91 @@ impl Node {
         self.publish();
     }
 
+    /// Hand every shard to the live node `to` (`hubctl cluster move`), as a
+    /// graceful stop would but to a chosen node and without stopping: refuse new
+    /// calls (a gateway in front sends them on), wait until those in flight are
+    /// answered (`idle`), then move the leases to `to` at the next epoch in one
+    /// statement, so that no other node can take them meanwhile. This node then
+    /// stands by (its hub is taken out of the slot) and forwards to `to` once it
+    /// serves. Returns how many shards moved, and where `to` is reached.
+    pub(crate) async fn move_to(
+        &self,
+        to: &str,
+        idle: impl std::future::Future<Output = ()>,
+    ) -> Result<(usize, Leader), MoveError> {
+        let Ok(_one) = self.moves.try_lock() else {
+            return Err(MoveError::Busy);
+        };
+        if let Some(why) = self.objection() {
+            return Err(MoveError::NotServing(why));
+        }
+        // Before anything is refused: a mistyped id costs no call.
+        let live = async {
+            let client = self.pool.get().await?;
+            lease::live_nodes(&client, self.timing.node_ttl()).await
+        }
+        .await?;
+        let not_live = || MoveError::NotLive {
+            to: to.to_string(),
+            live: live
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .filter(|id| *id != self.id())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let Some(url) = live
+            .iter()
+            .find(|(id, _)| id == to && id != self.id())
+            .map(|(_, url)| url.clone())
+        else {
+            return Err(not_live());
+        };
+        self.moving.store(true, Ordering::Release);
+        let moved = async {
+            idle.await;
+            let _round = self.round.lock().await;
+            let held = self.owned.held();
+            let client = self.pool.get().await?;
+            let ttl = self.timing.lease_ttl;
+            let moved = lease::transfer(
+                &client,
+                &self.member,
+                &held,
+                to,
+                ttl,
+                self.timing.node_ttl(),
+            )
+            .await?;
+            for (shard, _) in &moved {
+                self.owned.lose(*shard);
+            }
+            Ok::<usize, PgError>(moved.len())
+        };
+        let moved = tokio::time::timeout(MOVE_TIMEOUT, moved).await;
+        self.moving.store(false, Ordering::Release);
+        self.publish();
+        match moved {
+            Ok(Ok(0)) => Err(not_live()),
+            Ok(Ok(n)) => {
+                // Calls this node's gateway holds go to `to` at once, not at the
+                // loop's next round.
+                if let Err(e) = self.find_leader().await {
+                    tracing::warn!(error = %e, "could not look the new leader up; the lease loop will");
+                }
+                crate::metrics::get().cluster_moved();
+                tracing::warn!(to, shards = n, "shards moved to another node: standing by");
+                let to = Leader {
+                    node_id: to.to_string(),
+                    url,
+                };
+                Ok((n, to))
+            }
+            Ok(Err(e)) => Err(MoveError::Db(e)),
+            Err(_) => Err(MoveError::TimedOut),
+        }
+    }
+
     /// Leave the cluster: the registration is deleted and every shard freed, so
     /// that a restart (or another node) takes them at once.
     pub(crate) async fn leave(&self) -> Result<(), PgError> {
@@ -534,6 +637,31 @@ impl Node {
         lease::leave(&client, &self.member).await?;
         Ok(())
     }
+}
+
+/// How long a node handing its shards over (stopping, or moved) waits for its
+/// calls in flight (a parked wait may last longer: it is cut).
+pub(crate) const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a move may take once the calls in flight are answered (the transfer
+/// waits for this node's batches still checking their fence).
+const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why `hubctl cluster move` moved nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MoveError {
+    #[error("this node does not serve ({0}): ask the node that serves")]
+    NotServing(String),
+    #[error("a move of this node's shards is under way")]
+    Busy,
+    #[error("{to} is not another live node of the cluster (live: {live})")]
+    NotLive { to: String, live: String },
+    #[error("the cluster's tables: {0}")]
+    Db(#[from] PgError),
+    /// The transfer's outcome is unknown: fencing keeps this node from writing
+    /// the shards if they did move, and its next renewal round finds out.
+    #[error("the move did not finish in time; the shards may have moved: see hubctl cluster")]
+    TimedOut,
 }
 
 /// What `hubctl cluster` shows.
