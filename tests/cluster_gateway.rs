@@ -128,6 +128,17 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     );
     let inbox = bob.call("inbox_pull", json!({}));
     assert!(inbox.to_string().contains(&sent), "{inbox}");
+    // And a 2026-07-28 listen stream of bob's through n3, acknowledged once.
+    let listening = Modern::new(&n3_url, &token("bob")).listen(
+        "\"l-1\"",
+        json!({"resourceSubscriptions": ["agent-hub://inbox"]}),
+    );
+    let ack = listening.next_event(Duration::from_secs(10));
+    assert!(
+        ack.as_ref()
+            .is_some_and(|a| a["method"] == "notifications/subscriptions/acknowledged"),
+        "{ack:?}"
+    );
 
     // n2 counts what it forwarded; refusals come from the leader unchanged.
     let m = n2.operator_get_raw("/metrics").body;
@@ -257,8 +268,9 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     };
     let replayed = |port: u16| metric(port, "agent_hub_cluster_replayed_total");
     assert_eq!(replayed(n1.port).as_deref(), Some("4"));
-    // What bob's stream through n3 heard so far (the sends above).
+    // What bob's streams through n3 heard so far (the sends above).
     while stream.next_event(Duration::from_millis(300)).is_some() {}
+    while listening.next_event(Duration::from_millis(300)).is_some() {}
     // alice holds a lock, and bob waits for it through n3 (a streamed answer).
     let alice_lock = json!({"lock_key": "handover", "ttl_seconds": 60});
     Modern::new(&n1.url, &token("alice")).call("lock_acquire", alice_lock);
@@ -289,12 +301,21 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     // bob's GET stream through n3, opened while n1 served, is opened again at the
     // node serving now (n3 itself, or n2): it hears of a message sent there
     // (once it is: what is pushed before is not replayed).
-    // Both followed: bob's GET stream and his wait.
+    // All followed: bob's GET stream, his listen stream and his wait.
     let followed = wait_for(Duration::from_secs(30), || {
         let n = metric(n3_port, "agent_hub_cluster_streams_followed_total");
-        (n.as_deref() == Some("2")).then_some(())
+        (n.as_deref() == Some("3")).then_some(())
     });
     assert!(followed.is_some(), "n3 did not open the streams again");
+    // The listen stream, listened to again at the next node, goes on without a
+    // second acknowledgement or n1's "store unavailable": it says at once that
+    // bob's inbox holds messages (what came meanwhile reached no stream).
+    let hint = inbox_updated(&listening);
+    assert_eq!(hint["params"]["uri"], "agent-hub://inbox", "{hint}");
+    assert_eq!(
+        hint["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "l-1",
+        "{hint}"
+    );
     Modern::new(&next_url, &token("alice")).call(
         "message_send",
         json!({"to_agent": "bob", "subject": "s", "body": "after the stop"}),
@@ -304,6 +325,11 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         e.to_string().contains("inbox").then_some(e)
     });
     assert!(heard.is_some(), "the relayed GET stream did not follow");
+    let heard = inbox_updated(&listening);
+    assert!(
+        heard["params"]["_meta"]["agent-hub/message"].is_object(),
+        "the relayed listen stream did not follow: {heard}"
+    );
     // bob's wait, cut when n1 handed over, was sent again to the node serving
     // now, where alice's release hands him the lock.
     Modern::new(&next_url, &token("alice")).call("lock_release", json!({"lock_key": "handover"}));
@@ -329,6 +355,26 @@ fn forwarded_calls(server: &Postgres, url: &str) {
 }
 
 /// Agent `id`'s token in `hub`'s agents.env.
+/// The next `notifications/resources/updated` on a listen stream (within 10 s),
+/// past channel events; never a second acknowledgement or a response (a node's
+/// "store unavailable" is the gateway's to act on).
+fn inbox_updated(listening: &SseStream) -> Value {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let e = listening
+            .next_event(left)
+            .expect("no inbox notification on the relayed listen stream");
+        assert!(
+            e["method"] != "notifications/subscriptions/acknowledged" && e.get("id").is_none(),
+            "{e}"
+        );
+        if e["method"] == "notifications/resources/updated" {
+            return e;
+        }
+    }
+}
+
 fn file_token(hub: &Hub, id: &str) -> String {
     let text = std::fs::read_to_string(hub.path().join("agents.env")).expect("agents.env");
     text.lines()

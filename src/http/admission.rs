@@ -15,7 +15,7 @@ use actix_web::HttpResponse;
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,17 +36,18 @@ pub(crate) struct Admission {
     per_agent: DashMap<AgentId, Arc<AgentSlots>>,
     agent_cap: usize,
     bytes_cap: usize,
-    /// Of the requests in flight, those this node's gateway relays to another
-    /// node (see [`Admission::relaying`]).
-    relayed: Arc<AtomicUsize>,
+    /// Requests in flight served here: admitted, less those this node's gateway
+    /// relays to another node (see [`Admission::relaying`]). One counter, so
+    /// that [`Admission::idle`] reads both at one instant.
+    served: Arc<AtomicIsize>,
 }
 
-/// Counts one admitted request as relayed while alive.
-pub(crate) struct Relaying(Arc<AtomicUsize>);
+/// Counts one admitted request as relayed (not served here) while alive.
+pub(crate) struct Relaying(Arc<AtomicIsize>);
 
 impl Drop for Relaying {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -65,10 +66,12 @@ pub(crate) struct Permits {
     /// Answer bytes counted for this request (given back on drop).
     bytes: usize,
     bytes_cap: usize,
+    served: Arc<AtomicIsize>,
 }
 
 impl Drop for Permits {
     fn drop(&mut self) {
+        self.served.fetch_sub(1, Ordering::AcqRel);
         self.slots.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
         metrics::get().answer_bytes(self.bytes, false);
     }
@@ -83,7 +86,7 @@ impl Admission {
             per_agent: DashMap::new(),
             agent_cap: per_agent,
             bytes_cap: bytes,
-            relayed: Arc::default(),
+            served: Arc::default(),
         }
     }
 
@@ -93,11 +96,12 @@ impl Admission {
             .saturating_sub(self.global.available_permits())
     }
 
-    /// An admitted request that this node's gateway relays to another node: it
-    /// runs there, and [`Admission::idle`] does not wait for it.
+    /// An admitted request (its [`Permits`] alive meanwhile) that this node's
+    /// gateway relays to another node: it runs there, and [`Admission::idle`] does
+    /// not wait for it.
     pub(crate) fn relaying(&self) -> Relaying {
-        self.relayed.fetch_add(1, Ordering::AcqRel);
-        Relaying(self.relayed.clone())
+        self.served.fetch_sub(1, Ordering::AcqRel);
+        Relaying(self.served.clone())
     }
 
     /// Until no request is served here, or `within` has passed: what a cluster node
@@ -108,11 +112,7 @@ impl Admission {
     /// stops.
     pub(crate) async fn idle(&self, within: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + within;
-        let served = || {
-            self.in_flight()
-                .saturating_sub(self.relayed.load(Ordering::Acquire))
-        };
-        while served() > 0 && tokio::time::Instant::now() < deadline {
+        while self.served.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
@@ -156,12 +156,14 @@ impl Admission {
                 RETRY_AFTER_SECS,
             )
         })?;
+        self.served.fetch_add(1, Ordering::AcqRel);
         Ok(Permits {
             _global: global_slot,
             _agent: agent_slot,
             slots,
             bytes: 0,
             bytes_cap: self.bytes_cap,
+            served: self.served.clone(),
         })
     }
 }

@@ -127,13 +127,13 @@ async fn forward_when_standing_by(
             return Ok(req.into_response(refused).map_into_right_body());
         }
     };
+    // Admitted here but served elsewhere (its body too is read for another
+    // node): a node handing its shards over does not wait for it.
+    let relaying = permits.as_ref().map(|_| st.admission.relaying());
     let body = match read_body(&mut req, &st).await {
         Ok(body) => body,
         Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
     };
-    // Admitted here but served elsewhere: a node handing its shards over does
-    // not wait for it.
-    let relaying = permits.as_ref().map(|_| st.admission.relaying());
     let relayed = relay(&req, &st, &node, body).await;
     drop(relaying);
     match relayed {
@@ -531,14 +531,19 @@ async fn send(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    // A session's GET stream, and a POST's streamed answer (a call that waits)
-    // that may be sent again, go on at the next serving node when this one's ends
-    // (see `follow`).
+    // A session's GET stream, a listen stream, and a POST's streamed answer (a
+    // call that waits) that may be sent again, go on at the next serving node
+    // when this one's ends (see `follow`).
     let st = req.app_data::<web::Data<AppState>>().cloned();
     let until = if resp.status() != StatusCode::OK || !follow::is_event_stream(resp.headers()) {
         None
     } else if req.method() == actix_web::http::Method::GET && req.path() == "/mcp" {
         Some(follow::Until::Closed)
+    } else if req.method() == actix_web::http::Method::POST
+        && req.path() == "/mcp"
+        && follow::is_listen(&kept)
+    {
+        Some(follow::Until::Listening)
     } else if req.method() == actix_web::http::Method::POST
         && req.path() == "/mcp"
         && repeat(req, &kept) != Repeat::Never

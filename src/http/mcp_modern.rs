@@ -172,7 +172,7 @@ async fn request(
         tracing::debug!(agent = %agent, client = envelope.client_name(), requests = n, "2026-07-28 request");
     }
     if method == "subscriptions/listen" {
-        return listen(st, agent, id, params.as_ref());
+        return listen(st, hub, agent, id, params.as_ref());
     }
     if !admission::read_only(&method, params.as_ref()) {
         admission::mark_writes(req);
@@ -236,9 +236,12 @@ fn waiting(
 /// `subscriptions/listen`: an SSE stream that stays open, acknowledged first, then
 /// carrying `notifications/resources/updated` for the inbox if asked. It holds one
 /// of the agent's requests in flight while open (admission), which bounds how many
-/// an agent can keep.
+/// an agent can keep. Listened to again through a gateway (the node relaying it
+/// before stopped serving), it says at once that the inbox holds messages, if it
+/// does: what arrived meanwhile was pushed to no stream.
 fn listen(
     st: &web::Data<AppState>,
+    hub: &Hub,
     agent: AgentId,
     id: Id,
     params: Option<&Value>,
@@ -248,7 +251,11 @@ fn listen(
     if let Some(n) = OPENED.hit() {
         tracing::info!(agent = %agent, inbox = filter.inbox, streams = n, "listen stream opened");
     }
-    let (registration, rx) = st.sessions.listeners.open(agent, id.clone(), filter);
+    let again = crate::mcp::replay::FORWARDED
+        .try_with(|f| f.retry)
+        .unwrap_or(false);
+    let hint = again && filter.inbox && hub.unread(&agent) > 0;
+    let (registration, rx) = st.sessions.listeners.open(agent, id.clone(), filter, hint);
     Ok(sse::listen(
         listen::acknowledged(&id, filter),
         rx,

@@ -108,7 +108,8 @@ async fn cluster(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
 }
 
 /// How long a move's answer waits for the new owner to serve (it loads the live
-/// state first).
+/// state first). The whole answer (up to 5 s of draining, the transfer's two
+/// renewal periods, this wait) stays under a gateway's 40 s for its start.
 const MOVED_SERVES_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Cluster mode: the serving node hands every shard to the live node `to`
@@ -141,20 +142,27 @@ async fn cluster_move(
         })));
     }
     let started = std::time::Instant::now();
-    let (shards, owner) = node
-        .move_to(to, st.admission.idle(HAND_OVER_WAIT))
-        .await
-        .map_err(|e| match e {
-            MoveError::NotServing(why) => ApiError::standby(&why),
-            MoveError::NotLive { .. } => ApiError::Operator {
-                status: actix_web::http::StatusCode::NOT_FOUND,
-                code: crate::domain::ErrorCode::NotFound,
-                message: e.to_string(),
-            },
-            MoveError::Busy | MoveError::Db(_) | MoveError::TimedOut => {
-                ApiError::unavailable(e.to_string())
-            }
-        })?;
+    // A task of its own: a client gone mid-move must not leave it halfway.
+    let (moving, admission, target) = (node.clone(), st.admission.clone(), to.to_string());
+    let moved = actix_rt::spawn(async move {
+        moving
+            .move_to(&target, admission.idle(HAND_OVER_WAIT))
+            .await
+    })
+    .await
+    .map_err(|_| ApiError::internal("the move's task ended early".into()))?;
+    let (shards, owner) = moved.map_err(|e| match e {
+        MoveError::NotServing(why) => ApiError::standby(&why),
+        MoveError::NotLive { .. } => ApiError::Operator {
+            status: actix_web::http::StatusCode::NOT_FOUND,
+            code: crate::domain::ErrorCode::NotFound,
+            message: e.to_string(),
+        },
+        // Busy: practically never (a node moving its shards forwards requests).
+        MoveError::Busy | MoveError::Nothing | MoveError::Db(_) | MoveError::TimedOut => {
+            ApiError::unavailable(e.to_string())
+        }
+    })?;
     let serving = super::gateway::ready_within(&owner.url, MOVED_SERVES_WITHIN).await;
     Ok(HttpResponse::Ok().json(json!({
         "ok": true,

@@ -153,11 +153,32 @@ pub(crate) fn closed(id: &Id) -> String {
     })
 }
 
+/// The response that ends a stream because this node stopped serving (cluster
+/// mode: its shards moved, or it lost them): "store unavailable", which clients
+/// retry, rather than the graceful end of [`closed`], so that a gateway relaying
+/// the stream listens again at the node serving now (`http::gateway::follow`),
+/// and a client listening here directly knows to listen again.
+pub(crate) fn stopped_serving(id: &Id) -> String {
+    let why = RpcError::store_unavailable(
+        "this node stopped serving (its shards are at another node now); listen again",
+    );
+    super::jsonrpc::to_json(&super::jsonrpc::err(id, &why))
+}
+
+/// What a listen stream's channel carries.
+#[derive(Debug)]
+pub(crate) enum Pushed {
+    /// A notification, sent as it is.
+    Note(String),
+    /// The response that ends the stream.
+    Last(String),
+}
+
 struct Listener {
     agent: AgentId,
     subscription: Id,
     filter: Filter,
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Pushed>,
 }
 
 /// The open listen streams. Each entry's sender feeds its stream's response body;
@@ -182,14 +203,25 @@ impl Drop for Registration {
 }
 
 impl Listeners {
-    /// Register a stream of `agent` opened by request `subscription`.
+    /// Register a stream of `agent` opened by request `subscription`; with
+    /// `inbox_hint`, its first notification says that the inbox was updated.
     pub(crate) fn open(
         self: &Arc<Self>,
         agent: AgentId,
         subscription: Id,
         filter: Filter,
-    ) -> (Registration, mpsc::Receiver<String>) {
+        inbox_hint: bool,
+    ) -> (Registration, mpsc::Receiver<Pushed>) {
         let (tx, rx) = mpsc::channel(BUFFER);
+        if inbox_hint {
+            let hint = notification(
+                &subscription,
+                "notifications/resources/updated",
+                json!({}),
+                json!({"uri": INBOX_URI}),
+            );
+            let _ = tx.try_send(Pushed::Note(hint));
+        }
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.map.insert(
             key,
@@ -234,7 +266,7 @@ impl Listeners {
             .iter()
             .filter(|l| &l.agent == agent && (l.filter.inbox || !inbox_only))
         {
-            match l.tx.try_send(text(&l.subscription)) {
+            match l.tx.try_send(Pushed::Note(text(&l.subscription))) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     static DROPPED: LogLimit = LogLimit::new(10_000);
@@ -256,11 +288,18 @@ impl Listeners {
         before - self.map.len()
     }
 
-    /// End every stream (this node no longer serves); returns how many.
+    /// End every stream (this node no longer serves) with [`stopped_serving`];
+    /// returns how many. A stream whose buffer is full (its client reads nothing)
+    /// ends with [`closed`] instead.
     pub(crate) fn close_all(&self) -> usize {
-        let before = self.map.len();
-        self.map.clear();
-        before
+        let mut ended = 0;
+        self.map.retain(|_, l| {
+            let _ =
+                l.tx.try_send(Pushed::Last(stopped_serving(&l.subscription)));
+            ended += 1;
+            false
+        });
+        ended
     }
 
     /// Streams open now (for the metrics).
@@ -328,8 +367,8 @@ mod tests {
     fn registrations_come_and_go() {
         let l = Arc::new(Listeners::default());
         let (a, b) = (AgentId::new("a"), AgentId::new("b"));
-        let (reg, _rx) = l.open(a.clone(), id("1"), Filter { inbox: true });
-        let (_other, mut rx2) = l.open(b.clone(), id("2"), Filter { inbox: false });
+        let (reg, _rx) = l.open(a.clone(), id("1"), Filter { inbox: true }, false);
+        let (_other, mut rx2) = l.open(b.clone(), id("2"), Filter { inbox: false }, false);
         assert_eq!(l.len(), 2);
         drop(reg);
         assert_eq!(l.len(), 1);
@@ -338,5 +377,26 @@ mod tests {
         assert_eq!(l.len(), 0);
         // Its sender is gone: the stream sees the end and closes gracefully.
         assert!(rx2.try_recv().is_err() && rx2.is_closed());
+        // A node that stops serving ends each stream with "store unavailable".
+        let (_reg, mut rx3) = l.open(a.clone(), id("\"l-3\""), Filter { inbox: true }, true);
+        assert_eq!(l.close_all(), 1);
+        let Ok(Pushed::Note(hint)) = rx3.try_recv() else {
+            panic!("no inbox hint");
+        };
+        let v: Value = serde_json::from_str(&hint).unwrap();
+        assert_eq!(v["method"], "notifications/resources/updated");
+        assert_eq!(v["params"]["uri"], INBOX_URI);
+        assert_eq!(v["params"]["_meta"][SUBSCRIPTION_ID_KEY], "l-3");
+        let Ok(Pushed::Last(last)) = rx3.try_recv() else {
+            panic!("no last message");
+        };
+        let v: Value = serde_json::from_str(&last).unwrap();
+        assert_eq!(v["id"], "l-3");
+        assert_eq!(v["error"]["code"], crate::mcp::jsonrpc::SERVER_ERROR);
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Store unavailable: "));
+        assert!(rx3.try_recv().is_err() && rx3.is_closed());
     }
 }

@@ -12,6 +12,16 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 impl Hub {
+    /// How many messages `agent`'s inbox counts now (unread, and promised to sends
+    /// under way); 0 for an agent this hub does not know.
+    pub(crate) fn unread(&self, agent: &AgentId) -> usize {
+        self.inner
+            .dir
+            .agents
+            .get(agent)
+            .map_or(0, |h| h.inbox.unread())
+    }
+
     /// A page of the messages delivered to `agent`, newest first, with its read
     /// state; only unread ones with `unread`. Any agent ever stored may be listed
     /// (one removed from agents.env keeps its mail).

@@ -13,7 +13,13 @@
 //!   harm twice, or its answer is logged): when its stream breaks or goes silent,
 //!   or answers "store unavailable" (a node handing its shards over cut the
 //!   wait). One its node ends without an answer was cancelled by the client, and
-//!   ends here too.
+//!   ends here too;
+//! - a 2026-07-28 `subscriptions/listen` stream, until its node ends it with
+//!   another response than "store unavailable" (the subscription was closed: the
+//!   agent's token removed or rotated), or the client closes it: when it breaks,
+//!   goes silent, or ends with "store unavailable" (the node stopped serving),
+//!   the listen request is sent again and the new stream's acknowledgement is
+//!   left out (the client had it).
 //!
 //! Events are passed on whole: the relay holds the bytes of an event until its
 //! blank line, so that a stream cut in the middle of an event never hands the
@@ -62,6 +68,20 @@ pub(super) enum Until {
     /// A POST's streamed answer: until an event carrying data (the answer) has
     /// been passed on.
     Answered,
+    /// A `subscriptions/listen` stream: until a response other than "store
+    /// unavailable" (the closing one) has been passed on.
+    Listening,
+}
+
+/// Whether a POST body is one `subscriptions/listen` request.
+pub(super) fn is_listen(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Request>(body)
+        .is_ok_and(|r| r.method.as_deref() == Some("subscriptions/listen"))
 }
 
 /// What sending the request again needs: the client's request (method, path,
@@ -149,7 +169,7 @@ impl Reopen {
             // A POST's answer may start late (a 2025-03-26 batch runs its waits
             // before answering), as for a first try.
             .timeout(match self.until {
-                Until::Closed => Duration::from_secs(10),
+                Until::Closed | Until::Listening => Duration::from_secs(10),
                 Until::Answered => self.st.forward_timeout(),
             });
         for (name, value) in &self.headers {
@@ -195,19 +215,95 @@ struct Follow {
     retry_until: Option<Instant>,
     /// The last such answer held back: passed on if no node takes the call.
     held_answer: Option<Bytes>,
+    /// A listen stream opened again: its acknowledgement is not passed on.
+    skip_ack: bool,
+}
+
+/// What whole events of a listen stream come to: what is passed on, and how the
+/// stream ended if it did.
+#[derive(Debug, PartialEq, Eq)]
+struct Listened {
+    pass: Bytes,
+    end: Option<ListenEnd>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ListenEnd {
+    /// The closing response (passed on): the subscription is over.
+    Closed,
+    /// "store unavailable" (held back): listen again at the next node.
+    Unavailable(Bytes),
+}
+
+/// Sort the whole events `out` of a listen stream: notifications and comments
+/// pass (but a reopened stream's acknowledgement, while `skip_ack`); the closing
+/// response passes and ends the stream, unless it is "store unavailable".
+fn listened(out: &[u8], skip_ack: &mut bool) -> Listened {
+    let mut pass = BytesMut::new();
+    for event in events(out) {
+        let Some(v) = event_json(event) else {
+            pass.extend_from_slice(event);
+            continue;
+        };
+        if std::mem::take(skip_ack) && v["method"] == "notifications/subscriptions/acknowledged" {
+            continue;
+        }
+        if v.get("method").is_none() && v.get("id").is_some() {
+            let end = if store_unavailable(event) {
+                ListenEnd::Unavailable(Bytes::copy_from_slice(event))
+            } else {
+                pass.extend_from_slice(event);
+                ListenEnd::Closed
+            };
+            return Listened {
+                pass: pass.freeze(),
+                end: Some(end),
+            };
+        }
+        pass.extend_from_slice(event);
+    }
+    Listened {
+        pass: pass.freeze(),
+        end: None,
+    }
+}
+
+/// The whole events of `buf` (each with its blank line).
+fn events(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map_or(rest.len(), |i| i + 2);
+        let (event, tail) = rest.split_at(end);
+        rest = tail;
+        Some(event)
+    })
+}
+
+/// The JSON of an event's data lines, if it has any.
+fn event_json(event: &[u8]) -> Option<serde_json::Value> {
+    let text = String::from_utf8_lossy(event);
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect();
+    if data.is_empty() {
+        return None;
+    }
+    serde_json::from_str(&data).ok()
 }
 
 /// Whether whole events `events` are one answer saying "store unavailable":
 /// nothing was done, and the call may be sent again (the hub's own refusal
 /// while it stops serving or its store is down).
 fn store_unavailable(events: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(events);
-    let data: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim_start)
-        .collect();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
+    let Some(v) = event_json(events) else {
         return false;
     };
     let e = &v["error"];
@@ -257,6 +353,7 @@ pub(super) fn following(
         following: true,
         retry_until: None,
         held_answer: None,
+        skip_ack: false,
     };
     futures_util::stream::unfold(Some(state), move |state| async move {
         let mut f = state?;
@@ -271,6 +368,25 @@ pub(super) fn following(
                     f.held.extend_from_slice(&chunk);
                     if let Some(end) = events_end(&f.held) {
                         let out = f.held.split_to(end).freeze();
+                        if f.reopen.until == Until::Listening {
+                            let Listened { pass, end } = listened(&out, &mut f.skip_ack);
+                            match end {
+                                Some(ListenEnd::Closed) => f.following = false,
+                                Some(ListenEnd::Unavailable(answer)) => {
+                                    // Listened to again at the next node (below).
+                                    f.held_answer = Some(answer);
+                                    f.up = futures_util::stream::iter([Err(
+                                        awc::error::PayloadError::Incomplete(None),
+                                    )])
+                                    .boxed_local();
+                                }
+                                None => {}
+                            }
+                            if pass.is_empty() {
+                                continue;
+                            }
+                            return Some((Ok(pass), Some(f)));
+                        }
                         if f.reopen.until == Until::Answered && carries_data(&out) {
                             let until = *f.retry_until.get_or_insert_with(|| {
                                 Instant::now() + forward_wait(&f.reopen.node)
@@ -320,6 +436,7 @@ pub(super) fn following(
                         Some(up) => {
                             f.up = up;
                             f.since = Instant::now();
+                            f.skip_ack = f.reopen.until == Until::Listening;
                             crate::metrics::get().stream_followed();
                         }
                         // No node took it: a POST's held "store unavailable"
@@ -328,8 +445,12 @@ pub(super) fn following(
                         // ends, and its client opens a new one.
                         None => {
                             return match (f.reopen.until, f.held_answer.take()) {
-                                (Until::Answered, Some(answer)) => Some((Ok(answer), None)),
-                                (Until::Answered, None) => Some((Err(broken()), None)),
+                                (Until::Answered | Until::Listening, Some(answer)) => {
+                                    Some((Ok(answer), None))
+                                }
+                                (Until::Answered | Until::Listening, None) => {
+                                    Some((Err(broken()), None))
+                                }
                                 (Until::Closed, _) => None,
                             };
                         }
@@ -362,5 +483,48 @@ data: {"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"Store unavailabl
             b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n"
         ));
         assert!(!store_unavailable(b": waiting\n\n"));
+    }
+
+    #[test]
+    fn listen_streams_are_sorted_event_by_event() {
+        assert!(is_listen(
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{}}"#
+        ));
+        assert!(!is_listen(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#
+        ));
+        assert!(!is_listen(br#"[{"method":"subscriptions/listen"}]"#));
+        assert!(!is_listen(b"not json"));
+        let ack = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{}}\n\n";
+        let note = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{}}\n\n";
+        let ping = ": ping\n\n";
+        let closed = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"complete\"}}\n\n";
+        let moved = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32000,\"message\":\"Store unavailable: moved\"}}\n\n";
+        let sorted = |text: String, skip: bool| {
+            let mut skip_ack = skip;
+            (listened(text.as_bytes(), &mut skip_ack), skip_ack)
+        };
+        // A first stream passes its acknowledgement; a reopened one does not, but
+        // only its first message is looked at.
+        let (l, _) = sorted(format!("{ack}{ping}{note}"), false);
+        assert_eq!(l.pass, format!("{ack}{ping}{note}").as_bytes());
+        assert_eq!(l.end, None);
+        let (l, skip) = sorted(format!("{ack}{note}"), true);
+        assert_eq!(l.pass, note.as_bytes());
+        assert!(!skip);
+        let (l, _) = sorted(format!("{note}{ack}"), true);
+        assert_eq!(l.pass, format!("{note}{ack}").as_bytes());
+        // The closing response passes and ends it; "store unavailable" is held.
+        let (l, _) = sorted(format!("{note}{closed}"), false);
+        assert_eq!(l.pass, format!("{note}{closed}").as_bytes());
+        assert_eq!(l.end, Some(ListenEnd::Closed));
+        let (l, _) = sorted(format!("{note}{moved}"), false);
+        assert_eq!(l.pass, note.as_bytes());
+        assert_eq!(
+            l.end,
+            Some(ListenEnd::Unavailable(Bytes::copy_from_slice(
+                moved.as_bytes()
+            )))
+        );
     }
 }

@@ -361,6 +361,23 @@ impl Node {
             for (shard, epoch) in renewed {
                 self.owned.hold(shard, epoch);
             }
+        } else {
+            // Moved here while this node stops: given back at once, for another
+            // node to take (a release under a stale epoch does nothing).
+            let stray: Vec<(ShardId, super::Epoch)> = renewed
+                .into_iter()
+                .filter(|(shard, epoch)| self.owned.epoch(*shard) != Some(*epoch))
+                .collect();
+            if !stray.is_empty() {
+                let client = self.pool.get().await?;
+                let given = lease::release(&client, &self.member, &stray).await?;
+                if !given.is_empty() {
+                    tracing::warn!(
+                        shards = given.len(),
+                        "shards moved to this stopping node: given back"
+                    );
+                }
+            }
         }
         self.acquire_missing().await?;
         self.settle_split().await?;
@@ -548,7 +565,9 @@ impl Node {
     /// answered (`idle`), then move the leases to `to` at the next epoch in one
     /// statement, so that no other node can take them meanwhile. This node then
     /// stands by (its hub is taken out of the slot) and forwards to `to` once it
-    /// serves. Returns how many shards moved, and where `to` is reached.
+    /// serves. Returns how many shards moved, and where `to` is reached. Run it to
+    /// its end (a task of its own): dropped halfway, the node would go on refusing
+    /// calls.
     pub(crate) async fn move_to(
         &self,
         to: &str,
@@ -561,11 +580,8 @@ impl Node {
             return Err(MoveError::NotServing(why));
         }
         // Before anything is refused: a mistyped id costs no call.
-        let live = async {
-            let client = self.pool.get().await?;
-            lease::live_nodes(&client, self.timing.node_ttl()).await
-        }
-        .await?;
+        let mut client = self.pool.get().await.map_err(PgError::from)?;
+        let live = lease::live_nodes(&client, self.timing.node_ttl()).await?;
         let not_live = || MoveError::NotLive {
             to: to.to_string(),
             live: live
@@ -583,48 +599,74 @@ impl Node {
             return Err(not_live());
         };
         self.moving.store(true, Ordering::Release);
-        let moved = async {
-            idle.await;
-            let _round = self.round.lock().await;
-            let held = self.owned.held();
-            let client = self.pool.get().await?;
-            let ttl = self.timing.lease_ttl;
-            let moved = lease::transfer(
-                &client,
-                &self.member,
-                &held,
-                to,
-                ttl,
-                self.timing.node_ttl(),
-            )
-            .await?;
-            for (shard, _) in &moved {
-                self.owned.lose(*shard);
-            }
-            Ok::<usize, PgError>(moved.len())
-        };
-        let moved = tokio::time::timeout(MOVE_TIMEOUT, moved).await;
+        idle.await;
+        let moved = self.transfer_to(&mut client, to).await;
+        if moved.is_err() {
+            // The statement may have committed after all (a connection lost
+            // during COMMIT): answer nothing from memory until the next renewal
+            // round says what is held (the hub is loaded again if it still is).
+            self.owned.lose_all();
+        }
         self.moving.store(false, Ordering::Release);
         self.publish();
-        match moved {
-            Ok(Ok(0)) => Err(not_live()),
-            Ok(Ok(n)) => {
-                // Calls this node's gateway holds go to `to` at once, not at the
-                // loop's next round.
-                if let Err(e) = self.find_leader().await {
-                    tracing::warn!(error = %e, "could not look the new leader up; the lease loop will");
-                }
-                crate::metrics::get().cluster_moved();
-                tracing::warn!(to, shards = n, "shards moved to another node: standing by");
-                let to = Leader {
-                    node_id: to.to_string(),
-                    url,
-                };
-                Ok((n, to))
-            }
-            Ok(Err(e)) => Err(MoveError::Db(e)),
-            Err(_) => Err(MoveError::TimedOut),
+        let (moved, held) = moved?;
+        if moved == 0 {
+            return Err(MoveError::Nothing);
         }
+        if moved < held {
+            tracing::warn!(to, moved, held, "only some shards moved (this node's leases changed meanwhile); the node holding fewer gives them up");
+        }
+        // Calls this node's gateway holds go to `to` at once, not at the loop's
+        // next round.
+        if let Err(e) = self.find_leader().await {
+            tracing::warn!(error = %e, "could not look the new leader up; the lease loop will");
+        }
+        crate::metrics::get().cluster_moved();
+        tracing::warn!(
+            to,
+            shards = moved,
+            "shards moved to another node: standing by"
+        );
+        let to = Leader {
+            node_id: to.to_string(),
+            url,
+        };
+        Ok((moved, to))
+    }
+
+    /// The transfer of [`Node::move_to`], under the renewal lock: bounded by a
+    /// renewal period in PostgreSQL (`statement_timeout`, so that a refusal is
+    /// known to have moved nothing) and here (twice that), so that the renewal
+    /// rounds it holds back never fall behind the lease. Returns how many shards
+    /// moved, of how many held.
+    async fn transfer_to(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        to: &str,
+    ) -> Result<(usize, usize), MoveError> {
+        let window = self.timing.renew_every();
+        let _round = self.round.lock().await;
+        let held = self.owned.held();
+        let run = async {
+            let tx = client.transaction().await?;
+            tx.batch_execute(&format!(
+                "SET LOCAL statement_timeout = {}",
+                window.as_millis()
+            ))
+            .await?;
+            let ttl = self.timing.lease_ttl;
+            let moved =
+                lease::transfer(&tx, &self.member, &held, to, ttl, self.timing.node_ttl()).await?;
+            tx.commit().await?;
+            Ok::<_, PgError>(moved)
+        };
+        let moved = tokio::time::timeout(window * 2, run)
+            .await
+            .map_err(|_| MoveError::TimedOut)??;
+        for (shard, _) in &moved {
+            self.owned.lose(*shard);
+        }
+        Ok((moved.len(), held.len()))
     }
 
     /// Leave the cluster: the registration is deleted and every shard freed, so
@@ -643,10 +685,6 @@ impl Node {
 /// calls in flight (a parked wait may last longer: it is cut).
 pub(crate) const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
 
-/// How long a move may take once the calls in flight are answered (the transfer
-/// waits for this node's batches still checking their fence).
-const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Why `hubctl cluster move` moved nothing.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MoveError {
@@ -656,10 +694,13 @@ pub(crate) enum MoveError {
     Busy,
     #[error("{to} is not another live node of the cluster (live: {live})")]
     NotLive { to: String, live: String },
-    #[error("the cluster's tables: {0}")]
+    #[error("nothing moved: the target is no longer live, or this node's leases changed meanwhile; see hubctl cluster")]
+    Nothing,
+    /// Its outcome may be unknown (a connection lost during COMMIT): fencing
+    /// keeps this node from writing the shards if they did move, and its next
+    /// renewal round finds out.
+    #[error("the cluster's tables: {0}; see hubctl cluster for where the shards are")]
     Db(#[from] PgError),
-    /// The transfer's outcome is unknown: fencing keeps this node from writing
-    /// the shards if they did move, and its next renewal round finds out.
     #[error("the move did not finish in time; the shards may have moved: see hubctl cluster")]
     TimedOut,
 }
