@@ -310,6 +310,12 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     // The listen stream, listened to again at the next node, goes on without a
     // second acknowledgement or n1's "store unavailable": it says at once that
     // bob's inbox holds messages (what came meanwhile reached no stream).
+    // So does the GET stream (bob has unread messages from the sends above).
+    let hint = inbox_updated(&stream);
+    assert!(
+        hint["params"]["uri"] == "agent-hub://inbox" && hint["params"].get("_meta").is_none(),
+        "no inbox hint on the GET stream opened again: {hint}"
+    );
     let hint = inbox_updated(&listening);
     assert_eq!(hint["params"]["uri"], "agent-hub://inbox", "{hint}");
     assert_eq!(
@@ -355,9 +361,9 @@ fn forwarded_calls(server: &Postgres, url: &str) {
 }
 
 /// Agent `id`'s token in `hub`'s agents.env.
-/// The next `notifications/resources/updated` on a listen stream (within 10 s),
-/// past channel events; never a second acknowledgement or a response (a node's
-/// "store unavailable" is the gateway's to act on).
+/// The next `notifications/resources/updated` on a GET or listen stream (within
+/// 10 s), past channel events; never a second acknowledgement or a response (a
+/// node's "store unavailable" is the gateway's to act on).
 fn inbox_updated(listening: &SseStream) -> Value {
     let end = Instant::now() + Duration::from_secs(10);
     loop {

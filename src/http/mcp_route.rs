@@ -292,12 +292,21 @@ pub(crate) async fn get(
     guards::get_accepts_sse(&req)?;
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
-    st.hub.get().await?.touch(&agent, Utc::now());
+    let hub = st.hub.get().await?;
+    hub.touch(&agent, Utc::now());
     match session.open_stream() {
         Some(rx) => {
             static STREAMS: LogLimit = LogLimit::new(1000);
             if let Some(n) = STREAMS.hit() {
                 tracing::info!(agent = %agent, streams = n, "GET stream opened");
+            }
+            // Opened again by a gateway (the node it came from stopped serving):
+            // what reached the inbox meanwhile was pushed to no stream.
+            let h = req.headers();
+            let again = h.contains_key(super::gateway::FORWARDED_HEADER)
+                && h.contains_key(crate::mcp::replay::RETRY_HEADER);
+            if again && hub.unread(&agent) > 0 {
+                session.push(crate::mcp::push::inbox_hint());
             }
             Ok(sse::stream(rx, st.sse_keepalive, &session.id))
         }

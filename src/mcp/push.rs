@@ -41,6 +41,18 @@ pub(crate) fn inbox_updated(message: &Message) -> String {
     .to_string()
 }
 
+/// "The inbox was updated", naming no message: what a stream opened again after
+/// a change of serving node gets first when the inbox holds messages (what came
+/// meanwhile was pushed to no stream).
+pub(crate) fn inbox_hint() -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/resources/updated",
+        "params": {"uri": INBOX_URI}
+    })
+    .to_string()
+}
+
 pub(crate) const CHANNEL_METHOD: &str = "notifications/claude/channel";
 
 /// `params` of a channel notification: `content` and `meta` (string → string).

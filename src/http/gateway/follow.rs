@@ -175,12 +175,12 @@ impl Reopen {
         for (name, value) in &self.headers {
             out = out.append_header((name.clone(), value.clone()));
         }
+        // A later try: a logged call done by an earlier one (same request id) is
+        // answered from the log; a stream opened again hears of a non-empty inbox.
         out = out.insert_header((FORWARDED_HEADER, self.node.id()));
+        out = out.insert_header((replay::RETRY_HEADER, "1"));
         if let Some(id) = &self.request_id {
-            // A later try of the same request: a logged call done by an earlier
-            // one is answered from the log.
             out = out.insert_header((replay::REQUEST_ID_HEADER, id.as_str()));
-            out = out.insert_header((replay::RETRY_HEADER, "1"));
         }
         let sent = if self.method == Method::GET {
             out.send().await
