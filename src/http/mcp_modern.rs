@@ -256,6 +256,13 @@ fn listen(
         .unwrap_or(false);
     let hint = again && filter.inbox && hub.unread(&agent) > 0;
     let (registration, rx) = st.sessions.listeners.open(agent, id.clone(), filter, hint);
+    // This node stopped serving as the stream opened, after its open streams were
+    // ended: this one would hear nothing (the hub leaves the slot before the
+    // streams are ended).
+    if !st.hub.serves() {
+        drop(registration);
+        return Err(ApiError::standby("it stopped serving as the stream opened"));
+    }
     Ok(sse::listen(
         listen::acknowledged(&id, filter),
         rx,

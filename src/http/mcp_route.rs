@@ -300,6 +300,13 @@ pub(crate) async fn get(
             if let Some(n) = STREAMS.hit() {
                 tracing::info!(agent = %agent, streams = n, "GET stream opened");
             }
+            // This node stopped serving as the stream opened, after its open
+            // streams were ended: this one would hear nothing (the hub leaves
+            // the slot before the streams are ended).
+            if !st.hub.serves() {
+                session.close_stream();
+                return Err(ApiError::standby("it stopped serving as the stream opened"));
+            }
             // Opened again by a gateway (the node it came from stopped serving):
             // what reached the inbox meanwhile was pushed to no stream.
             let h = req.headers();

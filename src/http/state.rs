@@ -117,6 +117,12 @@ impl<T: Clone> Slot<T> {
         self.guard.get().and_then(|g| g())
     }
 
+    /// Whether a value is in the slot and its guard does not object: calls are
+    /// served here now.
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self.peek(), Fill::Ready(_))
+    }
+
     /// What start-up has done with the slot so far, without waiting.
     pub(crate) fn peek(&self) -> Fill<T> {
         if let Some(why) = self.guarded() {

@@ -128,7 +128,7 @@ impl Session {
         tx.is_some_and(|(_, tx)| tx.send(()).is_ok())
     }
 
-    fn close_stream(&self) {
+    pub(crate) fn close_stream(&self) {
         self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
