@@ -159,6 +159,14 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     // other nodes' agents.env never list it, and their reloads undo nothing.
     hubctl_ok(&n2, &["agent", "add", "carol"]);
     let first = file_token(&n2, "carol");
+    // At once at n3 too, which reads the table only every second otherwise: a
+    // token it does not know makes it read the table before it answers (no 401
+    // for an agent just added; clients do not retry one).
+    let at_once = Modern::new(&n3_url, &first).send(
+        "tools/call",
+        json!({"name": "agent_heartbeat", "arguments": {}}),
+    );
+    assert_eq!(at_once.status, 200, "{}", at_once.body);
     let urls = [n1.url.clone(), n2_url.clone(), n3_url.clone()];
     everywhere(&urls, &first, 200, "carol, added at a standby");
     hubctl_ok(&n1, &["reload"]);
@@ -196,39 +204,37 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         json!({"name": "task_draft_create", "arguments": {"task_id": "T-once", "title": "once"}});
     let body = Modern::body(&json!(41), "tools/call", &params);
     let headers = disp.headers("tools/call", &params);
-    let first_try = [
-        ("x-agent-hub-forwarded-by", "a-test"),
-        ("x-agent-hub-request-id", "00112233445566778899aabbccddeeff"),
-    ];
-    let retry = [first_try[0], first_try[1], ("x-agent-hub-retry", "1")];
-    let first = disp.post_with(&body, headers.clone(), &first_try);
+    let first_try = marks(&n1, "00112233445566778899aabbccddeeff", false);
+    let retry = marks(&n1, "00112233445566778899aabbccddeeff", true);
+    let first = disp.post_with(&body, headers.clone(), &refs(&first_try));
     assert_eq!(first.status, 200, "{}", first.body);
     assert!(first.body.contains(r#"\"ok\":true"#), "{}", first.body);
-    let again = disp.post_with(&body, headers.clone(), &retry);
+    let again = disp.post_with(&body, headers.clone(), &refs(&retry));
     assert_eq!(again.body, first.body);
     let fresh = disp.post_with(&body, headers.clone(), &[]);
     assert!(fresh.body.contains("TASK_EXISTS"), "{}", fresh.body);
     // Another request id is another call.
-    let other = [
-        first_try[0],
-        ("x-agent-hub-request-id", "ffeeddccbbaa99887766554433221100"),
-        retry[2],
-    ];
-    let other = disp.post_with(&body, headers.clone(), &other);
+    let other = marks(&n1, "ffeeddccbbaa99887766554433221100", true);
+    let other = disp.post_with(&body, headers.clone(), &refs(&other));
     assert!(other.body.contains("TASK_EXISTS"), "{}", other.body);
+    // The marks without their proof (a client setting them itself) are no
+    // gateway's: the call runs as a new one.
+    let unproven: Vec<(&str, &str)> = refs(&retry)
+        .into_iter()
+        .filter(|(k, _)| *k != "x-agent-hub-node-auth")
+        .collect();
+    let forged = disp.post_with(&body, headers.clone(), &unproven);
+    assert!(forged.body.contains("TASK_EXISTS"), "{}", forged.body);
     // message_send too: one message, and the first answer's id on every try.
     let send = json!({"name": "message_send", "arguments":
         {"to_agent": "bob", "subject": "once", "body": "exactly once"}});
     let send_body = Modern::body(&json!(42), "tools/call", &send);
     let send_headers = disp.headers("tools/call", &send);
-    let send_try = [
-        first_try[0],
-        ("x-agent-hub-request-id", "0123456789abcdef0123456789abcdef"),
-    ];
-    let send_retry = [send_try[0], send_try[1], retry[2]];
-    let sent = disp.post_with(&send_body, send_headers.clone(), &send_try);
+    let send_try = marks(&n1, "0123456789abcdef0123456789abcdef", false);
+    let send_retry = marks(&n1, "0123456789abcdef0123456789abcdef", true);
+    let sent = disp.post_with(&send_body, send_headers.clone(), &refs(&send_try));
     assert!(sent.body.contains("message_id"), "{}", sent.body);
-    let resent = disp.post_with(&send_body, send_headers.clone(), &send_retry);
+    let resent = disp.post_with(&send_body, send_headers.clone(), &refs(&send_retry));
     assert_eq!(resent.body, sent.body);
     // A 2025-03-26 batch whose two sends carry the same JSON-RPC id: two calls,
     // logged apart (the position in the batch is part of the key).
@@ -238,12 +244,9 @@ fn forwarded_calls(server: &Postgres, url: &str) {
             "arguments": {"to_agent": "bob", "subject": "batch", "body": text}}})
     };
     let batch = json!([item("twin one"), item("twin two")]).to_string();
-    let batch_try = [
-        first_try[0],
-        ("x-agent-hub-request-id", "fedcba9876543210fedcba9876543210"),
-    ];
-    let batch_retry = [batch_try[0], batch_try[1], retry[2]];
-    let twins = old.post_with(&batch, &batch_try);
+    let batch_try = marks(&n1, "fedcba9876543210fedcba9876543210", false);
+    let batch_retry = marks(&n1, "fedcba9876543210fedcba9876543210", true);
+    let twins = old.post_with(&batch, &refs(&batch_try));
     assert_eq!(twins.status, 200, "{}", twins.body);
     assert_eq!(
         twins.body.matches("message_id").count(),
@@ -251,7 +254,7 @@ fn forwarded_calls(server: &Postgres, url: &str) {
         "{}",
         twins.body
     );
-    assert_eq!(old.post_with(&batch, &batch_retry).body, twins.body);
+    assert_eq!(old.post_with(&batch, &refs(&batch_retry)).body, twins.body);
     let operator = format!(
         "Bearer {}",
         std::fs::read_to_string(n1.path().join("operator.token"))
@@ -292,10 +295,13 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     })
     .expect("a node serves after n1 stopped");
     let next_url = format!("http://127.0.0.1:{next}/mcp");
-    let at_next = Modern::new(&next_url, &token("disp")).post_with(&body, headers, &retry);
+    let at_next = Modern::new(&next_url, &token("disp")).post_with(&body, headers, &refs(&retry));
     assert_eq!(at_next.body, first.body, "from request_log");
-    let sent_next =
-        Modern::new(&next_url, &token("disp")).post_with(&send_body, send_headers, &send_retry);
+    let sent_next = Modern::new(&next_url, &token("disp")).post_with(
+        &send_body,
+        send_headers,
+        &refs(&send_retry),
+    );
     assert_eq!(sent_next.body, sent.body, "from request_log");
     assert_eq!(replayed(next).as_deref(), Some("2"));
     // bob's GET stream through n3, opened while n1 served, is opened again at the
@@ -379,6 +385,41 @@ fn inbox_updated(listening: &SseStream) -> Value {
             return e;
         }
     }
+}
+
+/// The marks a gateway (node `a-test`) puts on a call it forwards with
+/// `request_id`, a later try with `retry`, proven under `hub`'s cluster key as
+/// the hub's `node_auth` proves them (HMAC-SHA256 of a label, the node, the
+/// request id and the retry mark, 128 bits in hex).
+fn marks(hub: &Hub, request_id: &str, retry: bool) -> Vec<(&'static str, String)> {
+    use hmac::{Hmac, Mac};
+    let text = std::fs::read_to_string(hub.path().join("cluster.key")).expect("cluster.key");
+    let key: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).expect("hex"))
+        .collect();
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("key");
+    m.update(b"agent-hub node call v1\0a-test\0");
+    m.update(request_id.as_bytes());
+    m.update(if retry { b"\0retry" } else { b"\0first" });
+    let proof: String = m.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut out = vec![
+        ("x-agent-hub-forwarded-by", "a-test".to_string()),
+        ("x-agent-hub-request-id", request_id.to_string()),
+        ("x-agent-hub-node-auth", proof),
+    ];
+    if retry {
+        out.push(("x-agent-hub-retry", "1".to_string()));
+    }
+    out
+}
+
+/// Header pairs as `post_with` takes them.
+fn refs<'a>(marks: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    marks.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 fn file_token(hub: &Hub, id: &str) -> String {

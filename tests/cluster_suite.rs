@@ -13,8 +13,11 @@
 //! ```
 //!
 //! With `AGENT_HUB_PG_SUITE=gateway`, every hub is two nodes and the tests call
-//! the one that does not serve, which forwards every call (§4 item 3, "through the
-//! proxy"; `common::process::SUITE_GATEWAY`).
+//! the one that does not serve, which forwards every call (§4 item 3, "against
+//! node 1 alone, most calls forwarded"); with `AGENT_HUB_PG_SUITE=proxy`, the
+//! tests call a round-robin TCP proxy in front of both, each connection on the
+//! next node (§4 item 3, "and against the proxy";
+//! `common::process::SUITE_GATEWAY`).
 
 mod common;
 use common::postgres::Postgres;
@@ -75,8 +78,8 @@ const SQLITE_ONLY: &[(&str, &str)] = &[
     ),
 ];
 
-/// With `AGENT_HUB_PG_SUITE=gateway`, tests that look at what a node answers
-/// about itself, which the node they call (not the one serving) answers
+/// With `AGENT_HUB_PG_SUITE=gateway` (or `proxy`), tests that look at what a node
+/// answers about itself, which the node they call (not the one serving) answers
 /// differently on purpose: (binary, test).
 const GATEWAY_CHANGES: &[(&str, &str)] = &[
     // `/metrics` is the called node's own (it has no hub, so no tool counters or
@@ -92,6 +95,12 @@ const GATEWAY_CHANGES: &[(&str, &str)] = &[
     ),
     ("modern", "closing_a_waiting_stream_withdraws_the_wait"),
 ];
+
+/// With `AGENT_HUB_PG_SUITE=proxy`, tests that assume the port they call is the
+/// node's own: through a balancer the public origin is the balancer's, which a
+/// deployment lists in `allowed_origins` (README, "Running three nodes behind a
+/// load balancer"): (binary, test).
+const PROXY_CHANGES: &[(&str, &str)] = &[("auth", "l39_own_origins_and_no_origin_pass")];
 
 /// The newest built binary of test target `name`, beside this one.
 fn test_binary(name: &str) -> Option<PathBuf> {
@@ -131,10 +140,12 @@ fn integration_suite_on_postgres() {
             continue;
         };
         let started = std::time::Instant::now();
-        let gateway = std::env::var("AGENT_HUB_PG_SUITE").is_ok_and(|v| v == "gateway");
+        let mode = std::env::var("AGENT_HUB_PG_SUITE").unwrap_or_default();
+        let gateway = mode == "gateway" || mode == "proxy";
         let skipped: Vec<&str> = SQLITE_ONLY
             .iter()
             .chain(GATEWAY_CHANGES.iter().filter(|_| gateway))
+            .chain(PROXY_CHANGES.iter().filter(|_| mode == "proxy"))
             .filter(|(b, _)| b == name)
             .map(|(_, t)| *t)
             .collect();
@@ -149,7 +160,14 @@ fn integration_suite_on_postgres() {
         let out = Command::new(&bin)
             .args(&args)
             .env(common::SUITE_PG, base)
-            .env(common::SUITE_GATEWAY, if gateway { "1" } else { "" })
+            .env(
+                common::SUITE_GATEWAY,
+                match mode.as_str() {
+                    "gateway" => "1",
+                    "proxy" => "proxy",
+                    _ => "",
+                },
+            )
             .env("PGPASSWORD", &server.password)
             .output()
             .expect("run a test binary");

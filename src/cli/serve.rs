@@ -114,11 +114,13 @@ async fn serve(
         settings.max_sessions_per_agent,
     );
     // Cluster mode: session ids any node can check, so that a session outlives the
-    // node that opened it.
-    let sessions = Arc::new(match ep.store {
-        Some(_) => sessions.with_signer(crate::mcp::session_id::Signer::new(
-            bootstrap::cluster_key(&loaded.dir)?,
-        )),
+    // node that opened it; node-to-node calls proven under the same key.
+    let cluster_key = match ep.store {
+        Some(_) => Some(bootstrap::cluster_key(&loaded.dir)?),
+        None => None,
+    };
+    let sessions = Arc::new(match cluster_key {
+        Some(key) => sessions.with_signer(crate::mcp::session_id::Signer::new(key)),
         None => sessions,
     });
     // The port opens first, so that loading a big database never means refused
@@ -170,6 +172,7 @@ async fn serve(
         database: database_name(&ep),
         ui: http::ui::UiState::new(&settings.dashboard),
         cluster: Arc::default(),
+        node_key: cluster_key.map(|k| Arc::new(http::gateway::node_auth::NodeKey::new(k))),
         stopping: Arc::default(),
         settings: live.clone(),
     };

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod follow;
+pub(crate) mod node_auth;
 
 /// Sent with a forwarded request: the forwarding node's id. A node that does
 /// not serve answers such a request with its own 503 instead of forwarding it
@@ -103,7 +104,7 @@ async fn forward_when_standing_by(
     // Sent on by another node that took us for the leader: nothing runs here (not
     // even what needs no hub, as DELETE or a dashboard login), so that it retries
     // at the leader.
-    if req.headers().contains_key(FORWARDED_HEADER) {
+    if from_node(req.headers(), &st) {
         let refused = ApiError::standby("it does not serve").error_response();
         return Ok(req.into_response(refused).map_into_right_body());
     }
@@ -113,6 +114,18 @@ async fn forward_when_standing_by(
     // the caller's token (every node has the same agents.env and operator token)
     // and the agent's slots in flight: nobody unknown makes this node hold a body,
     // and one agent cannot hold more here than at the leader.
+    // A token this node does not know may be one just added at another node:
+    // the agents table is read again before the token is judged.
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if matches!(
+        st.tokens.current().authenticate(auth),
+        Err(crate::auth::AuthError::InvalidToken)
+    ) {
+        st.reloader.follow_on_miss().await;
+    }
     let checked = match super::body::check_length(req.request(), st.max_body_bytes) {
         Err(e) => Err(e.error_response()),
         Ok(()) => match origin_refused(&req, &st) {
@@ -160,7 +173,9 @@ fn forwarded_call(req: &ServiceRequest) -> Option<replay::Forwarded> {
     let st = req.app_data::<web::Data<AppState>>()?;
     st.cluster.get()?;
     let h = req.headers();
-    h.get(FORWARDED_HEADER)?;
+    if !from_node(h, st) {
+        return None;
+    }
     let request_id = h.get(replay::REQUEST_ID_HEADER)?.to_str().ok()?;
     replay::valid_request_id(request_id).then(|| replay::Forwarded {
         request_id: request_id.to_string(),
@@ -299,7 +314,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
 /// answer (or what went wrong); `None` elsewhere.
 pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<serde_json::Value> {
     let node = st.cluster.get()?;
-    if matches!(st.hub.peek(), Fill::Ready(_)) || req.headers().contains_key(FORWARDED_HEADER) {
+    if matches!(st.hub.peek(), Fill::Ready(_)) || from_node(req.headers(), st) {
         return None;
     }
     let Some(leader) = node.forwards_to() else {
@@ -309,7 +324,11 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     let mut out = CLIENT
         .with(|c| c.post(url))
         .timeout(Duration::from_secs(30))
-        .insert_header((FORWARDED_HEADER, node.id()));
+        .insert_header((FORWARDED_HEADER, node.id()))
+        .insert_header((
+            node_auth::NODE_AUTH_HEADER,
+            st.node_proof(node.id(), None, false),
+        ));
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.insert_header((header::AUTHORIZATION, auth.clone()));
     }
@@ -341,6 +360,12 @@ pub(crate) async fn ready_within(url: &str, within: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether `headers` carry the marks of a node of this cluster, proven under
+/// the cluster key (see [`node_auth`]); never on a single node.
+pub(crate) fn from_node(headers: &header::HeaderMap, st: &AppState) -> bool {
+    st.node_key.as_ref().is_some_and(|k| k.check(headers))
 }
 
 /// A new request id: a random prefix drawn once per process and a counter, so
@@ -433,9 +458,11 @@ fn relayed(name: &header::HeaderName) -> bool {
             | "host"
             | "content-length"
             // Set by the gateway itself for the calls it may repeat, never taken
-            // from a client (see `mcp::replay`).
+            // from a client (see `mcp::replay`), and proven (see `node_auth`).
             | "x-agent-hub-request-id"
             | "x-agent-hub-retry"
+            | "x-agent-hub-forwarded-by"
+            | "x-agent-hub-node-auth"
     )
 }
 
@@ -500,6 +527,13 @@ async fn send(
         if retry {
             out = out.insert_header((replay::RETRY_HEADER, "1"));
         }
+    }
+    if let Some(st) = req.app_data::<web::Data<AppState>>() {
+        let (id, retry) = request_id.map_or((None, false), |(id, r)| (Some(id), r));
+        out = out.insert_header((
+            node_auth::NODE_AUTH_HEADER,
+            st.node_proof(node.id(), id, retry),
+        ));
     }
     let kept = body.clone();
     let resp = match out.send_body(body).await {

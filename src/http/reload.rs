@@ -22,7 +22,7 @@ use crate::mcp::session::Sessions;
 use crate::store::pg::{agents as table, Pool};
 use chrono::Utc;
 use serde::Serialize;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a reload changed (ids only, never tokens).
@@ -73,6 +73,23 @@ struct Table {
     applied: Mutex<Vec<(String, String)>>,
     /// The registry version this node's tokens were built from (-1: none yet).
     seen: AtomicI64,
+    /// When the last follow of the table started, and the last one an unknown
+    /// token asked for, in milliseconds since `since` (see
+    /// [`Reloader::follow_on_miss`]).
+    started: AtomicU64,
+    missed: AtomicU64,
+    since: std::time::Instant,
+}
+
+/// At most this often does an unknown token make a node read the agents table
+/// (a flood of bad tokens costs ten small reads a second).
+const MISS_FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Table {
+    /// Milliseconds since the table was first used (at least 1: 0 means never).
+    fn now_ms(&self) -> u64 {
+        (self.since.elapsed().as_millis() as u64).max(1)
+    }
 }
 
 /// What putting a new token index in force changed.
@@ -143,6 +160,9 @@ impl Reloader {
             pool,
             applied: Mutex::new(rows),
             seen: AtomicI64::new(-1),
+            started: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            since: std::time::Instant::now(),
         };
         if self.table.set(t).is_err() {
             return Err(ApiError::internal(
@@ -182,10 +202,36 @@ impl Reloader {
         one
     }
 
+    /// Cluster mode: a token this node does not know may be one just added or
+    /// rotated at another node, which this one follows only every second: read
+    /// the table now (or wait for a read under way), so that the caller checks
+    /// the token again against what the table holds, instead of answering 401
+    /// to an agent the operator just added (clients do not retry a 401).
+    pub(crate) async fn follow_on_miss(&self) {
+        let Some(t) = self.table.get() else {
+            return;
+        };
+        let asked = t.now_ms();
+        let _one = self.running.lock().await;
+        // A read that began after the refusal saw the change, if there was one.
+        if t.started.load(Ordering::Acquire) >= asked {
+            return;
+        }
+        let last = t.missed.load(Ordering::Acquire);
+        if last != 0 && asked < last + MISS_FOLLOW_EVERY.as_millis() as u64 {
+            return;
+        }
+        t.missed.store(asked.max(1), Ordering::Release);
+        if let Err(e) = self.follow_locked(false, None).await {
+            tracing::debug!(error = %e, "could not read the agents table for an unknown token");
+        }
+    }
+
     async fn follow_locked(&self, force: bool, hub: Option<Hub>) -> Result<(), ApiError> {
         let Some(t) = self.table.get() else {
             return Ok(());
         };
+        t.started.store(t.now_ms(), Ordering::Release);
         // Apart from the registry: one failing must not hold the other back (its
         // error is logged there; the next poll tries again).
         if let Ok(n @ 1..) = self.revoked.follow().await {
@@ -328,6 +374,12 @@ impl Reloader {
             return Err(ApiError::invalid_argument(format!(
                 "{file}: empty; it must hold the operator token"
             )));
+        }
+        // Cluster mode: first what other nodes changed since the last poll, so
+        // that what this reload changes is told against the table as it is (an
+        // agent added at another node a moment ago and rotated here is rotated).
+        if self.table.get().is_some() {
+            self.follow_locked(false, None).await?;
         }
         let old = self.tokens.current();
         let operator_token_rotated = !old.is_operator_token(&operator_token);

@@ -166,6 +166,14 @@ impl<T: Clone> Slot<T> {
 }
 
 impl AppState {
+    /// The proof of a node-to-node call's marks (empty on a single node, which
+    /// sends none).
+    pub(crate) fn node_proof(&self, node: &str, request_id: Option<&str>, retry: bool) -> String {
+        self.node_key
+            .as_ref()
+            .map_or_else(String::new, |k| k.sign(node, request_id, retry))
+    }
+
     /// How long a gateway waits for the leader to start an answer (cluster mode):
     /// the longest wait a call may park for under the settings in force (a
     /// 2025-03-26 batch runs its waits inline, not as a stream), then up to 30 s
@@ -208,6 +216,9 @@ pub(crate) struct AppState {
     pub webhooks: Arc<crate::notify::Webhooks>,
     /// This node, in cluster mode (set once it has registered).
     pub cluster: Arc<std::sync::OnceLock<Arc<crate::store::pg::node::Node>>>,
+    /// Cluster mode: the cluster key, as node-to-node calls prove their marks
+    /// (`http::gateway::node_auth`).
+    pub node_key: Option<Arc<crate::http::gateway::node_auth::NodeKey>>,
     /// The settings in force (a reload replaces them): what a gateway reads its
     /// answer timeout from ([`AppState::forward_timeout`]).
     pub settings: Arc<crate::config::LiveSettings>,

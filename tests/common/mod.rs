@@ -5,7 +5,8 @@
 //! the dashboard as a browser sees it (`ui`), a WebDriver client for headless
 //! Chromium (`webdriver`, used by path), steps of the task workflow (`workflow`,
 //! used by path), a throwaway PostgreSQL server (`postgres`, used by path), and a round-robin TCP
-//! proxy in front of cluster nodes (`proxy`, used by path).
+//! proxy in front of cluster nodes (`proxy`, used by path, and by `process` in the
+//! PostgreSQL suite's proxy mode).
 //! Tests talk to the hub the way users do: nothing here reaches into the crate.
 #![allow(dead_code, unused_imports)] // each test file uses a different part of the harness
 

@@ -180,7 +180,9 @@ pub(crate) const SUITE_PG: &str = "AGENT_HUB_TEST_PG";
 /// With [`SUITE_PG`], set: every hub is two nodes on its database, the node that
 /// serves and a second one on the same config directory, and the test calls the
 /// second, which forwards everything (shared/spec/cluster.md §4 item 3: the suite
-/// "through the proxy").
+/// "against node 1 alone, most calls forwarded"). Set to `proxy`: the test calls
+/// a round-robin TCP proxy in front of both instead, each connection on the next
+/// node (§4 item 3, "and against the proxy").
 pub(crate) const SUITE_GATEWAY: &str = "AGENT_HUB_TEST_GATEWAY";
 
 /// Whether hubs of this test run store in PostgreSQL ([`SUITE_PG`]): lock
@@ -193,6 +195,11 @@ pub(crate) fn on_postgres() -> bool {
 fn gateway_suite() -> bool {
     std::env::var_os(SUITE_PG).is_some_and(|v| !v.is_empty())
         && std::env::var_os(SUITE_GATEWAY).is_some_and(|v| !v.is_empty())
+}
+
+/// [`SUITE_GATEWAY`] is `proxy`: calls go through a round-robin proxy.
+fn proxy_suite() -> bool {
+    gateway_suite() && std::env::var(SUITE_GATEWAY).is_ok_and(|v| v == "proxy")
 }
 
 /// In [`SUITE_GATEWAY`] mode: once the node of `url` serves, a second node on the
@@ -308,6 +315,9 @@ pub(crate) struct Hub {
     child: Option<Child>,
     /// [`SUITE_GATEWAY`] mode: the node the test calls, which forwards to `child`.
     gateway: Option<Child>,
+    /// [`SUITE_GATEWAY`]`=proxy`: the proxy in front of `child` and `gateway`,
+    /// which the test calls.
+    _proxy: Option<super::proxy::Proxy>,
 }
 
 impl Hub {
@@ -334,7 +344,15 @@ impl Hub {
     pub(crate) fn from_running(dir: tempfile::TempDir, r: Running) -> Hub {
         assert!(r.url.ends_with("/mcp"), "endpoint URL: {}", r.url);
         let gw = start_gateway(dir.path(), &r.url);
-        let url = gw.as_ref().map_or(r.url, |g| g.url.clone());
+        let proxy = gw
+            .as_ref()
+            .filter(|_| proxy_suite())
+            .map(|g| super::proxy::Proxy::start(&[port_of(&r.url), port_of(&g.url)]));
+        let url = match (&proxy, &gw) {
+            (Some(p), _) => p.url(),
+            (None, Some(g)) => g.url.clone(),
+            (None, None) => r.url,
+        };
         let base = url.trim_end_matches("/mcp").to_string();
         Hub {
             dir,
@@ -344,6 +362,7 @@ impl Hub {
             out: r.out,
             child: Some(r.child),
             gateway: gw.map(|g| g.child),
+            _proxy: proxy,
         }
     }
 

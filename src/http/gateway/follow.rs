@@ -182,6 +182,10 @@ impl Reopen {
         if let Some(id) = &self.request_id {
             out = out.insert_header((replay::REQUEST_ID_HEADER, id.as_str()));
         }
+        let proof = self
+            .st
+            .node_proof(self.node.id(), self.request_id.as_deref(), true);
+        out = out.insert_header((super::node_auth::NODE_AUTH_HEADER, proof));
         let sent = if self.method == Method::GET {
             out.send().await
         } else {
