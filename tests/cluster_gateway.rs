@@ -217,14 +217,15 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     let other = marks(&n1, "ffeeddccbbaa99887766554433221100", true);
     let other = disp.post_with(&body, headers.clone(), &refs(&other));
     assert!(other.body.contains("TASK_EXISTS"), "{}", other.body);
-    // The marks without their proof (a client setting them itself) are no
-    // gateway's: the call runs as a new one.
+    // The marks without their proof (a node with another cluster.key, or a
+    // client setting them itself) are refused, saying why.
     let unproven: Vec<(&str, &str)> = refs(&retry)
         .into_iter()
         .filter(|(k, _)| *k != "x-agent-hub-node-auth")
         .collect();
     let forged = disp.post_with(&body, headers.clone(), &unproven);
-    assert!(forged.body.contains("TASK_EXISTS"), "{}", forged.body);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(forged.body.contains("cluster.key"), "{}", forged.body);
     // message_send too: one message, and the first answer's id on every try.
     let send = json!({"name": "message_send", "arguments":
         {"to_agent": "bob", "subject": "once", "body": "exactly once"}});
@@ -447,6 +448,15 @@ fn everywhere(urls: &[String], tok: &str, status: u16, what: &str) {
     }
 }
 
+/// Sets its flag when dropped, also by a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Messages sent by `threads` loops through `url` until `stop`: the ids answered,
 /// and every failure (status and body).
 fn load(url: &str, threads: usize, stop: &AtomicBool) -> (Vec<String>, Vec<String>) {
@@ -549,6 +559,8 @@ fn rolling_restart(server: &Postgres, url: &str) {
     let stop = AtomicBool::new(false);
     let (acked, failed) = std::thread::scope(|scope| {
         let running = scope.spawn(|| load(&front, 4, &stop));
+        // A failed check here stops the load, which the scope would wait for.
+        let _stops = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_secs(1));
         for (i, name) in [(1, "n2"), (2, "n3"), (0, "n1")] {
             let mut node = nodes[i].take().expect("running");
@@ -628,26 +640,57 @@ fn switchover(server: &Postgres, url: &str) {
     let same = hubctl_ok(&n2, &["cluster", "move", "--to", "n1"]);
     assert!(same.contains("n1 serves already"), "{same}");
     let before = held_epochs(&n1);
+    // A listen stream at the serving node itself: the move does not wait for it
+    // (it never ends by itself), and it ends with "store unavailable", which its
+    // client retries, not with the response that closes a subscription.
+    let listening = Modern::new(&n1.url, &token("bob"))
+        .listen("7", json!({"resourceSubscriptions": ["agent-hub://inbox"]}));
     let proxy = Proxy::start(&[n1.port, n2.port]);
     let front = proxy.url();
     let stop = AtomicBool::new(false);
-    let (acked, failed) = std::thread::scope(|scope| {
+    let moves = [(&n2, "n2", "n1"), (&n1, "n1", "n2")];
+    // Checked once the load has stopped (a panic in the scope would wait for it).
+    let (answers, (acked, failed)) = std::thread::scope(|scope| {
         let running = scope.spawn(|| load(&front, 4, &stop));
+        // A failed check here stops the load, which the scope would wait for.
+        let _stops = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_secs(1));
-        for (asked, to, from) in [(&n2, "n2", "n1"), (&n1, "n1", "n2")] {
-            let out = hubctl_ok(asked, &["cluster", "move", "--to", to]);
-            print!("{out}");
-            assert!(
-                out.contains(&format!("1024 shards moved from {from} to {to}")),
-                "{out}"
-            );
+        let mut answers = Vec::new();
+        for (asked, to, _) in moves {
+            answers.push(asked.hubctl(&["--json", "cluster", "move", "--to", to]));
             std::thread::sleep(Duration::from_secs(1));
         }
         stop.store(true, Ordering::Release);
-        running.join().expect("load")
+        (answers, running.join().expect("load"))
     });
+    for ((_, to, from), out) in moves.iter().zip(answers) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        println!("moved from {from} to {to}: {v}");
+        assert_eq!(
+            (v["from"].as_str(), v["to"].as_str()),
+            (Some(*from), Some(*to))
+        );
+        assert_eq!(
+            (v["shards"].as_u64(), v["serving"].as_bool()),
+            (Some(1024), Some(true))
+        );
+        // Not the 5 s a node waits at most for the calls it serves.
+        let took = v["took_ms"].as_u64().expect("took_ms");
+        assert!(took < 4_000, "the move waited for the listen stream: {v}");
+    }
     no_call_failed_or_lost("switchover there and back", &acked, &failed, &front);
     assert_eq!(held_epochs(&n1), (before.0 + 2, before.1 + 2));
+    let last = std::iter::from_fn(|| listening.next_event(Duration::from_secs(5)))
+        .find(|e| e.get("id").is_some());
+    assert!(
+        last.as_ref().is_some_and(|l| l["id"] == 7
+            && l["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Store unavailable: "))),
+        "{last:?}"
+    );
     let v: Value = serde_json::from_str(&hubctl_ok(&n1, &["--json", "cluster"])).expect("json");
     assert_eq!(v["cluster"]["role"], "active", "{v}");
     let operator = format!(

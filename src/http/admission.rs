@@ -36,16 +36,17 @@ pub(crate) struct Admission {
     per_agent: DashMap<AgentId, Arc<AgentSlots>>,
     agent_cap: usize,
     bytes_cap: usize,
-    /// Requests in flight served here: admitted, less those this node's gateway
-    /// relays to another node (see [`Admission::relaying`]). One counter, so
-    /// that [`Admission::idle`] reads both at one instant.
+    /// Requests in flight served here: admitted, less those that are not (see
+    /// [`Admission::not_served`]). One counter, so that [`Admission::idle`]
+    /// reads both at one instant.
     served: Arc<AtomicIsize>,
 }
 
-/// Counts one admitted request as relayed (not served here) while alive.
-pub(crate) struct Relaying(Arc<AtomicIsize>);
+/// Counts one admitted request as not served here while alive (see
+/// [`Admission::not_served`]).
+pub(crate) struct NotServed(Arc<AtomicIsize>);
 
-impl Drop for Relaying {
+impl Drop for NotServed {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::AcqRel);
     }
@@ -96,12 +97,13 @@ impl Admission {
             .saturating_sub(self.global.available_permits())
     }
 
-    /// An admitted request (its [`Permits`] alive meanwhile) that this node's
-    /// gateway relays to another node: it runs there, and [`Admission::idle`] does
-    /// not wait for it.
-    pub(crate) fn relaying(&self) -> Relaying {
+    /// An admitted request (its [`Permits`] alive meanwhile, and dropped after
+    /// this) that [`Admission::idle`] does not wait for: one this node's gateway
+    /// relays to another node (it runs there), or a listen stream (it never ends
+    /// by itself; a node that stops serving ends it after waiting).
+    pub(crate) fn not_served(&self) -> NotServed {
         self.served.fetch_sub(1, Ordering::AcqRel);
-        Relaying(self.served.clone())
+        NotServed(self.served.clone())
     }
 
     /// Until no request is served here, or `within` has passed: what a cluster node
@@ -309,7 +311,7 @@ mod tests {
         let a = Admission::new(10, 10, 1000);
         let within = std::time::Duration::from_millis(300);
         let served = a.admit(&AgentId::new("x")).ok();
-        let relayed = (a.admit(&AgentId::new("y")).ok(), a.relaying());
+        let relayed = (a.admit(&AgentId::new("y")).ok(), a.not_served());
         let started = std::time::Instant::now();
         a.idle(within).await;
         assert!(started.elapsed() >= within, "waited for the served call");

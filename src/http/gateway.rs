@@ -87,6 +87,17 @@ async fn forward_when_standing_by(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    if let Some(st) = req.app_data::<web::Data<AppState>>().cloned() {
+        if let Some(refused) = unproven_marks(&req, &st) {
+            return Ok(req.into_response(refused).map_into_right_body());
+        }
+        // A token this node does not know may be one just added at another
+        // node: the agents table is read again before the token is judged (here
+        // or by the handler).
+        if st.cluster.get().is_some() && unknown_token(&req, &st) {
+            st.reloader.follow_on_miss().await;
+        }
+    }
     let node = req
         .app_data::<web::Data<AppState>>()
         .filter(|st| !matches!(st.hub.peek(), Fill::Ready(_)))
@@ -114,18 +125,6 @@ async fn forward_when_standing_by(
     // the caller's token (every node has the same agents.env and operator token)
     // and the agent's slots in flight: nobody unknown makes this node hold a body,
     // and one agent cannot hold more here than at the leader.
-    // A token this node does not know may be one just added at another node:
-    // the agents table is read again before the token is judged.
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if matches!(
-        st.tokens.current().authenticate(auth),
-        Err(crate::auth::AuthError::InvalidToken)
-    ) {
-        st.reloader.follow_on_miss().await;
-    }
     let checked = match super::body::check_length(req.request(), st.max_body_bytes) {
         Err(e) => Err(e.error_response()),
         Ok(()) => match origin_refused(&req, &st) {
@@ -142,7 +141,7 @@ async fn forward_when_standing_by(
     };
     // Admitted here but served elsewhere (its body too is read for another
     // node): a node handing its shards over does not wait for it.
-    let relaying = permits.as_ref().map(|_| st.admission.relaying());
+    let relaying = permits.as_ref().map(|_| st.admission.not_served());
     let body = match read_body(&mut req, &st).await {
         Ok(body) => body,
         Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
@@ -360,6 +359,49 @@ pub(crate) async fn ready_within(url: &str, within: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A bearer token the token index does not hold (not a missing header).
+fn unknown_token(req: &ServiceRequest, st: &AppState) -> bool {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    matches!(
+        st.tokens.current().authenticate(auth),
+        Err(crate::auth::AuthError::InvalidToken)
+    )
+}
+
+/// 403 for a request marked as another node's (`x-agent-hub-forwarded-by`)
+/// whose proof does not check, in cluster mode: no client sends the mark, so it
+/// is a node with another `cluster.key`, whose calls would otherwise lose their
+/// exactly-once answers and loop protection without a word.
+fn unproven_marks(req: &ServiceRequest, st: &AppState) -> Option<HttpResponse> {
+    if st.node_key.is_none()
+        || !req.headers().contains_key(FORWARDED_HEADER)
+        || from_node(req.headers(), st)
+    {
+        return None;
+    }
+    static REFUSED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(10_000);
+    let from = req
+        .headers()
+        .get(FORWARDED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?");
+    if let Some(n) = REFUSED.hit() {
+        tracing::error!(from, refused = n, "a call marked as forwarded by another node failed its proof: is cluster.key the same on every node? (one line per 10 s at most)");
+    }
+    Some(
+        ApiError::rpc(
+            StatusCode::FORBIDDEN,
+            RpcError::server(
+                "Forbidden: x-agent-hub-forwarded-by without a valid x-agent-hub-node-auth; the nodes of a cluster must share cluster.key",
+            ),
+        )
+        .error_response(),
+    )
 }
 
 /// Whether `headers` carry the marks of a node of this cluster, proven under

@@ -255,7 +255,7 @@ fn listen(
         .try_with(|f| f.retry)
         .unwrap_or(false);
     let hint = again && filter.inbox && hub.unread(&agent) > 0;
-    let (registration, rx) = st.sessions.listeners.open(agent, id.clone(), filter, hint);
+    let (registration, rx, ending) = st.sessions.listeners.open(agent, id.clone(), filter, hint);
     // This node stopped serving as the stream opened, after its open streams were
     // ended: this one would hear nothing (the hub leaves the slot before the
     // streams are ended).
@@ -263,11 +263,14 @@ fn listen(
         drop(registration);
         return Err(ApiError::standby("it stopped serving as the stream opened"));
     }
+    // A node that stops serving waits for the calls it serves, not for streams
+    // that never end by themselves (it ends them after).
+    let waits_for_none = st.admission.not_served();
     Ok(sse::listen(
         listen::acknowledged(&id, filter),
         rx,
-        listen::closed(&id),
+        ending,
         st.sse_keepalive,
-        registration,
+        (registration, waits_for_none),
     ))
 }

@@ -159,9 +159,11 @@ async fn cluster_move(
             message: e.to_string(),
         },
         // Busy: practically never (a node moving its shards forwards requests).
-        MoveError::Busy | MoveError::Nothing | MoveError::Db(_) | MoveError::TimedOut => {
-            ApiError::unavailable(e.to_string())
-        }
+        MoveError::Busy
+        | MoveError::Nothing
+        | MoveError::Refused(_)
+        | MoveError::Db(_)
+        | MoveError::TimedOut => ApiError::unavailable(e.to_string()),
     })?;
     let serving = super::gateway::ready_within(&owner.url, MOVED_SERVES_WITHIN).await;
     Ok(HttpResponse::Ok().json(json!({

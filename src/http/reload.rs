@@ -217,11 +217,18 @@ impl Reloader {
         if t.started.load(Ordering::Acquire) >= asked {
             return;
         }
+        // At most every MISS_FOLLOW_EVERY: a later read, not none (one that began
+        // before the change would not have seen it).
         let last = t.missed.load(Ordering::Acquire);
-        if last != 0 && asked < last + MISS_FOLLOW_EVERY.as_millis() as u64 {
-            return;
+        let next = last + MISS_FOLLOW_EVERY.as_millis() as u64;
+        let now = t.now_ms();
+        if last != 0 && now < next {
+            tokio::time::sleep(std::time::Duration::from_millis(next - now)).await;
+            if t.started.load(Ordering::Acquire) >= asked {
+                return;
+            }
         }
-        t.missed.store(asked.max(1), Ordering::Release);
+        t.missed.store(t.now_ms(), Ordering::Release);
         if let Err(e) = self.follow_locked(false, None).await {
             tracing::debug!(error = %e, "could not read the agents table for an unknown token");
         }

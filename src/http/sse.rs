@@ -98,21 +98,20 @@ pub(crate) fn stream(
 }
 
 /// A 2026-07-28 `subscriptions/listen` answer: `first` (the acknowledgement), then
-/// every notification pushed into `rx`, with an SSE comment every `keepalive`. A
-/// last message pushed ends it; so does `last`, the closing response, when every
-/// sender is gone (we closed the subscription).
+/// every notification pushed into `rx`, with an SSE comment every `keepalive`.
+/// When every sender is gone (we closed the subscription, or this node stopped
+/// serving) the response `ending` says ends it.
 /// `guard` lives as long as the body: dropping it (the client closed the stream,
 /// which this revision calls cancellation) unregisters the stream.
 pub(crate) fn listen<G: 'static>(
     first: String,
-    rx: mpsc::Receiver<crate::mcp::listen::Pushed>,
-    last: String,
+    rx: mpsc::Receiver<String>,
+    last: crate::mcp::listen::Ending,
     keepalive: Duration,
     guard: G,
 ) -> HttpResponse {
-    use crate::mcp::listen::Pushed;
     enum Next {
-        Message(Option<Pushed>),
+        Message(Option<String>),
         Tick,
     }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
@@ -132,9 +131,8 @@ pub(crate) fn listen<G: 'static>(
                 _ = tick.tick() => Next::Tick,
             };
             let (chunk, rx) = match next {
-                Next::Message(Some(Pushed::Note(m))) => (event(&m), Some(rx)),
-                Next::Message(Some(Pushed::Last(m))) => (event(&m), None),
-                Next::Message(None) => (event(&last), None),
+                Next::Message(Some(m)) => (event(&m), Some(rx)),
+                Next::Message(None) => (event(last.last()), None),
                 Next::Tick => (Bytes::from_static(b": ping\n\n"), Some(rx)),
             };
             Some((Ok(chunk), (None, rx, last, tick, guard)))

@@ -18,7 +18,7 @@ use crate::log_limit::LogLimit;
 use dashmap::DashMap;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -165,20 +165,33 @@ pub(crate) fn stopped_serving(id: &Id) -> String {
     super::jsonrpc::to_json(&super::jsonrpc::err(id, &why))
 }
 
-/// What a listen stream's channel carries.
-#[derive(Debug)]
-pub(crate) enum Pushed {
-    /// A notification, sent as it is.
-    Note(String),
-    /// The response that ends the stream.
-    Last(String),
+/// How a listen stream ends once its senders are gone (after what was queued):
+/// with its closing response ([`closed`]), or, when this node stopped serving,
+/// with [`stopped_serving`]. A flag rather than a last message in the queue, which
+/// a client that reads nothing may have filled.
+pub(crate) struct Ending {
+    closed: String,
+    stopped: String,
+    stopped_serving: Arc<AtomicBool>,
+}
+
+impl Ending {
+    /// The response that ends the stream now.
+    pub(crate) fn last(&self) -> &str {
+        if self.stopped_serving.load(Ordering::Acquire) {
+            &self.stopped
+        } else {
+            &self.closed
+        }
+    }
 }
 
 struct Listener {
     agent: AgentId,
     subscription: Id,
     filter: Filter,
-    tx: mpsc::Sender<Pushed>,
+    tx: mpsc::Sender<String>,
+    stopped_serving: Arc<AtomicBool>,
 }
 
 /// The open listen streams. Each entry's sender feeds its stream's response body;
@@ -205,13 +218,14 @@ impl Drop for Registration {
 impl Listeners {
     /// Register a stream of `agent` opened by request `subscription`; with
     /// `inbox_hint`, its first notification says that the inbox was updated.
+    /// Returns what unregisters it, what it sends, and how it ends.
     pub(crate) fn open(
         self: &Arc<Self>,
         agent: AgentId,
         subscription: Id,
         filter: Filter,
         inbox_hint: bool,
-    ) -> (Registration, mpsc::Receiver<Pushed>) {
+    ) -> (Registration, mpsc::Receiver<String>, Ending) {
         let (tx, rx) = mpsc::channel(BUFFER);
         if inbox_hint {
             let hint = notification(
@@ -220,8 +234,14 @@ impl Listeners {
                 json!({}),
                 json!({"uri": INBOX_URI}),
             );
-            let _ = tx.try_send(Pushed::Note(hint));
+            let _ = tx.try_send(hint);
         }
+        let stopped = Arc::new(AtomicBool::new(false));
+        let ending = Ending {
+            closed: closed(&subscription),
+            stopped: stopped_serving(&subscription),
+            stopped_serving: stopped.clone(),
+        };
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.map.insert(
             key,
@@ -230,13 +250,14 @@ impl Listeners {
                 subscription,
                 filter,
                 tx,
+                stopped_serving: stopped,
             },
         );
         let reg = Registration {
             listeners: self.clone(),
             key,
         };
-        (reg, rx)
+        (reg, rx, ending)
     }
 
     /// Push an inbox update to every stream of `agent` that subscribed to it;
@@ -266,7 +287,7 @@ impl Listeners {
             .iter()
             .filter(|l| &l.agent == agent && (l.filter.inbox || !inbox_only))
         {
-            match l.tx.try_send(Pushed::Note(text(&l.subscription))) {
+            match l.tx.try_send(text(&l.subscription)) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     static DROPPED: LogLimit = LogLimit::new(10_000);
@@ -288,14 +309,12 @@ impl Listeners {
         before - self.map.len()
     }
 
-    /// End every stream (this node no longer serves) with [`stopped_serving`];
-    /// returns how many. A stream whose buffer is full (its client reads nothing)
-    /// ends with [`closed`] instead.
+    /// End every stream (this node no longer serves) with [`stopped_serving`],
+    /// after what was queued on it; returns how many.
     pub(crate) fn close_all(&self) -> usize {
         let mut ended = 0;
         self.map.retain(|_, l| {
-            let _ =
-                l.tx.try_send(Pushed::Last(stopped_serving(&l.subscription)));
+            l.stopped_serving.store(true, Ordering::Release);
             ended += 1;
             false
         });
@@ -367,8 +386,8 @@ mod tests {
     fn registrations_come_and_go() {
         let l = Arc::new(Listeners::default());
         let (a, b) = (AgentId::new("a"), AgentId::new("b"));
-        let (reg, _rx) = l.open(a.clone(), id("1"), Filter { inbox: true }, false);
-        let (_other, mut rx2) = l.open(b.clone(), id("2"), Filter { inbox: false }, false);
+        let (reg, _rx, _) = l.open(a.clone(), id("1"), Filter { inbox: true }, false);
+        let (_other, mut rx2, ending) = l.open(b.clone(), id("2"), Filter { inbox: false }, false);
         assert_eq!(l.len(), 2);
         drop(reg);
         assert_eq!(l.len(), 1);
@@ -377,20 +396,19 @@ mod tests {
         assert_eq!(l.len(), 0);
         // Its sender is gone: the stream sees the end and closes gracefully.
         assert!(rx2.try_recv().is_err() && rx2.is_closed());
-        // A node that stops serving ends each stream with "store unavailable".
-        let (_reg, mut rx3) = l.open(a.clone(), id("\"l-3\""), Filter { inbox: true }, true);
+        let v: Value = serde_json::from_str(ending.last()).unwrap();
+        assert_eq!(v["result"]["resultType"], "complete");
+        // A node that stops serving ends each stream with "store unavailable",
+        // after what was queued (here the inbox hint).
+        let (_reg, mut rx3, ending) =
+            l.open(a.clone(), id("\"l-3\""), Filter { inbox: true }, true);
         assert_eq!(l.close_all(), 1);
-        let Ok(Pushed::Note(hint)) = rx3.try_recv() else {
-            panic!("no inbox hint");
-        };
+        let hint = rx3.try_recv().expect("the inbox hint");
         let v: Value = serde_json::from_str(&hint).unwrap();
         assert_eq!(v["method"], "notifications/resources/updated");
         assert_eq!(v["params"]["uri"], INBOX_URI);
         assert_eq!(v["params"]["_meta"][SUBSCRIPTION_ID_KEY], "l-3");
-        let Ok(Pushed::Last(last)) = rx3.try_recv() else {
-            panic!("no last message");
-        };
-        let v: Value = serde_json::from_str(&last).unwrap();
+        let v: Value = serde_json::from_str(ending.last()).unwrap();
         assert_eq!(v["id"], "l-3");
         assert_eq!(v["error"]["code"], crate::mcp::jsonrpc::SERVER_ERROR);
         assert!(v["error"]["message"]

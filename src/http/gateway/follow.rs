@@ -221,6 +221,9 @@ struct Follow {
     held_answer: Option<Bytes>,
     /// A listen stream opened again: its acknowledgement is not passed on.
     skip_ack: bool,
+    /// A listen stream's acknowledgement was passed on (a stream opened again
+    /// before then passes its own).
+    acked: bool,
 }
 
 /// What whole events of a listen stream come to: what is passed on, and how the
@@ -240,18 +243,21 @@ enum ListenEnd {
 }
 
 /// Sort the whole events `out` of a listen stream: notifications and comments
-/// pass (but a reopened stream's acknowledgement, while `skip_ack`); the closing
-/// response passes and ends the stream, unless it is "store unavailable".
-fn listened(out: &[u8], skip_ack: &mut bool) -> Listened {
+/// pass (but a reopened stream's acknowledgement, while `skip_ack`; `acked` once
+/// one passed); the closing response passes and ends the stream, unless it is
+/// "store unavailable".
+fn listened(out: &[u8], skip_ack: &mut bool, acked: &mut bool) -> Listened {
     let mut pass = BytesMut::new();
     for event in events(out) {
         let Some(v) = event_json(event) else {
             pass.extend_from_slice(event);
             continue;
         };
-        if std::mem::take(skip_ack) && v["method"] == "notifications/subscriptions/acknowledged" {
+        let ack = v["method"] == "notifications/subscriptions/acknowledged";
+        if std::mem::take(skip_ack) && ack {
             continue;
         }
+        *acked |= ack;
         if v.get("method").is_none() && v.get("id").is_some() {
             let end = if store_unavailable(event) {
                 ListenEnd::Unavailable(Bytes::copy_from_slice(event))
@@ -358,6 +364,7 @@ pub(super) fn following(
         retry_until: None,
         held_answer: None,
         skip_ack: false,
+        acked: false,
     };
     futures_util::stream::unfold(Some(state), move |state| async move {
         let mut f = state?;
@@ -373,7 +380,8 @@ pub(super) fn following(
                     if let Some(end) = events_end(&f.held) {
                         let out = f.held.split_to(end).freeze();
                         if f.reopen.until == Until::Listening {
-                            let Listened { pass, end } = listened(&out, &mut f.skip_ack);
+                            let Listened { pass, end } =
+                                listened(&out, &mut f.skip_ack, &mut f.acked);
                             match end {
                                 Some(ListenEnd::Closed) => f.following = false,
                                 Some(ListenEnd::Unavailable(answer)) => {
@@ -440,7 +448,7 @@ pub(super) fn following(
                         Some(up) => {
                             f.up = up;
                             f.since = Instant::now();
-                            f.skip_ack = f.reopen.until == Until::Listening;
+                            f.skip_ack = f.reopen.until == Until::Listening && f.acked;
                             crate::metrics::get().stream_followed();
                         }
                         // No node took it: a POST's held "store unavailable"
@@ -505,24 +513,28 @@ data: {"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"Store unavailabl
         let closed = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"resultType\":\"complete\"}}\n\n";
         let moved = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32000,\"message\":\"Store unavailable: moved\"}}\n\n";
         let sorted = |text: String, skip: bool| {
-            let mut skip_ack = skip;
-            (listened(text.as_bytes(), &mut skip_ack), skip_ack)
+            let (mut skip_ack, mut acked) = (skip, false);
+            let l = listened(text.as_bytes(), &mut skip_ack, &mut acked);
+            (l, skip_ack, acked)
         };
         // A first stream passes its acknowledgement; a reopened one does not, but
         // only its first message is looked at.
-        let (l, _) = sorted(format!("{ack}{ping}{note}"), false);
+        let (l, _, acked) = sorted(format!("{ack}{ping}{note}"), false);
+        assert!(acked);
         assert_eq!(l.pass, format!("{ack}{ping}{note}").as_bytes());
         assert_eq!(l.end, None);
-        let (l, skip) = sorted(format!("{ack}{note}"), true);
+        let (l, skip, acked) = sorted(format!("{ack}{note}"), true);
+        assert!(!acked, "a skipped acknowledgement was not passed");
         assert_eq!(l.pass, note.as_bytes());
         assert!(!skip);
-        let (l, _) = sorted(format!("{note}{ack}"), true);
+        let (l, _, _) = sorted(format!("{note}{ack}"), true);
         assert_eq!(l.pass, format!("{note}{ack}").as_bytes());
         // The closing response passes and ends it; "store unavailable" is held.
-        let (l, _) = sorted(format!("{note}{closed}"), false);
+        let (l, _, acked) = sorted(format!("{note}{closed}"), false);
+        assert!(!acked);
         assert_eq!(l.pass, format!("{note}{closed}").as_bytes());
         assert_eq!(l.end, Some(ListenEnd::Closed));
-        let (l, _) = sorted(format!("{note}{moved}"), false);
+        let (l, _, _) = sorted(format!("{note}{moved}"), false);
         assert_eq!(l.pass, note.as_bytes());
         assert_eq!(
             l.end,

@@ -579,9 +579,14 @@ impl Node {
         if let Some(why) = self.objection() {
             return Err(MoveError::NotServing(why));
         }
-        // Before anything is refused: a mistyped id costs no call.
-        let mut client = self.pool.get().await.map_err(PgError::from)?;
-        let live = lease::live_nodes(&client, self.timing.node_ttl()).await?;
+        // Before anything is refused: a mistyped id costs no call. (A connection
+        // of the lease loop's pool is not held while the calls drain.)
+        let live = async {
+            let client = self.pool.get().await?;
+            lease::live_nodes(&client, self.timing.node_ttl()).await
+        }
+        .await
+        .map_err(MoveError::Refused)?;
         let not_live = || MoveError::NotLive {
             to: to.to_string(),
             live: live
@@ -600,11 +605,11 @@ impl Node {
         };
         self.moving.store(true, Ordering::Release);
         idle.await;
-        let moved = self.transfer_to(&mut client, to).await;
-        if moved.is_err() {
-            // The statement may have committed after all (a connection lost
-            // during COMMIT): answer nothing from memory until the next renewal
-            // round says what is held (the hub is loaded again if it still is).
+        let moved = self.transfer_to(to).await;
+        if matches!(moved, Err(MoveError::Db(_) | MoveError::TimedOut)) {
+            // The move may have committed after all (a connection lost during
+            // COMMIT): answer nothing from memory until the next renewal round
+            // says what is held (the hub is loaded again if it still is).
             self.owned.lose_all();
         }
         self.moving.store(false, Ordering::Release);
@@ -636,29 +641,34 @@ impl Node {
 
     /// The transfer of [`Node::move_to`], under the renewal lock: bounded by a
     /// renewal period in PostgreSQL (`statement_timeout`, so that a refusal is
-    /// known to have moved nothing) and here (twice that), so that the renewal
-    /// rounds it holds back never fall behind the lease. Returns how many shards
-    /// moved, of how many held.
-    async fn transfer_to(
-        &self,
-        client: &mut deadpool_postgres::Client,
-        to: &str,
-    ) -> Result<(usize, usize), MoveError> {
+    /// known to have moved nothing: [`MoveError::Refused`]) and here (twice that),
+    /// so that the renewal rounds it holds back never fall behind the lease.
+    /// Returns how many shards moved, of how many held.
+    async fn transfer_to(&self, to: &str) -> Result<(usize, usize), MoveError> {
         let window = self.timing.renew_every();
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| MoveError::Refused(e.into()))?;
         let _round = self.round.lock().await;
         let held = self.owned.held();
         let run = async {
-            let tx = client.transaction().await?;
+            let refused = |e: tokio_postgres::Error| MoveError::Refused(e.into());
+            let tx = client.transaction().await.map_err(refused)?;
             tx.batch_execute(&format!(
                 "SET LOCAL statement_timeout = {}",
                 window.as_millis()
             ))
-            .await?;
+            .await
+            .map_err(refused)?;
             let ttl = self.timing.lease_ttl;
-            let moved =
-                lease::transfer(&tx, &self.member, &held, to, ttl, self.timing.node_ttl()).await?;
-            tx.commit().await?;
-            Ok::<_, PgError>(moved)
+            let moved = lease::transfer(&tx, &self.member, &held, to, ttl, self.timing.node_ttl())
+                .await
+                .map_err(MoveError::Refused)?;
+            // Only here may a failure hide a move that was stored.
+            tx.commit().await.map_err(|e| MoveError::Db(e.into()))?;
+            Ok::<_, MoveError>(moved)
         };
         let moved = tokio::time::timeout(window * 2, run)
             .await
@@ -696,6 +706,9 @@ pub(crate) enum MoveError {
     NotLive { to: String, live: String },
     #[error("nothing moved: the target is no longer live, or this node's leases changed meanwhile; see hubctl cluster")]
     Nothing,
+    /// Nothing moved (refused before COMMIT, or a connection not had).
+    #[error("the cluster's tables: {0}; nothing moved")]
+    Refused(PgError),
     /// Its outcome may be unknown (a connection lost during COMMIT): fencing
     /// keeps this node from writing the shards if they did move, and its next
     /// renewal round finds out.
