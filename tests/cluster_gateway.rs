@@ -645,6 +645,15 @@ fn switchover(server: &Postgres, url: &str) {
     // client retries, not with the response that closes a subscription.
     let listening = Modern::new(&n1.url, &token("bob"))
         .listen("7", json!({"resourceSubscriptions": ["agent-hub://inbox"]}));
+    // Nor for a call parked there (nobody writes to disp): it is cut with "store
+    // unavailable", which its client sends again.
+    let n1_url = n1.url.clone();
+    let parked = std::thread::spawn(move || {
+        Modern::new(&n1_url, &token("disp")).send(
+            "tools/call",
+            json!({"name": "inbox_pull", "arguments": {"wait_seconds": 25}}),
+        )
+    });
     let proxy = Proxy::start(&[n1.port, n2.port]);
     let front = proxy.url();
     let stop = AtomicBool::new(false);
@@ -678,9 +687,14 @@ fn switchover(server: &Postgres, url: &str) {
         );
         // Not the 5 s a node waits at most for the calls it serves.
         let took = v["took_ms"].as_u64().expect("took_ms");
-        assert!(took < 4_000, "the move waited for the listen stream: {v}");
+        assert!(
+            took < 4_000,
+            "the move waited for the listen stream or the parked call: {v}"
+        );
     }
     no_call_failed_or_lost("switchover there and back", &acked, &failed, &front);
+    let cut = parked.join().expect("parked call");
+    assert!(cut.body.contains("Store unavailable: "), "{}", cut.body);
     assert_eq!(held_epochs(&n1), (before.0 + 2, before.1 + 2));
     let last = std::iter::from_fn(|| listening.next_event(Duration::from_secs(5)))
         .find(|e| e.get("id").is_some());

@@ -99,8 +99,9 @@ impl Admission {
 
     /// An admitted request (its [`Permits`] alive meanwhile, and dropped after
     /// this) that [`Admission::idle`] does not wait for: one this node's gateway
-    /// relays to another node (it runs there), or a listen stream (it never ends
-    /// by itself; a node that stops serving ends it after waiting).
+    /// relays to another node (it runs there), a listen stream (it never ends by
+    /// itself), or a call that may park (agents long-poll all the time): a node
+    /// that stops serving ends or cuts them after waiting.
     pub(crate) fn not_served(&self) -> NotServed {
         self.served.fetch_sub(1, Ordering::AcqRel);
         NotServed(self.served.clone())

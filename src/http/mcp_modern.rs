@@ -215,7 +215,11 @@ fn waiting(
     params: Option<Value>,
 ) -> HttpResponse {
     let (st, hub) = (st.clone(), hub.clone());
+    // A node handing its shards over does not wait for a parked call (see
+    // `mcp_route::waiting`).
+    let parked = st.admission.not_served();
     let work = async move {
+        let _parked = parked;
         let _waiting = crate::metrics::get().waiting();
         let resp = dispatch::request(
             &hub,

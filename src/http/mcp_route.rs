@@ -237,7 +237,12 @@ fn waiting(
     let (st, hub, sid) = (st.clone(), hub.clone(), session.id.clone());
     // Registered now, not at the stream's first poll: a cancel may come first.
     let inflight = session.track(&id);
+    // A node handing its shards over does not wait for a parked call (agents
+    // long-poll all the time): it is cut, answered "store unavailable", and sent
+    // again by a gateway or the client.
+    let parked = st.admission.not_served();
     let work = async move {
+        let _parked = parked;
         let _waiting = crate::metrics::get().waiting();
         let resp = run_tracked(&st, &hub, &agent, &session, inflight, id, method, params).await;
         resp.map(|r| jsonrpc::to_json(&r))

@@ -414,8 +414,18 @@ impl Drop for Postgres {
 
 // --- Hub nodes on a server (tests/cluster*.rs) ---
 
-/// `serve` of `dir` on the database `url`, as cluster node `node`.
+/// `serve` of `dir` on the database `url`, as cluster node `node`. The nodes of
+/// one database share a cluster key, as a cluster's nodes must (it signs session
+/// ids and proves node-to-node calls): one derived from `url` is written to `dir`
+/// unless it has one.
 pub(crate) fn node_args(dir: &Path, url: &str, node: &str) -> Vec<OsString> {
+    use sha2::{Digest, Sha256};
+    let key = dir.join("cluster.key");
+    if !key.exists() {
+        let digest = Sha256::digest(url.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        super::write_private(&key, &format!("{hex}\n"));
+    }
     let mut args = super::serve_args(dir);
     args.extend(["--store", url, "--node-id", node].map(OsString::from));
     args
