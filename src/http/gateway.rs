@@ -20,7 +20,7 @@
 //! would be by a single node that died mid-call.
 
 use super::error::ApiError;
-use super::state::{AppState, Fill};
+use super::state::AppState;
 use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::replay;
 use crate::store::pg::node::{Leader, Node};
@@ -100,7 +100,7 @@ async fn forward_when_standing_by(
     }
     let node = req
         .app_data::<web::Data<AppState>>()
-        .filter(|st| !matches!(st.hub.peek(), Fill::Ready(_)))
+        .filter(|st| !st.hub.serves())
         .and_then(|st| Some((st.clone(), st.cluster.get()?.clone())));
     let forward = node.filter(|_| !answered_here(req.path()));
     let Some((st, node)) = forward else {
@@ -263,7 +263,7 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
         (req.method() == actix_web::http::Method::POST && req.path() == "/mcp").then(request_id);
     let mut tries = 0u32;
     loop {
-        if matches!(st.hub.peek(), Fill::Ready(_)) {
+        if st.hub.serves() {
             // A try sent to the node serving before may have been done there.
             let tried = request_id.clone().map(|request_id| replay::Forwarded {
                 request_id,
@@ -279,7 +279,17 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
             let started = Instant::now();
             let ids = request_id.as_deref().map(|id| (id, tries > 0));
             tries += 1;
-            match send(req, node, &leader, body.clone(), ids, st.forward_timeout()).await {
+            match send(
+                req,
+                st,
+                node,
+                &leader,
+                body.clone(),
+                ids,
+                st.forward_timeout(),
+            )
+            .await
+            {
                 Try::Answer(resp) => {
                     crate::metrics::get().forwarded(started.elapsed());
                     return Forwarded::Answer(resp);
@@ -313,21 +323,17 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
 /// answer (or what went wrong); `None` elsewhere.
 pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<serde_json::Value> {
     let node = st.cluster.get()?;
-    if matches!(st.hub.peek(), Fill::Ready(_)) || from_node(req.headers(), st) {
+    if st.hub.serves() || from_node(req.headers(), st) {
         return None;
     }
     let Some(leader) = node.forwards_to() else {
         return Some(serde_json::json!({"ok": false, "error": "no node serves now"}));
     };
     let url = format!("{}/operator/reload", leader.url.trim_end_matches("/mcp"));
-    let mut out = CLIENT
+    let out = CLIENT
         .with(|c| c.post(url))
-        .timeout(Duration::from_secs(30))
-        .insert_header((FORWARDED_HEADER, node.id()))
-        .insert_header((
-            node_auth::NODE_AUTH_HEADER,
-            st.node_proof(node.id(), None, false),
-        ));
+        .timeout(Duration::from_secs(30));
+    let mut out = st.mark(out, node.id(), None, false);
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.insert_header((header::AUTHORIZATION, auth.clone()));
     }
@@ -546,6 +552,7 @@ fn relayed_headers(req: &ServiceRequest) -> Vec<(header::HeaderName, header::Hea
 
 async fn send(
     req: &ServiceRequest,
+    st: &AppState,
     node: &Arc<Node>,
     leader: &Leader,
     body: Bytes,
@@ -563,20 +570,8 @@ async fn send(
     for (name, value) in relayed_headers(req) {
         out = out.append_header((name, value));
     }
-    out = out.insert_header((FORWARDED_HEADER, node.id()));
-    if let Some((id, retry)) = request_id {
-        out = out.insert_header((replay::REQUEST_ID_HEADER, id));
-        if retry {
-            out = out.insert_header((replay::RETRY_HEADER, "1"));
-        }
-    }
-    if let Some(st) = req.app_data::<web::Data<AppState>>() {
-        let (id, retry) = request_id.map_or((None, false), |(id, r)| (Some(id), r));
-        out = out.insert_header((
-            node_auth::NODE_AUTH_HEADER,
-            st.node_proof(node.id(), id, retry),
-        ));
-    }
+    let (id, retry) = request_id.map_or((None, false), |(id, r)| (Some(id), r));
+    let out = st.mark(out, node.id(), id, retry);
     let kept = body.clone();
     let resp = match out.send_body(body).await {
         Ok(resp) => resp,

@@ -132,7 +132,7 @@ pub(crate) fn listen<G: 'static>(
             };
             let (chunk, rx) = match next {
                 Next::Message(Some(m)) => (event(&m), Some(rx)),
-                Next::Message(None) => (event(last.last()), None),
+                Next::Message(None) => (event(&last.last()), None),
                 Next::Tick => (Bytes::from_static(b": ping\n\n"), Some(rx)),
             };
             Some((Ok(chunk), (None, rx, last, tick, guard)))

@@ -166,12 +166,29 @@ impl<T: Clone> Slot<T> {
 }
 
 impl AppState {
-    /// The proof of a node-to-node call's marks (empty on a single node, which
-    /// sends none).
-    pub(crate) fn node_proof(&self, node: &str, request_id: Option<&str>, retry: bool) -> String {
-        self.node_key
-            .as_ref()
-            .map_or_else(String::new, |k| k.sign(node, request_id, retry))
+    /// `out` marked as sent on by node `node` (with `request_id`, a later try
+    /// with `retry`) and the marks proven under the cluster key: the one place
+    /// that signs what it sends (see `http::gateway::node_auth`).
+    pub(crate) fn mark(
+        &self,
+        mut out: awc::ClientRequest,
+        node: &str,
+        request_id: Option<&str>,
+        retry: bool,
+    ) -> awc::ClientRequest {
+        use crate::http::gateway::{node_auth::NODE_AUTH_HEADER, FORWARDED_HEADER};
+        use crate::mcp::replay::{REQUEST_ID_HEADER, RETRY_HEADER};
+        out = out.insert_header((FORWARDED_HEADER, node));
+        if let Some(id) = request_id {
+            out = out.insert_header((REQUEST_ID_HEADER, id));
+        }
+        if retry {
+            out = out.insert_header((RETRY_HEADER, "1"));
+        }
+        match &self.node_key {
+            Some(k) => out.insert_header((NODE_AUTH_HEADER, k.sign(node, request_id, retry))),
+            None => out,
+        }
     }
 
     /// How long a gateway waits for the leader to start an answer (cluster mode):

@@ -170,18 +170,17 @@ pub(crate) fn stopped_serving(id: &Id) -> String {
 /// with [`stopped_serving`]. A flag rather than a last message in the queue, which
 /// a client that reads nothing may have filled.
 pub(crate) struct Ending {
-    closed: String,
-    stopped: String,
+    subscription: Id,
     stopped_serving: Arc<AtomicBool>,
 }
 
 impl Ending {
-    /// The response that ends the stream now.
-    pub(crate) fn last(&self) -> &str {
+    /// The response that ends the stream now (written once, at the end).
+    pub(crate) fn last(&self) -> String {
         if self.stopped_serving.load(Ordering::Acquire) {
-            &self.stopped
+            stopped_serving(&self.subscription)
         } else {
-            &self.closed
+            closed(&self.subscription)
         }
     }
 }
@@ -238,8 +237,7 @@ impl Listeners {
         }
         let stopped = Arc::new(AtomicBool::new(false));
         let ending = Ending {
-            closed: closed(&subscription),
-            stopped: stopped_serving(&subscription),
+            subscription: subscription.clone(),
             stopped_serving: stopped.clone(),
         };
         let key = self.next.fetch_add(1, Ordering::Relaxed);
@@ -396,7 +394,7 @@ mod tests {
         assert_eq!(l.len(), 0);
         // Its sender is gone: the stream sees the end and closes gracefully.
         assert!(rx2.try_recv().is_err() && rx2.is_closed());
-        let v: Value = serde_json::from_str(ending.last()).unwrap();
+        let v: Value = serde_json::from_str(&ending.last()).unwrap();
         assert_eq!(v["result"]["resultType"], "complete");
         // A node that stops serving ends each stream with "store unavailable",
         // after what was queued (here the inbox hint).
@@ -408,7 +406,7 @@ mod tests {
         assert_eq!(v["method"], "notifications/resources/updated");
         assert_eq!(v["params"]["uri"], INBOX_URI);
         assert_eq!(v["params"]["_meta"][SUBSCRIPTION_ID_KEY], "l-3");
-        let v: Value = serde_json::from_str(ending.last()).unwrap();
+        let v: Value = serde_json::from_str(&ending.last()).unwrap();
         assert_eq!(v["id"], "l-3");
         assert_eq!(v["error"]["code"], crate::mcp::jsonrpc::SERVER_ERROR);
         assert!(v["error"]["message"]

@@ -26,9 +26,8 @@
 //! client half of one followed by another stream. What was pushed while no node
 //! served is not replayed: notifications are hints, the inbox loses nothing.
 
-use super::{forward_wait, relayed_headers, CLIENT, FORWARDED_HEADER, RETRY_PAUSE};
-use crate::http::state::{AppState, Fill};
-use crate::mcp::replay;
+use super::{forward_wait, relayed_headers, CLIENT, RETRY_PAUSE};
+use crate::http::state::AppState;
 use crate::store::pg::node::Node;
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -135,7 +134,7 @@ impl Reopen {
         let deadline = Instant::now() + forward_wait(&self.node);
         let mut leaders = self.node.leader();
         loop {
-            let url = if matches!(self.st.hub.peek(), Fill::Ready(_)) {
+            let url = if self.st.hub.serves() {
                 Some(self.node.url().to_string())
             } else {
                 leaders
@@ -177,15 +176,9 @@ impl Reopen {
         }
         // A later try: a logged call done by an earlier one (same request id) is
         // answered from the log; a stream opened again hears of a non-empty inbox.
-        out = out.insert_header((FORWARDED_HEADER, self.node.id()));
-        out = out.insert_header((replay::RETRY_HEADER, "1"));
-        if let Some(id) = &self.request_id {
-            out = out.insert_header((replay::REQUEST_ID_HEADER, id.as_str()));
-        }
-        let proof = self
+        let out = self
             .st
-            .node_proof(self.node.id(), self.request_id.as_deref(), true);
-        out = out.insert_header((super::node_auth::NODE_AUTH_HEADER, proof));
+            .mark(out, self.node.id(), self.request_id.as_deref(), true);
         let sent = if self.method == Method::GET {
             out.send().await
         } else {
@@ -259,7 +252,7 @@ fn listened(out: &[u8], skip_ack: &mut bool, acked: &mut bool) -> Listened {
         }
         *acked |= ack;
         if v.get("method").is_none() && v.get("id").is_some() {
-            let end = if store_unavailable(event) {
+            let end = if is_store_unavailable(&v) {
                 ListenEnd::Unavailable(Bytes::copy_from_slice(event))
             } else {
                 pass.extend_from_slice(event);
@@ -313,9 +306,11 @@ fn event_json(event: &[u8]) -> Option<serde_json::Value> {
 /// nothing was done, and the call may be sent again (the hub's own refusal
 /// while it stops serving or its store is down).
 fn store_unavailable(events: &[u8]) -> bool {
-    let Some(v) = event_json(events) else {
-        return false;
-    };
+    event_json(events).is_some_and(|v| is_store_unavailable(&v))
+}
+
+/// Whether a JSON-RPC message is the answer "store unavailable".
+fn is_store_unavailable(v: &serde_json::Value) -> bool {
     let e = &v["error"];
     e["code"] == crate::mcp::jsonrpc::SERVER_ERROR
         && e["message"]
