@@ -15,7 +15,7 @@ mod suggest;
 pub(crate) use agents_env::AgentsFile;
 pub(crate) use live::LiveSettings;
 pub(crate) use registry::{AgentRegistry, EnvFileRegistry};
-pub(crate) use settings::{Durability, LogFormat, Settings};
+pub(crate) use settings::{Durability, LogFormat, Placement, Settings};
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -42,12 +42,7 @@ const CONFIG: &str = "shutdown_drain_secs: 1\nsend_rate_per_second: 100000\nsend
 /// A node's config dir with the same agents, operator token and cluster key as
 /// `first`'s (a cluster's nodes share them).
 fn like(first: &Hub) -> tempfile::TempDir {
-    let dir = config_dir(&AGENTS, CONFIG);
-    for file in ["operator.token", "cluster.key"] {
-        let text = std::fs::read_to_string(first.path().join(file)).expect(file);
-        write_private(&dir.path().join(file), &text);
-    }
-    dir
+    common::postgres::config_like(first, &AGENTS, CONFIG)
 }
 
 /// Three nodes: n1 serves, n2 and n3 forward (once they know the leader).

@@ -114,14 +114,14 @@ fn sha_shard(id: &str) -> i32 {
 
 async fn migrations_apply_once(server: &Postgres) {
     let pool = pool_for(server, "once");
-    assert_eq!(migrate::run(&pool).await.expect("migrate"), 8);
-    assert_eq!(migrate::run(&pool).await.expect("migrate again"), 8);
+    assert_eq!(migrate::run(&pool).await.expect("migrate"), 11);
+    assert_eq!(migrate::run(&pool).await.expect("migrate again"), 11);
     let c = pool.get().await.expect("connection");
     let count = |sql: &'static str| {
         let c = &c;
         async move { c.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
     };
-    assert_eq!(count("SELECT count(*) FROM schema_migrations").await, 8);
+    assert_eq!(count("SELECT count(*) FROM schema_migrations").await, 11);
     assert_eq!(count("SELECT count(*) FROM shard_lease").await, 1024);
     assert_eq!(
         count("SELECT count(*) FROM shard_lease WHERE owner_node IS NULL AND epoch = 0").await,
@@ -145,7 +145,8 @@ async fn migrations_apply_once(server: &Postgres) {
         &c,
         "SELECT table_name || '.' || column_name FROM information_schema.columns
           WHERE table_schema = 'public'
-            AND table_name NOT IN ('schema_migrations', 'nodes', 'shard_lease', 'request_log', 'batch_log', 'revoked_sessions')",
+            AND table_name NOT IN ('schema_migrations', 'nodes', 'shard_lease', 'request_log', 'batch_log',
+                                   'revoked_sessions', 'delivery_outbox', 'agent_quota')",
     )
     .await
     .into_iter()
@@ -181,7 +182,7 @@ async fn migrations_apply_once(server: &Postgres) {
         migrate::run(&pool).await,
         Err(PgError::SchemaTooNew {
             found: 99,
-            known: 8
+            known: 11
         })
     ));
 }
@@ -203,11 +204,11 @@ async fn concurrent_migrators_end_on_one_version(server: &Postgres) {
     let b = pg::pool(b_config, &PoolOptions::default()).expect("pool");
 
     let (ra, rb) = tokio::join!(migrate::run(&a), migrate::run(&b));
-    assert_eq!((ra.expect("node a"), rb.expect("node b")), (8, 8));
+    assert_eq!((ra.expect("node a"), rb.expect("node b")), (11, 11));
     let c = b.get().await.expect("connection");
     let versions: Vec<i64> =
         column(&c, "SELECT version FROM schema_migrations ORDER BY version").await;
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 }
 
 async fn node_ids_are_exclusive(server: &Postgres) {

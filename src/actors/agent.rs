@@ -199,8 +199,11 @@ impl Handler<GetView> for AgentActor {
 pub(crate) struct SendMessage {
     pub id: String,
     pub draft: Draft,
-    /// Resolved recipients (never empty for a direct message).
+    /// Resolved recipients served here.
     pub recipients: Vec<(AgentId, Addr<AgentActor>)>,
+    /// Recipients whose shards other nodes serve (spread placement): their
+    /// deliveries go to the outbox, in the same batch as the message.
+    pub elsewhere: Vec<String>,
     pub at: Timestamp,
     /// The stored rows asked for by an earlier [`Sent::LookUp`].
     pub stored: Option<Stored>,
@@ -229,7 +232,7 @@ impl Handler<SendMessage> for AgentActor {
         }
         let from = self.view.agent_id.to_string();
         let message = Arc::new(msg.draft.into_message(msg.id, &from, iso(msg.at)));
-        let ticket = self.store.enqueue(Op::MessageInsert {
+        let inserted = self.store.enqueue(Op::MessageInsert {
             message: message.clone(),
             recipients: msg
                 .recipients
@@ -237,10 +240,20 @@ impl Handler<SendMessage> for AgentActor {
                 .map(|(id, _)| id.to_string())
                 .collect(),
         });
+        let ticket = if msg.elsewhere.is_empty() {
+            inserted
+        } else {
+            self.store.enqueue(Op::Outbox {
+                owner: from.clone(),
+                message_id: message.id.clone(),
+                recipients: msg.elsewhere,
+                at: message.created_at.clone(),
+            })
+        };
         self.inbox
             .record_sent(&message.id, message.dedupe_key.as_deref());
         for (_, addr) in &msg.recipients {
-            addr.do_send(Deliver(message.clone(), Some(msg.reserved), ticket));
+            addr.do_send(Deliver(message.clone(), Some(msg.reserved), inserted));
         }
         Ok(Sent::Stored(message, ticket))
     }

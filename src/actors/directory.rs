@@ -40,8 +40,15 @@ pub(crate) const HUB_SENDER: &str = HUB;
 
 #[derive(Default)]
 pub(crate) struct Directory {
-    /// Every agent of `agents.env`; filled at start-up, changed by a reload.
+    /// Spread placement: this hub serves some shards; the quotas that span tasks
+    /// are counted cluster-wide too (`pg::quota`).
+    pub spread: bool,
+    /// Every agent of `agents.env` (spread placement: of this node's shards), with
+    /// its actor; filled at start-up, changed by a reload.
     pub agents: DashMap<AgentId, AgentHandle>,
+    /// Spread placement: the agents of the registry whose shards other nodes
+    /// serve (known to exist; their inboxes are elsewhere).
+    pub elsewhere: DashMap<AgentId, ()>,
     /// Round / assignment / handoff id → task id, kept by the TaskActors.
     pub rounds: DashMap<String, String>,
     pub assignments: DashMap<String, String>,
@@ -72,6 +79,19 @@ fn give_back(map: &DashMap<String, u32>, key: &str) {
 }
 
 impl Directory {
+    /// An empty directory; `spread`: see [`Directory::spread`].
+    pub(crate) fn new(spread: bool) -> Directory {
+        Directory {
+            spread,
+            ..Directory::default()
+        }
+    }
+
+    /// Whether `id` is an agent of the registry, served here or elsewhere.
+    pub(crate) fn exists(&self, id: &AgentId) -> bool {
+        self.agents.contains_key(id) || self.elsewhere.contains_key(id)
+    }
+
     /// Take one of `agent`'s active-assignment slots if fewer than `max` are taken.
     /// Atomic across tasks: the entry holds its shard lock while checking.
     pub(crate) fn try_reserve_slot(&self, agent: &str, max: u32) -> bool {
@@ -97,18 +117,22 @@ impl Directory {
         give_back(&self.open_tasks, dispatcher)
     }
 
-    /// Store a hub notice and put it in the recipient's inbox. Returns its ticket.
+    /// Store a hub notice of task `task` and put it in the recipient's inbox (or,
+    /// spread placement, in the outbox for the node serving the recipient).
+    /// Returns its ticket.
     pub(crate) fn deliver_notice(
         &self,
         store: &Store,
+        task: &str,
         notice: Notice,
         now: DateTime<Utc>,
     ) -> Ticket {
         let to = AgentId::new(&notice.to);
-        let Some(addr) = self.agents.get(&to).map(|h| h.addr.clone()) else {
+        let here = self.agents.get(&to).map(|h| h.addr.clone());
+        if here.is_none() && !self.elsewhere.contains_key(&to) {
             // The agent was removed from agents.env: nobody to tell.
             return Ticket::NONE;
-        };
+        }
         let message = Arc::new(Message {
             id: message_id(now.timestamp_millis()),
             dedupe_key: None,
@@ -123,6 +147,19 @@ impl Directory {
             hop_count: 0,
             created_at: iso(now),
         });
+        let Some(addr) = here else {
+            // Its owner takes it from the outbox (its event with it).
+            store.enqueue(Op::MessageInsert {
+                message: message.clone(),
+                recipients: Vec::new(),
+            });
+            return store.enqueue(Op::Outbox {
+                owner: task.to_string(),
+                message_id: message.id.clone(),
+                recipients: vec![notice.to],
+                at: message.created_at.clone(),
+            });
+        };
         let ticket = store.enqueue(Op::MessageInsert {
             message: message.clone(),
             recipients: vec![notice.to],

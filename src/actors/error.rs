@@ -17,6 +17,10 @@ pub(crate) enum HubError {
     /// The actor is gone (shutdown) or its mailbox is full.
     #[error("actor mailbox: {0}")]
     Mailbox(#[from] MailboxError),
+    /// What the call needs belongs to a shard this node does not serve (spread
+    /// placement): nothing was done; the call belongs at the shard's owner.
+    #[error("{0} belongs to a shard another node serves")]
+    NotOwner(String),
     /// A bug: an invariant did not hold, or a task of ours panicked. Never a refusal.
     #[error("internal error: {0}")]
     Internal(String),

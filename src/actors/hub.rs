@@ -10,11 +10,14 @@ mod inboxes;
 mod locks;
 mod messages;
 mod operator;
+mod outbox;
+mod remote;
 mod retention;
 mod tasks;
 
 pub(crate) use agents::AgentStatus;
 pub(crate) use dashboard::Health;
+pub(crate) use remote::set_count_at;
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};
@@ -27,6 +30,7 @@ use crate::config::{LiveSettings, Settings};
 use crate::domain::inbox::InboxGauge;
 use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
+use crate::domain::shard::ShardSet;
 use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::reads::Owned;
 use crate::store::{group, Reads, Snapshot, Store, Ticket};
@@ -40,6 +44,8 @@ use std::time::Instant;
 struct HubInner {
     /// Which actor owns which id; shared with the TaskActors.
     dir: Arc<Directory>,
+    /// The shards this hub serves (all but with spread placement).
+    held: ShardSet,
     /// Held while a task is read from SQLite into a new actor, so that two callers
     /// never build two actors of one task (single flight).
     activation: tokio::sync::Mutex<()>,
@@ -130,7 +136,8 @@ impl Hub {
         // Before any actor can audit: its ids must sort after every stored one.
         crate::domain::audit_id::audit_ids_after(snapshot.last_audit_id);
         let settings = live.load_full();
-        let dir = Arc::new(Directory::default());
+        let held = ShardSet::of(&snapshot.shards);
+        let dir = Arc::new(Directory::new(!held.is_all()));
         // Task id → its actor, for the tasks in memory: every task with open work,
         // and finished ones used recently (they remove themselves when idle).
         let tasks = Arc::new(DashMap::new());
@@ -180,6 +187,7 @@ impl Hub {
         Hub {
             inner: Arc::new(HubInner {
                 dir,
+                held,
                 activation: tokio::sync::Mutex::new(()),
                 prune_lock: tokio::sync::Mutex::new(()),
                 presence: std::sync::Mutex::new(()),
@@ -336,7 +344,71 @@ impl Hub {
         Ok(value)
     }
 
+    /// Whether this hub serves the shard of `owner` (a task id, an agent id, a
+    /// lock key): always, but with spread placement.
+    pub(crate) fn owns(&self, owner: &str) -> bool {
+        self.inner.held.owns(owner)
+    }
+
+    /// Whether this hub serves the home of a call of tool `name` (see
+    /// `domain::route`): always, but with spread placement. A call naming an id
+    /// that does not exist is served (and refused) wherever it arrives.
+    pub(crate) async fn serves_home(
+        &self,
+        name: &str,
+        args: &serde_json::Map<String, serde_json::Value>,
+        caller: &AgentId,
+    ) -> Result<bool, HubError> {
+        if self.inner.held.is_all() {
+            return Ok(true);
+        }
+        Ok(self
+            .home_owner(name, args, caller)
+            .await?
+            .is_none_or(|owner| self.owns(&owner)))
+    }
+
+    /// The owner whose shard is the home of a call of tool `name`: the caller, a
+    /// task or a lock key; `None` for an id that does not exist.
+    pub(crate) async fn home_owner(
+        &self,
+        name: &str,
+        args: &serde_json::Map<String, serde_json::Value>,
+        caller: &AgentId,
+    ) -> Result<Option<String>, HubError> {
+        use crate::domain::route::{home, Home};
+        if self.inner.held.is_all() {
+            // Every shard is here: no look-up is worth making.
+            return Ok(Some(caller.to_string()));
+        }
+        let task = match home(name, args, caller.as_str()) {
+            Home::Agent(id) | Home::Task(id) | Home::Lock(id) => return Ok(Some(id.to_string())),
+            Home::Round(id) => self.task_of_round(id).await,
+            Home::Assignment(id) => self.task_of_assignment(id).await,
+            Home::Handoff(id) => self.task_of_handoff(id).await,
+        };
+        match task {
+            Ok(task) => Ok(Some(task)),
+            Err(HubError::Domain(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`HubError::NotOwner`] unless this hub serves the shard of `owner`.
+    pub(crate) fn must_own(&self, what: &str, owner: &str) -> Result<(), HubError> {
+        if self.owns(owner) {
+            Ok(())
+        } else {
+            Err(HubError::NotOwner(format!("{what} {owner}")))
+        }
+    }
+
+    /// The actor of agent `id`, served here: an agent of another node's shard is
+    /// [`HubError::NotOwner`], an unknown one UNKNOWN_AGENT.
     fn agent(&self, id: &AgentId) -> Result<Addr<AgentActor>, HubError> {
+        if self.inner.dir.elsewhere.contains_key(id) {
+            return Err(HubError::NotOwner(format!("agent {id}")));
+        }
         self.inner
             .dir
             .agents
@@ -351,6 +423,8 @@ impl Hub {
         if let Some(a) = self.inner.task_env.tasks.get(task_id) {
             return Ok(a.clone());
         }
+        // Never activated here from the store: another node writes it.
+        self.must_own("task", task_id)?;
         let _single = self.inner.activation.lock().await;
         if let Some(a) = self.inner.task_env.tasks.get(task_id) {
             return Ok(a.clone());

@@ -174,6 +174,14 @@ impl TaskActor {
             self.counted_open = false;
             let dispatcher = &self.state.task.dispatcher_agent_id;
             self.env.dir.release_open_task(dispatcher);
+            if self.env.dir.spread {
+                let id = self.state.task.id.clone();
+                last = last.max(self.env.store.enqueue(Op::QuotaFree {
+                    kind: "open",
+                    item_id: id.clone(),
+                    task_id: id,
+                }));
+            }
         }
         let audit = self.env.store.enqueue(Op::Audit(AuditRow::new(
             event,
@@ -234,8 +242,16 @@ impl TaskActor {
                 note,
                 at: iso(now),
             }),
-            Change::Released { agent } => {
+            Change::Released { agent, assignment } => {
                 dir.release_slot(&agent);
+                if dir.spread {
+                    // The cluster-wide count's unit goes with the batch.
+                    return store.enqueue(Op::QuotaFree {
+                        kind: "active",
+                        item_id: assignment,
+                        task_id: task_id.clone(),
+                    });
+                }
                 Ticket::NONE
             }
             Change::Lease {
@@ -245,7 +261,7 @@ impl TaskActor {
                 self.arm_lease(ctx, assignment, expires_at);
                 Ticket::NONE
             }
-            Change::Notice(n) => dir.deliver_notice(store, n, now),
+            Change::Notice(n) => dir.deliver_notice(store, task_id, n, now),
             Change::Push { to, item } => {
                 dir.push(&to, item);
                 Ticket::NONE

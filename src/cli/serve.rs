@@ -177,6 +177,7 @@ async fn serve(
         settings: live.clone(),
     };
     let cluster = state.cluster.clone();
+    let admission = state.admission.clone();
     let before_stop = {
         let (cluster, admission) = (cluster.clone(), state.admission.clone());
         let sessions = sessions.clone();
@@ -241,7 +242,8 @@ async fn serve(
             let timing = crate::store::pg::node::Timing {
                 lease_ttl: Duration::from_secs(settings.cluster_lease_ttl_secs),
             };
-            crate::store::pg::open::open(url, &ep.node_id, &base, timing, opts)
+            let placement = settings.cluster_placement;
+            crate::store::pg::open::open(url, &ep.node_id, &base, timing, placement, opts)
                 .await
                 .map_err(CliError::from)
                 .map(|o| (o.store, None, Some(o.node)))
@@ -261,8 +263,8 @@ async fn serve(
     let mut running = running;
     // The hub's store handle and its state: SQLite's from the open; in cluster mode
     // loaded once every shard is held (until then, the node stands by).
-    let (hub_store, snapshot) = match (snapshot, &node) {
-        (Some(s), _) => (store.clone(), s),
+    let ((hub_store, snapshot), loaded_shards) = match (snapshot, &node) {
+        (Some(s), _) => ((store.clone(), s), Vec::new()),
         (None, None) => return Err(CliError::Api("no store was opened".into())),
         (None, Some(node)) => {
             actix_rt::spawn(follow_registry(reloader.clone()));
@@ -270,6 +272,13 @@ async fn serve(
             // PostgreSQL stores every write before answering (see `pg::open`).
             // Forwarding on before the banner: a client that read it may call at once.
             slot.set_guard(node.clone().guard());
+            // A node moving shards between its hubs waits for the calls it serves.
+            node.set_drain(Box::new(move || {
+                let admission = admission.clone();
+                Box::pin(
+                    async move { admission.idle(crate::store::pg::node::HAND_OVER_WAIT).await },
+                )
+            }));
             let _ = cluster.set(node.clone());
             actix_rt::spawn(node.clone().keep());
             slot.set_standby(Some(TAKING_SHARDS.into()));
@@ -293,10 +302,11 @@ async fn serve(
                         std::future::pending::<()>().await;
                     }
                     let started = std::time::Instant::now();
-                    match crate::store::pg::open::activate(&store).await {
+                    let shards = node.shards_to_load();
+                    match crate::store::pg::open::activate(&store, &shards).await {
                         Ok(got) => {
                             crate::metrics::get().cluster_takeover(started.elapsed());
-                            break Ok(got);
+                            break Ok((got, shards.to_vec()));
                         }
                         // The writer is gone: nothing can be served.
                         Err(e @ crate::store::StoreError::Closed) => break Err(CliError::from(e)),
@@ -339,7 +349,7 @@ async fn serve(
         None => None,
     };
     if let Some(node) = &node {
-        node.serving(term);
+        node.serving(term, loaded_shards);
     }
     let _ = fill.send(Some(hub.clone()));
     slot.set_standby(None);
@@ -350,12 +360,15 @@ async fn serve(
     // Always running: a reload may set a policy later.
     actix_rt::spawn(apply_retention(fill.subscribe()));
     actix_rt::spawn(sweep_presence(fill.subscribe()));
-    if node.is_some() {
+    if let Some(node) = &node {
         actix_rt::spawn(prune_replies(
             store.clone(),
             reloader.clone(),
             fill.subscribe(),
         ));
+        if node.placement() == crate::store::pg::node::Placement::Spread {
+            actix_rt::spawn(take_outbox(node.clone(), fill.subscribe()));
+        }
     }
     // Rebuilds the hub from disk around a storage fault, and in cluster mode around
     // a loss of the shards (it owns the slot from here).
@@ -449,6 +462,59 @@ async fn prune_replies(
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned revoked_sessions"),
             Err(e) => tracing::warn!(error = %e, "could not prune revoked_sessions"),
+        }
+    }
+}
+
+/// Spread placement: how often a node looks for deliveries other nodes left in
+/// the outbox for the agents it serves (the delay a message to an agent served
+/// elsewhere may add).
+const OUTBOX_POLL: Duration = Duration::from_millis(100);
+
+/// Spread placement: take the deliveries other nodes left in the outbox for the
+/// agents this node serves (see `actors::hub::outbox`), every [`OUTBOX_POLL`],
+/// at once again while full pages come. A failure is logged once a minute.
+async fn take_outbox(
+    node: Arc<crate::store::pg::node::Node>,
+    hubs: tokio::sync::watch::Receiver<Option<Hub>>,
+) {
+    static FAILED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(60_000);
+    loop {
+        tokio::time::sleep(OUTBOX_POLL).await;
+        loop {
+            let Some(hub) = hubs.borrow().clone() else {
+                break;
+            };
+            let rows = async {
+                let client = node.reads().get().await?;
+                let shards = hub.held_shards();
+                crate::store::reads::postgres::mail::outbox(&client, &shards).await
+            };
+            let rows = match rows.await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    if FAILED.hit().is_some() {
+                        tracing::warn!(error = %e, "could not read the outbox");
+                    }
+                    break;
+                }
+            };
+            let full = rows.len() >= 256;
+            if rows.is_empty() {
+                break;
+            }
+            match hub.take_outbox(rows).await {
+                Ok(n) => tracing::debug!(taken = n, "deliveries taken from the outbox"),
+                Err(e) => {
+                    if FAILED.hit().is_some() {
+                        tracing::warn!(error = %e, "could not take deliveries from the outbox");
+                    }
+                    break;
+                }
+            }
+            if !full {
+                break;
+            }
         }
     }
 }

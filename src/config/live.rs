@@ -81,6 +81,7 @@ classify! {
         node_id,
         advertise_url,
         cluster_lease_ttl_secs,
+        cluster_placement,
         durability,
         commit_batch_max_ops,
         commit_batch_window_ms,

@@ -23,6 +23,17 @@ impl Durability {
     }
 }
 
+/// Cluster mode: how the shards are placed over the live nodes
+/// (`cluster_placement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Placement {
+    /// One node holds every shard and serves; the others stand by and forward.
+    #[default]
+    Standby,
+    /// Each live node holds and serves the shards rendezvous hashing gives it.
+    Spread,
+}
+
 /// How log lines are written (`log_format`): the access log and the main log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogFormat {
@@ -60,6 +71,8 @@ pub(crate) struct Settings {
     /// failover takes about this long; a node stalled for two thirds of it stops
     /// serving).
     pub cluster_lease_ttl_secs: u64,
+    /// Cluster mode: one serving node and standbys, or the shards spread.
+    pub cluster_placement: Placement,
     // Persistence.
     pub durability: Durability,
     pub commit_batch_max_ops: usize,
@@ -215,6 +228,7 @@ impl Default for Settings {
             node_id: None,
             advertise_url: None,
             cluster_lease_ttl_secs: 10,
+            cluster_placement: Placement::Standby,
             durability: Durability::Durable,
             commit_batch_max_ops: 512,
             commit_batch_window_ms: 0,
@@ -279,6 +293,7 @@ pub(crate) const TEMPLATE: &str = "\
 # node_id: host-a              # cluster mode: this node's name (default: the host name)
 # advertise_url: http://10.0.0.5:8765/mcp  # cluster mode: where other nodes forward calls to this one
 # cluster_lease_ttl_secs: 10   # cluster mode: a shard lease without renewal lasts this long (3-15; failover time)
+# cluster_placement: standby   # cluster mode: standby (one node serves) or spread (each node serves its shards; docs/cluster.md)
 # Persistence:
 # durability: durable          # durable: answer writes once on disk; fast: answer at once
 # commit_batch_max_ops: 512    # most writes in one transaction
@@ -471,6 +486,16 @@ fn set(ctx: &Ctx, s: &mut Settings, key: &str, v: &Value) -> Result<bool, Config
         }
         // At most 15: a gateway waits up to 20 s for the next serving node.
         "cluster_lease_ttl_secs" => s.cluster_lease_ttl_secs = ctx.int(key, v, 3, 15)?,
+        "cluster_placement" => {
+            s.cluster_placement = match v.as_str() {
+                Some("standby") => Placement::Standby,
+                Some("spread") => Placement::Spread,
+                _ => {
+                    let why = format!("must be `standby` or `spread`, got {}", show(v));
+                    return Err(ctx.bad(key, why));
+                }
+            }
+        }
         "durability" => s.durability = durability(ctx, key, v)?,
         "commit_batch_max_ops" => s.commit_batch_max_ops = ctx.int(key, v, 1, 100_000)? as usize,
         "commit_batch_window_ms" => s.commit_batch_window_ms = ctx.int(key, v, 0, 10_000)?,
@@ -933,6 +958,7 @@ mod tests {
             ("max_rounds: -1", "max_rounds"),
             ("max_rounds: many", "max_rounds"),
             ("durability: maybe", "durability"),
+            ("cluster_placement: sideways", "cluster_placement"),
             ("lease_minutes: 0", "lease_minutes"),
             ("port: 70000", "port"),
             ("body_read_timeout_secs: 0", "body_read_timeout_secs"),

@@ -72,17 +72,66 @@ pub(crate) fn shard_of(owner: &str) -> ShardId {
     ShardId((u64::from_be_bytes(head) % u64::from(SHARD_COUNT)) as u16)
 }
 
+/// The shards a hub serves: every one (one node, or standby placement), or a
+/// node's share (spread placement). Cheap to clone and to ask, once per call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShardSet(Option<std::sync::Arc<[bool]>>);
+
+impl ShardSet {
+    /// The set `shards` names.
+    pub(crate) fn of(shards: &Shards) -> ShardSet {
+        match shards {
+            Shards::All => ShardSet(None),
+            Shards::Some(list) => {
+                let mut held = vec![false; usize::from(SHARD_COUNT)];
+                for s in list {
+                    if let Some(slot) = held.get_mut(usize::from(s.0)) {
+                        *slot = true;
+                    }
+                }
+                ShardSet(Some(held.into()))
+            }
+        }
+    }
+
+    /// Whether every shard is in it.
+    pub(crate) fn is_all(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Whether `shard` is in it.
+    pub(crate) fn contains(&self, shard: ShardId) -> bool {
+        match &self.0 {
+            None => true,
+            Some(held) => held.get(usize::from(shard.0)).copied().unwrap_or(false),
+        }
+    }
+
+    /// Whether the shard of `owner` (a task id, an agent id or a lock key) is in it.
+    pub(crate) fn owns(&self, owner: &str) -> bool {
+        self.is_all() || self.contains(shard_of(owner))
+    }
+}
+
 /// Which shards to load: all of them (one node), or a node's share (cluster mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Shards {
     /// Every shard.
+    #[default]
     All,
-    /// These shards only.
-    #[cfg_attr(not(test), allow(dead_code))] // cluster mode; exercised by the store's tests
+    /// These shards only (in shard order).
     Some(Vec<ShardId>),
 }
 
 impl Shards {
+    /// The shards, in order.
+    pub(crate) fn to_vec(&self) -> Vec<ShardId> {
+        match self {
+            Shards::All => (0..SHARD_COUNT).map(ShardId).collect(),
+            Shards::Some(list) => list.clone(),
+        }
+    }
+
     /// A condition on a `shard` column and its one parameter (a JSON array of shard
     /// numbers, read with `json_each`), or `None` when every shard is wanted (so the
     /// single-node queries stay what they were).
@@ -127,6 +176,18 @@ mod tests {
         }
         // 10k owners over 1024 shards: every shard is hit with near certainty.
         assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn sets() {
+        let all = ShardSet::of(&Shards::All);
+        assert!(all.is_all() && all.contains(ShardId(5)) && all.owns("anyone"));
+        let some = ShardSet::of(&Shards::Some(vec![shard_of("agent-1"), ShardId(3)]));
+        assert!(!some.is_all());
+        assert!(some.owns("agent-1") && some.contains(ShardId(3)));
+        assert!(!some.owns("task-42") && !some.contains(ShardId(4)));
+        assert!(!some.contains(ShardId(SHARD_COUNT)));
+        assert!(!ShardSet::of(&Shards::Some(vec![])).owns("agent-1"));
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub(crate) enum Change {
     /// An assignment stopped being active: give its agent's slot back.
     Released {
         agent: String,
+        /// The assignment (its quota unit goes back with spread placement).
+        assignment: String,
     },
     /// A lease to (re)arm a timer for.
     Lease {

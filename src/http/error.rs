@@ -198,6 +198,9 @@ impl ApiError {
                 code: d.code(),
                 message: d.to_string(),
             },
+            HubError::NotOwner(what) => {
+                ApiError::standby(&format!("{what} belongs to a shard another node serves"))
+            }
             e @ (HubError::Store(_) | HubError::Mailbox(_)) => {
                 static UNAVAILABLE: crate::log_limit::LogLimit =
                     crate::log_limit::LogLimit::new(10_000);

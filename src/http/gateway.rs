@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::replay;
-use crate::store::pg::node::{Leader, Node};
+use crate::store::pg::node::{Leader, Node, Placement, ShardMap};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 
 mod follow;
 pub(crate) mod node_auth;
+pub(crate) mod route;
+
+use route::Dest;
 
 /// Sent with a forwarded request: the forwarding node's id. A node that does
 /// not serve answers such a request with its own 503 instead of forwarding it
@@ -100,9 +103,16 @@ async fn forward_when_standing_by(
     }
     let node = req
         .app_data::<web::Data<AppState>>()
-        .filter(|st| !st.hub.serves())
         .and_then(|st| Some((st.clone(), st.cluster.get()?.clone())));
-    let forward = node.filter(|_| !answered_here(req.path()));
+    // Standby placement: while another node serves. Spread: every request a
+    // node (not a gateway) sent, as its home may be elsewhere.
+    let forward = node.filter(|(st, node)| {
+        !answered_here(req.path())
+            && match node.placement() {
+                Placement::Standby => !st.hub.serves(),
+                Placement::Spread => !from_node(req.headers(), st),
+            }
+    });
     let Some((st, node)) = forward else {
         // Served here. A call a gateway forwarded with a request id has its answer
         // logged with its writes (see `mcp::replay`).
@@ -146,7 +156,11 @@ async fn forward_when_standing_by(
         Ok(body) => body,
         Err(refused) => return Ok(req.into_response(refused).map_into_right_body()),
     };
-    let relayed = relay(&req, &st, &node, body).await;
+    let dest = match node.placement() {
+        Placement::Standby => Dest::Leader,
+        Placement::Spread => route::dest_of(&req, &st, &node, &body).await,
+    };
+    let relayed = relay(&req, &st, &node, body, dest).await;
     drop(relaying);
     match relayed {
         Forwarded::Answer(resp) => {
@@ -251,10 +265,73 @@ enum Try {
     Lost(String),
 }
 
-async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Bytes) -> Forwarded {
+/// Where a request goes, as the shard map or the leader changes.
+pub(super) struct Finder {
+    dest: Dest,
+    leaders: tokio::sync::watch::Receiver<Option<Leader>>,
+    owners: tokio::sync::watch::Receiver<Arc<ShardMap>>,
+}
+
+impl Finder {
+    pub(super) fn new(node: &Node, dest: Dest) -> Finder {
+        Finder {
+            dest,
+            leaders: node.leader(),
+            owners: node.shard_maps(),
+        }
+    }
+
+    /// Whether this node serves the destination now.
+    pub(super) fn here(&self, st: &AppState, node: &Node) -> bool {
+        st.hub.serves()
+            && match self.dest {
+                Dest::Leader | Dest::Any => true,
+                Dest::Shard(shard) => node.serves_shard(shard),
+            }
+    }
+
+    /// The other node serving the destination, as last seen.
+    pub(super) fn there(&mut self, node: &Node) -> Option<Leader> {
+        let found = match self.dest {
+            Dest::Leader => self.leaders.borrow_and_update().clone(),
+            Dest::Shard(shard) => self.owners.borrow_and_update().owner(shard).cloned(),
+            Dest::Any => self.owners.borrow_and_update().nodes().first().cloned(),
+        };
+        found.filter(|l| l.node_id != node.id())
+    }
+
+    /// Until what [`Finder::there`] sees may have changed.
+    pub(super) async fn changed(&mut self) {
+        let _ = match self.dest {
+            Dest::Leader => self.leaders.changed().await,
+            Dest::Shard(_) | Dest::Any => self.owners.changed().await,
+        };
+    }
+
+    /// Why nothing was found.
+    fn missing(&self) -> String {
+        match self.dest {
+            Dest::Leader => "no node holds every shard".into(),
+            Dest::Shard(shard) => format!("no node holds shard {}", shard.0),
+            Dest::Any => "no node serves".into(),
+        }
+    }
+
+    pub(super) fn dest(&self) -> Dest {
+        self.dest
+    }
+}
+
+async fn relay(
+    req: &ServiceRequest,
+    st: &AppState,
+    node: &Arc<Node>,
+    body: Bytes,
+    dest: Dest,
+) -> Forwarded {
     let deadline = Instant::now() + forward_wait(node);
-    let mut leaders = node.leader();
-    let mut why = "no node holds every shard".to_string();
+    let mut finder = Finder::new(node, dest);
+    let mut why = finder.missing();
     // Every MCP request is named, the same on every try: the serving node logs
     // the calls of the tools it logs (and only those), and a call done by an
     // earlier try is answered from the log. Whether a lost request may be sent
@@ -263,33 +340,24 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
         (req.method() == actix_web::http::Method::POST && req.path() == "/mcp").then(request_id);
     let mut tries = 0u32;
     loop {
-        if st.hub.serves() {
-            // A try sent to the node serving before may have been done there.
-            let tried = request_id.clone().map(|request_id| replay::Forwarded {
-                request_id,
-                retry: tries > 0,
-            });
+        if finder.here(st, node) {
+            // A try sent to the node serving before may have been done there
+            // (none was sent: nothing to log, as for any call served here).
+            let tried =
+                request_id
+                    .clone()
+                    .filter(|_| tries > 0)
+                    .map(|request_id| replay::Forwarded {
+                        request_id,
+                        retry: true,
+                    });
             return Forwarded::ServeHere(body, tried);
         }
-        let target = leaders
-            .borrow_and_update()
-            .clone()
-            .filter(|l| l.node_id != node.id());
-        if let Some(leader) = target {
+        if let Some(leader) = finder.there(node) {
             let started = Instant::now();
             let ids = request_id.as_deref().map(|id| (id, tries > 0));
             tries += 1;
-            match send(
-                req,
-                st,
-                node,
-                &leader,
-                body.clone(),
-                ids,
-                st.forward_timeout(),
-            )
-            .await
-            {
+            match send(req, st, node, &leader, body.clone(), ids, finder.dest()).await {
                 Try::Answer(resp) => {
                     crate::metrics::get().forwarded(started.elapsed());
                     return Forwarded::Answer(resp);
@@ -314,7 +382,80 @@ async fn relay(req: &ServiceRequest, st: &AppState, node: &Arc<Node>, body: Byte
             return Forwarded::Answer(ApiError::standby(&why).error_response());
         }
         // A new leader, or a pause before trying the same one again.
-        let _ = tokio::time::timeout(left.min(RETRY_PAUSE), leaders.changed()).await;
+        let _ = tokio::time::timeout(left.min(RETRY_PAUSE), finder.changed()).await;
+    }
+}
+
+/// Spread placement: a step of the count of `sender`'s message against the budget
+/// of task `task`, at the node serving it (`POST /internal/count`, see
+/// `actors::hub::remote`), waiting for one up to [`forward_wait`]. A refusal
+/// comes back as the tool error it is.
+pub(crate) async fn count_at_owner(
+    st: web::Data<AppState>,
+    task: String,
+    sender: crate::domain::AgentId,
+    step: crate::actors::task::commands::CountStep,
+) -> Result<(), crate::actors::HubError> {
+    use crate::actors::HubError;
+    use crate::store::StoreError;
+    let Some(node) = st.cluster.get().cloned() else {
+        return Err(HubError::NotOwner(format!("task {task}")));
+    };
+    let body = super::internal::CountBody {
+        task_id: task.clone(),
+        sender: sender.to_string(),
+        step,
+    };
+    let deadline = Instant::now() + forward_wait(&node);
+    let mut finder = Finder::new(&node, Dest::Shard(crate::domain::shard::shard_of(&task)));
+    let mut why = finder.missing();
+    loop {
+        if let Some(owner) = finder.there(&node) {
+            let url = format!("{}/internal/count", owner.url.trim_end_matches("/mcp"));
+            let out = CLIENT
+                .with(|c| c.post(url))
+                .timeout(Duration::from_secs(30));
+            let out = st.mark(out, node.id(), None, false);
+            match out.send_json(&body).await {
+                Ok(mut resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::OK {
+                        return Ok(());
+                    }
+                    if status == StatusCode::SERVICE_UNAVAILABLE
+                        && resp.headers().contains_key(STANDBY_HEADER)
+                    {
+                        why = format!("node {} does not serve it", owner.node_id);
+                    } else {
+                        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+                        if let Some(refused) = super::internal::refusal(status, &answer) {
+                            return Err(refused);
+                        }
+                        return Err(HubError::Store(StoreError::Refusing(format!(
+                            "node {} answered {status} to a message count",
+                            owner.node_id
+                        ))));
+                    }
+                }
+                // Not connected: nothing was sent.
+                Err(awc::error::SendRequestError::Connect(e)) => {
+                    why = format!("node {} could not be reached ({e})", owner.node_id);
+                }
+                // Sent, then lost: it may have counted (a leaked slot tightens
+                // the budget; it never lets it be exceeded).
+                Err(e) => {
+                    return Err(HubError::Store(StoreError::Refusing(format!(
+                        "node {} was lost while counting a message ({e})",
+                        owner.node_id
+                    ))))
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HubError::Store(StoreError::Refusing(why)));
+        }
+        let _ = tokio::time::timeout(left.min(RETRY_PAUSE), finder.changed()).await;
     }
 }
 
@@ -557,8 +698,9 @@ async fn send(
     leader: &Leader,
     body: Bytes,
     request_id: Option<(&str, bool)>,
-    answer_wait: Duration,
+    dest: Dest,
 ) -> Try {
+    let answer_wait = st.forward_timeout();
     let base = leader.url.trim_end_matches("/mcp");
     let target = format!(
         "{base}{}",
@@ -627,7 +769,7 @@ async fn send(
         // Three keep-alive periods without a byte: the node is gone.
         let silent_after = (st.sse_keepalive * 3).max(Duration::from_secs(5));
         let again = (kept, request_id.map(|(id, _)| id));
-        let reopen = follow::Reopen::new(req, again, st, node.clone(), until);
+        let reopen = follow::Reopen::new(req, again, st, node.clone(), until, dest);
         let stream = follow::following(Box::pin(resp), reopen, silent_after);
         return Try::Answer(answer.streaming(stream));
     }

@@ -171,6 +171,9 @@ async fn request(
     if let Some(n) = SEEN.hit() {
         tracing::debug!(agent = %agent, client = envelope.client_name(), requests = n, "2026-07-28 request");
     }
+    if !super::mcp_route::serves_home(hub, &agent, &method, params.as_ref()).await? {
+        return Err(ApiError::standby(super::mcp_route::ELSEWHERE));
+    }
     if method == "subscriptions/listen" {
         return listen(st, hub, agent, id, params.as_ref());
     }

@@ -177,6 +177,9 @@ async fn handle_post(
         Incoming::Response => Ok(accepted()),
         Incoming::Request { id, method, params } => {
             tracing::Span::current().record("method", method.as_str());
+            if !serves_home(hub, &agent, &method, params.as_ref()).await? {
+                return Err(ApiError::standby(ELSEWHERE));
+            }
             if !admission::read_only(&method, params.as_ref()) {
                 admission::mark_writes(req);
             }
@@ -193,6 +196,43 @@ async fn handle_post(
                 http
             })
         }
+    }
+}
+
+/// Why a request is refused with the standby mark by a node that does not serve
+/// its home (spread placement): a gateway in front sends it on.
+pub(super) const ELSEWHERE: &str = "the call belongs to a shard another node serves";
+
+/// Whether this node serves the home of a request (see `domain::route`): a tool
+/// call's, or the caller's for any other method. Always, but with spread
+/// placement. Asked before anything runs, so that its refusal (the standby 503)
+/// may be sent elsewhere.
+pub(super) async fn serves_home(
+    hub: &Hub,
+    agent: &AgentId,
+    method: &str,
+    params: Option<&serde_json::Value>,
+) -> Result<bool, ApiError> {
+    if method != "tools/call" {
+        return Ok(hub.owns(agent.as_str()));
+    }
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(serde_json::Value::as_str);
+    let args = params
+        .and_then(|p| p.get("arguments"))
+        .and_then(serde_json::Value::as_object);
+    match (name, args) {
+        (Some(name), Some(args)) => hub
+            .serves_home(name, args, agent)
+            .await
+            .map_err(|e| ApiError::standby(&e.to_string())),
+        (Some(name), None) => hub
+            .serves_home(name, &serde_json::Map::new(), agent)
+            .await
+            .map_err(|e| ApiError::standby(&e.to_string())),
+        // Refused the same wherever it runs.
+        (None, _) => Ok(true),
     }
 }
 
@@ -298,6 +338,9 @@ pub(crate) async fn get(
     let session = guards::session(&req, &st, &agent)?;
     guards::protocol_version(&req, &session)?;
     let hub = st.hub.get().await?;
+    if !hub.owns(agent.as_str()) {
+        return Err(ApiError::standby(ELSEWHERE));
+    }
     hub.touch(&agent, Utc::now());
     match session.open_stream() {
         Some(rx) => {

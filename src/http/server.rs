@@ -99,6 +99,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     )
     .configure(operator::configure)
     .configure(super::ui::configure)
+    .configure(super::internal::routes)
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(metrics));
@@ -113,6 +114,19 @@ pub(crate) fn serve(
     write_timeout: std::time::Duration,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
+    {
+        // Spread placement: a hub counts a message against a task another node
+        // serves through that node (see `actors::hub::remote`).
+        let st = state.clone();
+        crate::actors::hub::set_count_at(std::sync::Arc::new(move |task, sender, step| {
+            Box::pin(super::gateway::count_at_owner(
+                st.clone(),
+                task,
+                sender,
+                step,
+            ))
+        }));
+    }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = HttpServer::new(move || {
         App::new()

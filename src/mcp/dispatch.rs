@@ -110,6 +110,17 @@ async fn call_tool(
     let (name, args) = call_parts(params, |name| {
         tracing::Span::current().record("tool", name);
     })?;
+    // Spread placement: a call whose home another node serves is sent on by the
+    // gateway in front (nothing was done here).
+    match ctx.hub.serves_home(&name, &args, ctx.agent).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(RpcError::not_owner(format!(
+                "{name} belongs to a shard another node serves"
+            )))
+        }
+        Err(e) => return Err(tools::rpc_error(e)),
+    }
     let started = Instant::now();
     let index = tools::find(&name);
     let (answer, ended) = match replay::key(ctx.agent, id, &name) {
@@ -181,7 +192,7 @@ async fn serve(
             let pulled = hub
                 .pull(agent, MAX_PULL_LIMIT as usize, std::time::Duration::ZERO)
                 .await
-                .map_err(|e| RpcError::internal(e.to_string()))?;
+                .map_err(tools::rpc_error)?;
             let list = &pulled.messages;
             let text =
                 json!({"messages": messages_json(list), "count": list.len(), "more": pulled.more})

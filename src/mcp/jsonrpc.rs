@@ -76,10 +76,24 @@ impl RpcError {
             data: Some(serde_json::json!({"retry_after_seconds": RETRY_AFTER_SECS})),
         }
     }
-    /// Whether this is [`RpcError::store_unavailable`].
+    /// Whether this is [`RpcError::store_unavailable`] (or [`RpcError::not_owner`]).
     pub(crate) fn is_store_unavailable(&self) -> bool {
         self.code == SERVER_ERROR && self.message.starts_with("Store unavailable: ")
     }
+    /// The call belongs at another node (spread placement) and nothing of it was
+    /// done: a [`RpcError::store_unavailable`] (503) that a gateway in front
+    /// sends on to the node that serves it.
+    pub(crate) fn not_owner(why: impl std::fmt::Display) -> Self {
+        RpcError {
+            code: SERVER_ERROR,
+            message: format!("Store unavailable: {why}; retry"),
+            data: Some(serde_json::json!({
+                "retry_after_seconds": RETRY_AFTER_SECS,
+                "not_owner": true
+            })),
+        }
+    }
+
     pub(crate) fn header_mismatch(why: impl std::fmt::Display) -> Self {
         Self::new(HEADER_MISMATCH, format!("Header mismatch: {why}"))
     }

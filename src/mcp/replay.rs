@@ -165,6 +165,12 @@ pub(crate) async fn call(
             agent: &agent,
             now,
         };
+        // The answer is kept in the shard of the call's home (held here), not
+        // in its caller's, which another node may serve (spread placement).
+        let owner = match hub.home_owner(&name, &args, &agent).await {
+            Ok(Some(owner)) => owner,
+            _ => agent.to_string(),
+        };
         let (outcome, ended) = group::run(tools::call(&ctx, index, &name, args)).await;
         // The group is closed whatever happened (a protocol error logs nothing).
         let answered = outcome.map(|o| {
@@ -177,6 +183,7 @@ pub(crate) async fn call(
         let logged = answered.as_ref().ok().map(|(answer, _)| LoggedReply {
             key,
             agent: agent.to_string(),
+            owner,
             reply: answer.get().to_string(),
             at: crate::domain::time::iso(now),
         });

@@ -227,6 +227,9 @@ fn from_hub(e: HubError) -> Result<DomainError, RpcError> {
                 "the hub is rebuilding its live state or shutting down; retry",
             ))
         }
+        HubError::NotOwner(what) => Err(RpcError::not_owner(format!(
+            "{what} belongs to a shard another node serves"
+        ))),
         // Logged where it was found.
         HubError::Internal(_) => Err(RpcError::internal(
             "the hub hit an internal error; see its log",

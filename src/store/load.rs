@@ -33,6 +33,8 @@ pub(crate) struct Snapshot {
     /// The largest audit id stored ([`last_audit_id`]): ids made from now on
     /// must sort after it.
     pub last_audit_id: i64,
+    /// The shards loaded: the hub built from it serves these only.
+    pub shards: Shards,
 }
 
 /// Make every agent of `agents.env` exist (the reference made callers register first
@@ -95,6 +97,7 @@ pub(crate) fn load_open_work(conn: &Connection, shards: &Shards) -> Result<Snaps
         task_count,
         locks,
         last_audit_id: last_audit_id(conn)?,
+        shards: shards.clone(),
     })
 }
 

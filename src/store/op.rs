@@ -37,6 +37,30 @@ pub(crate) enum Op {
         message: Arc<Message>,
         recipients: Vec<String>,
     },
+    /// Spread placement: deliveries of a stored message to `recipients`, whose
+    /// shards other nodes serve, for their owners to take ([`Op::OutboxTaken`]).
+    /// `owner` is who made them (the sender, or a notice's task): its shard
+    /// fences them.
+    Outbox {
+        owner: String,
+        message_id: String,
+        recipients: Vec<String>,
+        at: String,
+    },
+    /// Spread placement: the delivery of `message` to `agent` (served here) that
+    /// another node left in the outbox, taken.
+    OutboxTaken {
+        message: Arc<Message>,
+        agent: String,
+    },
+    /// Spread placement: the quota unit (`agent_quota`, kind `kind`) of `item`
+    /// goes back: the assignment is no longer active, or the task is finished.
+    /// `task_id` is the item's task, whose shard fences it.
+    QuotaFree {
+        kind: &'static str,
+        item_id: String,
+        task_id: String,
+    },
     /// `agent` read `message_ids`.
     MessageAck {
         agent: String,
@@ -144,11 +168,19 @@ impl Op {
         match self {
             Op::AgentRegister { id, .. } | Op::AgentHeartbeat { id, .. } => of(id),
             Op::MessageAck { agent, .. } | Op::DeliveriesPurge { agent, .. } => of(agent),
+            Op::Outbox { owner, .. } => of(owner),
+            Op::OutboxTaken { agent, .. } => of(agent),
+            Op::QuotaFree { task_id, .. } => of(task_id),
             Op::MessageInsert {
                 message,
                 recipients,
             } => {
-                let mut shards: Vec<ShardId> = std::iter::once(message.from_agent.as_str())
+                // A hub notice is fenced by its task (its op comes from the task's
+                // actor, in the same batch or before); its sender is no owner.
+                let sender =
+                    Some(message.from_agent.as_str()).filter(|s| *s != crate::domain::channel::HUB);
+                let mut shards: Vec<ShardId> = sender
+                    .into_iter()
                     .chain(recipients.iter().map(String::as_str))
                     .map(shard_of)
                     .collect();
@@ -171,7 +203,7 @@ impl Op {
             }
             Op::End {
                 logged: Some(l), ..
-            } => of(&l.agent),
+            } => of(&l.owner),
             Op::AgentsSync { .. }
             | Op::PruneMessages(_)
             | Op::PruneTasks(_)
@@ -188,8 +220,11 @@ pub(crate) struct LoggedReply {
     /// `request_log.request_id`: the agent, the gateway's request id and the
     /// call's JSON-RPC id (see `mcp::replay`).
     pub key: String,
-    /// The caller: the row's shard is its agent's.
+    /// The caller.
     pub agent: String,
+    /// Whose shard the row is in: the call's home (its task, lock key or caller;
+    /// see `domain::route`), which the node answering it holds.
+    pub owner: String,
     /// The tool result, as answered.
     pub reply: String,
     pub at: String,

@@ -20,6 +20,7 @@ pub(crate) mod node;
 pub(crate) mod open;
 pub(crate) mod ownership;
 mod passfile;
+pub(crate) mod quota;
 pub(crate) mod replies;
 pub(crate) mod revoked;
 pub(crate) mod tls;

@@ -56,6 +56,9 @@ pub(crate) fn kind(op: &Op) -> &'static str {
         Op::AgentHeartbeat { .. } => "AgentHeartbeat",
         Op::MessageInsert { .. } => "MessageInsert",
         Op::MessageAck { .. } => "MessageAck",
+        Op::Outbox { .. } => "Outbox",
+        Op::OutboxTaken { .. } => "OutboxTaken",
+        Op::QuotaFree { .. } => "QuotaFree",
         Op::DeliveriesPurge { .. } => "DeliveriesPurge",
         Op::TaskUpsert(_) => "TaskUpsert",
         Op::RoundUpsert(_) => "RoundUpsert",
@@ -84,6 +87,9 @@ pub(crate) const KINDS: &[&str] = &[
     "AgentHeartbeat",
     "MessageInsert",
     "MessageAck",
+    "Outbox",
+    "OutboxTaken",
+    "QuotaFree",
     "DeliveriesPurge",
     "TaskUpsert",
     "RoundUpsert",
@@ -273,6 +279,28 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
             deleted: Tally::default(),
         },
     ];
+    // A message to alice here and to bob at another node (spread placement): the
+    // outbox row, then bob's node taking it.
+    let m6 = send("m6", "carol", &["alice"], 7);
+    if let Op::MessageInsert { message, .. } = &m6 {
+        let taken = Op::OutboxTaken {
+            message: message.clone(),
+            agent: "bob".into(),
+        };
+        chained.push(m6.clone());
+        chained.push(Op::Outbox {
+            owner: "carol".into(),
+            message_id: "m6".into(),
+            recipients: vec!["bob".into()],
+            at: iso(at(7)),
+        });
+        chained.push(taken);
+    }
+    chained.push(Op::QuotaFree {
+        kind: "active",
+        item_id: "T1-2".into(),
+        task_id: "T1".into(),
+    });
     chained.extend(rows_of(&t3, &r3));
     chained.push(Op::PruneTasks(vec!["T3".into()]));
     chained.push(Op::PruneMessages(vec!["m5".into()]));
@@ -402,6 +430,7 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
                     logged: Some(super::op::LoggedReply {
                         key: "bob/0123/1".into(),
                         agent: "bob".into(),
+                        owner: "bob".into(),
                         reply: "{\"ok\":true}".into(),
                         at: "2026-01-01T00:00:09Z".into(),
                     }),

@@ -518,6 +518,39 @@ impl Store {
         self.enqueue(Op::End { group, logged })
     }
 
+    /// Spread placement: take one of `agent`'s units of `quota` for `item` (of
+    /// the task of shard `shard`) in the cluster-wide count (see `pg::quota`);
+    /// `None` on SQLite, whose one hub counts them all in memory.
+    pub(crate) async fn take_quota(
+        &self,
+        quota: super::pg::quota::Quota,
+        (agent, item): (&str, &str),
+        shard: crate::domain::shard::ShardId,
+        max: u32,
+    ) -> Result<Option<super::pg::quota::Taken>, StoreError> {
+        let ReadSide::Postgres(pool) = &self.inner.reads else {
+            return Ok(None);
+        };
+        let mut client = pool.get().await.map_err(super::pg::PgError::from)?;
+        let shard = i32::from(shard.0);
+        let taken = super::pg::quota::take(&mut client, quota, (agent, item), shard, max).await?;
+        Ok(Some(taken))
+    }
+
+    /// Give back the unit [`Store::take_quota`] took for `item`, whose item was
+    /// not written.
+    pub(crate) async fn give_back_quota(
+        &self,
+        quota: super::pg::quota::Quota,
+        item: &str,
+    ) -> Result<(), StoreError> {
+        if let ReadSide::Postgres(pool) = &self.inner.reads {
+            let client = pool.get().await.map_err(super::pg::PgError::from)?;
+            super::pg::quota::give_back(&client, quota, item).await?;
+        }
+        Ok(())
+    }
+
     /// The answer logged under `key` (`request_log`); always none on SQLite,
     /// which serves no forwarded calls.
     pub(crate) async fn logged_reply(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -431,6 +431,17 @@ pub(crate) fn node_args(dir: &Path, url: &str, node: &str) -> Vec<OsString> {
     args
 }
 
+/// A config dir of `agents` and `config` with the same operator token and cluster
+/// key as `first`'s (a cluster's nodes share them).
+pub(crate) fn config_like(first: &super::Hub, agents: &[&str], config: &str) -> tempfile::TempDir {
+    let dir = super::config_dir(agents, config);
+    for file in ["operator.token", "cluster.key"] {
+        let text = std::fs::read_to_string(first.path().join(file)).expect(file);
+        super::write_private(&dir.path().join(file), &text);
+    }
+    dir
+}
+
 /// A node on `url` in `dir` (its config and tokens); panics if it does not start.
 pub(crate) fn start_node(
     server: &Postgres,

@@ -91,8 +91,23 @@ impl Hub {
         }
         let dir = &self.inner.dir;
         let mut added = Vec::new();
+        // Spread placement: the agents of other nodes' shards are known, not served.
+        let mut removed: Vec<String> = Vec::new();
+        dir.elsewhere.retain(|id, _| {
+            let kept = listed.contains(id);
+            if !kept {
+                removed.push(id.to_string());
+            }
+            kept
+        });
         for id in &listed {
             if dir.agents.contains_key(id) {
+                continue;
+            }
+            if !self.owns(id.as_str()) {
+                if dir.elsewhere.insert(id.clone(), ()).is_none() {
+                    added.push(id.to_string());
+                }
                 continue;
             }
             let Some((row, mail)) = self.inner.store.load_agent(id.as_str()).await? else {
@@ -122,7 +137,6 @@ impl Hub {
             .map(|e| e.key().clone())
             .filter(|id| !listed.contains(id))
             .collect();
-        let mut removed = Vec::new();
         for id in gone {
             if let Some((_, h)) = dir.agents.remove(&id) {
                 h.addr.do_send(crate::actors::Stop);
@@ -146,7 +160,7 @@ impl Hub {
     pub(crate) fn counts(&self) -> StatusCounts {
         StatusCounts {
             tasks: self.inner.task_count.load(Ordering::Relaxed),
-            agents: self.inner.dir.agents.len(),
+            agents: self.inner.dir.agents.len() + self.inner.dir.elsewhere.len(),
             uptime_seconds: self.inner.started.elapsed().as_secs(),
         }
     }
@@ -278,6 +292,11 @@ impl Hub {
             } else {
                 ("agent", *agent)
             };
+            // Spread placement: every node follows the change; the owner of the
+            // row's shard records it.
+            if !self.owns(entity_id) {
+                continue;
+            }
             let row = AuditRow::new(
                 event,
                 (entity_type, entity_id),

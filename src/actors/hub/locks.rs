@@ -20,6 +20,7 @@ impl Hub {
         wait: std::time::Duration,
     ) -> Result<(Lock, bool), HubError> {
         self.writable()?;
+        self.must_own("lock", &req.key)?;
         let agent = req.agent.clone();
         let mut waited = false;
         let mut acquire = Acquire {
@@ -64,6 +65,7 @@ impl Hub {
     /// `lock_release` of a lock `agent` holds.
     pub(crate) async fn lock_release(&self, agent: &AgentId, key: &str) -> Result<Lock, HubError> {
         self.writable()?;
+        self.must_own("lock", key)?;
         crate::store::group::before_write(&self.inner.store).await;
         let reply = self
             .inner
@@ -79,6 +81,7 @@ impl Hub {
     /// Operator: take a lock away from its holder (audited).
     pub(crate) async fn lock_force_release(&self, key: &str) -> Result<Lock, HubError> {
         self.writable()?;
+        self.must_own("lock", key)?;
         let reply = self
             .inner
             .locks

@@ -107,26 +107,37 @@ impl Hub {
         })
     }
 
+    /// The recipients of a send served here, with their actors, and those whose
+    /// shards other nodes serve (spread placement: delivered through the outbox).
     fn recipients(
         &self,
         from: &AgentId,
         draft: &Draft,
-    ) -> Result<Vec<(AgentId, Addr<AgentActor>)>, HubError> {
+    ) -> Result<(Vec<Recipient>, Vec<AgentId>), HubError> {
+        let dir = &self.inner.dir;
         if let Some(to) = &draft.to_agent {
             let id = AgentId::new(to);
+            if dir.elsewhere.contains_key(&id) {
+                return Ok((Vec::new(), vec![id]));
+            }
             let addr = self.agent(&id)?;
-            return Ok(vec![(id, addr)]);
+            return Ok((vec![(id, addr)], Vec::new()));
         }
-        let mut all: Vec<(AgentId, Addr<AgentActor>)> = self
-            .inner
-            .dir
+        let mut here: Vec<Recipient> = dir
             .agents
             .iter()
             .filter(|e| e.key() != from)
             .map(|e| (e.key().clone(), e.addr.clone()))
             .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(all)
+        here.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut elsewhere: Vec<AgentId> = dir
+            .elsewhere
+            .iter()
+            .map(|e| e.key().clone())
+            .filter(|id| id != from)
+            .collect();
+        elsewhere.sort();
+        Ok((here, elsewhere))
     }
 
     async fn send_steps(
@@ -135,25 +146,30 @@ impl Hub {
         draft: Draft,
         now: DateTime<Utc>,
     ) -> Result<Delivered, HubError> {
-        let recipients = self.recipients(from, &draft)?;
+        let (recipients, elsewhere) = self.recipients(from, &draft)?;
         let id = message_id(now.timestamp_millis());
         let size = draft.pull_size(&id, from.as_str(), &iso(now));
+        // The inboxes served elsewhere are their owners' to count: their messages
+        // wait in the outbox, on disk, until taken (see `take_outbox`).
         let (recipients, skipped) = self.reserve_inboxes(recipients, size);
         if let (Some(to), Some((_, full))) = (&draft.to_agent, skipped.first()) {
             return Err(inbox_full(to, *full).into());
         }
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
         let sent = self
-            .count_and_store(from, draft, recipients, id, size, now)
+            .count_and_store(from, draft, (recipients, elsewhere.clone()), id, size, now)
             .await;
         if sent.is_err() {
             // Nothing was stored or delivered: the promised room is free again.
             self.release_inboxes(&ids, size);
         }
         let message = self.durable(sent?).await?;
+        let mut all = ids;
+        all.extend(elsewhere);
+        all.sort();
         Ok(Delivered {
             message,
-            recipients: ids,
+            recipients: all,
             skipped: skipped.into_iter().map(|(id, _)| id).collect(),
         })
     }
@@ -204,7 +220,7 @@ impl Hub {
         &self,
         from: &AgentId,
         draft: Draft,
-        recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        recipients: (Vec<Recipient>, Vec<AgentId>),
         id: String,
         reserved: usize,
         now: DateTime<Utc>,
@@ -216,12 +232,17 @@ impl Hub {
             Some(round) => {
                 let task = self.task_of_round(round).await?;
                 checked = self.check_draft(from, &draft).await?;
-                let count = CountMessage {
-                    step: CountStep::Count,
-                    sender: from.clone(),
-                };
-                // Not waited for: the message's own commit, queued after it, covers it.
-                self.to_task(&task, count).await?;
+                if self.owns(&task) {
+                    let count = CountMessage {
+                        step: CountStep::Count,
+                        sender: from.clone(),
+                    };
+                    // Not waited for: the message's own commit, queued after it, covers it.
+                    self.to_task(&task, count).await?;
+                } else {
+                    // Spread placement: at the task's owner, stored before the send.
+                    self.count_elsewhere(&task, from, CountStep::Count).await?;
+                }
                 Some(task)
             }
             // A logged call reads the sender's stored rows before its group opens
@@ -236,6 +257,13 @@ impl Hub {
             .store_message(from, draft, recipients, (id, reserved), now, checked)
             .await;
         match (&sent, &counted) {
+            (Ok(_), Some(task)) if !self.owns(task) => {
+                self.tell_elsewhere(task, from, CountStep::Stored);
+            }
+            (Err(_), Some(task)) if !self.owns(task) => {
+                // Best effort: a slot not given back only tightens the budget.
+                let _ = self.count_elsewhere(task, from, CountStep::Undo).await;
+            }
             // Nothing to wait for: the task only learns the message is in flight no more.
             (Ok(_), Some(task)) => {
                 if let Some(a) = self.inner.task_env.tasks.get(task) {
@@ -283,7 +311,7 @@ impl Hub {
         &self,
         from: &AgentId,
         draft: Draft,
-        recipients: Vec<(AgentId, Addr<AgentActor>)>,
+        (recipients, elsewhere): (Vec<Recipient>, Vec<AgentId>),
         (id, reserved): (String, usize),
         now: DateTime<Utc>,
         checked: Option<Stored>,
@@ -296,6 +324,7 @@ impl Hub {
             id,
             draft,
             recipients,
+            elsewhere: elsewhere.iter().map(|a| a.to_string()).collect(),
             at: now,
             stored: checked,
             reserved,

@@ -3,14 +3,15 @@
 
 use super::Hub;
 use crate::actors::task::commands::{
-    Claim, Complete, Completed, GetHandoff, MyAssignments, Planned, Progress, Review, Reviewed,
-    SubmitPlan,
+    active_limit, Claim, Complete, Completed, GetHandoff, MyAssignments, Planned, Progress, Review,
+    Reviewed, SubmitPlan,
 };
 use crate::actors::task::TaskActor;
 use crate::actors::HubError;
 use crate::domain::task::{Assignment, Handoff, HandoffDraft, Plan, ProgressStatus, Task, Verdict};
 use crate::domain::workflow::TaskState;
 use crate::domain::{AgentId, DomainError, ErrorCode};
+use crate::store::pg::quota::{Quota, Taken};
 use crate::store::{Op, Reads};
 use actix::Actor;
 use chrono::{DateTime, Utc};
@@ -28,6 +29,7 @@ impl Hub {
         now: DateTime<Utc>,
     ) -> Result<Task, HubError> {
         self.writable()?;
+        self.must_own("task", id)?;
         let state = TaskState::new(id, title, description, caller.as_str(), now);
         let task = state.task.clone();
         // A finished task may be on disk only (or leave memory right now): its id is
@@ -39,16 +41,30 @@ impl Hub {
         }
         let dir = &self.inner.dir;
         let max = self.settings().max_open_tasks_per_agent;
-        if !dir.try_reserve_open_task(caller.as_str(), max) {
-            return Err(DomainError::refused(
+        let too_many = || {
+            DomainError::refused(
                 ErrorCode::TooManyOpenTasks,
                 format!(
                     "you have {max} open tasks (draft, awaiting approval or dispatched); \
                      complete or close some first (max_open_tasks_per_agent)"
                 ),
             )
-            .into());
+        };
+        if !dir.try_reserve_open_task(caller.as_str(), max) {
+            return Err(too_many().into());
         }
+        // Spread placement: the caller's other open tasks may be at other nodes.
+        let unit = match self.take_unit(Quota::Open, caller, id, id, max).await {
+            Ok(Some(unit)) => unit,
+            Ok(None) => {
+                dir.release_open_task(caller.as_str());
+                return Err(too_many().into());
+            }
+            Err(e) => {
+                dir.release_open_task(caller.as_str());
+                return Err(e);
+            }
+        };
         // A logged call's group opens before anything is written (and before the
         // entry is taken: its shard lock is released before any await).
         crate::store::group::before_write(&self.inner.store).await;
@@ -69,9 +85,49 @@ impl Hub {
         };
         let Some(ticket) = created else {
             dir.release_open_task(caller.as_str());
+            self.give_unit_back(Quota::Open, id, unit).await;
             return Err(task_exists_error(id).into());
         };
         self.durable((task, ticket)).await
+    }
+
+    /// Spread placement: take one of `agent`'s units of `quota` for `item` (of
+    /// task `task`) in the cluster-wide count. `Ok(None)`: the agent has `max`;
+    /// `Ok(Some(true))`: a new unit, to give back if the item is not written;
+    /// `Ok(Some(false))`: none needed (one hub counts everything in memory, or the
+    /// item holds one already).
+    async fn take_unit(
+        &self,
+        quota: Quota,
+        agent: &AgentId,
+        item: &str,
+        task: &str,
+        max: u32,
+    ) -> Result<Option<bool>, HubError> {
+        if !self.inner.dir.spread {
+            return Ok(Some(false));
+        }
+        let shard = crate::domain::shard::shard_of(task);
+        let taken = self
+            .inner
+            .store
+            .take_quota(quota, (agent.as_str(), item), shard, max)
+            .await?;
+        Ok(match taken {
+            Some(Taken::Full) => None,
+            Some(Taken::New) => Some(true),
+            Some(Taken::Held) | None => Some(false),
+        })
+    }
+
+    /// Give back a unit [`Hub::take_unit`] took (`new`) for an item refused before
+    /// anything was written. A failure leaves it to lapse (see `pg::quota`).
+    async fn give_unit_back(&self, quota: Quota, item: &str, new: bool) {
+        if new {
+            if let Err(e) = self.inner.store.give_back_quota(quota, item).await {
+                tracing::warn!(error = %e, item, "a quota unit was not given back; it lapses");
+            }
+        }
     }
 
     /// `round_plan_submit` by `caller` on task `task_id`.
@@ -113,11 +169,26 @@ impl Hub {
     pub(crate) async fn claim(&self, caller: &AgentId, id: &str) -> Result<Assignment, HubError> {
         self.writable()?;
         let task = self.task_of_assignment(id).await?;
+        self.must_own("task", &task)?;
+        let max = self.settings().max_simultaneous_assignments;
+        // Spread placement: the caller's other assignments may be at other nodes.
+        let Some(unit) = self
+            .take_unit(Quota::Active, caller, id, &task, max)
+            .await?
+        else {
+            return Err(active_limit(max).into());
+        };
         let cmd = Claim {
             caller: caller.clone(),
             assignment_id: id.to_string(),
         };
-        self.on_task(&task, cmd).await
+        let claimed = self.on_task(&task, cmd).await;
+        // Refused: nothing was written. (Another failure may hide a stored claim:
+        // its unit stays, or lapses.)
+        if let Err(HubError::Domain(_)) = &claimed {
+            self.give_unit_back(Quota::Active, id, unit).await;
+        }
+        claimed
     }
 
     /// `assignment_progress`: forward moves only; renews the lease.

@@ -172,7 +172,7 @@ impl Handler<SubmitPlan> for TaskActor {
     fn handle(&mut self, m: SubmitPlan, ctx: &mut Context<Self>) -> Self::Result {
         self.used();
         let dir = self.env.dir.clone();
-        let is_agent = move |a: &str| dir.agents.contains_key(&AgentId::new(a));
+        let is_agent = move |a: &str| dir.exists(&AgentId::new(a));
         let caller = m.caller.as_str();
         let (rid, changes) =
             self.transition(|s, cx| s.submit_plan(cx, caller, &m.plan, &is_agent))?;
@@ -248,6 +248,15 @@ impl Handler<Close> for TaskActor {
     }
 }
 
+/// ACTIVE_ASSIGNMENT_LIMIT: the caller holds `max` claimed or in-progress
+/// assignments.
+pub(crate) fn active_limit(max: u32) -> DomainError {
+    DomainError::refused(
+        ErrorCode::ActiveAssignmentLimit,
+        format!("you already have {max} claimed or in-progress assignments (max_simultaneous_assignments); complete one first"),
+    )
+}
+
 impl Handler<Claim> for TaskActor {
     type Result = Reply<Assignment>;
 
@@ -257,11 +266,7 @@ impl Handler<Claim> for TaskActor {
         self.state.check_claim(caller, id)?;
         let max = self.env.max_simultaneous_assignments();
         if !self.env.dir.try_reserve_slot(caller, max) {
-            return Err(DomainError::refused(
-                ErrorCode::ActiveAssignmentLimit,
-                format!("you already have {max} claimed or in-progress assignments (max_simultaneous_assignments); complete one first"),
-            )
-            .into());
+            return Err(active_limit(max).into());
         }
         let changes = match self.state.claim(caller, id, Utc::now(), &self.env.limits()) {
             Ok(ch) => ch,

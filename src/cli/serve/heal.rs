@@ -26,7 +26,7 @@ pub(super) struct Cluster {
 }
 
 /// Why a node that lost its shards stands by.
-const LOST: &str = "this node lost shard leases; it serves again once it holds them all";
+const LOST: &str = "this node's shards changed; it serves again once its state is loaded";
 
 /// Watch the store's health and rebuild the hub in `slot` when needed: at each new
 /// fault (counted, so that one coalesced with a heal is not missed) and each heal.
@@ -116,9 +116,11 @@ pub(super) async fn supervise(
             let started = std::time::Instant::now();
             // The agents may have changed while another node served: the hub
             // follows the table before it is put in the slot.
-            if let Some(term) = rebuild_from(&store, &slot, old, Some(&c.reloader)).await {
+            let shards = c.node.shards_to_load();
+            let loaded = shards.to_vec();
+            if let Some(term) = rebuild_from(&store, &slot, old, &shards, Some(&c.reloader)).await {
                 hub_term = term;
-                c.node.serving(term);
+                c.node.serving(term, loaded);
                 c.slot.set_standby(None);
                 crate::metrics::get().cluster_takeover(started.elapsed());
                 tracing::warn!(
@@ -134,10 +136,13 @@ pub(super) async fn supervise(
             let event = if heal { "store_healed" } else { "store_fault" };
             let reason = rx.borrow().refusing.clone().unwrap_or_default();
             let registry = cluster.as_ref().map(|c| &*c.reloader);
-            if let Some(term) = rebuild(&store, &slot, registry).await {
+            let shards = cluster
+                .as_ref()
+                .map_or(Shards::All, |c| c.node.shards_to_load());
+            if let Some(term) = rebuild(&store, &slot, &shards, registry).await {
                 hub_term = term;
                 if let Some(c) = &cluster {
-                    c.node.serving(term);
+                    c.node.serving(term, shards.to_vec());
                 }
             }
             // For the operator's event stream (and the dashboard).
@@ -160,10 +165,11 @@ pub(super) async fn supervise(
 async fn rebuild(
     store: &Store,
     slot: &watch::Sender<Option<Hub>>,
+    shards: &Shards,
     registry: Option<&crate::http::reload::Reloader>,
 ) -> Option<u64> {
     let old = slot.borrow().clone()?;
-    rebuild_from(store, slot, old, registry).await
+    rebuild_from(store, slot, old, shards, registry).await
 }
 
 /// [`rebuild`] from `old` (in the slot, or stopped when the node stood by).
@@ -171,6 +177,7 @@ async fn rebuild_from(
     store: &Store,
     slot: &watch::Sender<Option<Hub>>,
     old: Hub,
+    shards: &Shards,
     registry: Option<&crate::http::reload::Reloader>,
 ) -> Option<u64> {
     let next = store.next_generation();
@@ -178,7 +185,7 @@ async fn rebuild_from(
     let term = next.term();
     let mut wait = std::time::Duration::from_secs(1);
     loop {
-        match next.load(&Shards::All).await {
+        match next.load(shards).await {
             Ok(snapshot) => {
                 let hub = old.rebuild(next, snapshot);
                 let held = match registry {

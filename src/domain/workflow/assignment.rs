@@ -163,7 +163,10 @@ impl TaskState {
         let mut changes = vec![
             Change::Handoff(handoff.id.clone()),
             Change::Assignment(id.to_string()),
-            Change::Released { agent: caller.to_string() },
+            Change::Released {
+                agent: caller.to_string(),
+                assignment: id.to_string(),
+            },
             Change::Notice(Notice {
                 to: self.task.dispatcher_agent_id.clone(),
                 msg_type: "handoff",
@@ -242,7 +245,10 @@ impl TaskState {
         let (goal, round_id) = (a.goal.clone(), a.round_id.clone());
         vec![
             Change::Assignment(id.to_string()),
-            Change::Released { agent: agent.clone() },
+            Change::Released {
+                agent: agent.clone(),
+                assignment: id.to_string(),
+            },
             Change::Notice(Notice {
                 to: agent,
                 msg_type: "status",

@@ -230,6 +230,7 @@ impl TaskState {
             if a.status.is_active() {
                 changes.push(Change::Released {
                     agent: a.agent_id.clone(),
+                    assignment: a.id.clone(),
                 });
             }
             holders.push((a.agent_id.clone(), ()));

@@ -95,6 +95,7 @@ pub(super) struct Reopen {
     node: Arc<Node>,
     st: web::Data<AppState>,
     until: Until,
+    dest: super::Dest,
 }
 
 enum Opened {
@@ -112,6 +113,7 @@ impl Reopen {
         st: web::Data<AppState>,
         node: Arc<Node>,
         until: Until,
+        dest: super::Dest,
     ) -> Reopen {
         Reopen {
             method: req.method().clone(),
@@ -125,6 +127,7 @@ impl Reopen {
             node,
             st,
             until,
+            dest,
         }
     }
 
@@ -132,16 +135,12 @@ impl Reopen {
     /// for one up to [`forward_wait`]; `None` if it cannot be.
     async fn open_next(&self) -> Option<Upstream> {
         let deadline = Instant::now() + forward_wait(&self.node);
-        let mut leaders = self.node.leader();
+        let mut finder = super::Finder::new(&self.node, self.dest);
         loop {
-            let url = if self.st.hub.serves() {
+            let url = if finder.here(&self.st, &self.node) {
                 Some(self.node.url().to_string())
             } else {
-                leaders
-                    .borrow_and_update()
-                    .clone()
-                    .filter(|l| l.node_id != self.node.id())
-                    .map(|l| l.url)
+                finder.there(&self.node).map(|l| l.url)
             };
             if let Some(url) = url {
                 match self.open(&url).await {
@@ -157,7 +156,7 @@ impl Reopen {
             if left.is_zero() {
                 return None;
             }
-            let _ = tokio::time::timeout(left.min(RETRY_PAUSE), leaders.changed()).await;
+            let _ = tokio::time::timeout(left.min(RETRY_PAUSE), finder.changed()).await;
         }
     }
 

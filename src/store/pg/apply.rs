@@ -243,6 +243,42 @@ fn statements<'a>(
             message,
             recipients,
         } => insert_message(message, recipients, out),
+        Op::Outbox {
+            message_id,
+            recipients,
+            at,
+            ..
+        } => {
+            for r in recipients {
+                out.push(Stmt::new(
+                    "INSERT INTO delivery_outbox (message_id, agent_id, shard, created_at)
+                     VALUES ($1, $2, $3, $4::text::timestamptz)
+                     ON CONFLICT DO NOTHING",
+                    vec![arg(message_id), arg(r), arg(shard(r)), arg(at)],
+                ));
+            }
+        }
+        Op::QuotaFree { kind, item_id, .. } => out.push(Stmt::new(
+            "DELETE FROM agent_quota WHERE kind = $1 AND item_id = $2",
+            vec![arg(kind), arg(item_id)],
+        )),
+        Op::OutboxTaken { message, agent } => {
+            out.push(Stmt::new(
+                "INSERT INTO message_recipients (message_id, agent_id, delivered_at, shard)
+                 VALUES ($1, $2, $3::text::timestamptz, $4)
+                 ON CONFLICT DO NOTHING",
+                vec![
+                    arg(&message.id),
+                    arg(agent),
+                    arg(&message.created_at),
+                    arg(shard(agent)),
+                ],
+            ));
+            out.push(Stmt::new(
+                "DELETE FROM delivery_outbox WHERE message_id = $1 AND agent_id = $2",
+                vec![arg(&message.id), arg(agent)],
+            ));
+        }
         Op::MessageAck {
             agent,
             message_ids,
@@ -313,7 +349,7 @@ fn statements<'a>(
             "INSERT INTO request_log (request_id, shard, reply, created_at)
              VALUES ($1, $2, $3, $4::text::timestamptz)
              ON CONFLICT (request_id) DO NOTHING",
-            vec![arg(&l.key), arg(shard(&l.agent)), arg(&l.reply), arg(&l.at)],
+            vec![arg(&l.key), arg(shard(&l.owner)), arg(&l.reply), arg(&l.at)],
         )),
     }
     Ok(())

@@ -80,7 +80,7 @@ pub async fn register(
              VALUES ($1, $2, $3, now(), now())
              ON CONFLICT (node_id) DO UPDATE
                 SET addr = EXCLUDED.addr, incarnation = EXCLUDED.incarnation,
-                    started_at = now(), seen_at = now()
+                    started_at = now(), seen_at = now(), draining = false
               WHERE nodes.seen_at < now() - $4::bigint * interval '1 millisecond'
              RETURNING node_id",
             &[&node_id, &addr, &incarnation, &millis(node_ttl)],
@@ -110,8 +110,9 @@ pub async fn heartbeat(client: &impl GenericClient, me: &Member) -> Result<(), P
     Ok(())
 }
 
-/// The nodes seen within `node_ttl`, as (node id, address), by id: the members
-/// that rendezvous hashing spreads the shards over.
+/// The nodes seen within `node_ttl` and not draining ([`drain`]), as (node id,
+/// address), by id: the members that rendezvous hashing spreads the shards over,
+/// and the possible targets of a move.
 pub async fn live_nodes(
     client: &impl GenericClient,
     node_ttl: Duration,
@@ -120,6 +121,7 @@ pub async fn live_nodes(
         .query(
             "SELECT node_id, addr FROM nodes
               WHERE seen_at >= now() - $1::bigint * interval '1 millisecond'
+                AND NOT draining
               ORDER BY node_id",
             &[&millis(node_ttl)],
         )
@@ -280,7 +282,7 @@ pub async fn transfer(
         .query(
             "WITH target AS (
                 SELECT node_id, incarnation FROM nodes
-                 WHERE node_id = $4 AND node_id <> $1
+                 WHERE node_id = $4 AND node_id <> $1 AND NOT draining
                    AND seen_at >= now() - $6::bigint * interval '1 millisecond'),
              mine AS (
                 SELECT l.shard FROM shard_lease l
@@ -308,6 +310,38 @@ pub async fn transfer(
         )
         .await?;
     by_shard(&rows)
+}
+
+/// Mark this node as handing its shards over (a graceful stop): from now on it
+/// is no member for placement and no target of a move ([`live_nodes`]).
+pub async fn drain(client: &impl GenericClient, me: &Member) -> Result<(), PgError> {
+    client
+        .execute(
+            "UPDATE nodes SET draining = true WHERE node_id = $1 AND incarnation = $2",
+            &[&me.node_id, &me.incarnation],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The owner of every shard under a lease that has not lapsed, with the MCP URL
+/// it registered, by shard: where a gateway sends each call when the shards are
+/// spread over several nodes.
+pub async fn owners(
+    client: &impl GenericClient,
+) -> Result<Vec<(ShardId, String, String)>, PgError> {
+    let rows = client
+        .query(
+            "SELECT l.shard, l.owner_node, n.addr FROM shard_lease l
+               JOIN nodes n ON n.node_id = l.owner_node
+              WHERE l.expires_at > now()
+              ORDER BY l.shard",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((shard_id(r.try_get(0)?)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }
 
 /// Leave the cluster (graceful stop): release every shard still held and remove

@@ -51,6 +51,21 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "008_revoked_sessions",
         include_str!("../../../migrations/postgres/008_revoked_sessions.sql"),
     ),
+    (
+        9,
+        "009_node_draining",
+        include_str!("../../../migrations/postgres/009_node_draining.sql"),
+    ),
+    (
+        10,
+        "010_delivery_outbox",
+        include_str!("../../../migrations/postgres/010_delivery_outbox.sql"),
+    ),
+    (
+        11,
+        "011_agent_quota",
+        include_str!("../../../migrations/postgres/011_agent_quota.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in

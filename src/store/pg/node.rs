@@ -1,13 +1,14 @@
 //! This process as a node of a PostgreSQL-backed hub (cluster.md §2): its
 //! registration, the shard leases it holds, and the loop that keeps them.
 //!
-//! What is built: active/standby. The node holding all 1024 shards serves; any
-//! other node (each with its own id) stands by, forwarding calls to it
-//! (`http::gateway`, through the [`Leader`] the loop publishes), and takes every
-//! shard over once the active node's leases lapse (it died, or stalled) or are
-//! released (a graceful stop, [`Node::hand_over`]). A node serves only while it
-//! holds every shard: several nodes sharing the shards need forwarding by shard
-//! (§2), which is not built.
+//! Two placements ([`Placement`]). **Standby** (the default): the node holding
+//! all 1024 shards serves; any other node (each with its own id) stands by,
+//! forwarding calls to it (`http::gateway`, through the [`Leader`] the loop
+//! publishes), and takes every shard over once the active node's leases lapse
+//! (it died, or stalled) or are released (a graceful stop, [`Node::hand_over`]).
+//! **Spread**: each live node holds the shards rendezvous hashing gives it
+//! (`domain::placement`), hands the others to their desired owner, and publishes
+//! the shard map gateways route by (see `spread`).
 //!
 //! At start a node registers: a live node with the same id is refused, and the
 //! registration of a previous process of this id that died without leaving is
@@ -21,9 +22,14 @@
 //! ([`Node::move_to`], `hubctl cluster move`) it hands them to a chosen node
 //! instead, and stands by.
 
+mod spread;
+
+pub(crate) use spread::ShardMap;
+
 use super::lease::{self, Member};
 use super::ownership::Ownership;
 use super::{PgError, Pool, ShardId};
+pub(crate) use crate::config::Placement;
 use crate::domain::shard::SHARD_COUNT;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,10 +80,26 @@ pub(crate) const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// takes them all (it looks every [`STANDBY_POLL`]).
 pub(crate) const YIELD_PAUSE: Duration = Duration::from_secs(2);
 
+/// How a node waits for the calls it serves to end (the HTTP layer's admission).
+pub(crate) type Drain =
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
 /// This node: its registration and the shards it holds.
 pub(crate) struct Node {
     pool: Pool,
+    /// For the gateway's look-ups (a round's task, say): never the lease loop's
+    /// connections, which a burst of reads must not hold up.
+    reads: Pool,
     timing: Timing,
+    placement: Placement,
+    /// Spread placement: each shard's owner as last read (gateways route by it).
+    owners: watch::Sender<Arc<ShardMap>>,
+    /// Spread placement: the shards the hub in the slot was loaded with.
+    loaded: std::sync::Mutex<Vec<ShardId>>,
+    /// Spread placement: the live members the last round placed the shards over.
+    members: std::sync::Mutex<Vec<String>>,
+    /// Waits for the calls this node serves (set once the server runs).
+    drain: std::sync::OnceLock<Drain>,
     member: Member,
     /// The MCP URL other nodes reach this one at (registered as `nodes.addr`).
     addr: String,
@@ -136,9 +158,11 @@ impl Node {
     /// takes them.
     pub(crate) async fn join(
         pool: Pool,
+        reads: Pool,
         node_id: &str,
         addr: &str,
         timing: Timing,
+        placement: Placement,
     ) -> Result<Node, PgError> {
         let started = Instant::now();
         let patience = timing.node_ttl() + Duration::from_secs(2);
@@ -159,7 +183,13 @@ impl Node {
         };
         Ok(Node {
             pool,
+            reads,
             timing,
+            placement,
+            owners: watch::channel(Arc::new(ShardMap::default())).0,
+            loaded: std::sync::Mutex::new(Vec::new()),
+            members: std::sync::Mutex::new(Vec::new()),
+            drain: std::sync::OnceLock::new(),
             member,
             addr: addr.to_string(),
             owned: Arc::new(Ownership::default()),
@@ -203,8 +233,14 @@ impl Node {
         if self.lapsed() {
             return Some("its shard leases were not renewed in time".into());
         }
-        if self.owned.count() < usize::from(SHARD_COUNT) {
-            return Some("it does not hold every shard".into());
+        match self.placement {
+            Placement::Standby if self.owned.count() < usize::from(SHARD_COUNT) => {
+                return Some("it does not hold every shard".into());
+            }
+            Placement::Spread if self.owned.count() == 0 => {
+                return Some("it holds no shard".into());
+            }
+            _ => {}
         }
         if self.owned.term() != self.served.load(Ordering::Acquire) {
             return Some("it lost shards since it loaded its state; reloading".into());
@@ -217,9 +253,33 @@ impl Node {
         Box::new(move || self.objection())
     }
 
-    /// The hub now in the slot was loaded under ownership term `term`.
-    pub(crate) fn serving(&self, term: u64) {
+    /// The hub now in the slot was loaded under ownership term `term`, with
+    /// `shards`.
+    pub(crate) fn serving(&self, term: u64, shards: Vec<ShardId>) {
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = shards;
         self.served.store(term, Ordering::Release);
+    }
+
+    /// The shards a hub loaded now must hold: every shard (standby placement, which
+    /// serves only then) or those held (spread placement).
+    pub(crate) fn shards_to_load(&self) -> crate::domain::shard::Shards {
+        match self.placement {
+            Placement::Standby => crate::domain::shard::Shards::All,
+            Placement::Spread => crate::domain::shard::Shards::Some(
+                self.owned.held().into_iter().map(|(s, _)| s).collect(),
+            ),
+        }
+    }
+
+    /// How the shards are placed.
+    pub(crate) fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// How to wait for the calls this node serves, before it hands shards over
+    /// or reloads (set once, when the server runs).
+    pub(crate) fn set_drain(&self, drain: Drain) {
+        let _ = self.drain.set(drain);
     }
 
     /// Whether this node holds every shard, and the ownership term.
@@ -231,7 +291,10 @@ impl Node {
     fn publish(&self) {
         let held = self.owned.count();
         let now = Role {
-            active: held == usize::from(SHARD_COUNT),
+            active: match self.placement {
+                Placement::Standby => held == usize::from(SHARD_COUNT),
+                Placement::Spread => held > 0,
+            },
             term: self.owned.term(),
         };
         crate::metrics::get().cluster_shards(held, now.active);
@@ -284,6 +347,23 @@ impl Node {
         self.leader
             .send_if_modified(|l| std::mem::replace(l, found.clone()) != found);
         Ok(())
+    }
+
+    /// A pool for reads that may come in bursts (the gateway's look-ups).
+    pub(crate) fn reads(&self) -> &Pool {
+        &self.reads
+    }
+
+    /// Whether this node serves `shard` now (spread placement): it may answer,
+    /// and its hub was loaded with it.
+    pub(crate) fn serves_shard(&self, shard: ShardId) -> bool {
+        self.objection().is_none()
+            && self
+                .loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .binary_search(&shard)
+                .is_ok()
     }
 
     /// The node's connection pool (the agent registry reads and writes through it).
@@ -379,9 +459,17 @@ impl Node {
                 }
             }
         }
-        self.acquire_missing().await?;
-        self.settle_split().await?;
-        self.find_leader().await
+        match self.placement {
+            Placement::Standby => {
+                self.acquire_missing().await?;
+                self.settle_split().await?;
+                self.find_leader().await
+            }
+            Placement::Spread => {
+                self.acquire_desired().await?;
+                self.find_owners().await
+            }
+        }
     }
 
     /// Holding some shards but not all after acquiring: if another node holds
@@ -449,6 +537,14 @@ impl Node {
                 self.owned.lose_all();
             }
             self.publish();
+            if self.placement == Placement::Spread {
+                // Only after a round that succeeded: it read the members.
+                if last_ok == attempt {
+                    self.rebalance().await;
+                }
+                tokio::time::sleep(STANDBY_POLL).await;
+                continue;
+            }
             let held = self.owned.count();
             let active = held == usize::from(SHARD_COUNT);
             if !active && !standing_by {
@@ -535,9 +631,17 @@ impl Node {
     /// the server stops; [`Node::leave`] ends that.
     pub(crate) async fn hand_over(&self, idle: impl std::future::Future<Output = ()>) {
         self.retiring.store(true, Ordering::Release);
+        if self.placement == Placement::Spread {
+            self.mark_draining().await;
+        }
         idle.await;
+        if self.placement == Placement::Spread {
+            // Each shard straight to its next owner; what could not move is released.
+            self.give_to_successors().await;
+        }
         let held = self.owned.held();
         if held.is_empty() {
+            self.publish();
             return;
         }
         let released = async {
@@ -605,7 +709,7 @@ impl Node {
         };
         self.moving.store(true, Ordering::Release);
         idle.await;
-        let moved = self.transfer_to(to).await;
+        let moved = self.transfer_to(to, None).await;
         if matches!(moved, Err(MoveError::Db(_) | MoveError::TimedOut)) {
             // The move may have committed after all (a connection lost during
             // COMMIT): answer nothing from memory until the next renewal round
@@ -643,8 +747,13 @@ impl Node {
     /// renewal period in PostgreSQL (`statement_timeout`, so that a refusal is
     /// known to have moved nothing: [`MoveError::Refused`]) and here (twice that),
     /// so that the renewal rounds it holds back never fall behind the lease.
-    /// Returns how many shards moved, of how many held.
-    async fn transfer_to(&self, to: &str) -> Result<(usize, usize), MoveError> {
+    /// Moves every shard held, or those of `only`. Returns how many shards moved,
+    /// of how many held.
+    async fn transfer_to(
+        &self,
+        to: &str,
+        only: Option<&[ShardId]>,
+    ) -> Result<(usize, usize), MoveError> {
         let window = self.timing.renew_every();
         let mut client = self
             .pool
@@ -652,7 +761,10 @@ impl Node {
             .await
             .map_err(|e| MoveError::Refused(e.into()))?;
         let _round = self.round.lock().await;
-        let held = self.owned.held();
+        let mut held = self.owned.held();
+        if let Some(only) = only {
+            held.retain(|(s, _)| only.contains(s));
+        }
         let run = async {
             let refused = |e: tokio_postgres::Error| MoveError::Refused(e.into());
             let tx = client.transaction().await.map_err(refused)?;

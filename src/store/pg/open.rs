@@ -26,6 +26,7 @@ pub(crate) async fn open(
     node_id: &str,
     addr: &str,
     timing: super::node::Timing,
+    placement: super::node::Placement,
     opts: StoreOptions,
 ) -> Result<Opened, StoreError> {
     let config = config_from_url(url, &|k| std::env::var_os(k))?;
@@ -38,9 +39,17 @@ pub(crate) async fn open(
         max_size: 2,
         ..PoolOptions::default()
     };
-    let node = Node::join(super::pool(config.clone(), &leases)?, node_id, addr, timing);
+    let node = Node::join(
+        super::pool(config.clone(), &leases)?,
+        pool.clone(),
+        node_id,
+        addr,
+        timing,
+        placement,
+    );
     let node = Arc::new(node.await?);
-    let engine = PgEngine::new(config, node.member().clone(), node.ownership())?;
+    let spread = placement == super::node::Placement::Spread;
+    let engine = PgEngine::new(config, node.member().clone(), node.ownership(), spread)?;
     // Cluster mode stores every write before answering (cluster.md: an answered
     // write survives the loss of any node); `durability: fast` is for SQLite.
     if opts.durability == Durability::Fast {
@@ -59,13 +68,17 @@ pub(crate) async fn open(
     Ok(Opened { store, node })
 }
 
-/// A node's first activation, once it holds every shard: the live state, on a
-/// handle of the current ownership term (see `Ownership`). The hub is built on the
-/// handle returned. Its agents are the table's (the registry, which every node
-/// follows: see `http::reload`), not this node's `agents.env`.
-pub(crate) async fn activate(store: &Store) -> Result<(Store, Snapshot), StoreError> {
+/// A node's first activation, once it holds every shard (or, spread, some):
+/// the live state of `shards`, on a handle of the current ownership term (see
+/// `Ownership`). The hub is built on the handle returned. Its agents are the
+/// table's (the registry, which every node follows: see `http::reload`), not this
+/// node's `agents.env`.
+pub(crate) async fn activate(
+    store: &Store,
+    shards: &Shards,
+) -> Result<(Store, Snapshot), StoreError> {
     let handle = store.next_generation();
     handle.adopt();
-    let snapshot = handle.load(&Shards::All).await?;
+    let snapshot = handle.load(shards).await?;
     Ok((handle, snapshot))
 }

@@ -2,7 +2,8 @@
 //! them: what the writer tags every op with (cluster.md §2-3). Lock-free reads, one
 //! per op; written only when a lease is acquired, lost or released.
 //!
-//! The *term* counts losses: it grows each time a held shard is dropped. A hub is
+//! The *term* counts losses (and, with spread placement, the gains a hub must be
+//! loaded again for): it grows each time a held shard is dropped. A hub is
 //! loaded under one term, and its ops are written only while the term is still that
 //! one (`store::writer`): once a shard was lost, another node may have written it,
 //! so nothing computed from the memory of before may be written, even if the shard
@@ -57,6 +58,12 @@ impl Ownership {
         if lost {
             self.term.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Move the term without a loss: the hub must be loaded again (spread
+    /// placement, after shards were gained).
+    pub(crate) fn bump(&self) {
+        self.term.fetch_add(1, Ordering::AcqRel);
     }
 
     /// How many times a held shard was dropped so far.

@@ -18,12 +18,13 @@
 //! (`txid_status` answers exactly; the `batch_log` table of migration 002, a row
 //! per batch to look up, is no longer written.)
 //!
-//! A node serves only while it holds every shard (one node per cluster: several
-//! nodes need forwarding, not built yet). So a batch with an op of a shard not
-//! held, or a fenced one, is not written at all: the commit fails, the writer
-//! refuses writes, and once the lease loop holds every shard again its probe
-//! passes and the hub reloads its state from the store, exactly as after a
-//! storage fault on SQLite. No answered write is lost, and none computed from a
+//! A node serves only while it holds every shard (standby placement) or the
+//! shards its hub was loaded with (spread placement, whose hubs enqueue ops of
+//! their own shards only). So a batch with an op of a shard not held, or a
+//! fenced one, is not written at all: the commit fails, the writer refuses
+//! writes, and once the lease loop holds its shards again its probe passes and
+//! the hub reloads its state from the store, exactly as after a storage fault
+//! on SQLite. No answered write is lost, and none computed from a
 //! state the store does not hold is written.
 //!
 //! The thread owns a current-thread tokio runtime and a pool of one connection
@@ -61,6 +62,8 @@ pub(crate) struct PgEngine {
     client: Option<Object>,
     owned: Arc<Ownership>,
     member: Member,
+    /// Spread placement: a node serves some shards, not every one.
+    spread: bool,
 }
 
 /// `Ok(true)`: committed; `Ok(false)`: not committed (safe to retry).
@@ -73,6 +76,7 @@ impl PgEngine {
         config: super::Target,
         member: Member,
         owned: Arc<Ownership>,
+        spread: bool,
     ) -> Result<PgEngine, PgError> {
         let options = PoolOptions {
             max_size: 1,
@@ -84,6 +88,7 @@ impl PgEngine {
             client: None,
             owned,
             member,
+            spread,
         })
     }
 
@@ -289,10 +294,13 @@ impl Engine for PgEngine {
     }
 
     /// Writes are taken again once the database answers a write and this node
-    /// holds every shard (see the module's comment).
+    /// holds every shard, or (spread placement) some (see the module's comment).
     fn probe(&mut self) -> Result<(), String> {
         let held = self.owned.count();
-        if held < usize::from(SHARD_COUNT) {
+        if self.spread && held == 0 {
+            return Err("this node holds no shard now".into());
+        }
+        if !self.spread && held < usize::from(SHARD_COUNT) {
             return Err(format!(
                 "this node holds {held} of {SHARD_COUNT} shards; waiting for the rest"
             ));

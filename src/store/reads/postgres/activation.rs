@@ -127,6 +127,7 @@ pub(crate) async fn load_open_work_in(
         task_count,
         locks,
         last_audit_id: last_audit_id(c).await?,
+        shards: shards.clone(),
     })
 }
 

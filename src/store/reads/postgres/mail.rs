@@ -77,3 +77,23 @@ pub(crate) async fn messages_by_id(
     let found = query_all(c, &sql, &args, columns::message).await?;
     Ok(found.into_iter().map(|m| (m.id.clone(), m)).collect())
 }
+
+/// Spread placement: the deliveries other nodes left in the outbox for agents of
+/// `shards` (served here), oldest first, at most 256: (recipient, message).
+pub(crate) async fn outbox(
+    c: &impl GenericClient,
+    shards: &[crate::domain::shard::ShardId],
+) -> Result<Vec<(String, Message)>, PgError> {
+    let sql = "SELECT o.agent_id AS outbox_agent, m.id, m.dedupe_key, m.reply_to, m.from_agent,
+                      m.to_agent, m.round_id, m.msg_type, m.subject, m.body, m.context_json,
+                      m.hop_count, hub_iso(m.created_at) AS created_at
+                 FROM delivery_outbox o JOIN messages m ON m.id = o.message_id
+                WHERE o.shard = ANY($1)
+                ORDER BY o.created_at, o.message_id COLLATE \"C\", o.agent_id COLLATE \"C\"
+                LIMIT 256";
+    let args = [Arg::Shards(shards.iter().map(|s| i32::from(s.0)).collect())];
+    query_all(c, sql, &args, |r| {
+        Ok((r.text("outbox_agent")?, columns::message(r)?))
+    })
+    .await
+}

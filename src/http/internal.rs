@@ -1,0 +1,92 @@
+//! Node-to-node calls (cluster mode, spread placement): what one node's hub asks
+//! of the node serving another shard, proven with the cluster key
+//! (`gateway::node_auth`); anything else gets 403.
+//!
+//! `POST /internal/count` `{"task_id", "sender", "step"}`: a step of the count of
+//! a message against the budget of a task served here (see
+//! `actors::hub::remote`). 200 `{"ok": true}`; a refusal 409 with the tool
+//! error's `error` and `message`; a task this node does not serve the standby
+//! 503 (the asking node finds its owner again).
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::actors::task::commands::CountStep;
+use crate::actors::HubError;
+use crate::domain::AgentId;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/internal/count", web::post().to(count));
+}
+
+/// The body of `POST /internal/count`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CountBody {
+    pub task_id: String,
+    pub sender: String,
+    pub step: CountStep,
+}
+
+async fn count(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<CountBody>,
+) -> Result<HttpResponse, ApiError> {
+    if !super::gateway::from_node(req.headers(), &st) {
+        return Err(ApiError::rpc(
+            StatusCode::FORBIDDEN,
+            crate::mcp::jsonrpc::RpcError::server(
+                "Forbidden: /internal/ is for the nodes of the cluster (x-agent-hub-node-auth)",
+            ),
+        ));
+    }
+    let hub = st.hub.get().await?;
+    let sender = AgentId::new(&body.sender);
+    match hub.count_here(&body.task_id, &sender, body.step).await {
+        Ok(()) => Ok(HttpResponse::Ok().json(json!({"ok": true}))),
+        Err(HubError::Domain(d)) => {
+            // The tool error as the sender's caller will see it.
+            let mut answer = d.details();
+            answer.insert("ok".into(), false.into());
+            answer.insert("error".into(), d.code().as_str().into());
+            answer.insert("message".into(), d.to_string().into());
+            Ok(HttpResponse::Conflict().json(answer))
+        }
+        Err(e) => Err(ApiError::from_hub(&hub, e).await),
+    }
+}
+
+/// A refusal's answer as the asking node reads it back.
+pub(crate) fn refusal(status: StatusCode, body: &serde_json::Value) -> Option<HubError> {
+    if status != StatusCode::CONFLICT {
+        return None;
+    }
+    let code = body.get("error").and_then(serde_json::Value::as_str)?;
+    let code = crate::domain::ErrorCode::ALL
+        .iter()
+        .copied()
+        .find(|c| c.as_str() == code)?;
+    let message = body
+        .get("message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let limit = body
+        .get("limit")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|l| u32::try_from(l).ok());
+    let task_id = body.get("task_id").and_then(serde_json::Value::as_str);
+    Some(
+        match (code, task_id, limit) {
+            (crate::domain::ErrorCode::MessageLimitReached, Some(task_id), Some(limit)) => {
+                crate::domain::DomainError::MessageLimitReached {
+                    task_id: task_id.to_string(),
+                    limit,
+                }
+            }
+            _ => crate::domain::DomainError::refused(code, message.to_string()),
+        }
+        .into(),
+    )
+}

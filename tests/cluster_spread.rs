@@ -1,0 +1,243 @@
+//! Several nodes serving at once (issue 16, `cluster_placement: spread`;
+//! shared/spec/cluster.md §2): three nodes on one PostgreSQL, each serving the
+//! shards rendezvous hashing gives it, behind a round-robin TCP proxy. Calls go to
+//! the owner of their home shard; messages to agents another node serves go
+//! through the outbox and arrive exactly once; the quotas that span tasks hold
+//! across nodes; a node joining takes its share and a node stopping hands its
+//! shards on, with no answered message lost or doubled.
+//! Skips, saying why, where PostgreSQL is not installed.
+
+mod common;
+use common::postgres::{start_node, Postgres};
+use common::proxy::Proxy;
+use common::workflow::*;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Rendezvous hashing over n1..n3 (fixed: the hash is frozen) puts disp, alice,
+/// carol and erin at n3, bob and dave at n2, tasks T-1 and T-4 at n1 and T-3 at
+/// n2: every path across nodes below is taken (messages, notices, claims
+/// counted against a quota held elsewhere, round budgets at another node).
+const AGENTS: [&str; 6] = ["disp", "alice", "bob", "carol", "dave", "erin"];
+
+/// Every node's config.yaml: spread placement, short leases, one active
+/// assignment per agent and two messages per task (to see the quota and the
+/// budget count across nodes), no send limit.
+const CONFIG: &str = "cluster_placement: spread\ncluster_lease_ttl_secs: 3\n\
+    max_simultaneous_assignments: 1\nmax_messages_per_task: 2\nshutdown_drain_secs: 1\n\
+    send_rate_per_second: 100000\nsend_burst: 100000\n";
+
+/// A node's config dir with the same agents, operator token and cluster key as
+/// `first`'s.
+fn like(first: &Hub) -> tempfile::TempDir {
+    common::postgres::config_like(first, &AGENTS, CONFIG)
+}
+
+/// The shards each live node holds, from `hub`'s `/operator/cluster`.
+fn held(hub: &Hub) -> BTreeMap<String, i64> {
+    let view = hub.operator_get("/operator/cluster");
+    view["cluster"]["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|n| n["live"] == true)
+                .map(|n| (s(&n["node_id"]), n["shards"].as_i64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until exactly the nodes `want` (id, port) each hold shards, 1024 in all,
+/// and each serves (`/readyz`).
+fn spread_over(hub: &Hub, want: &[(&str, u16)]) {
+    let ready = |port: u16| {
+        request("GET", &format!("http://127.0.0.1:{port}/readyz"), &[], "").status == 200
+    };
+    let settled = wait_for(Duration::from_secs(40), || {
+        let now = held(hub);
+        let ok = now.len() == want.len()
+            && want
+                .iter()
+                .all(|(n, _)| now.get(*n).is_some_and(|c| *c > 0))
+            && now.values().sum::<i64>() == 1024
+            && want.iter().all(|(_, port)| ready(*port));
+        ok.then_some(now)
+    });
+    let Some(settled) = settled else {
+        panic!("the shards did not spread over {want:?}: {:?}", held(hub));
+    };
+    println!("shards held: {settled:?}");
+}
+
+/// Every agent sends one message to every other (subjects `tag:from>to`); each
+/// inbox then holds exactly those addressed to it, once, and reads them.
+fn all_to_all(front: &Hub, tag: &str) {
+    let clients: Vec<(&str, Client)> = AGENTS.iter().map(|a| (*a, front.client(a))).collect();
+    for (from, c) in &clients {
+        for to in AGENTS.iter().filter(|t| *t != from) {
+            let sent = c.call(
+                "message_send",
+                json!({"to_agent": to, "subject": format!("{tag}:{from}>{to}"), "body": "b"}),
+            );
+            assert_eq!(sent["recipients"], json!([to]), "{sent}");
+        }
+    }
+    for (me, c) in &clients {
+        let mut want: Vec<String> = AGENTS
+            .iter()
+            .filter(|f| *f != me)
+            .map(|f| format!("{tag}:{f}>{me}"))
+            .collect();
+        want.sort();
+        let got = wait_for(Duration::from_secs(10), || {
+            let subjects = subjects_of(c, tag);
+            (subjects.len() >= want.len()).then_some(subjects)
+        })
+        .unwrap_or_else(|| panic!("{me} did not get every message: {:?}", subjects_of(c, tag)));
+        assert_eq!(got, want, "{me}: each message once");
+        read_all(c);
+    }
+}
+
+/// The subjects starting with `tag` among `c`'s unread messages, sorted.
+fn subjects_of(c: &Client, tag: &str) -> Vec<String> {
+    let pulled = c.call("inbox_pull", json!({"limit": 200}));
+    let mut subjects: Vec<String> = pulled["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| s(&m["subject"]))
+        .filter(|sub| sub.starts_with(&format!("{tag}:")))
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+/// Acknowledge every unread message of `c`.
+fn read_all(c: &Client) {
+    loop {
+        let pulled = c.call("inbox_pull", json!({"limit": 200}));
+        let ids: Vec<Value> = pulled["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["id"].clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        c.call("message_ack", json!({"message_id": ids}));
+    }
+}
+
+#[test]
+fn several_nodes_serve_their_shards() {
+    let Some(server) = Postgres::or_skip() else {
+        return;
+    };
+    let url = &server.create_databases(&["spread"])[0];
+    let n1 = start_node(&server, config_dir(&AGENTS, CONFIG), url, "n1");
+    let n2 = start_node(&server, like(&n1), url, "n2");
+    let n3 = start_node(&server, like(&n1), url, "n3");
+    let (p1, p2, p3) = (n1.port, n2.port, n3.port);
+    spread_over(&n1, &[("n1", p1), ("n2", p2), ("n3", p3)]);
+    let proxy = Proxy::start(&[p1, p2, p3]);
+    let front = n3.routed(&proxy.base);
+
+    // Messages between agents of different nodes, and a broadcast.
+    all_to_all(&front, "first");
+    let erin = front.client("erin");
+    let b = erin.call("message_send", json!({"subject": "all:erin", "body": "b"}));
+    assert_eq!(b["recipients"].as_array().map(Vec::len), Some(5), "{b}");
+    for a in AGENTS.iter().filter(|a| **a != "erin") {
+        let c = front.client(a);
+        let got = wait_for(Duration::from_secs(10), || {
+            let subjects = subjects_of(&c, "all");
+            (!subjects.is_empty()).then_some(subjects)
+        });
+        assert_eq!(got, Some(vec!["all:erin".to_string()]), "{a}");
+        read_all(&c);
+    }
+
+    // Tasks at every node: their notices reach agents wherever they are
+    // served, and one active assignment per agent holds across nodes.
+    let rounds: Vec<String> = (0..6)
+        .map(|i| dispatched_round(&front, &format!("T-{i}"), CODE_AND_TESTS))
+        .collect();
+    let alice = front.client("alice");
+    let notices = wait_for(Duration::from_secs(10), || {
+        let pulled = alice.call("inbox_pull", json!({"limit": 200}));
+        let n = pulled["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["from_agent"] == "hub")
+            .count();
+        (n >= rounds.len()).then_some(n)
+    });
+    assert!(notices.is_some(), "alice heard of every dispatched round");
+    let first = claim_assignment(&alice, &rounds[0]);
+    for round in &rounds[1..] {
+        let id = assignment(&alice, round);
+        assert_eq!(
+            claim_refused(&alice, &id),
+            "ACTIVE_ASSIGNMENT_LIMIT",
+            "{round}"
+        );
+    }
+    complete(&alice, &first, feature_handoff());
+    claim_assignment(&alice, &rounds[1]);
+    let disp = front.client("disp");
+    let handed = wait_for(Duration::from_secs(10), || {
+        let pulled = disp.call("inbox_pull", json!({"limit": 200}));
+        pulled.to_string().contains(&first).then_some(())
+    });
+    assert!(handed.is_some(), "the dispatcher heard of the handoff");
+    let shown = hubctl_ok(&front, &["show", "T-0"]);
+    assert!(shown.contains("completed"), "{shown}");
+    // Each task's message budget, counted at its owner whoever sends.
+    for round in &rounds[2..] {
+        for i in 0..2 {
+            disp.call(
+                "message_send",
+                json!({"to_agent": "bob", "round_id": round, "subject": format!("budget {i}"), "body": "b"}),
+            );
+        }
+        let over = json!({"to_agent": "bob", "round_id": round, "subject": "over", "body": "b"});
+        assert_eq!(
+            disp.refused("message_send", over),
+            "MESSAGE_LIMIT_REACHED",
+            "{round}"
+        );
+    }
+
+    // Locks at their keys' owners.
+    let bob = front.client("bob");
+    for i in 0..8 {
+        let key = format!("branch:{i}");
+        alice.call("lock_acquire", json!({"lock_key": key, "ttl_seconds": 60}));
+        assert_eq!(
+            bob.refused("lock_acquire", json!({"lock_key": key})),
+            "LOCK_CONFLICT"
+        );
+    }
+
+    // A fourth node joins: it takes its share, and nothing is lost or doubled.
+    let n4 = start_node(&server, like(&n1), url, "n4");
+    let p4 = n4.port;
+    spread_over(&n1, &[("n1", p1), ("n2", p2), ("n3", p3), ("n4", p4)]);
+    proxy.set_backends(&[p1, p2, p3, p4]);
+    all_to_all(&front, "joined");
+
+    // n2 stops: its shards go on to the others, still nothing lost or doubled.
+    n2.signal("TERM");
+    spread_over(&n1, &[("n1", p1), ("n3", p3), ("n4", p4)]);
+    proxy.set_backends(&[p1, p3, p4]);
+    all_to_all(&front, "left");
+    for port in [p1, p3, p4] {
+        assert!(proxy.served(port) > 0, "the proxy used node :{port}");
+    }
+    drop(n4);
+}
