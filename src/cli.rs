@@ -294,6 +294,11 @@ pub struct ServeArgs {
     /// refused [default: the host name]
     #[arg(long, env = "AGENT_HUB_NODE_ID", value_name = "ID", value_parser = crate::config::parse_node_id_arg)]
     pub node_id: Option<String>,
+    /// Cluster mode: `standby` (one node serves, the others forward) or `spread`
+    /// (each node serves the shards rendezvous hashing gives it); wins over
+    /// `cluster_placement` in config.yaml [default: standby]
+    #[arg(long, env = "AGENT_HUB_CLUSTER_PLACEMENT", value_name = "PLACEMENT", value_parser = ["standby", "spread"])]
+    pub cluster_placement: Option<String>,
     /// On a first start, print the generated token in the client snippets even when
     /// stdout is not a terminal (a log file or a service manager would keep it)
     #[arg(long)]

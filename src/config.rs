@@ -68,6 +68,9 @@ pub(crate) struct Endpoint {
     pub store: Option<String>,
     /// This node's name (cluster mode).
     pub node_id: String,
+    /// How the shards are placed (cluster mode): `--cluster-placement`, else the
+    /// file's `cluster_placement`.
+    pub placement: Placement,
 }
 
 /// clap's parser of `--node-id`.
@@ -88,10 +91,11 @@ pub(crate) fn resolve(
     host: Option<String>,
     port: Option<u16>,
     db: Option<PathBuf>,
-    cluster: (Option<String>, Option<String>),
+    cluster: (Option<String>, Option<String>, Option<Placement>),
     settings: &Settings,
 ) -> Result<Endpoint, ConfigError> {
-    let (store, node_id) = cluster;
+    let (store, node_id, placement) = cluster;
+    let placement = placement.unwrap_or(settings.cluster_placement);
     let host = host
         .or_else(|| settings.host.clone())
         .unwrap_or_else(|| DEFAULT_HOST.to_string());
@@ -112,6 +116,7 @@ pub(crate) fn resolve(
         .or_else(|| settings.node_id.clone())
         .unwrap_or_else(default_node_id);
     Ok(Endpoint {
+        placement,
         host,
         port,
         db,
@@ -127,17 +132,17 @@ mod tests {
     #[test]
     fn precedence_flag_over_file_over_default() {
         let mut s = Settings::default();
-        let e = resolve(None, None, Some("/x.db".into()), (None, None), &s).unwrap();
+        let e = resolve(None, None, Some("/x.db".into()), (None, None, None), &s).unwrap();
         assert_eq!((e.host.as_str(), e.port), (DEFAULT_HOST, DEFAULT_PORT));
         s.host = Some("0.0.0.0".into());
         s.port = Some(9000);
-        let e = resolve(None, None, Some("/x.db".into()), (None, None), &s).unwrap();
+        let e = resolve(None, None, Some("/x.db".into()), (None, None, None), &s).unwrap();
         assert_eq!((e.host.as_str(), e.port), ("0.0.0.0", 9000));
         let e = resolve(
             Some("::1".into()),
             Some(1),
             Some("/x.db".into()),
-            (None, None),
+            (None, None, None),
             &s,
         )
         .unwrap();

@@ -49,6 +49,34 @@ pub(crate) struct Draft {
 /// many there were instead, so that an event's size stays bounded.
 const NAMED_RECIPIENTS: usize = 64;
 
+/// The `message_delivered` event of a message to `here` and `elsewhere`.
+fn delivered(
+    message: &crate::domain::message::Message,
+    here: &[String],
+    elsewhere: &[String],
+) -> Draft {
+    let named: Vec<&String> = here
+        .iter()
+        .chain(elsewhere)
+        .take(NAMED_RECIPIENTS)
+        .collect();
+    Draft {
+        event_type: "message_delivered".into(),
+        entity_type: "message".into(),
+        entity_id: message.id.clone(),
+        actor: message.from_agent.clone(),
+        payload: json!({
+            "to_agent": message.to_agent,
+            "recipients": named,
+            "recipient_count": here.len() + elsewhere.len(),
+            "round_id": message.round_id,
+            "msg_type": message.msg_type,
+            "subject": message.subject,
+        }),
+        at: message.created_at.clone(),
+    }
+}
+
 /// What a committed op shows on the stream, if anything.
 pub(crate) fn of_op(op: &Op) -> Option<Draft> {
     let now = || crate::domain::time::iso(chrono::Utc::now());
@@ -65,24 +93,15 @@ pub(crate) fn of_op(op: &Op) -> Option<Draft> {
         Op::MessageInsert {
             message,
             recipients,
-        } => {
-            let named: Vec<&String> = recipients.iter().take(NAMED_RECIPIENTS).collect();
-            Some(Draft {
-                event_type: "message_delivered".into(),
-                entity_type: "message".into(),
-                entity_id: message.id.clone(),
-                actor: message.from_agent.clone(),
-                payload: json!({
-                    "to_agent": message.to_agent,
-                    "recipients": named,
-                    "recipient_count": recipients.len(),
-                    "round_id": message.round_id,
-                    "msg_type": message.msg_type,
-                    "subject": message.subject,
-                }),
-                at: message.created_at.clone(),
-            })
-        }
+        } => Some(delivered(message, recipients, &[])),
+        // Spread placement: the recipients served elsewhere get it through the
+        // outbox, as surely as the others.
+        Op::MessageElsewhere {
+            message,
+            recipients,
+            elsewhere,
+            ..
+        } => Some(delivered(message, recipients, elsewhere)),
         // A draft is no audited transition, but the operator's views list it.
         Op::TaskCreated(task) => Some(Draft {
             event_type: "task_created".into(),

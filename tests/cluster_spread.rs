@@ -74,9 +74,15 @@ fn spread_over(hub: &Hub, want: &[(&str, u16)]) {
 /// Every agent sends one message to every other (subjects `tag:from>to`); each
 /// inbox then holds exactly those addressed to it, once, and reads them.
 fn all_to_all(front: &Hub, tag: &str) {
-    let clients: Vec<(&str, Client)> = AGENTS.iter().map(|a| (*a, front.client(a))).collect();
-    for (from, c) in &clients {
-        for to in AGENTS.iter().filter(|t| *t != from) {
+    send_all(front, tag);
+    receive_all(front, tag);
+}
+
+/// Every agent sends one message to every other (subjects `tag:from>to`).
+fn send_all(front: &Hub, tag: &str) {
+    for from in AGENTS {
+        let c = front.client(from);
+        for to in AGENTS.iter().filter(|t| **t != from) {
             let sent = c.call(
                 "message_send",
                 json!({"to_agent": to, "subject": format!("{tag}:{from}>{to}"), "body": "b"}),
@@ -84,10 +90,16 @@ fn all_to_all(front: &Hub, tag: &str) {
             assert_eq!(sent["recipients"], json!([to]), "{sent}");
         }
     }
-    for (me, c) in &clients {
+}
+
+/// Each inbox holds exactly the messages [`send_all`] addressed to it, once;
+/// they are read.
+fn receive_all(front: &Hub, tag: &str) {
+    for me in AGENTS {
+        let c = &front.client(me);
         let mut want: Vec<String> = AGENTS
             .iter()
-            .filter(|f| *f != me)
+            .filter(|f| **f != me)
             .map(|f| format!("{tag}:{f}>{me}"))
             .collect();
         want.sort();
@@ -239,5 +251,15 @@ fn several_nodes_serve_their_shards() {
     for port in [p1, p3, p4] {
         assert!(proxy.served(port) > 0, "the proxy used node :{port}");
     }
+
+    // n3 is killed (kill -9) with messages to and from its agents answered: its
+    // leases lapse, each shard goes to its next owner, and every answered
+    // message is there once.
+    send_all(&front, "crash");
+    let mut front = front;
+    front.kill9();
+    proxy.set_backends(&[p1, p4]);
+    spread_over(&n1, &[("n1", p1), ("n4", p4)]);
+    receive_all(&front, "crash");
     drop(n4);
 }

@@ -17,7 +17,9 @@
 //! node 1 alone, most calls forwarded"); with `AGENT_HUB_PG_SUITE=proxy`, the
 //! tests call a round-robin TCP proxy in front of both, each connection on the
 //! next node (§4 item 3, "and against the proxy";
-//! `common::process::SUITE_GATEWAY`).
+//! `common::process::SUITE_GATEWAY`); with `AGENT_HUB_PG_SUITE=spread`, the two
+//! nodes behind the proxy serve at once, each its share of the shards
+//! (`cluster_placement: spread`).
 
 mod common;
 use common::postgres::Postgres;
@@ -141,11 +143,12 @@ fn integration_suite_on_postgres() {
         };
         let started = std::time::Instant::now();
         let mode = std::env::var("AGENT_HUB_PG_SUITE").unwrap_or_default();
-        let gateway = mode == "gateway" || mode == "proxy";
+        let gateway = mode == "gateway" || mode == "proxy" || mode == "spread";
+        let proxied = mode == "proxy" || mode == "spread";
         let skipped: Vec<&str> = SQLITE_ONLY
             .iter()
             .chain(GATEWAY_CHANGES.iter().filter(|_| gateway))
-            .chain(PROXY_CHANGES.iter().filter(|_| mode == "proxy"))
+            .chain(PROXY_CHANGES.iter().filter(|_| proxied))
             .filter(|(b, _)| b == name)
             .map(|(_, t)| *t)
             .collect();
@@ -165,6 +168,7 @@ fn integration_suite_on_postgres() {
                 match mode.as_str() {
                     "gateway" => "1",
                     "proxy" => "proxy",
+                    "spread" => "spread",
                     _ => "",
                 },
             )

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What the agent looks like to itself and to the operator.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub(crate) struct AgentView {
     pub agent_id: AgentId,
     pub name: String,
@@ -232,28 +232,28 @@ impl Handler<SendMessage> for AgentActor {
         }
         let from = self.view.agent_id.to_string();
         let message = Arc::new(msg.draft.into_message(msg.id, &from, iso(msg.at)));
-        let inserted = self.store.enqueue(Op::MessageInsert {
-            message: message.clone(),
-            recipients: msg
-                .recipients
-                .iter()
-                .map(|(id, _)| id.to_string())
-                .collect(),
-        });
+        let recipients: Vec<String> = msg
+            .recipients
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
         let ticket = if msg.elsewhere.is_empty() {
-            inserted
+            self.store.enqueue(Op::MessageInsert {
+                message: message.clone(),
+                recipients,
+            })
         } else {
-            self.store.enqueue(Op::Outbox {
-                owner: from.clone(),
-                message_id: message.id.clone(),
-                recipients: msg.elsewhere,
-                at: message.created_at.clone(),
+            self.store.enqueue(Op::MessageElsewhere {
+                message: message.clone(),
+                recipients,
+                elsewhere: msg.elsewhere,
+                fence: from.clone(),
             })
         };
         self.inbox
             .record_sent(&message.id, message.dedupe_key.as_deref());
         for (_, addr) in &msg.recipients {
-            addr.do_send(Deliver(message.clone(), Some(msg.reserved), inserted));
+            addr.do_send(Deliver(message.clone(), Some(msg.reserved), ticket));
         }
         Ok(Sent::Stored(message, ticket))
     }

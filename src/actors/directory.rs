@@ -149,15 +149,11 @@ impl Directory {
         });
         let Some(addr) = here else {
             // Its owner takes it from the outbox (its event with it).
-            store.enqueue(Op::MessageInsert {
-                message: message.clone(),
+            return store.enqueue(Op::MessageElsewhere {
+                message,
                 recipients: Vec::new(),
-            });
-            return store.enqueue(Op::Outbox {
-                owner: task.to_string(),
-                message_id: message.id.clone(),
-                recipients: vec![notice.to],
-                at: message.created_at.clone(),
+                elsewhere: vec![notice.to],
+                fence: task.to_string(),
             });
         };
         let ticket = store.enqueue(Op::MessageInsert {

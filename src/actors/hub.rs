@@ -17,7 +17,7 @@ mod tasks;
 
 pub(crate) use agents::AgentStatus;
 pub(crate) use dashboard::Health;
-pub(crate) use remote::set_count_at;
+pub(crate) use remote::{set_count_at, set_statuses_at};
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};
@@ -51,6 +51,8 @@ struct HubInner {
     activation: tokio::sync::Mutex<()>,
     /// Held by a prune for its whole run (see `retention.rs`).
     prune_lock: tokio::sync::Mutex<()>,
+    /// Held while deliveries are taken from the outbox (see `outbox.rs`).
+    outbox: tokio::sync::Mutex<()>,
     /// Held while an agent's online flag changes and its event is published, so
     /// the stream's last word on an agent matches its flag.
     presence: std::sync::Mutex<()>,
@@ -80,6 +82,15 @@ fn agent_handle(addr: Addr<AgentActor>, inbox: Arc<InboxGauge>, s: &Settings) ->
         online: AtomicBool::new(false),
         send_bucket: std::sync::Mutex::new(TokenBucket::new(s.send_rate_per_second, s.send_burst)),
     }
+}
+
+/// TASK_NOT_FOUND for `task_id`.
+fn task_not_found(task_id: &str) -> HubError {
+    DomainError::refused(
+        ErrorCode::TaskNotFound,
+        format!("task {task_id} does not exist"),
+    )
+    .into()
 }
 
 #[derive(Clone)]
@@ -190,6 +201,7 @@ impl Hub {
                 held,
                 activation: tokio::sync::Mutex::new(()),
                 prune_lock: tokio::sync::Mutex::new(()),
+                outbox: tokio::sync::Mutex::new(()),
                 presence: std::sync::Mutex::new(()),
                 task_count,
                 task_env,
@@ -430,11 +442,7 @@ impl Hub {
             return Ok(a.clone());
         }
         let Some(state) = self.inner.store.load_task(task_id).await? else {
-            return Err(DomainError::refused(
-                ErrorCode::TaskNotFound,
-                format!("task {task_id} does not exist"),
-            )
-            .into());
+            return Err(task_not_found(task_id));
         };
         // A task created meanwhile (task_draft_create does not take the activation
         // lock) already has its actor: use it, and build none.

@@ -275,7 +275,7 @@ fn user_db(config_dir: &Path, db: Option<PathBuf>) -> Result<PathBuf, CliError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => config::Settings::default(),
         Err(e) => return Err(config::ConfigError::io(&file, e).into()),
     };
-    let db = config::resolve(None, None, db, (None, None), &settings)?.db;
+    let db = config::resolve(None, None, db, (None, None, None), &settings)?.db;
     absolute(&db)
 }
 

@@ -59,6 +59,11 @@ pub(crate) fn run(
     // Config first: it says the log format (loading it logs nothing; its
     // warnings are collected and logged below).
     let loaded = bootstrap::prepare(dir, true)?;
+    let placement = match args.cluster_placement.as_deref() {
+        Some("spread") => Some(config::Placement::Spread),
+        Some("standby") => Some(config::Placement::Standby),
+        _ => None,
+    };
     init_tracing(
         loaded.settings.log_format,
         loaded.settings.log_level.as_deref(),
@@ -74,7 +79,7 @@ pub(crate) fn run(
         host,
         port,
         args.db,
-        (args.store, args.node_id),
+        (args.store, args.node_id, placement),
         &loaded.settings,
     )?;
     // stdout that is not a terminal is usually kept (a log file, journald): a token
@@ -242,7 +247,7 @@ async fn serve(
             let timing = crate::store::pg::node::Timing {
                 lease_ttl: Duration::from_secs(settings.cluster_lease_ttl_secs),
             };
-            let placement = settings.cluster_placement;
+            let placement = ep.placement;
             crate::store::pg::open::open(url, &ep.node_id, &base, timing, placement, opts)
                 .await
                 .map_err(CliError::from)
@@ -367,7 +372,7 @@ async fn serve(
             fill.subscribe(),
         ));
         if node.placement() == crate::store::pg::node::Placement::Spread {
-            actix_rt::spawn(take_outbox(node.clone(), fill.subscribe()));
+            actix_rt::spawn(take_outbox(fill.subscribe()));
         }
     }
     // Rebuilds the hub from disk around a storage fault, and in cluster mode around
@@ -472,48 +477,22 @@ async fn prune_replies(
 const OUTBOX_POLL: Duration = Duration::from_millis(100);
 
 /// Spread placement: take the deliveries other nodes left in the outbox for the
-/// agents this node serves (see `actors::hub::outbox`), every [`OUTBOX_POLL`],
-/// at once again while full pages come. A failure is logged once a minute.
-async fn take_outbox(
-    node: Arc<crate::store::pg::node::Node>,
-    hubs: tokio::sync::watch::Receiver<Option<Hub>>,
-) {
+/// agents this node serves (see `actors::hub::outbox`), every [`OUTBOX_POLL`].
+/// A failure is logged once a minute.
+async fn take_outbox(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
     static FAILED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(60_000);
     loop {
         tokio::time::sleep(OUTBOX_POLL).await;
-        loop {
-            let Some(hub) = hubs.borrow().clone() else {
-                break;
-            };
-            let rows = async {
-                let client = node.reads().get().await?;
-                let shards = hub.held_shards();
-                crate::store::reads::postgres::mail::outbox(&client, &shards).await
-            };
-            let rows = match rows.await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    if FAILED.hit().is_some() {
-                        tracing::warn!(error = %e, "could not read the outbox");
-                    }
-                    break;
+        let Some(hub) = hubs.borrow().clone() else {
+            continue;
+        };
+        match hub.take_outbox().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(taken = n, "deliveries taken from the outbox"),
+            Err(e) => {
+                if FAILED.hit().is_some() {
+                    tracing::warn!(error = %e, "could not take deliveries from the outbox");
                 }
-            };
-            let full = rows.len() >= 256;
-            if rows.is_empty() {
-                break;
-            }
-            match hub.take_outbox(rows).await {
-                Ok(n) => tracing::debug!(taken = n, "deliveries taken from the outbox"),
-                Err(e) => {
-                    if FAILED.hit().is_some() {
-                        tracing::warn!(error = %e, "could not take deliveries from the outbox");
-                    }
-                    break;
-                }
-            }
-            if !full {
-                break;
             }
         }
     }

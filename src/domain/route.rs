@@ -28,31 +28,34 @@ pub(crate) enum Home<'a> {
     Lock(&'a str),
 }
 
-/// A string argument as the tool reads it (trimmed), if it is one and not blank.
-fn arg<'a>(args: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+/// A string argument as the tool reads it, if it is one and not blank: trimmed
+/// where the tool trims it (a new task's id, a lock key, `assignment_list`'s
+/// round), as sent elsewhere (an id the tool looks up as it is).
+fn arg<'a>(args: &'a Map<String, Value>, name: &str, trimmed: bool) -> Option<&'a str> {
     args.get(name)
         .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .map(|s| if trimmed { s.trim() } else { s })
+        .filter(|s| !s.trim().is_empty())
 }
 
 /// The home of a call of tool `name` with `args`, made by `caller`. A call whose
 /// id argument is missing or not a string belongs to its caller: wherever it
 /// runs, it is refused with the same error.
 pub(crate) fn home<'a>(name: &str, args: &'a Map<String, Value>, caller: &'a str) -> Home<'a> {
-    let by = |field: &str, make: fn(&'a str) -> Home<'a>| {
-        arg(args, field).map_or(Home::Agent(caller), make)
+    let by = |field: &str, trimmed: bool, make: fn(&'a str) -> Home<'a>| {
+        arg(args, field, trimmed).map_or(Home::Agent(caller), make)
     };
     match name {
-        "task_draft_create" | "round_plan_submit" => by("task_id", Home::Task),
-        "review_submit" => by("round_id", Home::Round),
+        "task_draft_create" => by("task_id", true, Home::Task),
+        "round_plan_submit" => by("task_id", false, Home::Task),
+        "review_submit" => by("round_id", false, Home::Round),
         // Without a round: the caller's assignments over every task.
-        "assignment_list" => by("round_id", Home::Round),
+        "assignment_list" => by("round_id", true, Home::Round),
         "assignment_claim" | "assignment_progress" | "assignment_complete" => {
-            by("assignment_id", Home::Assignment)
+            by("assignment_id", false, Home::Assignment)
         }
-        "handoff_get" => by("handoff_id", Home::Handoff),
-        "lock_acquire" | "lock_release" => by("lock_key", Home::Lock),
+        "handoff_get" => by("handoff_id", false, Home::Handoff),
+        "lock_acquire" | "lock_release" => by("lock_key", true, Home::Lock),
         // message_send runs at the sender's shard (its dedupe keys, its rate);
         // the deliveries go to each recipient's. The others are the caller's own.
         _ => Home::Agent(caller),
@@ -79,7 +82,8 @@ mod tests {
         }));
         let cases = [
             ("task_draft_create", Home::Task("t-1")),
-            ("round_plan_submit", Home::Task("t-1")),
+            // Looked up as sent (and so refused as not found wherever it runs).
+            ("round_plan_submit", Home::Task(" t-1 ")),
             ("review_submit", Home::Round("r-1")),
             ("assignment_list", Home::Round("r-1")),
             ("assignment_claim", Home::Assignment("a-1")),

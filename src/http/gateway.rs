@@ -295,7 +295,14 @@ impl Finder {
         let found = match self.dest {
             Dest::Leader => self.leaders.borrow_and_update().clone(),
             Dest::Shard(shard) => self.owners.borrow_and_update().owner(shard).cloned(),
-            Dest::Any => self.owners.borrow_and_update().nodes().first().cloned(),
+            // Any other node serving (this one does not, or it would be here).
+            Dest::Any => self
+                .owners
+                .borrow_and_update()
+                .nodes()
+                .iter()
+                .find(|l| l.node_id != node.id())
+                .cloned(),
         };
         found.filter(|l| l.node_id != node.id())
     }
@@ -457,6 +464,131 @@ pub(crate) async fn count_at_owner(
         }
         let _ = tokio::time::timeout(left.min(RETRY_PAUSE), finder.changed()).await;
     }
+}
+
+/// Spread placement: the presence of agents `ids` from the nodes serving them
+/// (`POST /internal/agents`), as the shard map has them; a node that does not
+/// answer within 5 s leaves its agents out.
+pub(crate) async fn statuses_at_owners(
+    st: web::Data<AppState>,
+    ids: Vec<String>,
+) -> Result<Vec<crate::actors::hub::AgentStatus>, crate::actors::HubError> {
+    let Some(node) = st.cluster.get().cloned() else {
+        return Ok(Vec::new());
+    };
+    let map = node.shard_maps().borrow().clone();
+    let mut by_node: std::collections::BTreeMap<String, (String, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    for id in ids {
+        if let Some(owner) = map.owner(crate::domain::shard::shard_of(&id)) {
+            if owner.node_id != node.id() {
+                by_node
+                    .entry(owner.node_id.clone())
+                    .or_insert_with(|| (owner.url.clone(), Vec::new()))
+                    .1
+                    .push(id);
+            }
+        }
+    }
+    let asks = by_node.into_iter().map(|(node_id, (url, ids))| {
+        let url = format!("{}/internal/agents", url.trim_end_matches("/mcp"));
+        let out = CLIENT.with(|c| c.post(url)).timeout(Duration::from_secs(5));
+        let out = st.mark(out, node.id(), None, false);
+        async move {
+            let asked = out.send_json(&super::internal::AgentsBody { ids }).await;
+            match asked {
+                Ok(mut r) if r.status().is_success() => r
+                    .json::<Vec<crate::actors::hub::AgentStatus>>()
+                    .limit(16 << 20)
+                    .await
+                    .unwrap_or_default(),
+                _ => {
+                    tracing::warn!(node = %node_id, "could not ask a node for its agents' presence");
+                    Vec::new()
+                }
+            }
+        }
+    });
+    Ok(futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Spread placement: after this node changed the agents table, every other node
+/// serving reads it at once (`POST /internal/follow`), as a standby reloads the
+/// serving node: what a `hubctl` command changed is in force everywhere when it
+/// returns. A node that does not answer within 5 s follows within a second
+/// anyway (`follow_registry`). Returns the nodes that did.
+pub(crate) async fn follow_everywhere(st: &AppState) -> Vec<String> {
+    on_every_other_node(st, "/internal/follow", None).await
+}
+
+/// Spread placement: `hubctl reload` at one node reloads every other serving node
+/// too (each from its own files, with the caller's token), as a standby reloads
+/// the serving node, so that a rotated operator token or a changed agent is in
+/// force everywhere when it returns. Not for a reload another node asked for.
+/// Returns the nodes reloaded.
+pub(crate) async fn reload_others(req: &HttpRequest, st: &AppState) -> Vec<String> {
+    if from_node(req.headers(), st) {
+        return Vec::new();
+    }
+    let auth = req.headers().get(header::AUTHORIZATION).cloned();
+    on_every_other_node(st, "/operator/reload", auth).await
+}
+
+/// POST `path` at every other live node (spread placement, as PostgreSQL has
+/// them now: one that joined a moment ago too), marked as this node's; the
+/// nodes that answered 2xx within 5 s.
+async fn on_every_other_node(
+    st: &AppState,
+    path: &str,
+    auth: Option<header::HeaderValue>,
+) -> Vec<String> {
+    let Some(node) = st.cluster.get() else {
+        return Vec::new();
+    };
+    if node.placement() != Placement::Spread {
+        return Vec::new();
+    }
+    let members = match node.members().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the members; the others follow within a second");
+            return Vec::new();
+        }
+    };
+    let asks = members
+        .into_iter()
+        .filter(|n| n.node_id != node.id())
+        .map(|n| {
+            let url = format!("{}{path}", n.url.trim_end_matches("/mcp"));
+            let out = CLIENT.with(|c| c.post(url)).timeout(Duration::from_secs(5));
+            let mut out = st.mark(out, node.id(), None, false);
+            if let Some(a) = &auth {
+                out = out.insert_header((header::AUTHORIZATION, a.clone()));
+            }
+            let id = n.node_id.clone();
+            async move {
+                match out.send().await {
+                    Ok(r) if r.status().is_success() => Some(id),
+                    Ok(r) => {
+                        tracing::warn!(node = %id, status = %r.status(), "another node did not follow a change of the agents");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %id, error = %e, "another node did not follow a change of the agents");
+                        None
+                    }
+                }
+            }
+        });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// On a cluster node that does not serve, and for a request no node forwarded:

@@ -2,6 +2,13 @@
 //! of the node serving another shard, proven with the cluster key
 //! (`gateway::node_auth`); anything else gets 403.
 //!
+//! `POST /internal/follow`: read the agents table now (another node changed it:
+//! `hubctl reload`, `hubctl agent …`), so that the change is in force on every
+//! node when the command returns. 200 once read.
+//!
+//! `POST /internal/agents` `{"ids": [...]}`: the presence of those of the agents
+//! served here (`hubctl agents` and the dashboard asked at another node).
+//!
 //! `POST /internal/count` `{"task_id", "sender", "step"}`: a step of the count of
 //! a message against the budget of a task served here (see
 //! `actors::hub::remote`). 200 `{"ok": true}`; a refusal 409 with the tool
@@ -18,7 +25,55 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/count", web::post().to(count));
+    cfg.route("/internal/count", web::post().to(count))
+        .route("/internal/follow", web::post().to(follow))
+        .route("/internal/agents", web::post().to(agents));
+}
+
+/// The body of `POST /internal/agents`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct AgentsBody {
+    pub ids: Vec<String>,
+}
+
+/// The presence of the agents of `ids` served here (`hubctl agents` asked at
+/// another node); the others are left out.
+async fn agents(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<AgentsBody>,
+) -> Result<HttpResponse, ApiError> {
+    from_a_node(&req, &st)?;
+    let hub = st.hub.get().await?;
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for id in body.ids.iter().take(1000) {
+        match hub.agent_status(id, now).await {
+            Ok(Some(s)) => out.push(s),
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::from_hub(&hub, e).await),
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// 403 unless the request is another node's, proven with the cluster key.
+fn from_a_node(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
+    if super::gateway::from_node(req.headers(), st) {
+        return Ok(());
+    }
+    Err(ApiError::rpc(
+        StatusCode::FORBIDDEN,
+        crate::mcp::jsonrpc::RpcError::server(
+            "Forbidden: /internal/ is for the nodes of the cluster (x-agent-hub-node-auth)",
+        ),
+    ))
+}
+
+async fn follow(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    from_a_node(&req, &st)?;
+    st.reloader.follow(false).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
 /// The body of `POST /internal/count`.
@@ -34,14 +89,7 @@ async fn count(
     st: web::Data<AppState>,
     body: web::Json<CountBody>,
 ) -> Result<HttpResponse, ApiError> {
-    if !super::gateway::from_node(req.headers(), &st) {
-        return Err(ApiError::rpc(
-            StatusCode::FORBIDDEN,
-            crate::mcp::jsonrpc::RpcError::server(
-                "Forbidden: /internal/ is for the nodes of the cluster (x-agent-hub-node-auth)",
-            ),
-        ));
-    }
+    from_a_node(&req, &st)?;
     let hub = st.hub.get().await?;
     let sender = AgentId::new(&body.sender);
     match hub.count_here(&body.task_id, &sender, body.step).await {

@@ -131,6 +131,12 @@ async fn cluster_move(
                 .into(),
         ));
     };
+    if node.placement() == crate::store::pg::node::Placement::Spread {
+        return Err(ApiError::invalid_argument(
+            "with cluster_placement: spread each shard is served by the node rendezvous hashing picks among the live members, and goes back there; to move a node's shards away, stop it (SIGTERM hands each to its next owner)"
+                .into(),
+        ));
+    }
     let to = body
         .get("to")
         .and_then(serde_json::Value::as_str)
@@ -245,7 +251,13 @@ async fn reload(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
     // A cluster node standing by reloads the serving node too (from that node's
     // own files), so that `hubctl reload` against any node reaches it.
     let serving = super::gateway::reload_leader(&req, &st).await;
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "reloaded": r, "serving_node": serving})))
+    // Spread placement: the other nodes reload at once.
+    let others = super::gateway::reload_others(&req, &st).await;
+    let mut answer = json!({"ok": true, "reloaded": r, "serving_node": serving});
+    if !others.is_empty() {
+        answer["other_nodes"] = json!(others);
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Cluster mode: give an agent a new token by its hash (`hubctl agent rotate` of an
@@ -265,6 +277,7 @@ async fn agent_token(
     st.reloader
         .change_agent(id.as_str(), Some(hash.to_string()))
         .await?;
+    super::gateway::follow_everywhere(&st).await;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "rotated": id.as_str()})))
 }
 
@@ -278,6 +291,7 @@ async fn agent_remove(
     guards::check_origin(&req, &st.origins)?;
     guards::operator(&req, &st)?;
     st.reloader.change_agent(id.as_str(), None).await?;
+    super::gateway::follow_everywhere(&st).await;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "removed": id.as_str()})))
 }
 

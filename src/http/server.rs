@@ -126,6 +126,10 @@ pub(crate) fn serve(
                 step,
             ))
         }));
+        let st = state.clone();
+        crate::actors::hub::set_statuses_at(std::sync::Arc::new(move |ids| {
+            Box::pin(super::gateway::statuses_at_owners(st.clone(), ids))
+        }));
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = HttpServer::new(move || {

@@ -59,9 +59,14 @@ fn apply_one<'a>(
             message,
             recipients,
         } => insert_message(tx, message, recipients)?,
-        // SQLite serves every shard: no recipient is elsewhere. Kept in step with
-        // PostgreSQL for the op's taken half (the delivery).
-        Op::Outbox { .. } | Op::QuotaFree { .. } => {}
+        // SQLite serves every shard: no recipient is elsewhere (and no quota is
+        // counted cluster-wide). Kept in step with PostgreSQL for the rest.
+        Op::MessageElsewhere {
+            message,
+            recipients,
+            ..
+        } => insert_message(tx, message, recipients)?,
+        Op::QuotaFree { .. } => {}
         Op::OutboxTaken { message, agent } => exec(
             tx,
             "INSERT OR IGNORE INTO message_recipients (message_id, agent_id, delivered_at, shard) VALUES (?1, ?2, ?3, ?4)",

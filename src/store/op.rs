@@ -37,15 +37,17 @@ pub(crate) enum Op {
         message: Arc<Message>,
         recipients: Vec<String>,
     },
-    /// Spread placement: deliveries of a stored message to `recipients`, whose
-    /// shards other nodes serve, for their owners to take ([`Op::OutboxTaken`]).
-    /// `owner` is who made them (the sender, or a notice's task): its shard
-    /// fences them.
-    Outbox {
-        owner: String,
-        message_id: String,
+    /// Spread placement: [`Op::MessageInsert`] of a message some of whose
+    /// recipients (`elsewhere`) other nodes serve: the message, the deliveries to
+    /// `recipients` (served here) and one outbox row per recipient elsewhere, for
+    /// its owner to take ([`Op::OutboxTaken`]), in one op so that none is stored
+    /// without the others. `fence` made it (the sender, or a notice's task): its
+    /// shard fences it.
+    MessageElsewhere {
+        message: Arc<Message>,
         recipients: Vec<String>,
-        at: String,
+        elsewhere: Vec<String>,
+        fence: String,
     },
     /// Spread placement: the delivery of `message` to `agent` (served here) that
     /// another node left in the outbox, taken.
@@ -160,6 +162,14 @@ pub(crate) enum Scope {
     Every,
 }
 
+/// The shards of `owners`, once each.
+fn many<'a>(owners: impl Iterator<Item = &'a str>) -> Scope {
+    let mut shards: Vec<ShardId> = owners.map(shard_of).collect();
+    shards.sort();
+    shards.dedup();
+    Scope::Many(shards)
+}
+
 impl Op {
     /// What [`Scope`] this op writes in. Each row's shard is its owner's, as the
     /// PostgreSQL writer stores it in the row's `shard` column.
@@ -168,25 +178,23 @@ impl Op {
         match self {
             Op::AgentRegister { id, .. } | Op::AgentHeartbeat { id, .. } => of(id),
             Op::MessageAck { agent, .. } | Op::DeliveriesPurge { agent, .. } => of(agent),
-            Op::Outbox { owner, .. } => of(owner),
+            Op::MessageElsewhere {
+                recipients, fence, ..
+            } => many(std::iter::once(fence.as_str()).chain(recipients.iter().map(String::as_str))),
             Op::OutboxTaken { agent, .. } => of(agent),
             Op::QuotaFree { task_id, .. } => of(task_id),
             Op::MessageInsert {
                 message,
                 recipients,
             } => {
-                // A hub notice is fenced by its task (its op comes from the task's
-                // actor, in the same batch or before); its sender is no owner.
+                // A hub notice's sender is no owner: its recipients' shards fence it.
                 let sender =
                     Some(message.from_agent.as_str()).filter(|s| *s != crate::domain::channel::HUB);
-                let mut shards: Vec<ShardId> = sender
-                    .into_iter()
-                    .chain(recipients.iter().map(String::as_str))
-                    .map(shard_of)
-                    .collect();
-                shards.sort();
-                shards.dedup();
-                Scope::Many(shards)
+                many(
+                    sender
+                        .into_iter()
+                        .chain(recipients.iter().map(String::as_str)),
+                )
             }
             Op::TaskUpsert(t) | Op::TaskCreated(t) => of(&t.id),
             Op::RoundUpsert(r) => of(&r.task_id),

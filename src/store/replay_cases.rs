@@ -56,7 +56,7 @@ pub(crate) fn kind(op: &Op) -> &'static str {
         Op::AgentHeartbeat { .. } => "AgentHeartbeat",
         Op::MessageInsert { .. } => "MessageInsert",
         Op::MessageAck { .. } => "MessageAck",
-        Op::Outbox { .. } => "Outbox",
+        Op::MessageElsewhere { .. } => "MessageElsewhere",
         Op::OutboxTaken { .. } => "OutboxTaken",
         Op::QuotaFree { .. } => "QuotaFree",
         Op::DeliveriesPurge { .. } => "DeliveriesPurge",
@@ -87,7 +87,7 @@ pub(crate) const KINDS: &[&str] = &[
     "AgentHeartbeat",
     "MessageInsert",
     "MessageAck",
-    "Outbox",
+    "MessageElsewhere",
     "OutboxTaken",
     "QuotaFree",
     "DeliveriesPurge",
@@ -280,21 +280,18 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
         },
     ];
     // A message to alice here and to bob at another node (spread placement): the
-    // outbox row, then bob's node taking it.
-    let m6 = send("m6", "carol", &["alice"], 7);
-    if let Op::MessageInsert { message, .. } = &m6 {
-        let taken = Op::OutboxTaken {
+    // message with its outbox row, then bob's node taking it.
+    if let Op::MessageInsert { message, .. } = send("m6", "carol", &["alice"], 7) {
+        chained.push(Op::MessageElsewhere {
             message: message.clone(),
-            agent: "bob".into(),
-        };
-        chained.push(m6.clone());
-        chained.push(Op::Outbox {
-            owner: "carol".into(),
-            message_id: "m6".into(),
-            recipients: vec!["bob".into()],
-            at: iso(at(7)),
+            recipients: vec!["alice".into()],
+            elsewhere: vec!["bob".into()],
+            fence: "carol".into(),
         });
-        chained.push(taken);
+        chained.push(Op::OutboxTaken {
+            message,
+            agent: "bob".into(),
+        });
     }
     chained.push(Op::QuotaFree {
         kind: "active",

@@ -518,6 +518,31 @@ impl Store {
         self.enqueue(Op::End { group, logged })
     }
 
+    /// Spread placement: the deliveries other nodes left in the outbox for agents
+    /// of `shards`, or for `agent` alone (see `actors::hub::outbox`); none on
+    /// SQLite, whose one hub serves every agent.
+    pub(crate) async fn outbox(
+        &self,
+        shards: &[crate::domain::shard::ShardId],
+        agent: Option<&str>,
+    ) -> Result<Vec<(String, crate::domain::message::Message)>, StoreError> {
+        let ReadSide::Postgres(pool) = &self.inner.reads else {
+            return Ok(Vec::new());
+        };
+        let client = pool.get().await.map_err(super::pg::PgError::from)?;
+        Ok(super::reads::postgres::mail::outbox(&client, shards, agent).await?)
+    }
+
+    /// Spread placement: the unread messages and bytes of `agent`'s inbox as
+    /// stored (see `reads::postgres::mail::inbox_size`); none on SQLite.
+    pub(crate) async fn inbox_size(&self, agent: &str) -> Result<(u64, u64), StoreError> {
+        let ReadSide::Postgres(pool) = &self.inner.reads else {
+            return Ok((0, 0));
+        };
+        let client = pool.get().await.map_err(super::pg::PgError::from)?;
+        Ok(super::reads::postgres::mail::inbox_size(&client, agent).await?)
+    }
+
     /// Spread placement: take one of `agent`'s units of `quota` for `item` (of
     /// the task of shard `shard`) in the cluster-wide count (see `pg::quota`);
     /// `None` on SQLite, whose one hub counts them all in memory.

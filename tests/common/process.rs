@@ -89,7 +89,11 @@ pub(crate) fn hubctl_cmd(home: &Path) -> Command {
         .env_remove("AGENT_HUB_STORE")
         .env_remove("AGENT_HUB_NODE_ID")
         .env_remove("AGENT_HUB_CONFIG_DIR")
+        .env_remove("AGENT_HUB_CLUSTER_PLACEMENT")
         .env("RUST_LOG", "warn");
+    if spread_suite() {
+        cmd.env("AGENT_HUB_CLUSTER_PLACEMENT", "spread");
+    }
     cmd
 }
 
@@ -197,9 +201,15 @@ fn gateway_suite() -> bool {
         && std::env::var_os(SUITE_GATEWAY).is_some_and(|v| !v.is_empty())
 }
 
-/// [`SUITE_GATEWAY`] is `proxy`: calls go through a round-robin proxy.
+/// [`SUITE_GATEWAY`] is `proxy` or `spread`: calls go through a round-robin proxy.
 fn proxy_suite() -> bool {
-    gateway_suite() && std::env::var(SUITE_GATEWAY).is_ok_and(|v| v == "proxy")
+    gateway_suite() && std::env::var(SUITE_GATEWAY).is_ok_and(|v| v == "proxy" || v == "spread")
+}
+
+/// [`SUITE_GATEWAY`] is `spread`: the two nodes serve at once, each its share of
+/// the shards (`cluster_placement: spread`), behind the proxy.
+pub(crate) fn spread_suite() -> bool {
+    gateway_suite() && std::env::var(SUITE_GATEWAY).is_ok_and(|v| v == "spread")
 }
 
 /// In [`SUITE_GATEWAY`] mode: once the node of `url` serves, a second node on the
@@ -231,6 +241,30 @@ fn start_gateway(dir: &Path, url: &str) -> Option<Running> {
         "the gateway does not forward: {}",
         gw.out.stderr()
     );
+    if spread_suite() {
+        // Both serve their share once the shards have moved (each holds some,
+        // and each has loaded what it holds).
+        let cluster = format!("{}/operator/cluster", gw.url.trim_end_matches("/mcp"));
+        let both = wait_for(Duration::from_secs(30), || {
+            let view = super::request("GET", &cluster, &[("Authorization", &auth)], "").json();
+            let members = view["cluster"]["members"].as_array()?.clone();
+            let shares: Vec<i64> = members
+                .iter()
+                .filter(|m| m["live"] == true)
+                .map(|m| m["shards"].as_i64().unwrap_or(0))
+                .collect();
+            let split = shares.len() == 2 && shares.iter().all(|n| *n > 0);
+            let ready = [base, gw.url.trim_end_matches("/mcp")]
+                .iter()
+                .all(|b| super::request("GET", &format!("{b}/readyz"), &[], "").status == 200);
+            (split && ready).then_some(())
+        });
+        assert!(
+            both.is_some(),
+            "the nodes do not both serve: {}",
+            gw.out.stderr()
+        );
+    }
     Some(gw)
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::sync::atomic::Ordering;
 
 /// An agent with its presence, for the operator.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct AgentStatus {
     #[serde(flatten)]
     pub view: AgentView,
@@ -137,7 +137,9 @@ impl Hub {
             .map(|e| e.key().clone())
             .filter(|id| !listed.contains(id))
             .collect();
-        for id in gone {
+        // Agents of other nodes' shards removed: their locks here go too.
+        let gone_elsewhere: Vec<AgentId> = removed.drain(..).map(|id| AgentId::new(&id)).collect();
+        for id in gone.into_iter().chain(gone_elsewhere) {
             if let Some((_, h)) = dir.agents.remove(&id) {
                 h.addr.do_send(crate::actors::Stop);
             }
@@ -174,12 +176,30 @@ impl Hub {
     ) -> Result<Page<AgentStatus>, HubError> {
         let ids = self.inner.store.agent_page(req).await?;
         let mut items = Vec::with_capacity(ids.items.len());
+        let mut elsewhere = Vec::new();
         for (_, id) in &ids.items {
             // An agent stored as active but without an actor is one this server
-            // does not serve (cluster mode: another node's); it is left out.
-            if let Some(status) = self.agent_status(id, now).await? {
-                items.push(status);
+            // does not serve: another node's (spread placement: asked below;
+            // standby placement: a standby has no hub), or a stale row.
+            match self.agent_status(id, now).await? {
+                Some(status) => items.push(status),
+                None if self.inner.dir.elsewhere.contains_key(&AgentId::new(id)) => {
+                    elsewhere.push(id.clone())
+                }
+                None => {}
             }
+        }
+        if !elsewhere.is_empty() {
+            // Each from its node, which knows its presence; in the store's order.
+            let mut theirs = self.statuses_elsewhere(elsewhere).await?;
+            items.append(&mut theirs);
+            let order: std::collections::HashMap<&str, usize> = ids
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, (_, id))| (id.as_str(), i))
+                .collect();
+            items.sort_by_key(|s| order.get(s.view.agent_id.as_str()).copied());
         }
         Ok(Page {
             items,
@@ -188,7 +208,7 @@ impl Hub {
     }
 
     /// One agent with its presence by the documented rule; `None` if unknown here.
-    pub(super) async fn agent_status(
+    pub(crate) async fn agent_status(
         &self,
         id: &str,
         now: DateTime<Utc>,

@@ -31,6 +31,9 @@ impl Hub {
         agent: &AgentId,
         unread: bool,
     ) -> Result<Page<Delivery>, HubError> {
+        if self.owns(agent.as_str()) {
+            self.take_outbox_of(agent).await?;
+        }
         let page = self
             .inner
             .store
@@ -51,6 +54,7 @@ impl Hub {
     ) -> Result<u64, HubError> {
         self.writable()?;
         let addr = self.agent(agent)?;
+        self.take_outbox_of(agent).await?;
         let (this, agent) = (self.clone(), agent.to_string());
         // The purge and its audit record must not be parted by the caller going
         // away: they run as a task of their own.

@@ -147,14 +147,31 @@ impl Hub {
         now: DateTime<Utc>,
     ) -> Result<Delivered, HubError> {
         let (recipients, elsewhere) = self.recipients(from, &draft)?;
+        if draft.reply_to.is_some() {
+            // A reply to a message sent from another node a moment ago: it is in
+            // the sender's inbox first (spread placement).
+            self.take_outbox_of(from).await?;
+        }
         let id = message_id(now.timestamp_millis());
         let size = draft.pull_size(&id, from.as_str(), &iso(now));
-        // The inboxes served elsewhere are their owners' to count: their messages
-        // wait in the outbox, on disk, until taken (see `take_outbox`).
-        let (recipients, skipped) = self.reserve_inboxes(recipients, size);
+        let (recipients, mut skipped) = self.reserve_inboxes(recipients, size);
         if let (Some(to), Some((_, full))) = (&draft.to_agent, skipped.first()) {
             return Err(inbox_full(to, *full).into());
         }
+        // The inboxes served elsewhere are their owners' to count: as stored
+        // (concurrent sends from several nodes may each see the last free place).
+        let mut room_elsewhere = Vec::with_capacity(elsewhere.len());
+        for to in elsewhere {
+            match self.inbox_full_elsewhere(to.as_str(), size).await? {
+                Some(full) if draft.to_agent.is_some() => {
+                    return Err(inbox_full(to.as_str(), full).into())
+                }
+                Some(full) => skipped.push((to, full)),
+                None => room_elsewhere.push(to),
+            }
+        }
+        let elsewhere = room_elsewhere;
+        skipped.sort_by(|a, b| a.0.cmp(&b.0));
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
         let sent = self
             .count_and_store(from, draft, (recipients, elsewhere.clone()), id, size, now)
@@ -202,6 +219,21 @@ impl Hub {
             }
         }
         (room, full)
+    }
+
+    /// Whether the inbox of `to`, served by another node, has no room for a
+    /// message of `bytes` (what is stored, delivered or in the outbox, counted).
+    async fn inbox_full_elsewhere(&self, to: &str, bytes: usize) -> Result<Option<Full>, HubError> {
+        let s = self.settings();
+        let (n, used) = self.inner.store.inbox_size(to).await?;
+        let (n, used) = (n as usize, used as usize);
+        Ok(if n >= s.max_inbox_messages {
+            Some(Full::Messages(n))
+        } else if used + bytes > s.max_inbox_bytes {
+            Some(Full::Bytes(used))
+        } else {
+            None
+        })
     }
 
     /// Give back the room promised to `recipients` for a send that was not stored.
@@ -365,6 +397,7 @@ impl Hub {
         wait: std::time::Duration,
     ) -> Result<Pulled, HubError> {
         let addr = self.agent(agent)?;
+        self.take_outbox_of(agent).await?;
         // One more than asked: whether more are waiting.
         let ask = Pull {
             limit: limit + 1,
@@ -439,6 +472,7 @@ impl Hub {
     ) -> Result<Vec<String>, HubError> {
         self.writable()?;
         let addr = self.agent(agent)?;
+        self.take_outbox_of(agent).await?;
         let mut stored = None;
         for _ in 0..LOOKUP_ATTEMPTS {
             let ack = Ack {

@@ -42,15 +42,28 @@ impl Hub {
         self.on_task(task_id, cmd).await
     }
 
-    /// One task with everything under it.
+    /// One task with everything under it. A task another node serves (spread
+    /// placement) is read from the store, where everything answered is.
     pub(crate) async fn task_snapshot(&self, task_id: &str) -> Result<TaskState, HubError> {
+        if !self.owns(task_id) {
+            return self.stored_task(task_id).await;
+        }
         self.on_task(task_id, Snapshot).await
     }
 
     /// The task owning round `round_id`, with everything under it.
     pub(crate) async fn round_snapshot(&self, round_id: &str) -> Result<TaskState, HubError> {
         let task = self.task_of_round(round_id).await?;
-        self.on_task(&task, Snapshot).await
+        self.task_snapshot(&task).await
+    }
+
+    /// A task as stored; TASK_NOT_FOUND if it is not.
+    async fn stored_task(&self, task_id: &str) -> Result<TaskState, HubError> {
+        self.inner
+            .store
+            .load_task(task_id)
+            .await?
+            .ok_or_else(|| super::task_not_found(task_id))
     }
 
     /// A page of tasks, newest first (`hubctl list-tasks`), read from the store

@@ -24,27 +24,79 @@ impl Hub {
             .collect()
     }
 
+    /// Take the deliveries other nodes left in the outbox for the agents served
+    /// here, a page at a time, until none is left (the node's poll). Returns how
+    /// many were taken.
+    pub(crate) async fn take_outbox(&self) -> Result<usize, HubError> {
+        self.take_from_outbox(None).await
+    }
+
+    /// Before `agent`'s inbox is read or changed (spread placement): take what
+    /// other nodes left for it, so that a message answered as sent elsewhere is
+    /// in the inbox for any later call, as on one node.
+    pub(super) async fn take_outbox_of(&self, agent: &AgentId) -> Result<(), HubError> {
+        if self.inner.dir.spread {
+            self.take_from_outbox(Some(agent)).await?;
+        }
+        Ok(())
+    }
+
+    async fn take_from_outbox(&self, agent: Option<&AgentId>) -> Result<usize, HubError> {
+        if !self.inner.dir.spread {
+            return Ok(0);
+        }
+        // One taker at a time: a row is read again only once its taking is stored.
+        let _one = self.inner.outbox.lock().await;
+        let shards = match agent {
+            Some(a) => vec![crate::domain::shard::shard_of(a.as_str())],
+            None => self.held_shards(),
+        };
+        let mut taken = 0;
+        loop {
+            let rows = self
+                .inner
+                .store
+                .outbox(&shards, agent.map(AgentId::as_str))
+                .await?;
+            let full = rows.len() >= crate::store::reads::postgres::mail::OUTBOX_PAGE;
+            if rows.is_empty() {
+                return Ok(taken);
+            }
+            let now = self.take_rows(rows).await?;
+            taken += now;
+            // The rest belong to shards that moved meanwhile: their owner's.
+            if !full || now == 0 {
+                return Ok(taken);
+            }
+        }
+    }
+
     /// Take the outbox rows `rows` (recipient, message) of agents served here,
-    /// once each, and wait until their deliveries are stored. Rows of agents not
-    /// served here (a shard that moved since they were read) are left for their
-    /// owner. Returns how many were taken.
-    pub(crate) async fn take_outbox(
-        &self,
-        rows: Vec<(String, Message)>,
-    ) -> Result<usize, HubError> {
+    /// once each, and wait until their deliveries are stored. Rows of agents
+    /// served elsewhere (a shard that moved since they were read) are left for
+    /// their owner. A row of an agent this hub does not know (removed, or added
+    /// at another node a moment ago) is taken too: its delivery is stored, and an
+    /// agent added later loads it with its inbox. Returns how many were taken.
+    async fn take_rows(&self, rows: Vec<(String, Message)>) -> Result<usize, HubError> {
         self.writable()?;
         let mut last = Ticket::NONE;
         let mut taken = 0;
         for (agent, message) in rows {
             let id = AgentId::new(&agent);
-            let Some(addr) = self.inner.dir.agents.get(&id).map(|h| h.addr.clone()) else {
+            if self.inner.dir.elsewhere.contains_key(&id) || !self.owns(&agent) {
                 continue;
-            };
+            }
+            let addr = self.inner.dir.agents.get(&id).map(|h| h.addr.clone());
             let message = Arc::new(message);
             let ticket = self.inner.store.enqueue(Op::OutboxTaken {
                 message: message.clone(),
                 agent,
             });
+            last = last.max(ticket);
+            taken += 1;
+            let Some(addr) = addr else {
+                continue;
+            };
             // A hub notice's event said what it is about; here it says a notice came.
             let notice = (message.from_agent == HUB_SENDER).then(|| Item {
                 message_id: Some(message.id.clone()),
@@ -57,8 +109,6 @@ impl Hub {
             if let Some(item) = notice {
                 addr.do_send(Push(item));
             }
-            last = last.max(ticket);
-            taken += 1;
         }
         if last != Ticket::NONE {
             self.inner.store.wait_durable(last).await?;

@@ -23,12 +23,39 @@ pub(crate) type CountAt = Arc<
 
 static COUNT_AT: OnceLock<CountAt> = OnceLock::new();
 
+/// How a hub asks the nodes serving agents `ids` for their presence (set by the
+/// HTTP layer); agents no node answers for are left out.
+pub(crate) type StatusesAt = Arc<
+    dyn Fn(Vec<String>) -> LocalBoxFuture<'static, Result<Vec<super::AgentStatus>, HubError>>
+        + Send
+        + Sync,
+>;
+
+static STATUSES_AT: OnceLock<StatusesAt> = OnceLock::new();
+
+/// Set how agents' presence is asked of other nodes (once per process).
+pub(crate) fn set_statuses_at(statuses_at: StatusesAt) {
+    let _ = STATUSES_AT.set(statuses_at);
+}
+
 /// Set how counts reach other nodes (once per process: its one server).
 pub(crate) fn set_count_at(count_at: CountAt) {
     let _ = COUNT_AT.set(count_at);
 }
 
 impl Hub {
+    /// Spread placement: the presence of agents `ids`, which other nodes serve,
+    /// from those nodes.
+    pub(super) async fn statuses_elsewhere(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<super::AgentStatus>, HubError> {
+        match STATUSES_AT.get() {
+            Some(at) => at(ids).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// A step of the count of `sender`'s message about a round of task `task`,
     /// which another node serves.
     pub(super) async fn count_elsewhere(

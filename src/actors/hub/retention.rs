@@ -42,6 +42,15 @@ impl Hub {
     ) -> Result<Pruned, HubError> {
         if !dry_run {
             self.writable()?;
+            // Its deletes span every shard, and each node serves some (not built:
+            // a prune by each node of its own shards).
+            if self.inner.dir.spread {
+                return Err(DomainError::invalid(
+                    "cluster_placement",
+                    "pruning history is not built for spread placement (each node serves some shards, a prune spans them all); count with --dry-run, or prune with cluster_placement: standby",
+                )
+                .into());
+            }
         }
         // One prune at a time (hourly and hubctl): two would count the same rows.
         // A dry run only counts, and does not wait for one.

@@ -118,6 +118,7 @@ pub(super) async fn supervise(
             // follows the table before it is put in the slot.
             let shards = c.node.shards_to_load();
             let loaded = shards.to_vec();
+            let loaded_count = loaded.len();
             if let Some(term) = rebuild_from(&store, &slot, old, &shards, Some(&c.reloader)).await {
                 hub_term = term;
                 c.node.serving(term, loaded);
@@ -125,7 +126,8 @@ pub(super) async fn supervise(
                 crate::metrics::get().cluster_takeover(started.elapsed());
                 tracing::warn!(
                     load_ms = started.elapsed().as_millis() as u64,
-                    "holding every shard again: serving"
+                    shards = loaded_count,
+                    "shards loaded: serving"
                 );
             }
             continue;

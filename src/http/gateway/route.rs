@@ -34,6 +34,12 @@ pub(crate) enum Dest {
 
 /// The destination of a request a spread node received, once its body is read.
 pub(super) async fn dest_of(req: &ServiceRequest, st: &AppState, node: &Node, body: &[u8]) -> Dest {
+    // The dashboard's login sessions live in one node's memory: it is served by
+    // one node, the owner of the first shard (a task another node serves is read
+    // from the store there).
+    if req.path() == "/ui" || req.path().starts_with("/ui/") {
+        return Dest::Shard(ShardId(0));
+    }
     if req.path() != "/mcp" {
         return match named_owner(req, body) {
             Some(Named::Owner(id)) => Dest::Shard(shard_of(&id)),
@@ -82,6 +88,7 @@ fn named_owner(req: &ServiceRequest, body: &[u8]) -> Option<Named> {
             form_value(req.query_string().as_bytes(), "key").map(Named::Owner)
         }
         ["locks", "release"] => form_value(body, "key").map(Named::Owner),
+        ["messages"] => form_value(req.query_string().as_bytes(), "agent").map(Named::Owner),
         ["messages", "purge"] => {
             let v: Value = serde_json::from_slice(body).ok()?;
             v.get("agent")

@@ -243,18 +243,24 @@ fn statements<'a>(
             message,
             recipients,
         } => insert_message(message, recipients, out),
-        Op::Outbox {
-            message_id,
+        Op::MessageElsewhere {
+            message,
             recipients,
-            at,
+            elsewhere,
             ..
         } => {
-            for r in recipients {
+            insert_message(message, recipients, out);
+            for r in elsewhere {
                 out.push(Stmt::new(
                     "INSERT INTO delivery_outbox (message_id, agent_id, shard, created_at)
                      VALUES ($1, $2, $3, $4::text::timestamptz)
                      ON CONFLICT DO NOTHING",
-                    vec![arg(message_id), arg(r), arg(shard(r)), arg(at)],
+                    vec![
+                        arg(&message.id),
+                        arg(r),
+                        arg(shard(r)),
+                        arg(&message.created_at),
+                    ],
                 ));
             }
         }

@@ -610,7 +610,9 @@ impl Node {
         let held = self.owned.count();
         Ok(ClusterView {
             node_id: self.member.node_id().to_string(),
-            role: if held == usize::from(SHARD_COUNT) && !self.lapsed() {
+            role: if self.placement == Placement::Spread && held > 0 && !self.lapsed() {
+                "serving"
+            } else if held == usize::from(SHARD_COUNT) && !self.lapsed() {
                 "active"
             } else {
                 "standby"

@@ -29,15 +29,18 @@ impl Quota {
         }
     }
 
-    /// The condition that the unit's item is live (`q` the unit's row).
+    /// The condition that the unit's item is live, and the unit's agent's (`q`
+    /// the unit's row).
     fn live(self) -> &'static str {
         match self {
             Quota::Active => {
                 "EXISTS (SELECT 1 FROM assignments a WHERE a.id = q.item_id
+                          AND a.agent_id = q.agent_id
                           AND a.status IN ('claimed', 'in_progress'))"
             }
             Quota::Open => {
                 "EXISTS (SELECT 1 FROM root_tasks t WHERE t.id = q.item_id
+                          AND t.dispatcher_agent_id = q.agent_id
                           AND t.status NOT IN ('completed', 'closed'))"
             }
         }
@@ -75,14 +78,21 @@ pub(crate) async fn take(
     let kind = quota.as_str();
     let held = tx
         .query_opt(
-            "SELECT 1 FROM agent_quota WHERE kind = $1 AND item_id = $2",
-            &[&kind, &item],
+            "SELECT 1 FROM agent_quota WHERE kind = $1 AND item_id = $2 AND agent_id = $3",
+            &[&kind, &item, &agent],
         )
         .await?;
     if held.is_some() {
         tx.commit().await?;
         return Ok(Taken::Held);
     }
+    // Another agent's unit of the item was never the item's (one agent claims an
+    // assignment, one creates a task): it goes.
+    tx.execute(
+        "DELETE FROM agent_quota WHERE kind = $1 AND item_id = $2",
+        &[&kind, &item],
+    )
+    .await?;
     let window = i64::try_from(UNWRITTEN_FOR.as_millis()).unwrap_or(i64::MAX);
     // Units of items that ended or were never written go first (the table stays
     // as small as the live items).
@@ -112,6 +122,31 @@ pub(crate) async fn take(
     .await?;
     tx.commit().await?;
     Ok(Taken::New)
+}
+
+/// Units for the live items that have none: those written while the cluster
+/// ran with standby placement, which counts in memory (spread placement counts
+/// here). Run by a spread node before it serves; idempotent.
+pub(crate) async fn backfill(client: &impl GenericClient) -> Result<u64, PgError> {
+    let active = client
+        .execute(
+            "INSERT INTO agent_quota (kind, item_id, agent_id, shard, created_at)
+             SELECT 'active', a.id, a.agent_id, a.shard, now() FROM assignments a
+              WHERE a.status IN ('claimed', 'in_progress')
+             ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await?;
+    let open = client
+        .execute(
+            "INSERT INTO agent_quota (kind, item_id, agent_id, shard, created_at)
+             SELECT 'open', t.id, t.dispatcher_agent_id, t.shard, now() FROM root_tasks t
+              WHERE t.status NOT IN ('completed', 'closed')
+             ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await?;
+    Ok(active + open)
 }
 
 /// Give back the unit [`take`] took for `item` when the item was not written.

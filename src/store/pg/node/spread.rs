@@ -84,6 +84,16 @@ pub(crate) fn gives(
 }
 
 impl Node {
+    /// The live members, as PostgreSQL has them now (draining ones left out).
+    pub(crate) async fn members(&self) -> Result<Vec<Leader>, PgError> {
+        let client = self.reads.get().await?;
+        let live = lease::live_nodes(&client, self.timing.node_ttl()).await?;
+        Ok(live
+            .into_iter()
+            .map(|(node_id, url)| Leader { node_id, url })
+            .collect())
+    }
+
     /// The shard map and its changes.
     pub(crate) fn shard_maps(&self) -> tokio::sync::watch::Receiver<Arc<ShardMap>> {
         self.owners.subscribe()
@@ -165,6 +175,12 @@ impl Node {
         if let Some(drain) = self.drain.get() {
             let _ = tokio::time::timeout(HAND_OVER_WAIT, drain()).await;
         }
+        // A new term before anything moves: what the hub still queues (a timer's
+        // write, say) is dropped by the writer as of an older term, never sent
+        // under an epoch the transfer is about to end (its batch would be fenced,
+        // and fail with every other op in it). The hub is loaded again anyway:
+        // with the shards moved here, without those moved away.
+        self.owned.bump();
         let mut moved = 0;
         for (to, shards) in gives {
             let only: Vec<ShardId> = shards.iter().map(|(s, _)| *s).collect();
@@ -180,12 +196,12 @@ impl Node {
                 Err(e) => tracing::warn!(to, error = %e, "handing shards over failed"),
             }
         }
-        if gained {
-            // The shards moved here are loaded with the others.
-            self.owned.bump();
-        }
         self.moving.store(false, Ordering::Release);
         self.publish();
+        // Gateways here route by the new map at once, not at the next round.
+        if let Err(e) = self.find_owners().await {
+            tracing::warn!(error = %e, "could not read the shard map; the next round does");
+        }
         if moved > 0 {
             crate::metrics::get().cluster_moved();
         }

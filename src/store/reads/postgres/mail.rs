@@ -79,21 +79,60 @@ pub(crate) async fn messages_by_id(
 }
 
 /// Spread placement: the deliveries other nodes left in the outbox for agents of
-/// `shards` (served here), oldest first, at most 256: (recipient, message).
+/// `shards` (served here), or for `agent` alone, oldest first, at most
+/// [`OUTBOX_PAGE`]: (recipient, message).
 pub(crate) async fn outbox(
     c: &impl GenericClient,
     shards: &[crate::domain::shard::ShardId],
+    agent: Option<&str>,
 ) -> Result<Vec<(String, Message)>, PgError> {
-    let sql = "SELECT o.agent_id AS outbox_agent, m.id, m.dedupe_key, m.reply_to, m.from_agent,
-                      m.to_agent, m.round_id, m.msg_type, m.subject, m.body, m.context_json,
-                      m.hop_count, hub_iso(m.created_at) AS created_at
-                 FROM delivery_outbox o JOIN messages m ON m.id = o.message_id
-                WHERE o.shard = ANY($1)
-                ORDER BY o.created_at, o.message_id COLLATE \"C\", o.agent_id COLLATE \"C\"
-                LIMIT 256";
-    let args = [Arg::Shards(shards.iter().map(|s| i32::from(s.0)).collect())];
-    query_all(c, sql, &args, |r| {
+    let only = if agent.is_some() {
+        "AND o.agent_id = $2"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT o.agent_id AS outbox_agent, m.id, m.dedupe_key, m.reply_to, m.from_agent,
+                m.to_agent, m.round_id, m.msg_type, m.subject, m.body, m.context_json,
+                m.hop_count, hub_iso(m.created_at) AS created_at
+           FROM delivery_outbox o JOIN messages m ON m.id = o.message_id
+          WHERE o.shard = ANY($1) {only}
+          ORDER BY o.created_at, o.message_id COLLATE \"C\", o.agent_id COLLATE \"C\"
+          LIMIT {OUTBOX_PAGE}"
+    );
+    let mut args = vec![Arg::Shards(shards.iter().map(|s| i32::from(s.0)).collect())];
+    if let Some(a) = agent {
+        args.push(Arg::Text(a.to_string()));
+    }
+    query_all(c, &sql, &args, |r| {
         Ok((r.text("outbox_agent")?, columns::message(r)?))
     })
     .await
+}
+
+/// The most outbox rows read at once.
+pub(crate) const OUTBOX_PAGE: usize = 256;
+
+/// Spread placement: the unread messages of `agent` (served by another node) as
+/// stored, delivered or still in the outbox, and their bytes as their text
+/// counts them (subject, body, context): what a sender's node checks against the
+/// inbox quota.
+pub(crate) async fn inbox_size(c: &impl GenericClient, agent: &str) -> Result<(u64, u64), PgError> {
+    let shard = i32::from(crate::domain::shard::shard_of(agent).0);
+    let row = c
+        .query_one(
+            "SELECT count(*),
+                    coalesce(sum(octet_length(m.subject) + octet_length(m.body)
+                                 + octet_length(m.context_json)), 0)::bigint
+               FROM (SELECT message_id FROM message_recipients
+                      WHERE shard = $2 AND agent_id = $1 AND read_at IS NULL
+                     UNION ALL
+                     SELECT message_id FROM delivery_outbox
+                      WHERE shard = $2 AND agent_id = $1) d
+               JOIN messages m ON m.id = d.message_id",
+            &[&agent, &shard],
+        )
+        .await?;
+    let (n, bytes): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok((n.max(0) as u64, bytes.max(0) as u64))
 }
