@@ -11,7 +11,10 @@
 #
 # SCENARIOS (default "status messaging workflow") and PASSES (default "sqlite pg
 # gateway nodes2 nodes3") narrow the run; HUBCTL names another build's binary (to compare two
-# versions in one sitting).
+# versions in one sitting). PLACEMENT=spread runs the PostgreSQL passes with every
+# node serving its share of the shards (cluster_placement: spread) instead of one
+# serving and the others forwarding; commits/s and ops/commit are then the first
+# node's only.
 #
 # PG_URL names an empty database (PGPASSWORD or a PGPASSFILE for the password);
 # the hubs run on throwaway config dirs under /tmp/bench-{sqlite,pg}.
@@ -23,6 +26,7 @@ PASSES=${PASSES:-sqlite pg gateway nodes2 nodes3}
 : "${PG_URL:?set PG_URL=postgres://USER@HOST:PORT/DB (an empty database)}"
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-64}
+PLACEMENT=${PLACEMENT:-standby}
 run_store() {
   local store=$1 url=$2 via=${3:-direct}
   local D=/tmp/bench-$store; rm -rf $D; mkdir -p $D; chmod 700 $D
@@ -37,7 +41,7 @@ max_inbox_bytes: 1099511627776
 max_in_flight_per_agent: 1000000
 CFG
   local extra=()
-  [ "$store" = pg ] && extra=(--store "$url" --node-id bench)
+  [ "$store" = pg ] && extra=(--store "$url" --node-id bench --cluster-placement "$PLACEMENT")
   HOME=$D $H serve --config-dir $D --host 127.0.0.1 --port 0 --db $D/hub.db "${extra[@]}" > $D/out.log 2> $D/err.log &
   local pid=$!
   for _ in $(seq 1 100); do grep -q "listening on" $D/out.log && break; sleep 0.2; done
@@ -54,8 +58,9 @@ CFG
     # Another node on the same database, same agents and operator token: it stands
     # by and forwards to the serving one.
     local G=$D-gw$g; rm -rf $G; mkdir -p $G; chmod 700 $G
-    cp -p $D/agents.env $D/config.yaml $D/operator.token $G/
-    HOME=$G $H serve --config-dir $G --host 127.0.0.1 --port 0 --db $G/hub.db --store "$url" --node-id bench-gw$g > $G/out.log 2> $G/err.log &
+    # The cluster key too: nodes prove their calls to each other with it.
+    cp -p $D/agents.env $D/config.yaml $D/operator.token $D/cluster.key $G/
+    HOME=$G $H serve --config-dir $G --host 127.0.0.1 --port 0 --db $G/hub.db --store "$url" --node-id bench-gw$g --cluster-placement "$PLACEMENT" > $G/out.log 2> $G/err.log &
     gwpids+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" $G/out.log && break; sleep 0.2; done
     local gw=$(grep "listening on" $G/out.log | sed 's/.*listening on //'); gw=${gw%/mcp}

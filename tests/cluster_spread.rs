@@ -156,6 +156,17 @@ fn several_nodes_serve_their_shards() {
     let (p1, p2, p3) = (n1.port, n2.port, n3.port);
     spread_over(&n1, &[("n1", p1), ("n2", p2), ("n3", p3)]);
     let proxy = Proxy::start(&[p1, p2, p3]);
+    // Node-to-node calls need the cluster key's proof, relayed or not.
+    for base in [format!("http://127.0.0.1:{p1}"), proxy.base.clone()] {
+        let body = r#"{"task_id":"T-0","sender":"disp","step":"Undo"}"#;
+        let forged = request(
+            "POST",
+            &format!("{base}/internal/count"),
+            &[("Content-Type", "application/json")],
+            body,
+        );
+        assert_eq!(forged.status, 403, "{base}: {}", forged.body);
+    }
     let front = n3.routed(&proxy.base);
 
     // Messages between agents of different nodes, and a broadcast.

@@ -60,12 +60,14 @@ pub(crate) fn forward_wait(node: &Node) -> Duration {
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Paths that describe this node itself: answered here, never forwarded.
-/// `/operator/reload` reloads this node's own files.
+/// `/operator/reload` reloads this node's own files. Node-to-node calls
+/// (`/internal/…`) are for the node asked, and only with another node's proof:
+/// relayed, they would be signed by the relaying node.
 fn answered_here(path: &str) -> bool {
     matches!(
         path,
         "/healthz" | "/readyz" | "/metrics" | "/operator/cluster" | "/operator/reload"
-    )
+    ) || path.starts_with("/internal/")
 }
 
 /// The middleware: forward while this cluster node does not serve; and while the
@@ -995,6 +997,10 @@ mod tests {
         assert!(!answered_here("/operator/cluster/move"));
         assert!(!answered_here("/mcp"));
         assert!(!answered_here("/operator/tasks"));
+        assert!(
+            answered_here("/internal/count"),
+            "never relayed, never signed by a relay"
+        );
         assert!(!relayed(&header::CONNECTION));
         assert!(!relayed(&header::HOST));
         assert!(relayed(&header::AUTHORIZATION));

@@ -567,11 +567,11 @@ impl Store {
     pub(crate) async fn give_back_quota(
         &self,
         quota: super::pg::quota::Quota,
-        item: &str,
+        (agent, item): (&str, &str),
     ) -> Result<(), StoreError> {
         if let ReadSide::Postgres(pool) = &self.inner.reads {
             let client = pool.get().await.map_err(super::pg::PgError::from)?;
-            super::pg::quota::give_back(&client, quota, item).await?;
+            super::pg::quota::give_back(&client, quota, (agent, item)).await?;
         }
         Ok(())
     }

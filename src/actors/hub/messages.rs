@@ -154,23 +154,26 @@ impl Hub {
         }
         let id = message_id(now.timestamp_millis());
         let size = draft.pull_size(&id, from.as_str(), &iso(now));
-        let (recipients, mut skipped) = self.reserve_inboxes(recipients, size);
-        if let (Some(to), Some((_, full))) = (&draft.to_agent, skipped.first()) {
-            return Err(inbox_full(to, *full).into());
-        }
         // The inboxes served elsewhere are their owners' to count: as stored
         // (concurrent sends from several nodes may each see the last free place).
+        // Before any room here is promised, which an error would leave taken.
         let mut room_elsewhere = Vec::with_capacity(elsewhere.len());
+        let mut full_elsewhere = Vec::new();
         for to in elsewhere {
             match self.inbox_full_elsewhere(to.as_str(), size).await? {
                 Some(full) if draft.to_agent.is_some() => {
                     return Err(inbox_full(to.as_str(), full).into())
                 }
-                Some(full) => skipped.push((to, full)),
+                Some(full) => full_elsewhere.push((to, full)),
                 None => room_elsewhere.push(to),
             }
         }
         let elsewhere = room_elsewhere;
+        let (recipients, mut skipped) = self.reserve_inboxes(recipients, size);
+        if let (Some(to), Some((_, full))) = (&draft.to_agent, skipped.first()) {
+            return Err(inbox_full(to, *full).into());
+        }
+        skipped.append(&mut full_elsewhere);
         skipped.sort_by(|a, b| a.0.cmp(&b.0));
         let ids: Vec<AgentId> = recipients.iter().map(|(id, _)| id.clone()).collect();
         let sent = self

@@ -42,7 +42,9 @@ impl Hub {
     }
 
     async fn take_from_outbox(&self, agent: Option<&AgentId>) -> Result<usize, HubError> {
-        if !self.inner.dir.spread {
+        // Inside a logged call's group a wait for the writer would wait for the
+        // group itself: the next poll takes them.
+        if !self.inner.dir.spread || crate::store::group::in_group() {
             return Ok(0);
         }
         // One taker at a time: a row is read again only once its taking is stored.
@@ -74,19 +76,18 @@ impl Hub {
     /// Take the outbox rows `rows` (recipient, message) of agents served here,
     /// once each, and wait until their deliveries are stored. Rows of agents
     /// served elsewhere (a shard that moved since they were read) are left for
-    /// their owner. A row of an agent this hub does not know (removed, or added
-    /// at another node a moment ago) is taken too: its delivery is stored, and an
-    /// agent added later loads it with its inbox. Returns how many were taken.
+    /// their owner, and so are rows of an agent this hub has no actor for yet
+    /// (added at another node a moment ago: taken once the registry is followed
+    /// here; rows of removed agents are not read). Returns how many were taken.
     async fn take_rows(&self, rows: Vec<(String, Message)>) -> Result<usize, HubError> {
         self.writable()?;
         let mut last = Ticket::NONE;
         let mut taken = 0;
         for (agent, message) in rows {
             let id = AgentId::new(&agent);
-            if self.inner.dir.elsewhere.contains_key(&id) || !self.owns(&agent) {
+            let Some(addr) = self.inner.dir.agents.get(&id).map(|h| h.addr.clone()) else {
                 continue;
-            }
-            let addr = self.inner.dir.agents.get(&id).map(|h| h.addr.clone());
+            };
             let message = Arc::new(message);
             let ticket = self.inner.store.enqueue(Op::OutboxTaken {
                 message: message.clone(),
@@ -94,9 +95,6 @@ impl Hub {
             });
             last = last.max(ticket);
             taken += 1;
-            let Some(addr) = addr else {
-                continue;
-            };
             // A hub notice's event said what it is about; here it says a notice came.
             let notice = (message.from_agent == HUB_SENDER).then(|| Item {
                 message_id: Some(message.id.clone()),

@@ -85,7 +85,7 @@ impl Hub {
         };
         let Some(ticket) = created else {
             dir.release_open_task(caller.as_str());
-            self.give_unit_back(Quota::Open, id, unit).await;
+            self.give_unit_back(Quota::Open, (caller, id), unit).await;
             return Err(task_exists_error(id).into());
         };
         self.durable((task, ticket)).await
@@ -122,9 +122,10 @@ impl Hub {
 
     /// Give back a unit [`Hub::take_unit`] took (`new`) for an item refused before
     /// anything was written. A failure leaves it to lapse (see `pg::quota`).
-    async fn give_unit_back(&self, quota: Quota, item: &str, new: bool) {
+    async fn give_unit_back(&self, quota: Quota, (agent, item): (&AgentId, &str), new: bool) {
         if new {
-            if let Err(e) = self.inner.store.give_back_quota(quota, item).await {
+            let unit = (agent.as_str(), item);
+            if let Err(e) = self.inner.store.give_back_quota(quota, unit).await {
                 tracing::warn!(error = %e, item, "a quota unit was not given back; it lapses");
             }
         }
@@ -186,7 +187,7 @@ impl Hub {
         // Refused: nothing was written. (Another failure may hide a stored claim:
         // its unit stays, or lapses.)
         if let Err(HubError::Domain(_)) = &claimed {
-            self.give_unit_back(Quota::Active, id, unit).await;
+            self.give_unit_back(Quota::Active, (caller, id), unit).await;
         }
         claimed
     }

@@ -86,13 +86,28 @@ pub(crate) async fn take(
         tx.commit().await?;
         return Ok(Taken::Held);
     }
-    // Another agent's unit of the item was never the item's (one agent claims an
-    // assignment, one creates a task): it goes.
-    tx.execute(
-        "DELETE FROM agent_quota WHERE kind = $1 AND item_id = $2",
-        &[&kind, &item],
-    )
-    .await?;
+    // Another agent's unit of the item: the item is that agent's while it is
+    // live for it, or recent (this call is then refused anyway: nothing taken);
+    // else it goes.
+    let theirs = format!(
+        "DELETE FROM agent_quota q WHERE q.kind = $1 AND q.item_id = $2 AND q.agent_id <> $3
+            AND q.created_at < now() - $4::bigint * interval '1 millisecond'
+            AND NOT {}",
+        quota.live()
+    );
+    let window_ms = i64::try_from(UNWRITTEN_FOR.as_millis()).unwrap_or(i64::MAX);
+    tx.execute(&theirs, &[&kind, &item, &agent, &window_ms])
+        .await?;
+    let other = tx
+        .query_opt(
+            "SELECT 1 FROM agent_quota WHERE kind = $1 AND item_id = $2",
+            &[&kind, &item],
+        )
+        .await?;
+    if other.is_some() {
+        tx.commit().await?;
+        return Ok(Taken::Held);
+    }
     let window = i64::try_from(UNWRITTEN_FOR.as_millis()).unwrap_or(i64::MAX);
     // Units of items that ended or were never written go first (the table stays
     // as small as the live items).
@@ -149,16 +164,17 @@ pub(crate) async fn backfill(client: &impl GenericClient) -> Result<u64, PgError
     Ok(active + open)
 }
 
-/// Give back the unit [`take`] took for `item` when the item was not written.
+/// Give back the unit [`take`] took for `agent`'s `item` when the item was not
+/// written.
 pub(crate) async fn give_back(
     client: &impl GenericClient,
     quota: Quota,
-    item: &str,
+    (agent, item): (&str, &str),
 ) -> Result<(), PgError> {
     client
         .execute(
-            "DELETE FROM agent_quota WHERE kind = $1 AND item_id = $2",
-            &[&quota.as_str(), &item],
+            "DELETE FROM agent_quota WHERE kind = $1 AND item_id = $2 AND agent_id = $3",
+            &[&quota.as_str(), &item, &agent],
         )
         .await?;
     Ok(())

@@ -80,7 +80,8 @@ pub(crate) async fn messages_by_id(
 
 /// Spread placement: the deliveries other nodes left in the outbox for agents of
 /// `shards` (served here), or for `agent` alone, oldest first, at most
-/// [`OUTBOX_PAGE`]: (recipient, message).
+/// [`OUTBOX_PAGE`]: (recipient, message). Rows of agents removed from the
+/// registry wait (delivered if the agent comes back), never blocking the others.
 pub(crate) async fn outbox(
     c: &impl GenericClient,
     shards: &[crate::domain::shard::ShardId],
@@ -96,6 +97,7 @@ pub(crate) async fn outbox(
                 m.to_agent, m.round_id, m.msg_type, m.subject, m.body, m.context_json,
                 m.hop_count, hub_iso(m.created_at) AS created_at
            FROM delivery_outbox o JOIN messages m ON m.id = o.message_id
+           JOIN agents a ON a.id = o.agent_id AND a.is_active
           WHERE o.shard = ANY($1) {only}
           ORDER BY o.created_at, o.message_id COLLATE \"C\", o.agent_id COLLATE \"C\"
           LIMIT {OUTBOX_PAGE}"
@@ -114,23 +116,32 @@ pub(crate) async fn outbox(
 pub(crate) const OUTBOX_PAGE: usize = 256;
 
 /// Spread placement: the unread messages of `agent` (served by another node) as
-/// stored, delivered or still in the outbox, and their bytes as their text
-/// counts them (subject, body, context): what a sender's node checks against the
-/// inbox quota.
+/// stored, delivered or still in the outbox, and their bytes as the inbox quota
+/// counts them (`Message::pull_size`): what a sender's node checks against it.
 pub(crate) async fn inbox_size(c: &impl GenericClient, agent: &str) -> Result<(u64, u64), PgError> {
     let shard = i32::from(crate::domain::shard::shard_of(agent).0);
     let row = c
         .query_one(
             "SELECT count(*),
-                    coalesce(sum(octet_length(m.subject) + octet_length(m.body)
-                                 + octet_length(m.context_json)), 0)::bigint
+                    coalesce(sum(octet_length(m.id) + coalesce(octet_length(m.dedupe_key), 0)
+                                 + coalesce(octet_length(m.reply_to), 0)
+                                 + octet_length(m.from_agent)
+                                 + coalesce(octet_length(m.to_agent), 0)
+                                 + coalesce(octet_length(m.round_id), 0)
+                                 + octet_length(m.msg_type) + octet_length(m.subject)
+                                 + octet_length(m.body) + octet_length(m.context_json)
+                                 + octet_length(hub_iso(m.created_at)) + $3), 0)::bigint
                FROM (SELECT message_id FROM message_recipients
                       WHERE shard = $2 AND agent_id = $1 AND read_at IS NULL
                      UNION ALL
                      SELECT message_id FROM delivery_outbox
                       WHERE shard = $2 AND agent_id = $1) d
                JOIN messages m ON m.id = d.message_id",
-            &[&agent, &shard],
+            &[
+                &agent,
+                &shard,
+                &(crate::domain::message::PULL_OVERHEAD_BYTES as i32),
+            ],
         )
         .await?;
     let (n, bytes): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
