@@ -397,51 +397,68 @@ async fn relay(
 
 /// Spread placement: a step of the count of `sender`'s message against the budget
 /// of task `task`, at the node serving it (`POST /internal/count`, see
-/// `actors::hub::remote`), waiting for one up to [`forward_wait`]. A refusal
-/// comes back as the tool error it is.
+/// `actors::hub::remote`). A refusal comes back as the tool error it is.
 pub(crate) async fn count_at_owner(
     st: web::Data<AppState>,
     task: String,
     sender: crate::domain::AgentId,
     step: crate::actors::task::commands::CountStep,
 ) -> Result<(), crate::actors::HubError> {
-    use crate::actors::HubError;
-    use crate::store::StoreError;
-    let Some(node) = st.cluster.get().cloned() else {
-        return Err(HubError::NotOwner(format!("task {task}")));
-    };
     let body = super::internal::CountBody {
         task_id: task.clone(),
         sender: sender.to_string(),
         step,
     };
+    let shard = crate::domain::shard::shard_of(&task);
+    post_at_owner(&st, shard, "/internal/count", &body, "a message count")
+        .await
+        .map(|_| ())
+}
+
+/// Spread placement: POST `body` to `path` at the node serving `shard`, as this
+/// node (its proof), waiting for one up to [`forward_wait`]; its JSON answer. A
+/// refusal (409) comes back as the tool error it is; a node that does not serve
+/// the shard (the standby 503) or cannot be reached is asked again once the map
+/// changes. `what` names the call in errors.
+pub(crate) async fn post_at_owner(
+    st: &AppState,
+    shard: crate::domain::shard::ShardId,
+    path: &str,
+    body: &impl serde::Serialize,
+    what: &str,
+) -> Result<serde_json::Value, crate::actors::HubError> {
+    use crate::actors::HubError;
+    use crate::store::StoreError;
+    let Some(node) = st.cluster.get().cloned() else {
+        return Err(HubError::NotOwner(format!("shard {}", shard.0)));
+    };
     let deadline = Instant::now() + forward_wait(&node);
-    let mut finder = Finder::new(&node, Dest::Shard(crate::domain::shard::shard_of(&task)));
+    let mut finder = Finder::new(&node, Dest::Shard(shard));
     let mut why = finder.missing();
     loop {
         if let Some(owner) = finder.there(&node) {
-            let url = format!("{}/internal/count", owner.url.trim_end_matches("/mcp"));
+            let url = format!("{}{path}", owner.url.trim_end_matches("/mcp"));
             let out = CLIENT
                 .with(|c| c.post(url))
                 .timeout(Duration::from_secs(30));
             let out = st.mark(out, node.id(), None, false);
-            match out.send_json(&body).await {
+            match out.send_json(body).await {
                 Ok(mut resp) => {
                     let status = resp.status();
-                    if status == StatusCode::OK {
-                        return Ok(());
-                    }
                     if status == StatusCode::SERVICE_UNAVAILABLE
                         && resp.headers().contains_key(STANDBY_HEADER)
                     {
                         why = format!("node {} does not serve it", owner.node_id);
                     } else {
                         let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+                        if status.is_success() {
+                            return Ok(answer);
+                        }
                         if let Some(refused) = super::internal::refusal(status, &answer) {
                             return Err(refused);
                         }
                         return Err(HubError::Store(StoreError::Refusing(format!(
-                            "node {} answered {status} to a message count",
+                            "node {} answered {status} to {what}",
                             owner.node_id
                         ))));
                     }
@@ -450,11 +467,11 @@ pub(crate) async fn count_at_owner(
                 Err(awc::error::SendRequestError::Connect(e)) => {
                     why = format!("node {} could not be reached ({e})", owner.node_id);
                 }
-                // Sent, then lost: it may have counted (a leaked slot tightens
+                // Sent, then lost: it may have been done (a leaked count tightens
                 // the budget; it never lets it be exceeded).
                 Err(e) => {
                     return Err(HubError::Store(StoreError::Refusing(format!(
-                        "node {} was lost while counting a message ({e})",
+                        "node {} was lost during {what} ({e})",
                         owner.node_id
                     ))))
                 }
@@ -466,6 +483,33 @@ pub(crate) async fn count_at_owner(
         }
         let _ = tokio::time::timeout(left.min(RETRY_PAUSE), finder.changed()).await;
     }
+}
+
+/// Spread placement: an operator's action from the dashboard on what another
+/// node serves, done there (`POST /internal/act`); what it reports.
+pub(crate) async fn act_at_owner(
+    st: &AppState,
+    act: &super::internal::Act,
+) -> Result<serde_json::Value, crate::actors::HubError> {
+    use super::internal::Act;
+    use crate::domain::shard::shard_of;
+    let Some(node) = st.cluster.get().cloned() else {
+        return Err(crate::actors::HubError::NotOwner(
+            "the action's shard".into(),
+        ));
+    };
+    let shard = match act {
+        Act::Approve { round_id, .. } | Act::Reject { round_id, .. } => {
+            match route::task_of(&node, crate::store::reads::Owned::Round, round_id).await {
+                Some(task) => shard_of(&task),
+                None => shard_of(round_id),
+            }
+        }
+        Act::Close { task_id } => shard_of(task_id),
+        Act::Unlock { key } => shard_of(key),
+        Act::Purge { agent, .. } => shard_of(agent),
+    };
+    post_at_owner(st, shard, "/internal/act", act, "an operator's action").await
 }
 
 /// Spread placement: the presence of agents `ids` from the nodes serving them

@@ -6,6 +6,10 @@
 //! `hubctl reload`, `hubctl agent …`), so that the change is in force on every
 //! node when the command returns. 200 once read.
 //!
+//! `POST /internal/act` `{"action": "approve"|"reject"|"close"|"unlock"|"purge",
+//! …}`: an operator's action from the dashboard (served by one node) on what
+//! this node serves. 200 `{"ok": true, "n": …}`, a refusal 409 as for a count.
+//!
 //! `POST /internal/agents` `{"ids": [...]}`: the presence of those of the agents
 //! served here (`hubctl agents` and the dashboard asked at another node).
 //!
@@ -27,7 +31,86 @@ use serde_json::json;
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/count", web::post().to(count))
         .route("/internal/follow", web::post().to(follow))
-        .route("/internal/agents", web::post().to(agents));
+        .route("/internal/agents", web::post().to(agents))
+        .route("/internal/act", web::post().to(act));
+}
+
+/// An operator's action from the dashboard (`POST /internal/act`), done at the
+/// node serving what it acts on.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub(crate) enum Act {
+    Approve { round_id: String, note: String },
+    Reject { round_id: String, note: String },
+    Close { task_id: String },
+    Unlock { key: String },
+    Purge { agent: String, from: Option<String> },
+}
+
+impl Act {
+    /// Done by `hub`; how many deliveries a purge removed (0 otherwise).
+    pub(crate) async fn run(&self, hub: &crate::actors::Hub) -> Result<u64, HubError> {
+        match self {
+            Act::Approve { round_id, note } => hub.approve(round_id, note.clone()).await.map(|_| 0),
+            Act::Reject { round_id, note } => hub.reject(round_id, note.clone()).await.map(|_| 0),
+            Act::Close { task_id } => hub.close(task_id).await.map(|_| 0),
+            Act::Unlock { key } => hub.lock_force_release(key).await.map(|_| 0),
+            Act::Purge { agent, from } => {
+                hub.purge_messages(&AgentId::new(agent), from.clone(), chrono::Utc::now())
+                    .await
+            }
+        }
+    }
+}
+
+/// The dashboard's action `act`, done here if this node serves what it acts on,
+/// else at the node that does: how many deliveries a purge removed.
+pub(crate) async fn act_anywhere(
+    st: &AppState,
+    hub: &crate::actors::Hub,
+    act: &Act,
+) -> Result<u64, ApiError> {
+    match act.run(hub).await {
+        Err(HubError::NotOwner(_)) => match super::gateway::act_at_owner(st, act).await {
+            Ok(answer) => Ok(answer
+                .get("n")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)),
+            Err(e) => Err(ApiError::from_hub(hub, e).await),
+        },
+        other => super::error::settle(hub, other).await,
+    }
+}
+
+async fn act(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<Act>,
+) -> Result<HttpResponse, ApiError> {
+    from_a_node(&req, &st)?;
+    let hub = st.hub.get().await?;
+    let done = body.run(&hub).await;
+    answer(&hub, done.map(|n| json!({"ok": true, "n": n}))).await
+}
+
+/// 200 with `done`'s value; a refusal 409 with the tool error as the asking
+/// node's caller will see it (read back by [`refusal`]); a failure as the
+/// operator API answers it.
+async fn answer(
+    hub: &crate::actors::Hub,
+    done: Result<serde_json::Value, HubError>,
+) -> Result<HttpResponse, ApiError> {
+    match done {
+        Ok(v) => Ok(HttpResponse::Ok().json(v)),
+        Err(HubError::Domain(d)) => {
+            let mut refused = d.details();
+            refused.insert("ok".into(), false.into());
+            refused.insert("error".into(), d.code().as_str().into());
+            refused.insert("message".into(), d.to_string().into());
+            Ok(HttpResponse::Conflict().json(refused))
+        }
+        Err(e) => Err(ApiError::from_hub(hub, e).await),
+    }
 }
 
 /// The body of `POST /internal/agents`.
@@ -92,18 +175,8 @@ async fn count(
     from_a_node(&req, &st)?;
     let hub = st.hub.get().await?;
     let sender = AgentId::new(&body.sender);
-    match hub.count_here(&body.task_id, &sender, body.step).await {
-        Ok(()) => Ok(HttpResponse::Ok().json(json!({"ok": true}))),
-        Err(HubError::Domain(d)) => {
-            // The tool error as the sender's caller will see it.
-            let mut answer = d.details();
-            answer.insert("ok".into(), false.into());
-            answer.insert("error".into(), d.code().as_str().into());
-            answer.insert("message".into(), d.to_string().into());
-            Ok(HttpResponse::Conflict().json(answer))
-        }
-        Err(e) => Err(ApiError::from_hub(&hub, e).await),
-    }
+    let done = hub.count_here(&body.task_id, &sender, body.step).await;
+    answer(&hub, done.map(|()| json!({"ok": true}))).await
 }
 
 /// A refusal's answer as the asking node reads it back.

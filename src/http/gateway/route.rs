@@ -145,7 +145,7 @@ const MAX_CACHED: usize = 65_536;
 /// The task of a round, assignment or handoff id, from the cache or the stored
 /// rows; `None` for an id not stored (refused the same wherever it runs) or when
 /// the database cannot say.
-async fn task_of(node: &Node, kind: Owned, id: &str) -> Option<String> {
+pub(super) async fn task_of(node: &Node, kind: Owned, id: &str) -> Option<String> {
     let key = format!(
         "{}{id}",
         match kind {

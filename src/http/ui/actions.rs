@@ -1,12 +1,14 @@
 //! The operator's actions from the dashboard: approve or reject a round, close a
 //! task, force-release a lock, purge an agent's deliveries. Each is a form post checked by [`super::action_form`]
 //! (session, same site, CSRF token), then the same [`crate::actors::Hub`] call as
-//! the `/operator` route behind `hubctl`, then a 303 back to the page it came from.
+//! the `/operator` route behind `hubctl` (with spread placement, at the node
+//! serving what it acts on: `http::internal::Act`), then a 303 back to the page
+//! it came from.
 
 use super::error::UiError;
 use super::format::{back_to, with_query};
 use super::{action_form, see_other};
-use crate::http::error::settle;
+use crate::http::internal::{act_anywhere, Act};
 use crate::http::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -44,12 +46,11 @@ pub(super) async fn purge(
     };
     let hub = st.hub.get().await?;
     let from = Some(form.from.trim().to_string()).filter(|f| !f.is_empty());
-    let agent = crate::domain::AgentId::new(&id);
-    let n = settle(
-        &hub,
-        hub.purge_messages(&agent, from, chrono::Utc::now()).await,
-    )
-    .await?;
+    let purge = Act::Purge {
+        agent: id.to_string(),
+        from,
+    };
+    let n = act_anywhere(&st, &hub, &purge).await?;
     let back = with_query(&back_to(form.back.as_deref()), &[("n", &n.to_string())]);
     Ok(done(Some(&back), "purged", &id))
 }
@@ -73,12 +74,12 @@ async fn decide(
         Err(refused) => return Ok(refused),
     };
     let hub = st.hub.get().await?;
-    let note = form.note.trim().to_string();
-    let (decided, what) = match d {
-        Decision::Approve => (hub.approve(&id, note).await, "approved"),
-        Decision::Reject => (hub.reject(&id, note).await, "rejected"),
+    let (note, round_id) = (form.note.trim().to_string(), id.to_string());
+    let (act, what) = match d {
+        Decision::Approve => (Act::Approve { round_id, note }, "approved"),
+        Decision::Reject => (Act::Reject { round_id, note }, "rejected"),
     };
-    settle(&hub, decided).await?;
+    act_anywhere(&st, &hub, &act).await?;
     Ok(done(form.back.as_deref(), what, &id))
 }
 
@@ -112,7 +113,10 @@ pub(super) async fn close(
         Err(refused) => return Ok(refused),
     };
     let hub = st.hub.get().await?;
-    settle(&hub, hub.close(&id).await).await?;
+    let close = Act::Close {
+        task_id: id.to_string(),
+    };
+    act_anywhere(&st, &hub, &close).await?;
     Ok(done(form.back.as_deref(), "closed", &id))
 }
 
@@ -133,6 +137,9 @@ pub(super) async fn release_lock(
         Err(refused) => return Ok(refused),
     };
     let hub = st.hub.get().await?;
-    settle(&hub, hub.lock_force_release(&form.key).await).await?;
+    let unlock = Act::Unlock {
+        key: form.key.clone(),
+    };
+    act_anywhere(&st, &hub, &unlock).await?;
     Ok(done(form.back.as_deref(), "released", &form.key))
 }
