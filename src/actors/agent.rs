@@ -300,6 +300,14 @@ impl Handler<Deliver> for AgentActor {
             }
             return;
         }
+        // Already here (spread placement: taken from the outbox by two takers at
+        // once): nothing more arrives.
+        if self.inbox.has(&msg.0.id) {
+            if let Some(bytes) = msg.1 {
+                self.gauge.release(1, bytes);
+            }
+            return;
+        }
         self.notifier.inbox_updated(&self.view.agent_id, &msg.0);
         // A hub notice brings its own event ([`Push`]), with its kind and ids.
         if msg.0.from_agent != HUB_SENDER {

@@ -310,8 +310,14 @@ impl Inbox {
     /// A message arrives (in arrival order); a second copy is ignored. It keeps its
     /// body in memory while the unread ones held fit in [`HELD_BYTES`]; past that,
     /// only its id (its row is on disk, and pulls reach it last).
+    /// Whether message `id` was delivered here already (unread, or read and
+    /// still remembered).
+    pub(crate) fn has(&self, id: &str) -> bool {
+        self.unread_index.contains_key(id) || self.received.get(id).is_some()
+    }
+
     pub(crate) fn deliver(&mut self, m: Arc<Message>) {
-        if self.unread_index.contains_key(&m.id) || self.received.get(&m.id).is_some() {
+        if self.has(&m.id) {
             return;
         }
         let seq = self.seq();

@@ -78,10 +78,12 @@ pub(crate) fn shard_of(owner: &str) -> ShardId {
 pub(crate) struct ShardSet(Option<std::sync::Arc<[bool]>>);
 
 impl ShardSet {
-    /// The set `shards` names.
+    /// The set `shards` names (every shard listed is [`Shards::All`]: a spread
+    /// node alone in its cluster serves as one node does).
     pub(crate) fn of(shards: &Shards) -> ShardSet {
         match shards {
             Shards::All => ShardSet(None),
+            Shards::Some(list) if list.len() >= usize::from(SHARD_COUNT) => ShardSet(None),
             Shards::Some(list) => {
                 let mut held = vec![false; usize::from(SHARD_COUNT)];
                 for s in list {
@@ -188,6 +190,8 @@ mod tests {
         assert!(!some.owns("task-42") && !some.contains(ShardId(4)));
         assert!(!some.contains(ShardId(SHARD_COUNT)));
         assert!(!ShardSet::of(&Shards::Some(vec![])).owns("agent-1"));
+        // Every shard listed: served as by one node.
+        assert!(ShardSet::of(&Shards::Some(Shards::All.to_vec())).is_all());
     }
 
     #[test]

@@ -47,8 +47,13 @@ impl Hub {
         if !self.inner.dir.spread || crate::store::group::in_group() {
             return Ok(0);
         }
-        // One taker at a time: a row is read again only once its taking is stored.
-        let _one = self.inner.outbox.lock().await;
+        // The poll runs one at a time; an agent's own take does not wait for it
+        // (two takers of one row each store its delivery, which is idempotent,
+        // and the inbox takes a message once).
+        let _one = match agent {
+            None => Some(self.inner.outbox.lock().await),
+            Some(_) => None,
+        };
         let shards = match agent {
             Some(a) => vec![crate::domain::shard::shard_of(a.as_str())],
             None => self.held_shards(),

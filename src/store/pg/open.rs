@@ -33,13 +33,7 @@ pub(crate) async fn open(
     let pool = pool(config.clone(), &PoolOptions::default())?;
     let version = migrate::run(&pool).await?;
     tracing::info!(version, "PostgreSQL schema ready");
-    if placement == super::node::Placement::Spread {
-        let client = pool.get().await.map_err(super::PgError::from)?;
-        let n = super::quota::backfill(&client).await?;
-        if n > 0 {
-            tracing::info!(units = n, "quota units counted for the open tasks and active assignments written under standby placement");
-        }
-    }
+
     // The lease loop has connections of its own: a burst of reads must never make
     // a renewal wait, or a healthy node would fence itself.
     let leases = PoolOptions {

@@ -139,9 +139,9 @@ pub(crate) async fn take(
     Ok(Taken::New)
 }
 
-/// Units for the live items that have none: those written while the cluster
-/// ran with standby placement, which counts in memory (spread placement counts
-/// here). Run by a spread node before it serves; idempotent.
+/// Units for the live items that have none: those written while one node served
+/// every shard (standby placement, or a spread node alone), which counts in
+/// memory. Run before a hub serving some shards is loaded; idempotent.
 pub(crate) async fn backfill(client: &impl GenericClient) -> Result<u64, PgError> {
     let active = client
         .execute(

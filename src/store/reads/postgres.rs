@@ -56,6 +56,13 @@ fn store<T>(r: Result<T, PgError>) -> Result<T, StoreError> {
 impl Reads for Postgres<'_> {
     async fn load(&self, shards: &Shards) -> Result<Snapshot, StoreError> {
         let mut c = self.client().await?;
+        // A hub serving some shards counts the quotas that span tasks in
+        // `agent_quota` (see `pg::quota`); one serving them all counted in memory
+        // until now: the live items get their units first (idempotent).
+        if matches!(shards, Shards::Some(list) if list.len() < usize::from(crate::domain::shard::SHARD_COUNT))
+        {
+            store(crate::store::pg::quota::backfill(&c).await)?;
+        }
         store(activation::load_open_work(&mut c, shards).await)
     }
 
