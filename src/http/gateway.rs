@@ -2,7 +2,9 @@
 //! the shards over) forwards every call to the node that does, so that clients
 //! and load balancers may call any node (shared/spec/cluster.md §2, "Routing
 //! requests"). A middleware in front of every route, so that the MCP endpoint,
-//! the operator API and the dashboard all follow the leader.
+//! the operator API and the dashboard all follow the leader. With spread
+//! placement every node serves some shards, and each request goes to the owner
+//! of its home shard (`route`), here or at another node.
 //!
 //! What is forwarded is the client's own HTTP request (its token included): the
 //! leader authenticates it as if it had come directly, so a forwarded call gains
