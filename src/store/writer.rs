@@ -494,6 +494,14 @@ impl Store {
         &self.inner.reads
     }
 
+    /// PostgreSQL's read pool (cluster mode); `None` on SQLite.
+    fn pg_pool(&self) -> Option<&crate::store::pg::Pool> {
+        match &self.inner.reads {
+            ReadSide::Postgres(pool) => Some(pool),
+            ReadSide::Sqlite(_) => None,
+        }
+    }
+
     /// Whether this store is PostgreSQL (cluster mode), not a SQLite file.
     pub(crate) fn is_postgres(&self) -> bool {
         matches!(self.inner.reads, ReadSide::Postgres(_))
@@ -526,7 +534,7 @@ impl Store {
         shards: &[crate::domain::shard::ShardId],
         agent: Option<&str>,
     ) -> Result<Vec<(String, crate::domain::message::Message)>, StoreError> {
-        let ReadSide::Postgres(pool) = &self.inner.reads else {
+        let Some(pool) = self.pg_pool() else {
             return Ok(Vec::new());
         };
         let client = pool.get().await.map_err(super::pg::PgError::from)?;
@@ -536,7 +544,7 @@ impl Store {
     /// Spread placement: the unread messages and bytes of `agent`'s inbox as
     /// stored (see `reads::postgres::mail::inbox_size`); none on SQLite.
     pub(crate) async fn inbox_size(&self, agent: &str) -> Result<(u64, u64), StoreError> {
-        let ReadSide::Postgres(pool) = &self.inner.reads else {
+        let Some(pool) = self.pg_pool() else {
             return Ok((0, 0));
         };
         let client = pool.get().await.map_err(super::pg::PgError::from)?;
@@ -553,7 +561,7 @@ impl Store {
         shard: crate::domain::shard::ShardId,
         max: u32,
     ) -> Result<Option<super::pg::quota::Taken>, StoreError> {
-        let ReadSide::Postgres(pool) = &self.inner.reads else {
+        let Some(pool) = self.pg_pool() else {
             return Ok(None);
         };
         let mut client = pool.get().await.map_err(super::pg::PgError::from)?;
@@ -569,7 +577,7 @@ impl Store {
         quota: super::pg::quota::Quota,
         (agent, item): (&str, &str),
     ) -> Result<(), StoreError> {
-        if let ReadSide::Postgres(pool) = &self.inner.reads {
+        if let Some(pool) = self.pg_pool() {
             let client = pool.get().await.map_err(super::pg::PgError::from)?;
             super::pg::quota::give_back(&client, quota, (agent, item)).await?;
         }

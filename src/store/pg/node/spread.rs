@@ -230,14 +230,10 @@ impl Node {
     /// owner among the other live members (what does not move is released by the
     /// caller).
     pub(super) async fn give_to_successors(&self) {
-        let others = async {
-            let client = self.pool.get().await?;
-            lease::live_nodes(&client, self.timing.node_ttl()).await
-        };
-        let members: Vec<String> = match others.await {
+        let members: Vec<String> = match self.members().await {
             Ok(live) => live
                 .into_iter()
-                .map(|(id, _)| id)
+                .map(|n| n.node_id)
                 .filter(|id| id != self.id())
                 .collect(),
             Err(e) => {
