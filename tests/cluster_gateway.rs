@@ -221,6 +221,53 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     let forged = disp.post_with(&body, headers.clone(), &unproven);
     assert_eq!(forged.status, 403, "{}", forged.body);
     assert!(forged.body.contains("cluster.key"), "{}", forged.body);
+    // Proven marks stamped long ago (a copy read off the wire, or a node whose
+    // clock is off): refused, saying why.
+    let old_marks = node_marks(&n1, "POST", "/mcp", Some("0f"), true, None, 600_000);
+    let stale = disp.post_with(&body, headers.clone(), &refs(&old_marks));
+    assert_eq!(stale.status, 403, "{}", stale.body);
+    assert!(stale.body.contains("clocks"), "{}", stale.body);
+    // A node-to-node call binds its path, its body and its time, and is taken
+    // once: a copy, another body, another path or an old stamp is refused.
+    let internal = |path: &str, marks: &[(&'static str, String)], body: &str| {
+        let mut h = vec![("Content-Type", "application/json")];
+        h.extend(refs(marks));
+        request(
+            "POST",
+            &format!("http://127.0.0.1:{}{path}", n1.port),
+            &h,
+            body,
+        )
+    };
+    let ask = r#"{"ids":["alice","bob"]}"#;
+    let ask_marks = |ago_ms| {
+        let body = Some(ask.as_bytes());
+        node_marks(&n1, "POST", "/internal/agents", None, false, body, ago_ms)
+    };
+    let proven = ask_marks(0);
+    let answered = internal("/internal/agents", &proven, ask);
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert!(answered.body.contains("alice"), "{}", answered.body);
+    let copy = internal("/internal/agents", &proven, ask);
+    assert_eq!(copy.status, 403, "{}", copy.body);
+    assert!(copy.body.contains("already taken"), "{}", copy.body);
+    let fresh = ask_marks(0);
+    let swapped = internal("/internal/agents", &fresh, r#"{"ids":["disp"]}"#);
+    assert_eq!(swapped.status, 403, "{}", swapped.body);
+    assert!(swapped.body.contains("does not bind"), "{}", swapped.body);
+    let moved = internal("/internal/follow", &fresh, ask);
+    assert_eq!(moved.status, 403, "{}", moved.body);
+    assert!(
+        moved.body.contains("valid x-agent-hub-node-auth"),
+        "{}",
+        moved.body
+    );
+    let late = ask_marks(600_000);
+    let late = internal("/internal/agents", &late, ask);
+    assert_eq!(late.status, 403, "{}", late.body);
+    assert!(late.body.contains("60 s"), "{}", late.body);
+    // Unused so far, the fresh proof still works once.
+    assert_eq!(internal("/internal/agents", &fresh, ask).status, 200);
     // message_send too: one message, and the first answer's id on every try.
     let send = json!({"name": "message_send", "arguments":
         {"to_agent": "bob", "subject": "once", "body": "exactly once"}});
@@ -383,32 +430,72 @@ fn inbox_updated(listening: &SseStream) -> Value {
     }
 }
 
-/// The marks a gateway (node `a-test`) puts on a call it forwards with
-/// `request_id`, a later try with `retry`, proven under `hub`'s cluster key as
-/// the hub's `node_auth` proves them (HMAC-SHA256 of a label, the node, the
-/// request id and the retry mark, 128 bits in hex).
+/// The marks of a call to `/mcp` sent on by a node named "a-test" with
+/// `request_id`, a later try with `retry`, proven under `hub`'s cluster key.
 fn marks(hub: &Hub, request_id: &str, retry: bool) -> Vec<(&'static str, String)> {
+    node_marks(hub, "POST", "/mcp", Some(request_id), retry, None, 0)
+}
+
+/// The marks of a call to `target` by a node named "a-test", stamped `ago_ms`
+/// before now (and bound to `body` when given), proven under `hub`'s cluster key
+/// as the hub's `node_auth` proves them: HMAC-SHA256 of a label and each field
+/// followed by a NUL, 128 bits in hex.
+fn node_marks(
+    hub: &Hub,
+    method: &str,
+    target: &str,
+    request_id: Option<&str>,
+    retry: bool,
+    body: Option<&[u8]>,
+    ago_ms: i64,
+) -> Vec<(&'static str, String)> {
     use hmac::{Hmac, Mac};
+    use sha2::Digest;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let text = std::fs::read_to_string(hub.path().join("cluster.key")).expect("cluster.key");
     let key: Vec<u8> = (0..64)
         .step_by(2)
         .map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).expect("hex"))
         .collect();
+    static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let stamp = format!(
+        "{}.t{}",
+        now - ago_ms,
+        NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let digest = body.map(|b| hex(&sha2::Sha256::digest(b)));
     let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("key");
-    m.update(b"agent-hub node call v1\0a-test\0");
-    m.update(request_id.as_bytes());
-    m.update(if retry { b"\0retry" } else { b"\0first" });
-    let proof: String = m.finalize().into_bytes()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    m.update(b"agent-hub node call v2\0");
+    for field in [
+        "a-test",
+        method,
+        target,
+        request_id.unwrap_or(""),
+        if retry { "retry" } else { "first" },
+        &stamp,
+        digest.as_deref().unwrap_or(""),
+    ] {
+        m.update(field.as_bytes());
+        m.update(b"\0");
+    }
+    let proof = hex(&m.finalize().into_bytes()[..16]);
     let mut out = vec![
         ("x-agent-hub-forwarded-by", "a-test".to_string()),
-        ("x-agent-hub-request-id", request_id.to_string()),
+        ("x-agent-hub-node-stamp", stamp),
         ("x-agent-hub-node-auth", proof),
     ];
+    if let Some(id) = request_id {
+        out.push(("x-agent-hub-request-id", id.to_string()));
+    }
     if retry {
         out.push(("x-agent-hub-retry", "1".to_string()));
+    }
+    if let Some(d) = digest {
+        out.push(("x-agent-hub-node-body", d));
     }
     out
 }

@@ -114,7 +114,7 @@ async fn forward_when_standing_by(
         !answered_here(req.path())
             && match node.placement() {
                 Placement::Standby => !st.hub.serves(),
-                Placement::Spread => !from_node(req.headers(), st),
+                Placement::Spread => !from_node(req.head(), st),
             }
     });
     let Some((st, node)) = forward else {
@@ -129,7 +129,7 @@ async fn forward_when_standing_by(
     // Sent on by another node that took us for the leader: nothing runs here (not
     // even what needs no hub, as DELETE or a dashboard login), so that it retries
     // at the leader.
-    if from_node(req.headers(), &st) {
+    if from_node(req.head(), &st) {
         let refused = ApiError::standby("it does not serve").error_response();
         return Ok(req.into_response(refused).map_into_right_body());
     }
@@ -190,7 +190,7 @@ fn forwarded_call(req: &ServiceRequest) -> Option<replay::Forwarded> {
     let st = req.app_data::<web::Data<AppState>>()?;
     st.cluster.get()?;
     let h = req.headers();
-    if !from_node(h, st) {
+    if !from_node(req.head(), st) {
         return None;
     }
     let request_id = h.get(replay::REQUEST_ID_HEADER)?.to_str().ok()?;
@@ -434,6 +434,10 @@ pub(crate) async fn post_at_owner(
     let Some(node) = st.cluster.get().cloned() else {
         return Err(HubError::NotOwner(format!("shard {}", shard.0)));
     };
+    let bytes = Bytes::from(
+        serde_json::to_vec(body)
+            .map_err(|e| HubError::Store(StoreError::Refusing(format!("{what}: {e}"))))?,
+    );
     let deadline = Instant::now() + forward_wait(&node);
     let mut finder = Finder::new(&node, Dest::Shard(shard));
     let mut why = finder.missing();
@@ -443,8 +447,12 @@ pub(crate) async fn post_at_owner(
             let out = CLIENT
                 .with(|c| c.post(url))
                 .timeout(Duration::from_secs(30));
-            let out = st.mark(out, node.id(), None, false);
-            match out.send_json(body).await {
+            let out = st.mark(out, node.id(), None, false, Some(&bytes));
+            match out
+                .content_type("application/json")
+                .send_body(bytes.clone())
+                .await
+            {
                 Ok(mut resp) => {
                     let status = resp.status();
                     if status == StatusCode::SERVICE_UNAVAILABLE
@@ -541,9 +549,12 @@ pub(crate) async fn statuses_at_owners(
     let asks = by_node.into_iter().map(|(node_id, (url, ids))| {
         let url = format!("{}/internal/agents", url.trim_end_matches("/mcp"));
         let out = CLIENT.with(|c| c.post(url)).timeout(Duration::from_secs(5));
-        let out = st.mark(out, node.id(), None, false);
+        let body = serde_json::to_vec(&super::internal::AgentsBody { ids }).unwrap_or_default();
+        let out = st
+            .mark(out, node.id(), None, false, Some(&body))
+            .content_type("application/json");
         async move {
-            let asked = out.send_json(&super::internal::AgentsBody { ids }).await;
+            let asked = out.send_body(body).await;
             match asked {
                 Ok(mut r) if r.status().is_success() => r
                     .json::<Vec<crate::actors::hub::AgentStatus>>()
@@ -579,7 +590,7 @@ pub(crate) async fn follow_everywhere(st: &AppState) -> Vec<String> {
 /// force everywhere when it returns. Not for a reload another node asked for.
 /// Returns the nodes reloaded.
 pub(crate) async fn reload_others(req: &HttpRequest, st: &AppState) -> Vec<String> {
-    if from_node(req.headers(), st) {
+    if from_node(req.head(), st) {
         return Vec::new();
     }
     let auth = req.headers().get(header::AUTHORIZATION).cloned();
@@ -613,13 +624,16 @@ async fn on_every_other_node(
         .map(|n| {
             let url = format!("{}{path}", n.url.trim_end_matches("/mcp"));
             let out = CLIENT.with(|c| c.post(url)).timeout(Duration::from_secs(5));
-            let mut out = st.mark(out, node.id(), None, false);
+            // An empty object, bound by the proof like every node-to-node body.
+            let mut out = st
+                .mark(out, node.id(), None, false, Some(b"{}"))
+                .content_type("application/json");
             if let Some(a) = &auth {
                 out = out.insert_header((header::AUTHORIZATION, a.clone()));
             }
             let id = n.node_id.clone();
             async move {
-                match out.send().await {
+                match out.send_body("{}").await {
                     Ok(r) if r.status().is_success() => Some(id),
                     Ok(r) => {
                         tracing::warn!(node = %id, status = %r.status(), "another node did not follow a change of the agents");
@@ -644,7 +658,7 @@ async fn on_every_other_node(
 /// answer (or what went wrong); `None` elsewhere.
 pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<serde_json::Value> {
     let node = st.cluster.get()?;
-    if st.hub.serves() || from_node(req.headers(), st) {
+    if st.hub.serves() || from_node(req.head(), st) {
         return None;
     }
     let Some(leader) = node.forwards_to() else {
@@ -654,7 +668,7 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     let out = CLIENT
         .with(|c| c.post(url))
         .timeout(Duration::from_secs(30));
-    let mut out = st.mark(out, node.id(), None, false);
+    let mut out = st.mark(out, node.id(), None, false, None);
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.insert_header((header::AUTHORIZATION, auth.clone()));
     }
@@ -701,40 +715,43 @@ fn unknown_token(req: &ServiceRequest, st: &AppState) -> bool {
 }
 
 /// 403 for a request marked as another node's (`x-agent-hub-forwarded-by`)
-/// whose proof does not check, in cluster mode: no client sends the mark, so it
-/// is a node with another `cluster.key`, whose calls would otherwise lose their
-/// exactly-once answers and loop protection without a word.
+/// whose proof does not check or is stale, in cluster mode: no client sends the
+/// mark, so it is a node with another `cluster.key` or a clock off by more than
+/// `node_auth::SKEW`, or a copy of an old call, whose calls would otherwise lose
+/// their exactly-once answers and loop protection without a word.
 fn unproven_marks(req: &ServiceRequest, st: &AppState) -> Option<HttpResponse> {
-    if st.node_key.is_none()
-        || !req.headers().contains_key(FORWARDED_HEADER)
-        || from_node(req.headers(), st)
-    {
-        return None;
-    }
+    use node_auth::Unproven;
+    let why = match st.node_key.as_ref()?.check(req.head()) {
+        Ok(_) | Err(Unproven::Unmarked) => return None,
+        Err(why) => why,
+    };
     static REFUSED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(10_000);
     let from = req
         .headers()
         .get(FORWARDED_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("?");
+    let (log, answer) = match why {
+        Unproven::Stale => (
+            "a call marked as forwarded by another node was stamped more than 60 s from this node's clock: are the nodes' clocks synchronized (NTP)? (one line per 10 s at most)",
+            "Forbidden: x-agent-hub-node-stamp more than 60 s from this node's clock; the nodes of a cluster must keep their clocks synchronized",
+        ),
+        _ => (
+            "a call marked as forwarded by another node failed its proof: is cluster.key the same on every node? (one line per 10 s at most)",
+            "Forbidden: x-agent-hub-forwarded-by without a valid x-agent-hub-node-auth; the nodes of a cluster must share cluster.key",
+        ),
+    };
     if let Some(n) = REFUSED.hit() {
-        tracing::error!(from, refused = n, "a call marked as forwarded by another node failed its proof: is cluster.key the same on every node? (one line per 10 s at most)");
+        tracing::error!(from, refused = n, "{log}");
     }
-    Some(
-        ApiError::rpc(
-            StatusCode::FORBIDDEN,
-            RpcError::server(
-                "Forbidden: x-agent-hub-forwarded-by without a valid x-agent-hub-node-auth; the nodes of a cluster must share cluster.key",
-            ),
-        )
-        .error_response(),
-    )
+    Some(ApiError::rpc(StatusCode::FORBIDDEN, RpcError::server(answer)).error_response())
 }
 
-/// Whether `headers` carry the marks of a node of this cluster, proven under
-/// the cluster key (see [`node_auth`]); never on a single node.
-pub(crate) fn from_node(headers: &header::HeaderMap, st: &AppState) -> bool {
-    st.node_key.as_ref().is_some_and(|k| k.check(headers))
+/// Whether `head` carries the marks of a node of this cluster, proven under the
+/// cluster key for this call and stamped within `node_auth::SKEW` (see
+/// [`node_auth`]); never on a single node.
+pub(crate) fn from_node(head: &actix_web::dev::RequestHead, st: &AppState) -> bool {
+    st.node_key.as_ref().is_some_and(|k| k.check(head).is_ok())
 }
 
 /// A new request id: a random prefix drawn once per process and a counter, so
@@ -826,13 +843,10 @@ fn relayed(name: &header::HeaderName) -> bool {
             | "upgrade"
             | "host"
             | "content-length"
-            // Set by the gateway itself for the calls it may repeat, never taken
-            // from a client (see `mcp::replay`), and proven (see `node_auth`).
-            | "x-agent-hub-request-id"
-            | "x-agent-hub-retry"
-            | "x-agent-hub-forwarded-by"
-            | "x-agent-hub-node-auth"
     )
+        // Set by a node itself and proven (see `node_auth`), never taken from a
+        // client.
+        && !node_auth::is_mark(name.as_str())
 }
 
 thread_local! {
@@ -893,7 +907,7 @@ async fn send(
         out = out.append_header((name, value));
     }
     let (id, retry) = request_id.map_or((None, false), |(id, r)| (Some(id), r));
-    let out = st.mark(out, node.id(), id, retry);
+    let out = st.mark(out, node.id(), id, retry, None);
     let kept = body.clone();
     let resp = match out.send_body(body).await {
         Ok(resp) => resp,

@@ -20,6 +20,7 @@
 //! 503 (the asking node finds its owner again).
 
 use super::error::ApiError;
+use super::gateway::node_auth::Unproven;
 use super::state::AppState;
 use crate::actors::task::commands::CountStep;
 use crate::actors::HubError;
@@ -85,9 +86,9 @@ pub(crate) async fn act_anywhere(
 async fn act(
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: web::Json<Act>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    from_a_node(&req, &st)?;
+    let body: Act = from_a_node(&req, &st, &body)?;
     let hub = st.hub.get().await?;
     let done = body.run(&hub).await;
     answer(&hub, done.map(|n| json!({"ok": true, "n": n}))).await
@@ -124,9 +125,9 @@ pub(crate) struct AgentsBody {
 async fn agents(
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: web::Json<AgentsBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    from_a_node(&req, &st)?;
+    let body: AgentsBody = from_a_node(&req, &st, &body)?;
     let hub = st.hub.get().await?;
     let now = chrono::Utc::now();
     let mut out = Vec::new();
@@ -140,21 +141,61 @@ async fn agents(
     Ok(HttpResponse::Ok().json(out))
 }
 
-/// 403 unless the request is another node's, proven with the cluster key.
-fn from_a_node(req: &HttpRequest, st: &AppState) -> Result<(), ApiError> {
-    if super::gateway::from_node(req.headers(), st) {
-        return Ok(());
+/// `body` decoded, if the request is another node's: proven with the cluster
+/// key for this path, stamped within `node_auth::SKEW`, binding `body`, and not
+/// a copy of a call taken before (403 otherwise; 503 while too many were taken
+/// to remember one more).
+fn from_a_node<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    st: &AppState,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    use crate::mcp::jsonrpc::RpcError;
+    let refused = |why: &str| {
+        ApiError::rpc(
+            StatusCode::FORBIDDEN,
+            RpcError::server(format!(
+                "Forbidden: /internal/ is for the nodes of the cluster (x-agent-hub-node-auth): {why}"
+            )),
+        )
+    };
+    let key = st
+        .node_key
+        .as_ref()
+        .ok_or_else(|| refused("this server is not a cluster node"))?;
+    let proven = key.check(req.head()).map_err(|why| {
+        refused(match why {
+            Unproven::Unmarked | Unproven::Forged => "no valid proof",
+            Unproven::Stale => "stamped more than 60 s from this node's clock",
+        })
+    })?;
+    if !proven.binds(body) {
+        return Err(refused("the proof does not bind this body"));
     }
-    Err(ApiError::rpc(
-        StatusCode::FORBIDDEN,
-        crate::mcp::jsonrpc::RpcError::server(
-            "Forbidden: /internal/ is for the nodes of the cluster (x-agent-hub-node-auth)",
-        ),
-    ))
+    match key.first_use(&proven) {
+        Some(true) => {}
+        Some(false) => return Err(refused("a copy of a call already taken")),
+        None => {
+            return Err(ApiError::rpc(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcError::server("Busy: too many node-to-node calls to remember; retry"),
+            ))
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::rpc(
+            StatusCode::BAD_REQUEST,
+            RpcError::server(format!("Bad request: {e}")),
+        )
+    })
 }
 
-async fn follow(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    from_a_node(&req, &st)?;
+async fn follow(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let _: serde::de::IgnoredAny = from_a_node(&req, &st, &body)?;
     st.reloader.follow(false).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
@@ -170,9 +211,9 @@ pub(crate) struct CountBody {
 async fn count(
     req: HttpRequest,
     st: web::Data<AppState>,
-    body: web::Json<CountBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    from_a_node(&req, &st)?;
+    let body: CountBody = from_a_node(&req, &st, &body)?;
     let hub = st.hub.get().await?;
     let sender = AgentId::new(&body.sender);
     let done = hub.count_here(&body.task_id, &sender, body.step).await;

@@ -358,7 +358,7 @@ pub(crate) async fn get(
             // Opened again by a gateway (the node it came from stopped serving):
             // what reached the inbox meanwhile was pushed to no stream.
             let h = req.headers();
-            let again = super::gateway::from_node(h, &st)
+            let again = super::gateway::from_node(req.head(), &st)
                 && h.contains_key(crate::mcp::replay::RETRY_HEADER);
             if again && hub.unread(&agent) > 0 {
                 session.push(crate::mcp::push::inbox_hint());

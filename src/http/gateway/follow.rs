@@ -177,7 +177,7 @@ impl Reopen {
         // answered from the log; a stream opened again hears of a non-empty inbox.
         let out = self
             .st
-            .mark(out, self.node.id(), self.request_id.as_deref(), true);
+            .mark(out, self.node.id(), self.request_id.as_deref(), true, None);
         let sent = if self.method == Method::GET {
             out.send().await
         } else {

@@ -97,17 +97,48 @@ pub async fn register(
 
 /// Mark this node alive. [`PgError::NodeReplaced`] if another process has taken
 /// its id over: this one must stop serving.
+/// Also says in the log when this node's clock is off the database's by more
+/// than a third of what node-to-node calls allow (`http::gateway::node_auth`).
 pub async fn heartbeat(client: &impl GenericClient, me: &Member) -> Result<(), PgError> {
-    let n = client
-        .execute(
-            "UPDATE nodes SET seen_at = now() WHERE node_id = $1 AND incarnation = $2",
+    let asked = chrono::Utc::now().timestamp_millis();
+    let row = client
+        .query_opt(
+            "UPDATE nodes SET seen_at = now() WHERE node_id = $1 AND incarnation = $2
+             RETURNING (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
             &[&me.node_id, &me.incarnation],
         )
         .await?;
-    if n == 0 {
+    let Some(row) = row else {
         return Err(PgError::NodeReplaced(me.node_id.clone()));
+    };
+    let theirs: i64 = row.try_get(0)?;
+    // The database's clock read between `asked` and `answered`.
+    let answered = chrono::Utc::now().timestamp_millis();
+    let off = clock_off(asked, answered, theirs);
+    let allowed = crate::http::gateway::node_auth::SKEW.as_millis() as i64;
+    if off.abs() > allowed / 3 {
+        static SAID: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(60_000);
+        if SAID.hit().is_some() {
+            tracing::warn!(
+                off_ms = off,
+                "this node's clock is off the database's: node-to-node calls are refused past {} s apart; synchronize the clocks (NTP)",
+                allowed / 1000
+            );
+        }
     }
     Ok(())
+}
+
+/// How far ahead of a clock read at `theirs` (between `asked` and `answered` on
+/// ours) our clock is, in ms: 0 when within the round trip.
+fn clock_off(asked: i64, answered: i64, theirs: i64) -> i64 {
+    if theirs < asked {
+        asked - theirs
+    } else if theirs > answered {
+        answered - theirs
+    } else {
+        0
+    }
 }
 
 /// The nodes seen within `node_ttl` and not draining ([`drain`]), as (node id,
@@ -359,4 +390,18 @@ pub async fn leave(client: &impl GenericClient, me: &Member) -> Result<u64, PgEr
         )
         .await?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock_off;
+
+    #[test]
+    fn a_clock_is_off_by_what_lies_outside_the_round_trip() {
+        assert_eq!(clock_off(1_000, 1_010, 1_005), 0);
+        // Ours is ahead: the database read 1 s before we asked.
+        assert_eq!(clock_off(2_000, 2_010, 1_000), 1_000);
+        // Ours is behind.
+        assert_eq!(clock_off(1_000, 1_010, 3_010), -2_000);
+    }
 }
