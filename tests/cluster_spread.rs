@@ -24,10 +24,13 @@ const AGENTS: [&str; 6] = ["disp", "alice", "bob", "carol", "dave", "erin"];
 
 /// Every node's config.yaml: spread placement, short leases, one active
 /// assignment per agent and two messages per task (to see the quota and the
-/// budget count across nodes), no send limit.
+/// budget count across nodes), no send limit; finished tasks leave memory after
+/// a second and history is kept under 2 s (the hourly prune never runs here:
+/// `hubctl prune` does).
 const CONFIG: &str = "cluster_placement: spread\ncluster_lease_ttl_secs: 3\n\
     max_simultaneous_assignments: 1\nmax_messages_per_task: 2\nshutdown_drain_secs: 1\n\
-    send_rate_per_second: 100000\nsend_burst: 100000\n";
+    send_rate_per_second: 100000\nsend_burst: 100000\nfinished_task_idle_secs: 1\n\
+    retention:\n  acked_messages_days: 0.00002\n  terminal_tasks_days: 0.00002\n  audit_days: 0.00002\n";
 
 /// A node's config dir with the same agents, operator token and cluster key as
 /// `first`'s.
@@ -246,6 +249,40 @@ fn several_nodes_serve_their_shards() {
             "LOCK_CONFLICT"
         );
     }
+
+    // A prune through any node: each node prunes the tasks it serves, the node
+    // serving shard 0 the read messages and audit rows; the answer sums them.
+    for i in 0..6 {
+        let id = format!("T-{i}");
+        let shown = hubctl_ok(&front, &["show", &id]);
+        if !shown.contains("status: completed") {
+            hubctl_ok(&front, &["close", &id]);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    // (Summed over tries: a task still in memory is left for the next.)
+    let mut sum = BTreeMap::<&str, u64>::new();
+    let pruned = wait_for(Duration::from_secs(10), || {
+        let v: Value = serde_json::from_str(&hubctl_ok(&front, &["--json", "prune"])).ok()?;
+        assert_eq!(v["ok"], true, "{v}");
+        for what in ["tasks", "messages", "audit_events"] {
+            *sum.entry(what).or_default() += v["pruned"][what].as_u64().unwrap_or(0);
+        }
+        (sum["tasks"] >= 6).then_some(())
+    });
+    assert!(
+        pruned.is_some(),
+        "the six finished tasks pruned at their nodes: {sum:?}"
+    );
+    assert_eq!(sum["tasks"], 6, "{sum:?}");
+    assert!(sum["messages"] > 0 && sum["audit_events"] > 0, "{sum:?}");
+    for i in 0..6 {
+        let gone = front.operator_get_raw(&format!("/operator/tasks/T-{i}"));
+        assert_eq!(gone.status, 404, "T-{i}: {}", gone.body);
+    }
+    let left: Value =
+        serde_json::from_str(&hubctl_ok(&front, &["--json", "prune", "--dry-run"])).unwrap();
+    assert_eq!(left["pruned"]["tasks"], 0, "{left}");
 
     // A fourth node joins: it takes its share, and nothing is lost or doubled.
     let n4 = start_node(&server, like(&n1), url, "n4");

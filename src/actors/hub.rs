@@ -30,7 +30,7 @@ use crate::config::{LiveSettings, Settings};
 use crate::domain::inbox::InboxGauge;
 use crate::domain::lease::LockTable;
 use crate::domain::rate::TokenBucket;
-use crate::domain::shard::ShardSet;
+use crate::domain::shard::{ShardId, ShardSet};
 use crate::domain::{AgentId, DomainError, ErrorCode};
 use crate::store::reads::Owned;
 use crate::store::{group, Reads, Snapshot, Store, Ticket};
@@ -403,6 +403,20 @@ impl Hub {
             Ok(task) => Ok(Some(task)),
             Err(HubError::Domain(_)) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether this hub is a node of a cluster with spread placement.
+    pub(crate) fn spread(&self) -> bool {
+        self.inner.dir.spread
+    }
+
+    /// [`HubError::NotOwner`] unless this hub serves `shard`.
+    pub(crate) fn must_serve_shard(&self, shard: ShardId) -> Result<(), HubError> {
+        if self.inner.held.contains(shard) {
+            Ok(())
+        } else {
+            Err(HubError::NotOwner(format!("shard {}", shard.0)))
         }
     }
 

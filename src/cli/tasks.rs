@@ -458,6 +458,15 @@ pub(crate) fn prune(
     if !any {
         println!("no retention: in config.yaml; nothing to delete");
     }
+    // Spread placement: nodes that did not prune their tasks (they will at their
+    // next hourly run).
+    if let Some(nodes) = v["not_pruned_at"].as_array() {
+        let nodes: Vec<&str> = nodes.iter().filter_map(|n| n.as_str()).collect();
+        return Err(CliError::Api(format!(
+            "the tasks of node(s) {} were not pruned (not reached); they are at their next hourly run, or run hubctl prune again",
+            nodes.join(", ")
+        )));
+    }
     Ok(())
 }
 

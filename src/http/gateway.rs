@@ -599,12 +599,59 @@ pub(crate) async fn reload_others(req: &HttpRequest, st: &AppState) -> Vec<Strin
 
 /// POST `path` at every other live node (spread placement, as PostgreSQL has
 /// them now: one that joined a moment ago too), marked as this node's; the
-/// nodes that answered 2xx within 5 s.
+/// nodes that answered 2xx within 5 s (the others are logged as not having done
+/// `what`).
 async fn on_every_other_node(
     st: &AppState,
     path: &str,
     auth: Option<header::HeaderValue>,
 ) -> Vec<String> {
+    ask_every_other_node(
+        st,
+        path,
+        auth,
+        Duration::from_secs(5),
+        "followed a change of the agents",
+    )
+    .await
+    .into_iter()
+    .filter_map(|(id, answer)| answer.ok().map(|_| id))
+    .collect()
+}
+
+/// Spread placement: every other live node prunes the tasks it serves (`hubctl
+/// prune`, at the node serving the first shard): how many it pruned in all, and
+/// the nodes that did not answer.
+pub(crate) async fn prune_others(st: &AppState) -> (u64, Vec<String>) {
+    let asked = ask_every_other_node(
+        st,
+        "/internal/prune",
+        None,
+        Duration::from_secs(300),
+        "pruned its tasks",
+    )
+    .await;
+    let mut pruned = 0;
+    let mut failed = Vec::new();
+    for (id, answer) in asked {
+        match answer {
+            Ok(v) => pruned += v["pruned"]["tasks"].as_u64().unwrap_or(0),
+            Err(()) => failed.push(id),
+        }
+    }
+    (pruned, failed)
+}
+
+/// POST `{}` to `path` at every other live node (spread placement), marked as
+/// this node's: each node's JSON answer if it answered 2xx within `within`
+/// (the others are logged as not having done `what`).
+async fn ask_every_other_node(
+    st: &AppState,
+    path: &str,
+    auth: Option<header::HeaderValue>,
+    within: Duration,
+    what: &'static str,
+) -> Vec<(String, Result<serde_json::Value, ()>)> {
     let Some(node) = st.cluster.get() else {
         return Vec::new();
     };
@@ -614,7 +661,7 @@ async fn on_every_other_node(
     let members = match node.members().await {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the members; the others follow within a second");
+            tracing::warn!(error = %e, "could not read the members: no other node {what}");
             return Vec::new();
         }
     };
@@ -623,7 +670,7 @@ async fn on_every_other_node(
         .filter(|n| n.node_id != node.id())
         .map(|n| {
             let url = format!("{}{path}", n.url.trim_end_matches("/mcp"));
-            let out = CLIENT.with(|c| c.post(url)).timeout(Duration::from_secs(5));
+            let out = CLIENT.with(|c| c.post(url)).timeout(within);
             // An empty object, bound by the proof like every node-to-node body.
             let mut out = st
                 .mark(out, node.id(), None, false, Some(b"{}"))
@@ -633,24 +680,23 @@ async fn on_every_other_node(
             }
             let id = n.node_id.clone();
             async move {
-                match out.send_body("{}").await {
-                    Ok(r) if r.status().is_success() => Some(id),
+                let answer = match out.send_body("{}").await {
+                    Ok(mut r) if r.status().is_success() => {
+                        Ok(r.json().limit(1 << 20).await.unwrap_or_default())
+                    }
                     Ok(r) => {
-                        tracing::warn!(node = %id, status = %r.status(), "another node did not follow a change of the agents");
-                        None
+                        tracing::warn!(node = %id, status = %r.status(), "another node has not {what}");
+                        Err(())
                     }
                     Err(e) => {
-                        tracing::warn!(node = %id, error = %e, "another node did not follow a change of the agents");
-                        None
+                        tracing::warn!(node = %id, error = %e, "another node has not {what}");
+                        Err(())
                     }
-                }
+                };
+                (id, answer)
             }
         });
-    futures_util::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    futures_util::future::join_all(asks).await
 }
 
 /// On a cluster node that does not serve, and for a request no node forwarded:

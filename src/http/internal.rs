@@ -13,6 +13,10 @@
 //! `POST /internal/agents` `{"ids": [...]}`: the presence of those of the agents
 //! served here (`hubctl agents` and the dashboard asked at another node).
 //!
+//! `POST /internal/prune` `{}`: prune the tasks served here by the `retention:`
+//! policy (`hubctl prune` at the node serving the first shard). 200 `{"ok":
+//! true, "pruned": …}`.
+//!
 //! `POST /internal/count` `{"task_id", "sender", "step"}`: a step of the count of
 //! a message against the budget of a task served here (see
 //! `actors::hub::remote`). 200 `{"ok": true}`; a refusal 409 with the tool
@@ -33,7 +37,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/count", web::post().to(count))
         .route("/internal/follow", web::post().to(follow))
         .route("/internal/agents", web::post().to(agents))
-        .route("/internal/act", web::post().to(act));
+        .route("/internal/act", web::post().to(act))
+        .route("/internal/prune", web::post().to(prune));
 }
 
 /// An operator's action from the dashboard (`POST /internal/act`), done at the
@@ -198,6 +203,19 @@ async fn follow(
     let _: serde::de::IgnoredAny = from_a_node(&req, &st, &body)?;
     st.reloader.follow(false).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
+}
+
+/// `hubctl prune` at the node serving the first shard: the tasks this node
+/// serves, pruned now by the `retention:` policy.
+async fn prune(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let _: serde::de::IgnoredAny = from_a_node(&req, &st, &body)?;
+    let hub = st.hub.get().await?;
+    let pruned = super::error::settle(&hub, hub.prune(false, chrono::Utc::now()).await).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "pruned": pruned})))
 }
 
 /// The body of `POST /internal/count`.

@@ -44,8 +44,28 @@ async fn prune(
 ) -> Result<HttpResponse, ApiError> {
     let hub = guards::operator_request(&req, &st).await?;
     let dry_run = matches!(q.dry_run.as_deref(), Some("1" | "true" | "yes" | ""));
-    let pruned = settle(&hub, hub.prune(dry_run, Utc::now()).await).await?;
-    Ok(HttpResponse::Ok().json(json!({"ok": true, "dry_run": dry_run, "pruned": pruned})))
+    let spread = !dry_run && hub.spread();
+    if spread {
+        // Spread placement: at the node serving the first shard (a gateway
+        // sends it there), which prunes what spans shards.
+        let here = hub.must_serve_shard(crate::domain::shard::ShardId(0));
+        settle(&hub, here).await?;
+    }
+    let mut pruned = settle(&hub, hub.prune(dry_run, Utc::now()).await).await?;
+    let mut answer = json!({"ok": true, "dry_run": dry_run});
+    if spread {
+        // Every other node prunes the tasks it serves.
+        let (elsewhere, failed) = super::gateway::prune_others(&st).await;
+        if let Some(t) = pruned.tasks.as_mut() {
+            *t += elsewhere;
+        }
+        if !failed.is_empty() {
+            answer["ok"] = false.into();
+            answer["not_pruned_at"] = json!(failed);
+        }
+    }
+    answer["pruned"] = json!(pruned);
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The agents of agents.env with their registration and presence, a page at a time.

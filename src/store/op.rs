@@ -157,8 +157,8 @@ pub(crate) enum Scope {
     One(ShardId),
     /// A message and its deliveries: the sender's shard and each recipient's.
     Many(Vec<ShardId>),
-    /// Rows anywhere (the agent list, retention): only a node holding every shard
-    /// may write it.
+    /// Rows anywhere (the agent list): only a node holding every shard may write
+    /// it.
     Every,
 }
 
@@ -212,10 +212,12 @@ impl Op {
             Op::End {
                 logged: Some(l), ..
             } => of(&l.owner),
-            Op::AgentsSync { .. }
-            | Op::PruneMessages(_)
-            | Op::PruneTasks(_)
-            | Op::PruneAudit(_) => Scope::Every,
+            Op::PruneTasks(ids) => many(ids.iter().map(String::as_str)),
+            // History no owner writes any more (messages every recipient read,
+            // past audit rows), in every shard: pruned by the node serving the
+            // first shard alone, fenced by its epoch there.
+            Op::PruneMessages(_) | Op::PruneAudit(_) => Scope::One(ShardId(0)),
+            Op::AgentsSync { .. } => Scope::Every,
         }
     }
 }

@@ -2,10 +2,14 @@
 //! `retention:` policy, reading candidates from the store and deleting them through
 //! the writer a batch at a time (each batch committed before the next is read).
 //! Never an unread message, an open task or a lock. Finished tasks that are in
-//! memory right now are left for a later run.
+//! memory right now are left for a later run. With spread placement each node
+//! prunes the tasks of its shards, and the node serving shard 0 the messages and
+//! audit rows (which span shards); `hubctl prune` runs at that node, which asks
+//! every other to prune its tasks (`http::operator`).
 
 use super::Hub;
 use crate::actors::HubError;
+use crate::domain::shard::ShardId;
 use crate::domain::time::iso;
 use crate::domain::DomainError;
 use crate::store::reads::{Prunable, PRUNE_BATCH};
@@ -42,16 +46,11 @@ impl Hub {
     ) -> Result<Pruned, HubError> {
         if !dry_run {
             self.writable()?;
-            // Its deletes span every shard, and each node serves some (not built:
-            // a prune by each node of its own shards).
-            if self.inner.dir.spread {
-                return Err(DomainError::invalid(
-                    "cluster_placement",
-                    "pruning history is not built for spread placement (each node serves some shards, a prune spans them all); count with --dry-run, or prune with cluster_placement: standby",
-                )
-                .into());
-            }
         }
+        // Spread placement: each node prunes the tasks it serves, and the node
+        // serving the first shard the history no node serves (messages every
+        // recipient read, audit rows). A dry run counts everything, anywhere.
+        let spans = dry_run || self.inner.held.contains(ShardId(0));
         // One prune at a time (hourly and hubctl): two would count the same rows.
         // A dry run only counts, and does not wait for one.
         let _one = match dry_run {
@@ -60,7 +59,7 @@ impl Hub {
         };
         let policy = self.settings().retention;
         let mut out = Pruned::default();
-        if let Some(days) = policy.acked_messages_days {
+        if let Some(days) = policy.acked_messages_days.filter(|_| spans) {
             let c = cutoff(now, days);
             out.messages = Some(match dry_run {
                 true => self.count(Prunable::AckedMessages, c).await?,
@@ -74,7 +73,7 @@ impl Hub {
                 false => self.prune_keyed(Keyed::Tasks, c).await?,
             });
         }
-        if let Some(days) = policy.audit_days {
+        if let Some(days) = policy.audit_days.filter(|_| spans) {
             let c = cutoff(now, days);
             out.audit_events = Some(match dry_run {
                 true => self.count(Prunable::AuditEvents, c).await?,
@@ -178,7 +177,8 @@ impl Hub {
         }
     }
 
-    /// Delete the tasks of `ids` that are not in memory; returns how many.
+    /// Delete the tasks of `ids` that this hub serves and are not in memory;
+    /// returns how many.
     async fn delete_tasks(&self, ids: Vec<String>) -> Result<usize, HubError> {
         // No activation while this batch is checked and deleted: a task read into
         // an actor now would be deleted under it.
@@ -186,8 +186,11 @@ impl Hub {
         let live = &self.inner.task_env.tasks;
         let ids: Vec<String> = ids
             .into_iter()
-            .filter(|id| !live.contains_key(id))
+            .filter(|id| self.owns(id) && !live.contains_key(id))
             .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let gone = ids.len();
         let _ = self
             .inner

@@ -40,6 +40,11 @@ pub(super) async fn dest_of(req: &ServiceRequest, st: &AppState, node: &Node, bo
     if req.path() == "/ui" || req.path().starts_with("/ui/") {
         return Dest::Shard(ShardId(0));
     }
+    // A prune runs at the node serving the first shard, which prunes the
+    // history spanning shards and asks the others for their tasks.
+    if req.path() == "/operator/prune" {
+        return Dest::Shard(ShardId(0));
+    }
     if req.path() != "/mcp" {
         return match named_owner(req, body) {
             Some(Named::Owner(id)) => Dest::Shard(shard_of(&id)),

@@ -90,14 +90,17 @@ pub(crate) async fn count(
     Ok(n as u64)
 }
 
-// The `FROM ... WHERE` of each policy (same conditions as SQLite's).
+// The `FROM ... WHERE` of each policy (same conditions as SQLite's; a message
+// still in `delivery_outbox`, spread placement's deliveries not yet made, is
+// unread as well).
 
 fn acked_messages_where(b: &mut Binds, cutoff: &str) -> String {
     let before = time_cmp(b, "m.created_at", "<", cutoff);
     format!(
         "FROM messages m WHERE {before}
            AND NOT EXISTS (SELECT 1 FROM message_recipients r
-                           WHERE r.message_id = m.id AND r.read_at IS NULL)"
+                           WHERE r.message_id = m.id AND r.read_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM delivery_outbox o WHERE o.message_id = m.id)"
     )
 }
 
