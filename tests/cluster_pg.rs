@@ -114,14 +114,14 @@ fn sha_shard(id: &str) -> i32 {
 
 async fn migrations_apply_once(server: &Postgres) {
     let pool = pool_for(server, "once");
-    assert_eq!(migrate::run(&pool).await.expect("migrate"), 11);
-    assert_eq!(migrate::run(&pool).await.expect("migrate again"), 11);
+    assert_eq!(migrate::run(&pool).await.expect("migrate"), 12);
+    assert_eq!(migrate::run(&pool).await.expect("migrate again"), 12);
     let c = pool.get().await.expect("connection");
     let count = |sql: &'static str| {
         let c = &c;
         async move { c.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0) }
     };
-    assert_eq!(count("SELECT count(*) FROM schema_migrations").await, 11);
+    assert_eq!(count("SELECT count(*) FROM schema_migrations").await, 12);
     assert_eq!(count("SELECT count(*) FROM shard_lease").await, 1024);
     assert_eq!(
         count("SELECT count(*) FROM shard_lease WHERE owner_node IS NULL AND epoch = 0").await,
@@ -182,7 +182,7 @@ async fn migrations_apply_once(server: &Postgres) {
         migrate::run(&pool).await,
         Err(PgError::SchemaTooNew {
             found: 99,
-            known: 11
+            known: 12
         })
     ));
 }
@@ -204,11 +204,11 @@ async fn concurrent_migrators_end_on_one_version(server: &Postgres) {
     let b = pg::pool(b_config, &PoolOptions::default()).expect("pool");
 
     let (ra, rb) = tokio::join!(migrate::run(&a), migrate::run(&b));
-    assert_eq!((ra.expect("node a"), rb.expect("node b")), (11, 11));
+    assert_eq!((ra.expect("node a"), rb.expect("node b")), (12, 12));
     let c = b.get().await.expect("connection");
     let versions: Vec<i64> =
         column(&c, "SELECT version FROM schema_migrations ORDER BY version").await;
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(versions, (1..=12).collect::<Vec<i64>>());
 }
 
 async fn node_ids_are_exclusive(server: &Postgres) {
@@ -216,18 +216,25 @@ async fn node_ids_are_exclusive(server: &Postgres) {
     migrate::run(&pool).await.expect("migrate");
     let c = pool.get().await.expect("connection");
 
-    let n1 = lease::register(&c, "n1", "127.0.0.1:8801", TTL)
+    let n1 = lease::register(&c, "n1", "127.0.0.1:8801", TTL, "standby")
         .await
         .expect("register n1");
     // A second live process with the same id is refused.
-    let second = lease::register(&c, "n1", "127.0.0.1:9901", TTL).await;
+    let second = lease::register(&c, "n1", "127.0.0.1:9901", TTL, "standby").await;
     assert!(
         matches!(&second, Err(PgError::NodeIdInUse(id)) if id == "n1"),
         "{second:?}"
     );
-    let n2 = lease::register(&c, "n2", "127.0.0.1:8802", TTL)
+    let n2 = lease::register(&c, "n2", "127.0.0.1:8802", TTL, "standby")
         .await
         .expect("register n2");
+    // A node with the other cluster_placement is refused while these live.
+    let mixed = lease::register(&c, "n3", "127.0.0.1:8803", TTL, "spread").await;
+    assert!(
+        matches!(&mixed, Err(PgError::PlacementMismatch { node, theirs, .. })
+            if node == "n1" && theirs == "standby"),
+        "{mixed:?}"
+    );
     lease::heartbeat(&c, &n1).await.expect("heartbeat");
     let live = lease::live_nodes(&c, TTL).await.expect("live nodes");
     assert_eq!(
@@ -246,7 +253,7 @@ async fn node_ids_are_exclusive(server: &Postgres) {
         lease::live_nodes(&c, TTL).await.expect("live nodes"),
         vec![("n2".to_string(), "127.0.0.1:8802".to_string())]
     );
-    let n1_again = lease::register(&c, "n1", "127.0.0.1:9901", TTL)
+    let n1_again = lease::register(&c, "n1", "127.0.0.1:9901", TTL, "standby")
         .await
         .expect("take over a dead node's id");
     let stale = lease::heartbeat(&c, &n1).await;
@@ -258,7 +265,7 @@ async fn node_ids_are_exclusive(server: &Postgres) {
 
     // Leaving frees the id at once.
     lease::leave(&c, &n1_again).await.expect("leave");
-    lease::register(&c, "n1", "127.0.0.1:8801", TTL)
+    lease::register(&c, "n1", "127.0.0.1:8801", TTL, "standby")
         .await
         .expect("register after leave");
 }
@@ -303,8 +310,12 @@ async fn leases_and_epochs(server: &Postgres) {
     let pool = pool_for(server, "leases");
     migrate::run(&pool).await.expect("migrate");
     let c = pool.get().await.expect("connection");
-    let a = lease::register(&c, "a", "a:1", LONG).await.expect("a");
-    let b = lease::register(&c, "b", "b:1", LONG).await.expect("b");
+    let a = lease::register(&c, "a", "a:1", LONG, "standby")
+        .await
+        .expect("a");
+    let b = lease::register(&c, "b", "b:1", LONG, "standby")
+        .await
+        .expect("b");
     let mut history = History::default();
 
     let got_a = history.acquire(&c, &a, &[0, 1, 2], TTL).await;
@@ -395,8 +406,12 @@ async fn fenced_batch_after_a_steal(server: &Postgres) {
     migrate::run(&pool).await.expect("migrate");
     let mut c_a = pool.get().await.expect("connection a");
     let c_b = pool.get().await.expect("connection b");
-    let a = lease::register(&c_a, "a", "a:1", LONG).await.expect("a");
-    let b = lease::register(&c_b, "b", "b:1", LONG).await.expect("b");
+    let a = lease::register(&c_a, "a", "a:1", LONG, "standby")
+        .await
+        .expect("a");
+    let b = lease::register(&c_b, "b", "b:1", LONG, "standby")
+        .await
+        .expect("b");
     let got = lease::acquire(&c_a, &a, &shards(&[7, 8]), TTL)
         .await
         .expect("a acquires");

@@ -221,8 +221,12 @@ async fn postgres_writer_matches_sqlite() {
 
     // Node a holds shards 1, 7 and 8; the batches go under shard 1's epoch.
     let long = Duration::from_secs(60);
-    let a = lease::register(&c, "a", "a:1", long).await.expect("a");
-    let b = lease::register(&c_b, "b", "b:1", long).await.expect("b");
+    let a = lease::register(&c, "a", "a:1", long, "standby")
+        .await
+        .expect("a");
+    let b = lease::register(&c_b, "b", "b:1", long, "standby")
+        .await
+        .expect("b");
     let held = lease::acquire(&c, &a, &[ShardId(1)], long)
         .await
         .expect("acquire");

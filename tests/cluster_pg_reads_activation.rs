@@ -212,7 +212,9 @@ async fn compare_all(
     migrate::run(pool).await.expect("migrate");
     let mut c = pool.get().await.expect("connection");
     let long = Duration::from_secs(60);
-    let a = lease::register(&c, "a", "a:1", long).await.expect("a");
+    let a = lease::register(&c, "a", "a:1", long, "standby")
+        .await
+        .expect("a");
     let held = lease::acquire(&c, &a, &[ShardId(1)], long)
         .await
         .expect("acquire");

@@ -47,7 +47,7 @@ async fn connect(server: &Postgres, db: &str) -> (Client, (ShardId, Epoch)) {
     migrate::run(&pool).await.expect("migrate");
     let c = pool.get().await.expect("connection");
     let long = Duration::from_secs(600);
-    let me = lease::register(&c, "a", "a:1", long)
+    let me = lease::register(&c, "a", "a:1", long, "standby")
         .await
         .expect("register");
     let held = lease::acquire(&c, &me, &[ShardId(1)], long)

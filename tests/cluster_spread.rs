@@ -159,6 +159,23 @@ fn several_nodes_serve_their_shards() {
     let (p1, p2, p3) = (n1.port, n2.port, n3.port);
     spread_over(&n1, &[("n1", p1), ("n2", p2), ("n3", p3)]);
     let proxy = Proxy::start(&[p1, p2, p3]);
+    // A node started with the other placement is refused, saying why.
+    let standby = common::postgres::config_like(&n1, &AGENTS, "");
+    let args = common::postgres::node_args(standby.path(), url, "n9");
+    match spawn(standby.path(), &args, &[("PGPASSWORD", &server.password)]) {
+        Ok(mut r) => {
+            let _ = r.child.kill();
+            panic!(
+                "a standby-placement node started among spread ones: {}",
+                r.url
+            );
+        }
+        Err(f) => assert!(
+            f.stderr.contains("runs with cluster_placement: spread"),
+            "{}",
+            f.stderr
+        ),
+    }
     // Node-to-node calls need the cluster key's proof, relayed or not.
     for base in [format!("http://127.0.0.1:{p1}"), proxy.base.clone()] {
         let body = r#"{"task_id":"T-0","sender":"disp","step":"Undo"}"#;

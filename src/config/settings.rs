@@ -34,6 +34,16 @@ pub(crate) enum Placement {
     Spread,
 }
 
+impl Placement {
+    /// As `cluster_placement:` names it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Placement::Standby => "standby",
+            Placement::Spread => "spread",
+        }
+    }
+}
+
 /// How log lines are written (`log_format`): the access log and the main log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogFormat {

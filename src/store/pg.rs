@@ -109,6 +109,16 @@ pub enum PgError {
     /// Another live process is registered with this node id.
     #[error("node id {0} is in use by a live node; give each node its own --node-id")]
     NodeIdInUse(String),
+    /// A live node of the cluster runs with the other `cluster_placement`.
+    #[error("node {node} runs with cluster_placement: {theirs}, this one with {ours}; every node of a cluster must use the same placement: stop them all, change cluster_placement everywhere, and start them again")]
+    PlacementMismatch {
+        /// The live node running with the other placement.
+        node: String,
+        /// Its placement.
+        theirs: String,
+        /// This node's.
+        ours: String,
+    },
     /// An op holds a value its PostgreSQL column cannot take.
     #[error("cannot store in PostgreSQL: {0}")]
     Value(String),

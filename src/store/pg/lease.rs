@@ -63,27 +63,47 @@ fn by_shard(rows: &[tokio_postgres::Row]) -> Result<Vec<(ShardId, Epoch)>, PgErr
     Ok(out)
 }
 
-/// Register `node_id` at `addr`. Refused with [`PgError::NodeIdInUse`] while
-/// another process with that id heartbeats (seen within `node_ttl`); a dead one's
-/// row is taken over. Two processes registering at once: the second waits on the
-/// row the first inserted and then finds it live.
+/// Register `node_id` at `addr`, running with `placement` (`cluster_placement:`). Refused with
+/// [`PgError::NodeIdInUse`] while another process with that id heartbeats (seen
+/// within `node_ttl`); a dead one's row is taken over. Two processes registering
+/// at once: the second waits on the row the first inserted and then finds it
+/// live. Refused with [`PgError::PlacementMismatch`] while another live node runs
+/// with the other placement.
 pub async fn register(
     client: &impl GenericClient,
     node_id: &str,
     addr: &str,
     node_ttl: Duration,
+    placement: &str,
 ) -> Result<Member, PgError> {
+    let other = client
+        .query_opt(
+            "SELECT node_id, placement FROM nodes
+              WHERE node_id <> $1 AND placement IS NOT NULL AND placement <> $2
+                AND NOT draining AND seen_at >= now() - $3::bigint * interval '1 millisecond'
+              ORDER BY node_id LIMIT 1",
+            &[&node_id, &placement, &millis(node_ttl)],
+        )
+        .await?;
+    if let Some(row) = other {
+        return Err(PgError::PlacementMismatch {
+            node: row.try_get(0)?,
+            theirs: row.try_get(1)?,
+            ours: placement.to_string(),
+        });
+    }
     let incarnation = random_hex(16);
     let row = client
         .query_opt(
-            "INSERT INTO nodes (node_id, addr, incarnation, started_at, seen_at)
-             VALUES ($1, $2, $3, now(), now())
+            "INSERT INTO nodes (node_id, addr, incarnation, started_at, seen_at, placement)
+             VALUES ($1, $2, $3, now(), now(), $5)
              ON CONFLICT (node_id) DO UPDATE
                 SET addr = EXCLUDED.addr, incarnation = EXCLUDED.incarnation,
-                    started_at = now(), seen_at = now(), draining = false
+                    started_at = now(), seen_at = now(), draining = false,
+                    placement = EXCLUDED.placement
               WHERE nodes.seen_at < now() - $4::bigint * interval '1 millisecond'
              RETURNING node_id",
-            &[&node_id, &addr, &incarnation, &millis(node_ttl)],
+            &[&node_id, &addr, &incarnation, &millis(node_ttl), &placement],
         )
         .await?;
     match row {

@@ -66,6 +66,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "011_agent_quota",
         include_str!("../../../migrations/postgres/011_agent_quota.sql"),
     ),
+    (
+        12,
+        "012_node_placement",
+        include_str!("../../../migrations/postgres/012_node_placement.sql"),
+    ),
 ];
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in

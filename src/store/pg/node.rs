@@ -169,7 +169,15 @@ impl Node {
         let mut told = false;
         let member = loop {
             let client = pool.get().await?;
-            match lease::register(&client, node_id, addr, timing.node_ttl()).await {
+            match lease::register(
+                &client,
+                node_id,
+                addr,
+                timing.node_ttl(),
+                placement.as_str(),
+            )
+            .await
+            {
                 Ok(m) => break m,
                 Err(PgError::NodeIdInUse(_)) if started.elapsed() < patience => {
                     if !told {
