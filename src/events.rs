@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 pub(crate) const RECENT: usize = 1024;
 
 /// One event as the stream sends it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub(crate) struct Event {
     pub id: String,
     #[serde(rename = "type")]
@@ -32,6 +32,11 @@ pub(crate) struct Event {
     pub actor: String,
     pub payload: serde_json::Value,
     pub at: String,
+    /// Published by another node of the cluster and relayed here (spread
+    /// placement, `http::gateway::relay_events`): shown to watchers, never sent
+    /// on to another node nor to this node's webhooks (its own node sends those).
+    #[serde(skip)]
+    pub relayed: bool,
 }
 
 /// An event before it gets its id.
@@ -158,6 +163,9 @@ pub(crate) struct EventBus {
     notable: broadcast::Sender<Arc<Event>>,
     recent: Mutex<VecDeque<Arc<Event>>>,
     seq: AtomicU64,
+    /// In cluster mode, `-<node id>` after each id: the ids of events relayed from
+    /// other nodes stay unique.
+    tag: std::sync::OnceLock<String>,
 }
 
 /// What a new subscriber gets: the events after its `Last-Event-ID` (or a note that
@@ -176,6 +184,7 @@ impl Default for EventBus {
             notable: broadcast::channel(RECENT).0,
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             seq: AtomicU64::new(0),
+            tag: std::sync::OnceLock::new(),
         }
     }
 }
@@ -185,27 +194,78 @@ impl EventBus {
     pub(crate) fn publish(&self, d: Draft) {
         let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let tag = self.tag.get().map_or("", String::as_str);
         let event = Arc::new(Event {
-            id: format!("{millis:012x}-{seq:08x}"),
+            id: format!("{millis:012x}-{seq:08x}{tag}"),
             event_type: d.event_type.into_owned(),
             entity_type: d.entity_type.into_owned(),
             entity_id: d.entity_id,
             actor: d.actor,
             payload: d.payload,
             at: d.at,
+            relayed: false,
         });
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            if recent.len() == RECENT {
-                recent.pop_front();
-            }
-            recent.push_back(event.clone());
-        }
+        self.keep(&event);
         // No subscriber is fine.
         if !is_frequent(&event.event_type) {
             let _ = self.notable.send(event.clone());
         }
         let _ = self.tx.send(event);
+    }
+
+    /// Publish an event another node published (spread placement): to watchers
+    /// and for their resuming, not to webhooks.
+    pub(crate) fn import(&self, mut e: Event) {
+        e.relayed = true;
+        let event = Arc::new(e);
+        self.keep(&event);
+        let _ = self.tx.send(event);
+    }
+
+    fn keep(&self, event: &Arc<Event>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(event.clone());
+    }
+
+    /// Whether `id` is one of the events kept.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().any(|e| e.id == id)
+    }
+
+    /// Whether `id` names an event another node published (cluster mode).
+    pub(crate) fn is_foreign(&self, id: &str) -> bool {
+        let own = self.tag.get().map(|t| &t[1..]);
+        match id.splitn(3, '-').nth(2) {
+            Some(node) => own.is_some_and(|own| own != node),
+            None => false,
+        }
+    }
+
+    /// Cluster mode: suffix this node's id to the ids of its events.
+    pub(crate) fn set_node(&self, node_id: &str) {
+        let _ = self.tag.set(format!("-{node_id}"));
+    }
+
+    /// This node's own events kept, published at `since_ms` or later, and the
+    /// live stream (whose relayed events the reader skips): what another node's
+    /// relay starts from.
+    pub(crate) fn subscribe_local(&self, since_ms: u64) -> Subscription {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let live = self.tx.subscribe();
+        let replay = recent
+            .iter()
+            .filter(|e| !e.relayed && millis_of(&e.id).is_some_and(|m| m >= since_ms))
+            .cloned()
+            .collect();
+        Subscription {
+            replay,
+            gap: false,
+            live,
+        }
     }
 
     /// The id of the newest event published (a page rendered now shows everything
@@ -235,6 +295,11 @@ impl EventBus {
         };
         Subscription { replay, gap, live }
     }
+}
+
+/// When the event of `id` was published (its leading hex milliseconds).
+pub(crate) fn millis_of(id: &str) -> Option<u64> {
+    u64::from_str_radix(id.split('-').next()?, 16).ok()
 }
 
 #[cfg(test)]
@@ -282,5 +347,37 @@ mod tests {
         let a = bus.recent.lock().unwrap()[0].id.clone();
         let b = bus.recent.lock().unwrap()[1].id.clone();
         assert!(a < b, "ids are ordered as text");
+    }
+
+    #[test]
+    fn relayed_events_reach_watchers_but_not_webhooks_nor_other_nodes() {
+        let bus = EventBus::default();
+        bus.set_node("n1");
+        let mut notable = bus.subscribe_notable();
+        let mut all = bus.subscribe(None);
+        publish(&bus, 1);
+        let own = bus.last_id().unwrap();
+        assert!(own.ends_with("-n1"), "{own}");
+        let mut from_n2 = all.live.try_recv().unwrap().as_ref().clone();
+        from_n2.id = format!("{}-n2", own.trim_end_matches("-n1"));
+        from_n2.entity_id = "T-n2".into();
+        bus.import(from_n2.clone());
+        assert_eq!(all.live.try_recv().unwrap().entity_id, "T-n2");
+        assert_eq!(notable.try_recv().unwrap().entity_id, "T0");
+        assert!(notable.try_recv().is_err(), "webhooks are the other node's");
+        // Resumable after a relayed id; another node's relay gets only our own.
+        let after = bus.subscribe(Some(&own));
+        assert_eq!(after.replay.len(), 1);
+        assert!(after.replay[0].relayed);
+        let local = bus.subscribe_local(0);
+        let ids: Vec<&str> = local.replay.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, [own.as_str()]);
+        assert!(bus
+            .subscribe_local(millis_of(&own).unwrap() + 1)
+            .replay
+            .is_empty());
+        assert!(bus.holds(&own) && bus.holds(&from_n2.id) && !bus.holds("0-0"));
+        assert!(bus.is_foreign(&from_n2.id) && !bus.is_foreign(&own));
+        assert!(!bus.is_foreign("0-0"));
     }
 }

@@ -139,6 +139,7 @@ impl Webhooks {
             actor: "operator".into(),
             payload: serde_json::json!({}),
             at: crate::domain::time::iso(chrono::Utc::now()),
+            relayed: false,
         };
         let d = Delivery {
             kind: Kind::Test,

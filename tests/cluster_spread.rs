@@ -188,9 +188,24 @@ fn several_nodes_serve_their_shards() {
         assert_eq!(forged.status, 403, "{base}: {}", forged.body);
     }
     let front = n3.routed(&proxy.base);
+    // The operator's event stream at one node shows the other nodes' events.
+    let watch_url = format!("http://127.0.0.1:{p1}/operator/events");
+    let auth = format!("Bearer {}", n1.operator_token());
+    let watch = SseStream::open(&watch_url, &[("Authorization", auth.as_str())]).expect("stream");
 
     // Messages between agents of different nodes, and a broadcast.
     all_to_all(&front, "first");
+    let mut from_nodes = std::collections::BTreeSet::new();
+    while from_nodes.len() < 2 {
+        let line = watch
+            .next_line(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("events of nodes {from_nodes:?} only"));
+        if let Some(id) = line.strip_prefix("id: ") {
+            from_nodes.insert(id.rsplit('-').next().unwrap_or("").to_string());
+        }
+    }
+    // (No agent is served by n1: the messages are the others'.)
+    assert_eq!(from_nodes, ["n2", "n3"].map(String::from).into());
     let erin = front.client("erin");
     let b = erin.call("message_send", json!({"subject": "all:erin", "body": "b"}));
     assert_eq!(b["recipients"].as_array().map(Vec::len), Some(5), "{b}");

@@ -226,7 +226,7 @@ impl Hub {
     }
 
     /// The stream of committed audit events (`/operator/events`).
-    pub(crate) fn events(&self) -> &crate::events::EventBus {
+    pub(crate) fn events(&self) -> &std::sync::Arc<crate::events::EventBus> {
         self.inner.store.events()
     }
 

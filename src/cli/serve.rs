@@ -151,6 +151,7 @@ async fn serve(
         slot.clone(),
     ));
     let webhooks = crate::notify::Webhooks::start(&settings.notify, &instance);
+    let node_key = cluster_key.map(|k| Arc::new(http::gateway::node_auth::NodeKey::new(k)));
     let state = AppState {
         webhooks: webhooks.clone(),
         hub: slot.clone(),
@@ -177,7 +178,7 @@ async fn serve(
         database: database_name(&ep),
         ui: http::ui::UiState::new(&settings.dashboard),
         cluster: Arc::default(),
-        node_key: cluster_key.map(|k| Arc::new(http::gateway::node_auth::NodeKey::new(k))),
+        node_key: node_key.clone(),
         stopping: Arc::default(),
         settings: live.clone(),
     };
@@ -373,6 +374,15 @@ async fn serve(
         ));
         if node.placement() == crate::store::pg::node::Placement::Spread {
             actix_rt::spawn(take_outbox(fill.subscribe()));
+            // The event stream shows every node's events (ids tagged unique).
+            store.events().set_node(node.id());
+            let relays = http::gateway::relay_events::Relays {
+                node: node.clone(),
+                key: node_key.clone(),
+                bus: store.events().clone(),
+                keepalive: Duration::from_secs(settings.sse_keepalive_secs),
+            };
+            actix_rt::spawn(http::gateway::relay_events::relay_events(relays));
         }
     }
     // Rebuilds the hub from disk around a storage fault, and in cluster mode around

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 mod follow;
 pub(crate) mod node_auth;
+pub(crate) mod relay_events;
 pub(crate) mod route;
 
 use route::Dest;

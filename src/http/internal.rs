@@ -17,6 +17,10 @@
 //! policy (`hubctl prune` at the node serving the first shard). 200 `{"ok":
 //! true, "pruned": …}`.
 //!
+//! `GET /internal/events?since_ms=N`: this node's own events published at N (ms)
+//! or later, then live, as SSE (the proof binds `{}` as its body): what another
+//! node relays to its watchers.
+//!
 //! `POST /internal/count` `{"task_id", "sender", "step"}`: a step of the count of
 //! a message against the budget of a task served here (see
 //! `actors::hub::remote`). 200 `{"ok": true}`; a refusal 409 with the tool
@@ -38,7 +42,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/follow", web::post().to(follow))
         .route("/internal/agents", web::post().to(agents))
         .route("/internal/act", web::post().to(act))
-        .route("/internal/prune", web::post().to(prune));
+        .route("/internal/prune", web::post().to(prune))
+        .route("/internal/events", web::get().to(events));
 }
 
 /// An operator's action from the dashboard (`POST /internal/act`), done at the
@@ -216,6 +221,28 @@ async fn prune(
     let hub = st.hub.get().await?;
     let pruned = super::error::settle(&hub, hub.prune(false, chrono::Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "pruned": pruned})))
+}
+
+/// `?since_ms=`: where a relay starts.
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    since_ms: Option<u64>,
+}
+
+/// This node's own events since `since_ms`, then live (spread placement: another
+/// node relays them to its watchers, `gateway::relay_events`).
+async fn events(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    q: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let _: serde::de::IgnoredAny = from_a_node(&req, &st, b"{}")?;
+    let hub = st.hub.get().await?;
+    Ok(super::event_stream::local_response(
+        hub.events(),
+        q.since_ms.unwrap_or(0),
+        st.sse_keepalive,
+    ))
 }
 
 /// The body of `POST /internal/count`.

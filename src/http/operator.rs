@@ -222,12 +222,7 @@ async fn events(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespons
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    Ok(super::event_stream::response(
-        hub.events(),
-        last,
-        st.sse_keepalive,
-        || true,
-    ))
+    Ok(super::event_stream::response(hub.events(), last, st.sse_keepalive, || true).await)
 }
 
 /// `{"path": "/abs/file.db"}`: where the backup goes (on the server's machine).

@@ -166,48 +166,25 @@ impl<T: Clone> Slot<T> {
 }
 
 impl AppState {
-    /// `out` marked as sent on by node `node` (with `request_id`, a later try
-    /// with `retry`), stamped, and the marks proven under the cluster key with
-    /// `out`'s method and target and, for a call that binds it, the SHA-256 of
-    /// `body`: the one place that signs what it sends (see
-    /// `http::gateway::node_auth`).
+    /// `out` marked as sent on by node `node` and proven (see
+    /// [`crate::http::gateway::node_auth::mark`]): the one place that signs what
+    /// this server sends.
     pub(crate) fn mark(
         &self,
-        mut out: awc::ClientRequest,
+        out: awc::ClientRequest,
         node: &str,
         request_id: Option<&str>,
         retry: bool,
         body: Option<&[u8]>,
     ) -> awc::ClientRequest {
-        use crate::http::gateway::node_auth::{self, Marks};
-        use crate::http::gateway::FORWARDED_HEADER;
-        use crate::mcp::replay::{REQUEST_ID_HEADER, RETRY_HEADER};
-        out = out.insert_header((FORWARDED_HEADER, node));
-        if let Some(id) = request_id {
-            out = out.insert_header((REQUEST_ID_HEADER, id));
-        }
-        if retry {
-            out = out.insert_header((RETRY_HEADER, "1"));
-        }
-        let Some(k) = &self.node_key else {
-            return out;
-        };
-        let stamp = node_auth::stamp();
-        let digest = body.map(node_auth::body_digest);
-        if let Some(d) = &digest {
-            out = out.insert_header((node_auth::NODE_BODY_HEADER, d.as_str()));
-        }
-        let proof = k.sign(&Marks {
+        crate::http::gateway::node_auth::mark(
+            self.node_key.as_deref(),
+            out,
             node,
-            method: out.get_method().as_str(),
-            target: node_auth::target_of(out.get_uri()),
             request_id,
             retry,
-            stamp: &stamp,
-            body: digest.as_deref(),
-        });
-        out.insert_header((node_auth::NODE_STAMP_HEADER, stamp))
-            .insert_header((node_auth::NODE_AUTH_HEADER, proof))
+            body,
+        )
     }
 
     /// How long a gateway waits for the leader to start an answer (cluster mode):

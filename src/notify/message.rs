@@ -92,6 +92,7 @@ mod tests {
             actor: "disp".into(),
             payload,
             at: "2026-11-29T12:00:00.000000+00:00".into(),
+            relayed: false,
         }
     }
 

@@ -397,7 +397,7 @@ impl Store {
     }
 
     /// The stream of committed audit events.
-    pub(crate) fn events(&self) -> &crate::events::EventBus {
+    pub(crate) fn events(&self) -> &Arc<crate::events::EventBus> {
         &self.inner.events
     }
 

@@ -271,7 +271,7 @@ fn listened(out: &[u8], skip_ack: &mut bool, acked: &mut bool) -> Listened {
 }
 
 /// The whole events of `buf` (each with its blank line).
-fn events(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn events(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = buf;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -288,7 +288,7 @@ fn events(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The JSON of an event's data lines, if it has any.
-fn event_json(event: &[u8]) -> Option<serde_json::Value> {
+pub(super) fn event_json(event: &[u8]) -> Option<serde_json::Value> {
     let text = String::from_utf8_lossy(event);
     let data: String = text
         .lines()
@@ -318,7 +318,7 @@ fn is_store_unavailable(v: &serde_json::Value) -> bool {
 }
 
 /// The end of the last whole event in `buf` (after its blank line), if any.
-fn events_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn events_end(buf: &[u8]) -> Option<usize> {
     buf.windows(2).rposition(|w| w == b"\n\n").map(|i| i + 2)
 }
 

@@ -222,6 +222,45 @@ impl NodeKey {
     }
 }
 
+/// `out` marked as sent on by node `node` (with `request_id`, a later try with
+/// `retry`), stamped, and the marks proven under `key` with `out`'s method and
+/// target and, for a call that binds it, the SHA-256 of `body`.
+pub(crate) fn mark(
+    key: Option<&NodeKey>,
+    mut out: awc::ClientRequest,
+    node: &str,
+    request_id: Option<&str>,
+    retry: bool,
+    body: Option<&[u8]>,
+) -> awc::ClientRequest {
+    out = out.insert_header((FORWARDED_HEADER, node));
+    if let Some(id) = request_id {
+        out = out.insert_header((REQUEST_ID_HEADER, id));
+    }
+    if retry {
+        out = out.insert_header((RETRY_HEADER, "1"));
+    }
+    let Some(k) = key else {
+        return out;
+    };
+    let stamp = stamp();
+    let digest = body.map(body_digest);
+    if let Some(d) = &digest {
+        out = out.insert_header((NODE_BODY_HEADER, d.as_str()));
+    }
+    let proof = k.sign(&Marks {
+        node,
+        method: out.get_method().as_str(),
+        target: target_of(out.get_uri()),
+        request_id,
+        retry,
+        stamp: &stamp,
+        body: digest.as_deref(),
+    });
+    out.insert_header((NODE_STAMP_HEADER, stamp))
+        .insert_header((NODE_AUTH_HEADER, proof))
+}
+
 /// The request target a proof binds: the path and query.
 pub(crate) fn target_of(uri: &actix_web::http::Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())

@@ -41,7 +41,7 @@ pub(super) async fn events(
             .alive(&op.session, &operator, Utc::now())
     };
     let mut resp =
-        crate::http::event_stream::response(hub.events(), last, st.sse_keepalive, allowed);
+        crate::http::event_stream::response(hub.events(), last, st.sse_keepalive, allowed).await;
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
