@@ -9,6 +9,7 @@ pub(crate) mod error;
 pub(crate) mod event_stream;
 pub(crate) mod gateway;
 pub(crate) mod guards;
+pub(crate) mod hub_state;
 pub(crate) mod internal;
 pub(crate) mod mcp_batch;
 pub(crate) mod mcp_modern;

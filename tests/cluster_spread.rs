@@ -282,6 +282,20 @@ fn several_nodes_serve_their_shards() {
         );
     }
 
+    // `hubctl hub` at any node adds up every node's live numbers: the 8 locks
+    // are held at their keys' nodes.
+    let state: Value = serde_json::from_str(&hubctl_ok(&front, &["--json", "hub"])).unwrap();
+    assert_eq!(state["locks_held"], 8, "{state}");
+    assert_eq!(state["nodes"].as_array().map(Vec::len), Some(3), "{state}");
+    assert_eq!(state["nodes_unreachable"], json!([]), "{state}");
+    let per_node: u64 = state["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["locks_held"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(per_node, 8, "{state}");
+
     // A prune through any node: each node prunes the tasks it serves, the node
     // serving shard 0 the read messages and audit rows; the answer sums them.
     for i in 0..6 {

@@ -646,7 +646,7 @@ pub(crate) async fn prune_others(st: &AppState) -> (u64, Vec<String>) {
 /// POST `{}` to `path` at every other live node (spread placement), marked as
 /// this node's: each node's JSON answer if it answered 2xx within `within`
 /// (the others are logged as not having done `what`).
-async fn ask_every_other_node(
+pub(crate) async fn ask_every_other_node(
     st: &AppState,
     path: &str,
     auth: Option<header::HeaderValue>,

@@ -17,6 +17,9 @@
 //! policy (`hubctl prune` at the node serving the first shard). 200 `{"ok":
 //! true, "pruned": …}`.
 //!
+//! `POST /internal/hub` `{}`: this node's own state as `GET /operator/hub` shows
+//! it (the node asked adds every node's up).
+//!
 //! `GET /internal/events?since_ms=N`: this node's own events published at N (ms)
 //! or later, then live, as SSE (the proof binds `{}` as its body): what another
 //! node relays to its watchers.
@@ -43,7 +46,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/agents", web::post().to(agents))
         .route("/internal/act", web::post().to(act))
         .route("/internal/prune", web::post().to(prune))
-        .route("/internal/events", web::get().to(events));
+        .route("/internal/events", web::get().to(events))
+        .route("/internal/hub", web::post().to(hub_state));
 }
 
 /// An operator's action from the dashboard (`POST /internal/act`), done at the
@@ -221,6 +225,17 @@ async fn prune(
     let hub = st.hub.get().await?;
     let pruned = super::error::settle(&hub, hub.prune(false, chrono::Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "pruned": pruned})))
+}
+
+/// This node's own state (`hubctl hub` asked at another node adds it up).
+async fn hub_state(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let _: serde::de::IgnoredAny = from_a_node(&req, &st, &body)?;
+    let hub = st.hub.get().await?;
+    Ok(HttpResponse::Ok().json(super::hub_state::local(&st, &hub).await))
 }
 
 /// `?since_ms=`: where a relay starts.

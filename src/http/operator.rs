@@ -84,31 +84,9 @@ async fn agents(
 /// durability, sessions, streams, requests in flight, the writer's queue and health.
 async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let hub = guards::operator_request(&req, &st).await?;
-    let h = hub.health(std::time::Duration::from_millis(500)).await;
-    let writes = match h.writes {
-        Ok(()) => "saved".to_string(),
-        Err(e) => format!("refused: {e}"),
-    };
-    Ok(HttpResponse::Ok().json(json!({
-        "ok": true,
-        "version": env!("CARGO_PKG_VERSION"),
-        "instance": st.instance,
-        "pid": std::process::id(),
-        "url": st.url,
-        "database": st.database,
-        "durability": h.durability,
-        "uptime_seconds": h.uptime_seconds,
-        "agents": h.agents,
-        "tasks": h.tasks,
-        "tasks_in_memory": h.tasks_in_memory,
-        "sessions": st.sessions.len(),
-        "get_streams": st.sessions.streams(),
-        "listen_streams": st.sessions.listeners.len(),
-        "requests_in_flight": st.admission.in_flight(),
-        "locks_held": h.locks_held,
-        "inbox_unread": h.inbox_unread,
-        "writer": {"queued_ops": h.writer_queue, "storage_faults": h.store_faults, "writes": writes},
-    })))
+    let mut v = super::hub_state::whole(&st, &hub).await;
+    v["ok"] = true.into();
+    Ok(HttpResponse::Ok().json(v))
 }
 
 /// Cluster mode's members and shard map (`hubctl cluster`), from the database:

@@ -551,6 +551,16 @@ impl Store {
         Ok(super::reads::postgres::mail::inbox_size(&client, agent).await?)
     }
 
+    /// Spread placement: the deliveries written with their message and not yet
+    /// made by the recipient's node (`delivery_outbox`); 0 on SQLite.
+    pub(crate) async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(0);
+        };
+        let client = pool.get().await.map_err(super::pg::PgError::from)?;
+        Ok(super::reads::postgres::mail::outbox_len(&client).await?)
+    }
+
     /// Spread placement: take one of `agent`'s units of `quota` for `item` (of
     /// the task of shard `shard`) in the cluster-wide count (see `pg::quota`);
     /// `None` on SQLite, whose one hub counts them all in memory.

@@ -67,6 +67,12 @@ impl Hub {
         Ok(self.inner.store.agent_assignment_page(agent, req).await?)
     }
 
+    /// Spread placement: the deliveries to agents of other nodes not made yet
+    /// (unread, but in no node's memory); 0 elsewhere.
+    pub(crate) async fn outbox_len(&self) -> Result<u64, HubError> {
+        Ok(self.inner.store.outbox_len().await?)
+    }
+
     /// One agent of agents.env with its presence; `None` if this hub does not
     /// serve it.
     pub(crate) async fn agent_presence(

@@ -38,7 +38,7 @@ pub(super) async fn show(
     let tasks = settle(&hub, hub.task_page(tasks_req).await).await?;
     let locks_req = page_request_of(None, false, 10)?;
     let locks = settle(&hub, hub.lock_page(locks_req, now).await).await?;
-    let health = hub.health(std::time::Duration::from_millis(500)).await;
+    let health = crate::http::hub_state::health(&st, &hub).await;
 
     let back = "/ui";
     let content = markup! {

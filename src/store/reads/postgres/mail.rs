@@ -112,6 +112,19 @@ pub(crate) async fn outbox(
     .await
 }
 
+/// How many deliveries wait in `delivery_outbox` (for the recipient's node to
+/// make them), of agents still active.
+pub(crate) async fn outbox_len(c: &impl GenericClient) -> Result<u64, PgError> {
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM delivery_outbox o
+               JOIN agents a ON a.id = o.agent_id AND a.is_active",
+            &[],
+        )
+        .await?;
+    Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
+}
+
 /// The most outbox rows read at once.
 pub(crate) const OUTBOX_PAGE: usize = 256;
 
