@@ -220,7 +220,13 @@ fn several_nodes_serve_their_shards() {
     }
 
     // Tasks at every node: their notices reach agents wherever they are
-    // served, and one active assignment per agent holds across nodes.
+    // served, and one active assignment per agent holds across nodes. Their
+    // channel events too, the same as where the task is served (T-1 and T-4 are
+    // at n1, T-3 at n2, alice and disp at n3; six rounds in one push window
+    // come as one event of their kind).
+    let (alice_session, disp_session) = (front.client("alice"), front.client("disp"));
+    let alice_events = alice_session.open_stream().expect("alice's GET stream");
+    let disp_events = disp_session.open_stream().expect("disp's GET stream");
     let rounds: Vec<String> = (0..6)
         .map(|i| dispatched_round(&front, &format!("T-{i}"), CODE_AND_TESTS))
         .collect();
@@ -236,6 +242,22 @@ fn several_nodes_serve_their_shards() {
         (n >= rounds.len()).then_some(n)
     });
     assert!(notices.is_some(), "alice heard of every dispatched round");
+    for (stream, who, kind) in [
+        (&alice_events, "alice", "assignment"),
+        (&disp_events, "disp", "round_approved"),
+    ] {
+        // Every round's, the three of other nodes' tasks too.
+        let mut count = 0;
+        let seen = wait_for(Duration::from_secs(10), || {
+            let event = stream.next_event(Duration::from_secs(10))?;
+            let meta = &event["params"]["meta"];
+            if meta["kind"] == kind {
+                count += meta["count"].as_str().map_or(1, |n| n.parse().unwrap_or(0));
+            }
+            (count >= 6).then_some(())
+        });
+        assert!(seen.is_some(), "{who}'s stream: {count} {kind} events of 6");
+    }
     let first = claim_assignment(&alice, &rounds[0]);
     for round in &rounds[1..] {
         let id = assignment(&alice, round);

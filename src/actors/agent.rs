@@ -248,6 +248,7 @@ impl Handler<SendMessage> for AgentActor {
                 recipients,
                 elsewhere: msg.elsewhere,
                 fence: from.clone(),
+                event: None,
             })
         };
         self.inbox

@@ -148,12 +148,13 @@ impl Directory {
             created_at: iso(now),
         });
         let Some(addr) = here else {
-            // Its owner takes it from the outbox (its event with it).
+            // Its owner takes it from the outbox, and pushes its event then.
             return store.enqueue(Op::MessageElsewhere {
                 message,
                 recipients: Vec::new(),
                 elsewhere: vec![notice.to],
                 fence: task.to_string(),
+                event: Some(notice.push),
             });
         };
         let ticket = store.enqueue(Op::MessageInsert {
@@ -174,7 +175,19 @@ impl Directory {
     /// Tell agent `to` something on its channel only (no inbox message). An agent
     /// removed from agents.env has nobody to tell.
     pub(crate) fn push(&self, to: &str, item: Item) {
-        if let Some(h) = self.agents.get(&AgentId::new(to)) {
+        let id = AgentId::new(to);
+        if let Some(h) = self.agents.get(&id) {
+            h.addr.do_send(Push(item));
+        } else if self.elsewhere.contains_key(&id) {
+            // Spread placement: its streams are at the node serving it.
+            super::hub::push_elsewhere(id, item);
+        }
+    }
+
+    /// [`Directory::push`] to an agent served here only (what another node sent
+    /// on): never sent on again.
+    pub(crate) fn push_here(&self, to: &AgentId, item: Item) {
+        if let Some(h) = self.agents.get(to) {
             h.addr.do_send(Push(item));
         }
     }

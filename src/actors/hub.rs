@@ -17,7 +17,7 @@ mod tasks;
 
 pub(crate) use agents::AgentStatus;
 pub(crate) use dashboard::Health;
-pub(crate) use remote::{set_count_at, set_statuses_at};
+pub(crate) use remote::{push_elsewhere, set_count_at, set_push_at, set_statuses_at};
 
 use super::agent::AgentActor;
 use super::directory::{AgentHandle, Directory};

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// What happened; `meta.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Kind {
     /// A direct message or broadcast from an agent.
     Message,
@@ -77,7 +80,7 @@ pub(crate) const HUB: &str = "hub";
 /// One thing that happened for one agent, before coalescing. Built with
 /// [`Item::from_agent`] (a message: `from` is the authenticated sender) or
 /// [`Item::hub`] (everything else: `from` is always "hub").
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Item {
     pub kind: Option<Kind>,
     /// `meta.from`: the sending agent's id as its token decided, or "hub".
@@ -560,6 +563,8 @@ mod tests {
     fn every_kind_has_a_line_naming_a_next_step() {
         for k in Kind::ALL {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
+            // Between nodes (spread placement) by the same name.
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
             let line = Item::hub(k, None)
                 .task("T")
                 .round("r")

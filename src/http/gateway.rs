@@ -496,6 +496,22 @@ pub(crate) async fn post_at_owner(
     }
 }
 
+/// Spread placement: an event without a message for agent `to`, pushed to its
+/// streams at the node serving it (`POST /internal/push`).
+pub(crate) async fn push_at_owner(
+    st: web::Data<AppState>,
+    to: crate::domain::AgentId,
+    item: crate::domain::channel::Item,
+) -> Result<(), crate::actors::HubError> {
+    let shard = crate::domain::shard::shard_of(to.as_str());
+    let body = super::internal::PushBody {
+        agent: to.to_string(),
+        item,
+    };
+    post_at_owner(&st, shard, "/internal/push", &body, "a push").await?;
+    Ok(())
+}
+
 /// Spread placement: an operator's action from the dashboard on what another
 /// node serves, done there (`POST /internal/act`); what it reports.
 pub(crate) async fn act_at_owner(

@@ -17,6 +17,11 @@
 //! policy (`hubctl prune` at the node serving the first shard). 200 `{"ok":
 //! true, "pruned": …}`.
 //!
+//! `POST /internal/push` `{"agent", "item"}`: an event without a message (a lock
+//! granted after a wait, a round approved, a review, a lease about to lapse) for
+//! an agent served here, pushed to its streams. 200; the standby 503 if this node
+//! does not serve it (the asking node finds its owner again).
+//!
 //! `POST /internal/hub` `{}`: this node's own state as `GET /operator/hub` shows
 //! it (the node asked adds every node's up).
 //!
@@ -47,7 +52,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/internal/act", web::post().to(act))
         .route("/internal/prune", web::post().to(prune))
         .route("/internal/events", web::get().to(events))
-        .route("/internal/hub", web::post().to(hub_state));
+        .route("/internal/hub", web::post().to(hub_state))
+        .route("/internal/push", web::post().to(push));
 }
 
 /// An operator's action from the dashboard (`POST /internal/act`), done at the
@@ -225,6 +231,27 @@ async fn prune(
     let hub = st.hub.get().await?;
     let pruned = super::error::settle(&hub, hub.prune(false, chrono::Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "pruned": pruned})))
+}
+
+/// The body of `POST /internal/push`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PushBody {
+    pub agent: String,
+    pub item: crate::domain::channel::Item,
+}
+
+/// An event without a message for an agent served here, from the node where it
+/// happened: pushed to its streams (200 whether or not it has any).
+async fn push(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let body: PushBody = from_a_node(&req, &st, &body)?;
+    let hub = st.hub.get().await?;
+    let pushed = hub.push_here(&AgentId::new(&body.agent), body.item);
+    super::error::settle(&hub, pushed).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
 /// This node's own state (`hubctl hub` asked at another node adds it up).

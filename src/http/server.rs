@@ -130,6 +130,10 @@ pub(crate) fn serve(
         crate::actors::hub::set_statuses_at(std::sync::Arc::new(move |ids| {
             Box::pin(super::gateway::statuses_at_owners(st.clone(), ids))
         }));
+        let st = state.clone();
+        crate::actors::hub::set_push_at(std::sync::Arc::new(move |to, item| {
+            Box::pin(super::gateway::push_at_owner(st.clone(), to, item))
+        }));
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = HttpServer::new(move || {

@@ -48,6 +48,9 @@ pub(crate) enum Op {
         recipients: Vec<String>,
         elsewhere: Vec<String>,
         fence: String,
+        /// A hub notice's channel event, pushed by the recipient's node when it
+        /// takes the delivery (`delivery_outbox.event_json`).
+        event: Option<crate::domain::channel::Item>,
     },
     /// Spread placement: the delivery of `message` to `agent` (served here) that
     /// another node left in the outbox, taken.

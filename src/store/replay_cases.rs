@@ -287,6 +287,7 @@ pub(crate) fn cases(base: &[Op]) -> Vec<(&'static str, Vec<Op>)> {
             recipients: vec!["alice".into()],
             elsewhere: vec!["bob".into()],
             fence: "carol".into(),
+            event: None,
         });
         chained.push(Op::OutboxTaken {
             message,

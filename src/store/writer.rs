@@ -533,7 +533,7 @@ impl Store {
         &self,
         shards: &[crate::domain::shard::ShardId],
         agent: Option<&str>,
-    ) -> Result<Vec<(String, crate::domain::message::Message)>, StoreError> {
+    ) -> Result<Vec<super::reads::postgres::mail::Outboxed>, StoreError> {
         let Some(pool) = self.pg_pool() else {
             return Ok(Vec::new());
         };

@@ -9,9 +9,9 @@ use crate::actors::agent::{Deliver, Push};
 use crate::actors::directory::HUB_SENDER;
 use crate::actors::HubError;
 use crate::domain::channel::Item;
-use crate::domain::message::Message;
 use crate::domain::shard::ShardId;
 use crate::domain::AgentId;
+use crate::store::reads::postgres::mail::Outboxed;
 use crate::store::{Op, Ticket};
 use std::sync::Arc;
 
@@ -84,11 +84,16 @@ impl Hub {
     /// their owner, and so are rows of an agent this hub has no actor for yet
     /// (added at another node a moment ago: taken once the registry is followed
     /// here; rows of removed agents are not read). Returns how many were taken.
-    async fn take_rows(&self, rows: Vec<(String, Message)>) -> Result<usize, HubError> {
+    async fn take_rows(&self, rows: Vec<Outboxed>) -> Result<usize, HubError> {
         self.writable()?;
         let mut last = Ticket::NONE;
         let mut taken = 0;
-        for (agent, message) in rows {
+        for Outboxed {
+            agent,
+            message,
+            event,
+        } in rows
+        {
             let id = AgentId::new(&agent);
             let Some(addr) = self.inner.dir.agents.get(&id).map(|h| h.addr.clone()) else {
                 continue;
@@ -100,11 +105,18 @@ impl Hub {
             });
             last = last.max(ticket);
             taken += 1;
-            // A hub notice's event said what it is about; here it says a notice came.
-            let notice = (message.from_agent == HUB_SENDER).then(|| Item {
-                message_id: Some(message.id.clone()),
-                round_id: message.round_id.clone(),
-                ..Item::hub(crate::domain::channel::Kind::Message, None)
+            // A hub notice's event says what it is about, as where the task is
+            // served (a row written before the event was kept: that a notice came).
+            let notice = (message.from_agent == HUB_SENDER).then(|| match event {
+                Some(e) => Item {
+                    message_id: Some(message.id.clone()),
+                    ..e
+                },
+                None => Item {
+                    message_id: Some(message.id.clone()),
+                    round_id: message.round_id.clone(),
+                    ..Item::hub(crate::domain::channel::Kind::Message, None)
+                },
             });
             // The room it takes is not promised (as for a notice): its sender's
             // node could not ask.

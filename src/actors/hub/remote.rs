@@ -33,6 +33,35 @@ pub(crate) type StatusesAt = Arc<
 
 static STATUSES_AT: OnceLock<StatusesAt> = OnceLock::new();
 
+/// How an event without a message reaches the streams of an agent another node
+/// serves (set by the HTTP layer). Sent without waiting: an event is a hint.
+pub(crate) type PushAt = Arc<
+    dyn Fn(AgentId, crate::domain::channel::Item) -> LocalBoxFuture<'static, Result<(), HubError>>
+        + Send
+        + Sync,
+>;
+
+static PUSH_AT: OnceLock<PushAt> = OnceLock::new();
+
+/// Set how events reach agents served elsewhere (once per process).
+pub(crate) fn set_push_at(push_at: PushAt) {
+    let _ = PUSH_AT.set(push_at);
+}
+
+/// Spread placement: push `item` to the streams of agent `to`, which another
+/// node serves (a lock granted after a wait, a round approved, a review, a lease
+/// about to lapse: events that come without a message). Not waited for.
+pub(crate) fn push_elsewhere(to: AgentId, item: crate::domain::channel::Item) {
+    if let Some(push_at) = PUSH_AT.get() {
+        let pushed = push_at(to, item);
+        actix_rt::spawn(async move {
+            if let Err(e) = pushed.await {
+                tracing::debug!(error = %e, "an event for an agent served elsewhere was not pushed");
+            }
+        });
+    }
+}
+
 /// Set how agents' presence is asked of other nodes (once per process).
 pub(crate) fn set_statuses_at(statuses_at: StatusesAt) {
     let _ = STATUSES_AT.set(statuses_at);
@@ -44,6 +73,18 @@ pub(crate) fn set_count_at(count_at: CountAt) {
 }
 
 impl Hub {
+    /// An event without a message from another node for agent `to`, served here:
+    /// pushed to its streams. [`HubError::NotOwner`] if another node serves it.
+    pub(crate) fn push_here(
+        &self,
+        to: &AgentId,
+        item: crate::domain::channel::Item,
+    ) -> Result<(), HubError> {
+        self.must_own("agent", to.as_str())?;
+        self.inner.dir.push_here(to, item);
+        Ok(())
+    }
+
     /// Spread placement: the presence of agents `ids`, which other nodes serve,
     /// from those nodes.
     pub(super) async fn statuses_elsewhere(

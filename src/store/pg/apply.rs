@@ -247,19 +247,22 @@ fn statements<'a>(
             message,
             recipients,
             elsewhere,
+            event,
             ..
         } => {
             insert_message(message, recipients, out);
+            let event = event.as_ref().and_then(|e| serde_json::to_string(e).ok());
             for r in elsewhere {
                 out.push(Stmt::new(
-                    "INSERT INTO delivery_outbox (message_id, agent_id, shard, created_at)
-                     VALUES ($1, $2, $3, $4::text::timestamptz)
+                    "INSERT INTO delivery_outbox (message_id, agent_id, shard, created_at, event_json)
+                     VALUES ($1, $2, $3, $4::text::timestamptz, $5)
                      ON CONFLICT DO NOTHING",
                     vec![
                         arg(&message.id),
                         arg(r),
                         arg(shard(r)),
                         arg(&message.created_at),
+                        arg(event.clone()),
                     ],
                 ));
             }

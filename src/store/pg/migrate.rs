@@ -71,7 +71,17 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "012_node_placement",
         include_str!("../../../migrations/postgres/012_node_placement.sql"),
     ),
+    (
+        13,
+        "013_outbox_event",
+        include_str!("../../../migrations/postgres/013_outbox_event.sql"),
+    ),
 ];
+
+/// The newest schema version this build has.
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
 
 /// The advisory lock's key: "agenthub" in ASCII, so that it is recognisable in
 /// `pg_locks` and unlikely to collide with another application's.

@@ -86,14 +86,15 @@ pub(crate) async fn outbox(
     c: &impl GenericClient,
     shards: &[crate::domain::shard::ShardId],
     agent: Option<&str>,
-) -> Result<Vec<(String, Message)>, PgError> {
+) -> Result<Vec<Outboxed>, PgError> {
     let only = if agent.is_some() {
         "AND o.agent_id = $2"
     } else {
         ""
     };
     let sql = format!(
-        "SELECT o.agent_id AS outbox_agent, m.id, m.dedupe_key, m.reply_to, m.from_agent,
+        "SELECT o.agent_id AS outbox_agent, o.event_json AS outbox_event,
+                m.id, m.dedupe_key, m.reply_to, m.from_agent,
                 m.to_agent, m.round_id, m.msg_type, m.subject, m.body, m.context_json,
                 m.hop_count, hub_iso(m.created_at) AS created_at
            FROM delivery_outbox o JOIN messages m ON m.id = o.message_id
@@ -107,7 +108,14 @@ pub(crate) async fn outbox(
         args.push(Arg::Text(a.to_string()));
     }
     query_all(c, &sql, &args, |r| {
-        Ok((r.text("outbox_agent")?, columns::message(r)?))
+        let event = r
+            .text_opt("outbox_event")?
+            .and_then(|e| serde_json::from_str(&e).ok());
+        Ok(Outboxed {
+            agent: r.text("outbox_agent")?,
+            message: columns::message(r)?,
+            event,
+        })
     })
     .await
 }
@@ -123,6 +131,15 @@ pub(crate) async fn outbox_len(c: &impl GenericClient) -> Result<u64, PgError> {
         )
         .await?;
     Ok(row.try_get::<_, i64>(0)?.max(0) as u64)
+}
+
+/// A delivery another node left in `delivery_outbox` for an agent served here.
+#[derive(Debug, Clone)]
+pub(crate) struct Outboxed {
+    pub agent: String,
+    pub message: Message,
+    /// A hub notice's channel event, to push once the delivery is taken.
+    pub event: Option<crate::domain::channel::Item>,
 }
 
 /// The most outbox rows read at once.
