@@ -45,6 +45,9 @@ pub(crate) struct Request {
     pub resource_type: String,
     pub resource_id: String,
     pub ttl: Duration,
+    /// Spread placement: the locks the agent holds at other nodes (stored),
+    /// counted against `max_locks_per_agent` with those held here.
+    pub held_elsewhere: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +97,7 @@ pub(crate) fn validate(
         resource_type: resource_type.to_string(),
         resource_id: resource_id.to_string(),
         ttl: Duration::milliseconds((ttl_seconds * 1000.0) as i64),
+        held_elsewhere: 0,
     })
 }
 
@@ -205,7 +209,7 @@ impl LockTable {
         let renewal = self
             .get(&req.key, now)
             .is_some_and(|l| l.holder_agent_id == req.agent);
-        if renewal || self.held_by(&req.agent) < max {
+        if renewal || self.held_by(&req.agent) + req.held_elsewhere < max {
             return Ok(());
         }
         Err(too_many(format!(
@@ -373,6 +377,17 @@ mod tests {
         // Renewing a held key takes nothing new; others are not affected.
         tab.check_cap(&on("a", "al", 10), t(1), 2).unwrap();
         tab.check_cap(&on("c", "bo", 10), t(1), 2).unwrap();
+        // Locks held at other nodes (spread placement) count too.
+        let two_elsewhere = Request {
+            held_elsewhere: 2,
+            ..on("c", "bo", 10)
+        };
+        assert!(tab.check_cap(&two_elsewhere, t(1), 2).is_err());
+        let renewal_elsewhere = Request {
+            held_elsewhere: 5,
+            ..on("a", "al", 10)
+        };
+        tab.check_cap(&renewal_elsewhere, t(1), 2).unwrap();
         // Release, expiry, force-release and a lapsed lease taken over all count down.
         tab.release("a", "al", t(1)).unwrap();
         assert_eq!(tab.held_by("al"), 1);

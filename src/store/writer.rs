@@ -551,6 +551,20 @@ impl Store {
         Ok(super::reads::postgres::mail::inbox_size(&client, agent).await?)
     }
 
+    /// Spread placement: how many live locks `agent` holds in the shards other
+    /// than `held` (this node's); 0 on SQLite.
+    pub(crate) async fn locks_elsewhere(
+        &self,
+        agent: &str,
+        held: &[crate::domain::shard::ShardId],
+    ) -> Result<usize, StoreError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(0);
+        };
+        let client = pool.get().await.map_err(super::pg::PgError::from)?;
+        Ok(super::reads::postgres::mail::locks_elsewhere(&client, agent, held).await?)
+    }
+
     /// Spread placement: the deliveries written with their message and not yet
     /// made by the recipient's node (`delivery_outbox`); 0 on SQLite.
     pub(crate) async fn outbox_len(&self) -> Result<u64, StoreError> {

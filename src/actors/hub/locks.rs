@@ -23,6 +23,12 @@ impl Hub {
         self.must_own("lock", &req.key)?;
         let agent = req.agent.clone();
         let mut waited = false;
+        let mut req = req;
+        if !self.inner.held.is_all() {
+            // Spread placement: the agent's locks at other nodes count too.
+            let held = self.held_shards();
+            req.held_elsewhere = self.inner.store.locks_elsewhere(&agent, &held).await?;
+        }
         let mut acquire = Acquire {
             req,
             wait,

@@ -76,6 +76,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "013_outbox_event",
         include_str!("../../../migrations/postgres/013_outbox_event.sql"),
     ),
+    (
+        14,
+        "014_locks_holder",
+        include_str!("../../../migrations/postgres/014_locks_holder.sql"),
+    ),
 ];
 
 /// The newest schema version this build has.

@@ -120,6 +120,24 @@ pub(crate) async fn outbox(
     .await
 }
 
+/// How many live locks `agent` holds outside the shards `held` (spread
+/// placement: at other nodes).
+pub(crate) async fn locks_elsewhere(
+    c: &impl GenericClient,
+    agent: &str,
+    held: &[crate::domain::shard::ShardId],
+) -> Result<usize, PgError> {
+    let held: Vec<i32> = held.iter().map(|s| i32::from(s.0)).collect();
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM locks
+              WHERE holder_agent_id = $1 AND expires_at > now() AND NOT (shard = ANY($2))",
+            &[&agent, &held],
+        )
+        .await?;
+    Ok(row.try_get::<_, i64>(0)?.max(0) as usize)
+}
+
 /// How many deliveries wait in `delivery_outbox` (for the recipient's node to
 /// make them), of agents still active.
 pub(crate) async fn outbox_len(c: &impl GenericClient) -> Result<u64, PgError> {
