@@ -352,6 +352,40 @@ fn several_nodes_serve_their_shards() {
         serde_json::from_str(&hubctl_ok(&front, &["--json", "prune", "--dry-run"])).unwrap();
     assert_eq!(left["pruned"]["tasks"], 0, "{left}");
 
+    // A 2025-03-26 batch whose calls belong to several nodes: each is done at
+    // its node, answered in order.
+    let old = front.client_v("carol", "2025-03-26");
+    let items: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params":
+                {"name": "lock_acquire", "arguments": {"lock_key": format!("batch:{i}")}}})
+        })
+        .collect();
+    let answered = old.post(&Value::Array(items).to_string());
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let answers = answered.json();
+    let answers = answers.as_array().expect("an array");
+    assert_eq!(answers.len(), 8, "{answers:?}");
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a["id"], i, "{a}");
+        assert!(
+            a["result"].is_object() && a["result"].get("isError").is_none(),
+            "{a}"
+        );
+    }
+    let state: Value = serde_json::from_str(&hubctl_ok(&front, &["--json", "hub"])).unwrap();
+    assert_eq!(state["locks_held"], 16, "{state}");
+    let holders: Vec<u64> = state["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["locks_held"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        holders.iter().filter(|n| **n > 0).count() >= 2,
+        "{holders:?}"
+    );
+
     // A fourth node joins: it takes its share, and nothing is lost or doubled.
     let n4 = start_node(&server, like(&n1), url, "n4");
     let p4 = n4.port;

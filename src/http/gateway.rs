@@ -496,6 +496,82 @@ pub(crate) async fn post_at_owner(
     }
 }
 
+/// Why a call sent to another node has no answer.
+#[derive(Debug)]
+pub(crate) enum Lost {
+    /// Nothing was sent (no node serves it now, or none could be reached).
+    Unsent(String),
+    /// Sent, then lost: it may have been done.
+    Unknown(String),
+}
+
+/// Spread placement: one JSON-RPC request `item` of a 2025-03-26 batch `req`
+/// (served here), whose home is in `shard`, sent alone to the node serving it on
+/// the client's session and token; its response (one JSON-RPC message, from a
+/// JSON or an SSE answer).
+pub(crate) async fn call_at_owner(
+    st: &AppState,
+    req: &HttpRequest,
+    shard: crate::domain::shard::ShardId,
+    item: &str,
+) -> Result<String, Lost> {
+    let Some(node) = st.cluster.get().cloned() else {
+        return Err(Lost::Unsent("not a cluster node".into()));
+    };
+    let Some(owner) = Finder::new(&node, Dest::Shard(shard)).there(&node) else {
+        return Err(Lost::Unsent(format!(
+            "no node serves shard {} now",
+            shard.0
+        )));
+    };
+    let url = format!("{}/mcp", owner.url.trim_end_matches("/mcp"));
+    let mut out = CLIENT
+        .with(|c| c.post(url))
+        .timeout(st.forward_timeout())
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::ACCEPT, "application/json, text/event-stream"));
+    for name in [
+        header::AUTHORIZATION.as_str(),
+        "mcp-session-id",
+        "mcp-protocol-version",
+    ] {
+        if let Some(v) = req.headers().get(name) {
+            out = out.insert_header((name, v.clone()));
+        }
+    }
+    let out = st.mark(out, node.id(), None, false, None);
+    let mut resp = match out.send_body(item.to_string()).await {
+        Ok(r) => r,
+        Err(awc::error::SendRequestError::Connect(e)) => {
+            return Err(Lost::Unsent(format!(
+                "node {} could not be reached ({e})",
+                owner.node_id
+            )))
+        }
+        Err(e) => return Err(Lost::Unknown(format!("node {}: {e}", owner.node_id))),
+    };
+    let sse = follow::is_event_stream(resp.headers());
+    let body = resp
+        .body()
+        .limit(64 << 20)
+        .await
+        .map_err(|e| Lost::Unknown(format!("node {}: {e}", owner.node_id)))?;
+    if !sse {
+        return Ok(String::from_utf8_lossy(&body).into_owned());
+    }
+    // The response is the stream's one event with data that is not a
+    // notification.
+    let answer = follow::events(&body)
+        .filter_map(follow::event_json)
+        .find(|v| v.get("method").is_none());
+    answer.map(|v| v.to_string()).ok_or_else(|| {
+        Lost::Unknown(format!(
+            "node {}: a stream without its answer",
+            owner.node_id
+        ))
+    })
+}
+
 /// Spread placement: an event without a message for agent `to`, pushed to its
 /// streams at the node serving it (`POST /internal/push`).
 pub(crate) async fn push_at_owner(

@@ -1,7 +1,8 @@
 //! JSON-RPC batches on `/mcp`, allowed on sessions negotiated at 2025-03-26: at
 //! most `max_batch_items` messages, whose requests run concurrently (a batch of
 //! long-polls costs the longest, not the sum); answers come in request order, none
-//! for a request the client cancelled.
+//! for a request the client cancelled. With spread placement, a call whose home
+//! another node serves is sent on to that node alone and answered in its place.
 
 use super::admission;
 use super::error::ApiError;
@@ -52,6 +53,7 @@ pub(super) async fn batch(
             items.len()
         ));
     }
+    let raw = items.clone();
     let items: Vec<_> = items.into_iter().map(jsonrpc::classify).collect();
     let is_initialize = |m: &Result<Incoming, _>| match m {
         Ok(Incoming::Request { method, .. } | Incoming::Notification { method, .. }) => {
@@ -94,7 +96,7 @@ pub(super) async fn batch(
         .iter()
         .filter(|m| !matches!(m, Ok(Incoming::Notification { .. } | Incoming::Response)))
         .count();
-    let (agent, session) = (&agent, &session);
+    let (agent, session, raw) = (&agent, &session, &raw);
     // join_all polls every item in this task and keeps the answers in request order.
     let answers = join_all(items.into_iter().enumerate().map(|(i, item)| async move {
         match item {
@@ -103,7 +105,12 @@ pub(super) async fn batch(
             // logged call apart from another with the same id (`mcp::replay`).
             Ok(Incoming::Request { id, method, params }) => {
                 let call = run(st, hub, agent, session, id, method, params);
-                crate::mcp::replay::BATCH_ITEM.scope(i, call).await
+                let answer = crate::mcp::replay::BATCH_ITEM.scope(i, call).await?;
+                if !answer.is_not_owner() {
+                    return Some(answer);
+                }
+                // Refused before anything ran: done at its node, concurrently too.
+                Some(elsewhere(req, st, hub, agent, raw[i], answer).await)
             }
             Ok(Incoming::Notification { method, params }) => {
                 notify(session, &method, params.as_deref());
@@ -121,5 +128,45 @@ pub(super) async fn batch(
         Ok(accepted())
     } else {
         Ok(answer(reply, &out, Some(&session.id)))
+    }
+}
+
+/// Spread placement: a call of a batch whose home another node serves (it was
+/// refused here with `not_owner`, nothing done), sent on to that node alone, on
+/// the same session: its answer. A call whose home cannot be found, or that
+/// could not be sent, keeps its refusal (the client retries it).
+async fn elsewhere(
+    req: &HttpRequest,
+    st: &AppState,
+    hub: &Hub,
+    agent: &AgentId,
+    item: &RawValue,
+    refused: Response,
+) -> Response {
+    let Ok(Incoming::Request { id, params, .. }) = jsonrpc::classify(item) else {
+        return refused;
+    };
+    let Some((name, args)) = params
+        .as_ref()
+        .and_then(|p| Some((p.get("name")?.as_str()?, p.get("arguments")?.as_object()?)))
+    else {
+        return refused;
+    };
+    let Ok(Some(home)) = hub.home_owner(name, args, agent).await else {
+        return refused;
+    };
+    let shard = crate::domain::shard::shard_of(&home);
+    match super::gateway::call_at_owner(st, req, shard, item.get()).await {
+        Ok(text) => jsonrpc::relayed(&id, &text).unwrap_or(refused),
+        Err(super::gateway::Lost::Unsent(why)) => {
+            tracing::debug!(why, "a batch call for another node was not sent; its refusal stands");
+            refused
+        }
+        Err(super::gateway::Lost::Unknown(why)) => jsonrpc::err(
+            &id,
+            &RpcError::server(format!(
+                "the node serving {name} was lost during the call ({why}): it may have been done; check before calling again"
+            )),
+        ),
     }
 }

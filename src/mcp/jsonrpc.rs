@@ -30,7 +30,7 @@ pub(crate) const HEADER_MISMATCH: i64 = -32020;
 /// 2026-07-28: a request claims a protocol revision we do not serve statelessly.
 pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) struct RpcError {
     pub code: i64,
     pub message: String,
@@ -139,11 +139,37 @@ impl Response {
         self.error.as_ref().map(|e| e.code)
     }
 
+    /// Whether this answers with [`RpcError::not_owner`]: nothing was done here,
+    /// another node serves the call (spread placement).
+    pub(crate) fn is_not_owner(&self) -> bool {
+        self.error
+            .as_ref()
+            .and_then(|e| e.data.as_ref())
+            .is_some_and(|d| d["not_owner"] == true)
+    }
+
     /// Whether this answers with [`RpcError::store_unavailable`] (HTTP 503).
     pub(crate) fn is_store_unavailable(&self) -> bool {
         self.error
             .as_ref()
             .is_some_and(RpcError::is_store_unavailable)
+    }
+}
+
+/// Request `id`'s response as another node gave it (`answer`, one JSON-RPC
+/// response), or `None` if it is not one.
+pub(crate) fn relayed(id: &Id, answer: &str) -> Option<Response> {
+    #[derive(serde::Deserialize)]
+    struct Relayed<'a> {
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+        error: Option<RpcError>,
+    }
+    let r: Relayed<'_> = serde_json::from_str(answer).ok()?;
+    match (r.result, r.error) {
+        (Some(result), None) => Some(self::answer(id, Answer::Raw(result.to_owned()))),
+        (None, Some(e)) => Some(err(id, &e)),
+        _ => None,
     }
 }
 
