@@ -242,6 +242,21 @@ pub enum ClusterCommand {
         /// The node id (`--node-id`) to serve from now on
         #[arg(long)]
         to: String,
+        /// With cluster_placement: spread, the shard to move (repeat for more):
+        /// it is pinned to NODE, which serves it while it is a live member, until
+        /// `hubctl cluster unpin`. Not with standby placement (every shard moves)
+        #[arg(long = "shard", value_name = "N")]
+        shards: Vec<u16>,
+    },
+    /// With cluster_placement: spread, give pinned shards back to rendezvous
+    /// hashing (they move at the next lease round if another node wins them)
+    Unpin {
+        /// The shard to unpin (repeat for more)
+        #[arg(long = "shard", value_name = "N", required_unless_present = "all")]
+        shards: Vec<u16>,
+        /// Every pinned shard
+        #[arg(long, conflicts_with = "shards")]
+        all: bool,
     },
 }
 
@@ -438,8 +453,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Hub => operator::hub(&dir, &target, json),
         Command::Cluster { action: None } => operator::cluster(&dir, &target, json),
         Command::Cluster {
-            action: Some(ClusterCommand::Move { to }),
-        } => operator::cluster_move(&dir, &target, &to, json),
+            action: Some(ClusterCommand::Move { to, shards }),
+        } => operator::cluster_move(&dir, &target, &to, &shards, json),
+        Command::Cluster {
+            action: Some(ClusterCommand::Unpin { shards, all }),
+        } => operator::cluster_unpin(&dir, &target, (!all).then_some(&shards[..]), json),
         Command::Approve { round_id, note } => {
             tasks::decide(&dir, &target, &round_id, &note.join(" "), true, json)
         }

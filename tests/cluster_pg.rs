@@ -151,7 +151,8 @@ async fn migrations_apply_once(server: &Postgres) {
         "SELECT table_name || '.' || column_name FROM information_schema.columns
           WHERE table_schema = 'public'
             AND table_name NOT IN ('schema_migrations', 'nodes', 'shard_lease', 'request_log', 'batch_log',
-                                   'revoked_sessions', 'delivery_outbox', 'agent_quota')",
+                                   'revoked_sessions', 'delivery_outbox', 'agent_quota',
+                                   'shard_pins')",
     )
     .await
     .into_iter()

@@ -386,6 +386,34 @@ fn several_nodes_serve_their_shards() {
         "{holders:?}"
     );
 
+    // The operator moves one shard by hand: pinned to a node, it is served
+    // there (from n2 to n3: one shard moves), then given back to rendezvous.
+    for to in ["n2", "n3"] {
+        let before = held(&n1);
+        let moved: Value = serde_json::from_str(&hubctl_ok(
+            &front,
+            &["--json", "cluster", "move", "--shard", "0", "--to", to],
+        ))
+        .unwrap();
+        assert_eq!(
+            (moved["pinned"].clone(), moved["serving"].clone()),
+            (json!(true), json!(true)),
+            "{moved}"
+        );
+        if to == "n3" {
+            let after = held(&n1);
+            assert_eq!(after["n2"], before["n2"] - 1, "{before:?} {after:?}");
+            assert_eq!(after["n3"], before["n3"] + 1, "{before:?} {after:?}");
+        }
+    }
+    let shown = hubctl_ok(&front, &["cluster"]);
+    assert!(shown.contains("shard    0 -> n3"), "{shown}");
+    let e = hubctl_err(&front, &["cluster", "move", "--shard", "0", "--to", "n9"]);
+    assert!(e.contains("n9 is not"), "{e}");
+    all_to_all(&front, "pinned");
+    let unpinned = hubctl_ok(&front, &["cluster", "unpin", "--all"]);
+    assert!(unpinned.starts_with("1 shard(s) unpinned"), "{unpinned}");
+
     // A fourth node joins: it takes its share, and nothing is lost or doubled.
     let n4 = start_node(&server, like(&n1), url, "n4");
     let p4 = n4.port;

@@ -280,6 +280,13 @@ pub(crate) fn cluster(dir: &Path, target: &Target, json: bool) -> Result<(), Cli
             until
         );
     }
+    let pins = c["pins"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !pins.is_empty() {
+        println!("pinned (hubctl cluster unpin gives them back to rendezvous):");
+        for p in pins {
+            println!("  shard {:>4} -> {}", s(&p["shard"]), s(&p["node_id"]));
+        }
+    }
     Ok(())
 }
 
@@ -291,12 +298,24 @@ pub(crate) fn cluster_move(
     dir: &Path,
     target: &Target,
     to: &str,
+    shards: &[u16],
     json: bool,
 ) -> Result<(), CliError> {
+    let mut body = serde_json::json!({ "to": to });
+    if !shards.is_empty() {
+        body["shards"] = serde_json::json!(shards);
+    }
     let v = OperatorClient::with_timeout(dir, target, MOVE_ANSWER_WITHIN)?
-        .post("/operator/cluster/move", &serde_json::json!({ "to": to }))?;
+        .post("/operator/cluster/move", &body)?;
     if json {
         super::tasks::print_json(&v);
+    } else if v["pinned"] == true {
+        println!(
+            "{} shard(s) pinned to {} ({} ms); hubctl cluster unpin gives them back to rendezvous",
+            s(&v["shards"]),
+            s(&v["to"]),
+            s(&v["took_ms"])
+        );
     } else if v["moved"] != true {
         println!("{to} serves already: nothing moved");
     } else {
@@ -312,6 +331,29 @@ pub(crate) fn cluster_move(
         return Err(CliError::Api(format!(
             "{to} holds the shards but does not serve yet; see `hubctl cluster` and its log"
         )));
+    }
+    Ok(())
+}
+
+/// `hubctl cluster unpin`: `shards`, or every pinned shard with `None`.
+pub(crate) fn cluster_unpin(
+    dir: &Path,
+    target: &Target,
+    shards: Option<&[u16]>,
+    json: bool,
+) -> Result<(), CliError> {
+    let body = match shards {
+        Some(list) => serde_json::json!({ "shards": list }),
+        None => serde_json::json!({}),
+    };
+    let v = OperatorClient::new(dir, target)?.post("/operator/cluster/unpin", &body)?;
+    if json {
+        super::tasks::print_json(&v);
+    } else {
+        println!(
+            "{} shard(s) unpinned: rendezvous hashing places them again",
+            s(&v["unpinned"])
+        );
     }
     Ok(())
 }

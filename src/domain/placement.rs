@@ -34,17 +34,55 @@ pub(crate) fn owner<S: AsRef<str>>(shard: ShardId, nodes: &[S]) -> Option<&str> 
     })
 }
 
+/// Shards an operator pinned to a node (`hubctl cluster move --shard`).
+pub(crate) type Pins = std::collections::BTreeMap<ShardId, String>;
+
+/// The desired owner of `shard` among `nodes`: the node it is pinned to while
+/// that node is among them, else [`owner`].
+pub(crate) fn desired<'a, S: AsRef<str>>(
+    shard: ShardId,
+    nodes: &'a [S],
+    pins: &Pins,
+) -> Option<&'a str> {
+    if let Some(pinned) = pins.get(&shard) {
+        if let Some(n) = nodes.iter().map(AsRef::as_ref).find(|n| *n == pinned) {
+            return Some(n);
+        }
+    }
+    owner(shard, nodes)
+}
+
 /// The shards `me` should own among `nodes` (which should include it).
-pub(crate) fn shards_of<S: AsRef<str>>(me: &str, nodes: &[S]) -> Vec<ShardId> {
+pub(crate) fn shards_of<S: AsRef<str>>(me: &str, nodes: &[S], pins: &Pins) -> Vec<ShardId> {
     (0..SHARD_COUNT)
         .map(ShardId)
-        .filter(|s| owner(*s, nodes) == Some(me))
+        .filter(|s| desired(*s, nodes, pins) == Some(me))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_wins_while_its_node_is_a_member() {
+        let nodes = ["n1", "n2", "n3"];
+        let shard = ShardId(7);
+        let natural = owner(shard, &nodes).unwrap();
+        let other = nodes.iter().find(|n| **n != natural).unwrap();
+        let pins: Pins = [(shard, other.to_string())].into();
+        assert_eq!(desired(shard, &nodes, &pins), Some(*other));
+        assert!(shards_of(other, &nodes, &pins).contains(&shard));
+        assert!(!shards_of(natural, &nodes, &pins).contains(&shard));
+        // Its node gone: rendezvous among the others again.
+        let without: Vec<&str> = nodes.iter().copied().filter(|n| n != other).collect();
+        assert_eq!(desired(shard, &without, &pins), owner(shard, &without));
+        // Other shards are not moved by a pin.
+        assert_eq!(
+            desired(ShardId(8), &nodes, &pins),
+            owner(ShardId(8), &nodes)
+        );
+    }
 
     #[test]
     fn weights_are_frozen() {
@@ -62,13 +100,16 @@ mod tests {
         let nodes = ["n1", "n2", "n3"];
         let mut total = 0;
         for n in nodes {
-            let mine = shards_of(n, &nodes);
+            let mine = shards_of(n, &nodes, &Pins::new());
             // 1024 / 3 = 341; rendezvous spreads within a few percent.
             assert!((280..=400).contains(&mine.len()), "{n}: {}", mine.len());
             total += mine.len();
         }
         assert_eq!(total, usize::from(SHARD_COUNT));
-        assert_eq!(shards_of("n1", &["n1"]).len(), usize::from(SHARD_COUNT));
+        assert_eq!(
+            shards_of("n1", &["n1"], &Pins::new()).len(),
+            usize::from(SHARD_COUNT)
+        );
         assert_eq!(owner::<&str>(ShardId(1), &[]), None);
     }
 

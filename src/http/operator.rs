@@ -25,6 +25,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/operator/hub", web::get().to(hub_state))
         .route("/operator/cluster", web::get().to(cluster))
         .route("/operator/cluster/move", web::post().to(cluster_move))
+        .route("/operator/cluster/unpin", web::post().to(cluster_unpin))
         .route("/operator/events", web::get().to(events))
         .route("/operator/notify/test", web::post().to(notify_test))
         .configure(super::operator_tasks::configure);
@@ -89,6 +90,60 @@ async fn hub_state(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// `shards` of a move or unpin body: `None` if absent; each must be a shard
+/// number (0-1023), at least one, each once.
+fn shards_named(
+    body: &serde_json::Value,
+) -> Result<Option<Vec<crate::domain::shard::ShardId>>, ApiError> {
+    use crate::domain::shard::{ShardId, SHARD_COUNT};
+    let Some(list) = body.get("shards") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::invalid_argument(format!(
+            "shards: a non-empty list of shard numbers from 0 to {}",
+            SHARD_COUNT - 1
+        ))
+    };
+    let list = list.as_array().filter(|l| !l.is_empty()).ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(list.len());
+    for v in list {
+        let n = v
+            .as_u64()
+            .filter(|n| *n < u64::from(SHARD_COUNT))
+            .ok_or_else(bad)?;
+        out.push(ShardId(n as u16));
+    }
+    out.sort();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// Spread placement: give `shards` (every pinned shard if absent) back to
+/// rendezvous hashing (`hubctl cluster unpin`); how many were pinned.
+async fn cluster_unpin(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    guards::check_origin(&req, &st.origins)?;
+    guards::operator(&req, &st)?;
+    let node = match st.cluster.get() {
+        Some(n) if n.placement() == crate::store::pg::node::Placement::Spread => n,
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "shards are pinned with cluster_placement: spread only".into(),
+            ))
+        }
+    };
+    let shards = shards_named(&body)?;
+    let n = node
+        .unpin(shards.as_deref())
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the cluster's tables: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "unpinned": n})))
+}
+
 /// Cluster mode's members and shard map (`hubctl cluster`), from the database:
 /// answered by a standby too (which is where one asks who serves).
 async fn cluster(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -129,17 +184,45 @@ async fn cluster_move(
                 .into(),
         ));
     };
-    if node.placement() == crate::store::pg::node::Placement::Spread {
-        return Err(ApiError::invalid_argument(
-            "with cluster_placement: spread each shard is served by the node rendezvous hashing picks among the live members, and goes back there; to move a node's shards away, stop it (SIGTERM hands each to its next owner)"
-                .into(),
-        ));
-    }
     let to = body
         .get("to")
         .and_then(serde_json::Value::as_str)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::invalid_argument("to: is required (a node id)".into()))?;
+    let shards = shards_named(&body)?;
+    if node.placement() == crate::store::pg::node::Placement::Spread {
+        let Some(shards) = shards else {
+            return Err(ApiError::invalid_argument(
+                "with cluster_placement: spread name the shards to move (hubctl cluster move --shard N --to NODE); each goes back where rendezvous hashing puts it after hubctl cluster unpin".into(),
+            ));
+        };
+        let started = std::time::Instant::now();
+        let serving = node
+            .pin_to(&shards, to, MOVED_SERVES_WITHIN)
+            .await
+            .map_err(|e| match e {
+                MoveError::NotLive { .. } => ApiError::Operator {
+                    status: actix_web::http::StatusCode::NOT_FOUND,
+                    code: crate::domain::ErrorCode::NotFound,
+                    message: e.to_string(),
+                },
+                _ => ApiError::unavailable(e.to_string()),
+            })?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "ok": true,
+            "moved": true,
+            "pinned": true,
+            "to": to,
+            "shards": shards.len(),
+            "serving": serving,
+            "took_ms": started.elapsed().as_millis() as u64,
+        })));
+    }
+    if shards.is_some() {
+        return Err(ApiError::invalid_argument(
+            "with cluster_placement: standby every shard moves together: hubctl cluster move --to NODE without --shard".into(),
+        ));
+    }
     if to == node.id() && node.objection().is_none() {
         return Ok(HttpResponse::Ok().json(json!({
             "ok": true, "moved": false, "to": to, "shards": 0, "serving": true,

@@ -182,6 +182,53 @@ pub async fn live_nodes(
         .collect()
 }
 
+/// The shards pinned to a node (spread placement; `hubctl cluster move --shard`).
+pub async fn pins(client: &impl GenericClient) -> Result<crate::domain::placement::Pins, PgError> {
+    let rows = client
+        .query("SELECT shard, node_id FROM shard_pins", &[])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let shard: i32 = r.try_get(0)?;
+            Ok((ShardId(shard as u16), r.try_get(1)?))
+        })
+        .collect()
+}
+
+/// Pin `shards` to node `node_id` (its desired owner while it is a live member).
+pub async fn pin(
+    client: &impl GenericClient,
+    shards: &[ShardId],
+    node_id: &str,
+) -> Result<(), PgError> {
+    let shards: Vec<i32> = shards.iter().map(|s| i32::from(s.0)).collect();
+    client
+        .execute(
+            "INSERT INTO shard_pins (shard, node_id)
+             SELECT s, $2 FROM unnest($1::integer[]) AS s
+             ON CONFLICT (shard) DO UPDATE SET node_id = EXCLUDED.node_id, pinned_at = now()",
+            &[&shards, &node_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Unpin `shards` (every pinned shard with `None`): how many were pinned.
+pub async fn unpin(
+    client: &impl GenericClient,
+    shards: Option<&[ShardId]>,
+) -> Result<u64, PgError> {
+    Ok(match shards {
+        None => client.execute("DELETE FROM shard_pins", &[]).await?,
+        Some(list) => {
+            let list: Vec<i32> = list.iter().map(|s| i32::from(s.0)).collect();
+            client
+                .execute("DELETE FROM shard_pins WHERE shard = ANY($1)", &[&list])
+                .await?
+        }
+    })
+}
+
 /// Take those of `shards` that are free or lapsed, for `ttl`; returns the shards
 /// taken with their new epochs. A shard whose row another transaction has locked
 /// (a takeover in progress, or the old owner's batch still checking its fence) is

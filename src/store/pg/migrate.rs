@@ -81,6 +81,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "014_locks_holder",
         include_str!("../../../migrations/postgres/014_locks_holder.sql"),
     ),
+    (
+        15,
+        "015_shard_pins",
+        include_str!("../../../migrations/postgres/015_shard_pins.sql"),
+    ),
 ];
 
 /// The newest schema version this build has.

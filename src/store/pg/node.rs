@@ -98,6 +98,8 @@ pub(crate) struct Node {
     loaded: std::sync::Mutex<Vec<ShardId>>,
     /// Spread placement: the live members the last round placed the shards over.
     members: std::sync::Mutex<Vec<String>>,
+    /// Spread placement: the shards pinned to a node, as last read.
+    pins: std::sync::Mutex<crate::domain::placement::Pins>,
     /// Waits for the calls this node serves (set once the server runs).
     drain: std::sync::OnceLock<Drain>,
     member: Member,
@@ -197,6 +199,7 @@ impl Node {
             owners: watch::channel(Arc::new(ShardMap::default())).0,
             loaded: std::sync::Mutex::new(Vec::new()),
             members: std::sync::Mutex::new(Vec::new()),
+            pins: std::sync::Mutex::default(),
             drain: std::sync::OnceLock::new(),
             member,
             addr: addr.to_string(),
@@ -615,6 +618,14 @@ impl Node {
                 })
             })
             .collect::<Result<Vec<_>, PgError>>()?;
+        let pins = lease::pins(&client)
+            .await?
+            .into_iter()
+            .map(|(shard, node_id)| PinView {
+                shard: shard.0,
+                node_id,
+            })
+            .collect();
         let held = self.owned.count();
         Ok(ClusterView {
             node_id: self.member.node_id().to_string(),
@@ -629,6 +640,7 @@ impl Node {
             forwards_to: self.forwards_to(),
             members,
             shards,
+            pins,
         })
     }
 
@@ -853,6 +865,15 @@ pub(crate) struct ClusterView {
     pub members: Vec<MemberView>,
     /// Shards grouped by owner and lease state.
     pub shards: Vec<ShardGroup>,
+    /// Spread placement: shards pinned to a node (`hubctl cluster move --shard`).
+    pub pins: Vec<PinView>,
+}
+
+/// A shard pinned to a node.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct PinView {
+    pub shard: u16,
+    pub node_id: String,
 }
 
 /// One row of `nodes`.

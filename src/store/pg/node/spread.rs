@@ -17,7 +17,7 @@
 //! among the nodes still live.
 
 use super::{Leader, MoveError, Node, HAND_OVER_WAIT};
-use crate::domain::placement;
+use crate::domain::placement::{self, Pins};
 use crate::domain::shard::{ShardId, SHARD_COUNT};
 use crate::store::pg::{lease, Epoch, PgError};
 use std::collections::BTreeMap;
@@ -72,10 +72,11 @@ pub(crate) fn gives(
     me: &str,
     held: &[(ShardId, Epoch)],
     members: &[String],
+    pins: &Pins,
 ) -> Vec<(String, Vec<(ShardId, Epoch)>)> {
     let mut out: BTreeMap<&str, Vec<(ShardId, Epoch)>> = BTreeMap::new();
     for (shard, epoch) in held {
-        match placement::owner(*shard, members) {
+        match placement::desired(*shard, members, pins) {
             Some(to) if to != me => out.entry(to).or_default().push((*shard, *epoch)),
             _ => {}
         }
@@ -94,6 +95,60 @@ impl Node {
             .collect())
     }
 
+    /// The shards pinned to a node, as the last round read them.
+    pub(crate) fn pins(&self) -> Pins {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Pin `shards` to live member `to` (`hubctl cluster move --shard`), then
+    /// wait up to `within` for `to` to hold them all: whether it does.
+    pub(crate) async fn pin_to(
+        &self,
+        shards: &[ShardId],
+        to: &str,
+        within: std::time::Duration,
+    ) -> Result<bool, MoveError> {
+        let live = self.members().await.map_err(MoveError::Refused)?;
+        if !live.iter().any(|n| n.node_id == to) {
+            let ids: Vec<String> = live.into_iter().map(|n| n.node_id).collect();
+            return Err(MoveError::NotLive {
+                to: to.to_string(),
+                live: ids.join(", "),
+            });
+        }
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| MoveError::Refused(e.into()))?;
+        lease::pin(&client, shards, to).await?;
+        let mut maps = self.shard_maps();
+        let held = |map: &ShardMap| {
+            shards
+                .iter()
+                .all(|s| map.owner(*s).is_some_and(|o| o.node_id == to))
+        };
+        let waited = tokio::time::timeout(within, async {
+            loop {
+                if held(&maps.borrow_and_update()) {
+                    return;
+                }
+                if maps.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        Ok(waited.is_ok() && held(&maps.borrow()))
+    }
+
+    /// Unpin `shards` (all with `None`): how many were pinned. Rendezvous places
+    /// them again at the next round.
+    pub(crate) async fn unpin(&self, shards: Option<&[ShardId]>) -> Result<u64, PgError> {
+        let client = self.pool.get().await?;
+        lease::unpin(&client, shards).await
+    }
+
     /// The shard map and its changes.
     pub(crate) fn shard_maps(&self) -> tokio::sync::watch::Receiver<Arc<ShardMap>> {
         self.owners.subscribe()
@@ -107,16 +162,18 @@ impl Node {
         }
         let client = self.pool.get().await?;
         let live = lease::live_nodes(&client, self.timing.node_ttl()).await?;
+        let pins = lease::pins(&client).await?;
         let mut members: Vec<String> = live.into_iter().map(|(id, _)| id).collect();
         if !members.iter().any(|m| m == self.id()) {
             // It heartbeated in this round: only a clock jump hides it.
             members.push(self.id().to_string());
         }
-        let missing: Vec<ShardId> = placement::shards_of(self.id(), &members)
+        let missing: Vec<ShardId> = placement::shards_of(self.id(), &members, &pins)
             .into_iter()
             .filter(|s| self.owned.epoch(*s).is_none())
             .collect();
         *self.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
+        *self.pins.lock().unwrap_or_else(|p| p.into_inner()) = pins;
         if missing.is_empty() || self.moving.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -154,7 +211,8 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let gives = gives(self.id(), &self.owned.held(), &members);
+        let pins = self.pins();
+        let gives = gives(self.id(), &self.owned.held(), &members, &pins);
         // A hub not loaded yet is loaded with what is held when it is: no reload.
         let serving = self.served.load(Ordering::Acquire) != u64::MAX;
         let gained = serving && {
@@ -241,7 +299,7 @@ impl Node {
                 return;
             }
         };
-        for (to, shards) in gives(self.id(), &self.owned.held(), &members) {
+        for (to, shards) in gives(self.id(), &self.owned.held(), &members, &self.pins()) {
             let only: Vec<ShardId> = shards.iter().map(|(s, _)| *s).collect();
             match self.transfer_to(&to, Some(&only)).await {
                 Ok((n, _)) => tracing::info!(to, shards = n, "shards handed to their next owner"),
@@ -261,13 +319,14 @@ mod tests {
     fn gives_what_others_are_desired_for() {
         let members: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
         let all: Vec<(ShardId, Epoch)> = (0..SHARD_COUNT).map(|s| (ShardId(s), Epoch(1))).collect();
-        let out = gives("n1", &all, &members);
+        let none = Pins::new();
+        let out = gives("n1", &all, &members, &none);
         assert_eq!(
             out.iter().map(|(to, _)| to.as_str()).collect::<Vec<_>>(),
             ["n2", "n3"]
         );
         let given: usize = out.iter().map(|(_, s)| s.len()).sum();
-        let kept = placement::shards_of("n1", &members).len();
+        let kept = placement::shards_of("n1", &members, &none).len();
         assert_eq!(given + kept, usize::from(SHARD_COUNT));
         for (to, shards) in &out {
             for (s, _) in shards {
@@ -275,12 +334,22 @@ mod tests {
             }
         }
         // Alone, or holding only its own: nothing to give.
-        assert!(gives("n1", &all, &["n1".to_string()]).is_empty());
-        let mine: Vec<(ShardId, Epoch)> = placement::shards_of("n1", &members)
+        assert!(gives("n1", &all, &["n1".to_string()], &none).is_empty());
+        let mine: Vec<(ShardId, Epoch)> = placement::shards_of("n1", &members, &none)
             .into_iter()
             .map(|s| (s, Epoch(1)))
             .collect();
-        assert!(gives("n1", &mine, &members).is_empty());
+        assert!(gives("n1", &mine, &members, &none).is_empty());
+        // A shard of n1's pinned to n3 goes there.
+        let (pinned, _) = mine[0];
+        let pins: Pins = [(pinned, "n3".to_string())].into();
+        let moved = gives("n1", &mine, &members, &pins);
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].0, "n3");
+        assert_eq!(
+            moved[0].1.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [pinned]
+        );
     }
 
     #[test]
