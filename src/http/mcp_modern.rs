@@ -181,7 +181,8 @@ async fn request(
         admission::mark_writes(req);
     }
     if may_wait(&method, params.as_ref()) {
-        return Ok(waiting(st, hub, agent, id, method, params));
+        let ping = super::mcp_route::ping_every(req, st);
+        return Ok(waiting(st, hub, agent, (id, method, params), ping));
     }
     let resp = dispatch::request(
         hub,
@@ -205,17 +206,17 @@ async fn request(
     })
 }
 
-/// A call that may wait, as an SSE stream with a comment every second while it is
-/// parked (see [`sse::waiting`]). Closing the stream is this revision's
-/// cancellation: the write of the next comment fails, the call is dropped and its
-/// waiter withdrawn (a pull marks nothing read; a lock wait leaves the line).
+/// A call that may wait, as an SSE stream with a comment every `ping` while it is
+/// parked (see [`sse::waiting`] and `mcp_route::ping_every`). Closing the stream
+/// is this revision's cancellation: the write of the next comment fails, the call
+/// is dropped and its waiter withdrawn (a pull marks nothing read; a lock wait
+/// leaves the line).
 fn waiting(
     st: &web::Data<AppState>,
     hub: &Hub,
     agent: AgentId,
-    id: Id,
-    method: String,
-    params: Option<Value>,
+    (id, method, params): (Id, String, Option<Value>),
+    ping: std::time::Duration,
 ) -> HttpResponse {
     let (st, hub) = (st.clone(), hub.clone());
     // A node handing its shards over does not wait for a parked call (see
@@ -237,7 +238,7 @@ fn waiting(
         Some(jsonrpc::to_json(&resp))
     }
     .instrument(tracing::Span::current());
-    sse::waiting(work, std::time::Duration::from_secs(1), None)
+    sse::waiting(work, ping, None)
 }
 
 /// `subscriptions/listen`: an SSE stream that stays open, acknowledged first, then

@@ -184,7 +184,8 @@ async fn handle_post(
                 admission::mark_writes(req);
             }
             if may_wait(&method, params.as_ref()) {
-                return Ok(waiting(st, hub, agent, session, id, method, params));
+                let ping = ping_every(req, st);
+                return Ok(waiting(st, hub, agent, session, (id, method, params), ping));
             }
             let Some(resp) = run(st, hub, &agent, &session, id, method, params).await else {
                 return Ok(sse::unanswered(Some(&session.id)));
@@ -262,7 +263,20 @@ pub(super) fn may_wait(method: &str, params: Option<&Value>) -> bool {
         .is_some_and(|w| w > 0.0)
 }
 
-/// A call that may wait, answered as an SSE stream with a comment every second
+/// How often a parked call's stream carries a comment: every second, or every
+/// quarter second for a call another node sent on (cluster mode). A hang-up is
+/// noticed at the second write after it, hop by hop: through a gateway (and a
+/// balancer) the serving node would learn of it seconds late, and hand a lock to
+/// a waiter that is gone.
+pub(super) fn ping_every(req: &HttpRequest, st: &AppState) -> std::time::Duration {
+    if super::gateway::from_node(req.head(), st) {
+        std::time::Duration::from_millis(250)
+    } else {
+        std::time::Duration::from_secs(1)
+    }
+}
+
+/// A call that may wait, answered as an SSE stream with a comment every `ping`
 /// while it is parked: the only way to notice a client that hung up (see
 /// [`sse::waiting`]). Clients accept SSE answers to any POST (the Accept check).
 fn waiting(
@@ -270,9 +284,8 @@ fn waiting(
     hub: &Hub,
     agent: AgentId,
     session: Arc<Session>,
-    id: Id,
-    method: String,
-    params: Option<Value>,
+    (id, method, params): (Id, String, Option<Value>),
+    ping: std::time::Duration,
 ) -> HttpResponse {
     let (st, hub, sid) = (st.clone(), hub.clone(), session.id.clone());
     // Registered now, not at the stream's first poll: a cancel may come first.
@@ -288,7 +301,7 @@ fn waiting(
         resp.map(|r| jsonrpc::to_json(&r))
     }
     .instrument(tracing::Span::current());
-    sse::waiting(work, std::time::Duration::from_secs(1), Some(&sid))
+    sse::waiting(work, ping, Some(&sid))
 }
 
 fn initialize(
