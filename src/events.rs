@@ -163,6 +163,8 @@ pub(crate) struct EventBus {
     notable: broadcast::Sender<Arc<Event>>,
     recent: Mutex<VecDeque<Arc<Event>>>,
     seq: AtomicU64,
+    /// The time of the last id given (under the lock of `recent`).
+    last_ms: AtomicU64,
     /// In cluster mode, `-<node id>` after each id: the ids of events relayed from
     /// other nodes stay unique.
     tag: std::sync::OnceLock<String>,
@@ -184,6 +186,7 @@ impl Default for EventBus {
             notable: broadcast::channel(RECENT).0,
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             seq: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
             tag: std::sync::OnceLock::new(),
         }
     }
@@ -192,7 +195,14 @@ impl Default for EventBus {
 impl EventBus {
     /// Publish one event (of a committed write, or of presence).
     pub(crate) fn publish(&self, d: Draft) {
-        let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        // Numbered, kept and sent under one lock (the writer, presence and the
+        // supervisor publish from different threads): events go out in the
+        // order of their ids, which another node's relay relies on to skip what
+        // it passed on already. The time never goes back within a process.
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let millis = now.max(self.last_ms.load(Ordering::Relaxed));
+        self.last_ms.store(millis, Ordering::Relaxed);
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let tag = self.tag.get().map_or("", String::as_str);
         let event = Arc::new(Event {
@@ -205,7 +215,7 @@ impl EventBus {
             at: d.at,
             relayed: false,
         });
-        self.keep(&event);
+        keep(&mut recent, &event);
         // No subscriber is fine.
         if !is_frequent(&event.event_type) {
             let _ = self.notable.send(event.clone());
@@ -218,16 +228,9 @@ impl EventBus {
     pub(crate) fn import(&self, mut e: Event) {
         e.relayed = true;
         let event = Arc::new(e);
-        self.keep(&event);
-        let _ = self.tx.send(event);
-    }
-
-    fn keep(&self, event: &Arc<Event>) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT {
-            recent.pop_front();
-        }
-        recent.push_back(event.clone());
+        keep(&mut recent, &event);
+        let _ = self.tx.send(event);
     }
 
     /// Whether `id` is one of the events kept.
@@ -295,6 +298,14 @@ impl EventBus {
         };
         Subscription { replay, gap, live }
     }
+}
+
+/// `event` kept for resuming, the oldest dropped past [`RECENT`].
+fn keep(recent: &mut VecDeque<Arc<Event>>, event: &Arc<Event>) {
+    if recent.len() == RECENT {
+        recent.pop_front();
+    }
+    recent.push_back(event.clone());
 }
 
 /// When the event of `id` was published (its leading hex milliseconds).

@@ -338,6 +338,10 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     })
     .expect("a node serves after n1 stopped");
     let next_url = format!("http://127.0.0.1:{next}/mcp");
+    // The gateway's marks, proven for the node they are sent to now.
+    let next_id = if next == n2.port { "n2" } else { "n3" };
+    let retry = marks_to(&n1, next_id, "00112233445566778899aabbccddeeff", true);
+    let send_retry = marks_to(&n1, next_id, "0123456789abcdef0123456789abcdef", true);
     let at_next = Modern::new(&next_url, &token("disp")).post_with(&body, headers, &refs(&retry));
     assert_eq!(at_next.body, first.body, "from request_log");
     let sent_next = Modern::new(&next_url, &token("disp")).post_with(
@@ -433,19 +437,38 @@ fn inbox_updated(listening: &SseStream) -> Value {
 /// The marks of a call to `/mcp` sent on by a node named "a-test" with
 /// `request_id`, a later try with `retry`, proven under `hub`'s cluster key.
 fn marks(hub: &Hub, request_id: &str, retry: bool) -> Vec<(&'static str, String)> {
-    node_marks(hub, "POST", "/mcp", Some(request_id), retry, None, 0)
+    marks_to(hub, "n1", request_id, retry)
 }
 
-/// The marks of a call to `target` by a node named "a-test", stamped `ago_ms`
-/// before now (and bound to `body` when given), proven under `hub`'s cluster key
-/// as the hub's `node_auth` proves them: HMAC-SHA256 of a label and each field
-/// followed by a NUL, 128 bits in hex.
+/// [`marks`] of a call sent to node `to`.
+fn marks_to(hub: &Hub, to: &str, request_id: &str, retry: bool) -> Vec<(&'static str, String)> {
+    node_marks_to(hub, to, "POST", "/mcp", (Some(request_id), retry), None, 0)
+}
+
+/// The marks of a call to `target` at node n1 by a node named "a-test", stamped
+/// `ago_ms` before now (and bound to `body` when given), proven under `hub`'s
+/// cluster key as the hub's `node_auth` proves them: HMAC-SHA256 of a label and
+/// each field followed by a NUL, 128 bits in hex.
 fn node_marks(
     hub: &Hub,
     method: &str,
     target: &str,
     request_id: Option<&str>,
     retry: bool,
+    body: Option<&[u8]>,
+    ago_ms: i64,
+) -> Vec<(&'static str, String)> {
+    let id_retry = (request_id, retry);
+    node_marks_to(hub, "n1", method, target, id_retry, body, ago_ms)
+}
+
+/// [`node_marks`] of a call sent to node `to`.
+fn node_marks_to(
+    hub: &Hub,
+    to: &str,
+    method: &str,
+    target: &str,
+    (request_id, retry): (Option<&str>, bool),
     body: Option<&[u8]>,
     ago_ms: i64,
 ) -> Vec<(&'static str, String)> {
@@ -472,6 +495,8 @@ fn node_marks(
     m.update(b"agent-hub node call v2\0");
     for field in [
         "a-test",
+        // The node it is sent to (each test node is named by its --node-id).
+        to,
         method,
         target,
         request_id.unwrap_or(""),

@@ -151,7 +151,8 @@ async fn serve(
         slot.clone(),
     ));
     let webhooks = crate::notify::Webhooks::start(&settings.notify, &instance);
-    let node_key = cluster_key.map(|k| Arc::new(http::gateway::node_auth::NodeKey::new(k)));
+    let node_key =
+        cluster_key.map(|k| Arc::new(http::gateway::node_auth::NodeKey::new(k, &ep.node_id)));
     let state = AppState {
         webhooks: webhooks.clone(),
         hub: slot.clone(),
@@ -346,6 +347,14 @@ async fn serve(
         }
     };
     let term = hub_store.term();
+    if let Some(node) = node
+        .as_ref()
+        .filter(|n| n.placement() == config::Placement::Spread)
+    {
+        // The event stream shows every node's events: ids tagged unique, from
+        // the first event on.
+        store.events().set_node(node.id());
+    }
     // The session store is the actors' way to push on agents' open GET streams.
     let hub = Hub::start(hub_store, snapshot, live.clone(), sessions.clone());
     // The agents table may have changed since the load (a reload from then on
@@ -372,10 +381,8 @@ async fn serve(
             reloader.clone(),
             fill.subscribe(),
         ));
-        if node.placement() == crate::store::pg::node::Placement::Spread {
+        if node.placement() == config::Placement::Spread {
             actix_rt::spawn(take_outbox(fill.subscribe()));
-            // The event stream shows every node's events (ids tagged unique).
-            store.events().set_node(node.id());
             let relays = http::gateway::relay_events::Relays {
                 node: node.clone(),
                 key: node_key.clone(),

@@ -448,7 +448,7 @@ pub(crate) async fn post_at_owner(
             let out = CLIENT
                 .with(|c| c.post(url))
                 .timeout(Duration::from_secs(30));
-            let out = st.mark(out, node.id(), None, false, Some(&bytes));
+            let out = st.mark(out, (node.id(), &owner.node_id), None, false, Some(&bytes));
             match out
                 .content_type("application/json")
                 .send_body(bytes.clone())
@@ -507,13 +507,15 @@ pub(crate) enum Lost {
 
 /// Spread placement: one JSON-RPC request `item` of a 2025-03-26 batch `req`
 /// (served here), whose home is in `shard`, sent alone to the node serving it on
-/// the client's session and token; its response (one JSON-RPC message, from a
-/// JSON or an SSE answer).
+/// the client's session and token, with request id and retry mark `logged` when
+/// the batch came with them (the owner logs its answer); its response (one
+/// JSON-RPC message, from a JSON or an SSE answer).
 pub(crate) async fn call_at_owner(
     st: &AppState,
     req: &HttpRequest,
     shard: crate::domain::shard::ShardId,
     item: &str,
+    logged: Option<(String, bool)>,
 ) -> Result<String, Lost> {
     let Some(node) = st.cluster.get().cloned() else {
         return Err(Lost::Unsent("not a cluster node".into()));
@@ -539,7 +541,8 @@ pub(crate) async fn call_at_owner(
             out = out.insert_header((name, v.clone()));
         }
     }
-    let out = st.mark(out, node.id(), None, false, None);
+    let (id, retry) = logged.map_or((None, false), |(id, r)| (Some(id), r));
+    let out = st.mark(out, (node.id(), &owner.node_id), id.as_deref(), retry, None);
     let mut resp = match out.send_body(item.to_string()).await {
         Ok(r) => r,
         Err(awc::error::SendRequestError::Connect(e)) => {
@@ -644,7 +647,7 @@ pub(crate) async fn statuses_at_owners(
         let out = CLIENT.with(|c| c.post(url)).timeout(Duration::from_secs(5));
         let body = serde_json::to_vec(&super::internal::AgentsBody { ids }).unwrap_or_default();
         let out = st
-            .mark(out, node.id(), None, false, Some(&body))
+            .mark(out, (node.id(), &node_id), None, false, Some(&body))
             .content_type("application/json");
         async move {
             let asked = out.send_body(body).await;
@@ -766,7 +769,7 @@ pub(crate) async fn ask_every_other_node(
             let out = CLIENT.with(|c| c.post(url)).timeout(within);
             // An empty object, bound by the proof like every node-to-node body.
             let mut out = st
-                .mark(out, node.id(), None, false, Some(b"{}"))
+                .mark(out, (node.id(), &n.node_id), None, false, Some(b"{}"))
                 .content_type("application/json");
             if let Some(a) = &auth {
                 out = out.insert_header((header::AUTHORIZATION, a.clone()));
@@ -807,7 +810,7 @@ pub(crate) async fn reload_leader(req: &HttpRequest, st: &AppState) -> Option<se
     let out = CLIENT
         .with(|c| c.post(url))
         .timeout(Duration::from_secs(30));
-    let mut out = st.mark(out, node.id(), None, false, None);
+    let mut out = st.mark(out, (node.id(), &leader.node_id), None, false, None);
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         out = out.insert_header((header::AUTHORIZATION, auth.clone()));
     }
@@ -1033,7 +1036,12 @@ async fn send(
     request_id: Option<(&str, bool)>,
     dest: Dest,
 ) -> Try {
-    let answer_wait = st.forward_timeout();
+    // A prune of months of history answers when it is done (hubctl waits an
+    // hour), at the node serving shard 0 (spread placement).
+    let answer_wait = match req.path() {
+        "/operator/prune" => Duration::from_secs(3600),
+        _ => st.forward_timeout(),
+    };
     let base = leader.url.trim_end_matches("/mcp");
     let target = format!(
         "{base}{}",
@@ -1046,7 +1054,7 @@ async fn send(
         out = out.append_header((name, value));
     }
     let (id, retry) = request_id.map_or((None, false), |(id, r)| (Some(id), r));
-    let out = st.mark(out, node.id(), id, retry, None);
+    let out = st.mark(out, (node.id(), &leader.node_id), id, retry, None);
     let kept = body.clone();
     let resp = match out.send_body(body).await {
         Ok(resp) => resp,

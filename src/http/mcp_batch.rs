@@ -110,7 +110,7 @@ pub(super) async fn batch(
                     return Some(answer);
                 }
                 // Refused before anything ran: done at its node, concurrently too.
-                Some(elsewhere(req, st, hub, agent, raw[i], answer).await)
+                Some(elsewhere(req, st, hub, agent, (i, raw[i]), answer).await)
             }
             Ok(Incoming::Notification { method, params }) => {
                 notify(session, &method, params.as_deref());
@@ -140,7 +140,7 @@ async fn elsewhere(
     st: &AppState,
     hub: &Hub,
     agent: &AgentId,
-    item: &RawValue,
+    (index, item): (usize, &RawValue),
     refused: Response,
 ) -> Response {
     let Ok(Incoming::Request { id, params, .. }) = jsonrpc::classify(item) else {
@@ -156,7 +156,14 @@ async fn elsewhere(
         return refused;
     };
     let shard = crate::domain::shard::shard_of(&home);
-    match super::gateway::call_at_owner(st, req, shard, item.get()).await {
+    // A batch a gateway sent with a request id (and may send again) sends each
+    // of these calls with one of its own, derived: a second try is answered from
+    // the owner's log instead of running again.
+    let logged = crate::mcp::replay::FORWARDED
+        .try_with(|f| (item_request_id(&f.request_id, index), f.retry))
+        .ok();
+    let sent = super::gateway::call_at_owner(st, req, shard, item.get(), logged);
+    match sent.await {
         Ok(text) => jsonrpc::relayed(&id, &text).unwrap_or(refused),
         Err(super::gateway::Lost::Unsent(why)) => {
             tracing::debug!(why, "a batch call for another node was not sent; its refusal stands");
@@ -168,5 +175,25 @@ async fn elsewhere(
                 "the node serving {name} was lost during the call ({why}): it may have been done; check before calling again"
             )),
         ),
+    }
+}
+
+/// The request id of the call at `index` of a batch sent with `request_id`: 128
+/// bits of SHA-256 of both, in hex (a valid request id of its own).
+fn item_request_id(request_id: &str, index: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{request_id}/{index}").as_bytes());
+    crate::domain::ids::hex(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_call_of_a_batch_gets_its_own_valid_request_id() {
+        let id = "00112233445566778899aabbccddeeff";
+        let (a, b) = (super::item_request_id(id, 0), super::item_request_id(id, 1));
+        assert!(crate::mcp::replay::valid_request_id(&a), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, super::item_request_id(id, 0), "the same on every try");
     }
 }

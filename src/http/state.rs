@@ -166,13 +166,13 @@ impl<T: Clone> Slot<T> {
 }
 
 impl AppState {
-    /// `out` marked as sent on by node `node` and proven (see
+    /// `out` marked as sent by node `from_to.0` to node `from_to.1` and proven (see
     /// [`crate::http::gateway::node_auth::mark`]): the one place that signs what
     /// this server sends.
     pub(crate) fn mark(
         &self,
         out: awc::ClientRequest,
-        node: &str,
+        from_to: (&str, &str),
         request_id: Option<&str>,
         retry: bool,
         body: Option<&[u8]>,
@@ -180,7 +180,7 @@ impl AppState {
         crate::http::gateway::node_auth::mark(
             self.node_key.as_deref(),
             out,
-            node,
+            from_to,
             request_id,
             retry,
             body,

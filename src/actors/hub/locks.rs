@@ -55,6 +55,21 @@ impl Hub {
             }
         };
         self.inner.store.wait_durable(ticket).await?;
+        if waited && !renewed && !self.inner.held.is_all() {
+            // Spread placement: the count of the agent's locks elsewhere was read
+            // before the wait; it may have taken more there meanwhile.
+            let max = self.settings().max_locks_per_agent;
+            let all = self.inner.store.locks_elsewhere(&agent, &[]).await?;
+            if all > max {
+                self.lock_release(&AgentId::new(&agent), &lock.lock_key)
+                    .await?;
+                return Err(crate::domain::lease::too_many(format!(
+                    "you hold {max} locks (max_locks_per_agent) at the nodes of the cluster; release one before acquiring {}",
+                    lock.lock_key
+                ))
+                .into());
+            }
+        }
         if waited {
             // Granted after a wait: a channel event too, so that a Claude Code
             // session sees it as an event of its own, like the other hub news.

@@ -137,13 +137,13 @@ impl Reopen {
         let deadline = Instant::now() + forward_wait(&self.node);
         let mut finder = super::Finder::new(&self.node, self.dest);
         loop {
-            let url = if finder.here(&self.st, &self.node) {
-                Some(self.node.url().to_string())
+            let at = if finder.here(&self.st, &self.node) {
+                Some((self.node.id().to_string(), self.node.url().to_string()))
             } else {
-                finder.there(&self.node).map(|l| l.url)
+                finder.there(&self.node).map(|l| (l.node_id, l.url))
             };
-            if let Some(url) = url {
-                match self.open(&url).await {
+            if let Some((to, url)) = at {
+                match self.open(&to, &url).await {
                     Opened::Stream(s) => return Some(s),
                     Opened::Over(status) => {
                         tracing::debug!(%status, "a relayed GET stream was not opened again");
@@ -160,7 +160,7 @@ impl Reopen {
         }
     }
 
-    async fn open(&self, url: &str) -> Opened {
+    async fn open(&self, to: &str, url: &str) -> Opened {
         let base = url.trim_end_matches("/mcp");
         let mut out = CLIENT
             .with(|c| c.request(self.method.clone(), format!("{base}{}", self.path)))
@@ -175,9 +175,13 @@ impl Reopen {
         }
         // A later try: a logged call done by an earlier one (same request id) is
         // answered from the log; a stream opened again hears of a non-empty inbox.
-        let out = self
-            .st
-            .mark(out, self.node.id(), self.request_id.as_deref(), true, None);
+        let out = self.st.mark(
+            out,
+            (self.node.id(), to),
+            self.request_id.as_deref(),
+            true,
+            None,
+        );
         let sent = if self.method == Method::GET {
             out.send().await
         } else {

@@ -4,7 +4,7 @@
 //! `mcp::replay`), stamps it ([`NODE_STAMP_HEADER`]: its wall-clock time in
 //! milliseconds and a nonce) and proves all of it with [`NODE_AUTH_HEADER`]:
 //! HMAC-SHA256 under the cluster key of a domain label, the sending node's id,
-//! the method, the path and query, the request id, the retry mark, the stamp and
+//! the receiving node's id, the method, the path and query, the request id, the retry mark, the stamp and
 //! the SHA-256 of the body when the call carries one ([`NODE_BODY_HEADER`]),
 //! truncated to 128 bits, in hex.
 //!
@@ -13,7 +13,7 @@
 //! of a stream opened again, `/internal/…`) only when the proof checks and the
 //! stamp is within [`SKEW`] of its own clock: a client that sets them itself is an
 //! ordinary client, and a proof read off the wire cannot be moved to another
-//! method, path or body, nor used after [`SKEW`]. `/internal/…` calls, which carry
+//! node, method, path or body, nor used after [`SKEW`]. `/internal/…` calls, which carry
 //! no client token and so rest on the proof alone, also bind their body and are
 //! taken once ([`NodeKey::first_use`]): a copy of one is refused even within the
 //! window. A call forwarded for a client binds no body: the client's own token is
@@ -54,6 +54,8 @@ const MAC: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Marks<'a> {
     pub node: &'a str,
+    /// The node it is sent to: a proof read off the wire is no good at another.
+    pub to: &'a str,
     pub method: &'a str,
     /// The path and query, as the receiver's request line has them.
     pub target: &'a str,
@@ -96,6 +98,8 @@ impl Proven {
 /// already taken.
 pub(crate) struct NodeKey {
     key: [u8; 32],
+    /// This node's id: what the calls it takes must be proven for.
+    me: String,
     seen: Mutex<Seen>,
 }
 
@@ -108,9 +112,11 @@ struct Seen {
 }
 
 impl NodeKey {
-    pub(crate) fn new(key: [u8; 32]) -> NodeKey {
+    /// The cluster key `key` at node `me`.
+    pub(crate) fn new(key: [u8; 32], me: &str) -> NodeKey {
         NodeKey {
             key,
+            me: me.to_string(),
             seen: Mutex::new(Seen {
                 since: Instant::now(),
                 now: HashSet::new(),
@@ -127,6 +133,7 @@ impl NodeKey {
         // into each other.
         for field in [
             m.node,
+            m.to,
             m.method,
             m.target,
             m.request_id.unwrap_or(""),
@@ -170,6 +177,7 @@ impl NodeKey {
         };
         let marks = Marks {
             node,
+            to: &self.me,
             method: head.method.as_str(),
             target: target_of(&head.uri),
             request_id: text(REQUEST_ID_HEADER),
@@ -222,13 +230,13 @@ impl NodeKey {
     }
 }
 
-/// `out` marked as sent on by node `node` (with `request_id`, a later try with
-/// `retry`), stamped, and the marks proven under `key` with `out`'s method and
-/// target and, for a call that binds it, the SHA-256 of `body`.
+/// `out` marked as sent by node `node` to node `to` (with `request_id`, a later
+/// try with `retry`), stamped, and the marks proven under `key` with `out`'s
+/// method and target and, for a call that binds it, the SHA-256 of `body`.
 pub(crate) fn mark(
     key: Option<&NodeKey>,
     mut out: awc::ClientRequest,
-    node: &str,
+    (node, to): (&str, &str),
     request_id: Option<&str>,
     retry: bool,
     body: Option<&[u8]>,
@@ -250,6 +258,7 @@ pub(crate) fn mark(
     }
     let proof = k.sign(&Marks {
         node,
+        to,
         method: out.get_method().as_str(),
         target: target_of(out.get_uri()),
         request_id,
@@ -313,6 +322,7 @@ mod tests {
     fn marks<'a>(stamp: &'a str, body: Option<&'a str>) -> Marks<'a> {
         Marks {
             node: "n2",
+            to: "n1",
             method: "POST",
             target: "/internal/count?x=1",
             request_id: Some(ID),
@@ -354,7 +364,7 @@ mod tests {
 
     #[test]
     fn marks_count_only_when_proven_for_this_call_and_time() {
-        let key = NodeKey::new([7; 32]);
+        let key = NodeKey::new([7; 32], "n1");
         let now = 1_764_000_000_000_i64;
         let stamp = format!("{now}.ab1");
         let digest = body_digest(b"{}");
@@ -365,7 +375,7 @@ mod tests {
         assert!(!proven.binds(b"{ }"));
         // Another key, node, request id, retry mark, stamp or body digest.
         assert_eq!(
-            check(&NodeKey::new([8; 32]), request(&m, &proof), now),
+            check(&NodeKey::new([8; 32], "n1"), request(&m, &proof), now),
             Err(Unproven::Forged)
         );
         let r = with(request(&m, &proof), FORWARDED_HEADER, "n3");
@@ -390,6 +400,11 @@ mod tests {
         let other_body = body_digest(b"[]");
         let r = with(request(&m, &proof), NODE_BODY_HEADER, &other_body);
         assert_eq!(check(&key, r, now), Err(Unproven::Forged));
+        // Taken to another node.
+        assert_eq!(
+            check(&NodeKey::new([7; 32], "n3"), request(&m, &proof), now),
+            Err(Unproven::Forged)
+        );
         // Moved to another path or method.
         let moved = Marks {
             target: "/internal/act?x=1",
@@ -434,7 +449,7 @@ mod tests {
 
     #[test]
     fn an_internal_proof_is_taken_once() {
-        let key = NodeKey::new([7; 32]);
+        let key = NodeKey::new([7; 32], "n1");
         let now = unix_ms();
         let (a, b) = (format!("{now}.1"), format!("{now}.2"));
         let proven = |stamp: &str| {

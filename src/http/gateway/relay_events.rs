@@ -47,7 +47,9 @@ pub(crate) struct Relays {
 /// Relay the other nodes' events here (spawned by `serve` with spread
 /// placement): a relay per node serving shards, from the time this node started.
 pub(crate) async fn relay_events(r: Relays) {
-    let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Per node: its relay, and the last of its events passed on (kept when a
+    // relay ends, so that one started again skips what was passed on already).
+    let mut running: HashMap<String, (tokio::task::JoinHandle<()>, Last)> = HashMap::new();
     let since_ms = now_ms();
     let mut maps = r.node.shard_maps();
     loop {
@@ -60,13 +62,17 @@ pub(crate) async fn relay_events(r: Relays) {
             .filter(|n| n.node_id != r.node.id())
             .cloned()
             .collect();
-        running.retain(|_, relay| !relay.is_finished());
         for other in others {
-            if running.contains_key(&other.node_id) {
-                continue;
-            }
-            let id = other.node_id.clone();
-            running.insert(id, actix_rt::spawn(relay(r.clone(), other, since_ms)));
+            let entry = running.entry(other.node_id.clone());
+            let last = match &entry {
+                std::collections::hash_map::Entry::Occupied(e) if !e.get().0.is_finished() => {
+                    continue
+                }
+                std::collections::hash_map::Entry::Occupied(e) => e.get().1.clone(),
+                std::collections::hash_map::Entry::Vacant(_) => Last::default(),
+            };
+            let relay = actix_rt::spawn(relay(r.clone(), other.node_id, since_ms, last.clone()));
+            entry.insert_entry((relay, last));
         }
         // A relay that ended is started again at the next change, or within a
         // second.
@@ -74,35 +80,39 @@ pub(crate) async fn relay_events(r: Relays) {
     }
 }
 
-/// Relay the events of node `from` from `since_ms` on, for as long as it serves
-/// shards.
-async fn relay(r: Relays, from: Leader, since_ms: u64) {
-    let mut last: Option<String> = None;
-    let mut since = since_ms;
+/// The id of the last event of a node passed on here.
+type Last = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Relay the events of node `from` (at the address the shard map has now) after
+/// `last`, or from `since_ms` on, for as long as it serves shards.
+async fn relay(r: Relays, from: String, since_ms: u64, last: Last) {
     loop {
-        let opened = Instant::now();
-        match pass_on(&r, &from, since, &mut last).await {
-            Ok(()) => tracing::debug!(node = %from.node_id, "a relayed event stream ended"),
-            Err(e) => {
-                tracing::debug!(node = %from.node_id, error = %e, "a relayed event stream broke")
-            }
-        }
-        if let Some(id) = &last {
-            since = millis_of(id).unwrap_or(since);
-        }
-        let serving = r
-            .node
-            .shard_maps()
-            .borrow()
-            .nodes()
-            .iter()
-            .any(|n| n.node_id == from.node_id);
-        if !serving {
+        let Some(at) = serving(&r, &from) else {
             return;
+        };
+        let opened = Instant::now();
+        let mut seen = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let since = seen.as_deref().and_then(millis_of).unwrap_or(since_ms);
+        let passed = pass_on(&r, &at, since, &mut seen).await;
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+        match passed {
+            Ok(()) => tracing::debug!(node = %from, "a relayed event stream ended"),
+            Err(e) => tracing::debug!(node = %from, error = %e, "a relayed event stream broke"),
         }
         // At most one new stream a second per node.
         tokio::time::sleep(Duration::from_secs(1).saturating_sub(opened.elapsed())).await;
     }
+}
+
+/// Node `id` as the shard map has it, if it serves shards.
+fn serving(r: &Relays, id: &str) -> Option<Leader> {
+    r.node
+        .shard_maps()
+        .borrow()
+        .nodes()
+        .iter()
+        .find(|n| n.node_id == id)
+        .cloned()
 }
 
 /// One stream of `from`'s events from `since`: each event after `last` is
@@ -119,7 +129,14 @@ async fn pass_on(
         from.url.trim_end_matches("/mcp")
     );
     let out = CLIENT.with(|c| c.get(url)).timeout(Duration::from_secs(10));
-    let out = node_auth::mark(r.key.as_deref(), out, r.node.id(), None, false, Some(b"{}"));
+    let out = node_auth::mark(
+        r.key.as_deref(),
+        out,
+        (r.node.id(), &from.node_id),
+        None,
+        false,
+        Some(b"{}"),
+    );
     let resp = out.send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("answered {}", resp.status()));
