@@ -206,6 +206,13 @@ fn several_nodes_serve_their_shards() {
     }
     // (No agent is served by n1: the messages are the others'.)
     assert_eq!(from_nodes, ["n2", "n3"].map(String::from).into());
+    // The dashboard (served by shard 0's node) shows every agent's page,
+    // wherever the agent is served.
+    let browser = Browser::logged_in(&front);
+    for a in AGENTS {
+        let page = browser.page(&format!("/ui/agents/{a}"));
+        assert!(page.contains(a), "{a}");
+    }
     let erin = front.client("erin");
     let b = erin.call("message_send", json!({"subject": "all:erin", "body": "b"}));
     assert_eq!(b["recipients"].as_array().map(Vec::len), Some(5), "{b}");

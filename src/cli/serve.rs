@@ -494,15 +494,24 @@ async fn prune_replies(
 const OUTBOX_POLL: Duration = Duration::from_millis(100);
 
 /// Spread placement: take the deliveries other nodes left in the outbox for the
-/// agents this node serves (see `actors::hub::outbox`), every [`OUTBOX_POLL`].
-/// A failure is logged once a minute.
+/// agents this node serves (see `actors::hub::outbox`), every [`OUTBOX_POLL`],
+/// and read the count of stored tasks again every tenth time. A failure is
+/// logged once a minute.
 async fn take_outbox(hubs: tokio::sync::watch::Receiver<Option<Hub>>) {
     static FAILED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(60_000);
+    let mut round: u32 = 0;
     loop {
         tokio::time::sleep(OUTBOX_POLL).await;
         let Some(hub) = hubs.borrow().clone() else {
             continue;
         };
+        // Once a second: the count of stored tasks, which every node changes.
+        round = round.wrapping_add(1);
+        if round.is_multiple_of(10) {
+            if let Err(e) = hub.refresh_task_count().await {
+                tracing::debug!(error = %e, "the count of stored tasks was not read");
+            }
+        }
         match hub.take_outbox().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(taken = n, "deliveries taken from the outbox"),

@@ -565,6 +565,18 @@ impl Store {
         Ok(super::reads::postgres::mail::locks_elsewhere(&client, agent, held).await?)
     }
 
+    /// Spread placement: how many tasks are stored, in every shard (the
+    /// `tasks` counter the writers keep); `None` on SQLite.
+    pub(crate) async fn stored_task_count(&self) -> Result<Option<usize>, StoreError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(None);
+        };
+        let client = pool.get().await.map_err(super::pg::PgError::from)?;
+        Ok(Some(
+            super::reads::postgres::activation::count_tasks(&client).await?,
+        ))
+    }
+
     /// Spread placement: the deliveries written with their message and not yet
     /// made by the recipient's node (`delivery_outbox`); 0 on SQLite.
     pub(crate) async fn outbox_len(&self) -> Result<u64, StoreError> {

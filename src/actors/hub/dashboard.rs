@@ -8,6 +8,7 @@ use super::Hub;
 use crate::actors::HubError;
 use crate::domain::message::Message;
 use crate::domain::task::{Assignment, Round};
+use crate::domain::AgentId;
 use crate::store::pages::{Page, PageRequest};
 use crate::store::Reads;
 use chrono::{DateTime, Utc};
@@ -73,14 +74,19 @@ impl Hub {
         Ok(self.inner.store.outbox_len().await?)
     }
 
-    /// One agent of agents.env with its presence; `None` if this hub does not
-    /// serve it.
+    /// One agent of agents.env with its presence (spread placement: from the node
+    /// serving it, for one another node serves); `None` if it is not an agent.
     pub(crate) async fn agent_presence(
         &self,
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<AgentStatus>, HubError> {
-        self.agent_status(id, now).await
+        let here = self.agent_status(id, now).await?;
+        if here.is_some() || !self.inner.dir.elsewhere.contains_key(&AgentId::new(id)) {
+            return Ok(here);
+        }
+        let mut there = self.statuses_elsewhere(vec![id.to_string()]).await?;
+        Ok(there.pop())
     }
 
     /// Writes, the writer's queue and the counts, waiting at most `wait` for the

@@ -78,6 +78,17 @@ impl Hub {
         }
     }
 
+    /// Spread placement: the count of stored tasks read again (every node
+    /// creates and prunes tasks; `hub_status` shows the cluster's).
+    pub(crate) async fn refresh_task_count(&self) -> Result<(), HubError> {
+        if let Some(n) = self.inner.store.stored_task_count().await? {
+            self.inner
+                .task_count
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Take the outbox rows `rows` (recipient, message) of agents served here,
     /// once each, and wait until their deliveries are stored. Rows of agents
     /// served elsewhere (a shard that moved since they were read) are left for

@@ -129,14 +129,22 @@ pub(crate) async fn take(
         tx.commit().await?;
         return Ok(Taken::Full);
     }
-    tx.execute(
-        "INSERT INTO agent_quota (kind, item_id, agent_id, shard, created_at)
-         VALUES ($1, $2, $3, $4, now())",
-        &[&kind, &item, &agent, &shard],
-    )
-    .await?;
+    // Another agent's take of the same item (racing for one assignment) may have
+    // committed since the look above: theirs stands, as if seen.
+    let inserted = tx
+        .execute(
+            "INSERT INTO agent_quota (kind, item_id, agent_id, shard, created_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (kind, item_id) DO NOTHING",
+            &[&kind, &item, &agent, &shard],
+        )
+        .await?;
     tx.commit().await?;
-    Ok(Taken::New)
+    Ok(if inserted == 1 {
+        Taken::New
+    } else {
+        Taken::Held
+    })
 }
 
 /// Units for the live items that have none: those written while one node served
