@@ -280,7 +280,8 @@ fn forwarded_calls(server: &Postgres, url: &str) {
     let resent = disp.post_with(&send_body, send_headers.clone(), &refs(&send_retry));
     assert_eq!(resent.body, sent.body);
     // A 2025-03-26 batch whose two sends carry the same JSON-RPC id: two calls,
-    // logged apart (the position in the batch is part of the key).
+    // logged apart (each is logged under a request id derived from the batch's and
+    // its position).
     let old = Client::connect(&n1.url, &token("disp"), "2025-03-26");
     let item = |text: &str| {
         json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "message_send",

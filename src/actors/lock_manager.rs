@@ -359,6 +359,9 @@ impl Handler<Acquire> for LockManager {
 pub(crate) struct Release {
     pub key: String,
     pub agent: String,
+    /// Only the grant with this id and expiry (not one renewed since): what a
+    /// grant taken back after the fact names.
+    pub only: Option<(String, crate::domain::time::Timestamp)>,
 }
 
 impl Message for Release {
@@ -369,7 +372,20 @@ impl Handler<Release> for LockManager {
     type Result = Result<(Lock, Ticket), DomainError>;
 
     fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) -> Self::Result {
-        let lock = self.table.release(&msg.key, &msg.agent, Utc::now())?;
+        let now = Utc::now();
+        if let Some((id, expires_at)) = &msg.only {
+            let same = self
+                .table
+                .get(&msg.key, now)
+                .is_some_and(|l| &l.id == id && &l.expires_at == expires_at);
+            if !same {
+                return Err(DomainError::LockNotHeld {
+                    key: msg.key,
+                    holder: None,
+                });
+            }
+        }
+        let lock = self.table.release(&msg.key, &msg.agent, now)?;
         let t = self.freed(&lock, LockGone::Released, ctx);
         Ok((lock, t))
     }

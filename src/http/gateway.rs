@@ -865,6 +865,11 @@ fn unproven_marks(req: &ServiceRequest, st: &AppState) -> Option<HttpResponse> {
     use node_auth::Unproven;
     let why = match st.node_key.as_ref()?.check(req.head()) {
         Ok(_) | Err(Unproven::Unmarked) => return None,
+        // Meant for another node: refused as a standby refuses, so that the
+        // sender finds where to send it (nothing was done).
+        Err(Unproven::Elsewhere) => {
+            return Some(ApiError::standby("the call was meant for another node").error_response())
+        }
         Err(why) => why,
     };
     static REFUSED: crate::log_limit::LogLimit = crate::log_limit::LogLimit::new(10_000);

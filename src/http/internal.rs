@@ -187,6 +187,7 @@ fn from_a_node<T: serde::de::DeserializeOwned>(
         refused(match why {
             Unproven::Unmarked | Unproven::Forged => "no valid proof",
             Unproven::Stale => "stamped more than 60 s from this node's clock",
+            Unproven::Elsewhere => "meant for another node",
         })
     })?;
     if !proven.binds(body) {

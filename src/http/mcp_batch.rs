@@ -101,16 +101,29 @@ pub(super) async fn batch(
     let answers = join_all(items.into_iter().enumerate().map(|(i, item)| async move {
         match item {
             Err((id, e)) => Some(jsonrpc::err(&id, &e)),
-            // A cancelled request gets no entry (see `run`). Its position keys a
-            // logged call apart from another with the same id (`mcp::replay`).
+            // A cancelled request gets no entry (see `run`). A batch a gateway
+            // sent with a request id logs each call under an id of its own,
+            // derived from the batch's and its position (two calls may carry the
+            // same JSON-RPC id), whether it runs here or at its node: a second
+            // try finds it logged either way (`mcp::replay`).
             Ok(Incoming::Request { id, method, params }) => {
+                use crate::mcp::replay::{Forwarded, FORWARDED};
+                let logged = FORWARDED
+                    .try_with(|f| Forwarded {
+                        request_id: item_request_id(&f.request_id, i),
+                        retry: f.retry,
+                    })
+                    .ok();
                 let call = run(st, hub, agent, session, id, method, params);
-                let answer = crate::mcp::replay::BATCH_ITEM.scope(i, call).await?;
+                let answer = match logged.clone() {
+                    Some(f) => FORWARDED.scope(f, call).await?,
+                    None => call.await?,
+                };
                 if !answer.is_not_owner() {
                     return Some(answer);
                 }
                 // Refused before anything ran: done at its node, concurrently too.
-                Some(elsewhere(req, st, hub, agent, (i, raw[i]), answer).await)
+                Some(elsewhere(req, st, hub, agent, (raw[i], logged), answer).await)
             }
             Ok(Incoming::Notification { method, params }) => {
                 notify(session, &method, params.as_deref());
@@ -140,7 +153,7 @@ async fn elsewhere(
     st: &AppState,
     hub: &Hub,
     agent: &AgentId,
-    (index, item): (usize, &RawValue),
+    (item, logged): (&RawValue, Option<crate::mcp::replay::Forwarded>),
     refused: Response,
 ) -> Response {
     let Ok(Incoming::Request { id, params, .. }) = jsonrpc::classify(item) else {
@@ -156,12 +169,9 @@ async fn elsewhere(
         return refused;
     };
     let shard = crate::domain::shard::shard_of(&home);
-    // A batch a gateway sent with a request id (and may send again) sends each
-    // of these calls with one of its own, derived: a second try is answered from
-    // the owner's log instead of running again.
-    let logged = crate::mcp::replay::FORWARDED
-        .try_with(|f| (item_request_id(&f.request_id, index), f.retry))
-        .ok();
+    // Sent with the call's own request id, if it has one: a second try is
+    // answered from the owner's log instead of running again.
+    let logged = logged.map(|f| (f.request_id, f.retry));
     let sent = super::gateway::call_at_owner(st, req, shard, item.get(), logged);
     match sent.await {
         Ok(text) => jsonrpc::relayed(&id, &text).unwrap_or(refused),

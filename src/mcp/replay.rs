@@ -77,12 +77,6 @@ tokio::task_local! {
     pub(crate) static FORWARDED: Forwarded;
 }
 
-tokio::task_local! {
-    /// The position of a call in a 2025-03-26 batch, part of its log key: two
-    /// requests of one batch may carry the same JSON-RPC id.
-    pub(crate) static BATCH_ITEM: usize;
-}
-
 /// A request id a gateway may send: 32 lowercase hex digits.
 pub(crate) fn valid_request_id(id: &str) -> bool {
     crate::domain::ids::is_lower_hex(id, 32)
@@ -94,10 +88,9 @@ pub(crate) fn key(agent: &AgentId, id: &Id, name: &str) -> Option<(String, bool)
     if !LOGGED_TOOLS.contains(&name) {
         return None;
     }
-    let item = BATCH_ITEM.try_with(|i| format!("{i}/")).unwrap_or_default();
     FORWARDED
         .try_with(|f| {
-            let key = format!("{agent}/{}/{item}{}", f.request_id, id.key());
+            let key = format!("{agent}/{}/{}", f.request_id, id.key());
             (key, f.retry)
         })
         .ok()

@@ -59,15 +59,29 @@ impl Hub {
             // Spread placement: the count of the agent's locks elsewhere was read
             // before the wait; it may have taken more there meanwhile.
             let max = self.settings().max_locks_per_agent;
-            let all = self.inner.store.locks_elsewhere(&agent, &[]).await?;
+            // Unread (the database is down): the grant stands, as if counted.
+            let all = self
+                .inner
+                .store
+                .locks_elsewhere(&agent, &[])
+                .await
+                .unwrap_or(0);
             if all > max {
-                self.lock_release(&AgentId::new(&agent), &lock.lock_key)
-                    .await?;
-                return Err(crate::domain::lease::too_many(format!(
-                    "you hold {max} locks (max_locks_per_agent) at the nodes of the cluster; release one before acquiring {}",
-                    lock.lock_key
-                ))
-                .into());
+                // This grant only: a second try of the call (a gateway's) may
+                // have renewed it and answered it held, and then it stays.
+                let taken_back = Release {
+                    key: lock.lock_key.clone(),
+                    agent: agent.clone(),
+                    only: Some((lock.id.clone(), lock.expires_at)),
+                };
+                if let Ok(Ok(reply)) = self.inner.locks.send(taken_back).await {
+                    self.durable(reply).await?;
+                    return Err(crate::domain::lease::too_many(format!(
+                        "you hold {max} locks (max_locks_per_agent) at the nodes of the cluster; release one before acquiring {}",
+                        lock.lock_key
+                    ))
+                    .into());
+                }
             }
         }
         if waited {
@@ -94,6 +108,7 @@ impl Hub {
             .send(Release {
                 key: key.to_string(),
                 agent: agent.to_string(),
+                only: None,
             })
             .await??;
         self.durable(reply).await

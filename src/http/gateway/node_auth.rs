@@ -38,6 +38,10 @@ pub(crate) const NODE_AUTH_HEADER: &str = "x-agent-hub-node-auth";
 pub(crate) const NODE_STAMP_HEADER: &str = "x-agent-hub-node-stamp";
 /// The SHA-256 of the body, in hex, on the calls that bind theirs.
 pub(crate) const NODE_BODY_HEADER: &str = "x-agent-hub-node-body";
+/// The node a call is meant for (also bound by the proof): a node that gets
+/// another's call (an address taken over by another node id) refuses it as a
+/// standby does, for the sender to find the right node, not as a forgery.
+pub(crate) const NODE_TO_HEADER: &str = "x-agent-hub-node-to";
 
 /// How far a stamp may be from the receiving node's clock, either way.
 pub(crate) const SKEW: Duration = Duration::from_secs(60);
@@ -77,6 +81,9 @@ pub(crate) enum Unproven {
     /// A proof stamped further than [`SKEW`] from this node's clock: a copy of an
     /// old call, or a node whose clock is off.
     Stale,
+    /// A call proven for another node (the sender's map of who is where is out
+    /// of date): nothing done, to be sent again.
+    Elsewhere,
 }
 
 /// Marks that checked, for the calls that also bind a body or are taken once.
@@ -186,7 +193,17 @@ impl NodeKey {
             body,
         };
         if self.mac(&marks).verify_truncated_left(&proof).is_err() {
-            return Err(Unproven::Forged);
+            // Proven for the node it names, not this one?
+            let named = text(NODE_TO_HEADER).filter(|to| *to != self.me);
+            let elsewhere = named.is_some_and(|to| {
+                let meant = Marks { to, ..marks };
+                self.mac(&meant).verify_truncated_left(&proof).is_ok()
+            });
+            return Err(if elsewhere {
+                Unproven::Elsewhere
+            } else {
+                Unproven::Forged
+            });
         }
         // Proven: the stamp is the sender's own.
         let at = stamp_ms(stamp).ok_or(Unproven::Forged)?;
@@ -256,6 +273,7 @@ pub(crate) fn mark(
     if let Some(d) = &digest {
         out = out.insert_header((NODE_BODY_HEADER, d.as_str()));
     }
+    out = out.insert_header((NODE_TO_HEADER, to));
     let proof = k.sign(&Marks {
         node,
         to,
@@ -295,6 +313,7 @@ pub(crate) fn is_mark(name: &str) -> bool {
     matches!(
         name,
         FORWARDED_HEADER
+            | NODE_TO_HEADER
             | NODE_AUTH_HEADER
             | NODE_STAMP_HEADER
             | NODE_BODY_HEADER
@@ -400,10 +419,15 @@ mod tests {
         let other_body = body_digest(b"[]");
         let r = with(request(&m, &proof), NODE_BODY_HEADER, &other_body);
         assert_eq!(check(&key, r, now), Err(Unproven::Forged));
-        // Taken to another node.
+        // Taken to another node: a forgery, unless it says whom it was for.
         assert_eq!(
             check(&NodeKey::new([7; 32], "n3"), request(&m, &proof), now),
             Err(Unproven::Forged)
+        );
+        let named = request(&m, &proof).insert_header((NODE_TO_HEADER, "n1"));
+        assert_eq!(
+            check(&NodeKey::new([7; 32], "n3"), named, now),
+            Err(Unproven::Elsewhere)
         );
         // Moved to another path or method.
         let moved = Marks {
