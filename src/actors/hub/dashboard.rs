@@ -85,8 +85,12 @@ impl Hub {
         if here.is_some() || !self.inner.dir.elsewhere.contains_key(&AgentId::new(id)) {
             return Ok(here);
         }
+        // Its node did not answer: not "no such agent", but "not now".
         let mut there = self.statuses_elsewhere(vec![id.to_string()]).await?;
-        Ok(there.pop())
+        there
+            .pop()
+            .map(Some)
+            .ok_or_else(|| HubError::NotOwner(format!("agent {id} (its node did not answer)")))
     }
 
     /// Writes, the writer's queue and the counts, waiting at most `wait` for the
