@@ -30,7 +30,11 @@ const SUMMED_WRITER: [&str; 2] = ["queued_ops", "storage_faults"];
 
 /// This node's own state.
 pub(crate) async fn local(st: &AppState, hub: &Hub) -> Value {
-    let h = hub.health(Duration::from_millis(500)).await;
+    state_of(st, &hub.health(Duration::from_millis(500)).await)
+}
+
+/// This node's state around its health `h`.
+fn state_of(st: &AppState, h: &Health) -> Value {
     let writes = match &h.writes {
         Ok(()) => "saved".to_string(),
         Err(e) => format!("refused: {e}"),
@@ -59,7 +63,13 @@ pub(crate) async fn local(st: &AppState, hub: &Hub) -> Value {
 /// The state of the hub: this node's, or with spread placement the cluster's
 /// (each node's under `nodes`).
 pub(crate) async fn whole(st: &AppState, hub: &Hub) -> Value {
-    let mut v = local(st, hub).await;
+    let h = hub.health(Duration::from_millis(500)).await;
+    whole_from(st, hub, &h).await
+}
+
+/// [`whole`] from this node's health `h`.
+async fn whole_from(st: &AppState, hub: &Hub, h: &Health) -> Value {
+    let mut v = state_of(st, h);
     if !hub.spread() {
         return v;
     }
@@ -124,7 +134,7 @@ pub(crate) async fn health(st: &AppState, hub: &Hub) -> Health {
     if !hub.spread() {
         return h;
     }
-    let v = whole(st, hub).await;
+    let v = whole_from(st, hub, &h).await;
     let n = |key: &str| v[key].as_u64().unwrap_or(0);
     h.tasks_in_memory = n("tasks_in_memory");
     h.locks_held = v["locks_held"].as_u64();

@@ -108,8 +108,7 @@ async fn act(
     st: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: Act = from_a_node(&req, &st, &body)?;
-    let hub = st.hub.get().await?;
+    let (body, hub): (Act, _) = proven(&req, &st, &body).await?;
     let done = body.run(&hub).await;
     answer(&hub, done.map(|n| json!({"ok": true, "n": n}))).await
 }
@@ -147,8 +146,7 @@ async fn agents(
     st: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: AgentsBody = from_a_node(&req, &st, &body)?;
-    let hub = st.hub.get().await?;
+    let (body, hub): (AgentsBody, _) = proven(&req, &st, &body).await?;
     let now = chrono::Utc::now();
     let mut out = Vec::new();
     for id in body.ids.iter().take(1000) {
@@ -211,6 +209,16 @@ fn from_a_node<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// [`from_a_node`], and this node's hub (the standby 503 if it serves nothing).
+async fn proven<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    st: &AppState,
+    body: &[u8],
+) -> Result<(T, crate::actors::Hub), ApiError> {
+    let body = from_a_node(req, st, body)?;
+    Ok((body, st.hub.get().await?))
+}
+
 async fn follow(
     req: HttpRequest,
     st: web::Data<AppState>,
@@ -228,8 +236,7 @@ async fn prune(
     st: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let _: serde::de::IgnoredAny = from_a_node(&req, &st, &body)?;
-    let hub = st.hub.get().await?;
+    let (_, hub): (serde::de::IgnoredAny, _) = proven(&req, &st, &body).await?;
     let pruned = super::error::settle(&hub, hub.prune(false, chrono::Utc::now()).await).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "pruned": pruned})))
 }
@@ -248,8 +255,7 @@ async fn push(
     st: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: PushBody = from_a_node(&req, &st, &body)?;
-    let hub = st.hub.get().await?;
+    let (body, hub): (PushBody, _) = proven(&req, &st, &body).await?;
     let pushed = hub.push_here(&AgentId::new(&body.agent), body.item);
     super::error::settle(&hub, pushed).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
@@ -261,8 +267,7 @@ async fn hub_state(
     st: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let _: serde::de::IgnoredAny = from_a_node(&req, &st, &body)?;
-    let hub = st.hub.get().await?;
+    let (_, hub): (serde::de::IgnoredAny, _) = proven(&req, &st, &body).await?;
     Ok(HttpResponse::Ok().json(super::hub_state::local(&st, &hub).await))
 }
 
@@ -279,8 +284,7 @@ async fn events(
     st: web::Data<AppState>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let _: serde::de::IgnoredAny = from_a_node(&req, &st, b"{}")?;
-    let hub = st.hub.get().await?;
+    let (_, hub): (serde::de::IgnoredAny, _) = proven(&req, &st, b"{}").await?;
     Ok(super::event_stream::local_response(
         hub.events(),
         q.since_ms.unwrap_or(0),
@@ -301,8 +305,7 @@ async fn count(
     st: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CountBody = from_a_node(&req, &st, &body)?;
-    let hub = st.hub.get().await?;
+    let (body, hub): (CountBody, _) = proven(&req, &st, &body).await?;
     let sender = AgentId::new(&body.sender);
     let done = hub.count_here(&body.task_id, &sender, body.step).await;
     answer(&hub, done.map(|()| json!({"ok": true}))).await

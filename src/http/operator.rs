@@ -119,6 +119,25 @@ fn shards_named(
     Ok(Some(out))
 }
 
+/// Why a move (or a pin) moved nothing, as the operator API answers it.
+fn move_refused(e: crate::store::pg::node::MoveError) -> ApiError {
+    use crate::store::pg::node::MoveError;
+    match e {
+        MoveError::NotServing(why) => ApiError::standby(&why),
+        MoveError::NotLive { .. } => ApiError::Operator {
+            status: actix_web::http::StatusCode::NOT_FOUND,
+            code: crate::domain::ErrorCode::NotFound,
+            message: e.to_string(),
+        },
+        // Busy: practically never (a node moving its shards forwards requests).
+        MoveError::Busy
+        | MoveError::Nothing
+        | MoveError::Refused(_)
+        | MoveError::Db(_)
+        | MoveError::TimedOut => ApiError::unavailable(e.to_string()),
+    }
+}
+
 /// Spread placement: give `shards` (every pinned shard if absent) back to
 /// rendezvous hashing (`hubctl cluster unpin`); how many were pinned.
 async fn cluster_unpin(
@@ -175,7 +194,7 @@ async fn cluster_move(
     st: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::store::pg::node::{MoveError, HAND_OVER_WAIT};
+    use crate::store::pg::node::HAND_OVER_WAIT;
     guards::check_origin(&req, &st.origins)?;
     guards::operator(&req, &st)?;
     let Some(node) = st.cluster.get() else {
@@ -200,14 +219,7 @@ async fn cluster_move(
         let serving = node
             .pin_to(&shards, to, MOVED_SERVES_WITHIN)
             .await
-            .map_err(|e| match e {
-                MoveError::NotLive { .. } => ApiError::Operator {
-                    status: actix_web::http::StatusCode::NOT_FOUND,
-                    code: crate::domain::ErrorCode::NotFound,
-                    message: e.to_string(),
-                },
-                _ => ApiError::unavailable(e.to_string()),
-            })?;
+            .map_err(move_refused)?;
         return Ok(HttpResponse::Ok().json(json!({
             "ok": true,
             "moved": true,
@@ -238,20 +250,7 @@ async fn cluster_move(
     })
     .await
     .map_err(|_| ApiError::internal("the move's task ended early".into()))?;
-    let (shards, owner) = moved.map_err(|e| match e {
-        MoveError::NotServing(why) => ApiError::standby(&why),
-        MoveError::NotLive { .. } => ApiError::Operator {
-            status: actix_web::http::StatusCode::NOT_FOUND,
-            code: crate::domain::ErrorCode::NotFound,
-            message: e.to_string(),
-        },
-        // Busy: practically never (a node moving its shards forwards requests).
-        MoveError::Busy
-        | MoveError::Nothing
-        | MoveError::Refused(_)
-        | MoveError::Db(_)
-        | MoveError::TimedOut => ApiError::unavailable(e.to_string()),
-    })?;
+    let (shards, owner) = moved.map_err(move_refused)?;
     let serving = super::gateway::ready_within(&owner.url, MOVED_SERVES_WITHIN).await;
     Ok(HttpResponse::Ok().json(json!({
         "ok": true,
